@@ -1,1 +1,28 @@
-"""kernels package."""
+"""Model ops for the GLM engine: one function per op, dispatched in kernels/dispatch.py
+(Triton on CUDA when available, the plain-torch reference everywhere else)."""
+
+from .dispatch import (
+    TRITON_KERNELS,
+    backend,
+    linear,
+    paged_attention,
+    quantize_kv,
+    rms_norm,
+    rotary_and_cache,
+    silu_and_mul,
+    triton_available,
+)
+from .quant import Int8Weight
+
+__all__ = [
+    "TRITON_KERNELS",
+    "Int8Weight",
+    "backend",
+    "linear",
+    "paged_attention",
+    "quantize_kv",
+    "rms_norm",
+    "rotary_and_cache",
+    "silu_and_mul",
+    "triton_available",
+]

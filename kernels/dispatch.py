@@ -1,0 +1,127 @@
+"""The one place that picks an implementation for each op.
+
+CUDA tensors, Triton importable and env AUTOGLM_KERNELS != "torch" -> the Triton kernel named in
+TRITON_KERNELS (when the op has one); everything else -> the torch reference. The engine calls only
+the functions below, never a kernel directly. Shapes: T packed tokens, B sequences, nh query heads,
+nkv KV heads, hd head dim. KV cache per layer: (num_blocks, block_size, nkv, hd); for an INT8 cache
+k_scale/v_scale are (num_blocks, block_size, nkv) float32. slot = block_id * block_size + offset.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+
+import torch
+
+from .activation import silu_and_mul_ref
+from .attention import paged_attention_ref
+from .norm import rms_norm_ref
+from .quant import Int8Weight, linear_ref, quantize_kv_ref
+from .rotary import rotary_and_cache_ref
+
+# op name -> "module:function" of its Triton launcher (same signature as the public op).
+# NOTE: the Triton helper fills this table; an op missing here always runs its reference.
+TRITON_KERNELS: dict[str, str] = {}
+
+
+@functools.cache
+def triton_available() -> bool:
+    """True when Triton can be imported (checked once, lazily: CPU boxes need not have it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def backend() -> str:
+    """'torch' forces the references everywhere; anything else lets CUDA tensors use Triton."""
+    return os.environ.get("AUTOGLM_KERNELS", "auto").lower()
+
+
+@functools.cache
+def _load(target: str) -> Callable:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _pick(op: str, ref: Callable, x: torch.Tensor) -> Callable:
+    target = TRITON_KERNELS.get(op)
+    if target is None or not x.is_cuda or backend() == "torch" or not triton_available():
+        return ref
+    return _load(target)
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """x (T, H) -> norm(x) * weight; with residual: h = x + residual -> (norm(h) * weight, h)."""
+    return _pick("rms_norm", rms_norm_ref, x)(x, weight, eps, residual)
+
+
+def rotary_and_cache(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Rotate q (T, nh, hd) and k (T, nkv, hd) (GLM interleaved partial rotary; cos/sin (T, rotary_dim // 2)
+    float32), write rotated k and v into cache slots slot_mapping (T,) int64 (quantizing when scales are
+    given); return rotated q."""
+    fn = _pick("rotary_and_cache", rotary_and_cache_ref, q)
+    return fn(q, k, v, cos, sin, k_cache, v_cache, slot_mapping, k_scale, v_scale)
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    max_seqlen_q: int,
+    scale: float,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Causal attention of packed queries q (T, nh, hd) over each sequence's cached K/V -> (T, nh, hd).
+    block_tables (B, max_blocks) int32, seq_lens (B,) int32 (cached tokens after this step's writes),
+    cu_seqlens_q (B+1,) int32. Query head h reads KV head h // (nh // nkv)."""
+    fn = _pick("paged_attention", paged_attention_ref, q)
+    return fn(
+        q,
+        k_cache,
+        v_cache,
+        block_tables,
+        seq_lens,
+        cu_seqlens_q,
+        max_seqlen_q,
+        scale,
+        k_scale,
+        v_scale,
+        softcap,
+    )
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """x (T, 2I) = [gate | up] -> silu(gate) * up, (T, I)."""
+    return _pick("silu_and_mul", silu_and_mul_ref, x)(x)
+
+
+def linear(x: torch.Tensor, w: torch.Tensor | Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x (T, K) -> (T, N) for a (N, K) weight tensor or an Int8Weight."""
+    if isinstance(w, Int8Weight):
+        return _pick("linear_int8", linear_ref, x)(x, w, bias)
+    return _pick("linear", linear_ref, x)(x, w, bias)
+
+
+def quantize_kv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (..., hd) -> (int8 (..., hd), float32 scale (...)), scale = absmax / 127 per token and head."""
+    return _pick("quantize_kv", quantize_kv_ref, x)(x)
