@@ -1,0 +1,153 @@
+"""Search latency of our segment index against a FAISS flat index, with recall@k against exact search.
+
+Data: a mixture of gaussians on the unit sphere (clustered like real embeddings, unlike uniform noise):
+`--clusters` random unit centres, each point = centre + isotropic noise with norm ~`--spread`, then
+L2-normalized. Queries are fresh draws from the same mixture. Each query is searched alone (the
+latency a user sees), FAISS limited to `--threads` threads.
+
+    python benchmarks/search_index.py --sizes 10000,100000,1000000 --threads 2
+
+Prints a table and writes JSON to benchmarks/out/search_index-<utc time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from retrieval.index import IndexCache, Manifest, add_segment, write_segment
+
+DIM = 384
+
+
+def mixture(n: int, centres: np.ndarray, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """n normalized float32 points around randomly chosen centres (built in blocks to bound memory)."""
+    out = np.empty((n, centres.shape[1]), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        which = rng.integers(0, centres.shape[0], e - s)
+        noise = rng.standard_normal((e - s, centres.shape[1]), dtype=np.float32)
+        noise *= spread / np.sqrt(centres.shape[1])
+        block = centres[which] + noise
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[s:e] = block
+    return out
+
+
+def timed(search, queries: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-query latencies in ms and total wall seconds, one query at a time."""
+    lat = np.empty(len(queries))
+    t0 = time.perf_counter()
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        search(q)
+        lat[i] = (time.perf_counter() - t) * 1e3
+    return lat, time.perf_counter() - t0
+
+
+def recall(found: list[list[int]], exact: np.ndarray, k: int) -> float:
+    hits = sum(len(set(f[:k]) & set(e[:k].tolist())) for f, e in zip(found, exact, strict=True))
+    return hits / (k * len(found))
+
+
+def run_size(n: int, args, centres: np.ndarray, rng: np.random.Generator) -> list[dict]:
+    x = mixture(n, centres, args.spread, rng)
+    queries = mixture(args.queries, centres, args.spread, rng)
+    ids = np.arange(n, dtype=np.int64)
+    rows = []
+
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(x)
+    _, exact = flat.search(queries, args.k)  # ground truth, batched
+    lat, wall = timed(lambda q: flat.search(q.reshape(1, -1), args.k), queries)
+    rows.append(row("faiss IndexFlatIP (exact)", n, lat, wall, 1.0, 0.0, args))
+    flat.reset()
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        t = time.perf_counter()
+        name = write_segment(Path(tmp), ids, x)
+        build_s = time.perf_counter() - t
+        del x
+        manifest = add_segment(Manifest(), name)
+        cache = IndexCache()
+        cache.search(Path(tmp), manifest, queries[0], args.k)  # load outside the timing
+        found: list[list[int]] = []
+        lat, wall = timed(
+            lambda q: found.append([i for i, _ in cache.search(Path(tmp), manifest, q, args.k)]), queries
+        )
+        rows.append(row("ours (segment index)", n, lat, wall, recall(found, exact, args.k), build_s, args))
+    return rows
+
+
+def row(name: str, n: int, lat: np.ndarray, wall: float, rec: float, build_s: float, args) -> dict:
+    return {
+        "index": name,
+        "vectors": n,
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "qps": round(len(lat) / wall, 1),
+        f"recall@{args.k}": round(rec, 4),
+        "build_s": round(build_s, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated vector counts")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2, help="FAISS/OpenMP threads (target: 2 cores)")
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--spread", type=float, default=0.75, help="noise norm relative to the unit centres")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="where segment files are written (default: system tmp)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out"))
+    args = ap.parse_args()
+
+    faiss.omp_set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    centres = rng.standard_normal((args.clusters, DIM), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    rows: list[dict] = []
+    header = f"{'index':28} {'vectors':>9} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>9} {'recall@' + str(args.k):>10} {'build s':>8}"
+    print(header)
+    print("-" * len(header))
+    for n in (int(s) for s in args.sizes.split(",")):
+        for r in run_size(n, args, centres, rng):
+            rows.append(r)
+            print(
+                f"{r['index']:28} {r['vectors']:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['qps']:>9.1f}"
+                f" {r[f'recall@{args.k}']:>10.4f} {r['build_s']:>8.2f}",
+                flush=True,
+            )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"search_index-{stamp}.json"
+    meta = {
+        "machine": platform.platform(),
+        "cpus_visible": os.cpu_count(),
+        "faiss": faiss.__version__,
+        "threads": args.threads,
+        "queries": args.queries,
+        "k": args.k,
+        "data": f"mixture of {args.clusters} gaussians, spread {args.spread}, dim {DIM}, normalized",
+        "seed": args.seed,
+    }
+    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
