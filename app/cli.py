@@ -1,0 +1,211 @@
+"""`autoglm`: serve, worker, create-admin, ingest, migrate (+ generate/chat from inference.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from app.settings import reload_settings, settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.db import migrate
+    from app.worker_proc import WorkerSupervisor, requeue_pending
+
+    if args.model:
+        os.environ["AUTOGLM_MODEL_PATH"] = str(Path(args.model).resolve())
+        settings.model_path = os.environ["AUTOGLM_MODEL_PATH"]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate()
+    supervisor = None
+    if settings.embedded_worker and not args.no_worker:
+        supervisor = WorkerSupervisor()
+        supervisor.start()
+        if settings.embedded_broker:
+            requeue_pending()
+    try:
+        uvicorn.run(
+            "app.main:app",
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from app.worker_proc import worker_argv
+
+    argv = worker_argv(concurrency=args.concurrency)
+    os.execv(argv[0], argv)  # the worker replaces this process: signals reach Celery directly
+    return 0  # unreachable
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from app.db import migrate
+
+    migrate()
+    print(f"database at head: {settings.db_url}")
+    return 0
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from app import auth
+    from app.db import migrate, session_scope
+    from app.models import Role, User
+
+    migrate()
+    with session_scope() as s:
+        user = s.exec(select(User).where(User.name == args.name)).first()
+        if user is None:
+            user, key = auth.create_user(s, args.name, Role.admin)
+        else:
+            if user.role != Role.admin:
+                print(f"error: user {args.name!r} exists and is not an admin", file=sys.stderr)
+                return 1
+            key = auth.issue_key(s, user)
+        s.commit()
+    print(key)
+    return 0
+
+
+def _files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():
+            out.append(p)
+        else:
+            print(f"warning: {p} does not exist", file=sys.stderr)
+    return out
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+    from tqdm import tqdm
+
+    from app import uploads
+    from app.db import migrate, session_scope
+    from app.models import Collection, DocStatus, Document
+    from ingest import pipeline
+    from ingest.tasks import enqueue_document
+
+    migrate()
+    files = _files(args.paths)
+    with session_scope() as s:
+        coll = s.exec(select(Collection).where(Collection.name == args.collection)).first()
+        if coll is None:
+            coll = Collection(name=args.collection)
+            s.add(coll)
+            s.commit()
+        cid = coll.id
+    todo: list[int] = []
+    docs: list[int] = []
+    failures = ready = 0
+    for f in tqdm(files, desc="upload", unit="file", disable=args.quiet):
+        data = (
+            f.read_bytes()
+            if f.stat().st_size <= settings.max_upload_bytes
+            else b"\0" * (settings.max_upload_bytes + 1)
+        )
+        with session_scope() as s:
+            try:
+                doc, new = uploads.add_document(s, cid, f.name, data, None)
+            except uploads.Rejected as r:
+                failures += 1
+                tqdm.write(f"rejected {f}: {r.detail}")
+                continue
+            s.commit()
+            docs.append(doc.id)
+            if new:
+                todo.append(doc.id)
+    if args.enqueue:
+        for doc_id in todo:
+            enqueue_document(doc_id)
+    bar = tqdm(total=len(docs), desc=f"ingest -> {args.collection}", unit="doc", disable=args.quiet)
+    pending = set(docs)
+    while pending:
+        if not args.enqueue:  # process here, one after the other, with the same code the workers run
+            doc_id = min(pending)
+            pipeline.process_document(doc_id)
+        with session_scope() as s:
+            rows = s.exec(select(Document).where(Document.id.in_(list(pending)))).all()
+            for d in rows:
+                if d.status in (DocStatus.ready, DocStatus.failed):
+                    pending.discard(d.id)
+                    bar.update(1)
+                    ready += d.status == DocStatus.ready
+                    if d.status == DocStatus.failed:
+                        failures += 1
+                        tqdm.write(f"failed {d.filename}: {d.error}")
+            pending -= pending - {d.id for d in rows}  # deleted meanwhile
+        if pending and args.enqueue:
+            time.sleep(0.5)
+    bar.close()
+    print(f"{ready} ready, {failures} failed or rejected")
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autoglm", description="Open-AutoGLM: enterprise question answering.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run migrations, the API and (embedded) a Celery worker")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--model", default=None, help="GLM-4 checkpoint directory (AUTOGLM_MODEL_PATH)")
+    s.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
+    s.set_defaults(func=_serve)
+
+    w = sub.add_parser("worker", help="run a Celery worker against AUTOGLM_BROKER_URL / AUTOGLM_REDIS_URL")
+    w.add_argument("--concurrency", type=int, default=1)
+    w.set_defaults(func=_worker)
+
+    a = sub.add_parser(
+        "create-admin", help="create an admin user (or a new key for it) and print the API key"
+    )
+    a.add_argument("--name", default="admin")
+    a.set_defaults(func=_create_admin)
+
+    i = sub.add_parser("ingest", help="ingest files and folders into a collection (created if missing)")
+    i.add_argument("paths", nargs="+", metavar="PATH")
+    i.add_argument("--collection", required=True, metavar="NAME")
+    i.add_argument("--enqueue", action="store_true", help="hand the documents to running workers and wait")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=_ingest)
+
+    m = sub.add_parser("migrate", help="bring the database schema to the newest revision")
+    m.set_defaults(func=_migrate)
+
+    try:
+        from inference.cli import register  # generate, chat
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    reload_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""SQLModel tables and API shapes. A leaf module (imports nothing of app/), so ingest/ can use it.
+
+NOTE: `chunks.id` is the FAISS vector id and deleted ids live on as tombstones until compaction, so the
+table uses AUTOINCREMENT on SQLite: a plain rowid would hand a deleted (tombstoned) id to a new chunk.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw) -> Field:
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    member = "member"
+
+
+class DocStatus(enum.StrEnum):
+    queued = "queued"
+    processing = "processing"
+    ready = "ready"
+    failed = "failed"
+    deleting = "deleting"
+
+
+# --- users, groups, keys -------------------------------------------------------------------------
+class User(SQLModel, table=True):
+    """A person or tool; admins manage collections, members read what their groups may read."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    role: str = Field(default=Role.member, max_length=16)
+    created_at: datetime = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key, stored as the sha256 of the key (keys are 256-bit random, so a fast hash suffices)."""
+
+    __tablename__ = "api_keys"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    key_hash: str = Field(index=True, unique=True, max_length=64)
+    prefix: str = Field(max_length=16)  # first characters, to tell keys apart in listings
+    created_at: datetime = _ts()
+
+
+class Group(SQLModel, table=True):
+    """A set of users that may read some collections."""
+
+    __tablename__ = "groups"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    created_at: datetime = _ts()
+
+
+class GroupMembership(SQLModel, table=True):
+    """user <-> group."""
+
+    __tablename__ = "group_memberships"
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    group_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    )
+
+
+class CollectionAccess(SQLModel, table=True):
+    """group may read collection."""
+
+    __tablename__ = "collection_access"
+    collection_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    )
+    group_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    )
+
+
+# --- collections ---------------------------------------------------------------------------------
+class CollectionBase(SQLModel):
+    """Fields a client sets."""
+
+    name: str = Field(index=True, unique=True, min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class CollectionCreate(CollectionBase):
+    """POST /api/collections body: groups that may read it (admins always can)."""
+
+    group_ids: list[int] = []
+
+
+class Collection(CollectionBase, table=True):
+    """A set of documents with its own index."""
+
+    __tablename__ = "collections"
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _ts()
+
+
+class CollectionPublic(CollectionBase):
+    """What the API returns."""
+
+    id: int
+    created_at: datetime
+    document_count: int = 0
+    group_ids: list[int] = []
+
+
+class IndexManifest(SQLModel, table=True):
+    """Durable copy of a collection's retrieval.index.Manifest (segments + tombstones) as JSON."""
+
+    __tablename__ = "index_manifests"
+    collection_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    )
+    version: int = 0
+    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = _ts()
+
+
+# --- documents and chunks ------------------------------------------------------------------------
+class DocumentBase(SQLModel):
+    """Fields shared by the table and the API shape."""
+
+    filename: str = Field(max_length=512)
+    title: str | None = None
+    sha256: str = Field(max_length=64)
+    size_bytes: int = 0
+    detected_type: str | None = Field(default=None, max_length=16)
+    pages: int | None = None
+    status: str = Field(default=DocStatus.queued, max_length=16)
+    stage: str = Field(default="queued", max_length=16)  # queued/parsing/chunking/embedding/indexing/done
+    progress: float = 0.0  # 0..1
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    chunk_count: int = 0
+    error: str | None = None  # a sentence a person can read
+    attempts: int = 0
+
+
+class Document(DocumentBase, table=True):
+    """An uploaded file; its bytes live in the blob store under its sha256."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        Index("ix_documents_collection_sha", "collection_id", "sha256"),
+        Index("ix_documents_collection_filename", "collection_id", "filename"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    collection_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    # The older document with the same file name that this one replaces once it is ready.
+    replaces_id: int | None = None
+    uploaded_by: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    )
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class DocumentPublic(DocumentBase):
+    """What the API returns."""
+
+    id: int
+    collection_id: int
+    uploaded_by: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentText(SQLModel, table=True):
+    """The whole extracted text (chunk offsets point into it), apart so listings do not load it."""
+
+    __tablename__ = "document_texts"
+    document_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    )
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Chunk(SQLModel, table=True):
+    """A passage of a document; its id is its vector id in the collection's FAISS segments."""
+
+    __tablename__ = "chunks"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    ordinal: int
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    heading_path: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    page: int | None = None
+    char_start: int
+    char_end: int
+    token_count: int

@@ -1,0 +1,31 @@
+"""Single documents: /api/documents/{id}."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response, status
+
+from app import auth
+from app.deps import AdminUser, CurrentUser, SessionDep
+from app.models import Document, DocumentPublic
+
+router = APIRouter(prefix="/api/documents", tags=["documents"])
+
+
+@router.get("/{document_id}", response_model=DocumentPublic)
+def get_document(document_id: int, session: SessionDep, user: CurrentUser) -> Document:
+    """A document's status, progress and error reason."""
+    doc = session.get(Document, document_id)
+    if doc is None or doc.collection_id not in auth.readable_collection_ids(session, user):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Document not found")
+    return doc
+
+
+@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_document(document_id: int, session: SessionDep, _: AdminUser) -> Response:
+    """Delete a document: it leaves search results at once; compaction reclaims the space later."""
+    from ingest.pipeline import delete_document as delete
+
+    session.close()  # the pipeline opens its own sessions and takes the collection lock
+    if not delete(document_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Document not found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

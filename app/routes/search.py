@@ -1,0 +1,40 @@
+"""POST /api/search: passages from the collections the caller may read, and nothing else."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+
+from app import auth
+from app.deps import CurrentUser, SessionDep
+from app.search import SearchHit, search
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+
+class SearchRequest(BaseModel):
+    """Omitted collection_ids = every collection the caller may read."""
+
+    query: str = Field(min_length=1, max_length=4000)
+    collection_ids: list[int] | None = None
+    k: int = Field(default=10, ge=1, le=100)
+
+
+class SearchResponse(BaseModel):
+    """Hits, best first."""
+
+    hits: list[SearchHit]
+
+
+@router.post("/search", response_model=SearchResponse)
+def search_route(body: SearchRequest, session: SessionDep, user: CurrentUser) -> SearchResponse:
+    """Semantic search over readable collections."""
+    readable = auth.readable_collection_ids(session, user)
+    if body.collection_ids is None:
+        ids = sorted(readable)
+    else:
+        ids = sorted(set(body.collection_ids))
+        if any(i not in readable for i in ids):
+            # Same answer for "forbidden" and "absent": a member learns nothing about other collections.
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "Collection not found")
+    return SearchResponse(hits=search(session, body.query, ids, body.k))

@@ -1,0 +1,93 @@
+"""Users, groups and keys: /api/users, /api/groups, /api/me (admins manage; anyone sees themselves)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from app import auth
+from app.deps import AdminUser, CurrentUser, SessionDep
+from app.models import Group, GroupMembership, Role, User
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+class GroupCreate(BaseModel):
+    """POST /api/groups body."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class GroupPublic(BaseModel):
+    """A group."""
+
+    id: int
+    name: str
+
+
+class UserCreate(BaseModel):
+    """POST /api/users body."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = Role.member
+    group_ids: list[int] = []
+
+
+class UserPublic(BaseModel):
+    """A user and their groups."""
+
+    id: int
+    name: str
+    role: Role
+    group_ids: list[int]
+
+
+class UserWithKey(UserPublic):
+    """The new user's API key is shown once."""
+
+    api_key: str
+
+
+def _groups_of(session, user_id: int) -> list[int]:
+    return sorted(
+        session.exec(select(GroupMembership.group_id).where(GroupMembership.user_id == user_id)).all()
+    )
+
+
+@router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupPublic)
+def create_group(body: GroupCreate, session: SessionDep, _: AdminUser) -> Group:
+    """Create a group."""
+    if session.exec(select(Group).where(Group.name == body.name)).first() is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Group name already exists")
+    g = Group(name=body.name)
+    session.add(g)
+    session.commit()
+    return g
+
+
+@router.get("/groups", response_model=list[GroupPublic])
+def list_groups(session: SessionDep, _: AdminUser) -> list[Group]:
+    """All groups."""
+    return session.exec(select(Group).order_by(Group.id)).all()
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserWithKey)
+def create_user(body: UserCreate, session: SessionDep, _: AdminUser) -> UserWithKey:
+    """Create a user in some groups and return their first API key."""
+    if session.exec(select(User).where(User.name == body.name)).first() is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "User name already exists")
+    for gid in set(body.group_ids):
+        if session.get(Group, gid) is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Group {gid} not found")
+    user, key = auth.create_user(session, body.name, body.role, sorted(set(body.group_ids)))
+    session.commit()
+    return UserWithKey(
+        id=user.id, name=user.name, role=user.role, group_ids=_groups_of(session, user.id), api_key=key
+    )
+
+
+@router.get("/me", response_model=UserPublic)
+def me(session: SessionDep, user: CurrentUser) -> UserPublic:
+    """The caller."""
+    return UserPublic(id=user.id, name=user.name, role=user.role, group_ids=_groups_of(session, user.id))

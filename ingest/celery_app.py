@@ -1,0 +1,50 @@
+"""The Celery app. Configured from app.settings; the same tasks run on Redis and on the embedded broker.
+
+Embedded broker: kombu's SQLAlchemy transport on a SQLite file in the data directory (worker --pool=solo).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.settings import settings
+from ingest import names
+
+app = Celery("autoglm", include=["ingest.tasks"])
+
+
+def configure() -> Celery:
+    """(Re)apply settings to the Celery app; drops pooled broker connections so a new URL takes effect."""
+    url = settings.effective_broker_url
+    if url.startswith("sqla+"):
+        # NOTE: the SQLAlchemy transport passes its options to create_engine(); give it none.
+        transport_options: dict = {}
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        transport_options = {"visibility_timeout": settings.broker_visibility_timeout}
+        if settings.broker_key_prefix:
+            transport_options["global_keyprefix"] = settings.broker_key_prefix
+    app._maybe_close_pool()
+    app.conf.update(
+        broker_url=url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=names.QUEUE_INGEST,
+        task_routes={
+            names.PROCESS_DOCUMENT: {"queue": names.QUEUE_INGEST},
+            names.COMPACT_COLLECTION: {"queue": names.QUEUE_MAINTENANCE},
+        },
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+configure()

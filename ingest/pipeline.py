@@ -1,0 +1,309 @@
+"""Plain functions behind the Celery tasks (they run without Celery too: CLI, tests).
+
+process_document: parse -> chunk -> embed -> (under the collection lock) write a FAISS segment, add Chunk rows,
+bump the manifest row, mark the document ready: one commit. Every step re-reads state, so a redelivered task
+either finishes the work or returns early. Long work (parse, embed) never holds a DB session open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func
+from sqlmodel import Session, delete, select
+
+from app.db import session_scope
+from app.models import Chunk, DocStatus, Document, DocumentText, IndexManifest, utcnow
+from app.settings import settings
+from ingest import storage
+from ingest.locks import collection_lock
+
+log = logging.getLogger(__name__)
+DONE = (DocStatus.ready, DocStatus.failed, DocStatus.deleting)
+# Segments per collection before compaction merges them (search cost grows with the segment count).
+MAX_SEGMENTS = 16
+
+
+# --- manifest row <-> retrieval.index.Manifest ------------------------------------------------------
+def load_manifest(session: Session, collection_id: int):
+    from retrieval.index import Manifest
+
+    row = session.get(IndexManifest, collection_id)
+    return Manifest.from_json(row.body) if row is not None and row.body else Manifest()
+
+
+def save_manifest(session: Session, collection_id: int, manifest) -> None:
+    row = session.get(IndexManifest, collection_id)
+    if row is None:
+        row = IndexManifest(collection_id=collection_id)
+    row.version = manifest.version
+    row.body = manifest.to_json()
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+def collection_dir(collection_id: int) -> Path:
+    return settings.index_dir / str(collection_id)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _pause(stage: str) -> None:
+    """Test hook: AUTOGLM_TEST_PAUSE_AT=<stage>:<seconds> sleeps at that stage (lets a test kill the worker)."""
+    spec = os.environ.get("AUTOGLM_TEST_PAUSE_AT", "")
+    if spec.partition(":")[0] == stage:
+        time.sleep(float(spec.partition(":")[2] or 60))
+
+
+def _update(document_id: int, **fields) -> Document | None:
+    with session_scope() as s:
+        doc = s.get(Document, document_id)
+        if doc is None:
+            return None
+        for k, v in fields.items():
+            setattr(doc, k, v)
+        doc.updated_at = utcnow()
+        s.add(doc)
+        s.commit()
+        return doc
+
+
+def fail_document(document_id: int, reason: str) -> None:
+    """Final failure: store a reason a person can read (never overrides ready or deleting)."""
+    with session_scope() as s:
+        doc = s.get(Document, document_id)
+        if doc is None or doc.status in (DocStatus.ready, DocStatus.deleting):
+            return
+        doc.status, doc.error, doc.updated_at = DocStatus.failed, reason, utcnow()
+        s.add(doc)
+        s.commit()
+    log.info("document %s failed: %s", document_id, reason)
+
+
+def _embedder():
+    from retrieval.embeddings import get_embedder
+
+    return get_embedder(settings.embedding_model or None, cache_path=settings.embed_cache_path)
+
+
+# --- process -------------------------------------------------------------------------------------
+def process_document(document_id: int) -> str:
+    """Ingest one document; returns its final status (or 'missing'). Idempotent."""
+    from ingest.chunking import chunk_document
+    from ingest.parsers import ParseError, parse
+
+    with session_scope() as s:
+        doc = s.get(Document, document_id)
+        if doc is None:
+            return "missing"
+        if doc.status in DONE:
+            return doc.status
+        if doc.attempts >= settings.max_attempts:
+            attempts = doc.attempts
+            s.close()
+            fail_document(
+                document_id,
+                f"Processing was started {attempts} times without finishing (the worker stopped or kept failing); gave up.",
+            )
+            return DocStatus.failed
+        doc.status, doc.stage, doc.progress, doc.error = DocStatus.processing, "parsing", 0.0, None
+        doc.attempts += 1
+        doc.chunks_embedded = 0
+        doc.updated_at = utcnow()
+        s.add(doc)
+        s.commit()
+        sha, filename, collection_id = doc.sha256, doc.filename, doc.collection_id
+    _pause("parsing")
+
+    data = storage.read_blob(sha)
+    if data is None:
+        fail_document(document_id, "The uploaded file is missing from storage; upload it again.")
+        return DocStatus.failed
+    try:
+        parsed = parse(data, filename)
+    except ParseError as e:
+        fail_document(document_id, e.reason)
+        return DocStatus.failed
+    del data
+    _update(
+        document_id,
+        stage="chunking",
+        progress=0.1,
+        detected_type=parsed.detected_type,
+        pages=parsed.pages,
+        title=parsed.title,
+    )
+
+    embedder = _embedder()
+    specs = chunk_document(parsed, embedder.tokenizer, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    if not specs:
+        fail_document(document_id, "No text could be extracted from the document.")
+        return DocStatus.failed
+    _update(document_id, stage="embedding", progress=0.15, chunks_total=len(specs))
+    _pause("embedding")
+
+    parts: list[np.ndarray] = []
+    step = max(settings.embedding_batch_size * 4, 1)
+    for i in range(0, len(specs), step):
+        parts.append(embedder.embed([c.text for c in specs[i : i + step]]))
+        done = min(i + step, len(specs))
+        if done < len(specs):
+            _update(document_id, chunks_embedded=done, progress=0.15 + 0.8 * done / len(specs))
+    vectors = np.concatenate(parts).astype(np.float32, copy=False)  # (n_chunks, dim)
+    _update(document_id, stage="indexing", chunks_embedded=len(specs), progress=0.95)
+    _pause("indexing")
+
+    status = _commit_document(document_id, collection_id, parsed.text, specs, vectors)
+    if status == DocStatus.ready:
+        maybe_schedule_compaction(collection_id)
+    return status
+
+
+def _commit_document(document_id: int, collection_id: int, text: str, specs, vectors: np.ndarray) -> str:
+    from retrieval.index import add_segment, add_tombstones, write_segment
+
+    replaced_sha: str | None = None
+    with collection_lock(collection_id), session_scope() as s:
+        doc = s.get(Document, document_id)
+        if doc is None or doc.status != DocStatus.processing:
+            # Deleted meanwhile, or a duplicate delivery already finished it.
+            return doc.status if doc is not None else "missing"
+        chunks = [
+            Chunk(
+                document_id=document_id,
+                ordinal=c.ordinal,
+                text=c.text,
+                heading_path=list(c.heading_path),
+                page=c.page,
+                char_start=c.char_start,
+                char_end=c.char_end,
+                token_count=c.token_count,
+            )
+            for c in specs
+        ]
+        s.add_all(chunks)
+        s.flush()  # assigns chunk ids = vector ids
+        ids = np.array([c.id for c in chunks], dtype=np.int64)
+        manifest = load_manifest(s, collection_id)
+        cdir = collection_dir(collection_id)
+        cdir.mkdir(parents=True, exist_ok=True)
+        manifest = add_segment(manifest, write_segment(cdir, ids, vectors))
+
+        old = s.get(Document, doc.replaces_id) if doc.replaces_id else None
+        if old is not None and old.collection_id == collection_id and old.id != doc.id:
+            old_ids = s.exec(select(Chunk.id).where(Chunk.document_id == old.id)).all()
+            if old_ids:
+                manifest = add_tombstones(manifest, old_ids)
+            replaced_sha = old.sha256
+            _delete_rows(s, old.id)
+        save_manifest(s, collection_id, manifest)
+        s.add(DocumentText(document_id=document_id, text=text))
+        doc.status, doc.stage, doc.progress = DocStatus.ready, "done", 1.0
+        doc.chunk_count, doc.error, doc.updated_at = len(chunks), None, utcnow()
+        s.add(doc)
+        s.commit()
+    if replaced_sha:
+        _gc_blob(replaced_sha)
+    log.info("document %s ready: %d chunks", document_id, len(specs))
+    return DocStatus.ready
+
+
+def _delete_rows(s: Session, document_id: int) -> None:
+    s.exec(delete(Chunk).where(Chunk.document_id == document_id))
+    s.exec(delete(DocumentText).where(DocumentText.document_id == document_id))
+    s.exec(delete(Document).where(Document.id == document_id))
+
+
+def _gc_blob(sha: str) -> None:
+    with session_scope() as s:
+        if s.exec(select(Document.id).where(Document.sha256 == sha).limit(1)).first() is None:
+            storage.remove_blob(sha)
+
+
+# --- delete --------------------------------------------------------------------------------------
+def delete_document(document_id: int) -> bool:
+    """deleting -> tombstones in the manifest (search stops returning it) -> rows removed. False if absent."""
+    from retrieval.index import add_tombstones
+
+    with session_scope() as s:
+        doc = s.get(Document, document_id)
+        if doc is None:
+            return False
+        doc.status, doc.updated_at = DocStatus.deleting, utcnow()
+        s.add(doc)
+        s.commit()
+        collection_id, sha = doc.collection_id, doc.sha256
+    with collection_lock(collection_id), session_scope() as s:
+        ids = s.exec(select(Chunk.id).where(Chunk.document_id == document_id)).all()
+        if ids:
+            save_manifest(s, collection_id, add_tombstones(load_manifest(s, collection_id), ids))
+        _delete_rows(s, document_id)
+        s.commit()
+    _gc_blob(sha)
+    maybe_schedule_compaction(collection_id)
+    return True
+
+
+def delete_collection_index(collection_id: int) -> None:
+    """Remove a collection's segment files (its rows are gone already)."""
+    import shutil
+
+    shutil.rmtree(collection_dir(collection_id), ignore_errors=True)
+
+
+# --- compaction ----------------------------------------------------------------------------------
+def _needs_compaction(s: Session, collection_id: int, manifest) -> bool:
+    if len(manifest.segments) > MAX_SEGMENTS:
+        return True
+    if not manifest.tombstones:
+        return False
+    live = s.exec(
+        select(func.count(Chunk.id)).join(Document).where(Document.collection_id == collection_id)
+    ).one()
+    return len(manifest.tombstones) > settings.compaction_ratio * (live + len(manifest.tombstones))
+
+
+def maybe_schedule_compaction(collection_id: int) -> None:
+    with session_scope() as s:
+        needed = _needs_compaction(s, collection_id, load_manifest(s, collection_id))
+    if needed:
+        from ingest.tasks import enqueue_compaction
+
+        enqueue_compaction(collection_id)
+
+
+def compact_collection(collection_id: int, force: bool = False) -> bool:
+    """Merge segments and drop tombstoned vectors; returns whether it compacted. Idempotent."""
+    from retrieval.index import compact, gc_segments
+
+    with collection_lock(collection_id):
+        with session_scope() as s:
+            manifest = load_manifest(s, collection_id)
+            if not manifest.segments or not (force or _needs_compaction(s, collection_id, manifest)):
+                return False
+            new = compact(collection_dir(collection_id), manifest)
+            save_manifest(s, collection_id, new)
+            s.commit()
+        # Only after the new manifest row committed may the old segment files go.
+        removed = gc_segments(collection_dir(collection_id), new)
+    log.info(
+        "collection %s compacted: %d -> %d segments, %d files removed",
+        collection_id,
+        len(manifest.segments),
+        len(new.segments),
+        removed,
+    )
+    return True
+
+
+def pending_documents() -> list[int]:
+    """Documents left queued or processing (e.g. by a worker that died on the embedded broker)."""
+    with session_scope() as s:
+        return list(
+            s.exec(
+                select(Document.id).where(Document.status.in_([DocStatus.queued, DocStatus.processing]))
+            ).all()
+        )
