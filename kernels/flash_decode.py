@@ -1,0 +1,350 @@
+"""Split-KV flash decoding over the paged cache, with a log-sum-exp merge (Triton).
+
+Decode has one query per sequence, so one program per (sequence, head) would leave most of the GPU idle
+at small batch and read every K/V tile nh // nkv times. Instead (Dao et al., "Flash-Decoding", 2023):
+- pass 1: a program owns one KV head of one sequence and one contiguous split of its cache positions, and
+  computes all the query heads of that KV group at once (a (group, d) x (d, BLOCK_N) tensor-core dot, so
+  each K/V tile is read once); it writes the split's normalized partial output and its log-sum-exp;
+- pass 2: one program per (sequence, head) merges the splits: o = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
+The split count comes from tensor shapes only (batch, KV heads, block-table width), never from the
+device-side lengths, so the launch needs no host sync and can be captured in a CUDA graph; splits that
+start past a sequence's length write lse = -inf and drop out of the merge. INT8 caches are dequantized
+in the tile loop as in the prefill kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
+from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton
+from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, to_dtype
+
+MAX_SPLITS = 128
+
+
+@triton.jit
+def _flash_decode_kernel(
+    Q_ptr,
+    KC_ptr,
+    VC_ptr,
+    KS_ptr,
+    VS_ptr,
+    BT_ptr,
+    SEQ_ptr,
+    CU_ptr,
+    OP_ptr,
+    LSE_ptr,
+    stride_qt,
+    stride_qh,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    stride_sb,
+    stride_so,
+    stride_bt,
+    stride_ob,
+    stride_oh,
+    stride_os,
+    stride_lb,
+    stride_lh,
+    qk_scale,
+    softcap,
+    block_size,
+    split_len,
+    GROUP: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    QUANT: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(SEQ_ptr + b)
+    t = tl.load(CU_ptr + b).to(tl.int64)
+    lo = split * split_len
+    hi = tl.minimum(lo + split_len, seq_len)
+
+    offs_g = tl.arange(0, BLOCK_G)
+    g_mask = offs_g < GROUP
+    heads = kvh * GROUP + offs_g
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < HEAD_DIM
+    q = tl.load(
+        Q_ptr + t * stride_qt + heads[:, None] * stride_qh + offs_d[None, :],
+        mask=g_mask[:, None] & d_mask[None, :],
+        other=0.0,
+    )
+    m_i = tl.full((BLOCK_G,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_G,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
+    BT_row = BT_ptr + b.to(tl.int64) * stride_bt
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < hi
+        k, ks = _kv_tile(
+            KC_ptr,
+            KS_ptr,
+            BT_row,
+            offs_n,
+            n_mask,
+            offs_d,
+            d_mask,
+            kvh,
+            block_size,
+            stride_cb,
+            stride_co,
+            stride_ch,
+            stride_sb,
+            stride_so,
+            True,
+            QUANT,
+        )
+        if UPCAST:
+            s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
+        else:
+            s = tl.dot(q, k.to(q.dtype), input_precision=PRECISION)
+        if QUANT:
+            s = s * ks[None, :]
+        if SOFTCAP:
+            s = (softcap * (2.0 * tl.sigmoid(2.0 * s * (qk_scale / softcap)) - 1.0)) * 1.4426950408889634
+        else:
+            s = s * qk_scale * 1.4426950408889634
+        s = tl.where(n_mask[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v, vs = _kv_tile(
+            VC_ptr,
+            VS_ptr,
+            BT_row,
+            offs_n,
+            n_mask,
+            offs_d,
+            d_mask,
+            kvh,
+            block_size,
+            stride_cb,
+            stride_co,
+            stride_ch,
+            stride_sb,
+            stride_so,
+            False,
+            QUANT,
+        )
+        if QUANT:
+            p = p * vs[None, :]
+        acc = acc * alpha[:, None]
+        if UPCAST:
+            acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(p.to(q.dtype), v.to(q.dtype), acc, input_precision=PRECISION)
+        m_i = m_new
+    # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
+    empty = l_i == 0.0
+    out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
+    lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
+    bi = b.to(tl.int64)
+    tl.store(
+        OP_ptr + bi * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :],
+        out,
+        mask=g_mask[:, None] & d_mask[None, :],
+    )
+    tl.store(LSE_ptr + bi * stride_lb + heads * stride_lh + split, lse, mask=g_mask)
+
+
+@triton.jit
+def _merge_kernel(
+    OP_ptr,
+    LSE_ptr,
+    CU_ptr,
+    O_ptr,
+    stride_ob,
+    stride_oh,
+    stride_os,
+    stride_lb,
+    stride_lh,
+    stride_t,
+    stride_h,
+    num_splits,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < HEAD_DIM
+    lse_row = LSE_ptr + b * stride_lb + h * stride_lh
+    m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
+    for s0 in range(0, num_splits, BLOCK_S):
+        m = tl.maximum(m, tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < num_splits, other=float("-inf")))
+    m_all = tl.max(m, axis=0)
+    den = tl.zeros((BLOCK_S,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    o_row = OP_ptr + b * stride_ob + h * stride_oh
+    for s0 in range(0, num_splits, BLOCK_S):
+        s_mask = s0 + offs_s < num_splits
+        w = tl.math.exp2(tl.load(lse_row + s0 + offs_s, mask=s_mask, other=float("-inf")) - m_all)
+        o = tl.load(
+            o_row + (s0 + offs_s)[:, None] * stride_os + offs_d[None, :],
+            mask=s_mask[:, None] & d_mask[None, :],
+            other=0.0,
+        )
+        den += w
+        acc += tl.sum(w[:, None] * o, axis=0)
+    t = tl.load(CU_ptr + b).to(tl.int64)
+    tl.store(
+        O_ptr + t * stride_t + h * stride_h + offs_d,
+        to_dtype(acc / tl.sum(den, axis=0), O_ptr.dtype.element_ty),
+        mask=d_mask,
+    )
+
+
+def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int) -> tuple[int, int]:
+    """(number of splits, positions per split) from shapes alone: about two waves of programs over the
+    multiprocessors, never more splits than tiles, at most MAX_SPLITS (bounds the merge's work)."""
+    tiles = max(1, triton.cdiv(max_context, block_n))
+    want = max(1, triton.cdiv(2 * sms, max(1, batch * nkv)))
+    splits = min(want, tiles, MAX_SPLITS)
+    split_len = triton.cdiv(tiles, splits) * block_n
+    return triton.cdiv(max(max_context, 1), split_len), split_len
+
+
+def flash_decode_triton(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    max_seqlen_q: int,
+    scale: float,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
+    softcap: float | None = None,
+    num_splits: int | None = None,
+    block_n: int | None = None,
+) -> torch.Tensor:
+    """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` and ``block_n`` override
+    the plan (tests use them to reach many splits and tiles at small sizes; the interpreter takes 16)."""
+    check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
+    if max_seqlen_q != 1:
+        raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
+    T, nh, hd = q.shape
+    nkv = k_cache.shape[2]
+    B = seq_lens.shape[0]
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if T == 0 or B == 0:
+        return out
+    quant = k_scale is not None
+    if block_n is None:
+        block_n = 16 if INTERPRET else (64 if hd > 64 or quant else 128)
+    max_context = block_tables.shape[1] * k_cache.shape[1]
+    splits, split_len = plan_splits(B, nkv, max_context, block_n, device_sms(q))
+    if num_splits is not None:
+        split_len = triton.cdiv(triton.cdiv(max_context, num_splits), block_n) * block_n
+        splits = triton.cdiv(max_context, split_len)
+    group = nh // nkv
+    o_part = torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
+    lse = torch.empty((B, nh, splits), dtype=torch.float32, device=q.device)
+    ss = (k_scale.stride(0), k_scale.stride(1)) if quant else (0, 0)
+    block_d = next_pow2(hd)
+    _flash_decode_kernel[(B, nkv, splits)](
+        q,
+        k_cache,
+        v_cache,
+        k_scale if quant else q,
+        v_scale if quant else q,
+        block_tables,
+        seq_lens,
+        cu_seqlens_q,
+        o_part,
+        lse,
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        *ss,
+        block_tables.stride(0),
+        o_part.stride(0),
+        o_part.stride(1),
+        o_part.stride(2),
+        lse.stride(0),
+        lse.stride(1),
+        float(scale),
+        float(softcap or 1.0),
+        k_cache.shape[1],
+        split_len,
+        GROUP=group,
+        BLOCK_G=max(16, next_pow2(group)),
+        HEAD_DIM=hd,
+        BLOCK_D=block_d,
+        BLOCK_N=block_n,
+        QUANT=quant,
+        SOFTCAP=softcap is not None,
+        UPCAST=UPCAST_DOT,
+        PRECISION=dot_precision(q.dtype),
+        num_warps=4,
+        num_stages=3,
+    )
+    _merge_kernel[(B, nh)](
+        o_part,
+        lse,
+        cu_seqlens_q,
+        out,
+        o_part.stride(0),
+        o_part.stride(1),
+        o_part.stride(2),
+        lse.stride(0),
+        lse.stride(1),
+        out.stride(0),
+        out.stride(1),
+        splits,
+        HEAD_DIM=hd,
+        BLOCK_D=block_d,
+        BLOCK_S=min(32, next_pow2(splits)),
+        num_warps=4,
+    )
+    return out
+
+
+def paged_attention_triton(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    max_seqlen_q: int,
+    scale: float,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """``paged_attention`` of the kernel contract: all-decode batches go to split-KV flash decoding,
+    everything else (prefill, chunked prefill, mixed batches) to the prefill kernel."""
+    fn = flash_decode_triton if max_seqlen_q == 1 else flash_prefill_triton
+    return fn(
+        q,
+        k_cache,
+        v_cache,
+        block_tables,
+        seq_lens,
+        cu_seqlens_q,
+        max_seqlen_q,
+        scale,
+        k_scale,
+        v_scale,
+        softcap,
+    )

@@ -1,0 +1,451 @@
+"""Paged, variable-length, causal, grouped-query prefill attention with a cached prefix (Triton).
+
+FlashAttention-2's online softmax (Dao, 2023) over K/V read straight from the paged cache: a program
+owns BLOCK_M queries of one head of one sequence, walks that sequence's cache positions in BLOCK_N tiles
+(looking each position's block up in ``block_tables``), and keeps a running max ``m``, normalizer ``l``
+and un-normalized output in registers:
+
+    s = (q . k) * scale            (optionally s = softcap * tanh(s / softcap))
+    m' = max(m, rowmax(s)); acc = acc * 2^(m - m') + 2^(s - m') v; l = l * 2^(m - m') + rowsum(2^(s - m'))
+
+Query i of sequence b sits at position ``seq_lens[b] - q_len_b + i`` and sees cache positions up to its
+own, which covers prefix reuse, chunked prefill and mixed decode rows. Tiles that lie wholly below the
+first query's position skip the causal mask. Head h reads KV head h // (nh // nkv). With an INT8 cache,
+K and V are int8 with one float32 scale per (token, head): the K scale multiplies the score columns and
+the V scale the probabilities, so the dequantized tiles are never formed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
+from .triton_common import INTERPRET, UPCAST_DOT, check_float, dot_precision, next_pow2, to_dtype
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _kv_tile(
+    C_ptr,
+    S_ptr,
+    BT_row,
+    offs_n,
+    n_mask,
+    offs_d,
+    d_mask,
+    kvh,
+    block_size,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    stride_sb,
+    stride_so,
+    TRANSPOSE: tl.constexpr,
+    QUANT: tl.constexpr,
+):
+    """Gather a (BLOCK_N, BLOCK_D) K or V tile (transposed for K) and its per-token scales."""
+    blk = tl.load(BT_row + offs_n // block_size, mask=n_mask, other=0).to(tl.int64)
+    off = (offs_n % block_size).to(tl.int64)
+    row = blk * stride_cb + off * stride_co + kvh * stride_ch
+    if TRANSPOSE:
+        x = tl.load(C_ptr + row[None, :] + offs_d[:, None], mask=n_mask[None, :] & d_mask[:, None], other=0)
+    else:
+        x = tl.load(C_ptr + row[:, None] + offs_d[None, :], mask=n_mask[:, None] & d_mask[None, :], other=0)
+    if QUANT:
+        s = tl.load(S_ptr + blk * stride_sb + off * stride_so + kvh, mask=n_mask, other=0.0)
+    else:
+        s = n_mask.to(tl.float32)  # unused
+    return x, s
+
+
+@triton.jit
+def _attn_tile(
+    q,
+    acc,
+    m_i,
+    l_i,
+    start_n,
+    pos,
+    offs_d,
+    d_mask,
+    kvh,
+    seq_len,
+    KC_ptr,
+    VC_ptr,
+    KS_ptr,
+    VS_ptr,
+    BT_row,
+    block_size,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    stride_sb,
+    stride_so,
+    qk_scale,
+    softcap,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    QUANT: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < seq_len
+    k, ks = _kv_tile(
+        KC_ptr,
+        KS_ptr,
+        BT_row,
+        offs_n,
+        n_mask,
+        offs_d,
+        d_mask,
+        kvh,
+        block_size,
+        stride_cb,
+        stride_co,
+        stride_ch,
+        stride_sb,
+        stride_so,
+        True,
+        QUANT,
+    )
+    if UPCAST:
+        s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
+    else:
+        s = tl.dot(q, k.to(q.dtype), input_precision=PRECISION)
+    if QUANT:
+        s = s * ks[None, :]
+    if SOFTCAP:
+        # softcap * tanh(x / softcap), with tanh(y) = 2 sigmoid(2y) - 1; then into the log2 domain
+        s = (softcap * (2.0 * tl.sigmoid(2.0 * s * (qk_scale / softcap)) - 1.0)) * 1.4426950408889634
+    else:
+        s = s * qk_scale * 1.4426950408889634
+    if CAUSAL:
+        s = tl.where((offs_n[None, :] <= pos[:, None]) & n_mask[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    v, vs = _kv_tile(
+        VC_ptr,
+        VS_ptr,
+        BT_row,
+        offs_n,
+        n_mask,
+        offs_d,
+        d_mask,
+        kvh,
+        block_size,
+        stride_cb,
+        stride_co,
+        stride_ch,
+        stride_sb,
+        stride_so,
+        False,
+        QUANT,
+    )
+    if QUANT:
+        p = p * vs[None, :]
+    acc = acc * alpha[:, None]
+    if UPCAST:
+        acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(p.to(q.dtype), v.to(q.dtype), acc, input_precision=PRECISION)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _flash_prefill_kernel(
+    Q_ptr,
+    KC_ptr,
+    VC_ptr,
+    KS_ptr,
+    VS_ptr,
+    BT_ptr,
+    SEQ_ptr,
+    CU_ptr,
+    O_ptr,
+    stride_qt,
+    stride_qh,
+    stride_ot,
+    stride_oh,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    stride_sb,
+    stride_so,
+    stride_bt,
+    qk_scale,
+    softcap,
+    block_size,
+    MAX_SEQLEN_Q_BUCKET,
+    GROUP: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    QUANT: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    h = tl.program_id(1)
+    b = tl.program_id(2)
+    q_start = tl.load(CU_ptr + b)
+    q_len = tl.load(CU_ptr + b + 1) - q_start
+    m_start = pid_m * BLOCK_M
+    if m_start >= q_len:
+        return
+    seq_len = tl.load(SEQ_ptr + b)
+    prefix = seq_len - q_len
+    kvh = h // GROUP
+
+    offs_m = m_start + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < HEAD_DIM
+    m_mask = offs_m < q_len
+    pos = prefix + offs_m
+    rows = (q_start + offs_m).to(tl.int64)
+    q = tl.load(
+        Q_ptr + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :],
+        mask=m_mask[:, None] & d_mask[None, :],
+        other=0.0,
+    )
+
+    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    BT_row = BT_ptr + b.to(tl.int64) * stride_bt
+
+    # tiles wholly at or below the first query's position: every row sees every key, no mask
+    full_end = ((prefix + m_start + 1) // BLOCK_N) * BLOCK_N
+    hi = tl.minimum(seq_len, prefix + m_start + BLOCK_M)
+    for start_n in range(0, full_end, BLOCK_N):
+        acc, m_i, l_i = _attn_tile(
+            q,
+            acc,
+            m_i,
+            l_i,
+            start_n,
+            pos,
+            offs_d,
+            d_mask,
+            kvh,
+            seq_len,
+            KC_ptr,
+            VC_ptr,
+            KS_ptr,
+            VS_ptr,
+            BT_row,
+            block_size,
+            stride_cb,
+            stride_co,
+            stride_ch,
+            stride_sb,
+            stride_so,
+            qk_scale,
+            softcap,
+            BLOCK_N,
+            False,
+            QUANT,
+            SOFTCAP,
+            UPCAST,
+            PRECISION,
+        )
+    for start_n in range(full_end, hi, BLOCK_N):
+        acc, m_i, l_i = _attn_tile(
+            q,
+            acc,
+            m_i,
+            l_i,
+            start_n,
+            pos,
+            offs_d,
+            d_mask,
+            kvh,
+            seq_len,
+            KC_ptr,
+            VC_ptr,
+            KS_ptr,
+            VS_ptr,
+            BT_row,
+            block_size,
+            stride_cb,
+            stride_co,
+            stride_ch,
+            stride_sb,
+            stride_so,
+            qk_scale,
+            softcap,
+            BLOCK_N,
+            True,
+            QUANT,
+            SOFTCAP,
+            UPCAST,
+            PRECISION,
+        )
+    out = acc / l_i[:, None]
+    tl.store(
+        O_ptr + rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :],
+        to_dtype(out, O_ptr.dtype.element_ty),
+        mask=m_mask[:, None] & d_mask[None, :],
+    )
+
+
+def _configs() -> list[triton.Config]:
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+        for bm in (64, 128)
+        for bn in (32, 64, 128)
+        for w in (4, 8)
+        for s in (2, 3)
+    ]
+
+
+def _prune(configs, named_args, **kwargs):
+    """Keep few configs so the first call tunes in seconds:
+    - 128-row query tiles need 8 warps (4 spill the 128 x d accumulator) and 64-row tiles 4;
+    - BLOCK_N <= BLOCK_M (a wider K tile than Q tile only adds masked work on the diagonal), and
+      128-wide K tiles only for head dim <= 64 (registers);
+    - 128-row tiles only when sequences are long enough to fill them (max_seqlen_q >= 256)."""
+    long_q = named_args["MAX_SEQLEN_Q_BUCKET"] >= 256
+    d = named_args["HEAD_DIM"]
+    kept = []
+    for c in configs:
+        bm, bn = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
+        if c.num_warps != (8 if bm == 128 else 4) or bn > bm:
+            continue
+        if bn == 128 and d > 64:
+            continue
+        if bm == 128 and not long_q:
+            continue
+        if bn == 32 and bm == 128:
+            continue
+        kept.append(c)
+    return kept or configs[:1]
+
+
+_tuned = triton.autotune(
+    configs=_configs(),
+    key=["MAX_SEQLEN_Q_BUCKET", "HEAD_DIM", "GROUP", "QUANT"],
+    prune_configs_by={"early_config_prune": _prune},
+)(_flash_prefill_kernel)
+
+
+def check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale) -> None:
+    """Shared argument checks of the two attention launchers (raise ValueError)."""
+    check_float("q", q)
+    if q.dim() != 3 or k_cache.dim() != 4 or v_cache.shape != k_cache.shape:
+        raise ValueError(
+            f"expected q (T, nh, hd) and caches (blocks, block_size, nkv, hd); got {tuple(q.shape)}, {tuple(k_cache.shape)}"
+        )
+    nh, hd = q.shape[1], q.shape[2]
+    nkv = k_cache.shape[2]
+    if k_cache.shape[3] != hd or nh % nkv:
+        raise ValueError(
+            f"head dim {hd} vs cache {k_cache.shape[3]}; {nh} query heads must be a multiple of {nkv} KV heads"
+        )
+    if k_cache.stride() != v_cache.stride() or k_cache.stride(3) != 1 or q.stride(2) != 1:
+        raise ValueError(
+            "k_cache and v_cache must share one layout, contiguous in head dim; q contiguous in head dim"
+        )
+    quant = k_scale is not None
+    if quant != (v_scale is not None) or quant != (k_cache.dtype == torch.int8):
+        raise ValueError("int8 caches need both k_scale and v_scale; float caches take neither")
+    if quant and (
+        k_scale.shape != k_cache.shape[:3] or k_scale.stride() != v_scale.stride() or k_scale.stride(2) != 1
+    ):
+        raise ValueError(
+            f"k_scale/v_scale must be float32 {tuple(k_cache.shape[:3])}, contiguous in the head dim"
+        )
+    if not quant and k_cache.dtype != q.dtype:
+        raise ValueError(f"cache dtype {k_cache.dtype} must match q dtype {q.dtype}")
+    B = seq_lens.shape[0]
+    if cu_seqlens_q.shape != (B + 1,) or block_tables.dim() != 2 or block_tables.shape[0] != B:
+        raise ValueError(f"cu_seqlens_q must be ({B + 1},) and block_tables ({B}, max_blocks)")
+    for name, t in (("block_tables", block_tables), ("seq_lens", seq_lens), ("cu_seqlens_q", cu_seqlens_q)):
+        if t.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"{name} must be int32 or int64, got {t.dtype}")
+    if block_tables.stride(1) != 1:
+        raise ValueError("block_tables must be contiguous in its last dim")
+
+
+def flash_prefill_triton(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    max_seqlen_q: int,
+    scale: float,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
+    softcap: float | None = None,
+    config: dict | None = None,
+) -> torch.Tensor:
+    """``paged_attention`` of the kernel contract on the prefill kernel (any q lengths)."""
+    check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
+    T, nh, hd = q.shape
+    nkv = k_cache.shape[2]
+    B = seq_lens.shape[0]
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if T == 0 or B == 0 or max_seqlen_q <= 0:
+        return out
+    quant = k_scale is not None
+    ss = (k_scale.stride(0), k_scale.stride(1)) if quant else (0, 0)
+    args = (
+        q,
+        k_cache,
+        v_cache,
+        k_scale if quant else q,
+        v_scale if quant else q,
+        block_tables,
+        seq_lens,
+        cu_seqlens_q,
+        out,
+        q.stride(0),
+        q.stride(1),
+        out.stride(0),
+        out.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        *ss,
+        block_tables.stride(0),
+        float(scale),
+        float(softcap or 1.0),
+        k_cache.shape[1],
+        min(next_pow2(max_seqlen_q), 4096),
+    )
+    const = dict(
+        GROUP=nh // nkv,
+        HEAD_DIM=hd,
+        BLOCK_D=next_pow2(hd),
+        QUANT=quant,
+        SOFTCAP=softcap is not None,
+        UPCAST=UPCAST_DOT,
+        PRECISION=dot_precision(q.dtype),
+    )
+
+    def grid(meta):
+        return (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), nh, B)
+
+    if INTERPRET and config is None:
+        config = {"BLOCK_M": 16, "BLOCK_N": 16}
+    if config is not None:
+        _flash_prefill_kernel[grid(config)](*args, **const, **config)
+    else:
+        _tuned[grid](*args, **const)
+    return out
+
+
+def softmax_scale(head_dim: int) -> float:
+    return 1.0 / math.sqrt(head_dim)

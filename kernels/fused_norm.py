@@ -1,0 +1,93 @@
+"""Fused residual add + RMSNorm (Triton), one program per token row.
+
+    h = x + residual                      (rounded to x.dtype, as the unfused torch add is)
+    y = (h * rsqrt(mean(h**2) + eps)).to(x.dtype) * weight
+
+The mean is taken in float32 and the normalized row is rounded to the input dtype before the weight
+multiplies it, exactly as transformers' ``GlmRMSNorm`` does, so greedy decoding matches the reference path
+bit for bit in the common case. Zhang & Sennrich, "Root Mean Square Layer Normalization" (2019).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .norm import rms_norm_ref  # noqa: F401  (the torch reference of this kernel)
+from .triton_common import check_float, next_pow2, to_dtype
+
+
+@triton.jit
+def _rms_norm_kernel(
+    X_ptr,
+    R_ptr,
+    W_ptr,
+    Y_ptr,
+    H_ptr,
+    stride_xm,
+    stride_rm,
+    stride_ym,
+    stride_hm,
+    N,
+    eps,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X_ptr + row * stride_xm + cols, mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        r = tl.load(R_ptr + row * stride_rm + cols, mask=mask, other=0.0)
+        x = to_dtype(x.to(tl.float32) + r.to(tl.float32), X_ptr.dtype.element_ty)
+        tl.store(H_ptr + row * stride_hm + cols, x, mask=mask)
+    xf = x.to(tl.float32)
+    var = tl.sum(xf * xf, axis=0) / N
+    rstd = 1.0 / tl.sqrt(var + eps)
+    normed = to_dtype(xf * rstd, X_ptr.dtype.element_ty).to(tl.float32)
+    w = tl.load(W_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y_ptr + row * stride_ym + cols, to_dtype(normed * w, Y_ptr.dtype.element_ty), mask=mask)
+
+
+def rms_norm_triton(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight (H,))."""
+    check_float("x", x)
+    if x.dim() != 2 or weight.shape != (x.shape[1],):
+        raise ValueError(
+            f"rms_norm expects x (T, H) and weight (H,), got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    T, N = x.shape
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    h = None
+    if residual is not None:
+        if residual.shape != x.shape or residual.dtype != x.dtype:
+            raise ValueError(f"residual must match x: {tuple(residual.shape)} {residual.dtype}")
+        if residual.stride(1) != 1:
+            residual = residual.contiguous()
+        h = torch.empty_like(y)
+    if T == 0:
+        return y if residual is None else (y, h)
+    block = next_pow2(N)
+    num_warps = 4 if block <= 2048 else (8 if block <= 8192 else 16)
+    _rms_norm_kernel[(T,)](
+        x,
+        residual if residual is not None else x,
+        weight,
+        y,
+        h if h is not None else y,
+        x.stride(0),
+        residual.stride(0) if residual is not None else 0,
+        y.stride(0),
+        h.stride(0) if h is not None else 0,
+        N,
+        float(eps),
+        HAS_RESIDUAL=residual is not None,
+        BLOCK_N=block,
+        num_warps=num_warps,
+    )
+    return y if residual is None else (y, h)

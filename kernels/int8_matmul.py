@@ -1,0 +1,214 @@
+"""W8A16 matmul (Triton): y = x @ (qweight * scale[:, None]).T + bias, dequantized inside the GEMM.
+
+Weights are int8 per output channel (``Int8Weight``). The kernel computes the transposed product
+``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` so that the converted int8 tile is the dot's first operand
+(which Hopper's wgmma may take from registers, skipping a shared-memory round trip for the converted tile),
+accumulates in float32 and applies the per-channel scale once per output tile, not per K step.
+
+Two config families, both autotuned and keyed on (row bucket, N, K):
+- few rows (decode, M <= 32): memory bound on the weight bytes; narrow N tiles and long K tiles so that
+  every multiprocessor streams its own weight rows with several loads in flight;
+- many rows (prefill): compute bound; square-ish 128/256 tiles with grouped program order for L2 reuse.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .quant import Int8Weight, linear_ref  # noqa: F401  (linear_ref: the torch reference)
+from .triton_common import INTERPRET, TORCH_TO_TL, UPCAST_DOT, check_float, device_sms, next_pow2, to_dtype
+
+FEW_ROWS = 32
+
+
+@triton.jit
+def _int8_matmul_kernel(
+    X_ptr,
+    W_ptr,
+    S_ptr,
+    B_ptr,
+    Y_ptr,
+    M,
+    N,
+    K,
+    M_BUCKET,
+    stride_xm,
+    stride_wn,
+    stride_ym,
+    HAS_BIAS: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_N: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    # grouped order: GROUP_N weight tiles are swept over all row tiles before moving on (L2 reuse)
+    group = pid // (GROUP_N * num_pid_m)
+    first_n = group * GROUP_N
+    group_size = tl.minimum(num_pid_n - first_n, GROUP_N)
+    pid_n = first_n + (pid % (GROUP_N * num_pid_m)) % group_size
+    pid_m = (pid % (GROUP_N * num_pid_m)) // group_size
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    # wrap out-of-range rows/cols onto valid memory; their results are masked at the store
+    rn = (offs_n % N).to(tl.int64)
+    rm = (offs_m % M).to(tl.int64)
+    offs_k = tl.arange(0, BLOCK_K)
+    w_ptrs = W_ptr + rn[:, None] * stride_wn + offs_k[None, :]
+    x_ptrs = X_ptr + rm[None, :] * stride_xm + offs_k[:, None]
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            w = tl.load(w_ptrs)
+            x = tl.load(x_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            w = tl.load(w_ptrs, mask=offs_k[None, :] < k_left, other=0)
+            x = tl.load(x_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        if UPCAST:
+            acc = tl.dot(w.to(tl.float32), x.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(w.to(x.dtype), x, acc)
+        w_ptrs += BLOCK_K
+        x_ptrs += BLOCK_K
+    scale = tl.load(S_ptr + rn)
+    acc = acc * scale[:, None]
+    if HAS_BIAS:
+        acc += tl.load(B_ptr + rn).to(tl.float32)[:, None]
+    y_ptrs = Y_ptr + offs_m[None, :].to(tl.int64) * stride_ym + offs_n[:, None]
+    tl.store(
+        y_ptrs, to_dtype(acc, Y_ptr.dtype.element_ty), mask=(offs_n[:, None] < N) & (offs_m[None, :] < M)
+    )
+
+
+def _few_rows_configs() -> list[triton.Config]:
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 1}, num_warps=4, num_stages=s)
+        for bm in (16, 32)
+        for bn in (32, 64)
+        for bk in (256, 512)
+        for s in (3, 4)
+    ]
+
+
+def _prune_few_rows(configs, named_args, **kwargs):
+    """Keep the smallest row tile that covers M (a wider one only multiplies zeros), and the N tiles that
+    give every multiprocessor at least one program (fewer leaves weight bandwidth unused); the rest of the
+    K-tile x pipeline-depth grid (8 configs) is timed."""
+    m_tile = max(16, next_pow2(named_args["M"]))
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] == m_tile]
+    sms = device_sms(named_args["X_ptr"])
+    filling = [c for c in kept if triton.cdiv(named_args["N"], c.kwargs["BLOCK_N"]) >= sms]
+    return filling or [c for c in kept if c.kwargs["BLOCK_N"] == 32]
+
+
+def _many_rows_configs() -> list[triton.Config]:
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8}, num_warps=w, num_stages=s)
+        for bn, bm, bk, w, s in (
+            (128, 128, 64, 4, 4),
+            (128, 128, 64, 8, 4),
+            (128, 256, 64, 8, 3),
+            (256, 128, 64, 8, 3),
+            (64, 128, 64, 4, 4),
+            (128, 64, 64, 4, 4),
+        )
+    ]
+
+
+def _prune_many_rows(configs, named_args, **kwargs):
+    """Drop row tiles wider than the rows present (e.g. 256-row tiles for M=64): pure padding work."""
+    m = named_args["M"]
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, next_pow2(m))]
+    return kept or configs[:1]
+
+
+_int8_matmul = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(
+    _int8_matmul_kernel
+)
+_few_rows = triton.autotune(
+    configs=_few_rows_configs(),
+    key=["M_BUCKET", "N", "K"],
+    prune_configs_by={"early_config_prune": _prune_few_rows},
+)(_int8_matmul)
+_many_rows = triton.autotune(
+    configs=_many_rows_configs(),
+    key=["M_BUCKET", "N", "K"],
+    prune_configs_by={"early_config_prune": _prune_many_rows},
+)(_int8_matmul)
+
+
+def int8_linear_triton(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    config: dict | None = None,
+) -> torch.Tensor:
+    """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
+
+    ``config`` forces one block config (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N) instead of autotuning; the CPU
+    interpreter always runs a fixed small one.
+    """
+    check_float("x", x)
+    if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
+        raise ValueError(
+            f"expected x (..., K) and int8 qweight (N, K), got {tuple(x.shape)}, {qweight.dtype} {tuple(qweight.shape)}"
+        )
+    N, K = qweight.shape
+    if scale.shape != (N,) or scale.dtype != torch.float32:
+        raise ValueError(f"scale must be float32 ({N},), got {scale.dtype} {tuple(scale.shape)}")
+    if bias is not None and bias.shape != (N,):
+        raise ValueError(f"bias must be ({N},), got {tuple(bias.shape)}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    if qweight.stride(1) != 1:
+        qweight = qweight.contiguous()
+    M = x2.shape[0]
+    y = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    if M == 0 or N == 0:
+        return y.reshape(*lead, N)
+    if K == 0:
+        return (y.zero_() if bias is None else y.copy_(bias.expand(M, N))).reshape(*lead, N)
+    assert x.dtype in TORCH_TO_TL, f"{x.dtype=}"
+    m_bucket = next_pow2(M) if M <= FEW_ROWS else min(next_pow2(M), 4096)
+    args = (
+        x2,
+        qweight,
+        scale,
+        bias if bias is not None else scale,
+        y,
+        M,
+        N,
+        K,
+        m_bucket,
+        x2.stride(0),
+        qweight.stride(0),
+        y.stride(0),
+    )
+
+    def grid(meta):
+        return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
+
+    if INTERPRET and config is None:
+        config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2}
+    if config is not None:
+        _int8_matmul[grid(config)](*args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, **config)
+    else:
+        tuned = _few_rows if M <= FEW_ROWS else _many_rows
+        tuned[grid](*args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT)
+    return y.reshape(*lead, N)
+
+
+def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``linear`` of the kernel contract for an ``Int8Weight`` on the Triton kernel."""
+    return int8_linear_triton(x, w.qweight, w.scale, bias)
