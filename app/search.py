@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from pydantic import BaseModel
 from sqlmodel import Session, select
@@ -13,8 +12,6 @@ from app.settings import settings
 from ingest.pipeline import collection_dir, load_manifest
 
 log = logging.getLogger(__name__)
-_cache = None
-_cache_lock = threading.Lock()
 
 
 class SearchHit(BaseModel):
@@ -33,16 +30,6 @@ class SearchHit(BaseModel):
     text: str
 
 
-def _index_cache():
-    global _cache
-    with _cache_lock:
-        if _cache is None:
-            from retrieval.index import IndexCache
-
-            _cache = IndexCache()
-        return _cache
-
-
 def _embedder():
     from retrieval.embeddings import get_embedder
 
@@ -54,7 +41,9 @@ def search(session: Session, query: str, collection_ids: list[int], k: int) -> l
     if not collection_ids:
         return []
     q = _embedder().embed_query(query)  # (dim,)
-    cache = _index_cache()
+    from retrieval.index import get_index_cache
+
+    cache = get_index_cache()
     scored: list[tuple[int, float]] = []
     for cid in collection_ids:
         for attempt in range(2):

@@ -13,6 +13,15 @@ from ingest import names
 app = Celery("autoglm", include=["ingest.tasks"])
 
 
+def _drop_connections() -> None:
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+
+
 def configure() -> Celery:
     """(Re)apply settings to the Celery app; drops pooled broker connections so a new URL takes effect."""
     url = settings.effective_broker_url
@@ -22,9 +31,12 @@ def configure() -> Celery:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     else:
         transport_options = {"visibility_timeout": settings.broker_visibility_timeout}
+        if settings.broker_visibility_timeout < 60:
+            # Look for unacked tasks of dead workers often enough for a short timeout to matter.
+            transport_options["unacked_restore_interval"] = max(1, settings.broker_visibility_timeout // 2)
         if settings.broker_key_prefix:
             transport_options["global_keyprefix"] = settings.broker_key_prefix
-    app._maybe_close_pool()
+    _drop_connections()
     app.conf.update(
         broker_url=url,
         broker_transport_options=transport_options,

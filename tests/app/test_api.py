@@ -1,0 +1,146 @@
+"""The REST API on SQLite and PostgreSQL, with the ingestion pipeline run in-process (no broker consumer)."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from app.db import session_scope
+from app.models import Chunk, DocumentText, Role
+from ingest.pipeline import process_document
+from tests.app.support import make_user
+
+GUIDE = """# Vacation policy
+
+Employees receive twenty-eight days of paid leave per year. Requests go through the HR portal.
+
+## Carry-over
+
+Unused leave of up to five days carries over into the next calendar year.
+"""
+NOTES = "The cafeteria on the third floor serves a vegetarian lunch every Thursday."
+
+
+def _collection(client, admin, name, group_ids=()):
+    r = client.post("/api/collections", json={"name": name, "group_ids": list(group_ids)}, headers=admin)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _upload(client, admin, cid, files):
+    return client.post(
+        f"/api/collections/{cid}/documents", files=[("files", f) for f in files], headers=admin
+    )
+
+
+def _ingest(client, admin, cid, files) -> list[int]:
+    r = _upload(client, admin, cid, files)
+    assert r.status_code == 202, r.text
+    ids = [d["id"] for d in r.json()["documents"]]
+    for doc_id in ids:
+        process_document(doc_id)
+    return ids
+
+
+def _search(client, headers, query, **kw):
+    return client.post("/api/search", json={"query": query, **kw}, headers=headers)
+
+
+def test_authentication_and_roles(db_env, client):
+    assert client.get("/api/collections").json() == {"detail": "Missing API key"}
+    r = client.get("/api/collections", headers={"Authorization": "Bearer agk_nope"})
+    assert (r.status_code, r.json()["detail"]) == (401, "Invalid API key")
+    member = make_user(Role.member)
+    r = client.post("/api/collections", json={"name": "x"}, headers=member)
+    assert (r.status_code, r.json()["detail"]) == (403, "Admin role required")
+    admin = make_user(Role.admin)
+    _collection(client, admin, "handbook")
+    r = client.post("/api/collections", json={"name": "handbook"}, headers=admin)
+    assert (r.status_code, r.json()["detail"]) == (409, "Collection name already exists")
+    assert [c["name"] for c in client.get("/api/collections", headers=admin).json()] == ["handbook"]
+
+
+def test_upload_progress_search_delete(db_env, client):
+    admin = make_user(Role.admin)
+    cid = _collection(client, admin, "hr")
+    a, b = _ingest(
+        client, admin, cid, [("guide.md", GUIDE.encode(), "text/markdown"), ("notes.txt", NOTES.encode())]
+    )
+
+    doc = client.get(f"/api/documents/{a}", headers=admin).json()
+    assert (doc["status"], doc["stage"], doc["progress"], doc["detected_type"]) == (
+        "ready",
+        "done",
+        1.0,
+        "markdown",
+    )
+    assert doc["chunk_count"] >= 1 and doc["chunks_embedded"] == doc["chunks_total"] == doc["chunk_count"]
+    listed = client.get(f"/api/collections/{cid}/documents", headers=admin).json()
+    assert [d["id"] for d in listed] == [a, b]
+
+    r = _search(client, admin, "How many days carry over to next year?", k=3)
+    assert r.status_code == 200, r.text
+    top = r.json()["hits"][0]
+    assert top["document_id"] == a and "five days" in top["text"]
+    assert top["heading_path"][-1] == "Carry-over" and top["document_title"]
+    with session_scope() as s:  # offsets point at the exact passage in the stored text
+        text = s.get(DocumentText, a).text
+    assert text[top["char_start"] : top["char_end"]] == top["text"]
+    lunch = _search(client, admin, "vegetarian lunch cafeteria", k=1).json()["hits"]
+    assert lunch[0]["document_id"] == b
+
+    assert client.delete(f"/api/documents/{a}", headers=admin).status_code == 204
+    hits = _search(client, admin, "How many days carry over to next year?", k=10).json()["hits"]
+    assert a not in {h["document_id"] for h in hits}
+    assert client.get(f"/api/documents/{a}", headers=admin).status_code == 404
+    assert client.delete(f"/api/documents/{a}", headers=admin).json() == {"detail": "Document not found"}
+    with session_scope() as s:
+        assert s.exec(select(Chunk).where(Chunk.document_id == a)).all() == []
+
+
+def test_same_content_stored_once_and_changed_file_replaces(env, client):
+    admin = make_user(Role.admin)
+    cid = _collection(client, admin, "kb")
+    (first,) = _ingest(client, admin, cid, [("policy.txt", b"Badges must be worn visibly at all times.")])
+    again = _upload(client, admin, cid, [("copy.txt", b"Badges must be worn visibly at all times.")]).json()
+    assert again["documents"][0]["id"] == first and again["documents"][0]["duplicate"] is True
+
+    (second,) = _ingest(
+        client, admin, cid, [("policy.txt", b"Visitors sign in at the front desk on arrival.")]
+    )
+    assert second != first
+    assert client.get(f"/api/documents/{first}", headers=admin).status_code == 404
+    hits = _search(client, admin, "badges worn visibly", k=10).json()["hits"]
+    assert {h["document_id"] for h in hits} == {second}
+    assert [d["id"] for d in client.get(f"/api/collections/{cid}/documents", headers=admin).json()] == [
+        second
+    ]
+
+
+def test_member_never_sees_another_groups_collection(db_env, client):
+    admin = make_user(Role.admin)
+    g1 = client.post("/api/groups", json={"name": "sales"}, headers=admin).json()["id"]
+    g2 = client.post("/api/groups", json={"name": "legal"}, headers=admin).json()["id"]
+    mine = _collection(client, admin, "sales-kb", [g1])
+    theirs = _collection(client, admin, "legal-kb", [g2])
+    _ingest(client, admin, mine, [("s.txt", b"Quarterly sales targets are reviewed every March.")])
+    (secret,) = _ingest(client, admin, theirs, [("l.txt", b"The merger with Contoso closes in March.")])
+    r = client.post("/api/users", json={"name": "ann", "group_ids": [g1]}, headers=admin)
+    member = {"Authorization": f"Bearer {r.json()['api_key']}"}
+
+    assert [c["id"] for c in client.get("/api/collections", headers=member).json()] == [mine]
+    hits = _search(client, member, "merger with Contoso in March", k=10).json()["hits"]
+    assert hits and {h["collection_id"] for h in hits} == {mine}
+    forbidden = _search(client, member, "merger", collection_ids=[theirs])
+    absent = _search(client, member, "merger", collection_ids=[987654])
+    assert (forbidden.status_code, forbidden.json()) == (absent.status_code, absent.json())
+    assert forbidden.json() == {"detail": "Collection not found"}
+    assert client.get(f"/api/collections/{theirs}/documents", headers=member).json() == {
+        "detail": "Collection not found"
+    }
+    assert client.get(f"/api/documents/{secret}", headers=member).json() == {"detail": "Document not found"}
+    assert _upload(client, member, mine, [("x.txt", b"hello there")]).status_code == 403
+    assert client.delete(f"/api/documents/{secret}", headers=member).status_code == 403
+    # Granting the group access makes it visible at once.
+    client.put(f"/api/collections/{theirs}/groups", json={"group_ids": [g1, g2]}, headers=admin)
+    hits = _search(client, member, "merger with Contoso in March", k=1).json()["hits"]
+    assert hits[0]["document_id"] == secret

@@ -1,0 +1,79 @@
+"""`autoglm serve` on embedded defaults (embedded SQLite broker + worker child), create-admin, ingest."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from app.cli import main
+from app.db import session_scope
+from app.models import Document
+from tests.app.support import ROOT, wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ingest_command_processes_files_and_folders(env, capsys):
+    folder = env / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text("# Travel\n\nBook flights through the travel desk two weeks ahead.\n")
+    (folder / "sub" / "b.txt").write_text("Expense reports are due on the fifth working day of each month.")
+    (env / "empty.txt").write_bytes(b"")
+    rc = main(["ingest", str(folder), str(env / "empty.txt"), "--collection", "finance", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "2 ready, 1 failed or rejected" in out  # the empty file is refused
+    with session_scope() as s:
+        docs = s.query(Document).all()
+    assert sorted((d.filename, d.status) for d in docs) == [("a.md", "ready"), ("b.txt", "ready")]
+
+
+@pytest.mark.slow
+def test_serve_runs_api_and_embedded_worker(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
+    env.update(HF_HUB_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    serve = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(f"{base}/api/health"), 90, "the API to answer")
+        key = subprocess.run([sys.executable, "-m", "app.cli", "create-admin"], cwd=ROOT, env=env, check=True,
+                             capture_output=True, text=True).stdout.strip().splitlines()[-1]  # fmt: skip
+        h = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base, headers=h, timeout=30) as c:
+            cid = c.post("/api/collections", json={"name": "it"}).json()["id"]
+            r = c.post(f"/api/collections/{cid}/documents",
+                       files=[("files", ("vpn.txt", b"Connect to the VPN with the GlobalProtect client."))])  # fmt: skip
+            assert r.status_code == 202, r.text
+            doc_id = r.json()["documents"][0]["id"]
+            wait_for(lambda: c.get(f"/api/documents/{doc_id}").json()["status"] == "ready", 120, "ready")
+            hits = c.post("/api/search", json={"query": "how do I connect to the VPN"}).json()["hits"]
+            assert hits[0]["document_id"] == doc_id
+        assert (tmp_path / "data" / "broker.sqlite").exists()
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+        log.close()
+    print((tmp_path / "serve.log").read_text()[-3000:])
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
