@@ -1,0 +1,132 @@
+"""Document parsers: the type is detected from the content (magic bytes), never from the file name.
+
+    doc = parse(data, filename)   # ParsedDocument, or ParseError with a reason a person can read
+
+The file name only breaks the tie between Markdown and plain text.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+
+from .base import SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
+from .office import parse_docx, parse_pptx, parse_xlsx
+from .pdf import parse_pdf
+from .text import decode_text, looks_like_markdown, parse_markdown, parse_text
+from .web import parse_html
+
+__all__ = [
+    "SUPPORTED_TYPES",
+    "ParseError",
+    "ParsedDocument",
+    "Section",
+    "UnsupportedFileType",
+    "detect_type",
+    "parse",
+]
+
+logger = logging.getLogger(__name__)
+
+_EMPTY = "The file is empty."
+_SUPPORTED = "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, plain text"
+# Formats recognised only to name them in the refusal.
+_KNOWN_BINARY = (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-format (97-2003) or password-protected Office document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"\x7fELF", "an executable program"),
+    (b"MZ", "a Windows program"),
+    (b"{\\rtf", "an RTF document"),
+)
+_MARKDOWN_EXT = (".md", ".markdown", ".mdown", ".mkd")
+_TEXT_EXT = (".txt", ".text", ".log", ".csv", ".tsv")
+
+
+def _zip_type(data: bytes) -> str:
+    try:
+        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ParseError("The file could not be read: it is a damaged ZIP container.") from e
+    if "word/document.xml" in names:
+        return "docx"
+    if "ppt/presentation.xml" in names:
+        return "pptx"
+    if "xl/workbook.xml" in names:
+        return "xlsx"
+    raise UnsupportedFileType(
+        f"The file is a ZIP archive, not a Word, PowerPoint or Excel document ({_SUPPORTED})."
+    )
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text[:4096].lstrip("\ufeff \t\r\n").lower()
+    if head.startswith(("<!doctype html", "<html")):
+        return True
+    return head.startswith("<") and any(t in head for t in ("<html", "<head", "<body"))
+
+
+def detect_type(data: bytes, filename: str | None = None) -> str:
+    """One of SUPPORTED_TYPES, decided by content; raises UnsupportedFileType (ParseError if empty)."""
+    if not data or not data.strip(b" \t\r\n\x00"):
+        raise ParseError(_EMPTY)
+    if data[:1024].lstrip().startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
+        return "pdf"
+    if data.startswith(b"PK\x03\x04"):
+        return _zip_type(data)
+    for magic, what in _KNOWN_BINARY:
+        if data.startswith(magic):
+            raise UnsupportedFileType(f"The file is {what}, which is not supported ({_SUPPORTED}).")
+    text = decode_text(data[:262_144])
+    return _text_type(text, filename)
+
+
+def _text_type(text: str, filename: str | None) -> str:
+    if _looks_like_html(text):
+        return "html"
+    name = (filename or "").lower()
+    if name.endswith(_MARKDOWN_EXT):
+        return "markdown"
+    if name.endswith(_TEXT_EXT):
+        return "text"
+    return "markdown" if looks_like_markdown(text) else "text"
+
+
+def parse(data: bytes, filename: str | None = None) -> ParsedDocument:
+    """Extract text and sections; raises ParseError (UnsupportedFileType for other formats)."""
+    kind = detect_type(data, filename)
+    try:
+        return _PARSERS[kind](data)
+    except ParseError:
+        raise
+    except MemoryError as e:
+        raise ParseError("The document is too large to process in memory.") from e
+    except Exception as e:
+        # A parser library failing on odd input must fail this document, not the worker.
+        logger.exception("parser for %s failed on %r", kind, filename)
+        raise ParseError(f"The {kind} file could not be read ({type(e).__name__}); it may be damaged.") from e
+
+
+def _markdown(data: bytes) -> ParsedDocument:
+    return parse_markdown(decode_text(data))
+
+
+def _text(data: bytes) -> ParsedDocument:
+    return parse_text(decode_text(data))
+
+
+_PARSERS = {
+    "pdf": parse_pdf,
+    "docx": parse_docx,
+    "pptx": parse_pptx,
+    "xlsx": parse_xlsx,
+    "html": parse_html,
+    "markdown": _markdown,
+    "text": _text,
+}

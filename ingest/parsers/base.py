@@ -1,0 +1,175 @@
+"""Types shared by the parsers, their limits, and the builder that lays out text and sections."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+SUPPORTED_TYPES = ("pdf", "docx", "pptx", "xlsx", "html", "markdown", "text")
+
+# Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).
+MAX_ZIP_MEMBERS = 10_000
+MAX_ZIP_UNCOMPRESSED = 256 * 1024 * 1024
+MAX_ZIP_RATIO = 200  # uncompressed / compressed for one member; real Office XML stays under ~30
+MAX_PDF_PAGES = 10_000
+MAX_TEXT_CHARS = 50_000_000
+MAX_SHEET_CELLS = 5_000_000
+
+
+class ParseError(Exception):
+    """A file that cannot be turned into text; `reason` is a sentence a person can read."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnsupportedFileType(ParseError):
+    """The content is not one of SUPPORTED_TYPES (the API answers 415)."""
+
+
+@dataclass
+class Section:
+    """One block of text with its location: text[start:end], under heading_path, on page."""
+
+    start: int
+    end: int
+    heading_path: list[str]
+    page: int | None
+
+
+@dataclass
+class ParsedDocument:
+    """The plain text of a document and the sections that cover it in order."""
+
+    text: str
+    sections: list[Section]
+    detected_type: str
+    pages: int | None
+    title: str | None
+
+
+_WS = re.compile(r"[ \t\u00a0\u3000]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_inline(s: str) -> str:
+    """One line of text: control characters dropped, runs of spaces collapsed, ends stripped."""
+    return _WS.sub(" ", _CONTROL.sub("", s.replace("\r", " ").replace("\n", " "))).strip()
+
+
+def clean_block(s: str) -> str:
+    """A block of text: NFC, newlines normalized, control characters dropped, line ends stripped."""
+    s = unicodedata.normalize("NFC", s.replace("\r\n", "\n").replace("\r", "\n"))
+    s = _CONTROL.sub("", s)
+    lines = [line.rstrip() for line in s.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n").strip()
+
+
+class TextBuilder:
+    """Appends blocks of text separated by blank lines and records sections as headings/pages change.
+
+    A heading opens a section that starts with the heading's own text, so sections are contiguous
+    and cover the whole text: sections[0].start == 0 and sections[-1].end == len(text).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._len = 0
+        self._path: list[str] = []
+        self._levels: list[int] = []
+        self._page: int | None = None
+        self._sections: list[Section] = []
+        self._open: Section | None = None
+        self.first_heading: str | None = None
+
+    def _append(self, text: str) -> None:
+        if self._len:
+            self._parts.append("\n\n")
+            self._len += 2
+        if self._open is None:
+            self._open = Section(self._len, self._len, list(self._path), self._page)
+            self._sections.append(self._open)
+        self._parts.append(text)
+        self._len += len(text)
+        self._open.end = self._len
+        if self._len > MAX_TEXT_CHARS:
+            raise ParseError(f"The document has more than {MAX_TEXT_CHARS:,} characters of text; split it.")
+
+    def _close(self) -> None:
+        self._open = None
+
+    def heading(self, level: int, text: str) -> None:
+        """A heading of `level` (1 = top): pops deeper headings, opens a section starting with it."""
+        text = clean_inline(text)
+        if not text:
+            return
+        while self._levels and self._levels[-1] >= level:
+            self._levels.pop()
+            self._path.pop()
+        self._levels.append(level)
+        self._path.append(text)
+        if self.first_heading is None:
+            self.first_heading = text
+        self._close()
+        self._append(text)
+
+    def set_path(self, path: list[str], page: int | None = None) -> None:
+        """Start a new location (a slide, a sheet, a page) with an explicit heading path."""
+        self._path = [p for p in (clean_inline(x) for x in path) if p]
+        self._levels = list(range(1, len(self._path) + 1))
+        self._page = page
+        self._close()
+
+    def page(self, page: int | None) -> None:
+        if page != self._page:
+            self._page = page
+            self._close()
+
+    def block(self, text: str) -> None:
+        text = clean_block(text)
+        if text:
+            self._append(text)
+
+    def build(self, detected_type: str, pages: int | None, title: str | None) -> ParsedDocument:
+        text = "".join(self._parts)
+        if not text.strip():
+            raise ParseError("The document contains no text that could be extracted.")
+        # Extend each section over the separator that follows it so the sections tile the text.
+        for a, b in zip(self._sections, self._sections[1:], strict=False):
+            a.end = b.start
+        self._sections[-1].end = len(text)
+        title = clean_inline(title) if title else None
+        return ParsedDocument(
+            text=text,
+            sections=self._sections,
+            detected_type=detected_type,
+            pages=pages,
+            title=title or self.first_heading,
+        )
+
+
+def rows_as_text(rows: list[list[str]]) -> list[str]:
+    """Table rows as lines: the first non-empty row is the header, the others "Header: value; ...".
+
+    Empty cells are skipped; a column without a header is named by its number ("Column 3").
+    """
+    rows = [[clean_inline(c) for c in r] for r in rows]
+    rows = [r for r in rows if any(r)]
+    if not rows:
+        return []
+    if len(rows) == 1:
+        return ["; ".join(c for c in rows[0] if c)]
+    header = rows[0]
+    out = []
+    for r in rows[1:]:
+        cells = []
+        for j, v in enumerate(r):
+            if not v:
+                continue
+            h = header[j] if j < len(header) and header[j] else f"Column {j + 1}"
+            cells.append(f"{h}: {v}")
+        if cells:
+            out.append("; ".join(cells))
+    return out

