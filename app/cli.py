@@ -45,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from app.worker_proc import worker_argv
 
-    argv = worker_argv(concurrency=args.concurrency)
+    argv = worker_argv(concurrency=args.concurrency, name=args.name)
     os.execv(argv[0], argv)  # the worker replaces this process: signals reach Celery directly
     return 0  # unreachable
 
@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_serve)
 
     w = sub.add_parser("worker", help="run a Celery worker against AUTOGLM_BROKER_URL / AUTOGLM_REDIS_URL")
-    w.add_argument("--concurrency", type=int, default=1)
+    w.add_argument("--concurrency", type=int, default=1, help="worker processes (prefork pool on Redis)")
+    w.add_argument("--name", default=None, help="Celery node name (default autoglm@%%h)")
     w.set_defaults(func=_worker)
 
     a = sub.add_parser(

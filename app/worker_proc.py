@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def worker_argv(concurrency: int | None = None, name: str | None = None) -> list[str]:
     argv = [sys.executable, "-m", "celery", "-A", "ingest.celery_app:app", "worker"]
     argv += ["-Q", ",".join(ALL_QUEUES), "--loglevel", settings.log_level]
-    argv += ["-n", name or f"autoglm-{os.getpid()}@{socket.gethostname()}"]
+    argv += ["-n", name or "autoglm@%h"]
     if settings.embedded_broker:
         # NOTE: the SQLite broker file takes one consumer; the solo pool runs tasks in the worker process.
         argv += ["--pool=solo"]

@@ -113,7 +113,7 @@ def start_worker(extra_env: dict[str, str] | None = None, log_path: Path | None 
     env["PYTHONUNBUFFERED"] = "1"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
+        [sys.executable, "-m", "app.cli", "worker", "--name", f"test-{uuid.uuid4().hex[:8]}@%h"],
         cwd=ROOT,
         env=env,
         stdout=out,
