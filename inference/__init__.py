@@ -1,1 +1,10 @@
-"""inference package."""
+"""The in-process GLM-4 engine: model, checkpoint and tokenizer loading, paged KV cache with radix
+prefix reuse, continuous batching scheduler, sampler.
+
+    from inference import Engine, SamplingParams
+"""
+
+from .engine import Completion, Engine, EngineOverloaded, Timings, TokenEvent, Usage
+from .sampling import SamplingParams
+
+__all__ = ["Completion", "Engine", "EngineOverloaded", "SamplingParams", "Timings", "TokenEvent", "Usage"]

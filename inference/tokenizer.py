@@ -1,0 +1,131 @@
+"""Tokenizer from a checkpoint directory, the GLM-4 chat template, and streaming detokenization."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+
+
+def glm4_chat_format(messages: list[Message], add_generation_prompt: bool = True) -> str:
+    """The GLM-4 chat layout, used when the checkpoint ships no template (or jinja2 is absent)."""
+    text = "[gMASK]<sop>"
+    for m in messages:
+        text += f"<|{m['role']}|>\n{m['content']}"
+    if add_generation_prompt:
+        text += "<|assistant|>"
+    return text
+
+
+class Tokenizer:
+    """tokenizer.json (+ tokenizer_config.json / chat_template.jinja) of a checkpoint directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        file = path / "tokenizer.json"
+        if not file.is_file():
+            raise FileNotFoundError(f"model directory {str(path)!r} has no tokenizer.json")
+        self._tok = HFTokenizer.from_file(str(file))
+        cfg_file = path / "tokenizer_config.json"
+        self.config: dict = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        template = self.config.get("chat_template")
+        if isinstance(template, list):  # [{"name": "default", "template": "..."}, ...]
+            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        jinja_file = path / "chat_template.jinja"
+        if template is None and jinja_file.is_file():
+            template = jinja_file.read_text()
+        self.chat_template: str | None = template
+        self._compiled = None
+        self.special_ids = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def _special(self, name: str) -> str | None:
+        v = self.config.get(name)
+        return v.get("content") if isinstance(v, dict) else v
+
+    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+        """Render chat messages ({"role", "content"}) with the checkpoint's template."""
+        for m in messages:
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise ValueError("each chat message must be a dict with 'role' and 'content'")
+        if self.chat_template is None:
+            return glm4_chat_format(messages, add_generation_prompt)
+        if self._compiled is None:
+            try:
+                from jinja2.sandbox import ImmutableSandboxedEnvironment
+            except ImportError:
+                log.warning("jinja2 is not installed; using the built-in GLM-4 chat format")
+                return glm4_chat_format(messages, add_generation_prompt)
+
+            def raise_exception(msg: str):
+                raise ValueError(msg)
+
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(
+                x, ensure_ascii=False, indent=indent
+            )
+            env.globals["raise_exception"] = raise_exception
+            self._compiled = env.from_string(self.chat_template)
+        return self._compiled.render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self._special("bos_token") or "",
+            eos_token=self._special("eos_token") or "",
+        )
+
+    def encode_chat(self, messages: list[Message]) -> list[int]:
+        # the template writes [gMASK]<sop> itself
+        return self.encode(self.apply_chat_template(messages), add_special_tokens=False)
+
+
+class IncrementalDetokenizer:
+    """Turns a growing list of token ids into text deltas that never split a UTF-8 character.
+
+    Decodes a short window of tokens twice (up to the last emitted token, and with the new ones)
+    and emits the difference once it no longer ends in U+FFFD (a byte sequence still incomplete),
+    the prefix/read offsets scheme of vLLM and TGI, so each step costs O(window), not O(length)."""
+
+    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        dec = self.tokenizer.decode
+        prefix = dec(self.ids[self.prefix_offset : self.read_offset], self.skip_special_tokens)
+        full = dec(self.ids[self.prefix_offset :], self.skip_special_tokens)
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            self.prefix_offset = self.read_offset
+            self.read_offset = len(self.ids)
+            return full[len(prefix) :]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is left undecoded at the end (possibly with U+FFFD for truly broken bytes)."""
+        prefix = self.tokenizer.decode(
+            self.ids[self.prefix_offset : self.read_offset], self.skip_special_tokens
+        )
+        full = self.tokenizer.decode(self.ids[self.prefix_offset :], self.skip_special_tokens)
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return full[len(prefix) :] if len(full) > len(prefix) else ""
