@@ -156,7 +156,7 @@ def make_encrypted_pdf(text: str) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([text]))))
-    writer.encrypt(user_password="secret", owner_password="owner", algorithm="AES-128")
+    writer.encrypt(user_password="secret", owner_password="owner", algorithm="RC4-128")
     buf = io.BytesIO()
     writer.write(buf)
     return buf.getvalue()

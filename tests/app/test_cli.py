@@ -10,6 +10,7 @@ import sys
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from app.cli import main
 from app.db import session_scope
@@ -33,7 +34,7 @@ def test_ingest_command_processes_files_and_folders(env, capsys):
     out = capsys.readouterr().out
     assert rc == 1 and "2 ready, 1 failed or rejected" in out  # the empty file is refused
     with session_scope() as s:
-        docs = s.query(Document).all()
+        docs = s.exec(select(Document)).all()
     assert sorted((d.filename, d.status) for d in docs) == [("a.md", "ready"), ("b.txt", "ready")]
 
 

@@ -1,0 +1,211 @@
+"""The engine end to end against transformers' greedy generate on the same weights."""
+
+import asyncio
+import time
+
+import pytest
+import torch
+from transformers import GenerationConfig
+
+from inference import Completion, Engine, EngineOverloaded, SamplingParams, TokenEvent
+
+from .conftest import hf_model
+
+GREEDY = SamplingParams(max_tokens=64, temperature=0, ignore_eos=True)
+
+
+def hf_greedy(path, ids: list[int], n: int) -> list[int]:
+    model = hf_model(path)
+    cfg = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    model.generation_config.eos_token_id = None  # compare all n tokens, like ignore_eos
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), generation_config=cfg)
+    return out[0, len(ids) :].tolist()
+
+
+@pytest.fixture(scope="module", params=["glm", "glm4"])
+def arch_path(request, checkpoints):
+    return checkpoints[request.param]
+
+
+PROMPTS = [
+    "The engine answers questions",
+    "企业问答系统读取公司文档并回答员工的问题。",
+    "Prefix caching reuses the key and value blocks of a shared system prompt and shared context passages.",
+]
+
+
+def test_greedy_batch_of_different_lengths_matches_transformers(arch_path):
+    with Engine.from_pretrained(arch_path, num_blocks=128, block_size=4) as engine:
+        results = engine.generate(PROMPTS, GREEDY)
+        for prompt, res in zip(PROMPTS, results, strict=True):
+            ids = engine.tokenizer.encode(prompt)
+            assert res.token_ids == hf_greedy(arch_path, ids, 64)
+            assert res.finish_reason == "length"
+            assert res.usage.prompt_tokens == len(ids) and res.usage.completion_tokens == 64
+
+
+def test_prefix_hits_full_and_partial_blocks(checkpoints):
+    path = checkpoints["glm"]
+    with Engine.from_pretrained(path, num_blocks=128, block_size=4) as engine:
+        shared = list(range(3, 21))  # 18 tokens: 4 full blocks + 2 tokens of a fifth
+        first = shared + [200, 201, 202]
+        [r0] = engine.generate([first], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))
+        assert r0.usage.prefix_hit_tokens == 0
+        # same 18-token prefix: the partial fifth block is recomputed, 16 tokens come from the cache
+        second = shared + [300, 301]
+        # a prompt that is fully cached (first + its output): all but the block holding the last token hit
+        third = first + r0.token_ids[:3]
+        r1, r2 = engine.generate(
+            [second, third], SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
+        )
+        assert r1.usage.prefix_hit_tokens == 16
+        assert (
+            r2.usage.prefix_hit_tokens == 20
+        )  # 24 tokens: 5 full blocks cached, the 6th holds the last token
+        assert r1.token_ids == hf_greedy(path, second, 16)
+        assert r2.token_ids == hf_greedy(path, third, 16)
+        stats = engine.stats()
+        assert stats["prefix_hit_tokens"] == 36
+        assert stats["prefix_hit_rate"] == pytest.approx(36 / (21 + 20 + 24))
+
+
+def test_forced_preemption_keeps_outputs_identical(checkpoints):
+    path = checkpoints["glm4"]
+    prompts = [list(range(10 + 7 * i, 30 + 7 * i)) for i in range(4)]  # 20 tokens each
+    params = SamplingParams(max_tokens=40, temperature=0, ignore_eos=True)
+    # 4 sequences x 60 tokens need 60 blocks of 4; the pool has 24
+    with Engine.from_pretrained(path, num_blocks=24, block_size=4, enable_prefix_caching=False) as engine:
+        results = engine.generate(prompts, params)
+        assert engine.stats()["num_preemptions"] > 0
+        assert engine.stats()["free_blocks"] == 24
+    for p, r in zip(prompts, results, strict=True):
+        assert r.token_ids == hf_greedy(path, p, 40)
+
+
+def test_stream_chat_utf8_events_then_final(checkpoints):
+    path = checkpoints["glm"]
+    messages = [{"role": "system", "content": "你好"}, {"role": "user", "content": "差旅政策规定什么？"}]
+
+    async def run(engine):
+        events = [ev async for ev in engine.stream(messages, SamplingParams(max_tokens=24, temperature=0))]
+        return events
+
+    with Engine.from_pretrained(path, num_blocks=64, block_size=4) as engine:
+        events = asyncio.run(run(engine))
+        final = events[-1]
+        assert isinstance(final, Completion)
+        tokens = [ev for ev in events[:-1] if isinstance(ev, TokenEvent)]
+        assert len(tokens) == len(events) - 1 == final.usage.completion_tokens
+        assert "".join(ev.text for ev in tokens) == final.text
+        ids = engine.tokenizer.encode(
+            "[gMASK]<sop><|system|>\n你好<|user|>\n差旅政策规定什么？<|assistant|>", False
+        )
+        assert final.usage.prompt_tokens == len(ids)
+        expected = hf_greedy(path, ids, 24)
+        eos = engine.eos_ids
+        cut = next((i + 1 for i, t in enumerate(expected) if t in eos), len(expected))
+        assert final.token_ids == expected[:cut]
+        t = final.timings
+        assert 0 <= t.queue_s <= t.ttft_s <= t.total_s
+
+
+def test_cancel_frees_blocks_and_timeout(checkpoints):
+    path = checkpoints["glm"]
+    with Engine.from_pretrained(path, num_blocks=64, block_size=4, enable_prefix_caching=False) as engine:
+
+        async def consume_two():
+            got = []
+            async for ev in engine.stream(
+                list(range(5, 30)), SamplingParams(max_tokens=200, ignore_eos=True)
+            ):
+                got.append(ev)
+                if len(got) == 2:
+                    break
+            return got
+
+        assert len(asyncio.run(consume_two())) == 2
+        deadline = time.time() + 10
+        while engine.stats()["running"] and time.time() < deadline:
+            time.sleep(0.01)
+        assert engine.stats()["running"] == 0 and engine.stats()["free_blocks"] == 64
+
+        done: list[Completion] = []
+        engine.submit(
+            list(range(5, 30)),
+            SamplingParams(max_tokens=200, ignore_eos=True),
+            lambda ev: isinstance(ev, Completion) and done.append(ev),
+            timeout_s=0.05,
+        )
+        while not done and time.time() < deadline:
+            time.sleep(0.01)
+        assert done[0].finish_reason == "timeout" and done[0].usage.completion_tokens < 200
+
+
+def test_bounded_queue_rejects_when_full(checkpoints):
+    with Engine.from_pretrained(checkpoints["glm"], num_blocks=32, block_size=4, max_waiting=2) as engine:
+        with engine._cv:  # hold the loop so nothing leaves the queue while we fill it
+            engine.submit([5, 6, 7], SamplingParams(max_tokens=2), lambda ev: None)
+            engine.submit([5, 6, 8], SamplingParams(max_tokens=2), lambda ev: None)
+            with pytest.raises(EngineOverloaded, match=r"engine queue is full \(2 waiting requests\)"):
+                engine.submit([5, 6, 9], SamplingParams(max_tokens=2), lambda ev: None)
+
+
+def test_stop_strings_stop_ids_seed_and_logprobs(checkpoints):
+    path = checkpoints["glm"]
+    prompt = "The engine answers questions"
+    with Engine.from_pretrained(path, num_blocks=64, block_size=4) as engine:
+        [full] = engine.generate(
+            prompt, SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, logprobs=True)
+        )
+        # logprobs of the chosen tokens equal transformers' log-softmax at those positions
+        ids = engine.tokenizer.encode(prompt)
+        with torch.no_grad():
+            logits = hf_model(path)(torch.tensor([ids + full.token_ids])).logits[0, len(ids) - 1 : -1]
+        ref = logits.log_softmax(-1).gather(1, torch.tensor(full.token_ids)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(full.logprobs), ref, atol=1e-4)
+
+        printable = [i for i, ch in enumerate(full.text) if ch.isprintable() and ch != "\ufffd" and i > 3]
+        stop = full.text[printable[0] : printable[0] + 1]
+        [cut] = engine.generate(
+            prompt, SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, stop=[stop])
+        )
+        assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.index(stop)]
+
+        stop_id = full.token_ids[5]
+        [st] = engine.generate(
+            prompt, SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, stop_token_ids=[stop_id])
+        )
+        k = full.token_ids.index(stop_id)
+        assert st.finish_reason == "stop" and st.token_ids == full.token_ids[: k + 1]
+
+        sampled = [
+            SamplingParams(max_tokens=20, temperature=1.0, top_p=0.9, top_k=50, seed=s) for s in (7, 7, 8)
+        ]
+        a, b, c = engine.generate([prompt] * 3, sampled)
+        assert a.token_ids == b.token_ids != c.token_ids
+
+
+def test_caller_errors(checkpoints):
+    with Engine.from_pretrained(checkpoints["glm"], num_blocks=8, block_size=4) as engine:
+        with pytest.raises(ValueError, match="exceeds max_model_len"):
+            engine.generate([list(range(20))], SamplingParams(max_tokens=20))
+        with pytest.raises(ValueError, match="prompt token ids must be in"):
+            engine.generate([[5, 10_000]])
+        with pytest.raises(ValueError, match="the prompt is empty"):
+            engine.generate([[]])
+        with pytest.raises(ValueError, match="top_p must be in"):
+            SamplingParams(top_p=0)
+
+
+def test_int8_weights_and_kv_cache(checkpoints):
+    path = checkpoints["glm4"]
+    params = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
+    with Engine.from_pretrained(path, num_blocks=32, block_size=4) as ref_engine:
+        [ref] = ref_engine.generate(PROMPTS[:1], params)
+    with Engine.from_pretrained(
+        path, num_blocks=32, block_size=4, quantization="int8", kv_cache_dtype="int8"
+    ) as e:
+        assert e.runner.caches[0].k.dtype == torch.int8 and e.runner.caches[0].k_scale is not None
+        [res] = e.generate(PROMPTS[:1], params)
+    assert res.token_ids[:4] == ref.token_ids[:4]
