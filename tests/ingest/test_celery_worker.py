@@ -28,6 +28,9 @@ pytestmark = pytest.mark.slow
 LONG_TEXT = "\n\n".join(
     f"Section {i}. The backup policy requires nightly snapshots of database cluster {i} kept for {i + 7} days."
     for i in range(60)
+).replace(
+    "Section 33.",
+    "The disaster recovery drill takes place in the Frankfurt data center every October. Section 33.",
 )
 
 
@@ -83,8 +86,8 @@ def test_upload_ready_search_delete_and_bad_batch_through_worker(stack):
                          headers=admin).json()  # fmt: skip
         doc_id = up["documents"][0]["id"]
         wait_for(lambda: _doc(doc_id).status == "ready", 120, "backup.txt to be ready")
-        hits = _search(client, admin, "nightly snapshots kept for 40 days", cid)
-        assert hits and hits[0]["document_id"] == doc_id and "cluster 33" in hits[0]["text"]
+        hits = _search(client, admin, "Where is the disaster recovery drill held?", cid)
+        assert hits and hits[0]["document_id"] == doc_id and "Frankfurt" in hits[0]["text"]
 
         assert client.delete(f"/api/documents/{doc_id}", headers=admin).status_code == 204
         assert doc_id not in {h["document_id"] for h in _search(client, admin, "nightly snapshots", cid)}
