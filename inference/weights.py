@@ -22,6 +22,8 @@ from .model import GlmModel
 
 log = logging.getLogger(__name__)
 
+Writer = Callable[[torch.Tensor], None]
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -53,51 +55,50 @@ def shard_files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {path}")
 
 
-def _row_writer(target: torch.Tensor | Int8Weight, row0: int) -> Callable[[torch.Tensor], None]:
-    """Copy a (rows, ...) checkpoint tensor into target[row0:row0 + rows], quantizing for Int8Weight."""
+def _row_writer(target: torch.Tensor | Int8Weight, row0: int = 0, rows: int | None = None) -> Writer:
+    """Copy a checkpoint tensor of exactly `rows` rows into target[row0:row0 + rows] (all rows by
+    default), quantizing for an Int8Weight."""
+    dest = target.qweight if isinstance(target, Int8Weight) else target
+    rows = dest.shape[0] - row0 if rows is None else rows
+    expected = (rows, *dest.shape[1:])
 
     def write(t: torch.Tensor) -> None:
-        n = t.shape[0]
+        if tuple(t.shape) != expected:
+            raise ValueError(f"expected shape {expected}, got {tuple(t.shape)}")
         if isinstance(target, Int8Weight):
-            if t.shape[1:] != target.qweight.shape[1:] or row0 + n > target.qweight.shape[0]:
-                raise ValueError(
-                    f"shape {tuple(t.shape)} does not fit {tuple(target.qweight.shape)} at row {row0}"
-                )
-            q = Int8Weight.quantize(t.to(target.qweight.device))
-            target.qweight[row0 : row0 + n].copy_(q.qweight)
-            target.scale[row0 : row0 + n].copy_(q.scale)
-            return
-        if t.shape[1:] != target.shape[1:] or row0 + n > target.shape[0]:
-            raise ValueError(f"shape {tuple(t.shape)} does not fit {tuple(target.shape)} at row {row0}")
-        target[row0 : row0 + n].copy_(t)
+            q = Int8Weight.quantize(t)
+            target.qweight[row0 : row0 + rows].copy_(q.qweight)
+            target.scale[row0 : row0 + rows].copy_(q.scale)
+        else:
+            target[row0 : row0 + rows].copy_(t)
 
     return write
 
 
-def weight_slots(model: GlmModel) -> dict[str, Callable[[torch.Tensor], None]]:
+def weight_slots(model: GlmModel) -> dict[str, Writer]:
     """Checkpoint key -> writer into the model's storage (q/k/v land in slices of the fused qkv)."""
     cfg = model.cfg
     hd = cfg.head_dim
     q_rows, kv_rows = cfg.num_heads * hd, cfg.num_kv_heads * hd
     slots = {
-        "model.embed_tokens.weight": _row_writer(model.embed, 0),
-        "model.norm.weight": _row_writer(model.norm, 0),
-        "lm_head.weight": _row_writer(model.lm_head, 0),
+        "model.embed_tokens.weight": _row_writer(model.embed),
+        "model.norm.weight": _row_writer(model.norm),
+        "lm_head.weight": _row_writer(model.lm_head),
     }
     for i, layer in enumerate(model.layers):
         p = f"model.layers.{i}."
-        for name, row0 in (("q", 0), ("k", q_rows), ("v", q_rows + kv_rows)):
-            slots[f"{p}self_attn.{name}_proj.weight"] = _row_writer(layer.qkv, row0)
+        for name, row0, rows in (("q", 0, q_rows), ("k", q_rows, kv_rows), ("v", q_rows + kv_rows, kv_rows)):
+            slots[f"{p}self_attn.{name}_proj.weight"] = _row_writer(layer.qkv, row0, rows)
             if layer.qkv_bias is not None:
-                slots[f"{p}self_attn.{name}_proj.bias"] = _row_writer(layer.qkv_bias, row0)
-        slots[f"{p}self_attn.o_proj.weight"] = _row_writer(layer.o_proj, 0)
-        slots[f"{p}mlp.gate_up_proj.weight"] = _row_writer(layer.gate_up, 0)
-        slots[f"{p}mlp.down_proj.weight"] = _row_writer(layer.down, 0)
-        slots[f"{p}input_layernorm.weight"] = _row_writer(layer.input_norm, 0)
-        slots[f"{p}post_attention_layernorm.weight"] = _row_writer(layer.post_attention_norm, 0)
+                slots[f"{p}self_attn.{name}_proj.bias"] = _row_writer(layer.qkv_bias, row0, rows)
+        slots[f"{p}self_attn.o_proj.weight"] = _row_writer(layer.o_proj)
+        slots[f"{p}mlp.gate_up_proj.weight"] = _row_writer(layer.gate_up)
+        slots[f"{p}mlp.down_proj.weight"] = _row_writer(layer.down)
+        slots[f"{p}input_layernorm.weight"] = _row_writer(layer.input_norm)
+        slots[f"{p}post_attention_layernorm.weight"] = _row_writer(layer.post_attention_norm)
         if layer.post_self_attn_norm is not None:
-            slots[f"{p}post_self_attn_layernorm.weight"] = _row_writer(layer.post_self_attn_norm, 0)
-            slots[f"{p}post_mlp_layernorm.weight"] = _row_writer(layer.post_mlp_norm, 0)
+            slots[f"{p}post_self_attn_layernorm.weight"] = _row_writer(layer.post_self_attn_norm)
+            slots[f"{p}post_mlp_layernorm.weight"] = _row_writer(layer.post_mlp_norm)
     return slots
 
 
