@@ -3,7 +3,8 @@
 Data: a mixture of gaussians on the unit sphere (clustered like real embeddings, unlike uniform noise):
 `--clusters` random unit centres, each point = centre + isotropic noise with norm ~`--spread`, then
 L2-normalized. Queries are fresh draws from the same mixture. Each query is searched alone (the
-latency a user sees), FAISS limited to `--threads` threads.
+latency a user sees), FAISS limited to `--threads` threads. Recall is against exact search over all
+queries; the flat index's latency is timed on the first `--flat-queries` (it is slow at 1M).
 
     python benchmarks/search_index.py --sizes 10000,100000,1000000 --threads 2
 
@@ -18,6 +19,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +56,17 @@ def timed(search, queries: np.ndarray) -> tuple[np.ndarray, float]:
     return lat, time.perf_counter() - t0
 
 
+def concurrent_qps(search, queries: np.ndarray, clients: int) -> float:
+    """Queries/s with `clients` threads each sending its share one at a time (FAISS releases the GIL)."""
+    if clients <= 1:
+        return 0.0
+    parts = np.array_split(queries, clients)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda part: [search(q) for q in part], parts))
+    return len(queries) / (time.perf_counter() - t0)
+
+
 def recall(found: list[list[int]], exact: np.ndarray, k: int) -> float:
     hits = sum(len(set(f[:k]) & set(e[:k].tolist())) for f, e in zip(found, exact, strict=True))
     return hits / (k * len(found))
@@ -68,33 +81,45 @@ def run_size(n: int, args, centres: np.ndarray, rng: np.random.Generator) -> lis
     flat = faiss.IndexFlatIP(DIM)
     flat.add(x)
     _, exact = flat.search(queries, args.k)  # ground truth, batched
-    lat, wall = timed(lambda q: flat.search(q.reshape(1, -1), args.k), queries)
-    rows.append(row("faiss IndexFlatIP (exact)", n, lat, wall, 1.0, 0.0, args))
+    # Exact search at 1M takes ~0.1-0.3 s a query on 2 cores: time it on the first --flat-queries only.
+    # Timed single-threaded, as our index searches (one query uses one core either way; see IndexCache).
+    faiss.omp_set_num_threads(1)
+    flat_one = lambda q: flat.search(q.reshape(1, -1), args.k)  # noqa: E731
+    lat, wall = timed(flat_one, queries[: args.flat_queries])
+    both = concurrent_qps(flat_one, queries[: args.flat_queries], args.clients)
+    faiss.omp_set_num_threads(args.threads)
+    rows.append(row("faiss IndexFlatIP (exact)", n, lat, wall, 1.0, 0.0, both, args))
     flat.reset()
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         t = time.perf_counter()
-        name = write_segment(Path(tmp), ids, x)
+        manifest = Manifest()
+        for part in np.array_split(np.arange(n), args.segments):
+            manifest = add_segment(manifest, write_segment(Path(tmp), ids[part], x[part]))
         build_s = time.perf_counter() - t
         del x
-        manifest = add_segment(Manifest(), name)
         cache = IndexCache()
         cache.search(Path(tmp), manifest, queries[0], args.k)  # load outside the timing
         found: list[list[int]] = []
         lat, wall = timed(
             lambda q: found.append([i for i, _ in cache.search(Path(tmp), manifest, q, args.k)]), queries
         )
-        rows.append(row("ours (segment index)", n, lat, wall, recall(found, exact, args.k), build_s, args))
+        both = concurrent_qps(lambda q: cache.search(Path(tmp), manifest, q, args.k), queries, args.clients)
+        label = "ours (1 segment)" if args.segments == 1 else f"ours ({args.segments} segments)"
+        rows.append(row(label, n, lat, wall, recall(found, exact, args.k), build_s, both, args))
     return rows
 
 
-def row(name: str, n: int, lat: np.ndarray, wall: float, rec: float, build_s: float, args) -> dict:
+def row(
+    name: str, n: int, lat: np.ndarray, wall: float, rec: float, build_s: float, qps_c: float, args
+) -> dict:
     return {
         "index": name,
         "vectors": n,
         "p50_ms": round(float(np.percentile(lat, 50)), 3),
         "p99_ms": round(float(np.percentile(lat, 99)), 3),
         "qps": round(len(lat) / wall, 1),
+        f"qps_{args.clients}_clients": round(qps_c, 1),
         f"recall@{args.k}": round(rec, 4),
         "build_s": round(build_s, 2),
     }
@@ -104,6 +129,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated vector counts")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--flat-queries", type=int, default=200, help="queries timed on the exact flat index")
+    ap.add_argument("--segments", type=int, default=1, help="split the vectors into this many segments")
+    ap.add_argument("--clients", type=int, default=2, help="threads for the concurrent QPS column")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2, help="FAISS/OpenMP threads (target: 2 cores)")
     ap.add_argument("--clusters", type=int, default=1000)
@@ -119,14 +147,14 @@ def main() -> None:
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
 
     rows: list[dict] = []
-    header = f"{'index':28} {'vectors':>9} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>9} {'recall@' + str(args.k):>10} {'build s':>8}"
+    header = f"{'index':28} {'vectors':>9} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>9} {f'QPS x{args.clients}':>9} {'recall@' + str(args.k):>10} {'build s':>8}"
     print(header)
     print("-" * len(header))
     for n in (int(s) for s in args.sizes.split(",")):
         for r in run_size(n, args, centres, rng):
             rows.append(r)
             print(
-                f"{r['index']:28} {r['vectors']:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['qps']:>9.1f}"
+                f"{r['index']:28} {r['vectors']:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['qps']:>9.1f} {r[f'qps_{args.clients}_clients']:>9.1f}"
                 f" {r[f'recall@{args.k}']:>10.4f} {r['build_s']:>8.2f}",
                 flush=True,
             )
@@ -141,6 +169,8 @@ def main() -> None:
         "faiss": faiss.__version__,
         "threads": args.threads,
         "queries": args.queries,
+        "flat_queries_timed": args.flat_queries,
+        "segments": args.segments,
         "k": args.k,
         "data": f"mixture of {args.clusters} gaussians, spread {args.spread}, dim {DIM}, normalized",
         "seed": args.seed,

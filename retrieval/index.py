@@ -289,18 +289,24 @@ class IndexCache:
         loaded = self._get(collection_dir, manifest)
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         best: dict[int, float] = {}
-        for index in loaded.segments.values():
-            if index.ntotal == 0:
-                continue
-            if q.shape[1] != index.d:
-                raise ValueError(f"query has dimension {q.shape[1]}, the index has {index.d}")
-            kk = min(k, index.ntotal)
-            scores, ids = index.search(q, kk, params=_search_params(index, loaded.selector, kk))
-            for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
-                if i < 0:
+        # NOTE: FAISS parallelizes over queries, so one query runs on one core whatever the thread count;
+        # extra OpenMP threads only spin, and on a busy machine that spinning made a 100k search 4x slower.
+        # Concurrency comes from concurrent requests (FAISS releases the GIL). The setting is per thread.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            for index in loaded.segments.values():
+                if index.ntotal == 0:
                     continue
-                if i not in best or s > best[i]:
-                    best[i] = s
+                if q.shape[1] != index.d:
+                    raise ValueError(f"query has dimension {q.shape[1]}, the index has {index.d}")
+                kk = min(k, index.ntotal)
+                scores, ids = index.search(q, kk, params=_search_params(index, loaded.selector, kk))
+                for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
+                    if i >= 0 and (i not in best or s > best[i]):
+                        best[i] = s
+        finally:
+            faiss.omp_set_num_threads(threads)
         if loaded.tombstones.size:
             dead = set(np.intersect1d(np.fromiter(best, np.int64, len(best)), loaded.tombstones).tolist())
             best = {i: s for i, s in best.items() if i not in dead}
