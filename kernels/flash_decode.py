@@ -20,7 +20,7 @@ import triton.language as tl
 
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton
-from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, to_dtype
+from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
 
@@ -214,7 +214,7 @@ def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int) 
     """(number of splits, positions per split) from shapes alone: about two waves of programs over the
     multiprocessors, never more splits than tiles, at most MAX_SPLITS (bounds the merge's work)."""
     tiles = max(1, triton.cdiv(max_context, block_n))
-    want = max(1, triton.cdiv(2 * sms, max(1, batch * nkv)))
+    want = max(1, (2 * sms) // max(1, batch * nkv))
     splits = min(want, tiles, MAX_SPLITS)
     split_len = triton.cdiv(tiles, splits) * block_n
     return triton.cdiv(max(max_context, 1), split_len), split_len
@@ -234,6 +234,7 @@ def flash_decode_triton(
     softcap: float | None = None,
     num_splits: int | None = None,
     block_n: int | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` and ``block_n`` override
     the plan (tests use them to reach many splits and tiles at small sizes; the interpreter takes 16)."""
@@ -243,7 +244,7 @@ def flash_decode_triton(
     T, nh, hd = q.shape
     nkv = k_cache.shape[2]
     B = seq_lens.shape[0]
-    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    out = out_tensor(out, tuple(q.shape), q)
     if T == 0 or B == 0:
         return out
     quant = k_scale is not None

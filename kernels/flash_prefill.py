@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import INTERPRET, UPCAST_DOT, check_float, dot_precision, next_pow2, to_dtype
+from .triton_common import INTERPRET, UPCAST_DOT, check_float, dot_precision, next_pow2, out_tensor, to_dtype
 
 LOG2E = 1.4426950408889634
 
@@ -390,13 +390,14 @@ def flash_prefill_triton(
     v_scale: torch.Tensor | None = None,
     softcap: float | None = None,
     config: dict | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``paged_attention`` of the kernel contract on the prefill kernel (any q lengths)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     T, nh, hd = q.shape
     nkv = k_cache.shape[2]
     B = seq_lens.shape[0]
-    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    out = out_tensor(out, tuple(q.shape), q)
     if T == 0 or B == 0 or max_seqlen_q <= 0:
         return out
     quant = k_scale is not None

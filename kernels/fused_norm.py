@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from .norm import rms_norm_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import check_float, next_pow2, to_dtype
+from .triton_common import check_float, next_pow2, out_tensor, to_dtype
 
 
 @triton.jit
@@ -51,7 +51,12 @@ def _rms_norm_kernel(
 
 
 def rms_norm_triton(
-    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    residual_out: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight (H,))."""
     check_float("x", x)
@@ -62,14 +67,14 @@ def rms_norm_triton(
     if x.stride(1) != 1:
         x = x.contiguous()
     T, N = x.shape
-    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    y = out_tensor(out, (T, N), x)
     h = None
     if residual is not None:
         if residual.shape != x.shape or residual.dtype != x.dtype:
             raise ValueError(f"residual must match x: {tuple(residual.shape)} {residual.dtype}")
         if residual.stride(1) != 1:
             residual = residual.contiguous()
-        h = torch.empty_like(y)
+        h = out_tensor(residual_out, (T, N), x)
     if T == 0:
         return y if residual is None else (y, h)
     block = next_pow2(N)

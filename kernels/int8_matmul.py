@@ -18,7 +18,16 @@ import triton
 import triton.language as tl
 
 from .quant import Int8Weight, linear_ref  # noqa: F401  (linear_ref: the torch reference)
-from .triton_common import INTERPRET, TORCH_TO_TL, UPCAST_DOT, check_float, device_sms, next_pow2, to_dtype
+from .triton_common import (
+    INTERPRET,
+    TORCH_TO_TL,
+    UPCAST_DOT,
+    check_float,
+    device_sms,
+    next_pow2,
+    out_tensor,
+    to_dtype,
+)
 
 FEW_ROWS = 32
 
@@ -151,6 +160,7 @@ def int8_linear_triton(
     scale: torch.Tensor,
     bias: torch.Tensor | None = None,
     config: dict | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
@@ -174,7 +184,7 @@ def int8_linear_triton(
     if qweight.stride(1) != 1:
         qweight = qweight.contiguous()
     M = x2.shape[0]
-    y = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    y = out_tensor(None if out is None else out.view(-1, N), (M, N), x)
     if M == 0 or N == 0:
         return y.reshape(*lead, N)
     if K == 0:

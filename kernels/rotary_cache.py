@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .rotary import rotary_and_cache_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import check_float, next_pow2, to_dtype
+from .triton_common import check_float, next_pow2, out_tensor, to_dtype
 
 
 @triton.jit
@@ -179,6 +179,7 @@ def rotary_and_cache_triton(
     slot_mapping: torch.Tensor,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``rotary_and_cache`` of the kernel contract on the Triton kernel; returns a new rotated q."""
     check_float("q", q)
@@ -221,7 +222,7 @@ def rotary_and_cache_triton(
             raise ValueError(f"{name} must be contiguous in its last dim")
     cos = cos.float().contiguous()
     sin = sin.float().contiguous()
-    q_out = torch.empty((T, nh, hd), dtype=q.dtype, device=q.device)
+    q_out = out_tensor(out, (T, nh, hd), q)
     if T == 0:
         return q_out
     scale_strides = (k_scale.stride(0), k_scale.stride(1)) if quant else (0, 0)

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from .activation import silu_and_mul_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import check_float, to_dtype
+from .triton_common import check_float, out_tensor, to_dtype
 
 
 @triton.jit
@@ -26,7 +26,7 @@ def _silu_and_mul_kernel(X_ptr, Y_ptr, stride_xm, stride_ym, inter, BLOCK: tl.co
     tl.store(Y_ptr + row * stride_ym + cols, to_dtype(act * up, Y_ptr.dtype.element_ty), mask=mask)
 
 
-def silu_and_mul_triton(x: torch.Tensor) -> torch.Tensor:
+def silu_and_mul_triton(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``silu_and_mul`` of the kernel contract on the Triton kernel."""
     check_float("x", x)
     if x.dim() != 2 or x.shape[1] % 2:
@@ -34,7 +34,7 @@ def silu_and_mul_triton(x: torch.Tensor) -> torch.Tensor:
     if x.stride(1) != 1:
         x = x.contiguous()
     T, inter = x.shape[0], x.shape[1] // 2
-    y = torch.empty((T, inter), dtype=x.dtype, device=x.device)
+    y = out_tensor(out, (T, inter), x)
     if T == 0 or inter == 0:
         return y
     block = min(2048, triton.next_power_of_2(inter))

@@ -59,3 +59,22 @@ def to_dtype(x, dtype: tl.constexpr):
             bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
             x = bits.to(tl.float32, bitcast=True)
     return x.to(dtype)
+
+
+def out_tensor(
+    out: torch.Tensor | None, shape: tuple, like: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """A caller's contiguous output buffer (checked) or a fresh one (tests pass NaN-filled buffers)."""
+    dtype = like.dtype if dtype is None else dtype
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    if (
+        tuple(out.shape) != tuple(shape)
+        or out.dtype != dtype
+        or out.device != like.device
+        or not out.is_contiguous()
+    ):
+        raise ValueError(
+            f"out must be a contiguous {dtype} {tuple(shape)} on {like.device}, got {out.dtype} {tuple(out.shape)}"
+        )
+    return out

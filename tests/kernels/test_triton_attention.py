@@ -1,0 +1,171 @@
+"""Paged attention kernels (prefill with cached prefix, split-KV decode) against the torch reference.
+
+Cache blocks that no sequence owns, and the tail of each sequence's last block, are NaN (for INT8 caches:
+their scales), so a kernel that reads past a sequence's length or through an unused block-table entry
+produces NaN and fails; outputs are NaN-poisoned before each call.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.attention import paged_attention_ref
+from kernels.flash_decode import flash_decode_triton, paged_attention_triton, plan_splits
+from kernels.flash_prefill import flash_prefill_triton
+from kernels.quant import quantize_kv_ref
+from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+BLOCK_SIZE = 16
+# (nh, nkv, hd): GLM-4 (32 query / 2 KV heads, d=128) on the GPU; on the CPU a GQA group of 2, one of 8,
+# and an odd head dim (padded to a power of two inside the kernel)
+GLM = (32, 2, 128) if GPU else (4, 2, 64)
+HEADS = [GLM, (8, 1, 64), (2, 2, 40)] if not GPU else [GLM, (16, 2, 64), (4, 4, 80)]
+
+
+def _batch(q_lens, seq_lens, heads, dtype, quant):
+    """Random paged cache (scattered blocks, NaN where nothing was written) and packed queries."""
+    nh, nkv, hd = heads
+    B = len(q_lens)
+    blocks_per_seq = [(s + BLOCK_SIZE - 1) // BLOCK_SIZE for s in seq_lens]
+    max_blocks = max(blocks_per_seq) + 2
+    num_blocks = sum(blocks_per_seq) + 3
+    perm = torch.randperm(num_blocks, device=DEVICE)
+    spare = perm[-1].item()  # a never-written (NaN) block: unused table entries point at it
+    block_tables = torch.full((B, max_blocks), spare, dtype=torch.int32, device=DEVICE)
+    k = torch.full((num_blocks, BLOCK_SIZE, nkv, hd), float("nan"), dtype=dtype, device=DEVICE)
+    v = torch.full_like(k, float("nan"))
+    used = 0
+    for b, (n, s) in enumerate(zip(blocks_per_seq, seq_lens, strict=True)):
+        ids = perm[used : used + n]
+        used += n
+        block_tables[b, :n] = ids.int()
+        kk = torch.randn(n * BLOCK_SIZE, nkv, hd, dtype=dtype, device=DEVICE)
+        vv = torch.randn_like(kk)
+        kk[s:] = float("nan")
+        vv[s:] = float("nan")
+        k[ids] = kk.view(n, BLOCK_SIZE, nkv, hd)
+        v[ids] = vv.view(n, BLOCK_SIZE, nkv, hd)
+    k_scale = v_scale = None
+    if quant:
+        nan = k.isnan().any(-1)
+        k, k_scale = quantize_kv_ref(k.nan_to_num())
+        v, v_scale = quantize_kv_ref(v.nan_to_num())
+        k_scale[nan] = float("nan")
+        v_scale[nan] = float("nan")
+    T = sum(q_lens)
+    q = torch.randn(T, nh, hd, dtype=dtype, device=DEVICE)
+    cu = torch.zeros(B + 1, dtype=torch.int32, device=DEVICE)
+    cu[1:] = torch.tensor(q_lens, device=DEVICE).cumsum(0)
+    seq = torch.tensor(seq_lens, dtype=torch.int32, device=DEVICE)
+    return dict(
+        q=q, k_cache=k, v_cache=v, block_tables=block_tables, seq_lens=seq, cu_seqlens_q=cu,
+        max_seqlen_q=max(q_lens), scale=hd**-0.5, k_scale=k_scale, v_scale=v_scale,
+    )  # fmt: skip
+
+
+def _reference(args, softcap=None):
+    """The reference, with NaN-poisoned unused cache entries zeroed (it indexes exactly, but SDPA's masked
+    positions still multiply their values by zero)."""
+    clean = dict(args)
+    for name in ("k_cache", "v_cache", "k_scale", "v_scale"):
+        if clean[name] is not None and clean[name].is_floating_point():
+            clean[name] = clean[name].nan_to_num()
+    return paged_attention_ref(**clean, softcap=softcap)
+
+
+L = 1000 if GPU else 100
+# (q_lens, seq_lens): no prefix at lengths 1/17/L; prefixes ending exactly on block boundaries (16, 32) and
+# inside a block (5); a mixed batch with a decode row and a chunk after a long prefix
+PREFILL_CASES = {
+    "len1": ([1], [1]),
+    "len17": ([17], [17]),
+    f"len{L}": ([L], [L]),
+    "prefix16": ([17], [16 + 17]),
+    "prefix32-aligned": ([16], [32 + 16]),
+    "mixed": ([5, 1, 33], [5 + 11, 40, 33 + 16]),
+    "long-prefix-chunk": ([L // 2, 3], [L + L // 2, 3]),
+}
+
+
+@pytest.mark.parametrize("case", list(PREFILL_CASES))
+def test_prefill_bf16_glm_heads(case):
+    q_lens, seq_lens = PREFILL_CASES[case]
+    args = _batch(q_lens, seq_lens, GLM, BF16, quant=False)
+    out = poisoned(args["q"].shape, BF16)
+    flash_prefill_triton(**args, out=out)
+    assert_close(out, _reference(args), BF16)
+
+
+@pytest.mark.parametrize("heads", HEADS[1:], ids=lambda h: "x".join(map(str, h)))
+@pytest.mark.parametrize("dtype", [BF16, FP16, FP32])
+def test_prefill_other_heads_and_dtypes(heads, dtype):
+    q_lens, seq_lens = PREFILL_CASES["mixed"]
+    args = _batch(q_lens, seq_lens, heads, dtype, quant=False)
+    out = poisoned(args["q"].shape, dtype)
+    flash_prefill_triton(**args, out=out)
+    assert_close(out, _reference(args), dtype)
+
+
+@pytest.mark.parametrize("case", ["len17", "prefix16", "mixed"])
+@pytest.mark.parametrize("dtype", [BF16, FP32])
+def test_prefill_int8_kv_matches_dequantized_reference(case, dtype):
+    q_lens, seq_lens = PREFILL_CASES[case]
+    args = _batch(q_lens, seq_lens, GLM, dtype, quant=True)
+    out = poisoned(args["q"].shape, dtype)
+    flash_prefill_triton(**args, out=out)
+    # the reference dequantizes to the query dtype (bf16 rounding of K/V); the kernel scales in float32
+    assert_close(out, _reference(args), dtype, tol=1e-2 if dtype == BF16 else 1e-4)
+
+
+def test_prefill_softcap():
+    args = _batch([17, 4], [17 + 16, 4], GLM, FP32, quant=False)
+    args["q"] *= 4  # large scores, so the cap matters
+    out = poisoned(args["q"].shape, FP32)
+    flash_prefill_triton(**args, softcap=5.0, out=out)
+    assert_close(out, _reference(args, softcap=5.0), FP32)
+    assert (out - _reference(args)).abs().max() > 1e-2  # the cap changed the result
+
+
+DECODE_LENS = [1, 17, L, 16, 32, 5]
+
+
+@pytest.mark.parametrize("dtype", [BF16, FP32])
+@pytest.mark.parametrize("quant", [False, True], ids=["float-kv", "int8-kv"])
+@pytest.mark.parametrize("num_splits", [None, 1, 3], ids=["planned", "1split", "3splits"])
+def test_decode_matches_reference(dtype, quant, num_splits):
+    args = _batch([1] * len(DECODE_LENS), DECODE_LENS, GLM, dtype, quant)
+    out = poisoned(args["q"].shape, dtype)
+    flash_decode_triton(**args, num_splits=num_splits, out=out)
+    assert_close(out, _reference(args), dtype, tol=1e-2 if dtype == BF16 else 1e-4)
+
+
+@pytest.mark.parametrize("heads", HEADS[1:], ids=lambda h: "x".join(map(str, h)))
+def test_decode_other_heads(heads):
+    args = _batch([1, 1], [L, 19], heads, BF16, quant=False)
+    out = poisoned(args["q"].shape, BF16)
+    flash_decode_triton(**args, out=out)
+    assert_close(out, _reference(args), BF16)
+
+
+def test_paged_attention_routes_decode_and_prefill():
+    dec = _batch([1, 1], [40, 3], GLM, FP32, quant=False)
+    assert torch.equal(paged_attention_triton(**dec), flash_decode_triton(**dec))
+    pre = _batch([3, 1], [40, 3], GLM, FP32, quant=False)
+    assert torch.equal(paged_attention_triton(**pre), flash_prefill_triton(**pre))
+
+
+def test_split_plan_fills_the_gpu_and_covers_the_context():
+    # batch 1, 2 KV heads, 32k context on 132 SMs: ~2 waves of programs, splits cover every position
+    splits, split_len = plan_splits(1, 2, 32768, 64, 132)
+    assert splits * split_len >= 32768 and (splits - 1) * split_len < 32768
+    assert 100 <= splits * 2 <= 2 * 132 * 2 and split_len % 64 == 0
+    # a big batch needs no split
+    assert plan_splits(128, 2, 1024, 64, 132) == (1, 1024)
+
+
+def test_rejects_decode_kernel_for_prefill():
+    args = _batch([2], [5], GLM, FP32, quant=False)
+    with pytest.raises(ValueError, match="max_seqlen_q"):
+        flash_decode_triton(**args)

@@ -1,0 +1,68 @@
+"""W8A16 matmul against the dequantized torch reference (kernels.quant.linear_ref)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.int8_matmul import int8_linear_triton, linear_int8_triton
+from kernels.quant import Int8Weight, linear_ref
+from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+# (N, K): GLM-4-9B's fused q/k/v and down projections on the GPU; small odd shapes on the CPU
+SHAPES = [(4608, 4096), (4096, 13696), (77, 123)] if GPU else [(48, 64), (77, 123)]
+ROWS = [1, 8, 17, 32, 100, 1000] if GPU else [1, 17, 100]
+
+
+def _weight(n, k):
+    return Int8Weight.quantize(torch.randn(n, k, device=DEVICE) * 0.05)
+
+
+@pytest.mark.parametrize("dtype", [BF16, FP32])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+def test_int8_linear_matches_dequantized_reference(dtype, shape, rows, bias):
+    n, k = shape
+    w = _weight(n, k)
+    x = torch.randn(rows, k, dtype=dtype, device=DEVICE)
+    b = torch.randn(n, dtype=dtype, device=DEVICE) if bias else None
+    out = poisoned((rows, n), dtype)
+    int8_linear_triton(x, w.qweight, w.scale, b, out=out)
+    # against the float32 product with the dequantized weight (the reference rounds its bf16 GEMM output
+    # once more before scaling, so compare both to the exact value)
+    exact = x.float() @ w.dequantize(FP32).T + (b.float() if bias else 0)
+    assert_close(out, exact, dtype)
+    assert_close(linear_ref(x, w, b), exact, dtype)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_N": 1},
+        {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 64, "GROUP_N": 4},
+    ],
+    ids=["few-rows", "many-rows"],
+)
+def test_int8_linear_block_configs(config):
+    # both config families, with K not a multiple of BLOCK_K and N, M not multiples of their tiles
+    w = _weight(45, 100)
+    x = torch.randn(37, 100, dtype=FP16, device=DEVICE)
+    out = int8_linear_triton(x, w.qweight, w.scale, config=config)
+    assert_close(out, x.float() @ w.dequantize(FP32).T, FP16)
+
+
+def test_linear_int8_wrapper_keeps_leading_dims():
+    w = _weight(24, 32)
+    x = torch.randn(2, 3, 32, dtype=BF16, device=DEVICE)
+    out = linear_int8_triton(x, w)
+    assert out.shape == (2, 3, 24)
+    assert_close(out, linear_ref(x.reshape(6, 32), w).reshape(2, 3, 24), BF16)
+
+
+def test_int8_linear_rejects_float_weight():
+    with pytest.raises(ValueError, match="int8"):
+        int8_linear_triton(
+            torch.randn(2, 8, device=DEVICE), torch.randn(4, 8, device=DEVICE), torch.ones(4, device=DEVICE)
+        )

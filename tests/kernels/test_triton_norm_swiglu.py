@@ -1,0 +1,79 @@
+"""Fused add + RMSNorm and SiLU-and-multiply against their torch references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.activation import silu_and_mul_ref
+from kernels.fused_norm import rms_norm_triton
+from kernels.norm import rms_norm_ref
+from kernels.swiglu import silu_and_mul_triton
+from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+# (dtype, rows): every length for bf16, the engine's dtype; fewer for the others (the interpreter is slow)
+CASES = [
+    (BF16, 1),
+    (BF16, 17),
+    (BF16, 1000 if GPU else 100),
+    (FP32, 17),
+    (FP32, 1000 if GPU else 100),
+    (FP16, 17),
+]
+WIDTHS = [4096, 123] if GPU else [256, 123]
+
+
+@pytest.mark.parametrize(("dtype", "rows"), CASES)
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_rms_norm_matches_reference(dtype, rows, width, with_residual):
+    x = torch.randn(rows, width, dtype=dtype, device=DEVICE)
+    w = (1 + 0.1 * torch.randn(width, device=DEVICE)).to(dtype)
+    out = poisoned((rows, width), dtype)
+    if not with_residual:
+        rms_norm_triton(x, w, 1e-5, out=out)
+        assert_close(out, rms_norm_ref(x, w, 1e-5), dtype)
+        return
+    r = torch.randn_like(x)
+    h = poisoned((rows, width), dtype)
+    y, h2 = rms_norm_triton(x, w, 1e-5, r, out=out, residual_out=h)
+    assert y is out and h2 is h
+    y_ref, h_ref = rms_norm_ref(x, w, 1e-5, r)
+    assert_close(out, y_ref, dtype)
+    # the residual sum is one rounded add: bit-identical to torch's
+    assert torch.equal(h, h_ref)
+
+
+def test_rms_norm_bf16_is_bit_identical_to_reference():
+    # same rounding points as the reference (fp32 statistics, cast before the weight multiply)
+    x = torch.randn(17, 256, dtype=torch.bfloat16, device=DEVICE) * 3
+    w = torch.randn(256, dtype=torch.bfloat16, device=DEVICE)
+    assert torch.equal(rms_norm_triton(x, w, 1e-6), rms_norm_ref(x, w, 1e-6))
+
+
+def test_rms_norm_rejects_mismatched_weight():
+    x = torch.randn(2, 8, device=DEVICE)
+    with pytest.raises(ValueError, match="weight"):
+        rms_norm_triton(x, torch.ones(7, device=DEVICE), 1e-5)
+
+
+@pytest.mark.parametrize(("dtype", "rows"), CASES)
+@pytest.mark.parametrize("inter", [13696, 77] if GPU else [160, 77])
+def test_silu_and_mul_matches_reference(dtype, rows, inter):
+    x = torch.randn(rows, 2 * inter, dtype=dtype, device=DEVICE) * 2
+    out = poisoned((rows, inter), dtype)
+    silu_and_mul_triton(x, out=out)
+    assert_close(out, silu_and_mul_ref(x), dtype)
+
+
+def test_silu_and_mul_reads_strided_rows():
+    # a (T, 2I) view with a row stride larger than 2I, as a slice of a wider projection output
+    base = torch.randn(9, 3 * 40, dtype=torch.bfloat16, device=DEVICE)
+    x = base[:, :80]
+    assert_close(silu_and_mul_triton(x), silu_and_mul_ref(x), torch.bfloat16)
+
+
+def test_silu_and_mul_rejects_odd_width():
+    with pytest.raises(ValueError, match="2I"):
+        silu_and_mul_triton(torch.randn(3, 5, device=DEVICE))
