@@ -314,9 +314,12 @@ def _prune(configs, named_args, **kwargs):
     - 128-row query tiles need 8 warps (4 spill the 128 x d accumulator) and 64-row tiles 4;
     - BLOCK_N <= BLOCK_M (a wider K tile than Q tile only adds masked work on the diagonal), and
       128-wide K tiles only for head dim <= 64 (registers);
-    - 128-row tiles only when sequences are long enough to fill them (max_seqlen_q >= 256)."""
-    long_q = named_args["MAX_SEQLEN_Q_BUCKET"] >= 256
-    d = named_args["HEAD_DIM"]
+    - 128-row tiles only when sequences are long enough to fill them (max_seqlen_q >= 256), and never with
+      32-wide K tiles (too little work per tile to hide the loads); 64-row tiles pipeline 3 deep.
+    That leaves at most 4 configs per key (2 for short queries)."""
+    args = {**named_args, **kwargs}  # the autotuner passes constexpr arguments separately
+    long_q = args["MAX_SEQLEN_Q_BUCKET"] >= 256
+    d = args["HEAD_DIM"]
     kept = []
     for c in configs:
         bm, bn = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
@@ -326,7 +329,7 @@ def _prune(configs, named_args, **kwargs):
             continue
         if bm == 128 and not long_q:
             continue
-        if bn == 32 and bm == 128:
+        if bm == 128 and bn == 32 or bm == 64 and c.num_stages != 3:
             continue
         kept.append(c)
     return kept or configs[:1]
