@@ -24,6 +24,7 @@ from .triton_common import (
     UPCAST_DOT,
     check_float,
     device_sms,
+    dot_precision,
     next_pow2,
     out_tensor,
     to_dtype,
@@ -49,6 +50,7 @@ def _int8_matmul_kernel(
     HAS_BIAS: tl.constexpr,
     EVEN_K: tl.constexpr,
     UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -84,7 +86,7 @@ def _int8_matmul_kernel(
         if UPCAST:
             acc = tl.dot(w.to(tl.float32), x.to(tl.float32), acc, input_precision="ieee")
         else:
-            acc = tl.dot(w.to(x.dtype), x, acc)
+            acc = tl.dot(w.to(x.dtype), x, acc, input_precision=PRECISION)
         w_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
     scale = tl.load(S_ptr + rn)
@@ -206,16 +208,20 @@ def int8_linear_triton(
         y.stride(0),
     )
 
+    precision = dot_precision(x.dtype)
+
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2}
     if config is not None:
-        _int8_matmul[grid(config)](*args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, **config)
+        _int8_matmul[grid(config)](
+            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, **config
+        )
     else:
         tuned = _few_rows if M <= FEW_ROWS else _many_rows
-        tuned[grid](*args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT)
+        tuned[grid](*args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision)
     return y.reshape(*lead, N)
 
 

@@ -1,0 +1,250 @@
+"""Triton kernels against their peers and the GPU's limits, one table per kernel family.
+
+    python benchmarks/kernels.py [--sections prefill,decode,int8,fused] [--json PATH]
+
+- prefill attention (causal, 32/2 heads, d=128, paged cache): TFLOP/s vs torch SDPA (flash backend);
+- decode attention (split-KV, paged): KV bytes read per second vs the measured device copy bandwidth;
+- W8A16 matmul at GLM-4-9B's layer shapes: time vs bf16 torch.matmul (cuBLAS);
+- fused add+RMSNorm, rotary+cache write, SiLU-and-mul: bytes/s vs the copy bandwidth, and the torch ops.
+Times are triton.testing.do_bench medians (L2 flushed between runs). Needs a CUDA GPU. JSON goes to
+--json, else $OUT/kernels.json, else benchmarks/out/kernels.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from triton.testing import do_bench
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kernels.activation import silu_and_mul_ref  # noqa: E402
+from kernels.flash_decode import flash_decode_triton  # noqa: E402
+from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
+from kernels.fused_norm import rms_norm_triton  # noqa: E402
+from kernels.int8_matmul import int8_linear_triton  # noqa: E402
+from kernels.norm import rms_norm_ref  # noqa: E402
+from kernels.quant import Int8Weight, quantize_kv_ref  # noqa: E402
+from kernels.rotary import rotary_and_cache_ref  # noqa: E402
+from kernels.rotary_cache import rotary_and_cache_triton  # noqa: E402
+from kernels.swiglu import silu_and_mul_triton  # noqa: E402
+
+DEV = "cuda"
+BF16 = torch.bfloat16
+NH, NKV, HD, BS = 32, 2, 128, 16
+# GLM-4-9B linear layers (N, K): fused q/k/v (4096 + 2 * 256), o_proj, fused gate/up, down
+GLM_LINEARS = {"qkv": (4608, 4096), "o_proj": (4096, 4096), "gate_up": (27392, 4096), "down": (4096, 13696)}
+
+
+def bench(fn) -> float:
+    """Median milliseconds."""
+    return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def limits() -> dict:
+    n = 1 << 30
+    src = torch.empty(n, dtype=torch.uint8, device=DEV).random_()
+    dst = torch.empty_like(src)
+    copy_ms = bench(lambda: dst.copy_(src))
+    a = torch.randn(8192, 8192, dtype=BF16, device=DEV)
+    b = torch.randn(8192, 8192, dtype=BF16, device=DEV)
+    mm_ms = bench(lambda: a @ b)
+    return {"copy_GBps": 2 * n / copy_ms / 1e6, "bf16_mm_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+
+
+def paged_cache(batch: int, ctx: int, quant: bool = False):
+    """A cache holding `batch` sequences of `ctx` tokens in randomly scattered blocks."""
+    nblk = ctx // BS
+    perm = torch.randperm(batch * nblk, device=DEV).int()
+    tables = perm.view(batch, nblk).contiguous()
+    k = torch.randn(batch * nblk, BS, NKV, HD, dtype=BF16, device=DEV)
+    v = torch.randn_like(k)
+    ks = vs = None
+    if quant:
+        k, ks = quantize_kv_ref(k)
+        v, vs = quantize_kv_ref(v)
+    seq = torch.full((batch,), ctx, dtype=torch.int32, device=DEV)
+    return k, v, ks, vs, tables, seq
+
+
+def section_prefill(rows: list, lim: dict) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    for L, quant in ((1024, False), (4096, False), (16384, False), (4096, True)):
+        k, v, ks, vs, tables, seq = paged_cache(1, L, quant)
+        q = torch.randn(L, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.tensor([0, L], dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, L, HD**-0.5, ks, vs)
+        t0 = time.perf_counter()
+        out = flash_prefill_triton(*args)
+        torch.cuda.synchronize()
+        first_s = time.perf_counter() - t0
+        ms = bench(lambda args=args: flash_prefill_triton(*args))
+        flops = 4 * NH * HD * L * L / 2  # causal: half of QK^T and PV
+        row = {"L": L, "kv": "int8" if quant else "bf16", "ours_ms": ms, "ours_TFLOPs": flops / ms / 1e9,
+               "first_call_s": first_s}  # fmt: skip
+        # SDPA peer on the same (dequantized) values, contiguous, K/V heads expanded to 32 (flash needs that)
+        kk = (k.float() * ks[..., None]).to(BF16) if quant else k
+        vv = (v.float() * vs[..., None]).to(BF16) if quant else v
+        order = tables[0].long()
+        kd = kk[order].reshape(L, NKV, HD).repeat_interleave(NH // NKV, 1).transpose(0, 1)[None].contiguous()
+        vd = vv[order].reshape(L, NKV, HD).repeat_interleave(NH // NKV, 1).transpose(0, 1)[None].contiguous()
+        qd = q.transpose(0, 1)[None].contiguous()
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            ref = F.scaled_dot_product_attention(qd, kd, vd, is_causal=True)
+            sms = bench(lambda a=(qd, kd, vd): F.scaled_dot_product_attention(*a, is_causal=True))
+        row.update(sdpa_ms=sms, sdpa_TFLOPs=flops / sms / 1e9, rel_err=rel(out, ref[0].transpose(0, 1)))
+        row["vs_sdpa"] = row["ours_TFLOPs"] / row["sdpa_TFLOPs"]
+        rows.append(row)
+        print(f"prefill L={L:>5} kv={row['kv']:<4} ours {row['ours_TFLOPs']:6.1f} TFLOP/s  sdpa-flash "
+              f"{row['sdpa_TFLOPs']:6.1f}  ratio {row['vs_sdpa']:.2f}  rel_err {row['rel_err']:.1e}  "
+              f"first call {first_s:.1f}s", flush=True)  # fmt: skip
+
+
+def section_decode(rows: list, lim: dict) -> None:
+    for quant in (False, True):
+        for B in (1, 32, 128):
+            for ctx in (1024, 8192, 32768):
+                if quant and ctx != 32768:
+                    continue
+                k, v, ks, vs, tables, seq = paged_cache(B, ctx, quant)
+                q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
+                cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
+                args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+                flash_decode_triton(*args)
+                ms = bench(lambda args=args: flash_decode_triton(*args))
+                kv_bytes = k.numel() * k.element_size() * 2 + (ks.numel() * 4 * 2 if quant else 0)
+                gbps = kv_bytes / ms / 1e6
+                row = {"B": B, "ctx": ctx, "kv": "int8" if quant else "bf16", "ms": ms, "KV_GBps": gbps,
+                       "frac_copy": gbps / lim["copy_GBps"]}  # fmt: skip
+                rows.append(row)
+                print(f"decode B={B:>3} ctx={ctx:>5} kv={row['kv']:<4} {ms * 1e3:8.1f} us  {gbps:7.0f} GB/s  "
+                      f"{row['frac_copy']:.0%} of copy", flush=True)  # fmt: skip
+
+
+def section_int8(rows: list, lim: dict) -> None:
+    for name, (N, K) in GLM_LINEARS.items():
+        w = torch.randn(N, K, dtype=BF16, device=DEV) * 0.02
+        iw = Int8Weight.quantize(w)
+        for M in (1, 8, 32, 256, 4096):
+            x = torch.randn(M, K, dtype=BF16, device=DEV)
+            t0 = time.perf_counter()
+            out = int8_linear_triton(x, iw.qweight, iw.scale)
+            torch.cuda.synchronize()
+            first_s = time.perf_counter() - t0
+            ms = bench(lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale))
+            ref_ms = bench(lambda x=x, w=w: torch.matmul(x, w.T))
+            err = rel(out, x.float() @ iw.dequantize().T)
+            row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms,
+                   "speedup": ref_ms / ms, "int8_weight_GBps": N * K / ms / 1e6, "rel_err": err,
+                   "first_call_s": first_s}  # fmt: skip
+            rows.append(row)
+            print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us  bf16 {ref_ms * 1e3:8.1f} us  "
+                  f"x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:6.0f} GB/s  rel_err {err:.1e}",
+                  flush=True)  # fmt: skip
+
+
+def section_fused(rows: list, lim: dict) -> None:
+    T, H, inter = 16384, 4096, 13696
+    x = torch.randn(T, H, dtype=BF16, device=DEV)
+    r = torch.randn_like(x)
+    w = torch.randn(H, dtype=BF16, device=DEV)
+    cases = {
+        "add+rmsnorm": (
+            lambda: rms_norm_triton(x, w, 1e-5, r),
+            lambda: rms_norm_ref(x, w, 1e-5, r),
+            4 * T * H * 2,
+        ),
+        "rmsnorm": (lambda: rms_norm_triton(x, w, 1e-5), lambda: rms_norm_ref(x, w, 1e-5), 2 * T * H * 2),
+    }
+    g = torch.randn(4096, 2 * inter, dtype=BF16, device=DEV)
+    cases["silu_and_mul"] = (
+        lambda: silu_and_mul_triton(g),
+        lambda: silu_and_mul_ref(g),
+        3 * 4096 * inter * 2,
+    )
+    Tr = 16384
+    qkv = torch.randn(Tr, (NH + 2 * NKV) * HD, dtype=BF16, device=DEV)
+    q, k, v = qkv.split([NH * HD, NKV * HD, NKV * HD], dim=-1)
+    q, k, v = q.view(Tr, NH, HD), k.view(Tr, NKV, HD), v.view(Tr, NKV, HD)
+    ang = torch.arange(Tr, device=DEV).float()[:, None] * torch.rand(HD // 4, device=DEV)[None]
+    cos, sin = ang.cos(), ang.sin()
+    kc = torch.empty(Tr // BS + 1, BS, NKV, HD, dtype=BF16, device=DEV)
+    vc = torch.empty_like(kc)
+    slots = torch.randperm(Tr, device=DEV)
+    rot_bytes = 2 * Tr * NH * HD * 2 + 2 * 2 * Tr * NKV * HD * 2 + 2 * Tr * (HD // 4) * 4 + Tr * 8
+    cases["rotary+cache"] = (
+        lambda: rotary_and_cache_triton(q, k, v, cos, sin, kc, vc, slots),
+        lambda: rotary_and_cache_ref(q, k, v, cos, sin, kc, vc, slots),
+        rot_bytes,
+    )
+    for name, (ours, ref, nbytes) in cases.items():
+        ours()
+        ms, ref_ms = bench(ours), bench(ref)
+        gbps = nbytes / ms / 1e6
+        row = {"op": name, "ms": ms, "torch_ms": ref_ms, "GBps": gbps, "frac_copy": gbps / lim["copy_GBps"]}
+        rows.append(row)
+        print(f"fused {name:<13} ours {ms * 1e3:8.1f} us  torch {ref_ms * 1e3:8.1f} us  {gbps:6.0f} GB/s  "
+              f"{row['frac_copy']:.0%} of copy", flush=True)  # fmt: skip
+
+
+SECTIONS = {
+    "prefill": section_prefill,
+    "decode": section_decode,
+    "int8": section_int8,
+    "fused": section_fused,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks/kernels.py needs a CUDA GPU")
+    torch.manual_seed(0)
+    props = torch.cuda.get_device_properties(0)
+    import triton
+
+    result = {
+        "device": props.name,
+        "sms": props.multi_processor_count,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+    }
+    lim = limits()
+    result["limits"] = lim
+    print(
+        f"{props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, triton {triton.__version__}"
+    )
+    print(
+        f"copy bandwidth {lim['copy_GBps']:.0f} GB/s (read + write), bf16 matmul {lim['bf16_mm_TFLOPs']:.0f} TFLOP/s"
+    )
+    for name in args.sections.split(","):
+        rows: list = []
+        SECTIONS[name](rows, lim)
+        result[name] = rows
+        torch.cuda.empty_cache()
+    out = args.json or (Path(os.environ["OUT"]) / "kernels.json" if os.environ.get("OUT") else None)
+    out = Path(out) if out else Path(__file__).parent / "out" / "kernels.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
