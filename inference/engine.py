@@ -433,7 +433,7 @@ class Engine:
         safe = max(st.emitted, len(st.text) - hold)
         delta = st.text[st.emitted : safe]
         st.emitted = safe
-        st.sink(TokenEvent(req.request_id, tok, delta, logprob))
+        _deliver(st, TokenEvent(req.request_id, tok, delta, logprob))
         if reason:
             self._finish(req, reason)
 
@@ -450,7 +450,8 @@ class Engine:
         sched = st.scheduled or now
         n_out = len(req.output_ids)
         decode_s = now - first if st.first_token else 0.0
-        st.sink(
+        _deliver(
+            st,
             Completion(
                 request_id=req.request_id,
                 text=st.text,
@@ -467,8 +468,16 @@ class Engine:
                 ),
                 logprobs=st.logprobs if req.params.logprobs else None,
                 error=error,
-            )
+            ),
         )
+
+
+def _deliver(st: _State, ev: TokenEvent | Completion) -> None:
+    """Hand an event to the caller's sink; a failing sink must not take the engine loop down."""
+    try:
+        st.sink(ev)
+    except Exception:
+        log.exception("event sink of request %s failed", ev.request_id)
 
 
 def _default_num_blocks(model: GlmModel, block_size: int, kv_cache_dtype: str, budget: int | None) -> int:

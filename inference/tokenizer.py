@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
@@ -83,6 +84,7 @@ class Tokenizer:
                 x, ensure_ascii=False, indent=indent
             )
             env.globals["raise_exception"] = raise_exception
+            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
             self._compiled = env.from_string(self.chat_template)
         return self._compiled.render(
             messages=messages,
