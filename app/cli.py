@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings.model_path = os.environ["AUTOGLM_MODEL_PATH"]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate()
+    threading.Thread(target=_warm_embedder, name="warm-embedder", daemon=True).start()
     supervisor = None
     if settings.embedded_worker and not args.no_worker:
         supervisor = WorkerSupervisor()
@@ -40,6 +42,16 @@ def _serve(args: argparse.Namespace) -> int:
         if supervisor is not None:
             supervisor.stop()
     return 0
+
+
+def _warm_embedder() -> None:
+    """Load the embedding model in the background so the first search does not wait for it."""
+    try:
+        from app.search import _embedder
+
+        _embedder().embed_query("warm-up")
+    except Exception:  # noqa: BLE001  search loads it again on demand and reports the error there
+        logging.getLogger(__name__).exception("could not load the embedding model")
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -139,7 +151,7 @@ def _ingest(args: argparse.Namespace) -> int:
     while pending:
         if not args.enqueue:  # process here, one after the other, with the same code the workers run
             doc_id = min(pending)
-            pipeline.process_document(doc_id)
+            pipeline.process_document(doc_id, schedule_compaction=False)
         with session_scope() as s:
             rows = s.exec(select(Document).where(Document.id.in_(list(pending)))).all()
             for d in rows:
@@ -154,6 +166,8 @@ def _ingest(args: argparse.Namespace) -> int:
         if pending and args.enqueue:
             time.sleep(0.5)
     bar.close()
+    if not args.enqueue:
+        pipeline.compact_collection(cid)  # merges the per-document segments when there are many
     print(f"{ready} ready, {failures} failed or rejected")
     return 1 if failures else 0
 

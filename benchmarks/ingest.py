@@ -15,9 +15,15 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# NOTE: this file is named like the `ingest` package; drop its folder from the path so imports find the package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 DOC_DIRS = [
     "/usr/share/doc/python3/html",

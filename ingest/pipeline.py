@@ -90,8 +90,11 @@ def _embedder():
 
 
 # --- process -------------------------------------------------------------------------------------
-def process_document(document_id: int) -> str:
-    """Ingest one document; returns its final status (or 'missing'). Idempotent."""
+def process_document(document_id: int, schedule_compaction: bool = True) -> str:
+    """Ingest one document; returns its final status (or 'missing'). Idempotent.
+
+    schedule_compaction=False leaves compaction to the caller (the CLI's in-process ingest compacts at the end).
+    """
     from ingest.chunking import chunk_document
     from ingest.parsers import ParseError, parse
 
@@ -157,7 +160,7 @@ def process_document(document_id: int) -> str:
     _pause("indexing")
 
     status = _commit_document(document_id, collection_id, parsed.text, specs, vectors)
-    if status == DocStatus.ready:
+    if status == DocStatus.ready and schedule_compaction:
         maybe_schedule_compaction(collection_id)
     return status
 

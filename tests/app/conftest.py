@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.app.support import apply_env, base_env, postgres_database, restore_settings
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """SQLite in tmp_path, embedded broker (nothing consumes it: tests run the pipeline in-process)."""
-    apply_env(monkeypatch, base_env(tmp_path))
-    yield tmp_path
-    monkeypatch.undo()
-    restore_settings()
+from tests.app.support import apply_env, base_env, env, postgres_database, restore_settings  # noqa: F401
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -52,6 +52,15 @@ def base_env(tmp_path: Path, database_url: str = "", redis_url: str = "") -> dic
     }
 
 
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """SQLite in tmp_path, embedded broker (nothing consumes it: tests run the pipeline in-process)."""
+    apply_env(monkeypatch, base_env(tmp_path))
+    yield tmp_path
+    monkeypatch.undo()
+    restore_settings()
+
+
 def restore_settings() -> None:
     from ingest.celery_app import configure
 
