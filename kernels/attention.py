@@ -60,14 +60,16 @@ def paged_attention_ref(
         assert ql <= max_seqlen_q and ql <= s, f"{ql=} {max_seqlen_q=} {s=}"
         k = gather_kv_ref(k_cache, block_tables[b], s, k_scale, q.dtype)  # (S, nkv, hd)
         v = gather_kv_ref(v_cache, block_tables[b], s, v_scale, q.dtype)
-        k = k.repeat_interleave(group, dim=1).transpose(0, 1)  # (nh, S, hd)
-        v = v.repeat_interleave(group, dim=1).transpose(0, 1)
+        k, v = k.transpose(0, 1), v.transpose(0, 1)  # (nkv, S, hd)
         qb = q[q0:q1].transpose(0, 1)  # (nh, L, hd)
         pos_q = torch.arange(s - ql, s, device=q.device)
         mask = torch.arange(s, device=q.device)[None, :] <= pos_q[:, None]  # (L, S)
         if softcap is None:
-            o = F.scaled_dot_product_attention(qb, k, v, attn_mask=mask, scale=scale)
+            # enable_gqa: query head h reads KV head h // group (repeat_interleave semantics)
+            o = F.scaled_dot_product_attention(qb, k, v, attn_mask=mask, scale=scale, enable_gqa=group > 1)
         else:
+            k = k.repeat_interleave(group, dim=0)  # (nh, S, hd)
+            v = v.repeat_interleave(group, dim=0)
             scores = (qb.float() @ k.float().transpose(1, 2)) * scale
             scores = softcap * torch.tanh(scores / softcap)
             scores = scores.masked_fill(~mask, float("-inf"))

@@ -209,3 +209,30 @@ def test_int8_weights_and_kv_cache(checkpoints):
         assert e.runner.caches[0].k.dtype == torch.int8 and e.runner.caches[0].k_scale is not None
         [res] = e.generate(PROMPTS[:1], params)
     assert res.token_ids[:4] == ref.token_ids[:4]
+
+
+def test_many_asyncio_callers_and_a_thread_share_one_engine(checkpoints):
+    """Concurrent streams (one event loop) and a blocking generate (another thread) batch together and
+    each gets exactly the tokens it gets alone."""
+    import threading
+
+    path = checkpoints["glm"]
+    prompts = [list(range(3 + i, 12 + 3 * i)) for i in range(5)]
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    with Engine.from_pretrained(path, num_blocks=128, block_size=4) as engine:
+        alone = [engine.generate([p], params)[0].token_ids for p in prompts]
+        threaded: list = []
+        t = threading.Thread(target=lambda: threaded.extend(engine.generate(prompts[3:], params)))
+        steps_before = engine.stats()["steps"]
+
+        async def one(p):
+            return [ev async for ev in engine.stream(p, params)][-1]
+
+        async def main():
+            t.start()
+            return await asyncio.gather(*(one(p) for p in prompts[:3]))
+
+        streamed = asyncio.run(main())
+        t.join()
+        assert [c.token_ids for c in streamed] + [c.token_ids for c in threaded] == alone
+        assert engine.stats()["steps"] - steps_before < 5 * 12  # requests shared steps
