@@ -172,7 +172,10 @@ def _ingest(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+OWN_COMMANDS = ("serve", "worker", "create-admin", "ingest", "migrate")
+
+
+def build_parser(with_inference: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoglm", description="Open-AutoGLM: enterprise question answering.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -204,11 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="bring the database schema to the newest revision")
     m.set_defaults(func=_migrate)
 
-    try:
-        from inference.cli import register  # generate, chat
-    except ImportError:
-        pass
-    else:
+    if with_inference:
+        from inference.cli import register  # generate, chat (imports torch: only when asked for)
+
         register(sub)
     return p
 
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     reload_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_inference=not argv or argv[0] not in OWN_COMMANDS).parse_args(argv)
     return int(args.func(args) or 0)
 
 

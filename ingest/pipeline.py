@@ -149,7 +149,7 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
     _pause("embedding")
 
     parts: list[np.ndarray] = []
-    step = max(settings.embedding_batch_size * 4, 1)
+    step = settings.progress_every_chunks
     for i in range(0, len(specs), step):
         parts.append(embedder.embed([c.text for c in specs[i : i + step]]))
         done = min(i + step, len(specs))

@@ -20,6 +20,7 @@ from app.models import (
     DocumentPublic,
     Group,
 )
+from app.settings import settings
 
 router = APIRouter(prefix="/api/collections", tags=["collections"])
 
@@ -135,7 +136,7 @@ async def upload_documents(
     to_enqueue: list[int] = []
     for f in files:
         # Read one byte past the limit: enough to know it is too large without holding more.
-        data = await f.read(uploads.settings.max_upload_bytes + 1)
+        data = await f.read(settings.max_upload_bytes + 1)
         try:
             doc, new = uploads.add_document(session, collection_id, f.filename, data, user.id)
         except uploads.Rejected as r:

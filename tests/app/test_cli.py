@@ -70,7 +70,7 @@ def test_serve_runs_api_and_embedded_worker(tmp_path):
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
         log.close()
-    print((tmp_path / "serve.log").read_text()[-3000:])
+        print((tmp_path / "serve.log").read_text()[-3000:])
 
 
 def _ok(url: str) -> bool:

@@ -106,6 +106,8 @@ def test_worker_killed_mid_document_is_redelivered_and_ingests_once(stack):
                          headers=admin).json()  # fmt: skip
         doc_id = up["documents"][0]["id"]
         wait_for(lambda: _doc(doc_id).stage == "embedding", 120, "the worker to reach the embedding stage")
+        mid = client.get(f"/api/documents/{doc_id}", headers=admin).json()  # progress while it works
+        assert mid["status"] == "processing" and mid["chunks_total"] > 1 and 0 < mid["progress"] < 1
         kill_worker(first, signal.SIGKILL)
         assert _doc(doc_id).status == "processing"
 
