@@ -61,7 +61,7 @@ class ModelConfig:
             if key not in cfg:
                 raise ValueError(f"config.json is missing the key {key!r}")
         # transformers 5 nests rope settings in rope_parameters; 4.x checkpoints keep them at top level
-        rope = cfg.get("rope_parameters") or {}
+        rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type != "default":
             raise ValueError(f"unsupported rope_type {rope_type!r}; supported: 'default'")

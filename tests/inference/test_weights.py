@@ -104,3 +104,25 @@ def test_int8_weights_equal_dequantized_float_model_and_int8_kv_is_close(checkpo
     assert 1e-3 < rel_err(int8_w, full) < 0.15  # quantized, but not far
     kv8 = logits(load_model(path), kv="int8")
     assert 1e-4 < rel_err(kv8, full) < 0.05
+
+
+def test_transformers4_style_config_and_rope_scaling_refused():
+    base = {
+        "architectures": ["GlmForCausalLM"],
+        "vocab_size": 151552,
+        "hidden_size": 4096,
+        "intermediate_size": 13696,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 2,
+        "head_dim": 128,
+        "partial_rotary_factor": 0.5,
+        "rope_theta": 10000.0,
+        "eos_token_id": [151329, 151336, 151338],
+    }  # glm-4-9b-chat-hf as transformers 4.x wrote it
+    cfg = ModelConfig.from_dict(base)
+    assert (cfg.rotary_dim, cfg.rope_theta, cfg.eos_token_ids) == (64, 10000.0, [151329, 151336, 151338])
+    with pytest.raises(ValueError, match="unsupported rope_type 'yarn'"):
+        ModelConfig.from_dict({**base, "rope_scaling": {"type": "yarn", "factor": 4.0}})
+    with pytest.raises(ValueError, match="missing the key 'hidden_size'"):
+        ModelConfig.from_dict({k: v for k, v in base.items() if k != "hidden_size"})
