@@ -349,24 +349,25 @@ class Engine:
                 while not (self._stop or self._inbox or self._aborts or self.scheduler.has_work()):
                     self._cv.wait()
                 if self._stop:
-                    pending = list(self._requests.values())
+                    pending = list(self._requests.values())  # includes the inbox
+                    self._inbox = []
                     break
                 inbox, self._inbox = self._inbox, []
                 aborts, self._aborts = self._aborts, []
+                now = time.perf_counter()
+                expired = [
+                    r
+                    for r in self._requests.values()
+                    if r.state.deadline is not None and now > r.state.deadline
+                ]
             for req in inbox:
                 self.scheduler.add(req)
             for rid in aborts:
                 req = self._requests.get(rid)
                 if req is not None:
                     self._finish(req, "abort")
-            now = time.perf_counter()
-            for req in list(self._requests.values()):
-                if (
-                    req.state.deadline is not None
-                    and now > req.state.deadline
-                    and req.status is not Status.FINISHED
-                ):
-                    self._finish(req, "timeout")
+            for req in expired:
+                self._finish(req, "timeout")
             if self.scheduler.has_work():
                 try:
                     if not self.step():
