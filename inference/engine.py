@@ -429,6 +429,8 @@ class Engine:
             reason = "length"
         if reason is None and len(req.token_ids) >= self.max_model_len:
             reason = "length"
+        if reason == "length" and st.detok is not None:
+            st.text += st.detok.flush()  # the last event carries any bytes still pending
         # hold back a tail that might still grow into a stop string
         hold = 0 if reason or not stops else max(map(len, stops)) - 1
         safe = max(st.emitted, len(st.text) - hold)
@@ -444,7 +446,7 @@ class Engine:
         self.scheduler.finish(req)
         st: _State = req.state
         self._requests.pop(req.request_id, None)
-        if reason != "stop" and st.detok is not None:
+        if reason not in ("stop", "length") and st.detok is not None:
             st.text += st.detok.flush()
         now = time.perf_counter()
         first = st.first_token or now
