@@ -126,3 +126,27 @@ def test_transformers4_style_config_and_rope_scaling_refused():
         ModelConfig.from_dict({**base, "rope_scaling": {"type": "yarn", "factor": 4.0}})
     with pytest.raises(ValueError, match="missing the key 'hidden_size'"):
         ModelConfig.from_dict({k: v for k, v in base.items() if k != "hidden_size"})
+
+
+def test_shards_are_streamed_one_at_a_time(checkpoints, monkeypatch):
+    """Each shard is opened, copied into the model and closed before the next one is opened."""
+    import contextlib
+
+    import inference.weights as weights
+
+    real = weights.safe_open
+    state = {"open": 0, "max_open": 0, "files": []}
+
+    @contextlib.contextmanager
+    def tracking(path, **kw):
+        state["open"] += 1
+        state["max_open"] = max(state["max_open"], state["open"])
+        state["files"].append(path)
+        with real(path, **kw) as f:
+            yield f
+        state["open"] -= 1
+
+    monkeypatch.setattr(weights, "safe_open", tracking)
+    load_model(checkpoints["glm"])
+    assert state["max_open"] == 1
+    assert len(state["files"]) == len(shard_files(checkpoints["glm"])) > 3
