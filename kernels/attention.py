@@ -65,18 +65,11 @@ def paged_attention_ref(
         pos_q = torch.arange(s - ql, s, device=q.device)
         mask = torch.arange(s, device=q.device)[None, :] <= pos_q[:, None]  # (L, S)
         if softcap is None:
-            # NOTE: the mask is all-true for a single query (decode) and plain top-left causal when nothing
-            # is cached before the queries; SDPA is much faster told so than handed a boolean mask.
-            # enable_gqa: query head h reads KV head h // group (repeat_interleave semantics).
+            # NOTE: 4-D inputs (a batch of 1) take SDPA's fused CPU kernel; 3-D ones fall back to a far
+            # slower path. enable_gqa: query head h reads KV head h // group (repeat_interleave semantics).
             o = F.scaled_dot_product_attention(
-                qb,
-                k,
-                v,
-                attn_mask=None if ql == 1 or ql == s else mask,
-                is_causal=ql == s and ql > 1,
-                scale=scale,
-                enable_gqa=group > 1,
-            )
+                qb[None], k[None], v[None], attn_mask=mask, scale=scale, enable_gqa=group > 1
+            )[0]
         else:
             k = k.repeat_interleave(group, dim=0)  # (nh, S, hd)
             v = v.repeat_interleave(group, dim=0)

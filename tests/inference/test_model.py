@@ -55,7 +55,10 @@ def test_chunked_prefill_and_mixed_batch(arch_path):
         assert rel_err(row, _hf_logits(arch_path, seq)[-1]) < TOL
 
 
-def test_bfloat16_close_to_float32(checkpoints):
+def test_bfloat16_error_no_worse_than_transformers_bfloat16(checkpoints):
+    """bfloat16 drifts from float32; ours must drift about as much as transformers' own bfloat16 run."""
+    from transformers import AutoModelForCausalLM
+
     path = checkpoints["glm4"]
     tokens = list(range(5, 30))
     outs = []
@@ -63,4 +66,8 @@ def test_bfloat16_close_to_float32(checkpoints):
         runner = ModelRunner(load_model(path, dtype=dtype), num_blocks=16, block_size=16)
         outs.append(runner.execute([(tokens, 0, len(tokens), [2, 5], True)])[0])
     assert outs[1].dtype == torch.float32
-    assert rel_err(outs[1], outs[0]) < 3e-2
+    hf16 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    with torch.no_grad():
+        ref16 = hf16(torch.tensor([tokens])).logits[0, -1].float()
+    hf_err = rel_err(ref16, outs[0])
+    assert 1e-3 < rel_err(outs[1], outs[0]) < 1.5 * hf_err + 5e-3
