@@ -103,6 +103,14 @@ class Engine:
 
     Thread-safe: `generate` (blocking) and `stream` (asyncio) may be called from many threads and
     event loops at once; a single background thread runs the model.
+
+    Options: block_size (tokens per KV block, 16); num_blocks (pool size; default from kv_cache_memory
+    bytes, itself defaulting to 90% of free GPU memory less 1 GiB on CUDA, 1 GiB on the CPU);
+    kv_cache_dtype ("auto" = model dtype, or "int8"); max_num_seqs (running requests, 64);
+    max_num_batched_tokens (tokens per step, 2048: the chunked-prefill budget); max_waiting (queued
+    requests before submit raises EngineOverloaded, 256); max_model_len (prompt + output cap; default
+    the config's max_position_embeddings, never more than the pool holds); enable_prefix_caching (True);
+    request_timeout_s (default per-request timeout, None).
     """
 
     def __init__(
@@ -445,6 +453,11 @@ class Engine:
             return
         self.scheduler.finish(req)
         st: _State = req.state
+        log.debug(
+            "request %s %s: %d prompt tokens (%d from the prefix cache), %d generated; hit rate %.1f%%",
+            req.request_id, reason, len(req.prompt_ids), req.prefix_hit_tokens or 0, len(req.output_ids),
+            100 * self.kv.hit_rate,
+        )  # fmt: skip
         self._requests.pop(req.request_id, None)
         if reason not in ("stop", "length") and st.detok is not None:
             st.text += st.detok.flush()
