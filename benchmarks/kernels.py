@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,37 @@ GLM_LINEARS = {"qkv": (4608, 4096), "o_proj": (4096, 4096), "gate_up": (27392, 4
 def bench(fn) -> float:
     """Median milliseconds."""
     return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def graph_ms(fns, reps: int = 30) -> float:
+    """Median GPU milliseconds per call, launch overhead excluded: the calls (one per input copy, so that
+    together they overflow L2) are captured in one CUDA graph, as the engine's decode step will be."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for f in fns:
+            f()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for f in fns:
+            f()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times) / len(fns)
+
+
+def copies_for(nbytes: int) -> int:
+    """Input copies so that one graph replay reads >= 256 MB (well past the 50-60 MB L2), at most 8."""
+    return max(1, min(8, -(-(256 << 20) // max(nbytes, 1))))
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -119,41 +151,147 @@ def section_decode(rows: list, lim: dict) -> None:
             for ctx in (1024, 8192, 32768):
                 if quant and ctx != 32768:
                     continue
-                k, v, ks, vs, tables, seq = paged_cache(B, ctx, quant)
-                q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
-                cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
-                args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
-                flash_decode_triton(*args)
-                ms = bench(lambda args=args: flash_decode_triton(*args))
-                kv_bytes = k.numel() * k.element_size() * 2 + (ks.numel() * 4 * 2 if quant else 0)
+                kv_bytes = B * ctx * NKV * HD * 2 * (1 if quant else 2) + (
+                    B * ctx * NKV * 4 * 2 if quant else 0
+                )
+                fns = []
+                for _ in range(copies_for(kv_bytes)):
+                    k, v, ks, vs, tables, seq = paged_cache(B, ctx, quant)
+                    q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
+                    cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
+                    args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+                    fns.append(lambda args=args: flash_decode_triton(*args))
+                fns[0]()
+                eager = bench(fns[0])
+                ms = graph_ms(fns)
                 gbps = kv_bytes / ms / 1e6
-                row = {"B": B, "ctx": ctx, "kv": "int8" if quant else "bf16", "ms": ms, "KV_GBps": gbps,
-                       "frac_copy": gbps / lim["copy_GBps"]}  # fmt: skip
+                row = {"B": B, "ctx": ctx, "kv": "int8" if quant else "bf16", "graph_ms": ms, "eager_ms": eager,
+                       "KV_GBps": gbps, "frac_copy": gbps / lim["copy_GBps"]}  # fmt: skip
                 rows.append(row)
-                print(f"decode B={B:>3} ctx={ctx:>5} kv={row['kv']:<4} {ms * 1e3:8.1f} us  {gbps:7.0f} GB/s  "
-                      f"{row['frac_copy']:.0%} of copy", flush=True)  # fmt: skip
+                print(f"decode B={B:>3} ctx={ctx:>5} kv={row['kv']:<4} GPU {ms * 1e3:7.1f} us (eager {eager * 1e3:6.1f})"
+                      f"  {gbps:6.0f} GB/s  {row['frac_copy']:.0%} of copy", flush=True)  # fmt: skip
+                del fns
 
 
 def section_int8(rows: list, lim: dict) -> None:
     for name, (N, K) in GLM_LINEARS.items():
-        w = torch.randn(N, K, dtype=BF16, device=DEV) * 0.02
-        iw = Int8Weight.quantize(w)
+        copies = copies_for(N * K)
+        ws = [torch.randn(N, K, dtype=BF16, device=DEV) * 0.02 for _ in range(copies)]
+        iws = [Int8Weight.quantize(w) for w in ws]
         for M in (1, 8, 32, 256, 4096):
             x = torch.randn(M, K, dtype=BF16, device=DEV)
             t0 = time.perf_counter()
-            out = int8_linear_triton(x, iw.qweight, iw.scale)
+            out = int8_linear_triton(x, iws[0].qweight, iws[0].scale)
             torch.cuda.synchronize()
             first_s = time.perf_counter() - t0
-            ms = bench(lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale))
-            ref_ms = bench(lambda x=x, w=w: torch.matmul(x, w.T))
-            err = rel(out, x.float() @ iw.dequantize().T)
-            row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms,
+            err = rel(out, x.float() @ iws[0].dequantize().T)
+            n = copies if M <= 32 else 1
+            ms = graph_ms([lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]])
+            ref_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T) for w in ws[:n]])
+            eager = bench(lambda x=x, iw=iws[0]: int8_linear_triton(x, iw.qweight, iw.scale))
+            row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms, "int8_eager_ms": eager,
                    "speedup": ref_ms / ms, "int8_weight_GBps": N * K / ms / 1e6, "rel_err": err,
                    "first_call_s": first_s}  # fmt: skip
             rows.append(row)
-            print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us  bf16 {ref_ms * 1e3:8.1f} us  "
-                  f"x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:6.0f} GB/s  rel_err {err:.1e}",
-                  flush=True)  # fmt: skip
+            print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us (eager {eager * 1e3:6.1f})  bf16 "
+                  f"{ref_ms * 1e3:8.1f} us  x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:5.0f} GB/s  "
+                  f"rel_err {err:.1e}", flush=True)  # fmt: skip
+
+
+def section_sweep_decode(rows: list, lim: dict) -> None:
+    """Decode block/warp/stage grid at a few shapes (to choose the launcher's fixed config)."""
+    for B, ctx, quant in ((1, 32768, False), (32, 32768, False), (32, 32768, True), (128, 8192, False)):
+        k, v, ks, vs, tables, seq = paged_cache(B, ctx, quant)
+        q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+        ref = flash_decode_triton(*args)
+        kv_bytes = k.numel() * k.element_size() * 2 + (ks.numel() * 8 if quant else 0)
+        line = []
+        for bn in (64, 128):
+            for w in (4, 8):
+                for st in (2, 3, 4):
+                    kw = dict(block_n=bn, num_warps=w, num_stages=st)
+                    err = rel(flash_decode_triton(*args, **kw), ref)
+                    ms = graph_ms([lambda kw=kw, a=args: flash_decode_triton(*a, **kw)])
+                    rows.append({"B": B, "ctx": ctx, "quant": quant, **kw, "ms": ms, "err": err})
+                    line.append(f"{bn}/{w}/{st}:{kv_bytes / ms / 1e6:.0f}{'' if err < 1e-2 else '!'}")
+        print(
+            f"sweep decode B={B} ctx={ctx} quant={quant} GB/s by block_n/warps/stages: {' '.join(line)}",
+            flush=True,
+        )
+
+
+def section_sweep_prefill(rows: list, lim: dict) -> None:
+    """Prefill block/warp/stage grid at 4k tokens (bf16 and INT8 KV): TFLOP/s of each config."""
+    L = 4096
+    for quant in (False, True):
+        k, v, ks, vs, tables, seq = paged_cache(1, L, quant)
+        q = torch.randn(L, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.tensor([0, L], dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, L, HD**-0.5, ks, vs)
+        ref = flash_prefill_triton(*args)
+        flops = 4 * NH * HD * L * L / 2
+        line = []
+        for bm, bn, w, st in (
+            (128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3), (128, 32, 4, 3),
+            (64, 64, 4, 3), (64, 64, 4, 4), (64, 128, 4, 2), (64, 32, 4, 3), (128, 64, 4, 3),
+        ):  # fmt: skip
+            cfg = {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": st}
+            try:
+                err = rel(flash_prefill_triton(*args, config=cfg), ref)
+                ms = bench(lambda cfg=cfg, a=args: flash_prefill_triton(*a, config=cfg))
+            except Exception as e:  # noqa: BLE001  (out of resources: report and go on)
+                line.append(f"{bm}/{bn}/{w}/{st}: {type(e).__name__}")
+                continue
+            rows.append({"quant": quant, **cfg, "ms": ms, "TFLOPs": flops / ms / 1e9, "err": err})
+            line.append(f"{bm}/{bn}/{w}/{st}:{flops / ms / 1e9:.0f}{'' if err < 1e-2 else '!'}")
+        print(
+            f"sweep prefill L={L} quant={quant} TFLOP/s by BM/BN/warps/stages: {' '.join(line)}", flush=True
+        )
+
+
+def section_sweep_int8(rows: list, lim: dict) -> None:
+    """Every int8 config (both orientations) at a few shapes: error and GPU time."""
+    from kernels.int8_matmul import _few_rows_configs, _many_rows_configs
+
+    many = [dict(c.all_kwargs()) for c in _many_rows_configs()]
+    many += [{**c, "SWAP": True} for c in many]
+    few = [dict(c.all_kwargs()) for c in _few_rows_configs()]
+    for name, M, configs in (
+        ("o_proj", 4096, many),
+        ("gate_up", 256, many),
+        ("qkv", 1, few),
+        ("down", 32, few),
+    ):
+        N, K = GLM_LINEARS[name]
+        w = torch.randn(N, K, dtype=BF16, device=DEV) * 0.02
+        iw = Int8Weight.quantize(w)
+        x = torch.randn(M, K, dtype=BF16, device=DEV)
+        exact = x.float() @ iw.dequantize().T
+        bf16_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T)])
+        line = []
+        for c in configs:
+            cfg = {k: c[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_N", "SWAP")}
+            launch = {"num_warps": c["num_warps"], "num_stages": c["num_stages"]}
+            try:
+                err = rel(int8_linear_triton(x, iw.qweight, iw.scale, config={**cfg, **launch}), exact)
+                ms = graph_ms(
+                    [
+                        lambda cfg=cfg, launch=launch, x=x, iw=iw: int8_linear_triton(
+                            x, iw.qweight, iw.scale, config={**cfg, **launch}
+                        )
+                    ]
+                )
+            except Exception as e:  # noqa: BLE001  (out of resources: report and go on)
+                line.append(f"{cfg}: {type(e).__name__}")
+                continue
+            rows.append({"layer": name, "M": M, **cfg, **launch, "ms": ms, "err": err, "bf16_ms": bf16_ms})
+            line.append(
+                f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}/{launch['num_warps']}w{launch['num_stages']}s"
+                f"{'/T' if cfg['SWAP'] else ''}: {ms * 1e3:.0f}us err {err:.0e}"
+            )
+        print(f"sweep int8 {name} M={M} (bf16 {bf16_ms * 1e3:.0f}us): " + "; ".join(line), flush=True)
 
 
 def section_fused(rows: list, lim: dict) -> None:
@@ -205,12 +343,16 @@ SECTIONS = {
     "decode": section_decode,
     "int8": section_int8,
     "fused": section_fused,
+    "sweep-decode": section_sweep_decode,
+    "sweep-int8": section_sweep_int8,
+    "sweep-prefill": section_sweep_prefill,
 }
+DEFAULT = "prefill,decode,int8,fused"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--sections", default=DEFAULT)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not torch.cuda.is_available():

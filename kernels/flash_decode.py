@@ -26,6 +26,106 @@ MAX_SPLITS = 128
 
 
 @triton.jit
+def _decode_tile(
+    q,
+    acc,
+    m_i,
+    l_i,
+    start_n,
+    hi,
+    offs_d,
+    d_mask,
+    kvh,
+    KC_ptr,
+    VC_ptr,
+    KS_ptr,
+    VS_ptr,
+    BT_row,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    stride_sb,
+    stride_so,
+    qk_scale,
+    softcap,
+    BLOCK_N: tl.constexpr,
+    PAGE: tl.constexpr,
+    MASK_N: tl.constexpr,
+    MASK_D: tl.constexpr,
+    QUANT: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < hi
+    k, ks = _kv_tile(
+        KC_ptr,
+        KS_ptr,
+        BT_row,
+        offs_n,
+        n_mask,
+        offs_d,
+        d_mask,
+        kvh,
+        stride_cb,
+        stride_co,
+        stride_ch,
+        stride_sb,
+        stride_so,
+        PAGE,
+        True,
+        QUANT,
+        MASK_N,
+        MASK_D,
+    )
+    if UPCAST:
+        s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
+    else:
+        s = tl.dot(q, k.to(q.dtype), input_precision=PRECISION)
+    if QUANT:
+        s = s * ks[None, :]
+    if SOFTCAP:
+        s = (softcap * (2.0 * tl.sigmoid(2.0 * s * (qk_scale / softcap)) - 1.0)) * 1.4426950408889634
+    else:
+        s = s * qk_scale * 1.4426950408889634
+    if MASK_N:
+        s = tl.where(n_mask[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    v, vs = _kv_tile(
+        VC_ptr,
+        VS_ptr,
+        BT_row,
+        offs_n,
+        n_mask,
+        offs_d,
+        d_mask,
+        kvh,
+        stride_cb,
+        stride_co,
+        stride_ch,
+        stride_sb,
+        stride_so,
+        PAGE,
+        False,
+        QUANT,
+        MASK_N,
+        MASK_D,
+    )
+    if QUANT:
+        p = p * vs[None, :]
+    acc = acc * alpha[:, None]
+    if UPCAST:
+        acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(p.to(q.dtype), v.to(q.dtype), acc, input_precision=PRECISION)
+    return acc, m_new, l_i
+
+
+@triton.jit
 def _flash_decode_kernel(
     Q_ptr,
     KC_ptr,
@@ -52,13 +152,13 @@ def _flash_decode_kernel(
     stride_lh,
     qk_scale,
     softcap,
-    block_size,
     split_len,
     GROUP: tl.constexpr,
     BLOCK_G: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    PAGE: tl.constexpr,
     QUANT: tl.constexpr,
     SOFTCAP: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -86,68 +186,72 @@ def _flash_decode_kernel(
     l_i = tl.zeros((BLOCK_G,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
     BT_row = BT_ptr + b.to(tl.int64) * stride_bt
-    for start_n in range(lo, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        n_mask = offs_n < hi
-        k, ks = _kv_tile(
-            KC_ptr,
-            KS_ptr,
-            BT_row,
-            offs_n,
-            n_mask,
+    # whole tiles without masks, then the partial tail tile (if any) with them
+    full_hi = lo + tl.maximum(hi - lo, 0) // BLOCK_N * BLOCK_N
+    for start_n in range(lo, full_hi, BLOCK_N):
+        acc, m_i, l_i = _decode_tile(
+            q,
+            acc,
+            m_i,
+            l_i,
+            start_n,
+            hi,
             offs_d,
             d_mask,
             kvh,
-            block_size,
-            stride_cb,
-            stride_co,
-            stride_ch,
-            stride_sb,
-            stride_so,
-            True,
-            QUANT,
-        )
-        if UPCAST:
-            s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
-        else:
-            s = tl.dot(q, k.to(q.dtype), input_precision=PRECISION)
-        if QUANT:
-            s = s * ks[None, :]
-        if SOFTCAP:
-            s = (softcap * (2.0 * tl.sigmoid(2.0 * s * (qk_scale / softcap)) - 1.0)) * 1.4426950408889634
-        else:
-            s = s * qk_scale * 1.4426950408889634
-        s = tl.where(n_mask[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v, vs = _kv_tile(
+            KC_ptr,
             VC_ptr,
+            KS_ptr,
             VS_ptr,
             BT_row,
-            offs_n,
-            n_mask,
-            offs_d,
-            d_mask,
-            kvh,
-            block_size,
             stride_cb,
             stride_co,
             stride_ch,
             stride_sb,
             stride_so,
+            qk_scale,
+            softcap,
+            BLOCK_N,
+            PAGE,
             False,
+            BLOCK_D != HEAD_DIM,
             QUANT,
+            SOFTCAP,
+            UPCAST,
+            PRECISION,
         )
-        if QUANT:
-            p = p * vs[None, :]
-        acc = acc * alpha[:, None]
-        if UPCAST:
-            acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(p.to(q.dtype), v.to(q.dtype), acc, input_precision=PRECISION)
-        m_i = m_new
+    if full_hi < hi:
+        acc, m_i, l_i = _decode_tile(
+            q,
+            acc,
+            m_i,
+            l_i,
+            full_hi,
+            hi,
+            offs_d,
+            d_mask,
+            kvh,
+            KC_ptr,
+            VC_ptr,
+            KS_ptr,
+            VS_ptr,
+            BT_row,
+            stride_cb,
+            stride_co,
+            stride_ch,
+            stride_sb,
+            stride_so,
+            qk_scale,
+            softcap,
+            BLOCK_N,
+            PAGE,
+            True,
+            BLOCK_D != HEAD_DIM,
+            QUANT,
+            SOFTCAP,
+            UPCAST,
+            PRECISION,
+        )
     # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
     empty = l_i == 0.0
     out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
@@ -235,6 +339,8 @@ def flash_decode_triton(
     num_splits: int | None = None,
     block_n: int | None = None,
     out: torch.Tensor | None = None,
+    num_warps: int = 4,
+    num_stages: int = 3,
 ) -> torch.Tensor:
     """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` and ``block_n`` override
     the plan (tests use them to reach many splits and tiles at small sizes; the interpreter takes 16)."""
@@ -249,7 +355,7 @@ def flash_decode_triton(
         return out
     quant = k_scale is not None
     if block_n is None:
-        block_n = 16 if INTERPRET else (64 if hd > 64 or quant else 128)
+        block_n = 16 if INTERPRET else (128 if quant or hd <= 64 else 64)
     max_context = block_tables.shape[1] * k_cache.shape[1]
     splits, split_len = plan_splits(B, nkv, max_context, block_n, device_sms(q))
     if num_splits is not None:
@@ -285,19 +391,19 @@ def flash_decode_triton(
         lse.stride(1),
         float(scale),
         float(softcap or 1.0),
-        k_cache.shape[1],
         split_len,
         GROUP=group,
         BLOCK_G=max(16, next_pow2(group)),
         HEAD_DIM=hd,
         BLOCK_D=block_d,
         BLOCK_N=block_n,
+        PAGE=k_cache.shape[1],
         QUANT=quant,
         SOFTCAP=softcap is not None,
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
-        num_warps=4,
-        num_stages=3,
+        num_warps=num_warps,
+        num_stages=num_stages,
     )
     _merge_kernel[(B, nh)](
         o_part,

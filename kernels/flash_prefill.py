@@ -39,25 +39,41 @@ def _kv_tile(
     offs_d,
     d_mask,
     kvh,
-    block_size,
     stride_cb,
     stride_co,
     stride_ch,
     stride_sb,
     stride_so,
+    PAGE: tl.constexpr,
     TRANSPOSE: tl.constexpr,
     QUANT: tl.constexpr,
+    MASK_N: tl.constexpr,
+    MASK_D: tl.constexpr,
 ):
-    """Gather a (BLOCK_N, BLOCK_D) K or V tile (transposed for K) and its per-token scales."""
-    blk = tl.load(BT_row + offs_n // block_size, mask=n_mask, other=0).to(tl.int64)
-    off = (offs_n % block_size).to(tl.int64)
+    """Gather a (BLOCK_N, BLOCK_D) K or V tile (transposed for K) and its per-token scales. Position n lives
+    in block ``BT_row[n // PAGE]`` at offset ``n % PAGE``; without MASK_N every position is known valid."""
+    if MASK_N:
+        blk = tl.load(BT_row + offs_n // PAGE, mask=n_mask, other=0).to(tl.int64)
+    else:
+        blk = tl.load(BT_row + offs_n // PAGE).to(tl.int64)
+    off = (offs_n % PAGE).to(tl.int64)
     row = blk * stride_cb + off * stride_co + kvh * stride_ch
     if TRANSPOSE:
-        x = tl.load(C_ptr + row[None, :] + offs_d[:, None], mask=n_mask[None, :] & d_mask[:, None], other=0)
+        ptrs = C_ptr + row[None, :] + offs_d[:, None]
+        mask = n_mask[None, :] & d_mask[:, None]
     else:
-        x = tl.load(C_ptr + row[:, None] + offs_d[None, :], mask=n_mask[:, None] & d_mask[None, :], other=0)
+        ptrs = C_ptr + row[:, None] + offs_d[None, :]
+        mask = n_mask[:, None] & d_mask[None, :]
+    if MASK_N or MASK_D:
+        x = tl.load(ptrs, mask=mask, other=0)
+    else:
+        x = tl.load(ptrs)
     if QUANT:
-        s = tl.load(S_ptr + blk * stride_sb + off * stride_so + kvh, mask=n_mask, other=0.0)
+        s_ptrs = S_ptr + blk * stride_sb + off * stride_so + kvh
+        if MASK_N:
+            s = tl.load(s_ptrs, mask=n_mask, other=0.0)
+        else:
+            s = tl.load(s_ptrs)
     else:
         s = n_mask.to(tl.float32)  # unused
     return x, s
@@ -80,7 +96,6 @@ def _attn_tile(
     KS_ptr,
     VS_ptr,
     BT_row,
-    block_size,
     stride_cb,
     stride_co,
     stride_ch,
@@ -94,6 +109,8 @@ def _attn_tile(
     SOFTCAP: tl.constexpr,
     UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
+    PAGE: tl.constexpr,
+    MASK_D: tl.constexpr,
 ):
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_mask = offs_n < seq_len
@@ -106,14 +123,16 @@ def _attn_tile(
         offs_d,
         d_mask,
         kvh,
-        block_size,
         stride_cb,
         stride_co,
         stride_ch,
         stride_sb,
         stride_so,
+        PAGE,
         True,
         QUANT,
+        CAUSAL,
+        MASK_D,
     )
     if UPCAST:
         s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
@@ -141,14 +160,16 @@ def _attn_tile(
         offs_d,
         d_mask,
         kvh,
-        block_size,
         stride_cb,
         stride_co,
         stride_ch,
         stride_sb,
         stride_so,
+        PAGE,
         False,
         QUANT,
+        CAUSAL,
+        MASK_D,
     )
     if QUANT:
         p = p * vs[None, :]
@@ -183,7 +204,6 @@ def _flash_prefill_kernel(
     stride_bt,
     qk_scale,
     softcap,
-    block_size,
     MAX_SEQLEN_Q_BUCKET,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -194,6 +214,7 @@ def _flash_prefill_kernel(
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    PAGE: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     h = tl.program_id(1)
@@ -244,7 +265,6 @@ def _flash_prefill_kernel(
             KS_ptr,
             VS_ptr,
             BT_row,
-            block_size,
             stride_cb,
             stride_co,
             stride_ch,
@@ -258,6 +278,8 @@ def _flash_prefill_kernel(
             SOFTCAP,
             UPCAST,
             PRECISION,
+            PAGE,
+            BLOCK_D != HEAD_DIM,
         )
     for start_n in range(full_end, hi, BLOCK_N):
         acc, m_i, l_i = _attn_tile(
@@ -276,7 +298,6 @@ def _flash_prefill_kernel(
             KS_ptr,
             VS_ptr,
             BT_row,
-            block_size,
             stride_cb,
             stride_co,
             stride_ch,
@@ -290,6 +311,8 @@ def _flash_prefill_kernel(
             SOFTCAP,
             UPCAST,
             PRECISION,
+            PAGE,
+            BLOCK_D != HEAD_DIM,
         )
     out = acc / l_i[:, None]
     tl.store(
@@ -426,7 +449,6 @@ def flash_prefill_triton(
         block_tables.stride(0),
         float(scale),
         float(softcap or 1.0),
-        k_cache.shape[1],
         min(next_pow2(max_seqlen_q), 4096),
     )
     const = dict(
@@ -437,6 +459,7 @@ def flash_prefill_triton(
         SOFTCAP=softcap is not None,
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
+        PAGE=k_cache.shape[1],
     )
 
     def grid(meta):

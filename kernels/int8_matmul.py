@@ -55,6 +55,7 @@ def _int8_matmul_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     GROUP_N: tl.constexpr,
+    SWAP: tl.constexpr,
 ):
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -72,36 +73,62 @@ def _int8_matmul_kernel(
     rn = (offs_n % N).to(tl.int64)
     rm = (offs_m % M).to(tl.int64)
     offs_k = tl.arange(0, BLOCK_K)
-    w_ptrs = W_ptr + rn[:, None] * stride_wn + offs_k[None, :]
-    x_ptrs = X_ptr + rm[None, :] * stride_xm + offs_k[:, None]
-    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    if SWAP:
+        # acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T: the converted weights are the dot's first operand
+        w_ptrs = W_ptr + rn[:, None] * stride_wn + offs_k[None, :]
+        x_ptrs = X_ptr + rm[None, :] * stride_xm + offs_k[:, None]
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        # acc (BLOCK_M, BLOCK_N) = X_tile @ W_tile.T
+        x_ptrs = X_ptr + rm[:, None] * stride_xm + offs_k[None, :]
+        w_ptrs = W_ptr + rn[None, :] * stride_wn + offs_k[:, None]
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k in range(0, tl.cdiv(K, BLOCK_K)):
         if EVEN_K:
             w = tl.load(w_ptrs)
             x = tl.load(x_ptrs)
-        else:
+        elif SWAP:
             k_left = K - k * BLOCK_K
             w = tl.load(w_ptrs, mask=offs_k[None, :] < k_left, other=0)
             x = tl.load(x_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        if UPCAST:
-            acc = tl.dot(w.to(tl.float32), x.to(tl.float32), acc, input_precision="ieee")
         else:
-            acc = tl.dot(w.to(x.dtype), x, acc, input_precision=PRECISION)
+            k_left = K - k * BLOCK_K
+            w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0)
+            x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        if UPCAST:
+            w = w.to(tl.float32)
+            x = x.to(tl.float32)
+        else:
+            w = w.to(x.dtype)
+        if SWAP:
+            acc = tl.dot(w, x, acc, input_precision=PRECISION)
+        else:
+            acc = tl.dot(x, w, acc, input_precision=PRECISION)
         w_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
     scale = tl.load(S_ptr + rn)
-    acc = acc * scale[:, None]
-    if HAS_BIAS:
-        acc += tl.load(B_ptr + rn).to(tl.float32)[:, None]
-    y_ptrs = Y_ptr + offs_m[None, :].to(tl.int64) * stride_ym + offs_n[:, None]
-    tl.store(
-        y_ptrs, to_dtype(acc, Y_ptr.dtype.element_ty), mask=(offs_n[:, None] < N) & (offs_m[None, :] < M)
-    )
+    if SWAP:
+        acc = acc * scale[:, None]
+        if HAS_BIAS:
+            acc += tl.load(B_ptr + rn).to(tl.float32)[:, None]
+        y_ptrs = Y_ptr + offs_m[None, :].to(tl.int64) * stride_ym + offs_n[:, None]
+        y_mask = (offs_n[:, None] < N) & (offs_m[None, :] < M)
+    else:
+        acc = acc * scale[None, :]
+        if HAS_BIAS:
+            acc += tl.load(B_ptr + rn).to(tl.float32)[None, :]
+        y_ptrs = Y_ptr + offs_m[:, None].to(tl.int64) * stride_ym + offs_n[None, :]
+        y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    tl.store(y_ptrs, to_dtype(acc, Y_ptr.dtype.element_ty), mask=y_mask)
 
 
 def _few_rows_configs() -> list[triton.Config]:
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 1}, num_warps=4, num_stages=s)
+        triton.Config(
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 1, "SWAP": True},
+            num_warps=4,
+            num_stages=s,
+        )
         for bm in (16, 32)
         for bn in (32, 64)
         for bk in (256, 512)
@@ -122,7 +149,9 @@ def _prune_few_rows(configs, named_args, **kwargs):
 
 def _many_rows_configs() -> list[triton.Config]:
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8}, num_warps=w, num_stages=s)
+        triton.Config(
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": sw}, num_warps=w, num_stages=s
+        )
         for bn, bm, bk, w, s in (
             (128, 128, 64, 4, 4),
             (128, 128, 64, 8, 4),
@@ -131,6 +160,7 @@ def _many_rows_configs() -> list[triton.Config]:
             (64, 128, 64, 4, 4),
             (128, 64, 64, 4, 4),
         )
+        for sw in (False,)
     ]
 
 
@@ -214,7 +244,7 @@ def int8_linear_triton(
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
     if INTERPRET and config is None:
-        config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2}
+        config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
     if config is not None:
         _int8_matmul[grid(config)](
             *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, **config

@@ -24,16 +24,16 @@ from .triton_common import check_float, next_pow2, out_tensor, to_dtype
 
 
 @triton.jit
-def _rotate(ptr, heads, cols, n_heads, stride_h, cos, sin, HEAD_DIM: tl.constexpr, ROT: tl.constexpr):
-    """Load a (heads, head_dim) tile and rotate its first ROT columns in the interleaved layout (float32)."""
+def _rotate(ptr, heads, cols, n_heads, stride_h, cos, sin, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Load a (heads, head_dim) tile and turn each (even, odd) column pair by its angle, in float32.
+    cos/sin are per pair (BLOCK_D // 2,), 1 and 0 past the rotary dims, so those pass through unchanged."""
     mask = (heads[:, None] < n_heads) & (cols[None, :] < HEAD_DIM)
     x = tl.load(ptr + heads[:, None] * stride_h + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    partner = tl.load(
-        ptr + heads[:, None] * stride_h + (cols ^ 1)[None, :], mask=mask & (cols < ROT)[None, :], other=0.0
-    )
-    sign = tl.where(cols % 2 == 0, -1.0, 1.0)
-    rotated = x * cos[None, :] + sign[None, :] * partner.to(tl.float32) * sin[None, :]
-    return tl.where((cols < ROT)[None, :], rotated, x), mask
+    even, odd = tl.split(tl.reshape(x, (x.shape[0], BLOCK_D // 2, 2)))  # (heads, BLOCK_D // 2) each
+    c = cos[None, :]
+    s = sin[None, :]
+    out = tl.join(even * c - odd * s, odd * c + even * s)  # (heads, BLOCK_D // 2, 2)
+    return tl.reshape(out, (x.shape[0], BLOCK_D)), mask
 
 
 @triton.jit
@@ -112,13 +112,12 @@ def _rotary_cache_kernel(
 ):
     t = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
-    half = cols // 2
-    rot_mask = cols < ROT
-    cos = tl.load(COS_ptr + t * stride_cos + half, mask=rot_mask, other=1.0)
-    sin = tl.load(SIN_ptr + t * stride_cos + half, mask=rot_mask, other=0.0)
+    pair = tl.arange(0, BLOCK_D // 2)
+    cos = tl.load(COS_ptr + t * stride_cos + pair, mask=pair < ROT // 2, other=1.0)
+    sin = tl.load(SIN_ptr + t * stride_cos + pair, mask=pair < ROT // 2, other=0.0)
 
     hq = tl.arange(0, BLOCK_HQ)
-    q, qmask = _rotate(Q_ptr + t * stride_qt, hq, cols, n_q_heads, stride_qh, cos, sin, HEAD_DIM, ROT)
+    q, qmask = _rotate(Q_ptr + t * stride_qt, hq, cols, n_q_heads, stride_qh, cos, sin, HEAD_DIM, BLOCK_D)
     tl.store(
         QO_ptr + t * stride_qot + hq[:, None] * stride_qoh + cols[None, :],
         to_dtype(q, QO_ptr.dtype.element_ty),
@@ -128,7 +127,9 @@ def _rotary_cache_kernel(
     slot = tl.load(SLOT_ptr + t)
     if slot >= 0:
         hk = tl.arange(0, BLOCK_HK)
-        k, kmask = _rotate(K_ptr + t * stride_kt, hk, cols, n_kv_heads, stride_kh, cos, sin, HEAD_DIM, ROT)
+        k, kmask = _rotate(
+            K_ptr + t * stride_kt, hk, cols, n_kv_heads, stride_kh, cos, sin, HEAD_DIM, BLOCK_D
+        )
         # round to the activation dtype first, as the reference (rotate in torch, then cache) does
         k = to_dtype(k, K_ptr.dtype.element_ty).to(tl.float32)
         _store_cache(

@@ -40,10 +40,11 @@ def test_int8_linear_matches_dequantized_reference(dtype, shape, rows, bias):
 @pytest.mark.parametrize(
     "config",
     [
-        {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_N": 1},
-        {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 64, "GROUP_N": 4},
+        {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_N": 1, "SWAP": True},
+        {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 64, "GROUP_N": 4, "SWAP": True},
+        {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 64, "GROUP_N": 4, "SWAP": False},
     ],
-    ids=["few-rows", "many-rows"],
+    ids=["few-rows", "many-rows-swapped", "many-rows"],
 )
 def test_int8_linear_block_configs(config):
     # both config families, with K not a multiple of BLOCK_K and N, M not multiples of their tiles
