@@ -56,15 +56,12 @@ def test_prefix_hits_full_and_partial_blocks(checkpoints):
         second = shared + [300, 301]
         # a prompt that is fully cached (first + its output): all but the block holding the last token hit
         third = first + r0.token_ids[:3]
-        r1, r2 = engine.generate(
-            [second, third], SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
-        )
+        r1, r2 = engine.generate([second, third], GREEDY)
         assert r1.usage.prefix_hit_tokens == 16
-        assert (
-            r2.usage.prefix_hit_tokens == 20
-        )  # 24 tokens: 5 full blocks cached, the 6th holds the last token
-        assert r1.token_ids == hf_greedy(path, second, 16)
-        assert r2.token_ids == hf_greedy(path, third, 16)
+        # third has 24 tokens: 5 full blocks are cached, the 6th holds the last token and is recomputed
+        assert r2.usage.prefix_hit_tokens == 20
+        assert r1.token_ids == hf_greedy(path, second, 64)
+        assert r2.token_ids == hf_greedy(path, third, 64)
         stats = engine.stats()
         assert stats["prefix_hit_tokens"] == 36
         assert stats["prefix_hit_rate"] == pytest.approx(36 / (21 + 20 + 24))
@@ -73,14 +70,14 @@ def test_prefix_hits_full_and_partial_blocks(checkpoints):
 def test_forced_preemption_keeps_outputs_identical(checkpoints):
     path = checkpoints["glm4"]
     prompts = [list(range(10 + 7 * i, 30 + 7 * i)) for i in range(4)]  # 20 tokens each
-    params = SamplingParams(max_tokens=40, temperature=0, ignore_eos=True)
-    # 4 sequences x 60 tokens need 60 blocks of 4; the pool has 24
+    params = GREEDY  # 64 tokens
+    # 4 sequences x 84 tokens need 84 blocks of 4; the pool has 24 (one sequence needs 21)
     with Engine.from_pretrained(path, num_blocks=24, block_size=4, enable_prefix_caching=False) as engine:
         results = engine.generate(prompts, params)
         assert engine.stats()["num_preemptions"] > 0
         assert engine.stats()["free_blocks"] == 24
     for p, r in zip(prompts, results, strict=True):
-        assert r.token_ids == hf_greedy(path, p, 40)
+        assert r.token_ids == hf_greedy(path, p, 64)
 
 
 def test_stream_chat_utf8_events_then_final(checkpoints):
