@@ -82,9 +82,9 @@ def chunk_document(
     """Chunks of `doc` of at most `max_tokens` tokens (see the module docstring for the rules)."""
     if max_tokens < 8:
         raise ValueError(f"max_tokens must be at least 8, got {max_tokens}")
-    if not 0 <= overlap_tokens <= max_tokens // 2:
+    if not 0 <= overlap_tokens < max_tokens:
         raise ValueError(
-            f"overlap_tokens must be between 0 and max_tokens // 2 = {max_tokens // 2}, got {overlap_tokens}"
+            f"overlap_tokens must be in [0, max_tokens) = [0, {max_tokens}), got {overlap_tokens}"
         )
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("chunk_document needs a fast (Rust) Hugging Face tokenizer, which reports offsets")
@@ -181,8 +181,10 @@ def _real_counts(tokenizer, texts: list[str]) -> list[int]:
 
 
 def _trim(tokenizer, text: str, s: int, e: int, max_tokens: int) -> tuple[int, int]:
-    enc = tokenizer(
-        text[s:e], add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
-    )
-    end = s + enc["offset_mapping"][max_tokens - 1][1]
-    return end, _real_counts(tokenizer, [text[s:end]])[0]
+    n, budget = max_tokens + 1, max_tokens
+    while n > max_tokens:
+        enc = tokenizer(text[s:e], add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        e = s + enc["offset_mapping"][min(budget, len(enc["offset_mapping"])) - 1][1]
+        n = _real_counts(tokenizer, [text[s:e]])[0]
+        budget -= 1  # if the cut re-tokenizes longer, cut one token earlier next time
+    return e, n

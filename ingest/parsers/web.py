@@ -23,6 +23,9 @@ _DROP_CLASSES = {
     "breadcrumbs",
     "skip-link",
     "cookie-banner",
+    "footer",
+    "navbar",
+    "sidebar",
 }
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCKS = {

@@ -130,7 +130,8 @@ HTML_PAGE = """<!DOCTYPE html>
 <header><a href="/">Home</a> | <a href="/docs">Docs</a></header>
 <nav><ul><li>Menu entry one</li><li>Menu entry two</li></ul></nav>
 <main>
-<h1>Installation</h1>
+<div role="navigation">Previous topic | Next topic</div>
+<h1>Installation<a class="headerlink" href="#installation">¶</a></h1>
 <p>Download the <b>installer</b> from the portal.</p>
 <h2>On Linux</h2>
 <p>Run the script as root.<br>Then reboot.</p>

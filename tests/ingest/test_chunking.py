@@ -149,4 +149,12 @@ def test_bad_parameters_are_rejected(tok):
     with pytest.raises(ValueError, match="max_tokens"):
         chunk_document(doc, tok, 4, 0)
     with pytest.raises(ValueError, match="overlap_tokens"):
-        chunk_document(doc, tok, 64, 40)
+        chunk_document(doc, tok, 64, 64)
+
+
+def test_overlap_close_to_max_still_makes_progress(tok):
+    doc = make_doc()
+    chunks = chunk_document(doc, tok, 64, 60)
+    assert all(c.token_count <= 64 for c in chunks)
+    same = [(a, b) for a, b in zip(chunks, chunks[1:], strict=False) if a.page == b.page]
+    assert all(b.char_start > a.char_start and b.char_end > a.char_end for a, b in same)

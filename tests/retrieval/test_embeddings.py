@@ -110,3 +110,22 @@ def test_get_embedder_is_process_wide(cache_file):
 def test_bad_model_path_says_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="not a model directory"):
         Embedder(str(tmp_path))
+
+
+def test_parsed_chunked_embedded_indexed_document_answers_a_question(emb, tmp_path):
+    """parse -> chunk -> embed -> segment -> search, all real parts: the right passage comes first."""
+    from ingest.chunking import chunk_document
+    from ingest.parsers import parse
+    from retrieval.index import IndexCache, Manifest, add_segment, write_segment
+    from tests.ingest import parser_fixtures as F
+
+    doc = parse(F.make_docx(), "handbook.docx")
+    chunks = chunk_document(doc, emb.tokenizer, max_tokens=24, overlap_tokens=4)
+    ids = np.arange(100, 100 + len(chunks), dtype=np.int64)
+    m = add_segment(Manifest(), write_segment(tmp_path, ids, emb.embed([c.text for c in chunks])))
+    by_id = dict(zip(ids.tolist(), chunks, strict=True))
+    cache = IndexCache()
+    best = by_id[cache.search(tmp_path, m, emb.embed_query("How many vacation days do I get?"), 3)[0][0]]
+    assert "25 days of paid leave" in best.text and best.heading_path == ["Leave"]
+    best = by_id[cache.search(tmp_path, m, emb.embed_query("trains for business trips"), 3)[0][0]]
+    assert best.heading_path == ["Travel"]
