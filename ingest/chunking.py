@@ -183,7 +183,9 @@ def _real_counts(tokenizer, texts: list[str]) -> list[int]:
 def _trim(tokenizer, text: str, s: int, e: int, max_tokens: int) -> tuple[int, int]:
     n, budget = max_tokens + 1, max_tokens
     while n > max_tokens:
-        enc = tokenizer(text[s:e], add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        enc = tokenizer(
+            text[s:e], add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
         e = s + enc["offset_mapping"][min(budget, len(enc["offset_mapping"])) - 1][1]
         n = _real_counts(tokenizer, [text[s:e]])[0]
         budget -= 1  # if the cut re-tokenizes longer, cut one token earlier next time
