@@ -31,6 +31,42 @@ def gather_kv_ref(
     return (kv.float() * s[..., None]).to(dtype)
 
 
+def decode_attention_ref(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """All-decode batch: q (B, nh, hd), one query per sequence at its last position, so it sees its whole
+    cache. One padded SDPA for the batch; padding masked out and zeroed (it may hold stale values)."""
+    nb, bs, nkv, hd = k_cache.shape
+    group = q.shape[1] // nkv
+    nblk = -(-int(seq_lens.max()) // bs)
+    tables = block_tables[:, :nblk].long().clamp(0, nb - 1)  # unused entries are arbitrary
+    valid = torch.arange(nblk * bs, device=q.device)[None, :] < seq_lens[:, None].long()  # (B, S)
+
+    def gather(cache: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
+        x = cache[tables].flatten(1, 2)  # (B, S, nkv, hd)
+        if scales is not None:
+            x = x.float() * scales[tables].flatten(1, 2)[..., None]
+        x = torch.where(valid[..., None, None], x.to(q.dtype), 0)
+        return x.transpose(1, 2)  # (B, nkv, S, hd)
+
+    o = F.scaled_dot_product_attention(
+        q[:, :, None, :],  # (B, nh, 1, hd)
+        gather(k_cache, k_scale),
+        gather(v_cache, v_scale),
+        attn_mask=valid[:, None, None, :],
+        scale=scale,
+        enable_gqa=group > 1,
+    )
+    return o[:, :, 0, :]
+
+
 def paged_attention_ref(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -49,6 +85,8 @@ def paged_attention_ref(
     nkv = k_cache.shape[2]
     assert nh % nkv == 0, f"{nh=} {nkv=}"
     group = nh // nkv
+    if max_seqlen_q == 1 and q.shape[0] == seq_lens.shape[0] and softcap is None:
+        return decode_attention_ref(q, k_cache, v_cache, block_tables, seq_lens, scale, k_scale, v_scale)
     out = torch.empty_like(q)
     cu = cu_seqlens_q.tolist()
     lens = seq_lens.tolist()
