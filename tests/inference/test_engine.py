@@ -233,3 +233,30 @@ def test_many_asyncio_callers_and_a_thread_share_one_engine(checkpoints):
         t.join()
         assert [c.token_ids for c in streamed] + [c.token_ids for c in threaded] == alone
         assert engine.stats()["steps"] - steps_before < 5 * 12  # requests shared steps
+
+
+def test_pool_sized_from_memory_budget_and_prompt_forms(checkpoints):
+    from inference.runner import kv_bytes_per_block
+    from inference.weights import load_model
+
+    path = checkpoints["glm"]
+    model = load_model(path)
+    per_block = kv_bytes_per_block(model.cfg, 16, 4, int8=False)
+    assert per_block == 2 * 2 * 16 * 2 * 16 * 4  # K and V, 2 layers, 16 tokens, 2 KV heads, hd 16, fp32
+    with Engine(model, None, kv_cache_memory=10 * per_block + 5) as engine:
+        assert engine.kv.num_blocks == 10 and engine.max_model_len == 160
+        with pytest.raises(ValueError, match="this engine has no tokenizer; pass token ids"):
+            engine.generate("hello")
+    with pytest.raises(ValueError, match="less than one block"):
+        Engine(model, None, kv_cache_memory=per_block - 1)
+    with Engine.from_pretrained(path, num_blocks=64, block_size=4) as engine:
+        p = SamplingParams(max_tokens=3, temperature=0)
+        msgs = [{"role": "user", "content": "你好"}]
+        ids = engine.tokenizer.encode_chat(msgs)
+        [by_ids] = engine.generate(ids, p)  # one prompt given as token ids
+        [by_msgs] = engine.generate(msgs, p)  # one prompt given as chat messages
+        assert by_ids.token_ids == by_msgs.token_ids and by_msgs.usage.prompt_tokens == len(ids)
+        [by_text] = engine.generate("[gMASK]<sop><|user|>\n你好<|assistant|>", p)
+        assert by_text.usage.prompt_tokens == len(ids) + 2  # the post-processor adds [gMASK]<sop> again
+        with pytest.raises(ValueError, match="got 2 SamplingParams for 1 prompts"):
+            engine.generate([ids], [p, p])
