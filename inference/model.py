@@ -81,7 +81,7 @@ class GlmModel:
         cfg: ModelConfig,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-        int8=False,
+        int8: bool = False,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
@@ -104,7 +104,13 @@ class GlmModel:
         return freqs.cos(), freqs.sin()
 
     def attention(
-        self, layer: DecoderLayer, x: torch.Tensor, cos, sin, meta: AttentionMetadata, cache: LayerCache
+        self,
+        layer: DecoderLayer,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        meta: AttentionMetadata,
+        cache: LayerCache,
     ) -> torch.Tensor:
         cfg = self.cfg
         T = x.shape[0]
