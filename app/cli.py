@@ -24,13 +24,13 @@ def _serve(args: argparse.Namespace) -> int:
         settings.model_path = os.environ["AUTOGLM_MODEL_PATH"]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate()
-    threading.Thread(target=_warm_embedder, name="warm-embedder", daemon=True).start()
     supervisor = None
     if settings.embedded_worker and not args.no_worker:
         supervisor = WorkerSupervisor()
         supervisor.start()
         if settings.embedded_broker:
             requeue_pending()
+    threading.Thread(target=_warm_embedder, name="warm-embedder", daemon=True).start()
     try:
         uvicorn.run(
             "app.main:app",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +44,18 @@ def requeue_pending() -> int:
     return len(ids)
 
 
+try:  # resolved before any fork: the child between fork and exec must not import anything
+    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when `autoglm serve` dies, even by SIGKILL (no orphaned worker)."""
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class WorkerSupervisor:
     """Runs the embedded worker child and restarts it if it dies (until stop())."""
 
@@ -55,7 +69,9 @@ class WorkerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen(worker_argv(name=f"embedded-{os.getpid()}@{socket.gethostname()}"))
+        self.proc = subprocess.Popen(
+            worker_argv(name=f"embedded-{os.getpid()}@{socket.gethostname()}"), preexec_fn=_die_with_parent
+        )
         log.info(
             "started embedded Celery worker (pid %s) on %s", self.proc.pid, settings.effective_broker_url
         )
