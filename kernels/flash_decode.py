@@ -355,7 +355,7 @@ def flash_decode_triton(
         return out
     quant = k_scale is not None
     if block_n is None:
-        block_n = 16 if INTERPRET else (128 if quant or hd <= 64 else 64)
+        block_n = 16 if INTERPRET else 128
     max_context = block_tables.shape[1] * k_cache.shape[1]
     splits, split_len = plan_splits(B, nkv, max_context, block_n, device_sms(q))
     if num_splits is not None:

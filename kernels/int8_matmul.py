@@ -1,14 +1,15 @@
 """W8A16 matmul (Triton): y = x @ (qweight * scale[:, None]).T + bias, dequantized inside the GEMM.
 
-Weights are int8 per output channel (``Int8Weight``). The kernel computes the transposed product
-``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` so that the converted int8 tile is the dot's first operand
-(which Hopper's wgmma may take from registers, skipping a shared-memory round trip for the converted tile),
-accumulates in float32 and applies the per-channel scale once per output tile, not per K step.
-
-Two config families, both autotuned and keyed on (row bucket, N, K):
-- few rows (decode, M <= 32): memory bound on the weight bytes; narrow N tiles and long K tiles so that
-  every multiprocessor streams its own weight rows with several loads in flight;
-- many rows (prefill): compute bound; square-ish 128/256 tiles with grouped program order for L2 reuse.
+Weights are int8 per output channel (``Int8Weight``). The kernel converts each int8 weight tile to the
+activation dtype in registers, accumulates in float32 and applies the per-channel scale once per output
+tile, not per K step. Two config families, both autotuned and keyed on (row bucket, N, K):
+- few rows (decode, M <= 32): memory bound on the weight bytes. The product is computed transposed,
+  ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T``, so that a 16-row dot covers the 1..32 activation rows;
+  narrow N tiles and long K tiles let every multiprocessor stream its own weight rows;
+- many rows (33..1023): compute bound; 64..256 tiles in the usual orientation, grouped program order for
+  L2 reuse. (The transposed orientation with 256x128 tiles gave wrong results under Triton 3.6 on an H200,
+  so the many-rows family does not use it.)
+From DEQUANT_ROWS rows on, the weight is dequantized to a transient copy and multiplied by cuBLAS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from .triton_common import (
 )
 
 FEW_ROWS = 32
+# at or above this many rows: dequantize to a transient copy and use cuBLAS (see int8_linear_triton)
+DEQUANT_ROWS = 1024
 
 
 @triton.jit
@@ -84,13 +87,17 @@ def _int8_matmul_kernel(
         w_ptrs = W_ptr + rn[None, :] * stride_wn + offs_k[:, None]
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k in range(0, tl.cdiv(K, BLOCK_K)):
-        if EVEN_K:
+        if SWAP:
+            # few rows: masked-off rows issue no loads (wrapping them would re-read x up to 16 times)
+            k_left = K - k * BLOCK_K
+            if EVEN_K:
+                w = tl.load(w_ptrs)
+            else:
+                w = tl.load(w_ptrs, mask=offs_k[None, :] < k_left, other=0)
+            x = tl.load(x_ptrs, mask=(offs_k[:, None] < k_left) & (offs_m[None, :] < M), other=0.0)
+        elif EVEN_K:
             w = tl.load(w_ptrs)
             x = tl.load(x_ptrs)
-        elif SWAP:
-            k_left = K - k * BLOCK_K
-            w = tl.load(w_ptrs, mask=offs_k[None, :] < k_left, other=0)
-            x = tl.load(x_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
         else:
             k_left = K - k * BLOCK_K
             w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0)
@@ -122,6 +129,29 @@ def _int8_matmul_kernel(
     tl.store(y_ptrs, to_dtype(acc, Y_ptr.dtype.element_ty), mask=y_mask)
 
 
+@triton.jit
+def _dequant_kernel(W_ptr, S_ptr, Y_ptr, K, stride_wn, stride_yn, BLOCK_K: tl.constexpr):
+    """One weight row slice: y = qweight * scale, rounded once to the activation dtype."""
+    n = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    mask = offs < K
+    w = tl.load(W_ptr + n * stride_wn + offs, mask=mask, other=0).to(tl.float32)
+    tl.store(
+        Y_ptr + n * stride_yn + offs, to_dtype(w * tl.load(S_ptr + n), Y_ptr.dtype.element_ty), mask=mask
+    )
+
+
+def dequantize_triton(qweight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, K) int8 * scale[:, None] -> (N, K) ``dtype`` (one pass: N*K bytes read, 2*N*K written)."""
+    N, K = qweight.shape
+    y = torch.empty((N, K), dtype=dtype, device=qweight.device)
+    block = min(4096, next_pow2(K))
+    _dequant_kernel[(N, triton.cdiv(K, block))](
+        qweight, scale, y, K, qweight.stride(0), y.stride(0), BLOCK_K=block
+    )
+    return y
+
+
 def _few_rows_configs() -> list[triton.Config]:
     return [
         triton.Config(
@@ -130,7 +160,7 @@ def _few_rows_configs() -> list[triton.Config]:
             num_stages=s,
         )
         for bm in (16, 32)
-        for bn in (32, 64)
+        for bn in (16, 32, 64)
         for bk in (256, 512)
         for s in (3, 4)
     ]
@@ -138,13 +168,13 @@ def _few_rows_configs() -> list[triton.Config]:
 
 def _prune_few_rows(configs, named_args, **kwargs):
     """Keep the smallest row tile that covers M (a wider one only multiplies zeros), and the N tiles that
-    give every multiprocessor at least one program (fewer leaves weight bandwidth unused); the rest of the
-    K-tile x pipeline-depth grid (8 configs) is timed."""
+    give between one and eight waves of programs (fewer leave multiprocessors without weight rows to
+    stream, more only add per-program overhead); the K-tile x pipeline-depth grid is timed (<= 8 configs)."""
     m_tile = max(16, next_pow2(named_args["M"]))
     kept = [c for c in configs if c.kwargs["BLOCK_M"] == m_tile]
     sms = device_sms(named_args["X_ptr"])
-    filling = [c for c in kept if triton.cdiv(named_args["N"], c.kwargs["BLOCK_N"]) >= sms]
-    return filling or [c for c in kept if c.kwargs["BLOCK_N"] == 32]
+    waves = [c for c in kept if sms <= triton.cdiv(named_args["N"], c.kwargs["BLOCK_N"]) <= 8 * sms]
+    return waves or [c for c in kept if c.kwargs["BLOCK_N"] == 16]
 
 
 def _many_rows_configs() -> list[triton.Config]:
@@ -243,6 +273,15 @@ def int8_linear_triton(
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
+    if config is None and M >= DEQUANT_ROWS:
+        # NOTE: prefill-sized products are compute bound, and our in-GEMM dequantization reached only
+        # 0.62-0.76x of cuBLAS bf16 there (H200, GLM-4-9B shapes, M=4096); dequantizing to a transient bf16
+        # copy (~3 bytes per weight of traffic) and calling cuBLAS is within a few percent of bf16.
+        w = dequantize_triton(qweight, scale, x.dtype)
+        torch.matmul(x2, w.T, out=y)
+        if bias is not None:
+            y += bias
+        return y.reshape(*lead, N)
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
     if config is not None:

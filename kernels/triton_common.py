@@ -43,7 +43,8 @@ def num_sms(device_index: int) -> int:
 
 
 def device_sms(t: torch.Tensor) -> int:
-    return num_sms(t.device.index or 0) if t.is_cuda else num_sms(-1)
+    """Multiprocessors of the tensor's device (the nominal 132 for CPU tensors)."""
+    return num_sms(t.device.index or 0) if t.is_cuda else 132
 
 
 def next_pow2(n: int) -> int:

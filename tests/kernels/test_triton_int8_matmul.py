@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kernels import int8_matmul
 from kernels.int8_matmul import int8_linear_triton, linear_int8_triton
 from kernels.quant import Int8Weight, linear_ref
 from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
@@ -52,6 +53,17 @@ def test_int8_linear_block_configs(config):
     x = torch.randn(37, 100, dtype=FP16, device=DEVICE)
     out = int8_linear_triton(x, w.qweight, w.scale, config=config)
     assert_close(out, x.float() @ w.dequantize(FP32).T, FP16)
+
+
+def test_int8_linear_many_rows_dequantizes_then_multiplies():
+    # from DEQUANT_ROWS rows on: a transient dequantized weight and torch.matmul
+    w = _weight(24, 40)
+    x = torch.randn(int8_matmul.DEQUANT_ROWS + 3, 40, dtype=BF16, device=DEVICE)
+    b = torch.randn(24, dtype=BF16, device=DEVICE)
+    out = poisoned((x.shape[0], 24), BF16)
+    int8_linear_triton(x, w.qweight, w.scale, b, out=out)
+    assert_close(out, x.float() @ w.dequantize(FP32).T + b.float(), BF16)
+    assert torch.equal(int8_matmul.dequantize_triton(w.qweight, w.scale, FP32), w.dequantize(FP32))
 
 
 def test_linear_int8_wrapper_keeps_leading_dims():
