@@ -42,19 +42,22 @@ def decode_attention_ref(
     v_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """All-decode batch: q (B, nh, hd), one query per sequence at its last position, so it sees its whole
-    cache. One padded SDPA for the batch; padding masked out and zeroed (it may hold stale values)."""
+    cache. One padded SDPA for the batch; padding is masked out and reads the sequence's first slot (a
+    written, finite value) so stale cache contents never reach the arithmetic."""
     nb, bs, nkv, hd = k_cache.shape
     group = q.shape[1] // nkv
-    nblk = -(-int(seq_lens.max()) // bs)
-    tables = block_tables[:, :nblk].long().clamp(0, nb - 1)  # unused entries are arbitrary
-    valid = torch.arange(nblk * bs, device=q.device)[None, :] < seq_lens[:, None].long()  # (B, S)
+    S = -(-int(seq_lens.max()) // bs) * bs
+    pos = torch.arange(S, device=q.device)
+    valid = pos[None, :] < seq_lens[:, None].long()  # (B, S)
+    tables = block_tables[:, : S // bs].long().clamp(0, nb - 1)  # unused entries are arbitrary
+    slots = tables[:, pos // bs] * bs + pos % bs  # (B, S) cache slot of each position
+    slots = torch.where(valid, slots, slots[:, :1]).flatten()
 
     def gather(cache: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
-        x = cache[tables].flatten(1, 2)  # (B, S, nkv, hd)
+        x = cache.flatten(0, 1).index_select(0, slots).view(-1, S, nkv, hd)  # (B, S, nkv, hd)
         if scales is not None:
-            x = x.float() * scales[tables].flatten(1, 2)[..., None]
-        x = torch.where(valid[..., None, None], x.to(q.dtype), 0)
-        return x.transpose(1, 2)  # (B, nkv, S, hd)
+            x = x.float() * scales.flatten(0, 1).index_select(0, slots).view(-1, S, nkv, 1)
+        return x.to(q.dtype).transpose(1, 2)  # (B, nkv, S, hd)
 
     o = F.scaled_dot_product_attention(
         q[:, :, None, :],  # (B, nh, 1, hd)
