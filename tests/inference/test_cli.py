@@ -6,7 +6,7 @@ import io
 from inference.cli import register
 
 
-def run(argv, monkeypatch=None, stdin=None):
+def run(argv):
     parser = argparse.ArgumentParser(prog="autoglm")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
