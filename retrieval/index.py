@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,12 @@ class _Loaded:
     _keep: tuple = ()  # keeps the id array of the selector alive (FAISS does not copy it)
 
 
+@dataclass
+class _Collection:
+    versions: OrderedDict[int, _Loaded] = field(default_factory=OrderedDict)  # least recently used first
+    segments: dict[str, faiss.Index] = field(default_factory=dict)
+
+
 def _search_params(
     index: faiss.Index, selector: faiss.IDSelector | None, k: int
 ) -> faiss.SearchParameters | None:
@@ -244,29 +251,33 @@ class IndexCache:
     """Loaded segments per collection directory; search returns (chunk_id, score) best first.
 
     Thread-safe. A manifest with a new version triggers a reload of what changed: new segments are
-    read, dropped ones released, unchanged ones reused. Tombstones are applied inside FAISS (an
+    read, unchanged ones reused. The last few versions stay ready, so requests that read the manifest
+    row a moment apart (one old, one new version) do not make the cache flip between them; a
+    segment is released once no retained version lists it. Tombstones are applied inside FAISS (an
     id selector) so a search still returns k live results when many ids are deleted.
     """
 
+    KEEP_VERSIONS = 4
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._collections: dict[str, _Loaded] = {}
+        self._collections: dict[str, _Collection] = {}
         self.loads = 0  # segment files read so far (tests use it to prove reuse)
 
     def _get(self, collection_dir: Path, manifest: Manifest) -> _Loaded:
         key = os.path.abspath(collection_dir)  # not resolve(): that stats every component, ~0.1 ms a query
         with self._lock:
-            cur = self._collections.get(key)
-            if cur is not None and cur.version == manifest.version:
-                return cur
-            old = cur.segments if cur is not None else {}
+            col = self._collections.setdefault(key, _Collection())
+            loaded = col.versions.get(manifest.version)
+            if loaded is not None:
+                col.versions.move_to_end(manifest.version)
+                return loaded
             segments = {}
             for name in manifest.segments:
-                if name in old:
-                    segments[name] = old[name]
-                else:
-                    segments[name] = read_segment(Path(key) / name)
+                if name not in col.segments:
+                    col.segments[name] = read_segment(Path(key) / name)
                     self.loads += 1
+                segments[name] = col.segments[name]
             tomb = np.array(sorted(manifest.tombstones), dtype=np.int64)
             selector, keep = None, ()
             if tomb.size:
@@ -274,7 +285,12 @@ class IndexCache:
                 selector = faiss.IDSelectorNot(batch)
                 keep = (tomb, batch)
             loaded = _Loaded(manifest.version, segments, tomb, selector, keep)
-            self._collections[key] = loaded
+            col.versions[manifest.version] = loaded
+            while len(col.versions) > self.KEEP_VERSIONS:
+                col.versions.popitem(last=False)
+            live = {name for v in col.versions.values() for name in v.segments}
+            for name in [n for n in col.segments if n not in live]:
+                del col.segments[name]
             return loaded
 
     def evict(self, collection_dir: Path) -> None:

@@ -216,3 +216,53 @@ def test_large_segments_use_ivf_with_high_recall_and_tombstones(tmp_path, rng, m
     assert sorted(merged_ids.tolist()) == sorted(set(ids.tolist()) - set(dead))
     pos = {int(i): k for k, i in enumerate(ids)}
     np.testing.assert_array_equal(merged_x, x[[pos[int(i)] for i in merged_ids]])
+
+
+def test_concurrent_readers_see_whole_versions_while_a_writer_adds_segments(tmp_path, rng):
+    """Searches from several threads while new versions land: every answer matches one version."""
+    import threading
+
+    cache = IndexCache()
+    x = unit(rng, 400)
+    q = x[0]
+    manifests = [add_segment(Manifest(), write_segment(tmp_path, np.arange(100), x[:100]))]
+    for s in range(1, 4):
+        manifests.append(
+            add_segment(
+                manifests[-1],
+                write_segment(tmp_path, np.arange(s * 100, s * 100 + 100), x[s * 100 : (s + 1) * 100]),
+            )
+        )
+    expected = {m.version: exact(np.arange(100 * m.version), x[: 100 * m.version], q, 5) for m in manifests}
+    current = [manifests[0]]
+    errors: list[str] = []
+
+    def reader():
+        for _ in range(200):
+            m = current[0]
+            got = [i for i, _ in cache.search(tmp_path, m, q, 5)]
+            if got != expected[m.version]:
+                errors.append(f"version {m.version}: {got} != {expected[m.version]}")
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for m in manifests[1:]:
+        current[0] = m
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert cache.loads == 4  # each segment read once, whatever the interleaving
+
+
+def test_readers_on_neighbouring_versions_do_not_thrash(tmp_path, rng):
+    """Requests that read the manifest a moment apart alternate old/new versions: nothing is re-read."""
+    cache = IndexCache()
+    x = unit(rng, 60)
+    m1 = add_segment(Manifest(), write_segment(tmp_path, np.arange(30), x[:30]))
+    m2 = add_tombstones(add_segment(m1, write_segment(tmp_path, np.arange(30, 60), x[30:])), [31])
+    for _ in range(10):
+        assert cache.search(tmp_path, m1, x[31], 1)[0][0] != 31
+        assert cache.search(tmp_path, m2, x[30], 1)[0][0] == 30
+        assert 31 not in [i for i, _ in cache.search(tmp_path, m2, x[31], 5)]
+    assert cache.loads == 2
