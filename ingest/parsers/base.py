@@ -100,8 +100,12 @@ class TextBuilder:
     def _close(self) -> None:
         self._open = None
 
-    def heading(self, level: int, text: str) -> None:
-        """A heading of `level` (1 = top): pops deeper headings, opens a section starting with it."""
+    def heading(self, level: int, text: str, emit: bool = True) -> None:
+        """A heading of `level` (1 = top): pops deeper headings, opens a section starting with it.
+
+        With emit=False the heading path changes but the heading's text is not added (it is not in
+        the text, e.g. a PDF bookmark whose title could not be found on its page).
+        """
         text = clean_inline(text)
         if not text:
             return
@@ -113,7 +117,8 @@ class TextBuilder:
         if self.first_heading is None:
             self.first_heading = text
         self._close()
-        self._append(text)
+        if emit:
+            self._append(text)
 
     def set_path(self, path: list[str], page: int | None = None) -> None:
         """Start a new location (a slide, a sheet, a page) with an explicit heading path."""

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder
+from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline
 
 logger = logging.getLogger(__name__)
 
 _ENCRYPTED = "The PDF is encrypted with a password; remove the password and upload it again."
 _DAMAGED = "The PDF could not be read: the file is damaged or is not a valid PDF."
+_MAX_OUTLINE_ENTRIES = 20_000
 
 
 def parse_pdf(data: bytes) -> ParsedDocument:
@@ -36,6 +38,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     if n_pages > MAX_PDF_PAGES:
         raise ParseError(f"The PDF has {n_pages:,} pages; at most {MAX_PDF_PAGES:,} are supported.")
 
+    outline = _outline(reader)
     b = TextBuilder()
     failed = 0
     for i in range(n_pages):
@@ -48,7 +51,16 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             failed += 1
             continue
         b.page(i + 1)
-        b.block(page_text)
+        rest = page_text
+        for level, title in outline.get(i, ()):
+            span = _find_title(rest, title)
+            if span is None:
+                b.heading(level, title, emit=False)
+                continue
+            b.block(rest[: span[0]])
+            b.heading(level, title)
+            rest = rest[span[1] :]
+        b.block(rest)
     if failed == n_pages:
         raise ParseError(_DAMAGED)
     title = None
@@ -64,3 +76,39 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             "No text could be extracted from the PDF: it seems to contain only images (scanned pages?); "
             "text recognition (OCR) is not supported."
         ) from e
+
+
+def _outline(reader: PdfReader) -> dict[int, list[tuple[int, str]]]:
+    """Bookmarks as {page index: [(level, title), ...]} in document order; {} when absent or broken."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    seen = 0
+
+    def walk(items, depth: int) -> None:
+        nonlocal seen
+        for item in items:
+            if isinstance(item, list):  # the children of the entry before it
+                walk(item, depth + 1)
+                continue
+            seen += 1
+            if seen > _MAX_OUTLINE_ENTRIES:
+                return
+            page = reader.get_destination_page_number(item)
+            title = clean_inline(str(item.title or ""))
+            if page is not None and page >= 0 and title:
+                out.setdefault(page, []).append((depth, title))
+
+    try:
+        walk(reader.outline, 1)
+    except Exception as e:  # bookmarks are a bonus: a broken outline must not fail the document
+        logger.warning("PDF outline ignored: %s", e)
+        return {}
+    return out
+
+
+def _find_title(text: str, title: str) -> tuple[int, int] | None:
+    """Span of a bookmark title in the page text (whitespace-insensitive), or None."""
+    words = title.split()
+    if not words:
+        return None
+    m = re.search(r"\s+".join(re.escape(w) for w in words), text)
+    return (m.start(), m.end()) if m else None

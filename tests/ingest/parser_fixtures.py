@@ -25,6 +25,30 @@ def make_pdf(pages: list[str], title: str | None = "Quarterly Report") -> bytes:
     return buf.getvalue()
 
 
+def make_pdf_with_outline() -> bytes:
+    """Three pages with bookmarks: "Overview" (p1), "Details" (p2) > "Limits" (p3, on the page)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    pages = [
+        ("Overview", 0, ["Overview", "The product answers questions."]),
+        ("Details", 0, ["Details", "It reads documents."]),
+        ("Limits", 1, ["Carried over from details.", "Limits", "Uploads stop at 100 MB."]),
+    ]
+    for n, (title, level, lines) in enumerate(pages):
+        y = 800
+        for line in lines:
+            c.drawString(72, y, line)
+            y -= 16
+        c.bookmarkPage(f"p{n}")
+        c.addOutlineEntry(title, f"p{n}", level=level)
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
 def make_image_only_pdf() -> bytes:
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas

@@ -65,6 +65,22 @@ def test_pdf_keeps_pages_and_title():
     assert_tiles(doc)
 
 
+def test_pdf_bookmarks_become_heading_paths():
+    doc = parse(F.make_pdf_with_outline())
+    assert doc.pages == 3
+    assert (section_of(doc, "answers questions").heading_path, section_of(doc, "answers questions").page) == (
+        ["Overview"],
+        1,
+    )
+    assert section_of(doc, "It reads documents").heading_path == ["Details"]
+    # Page 3 starts under "Details"; its bookmark title, found on the page, starts "Details > Limits".
+    carried, limits = section_of(doc, "Carried over"), section_of(doc, "Uploads stop at 100 MB")
+    assert (carried.heading_path, carried.page) == (["Details"], 3)
+    assert (limits.heading_path, limits.page) == (["Details", "Limits"], 3)
+    assert doc.text[limits.start : limits.end].startswith("Limits")
+    assert_tiles(doc)
+
+
 def test_encrypted_pdf_is_refused_with_a_reason():
     with pytest.raises(ParseError, match="encrypted with a password"):
         parse(F.make_encrypted_pdf(), "secret.pdf")
