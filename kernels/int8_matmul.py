@@ -2,11 +2,13 @@
 
 Weights are int8 per output channel (``Int8Weight``). The kernel converts each int8 weight tile to the
 activation dtype in registers, accumulates in float32 and applies the per-channel scale once per output
-tile, not per K step. Two config families, both autotuned and keyed on (row bucket, N, K):
+tile, not per K step. One activation row (batch-1 decode) runs a GEMV kernel without tensor-core dots
+(elementwise multiply into a float32 tile, one reduction at the end). The GEMM kernel has two config
+families, both autotuned and keyed on (row bucket, N, K):
 - few rows (decode, M <= 32): memory bound on the weight bytes. The product is computed transposed,
   ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T``, so that a 16-row dot covers the 1..32 activation rows;
   narrow N tiles and long K tiles let every multiprocessor stream its own weight rows;
-- many rows (33..1023): compute bound; 64..256 tiles in the usual orientation, grouped program order for
+- many rows (33..DEQUANT_ROWS - 1): compute bound; 64..256 tiles in the usual orientation, grouped program order for
   L2 reuse. (The transposed orientation with 256x128 tiles gave wrong results under Triton 3.6 on an H200,
   so the many-rows family does not use it.)
 From DEQUANT_ROWS rows on, the weight is dequantized to a transient copy and multiplied by cuBLAS.
@@ -33,7 +35,7 @@ from .triton_common import (
 
 FEW_ROWS = 32
 # at or above this many rows: dequantize to a transient copy and use cuBLAS (see int8_linear_triton)
-DEQUANT_ROWS = 1024
+DEQUANT_ROWS = 256
 
 
 @triton.jit
@@ -127,6 +129,74 @@ def _int8_matmul_kernel(
         y_ptrs = Y_ptr + offs_m[:, None].to(tl.int64) * stride_ym + offs_n[None, :]
         y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     tl.store(y_ptrs, to_dtype(acc, Y_ptr.dtype.element_ty), mask=y_mask)
+
+
+@triton.jit
+def _int8_gemv_kernel(
+    X_ptr,
+    W_ptr,
+    S_ptr,
+    B_ptr,
+    Y_ptr,
+    N,
+    K,
+    stride_wn,
+    HAS_BIAS: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """One activation row (batch-1 decode): y[n] = scale[n] * sum_k w[n, k] x[k]. No dot: each program
+    streams BLOCK_N weight rows with wide loads, multiplies elementwise into a (BLOCK_N, BLOCK_K) float32
+    accumulator and reduces it once at the end, so the loop is only loads, converts and FMAs."""
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rn = (offs_n % N).to(tl.int64)
+    offs_k = tl.arange(0, BLOCK_K)
+    w_ptrs = W_ptr + rn[:, None] * stride_wn + offs_k[None, :]
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        if EVEN_K:
+            w = tl.load(w_ptrs)
+            x = tl.load(X_ptr + k0 + offs_k)
+        else:
+            w = tl.load(w_ptrs, mask=(k0 + offs_k)[None, :] < K, other=0)
+            x = tl.load(X_ptr + k0 + offs_k, mask=k0 + offs_k < K, other=0.0)
+        acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+        w_ptrs += BLOCK_K
+    y = tl.sum(acc, axis=1) * tl.load(S_ptr + rn)
+    if HAS_BIAS:
+        y += tl.load(B_ptr + rn).to(tl.float32)
+    tl.store(Y_ptr + offs_n, to_dtype(y, Y_ptr.dtype.element_ty), mask=offs_n < N)
+
+
+def _gemv_configs() -> list[triton.Config]:
+    return [
+        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+        for bn in (4, 8, 16)
+        for bk in (256, 512, 1024)
+        for w in (4, 8)
+        for s in (3, 4)
+    ]
+
+
+def _prune_gemv(configs, named_args, **kwargs):
+    """Keep 4 configs: 8 or 16 weight rows per program (>= 2 waves of programs for N >= 4096 on 132 SMs;
+    4 rows make each program's loads too short), 512- or 1024-wide K steps (16-byte int8 loads per thread
+    with 4 warps), 4 warps, 4 stages of loads in flight."""
+    kept = [
+        c
+        for c in configs
+        if c.kwargs["BLOCK_N"] in (8, 16)
+        and c.kwargs["BLOCK_K"] >= 512
+        and c.num_warps == 4
+        and c.num_stages == 4
+    ]
+    return kept or configs[:1]
+
+
+_gemv = triton.autotune(
+    configs=_gemv_configs(), key=["N", "K"], prune_configs_by={"early_config_prune": _prune_gemv}
+)(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_int8_gemv_kernel))
 
 
 @triton.jit
@@ -226,8 +296,9 @@ def int8_linear_triton(
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
-    ``config`` forces one block config (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N) instead of autotuning; the CPU
-    interpreter always runs a fixed small one.
+    One row runs the GEMV kernel, up to DEQUANT_ROWS rows the GEMM kernel, more rows dequantize + cuBLAS.
+    ``config`` forces one block config (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N/SWAP for the GEMM, BLOCK_N/BLOCK_K
+    for one row) instead of autotuning; the CPU interpreter always runs a fixed small one.
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -275,12 +346,24 @@ def int8_linear_triton(
 
     if config is None and M >= DEQUANT_ROWS:
         # NOTE: prefill-sized products are compute bound, and our in-GEMM dequantization reached only
-        # 0.62-0.76x of cuBLAS bf16 there (H200, GLM-4-9B shapes, M=4096); dequantizing to a transient bf16
-        # copy (~3 bytes per weight of traffic) and calling cuBLAS is within a few percent of bf16.
+        # 0.42-0.76x of cuBLAS bf16 at 256..4096 rows (H200, GLM-4-9B shapes); dequantizing to a transient
+        # bf16 copy (3 bytes of traffic per weight, 14-44 us for these layers) and calling cuBLAS measured
+        # 0.92-1.02x of bf16 at 4096 rows, and by the same parts is ahead of the in-GEMM path from ~256 rows.
         w = dequantize_triton(qweight, scale, x.dtype)
         torch.matmul(x2, w.T, out=y)
         if bias is not None:
             y += bias
+        return y.reshape(*lead, N)
+    if M == 1 and (config is None or "BLOCK_M" not in config) and x2.stride(1) == 1:
+        gemv_args = (x2, qweight, scale, bias if bias is not None else scale, y, N, K, qweight.stride(0))
+        if INTERPRET and config is None:
+            config = {"BLOCK_N": 8, "BLOCK_K": 32}
+        if config is not None:
+            even_k = K % config["BLOCK_K"] == 0
+            grid1 = (triton.cdiv(N, config["BLOCK_N"]),)
+            _int8_gemv_kernel[grid1](*gemv_args, HAS_BIAS=bias is not None, EVEN_K=even_k, **config)
+        else:
+            _gemv[lambda meta: (triton.cdiv(N, meta["BLOCK_N"]),)](*gemv_args, HAS_BIAS=bias is not None)
         return y.reshape(*lead, N)
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}

@@ -46,3 +46,13 @@ def test_int8_few_rows_prune_fills_the_gpu():
 def test_int8_many_rows_prune_drops_oversized_row_tiles():
     assert all(c.kwargs["BLOCK_M"] <= 64 for c in _int8_kept(40, 4096, 4096, few=False))
     assert len(_int8_kept(4096, 4096, 4096, few=False)) == len(int8_matmul._many_rows_configs())
+
+
+def test_int8_gemv_prune_keeps_four_configs():
+    kept = int8_matmul._prune_gemv(int8_matmul._gemv_configs(), {"N": 4608, "K": 4096})
+    assert {(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) for c in kept} == {
+        (8, 512),
+        (8, 1024),
+        (16, 512),
+        (16, 1024),
+    }

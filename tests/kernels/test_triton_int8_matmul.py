@@ -66,6 +66,22 @@ def test_int8_linear_many_rows_dequantizes_then_multiplies():
     assert torch.equal(int8_matmul.dequantize_triton(w.qweight, w.scale, FP32), w.dequantize(FP32))
 
 
+@pytest.mark.parametrize("config", [{"BLOCK_N": 4, "BLOCK_K": 64}, {"BLOCK_N": 16, "BLOCK_K": 16}])
+def test_int8_gemv_configs(config):
+    # one row: the GEMV kernel, with K a multiple of BLOCK_K or not and N not a multiple of BLOCK_N
+    w = _weight(45, 128)
+    x = torch.randn(1, 128, dtype=BF16, device=DEVICE)
+    b = torch.randn(45, dtype=BF16, device=DEVICE)
+    out = poisoned((1, 45), BF16)
+    int8_linear_triton(x, w.qweight, w.scale, b, config=config, out=out)
+    assert_close(out, x.float() @ w.dequantize(FP32).T + b.float(), BF16)
+    w = _weight(45, 100)
+    x = torch.randn(1, 100, dtype=BF16, device=DEVICE)
+    assert_close(
+        int8_linear_triton(x, w.qweight, w.scale, config=config), x.float() @ w.dequantize(FP32).T, BF16
+    )
+
+
 def test_linear_int8_wrapper_keeps_leading_dims():
     w = _weight(24, 32)
     x = torch.randn(2, 3, 32, dtype=BF16, device=DEVICE)
