@@ -292,7 +292,8 @@ def _merge_kernel(
     m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
     for s0 in range(0, num_splits, BLOCK_S):
         m = tl.maximum(m, tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < num_splits, other=float("-inf")))
-    m_all = tl.max(m, axis=0)
+    # a sequence with nothing cached (seq_len 0, e.g. a padding row) has no finite lse: output 0, not NaN
+    m_all = tl.maximum(tl.max(m, axis=0), -1e30)
     den = tl.zeros((BLOCK_S,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     o_row = OP_ptr + b * stride_ob + h * stride_oh
@@ -309,7 +310,7 @@ def _merge_kernel(
     t = tl.load(CU_ptr + b).to(tl.int64)
     tl.store(
         O_ptr + t * stride_t + h * stride_h + offs_d,
-        to_dtype(acc / tl.sum(den, axis=0), O_ptr.dtype.element_ty),
+        to_dtype(acc / tl.maximum(tl.sum(den, axis=0), 1e-30), O_ptr.dtype.element_ty),
         mask=d_mask,
     )
 

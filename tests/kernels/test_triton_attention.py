@@ -149,6 +149,16 @@ def test_decode_other_heads(heads):
     assert_close(out, _reference(args), BF16)
 
 
+def test_decode_row_with_empty_cache_is_zero_not_nan():
+    # a padding row (seq_len 0) must not produce NaN that could leak into a batched op
+    args = _batch([1, 1], [19, 1], GLM, FP32, quant=False)
+    args["seq_lens"][1] = 0
+    out = flash_decode_triton(**args)
+    assert torch.equal(out[1], torch.zeros_like(out[1]))
+    args["seq_lens"][1] = 1
+    assert_close(out[0], _reference(args)[0], FP32)
+
+
 def test_paged_attention_routes_decode_and_prefill():
     dec = _batch([1, 1], [40, 3], GLM, FP32, quant=False)
     assert torch.equal(paged_attention_triton(**dec), flash_decode_triton(**dec))
