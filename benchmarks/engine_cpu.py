@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the repository root first: benchmarks/kernels.py would otherwise shadow the kernels package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build_checkpoint(out: Path, args) -> None:
