@@ -114,6 +114,12 @@ def _check_input(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.n
         raise ValueError("a segment needs at least one vector")
     if np.unique(ids).size != ids.size:
         raise ValueError("ids must be unique within a segment")
+    norms = np.linalg.norm(vectors, axis=1)
+    if not np.all(np.abs(norms - 1.0) < 1e-3):
+        bad = int(np.argmax(np.abs(norms - 1.0)))
+        raise ValueError(
+            f"vectors must be L2-normalized (inner product = cosine); row {bad} has norm {norms[bad]:.4f}"
+        )
     return ids, vectors
 
 

@@ -183,6 +183,8 @@ def test_callers_mistakes_raise_value_error(tmp_path, rng):
         write_segment(tmp_path, np.array([1, 1]), unit(rng, 2))
     with pytest.raises(ValueError, match="disagree"):
         write_segment(tmp_path, np.arange(3), unit(rng, 2))
+    with pytest.raises(ValueError, match="L2-normalized"):
+        write_segment(tmp_path, np.arange(2), 2 * unit(rng, 2))
     m = add_segment(Manifest(), write_segment(tmp_path, np.arange(5), unit(rng, 5)))
     with pytest.raises(ValueError, match="dimension"):
         IndexCache().search(tmp_path, m, np.ones(DIM + 1, np.float32), 3)
