@@ -1,5 +1,4 @@
-# Open-AutoGLM: one image for the API and the Celery workers.
-# NOTE: torch is the pinned CPU wheel from pyproject; GPU images install the `gpu` extra on a CUDA base.
+# Open-AutoGLM: one image for the API and the Celery workers (torch from the package index, with CUDA).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,7 +21,7 @@ COPY retrieval ./retrieval
 COPY inference ./inference
 COPY kernels ./kernels
 COPY web ./web
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
+RUN pip install . \
     && useradd --create-home --uid 1000 autoglm \
     && mkdir -p /data && chown autoglm /data
 
