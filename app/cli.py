@@ -127,11 +127,11 @@ def _ingest(args: argparse.Namespace) -> int:
     docs: list[int] = []
     failures = ready = 0
     for f in tqdm(files, desc="upload", unit="file", disable=args.quiet):
-        data = (
-            f.read_bytes()
-            if f.stat().st_size <= settings.max_upload_bytes
-            else b"\0" * (settings.max_upload_bytes + 1)
-        )
+        if f.stat().st_size > settings.max_upload_bytes:
+            failures += 1
+            tqdm.write(f"rejected {f}: {uploads.too_large_detail()}")
+            continue
+        data = f.read_bytes()
         with session_scope() as s:
             try:
                 doc, new = uploads.add_document(s, cid, f.name, data, None)
@@ -151,7 +151,10 @@ def _ingest(args: argparse.Namespace) -> int:
     while pending:
         if not args.enqueue:  # process here, one after the other, with the same code the workers run
             doc_id = min(pending)
-            pipeline.process_document(doc_id, schedule_compaction=False)
+            try:
+                pipeline.process_document(doc_id, schedule_compaction=False)
+            except Exception as e:  # noqa: BLE001  one bad file must not stop the batch (as in a worker)
+                pipeline.fail_document(doc_id, f"Processing failed: {type(e).__name__}: {e}")
         with session_scope() as s:
             rows = s.exec(select(Document).where(Document.id.in_(list(pending)))).all()
             for d in rows:
