@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from app import auth
 from app.deps import AdminUser, CurrentUser, SessionDep
-from app.models import Document, DocumentPublic
+from app.models import Document, DocumentPublic, DocumentText
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
@@ -18,6 +18,16 @@ def get_document(document_id: int, session: SessionDep, user: CurrentUser) -> Do
     if doc is None or doc.collection_id not in auth.readable_collection_ids(session, user):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Document not found")
     return doc
+
+
+@router.get("/{document_id}/text")
+def get_document_text(document_id: int, session: SessionDep, user: CurrentUser) -> dict[str, str | int]:
+    """The extracted text that chunk offsets (char_start, char_end) point into, for source previews."""
+    doc = get_document(document_id, session, user)
+    row = session.get(DocumentText, document_id)
+    if row is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Document is not ready")
+    return {"document_id": doc.id, "text": row.text}
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import select
 
 from app.db import session_scope
-from app.models import Chunk, DocumentText, Role
+from app.models import Chunk, Role
 from ingest.pipeline import process_document
 from tests.app.support import make_user
 
@@ -82,9 +82,8 @@ def test_upload_progress_search_delete(db_env, client):
     top = r.json()["hits"][0]
     assert top["document_id"] == a and "five days" in top["text"]
     assert top["heading_path"][-1] == "Carry-over" and top["document_title"]
-    with session_scope() as s:  # offsets point at the exact passage in the stored text
-        text = s.get(DocumentText, a).text
-    assert text[top["char_start"] : top["char_end"]] == top["text"]
+    text = client.get(f"/api/documents/{a}/text", headers=admin).json()["text"]
+    assert text[top["char_start"] : top["char_end"]] == top["text"]  # offsets point at the exact passage
     lunch = _search(client, admin, "vegetarian lunch cafeteria", k=1).json()["hits"]
     assert lunch[0]["document_id"] == b
 
@@ -138,6 +137,9 @@ def test_member_never_sees_another_groups_collection(db_env, client):
         "detail": "Collection not found"
     }
     assert client.get(f"/api/documents/{secret}", headers=member).json() == {"detail": "Document not found"}
+    assert client.get(f"/api/documents/{secret}/text", headers=member).json() == {
+        "detail": "Document not found"
+    }
     assert _upload(client, member, mine, [("x.txt", b"hello there")]).status_code == 403
     assert client.delete(f"/api/documents/{secret}", headers=member).status_code == 403
     # Granting the group access makes it visible at once.
