@@ -123,7 +123,7 @@ def list_documents(collection_id: int, session: SessionDep, user: CurrentUser) -
 
 
 @router.post("/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED, response_model=UploadResult)
-async def upload_documents(
+def upload_documents(
     collection_id: int, files: Annotated[list[UploadFile], File()], session: SessionDep, user: AdminUser
 ) -> UploadResult:
     """Upload one or more files; each is queued for ingestion (or refused with a reason)."""
@@ -136,14 +136,15 @@ async def upload_documents(
     to_enqueue: list[int] = []
     for f in files:
         # Read one byte past the limit: enough to know it is too large without holding more.
-        data = await f.read(settings.max_upload_bytes + 1)
+        # NOTE: a sync route runs in the threadpool, so reading and storing files never blocks the event loop.
+        data = f.file.read(settings.max_upload_bytes + 1)
         try:
             doc, new = uploads.add_document(session, collection_id, f.filename, data, user.id)
         except uploads.Rejected as r:
             rejected.append(RejectedFile(filename=r.filename, status_code=r.status_code, detail=r.detail))
             continue
         finally:
-            await f.close()
+            f.file.close()
         if new:
             to_enqueue.append(doc.id)
         accepted.append(UploadedDocument(**doc.model_dump(), duplicate=not new))
