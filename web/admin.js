@@ -1,0 +1,468 @@
+// The admin page: collections and their access, uploads with live progress, documents, users,
+// groups and API keys. Every stored string is inserted as text (see h() in api.js).
+import { ApiError, api, csrfHeaders, detailText, fill, formatBytes, formatTime, h, renderUserBar, toLogin } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { collections: [], groups: [], users: [], selected: null, docs: [], pollTimer: 0 };
+const ACTIVE = new Set(["queued", "processing"]);
+const UPLOAD_CONCURRENCY = 3;
+
+function flash(text, isError = false) {
+  const el = $("flash");
+  el.textContent = text;
+  el.className = isError ? "flash error" : "flash";
+  el.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => (el.hidden = true), isError ? 12000 : 5000);
+}
+
+const failed = (what) => (err) => flash(`${what}: ${err.detail || err.message}`, true);
+
+function groupIdsOf(obj) {
+  if (Array.isArray(obj.group_ids)) return obj.group_ids;
+  return (obj.groups || []).map((g) => (typeof g === "object" ? g.id : g));
+}
+
+function groupNames(ids) {
+  const byId = new Map(state.groups.map((g) => [g.id, g.name]));
+  return ids.map((id) => byId.get(id) || `#${id}`).join(", ") || "—";
+}
+
+function groupChecks(name, checked = []) {
+  if (!state.groups.length) return h("p", { class: "muted small", text: "No groups yet (create them under Users & groups)." });
+  return state.groups.map((g) =>
+    h("label", { class: "check" }, h("input", { type: "checkbox", name, value: g.id, checked: checked.includes(g.id) }), h("span", { text: g.name })),
+  );
+}
+
+const checkedValues = (root, name) => [...root.querySelectorAll(`input[name="${name}"]:checked`)].map((i) => Number(i.value));
+
+function table(headers, rows, empty) {
+  if (!rows.length) return h("p", { class: "muted", text: empty });
+  return h("table", {}, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col", text: t })))), h("tbody", {}, rows));
+}
+
+// --- tabs ----------------------------------------------------------------------------------------
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const select = (tab) => {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+  };
+  tabs.forEach((t, i) => {
+    t.addEventListener("click", () => select(t));
+    t.addEventListener("keydown", (e) => {
+      const d = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (!d) return;
+      const next = tabs[(i + d + tabs.length) % tabs.length];
+      select(next);
+      next.focus();
+    });
+  });
+  select(tabs[0]);
+}
+
+// --- collections ---------------------------------------------------------------------------------
+async function loadCollections() {
+  state.collections = await api.get("/api/collections");
+  renderCollections();
+  fill($("collection-groups"), groupChecks("new-collection-group"));
+}
+
+function renderCollections() {
+  const rows = state.collections.map((c) => {
+    const editor = h("div", { class: "access-editor", hidden: true },
+      h("fieldset", { class: "group-picker" }, h("legend", { text: `Groups that may read ${c.name}` }), groupChecks(`access-${c.id}`, groupIdsOf(c))),
+      h("button", { type: "button", text: "Save access", onclick: () => saveAccess(c, editor) }),
+    );
+    return h("tr", { "aria-selected": state.selected === c.id ? "true" : "false", "data-collection": c.name },
+      h("td", {}, h("button", { type: "button", class: "linklike", "aria-label": `Open collection ${c.name}`, onclick: () => selectCollection(c.id) }, c.name),
+        c.description ? h("div", { class: "muted small", text: c.description }) : null),
+      h("td", { class: "num", text: c.document_count ?? 0 }),
+      h("td", {}, h("span", { text: groupNames(groupIdsOf(c)) }), editor),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "secondary", text: "Access", "aria-label": `Edit access to ${c.name}`, onclick: () => (editor.hidden = !editor.hidden) }),
+        h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete collection ${c.name}`, onclick: () => deleteCollection(c) }),
+      ),
+    );
+  });
+  fill($("collections-table"), table(["Name", "Documents", "Readable by", ""], rows, "No collections yet."));
+}
+
+async function saveAccess(c, editor) {
+  try {
+    await api.put(`/api/collections/${c.id}/groups`, { group_ids: checkedValues(editor, `access-${c.id}`) });
+    flash(`Access to ${c.name} saved.`);
+    await loadCollections();
+  } catch (err) {
+    failed("Could not save access")(err);
+  }
+}
+
+async function deleteCollection(c) {
+  if (!confirm(`Delete the collection "${c.name}" and all of its documents?`)) return;
+  try {
+    await api.del(`/api/collections/${c.id}`);
+    if (state.selected === c.id) selectCollection(null);
+    flash(`Deleted ${c.name}.`);
+    await loadCollections();
+  } catch (err) {
+    failed("Could not delete the collection")(err);
+  }
+}
+
+function setupCollectionForm() {
+  const form = $("collection-form");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = form.name.value.trim();
+    if (!name) return;
+    try {
+      const c = await api.post("/api/collections", {
+        name,
+        description: form.description.value.trim(),
+        group_ids: checkedValues(form, "new-collection-group"),
+      });
+      form.reset();
+      flash(`Created ${c.name}.`);
+      await loadCollections();
+      selectCollection(c.id);
+    } catch (err) {
+      failed("Could not create the collection")(err);
+    }
+  });
+}
+
+// --- documents -----------------------------------------------------------------------------------
+function selectCollection(id) {
+  state.selected = id;
+  clearTimeout(state.pollTimer);
+  state.docs = [];
+  fill($("uploads"));
+  const c = state.collections.find((x) => x.id === id);
+  $("documents-heading").textContent = c ? `Documents in ${c.name}` : "Documents";
+  $("documents-hint").hidden = Boolean(c);
+  $("documents-body").hidden = !c;
+  renderCollections();
+  if (c) loadDocuments();
+}
+
+async function loadDocuments() {
+  const id = state.selected;
+  if (id === null) return;
+  clearTimeout(state.pollTimer);
+  try {
+    const docs = await api.get(`/api/collections/${id}/documents`);
+    if (id !== state.selected) return;
+    state.docs = docs;
+    renderDocuments();
+  } catch (err) {
+    if (id === state.selected) fill($("documents-table"), h("p", { class: "error", text: err.detail || err.message }));
+  }
+  // Poll once a second while anything is still on its way to ready/failed.
+  if (id === state.selected && state.docs.some((d) => ACTIVE.has(d.status))) {
+    state.pollTimer = setTimeout(loadDocuments, 1000);
+  }
+}
+
+function statusCell(d) {
+  const pct = Math.round((d.progress || 0) * 100);
+  const parts = [h("span", { class: `status status-${d.status}`, text: d.status })];
+  if (d.status === "processing" || d.status === "queued") {
+    const label = d.status === "processing" ? `${d.stage && d.stage !== "processing" ? d.stage + " " : ""}${pct}%` : "waiting";
+    parts.push(h("progress", { max: 100, value: pct, "aria-label": `${d.filename} ${pct}%` }), h("span", { class: "muted small", text: label }));
+    if (d.chunks_total) parts.push(h("span", { class: "muted small", text: ` · ${d.chunks_embedded}/${d.chunks_total} chunks` }));
+  }
+  if (d.error) parts.push(h("div", { class: "error small reason", text: d.error }));
+  return h("td", { class: "status-cell" }, parts);
+}
+
+function renderDocuments() {
+  const rows = state.docs.map((d) =>
+    h("tr", { "data-document": d.filename, "data-status": d.status },
+      h("td", {}, h("div", { text: d.title || d.filename }), d.title && d.title !== d.filename ? h("div", { class: "muted small", text: d.filename }) : null),
+      h("td", { text: d.detected_type || "" }),
+      h("td", { class: "num", text: formatBytes(d.size ?? d.size_bytes) }),
+      h("td", { class: "num", text: d.pages ?? "" }),
+      h("td", { class: "num", text: d.chunk_count ?? "" }),
+      statusCell(d),
+      h("td", { class: "small", text: formatTime(d.updated_at) }),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status), onclick: () => reindex(d) }),
+        h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${d.filename}`, onclick: () => deleteDocument(d) }),
+      ),
+    ),
+  );
+  fill($("documents-table"), table(["Document", "Type", "Size", "Pages", "Chunks", "Status", "Updated", ""], rows, "No documents yet: drop some files above."));
+}
+
+async function reindex(d) {
+  try {
+    await api.post(`/api/documents/${d.id}/reindex`);
+    flash(`Re-indexing ${d.filename}.`);
+    loadDocuments();
+  } catch (err) {
+    failed("Could not re-index")(err);
+  }
+}
+
+async function deleteDocument(d) {
+  if (!confirm(`Delete "${d.filename}"?`)) return;
+  try {
+    await api.del(`/api/documents/${d.id}`);
+    flash(`Deleted ${d.filename}.`);
+    loadDocuments();
+    loadCollections();
+  } catch (err) {
+    failed("Could not delete the document")(err);
+  }
+}
+
+// --- uploads (the file input and drag-and-drop share uploadFiles) --------------------------------
+/** Upload one file with XMLHttpRequest (fetch has no upload progress); resolves to the parsed reply. */
+function uploadOne(collectionId, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/api/collections/${collectionId}/documents`);
+    for (const [k, v] of Object.entries(csrfHeaders("POST"))) xhr.setRequestHeader(k, v);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", (e) => e.lengthComputable && onProgress(e.loaded / e.total));
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        /* not JSON */
+      }
+      if (xhr.status === 401) toLogin();
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, detailText(body, xhr.status)));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "Network error during upload")));
+    const form = new FormData();
+    form.append("files", file, file.name);
+    xhr.send(form);
+  });
+}
+
+async function uploadFiles(files) {
+  const collectionId = state.selected;
+  if (collectionId === null || !files.length) return;
+  const queue = [...files].map((file) => {
+    const bar = h("progress", { max: 100, value: 0, "aria-label": `Uploading ${file.name}` });
+    const note = h("span", { class: "muted small", text: "waiting" });
+    const li = h("li", { "data-upload": file.name }, h("span", { class: "name", text: file.name }), h("span", { class: "muted small", text: ` ${formatBytes(file.size)} ` }), bar, note);
+    $("uploads").append(li);
+    return { file, li, bar, note };
+  });
+  const worker = async () => {
+    for (let item = queue.shift(); item; item = queue.shift()) {
+      item.note.textContent = "uploading";
+      try {
+        const res = await uploadOne(collectionId, item.file, (f) => (item.bar.value = Math.round(f * 100)));
+        const rejected = (res && res.rejected) || [];
+        const doc = ((res && res.documents) || [])[0];
+        if (rejected.length) {
+          item.li.classList.add("failed");
+          item.note.textContent = `rejected: ${rejected[0].detail}`;
+        } else {
+          item.bar.value = 100;
+          item.note.textContent = doc && doc.duplicate ? "already uploaded (same content)" : "uploaded, queued for indexing";
+          setTimeout(() => item.li.remove(), 4000); // the documents table carries on with its progress
+        }
+      } catch (err) {
+        item.li.classList.add("failed");
+        item.note.textContent = `failed: ${err.detail || err.message}`;
+      }
+      if (collectionId === state.selected) loadDocuments();
+    }
+  };
+  await Promise.all(Array.from({ length: UPLOAD_CONCURRENCY }, worker));
+  loadCollections();
+}
+
+function setupUploads() {
+  const zone = $("dropzone");
+  const input = $("file-input");
+  input.addEventListener("change", () => {
+    const files = [...input.files];
+    input.value = "";
+    uploadFiles(files);
+  });
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      input.click();
+    }
+  });
+  zone.addEventListener("click", (e) => {
+    if (e.target === zone) input.click();
+  });
+  for (const ev of ["dragenter", "dragover"]) {
+    zone.addEventListener(ev, (e) => {
+      e.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    uploadFiles([...e.dataTransfer.files]);
+  });
+}
+
+// --- users and groups ----------------------------------------------------------------------------
+async function loadPeople() {
+  [state.groups, state.users] = await Promise.all([api.get("/api/groups"), api.get("/api/users")]);
+  renderUsers();
+  renderGroups();
+  fill($("user-groups"), groupChecks("new-user-group"));
+  fill($("collection-groups"), groupChecks("new-collection-group"));
+  renderCollections();
+}
+
+function renderUsers() {
+  const rows = state.users.map((u) =>
+    h("tr", { "data-user": u.name }, h("td", { text: u.name }), h("td", { text: u.role }), h("td", { text: groupNames(groupIdsOf(u)) })),
+  );
+  fill($("users-table"), table(["User", "Role", "Groups"], rows, "No users yet."));
+}
+
+function renderGroups() {
+  const rows = state.groups.map((g) => {
+    const members = state.users.filter((u) => groupIdsOf(u).includes(g.id));
+    const editor = h("div", { class: "access-editor", hidden: true },
+      h("fieldset", { class: "group-picker" }, h("legend", { text: `Members of ${g.name}` }),
+        state.users.map((u) => h("label", { class: "check" }, h("input", { type: "checkbox", name: `members-${g.id}`, value: u.id, checked: members.includes(u) }), h("span", { text: u.name })))),
+      h("button", { type: "button", text: "Save members", onclick: () => saveMembers(g, editor) }),
+    );
+    return h("tr", { "data-group": g.name },
+      h("td", { text: g.name }),
+      h("td", {}, h("span", { text: members.map((u) => u.name).join(", ") || "—" }), editor),
+      h("td", { class: "actions" }, h("button", { type: "button", class: "secondary", text: "Members", "aria-label": `Edit members of ${g.name}`, onclick: () => (editor.hidden = !editor.hidden) })),
+    );
+  });
+  fill($("groups-table"), table(["Group", "Members", ""], rows, "No groups yet."));
+}
+
+async function saveMembers(g, editor) {
+  try {
+    await api.put(`/api/groups/${g.id}/members`, { user_ids: checkedValues(editor, `members-${g.id}`) });
+    flash(`Members of ${g.name} saved.`);
+    await loadPeople();
+  } catch (err) {
+    failed("Could not save members")(err);
+  }
+}
+
+function setupPeopleForms() {
+  const uf = $("user-form");
+  uf.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const u = await api.post("/api/users", {
+        name: uf.name.value.trim(),
+        password: uf.password.value,
+        role: uf.role.value,
+        group_ids: checkedValues(uf, "new-user-group"),
+      });
+      uf.reset();
+      flash(`Created user ${u.name}.`);
+      await loadPeople();
+    } catch (err) {
+      failed("Could not create the user")(err);
+    }
+  });
+  const gf = $("group-form");
+  gf.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const g = await api.post("/api/groups", { name: gf.name.value.trim() });
+      gf.reset();
+      flash(`Created group ${g.name}.`);
+      await loadPeople();
+    } catch (err) {
+      failed("Could not create the group")(err);
+    }
+  });
+}
+
+// --- API keys ------------------------------------------------------------------------------------
+async function loadKeys() {
+  const keys = await api.get("/api/keys");
+  const rows = keys.map((k) =>
+    h("tr", { "data-key": k.name },
+      h("td", { text: k.name || "" }),
+      h("td", { class: "mono", text: k.prefix ? `${k.prefix}…` : "" }),
+      h("td", { class: "small", text: formatTime(k.created_at) }),
+      h("td", { class: "actions" }, h("button", { type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke key ${k.name}`, onclick: () => revokeKey(k) })),
+    ),
+  );
+  fill($("keys-table"), table(["Name", "Key", "Created", ""], rows, "No API keys."));
+}
+
+async function revokeKey(k) {
+  if (!confirm(`Revoke the key "${k.name}"? Tools using it stop working at once.`)) return;
+  try {
+    await api.del(`/api/keys/${k.id}`);
+    flash(`Revoked ${k.name}.`);
+    loadKeys();
+  } catch (err) {
+    failed("Could not revoke the key")(err);
+  }
+}
+
+function setupKeyForm() {
+  const form = $("key-form");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const k = await api.post("/api/keys", { name: form.name.value.trim() });
+      form.reset();
+      const input = h("input", { class: "mono", readonly: true, value: k.key, "aria-label": "New API key", size: 60 });
+      const copy = h("button", { type: "button", class: "secondary", text: "Copy",
+        onclick: async () => {
+          input.select();
+          try {
+            await navigator.clipboard.writeText(k.key);
+            copy.textContent = "Copied";
+          } catch {
+            copy.textContent = "Press Ctrl+C";
+          }
+        } });
+      fill($("new-key"), h("p", {}, h("strong", { text: `Key "${k.name}" created. ` }), "Copy it now: it will not be shown again."), input, " ", copy);
+      $("new-key").hidden = false;
+      input.focus();
+      input.select();
+      loadKeys();
+    } catch (err) {
+      failed("Could not create the key")(err);
+    }
+  });
+}
+
+// --- start ---------------------------------------------------------------------------------------
+async function main() {
+  const me = await api.get("/api/me");
+  renderUserBar($("userbar"), me, "admin");
+  if (me.role !== "admin") {
+    fill(document.querySelector("main"), h("p", { class: "error", role: "alert", text: "This page is for administrators." }));
+    return;
+  }
+  setupTabs();
+  setupCollectionForm();
+  setupUploads();
+  setupPeopleForms();
+  setupKeyForm();
+  await Promise.all([loadPeople().catch(failed("Could not load users and groups")), loadCollections().catch(failed("Could not load collections"))]);
+  loadKeys().catch(failed("Could not load API keys"));
+}
+
+main().catch((err) => {
+  if (!(err instanceof ApiError && err.status === 401)) flash(`Could not load the page: ${err.detail || err.message}`, true);
+});
