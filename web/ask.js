@@ -245,6 +245,7 @@ async function ask(question) {
         renderSources(t.sources, t.sources_, null);
       } else if (ev.event === "token") {
         t.text += d.text;
+        t.answer.dataset.tokens = String(Number(t.answer.dataset.tokens || 0) + 1);
         if (!frame) frame = requestAnimationFrame(paint);
       } else if (ev.event === "done") {
         finished = true;

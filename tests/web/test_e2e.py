@@ -1,0 +1,266 @@
+"""The web UI end to end: the real product (`autoglm serve` with its embedded worker) driven by Debian's
+Chromium through Playwright. Sign in, create a collection, upload, wait until ready, ask, see the streamed
+answer and a citation, open it; stored text containing markup must render as text. Screenshots of every
+step go to test-artifacts/web/ (git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+USER, PASSWORD = "ada", "correct horse battery staple"
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        f"SKIPPED: web end-to-end tests need Chromium at {CHROMIUM} (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="the web end-to-end tests need `playwright`")
+expect = sync_api.expect
+
+pytestmark = pytest.mark.slow
+
+VPN_DOC = b"""# Remote access
+
+## VPN
+
+Connect to the company VPN with the GlobalProtect client. Enter vpn.example.com as the portal address
+and sign in with your staff account. The VPN is required for the payroll system and the wiki.
+
+## Printers
+
+Printers on every floor accept jobs from the PrintHub queue after you badge in.
+"""
+TRAVEL_DOC = b"Book flights through the travel desk at least two weeks ahead. Economy class is the default."
+# Markup in a title and in passages: it must show as text and never run.
+MARKUP_DOC = b"""# Payroll <script>window.__xss = 1</script> notes
+
+Payroll dates: salaries are paid on the 25th. The <script>window.__xss = 2</script> tag and
+<img src=x onerror="window.__xss = 3"> are only text in this payroll passage.
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(pred: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Server:
+    def __init__(self, base: str, key: str) -> None:
+        self.base = base
+        self.key = key
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.key}"}, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """`autoglm serve` on a free port with a fresh data dir, and an admin who signs in with a password."""
+    tmp = tmp_path_factory.mktemp("web")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
+    env.update(
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp / "data"), PYTHONUNBUFFERED="1"
+    )
+    log_path = tmp / "serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _answers(f"{base}/healthz"), 120, "the API to answer /healthz")
+        out = subprocess.run([sys.executable, "-m", "app.cli", "create-admin"], cwd=ROOT, env=env, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        key = out.strip().splitlines()[-1]
+        server = Server(base, key)
+        with server.api() as c:
+            r = c.post("/api/users", json={"name": USER, "password": PASSWORD, "role": "admin"})
+            assert r.status_code == 201, r.text
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        print(log_path.read_text(errors="replace")[-4000:])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context (no cookies) on a laptop-sized screen; console errors fail the test."""
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    pg.on("dialog", lambda d: d.accept())
+    yield pg
+    ctx.close()
+    # A failed fetch the page itself reports (e.g. a 4xx it shows) also logs a console error; only
+    # script errors count here.
+    script_errors = [e for e in errors if "Failed to load resource" not in e]
+    assert not script_errors, script_errors
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, base: str) -> None:
+    page.goto(f"{base}/")
+    assert "/login" in page.url, page.url  # unauthenticated visits land on the sign-in page
+    page.get_by_label("Username").fill(USER)
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#login-error")).to_have_text("Invalid username or password")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/")
+    expect(page.locator("#userbar")).to_contain_text(USER)
+
+
+def ask(page, question: str):
+    page.get_by_label("Question").fill(question)
+    page.get_by_role("button", name="Ask", exact=True).click()
+    answer = page.locator(".msg.assistant .answer").last
+    expect(answer).to_have_attribute("data-state", "done", timeout=60_000)
+    return answer
+
+
+def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
+    base = server.base
+    page.goto(f"{base}/")
+    expect(page).to_have_url(f"{base}/login?next=%2F")
+    shot(page, "01-login")
+    sign_in(page, base)
+    shot(page, "02-ask-empty")
+
+    # Admin: create a collection, upload by the file input (the drop handler calls the same code).
+    page.get_by_role("link", name="Admin").click()
+    expect(page).to_have_url(f"{base}/admin")
+    page.get_by_label("Name", exact=True).fill("handbook")
+    page.get_by_label("Description (optional)").fill("Staff handbook")
+    page.get_by_role("button", name="Create collection").click()
+    expect(page.locator("#documents-heading")).to_have_text("Documents in handbook")
+    files = {"remote-access.md": VPN_DOC, "travel.txt": TRAVEL_DOC, "empty.txt": b""}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    page.set_input_files("#file-input", [str(tmp_path / n) for n in files])
+    # The empty file is refused with a reason shown next to it; the others are indexed.
+    expect(page.locator('#uploads li[data-upload="empty.txt"]')).to_contain_text("empty", timeout=30_000)
+    shot(page, "03-uploading")
+    for name in ("remote-access.md", "travel.txt"):
+        expect(page.locator(f'tr[data-document="{name}"]')).to_have_attribute(
+            "data-status", "ready", timeout=180_000
+        )
+    expect(page.locator('tr[data-document="remote-access.md"]')).to_contain_text("Remote access")
+    shot(page, "04-documents-ready")
+
+    # Ask: the answer streams in, cites the VPN passage, and the citation opens it highlighted.
+    page.get_by_role("link", name="Ask").click()
+    page.get_by_label("handbook").check()
+    answer = ask(page, "How do I connect to the VPN?")
+    assert int(answer.get_attribute("data-tokens") or 0) >= 1  # text arrived as `token` events
+    expect(answer).to_contain_text("GlobalProtect")
+    cite = answer.locator("button.cite").first
+    expect(cite).to_be_visible()
+    expect(page.locator(".source-list")).to_contain_text("Remote access")
+    shot(page, "05-answer")
+    cite.click()
+    panel = page.locator("#source-panel")
+    expect(panel).to_be_visible()
+    expect(panel.locator("mark").first).to_contain_text("GlobalProtect")
+    expect(page.locator("#source-title")).to_contain_text("Remote access")
+    shot(page, "06-citation-open")
+
+    # Feedback and history.
+    page.get_by_role("button", name="Helpful", exact=True).click()
+    expect(page.locator(".feedback [role=status]")).to_contain_text("Thanks")
+    expect(page.locator("#history .history-item").first).to_be_visible()
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#messages li")).to_have_count(0)
+    page.locator("#history .history-item").first.click()
+    expect(page.locator(".msg.assistant .answer").first).to_contain_text("GlobalProtect")
+    shot(page, "07-history-reopened")
+
+
+def test_markup_in_documents_renders_as_text(server, page):
+    with server.api() as c:
+        r = c.post("/api/collections", json={"name": "payroll"})
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        r = c.post(f"/api/collections/{cid}/documents", files=[("files", ("payroll.md", MARKUP_DOC))])
+        assert r.status_code == 202, r.text
+        doc_id = r.json()["documents"][0]["id"]
+        _wait(lambda: c.get(f"/api/documents/{doc_id}").json()["status"] == "ready", 180, "payroll.md ready")
+
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_role("button", name="Open collection payroll").click()
+    row = page.locator('tr[data-document="payroll.md"]')
+    expect(row).to_contain_text("<script>window.__xss = 1</script>")
+    shot(page, "08-markup-admin")
+
+    page.goto(f"{server.base}/")
+    page.get_by_label("payroll").check()
+    answer = ask(page, "When are salaries paid? payroll dates")
+    expect(answer).to_contain_text("25th")
+    page.locator(".msg.assistant .source-link").first.click()
+    passage = page.locator("#source-text")
+    expect(passage).to_contain_text('<img src=x onerror="window.__xss = 3">')
+    expect(page.locator(".source-list")).to_contain_text("<script>")
+    shot(page, "09-markup-ask")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#messages img, #source-text img, #source-text script, #messages script").count() == 0
