@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import uuid
 from collections import OrderedDict
@@ -202,6 +203,13 @@ def compact(collection_dir: Path, m: Manifest) -> Manifest:
     return Manifest(version=m.version + 1, segments=[name], tombstones=set())
 
 
+def _segment_of(name: str) -> str | None:
+    """The segment a directory entry belongs to (itself, its temporary file or a sidecar), else None."""
+    n = name.lstrip(".")
+    i = n.find(SEGMENT_SUFFIX)
+    return n[: i + len(SEGMENT_SUFFIX)] if i >= 0 else None
+
+
 def gc_segments(collection_dir: Path, keep: Manifest) -> int:
     """Remove segment and leftover temporary files not referenced by `keep`; return how many went.
 
@@ -213,9 +221,14 @@ def gc_segments(collection_dir: Path, keep: Manifest) -> int:
     live = set(keep.segments)
     removed = 0
     for path in collection_dir.iterdir():
-        if path.name in live or not (path.name.endswith(SEGMENT_SUFFIX) or path.name.endswith(TMP_SUFFIX)):
+        seg = _segment_of(path.name)
+        # Derived files `<segment>.<ext>` (the BM25 sidecars of retrieval.lexical) live and die with their segment.
+        if path.name in live or seg in live or not (seg or path.name.endswith(TMP_SUFFIX)):
             continue
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         removed += 1
     if removed:
         _fsync_dir(collection_dir)

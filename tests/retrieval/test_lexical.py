@@ -1,0 +1,88 @@
+"""BM25 sidecars on real segment files: analysis, build once, reload from disk, tombstones, global IDF, gc."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.index import Manifest, add_segment, add_tombstones, gc_segments, write_segment
+from retrieval.lexical import LexicalCache, idf, sidecar_path, tokenize
+
+
+def _vecs(n: int, dim: int = 8) -> np.ndarray:
+    x = np.random.default_rng(n).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _segment(cdir, texts: dict[int, str], m: Manifest) -> Manifest:
+    ids = np.array(sorted(texts), dtype=np.int64)
+    return add_segment(m, write_segment(cdir, ids, _vecs(ids.size)))
+
+
+class Texts:
+    """texts_for_ids over a dict, counting calls."""
+
+    def __init__(self, texts: dict[int, str]):
+        self.texts, self.calls = texts, 0
+
+    def __call__(self, ids):
+        self.calls += 1
+        return [self.texts[int(i)] for i in ids]
+
+
+def test_tokenize_mixed_chinese_and_english():
+    toks = tokenize("How do I SORT lists? 我来到北京清华大学 lru_cache")
+    assert toks == ["sort", "list", "来到", "北京", "清华", "华大", "大学", "清华大学", "lru", "cach"]
+    assert tokenize("the of and") == []  # stopwords only
+
+
+def test_sidecar_built_once_then_loaded_from_disk(tmp_path):
+    texts = Texts({1: "faiss vector search", 2: "bm25 keyword search", 3: "jieba 中文分词"})
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+    assert cache.search(tmp_path, m, "keyword", 5, texts)[0][0] == 2
+    assert cache.search(tmp_path, m, "中文分词", 5, texts)[0][0] == 3
+    assert (cache.builds, texts.calls) == (1, 1)
+    assert (sidecar_path(tmp_path, m.segments[0]) / "ids.npy").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    def no_texts(ids):
+        raise AssertionError("a second process must read the sidecar, not the database")
+
+    fresh = LexicalCache()  # another process
+    assert fresh.search(tmp_path, m, "vector", 5, no_texts)[0][0] == 1
+    assert fresh.builds == 0
+
+
+def test_tombstoned_chunks_are_never_returned(tmp_path):
+    texts = Texts({1: "apple pie recipe", 2: "apple tart recipe", 3: "pear"})
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+    assert [c for c, _ in cache.search(tmp_path, m, "apple", 5, texts)] in ([1, 2], [2, 1])
+    assert [c for c, _ in cache.search(tmp_path, add_tombstones(m, [1]), "apple", 5, texts)] == [2]
+
+
+def test_scores_use_collection_wide_idf_across_segments(tmp_path):
+    # The same text in a one-document segment and in a ten-document one: with per-segment IDF the
+    # lonely copy would score 0.29 against 1.99; on the collection's IDF both score the same.
+    small = {1: "alpha gamma"}
+    big = {10: "alpha gamma", **{i: "delta epsilon" for i in range(11, 20)}}
+    m = _segment(tmp_path, small, Manifest())
+    m = _segment(tmp_path, big, m)
+    texts = Texts({**small, **big})
+    got = dict(LexicalCache().search(tmp_path, m, "alpha", 5, texts))
+    assert set(got) == {1, 10}
+    assert got[1] == pytest.approx(got[10], rel=1e-6)
+    # = Lucene BM25 with df=2 in 11 documents, tf=1, dl=avgdl: idf * tf / (tf + k1), k1=1.5
+    assert got[1] == pytest.approx(float(idf(2, 11)) / 2.5, rel=1e-5)
+
+
+def test_gc_removes_sidecar_with_its_segment(tmp_path):
+    texts = Texts({1: "one", 2: "two"})
+    m1 = _segment(tmp_path, {1: "one"}, Manifest())
+    m2 = _segment(tmp_path, {2: "two"}, m1)
+    LexicalCache().warm(tmp_path, m2, texts)
+    first, second = m2.segments
+    assert gc_segments(tmp_path, Manifest(version=9, segments=[second])) == 2
+    assert not sidecar_path(tmp_path, first).exists() and not (tmp_path / first).exists()
+    assert sidecar_path(tmp_path, second).is_dir()
