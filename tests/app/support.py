@@ -19,7 +19,7 @@ import pytest
 from app import auth
 from app.db import dispose_engines, migrate, session_scope
 from app.models import Role
-from app.settings import reload_settings
+from app.settings import reload_settings, settings
 
 PG_ADMIN_DSN = os.environ.get("AUTOGLM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -62,8 +62,14 @@ def env(tmp_path, monkeypatch):
 
 
 def restore_settings() -> None:
+    """Back to the process environment; frees the test's embedder (one model copy per cache path)."""
     from ingest.celery_app import configure
+    from retrieval import embeddings
 
+    cache = str(settings.embed_cache_path)
+    with embeddings._instances_lock:
+        for key in [k for k in embeddings._instances if k[1] == cache]:
+            del embeddings._instances[key]
     reload_settings()
     configure()
 
