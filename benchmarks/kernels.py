@@ -1,12 +1,14 @@
 """Triton kernels against their peers and the GPU's limits, one table per kernel family.
 
     python benchmarks/kernels.py [--sections prefill,decode,int8,fused] [--json PATH]
+    python benchmarks/kernels.py --sections sweep-prefill,sweep-decode,sweep-int8   # config grids
 
 - prefill attention (causal, 32/2 heads, d=128, paged cache): TFLOP/s vs torch SDPA (flash backend);
 - decode attention (split-KV, paged): KV bytes read per second vs the measured device copy bandwidth;
 - W8A16 matmul at GLM-4-9B's layer shapes: time vs bf16 torch.matmul (cuBLAS);
 - fused add+RMSNorm, rotary+cache write, SiLU-and-mul: bytes/s vs the copy bandwidth, and the torch ops.
-Times are triton.testing.do_bench medians (L2 flushed between runs). Needs a CUDA GPU. JSON goes to
+Times are triton.testing.do_bench medians (L2 flushed between runs); decode and W8A16 also report GPU
+time from CUDA-graph replays over enough input copies to overflow L2. Needs a CUDA GPU. JSON goes to
 --json, else $OUT/kernels.json, else benchmarks/out/kernels.json.
 """
 
