@@ -4,27 +4,47 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from sqlmodel import Session
 
-from app import auth
+from app import auth, sessions
 from app.db import get_session
 from app.models import Role, User
 
 SessionDep = Annotated[Session, Depends(get_session)]
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def current_user(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> User:
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+def current_user(
+    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> User:
+    """An API key (`Authorization: Bearer`) or the browser session cookie; cookie-authenticated requests
+    that change state must echo the CSRF cookie in X-CSRF-Token (API-key requests need not)."""
+    if authorization:
+        scheme, _, key = authorization.partition(" ")
+        user = auth.user_for_key(session, key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        if user is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "Invalid API key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return user
+    token = request.cookies.get(sessions.SESSION_COOKIE)
+    if not token:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "Missing API key", headers={"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"}
         )
-    user = auth.user_for_key(session, key.strip())
+    row, expired = sessions.lookup_session(session, token)
+    if row is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "Session expired" if expired else "Not authenticated"
+        )
+    if request.method not in SAFE_METHODS and not sessions.csrf_ok(
+        row.csrf_token, request.headers.get(sessions.CSRF_HEADER)
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "CSRF token missing or invalid")
+    user = session.get(User, row.user_id)
     if user is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "Invalid API key", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated")
     return user
 
 

@@ -2,27 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 
 from app.db import migrate
-from app.routes import collections, documents, search, users
+from app.engine_service import service
+from app.observability import RequestContextMiddleware, configure_logging
+from app.routes import (
+    ask,
+    auth_web,
+    collections,
+    conversations,
+    documents,
+    manage,
+    openai_compat,
+    ops,
+    search,
+    users,
+)
+from app.settings import settings
 
 log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI):
+    configure_logging(settings.log_level)
     migrate()  # idempotent: a no-op at head
-    yield
+    await asyncio.to_thread(service.start)  # no-op without AUTOGLM_MODEL_PATH
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(service.stop)
 
 
 def create_app() -> FastAPI:
     api = FastAPI(title="Open-AutoGLM", version="0.1.0", lifespan=lifespan)
-    for module in (collections, documents, search, users):
+    for module in (
+        collections,
+        documents,
+        search,
+        users,
+        manage,
+        ask,
+        conversations,
+        auth_web,
+        openai_compat,
+        ops,
+    ):
         api.include_router(module.router)
+    auth_web.mount_static(api)
+    api.add_middleware(RequestContextMiddleware)
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        if request.url.path.startswith("/v1/"):
+            return openai_compat.openai_error_handler(request, exc)
+        return await http_exception_handler(request, exc)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        if request.url.path.startswith("/v1/"):
+            return openai_compat.openai_error_handler(request, exc)
+        return await request_validation_exception_handler(request, exc)
 
     @api.get("/api/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -42,6 +42,8 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=200)
     role: str = Field(default=Role.member, max_length=16)
+    # argon2id hash for browser sign-in; None = API keys only.
+    password_hash: str | None = Field(default=None, max_length=256)
     created_at: datetime = _ts()
 
 
@@ -55,6 +57,7 @@ class ApiKey(SQLModel, table=True):
     )
     key_hash: str = Field(index=True, unique=True, max_length=64)
     prefix: str = Field(max_length=16)  # first characters, to tell keys apart in listings
+    name: str = Field(default="", max_length=200)
     created_at: datetime = _ts()
 
 
@@ -213,3 +216,62 @@ class Chunk(SQLModel, table=True):
     char_start: int
     char_end: int
     token_count: int
+
+
+# --- browser sessions, conversations, feedback ---------------------------------------------------
+class WebSession(SQLModel, table=True):
+    """A signed-in browser; the cookie holds a random token, the table its sha256."""
+
+    __tablename__ = "web_sessions"
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the cookie value
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class Conversation(SQLModel, table=True):
+    """A user's thread of questions and answers."""
+
+    __tablename__ = "conversations"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    title: str = Field(default="", max_length=200)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Message(SQLModel, table=True):
+    """One turn; an assistant turn keeps its sources and answer metadata (cited, usage, timings)."""
+
+    __tablename__ = "messages"
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    role: str = Field(max_length=16)  # user | assistant
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    sources: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    meta: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = _ts()
+
+
+class Feedback(SQLModel, table=True):
+    """Thumbs up/down on an answer, one per message (a new rating replaces the old)."""
+
+    __tablename__ = "feedback"
+    message_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    )
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    rating: str = Field(max_length=8)  # up | down
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts()

@@ -50,8 +50,35 @@ class Settings(BaseSettings):
     # Recorded for the ask endpoint (a later issue wires the engine in).
     model_path: str = ""
     log_level: str = "INFO"
+    # --- ask, engine, sign-in (issue 4) ---
+    # "auto" = cuda when available, else cpu.
+    model_device: str = "auto"
+    # "" or "int8" (weight-only INT8).
+    model_quantization: str = ""
+    # Name the generator is reported under (/v1/models, "generator"); empty = the model directory's name.
+    model_name: str = ""
+    answer_max_tokens: int = 512
+    ask_top_k: int = 8
+    # Whole-retrieval deadline per request; a stage that overruns is abandoned (degraded answer).
+    retrieval_deadline_ms: int = 300
+    session_ttl_hours: float = 12.0
+    # Failed sign-ins per user name (and per client address) within the window before 429.
+    login_max_failures: int = 5
+    login_window_s: int = 300
+    # Static UI directory; empty = web/ next to the app package.
+    web_dir: str = ""
 
-    @field_validator("max_upload_bytes", "chunk_tokens", "progress_every_chunks", "broker_visibility_timeout")
+    @field_validator(
+        "max_upload_bytes",
+        "chunk_tokens",
+        "progress_every_chunks",
+        "broker_visibility_timeout",
+        "answer_max_tokens",
+        "ask_top_k",
+        "retrieval_deadline_ms",
+        "login_max_failures",
+        "login_window_s",
+    )
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from app import auth
+from app import auth, sessions
 from app.deps import AdminUser, CurrentUser, SessionDep
 from app.models import Group, GroupMembership, Role, User
 
@@ -32,6 +32,8 @@ class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role = Role.member
     group_ids: list[int] = []
+    # For browser sign-in (argon2id-hashed); omitted = API key only.
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
 
 
 class UserPublic(BaseModel):
@@ -41,6 +43,12 @@ class UserPublic(BaseModel):
     name: str
     role: Role
     group_ids: list[int]
+
+
+class Me(UserPublic):
+    """GET /api/me: the caller with their groups' names."""
+
+    groups: list[GroupPublic]
 
 
 class UserWithKey(UserPublic):
@@ -81,13 +89,23 @@ def create_user(body: UserCreate, session: SessionDep, _: AdminUser) -> UserWith
         if session.get(Group, gid) is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Group {gid} not found")
     user, key = auth.create_user(session, body.name, body.role, sorted(set(body.group_ids)))
+    if body.password is not None:
+        sessions.set_password(user, body.password)
     session.commit()
     return UserWithKey(
         id=user.id, name=user.name, role=user.role, group_ids=_groups_of(session, user.id), api_key=key
     )
 
 
-@router.get("/me", response_model=UserPublic)
-def me(session: SessionDep, user: CurrentUser) -> UserPublic:
+@router.get("/me", response_model=Me)
+def me(session: SessionDep, user: CurrentUser) -> Me:
     """The caller."""
-    return UserPublic(id=user.id, name=user.name, role=user.role, group_ids=_groups_of(session, user.id))
+    ids = _groups_of(session, user.id)
+    groups = session.exec(select(Group).where(Group.id.in_(ids)).order_by(Group.id)).all()
+    return Me(
+        id=user.id,
+        name=user.name,
+        role=user.role,
+        group_ids=ids,
+        groups=[GroupPublic(id=g.id, name=g.name) for g in groups],
+    )

@@ -46,7 +46,7 @@ def _search(client, headers, query, **kw):
 
 
 def test_authentication_and_roles(db_env, client):
-    assert client.get("/api/collections").json() == {"detail": "Missing API key"}
+    assert client.get("/api/collections").json() == {"detail": "Not authenticated"}
     r = client.get("/api/collections", headers={"Authorization": "Bearer agk_nope"})
     assert (r.status_code, r.json()["detail"]) == (401, "Invalid API key")
     member = make_user(Role.member)

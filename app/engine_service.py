@@ -1,0 +1,64 @@
+"""The GLM engine inside the API process: one Engine when AUTOGLM_MODEL_PATH is set, else none
+(answers are then extractive). Started and stopped by the FastAPI lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from app.settings import settings
+
+log = logging.getLogger(__name__)
+
+
+class EngineService:
+    """Holds the process's engine (or None) and the name it is reported under."""
+
+    def __init__(self) -> None:
+        self.engine = None
+        self.name: str | None = None
+        self.error: str | None = None  # why loading failed (reported by /readyz)
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self.engine is not None
+
+    def start(self) -> None:
+        """Load the configured checkpoint (blocking; the lifespan runs it in a thread). No-op without one."""
+        with self._lock:
+            if self.engine is not None or not settings.model_path:
+                return
+            import torch
+
+            from inference import Engine
+
+            path = Path(settings.model_path)
+            device = settings.model_device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            try:
+                self.engine = Engine.from_pretrained(
+                    path, device=device, quantization=settings.model_quantization or None
+                )
+            except Exception as e:
+                # NOTE: the API still serves (extractively); /readyz reports the engine as failed.
+                self.error = f"{type(e).__name__}: {e}"
+                log.exception("could not load the model from %s", path)
+                return
+            self.name = settings.model_name or path.name
+            self.error = None
+            log.info("engine loaded: %s on %s", self.name, device)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.engine is not None:
+                self.engine.close()
+            self.engine, self.name = None, None
+
+    def stats(self) -> dict[str, float] | None:
+        return self.engine.stats() if self.engine is not None else None
+
+
+service = EngineService()

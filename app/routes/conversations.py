@@ -1,0 +1,114 @@
+"""A user's conversations and feedback on answers: /api/conversations, /api/messages/{id}/feedback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from app.deps import CurrentUser, SessionDep
+from app.models import Conversation, Feedback, Message
+
+router = APIRouter(prefix="/api", tags=["conversations"])
+
+
+class ConversationSummary(BaseModel):
+    """A row of the history list."""
+
+    id: int
+    title: str
+    updated_at: datetime
+
+
+class FeedbackBody(BaseModel):
+    """POST /api/messages/{id}/feedback body."""
+
+    rating: Literal["up", "down"]
+    comment: str = Field(default="", max_length=4000)
+
+
+class MessagePublic(BaseModel):
+    """One turn; answers carry their sources, answer metadata and the caller's feedback."""
+
+    id: int
+    role: str
+    content: str
+    sources: list[dict] | None = None
+    meta: dict | None = None
+    feedback: FeedbackBody | None = None
+
+
+class ConversationPublic(BaseModel):
+    """A conversation with its turns, oldest first."""
+
+    id: int
+    title: str
+    messages: list[MessagePublic]
+
+
+def _own(session, user, conversation_id: int) -> Conversation:
+    conv = session.get(Conversation, conversation_id)
+    if conv is None or conv.user_id != user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Conversation not found")
+    return conv
+
+
+@router.get("/conversations", response_model=list[ConversationSummary])
+def list_conversations(session: SessionDep, user: CurrentUser) -> list[Conversation]:
+    """The caller's conversations, most recent first."""
+    return session.exec(
+        select(Conversation)
+        .where(Conversation.user_id == user.id)
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    ).all()
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationPublic)
+def get_conversation(conversation_id: int, session: SessionDep, user: CurrentUser) -> ConversationPublic:
+    """A conversation of the caller with every message."""
+    conv = _own(session, user, conversation_id)
+    rows = session.exec(
+        select(Message, Feedback)
+        .join(Feedback, Feedback.message_id == Message.id, isouter=True)
+        .where(Message.conversation_id == conv.id)
+        .order_by(Message.id)
+    ).all()
+    messages = [
+        MessagePublic(
+            id=m.id,
+            role=m.role,
+            content=m.content,
+            sources=m.sources,
+            meta=m.meta,
+            feedback=FeedbackBody(rating=f.rating, comment=f.comment) if f is not None else None,
+        )
+        for m, f in rows
+    ]
+    return ConversationPublic(id=conv.id, title=conv.title, messages=messages)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_conversation(conversation_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    """Delete one of the caller's conversations."""
+    session.delete(_own(session, user, conversation_id))
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/messages/{message_id}/feedback")
+def feedback(message_id: int, body: FeedbackBody, session: SessionDep, user: CurrentUser) -> dict:
+    """Thumbs up or down (with an optional comment) on an answer of the caller's; replaces earlier feedback."""
+    msg = session.get(Message, message_id)
+    conv = session.get(Conversation, msg.conversation_id) if msg is not None else None
+    if msg is None or msg.role != "assistant" or conv is None or conv.user_id != user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Message not found")
+    row = session.get(Feedback, message_id) or Feedback(
+        message_id=message_id, user_id=user.id, rating=body.rating
+    )
+    row.rating, row.comment = body.rating, body.comment
+    session.add(row)
+    session.commit()
+    return {"message_id": message_id, "rating": row.rating, "comment": row.comment}

@@ -1,0 +1,245 @@
+"""OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not).
+
+Model names: the loaded generator's name = plain chat; `rag:<collection name>` = answer from that
+collection (under the caller's ACL) with numbered sources, like /api/ask. Errors use OpenAI's shape
+{"error": {"message", "type", "code"}} (see `openai_error_handler`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import select
+
+from app import answer as ans
+from app import auth
+from app.db import session_scope
+from app.deps import CurrentUser
+from app.engine_service import service
+from app.models import Collection, User
+from app.settings import settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["openai"])
+RAG_PREFIX = "rag:"
+_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+          404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+          503: "server_error"}  # fmt: skip
+
+
+class OpenAIError(HTTPException):
+    """An HTTP error with OpenAI's `type` and `code`."""
+
+    def __init__(self, status_code: int, message: str, code: str | None = None, type_: str | None = None):
+        super().__init__(status_code, message)
+        self.code = code
+        self.type = type_ or _TYPES.get(status_code, "server_error")
+
+
+def error_body(status_code: int, message: str, code: str | None, type_: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_ or _TYPES.get(status_code, "server_error"), "param": None,
+                      "code": code}}  # fmt: skip
+
+
+def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Used for /v1 paths: HTTPException and validation errors in OpenAI's error shape."""
+    if isinstance(exc, RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:])
+        body = error_body(400, f"Invalid request: {where}: {first.get('msg', 'invalid')}", "invalid_request")
+        return JSONResponse(body, 400)
+    assert isinstance(exc, HTTPException), f"{exc=}"
+    code = getattr(exc, "code", None) or {401: "invalid_api_key", 403: "forbidden", 404: "not_found"}.get(
+        exc.status_code
+    )
+    body = error_body(exc.status_code, str(exc.detail), code, getattr(exc, "type", None))
+    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+
+
+class ChatMessage(BaseModel):
+    """A message; content may be a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """The fields of OpenAI's chat completion request this server honours; others are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    n: int = Field(default=1, ge=1, le=1)
+    stream_options: dict[str, Any] | None = None
+
+
+def _readable_collections(user: User) -> list[Collection]:
+    with session_scope() as s:
+        ids = auth.readable_collection_ids(s, user)
+        return list(s.exec(select(Collection).where(Collection.id.in_(ids)).order_by(Collection.id)).all())
+
+
+@router.get("/models")
+async def list_models(user: CurrentUser) -> dict:
+    """The generator (when loaded) and one `rag:<collection>` model per readable collection."""
+    created = int(time.time())
+    data = []
+    if service.loaded:
+        data.append({"id": service.name, "object": "model", "created": created, "owned_by": "autoglm"})
+    for c in await run_in_threadpool(_readable_collections, user):
+        data.append({"id": RAG_PREFIX + c.name, "object": "model", "created": int(c.created_at.timestamp()),
+                     "owned_by": "autoglm"})  # fmt: skip
+    return {"object": "list", "data": data}
+
+
+def _no_model(name: str) -> OpenAIError:
+    return OpenAIError(
+        404, f"The model `{name}` does not exist or you do not have access to it.", "model_not_found"
+    )
+
+
+async def _pieces(
+    body: ChatRequest, user: User
+) -> tuple[AsyncIterator[str | ans.Result], list[ans.Source] | None]:
+    """Text deltas then an ans.Result, for a rag: model or plain chat; raises OpenAIError for bad requests."""
+    msgs = [{"role": m.role, "content": m.text()} for m in body.messages]
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if body.model.startswith(RAG_PREFIX):
+        name = body.model[len(RAG_PREFIX) :]
+        cols = [c for c in await run_in_threadpool(_readable_collections, user) if c.name == name]
+        if not cols:
+            raise _no_model(body.model)  # absent and forbidden look the same
+        if msgs[-1]["role"] != "user" or not msgs[-1]["content"].strip():
+            raise OpenAIError(400, "The last message must be a non-empty user message.", "invalid_request")
+        question = msgs[-1]["content"]
+        history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
+        got = await ans.retrieve(ans.standalone_query(question, history), [cols[0].id])
+        if service.engine is None:
+            return ans.answer(question, history, got.sources), got.sources
+        budget = service.engine.max_model_len - (max_tokens or settings.answer_max_tokens)
+        messages, kept = ans.build_messages(question, history, got.sources, budget)
+        del got.sources[len(kept) :]
+        gen = ans.generate(messages, *_limits(messages, max_tokens, body.temperature), top_p=body.top_p)
+        return _cite(gen, got.sources), got.sources
+    if not service.loaded or body.model != service.name:
+        raise _no_model(body.model)
+    return ans.generate(msgs, *_limits(msgs, max_tokens, body.temperature), top_p=body.top_p), None
+
+
+def _limits(messages, max_tokens: int | None, temperature: float = 0.0) -> tuple[int, float]:
+    try:
+        n = len(service.engine.encode_prompt(messages))
+    except ValueError as e:
+        raise OpenAIError(400, str(e), "invalid_request") from None
+    room = service.engine.max_model_len - n
+    if room < 1 or (max_tokens is not None and max_tokens > room):
+        raise OpenAIError(
+            400,
+            f"This model's maximum context length is {service.engine.max_model_len} tokens; the messages "
+            f"take {n} and {max_tokens or 1} more were requested.",
+            "context_length_exceeded",
+        )
+    return max_tokens or min(settings.answer_max_tokens, room), temperature
+
+
+async def _cite(gen: AsyncIterator[str | ans.Result], sources: list[ans.Source]):
+    async for piece in gen:
+        if isinstance(piece, ans.Result):
+            piece.cited = ans.parse_citations(piece.answer, len(sources))
+            for s in sources:
+                s.cited = s.n in piece.cited
+        yield piece
+
+
+def _usage(r: ans.Result) -> dict[str, Any]:
+    p, c = r.usage["prompt_tokens"], r.usage["completion_tokens"]
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": r.usage["prefix_hit_tokens"]}}  # fmt: skip
+
+
+def _finish(r: ans.Result) -> str:
+    return "length" if r.finish_reason == "length" else "stop"
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatRequest, user: CurrentUser):
+    """Chat completion (JSON or `data:` chunks ending in [DONE])."""
+    from inference import EngineOverloaded
+
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    pieces, sources = await _pieces(body, user)
+    try:
+        first = await anext(pieces)  # errors before the first token become proper HTTP errors
+    except EngineOverloaded as e:
+        raise OpenAIError(503, str(e), "overloaded") from None
+    except ValueError as e:
+        raise OpenAIError(400, str(e), "invalid_request") from None
+    extra = {"sources": [s.model_dump(exclude_none=True) for s in sources]} if sources is not None else {}
+    if not body.stream:
+        parts: list[str] = []
+        piece = first
+        while not isinstance(piece, ans.Result):
+            parts.append(piece)
+            piece = await anext(pieces)
+        if sources is not None:  # cited flags are final now
+            extra = {"sources": [s.model_dump(exclude_none=True) for s in sources], "cited": piece.cited}
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": piece.answer},
+                         "finish_reason": _finish(piece), "logprobs": None}],
+            "usage": _usage(piece),
+            **extra,
+        }  # fmt: skip
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+    def chunk(delta: dict, finish: str | None = None, **more) -> bytes:
+        obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}  # fmt: skip
+        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+    async def events() -> AsyncIterator[bytes]:
+        yield chunk({"role": "assistant", "content": ""}, **extra)
+        piece = first
+        try:
+            while True:
+                if isinstance(piece, ans.Result):
+                    more = {"cited": piece.cited} if sources is not None else {}
+                    yield chunk({}, _finish(piece), **more)
+                    if include_usage:
+                        obj = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                               "model": body.model, "choices": [], "usage": _usage(piece)}  # fmt: skip
+                        yield f"data: {json.dumps(obj)}\n\n".encode()
+                    break
+                if piece:
+                    yield chunk({"content": piece})
+                piece = await anext(pieces)
+        except Exception as e:
+            log.exception("chat completion stream failed")
+            yield f"data: {json.dumps(error_body(500, f'generation failed: {e}', 'internal_error'))}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,130 @@
+"""Browser sign-in: argon2id passwords, server-side sessions with CSRF tokens, a failed-login limiter.
+
+The cookie `autoglm_session` carries 256 random bits; the table keeps only their sha256, so a copy of
+the database cannot be replayed as cookies. `autoglm_csrf` is readable by scripts (double submit): a
+cookie-authenticated request that changes state must echo it in `X-CSRF-Token`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session, delete, select
+
+from app.auth import hash_key
+from app.models import User, WebSession
+from app.settings import settings
+
+SESSION_COOKIE = "autoglm_session"
+CSRF_COOKIE = "autoglm_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_hasher = PasswordHasher()  # argon2id with the library's current defaults (RFC 9106 low-memory profile)
+# Verified against when the user does not exist, so a wrong name costs as much time as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise ValueError("password must be at least 8 characters")
+    return _hasher.hash(password)
+
+
+def set_password(user: User, password: str) -> None:
+    """The caller commits."""
+    user.password_hash = hash_password(password)
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    """The user if name and password match, else None (constant work either way)."""
+    user = session.exec(select(User).where(User.name == name)).first()
+    stored = user.password_hash if user is not None and user.password_hash else None
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if stored is None:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = _hasher.hash(password)
+        session.add(user)
+        session.commit()
+    return user
+
+
+def create_session(session: Session, user: User) -> tuple[str, str, datetime]:
+    """(cookie token, csrf token, expiry); commits."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_hours)
+    session.add(WebSession(id=hash_key(token), user_id=user.id, csrf_token=csrf, expires_at=expires))
+    session.commit()
+    return token, csrf, expires
+
+
+def lookup_session(session: Session, token: str) -> tuple[WebSession | None, bool]:
+    """(row, expired). An expired row is deleted; (None, False) = no such session."""
+    row = session.get(WebSession, hash_key(token))
+    if row is None:
+        return None, False
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)  # SQLite
+    if expires <= datetime.now(UTC):
+        session.delete(row)
+        session.commit()
+        return None, True
+    return row, False
+
+
+def end_session(session: Session, token: str) -> None:
+    session.exec(delete(WebSession).where(WebSession.id == hash_key(token)))
+    session.commit()
+
+
+def csrf_ok(expected: str, sent: str | None) -> bool:
+    return bool(sent) and secrets.compare_digest(expected.encode(), sent.encode())
+
+
+class LoginLimiter:
+    """Failed sign-ins per key (user name, client address) in a sliding window; in-process memory.
+
+    NOTE: per API replica; behind N replicas an attacker gets N times the budget, which argon2's cost
+    per guess still keeps small.
+    """
+
+    def __init__(self) -> None:
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
+        while q and q[0] <= now - settings.login_window_s:
+            q.popleft()
+        return q
+
+    def retry_after(self, *keys: str) -> int:
+        """Seconds until another attempt is allowed; 0 = allowed now."""
+        now = time.monotonic()
+        with self._lock:
+            waits = [
+                int(q[0] + settings.login_window_s - now) + 1
+                for k in keys
+                if len(q := self._recent(k, now)) >= settings.login_max_failures
+            ]
+        return max(waits, default=0)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for k in keys:
+                self._recent(k, now).append(now)
+
+    def succeeded(self, name_key: str) -> None:
+        with self._lock:
+            self._fails.pop(name_key, None)
+
+
+login_limiter = LoginLimiter()
