@@ -6,11 +6,9 @@ Used by /api/ask and by /v1/chat/completions with `rag:<collection>` models. Kno
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -78,54 +76,19 @@ class Result:
 
 # --- retrieval -----------------------------------------------------------------------------------
 async def retrieve(query: str, collection_ids: list[int], k: int | None = None) -> Retrieved:
-    """Top passages of the given (already ACL-checked) collections within the retrieval deadline."""
+    """Top passages of the given (already ACL-checked) collections: hybrid search within the deadline."""
+    from app.retrieve import hybrid_hits
+
     k = k or settings.ask_top_k
     if not collection_ids:
         return Retrieved([], retrieval_ms={s: 0.0 for s in (*STAGES, "total")})
-    deadline_s = settings.retrieval_deadline_ms / 1000
-    t0 = time.perf_counter()
-    try:
-        from retrieval.hybrid import hybrid_search  # noqa: F401  (lands with the hybrid retrieval work)
-    except ImportError:
-        hybrid_search = None
-    if hybrid_search is not None:
-        return await _retrieve_hybrid(query, collection_ids, k, deadline_s)
-    # Dense-only fallback: the whole search is one stage, abandoned at the deadline.
-    task = asyncio.create_task(asyncio.to_thread(_dense_search, query, collection_ids, k))
-    done, _ = await asyncio.wait({task}, timeout=deadline_s)
-    total_ms = (time.perf_counter() - t0) * 1000
-    if not done:
-        task.add_done_callback(lambda t: t.exception())  # finishes in its thread; result dropped
-        metrics.RETRIEVAL_TIMEOUTS.labels("dense").inc()
-        ms = {"embed": 0.0, "dense": total_ms, "bm25": 0.0, "rerank": 0.0, "total": total_ms}
-        return Retrieved([], degraded=True, timed_out=["dense"], retrieval_ms=ms)
-    hits, embed_ms, dense_ms = task.result()
-    ms = {"embed": embed_ms, "dense": dense_ms, "bm25": 0.0, "rerank": 0.0, "total": total_ms}
-    _observe(ms)
-    return Retrieved(number_sources(hits), retrieval_ms=ms)
-
-
-def _dense_search(query: str, collection_ids: list[int], k: int):
-    from app.db import session_scope
-    from app.search import search
-
-    t0 = time.perf_counter()
-    with session_scope() as s:
-        hits = search(s, query, collection_ids, k)
-    took = (time.perf_counter() - t0) * 1000
-    return hits, 0.0, took
-
-
-async def _retrieve_hybrid(query: str, collection_ids: list[int], k: int, deadline_s: float) -> Retrieved:
-    from retrieval.hybrid import hybrid_search
-
-    res = await hybrid_search(query, collection_ids, k=k, deadline_s=deadline_s)
+    hits, res = await hybrid_hits(query, collection_ids, k)
     ms = {s: float(res.timings_ms.get(s, 0.0)) for s in (*STAGES, "total")}
     for stage in res.timed_out:
         metrics.RETRIEVAL_TIMEOUTS.labels(stage).inc()
     _observe(ms)
     return Retrieved(
-        number_sources(res.hits), degraded=bool(res.degraded), timed_out=list(res.timed_out), retrieval_ms=ms
+        number_sources(hits), degraded=bool(res.degraded), timed_out=list(res.timed_out), retrieval_ms=ms
     )
 
 

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     ask_top_k: int = 8
     # Whole-retrieval deadline per request; a stage that overruns is abandoned (degraded answer).
     retrieval_deadline_ms: int = 300
+    # Cross-encoder re-ranker directory (sentence-transformers); empty = no re-ranking.
+    reranker_model: str = ""
     session_ttl_hours: float = 12.0
     # Failed sign-ins per user name (and per client address) within the window before 429.
     login_max_failures: int = 5

@@ -1,0 +1,108 @@
+"""The database side of hybrid retrieval for answers: manifests in, chunk rows out.
+
+retrieval.hybrid never reads the database; this module gives it the collections' manifests, the query
+embedder and chunk texts (for BM25 sidecars and the re-ranker), then turns its chunk ids into
+app.search.SearchHit rows of ready documents only. All blocking work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from sqlmodel import select
+
+from app.db import session_scope
+from app.models import Chunk, DocStatus, Document
+from app.search import SearchHit, _embedder
+from app.settings import settings
+
+DEFAULT_DEADLINE_MS = 300.0  # the stage budgets of retrieval.hybrid.Budget() are sized for this
+
+
+def budget():
+    """The configured deadline, with retrieval.hybrid's per-stage budgets scaled in proportion."""
+    from retrieval.hybrid import Budget
+
+    base, f = Budget(), settings.retrieval_deadline_ms / DEFAULT_DEADLINE_MS
+    return Budget(
+        deadline_ms=float(settings.retrieval_deadline_ms),
+        embed_ms=base.embed_ms * f,
+        dense_ms=base.dense_ms * f,
+        bm25_ms=base.bm25_ms * f,
+        rerank_ms=base.rerank_ms * f,
+    )
+
+
+def _texts_for_ids(ids: Sequence[int]) -> list[str]:
+    with session_scope() as s:
+        rows = dict(s.exec(select(Chunk.id, Chunk.text).where(Chunk.id.in_(list(ids)))).all())
+    return [rows.get(i, "") for i in ids]
+
+
+def _sources(collection_ids: list[int]):
+    from ingest.pipeline import collection_dir, load_manifest
+    from retrieval.hybrid import Source
+
+    with session_scope() as s:
+        return [Source(collection_dir(cid), load_manifest(s, cid)) for cid in collection_ids]
+
+
+def _rows(ranked: list[tuple[int, float]], collection_ids: list[int]) -> list[SearchHit]:
+    scores = dict(ranked)
+    with session_scope() as s:
+        rows = s.exec(
+            select(Chunk, Document)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(
+                Chunk.id.in_(list(scores)),
+                Document.status == DocStatus.ready,
+                Document.collection_id.in_(collection_ids),
+            )
+        ).all()
+    hits = [
+        SearchHit(
+            chunk_id=c.id,
+            score=scores[c.id],
+            document_id=d.id,
+            collection_id=d.collection_id,
+            document_title=d.title or d.filename,
+            filename=d.filename,
+            page=c.page,
+            heading_path=list(c.heading_path or []),
+            char_start=c.char_start,
+            char_end=c.char_end,
+            text=c.text,
+        )
+        for c, d in rows
+    ]
+    order = {cid: i for i, (cid, _) in enumerate(ranked)}
+    return sorted(hits, key=lambda h: order[h.chunk_id])
+
+
+async def hybrid_hits(query: str, collection_ids: list[int], k: int):
+    """(hits of ready documents in rank order, retrieval.hybrid.HybridResult)."""
+    from retrieval.hybrid import hybrid_search
+    from retrieval.rerank import get_reranker
+
+    embedder = await asyncio.to_thread(_embedder)
+    reranker = await asyncio.to_thread(get_reranker, settings.reranker_model or None)
+    for attempt in range(2):
+        sources = await asyncio.to_thread(_sources, collection_ids)
+        try:
+            res = await hybrid_search(
+                query,
+                sources,
+                embed_query=embedder.embed_query,
+                texts_for_ids=_texts_for_ids,
+                k=2 * k,  # over-fetch: rows of documents being deleted or replaced are dropped
+                budget=budget(),
+                reranker=reranker,
+            )
+            break
+        except FileNotFoundError:
+            # Compaction removed a segment between our manifest read and the load: read the new one.
+            if attempt:
+                raise
+    hits = await asyncio.to_thread(_rows, [(h.chunk_id, h.score) for h in res.hits], collection_ids)
+    return hits[:k], res

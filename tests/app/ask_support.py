@@ -1,0 +1,129 @@
+"""Shared setup of the ask, OpenAI and sign-in tests: collections with ingested documents, SSE parsing,
+a tiny random GLM-4 checkpoint, and a uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.models import Role
+from ingest.pipeline import process_document
+from tests.app.support import apply_env, base_env, make_user
+
+GUIDE = b"""# Vacation policy
+
+Employees receive twenty-eight days of paid leave per year. Requests go through the HR portal.
+
+## Carry-over
+
+Unused leave of up to five days carries over into the next calendar year.
+"""
+SECRET = b"""# Merger plans
+
+Project Falcon: the board approved the acquisition of Northwind for ninety million euros.
+"""
+
+
+def ask_env(monkeypatch, tmp_path: Path, **extra: str) -> None:
+    """A fresh data dir and database; retrieval deadline generous enough for a busy 2-core CI box."""
+    values = base_env(tmp_path)
+    values.update({"AUTOGLM_RETRIEVAL_DEADLINE_MS": "60000", "AUTOGLM_MODEL_PATH": "", **extra})
+    apply_env(monkeypatch, values)
+
+
+@dataclass
+class World:
+    """admin and member headers; collection `handbook` readable by the member's group, `board` not."""
+
+    admin: dict[str, str]
+    member: dict[str, str]
+    handbook: int
+    board: int
+    group: int
+
+
+def build_world(client) -> World:
+    admin = make_user(Role.admin)
+    r = client.post("/api/groups", json={"name": "staff"}, headers=admin)
+    assert r.status_code == 201, r.text
+    group = r.json()["id"]
+    member = make_user(Role.member, group_ids=[group])
+    ids = {}
+    for name, groups, filename, data in (
+        ("handbook", [group], "vacation.md", GUIDE),
+        ("board", [], "merger.md", SECRET),
+    ):
+        r = client.post("/api/collections", json={"name": name, "group_ids": groups}, headers=admin)
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        r = client.post(
+            f"/api/collections/{cid}/documents", files=[("files", (filename, data))], headers=admin
+        )
+        assert r.status_code == 202, r.text
+        for d in r.json()["documents"]:
+            assert process_document(d["id"]) == "ready"
+        ids[name] = cid
+    return World(admin, member, ids["handbook"], ids["board"], group)
+
+
+def parse_sse(body: str) -> list[tuple[str, dict]]:
+    """[(event, data)] of a text/event-stream body."""
+    events = []
+    for block in body.split("\n\n"):
+        if not block.strip():
+            continue
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+@pytest.fixture(scope="session")
+def glm_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random GLM-4 (GlmForCausalLM) checkpoint with a small trained tokenizer."""
+    from tests.inference.conftest import build_checkpoint, build_tokenizer
+
+    root = tmp_path_factory.mktemp("glm")
+    tok = root / "tok"
+    tok.mkdir()
+    build_tokenizer(tok)
+    build_checkpoint(root / "tiny-glm", "glm", tok)
+    return root / "tiny-glm"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """The app under uvicorn in a thread (real sockets, real lifespan); stop() shuts it down."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from app.main import create_app
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            assert self.thread.is_alive(), "uvicorn exited during start-up"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)

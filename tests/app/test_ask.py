@@ -1,0 +1,135 @@
+"""POST /api/ask without a model (extractive answers), SSE events, conversations, feedback, source
+preview, and the ACL on all of them (a member never sees a forbidden collection's titles or counts)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.answer import NO_GENERATOR
+from app.settings import settings
+from tests.app.ask_support import ask_env, build_world, parse_sse
+from tests.app.support import restore_settings
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    ask_env(monkeypatch, tmp_path)
+    from app.main import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+    monkeypatch.undo()
+    restore_settings()
+
+
+def test_extractive_answer_cites_and_highlights(client):
+    w = build_world(client)
+    r = client.post(
+        "/api/ask", json={"question": "How many days of paid leave do employees get?"}, headers=w.member
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["extractive"] is True and body["generator"] is None
+    assert body["answer"].startswith(NO_GENERATOR)
+    assert "Employees receive twenty-eight days of paid leave per year. [1]" in body["answer"]
+    assert body["degraded"] is False and body["timed_out"] == []
+    # Only the member's collection: the board document never appears.
+    assert {s["title"] for s in body["sources"]} == {"Vacation policy"}
+    assert "Falcon" not in r.text and "Merger" not in r.text
+    first = body["sources"][0]
+    assert first["n"] == 1 and first["cited"] is True and 1 in body["cited"]
+    (a, b), *_ = first["highlight"]
+    assert first["text"][a:b] == "Employees receive twenty-eight days of paid leave per year."
+    assert set(body["timings"]["retrieval_ms"]) == {"embed", "dense", "bm25", "rerank", "total"}
+    assert body["timings"]["retrieval_ms"]["total"] > 0
+    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "prefix_hit_tokens": 0}
+
+    # Forbidden and absent collections get the same answer.
+    for cid in (w.board, 9999):
+        r = client.post("/api/ask", json={"question": "merger", "collection_ids": [cid]}, headers=w.member)
+        assert (r.status_code, r.json()) == (404, {"detail": "Collection not found"})
+    # The admin reads both.
+    r = client.post("/api/ask", json={"question": "Which acquisition did the board approve?"}, headers=w.admin)
+    assert "Northwind" in r.json()["answer"]
+
+
+def test_stream_events_conversation_and_feedback(client):
+    w = build_world(client)
+    r = client.post(
+        "/api/ask", json={"question": "How many unused days carry over?", "stream": True}, headers=w.member
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(r.text)
+    names = [e for e, _ in events]
+    assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"token"}
+    sources, done = events[0][1], events[-1][1]
+    streamed = "".join(d["text"] for e, d in events if e == "token")
+    assert "Unused leave of up to five days carries over into the next calendar year." in streamed
+    assert "answer" not in done and "sources" not in done
+    assert done["conversation_id"] == sources["conversation_id"]
+    assert done["message_id"] == sources["message_id"] and done["extractive"] is True
+    conv, msg = sources["conversation_id"], sources["message_id"]
+
+    # A follow-up in the same conversation; the history lists it once, newest first.
+    r = client.post("/api/ask", json={"question": "And how many days per year?", "conversation_id": conv},
+                    headers=w.member)  # fmt: skip
+    assert r.json()["conversation_id"] == conv
+    assert "twenty-eight days" in r.json()["answer"]
+    listed = client.get("/api/conversations", headers=w.member).json()
+    assert [c["id"] for c in listed] == [conv] and listed[0]["title"] == "How many unused days carry over?"
+    full = client.get(f"/api/conversations/{conv}", headers=w.member).json()
+    assert [m["role"] for m in full["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert full["messages"][1]["content"] == streamed and full["messages"][1]["sources"][0]["cited"] is True
+
+    # Feedback: stored, replaced, shown; other users cannot see or rate the conversation.
+    for rating in ("down", "up"):
+        r = client.post(f"/api/messages/{msg}/feedback", json={"rating": rating, "comment": "clear"},
+                        headers=w.member)  # fmt: skip
+        assert r.status_code == 200, r.text
+    full = client.get(f"/api/conversations/{conv}", headers=w.member).json()
+    assert full["messages"][1]["feedback"] == {"rating": "up", "comment": "clear"}
+    assert (
+        client.post(f"/api/messages/{msg}/feedback", json={"rating": "meh"}, headers=w.member).status_code
+        == 422
+    )
+    r = client.post(f"/api/messages/{msg}/feedback", json={"rating": "up"}, headers=w.admin)
+    assert (r.status_code, r.json()) == (404, {"detail": "Message not found"})
+    r = client.get(f"/api/conversations/{conv}", headers=w.admin)
+    assert (r.status_code, r.json()) == (404, {"detail": "Conversation not found"})
+    r = client.post(
+        "/api/ask", json={"question": "x", "conversation_id": conv, "stream": True}, headers=w.admin
+    )
+    assert (r.status_code, r.json()) == (404, {"detail": "Conversation not found"})
+    assert client.get("/api/conversations", headers=w.admin).json() == []
+
+
+def test_preview_window_and_acl(client):
+    w = build_world(client)
+    hits = client.post("/api/search", json={"query": "leave", "k": 20}, headers=w.admin).json()["hits"]
+    own = next(h for h in hits if h["collection_id"] == w.handbook)
+    other = next(h for h in hits if h["collection_id"] == w.board)
+    r = client.get(f"/api/chunks/{own['chunk_id']}/preview", headers=w.member)
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["text"][p["highlight_start"] : p["highlight_end"]] == own["text"]
+    assert p["title"] == "Vacation policy" and p["document_id"] == own["document_id"]
+    for chunk_id in (other["chunk_id"], 10**6):
+        r = client.get(f"/api/chunks/{chunk_id}/preview", headers=w.member)
+        assert (r.status_code, r.json()) == (404, {"detail": "Chunk not found"})
+    assert client.get(f"/api/chunks/{other['chunk_id']}/preview", headers=w.admin).status_code == 200
+
+
+def test_retrieval_deadline_degrades(client, monkeypatch):
+    w = build_world(client)
+    monkeypatch.setattr(settings, "retrieval_deadline_ms", 1)
+    r = client.post("/api/ask", json={"question": "paid leave days"}, headers=w.member)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degraded"] is True and body["timed_out"], body
+    assert set(body["timed_out"]) <= {"embed", "dense", "bm25", "rerank"}
+    metrics = client.get("/metrics").text
+    assert 'autoglm_retrieval_timeouts_total{stage="' in metrics
+    assert (
+        'autoglm_http_request_duration_seconds_count{method="POST",route="/api/ask",status="200"}' in metrics
+    )
