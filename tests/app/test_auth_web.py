@@ -1,0 +1,123 @@
+"""Browser sign-in: argon2 hashes, cookies, CSRF, expiry, logout, rate limit, pages, key management."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from app.db import session_scope
+from app.models import Role, User, WebSession
+from app.sessions import login_limiter
+from tests.app.ask_support import ask_env
+from tests.app.support import make_user, restore_settings
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    ask_env(monkeypatch, tmp_path)
+    from app.main import create_app
+
+    login_limiter._fails.clear()
+    with TestClient(create_app()) as c:
+        yield c
+    login_limiter._fails.clear()
+    monkeypatch.undo()
+    restore_settings()
+
+
+def _signed_in(client, name="ada", role="member") -> dict:
+    admin = make_user(Role.admin)
+    r = client.post("/api/users", json={"name": name, "password": PASSWORD, "role": role}, headers=admin)
+    assert r.status_code == 201, r.text
+    r = client.post("/api/auth/login", json={"username": name, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_login_sets_cookies_and_csrf_guards_state_changes(client):
+    body = _signed_in(client)
+    assert body["user"]["name"] == "ada" and body["user"]["role"] == "member"
+    with session_scope() as s:
+        assert s.exec(select(User).where(User.name == "ada")).one().password_hash.startswith("$argon2id$")
+    cookies = client.cookies
+    assert cookies["autoglm_csrf"] == body["csrf_token"]
+    set_cookie = ",".join(v for k, v in client.post(
+        "/api/auth/login", json={"username": "ada", "password": PASSWORD}).headers.multi_items() if k == "set-cookie")  # fmt: skip
+    assert "autoglm_session=" in set_cookie and "HttpOnly" in set_cookie.split("autoglm_csrf")[0]
+    assert "samesite=lax" in set_cookie.lower() and "Secure" not in set_cookie
+    csrf = client.cookies["autoglm_csrf"]
+
+    me = client.get("/api/me")
+    assert me.status_code == 200 and me.json()["name"] == "ada" and me.json()["groups"] == []
+    # State-changing requests with the cookie need the CSRF header.
+    r = client.post("/api/ask", json={"question": "hello"})
+    assert (r.status_code, r.json()) == (403, {"detail": "CSRF token missing or invalid"})
+    r = client.post("/api/ask", json={"question": "hello"}, headers={"X-CSRF-Token": "forged"})
+    assert (r.status_code, r.json()) == (403, {"detail": "CSRF token missing or invalid"})
+    r = client.post("/api/ask", json={"question": "hello"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["sources"] == [] and r.json()["extractive"] is True
+    # A member is still a member: admin routes refuse, with nothing about what exists.
+    r = client.post("/api/collections", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 403
+
+    assert client.post("/api/auth/logout").status_code == 204
+    assert "autoglm_session" not in client.cookies
+    assert client.get("/api/me").json() == {"detail": "Not authenticated"}
+
+
+def test_wrong_password_expired_session_and_rate_limit(client):
+    _signed_in(client, "bob")
+    for name, pw in (("bob", "wrong password"), ("nobody", PASSWORD)):
+        r = client.post("/api/auth/login", json={"username": name, "password": pw})
+        assert (r.status_code, r.json()) == (401, {"detail": "Invalid username or password"})
+
+    with session_scope() as s:
+        for row in s.exec(select(WebSession)).all():
+            row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+            s.add(row)
+        s.commit()
+    r = client.get("/api/me")
+    assert (r.status_code, r.json()) == (401, {"detail": "Session expired"})
+    with session_scope() as s:
+        assert s.exec(select(WebSession)).all() == []  # the expired row is gone
+
+    for _ in range(2):  # the 2 failures above + these + the next = 5 from this address: the limit
+        client.post("/api/auth/login", json={"username": "bob", "password": "nope"})
+    r = client.post("/api/auth/login", json={"username": "bob", "password": "nope"})
+    assert r.status_code == 401
+    r = client.post("/api/auth/login", json={"username": "bob", "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert r.json() == {"detail": "Too many failed sign-ins; try again later"}
+
+
+def test_pages_redirect_until_signed_in(client):
+    for path in ("/", "/admin"):
+        r = client.get(path, follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (303, "/login")
+    assert client.get("/login").headers["content-type"].startswith("text/html")
+    _signed_in(client, "eve")
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    assert client.get("/static/api.js").status_code == 200
+
+
+def test_api_keys_are_shown_once_and_revocable(client):
+    admin = make_user(Role.admin)
+    r = client.post("/api/keys", json={"name": "ci"}, headers=admin)
+    assert r.status_code == 201, r.text
+    key = r.json()
+    tool = {"Authorization": f"Bearer {key['key']}"}
+    assert client.get("/api/me", headers=tool).status_code == 200
+    listed = client.get("/api/keys", headers=admin).json()
+    assert [k["name"] for k in listed] == ["", "ci"] and all("key" not in k for k in listed)
+    assert listed[1]["prefix"] == key["key"][:12]
+    assert client.delete(f"/api/keys/{key['id']}", headers=admin).status_code == 204
+    assert client.get("/api/me", headers=tool).json() == {"detail": "Invalid API key"}
+    member = make_user(Role.member)
+    assert client.post("/api/keys", json={"name": "x"}, headers=member).status_code == 403
