@@ -1,0 +1,196 @@
+"""Prompt context: numbered passages packed into a token budget, citations, follow-up rewriting.
+
+Layout (stable, so requests that retrieve overlapping passages share a prompt prefix the engine's radix
+cache can reuse):
+
+    system:  <system prompt>
+
+             Sources:
+             [1] <title> › <heading> › <heading> (p. 3)
+             <passage text>
+
+             [2] ...
+    user:    <question>
+
+Which passages: greedily by retrieval rank while they fit the budget (a passage that does not fit is
+skipped, later smaller ones may still fit). Their order in the prompt, and so their numbers: by
+(document_id, char_start), i.e. document order, never by score. Two requests that pick the same passages
+get byte-identical prompts whatever the score jitter, and passages of one document appear in reading
+order. The system prompt comes first and never changes, so it is always a shared prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from retrieval.lexical import _CJK, tokenize
+
+TokenCounter = Callable[[str], int]
+HEADING_SEP = " › "
+SOURCES_HEADER = "Sources:"
+DEFAULT_SYSTEM_PROMPT = (
+    "You answer questions from the numbered sources below. Use only what they say. After each claim, cite "
+    "the sources it comes from with their numbers in square brackets, e.g. [1] or [2][3]. If the sources do "
+    "not contain the answer, say that you do not know."
+)
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with what the prompt and a citation need."""
+
+    chunk_id: int
+    document_id: int
+    title: str
+    text: str
+    heading_path: list[str] = field(default_factory=list)
+    page: int | None = None
+    char_start: int = 0
+    char_end: int = 0
+
+
+@dataclass
+class Source:
+    """Passage number n in the prompt, and where its text lives (for the API and the UI's highlight)."""
+
+    n: int
+    passage: Passage
+
+
+@dataclass
+class Context:
+    system: str  # system prompt + sources block: the message the engine sees first
+    sources: list[Source]
+    tokens: int  # system + question, by the caller's counter
+    dropped: list[int] = field(default_factory=list)  # chunk ids that did not fit
+
+    def source(self, n: int) -> Source | None:
+        return self.sources[n - 1] if 1 <= n <= len(self.sources) else None
+
+    def messages(self, question: str, history: Sequence[dict] = ()) -> list[dict]:
+        """Chat messages: system (prompt + sources), earlier turns, then the question."""
+        return [{"role": "system", "content": self.system}, *history, {"role": "user", "content": question}]
+
+
+def passage_header(n: int, p: Passage) -> str:
+    head = HEADING_SEP.join([p.title, *[h for h in p.heading_path if h and h != p.title]])
+    return f"[{n}] {head}" + (f" (p. {p.page})" if p.page is not None else "")
+
+
+def _block(n: int, p: Passage) -> str:
+    return f"{passage_header(n, p)}\n{p.text.strip()}"
+
+
+def assemble_context(
+    passages: Sequence[Passage],
+    question: str,
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+) -> Context:
+    """Pack `passages` (best first) into max_tokens (the model's context minus the answer budget)."""
+    fixed = count_tokens(f"{system_prompt}\n\n{SOURCES_HEADER}\n") + count_tokens(question)
+    if fixed > max_tokens:
+        raise ValueError(
+            f"system prompt and question take {fixed} tokens, more than the budget of {max_tokens}"
+        )
+    used, chosen, dropped, seen = fixed, [], [], set()
+    for p in passages:
+        if p.chunk_id in seen:
+            continue
+        seen.add(p.chunk_id)
+        # Numbers have at most a few digits; count the block with a placeholder of the widest one.
+        cost = count_tokens(_block(len(passages), p) + "\n\n")
+        if used + cost <= max_tokens:
+            chosen.append(p)
+            used += cost
+        else:
+            dropped.append(p.chunk_id)
+    chosen.sort(key=lambda p: (p.document_id, p.char_start, p.chunk_id))
+    sources = [Source(i, p) for i, p in enumerate(chosen, start=1)]
+    body = "\n\n".join(_block(s.n, s.passage) for s in sources)
+    system = f"{system_prompt}\n\n{SOURCES_HEADER}\n{body}" if sources else system_prompt
+    return Context(system=system, sources=sources, tokens=used, dropped=dropped)
+
+
+_MARKER = re.compile(r"\[(\d+(?:\s*[-–,]\s*\d+)*)\]")
+
+
+def cited_numbers(text: str) -> list[int]:
+    """Source numbers cited in `text` ([1], [2][3], [1, 4], [2-4]), in order of first appearance."""
+    out: list[int] = []
+    for m in _MARKER.finditer(text):
+        for part in m.group(1).split(","):
+            bounds = [int(b) for b in re.split(r"[-–]", part)]
+            lo, hi = bounds[0], bounds[-1]
+            if hi - lo > 50:  # "[1-1000]" is not a citation
+                continue
+            out += [n for n in range(lo, hi + 1) if n not in out]
+    return out
+
+
+def cited_sources(text: str, context: Context) -> list[Source]:
+    """The sources an answer cites; markers that name no source ([0], [99]) are ignored."""
+    return [s for n in cited_numbers(text) if (s := context.source(n)) is not None]
+
+
+# --- follow-up questions -------------------------------------------------------------------------
+REWRITE_PROMPT = (
+    "Rewrite the last question of this conversation as one standalone question that can be understood "
+    "without the conversation. Keep names and terms exactly. Answer with the question only.\n\n"
+    "{history}\nLast question: {question}\nStandalone question:"
+)
+MAX_CARRIED_TERMS = 8
+
+
+def standalone_query(
+    history: Sequence[dict],
+    question: str,
+    generate: Callable[[str], str] | None = None,
+    turns: int = 2,
+) -> str:
+    """A retrieval query for `question` that stands on its own, given earlier messages {role, content}.
+
+    With `generate`, the model rewrites it (falling back to the rule below on an empty or failed answer).
+    Without: the question plus the salient terms of the last `turns` user messages that it lacks (words
+    that are not stopwords, newest turn first, in their original spelling), so "and how do I delete
+    it?" after "how do I create a virtual environment" retrieves about virtual environments.
+    """
+    users = [m["content"] for m in history if m.get("role") == "user" and m.get("content")][-turns:]
+    if not users:
+        return question
+    if generate is not None:
+        lines = [f"{m['role']}: {m['content']}" for m in history[-2 * turns :] if m.get("content")]
+        try:
+            out = generate(REWRITE_PROMPT.format(history="\n".join(lines), question=question))
+        except Exception:  # a failed rewrite must not fail the question
+            out = ""
+        out = (out or "").strip().splitlines()[0].strip().strip('"“”') if (out or "").strip() else ""
+        if out:
+            return out
+    have = set(tokenize(question))
+    extra: list[str] = []
+    for text in reversed(users):
+        for word in _surface_words(text):
+            terms = tokenize(word)
+            if terms and not set(terms) <= have:
+                have |= set(terms)
+                extra.append(word)
+    return " ".join([question, *extra[:MAX_CARRIED_TERMS]])
+
+
+def _surface_words(text: str) -> list[str]:
+    """Words as written: jieba words inside Chinese runs, alphanumeric runs (with inner . - _) elsewhere."""
+    import jieba
+
+    out, pos = [], 0
+    for m in _CJK.finditer(text):
+        out += _WORDISH.findall(text, pos, m.start())
+        out += [w for w in jieba.lcut(m.group()) if w.strip()]
+        pos = m.end()
+    return out + _WORDISH.findall(text, pos)
+
+
+_WORDISH = re.compile(r"[^\W_](?:[\w.\-]*[^\W_])?")

@@ -1,0 +1,123 @@
+"""Extractive answers (no generator loaded): quote the sentences that best answer the question, cited.
+
+Each sentence of the context's passages is scored
+    score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
+where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
+words for Chinese) that the sentence contains. Without an embedding function, coverage alone decides.
+The best `max_sentences` distinct sentences are quoted, best first, each with its source number and its
+character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
+highlight it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.context import Context, Source
+from retrieval.lexical import tokenize
+
+SEMANTIC_WEIGHT = 0.6
+MAX_EMBEDDED = 64  # sentences embedded per question (the best by coverage); bounds the cost
+MIN_CHARS = 6  # a short Chinese sentence is a few characters
+MAX_CHARS = 600
+# Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks.
+_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|[。！？]+[”’」』）)\]]*|\n")
+
+
+@dataclass
+class Quote:
+    n: int  # source number, as in the answer's [n]
+    chunk_id: int
+    document_id: int
+    text: str
+    start: int  # offsets of text in the chunk's text
+    end: int
+    doc_start: int  # offsets in the document's text
+    doc_end: int
+    score: float
+
+
+@dataclass
+class ExtractiveAnswer:
+    text: str  # quotes with [n] markers, one per line; "" when nothing relevant was found
+    quotes: list[Quote]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence in text, surrounding whitespace trimmed."""
+    spans, pos = [], 0
+    for m in _BOUNDARY.finditer(text):
+        spans.append((pos, m.end()))
+        pos = m.end()
+    spans.append((pos, len(text)))
+    out = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def extractive_answer(
+    question: str,
+    context: Context | Sequence[Source],
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    max_sentences: int = 3,
+) -> ExtractiveAnswer:
+    """Quote the best sentences of the sources; embed(texts) -> (n, dim) L2-normalized, or None."""
+    sources = context.sources if isinstance(context, Context) else list(context)
+    q_terms = set(tokenize(question))
+    cands: list[tuple[Source, int, int, str, float]] = []  # source, start, end, text, coverage
+    seen: set[str] = set()
+    for src in sources:
+        text = src.passage.text
+        for s, e in sentence_spans(text):
+            sent = text[s:e]
+            key = " ".join(sent.split()).lower()
+            if not MIN_CHARS <= len(sent) <= MAX_CHARS:
+                continue
+            if key in seen:  # overlapping chunks repeat sentences: quote one copy
+                continue
+            seen.add(key)
+            terms = set(tokenize(sent))
+            coverage = len(q_terms & terms) / len(q_terms) if q_terms else 0.0
+            cands.append((src, s, e, sent, coverage))
+    if not cands:
+        return ExtractiveAnswer("", [])
+    # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
+    cands.sort(key=lambda c: -c[4])
+    cands = cands[:MAX_EMBEDDED] if embed is not None else cands
+    scores = np.array([c[4] for c in cands], dtype=np.float32)
+    if embed is not None:
+        vecs = embed([question] + [c[3] for c in cands])  # (1 + n, dim)
+        cos = vecs[1:] @ vecs[0]
+        scores = SEMANTIC_WEIGHT * cos + (1 - SEMANTIC_WEIGHT) * scores
+    order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
+    quotes = []
+    for i in order[:max_sentences]:
+        src, s, e, sent, _ = cands[i]
+        if scores[i] <= 0:
+            break
+        p = src.passage
+        quotes.append(
+            Quote(
+                src.n,
+                p.chunk_id,
+                p.document_id,
+                sent,
+                s,
+                e,
+                p.char_start + s,
+                p.char_start + e,
+                float(scores[i]),
+            )
+        )
+    text = "\n".join(f"“{q.text}” [{q.n}]" for q in quotes)
+    return ExtractiveAnswer(text, quotes)

@@ -1,0 +1,122 @@
+"""Context assembly, citations, follow-up rewriting and extractive answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.context import (
+    DEFAULT_SYSTEM_PROMPT,
+    Passage,
+    assemble_context,
+    cited_numbers,
+    cited_sources,
+    standalone_query,
+)
+from retrieval.embeddings import get_embedder
+from retrieval.extractive import extractive_answer
+
+
+def words(s: str) -> int:
+    return len(s.split())
+
+
+P = [
+    Passage(7, 2, "Venv guide", "Create it with python -m venv env.", ["Setup"], 3, 100, 134),
+    Passage(3, 1, "Sorting", "sorted() returns a new list.", ["Basics", "Functions"], None, 40, 68),
+    Passage(9, 1, "Sorting", "list.sort() sorts in place and returns None.", ["Basics"], None, 0, 44),
+    Passage(5, 3, "Huge", "word " * 500, [], None, 0, 2500),
+]
+
+
+def test_passages_packed_by_rank_and_laid_out_in_document_order():
+    ctx = assemble_context(P, "how to sort?", words, max_tokens=200)
+    assert ctx.dropped == [5]  # the 500-word passage does not fit
+    assert [(s.n, s.passage.chunk_id) for s in ctx.sources] == [(1, 9), (2, 3), (3, 7)]
+    assert ctx.system.startswith(DEFAULT_SYSTEM_PROMPT + "\n\nSources:\n[1] Sorting › Basics\n")
+    assert "[2] Sorting › Basics › Functions\nsorted() returns a new list." in ctx.system
+    assert "[3] Venv guide › Setup (p. 3)\nCreate it with python -m venv env." in ctx.system
+    assert ctx.tokens <= 200
+    # Another ranking of the same passages gives the byte-identical prompt (shared prefix).
+    again = assemble_context([P[2], P[0], P[1], P[3]], "how to sort?", words, max_tokens=200)
+    assert again.system == ctx.system
+    msgs = ctx.messages("how to sort?", [{"role": "user", "content": "hi"}])
+    assert [m["role"] for m in msgs] == ["system", "user", "user"] and msgs[-1]["content"] == "how to sort?"
+
+
+def test_budget_too_small_for_the_prompt_is_an_error():
+    with pytest.raises(ValueError, match="more than the budget of 5"):
+        assemble_context(P, "q", words, max_tokens=5)
+
+
+def test_citation_markers_map_to_chunks():
+    ctx = assemble_context(P[:3], "q", words, max_tokens=500)
+    assert cited_numbers("A [2]. B [1][3], C [1, 2] and [2-3]; not [x] or [0-999]") == [2, 1, 3]
+    cited = cited_sources("sorted() makes a copy [2] while sort() does not [1]; see also [7].", ctx)
+    assert [(s.n, s.passage.chunk_id, s.passage.document_id, s.passage.char_start) for s in cited] == [
+        (2, 3, 1, 40),
+        (1, 9, 1, 0),
+    ]
+
+
+def test_follow_up_without_generator_carries_earlier_terms():
+    history = [
+        {"role": "user", "content": "How do I create a virtual environment with venv?"},
+        {"role": "assistant", "content": "Run python -m venv env [1]."},
+    ]
+    q = standalone_query(history, "and how do I delete it?")
+    assert q == "and how do I delete it? create virtual environment venv"
+    assert standalone_query([], "plain question") == "plain question"
+    zh = standalone_query([{"role": "user", "content": "如何创建虚拟环境"}], "怎么删除它")
+    assert zh.startswith("怎么删除它 ") and "虚拟环境" in zh
+
+
+def test_follow_up_with_generator_and_fallback():
+    history = [{"role": "user", "content": "How do I create a virtual environment?"}]
+    prompts = []
+
+    def gen(prompt: str) -> str:
+        prompts.append(prompt)
+        return '"How do I delete a virtual environment?"\nextra'
+
+    assert standalone_query(history, "delete it?", gen) == "How do I delete a virtual environment?"
+    assert "user: How do I create a virtual environment?" in prompts[0]
+    assert prompts[0].rstrip().endswith("Last question: delete it?\nStandalone question:")
+    assert standalone_query(history, "delete it?", lambda p: "  ").startswith("delete it? ")
+
+
+def test_extractive_answer_quotes_best_sentences_with_offsets():
+    passages = [
+        Passage(
+            11,
+            4,
+            "zlib",
+            "The zlib module compresses data. Use zlib.crc32 to compute a CRC-32 checksum of bytes.",
+            [],
+            None,
+            500,
+            586,
+        ),
+        Passage(
+            12, 5, "json", "json.dumps serializes objects. It accepts an indent argument.", [], None, 0, 61
+        ),
+    ]
+    ctx = assemble_context(passages, "q", words, max_tokens=500)
+    emb = get_embedder()
+    ans = extractive_answer("How do I compute a CRC-32 checksum?", ctx, emb.embed, max_sentences=2)
+    best = ans.quotes[0]
+    assert best.text == "Use zlib.crc32 to compute a CRC-32 checksum of bytes."
+    assert (best.n, best.chunk_id, best.document_id) == (1, 11, 4)
+    assert passages[0].text[best.start : best.end] == best.text
+    assert (best.doc_start, best.doc_end) == (500 + best.start, 500 + best.end)
+    assert ans.text.splitlines()[0] == "“Use zlib.crc32 to compute a CRC-32 checksum of bytes.” [1]"
+    # Without embeddings, term coverage alone still finds it.
+    assert extractive_answer("crc-32 checksum", ctx).quotes[0].chunk_id == 11
+
+
+def test_extractive_answer_in_chinese():
+    text = "Python 是一种编程语言。虚拟环境可以用 venv 模块创建。删除虚拟环境只需删除其目录。"
+    ctx = assemble_context([Passage(1, 1, "指南", text, [], None, 10, 10 + len(text))], "q", len, 10_000)
+    ans = extractive_answer("如何删除虚拟环境？", ctx, max_sentences=1)
+    assert ans.quotes[0].text == "删除虚拟环境只需删除其目录。"
+    assert text[ans.quotes[0].start : ans.quotes[0].end] == ans.quotes[0].text
+    assert ans.text == "“删除虚拟环境只需删除其目录。” [1]"
