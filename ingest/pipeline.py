@@ -141,7 +141,9 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
     )
 
     embedder = _embedder()
-    specs = chunk_document(parsed, embedder.tokenizer, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
+    overlap = min(settings.chunk_overlap_tokens, max_tokens - 1)
+    specs = chunk_document(parsed, embedder.tokenizer, max_tokens, overlap)
     if not specs:
         fail_document(document_id, "No text could be extracted from the document.")
         return DocStatus.failed

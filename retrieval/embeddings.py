@@ -111,6 +111,11 @@ class Embedder:
         self.batch_size = batch_size
         self.computed = 0  # texts encoded by the model (not served from the cache)
         self.model_calls = 0  # calls into the model
+        # Longest text the model sees whole, in tokenizer tokens without [CLS]/[SEP]: longer chunks
+        # would be silently truncated when embedded.
+        self.max_tokens: int = int(self.model.max_seq_length) - self.tokenizer.num_special_tokens_to_add(
+            pair=False
+        )
         self._cache = _Cache(Path(cache_path), self.dim) if cache_path is not None else None
 
     def _key(self, text: str) -> bytes:

@@ -129,3 +129,17 @@ def test_parsed_chunked_embedded_indexed_document_answers_a_question(emb, tmp_pa
     assert "25 days of paid leave" in best.text and best.heading_path == ["Leave"]
     best = by_id[cache.search(tmp_path, m, emb.embed_query("trains for business trips"), 3)[0][0]]
     assert best.heading_path == ["Travel"]
+
+
+def test_chunks_of_max_tokens_are_embedded_whole(emb):
+    """A chunk at the embedder's limit, with [CLS]/[SEP] added, still fits the model: nothing is cut off."""
+    from ingest.chunking import chunk_document
+    from ingest.parsers import parse
+
+    words = " ".join(f"word{i % 97} alpha beta gamma." for i in range(400))
+    doc = parse(words.encode(), "long.txt")
+    chunks = chunk_document(doc, emb.tokenizer, max_tokens=emb.max_tokens, overlap_tokens=16)
+    assert len(chunks) > 1
+    longest = max(len(emb.tokenizer(c.text)["input_ids"]) for c in chunks)
+    assert emb.max_tokens < emb.model.max_seq_length
+    assert longest <= emb.model.max_seq_length
