@@ -100,6 +100,11 @@ class RequestContextMiddleware:
                 scope["method"],
                 scope["path"],
                 status_code,
-                extra={"route": template, "status": status_code, "duration_ms": round(took * 1000, 2)},
+                extra={
+                    "request_id": rid,
+                    "route": template,
+                    "status": status_code,
+                    "duration_ms": round(took * 1000, 2),
+                },
             )
             request_id_var.reset(token)
