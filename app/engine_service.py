@@ -39,8 +39,9 @@ class EngineService:
             if device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             try:
+                kv = settings.kv_cache_memory_mb * 2**20 or None
                 self.engine = Engine.from_pretrained(
-                    path, device=device, quantization=settings.model_quantization or None
+                    path, device=device, quantization=settings.model_quantization or None, kv_cache_memory=kv
                 )
             except Exception as e:
                 # NOTE: the API still serves (extractively); /readyz reports the engine as failed.

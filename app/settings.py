@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     model_quantization: str = ""
     # Name the generator is reported under (/v1/models, "generator"); empty = the model directory's name.
     model_name: str = ""
+    # KV cache pool in MiB; 0 = the engine's default (most of the free GPU memory, 1 GiB on the CPU).
+    kv_cache_memory_mb: int = 0
     answer_max_tokens: int = 512
     ask_top_k: int = 8
     # Whole-retrieval deadline per request; a stage that overruns is abandoned (degraded answer).
