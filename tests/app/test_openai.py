@@ -1,0 +1,100 @@
+"""The OpenAI-compatible API driven by the official `openai` client against uvicorn on loopback, with a
+tiny random GLM-4 checkpoint loaded in the server: models, chat (stream and not), rag:<collection>,
+usage counts, and errors in OpenAI's shape (ACL included: a forbidden collection is an unknown model)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.app.ask_support import LiveServer, ask_env, build_world, glm_checkpoint  # noqa: F401
+from tests.app.support import restore_settings
+
+openai = pytest.importorskip("openai")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, glm_checkpoint):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("openai")
+    with pytest.MonkeyPatch.context() as mp:
+        ask_env(mp, tmp, AUTOGLM_MODEL_PATH=str(glm_checkpoint), AUTOGLM_ANSWER_MAX_TOKENS="16",
+                AUTOGLM_KV_CACHE_MEMORY_MB="32")  # fmt: skip
+        server = LiveServer()
+        try:
+            with httpx.Client(base_url=server.base, timeout=120) as http:
+                world = build_world(http)
+            yield server, world
+        finally:
+            server.stop()
+    restore_settings()
+
+
+def _client(live, headers) -> openai.OpenAI:
+    server, _ = live
+    return openai.OpenAI(
+        base_url=f"{server.base}/v1", api_key=headers["Authorization"].split()[1], max_retries=0
+    )
+
+
+def test_models_follow_the_acl(live):
+    _, w = live
+    assert [m.id for m in _client(live, w.admin).models.list()] == ["tiny-glm", "rag:handbook", "rag:board"]
+    assert [m.id for m in _client(live, w.member).models.list()] == ["tiny-glm", "rag:handbook"]
+
+
+def test_chat_stream_and_not_agree(live):
+    _, w = live
+    c = _client(live, w.member)
+    ask = {"model": "tiny-glm", "messages": [{"role": "user", "content": "Hello, what is the travel policy?"}],
+           "temperature": 0, "max_tokens": 10}  # fmt: skip
+    full = c.chat.completions.create(**ask)
+    text = full.choices[0].message.content
+    assert full.object == "chat.completion" and full.model == "tiny-glm" and text
+    u = full.usage
+    assert 1 <= u.completion_tokens <= 10 and u.prompt_tokens > 5
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+    assert full.choices[0].finish_reason == ("length" if u.completion_tokens == 10 else "stop")
+
+    chunks = list(c.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert streamed == text  # greedy: the same tokens either way
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == u.completion_tokens
+    assert chunks[-2].choices[0].finish_reason == full.choices[0].finish_reason
+
+
+def test_rag_model_answers_from_its_collection(live):
+    _, w = live
+    c = _client(live, w.member)
+    msgs = [{"role": "user", "content": "How many days of paid leave do employees get?"}]
+    r = c.chat.completions.create(model="rag:handbook", messages=msgs, temperature=0, max_tokens=8)
+    extra = r.model_extra
+    assert {s["title"] for s in extra["sources"]} == {"Vacation policy"}
+    assert "twenty-eight days" in extra["sources"][0]["text"]
+    assert r.usage.prompt_tokens > 100  # the sources are in the prompt
+    chunks = list(c.chat.completions.create(model="rag:handbook", messages=msgs, temperature=0, max_tokens=8,
+                                            stream=True))  # fmt: skip
+    assert chunks[0].model_extra["sources"] == extra["sources"]
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == r.choices[0].message.content
+
+
+def test_errors_in_openai_shape(live):
+    server, w = live
+    member = _client(live, w.member)
+    msgs = [{"role": "user", "content": "merger"}]
+    for model in ("rag:board", "rag:nope", "gpt-4o"):  # forbidden looks exactly like absent
+        with pytest.raises(openai.NotFoundError) as e:
+            member.chat.completions.create(model=model, messages=msgs)
+        assert e.value.code == "model_not_found"
+        assert (
+            e.value.body["message"] == f"The model `{model}` does not exist or you do not have access to it."
+        )
+    with pytest.raises(openai.AuthenticationError) as e:
+        openai.OpenAI(base_url=f"{server.base}/v1", api_key="agk_wrong", max_retries=0).models.list()
+    assert e.value.code == "invalid_api_key"
+    with pytest.raises(openai.BadRequestError) as e:
+        member.chat.completions.create(model="tiny-glm", messages=msgs, max_tokens=10**7)
+    assert e.value.code == "context_length_exceeded"
+    r = httpx.post(f"{server.base}/v1/chat/completions", json={"model": "tiny-glm"}, headers=w.member)
+    assert r.status_code == 400 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert r.json()["error"]["type"] == "invalid_request_error"
