@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pydantic import BaseModel
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from app.models import Chunk, DocStatus, Document
 from app.settings import settings
-from ingest.pipeline import collection_dir, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -36,57 +35,17 @@ def _embedder():
     return get_embedder(settings.embedding_model or None, cache_path=settings.embed_cache_path)
 
 
+def search_with_meta(query: str, collection_ids: list[int], k: int):
+    """(hits, retrieval.hybrid.HybridResult): hybrid search (dense + BM25, RRF, rerank when configured)
+    under the configured deadline; `degraded`, `timed_out` and `timings_ms` say how it went."""
+    from app.retrieve import hybrid_hits
+
+    if not collection_ids:
+        return [], None
+    # NOTE: routes calling this are sync (FastAPI runs them in a worker thread), so no loop runs here.
+    return asyncio.run(hybrid_hits(query, collection_ids, k))
+
+
 def search(session: Session, query: str, collection_ids: list[int], k: int) -> list[SearchHit]:
     """Top-k passages of ready documents in the given collections (the caller checked the user may read them)."""
-    if not collection_ids:
-        return []
-    q = _embedder().embed_query(query)  # (dim,)
-    from retrieval.index import get_index_cache
-
-    cache = get_index_cache()
-    scored: list[tuple[int, float]] = []
-    for cid in collection_ids:
-        for attempt in range(2):
-            manifest = load_manifest(session, cid)
-            if not manifest.segments:
-                break
-            try:
-                # Over-fetch: rows of documents being deleted or replaced are dropped below.
-                scored += cache.search(collection_dir(cid), manifest, q, 2 * k)
-                break
-            except FileNotFoundError:
-                # Compaction removed a segment between our manifest read and the load: read the new one.
-                session.expire_all()
-                if attempt:
-                    raise
-    scored.sort(key=lambda t: -t[1])
-    scores = dict(scored)
-    if not scores:
-        return []
-    rows = session.exec(
-        select(Chunk, Document)
-        .join(Document, Chunk.document_id == Document.id)
-        .where(
-            Chunk.id.in_(list(scores)),
-            Document.status == DocStatus.ready,
-            Document.collection_id.in_(collection_ids),
-        )
-    ).all()
-    hits = [
-        SearchHit(
-            chunk_id=c.id,
-            score=scores[c.id],
-            document_id=d.id,
-            collection_id=d.collection_id,
-            document_title=d.title or d.filename,
-            filename=d.filename,
-            page=c.page,
-            heading_path=list(c.heading_path or []),
-            char_start=c.char_start,
-            char_end=c.char_end,
-            text=c.text,
-        )
-        for c, d in rows
-    ]
-    hits.sort(key=lambda h: (-h.score, h.chunk_id))
-    return hits[:k]
+    return search_with_meta(query, collection_ids, k)[0]

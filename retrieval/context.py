@@ -194,3 +194,10 @@ def _surface_words(text: str) -> list[str]:
 
 
 _WORDISH = re.compile(r"[^\W_](?:[\w.\-]*[^\W_])?")
+
+
+def rewrite_followup(
+    question: str, previous: Sequence[str], generate: Callable[[str], str] | None = None
+) -> str:
+    """standalone_query for callers that keep only the earlier user questions (oldest first)."""
+    return standalone_query([{"role": "user", "content": p} for p in previous], question, generate)

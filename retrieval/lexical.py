@@ -270,3 +270,13 @@ def get_lexical_cache() -> LexicalCache:
 def warm(collection_dir: Path, manifest: Manifest, texts_for_ids: TextsForIds) -> int:
     """Build the BM25 sidecars of a manifest's segments now (a worker calls it after writing a segment)."""
     return _default_cache.warm(collection_dir, manifest, texts_for_ids)
+
+
+def lexical_text(title: str, heading_path: Sequence[str], text: str) -> str:
+    """What to index for a chunk: its document title and heading path, then its text.
+
+    A chunk's own words rarely repeat the topic its headings name ("Use it like this: ..."); indexing the
+    headings with it is the usual field weighting of titles, here with weight 1 (one extra occurrence).
+    """
+    head = " / ".join(h for h in [title, *heading_path] if h)
+    return f"{head}\n{text}" if head else text
