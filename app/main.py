@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(_: FastAPI):
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_json)
     migrate()  # idempotent: a no-op at head
     await asyncio.to_thread(service.start)  # no-op without AUTOGLM_MODEL_PATH
     try:

@@ -48,19 +48,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON logs on stderr with request ids; only when nothing configured the root logger already."""
+def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
+    """Request ids on every record; JSON lines on the root handlers (adding one on stderr if there is
+    none) unless json_lines is False. Idempotent."""
     root = logging.getLogger()
-    if root.handlers:
-        for h in root.handlers:
-            if not any(isinstance(f, RequestIdFilter) for f in h.filters):
-                h.addFilter(RequestIdFilter())
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
-    root.addHandler(handler)
-    root.setLevel(level)
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+        root.setLevel(level)
+    for h in root.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in h.filters):
+            h.addFilter(RequestIdFilter())
+        if json_lines and not isinstance(h.formatter, JsonFormatter):
+            h.setFormatter(JsonFormatter())
 
 
 class RequestContextMiddleware:

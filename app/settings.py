@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Recorded for the ask endpoint (a later issue wires the engine in).
     model_path: str = ""
     log_level: str = "INFO"
+    # API process logs as JSON lines with request ids (False: the plain format).
+    log_json: bool = True
     # --- ask, engine, sign-in (issue 4) ---
     # "auto" = cuda when available, else cpu.
     model_device: str = "auto"
