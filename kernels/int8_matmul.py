@@ -1,16 +1,15 @@
 """W8A16 matmul (Triton): y = x @ (qweight * scale[:, None]).T + bias, dequantized inside the GEMM.
 
-Weights are int8 per output channel (``Int8Weight``). The kernel converts each int8 weight tile to the
-activation dtype in registers, accumulates in float32 and applies the per-channel scale once per output
-tile, not per K step. One activation row (batch-1 decode) runs a GEMV kernel without tensor-core dots
-(elementwise multiply into a float32 tile, one reduction at the end). The GEMM kernel has two config
-families, both autotuned and keyed on (row bucket, N, K):
-- few rows (decode, M <= 32): memory bound on the weight bytes. The product is computed transposed,
-  ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T``, so that a 16-row dot covers the 1..32 activation rows;
-  narrow N tiles and long K tiles let every multiprocessor stream its own weight rows;
-- many rows (33..DEQUANT_ROWS - 1): compute bound; 64..256 tiles in the usual orientation, grouped program order for
-  L2 reuse. (The transposed orientation with 256x128 tiles gave wrong results under Triton 3.6 on an H200,
-  so the many-rows family does not use it.)
+Weights are int8 per output channel (``Int8Weight``). The kernels convert each int8 weight tile to the
+activation dtype in registers (``int8_to_float``: a byte-permute trick, not the slow ``cvt`` path),
+accumulate in float32 and apply the per-channel scale once per output tile, after the K loop.
+- few rows (decode, M <= 32): bound by the int8 weight stream (half of bf16's bytes). A split-K kernel
+  with grid (N tiles, K splits): one row multiplies elementwise into a float32 tile (no dot), 2..32 rows
+  use a transposed tensor-core dot ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` so that a 16-row dot
+  covers them; split partials (float32) are summed by a small second pass. Autotuned on (rows, N, K).
+- many rows (33..DEQUANT_ROWS - 1): compute bound; 64..256 tiles in the usual orientation, grouped program
+  order for L2 reuse. (The transposed orientation with 256x128 tiles gave wrong results under Triton 3.6 on
+  an H200, so the many-rows family does not use it.)
 From DEQUANT_ROWS rows on, the weight is dequantized to a transient copy and multiplied by cuBLAS.
 """
 
@@ -36,6 +35,89 @@ from .triton_common import (
 FEW_ROWS = 32
 # at or above this many rows: dequantize to a transient copy and use cuBLAS (see int8_linear_triton)
 DEQUANT_ROWS = 256
+# at most this many K splits in the few-rows kernel (bounds the partial-sum buffer and the reduce pass)
+MAX_SPLIT_K = 8
+# NOTE: int8 -> float conversion by ``cvt`` (I2F) runs at 16 results per clock per multiprocessor on Hopper,
+# an eighth of the FMA rate: at ~1.5 conversions per int8 -> bf16 value that caps every int8 kernel here at
+# ~2.8 T values/s, under the 4 T int8 bytes/s that memory delivers. ``int8_to_float`` uses the magic-number
+# trick instead (full-rate byte permutes and one fp32 subtract per value); inline PTX, so GPU only.
+FAST_CVT = not INTERPRET
+
+
+@triton.jit
+def int8_to_float(w, dtype: tl.constexpr, FAST: tl.constexpr):
+    """int8 tensor -> ``dtype``, exactly (every int8 value is representable in bf16/fp16/fp32).
+
+    FAST (bfloat16/float32 targets): per 4 packed bytes, ``u = w ^ 0x80`` (= w + 128 as unsigned), byte
+    permutes build the fp32 bit patterns ``0x4B0000uu`` = 2^23 + u, and subtracting 2^23 + 128 leaves w. A
+    bf16 value is then the upper half of that fp32 word (w has at most 8 significant bits: exact)."""
+    if FAST and dtype == tl.bfloat16:
+        h = tl.inline_asm_elementwise(
+            """{
+            .reg .b32 u, m, t0, t1, t2, t3;
+            .reg .f32 f0, f1, f2, f3;
+            xor.b32 u, $2, 0x80808080;
+            mov.b32 m, 0x4B000000;
+            prmt.b32 t0, u, m, 0x7650;
+            prmt.b32 t1, u, m, 0x7651;
+            prmt.b32 t2, u, m, 0x7652;
+            prmt.b32 t3, u, m, 0x7653;
+            mov.b32 f0, t0;
+            mov.b32 f1, t1;
+            mov.b32 f2, t2;
+            mov.b32 f3, t3;
+            sub.f32 f0, f0, 0f4B000080;
+            sub.f32 f1, f1, 0f4B000080;
+            sub.f32 f2, f2, 0f4B000080;
+            sub.f32 f3, f3, 0f4B000080;
+            mov.b32 t0, f0;
+            mov.b32 t1, f1;
+            mov.b32 t2, f2;
+            mov.b32 t3, f3;
+            prmt.b32 $0, t0, t1, 0x7632;
+            prmt.b32 $1, t2, t3, 0x7632;
+            }""",
+            "=r,=r,r",
+            [w],
+            dtype=tl.int16,
+            is_pure=True,
+            pack=4,
+        )
+        return h.to(tl.bfloat16, bitcast=True)
+    elif FAST and dtype == tl.float32:
+        f = tl.inline_asm_elementwise(
+            """{
+            .reg .b32 u, m;
+            .reg .f32 f0, f1, f2, f3;
+            xor.b32 u, $4, 0x80808080;
+            mov.b32 m, 0x4B000000;
+            prmt.b32 $0, u, m, 0x7650;
+            prmt.b32 $1, u, m, 0x7651;
+            prmt.b32 $2, u, m, 0x7652;
+            prmt.b32 $3, u, m, 0x7653;
+            mov.b32 f0, $0;
+            mov.b32 f1, $1;
+            mov.b32 f2, $2;
+            mov.b32 f3, $3;
+            sub.f32 f0, f0, 0f4B000080;
+            sub.f32 f1, f1, 0f4B000080;
+            sub.f32 f2, f2, 0f4B000080;
+            sub.f32 f3, f3, 0f4B000080;
+            mov.b32 $0, f0;
+            mov.b32 $1, f1;
+            mov.b32 $2, f2;
+            mov.b32 $3, f3;
+            }""",
+            "=r,=r,=r,=r,r",
+            [w],
+            dtype=tl.int32,
+            is_pure=True,
+            pack=4,
+        )
+        return f.to(tl.float32, bitcast=True)
+    else:
+        # through float32: the interpreter's direct int8 -> bfloat16 cast returns raw bit patterns
+        return w.to(tl.float32).to(dtype)
 
 
 @triton.jit
@@ -56,6 +138,7 @@ def _int8_matmul_kernel(
     EVEN_K: tl.constexpr,
     UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
+    FAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -108,7 +191,7 @@ def _int8_matmul_kernel(
             w = w.to(tl.float32)
             x = x.to(tl.float32)
         else:
-            w = w.to(x.dtype)
+            w = int8_to_float(w, x.dtype, FAST)
         if SWAP:
             acc = tl.dot(w, x, acc, input_precision=PRECISION)
         else:
@@ -132,71 +215,191 @@ def _int8_matmul_kernel(
 
 
 @triton.jit
-def _int8_gemv_kernel(
+def _int8_few_rows_kernel(
     X_ptr,
     W_ptr,
     S_ptr,
     B_ptr,
     Y_ptr,
+    P_ptr,
+    M,
     N,
     K,
+    M_BUCKET,
+    stride_xm,
     stride_wn,
+    stride_ym,
     HAS_BIAS: tl.constexpr,
     EVEN_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+    FAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+    DOT: tl.constexpr,
 ):
-    """One activation row (batch-1 decode): y[n] = scale[n] * sum_k w[n, k] x[k]. No dot: each program
-    streams BLOCK_N weight rows with wide loads, multiplies elementwise into a (BLOCK_N, BLOCK_K) float32
-    accumulator and reduces it once at the end, so the loop is only loads, converts and FMAs."""
-    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
+    (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
+    DOT: acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T on the tensor cores (the converted weights are the
+    dot's first operand, so one 16-row dot covers 1..32 rows); otherwise (one row) elementwise FMAs into a
+    (BLOCK_N, BLOCK_K) float32 tile, reduced once after the loop. The per-column scale is applied once,
+    after the K loop. SPLIT_K == 1 stores y (+ bias); otherwise the scaled float32 partial goes to
+    P[split] (SPLIT_K, M, N) and ``_splitk_reduce_kernel`` sums the splits."""
+    pid_n = tl.program_id(0)
+    split = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    # wrap out-of-range columns onto valid rows of W; their results are masked at the store
     rn = (offs_n % N).to(tl.int64)
     offs_k = tl.arange(0, BLOCK_K)
-    w_ptrs = W_ptr + rn[:, None] * stride_wn + offs_k[None, :]
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+    k_lo = split * k_per
+    k_hi = tl.minimum(k_lo + k_per, K)
+    w_ptrs = W_ptr + rn[:, None] * stride_wn + (k_lo + offs_k)[None, :]
+    offs_m = tl.arange(0, BLOCK_M)
+    if DOT:
+        x_ptrs = X_ptr + offs_m[None, :].to(tl.int64) * stride_xm + (k_lo + offs_k)[:, None]
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        x_ptrs = X_ptr + k_lo + offs_k
+        acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
         if EVEN_K:
             w = tl.load(w_ptrs)
-            x = tl.load(X_ptr + k0 + offs_k)
         else:
             w = tl.load(w_ptrs, mask=(k0 + offs_k)[None, :] < K, other=0)
-            x = tl.load(X_ptr + k0 + offs_k, mask=k0 + offs_k < K, other=0.0)
-        acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+        if DOT:
+            # rows past M issue no loads (wrapping them would re-read x up to 16 times)
+            x = tl.load(x_ptrs, mask=((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M), other=0.0)
+            if UPCAST:
+                acc = tl.dot(
+                    int8_to_float(w, tl.float32, FAST), x.to(tl.float32), acc, input_precision=PRECISION
+                )
+            else:
+                acc = tl.dot(int8_to_float(w, x.dtype, FAST), x, acc, input_precision=PRECISION)
+            x_ptrs += BLOCK_K
+        else:
+            if EVEN_K:
+                x = tl.load(x_ptrs)
+            else:
+                x = tl.load(x_ptrs, mask=k0 + offs_k < K, other=0.0)
+            if X_ptr.dtype.element_ty == tl.bfloat16:
+                # bf16 -> fp32 is a 16-bit shift (full-rate integer op, not a conversion instruction)
+                xf = (x.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+            else:
+                xf = x.to(tl.float32)
+            acc2 += int8_to_float(w, tl.float32, FAST) * xf[None, :]
+            x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
-    y = tl.sum(acc, axis=1) * tl.load(S_ptr + rn)
+    scale = tl.load(S_ptr + rn)
+    if DOT:
+        out = acc * scale[:, None]
+    else:
+        out = (tl.sum(acc2, axis=1) * scale)[:, None]  # (BLOCK_N, 1): the one row
+    col = offs_n[:, None]
+    if DOT:
+        row = offs_m[None, :]
+        mask = (col < N) & (row < M)
+    else:
+        row = tl.zeros((1, 1), dtype=tl.int32)
+        mask = col < N
+    if SPLIT_K == 1:
+        if HAS_BIAS:
+            out += tl.load(B_ptr + rn).to(tl.float32)[:, None]
+        tl.store(Y_ptr + row.to(tl.int64) * stride_ym + col, to_dtype(out, Y_ptr.dtype.element_ty), mask=mask)
+    else:
+        tl.store(P_ptr + (split * M + row).to(tl.int64) * N + col, out, mask=mask)
+
+
+@triton.jit
+def _splitk_reduce_kernel(
+    P_ptr, B_ptr, Y_ptr, M, N, stride_ym, splits, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr
+):
+    """y[m, n] = sum over splits of P[s, m, n] (+ bias[n]), rounded once to y's dtype."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mn = M * N
+    mask = offs < mn
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in range(0, splits):
+        acc += tl.load(P_ptr + s * mn + offs, mask=mask, other=0.0)
+    m = offs // N
+    n = offs % N
     if HAS_BIAS:
-        y += tl.load(B_ptr + rn).to(tl.float32)
-    tl.store(Y_ptr + offs_n, to_dtype(y, Y_ptr.dtype.element_ty), mask=offs_n < N)
+        acc += tl.load(B_ptr + n, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y_ptr + m.to(tl.int64) * stride_ym + n, to_dtype(acc, Y_ptr.dtype.element_ty), mask=mask)
 
 
-def _gemv_configs() -> list[triton.Config]:
-    return [
-        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-        for bn in (4, 8, 16)
-        for bk in (256, 512, 1024)
-        for w in (4, 8)
-        for s in (3, 4)
+def _few_rows_configs() -> list[triton.Config]:
+    dot = [
+        triton.Config(
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": 256, "SPLIT_K": sk, "DOT": True},
+            num_warps=4,
+            num_stages=4,
+        )
+        for bm in (16, 32)
+        for bn in (32, 64, 128)
+        for sk in (1, 2, 4, 8)
     ]
+    fma = [
+        triton.Config(
+            {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk, "DOT": False},
+            num_warps=4,
+            num_stages=4,
+        )
+        for bn in (8, 16, 32)
+        for bk in (512, 1024)
+        for sk in (1, 2, 4)
+    ]
+    return dot + fma
 
 
-def _prune_gemv(configs, named_args, **kwargs):
-    """Keep 4 configs: 8 or 16 weight rows per program (>= 2 waves of programs for N >= 4096 on 132 SMs;
-    4 rows make each program's loads too short), 512- or 1024-wide K steps (16-byte int8 loads per thread
-    with 4 warps), 4 warps, 4 stages of loads in flight."""
-    kept = [
+def max_split_k(rows: int, k: int) -> int:
+    """Most K splits for ``rows`` rows: the float32 partials' round trip (8 bytes per row and split) stays
+    under an eighth of a column's int8 weight bytes (K), and at most MAX_SPLIT_K."""
+    return max(1, min(MAX_SPLIT_K, next_pow2(k // (64 * rows) + 1) // 2))
+
+
+def _prune_few_rows(configs, named_args, **kwargs):
+    """One row: the FMA configs whose float32 accumulator tile stays <= 128 registers a thread (BLOCK_N x
+    BLOCK_K <= 16384 over 128 threads); more rows: the dot configs with the smallest row tile covering M
+    (a wider one only multiplies zeros). Then: between one and 16 waves of programs over the
+    multiprocessors (fewer leave some without weight rows to stream, more only add per-program overhead),
+    >= 2 K tiles per program (a pipeline needs tiles to overlap), and split partials whose float32
+    round trip (8 bytes per row and split) stays under an eighth of the int8 weight bytes (K per column)."""
+    M, N, K = named_args["M"], named_args["N"], named_args["K"]
+    sms = device_sms(named_args["X_ptr"])
+    m_tile = max(16, next_pow2(M))
+    kept = []
+    for c in configs:
+        kw = c.kwargs
+        if M == 1:
+            if kw["DOT"] or kw["BLOCK_N"] * kw["BLOCK_K"] > 16384:
+                continue
+        elif not kw["DOT"] or kw["BLOCK_M"] != m_tile:
+            continue
+        programs = triton.cdiv(N, kw["BLOCK_N"]) * kw["SPLIT_K"]
+        k_tiles = triton.cdiv(triton.cdiv(K, kw["SPLIT_K"]), kw["BLOCK_K"])
+        if sms <= programs <= 16 * sms and k_tiles >= 2 and kw["SPLIT_K"] <= max_split_k(M, K):
+            kept.append(c)
+    if kept:
+        return kept
+    # tiny layers: the narrowest tile, no split
+    fallback = [
         c
         for c in configs
-        if c.kwargs["BLOCK_N"] in (8, 16)
-        and c.kwargs["BLOCK_K"] >= 512
-        and c.num_warps == 4
-        and c.num_stages == 4
+        if c.kwargs["SPLIT_K"] == 1
+        and c.kwargs["DOT"] == (M > 1)
+        and (M == 1 or c.kwargs["BLOCK_M"] == m_tile)
     ]
-    return kept or configs[:1]
+    return fallback[:1]
 
 
-_gemv = triton.autotune(
-    configs=_gemv_configs(), key=["N", "K"], prune_configs_by={"early_config_prune": _prune_gemv}
-)(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_int8_gemv_kernel))
+_few_rows = triton.autotune(
+    configs=_few_rows_configs(),
+    key=["M_BUCKET", "N", "K"],
+    prune_configs_by={"early_config_prune": _prune_few_rows},
+)(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_int8_few_rows_kernel))
 
 
 @triton.jit
@@ -220,31 +423,6 @@ def dequantize_triton(qweight: torch.Tensor, scale: torch.Tensor, dtype: torch.d
         qweight, scale, y, K, qweight.stride(0), y.stride(0), BLOCK_K=block
     )
     return y
-
-
-def _few_rows_configs() -> list[triton.Config]:
-    return [
-        triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 1, "SWAP": True},
-            num_warps=4,
-            num_stages=s,
-        )
-        for bm in (16, 32)
-        for bn in (16, 32, 64)
-        for bk in (256, 512)
-        for s in (3, 4)
-    ]
-
-
-def _prune_few_rows(configs, named_args, **kwargs):
-    """Keep the smallest row tile that covers M (a wider one only multiplies zeros), and the N tiles that
-    give between one and eight waves of programs (fewer leave multiprocessors without weight rows to
-    stream, more only add per-program overhead); the K-tile x pipeline-depth grid is timed (<= 8 configs)."""
-    m_tile = max(16, next_pow2(named_args["M"]))
-    kept = [c for c in configs if c.kwargs["BLOCK_M"] == m_tile]
-    sms = device_sms(named_args["X_ptr"])
-    waves = [c for c in kept if sms <= triton.cdiv(named_args["N"], c.kwargs["BLOCK_N"]) <= 8 * sms]
-    return waves or [c for c in kept if c.kwargs["BLOCK_N"] == 16]
 
 
 def _many_rows_configs() -> list[triton.Config]:
@@ -274,11 +452,6 @@ def _prune_many_rows(configs, named_args, **kwargs):
 _int8_matmul = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(
     _int8_matmul_kernel
 )
-_few_rows = triton.autotune(
-    configs=_few_rows_configs(),
-    key=["M_BUCKET", "N", "K"],
-    prune_configs_by={"early_config_prune": _prune_few_rows},
-)(_int8_matmul)
 _many_rows = triton.autotune(
     configs=_many_rows_configs(),
     key=["M_BUCKET", "N", "K"],
@@ -296,9 +469,10 @@ def int8_linear_triton(
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
-    One row runs the GEMV kernel, up to DEQUANT_ROWS rows the GEMM kernel, more rows dequantize + cuBLAS.
-    ``config`` forces one block config (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N/SWAP for the GEMM, BLOCK_N/BLOCK_K
-    for one row) instead of autotuning; the CPU interpreter always runs a fixed small one.
+    Up to FEW_ROWS rows run the split-K few-rows kernel, up to DEQUANT_ROWS rows the GEMM kernel, more rows
+    dequantize + cuBLAS. ``config`` forces one block config instead of autotuning: with SPLIT_K
+    (BLOCK_N/BLOCK_K/SPLIT_K/DOT, BLOCK_M) the few-rows kernel, else (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N/SWAP) the
+    GEMM; the CPU interpreter runs fixed small ones.
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -354,27 +528,51 @@ def int8_linear_triton(
         if bias is not None:
             y += bias
         return y.reshape(*lead, N)
-    if M == 1 and (config is None or "BLOCK_M" not in config) and x2.stride(1) == 1:
-        gemv_args = (x2, qweight, scale, bias if bias is not None else scale, y, N, K, qweight.stride(0))
-        if INTERPRET and config is None:
-            config = {"BLOCK_N": 8, "BLOCK_K": 32}
-        if config is not None:
-            even_k = K % config["BLOCK_K"] == 0
-            grid1 = (triton.cdiv(N, config["BLOCK_N"]),)
-            _int8_gemv_kernel[grid1](*gemv_args, HAS_BIAS=bias is not None, EVEN_K=even_k, **config)
-        else:
-            _gemv[lambda meta: (triton.cdiv(N, meta["BLOCK_N"]),)](*gemv_args, HAS_BIAS=bias is not None)
+    if M <= FEW_ROWS and (config is None or "SPLIT_K" in config):
+        _few_rows_launch(args, M, N, K, x, bias, config)
         return y.reshape(*lead, N)
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
     if config is not None:
         _int8_matmul[grid(config)](
-            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, **config
+            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=FAST_CVT, **config
         )
     else:
-        tuned = _few_rows if M <= FEW_ROWS else _many_rows
-        tuned[grid](*args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision)
+        _many_rows[grid](
+            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=FAST_CVT
+        )
     return y.reshape(*lead, N)
+
+
+def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config: dict | None) -> None:
+    """The split-K few-rows kernel (autotuned, or ``config``), then the split reduction if it split K."""
+    if INTERPRET and config is None:
+        config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": M > 1}
+    max_split = max_split_k(M, K) if config is None else config["SPLIT_K"]
+    # float32 partial sums of every split (only written when the chosen config splits K)
+    part = torch.empty((max_split, M, N), dtype=torch.float32, device=x.device)
+    kw = dict(HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=dot_precision(x.dtype), FAST=FAST_CVT)
+    launch_args = (*args[:5], part, *args[5:])
+
+    def grid(meta):
+        return (triton.cdiv(N, meta["BLOCK_N"]), meta["SPLIT_K"])
+
+    if config is not None:
+        cfg = {"num_warps": 4, **config}
+        cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
+        if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
+            raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
+        _int8_few_rows_kernel[grid(cfg)](*launch_args, EVEN_K=K % cfg["BLOCK_K"] == 0, **kw, **cfg)
+        splits = cfg["SPLIT_K"]
+    else:
+        _few_rows[grid](*launch_args, **kw)
+        splits = _few_rows.best_config.kwargs["SPLIT_K"]
+    if splits > 1:
+        y = args[4]
+        block = 1024
+        _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
+            part, args[3], y, M, N, y.stride(0), splits, HAS_BIAS=bias is not None, BLOCK=block
+        )
 
 
 def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:

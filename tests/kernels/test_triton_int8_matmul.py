@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from kernels import int8_matmul
 from kernels.int8_matmul import int8_linear_triton, linear_int8_triton
@@ -13,7 +15,7 @@ from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 # (N, K): GLM-4-9B's fused q/k/v and down projections on the GPU; small odd shapes on the CPU
 SHAPES = [(4608, 4096), (4096, 13696), (77, 123)] if GPU else [(48, 64), (77, 123)]
-ROWS = [1, 8, 17, 32, 100, 1000] if GPU else [1, 17, 100]
+ROWS = [1, 8, 17, 32, 100, 1000] if GPU else [1, 2, 17, 100]
 
 
 def _weight(n, k):
@@ -66,9 +68,18 @@ def test_int8_linear_many_rows_dequantizes_then_multiplies():
     assert torch.equal(int8_matmul.dequantize_triton(w.qweight, w.scale, FP32), w.dequantize(FP32))
 
 
-@pytest.mark.parametrize("config", [{"BLOCK_N": 4, "BLOCK_K": 64}, {"BLOCK_N": 16, "BLOCK_K": 16}])
-def test_int8_gemv_configs(config):
-    # one row: the GEMV kernel, with K a multiple of BLOCK_K or not and N not a multiple of BLOCK_N
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"BLOCK_N": 4, "BLOCK_K": 64, "SPLIT_K": 1, "DOT": False},
+        {"BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 3, "DOT": False},
+        {"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": True},
+    ],
+    ids=["fma", "fma-split3", "dot-split2"],
+)
+def test_int8_few_rows_one_row_configs(config):
+    # one row: elementwise (FMA) and dot variants, with and without split K (3 splits of 48 leave the last
+    # split a partial tile), K a multiple of BLOCK_K or not, N not a multiple of BLOCK_N
     w = _weight(45, 128)
     x = torch.randn(1, 128, dtype=BF16, device=DEVICE)
     b = torch.randn(45, dtype=BF16, device=DEVICE)
@@ -80,6 +91,53 @@ def test_int8_gemv_configs(config):
     assert_close(
         int8_linear_triton(x, w.qweight, w.scale, config=config), x.float() @ w.dequantize(FP32).T, BF16
     )
+
+
+@pytest.mark.parametrize("rows", [2, 17, 32])
+@pytest.mark.parametrize("split", [1, 4])
+def test_int8_few_rows_split_k(rows, split):
+    # the dot variant over several rows; 4 splits of K=200 with 32-wide tiles leave one split empty-handed
+    # past K (it must still write its zero partial), float32 activations (fp32 tolerance)
+    w = _weight(37, 200)
+    x = torch.randn(rows, 200, dtype=FP32, device=DEVICE)
+    b = torch.randn(37, dtype=FP32, device=DEVICE)
+    out = poisoned((rows, 37), FP32)
+    config = {"BLOCK_M": max(16, 1 << (rows - 1).bit_length()), "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": split,
+              "DOT": True}  # fmt: skip
+    int8_linear_triton(x, w.qweight, w.scale, b, config=config, out=out)
+    assert_close(out, x.double() @ w.dequantize(FP32).double().T + b.double(), FP32)
+
+
+def test_int8_few_rows_rejects_a_row_tile_smaller_than_the_rows():
+    w = _weight(8, 32)
+    x = torch.randn(20, 32, dtype=BF16, device=DEVICE)
+    with pytest.raises(ValueError, match="cannot cover 20 rows"):
+        int8_linear_triton(x, w.qweight, w.scale, config={"BLOCK_M": 16, "BLOCK_N": 8, "BLOCK_K": 32,
+                                                          "SPLIT_K": 1, "DOT": True})  # fmt: skip
+
+
+def test_max_split_k_bounds_the_partial_traffic():
+    # partial sums: 8 bytes per row and split, at most an eighth of K (the weight bytes of a column)
+    assert int8_matmul.max_split_k(1, 4096) == int8_matmul.MAX_SPLIT_K
+    assert int8_matmul.max_split_k(32, 4096) == 2
+    assert int8_matmul.max_split_k(32, 13696) == 4
+    assert int8_matmul.max_split_k(8, 100) == 1
+
+
+@pytest.mark.parametrize("dtype", [BF16, FP32, FP16])
+def test_int8_to_float_is_exact_for_every_int8_value(dtype):
+    # the conversion the int8 kernels use (on the GPU the byte-permute trick, under the interpreter .to)
+    vals = torch.arange(-128, 128, dtype=torch.int8, device=DEVICE).repeat(4)
+    out = poisoned((vals.numel(),), dtype)
+    _convert_kernel[(1,)](vals, out, BLOCK=vals.numel(), FAST=int8_matmul.FAST_CVT)
+    assert torch.equal(out, vals.to(dtype))
+
+
+@triton.jit
+def _convert_kernel(X_ptr, Y_ptr, BLOCK: tl.constexpr, FAST: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    y = int8_matmul.int8_to_float(tl.load(X_ptr + offs), Y_ptr.dtype.element_ty, FAST)
+    tl.store(Y_ptr + offs, y)
 
 
 def test_linear_int8_wrapper_keeps_leading_dims():
