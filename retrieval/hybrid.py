@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.fusion import RRF_K, rrf
+from retrieval.fusion import RRF_K, convex, rrf
 from retrieval.index import IndexCache, Manifest, get_index_cache
 from retrieval.lexical import LexicalCache, TextsForIds, get_lexical_cache
 from retrieval.rerank import Reranker
@@ -35,6 +35,9 @@ from retrieval.rerank import Reranker
 logger = logging.getLogger(__name__)
 
 STAGES = ("embed", "dense", "bm25", "rerank")
+FUSIONS = ("convex", "rrf")
+DEFAULT_FUSION = "rrf"
+DEFAULT_CONVEX_WEIGHTS = {"dense": 0.5, "bm25": 0.5}
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="retrieval")
 
 
@@ -69,7 +72,7 @@ class Source:
 
 @dataclass
 class Hit:
-    """A result in final order: RRF score, 1-based rank per retriever (None = not retrieved by it)."""
+    """A result in final order: fused score, 1-based rank per retriever (None = not retrieved by it)."""
 
     chunk_id: int
     score: float
@@ -136,6 +139,7 @@ async def hybrid_search(
     k: int = 10,
     budget: Budget | None = None,
     candidates: int = 50,
+    fusion: str = DEFAULT_FUSION,
     rrf_k: int = RRF_K,
     weights: dict[str, float] | None = None,
     reranker: Reranker | None = None,
@@ -148,6 +152,8 @@ async def hybrid_search(
     embed_query(text) -> (dim,) normalized vector; texts_for_ids(ids) -> texts, used to build BM25
     sidecars on first use and to feed the reranker (retrieval/ never reads the database itself).
     """
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
     if k <= 0 or candidates <= 0:
         raise ValueError(f"k and candidates must be positive, got k={k}, candidates={candidates}")
     run = _Run(budget or Budget())
@@ -177,7 +183,11 @@ async def hybrid_search(
     lexical = await bm25_task
 
     lists = {name: r for name, r in (("dense", dense), ("bm25", lexical)) if r is not None}
-    fused = rrf(lists, k=rrf_k, weights={w: v for w, v in (weights or {}).items() if w in lists})
+    if fusion == "rrf":
+        fused = rrf(lists, k=rrf_k, weights={w: v for w, v in (weights or {}).items() if w in lists})
+    else:
+        w = {**DEFAULT_CONVEX_WEIGHTS, **(weights or {})}
+        fused = convex(lists, {n: w[n] for n in lists}) if lists else []
     hits = [
         Hit(f.chunk_id, f.score, dense_rank=f.ranks.get("dense"), bm25_rank=f.ranks.get("bm25"))
         for f in fused

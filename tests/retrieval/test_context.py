@@ -120,3 +120,9 @@ def test_extractive_answer_in_chinese():
     assert ans.quotes[0].text == "删除虚拟环境只需删除其目录。"
     assert text[ans.quotes[0].start : ans.quotes[0].end] == ans.quotes[0].text
     assert ans.text == "“删除虚拟环境只需删除其目录。” [1]"
+
+
+def test_rewrite_followup_takes_earlier_questions():
+    from retrieval.context import rewrite_followup
+
+    assert rewrite_followup("and delete it?", ["create a venv"]) == "and delete it? create venv"
