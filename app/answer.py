@@ -51,6 +51,10 @@ class Source(BaseModel):
     cited: bool = False
     highlight: list[list[int]] | None = None
 
+    def public(self) -> dict:
+        """The API shape: `highlight` only when set (extractive answers)."""
+        return self.model_dump(exclude={"highlight"} if self.highlight is None else set())
+
 
 @dataclass
 class Retrieved:

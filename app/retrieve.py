@@ -35,9 +35,20 @@ def budget():
 
 
 def _texts_for_ids(ids: Sequence[int]) -> list[str]:
+    """What BM25 indexes per chunk (title and headings with the text); "" for ids whose rows are gone."""
+    from retrieval.lexical import lexical_text
+
     with session_scope() as s:
-        rows = dict(s.exec(select(Chunk.id, Chunk.text).where(Chunk.id.in_(list(ids)))).all())
-    return [rows.get(i, "") for i in ids]
+        rows = s.exec(
+            select(Chunk.id, Chunk.text, Chunk.heading_path, Document.title, Document.filename)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(Chunk.id.in_(list(ids)))
+        ).all()
+    texts = {
+        cid: lexical_text(title or filename, heading or [], text)
+        for cid, text, heading, title, filename in rows
+    }
+    return [texts.get(i, "") for i in ids]
 
 
 def _sources(collection_ids: list[int]):

@@ -18,10 +18,12 @@ from app import auth
 from app.db import session_scope
 from app.deps import CurrentUser, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
+from inference import EngineOverloaded
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["ask"])
 PREVIEW_CONTEXT_CHARS = 600  # document text shown either side of a chunk
+BUSY = "The answer engine is busy; please retry shortly"
 
 
 class AskRequest(BaseModel):
@@ -88,7 +90,7 @@ def _close_turn(message_id: int, text: str, sources: list[ans.Source], meta: dic
         if msg is None:  # the conversation was deleted meanwhile
             return
         msg.content = text
-        msg.sources = [src.model_dump() for src in sources]
+        msg.sources = [src.public() for src in sources]
         msg.meta = meta
         s.add(msg)
         s.commit()
@@ -105,7 +107,7 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
         {
             "conversation_id": conv_id,
             "message_id": msg_id,
-            "sources": [s.model_dump(exclude_none=True) for s in got.sources],
+            "sources": [s.public() for s in got.sources],
         },
     )
     parts: list[str] = []
@@ -138,7 +140,7 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
     }
     await run_in_threadpool(_close_turn, msg_id, result.answer, got.sources, meta)
     # Sources carry their final `cited`/`highlight` flags here, for the non-stream body.
-    done["_sources"] = [s.model_dump(exclude_none=True) for s in got.sources]
+    done["_sources"] = [s.public() for s in got.sources]
     done["_answer"] = result.answer
     yield "done", done
 
@@ -155,6 +157,8 @@ async def _sse_stream(events: AsyncIterator[tuple[str, dict]]) -> AsyncIterator[
             yield sse(name, data)
     except HTTPException as e:
         yield sse("error", {"detail": e.detail})
+    except EngineOverloaded:
+        yield sse("error", {"detail": BUSY})
     except Exception:
         log.exception("ask failed")
         yield sse("error", {"detail": "The answer failed; please try again"})
@@ -174,13 +178,15 @@ async def ask(body: AskRequest, user: CurrentUser):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     out: dict = {}
-    async for name, data in events:
-        if name == "sources":
-            out.update(data)
-        elif name == "done":
-            sources = data.pop("_sources")
-            answer_text = data.pop("_answer")
-            out.update(answer=answer_text, sources=sources, **data)
+    try:
+        async for name, data in events:
+            if name == "sources":
+                out.update(data)
+            elif name == "done":
+                sources, answer_text = data.pop("_sources"), data.pop("_answer")
+                out.update(answer=answer_text, sources=sources, **data)
+    except EngineOverloaded:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, BUSY) from None
     return out
 
 

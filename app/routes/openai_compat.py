@@ -195,7 +195,7 @@ async def chat_completions(body: ChatRequest, user: CurrentUser):
         raise OpenAIError(503, str(e), "overloaded") from None
     except ValueError as e:
         raise OpenAIError(400, str(e), "invalid_request") from None
-    extra = {"sources": [s.model_dump(exclude_none=True) for s in sources]} if sources is not None else {}
+    extra = {"sources": [s.public() for s in sources]} if sources is not None else {}
     if not body.stream:
         parts: list[str] = []
         piece = first
@@ -203,7 +203,7 @@ async def chat_completions(body: ChatRequest, user: CurrentUser):
             parts.append(piece)
             piece = await anext(pieces)
         if sources is not None:  # cited flags are final now
-            extra = {"sources": [s.model_dump(exclude_none=True) for s in sources], "cited": piece.cited}
+            extra = {"sources": [s.public() for s in sources], "cited": piece.cited}
         return {
             "id": cid,
             "object": "chat.completion",
