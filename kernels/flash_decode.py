@@ -20,6 +20,7 @@ import triton.language as tl
 
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton
+from .int8_matmul import FAST_CVT, int8_to_float
 from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
@@ -56,6 +57,7 @@ def _decode_tile(
     SOFTCAP: tl.constexpr,
     UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_mask = offs_n < hi
@@ -81,8 +83,11 @@ def _decode_tile(
     )
     if UPCAST:
         s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
+    elif QUANT:
+        # int8 K enters the dot as exact small integers; its per-token scale multiplies the score row
+        s = tl.dot(q, int8_to_float(k, q.dtype, FAST), input_precision=PRECISION)
     else:
-        s = tl.dot(q, k.to(q.dtype), input_precision=PRECISION)
+        s = tl.dot(q, k, input_precision=PRECISION)
     if QUANT:
         s = s * ks[None, :]
     if SOFTCAP:
@@ -120,8 +125,11 @@ def _decode_tile(
     acc = acc * alpha[:, None]
     if UPCAST:
         acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+    elif QUANT:
+        # ... and V's per-token scale multiplies P's columns: no per-element dequantization
+        acc = tl.dot(p.to(q.dtype), int8_to_float(v, q.dtype, FAST), acc, input_precision=PRECISION)
     else:
-        acc = tl.dot(p.to(q.dtype), v.to(q.dtype), acc, input_precision=PRECISION)
+        acc = tl.dot(p.to(q.dtype), v, acc, input_precision=PRECISION)
     return acc, m_new, l_i
 
 
@@ -163,6 +171,7 @@ def _flash_decode_kernel(
     SOFTCAP: tl.constexpr,
     UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -219,6 +228,7 @@ def _flash_decode_kernel(
             SOFTCAP,
             UPCAST,
             PRECISION,
+            FAST,
         )
     if full_hi < hi:
         acc, m_i, l_i = _decode_tile(
@@ -251,6 +261,7 @@ def _flash_decode_kernel(
             SOFTCAP,
             UPCAST,
             PRECISION,
+            FAST,
         )
     # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
     empty = l_i == 0.0
@@ -286,7 +297,8 @@ def _merge_kernel(
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
-    offs_d = tl.arange(0, BLOCK_D)
+    # a program merges BLOCK_D of the head's dims (several programs per head when the batch is small)
+    offs_d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM
     lse_row = LSE_ptr + b * stride_lb + h * stride_lh
     m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
@@ -403,10 +415,13 @@ def flash_decode_triton(
         SOFTCAP=softcap is not None,
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
+        FAST=FAST_CVT,
         num_warps=num_warps,
         num_stages=num_stages,
     )
-    _merge_kernel[(B, nh)](
+    # small batches: split the merge over head dims too, so that it runs on more multiprocessors
+    merge_d = block_d if B * nh >= 2 * device_sms(q) else max(16, block_d // 4)
+    _merge_kernel[(B, nh, triton.cdiv(hd, merge_d))](
         o_part,
         lse,
         cu_seqlens_q,
@@ -420,7 +435,7 @@ def flash_decode_triton(
         out.stride(1),
         splits,
         HEAD_DIM=hd,
-        BLOCK_D=block_d,
+        BLOCK_D=merge_d,
         BLOCK_S=min(32, next_pow2(splits)),
         num_warps=4,
     )

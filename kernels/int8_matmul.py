@@ -347,7 +347,7 @@ def _few_rows_configs() -> list[triton.Config]:
             num_warps=4,
             num_stages=4,
         )
-        for bn in (8, 16, 32)
+        for bn in (16, 32)
         for bk in (512, 1024)
         for sk in (1, 2, 4)
     ]

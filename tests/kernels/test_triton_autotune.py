@@ -32,27 +32,29 @@ def _int8_kept(m, n, k, few):
     return int8_matmul._prune_many_rows(int8_matmul._many_rows_configs(), named)
 
 
+def _shape(c):
+    return c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.kwargs["SPLIT_K"], c.kwargs["DOT"]
+
+
 def test_int8_few_rows_prune_fills_the_gpu():
-    # N=4608 (GLM q/k/v): 16- and 32-wide N tiles give the nominal 132 SMs one to eight waves
-    kept = _int8_kept(1, 4608, 4096, few=True)
-    assert {c.kwargs["BLOCK_N"] for c in kept} == {16, 32} and all(c.kwargs["BLOCK_M"] == 16 for c in kept)
-    assert len(kept) == 8
-    assert {c.kwargs["BLOCK_N"] for c in _int8_kept(32, 27392, 4096, few=True)} == {32, 64}
+    # one row: only the FMA variant, accumulator tiles of <= 16384 floats, 132..2112 programs on 132 SMs
+    kept = [_shape(c) for c in _int8_kept(1, 27392, 4096, few=True)]
+    assert set(kept) == {(16, 16, 512, 1, False), (16, 16, 1024, 1, False), (16, 32, 512, 1, False),
+                         (16, 32, 512, 2, False)}  # fmt: skip
+    # N=4608 (GLM q/k/v) at 8 rows: narrow tiles need K splits to fill the GPU (36 x 128-wide tiles: 8 splits)
+    kept = [_shape(c) for c in _int8_kept(8, 4608, 4096, few=True)]
+    assert all(dot and bm == 16 for bm, _, _, _, dot in kept)
+    assert {sk for _, bn, _, sk, _ in kept if bn == 128} == {4, 8}
+    assert all(132 <= -(-4608 // bn) * sk <= 16 * 132 for _, bn, _, sk, _ in kept)
+    # 32 rows: the partial sums' round trip bounds the split (K=4096: at most 2)
+    kept = [_shape(c) for c in _int8_kept(32, 27392, 4096, few=True)]
+    assert kept and all(bm == 32 and sk <= 2 for bm, _, _, sk, _ in kept)
     assert all(c.kwargs["BLOCK_M"] == 32 for c in _int8_kept(17, 27392, 4096, few=True))
-    # a tiny N still gets a config
-    assert _int8_kept(1, 48, 64, few=True)
+    # a tiny N still gets one config that covers its rows
+    assert [_shape(c) for c in _int8_kept(1, 48, 64, few=True)] == [(16, 16, 512, 1, False)]
+    assert [_shape(c)[0] for c in _int8_kept(20, 48, 64, few=True)] == [32]
 
 
 def test_int8_many_rows_prune_drops_oversized_row_tiles():
     assert all(c.kwargs["BLOCK_M"] <= 64 for c in _int8_kept(40, 4096, 4096, few=False))
     assert len(_int8_kept(4096, 4096, 4096, few=False)) == len(int8_matmul._many_rows_configs())
-
-
-def test_int8_gemv_prune_keeps_four_configs():
-    kept = int8_matmul._prune_gemv(int8_matmul._gemv_configs(), {"N": 4608, "K": 4096})
-    assert {(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) for c in kept} == {
-        (8, 512),
-        (8, 1024),
-        (16, 512),
-        (16, 1024),
-    }
