@@ -6,9 +6,8 @@ Used by /api/ask and by /v1/chat/completions with `rag:<collection>` models. Kno
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -20,20 +19,11 @@ from app.settings import settings
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = (
-    "You are the company's knowledge assistant. Answer the question using only the numbered sources "
-    "below. Cite every statement with the number of its source in brackets, like [1] or [2][3]. If the "
-    "sources do not contain the answer, say that you do not know."
-)
-CHAT_SYSTEM_PROMPT = "You are a helpful assistant."
 NO_GENERATOR = (
     "No generator is loaded, so these are the sentences from the sources that best answer the question:"
 )
 NOTHING_FOUND = "No generator is loaded, and no source passage matches the question."
 STAGES = ("embed", "dense", "bm25", "rerank")
-_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_WORD = re.compile(r"[0-9a-z]+|[\u3400-\u9fff]", re.IGNORECASE)
-_STOP = set("a an and are as at be by can do does for from how i in is it of on or the to was what when where which who why with you".split())  # fmt: skip
 
 
 class Source(BaseModel):
@@ -121,89 +111,76 @@ def number_sources(hits) -> list[Source]:
 
 
 def standalone_query(question: str, history: list[dict[str, str]]) -> str:
-    """A follow-up ("and in 2024?") is searched together with the previous question."""
-    previous = [m["content"] for m in history if m["role"] == "user"]
-    if not previous:
-        return question
-    try:
-        from retrieval.context import rewrite_followup
-    except ImportError:
-        return f"{previous[-1]}\n{question}"
-    return rewrite_followup(question, previous)
+    """A follow-up ("and in 2024?") searched with the salient terms of the earlier questions."""
+    from retrieval.context import standalone_query as rewrite
+
+    return rewrite(history, question)
 
 
 # --- prompts and citations -----------------------------------------------------------------------
-def format_source(s: Source) -> str:
-    where = " > ".join(s.heading_path)
-    head = f"[{s.n}] {s.title}" + (f" — {where}" if where else "") + (f" (page {s.page})" if s.page else "")
-    return f"{head}\n{s.text.strip()}"
+HISTORY_TURNS = 6  # earlier messages kept in the prompt
+TEMPLATE_SLACK = 16  # chat-template tokens around the messages
 
 
-def build_messages(question: str, history: list[dict[str, str]], sources: list[Source], budget: int | None):
-    """Chat messages: the system prompt and the sources first (a stable prefix), then the turns.
-    Sources that do not fit `budget` tokens (prompt side) are dropped from the end; returns (messages, kept)."""
-    kept = list(sources)
-    while True:
-        context = "\n\n".join(format_source(s) for s in kept)
-        system = SYSTEM_PROMPT + ("\n\nSources:\n\n" + context if kept else "\n\nSources: none were found.")
-        messages = [
-            {"role": "system", "content": system},
-            *history[-6:],
-            {"role": "user", "content": question},
-        ]
-        if budget is None or not kept or _count(messages) <= budget:
-            return messages, kept
-        kept.pop()
+def _passage(s: Source):
+    from retrieval.context import Passage
+
+    return Passage(
+        s.chunk_id, s.document_id, s.title, s.text, list(s.heading_path), s.page, s.char_start, s.char_end
+    )
 
 
-def _count(messages) -> int:
-    return len(service.engine.encode_prompt(messages))
+def prepare(
+    question: str, history: list[dict[str, str]], sources: list[Source], max_tokens: int | None = None
+) -> tuple[list[Source], list[dict[str, str]] | None]:
+    """(sources numbered as the answer will cite them, chat messages for the engine or None = extractive).
+
+    With the engine, retrieval.context packs the passages into the model's context less the answer
+    budget and the kept history, system prompt and sources first in a stable order, so requests share
+    prefixes. Raises ValueError when the question alone does not fit.
+    """
+    if service.engine is None:
+        return sources, None
+    from retrieval.context import DEFAULT_SYSTEM_PROMPT, assemble_context
+
+    tok = service.engine.tokenizer
+
+    def count(text: str) -> int:
+        return len(tok.encode(text, add_special_tokens=False))
+
+    kept = history[-HISTORY_TURNS:]
+    room = service.engine.max_model_len - (max_tokens or settings.answer_max_tokens) - TEMPLATE_SLACK
+    room -= sum(count(m["content"]) + 2 for m in kept)
+    ctx = assemble_context([_passage(s) for s in sources], question, count, room, DEFAULT_SYSTEM_PROMPT)
+    by_chunk = {s.chunk_id: s for s in sources}
+    numbered = [by_chunk[c.passage.chunk_id].model_copy(update={"n": c.n}) for c in ctx.sources]
+    return numbered, ctx.messages(question, kept)
 
 
 def parse_citations(text: str, n_sources: int) -> list[int]:
-    """[n], [n, m] markers that name an existing source, in order of first use."""
-    seen: list[int] = []
-    for m in _CITE.finditer(text):
-        for part in m.group(1).split(","):
-            n = int(part)
-            if 1 <= n <= n_sources and n not in seen:
-                seen.append(n)
-    return seen
+    """Source numbers the text cites ([n], [n][m], [n, m], [n-m]) that exist, in order of first use."""
+    from retrieval.context import cited_numbers
+
+    return [n for n in cited_numbers(text) if 1 <= n <= n_sources]
 
 
 # --- extractive answers --------------------------------------------------------------------------
-def _terms(text: str) -> list[str]:
-    return [w for w in (t.lower() for t in _WORD.findall(text)) if w not in _STOP]
-
-
 def extractive_answer(question: str, sources: list[Source], max_sentences: int = 3) -> tuple[str, list[int]]:
-    """The sentences that share the most (rarer) words with the question, each quoted with its [n];
-    sets each quoted source's `highlight` (offsets in its text). Returns (answer, cited)."""
-    from ingest.chunking import split_sentences
+    """The best-supported sentences (word coverage + embedding similarity), each quoted with its [n];
+    sets each quoted source's `highlight` (offsets in its text). Blocking (embeds). Returns (answer, cited)."""
+    from app.search import _embedder
+    from retrieval.context import Source as CtxSource
+    from retrieval.extractive import extractive_answer as quote
 
-    q = set(_terms(question))
-    sentences = [(s, a, b) for s in sources for a, b in split_sentences(s.text) if s.text[a:b].strip()]
-    df: dict[str, int] = {}
-    for s, a, b in sentences:
-        for t in set(_terms(s.text[a:b])):
-            df[t] = df.get(t, 0) + 1
-    scored = []
-    for rank, (s, a, b) in enumerate(sentences):
-        terms = set(_terms(s.text[a:b]))
-        overlap = sum(math.log(1 + len(sentences) / df[t]) for t in q & terms)
-        if overlap > 0:
-            scored.append((overlap / math.sqrt(len(terms) + 1), -rank, s, a, b))
-    scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
-    picked = sorted(scored[:max_sentences], key=lambda x: -x[1])  # back in source order
-    if not picked:
+    ctx_sources = [CtxSource(s.n, _passage(s)) for s in sources]
+    got = quote(question, ctx_sources, embed=_embedder().embed, max_sentences=max_sentences)
+    if not got.quotes:
         return NOTHING_FOUND, []
-    lines, cited = [NO_GENERATOR, ""], []
-    for _, _, s, a, b in picked:
-        lines.append(f"> {s.text[a:b].strip()} [{s.n}]")
-        s.highlight = [*(s.highlight or []), [a, b]]
-        if s.n not in cited:
-            cited.append(s.n)
-    return "\n".join(lines), sorted(cited)
+    by_n = {s.n: s for s in sources}
+    for q in got.quotes:
+        src = by_n[q.n]
+        src.highlight = [*(src.highlight or []), [q.start, q.end]]
+    return f"{NO_GENERATOR}\n\n{got.text}", sorted({q.n for q in got.quotes})
 
 
 # --- generation ----------------------------------------------------------------------------------
@@ -242,11 +219,12 @@ async def generate(
 
 
 async def answer(
-    question: str, history: list[dict[str, str]], sources: list[Source]
+    question: str, messages: list[dict[str, str]] | None, sources: list[Source], **sampling
 ) -> AsyncIterator[str | Result]:
-    """Text deltas, then the Result with citations marked on `sources` (engine, or extractive)."""
-    if service.engine is None:
-        text, cited = extractive_answer(question, sources)
+    """Text deltas, then the Result with citations marked on `sources`: the engine's answer to
+    `messages` (from prepare), or an extractive one when messages is None."""
+    if messages is None:
+        text, cited = await asyncio.to_thread(extractive_answer, question, sources)
         for s in sources:
             s.cited = s.n in cited
         for piece in text.splitlines(keepends=True):
@@ -255,10 +233,8 @@ async def answer(
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "prefix_hit_tokens": 0}
         yield Result(text, cited, True, None, zero, None, None)
         return
-    budget = service.engine.max_model_len - settings.answer_max_tokens
-    messages, kept = build_messages(question, history, sources, budget)
-    del sources[len(kept) :]  # what did not fit was not shown to the model: not a source
-    async for piece in generate(messages, settings.answer_max_tokens):
+    sampling.setdefault("max_tokens", settings.answer_max_tokens)
+    async for piece in generate(messages, **sampling):
         if isinstance(piece, Result):
             piece.cited = parse_citations(piece.answer, len(sources))
             for s in sources:

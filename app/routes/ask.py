@@ -102,21 +102,19 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
     ids = await run_in_threadpool(_check_collections, user, body.collection_ids)
     conv_id, msg_id, history = await run_in_threadpool(_open_turn, user, body.question, body.conversation_id)
     got = await ans.retrieve(ans.standalone_query(body.question, history), ids)
+    try:
+        sources, messages = ans.prepare(body.question, history, got.sources)
+    except ValueError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "The question is too long for the model") from None
     yield (
         "sources",
-        {
-            "conversation_id": conv_id,
-            "message_id": msg_id,
-            "sources": [s.public() for s in got.sources],
-        },
+        {"conversation_id": conv_id, "message_id": msg_id, "sources": [s.public() for s in sources]},
     )
-    parts: list[str] = []
     result: ans.Result | None = None
-    async for piece in ans.answer(body.question, history, got.sources):
+    async for piece in ans.answer(body.question, messages, sources):
         if isinstance(piece, ans.Result):
             result = piece
         else:
-            parts.append(piece)
             yield "token", {"text": piece}
     assert result is not None, "answer() ends with a Result"
     done = {
@@ -138,9 +136,9 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
     meta = {
         k: done[k] for k in ("cited", "extractive", "generator", "degraded", "timed_out", "usage", "timings")
     }
-    await run_in_threadpool(_close_turn, msg_id, result.answer, got.sources, meta)
+    await run_in_threadpool(_close_turn, msg_id, result.answer, sources, meta)
     # Sources carry their final `cited`/`highlight` flags here, for the non-stream body.
-    done["_sources"] = [s.public() for s in got.sources]
+    done["_sources"] = [s.public() for s in sources]
     done["_answer"] = result.answer
     yield "done", done
 

@@ -135,13 +135,15 @@ async def _pieces(
         question = msgs[-1]["content"]
         history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
         got = await ans.retrieve(ans.standalone_query(question, history), [cols[0].id])
-        if service.engine is None:
-            return ans.answer(question, history, got.sources), got.sources
-        budget = service.engine.max_model_len - (max_tokens or settings.answer_max_tokens)
-        messages, kept = ans.build_messages(question, history, got.sources, budget)
-        del got.sources[len(kept) :]
-        gen = ans.generate(messages, *_limits(messages, max_tokens, body.temperature), top_p=body.top_p)
-        return _cite(gen, got.sources), got.sources
+        try:
+            sources, messages = ans.prepare(question, history, got.sources, max_tokens)
+        except ValueError as e:
+            raise OpenAIError(400, str(e), "context_length_exceeded") from None
+        if messages is None:  # no generator: an extractive answer
+            return ans.answer(question, None, sources), sources
+        limit, temperature = _limits(messages, max_tokens, body.temperature)
+        sampling = {"max_tokens": limit, "temperature": temperature, "top_p": body.top_p}
+        return ans.answer(question, messages, sources, **sampling), sources
     if not service.loaded or body.model != service.name:
         raise _no_model(body.model)
     return ans.generate(msgs, *_limits(msgs, max_tokens, body.temperature), top_p=body.top_p), None
@@ -161,15 +163,6 @@ def _limits(messages, max_tokens: int | None, temperature: float = 0.0) -> tuple
             "context_length_exceeded",
         )
     return max_tokens or min(settings.answer_max_tokens, room), temperature
-
-
-async def _cite(gen: AsyncIterator[str | ans.Result], sources: list[ans.Source]):
-    async for piece in gen:
-        if isinstance(piece, ans.Result):
-            piece.cited = ans.parse_citations(piece.answer, len(sources))
-            for s in sources:
-                s.cited = s.n in piece.cited
-        yield piece
 
 
 def _usage(r: ans.Result) -> dict[str, Any]:

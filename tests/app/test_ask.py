@@ -32,7 +32,7 @@ def test_extractive_answer_cites_and_highlights(client):
     body = r.json()
     assert body["extractive"] is True and body["generator"] is None
     assert body["answer"].startswith(NO_GENERATOR)
-    assert "Employees receive twenty-eight days of paid leave per year. [1]" in body["answer"]
+    assert "“Employees receive twenty-eight days of paid leave per year.” [1]" in body["answer"]
     assert body["degraded"] is False and body["timed_out"] == []
     # Only the member's collection: the board document never appears.
     assert {s["title"] for s in body["sources"]} == {"Vacation policy"}
