@@ -3,7 +3,9 @@
 Sidecar: ``<segment name>.bm25`` next to ``seg-<uuid>.faiss``, a bm25s index directory plus ``ids.npy``
 (row -> chunk id). It is derived data: built on first use from the segment's chunk ids and the texts the
 caller returns for them (``texts_for_ids``; retrieval/ never reads the database), written to a temporary
-directory, fsynced and renamed, so a reader sees a whole sidecar or none. ``gc_segments`` removes it with its
+directory, fsynced and renamed, so a reader sees a whole sidecar or none. Every caller of one collection
+must return the same texts for an id (the product indexes ``lexical_text(title, heading_path, text)``;
+"" for an id whose row is gone). ``gc_segments`` removes it with its
 segment. Segments are immutable, so a sidecar never goes stale.
 
 Scores across segments: each bm25s index bakes its own IDF into its stored term scores, and a segment of

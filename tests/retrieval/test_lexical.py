@@ -86,3 +86,22 @@ def test_gc_removes_sidecar_with_its_segment(tmp_path):
     assert gc_segments(tmp_path, Manifest(version=9, segments=[second])) == 2
     assert not sidecar_path(tmp_path, first).exists() and not (tmp_path / first).exists()
     assert sidecar_path(tmp_path, second).is_dir()
+
+
+def test_concurrent_first_searches_build_the_sidecar_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = Texts({i: f"chunk number {i} about topic{i % 3}" for i in range(1, 41)})
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: cache.search(tmp_path, m, "topic1", 3, texts), range(8)))
+    assert cache.builds == 1 and texts.calls == 1
+    assert all(r == results[0] for r in results) and len(results[0]) == 3
+
+
+def test_failed_build_leaves_nothing_behind(tmp_path):
+    m = _segment(tmp_path, {1: "a", 2: "b"}, Manifest())
+    with pytest.raises(ValueError, match="returned 1 texts for 2 ids"):
+        LexicalCache().search(tmp_path, m, "word", 3, lambda ids: ["only one"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [m.segments[0]]
