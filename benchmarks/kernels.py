@@ -2,6 +2,7 @@
 
     python benchmarks/kernels.py [--sections prefill,decode,int8,fused] [--json PATH]
     python benchmarks/kernels.py --sections sweep-prefill,sweep-decode,sweep-int8   # config grids
+    python benchmarks/kernels.py --sections parity,int8,decode,sweep-decode-b1      # INT8 follow-up run
 
 - prefill attention (causal, 32/2 heads, d=128, paged cache): TFLOP/s vs torch SDPA (flash backend);
 - decode attention (split-KV, paged): KV bytes read per second vs the measured device copy bandwidth;
@@ -30,10 +31,11 @@ from triton.testing import do_bench
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.activation import silu_and_mul_ref  # noqa: E402
+from kernels.attention import paged_attention_ref  # noqa: E402
 from kernels.flash_decode import flash_decode_triton  # noqa: E402
 from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
-from kernels.int8_matmul import int8_linear_triton  # noqa: E402
+from kernels.int8_matmul import _few_rows, int8_linear_triton  # noqa: E402
 from kernels.norm import rms_norm_ref  # noqa: E402
 from kernels.quant import Int8Weight, quantize_kv_ref  # noqa: E402
 from kernels.rotary import rotary_and_cache_ref  # noqa: E402
@@ -191,13 +193,114 @@ def section_int8(rows: list, lim: dict) -> None:
             ms = graph_ms([lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]])
             ref_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T) for w in ws[:n]])
             eager = bench(lambda x=x, iw=iws[0]: int8_linear_triton(x, iw.qweight, iw.scale))
+            cfg = ""
+            if M <= 32:
+                c = _few_rows.best_config
+                cfg = (f"{'dot' if c.kwargs['DOT'] else 'fma'} {c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']} "
+                       f"split {c.kwargs['SPLIT_K']}")  # fmt: skip
             row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms, "int8_eager_ms": eager,
                    "speedup": ref_ms / ms, "int8_weight_GBps": N * K / ms / 1e6, "rel_err": err,
-                   "first_call_s": first_s}  # fmt: skip
+                   "first_call_s": first_s, "config": cfg}  # fmt: skip
             rows.append(row)
             print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us (eager {eager * 1e3:6.1f})  bf16 "
                   f"{ref_ms * 1e3:8.1f} us  x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:5.0f} GB/s  "
-                  f"rel_err {err:.1e}", flush=True)  # fmt: skip
+                  f"rel_err {err:.1e}  first {first_s:.1f}s  {cfg}", flush=True)  # fmt: skip
+
+
+def section_parity(rows: list, lim: dict) -> None:
+    """Full-size parity of the INT8 paths (NaN-poisoned outputs): W8A16 at GLM-4-9B shapes against the
+    exact product with the dequantized weight, and decode (bf16 / INT8 KV) against the torch reference."""
+    vals = torch.arange(-128, 128, dtype=torch.int8, device=DEV)
+    ok = True
+    for name, (N, K) in GLM_LINEARS.items():
+        iw = Int8Weight.quantize(torch.randn(N, K, dtype=BF16, device=DEV) * 0.02)
+        exact_w = iw.dequantize(torch.float32)
+        for M, dtype, bias in ((1, BF16, True), (8, BF16, False), (17, BF16, True), (32, BF16, False),
+                               (100, BF16, False), (3, torch.float32, True)):  # fmt: skip
+            x = torch.randn(M, K, dtype=dtype, device=DEV)
+            b = torch.randn(N, dtype=dtype, device=DEV) if bias else None
+            out = torch.full((M, N), float("nan"), dtype=dtype, device=DEV)
+            int8_linear_triton(x, iw.qweight, iw.scale, b, out=out)
+            exact = x.double() @ exact_w.double().T + (b.double() if bias else 0)
+            err = rel(out.double(), exact)
+            tol = 1e-2 if dtype == BF16 else 1e-4
+            good = not out.isnan().any().item() and err <= tol
+            ok &= good
+            rows.append(
+                {"op": "int8_linear", "layer": name, "M": M, "dtype": str(dtype), "rel_err": err, "ok": good}
+            )
+            print(
+                f"parity int8 {name:<8} M={M:>3} {str(dtype)[6:]:<8} rel_err {err:.1e} {'ok' if good else 'FAIL'}"
+            )
+    del vals
+    for quant in (False, True):
+        lens = [1, 17, 1000, 4097, 32768]
+        B = len(lens)
+        nblk = [-(-n // BS) for n in lens]
+        tables = torch.zeros(B, max(nblk), dtype=torch.int32, device=DEV)
+        perm = torch.randperm(sum(nblk), device=DEV).int()
+        used = 0
+        for i, n in enumerate(nblk):
+            tables[i, :n] = perm[used : used + n]
+            used += n
+        k = torch.randn(sum(nblk), BS, NKV, HD, dtype=BF16, device=DEV)
+        v = torch.randn_like(k)
+        ks = vs = None
+        if quant:
+            k, ks = quantize_kv_ref(k)
+            v, vs = quantize_kv_ref(v)
+        q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
+        seq = torch.tensor(lens, dtype=torch.int32, device=DEV)
+        cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+        out = torch.full_like(q, float("nan"))
+        flash_decode_triton(*args, out=out)
+        ref = paged_attention_ref(*args)
+        err = rel(out, ref)
+        good = not out.isnan().any().item() and err <= 1e-2
+        ok &= good
+        rows.append({"op": "decode", "kv": "int8" if quant else "bf16", "rel_err": err, "ok": good})
+        print(
+            f"parity decode kv={'int8' if quant else 'bf16'} lens {lens} rel_err {err:.1e} {'ok' if good else 'FAIL'}"
+        )
+    print(f"parity: {'all ok' if ok else 'FAILURES'}", flush=True)
+
+
+def section_sweep_decode_b1(rows: list, lim: dict) -> None:
+    """Batch-1 32k decode: tile size x split count (the plan's choice is the 'plan' row), bf16 and INT8."""
+    for quant in (False, True):
+        k, v, ks, vs, tables, seq = paged_cache(1, 32768, quant)
+        q = torch.randn(1, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.arange(2, dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+        ref = flash_decode_triton(*args)
+        kv_bytes = k.numel() * k.element_size() * 2 + (ks.numel() * 8 if quant else 0)
+        line = []
+        for bn, splits, w, st in ((128, 128, 4, 3), (128, 256, 4, 3), (64, 256, 4, 3), (64, 512, 4, 3),
+                                  (64, 256, 4, 4), (128, 64, 8, 3), (64, 128, 4, 3)):  # fmt: skip
+            kw = dict(block_n=bn, num_splits=splits, num_warps=w, num_stages=st)
+            err = rel(flash_decode_triton(*args, **kw), ref)
+            ms = graph_ms([lambda kw=kw, a=args: flash_decode_triton(*a, **kw)], reps=50)
+            rows.append({"quant": quant, **kw, "ms": ms, "err": err})
+            line.append(
+                f"{bn}/{splits}/{w}w{st}s:{ms * 1e3:.1f}us {kv_bytes / ms / 1e6:.0f}GB/s{'' if err < 1e-2 else '!'}"
+            )
+        print(
+            f"sweep decode B=1 32k quant={quant} (block_n/splits/warps/stages): {' '.join(line)}", flush=True
+        )
+    # INT8 KV at batch 32: warps/stages/tile with the byte-permute conversion
+    k, v, ks, vs, tables, seq = paged_cache(32, 32768, True)
+    q = torch.randn(32, NH, HD, dtype=BF16, device=DEV)
+    cu = torch.arange(33, dtype=torch.int32, device=DEV)
+    args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+    kv_bytes = k.numel() * 2 + ks.numel() * 8
+    line = []
+    for bn, w, st in ((128, 4, 3), (128, 8, 3), (64, 4, 3), (128, 4, 4)):
+        kw = dict(block_n=bn, num_warps=w, num_stages=st)
+        ms = graph_ms([lambda kw=kw, a=args: flash_decode_triton(*a, **kw)], reps=20)
+        rows.append({"quant": True, "B": 32, **kw, "ms": ms})
+        line.append(f"{bn}/{w}w{st}s:{ms * 1e3:.0f}us {kv_bytes / ms / 1e6:.0f}GB/s")
+    print(f"sweep decode B=32 32k int8 (block_n/warps/stages): {' '.join(line)}", flush=True)
 
 
 def section_sweep_decode(rows: list, lim: dict) -> None:
@@ -274,7 +377,10 @@ def section_sweep_int8(rows: list, lim: dict) -> None:
         bf16_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T)])
         line = []
         for c in configs:
-            cfg = {k: c[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_N", "SWAP")}
+            keys = ("BLOCK_M", "BLOCK_N", "BLOCK_K") + (
+                ("SPLIT_K", "DOT") if "SPLIT_K" in c else ("GROUP_N", "SWAP")
+            )
+            cfg = {k: c[k] for k in keys}
             launch = {"num_warps": c["num_warps"], "num_stages": c["num_stages"]}
             try:
                 err = rel(int8_linear_triton(x, iw.qweight, iw.scale, config={**cfg, **launch}), exact)
@@ -291,7 +397,8 @@ def section_sweep_int8(rows: list, lim: dict) -> None:
             rows.append({"layer": name, "M": M, **cfg, **launch, "ms": ms, "err": err, "bf16_ms": bf16_ms})
             line.append(
                 f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}/{launch['num_warps']}w{launch['num_stages']}s"
-                f"{'/T' if cfg['SWAP'] else ''}: {ms * 1e3:.0f}us err {err:.0e}"
+                f"{'/T' if cfg.get('SWAP') else ''}{'/S' + str(cfg['SPLIT_K']) if 'SPLIT_K' in cfg else ''}"
+                f"{'/dot' if cfg.get('DOT') else ''}: {ms * 1e3:.0f}us err {err:.0e}"
             )
         print(f"sweep int8 {name} M={M} (bf16 {bf16_ms * 1e3:.0f}us): " + "; ".join(line), flush=True)
 
@@ -348,6 +455,8 @@ SECTIONS = {
     "sweep-decode": section_sweep_decode,
     "sweep-int8": section_sweep_int8,
     "sweep-prefill": section_sweep_prefill,
+    "parity": section_parity,
+    "sweep-decode-b1": section_sweep_decode_b1,
 }
 DEFAULT = "prefill,decode,int8,fused"
 
@@ -380,7 +489,13 @@ def main() -> None:
     )
     for name in args.sections.split(","):
         rows: list = []
-        SECTIONS[name](rows, lim)
+        try:
+            SECTIONS[name](rows, lim)
+        except Exception as e:  # noqa: BLE001  (report and go on with the other sections)
+            import traceback
+
+            traceback.print_exc()
+            rows.append({"error": f"{type(e).__name__}: {e}"})
         result[name] = rows
         torch.cuda.empty_cache()
     out = args.json or (Path(os.environ["OUT"]) / "kernels.json" if os.environ.get("OUT") else None)

@@ -20,7 +20,7 @@ import triton.language as tl
 
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton
-from .int8_matmul import FAST_CVT, int8_to_float
+from .int8_matmul import fast_cvt_fits, int8_to_float
 from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
@@ -415,7 +415,7 @@ def flash_decode_triton(
         SOFTCAP=softcap is not None,
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
-        FAST=FAST_CVT,
+        FAST=fast_cvt_fits(block_d * block_n, num_warps),
         num_warps=num_warps,
         num_stages=num_stages,
     )

@@ -15,6 +15,8 @@ From DEQUANT_ROWS rows on, the weight is dequantized to a transient copy and mul
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -41,7 +43,15 @@ MAX_SPLIT_K = 8
 # an eighth of the FMA rate: at ~1.5 conversions per int8 -> bf16 value that caps every int8 kernel here at
 # ~2.8 T values/s, under the 4 T int8 bytes/s that memory delivers. ``int8_to_float`` uses the magic-number
 # trick instead (full-rate byte permutes and one fp32 subtract per value); inline PTX, so GPU only.
-FAST_CVT = not INTERPRET
+# AUTOGLM_INT8_CVT=cvt falls back to the plain conversion (a toolchain that rejects the PTX, comparisons).
+FAST_CVT = not INTERPRET and os.environ.get("AUTOGLM_INT8_CVT", "fast") != "cvt"
+
+
+def fast_cvt_fits(tile_elems: int, num_warps: int) -> bool:
+    """The PTX conversion takes 4 packed values, so each thread must hold a multiple of 4 elements of the
+    int8 tile (Triton aborts compilation otherwise): tiles of >= 4 values per thread. All autotuned
+    configs qualify; small forced configs (tests) fall back to the plain conversion."""
+    return FAST_CVT and tile_elems >= 4 * 32 * num_warps
 
 
 @triton.jit
@@ -367,7 +377,7 @@ def _prune_few_rows(configs, named_args, **kwargs):
     multiprocessors (fewer leave some without weight rows to stream, more only add per-program overhead),
     >= 2 K tiles per program (a pipeline needs tiles to overlap), and split partials whose float32
     round trip (8 bytes per row and split) stays under an eighth of the int8 weight bytes (K per column)."""
-    M, N, K = named_args["M"], named_args["N"], named_args["K"]
+    M, N, K, bucket = named_args["M"], named_args["N"], named_args["K"], named_args["M_BUCKET"]
     sms = device_sms(named_args["X_ptr"])
     m_tile = max(16, next_pow2(M))
     kept = []
@@ -380,7 +390,8 @@ def _prune_few_rows(configs, named_args, **kwargs):
             continue
         programs = triton.cdiv(N, kw["BLOCK_N"]) * kw["SPLIT_K"]
         k_tiles = triton.cdiv(triton.cdiv(K, kw["SPLIT_K"]), kw["BLOCK_K"])
-        if sms <= programs <= 16 * sms and k_tiles >= 2 and kw["SPLIT_K"] <= max_split_k(M, K):
+        # NOTE: the bound uses the row bucket (the autotune key), as the launcher's partial buffer does
+        if sms <= programs <= 16 * sms and k_tiles >= 2 and kw["SPLIT_K"] <= max_split_k(bucket, K):
             kept.append(c)
     if kept:
         return kept
@@ -534,8 +545,9 @@ def int8_linear_triton(
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
     if config is not None:
+        fast = fast_cvt_fits(config["BLOCK_N"] * config["BLOCK_K"], config.get("num_warps", 4))
         _int8_matmul[grid(config)](
-            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=FAST_CVT, **config
+            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=fast, **config
         )
     else:
         _many_rows[grid](
@@ -548,7 +560,7 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
     """The split-K few-rows kernel (autotuned, or ``config``), then the split reduction if it split K."""
     if INTERPRET and config is None:
         config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": M > 1}
-    max_split = max_split_k(M, K) if config is None else config["SPLIT_K"]
+    max_split = max_split_k(next_pow2(M), K) if config is None else config["SPLIT_K"]
     # float32 partial sums of every split (only written when the chosen config splits K)
     part = torch.empty((max_split, M, N), dtype=torch.float32, device=x.device)
     kw = dict(HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=dot_precision(x.dtype), FAST=FAST_CVT)
@@ -562,6 +574,7 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
+        kw["FAST"] = fast_cvt_fits(cfg["BLOCK_N"] * cfg["BLOCK_K"], cfg["num_warps"])
         _int8_few_rows_kernel[grid(cfg)](*launch_args, EVEN_K=K % cfg["BLOCK_K"] == 0, **kw, **cfg)
         splits = cfg["SPLIT_K"]
     else:

@@ -26,7 +26,7 @@ def test_prefill_prune_keeps_at_most_four_configs():
 
 
 def _int8_kept(m, n, k, few):
-    named = {"X_ptr": torch.empty(1), "M": m, "N": n, "K": k}
+    named = {"X_ptr": torch.empty(1), "M": m, "N": n, "K": k, "M_BUCKET": 1 << (m - 1).bit_length()}
     if few:
         return int8_matmul._prune_few_rows(int8_matmul._few_rows_configs(), named)
     return int8_matmul._prune_many_rows(int8_matmul._many_rows_configs(), named)
