@@ -51,6 +51,12 @@ def test_login_sets_cookies_and_csrf_guards_state_changes(client):
     assert "autoglm_session=" in set_cookie and "HttpOnly" in set_cookie.split("autoglm_csrf")[0]
     assert "samesite=lax" in set_cookie.lower() and "Secure" not in set_cookie
     csrf = client.cookies["autoglm_csrf"]
+    behind_tls = client.post("/api/auth/login", json={"username": "ada", "password": PASSWORD},
+                             headers={"X-Forwarded-Proto": "https"})  # fmt: skip
+    assert all("Secure" in v for k, v in behind_tls.headers.multi_items() if k == "set-cookie")
+    client.cookies.clear()
+    client.post("/api/auth/login", json={"username": "ada", "password": PASSWORD})
+    csrf = client.cookies["autoglm_csrf"]
 
     me = client.get("/api/me")
     assert me.status_code == 200 and me.json()["name"] == "ada" and me.json()["groups"] == []
