@@ -158,3 +158,24 @@ def test_async_search_does_not_block_the_event_loop(collection, emb):
 def test_budget_rejects_nonsense():
     with pytest.raises(ValueError, match="rerank_ms must be positive"):
         Budget(rerank_ms=0)
+
+
+def test_everything_over_budget_gives_an_empty_degraded_answer(tmp_path, emb):
+    ids = np.array([101, 107], dtype=np.int64)
+    m = add_segment(Manifest(), write_segment(tmp_path, ids, emb.embed(texts_for_ids(ids))))
+
+    def slow_texts(ids):
+        time.sleep(1.0)
+        return texts_for_ids(ids)
+
+    r = hybrid_search_sync(
+        "crc32 checksum",
+        [Source(tmp_path, m)],
+        embed_query=lambda q: (time.sleep(1.0), emb.embed_query(q))[1],
+        texts_for_ids=slow_texts,
+        lexical_cache=LexicalCache(),  # no sidecar yet: BM25 must build it, through the slow fetch
+        budget=Budget(deadline_ms=50),
+    )
+    assert r.hits == [] and r.degraded
+    assert sorted(r.timed_out) == ["bm25", "embed"] and r.skipped == ["dense"]
+    assert r.timings_ms["total"] < 500
