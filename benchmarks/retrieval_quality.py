@@ -3,8 +3,8 @@
     python benchmarks/retrieval_quality.py [--data-dir DIR] [--docs DIR]
 
 The labelled set is benchmarks/data/python_docs_questions.jsonl: questions written by hand, each with the
-page (path relative to the docs root) that answers it. The corpus is every answer page plus distractors:
-all of tutorial/, faq/, howto/ and the library pages under 40 kB (Debian's python3-doc HTML). Each page goes
+page (path relative to the docs root) that answers it. The corpus is every page of tutorial/, faq/, howto/
+and library/ of Debian's python3-doc HTML (the answer pages and ~470 distractors). Each page goes
 through the real product path (app.uploads.add_document, ingest.pipeline.process_document: our HTML parser,
 chunker, embedder, FAISS segments, Chunk rows). A hit is page-level: a retrieved chunk of the right page.
 Reported: recall@1/5/10 and MRR@10 per method. Prints a table, writes JSON under benchmarks/out/.
@@ -33,7 +33,6 @@ DOC_DIRS = [
     "/usr/share/doc/python3-doc/html",
 ]
 QUESTIONS = _HERE / "data" / "python_docs_questions.jsonl"
-DISTRACTOR_MAX_BYTES = 40_000
 
 
 def docs_root(arg: str | None) -> Path:
@@ -47,13 +46,8 @@ def docs_root(arg: str | None) -> Path:
 
 def corpus_pages(root: Path, questions: list[dict]) -> list[str]:
     pages = {q["page"] for q in questions}
-    for sub in ("tutorial", "faq", "howto"):
+    for sub in ("tutorial", "faq", "howto", "library"):
         pages |= {p.relative_to(root).as_posix() for p in (root / sub).glob("*.html")}
-    pages |= {
-        p.relative_to(root).as_posix()
-        for p in (root / "library").glob("*.html")
-        if p.stat().st_size < DISTRACTOR_MAX_BYTES
-    }
     missing = sorted(p for p in pages if not (root / p).is_file())
     if missing:
         raise SystemExit(f"pages missing under {root}: {missing[:5]}")
@@ -65,19 +59,22 @@ def page_filename(rel: str) -> str:
     return rel.replace("/", "__")
 
 
-def ingest(root: Path, pages: list[str]) -> dict:
-    """Upload and process every page through the product pipeline; returns {"collection_id", "seconds"}."""
+def ingest(root: Path, pages: list[str], collection_id: int | None = None) -> dict:
+    """Upload and process pages through the product pipeline (pages already there are skipped as
+    duplicates); returns {"collection_id", "seconds", "pages"}."""
     from app.db import migrate, session_scope
     from app.models import Collection
     from app.uploads import add_document
     from ingest.pipeline import compact_collection, process_document
 
     migrate()
-    with session_scope() as s:
-        coll = Collection(name="python-docs")
-        s.add(coll)
-        s.commit()
-        cid = coll.id
+    cid = collection_id
+    if cid is None:
+        with session_scope() as s:
+            coll = Collection(name="python-docs")
+            s.add(coll)
+            s.commit()
+            cid = coll.id
     t0 = time.perf_counter()
     for i, rel in enumerate(pages):
         with session_scope() as s:
@@ -85,7 +82,7 @@ def ingest(root: Path, pages: list[str]) -> dict:
             s.commit()
             doc_id = doc.id
         status = process_document(doc_id, schedule_compaction=False) if new else "duplicate"
-        if status != "ready":
+        if status not in ("ready", "duplicate"):
             print(f"  {rel}: {status}")
         if (i + 1) % 25 == 0:
             print(f"  ingested {i + 1}/{len(pages)} pages ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -189,7 +186,7 @@ def evaluate(questions: list[dict], info: dict, out_path: str) -> None:
         results[name]["p50_ms"] = round(ms[len(ms) // 2], 1)
     report = {
         "questions": len(questions),
-        "pages": info.get("pages"),
+        "pages": len(info.get("page_list") or []) or info.get("pages"),
         "chunks": len(rows),
         "segments": len(manifest.segments),
         "bm25_sidecar_build_s": round(build_s, 2),
@@ -236,12 +233,12 @@ def main() -> None:
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     root = docs_root(args.docs)
     marker = data_dir / "retrieval_quality_ingest.json"
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-    else:
-        pages = corpus_pages(root, questions)
+    info = json.loads(marker.read_text()) if marker.is_file() else {}
+    pages = corpus_pages(root, questions)
+    if info.get("page_list") != pages:  # new, or an index of an older corpus: add what is missing
         print(f"ingesting {len(pages)} pages from {root} into {data_dir}", flush=True)
-        info = ingest(root, pages)
+        done = ingest(root, pages, info.get("collection_id"))
+        info = {**done, "seconds": round(info.get("seconds", 0) + done["seconds"], 1), "page_list": pages}
         marker.write_text(json.dumps(info))
     if args.ingest_only:
         print(json.dumps(info))
