@@ -282,3 +282,10 @@ def lexical_text(title: str, heading_path: Sequence[str], text: str) -> str:
     """
     head = " / ".join(h for h in [title, *heading_path] if h)
     return f"{head}\n{text}" if head else text
+
+
+def preload() -> None:
+    """Import bm25s and build the analyzer now (~1 s), so a server's first query does not pay it in budget."""
+    import bm25s  # noqa: F401
+
+    _get_analyzer()
