@@ -249,6 +249,7 @@ def _int8_few_rows_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
     DOT: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -274,7 +275,9 @@ def _int8_few_rows_kernel(
     else:
         x_ptrs = X_ptr + k_lo + offs_k
         acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k0 in range(k_lo, k_hi, BLOCK_K):
+    # NOTE: an explicit tl.range stage count: Triton pipelines (cp.async) only loads that feed a dot by
+    # itself, and the one-row FMA loop otherwise waits out every weight tile's memory latency
+    for k0 in tl.range(k_lo, k_hi, BLOCK_K, num_stages=STAGES):
         if EVEN_K:
             w = tl.load(w_ptrs)
         else:
@@ -406,10 +409,35 @@ def _prune_few_rows(configs, named_args, **kwargs):
     return fallback[:1]
 
 
+def _reduce_splits(
+    part: torch.Tensor,
+    bias_or_scale,
+    y: torch.Tensor,
+    M: int,
+    N: int,
+    stride_ym: int,
+    splits: int,
+    has_bias: bool,
+) -> None:
+    block = 1024
+    _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
+        part, bias_or_scale, y, M, N, stride_ym, splits, HAS_BIAS=has_bias, BLOCK=block
+    )
+
+
+def _reduce_after_bench(nargs, exception=None):
+    """Autotuner post-hook (runs inside each timed call): add the split reduction to a split config's
+    time, so that the choice between split and unsplit configs counts the second pass too."""
+    if exception is None and nargs["SPLIT_K"] > 1:
+        _reduce_splits(nargs["P_ptr"], nargs["B_ptr"], nargs["Y_ptr"], nargs["M"], nargs["N"],
+                       nargs["stride_ym"], nargs["SPLIT_K"], nargs["HAS_BIAS"])  # fmt: skip
+
+
 _few_rows = triton.autotune(
     configs=_few_rows_configs(),
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _prune_few_rows},
+    post_hook=_reduce_after_bench,
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_int8_few_rows_kernel))
 
 
@@ -570,7 +598,7 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         return (triton.cdiv(N, meta["BLOCK_N"]), meta["SPLIT_K"])
 
     if config is not None:
-        cfg = {"num_warps": 4, **config}
+        cfg = {"num_warps": 4, "STAGES": 3, **config}
         cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
@@ -582,10 +610,7 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         splits = _few_rows.best_config.kwargs["SPLIT_K"]
     if splits > 1:
         y = args[4]
-        block = 1024
-        _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
-            part, args[3], y, M, N, y.stride(0), splits, HAS_BIAS=bias is not None, BLOCK=block
-        )
+        _reduce_splits(part, args[3], y, M, N, y.stride(0), splits, bias is not None)
 
 
 def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
