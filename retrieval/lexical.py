@@ -123,6 +123,10 @@ def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds
     if len(texts) != ids.size:
         raise ValueError(f"texts_for_ids returned {len(texts)} texts for {ids.size} ids")
     tokens = [tokenize(t) for t in texts]
+    if not any(tokens):
+        # NOTE: every chunk of the segment is gone (its documents were deleted or replaced); bm25s cannot
+        # index an empty vocabulary, so index a token no query has (tombstones zero these rows anyway).
+        tokens = [["\x00"]] * len(tokens)
     model = bm25s.BM25()  # lucene variant, k1=1.5, b=0.75
     model.index(tokens, show_progress=False)
     final = sidecar_path(collection_dir, segment)
