@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 
+from app import retrieve
 from app.db import migrate
 from app.engine_service import service
 from app.observability import RequestContextMiddleware, configure_logging
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 async def lifespan(_: FastAPI):
     configure_logging(settings.log_level, settings.log_json)
     migrate()  # idempotent: a no-op at head
+    threading.Thread(target=retrieve.warm, name="warm-retrieval", daemon=True).start()
     await asyncio.to_thread(service.start)  # no-op without AUTOGLM_MODEL_PATH
     try:
         yield

@@ -8,15 +8,17 @@ app.search.SearchHit rows of ready documents only. All blocking work runs in thr
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from sqlmodel import select
 
 from app.db import session_scope
-from app.models import Chunk, DocStatus, Document
+from app.models import Chunk, Collection, DocStatus, Document
 from app.search import SearchHit, _embedder
 from app.settings import settings
 
+log = logging.getLogger(__name__)
 DEFAULT_DEADLINE_MS = 300.0  # the stage budgets of retrieval.hybrid.Budget() are sized for this
 
 
@@ -117,3 +119,22 @@ async def hybrid_hits(query: str, collection_ids: list[int], k: int):
                 raise
     hits = await asyncio.to_thread(_rows, [(h.chunk_id, h.score) for h in res.hits], collection_ids)
     return hits[:k], res
+
+
+def warm() -> None:
+    """Server start-up, in a background thread: load the BM25 analyzer and build (or load) the BM25
+    sidecars of every collection, so first queries do not spend their deadline on it."""
+    from ingest.pipeline import collection_dir, load_manifest
+    from retrieval import lexical
+    from retrieval.hybrid import Source
+
+    try:
+        lexical.preload()
+        with session_scope() as s:
+            sources = [
+                Source(collection_dir(c), load_manifest(s, c)) for c in s.exec(select(Collection.id)).all()
+            ]
+        for src in sources:
+            lexical.warm(src.collection_dir, src.manifest, _texts_for_ids)
+    except Exception:  # best effort: a query builds what is missing
+        log.warning("retrieval warm-up stopped early", exc_info=True)

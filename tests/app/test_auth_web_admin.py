@@ -1,0 +1,108 @@
+"""Admin management: group members decide what a member reads, user listing, collection deletion (rows,
+index files and blobs), document re-indexing (failed: retried in place; ready: replaced when the new
+copy is ready), and /v1 without a generator (extractive rag: answers)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from app.answer import NO_GENERATOR
+from app.db import session_scope
+from app.models import Chunk, Document, Role
+from ingest import storage
+from ingest.pipeline import collection_dir, fail_document, process_document
+from tests.app.ask_support import GUIDE, ask_env, build_world
+from tests.app.support import make_user, restore_settings
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    ask_env(monkeypatch, tmp_path)
+    from app.main import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+    monkeypatch.undo()
+    restore_settings()
+
+
+def test_group_members_users_and_collection_delete(client):
+    w = build_world(client)
+    outsider = make_user(Role.member, name="outsider")
+    assert client.get("/api/collections", headers=outsider).json() == []
+    users = {u["name"]: u for u in client.get("/api/users", headers=w.admin).json()}
+    r = client.put(
+        f"/api/groups/{w.group}/members", json={"user_ids": [users["outsider"]["id"]]}, headers=w.admin
+    )
+    assert r.json() == {"user_ids": [users["outsider"]["id"]]}
+    assert [c["name"] for c in client.get("/api/collections", headers=outsider).json()] == ["handbook"]
+    assert client.get("/api/collections", headers=w.member).json() == []  # replaced, not added
+    r = client.put(f"/api/groups/{w.group}/members", json={"user_ids": [999]}, headers=w.admin)
+    assert (r.status_code, r.json()) == (422, {"detail": "User 999 not found"})
+    assert (
+        client.put(f"/api/groups/{w.group}/members", json={"user_ids": []}, headers=outsider).status_code
+        == 403
+    )
+
+    with session_scope() as s:
+        (doc,) = s.exec(select(Document).where(Document.collection_id == w.board)).all()
+    assert collection_dir(w.board).is_dir() and storage.blob_path(doc.sha256).is_file()
+    assert client.delete(f"/api/collections/{w.board}", headers=outsider).status_code == 403
+    assert client.delete(f"/api/collections/{w.board}", headers=w.admin).status_code == 204
+    assert client.delete(f"/api/collections/{w.board}", headers=w.admin).json() == {
+        "detail": "Collection not found"
+    }
+    assert not collection_dir(w.board).exists() and not storage.blob_path(doc.sha256).exists()
+    with session_scope() as s:
+        assert s.exec(select(Chunk).where(Chunk.document_id == doc.id)).all() == []
+    r = client.post(
+        "/api/ask", json={"question": "Which acquisition did the board approve?"}, headers=w.admin
+    )
+    assert "Northwind" not in r.text
+
+
+def test_reindex_failed_in_place_and_ready_by_replacement(client):
+    w = build_world(client)
+    r = client.post(f"/api/collections/{w.handbook}/documents", files=[("files", ("notes.md", b"# Notes\n\nBadges are blue."))],
+                    headers=w.admin)  # fmt: skip
+    failed = r.json()["documents"][0]["id"]
+    r = client.post(f"/api/documents/{failed}/reindex", headers=w.admin)
+    assert (r.status_code, r.json()) == (409, {"detail": "Document is already being processed"})
+    fail_document(failed, "The parser crashed.")
+    r = client.post(f"/api/documents/{failed}/reindex", headers=w.admin)
+    assert r.status_code == 202, r.text
+    assert (r.json()["id"], r.json()["status"], r.json()["error"]) == (failed, "queued", None)
+    assert process_document(failed) == "ready"
+
+    with session_scope() as s:
+        (old,) = s.exec(select(Document.id).where(Document.filename == "vacation.md")).all()
+    r = client.post(f"/api/documents/{old}/reindex", headers=w.admin)
+    new = r.json()["id"]
+    assert r.status_code == 202 and new != old and r.json()["status"] == "queued"
+    assert client.get(f"/api/documents/{old}", headers=w.member).json()["status"] == "ready"  # still served
+    assert process_document(new) == "ready"
+    assert client.get(f"/api/documents/{old}", headers=w.member).status_code == 404
+    hits = client.post("/api/search", json={"query": "paid leave"}, headers=w.member).json()["hits"]
+    assert hits and {h["document_id"] for h in hits} <= {new, failed}
+    assert client.post(f"/api/documents/{new}/reindex", headers=w.member).status_code == 403
+    assert client.post("/api/documents/424242/reindex", headers=w.admin).status_code == 404
+
+
+def test_v1_without_generator_answers_extractively(client):
+    w = build_world(client)
+    assert [m["id"] for m in client.get("/v1/models", headers=w.member).json()["data"]] == ["rag:handbook"]
+    body = {
+        "model": "rag:handbook",
+        "messages": [{"role": "user", "content": "How many days of paid leave?"}],
+    }
+    r = client.post("/v1/chat/completions", json=body, headers=w.member)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["choices"][0]["message"]["content"].startswith(NO_GENERATOR)
+    assert "twenty-eight days" in out["choices"][0]["message"]["content"] and 1 in out["cited"]
+    assert out["usage"]["total_tokens"] == 0 and out["sources"][0]["highlight"]
+    r = client.post("/v1/chat/completions", json={**body, "model": "tiny-glm"}, headers=w.member)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert GUIDE  # the handbook's document
