@@ -37,20 +37,9 @@ def budget():
 
 
 def _texts_for_ids(ids: Sequence[int]) -> list[str]:
-    """What BM25 indexes per chunk (title and headings with the text); "" for ids whose rows are gone."""
-    from retrieval.lexical import lexical_text
+    from ingest.pipeline import lexical_texts
 
-    with session_scope() as s:
-        rows = s.exec(
-            select(Chunk.id, Chunk.text, Chunk.heading_path, Document.title, Document.filename)
-            .join(Document, Chunk.document_id == Document.id)
-            .where(Chunk.id.in_(list(ids)))
-        ).all()
-    texts = {
-        cid: lexical_text(title or filename, heading or [], text)
-        for cid, text, heading, title, filename in rows
-    }
-    return [texts.get(i, "") for i in ids]
+    return lexical_texts(ids)
 
 
 def _sources(collection_ids: list[int]):

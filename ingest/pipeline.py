@@ -162,9 +162,43 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
     _pause("indexing")
 
     status = _commit_document(document_id, collection_id, parsed.text, specs, vectors)
-    if status == DocStatus.ready and schedule_compaction:
-        maybe_schedule_compaction(collection_id)
+    if status == DocStatus.ready:
+        warm_lexical(collection_id)
+        if schedule_compaction:
+            maybe_schedule_compaction(collection_id)
     return status
+
+
+def lexical_texts(ids) -> list[str]:
+    """What BM25 indexes per chunk id (title and heading path, then the text); "" where the row is gone."""
+    from retrieval.lexical import lexical_text
+
+    with session_scope() as s:
+        rows = s.exec(
+            select(Chunk.id, Chunk.text, Chunk.heading_path, Document.title, Document.filename)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(Chunk.id.in_(list(ids)))
+        ).all()
+    texts = {
+        cid: lexical_text(title or name, heading or [], text) for cid, text, heading, title, name in rows
+    }
+    return [texts.get(i, "") for i in ids]
+
+
+def warm_lexical(collection_id: int) -> None:
+    """Build the BM25 sidecars of new segments now, so the first query after ingestion does not spend
+    its retrieval deadline building them. Best effort: a query builds whatever is missing."""
+    from retrieval import lexical
+
+    try:
+        with session_scope() as s:
+            manifest = load_manifest(s, collection_id)
+        cdir = collection_dir(collection_id)
+        for name in manifest.segments:  # files only: a worker keeps no BM25 models in memory
+            if not (lexical.sidecar_path(cdir, name) / "ids.npy").is_file():
+                lexical.build_sidecar(cdir, name, lexical_texts)
+    except Exception:
+        log.warning("BM25 warm-up of collection %s failed", collection_id, exc_info=True)
 
 
 def _commit_document(document_id: int, collection_id: int, text: str, specs, vectors: np.ndarray) -> str:
@@ -294,6 +328,7 @@ def compact_collection(collection_id: int, force: bool = False) -> bool:
             s.commit()
         # Only after the new manifest row committed may the old segment files go.
         removed = gc_segments(collection_dir(collection_id), new)
+    warm_lexical(collection_id)
     log.info(
         "collection %s compacted: %d -> %d segments, %d files removed",
         collection_id,
