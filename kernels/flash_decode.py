@@ -85,7 +85,7 @@ def _decode_tile(
         s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
     elif QUANT:
         # int8 K enters the dot as exact small integers; its per-token scale multiplies the score row
-        s = tl.dot(q, int8_to_float(k, q.dtype, FAST), input_precision=PRECISION)
+        s = tl.dot(q, int8_to_float(k, q.dtype, FAST, True), input_precision=PRECISION)
     else:
         s = tl.dot(q, k, input_precision=PRECISION)
     if QUANT:
@@ -127,7 +127,7 @@ def _decode_tile(
         acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
     elif QUANT:
         # ... and V's per-token scale multiplies P's columns: no per-element dequantization
-        acc = tl.dot(p.to(q.dtype), int8_to_float(v, q.dtype, FAST), acc, input_precision=PRECISION)
+        acc = tl.dot(p.to(q.dtype), int8_to_float(v, q.dtype, FAST, False), acc, input_precision=PRECISION)
     else:
         acc = tl.dot(p.to(q.dtype), v, acc, input_precision=PRECISION)
     return acc, m_new, l_i

@@ -54,45 +54,54 @@ def fast_cvt_fits(tile_elems: int, num_warps: int) -> bool:
     return FAST_CVT and tile_elems >= 4 * 32 * num_warps
 
 
+# int8 x 4 (one 32-bit register) -> bf16 x 4 (two registers); see int8_to_float
+_ASM_INT8_TO_BF16: tl.constexpr = tl.constexpr(
+    """{
+    .reg .b32 u, m, t0, t1, t2, t3;
+    .reg .f32 f0, f1, f2, f3;
+    xor.b32 u, $2, 0x80808080;
+    mov.b32 m, 0x4B000000;
+    prmt.b32 t0, u, m, 0x7650;
+    prmt.b32 t1, u, m, 0x7651;
+    prmt.b32 t2, u, m, 0x7652;
+    prmt.b32 t3, u, m, 0x7653;
+    mov.b32 f0, t0;
+    mov.b32 f1, t1;
+    mov.b32 f2, t2;
+    mov.b32 f3, t3;
+    sub.f32 f0, f0, 0f4B000080;
+    sub.f32 f1, f1, 0f4B000080;
+    sub.f32 f2, f2, 0f4B000080;
+    sub.f32 f3, f3, 0f4B000080;
+    mov.b32 t0, f0;
+    mov.b32 t1, f1;
+    mov.b32 t2, f2;
+    mov.b32 t3, f3;
+    prmt.b32 $0, t0, t1, 0x7632;
+    prmt.b32 $1, t2, t3, 0x7632;
+    }"""
+)
+
+
 @triton.jit
-def int8_to_float(w, dtype: tl.constexpr, FAST: tl.constexpr):
+def int8_to_float(w, dtype: tl.constexpr, FAST: tl.constexpr, PURE: tl.constexpr):
     """int8 tensor -> ``dtype``, exactly (every int8 value is representable in bf16/fp16/fp32).
 
     FAST (bfloat16/float32 targets): per 4 packed bytes, ``u = w ^ 0x80`` (= w + 128 as unsigned), byte
     permutes build the fp32 bit patterns ``0x4B0000uu`` = 2^23 + u, and subtracting 2^23 + 128 leaves w. A
-    bf16 value is then the upper half of that fp32 word (w has at most 8 significant bits: exact)."""
+    bf16 value is then the upper half of that fp32 word (w has at most 8 significant bits: exact).
+    PURE=False (bf16) marks the conversion as having effects, so that Triton cannot move a dot operand's
+    layout conversion above it: for a B operand that needs transposing (P @ V), shuffling the int8 tile
+    instead reads shared memory one byte at a time; this way the bf16 tile is shuffled (ldmatrix.trans)."""
     if FAST and dtype == tl.bfloat16:
-        h = tl.inline_asm_elementwise(
-            """{
-            .reg .b32 u, m, t0, t1, t2, t3;
-            .reg .f32 f0, f1, f2, f3;
-            xor.b32 u, $2, 0x80808080;
-            mov.b32 m, 0x4B000000;
-            prmt.b32 t0, u, m, 0x7650;
-            prmt.b32 t1, u, m, 0x7651;
-            prmt.b32 t2, u, m, 0x7652;
-            prmt.b32 t3, u, m, 0x7653;
-            mov.b32 f0, t0;
-            mov.b32 f1, t1;
-            mov.b32 f2, t2;
-            mov.b32 f3, t3;
-            sub.f32 f0, f0, 0f4B000080;
-            sub.f32 f1, f1, 0f4B000080;
-            sub.f32 f2, f2, 0f4B000080;
-            sub.f32 f3, f3, 0f4B000080;
-            mov.b32 t0, f0;
-            mov.b32 t1, f1;
-            mov.b32 t2, f2;
-            mov.b32 t3, f3;
-            prmt.b32 $0, t0, t1, 0x7632;
-            prmt.b32 $1, t2, t3, 0x7632;
-            }""",
-            "=r,=r,r",
-            [w],
-            dtype=tl.int16,
-            is_pure=True,
-            pack=4,
-        )
+        if PURE:
+            h = tl.inline_asm_elementwise(
+                _ASM_INT8_TO_BF16, "=r,=r,r", [w], dtype=tl.int16, is_pure=True, pack=4
+            )
+        else:
+            h = tl.inline_asm_elementwise(
+                _ASM_INT8_TO_BF16, "=r,=r,r", [w], dtype=tl.int16, is_pure=False, pack=4
+            )
         return h.to(tl.bfloat16, bitcast=True)
     elif FAST and dtype == tl.float32:
         f = tl.inline_asm_elementwise(
@@ -201,7 +210,7 @@ def _int8_matmul_kernel(
             w = w.to(tl.float32)
             x = x.to(tl.float32)
         else:
-            w = int8_to_float(w, x.dtype, FAST)
+            w = int8_to_float(w, x.dtype, FAST, True)
         if SWAP:
             acc = tl.dot(w, x, acc, input_precision=PRECISION)
         else:
@@ -287,10 +296,10 @@ def _int8_few_rows_kernel(
             x = tl.load(x_ptrs, mask=((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M), other=0.0)
             if UPCAST:
                 acc = tl.dot(
-                    int8_to_float(w, tl.float32, FAST), x.to(tl.float32), acc, input_precision=PRECISION
+                    int8_to_float(w, tl.float32, FAST, True), x.to(tl.float32), acc, input_precision=PRECISION
                 )
             else:
-                acc = tl.dot(int8_to_float(w, x.dtype, FAST), x, acc, input_precision=PRECISION)
+                acc = tl.dot(int8_to_float(w, x.dtype, FAST, True), x, acc, input_precision=PRECISION)
             x_ptrs += BLOCK_K
         else:
             if EVEN_K:
@@ -302,7 +311,7 @@ def _int8_few_rows_kernel(
                 xf = (x.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
             else:
                 xf = x.to(tl.float32)
-            acc2 += int8_to_float(w, tl.float32, FAST) * xf[None, :]
+            acc2 += int8_to_float(w, tl.float32, FAST, True) * xf[None, :]
             x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
     scale = tl.load(S_ptr + rn)

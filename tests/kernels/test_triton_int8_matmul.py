@@ -124,19 +124,20 @@ def test_max_split_k_bounds_the_partial_traffic():
     assert int8_matmul.max_split_k(8, 100) == 1
 
 
+@pytest.mark.parametrize("pure", [True, False], ids=["pure", "effects"])
 @pytest.mark.parametrize("dtype", [BF16, FP32, FP16])
-def test_int8_to_float_is_exact_for_every_int8_value(dtype):
+def test_int8_to_float_is_exact_for_every_int8_value(dtype, pure):
     # the conversion the int8 kernels use (on the GPU the byte-permute trick, under the interpreter .to)
     vals = torch.arange(-128, 128, dtype=torch.int8, device=DEVICE).repeat(4)
     out = poisoned((vals.numel(),), dtype)
-    _convert_kernel[(1,)](vals, out, BLOCK=vals.numel(), FAST=int8_matmul.FAST_CVT)
+    _convert_kernel[(1,)](vals, out, BLOCK=vals.numel(), FAST=int8_matmul.FAST_CVT, PURE=pure)
     assert torch.equal(out, vals.to(dtype))
 
 
 @triton.jit
-def _convert_kernel(X_ptr, Y_ptr, BLOCK: tl.constexpr, FAST: tl.constexpr):
+def _convert_kernel(X_ptr, Y_ptr, BLOCK: tl.constexpr, FAST: tl.constexpr, PURE: tl.constexpr):
     offs = tl.arange(0, BLOCK)
-    y = int8_matmul.int8_to_float(tl.load(X_ptr + offs), Y_ptr.dtype.element_ty, FAST)
+    y = int8_matmul.int8_to_float(tl.load(X_ptr + offs), Y_ptr.dtype.element_ty, FAST, PURE)
     tl.store(Y_ptr + offs, y)
 
 
