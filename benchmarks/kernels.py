@@ -269,7 +269,7 @@ def section_parity(rows: list, lim: dict) -> None:
 
 
 def section_sweep_decode_b1(rows: list, lim: dict) -> None:
-    """Batch-1 32k decode: tile size x split count (the plan's choice is the 'plan' row), bf16 and INT8."""
+    """Batch-1 32k decode: tile size x split count, bf16 and INT8; then INT8 tile/warps/stages at batch 32."""
     for quant in (False, True):
         k, v, ks, vs, tables, seq = paged_cache(1, 32768, quant)
         q = torch.randn(1, NH, HD, dtype=BF16, device=DEV)
@@ -278,8 +278,7 @@ def section_sweep_decode_b1(rows: list, lim: dict) -> None:
         ref = flash_decode_triton(*args)
         kv_bytes = k.numel() * k.element_size() * 2 + (ks.numel() * 8 if quant else 0)
         line = []
-        for bn, splits, w, st in ((128, 128, 4, 3), (128, 256, 4, 3), (64, 256, 4, 3), (64, 512, 4, 3),
-                                  (64, 256, 4, 4), (128, 64, 8, 3), (64, 128, 4, 3)):  # fmt: skip
+        for bn, splits, w, st in SWEEP_B1:
             kw = dict(block_n=bn, num_splits=splits, num_warps=w, num_stages=st)
             err = rel(flash_decode_triton(*args, **kw), ref)
             ms = graph_ms([lambda kw=kw, a=args: flash_decode_triton(*a, **kw)], reps=50)
@@ -290,19 +289,24 @@ def section_sweep_decode_b1(rows: list, lim: dict) -> None:
         print(
             f"sweep decode B=1 32k quant={quant} (block_n/splits/warps/stages): {' '.join(line)}", flush=True
         )
-    # INT8 KV at batch 32: warps/stages/tile with the byte-permute conversion
+    # INT8 KV at batch 32: warps/stages/tile
     k, v, ks, vs, tables, seq = paged_cache(32, 32768, True)
     q = torch.randn(32, NH, HD, dtype=BF16, device=DEV)
     cu = torch.arange(33, dtype=torch.int32, device=DEV)
     args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
     kv_bytes = k.numel() * 2 + ks.numel() * 8
     line = []
-    for bn, w, st in ((128, 4, 3), (128, 8, 3), (64, 4, 3), (128, 4, 4)):
+    for bn, w, st in SWEEP_B32_INT8:
         kw = dict(block_n=bn, num_warps=w, num_stages=st)
         ms = graph_ms([lambda kw=kw, a=args: flash_decode_triton(*a, **kw)], reps=20)
         rows.append({"quant": True, "B": 32, **kw, "ms": ms})
         line.append(f"{bn}/{w}w{st}s:{ms * 1e3:.0f}us {kv_bytes / ms / 1e6:.0f}GB/s")
     print(f"sweep decode B=32 32k int8 (block_n/warps/stages): {' '.join(line)}", flush=True)
+
+
+# (block_n, splits, warps, stages) at batch 1; (block_n, warps, stages) for INT8 at batch 32
+SWEEP_B1 = ((128, 128, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 4, 2))
+SWEEP_B32_INT8 = ((128, 4, 3), (128, 4, 2), (64, 4, 3), (64, 4, 4), (128, 8, 3))
 
 
 def section_sweep_decode(rows: list, lim: dict) -> None:
