@@ -50,7 +50,9 @@ def test_extractive_answer_cites_and_highlights(client):
         r = client.post("/api/ask", json={"question": "merger", "collection_ids": [cid]}, headers=w.member)
         assert (r.status_code, r.json()) == (404, {"detail": "Collection not found"})
     # The admin reads both.
-    r = client.post("/api/ask", json={"question": "Which acquisition did the board approve?"}, headers=w.admin)
+    r = client.post(
+        "/api/ask", json={"question": "Which acquisition did the board approve?"}, headers=w.admin
+    )
     assert "Northwind" in r.json()["answer"]
 
 
