@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
+from app import auth
 from app.deps import CurrentUser, SessionDep
-from app.models import Conversation, Feedback, Message
+from app.models import Conversation, Document, Feedback, Message
 
 router = APIRouter(prefix="/api", tags=["conversations"])
 
@@ -76,12 +77,22 @@ def get_conversation(conversation_id: int, session: SessionDep, user: CurrentUse
         .where(Message.conversation_id == conv.id)
         .order_by(Message.id)
     ).all()
+    # Stored sources are shown only while the caller may still read their documents.
+    doc_ids = {src["document_id"] for m, _ in rows for src in m.sources or []}
+    readable = auth.readable_collection_ids(session, user)
+    visible = set(
+        session.exec(
+            select(Document.id).where(Document.id.in_(doc_ids), Document.collection_id.in_(readable))
+        ).all()
+    )
     messages = [
         MessagePublic(
             id=m.id,
             role=m.role,
             content=m.content,
-            sources=m.sources,
+            sources=[src for src in m.sources if src["document_id"] in visible]
+            if m.sources is not None
+            else None,
             meta=m.meta,
             feedback=FeedbackBody(rating=f.rating, comment=f.comment) if f is not None else None,
         )

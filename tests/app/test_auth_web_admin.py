@@ -61,6 +61,15 @@ def test_group_members_users_and_collection_delete(client):
         "/api/ask", json={"question": "Which acquisition did the board approve?"}, headers=w.admin
     )
     assert "Northwind" not in r.text
+    # Stored answers keep their sources only while the caller may read them.
+    r = client.post("/api/ask", json={"question": "How many days of paid leave?"}, headers=outsider)
+    conv = r.json()["conversation_id"]
+    assert client.get(f"/api/conversations/{conv}", headers=outsider).json()["messages"][1]["sources"]
+    assert (
+        client.put(f"/api/groups/{w.group}/members", json={"user_ids": []}, headers=w.admin).status_code
+        == 200
+    )
+    assert client.get(f"/api/conversations/{conv}", headers=outsider).json()["messages"][1]["sources"] == []
 
 
 def test_reindex_failed_in_place_and_ready_by_replacement(client):
