@@ -258,7 +258,6 @@ def _int8_few_rows_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
     DOT: tl.constexpr,
-    STAGES: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -284,9 +283,10 @@ def _int8_few_rows_kernel(
     else:
         x_ptrs = X_ptr + k_lo + offs_k
         acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    # NOTE: an explicit tl.range stage count: Triton pipelines (cp.async) only loads that feed a dot by
-    # itself, and the one-row FMA loop otherwise waits out every weight tile's memory latency
-    for k0 in tl.range(k_lo, k_hi, BLOCK_K, num_stages=STAGES):
+    # TODO(perf): Triton pipelines (cp.async) only loads that feed a dot, so the one-row FMA loop waits out
+    # each weight tile's latency; ``tl.range(..., num_stages=4)`` pipelines it (checked in the PTX of Triton
+    # 3.9), not yet measured on the GPU
+    for k0 in range(k_lo, k_hi, BLOCK_K):
         if EVEN_K:
             w = tl.load(w_ptrs)
         else:
@@ -607,7 +607,7 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         return (triton.cdiv(N, meta["BLOCK_N"]), meta["SPLIT_K"])
 
     if config is not None:
-        cfg = {"num_warps": 4, "STAGES": 3, **config}
+        cfg = {"num_warps": 4, **config}
         cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from kernels import flash_prefill, int8_matmul
@@ -58,3 +60,16 @@ def test_int8_few_rows_prune_fills_the_gpu():
 def test_int8_many_rows_prune_drops_oversized_row_tiles():
     assert all(c.kwargs["BLOCK_M"] <= 64 for c in _int8_kept(40, 4096, 4096, few=False))
     assert len(_int8_kept(4096, 4096, 4096, few=False)) == len(int8_matmul._many_rows_configs())
+
+
+def test_int8_configs_and_launcher_set_every_constexpr():
+    # an autotuned config that misses a constexpr only fails on the GPU (the interpreter runs fixed configs)
+    launcher = {"HAS_BIAS", "UPCAST", "PRECISION", "FAST", "EVEN_K"}
+    for fn, configs in (
+        (int8_matmul._int8_few_rows_kernel, int8_matmul._few_rows_configs()),
+        (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs()),
+    ):
+        sig = inspect.signature(getattr(fn, "fn", fn))  # the Python function (jitted or interpreted)
+        constexprs = {name for name, p in sig.parameters.items() if "constexpr" in str(p.annotation)}
+        for c in configs:
+            assert set(c.kwargs) | launcher == constexprs, f"{fn.__name__} {c.kwargs}"
