@@ -8,8 +8,10 @@ at small batch and read every K/V tile nh // nkv times. Instead (Dao et al., "Fl
 - pass 2: one program per (sequence, head) merges the splits: o = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
 The split count comes from tensor shapes only (batch, KV heads, block-table width), never from the
 device-side lengths, so the launch needs no host sync and can be captured in a CUDA graph; splits that
-start past a sequence's length write lse = -inf and drop out of the merge. INT8 caches are dequantized
-in the tile loop as in the prefill kernel.
+start past a sequence's length write lse = -inf and drop out of the merge. INT8 caches enter the dots as
+exact small integers (``int8_to_float``); the per-token K scales multiply the score row and the V scales
+P's columns, so nothing is dequantized per element. V is converted before its transposing layout shuffle
+(see ``int8_to_float``'s PURE flag).
 """
 
 from __future__ import annotations
