@@ -268,6 +268,7 @@ async function uploadFiles(files) {
         const doc = ((res && res.documents) || [])[0];
         if (rejected.length) {
           item.li.classList.add("failed");
+          item.bar.remove();
           item.note.textContent = `rejected: ${rejected[0].detail}`;
         } else {
           item.bar.value = 100;
@@ -276,7 +277,8 @@ async function uploadFiles(files) {
         }
       } catch (err) {
         item.li.classList.add("failed");
-        item.note.textContent = `failed: ${err.detail || err.message}`;
+        item.bar.remove();
+        item.note.textContent = `rejected: ${err.detail || err.message}`;
       }
       if (collectionId === state.selected) loadDocuments();
     }

@@ -115,9 +115,16 @@ export function fill(el, ...children) {
 export async function* sseEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
+  let cr = ""; // a chunk that ends in "\r" may be half of a "\r\n" pair: hold it for the next chunk
   for (;;) {
     const { value, done } = await reader.read();
-    if (value) buf += value.replace(/\r\n?/g, "\n");
+    let text = cr + (value || "");
+    cr = "";
+    if (!done && text.endsWith("\r")) {
+      cr = "\r";
+      text = text.slice(0, -1);
+    }
+    buf += text.replace(/\r\n?/g, "\n");
     let cut;
     while ((cut = buf.indexOf("\n\n")) >= 0) {
       const block = buf.slice(0, cut);

@@ -6,6 +6,7 @@ step go to test-artifacts/web/ (git-ignored)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,10 +55,10 @@ Printers on every floor accept jobs from the PrintHub queue after you badge in.
 """
 TRAVEL_DOC = b"Book flights through the travel desk at least two weeks ahead. Economy class is the default."
 # Markup in a title and in passages: it must show as text and never run.
-MARKUP_DOC = b"""# Payroll <script>window.__xss = 1</script> notes
+MARKUP_DOC = b"""# Payroll <script>window.pwned = 1</script> notes
 
-Payroll dates: salaries are paid on the 25th. The <script>window.__xss = 2</script> tag and
-<img src=x onerror="window.__xss = 3"> are only text in this payroll passage.
+Payroll dates: salaries are paid on the 25th. The <script>window.pwned = 2</script> tag and
+<img src=x onerror="window.pwned = 3"> are only text in this payroll passage.
 """
 
 
@@ -181,8 +182,8 @@ def ask(page, question: str):
 
 def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
     base = server.base
-    page.goto(f"{base}/")
-    expect(page).to_have_url(f"{base}/login?next=%2F")
+    page.goto(f"{base}/admin")
+    expect(page).to_have_url(re.compile(r"/login(\?.*)?$"))  # 303 from the server, before any page script
     shot(page, "01-login")
     sign_in(page, base)
     shot(page, "02-ask-empty")
@@ -199,7 +200,9 @@ def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
         (tmp_path / name).write_bytes(data)
     page.set_input_files("#file-input", [str(tmp_path / n) for n in files])
     # The empty file is refused with a reason shown next to it; the others are indexed.
-    expect(page.locator('#uploads li[data-upload="empty.txt"]')).to_contain_text("empty", timeout=30_000)
+    expect(page.locator('#uploads li[data-upload="empty.txt"]')).to_contain_text(
+        "rejected: The file is empty.", timeout=30_000
+    )
     shot(page, "03-uploading")
     for name in ("remote-access.md", "travel.txt"):
         expect(page.locator(f'tr[data-document="{name}"]')).to_have_attribute(
@@ -250,7 +253,7 @@ def test_markup_in_documents_renders_as_text(server, page):
     page.goto(f"{server.base}/admin")
     page.get_by_role("button", name="Open collection payroll").click()
     row = page.locator('tr[data-document="payroll.md"]')
-    expect(row).to_contain_text("<script>window.__xss = 1</script>")
+    expect(row).to_contain_text("<script>window.pwned = 1</script>")
     shot(page, "08-markup-admin")
 
     page.goto(f"{server.base}/")
@@ -259,8 +262,41 @@ def test_markup_in_documents_renders_as_text(server, page):
     expect(answer).to_contain_text("25th")
     page.locator(".msg.assistant .source-link").first.click()
     passage = page.locator("#source-text")
-    expect(passage).to_contain_text('<img src=x onerror="window.__xss = 3">')
+    expect(passage).to_contain_text('<img src=x onerror="window.pwned = 3">')
     expect(page.locator(".source-list")).to_contain_text("<script>")
     shot(page, "09-markup-ask")
-    assert page.evaluate("window.__xss") is None
+    assert page.evaluate("window.pwned") is None
     assert page.locator("#messages img, #source-text img, #source-text script, #messages script").count() == 0
+
+
+SSE_READER = """async (raw) => {
+  const { sseEvents } = await import("/static/api.js");
+  const bytes = new TextEncoder().encode(raw);
+  // 5-byte pieces split lines, CRLF pairs and multi-byte characters at awkward places.
+  const body = new ReadableStream({
+    start(c) {
+      for (let i = 0; i < bytes.length; i += 5) c.enqueue(bytes.slice(i, i + 5));
+      c.close();
+    },
+  });
+  const out = [];
+  for await (const ev of sseEvents(new Response(body))) out.push(ev);
+  return out;
+}"""
+
+
+def test_event_stream_reader_survives_split_chunks(server, page):
+    page.goto(f"{server.base}/login")
+    raw = (
+        'event: sources\ndata: {"conversation_id": 7}\n\n'
+        ": keep-alive comment\n\n"
+        'event: token\r\ndata: {"text": "雇员手册 [1]"}\r\n\r\n'
+        'event: token\ndata: {"text": " two\\nlines"}\n\n'
+        'event: done\ndata: {"degraded": false}'  # the last event needs no blank line after it
+    )
+    assert page.evaluate(SSE_READER, raw) == [
+        {"event": "sources", "data": {"conversation_id": 7}},
+        {"event": "token", "data": {"text": "雇员手册 [1]"}},
+        {"event": "token", "data": {"text": " two\nlines"}},
+        {"event": "done", "data": {"degraded": False}},
+    ]
