@@ -18,7 +18,13 @@ function renderAnswer(el, text, sources) {
     const ns = m[1].split(",").map((x) => Number(x.trim()));
     if (!ns.every((n) => byN.has(n))) continue; // not a citation we can resolve: leave as text
     parts.push(text.slice(last, m.index));
-    ns.forEach((n) => parts.push(citeButton(byN.get(n))));
+    // An extractive answer quotes “sentence” [n]: remember the quote so the passage view can mark it.
+    const quoted = /“([^“”]+)”\s*$/.exec(text.slice(Math.max(0, m.index - 4000), m.index));
+    for (const n of ns) {
+      const src = byN.get(n);
+      if (quoted) src.quotes = [...new Set([...(src.quotes || []), quoted[1]])];
+      parts.push(citeButton(src));
+    }
     last = m.index + m[0].length;
   }
   parts.push(text.slice(last));
@@ -96,6 +102,33 @@ function marked(text, ranges) {
   return out;
 }
 
+/** Where `quote` occurs in `text` (whitespace may differ: the answer joins lines), preferring from `from`. */
+function locate(text, quote, from) {
+  const words = quote.trim().split(/\s+/).filter(Boolean);
+  if (!words.length) return null;
+  const re = new RegExp(words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("\\s+"), "g");
+  re.lastIndex = from;
+  const m = re.exec(text) || ((re.lastIndex = 0), re.exec(text));
+  return m ? [m.index, m.index + m[0].length] : null;
+}
+
+/**
+ * The passage view: the document window with the cited chunk tinted and the quoted sentences marked
+ * (from the source's `highlight` offsets, or the quotes the answer made); the whole chunk is marked
+ * when there is nothing more precise.
+ */
+function renderPassage(el, text, chunk, src) {
+  const [cs, ce] = chunk;
+  const quotes = src.highlight && src.highlight.length
+    ? src.highlight.map(([a, b]) => (src.text || "").slice(a, b))
+    : src.quotes || [];
+  let ranges = quotes.map((q) => locate(text, q, cs)).filter((r) => r && r[0] < ce + 1 && r[1] > cs - 1);
+  if (!ranges.length) ranges = [[cs, ce]];
+  const part = (a, b) => marked(text.slice(a, b), ranges.map(([x, y]) => [x - a, y - a]));
+  fill(el, part(0, cs), h("span", { class: "chunk" }, part(cs, ce)), part(ce, text.length));
+  el.dataset.chunk = `${cs}-${ce}`;
+}
+
 async function openSource(src) {
   const panel = $("source-panel");
   panel.hidden = false;
@@ -105,22 +138,17 @@ async function openSource(src) {
   fill($("source-text"), h("p", { class: "muted", text: "Loading the passage…" }));
   panel.focus();
   let text = src.text || "";
-  let ranges = (src.highlight || []).map((r) => [r[0], r[1]]);
-  let chunk = null;
+  let chunk = [0, text.length];
   try {
     const p = await api.get(`/api/chunks/${encodeURIComponent(src.chunk_id)}/preview`);
     text = p.text;
     chunk = [p.highlight_start, p.highlight_end];
-    const inner = text.slice(chunk[0], chunk[1]);
-    // Quoted sentences (extractive answers) are offsets inside the passage; shift them into the window.
-    ranges = ranges.length && inner === src.text ? ranges.map(([a, b]) => [a + chunk[0], b + chunk[0]]) : [chunk];
-    $("source-meta").textContent = [sourceLabel(p), p.title !== src.title ? p.title : ""].filter(Boolean).join(" · ");
+    $("source-meta").textContent = sourceLabel(p);
   } catch (err) {
-    $("source-meta").textContent = `${sourceLabel(src)} (the full document could not be loaded: ${err.detail || err.message})`;
-    if (!ranges.length) ranges = [[0, text.length]];
+    $("source-meta").textContent = `${sourceLabel(src)} (the surrounding text could not be loaded: ${err.detail || err.message})`;
   }
-  const body = fill($("source-text"), marked(text, ranges));
-  if (chunk) body.dataset.chunk = `${chunk[0]}-${chunk[1]}`;
+  const body = $("source-text");
+  renderPassage(body, text, chunk, src);
   const first = body.querySelector("mark");
   if (first) first.scrollIntoView({ block: "center" });
 }
@@ -165,8 +193,9 @@ function feedbackBox(messageId, initial) {
   const send = h("button", { type: "button", class: "secondary", text: "Send comment" });
   const commentRow = h("div", { class: "feedback-more", hidden: true }, comment, send);
   let rating = initial && (initial.rating || initial);
-  const up = h("button", { type: "button", class: "thumb", "aria-label": "Helpful", title: "Helpful", text: "👍" });
-  const down = h("button", { type: "button", class: "thumb", "aria-label": "Not helpful", title: "Not helpful", text: "👎" });
+  // Words, not emoji: a machine without an emoji font would show empty boxes.
+  const up = h("button", { type: "button", class: "thumb", text: "Helpful" });
+  const down = h("button", { type: "button", class: "thumb", text: "Not helpful" });
   const paint = () => {
     up.setAttribute("aria-pressed", String(rating === "up"));
     down.setAttribute("aria-pressed", String(rating === "down"));
@@ -191,7 +220,7 @@ function feedbackBox(messageId, initial) {
     if (rating && comment.value.trim()) post({ rating, comment: comment.value.trim() });
   });
   paint();
-  return h("div", { class: "feedback" }, h("span", { class: "muted small", text: "Was this helpful?" }), up, down, status, commentRow);
+  return h("div", { class: "feedback" }, h("span", { class: "muted small", text: "Rate this answer:" }), up, down, status, commentRow);
 }
 
 // --- messages --------------------------------------------------------------------------------------

@@ -224,7 +224,10 @@ def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
     cite.click()
     panel = page.locator("#source-panel")
     expect(panel).to_be_visible()
-    expect(panel.locator("mark").first).to_contain_text("GlobalProtect")
+    # The cited chunk is tinted inside its surrounding text; the quoted sentence is marked within it.
+    expect(panel.locator(".chunk")).to_contain_text("vpn.example.com")
+    expect(panel.locator(".chunk mark").first).to_contain_text("GlobalProtect")
+    expect(panel).to_contain_text("PrintHub")  # context beyond the chunk
     expect(page.locator("#source-title")).to_contain_text("Remote access")
     shot(page, "06-citation-open")
 
