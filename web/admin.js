@@ -399,7 +399,7 @@ async function loadKeys() {
   const keys = await api.get("/api/keys");
   const rows = keys.map((k) =>
     h("tr", { "data-key": k.name },
-      h("td", { text: k.name || "" }),
+      h("td", { text: k.name || "(unnamed)" }),
       h("td", { class: "mono", text: k.prefix ? `${k.prefix}…` : "" }),
       h("td", { class: "small", text: formatTime(k.created_at) }),
       h("td", { class: "actions" }, h("button", { type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke key ${k.name}`, onclick: () => revokeKey(k) })),

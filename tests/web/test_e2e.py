@@ -239,6 +239,7 @@ def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
     expect(page.locator("#messages li")).to_have_count(0)
     page.locator("#history .history-item").first.click()
     expect(page.locator(".msg.assistant .answer").first).to_contain_text("GlobalProtect")
+    expect(page.get_by_role("button", name="Helpful", exact=True)).to_have_attribute("aria-pressed", "true")
     shot(page, "07-history-reopened")
 
 
@@ -270,6 +271,63 @@ def test_markup_in_documents_renders_as_text(server, page):
     shot(page, "09-markup-ask")
     assert page.evaluate("window.pwned") is None
     assert page.locator("#messages img, #source-text img, #source-text script, #messages script").count() == 0
+
+
+def test_admin_manages_groups_users_access_and_keys(server, page):
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_role("tab", name="Users & groups").click()
+    page.get_by_label("New group").fill("finance")
+    page.get_by_role("button", name="Create group").click()
+    expect(page.locator('tr[data-group="finance"]')).to_be_visible()
+    page.get_by_label("Username").fill("bob")
+    page.get_by_label("Password").fill("bob's long password")
+    page.get_by_label("Role").select_option("member")
+    page.locator("#user-groups").get_by_label("finance").check()
+    page.get_by_role("button", name="Create user").click()
+    expect(page.locator('tr[data-user="bob"]')).to_contain_text("finance")
+    expect(page.locator('tr[data-group="finance"]')).to_contain_text("bob")
+    shot(page, "10-admin-people")
+
+    page.get_by_role("tab", name="Collections").click()
+    page.get_by_label("Name", exact=True).fill("ledgers")
+    page.get_by_role("button", name="Create collection").click()
+    page.get_by_role("button", name="Edit access to ledgers").click()
+    page.locator('tr[data-collection="ledgers"]').get_by_label("finance").check()
+    page.get_by_role("button", name="Save access").click()
+    expect(page.locator('tr[data-collection="ledgers"]')).to_contain_text("finance")
+    # Drag and drop: a drop event carrying a file uploads it like the file input does.
+    page.get_by_role("button", name="Open collection ledgers").click()
+    files = page.evaluate_handle(
+        """() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["The 2026 ledger closes on the last working day of March."], "ledger.txt",
+                                  { type: "text/plain" }));
+            return dt;
+        }"""
+    )
+    page.locator("#dropzone").dispatch_event("drop", {"dataTransfer": files})
+    expect(page.locator('tr[data-document="ledger.txt"]')).to_have_attribute(
+        "data-status", "ready", timeout=120_000
+    )
+
+    page.get_by_role("tab", name="API keys").click()
+    page.get_by_label("Key name").fill("wiki bot")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("New API key").input_value()
+    expect(page.locator('tr[data-key="wiki bot"]')).to_be_visible()
+    shot(page, "11-admin-key-created")
+    with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
+        assert c.get("/api/me").json()["name"] == USER  # the key shown once works
+        page.get_by_role("button", name="Revoke key wiki bot").click()
+        expect(page.locator('tr[data-key="wiki bot"]')).to_have_count(0)
+        assert c.get("/api/me").status_code == 401
+    with server.api() as c:
+        bob = next(u for u in c.get("/api/users").json() if u["name"] == "bob")
+        assert bob["role"] == "member"
+        ledgers = next(x for x in c.get("/api/collections").json() if x["name"] == "ledgers")
+        finance = next(g for g in c.get("/api/groups").json() if g["name"] == "finance")
+        assert ledgers["group_ids"] == [finance["id"]]
 
 
 SSE_READER = """async (raw) => {
