@@ -159,17 +159,17 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def sign_in(page, base: str) -> None:
+def sign_in(page, base: str, user: str = USER, password: str = PASSWORD) -> None:
     page.goto(f"{base}/")
     assert "/login" in page.url, page.url  # unauthenticated visits land on the sign-in page
-    page.get_by_label("Username").fill(USER)
+    page.get_by_label("Username").fill(user)
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#login-error")).to_have_text("Invalid username or password")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{base}/")
-    expect(page.locator("#userbar")).to_contain_text(USER)
+    expect(page.locator("#userbar")).to_contain_text(user)
 
 
 def ask(page, question: str):
@@ -219,6 +219,7 @@ def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
     expect(answer).to_contain_text("GlobalProtect")
     cite = answer.locator("button.cite").first
     expect(cite).to_be_visible()
+    expect(page.locator(".note.extractive")).to_contain_text("No generator model is loaded")  # no model here
     expect(page.locator(".source-list")).to_contain_text("Remote access")
     shot(page, "05-answer")
     cite.click()
@@ -328,6 +329,15 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
         ledgers = next(x for x in c.get("/api/collections").json() if x["name"] == "ledgers")
         finance = next(g for g in c.get("/api/groups").json() if g["name"] == "finance")
         assert ledgers["group_ids"] == [finance["id"]]
+
+    # Bob (a member of finance) sees only ledgers, no admin link, and the admin page refuses him.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    sign_in(page, server.base, "bob", "bob's long password")
+    expect(page.locator("#collection-list label")).to_have_text([re.compile(r"^ledgers")])
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0)
+    page.goto(f"{server.base}/admin")
+    expect(page.get_by_role("alert")).to_have_text("This page is for administrators.")
 
 
 SSE_READER = """async (raw) => {
