@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from app import auth
 from app.deps import CurrentUser, SessionDep
-from app.search import SearchHit, search
+from app.search import SearchHit, search_with_meta
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -21,9 +21,12 @@ class SearchRequest(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    """Hits, best first."""
+    """Hits, best first; `degraded` when a retrieval stage overran the deadline (named in `timed_out`)."""
 
     hits: list[SearchHit]
+    degraded: bool = False
+    timed_out: list[str] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
 @router.post("/search", response_model=SearchResponse)
@@ -37,4 +40,9 @@ def search_route(body: SearchRequest, session: SessionDep, user: CurrentUser) ->
         if any(i not in readable for i in ids):
             # Same answer for "forbidden" and "absent": a member learns nothing about other collections.
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Collection not found")
-    return SearchResponse(hits=search(session, body.query, ids, body.k))
+    hits, meta = search_with_meta(body.query, ids, body.k)
+    if meta is None:
+        return SearchResponse(hits=hits)
+    return SearchResponse(
+        hits=hits, degraded=meta.degraded, timed_out=meta.timed_out, timings_ms=meta.timings_ms
+    )

@@ -135,3 +135,15 @@ def test_retrieval_deadline_degrades(client, monkeypatch):
     assert (
         'autoglm_http_request_duration_seconds_count{method="POST",route="/api/ask",status="200"}' in metrics
     )
+
+
+def test_search_reports_deadline_overrun(client, monkeypatch):
+    """POST /api/search says when a stage was abandoned, and which, instead of silently returning less."""
+    w = build_world(client)
+    r = client.post("/api/search", json={"query": "paid leave days"}, headers=w.member)
+    assert r.status_code == 200, r.text
+    assert r.json()["degraded"] is False and r.json()["timings_ms"]["total"] > 0
+    monkeypatch.setattr(settings, "retrieval_deadline_ms", 1)
+    body = client.post("/api/search", json={"query": "paid leave days"}, headers=w.member).json()
+    assert body["degraded"] is True
+    assert body["timed_out"] and set(body["timed_out"]) <= {"embed", "dense", "bm25", "rerank"}
