@@ -182,9 +182,15 @@ function statusCell(d) {
 }
 
 function renderDocuments() {
+  // A re-indexed document is a new row that replaces the old one once ready; until then both are listed.
+  const replacing = new Set(state.docs.filter((d) => ACTIVE.has(d.status) && d.replaces_id).map((d) => d.replaces_id));
   const rows = state.docs.map((d) =>
     h("tr", { "data-document": d.filename, "data-status": d.status },
-      h("td", {}, h("div", { text: d.title || d.filename }), d.title && d.title !== d.filename ? h("div", { class: "muted small", text: d.filename }) : null),
+      h("td", {},
+        h("div", { text: d.title || d.filename }),
+        d.title && d.title !== d.filename ? h("div", { class: "muted small", text: d.filename }) : null,
+        replacing.has(d.id) ? h("div", { class: "muted small", text: "being re-indexed; searchable until the new version is ready" }) : null,
+        d.replaces_id && ACTIVE.has(d.status) ? h("div", { class: "muted small", text: "new version (re-index)" }) : null),
       h("td", { text: d.detected_type || "" }),
       h("td", { class: "num", text: formatBytes(d.size ?? d.size_bytes) }),
       h("td", { class: "num", text: d.pages ?? "" }),
@@ -192,7 +198,7 @@ function renderDocuments() {
       statusCell(d),
       h("td", { class: "small", text: formatTime(d.updated_at) }),
       h("td", { class: "actions" },
-        h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status), onclick: () => reindex(d) }),
+        h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status) || replacing.has(d.id), onclick: () => reindex(d) }),
         h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${d.filename}`, onclick: () => deleteDocument(d) }),
       ),
     ),

@@ -312,6 +312,22 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
         "data-status", "ready", timeout=120_000
     )
 
+    # Re-index and delete a document, delete a collection (confirmations are accepted by the fixture).
+    page.get_by_role("button", name="Re-index ledger.txt").click()
+    expect(page.locator("#flash")).to_have_text("Re-indexing ledger.txt.")
+    # The new version replaces the old row once it is ready.
+    expect(page.locator('tr[data-document="ledger.txt"]')).to_have_count(1, timeout=120_000)
+    expect(page.locator('tr[data-document="ledger.txt"]')).to_have_attribute(
+        "data-status", "ready", timeout=120_000
+    )
+    page.get_by_role("button", name="Delete ledger.txt").click()
+    expect(page.locator('tr[data-document="ledger.txt"]')).to_have_count(0)
+    page.get_by_label("Name", exact=True).fill("scratch")
+    page.get_by_role("button", name="Create collection").click()
+    page.get_by_role("button", name="Delete collection scratch").click()
+    expect(page.locator('tr[data-collection="scratch"]')).to_have_count(0)
+    expect(page.locator('tr[data-collection="ledgers"]')).to_be_visible()
+
     page.get_by_role("tab", name="API keys").click()
     page.get_by_label("Key name").fill("wiki bot")
     page.get_by_role("button", name="Create key").click()
