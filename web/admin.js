@@ -4,7 +4,7 @@ import { ApiError, api, csrfHeaders, detailText, fill, formatBytes, formatTime, 
 
 const $ = (id) => document.getElementById(id);
 const state = { collections: [], groups: [], users: [], selected: null, docs: [], pollTimer: 0 };
-const ACTIVE = new Set(["queued", "processing"]);
+const ACTIVE = new Set(["queued", "processing", "deleting"]); // poll while any row is in one of these
 const UPLOAD_CONCURRENCY = 3;
 
 function flash(text, isError = false) {
@@ -185,7 +185,7 @@ function renderDocuments() {
   // A re-indexed document is a new row that replaces the old one once ready; until then both are listed.
   const replacing = new Set(state.docs.filter((d) => ACTIVE.has(d.status) && d.replaces_id).map((d) => d.replaces_id));
   const rows = state.docs.map((d) =>
-    h("tr", { "data-document": d.filename, "data-status": d.status },
+    h("tr", { "data-document": d.filename, "data-status": d.status, "data-id": d.id },
       h("td", {},
         h("div", { text: d.title || d.filename }),
         d.title && d.title !== d.filename ? h("div", { class: "muted small", text: d.filename }) : null,
