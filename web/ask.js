@@ -329,9 +329,28 @@ async function loadHistory() {
           h("span", { class: "title", text: c.title || "Untitled" }),
           h("span", { class: "muted small", text: formatTime(c.updated_at) }),
         ),
+        h("button", {
+          type: "button",
+          class: "history-delete",
+          "aria-label": `Delete conversation: ${c.title || "Untitled"}`,
+          title: "Delete",
+          text: "×",
+          onclick: () => deleteConversation(c),
+        }),
       ),
     ),
   );
+}
+
+async function deleteConversation(c) {
+  if (!confirm(`Delete the conversation "${c.title || "Untitled"}"?`)) return;
+  try {
+    await api.del(`/api/conversations/${encodeURIComponent(c.id)}`);
+    if (state.conversationId === c.id) newConversation();
+    else loadHistory();
+  } catch (err) {
+    fill($("history"), h("li", { class: "error small", role: "alert", text: `Could not delete: ${err.detail || err.message}` }));
+  }
 }
 
 async function openConversation(id) {

@@ -242,6 +242,8 @@ def test_sign_in_upload_ask_and_open_citation(server, page, tmp_path):
     expect(page.locator(".msg.assistant .answer").first).to_contain_text("GlobalProtect")
     expect(page.get_by_role("button", name="Helpful", exact=True)).to_have_attribute("aria-pressed", "true")
     shot(page, "07-history-reopened")
+    page.get_by_role("button", name="Delete conversation: How do I connect to the VPN?").click()
+    expect(page.locator("#history")).to_have_text("No conversations yet.")
 
 
 def test_markup_in_documents_renders_as_text(server, page):
