@@ -68,6 +68,14 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
+def release_connection(session: Session) -> None:
+    """End the session's transaction so its pooled connection goes back before long work (retrieval,
+    generation). NOTE: a request that held its connection while retrieval opened a second one deadlocked the
+    pool under concurrency. Loaded objects stay usable (expire_on_commit=False); a later query opens a new
+    transaction."""
+    session.commit()
+
+
 def alembic_config(url: str | None = None):
     from alembic.config import Config
 

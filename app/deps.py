@@ -8,7 +8,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from sqlmodel import Session
 
 from app import auth, sessions
-from app.db import get_session
+from app.db import get_session, release_connection
 from app.models import Role, User
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -27,6 +27,7 @@ def current_user(
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "Invalid API key", headers={"WWW-Authenticate": "Bearer"}
             )
+        release_connection(session)
         return user
     token = request.cookies.get(sessions.SESSION_COOKIE)
     if not token:
@@ -45,6 +46,7 @@ def current_user(
     user = session.get(User, row.user_id)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated")
+    release_connection(session)
     return user
 
 

@@ -12,8 +12,10 @@ import hashlib
 import importlib.util
 import logging
 import os
+import queue
 import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,46 @@ class _Cache:
                 raise
 
 
+class _QueryBatcher:
+    """Encodes concurrent queries together: one thread takes the first waiting query and every other one
+    queued by then (up to max_batch) into a single model call. A lone query is encoded at once; under
+    load, N callers pay about one batched forward instead of N (per-call overhead dominates short queries).
+    """
+
+    def __init__(self, encode, max_batch: int = 64):
+        self._encode = encode
+        self._max = max_batch
+        self._q: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> np.ndarray:
+        fut: Future = Future()
+        self._q.put((text, fut))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="query-embed", daemon=True)
+                self._thread.start()
+        return fut.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._q.get()]
+            while len(batch) < self._max:
+                try:
+                    batch.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                vecs = self._encode([t for t, _ in batch])
+            except BaseException as e:  # noqa: BLE001  (each caller gets the error, the thread goes on)
+                for _, f in batch:
+                    f.set_exception(e)
+                continue
+            for (_, f), v in zip(batch, vecs, strict=True):
+                f.set_result(v)
+
+
 class Embedder:
     """Batched, L2-normalized float32 embeddings; `computed` counts texts the model actually encoded."""
 
@@ -117,6 +159,7 @@ class Embedder:
             pair=False
         )
         self._cache = _Cache(Path(cache_path), self.dim) if cache_path is not None else None
+        self._queries = _QueryBatcher(self._encode)
 
     def _key(self, text: str) -> bytes:
         return hashlib.sha256(self.model_id.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).digest()
@@ -155,8 +198,9 @@ class Embedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        """(dim,) float32 for one query (not cached: queries rarely repeat and must not grow the file)."""
-        return self._encode([text])[0]
+        """(dim,) float32 for one query (not cached: queries rarely repeat and must not grow the file).
+        Thread-safe; concurrent calls are encoded as one batch."""
+        return self._queries(text)
 
 
 _instances: dict[tuple[str, str], Embedder] = {}

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
 from app import auth
+from app.db import release_connection
 from app.deps import CurrentUser, SessionDep
 from app.search import SearchHit, search_with_meta
 
@@ -40,6 +41,7 @@ def search_route(body: SearchRequest, session: SessionDep, user: CurrentUser) ->
         if any(i not in readable for i in ids):
             # Same answer for "forbidden" and "absent": a member learns nothing about other collections.
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Collection not found")
+    release_connection(session)
     hits, meta = search_with_meta(body.query, ids, body.k)
     if meta is None:
         return SearchResponse(hits=hits)

@@ -143,3 +143,36 @@ def test_chunks_of_max_tokens_are_embedded_whole(emb):
     longest = max(len(emb.tokenizer(c.text)["input_ids"]) for c in chunks)
     assert emb.max_tokens < emb.model.max_seq_length
     assert longest <= emb.model.max_seq_length
+
+
+def test_concurrent_queries_are_encoded_together(emb, monkeypatch):
+    """Queries that arrive while the model is busy go into one batched call, with the same vectors."""
+    import threading
+    import time
+
+    queries = [f"question number {i} about vacation days" for i in range(16)]
+    expected = [emb.embed_query(q) for q in queries]
+    gate, real = threading.Event(), emb._queries._encode
+
+    def gated(texts):
+        gate.wait(30)
+        return real(texts)
+
+    monkeypatch.setattr(emb._queries, "_encode", gated)
+    calls_before = emb.model_calls
+    out: dict[int, np.ndarray] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: out.__setitem__(i, emb.embed_query(queries[i])))
+        for i in range(16)
+    ]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    while emb._queries._q.qsize() < 15 and time.monotonic() - t0 < 30:
+        time.sleep(0.01)
+    gate.set()
+    for t in threads:
+        t.join(30)
+    assert emb.model_calls - calls_before == 2  # the first query alone, then the 15 that queued behind it
+    for i, v in enumerate(expected):
+        np.testing.assert_allclose(out[i], v, atol=1e-5)
