@@ -73,10 +73,22 @@ def _migrate(_: argparse.Namespace) -> int:
 def _create_admin(args: argparse.Namespace) -> int:
     from sqlmodel import select
 
-    from app import auth
+    from app import auth, sessions
     from app.db import migrate, session_scope
     from app.models import Role, User
 
+    password_hash = None
+    if args.password:
+        password = os.environ.get("AUTOGLM_ADMIN_PASSWORD")
+        if password is None:
+            import getpass
+
+            password = getpass.getpass(f"password for {args.name}: ")
+        try:
+            password_hash = sessions.hash_password(password)  # fails before anything is written
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     migrate()
     with session_scope() as s:
         user = s.exec(select(User).where(User.name == args.name)).first()
@@ -87,6 +99,8 @@ def _create_admin(args: argparse.Namespace) -> int:
                 print(f"error: user {args.name!r} exists and is not an admin", file=sys.stderr)
                 return 1
             key = auth.issue_key(s, user)
+        if password_hash is not None:
+            user.password_hash = password_hash
         s.commit()
     print(key)
     return 0
@@ -198,6 +212,11 @@ def build_parser(with_inference: bool = True) -> argparse.ArgumentParser:
         "create-admin", help="create an admin user (or a new key for it) and print the API key"
     )
     a.add_argument("--name", default="admin")
+    a.add_argument(
+        "--password",
+        action="store_true",
+        help="also set a password for browser sign-in (read from AUTOGLM_ADMIN_PASSWORD, else prompted)",
+    )
     a.set_defaults(func=_create_admin)
 
     i = sub.add_parser("ingest", help="ingest files and folders into a collection (created if missing)")

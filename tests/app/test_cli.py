@@ -78,3 +78,25 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_create_admin_with_password_can_sign_in(env, capsys, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from app import sessions
+    from app.main import create_app
+
+    monkeypatch.setenv("AUTOGLM_ADMIN_PASSWORD", "short")
+    assert main(["create-admin", "--name", "alice", "--password"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    with session_scope() as s:
+        assert sessions.authenticate(s, "alice", "short") is None  # nothing was written
+
+    monkeypatch.setenv("AUTOGLM_ADMIN_PASSWORD", "correct horse battery")
+    assert main(["create-admin", "--name", "alice", "--password"]) == 0
+    key = capsys.readouterr().out.strip()
+    with TestClient(create_app()) as c:
+        r = c.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"})
+        assert r.status_code == 200, r.text
+        assert r.json()["user"]["role"] == "admin"
+        assert c.get("/api/me", headers={"Authorization": f"Bearer {key}"}).json()["name"] == "alice"
