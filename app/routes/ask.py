@@ -151,7 +151,10 @@ async def _sse_stream(events: AsyncIterator[tuple[str, dict]]) -> AsyncIterator[
     try:
         async for name, data in events:
             if name == "done":
-                data = {k: v for k, v in data.items() if not k.startswith("_")}
+                # The final sources: `cited` and the extractive `highlight` offsets are known only now.
+                data = {k: v for k, v in data.items() if not k.startswith("_")} | {
+                    "sources": data["_sources"]
+                }
             yield sse(name, data)
     except HTTPException as e:
         yield sse("error", {"detail": e.detail})

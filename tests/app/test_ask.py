@@ -68,7 +68,12 @@ def test_stream_events_conversation_and_feedback(client):
     sources, done = events[0][1], events[-1][1]
     streamed = "".join(d["text"] for e, d in events if e == "token")
     assert "Unused leave of up to five days carries over into the next calendar year." in streamed
-    assert "answer" not in done and "sources" not in done
+    assert "answer" not in done
+    # done repeats the sources with their final flags: which were cited, and where the quotes sit.
+    quoted = [s for s in done["sources"] if s["cited"]]
+    assert quoted and all(s["highlight"] for s in quoted)
+    a, b = quoted[0]["highlight"][0]
+    assert quoted[0]["text"][a:b] in streamed
     assert done["conversation_id"] == sources["conversation_id"]
     assert done["message_id"] == sources["message_id"] and done["extractive"] is True
     conv, msg = sources["conversation_id"], sources["message_id"]
