@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import bisect
 import logging
-import re
 from dataclasses import dataclass
 
 from ingest.parsers import ParsedDocument
+from retrieval.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
-
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|[。！？]+[”’」』）)\]]*|\n")
 
 
 @dataclass
@@ -37,25 +35,6 @@ class ChunkSpec:
     char_start: int
     char_end: int
     token_count: int
-
-
-def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans (absolute offsets into text, whitespace trimmed) of text[start:end]."""
-    end = len(text) if end is None else end
-    spans, pos = [], start
-    for m in _BOUNDARY.finditer(text, start, end):
-        spans.append((pos, m.end()))
-        pos = m.end()
-    spans.append((pos, end))
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            out.append((s, e))
-    return out
 
 
 class _Tokens:

@@ -11,7 +11,6 @@ highlight it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,15 +18,15 @@ import numpy as np
 
 from retrieval.context import Context, Source
 from retrieval.lexical import tokenize
+from retrieval.sentences import split_sentences
 
 SEMANTIC_WEIGHT = 0.6
 MAX_EMBEDDED = 64  # sentences embedded per question (the best by coverage); bounds the cost
 MIN_CHARS = 6  # a short Chinese sentence is a few characters
 MAX_CHARS = 600
+
+
 # Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks.
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|[。！？]+[”’」』）)\]]*|\n")
-
-
 @dataclass
 class Quote:
     n: int  # source number, as in the answer's [n]
@@ -47,24 +46,6 @@ class ExtractiveAnswer:
     quotes: list[Quote]
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence in text, surrounding whitespace trimmed."""
-    spans, pos = [], 0
-    for m in _BOUNDARY.finditer(text):
-        spans.append((pos, m.end()))
-        pos = m.end()
-    spans.append((pos, len(text)))
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            out.append((s, e))
-    return out
-
-
 def extractive_answer(
     question: str,
     context: Context | Sequence[Source],
@@ -78,7 +59,7 @@ def extractive_answer(
     seen: set[str] = set()
     for src in sources:
         text = src.passage.text
-        for s, e in sentence_spans(text):
+        for s, e in split_sentences(text):
             sent = text[s:e]
             key = " ".join(sent.split()).lower()
             if not MIN_CHARS <= len(sent) <= MAX_CHARS:
