@@ -42,9 +42,9 @@ class DocumentTask(Task):
         pipeline.fail_document(document_id, reason)
 
 
-@app.task(
-    name=names.PROCESS_DOCUMENT,
-    base=DocumentTask,
+# Idempotent tasks: acknowledged after they finish (redelivered if the worker dies), transient errors
+# retried with exponential backoff and jitter, a bounded number of times.
+RELIABLE = dict(
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=TRANSIENT,
@@ -53,20 +53,14 @@ class DocumentTask(Task):
     retry_backoff_max=120,
     retry_jitter=True,
 )
+
+
+@app.task(name=names.PROCESS_DOCUMENT, base=DocumentTask, **RELIABLE)
 def process_document_task(document_id: int) -> str:
     return pipeline.process_document(document_id)
 
 
-@app.task(
-    name=names.COMPACT_COLLECTION,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    max_retries=settings.task_max_retries,
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-)
+@app.task(name=names.COMPACT_COLLECTION, **RELIABLE)
 def compact_collection_task(collection_id: int) -> bool:
     return pipeline.compact_collection(collection_id)
 
