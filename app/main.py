@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 
-from app import retrieve
+from app import retrieve, security
 from app.db import migrate
 from app.engine_service import service
 from app.observability import RequestContextMiddleware, configure_logging
@@ -60,6 +60,7 @@ def create_app() -> FastAPI:
     ):
         api.include_router(module.router)
     auth_web.mount_static(api)
+    security.install(api)  # headers, body limits, question rate limit (SECURITY.md)
     api.add_middleware(RequestContextMiddleware)
 
     @api.exception_handler(HTTPException)

@@ -2,7 +2,8 @@
 
 The cookie `autoglm_session` carries 256 random bits; the table keeps only their sha256, so a copy of
 the database cannot be replayed as cookies. `autoglm_csrf` is readable by scripts (double submit): a
-cookie-authenticated request that changes state must echo it in `X-CSRF-Token`.
+cookie-authenticated request that changes state must echo it in `X-CSRF-Token`; the table keeps its
+sha256 too (so neither token ever appears in the database or in SQL logged with parameters).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def create_session(session: Session, user: User) -> tuple[str, str, datetime]:
     """(cookie token, csrf token, expiry); commits."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_hours)
-    session.add(WebSession(id=hash_key(token), user_id=user.id, csrf_token=csrf, expires_at=expires))
+    session.add(
+        WebSession(id=hash_key(token), user_id=user.id, csrf_token=hash_key(csrf), expires_at=expires)
+    )
     session.commit()
     return token, csrf, expires
 
@@ -84,8 +87,9 @@ def end_session(session: Session, token: str) -> None:
     session.commit()
 
 
-def csrf_ok(expected: str, sent: str | None) -> bool:
-    return bool(sent) and secrets.compare_digest(expected.encode(), sent.encode())
+def csrf_ok(expected_hash: str, sent: str | None) -> bool:
+    """The sent token matches the session's (stored as its sha256)."""
+    return bool(sent) and secrets.compare_digest(expected_hash.encode(), hash_key(sent).encode())
 
 
 class LoginLimiter:

@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     task_max_retries: int = 5
     # Starts of processing per document (retries and worker deaths together) before it is marked failed.
     max_attempts: int = 8
+    # --- reliability (issue 7, README "Reliability") ---
+    # A processing document whose worker sent no heartbeat for this long is presumed orphaned: it is
+    # queued again (or failed after max_attempts) by the periodic check of the workers and `serve`.
+    stuck_after_s: float = 300
+    # A queued document that is not in the broker this long after it was (last) sent is sent again.
+    resend_after_s: float = 60
+    # How often each worker runs those checks.
+    maintenance_interval_s: float = 30
+    # On SIGTERM, `autoglm serve` lets running requests (answer streams) finish this long, then closes them.
+    shutdown_grace_s: float = 30
     # Compaction runs when tombstones exceed this fraction of a collection's indexed vectors.
     compaction_ratio: float = 0.2
     host: str = "127.0.0.1"
@@ -73,6 +83,20 @@ class Settings(BaseSettings):
     login_window_s: int = 300
     # Static UI directory; empty = web/ next to the app package.
     web_dir: str = ""
+    # --- hostile input (issue 7, see SECURITY.md) ---
+    # Largest request body outside uploads (JSON); 413 beyond it.
+    max_body_bytes: int = 2 * 1024 * 1024
+    # Largest upload request body (all files of one POST together); 413 beyond it.
+    max_upload_request_bytes: int = 512 * 1024 * 1024
+    # Files in one upload request.
+    upload_max_files: int = 20
+    # Bytes a user may upload in any 24 hours (documents created, duplicates not counted).
+    upload_quota_bytes_per_day: int = 2 * 1024 * 1024 * 1024
+    # Questions (/api/ask, /v1/chat/completions) per user per minute; 429 with Retry-After beyond it.
+    ask_rate_per_minute: int = 60
+    # Comma-separated addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed
+    # (e.g. "10.0.0.0/8,127.0.0.1"); empty = none, "*" = every peer.
+    trusted_proxies: str = ""
 
     @field_validator(
         "max_upload_bytes",
@@ -84,6 +108,11 @@ class Settings(BaseSettings):
         "retrieval_deadline_ms",
         "login_max_failures",
         "login_window_s",
+        "max_body_bytes",
+        "max_upload_request_bytes",
+        "upload_max_files",
+        "upload_quota_bytes_per_day",
+        "ask_rate_per_minute",
     )
     @classmethod
     def _positive(cls, v: int) -> int:
@@ -99,6 +128,9 @@ class Settings(BaseSettings):
             )
         if self.task_time_limit <= self.task_soft_time_limit:
             raise ValueError("task_time_limit must be greater than task_soft_time_limit")
+        for name in ("stuck_after_s", "resend_after_s", "maintenance_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
         return self
 
     @property

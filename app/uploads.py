@@ -5,12 +5,14 @@ The caller commits, then enqueues the new documents (never before the commit).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
 from app.models import DocStatus, Document, utcnow
+from app.security import uploaded_last_day
 from app.settings import settings
 from ingest import storage
 
@@ -24,17 +26,49 @@ class Rejected(Exception):
     detail: str
 
 
+# Device names Windows reserves whatever the extension (a download saved as "CON.txt" fails there).
+_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
+MAX_NAME_BYTES = 255  # UTF-8 bytes: the common file-system limit
+# Bidi embeddings, overrides and isolates, and the BOM: they reorder or hide what a name shows.
+# (Other format characters such as the zero-width non-joiner are ordinary in Persian or emoji names.)
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+
+
+def _invisible(c: str) -> bool:
+    return c in _BIDI or unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")
+
+
 def clean_filename(name: str | None) -> str:
-    """The name as given, if it is a plain file name; path parts or control characters are refused."""
+    """The name as given (NFC, surrounding spaces trimmed), if it is a plain file name. Refused with 400:
+    path separators (/ and \\), "." and "..", control and bidi-override characters (a name shown as
+    "invoice.pdf" must be that), Windows device names, a trailing dot, more than 255 UTF-8 bytes."""
     name = unicodedata.normalize("NFC", (name or "").strip())
-    bad = not name or name in (".", "..") or any(c in name for c in "/\\\x00") or len(name) > 255
-    if bad or any(unicodedata.category(c) == "Cc" for c in name):
-        raise Rejected(name or "(unnamed)", 400, "Invalid file name")
+    # Echoed back in the refusal: invisible characters spelled out, so the reason can be seen.
+    shown = "".join(f"\\u{ord(c):04x}" if _invisible(c) else c for c in name)[:200] or "(unnamed)"
+    if not name or name in (".", "..") or any(c in name for c in "/\\"):
+        raise Rejected(shown, 400, "Invalid file name: it must not contain a path")
+    if any(_invisible(c) for c in name):
+        raise Rejected(shown, 400, "Invalid file name: it contains control or formatting characters")
+    if _RESERVED.match(name) or name.endswith("."):
+        raise Rejected(shown, 400, "Invalid file name: reserved by the operating system")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise Rejected(shown, 400, f"Invalid file name: longer than {MAX_NAME_BYTES} bytes")
     return name
 
 
 def too_large_detail() -> str:
     return f"File too large: the upload limit is {settings.max_upload_bytes} bytes"
+
+
+def quota_detail(used: int) -> str:
+    return (
+        f"Upload quota exceeded: {used} of {settings.upload_quota_bytes_per_day} bytes used "
+        "in the last 24 hours"
+    )
+
+
+def too_many_files_detail() -> str:
+    return f"Too many files in one upload: the limit is {settings.upload_max_files}"
 
 
 def add_document(
@@ -56,7 +90,7 @@ def add_document(
     except ParseError as e:
         raise Rejected(name, 422, e.reason) from e
 
-    sha = storage.put_blob(data)
+    sha = storage.sha256_hex(data)
     same = session.exec(
         select(Document)
         .where(Document.collection_id == collection_id, Document.sha256 == sha)
@@ -66,11 +100,17 @@ def add_document(
         if same.status != DocStatus.failed:
             return same, False
         # Same bytes failed before: try again (the failure may have been transient).
+        storage.put_blob(data)
         same.status, same.stage, same.error, same.attempts = DocStatus.queued, "queued", None, 0
         same.progress, same.updated_at = 0.0, utcnow()
         session.add(same)
         return same, True
 
+    if user_id is not None:
+        used = uploaded_last_day(session, user_id)
+        if used + len(data) > settings.upload_quota_bytes_per_day:
+            raise Rejected(name, 429, quota_detail(used))
+    storage.put_blob(data)
     previous = session.exec(
         select(Document)
         .where(

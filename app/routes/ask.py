@@ -18,6 +18,7 @@ from app import auth
 from app.db import session_scope
 from app.deps import CurrentUser, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
+from app.security import RateLimitedUser
 from inference import EngineOverloaded
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ async def _sse_stream(events: AsyncIterator[tuple[str, dict]]) -> AsyncIterator[
 
 
 @router.post("/ask")
-async def ask(body: AskRequest, user: CurrentUser):
+async def ask(body: AskRequest, user: RateLimitedUser):
     """Answer a question from the readable collections, with cited sources (JSON or SSE)."""
     events = run_ask(body, user)
     if body.stream:

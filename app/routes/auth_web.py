@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from app import sessions
+from app import security, sessions
 from app.deps import SessionDep
 from app.models import User
 from app.settings import settings
@@ -43,15 +43,10 @@ def web_dir() -> Path:
     return Path(settings.web_dir) if settings.web_dir else Path(__file__).resolve().parents[2] / "web"
 
 
-def _secure(request: Request) -> bool:
-    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
-    return proto.split(",")[0].strip() == "https"
-
-
 @router.post("/api/auth/login", response_model=LoginResponse)
 def login(body: LoginRequest, request: Request, response: Response, session: SessionDep) -> LoginResponse:
     """Sign in with name and password; sets the session and CSRF cookies."""
-    keys = (f"user:{body.username.lower()}", f"ip:{request.client.host if request.client else '-'}")
+    keys = (f"user:{body.username.lower()}", f"ip:{security.client_ip(request)}")
     wait = sessions.login_limiter.retry_after(*keys)
     if wait:
         raise HTTPException(
@@ -66,7 +61,7 @@ def login(body: LoginRequest, request: Request, response: Response, session: Ses
     sessions.login_limiter.succeeded(keys[0])
     token, csrf, _ = sessions.create_session(session, user)
     max_age = int(settings.session_ttl_hours * 3600)
-    secure = _secure(request)
+    secure = security.is_https(request)
     response.set_cookie(
         sessions.SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=secure
     )
@@ -78,13 +73,18 @@ def login(body: LoginRequest, request: Request, response: Response, session: Ses
 
 @router.post("/api/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 def logout(request: Request, session: SessionDep) -> Response:
-    """End the browser session and clear both cookies."""
+    """End the browser session and clear both cookies. A live session must echo its CSRF token (403
+    otherwise), so another site cannot sign the user out; without one there is nothing to end."""
     token = request.cookies.get(sessions.SESSION_COOKIE)
-    if token:
+    row = sessions.lookup_session(session, token)[0] if token else None
+    if row is not None:
+        if not sessions.csrf_ok(row.csrf_token, request.headers.get(sessions.CSRF_HEADER)):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "CSRF token missing or invalid")
         sessions.end_session(session, token)
+    secure = security.is_https(request)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.delete_cookie(sessions.SESSION_COOKIE, httponly=True, samesite="lax")
-    response.delete_cookie(sessions.CSRF_COOKIE, samesite="lax")
+    response.delete_cookie(sessions.SESSION_COOKIE, httponly=True, samesite="lax", secure=secure)
+    response.delete_cookie(sessions.CSRF_COOKIE, samesite="lax", secure=secure)
     return response
 
 

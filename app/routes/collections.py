@@ -131,6 +131,8 @@ def upload_documents(
 
     if session.get(Collection, collection_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Collection not found")
+    if len(files) > settings.upload_max_files:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, uploads.too_many_files_detail())
     accepted: list[UploadedDocument] = []
     rejected: list[RejectedFile] = []
     to_enqueue: list[int] = []

@@ -27,6 +27,7 @@ from app.db import session_scope
 from app.deps import CurrentUser
 from app.engine_service import service
 from app.models import Collection, User
+from app.security import RateLimitedUser
 from app.settings import settings
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def _finish(r: ans.Result) -> str:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatRequest, user: CurrentUser):
+async def chat_completions(body: ChatRequest, user: RateLimitedUser):
     """Chat completion (JSON or `data:` chunks ending in [DONE])."""
     from inference import EngineOverloaded
 

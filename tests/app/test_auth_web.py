@@ -11,6 +11,7 @@ from sqlmodel import select
 from app.db import session_scope
 from app.models import Role, User, WebSession
 from app.sessions import login_limiter
+from app.settings import settings
 from tests.app.ask_support import ask_env
 from tests.app.support import make_user, restore_settings
 
@@ -39,7 +40,7 @@ def _signed_in(client, name="ada", role="member") -> dict:
     return r.json()
 
 
-def test_login_sets_cookies_and_csrf_guards_state_changes(client):
+def test_login_sets_cookies_and_csrf_guards_state_changes(client, monkeypatch):
     body = _signed_in(client)
     assert body["user"]["name"] == "ada" and body["user"]["role"] == "member"
     with session_scope() as s:
@@ -51,6 +52,11 @@ def test_login_sets_cookies_and_csrf_guards_state_changes(client):
     assert "autoglm_session=" in set_cookie and "HttpOnly" in set_cookie.split("autoglm_csrf")[0]
     assert "samesite=lax" in set_cookie.lower() and "Secure" not in set_cookie
     csrf = client.cookies["autoglm_csrf"]
+    behind_tls = client.post("/api/auth/login", json={"username": "ada", "password": PASSWORD},
+                             headers={"X-Forwarded-Proto": "https"})  # fmt: skip
+    # X-Forwarded-Proto counts only from a trusted proxy (AUTOGLM_TRUSTED_PROXIES).
+    assert not any("Secure" in v for k, v in behind_tls.headers.multi_items() if k == "set-cookie")
+    monkeypatch.setattr(settings, "trusted_proxies", "*")
     behind_tls = client.post("/api/auth/login", json={"username": "ada", "password": PASSWORD},
                              headers={"X-Forwarded-Proto": "https"})  # fmt: skip
     assert all("Secure" in v for k, v in behind_tls.headers.multi_items() if k == "set-cookie")
@@ -72,7 +78,8 @@ def test_login_sets_cookies_and_csrf_guards_state_changes(client):
     r = client.post("/api/collections", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 403
 
-    assert client.post("/api/auth/logout").status_code == 204
+    assert client.post("/api/auth/logout").status_code == 403  # logout checks CSRF too
+    assert client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert "autoglm_session" not in client.cookies
     assert client.get("/api/me").json() == {"detail": "Not authenticated"}
 

@@ -28,7 +28,7 @@ def check_batch_response(body: dict) -> dict[str, int]:
     rejected = {r["filename"]: (r["status_code"], r["detail"]) for r in body["rejected"]}
     assert rejected["empty.txt"] == (422, "The file is empty.")
     assert rejected["huge.txt"] == (413, "File too large: the upload limit is 2097152 bytes")
-    assert rejected["../../etc/passwd"] == (400, "Invalid file name")
+    assert rejected["../../etc/passwd"] == (400, "Invalid file name: it must not contain a path")
     code, detail = rejected["binary.txt"]
     assert code == 415 and detail.startswith("Unsupported file type: ") and len(detail) > 30
     return {d["filename"]: d["id"] for d in body["documents"]}
