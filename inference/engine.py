@@ -23,9 +23,10 @@ from typing import Any
 import torch
 
 from .kv_cache import KVCacheManager
+from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
-from .runner import ModelRunner, kv_bytes_per_block
-from .sampling import Sampler, SamplingParams, make_generator
+from .runner import ModelRunner, graphs_supported
+from .sampling import SampledTokens, Sampler, SamplingParams, make_generator
 from .scheduler import Request, Scheduler, Status
 from .tokenizer import IncrementalDetokenizer, Message, Tokenizer
 from .weights import load_model
@@ -96,6 +97,9 @@ class _State:
     text: str = ""  # decoded output so far
     emitted: int = 0  # characters of text already sent
     logprobs: list[float] = field(default_factory=list)
+    pending: list[tuple[int, float | None]] = field(default_factory=list)  # sampled, not yet emitted
+    done: str | None = None  # finish reason decided when the token was sampled (stop id, length)
+    completed: bool = False  # the Completion was delivered
 
 
 class Engine:
@@ -105,7 +109,10 @@ class Engine:
     event loops at once; a single background thread runs the model.
 
     Options: block_size (tokens per KV block, 16); num_blocks (pool size; default from kv_cache_memory
-    bytes, itself defaulting to 90% of free GPU memory less 1 GiB on CUDA, 1 GiB on the CPU);
+    bytes, itself defaulting on CUDA to gpu_memory_utilization (0.9) of the device's memory less what
+    is in use after loading, a profiled activation peak and the CUDA graphs' pool; 1 GiB on the CPU);
+    cuda_graphs (decode graphs for batch sizes up to max_num_seqs; default on for CUDA with the Triton
+    kernels) and enforce_eager (True turns graphs off);
     kv_cache_dtype ("auto" = model dtype, or "int8"); max_num_seqs (running requests, 64);
     max_num_batched_tokens (tokens per step, 2048: the chunked-prefill budget); max_waiting (queued
     requests before submit raises EngineOverloaded, 256); max_model_len (prompt + output cap; default
@@ -128,21 +135,56 @@ class Engine:
         max_model_len: int | None = None,
         enable_prefix_caching: bool = True,
         request_timeout_s: float | None = None,
+        cuda_graphs: bool | None = None,
+        enforce_eager: bool = False,
+        gpu_memory_utilization: float = 0.9,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         cfg = model.cfg
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        if cuda_graphs and not graphs_supported(model.device):
+            raise ValueError(
+                "cuda_graphs needs a CUDA device and the Triton kernels (AUTOGLM_KERNELS != torch)"
+            )
+        graphs = (
+            graphs_supported(model.device) if cuda_graphs is None else cuda_graphs
+        ) and not enforce_eager
         if num_blocks is None:
-            num_blocks = _default_num_blocks(model, block_size, kv_cache_dtype, kv_cache_memory)
-        self.runner = ModelRunner(model, num_blocks, block_size, kv_cache_dtype)
+            if kv_cache_memory is None and model.device.type == "cuda":
+                kv_cache_memory = profile_kv_budget(
+                    model, block_size, kv_cache_dtype, max_num_batched_tokens, max_num_seqs,
+                    gpu_memory_utilization, graphs,
+                )  # fmt: skip
+                if kv_cache_memory < bytes_per_block(model, block_size, kv_cache_dtype):
+                    raise ValueError(
+                        f"no GPU memory left for the KV cache ({kv_cache_memory / 2**30:.2f} GiB); raise "
+                        "gpu_memory_utilization, lower max_num_batched_tokens or use int8 weights"
+                    )
+            num_blocks = blocks_for_budget(model, block_size, kv_cache_dtype, kv_cache_memory)
+        self.max_model_len = min(max_model_len or cfg.max_position_embeddings, num_blocks * block_size)
+        self.runner = ModelRunner(
+            model, num_blocks, block_size, kv_cache_dtype, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens, max_model_len=self.max_model_len,
+        )  # fmt: skip
         self.kv = KVCacheManager(num_blocks, block_size, enable_prefix_caching)
         self.scheduler = Scheduler(self.kv, max_num_seqs, max_num_batched_tokens)
         self.sampler = Sampler()
-        self.max_model_len = min(max_model_len or cfg.max_position_embeddings, num_blocks * block_size)
+        if graphs:
+            self.runner.capture_graphs(max_num_seqs)
+        log.info(
+            "KV cache: %d blocks of %d tokens = %d tokens (%.2f GiB, %s); max_model_len %d; CUDA graphs %s",
+            num_blocks, block_size, num_blocks * block_size,
+            num_blocks * bytes_per_block(model, block_size, kv_cache_dtype) / 2**30, kv_cache_dtype,
+            self.max_model_len, "on" if graphs else "off",
+        )  # fmt: skip
         self.max_waiting = max_waiting
         self.request_timeout_s = request_timeout_s
         self.eos_ids = set(cfg.eos_token_ids)
         self.steps = 0
+        self._unemitted: list[Request] = []  # requests with sampled tokens not yet delivered
+        self._inflight: list[Request] | None = None  # the requests of the step being run
         self._requests: dict[str, Request] = {}
         self._inbox: list[Request] = []
         self._aborts: list[str] = []
@@ -228,7 +270,10 @@ class Engine:
             detok=IncrementalDetokenizer(self.tokenizer, params.skip_special_tokens)
             if self.tokenizer
             else None,
-            generator=None if params.greedy else make_generator(params.seed, self.model.device),
+            # unseeded sampling draws from the device's shared generator (see Sampler)
+            generator=None
+            if params.greedy or params.seed is None
+            else make_generator(params.seed, self.model.device),
             stop_ids=stop_ids,
             deadline=time.perf_counter() + timeout_s if timeout_s else None,
         )
@@ -354,7 +399,9 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not (self._stop or self._inbox or self._aborts or self.scheduler.has_work()):
+                while not (
+                    self._stop or self._inbox or self._aborts or self._unemitted or self.scheduler.has_work()
+                ):
                     self._cv.wait()
                 if self._stop:
                     pending = list(self._requests.values())  # includes the inbox
@@ -376,83 +423,139 @@ class Engine:
                     self._finish(req, "abort")
             for req in expired:
                 self._finish(req, "timeout")
-            if self.scheduler.has_work():
-                try:
-                    if not self.step():
-                        time.sleep(0.001)  # nothing could run (e.g. only timed-out work left): do not spin
-                except Exception as e:  # fail the requests in flight, keep serving
-                    log.exception("engine step failed")
-                    for req in list(self.scheduler.running):
-                        self._finish(req, "error", error=f"{type(e).__name__}: {e}")
+            self._inflight = None
+            try:
+                if not self.step():
+                    time.sleep(0.001)  # nothing could run (e.g. only timed-out work left): do not spin
+            except Exception as e:  # fail the step's requests (all running ones if it failed earlier)
+                log.exception("engine step failed")
+                failed = self._inflight if self._inflight is not None else list(self.scheduler.running)
+                for req in failed:
+                    self._finish(req, "error", error=f"{type(e).__name__}: {e}")
+        self._emit_pending()
         for req in pending:
             if req.status is not Status.FINISHED:
                 self._finish(req, "abort")
 
     def step(self) -> bool:
-        """One scheduling + forward + sampling step (called by the loop thread); False if nothing ran."""
+        """One step (called by the loop thread): schedule, launch the forward and sampling, deliver the
+        previous step's tokens while the device works, then wait for this step's token ids (the step's
+        one device-to-host copy) and record them. False if nothing ran or was delivered.
+
+        NOTE: events trail sampling by one step. A stop string is only seen when the token is detokenized,
+        i.e. after the next step was launched; that request's token from the next step is then dropped
+        (its blocks were freed and may be reused: later launches are ordered after this step on the stream).
+        Stop ids and length limits are checked at sampling time, so such requests are never scheduled again.
+        """
         batch = self.scheduler.schedule()
+        flight: SampledTokens | None = None
+        sampling: list[Request] = []
+        if batch.requests:
+            self._inflight = list(batch.requests)
+            self.steps += 1
+            now = time.perf_counter()
+            seqs = []
+            for i, req in enumerate(batch.requests):
+                if req.state.scheduled is None:
+                    req.state.scheduled = now
+                seqs.append(
+                    (req.token_ids, req.num_computed, batch.num_tokens[i], req.block_ids, batch.samples(i))
+                )
+            logits = self.runner.execute(seqs)
+            sampling = [r for i, r in enumerate(batch.requests) if batch.samples(i)]
+            rows = [(r.params, r.prompt_ids, r.output_ids, r.state.generator) for r in sampling]
+            flight = self.sampler.sample_async(logits, rows) if rows else None
+        emitted = self._emit_pending()  # overlaps with the device's work on this step
         if not batch.requests:
-            return False
-        self.steps += 1
-        now = time.perf_counter()
-        seqs = []
-        for i, req in enumerate(batch.requests):
-            if req.state.scheduled is None:
-                req.state.scheduled = now
-            seqs.append(
-                (req.token_ids, req.num_computed, batch.num_tokens[i], req.block_ids, batch.samples(i))
-            )
-        logits = self.runner.execute(seqs)
-        sampling = [r for i, r in enumerate(batch.requests) if batch.samples(i)]
-        rows = [(r.params, r.prompt_ids, r.output_ids, r.state.generator) for r in sampling]
-        tokens, logprobs = self.sampler.sample(logits, rows) if rows else ([], [])
+            return emitted
+        tokens, logprobs = flight.wait() if flight is not None else ([], [])
         for req, n in zip(batch.requests, batch.num_tokens, strict=True):
+            if req.status is Status.FINISHED:
+                continue  # finished while this step ran (stop string, abort): its results are dropped
             req.num_computed += n
             self.kv.cache_blocks(req)
         now = time.perf_counter()
         for req, tok, lp in zip(sampling, tokens, logprobs, strict=True):
-            self._on_token(req, tok, lp, now)
+            if req.status is not Status.FINISHED:
+                self._on_sampled(req, tok, lp, now)
+        self._inflight = None
         return True
 
-    def _on_token(self, req: Request, tok: int, logprob: float | None, now: float) -> None:
+    def _on_sampled(self, req: Request, tok: int, logprob: float | None, now: float) -> None:
+        """Record a sampled token; retire the request at once if a stop id or a length limit ends it (its
+        events follow in the next _emit_pending)."""
         st: _State = req.state
         if st.first_token is None:
             st.first_token = now
         req.append(tok)
-        if logprob is not None:
-            st.logprobs.append(logprob)
-        stopped = tok in st.stop_ids
-        text = "" if stopped or st.detok is None else st.detok.add(tok)
-        st.text += text
-        reason = "stop" if stopped else None
-        stops = req.params.stop
-        if stops and text:
-            # search only where a stop string could newly appear
-            start = max(0, len(st.text) - len(text) - max(map(len, stops)) + 1)
-            hits = [i for i in (st.text.find(s, start) for s in stops) if i >= 0]
-            if hits:
-                st.text = st.text[: min(hits)]
-                reason = "stop"
-        if reason is None and len(req.output_ids) >= req.params.max_tokens:
-            reason = "length"
-        if reason is None and len(req.token_ids) >= self.max_model_len:
-            reason = "length"
-        if reason == "length" and st.detok is not None:
-            st.text += st.detok.flush()  # the last event carries any bytes still pending
-        # hold back a tail that might still grow into a stop string
-        hold = 0 if reason or not stops else max(map(len, stops)) - 1
-        safe = max(st.emitted, len(st.text) - hold)
-        delta = st.text[st.emitted : safe]
-        st.emitted = safe
-        _deliver(st, TokenEvent(req.request_id, tok, delta, logprob))
-        if reason:
-            self._finish(req, reason)
+        st.pending.append((tok, logprob))
+        self._unemitted.append(req)
+        if tok in st.stop_ids:
+            st.done = "stop"
+        elif len(req.output_ids) >= req.params.max_tokens or len(req.token_ids) >= self.max_model_len:
+            st.done = "length"
+        if st.done:
+            self.scheduler.finish(req)
+
+    def _emit_pending(self) -> bool:
+        """Deliver the tokens sampled since the last call (and the Completions they end)."""
+        reqs, self._unemitted = self._unemitted, []
+        for req in reqs:
+            st: _State = req.state
+            if st.completed:
+                continue
+            reason = self._emit_tokens(req, st.done)
+            if reason:
+                self._finish(req, reason)
+        return bool(reqs)
+
+    def _emit_tokens(self, req: Request, final: str | None) -> str | None:
+        """Detokenize the request's pending tokens into TokenEvents, the last one closing the text when the
+        request ends with `final`; returns the finish reason (a stop string found here makes it "stop")."""
+        st: _State = req.state
+        pending, st.pending = st.pending, []
+        reason = None
+        for i, (tok, logprob) in enumerate(pending):
+            if logprob is not None:
+                st.logprobs.append(logprob)
+            last = i == len(pending) - 1
+            stopped = tok in st.stop_ids
+            text = "" if stopped or st.detok is None else st.detok.add(tok)
+            st.text += text
+            stops = req.params.stop
+            if stops and text:
+                # search only where a stop string could newly appear
+                start = max(0, len(st.text) - len(text) - max(map(len, stops)) + 1)
+                hits = [j for j in (st.text.find(s, start) for s in stops) if j >= 0]
+                if hits:
+                    st.text = st.text[: min(hits)]
+                    reason = "stop"
+            if reason is None and last:
+                reason = final
+            if reason == "length" and st.detok is not None:
+                st.text += st.detok.flush()  # the last event carries any bytes still pending
+            # hold back a tail that might still grow into a stop string
+            hold = 0 if reason or not stops else max(map(len, stops)) - 1
+            safe = max(st.emitted, len(st.text) - hold)
+            delta = st.text[st.emitted : safe]
+            st.emitted = safe
+            _deliver(st, TokenEvent(req.request_id, tok, delta, logprob))
+            if reason:
+                if len(pending) > i + 1:  # tokens after a stop string are not part of the output
+                    del req.output_ids[len(req.output_ids) - (len(pending) - i - 1) :]
+                break
+        return reason
 
     def _finish(self, req: Request, reason: str, error: str | None = None) -> None:
-        if req.status is Status.FINISHED:
-            return
-        self.scheduler.finish(req)
+        """Retire a request (if still scheduled), deliver its pending tokens, then its Completion."""
         st: _State = req.state
+        if st.completed:
+            return
+        if st.pending:  # e.g. aborted right after sampling: its last tokens go out first
+            reason = self._emit_tokens(req, st.done) or reason
+        st.completed = True
+        if req.status is not Status.FINISHED:
+            self.scheduler.finish(req)
         log.debug(
             "request %s %s: %d prompt tokens (%d from the prefix cache), %d generated; hit rate %.1f%%",
             req.request_id, reason, len(req.prompt_ids), req.prefix_hit_tokens or 0, len(req.output_ids),
@@ -494,20 +597,3 @@ def _deliver(st: _State, ev: TokenEvent | Completion) -> None:
         st.sink(ev)
     except Exception:
         log.exception("event sink of request %s failed", ev.request_id)
-
-
-def _default_num_blocks(model: GlmModel, block_size: int, kv_cache_dtype: str, budget: int | None) -> int:
-    """Pool size from a byte budget: by default 90% of free GPU memory after the weights, 1 GiB on the CPU."""
-    per_block = kv_bytes_per_block(
-        model.cfg, block_size, torch.tensor([], dtype=model.dtype).element_size(), kv_cache_dtype == "int8"
-    )
-    if budget is None:
-        if model.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(model.device)
-            budget = int(free * 0.9) - (1 << 30)  # keep ~1 GiB for activations and logits
-        else:
-            budget = 1 << 30
-    n = budget // per_block
-    if n < 1:
-        raise ValueError(f"kv_cache_memory of {budget} bytes is less than one block ({per_block} bytes)")
-    return int(n)

@@ -166,6 +166,7 @@ class GlmModel:
         out, _ = kernels.rms_norm(h, self.norm, eps, residual)
         return out
 
-    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden (R, H) -> logits (R, V) float32."""
-        return kernels.linear(hidden, self.lm_head).float()
+    def compute_logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden (R, H) -> logits (R, V) float32 (written into `out` when given, e.g. a graph's buffer)."""
+        logits = kernels.linear(hidden, self.lm_head)
+        return logits.float() if out is None else out.copy_(logits)

@@ -1,14 +1,32 @@
 """Executes a scheduled batch on the model: packs tokens, builds paged-attention metadata, runs one
-forward for all sequences (prefill chunks and decodes together) and returns the sampling rows' logits."""
+forward for all sequences (prefill chunks and decodes together) and returns the sampling rows' logits.
+
+Decode-only batches replay a CUDA graph captured for the next larger batch size (padding rows write
+their K/V into a reserved dummy block and attend to one token of it); everything else runs eagerly.
+Inputs are staged in pinned host memory (numpy views) and uploaded asynchronously, so a step issues
+no host synchronization: the caller decides when to wait for its results.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import time
+
+import numpy as np
 import torch
+
+import kernels
 
 from .config import ModelConfig
 from .model import AttentionMetadata, GlmModel, LayerCache
+from .staging import Staging
+
+log = logging.getLogger(__name__)
 
 KV_DTYPES = ("auto", "int8")
+
+Seq = tuple[list[int], int, int, list[int], bool]  # (token_ids, start, n, block_ids, sample)
 
 
 def kv_bytes_per_block(cfg: ModelConfig, block_size: int, elem_size: int, int8: bool) -> int:
@@ -18,77 +36,266 @@ def kv_bytes_per_block(cfg: ModelConfig, block_size: int, elem_size: int, int8: 
     return per_layer * cfg.num_layers
 
 
+def graph_batch_sizes(max_num_seqs: int) -> list[int]:
+    """Decode batch sizes that get a CUDA graph: 1, 2, 4, 8, then every multiple of 8, up to max_num_seqs."""
+    sizes = [s for s in (1, 2, 4, 8) if s < max_num_seqs] + list(range(8, max_num_seqs, 8))[1:]
+    return sorted(set(sizes) | {max_num_seqs})
+
+
+def graphs_supported(device: torch.device) -> bool:
+    """CUDA graphs need a CUDA device and the Triton kernels (the torch references sync on the host)."""
+    return (
+        device.type == "cuda"
+        and kernels.dispatch.backend() != "torch"
+        and kernels.dispatch.triton_available()
+    )
+
+
 class ModelRunner:
     """Owns the paged KV tensors. Contract: `execute(seqs)` takes (token_ids, start, n, block_ids, sample)
     per sequence (run token_ids[start:start+n], whose K/V go to block_ids) and returns float32 logits
-    (R, V) for the R sequences with sample=True, in order."""
+    (R, V) for the R sequences with sample=True, in order. The logits are valid until the next call
+    (a graph's output buffer is reused) and may still be in flight on the device.
+
+    Block ids are 0..num_blocks-1; one more physical block (`dummy_block`) takes the padding rows of
+    graph replays. Between calls a sequence's block list only grows in place (the KV manager's
+    contract), so a row whose list is the same object as in the last call uploads only new entries.
+    """
 
     def __init__(
-        self, model: GlmModel, num_blocks: int, block_size: int, kv_cache_dtype: str = "auto"
+        self,
+        model: GlmModel,
+        num_blocks: int,
+        block_size: int,
+        kv_cache_dtype: str = "auto",
+        *,
+        max_num_seqs: int = 64,
+        max_num_batched_tokens: int = 2048,
+        max_model_len: int | None = None,
     ) -> None:
         if kv_cache_dtype not in KV_DTYPES:
             raise ValueError(
                 f"unsupported kv_cache_dtype {kv_cache_dtype!r}; choose one of {', '.join(KV_DTYPES)}"
             )
-        cfg = model.cfg
         self.model = model
         self.block_size = block_size
         self.num_blocks = num_blocks
+        self.dummy_block = num_blocks
         self.device = model.device
-        int8 = kv_cache_dtype == "int8"
-        shape = (num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim)
-        dt = torch.int8 if int8 else model.dtype
-        self.caches = [
-            LayerCache(
-                torch.zeros(shape, dtype=dt, device=self.device),
-                torch.zeros(shape, dtype=dt, device=self.device),
-                torch.zeros(shape[:3], dtype=torch.float32, device=self.device) if int8 else None,
-                torch.zeros(shape[:3], dtype=torch.float32, device=self.device) if int8 else None,
-            )
-            for _ in range(cfg.num_layers)
-        ]
+        self.caches = _allocate_caches(model, num_blocks + 1, block_size, kv_cache_dtype == "int8")
+        self.max_model_len = max_model_len or num_blocks * block_size
+        self.table_width = -(-self.max_model_len // block_size)  # blocks of the longest sequence
+        self.staging = Staging(self.device)
+        self._alloc_host(max(max_num_batched_tokens, max_num_seqs), max_num_seqs, self.table_width)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.graph_memory = 0  # bytes the captured graphs hold (their private pool)
+        self._static: dict[str, torch.Tensor] = {}
 
-    def prepare(
-        self, seqs: list[tuple[list[int], int, int, list[int], bool]]
-    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
+    # host staging ---------------------------------------------------------------------------------
+    def _alloc_host(self, tokens: int, seqs: int, width: int) -> None:
+        st = self.staging
+        self._h_ids = st.empty((tokens,), torch.int64)
+        self._h_pos = st.empty((tokens,), torch.int64)
+        self._h_slots = st.empty((tokens,), torch.int64)
+        self._h_rows = st.empty((seqs,), torch.int64)
+        self._h_lens = st.empty((seqs,), torch.int32)
+        self._h_cu = st.empty((seqs + 1,), torch.int32)
+        self._h_tables = st.empty((seqs, width), torch.int32)
+        self._row_src: list[tuple[list[int] | None, int]] = [
+            (None, 0)
+        ] * seqs  # (block list, entries written)
+
+    def _fill(self, seqs: list[Seq], pad_to: int | None = None) -> tuple[int, int, int]:
+        """Write the step's inputs into the host buffers; returns (T tokens, B rows, R sampling rows).
+        With pad_to, rows B..pad_to-1 are padding: token 0 at position 0 in the dummy block."""
         bs = self.block_size
-        input_ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        cu = [0]
-        seq_lens: list[int] = []
-        sample_rows: list[int] = []
-        max_q = 0
-        max_blocks = max(len(s[3]) for s in seqs)
-        tables = torch.zeros(len(seqs), max_blocks, dtype=torch.int32)
-        for b, (tokens, start, n, blocks, sample) in enumerate(seqs):
-            assert n > 0 and start + n <= len(tokens), f"{start=} {n=} {len(tokens)=}"
-            assert len(blocks) * bs >= start + n, f"{len(blocks)=} {start=} {n=}"
-            input_ids.extend(tokens[start : start + n])
-            pos = range(start, start + n)
-            positions.extend(pos)
-            slots.extend(blocks[p // bs] * bs + p % bs for p in pos)
-            cu.append(cu[-1] + n)
-            seq_lens.append(start + n)
-            tables[b, : len(blocks)] = torch.tensor(blocks, dtype=torch.int32)
-            max_q = max(max_q, n)
-            if sample:
-                sample_rows.append(cu[-1] - 1)
+        B = len(seqs)
+        rows_total = pad_to or B
+        n = np.fromiter((s[2] for s in seqs), np.int64, B)
+        start = np.fromiter((s[1] for s in seqs), np.int64, B)
+        T = int(n.sum()) + (rows_total - B)
+        width = max(len(s[3]) for s in seqs)
+        if T > self._h_ids.shape[0] or rows_total > self._h_lens.shape[0] or width > self._h_tables.shape[1]:
+            self.staging.claim()
+            self._alloc_host(max(T, self._h_ids.shape[0]), max(rows_total, self._h_lens.shape[0]),
+                             max(width, self._h_tables.shape[1]))  # fmt: skip
+        self.staging.claim()
+        for tokens, s0, k, blocks, _ in seqs:
+            assert k > 0 and s0 + k <= len(tokens), f"{s0=} {k=} {len(tokens)=}"
+            assert len(blocks) * bs >= s0 + k, f"{len(blocks)=} {s0=} {k=}"
+        tables = self._h_tables.numpy()
+        for b, s in enumerate(seqs):
+            blocks = s[3]
+            src, written = self._row_src[b]
+            if src is not blocks or written > len(blocks):
+                written = 0
+            if written < len(blocks):
+                tables[b, written : len(blocks)] = blocks[written:]
+            self._row_src[b] = (blocks, len(blocks))
+        ids = self._h_ids.numpy()
+        if int(n.max()) == 1:
+            ids[:B] = [s[0][s[1]] for s in seqs]
+        else:
+            ids[: T - (rows_total - B)] = list(
+                itertools.chain.from_iterable(s[0][s[1] : s[1] + s[2]] for s in seqs)
+            )
+        cu = self._h_cu.numpy()
+        cu[0] = 0
+        np.cumsum(n, out=cu[1 : B + 1])
+        seq_of = np.repeat(np.arange(B), n)
+        Treal = T - (rows_total - B)
+        pos = self._h_pos.numpy()
+        pos[:Treal] = np.arange(Treal) - cu[:B][seq_of] + start[seq_of]
+        slots = self._h_slots.numpy()
+        slots[:Treal] = tables[seq_of, pos[:Treal] // bs].astype(np.int64) * bs + pos[:Treal] % bs
+        lens = self._h_lens.numpy()
+        lens[:B] = start + n
+        sample = np.fromiter((s[4] for s in seqs), bool, B)
+        R = int(sample.sum())
+        self._h_rows.numpy()[:R] = cu[1 : B + 1][sample] - 1
+        if rows_total > B:  # graph padding
+            ids[Treal:T] = 0
+            pos[Treal:T] = 0
+            slots[Treal:T] = self.dummy_block * bs
+            lens[B:rows_total] = 1
+            tables[B:rows_total, 0] = self.dummy_block
+            for b in range(B, rows_total):
+                self._row_src[b] = (None, 0)
+        return T, rows_total, R
 
-        def dev(x, dtype):
-            return torch.tensor(x, dtype=dtype).to(self.device, non_blocking=True)
-
+    # eager path -----------------------------------------------------------------------------------
+    def prepare(self, seqs: list[Seq]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
+        """Upload a batch's inputs: (input_ids (T,), positions (T,), metadata, sampling rows (R,))."""
+        T, B, R = self._fill(seqs)
+        width = max(len(s[3]) for s in seqs)
+        up = self.staging.upload
+        # NOTE: whole rows of the table go up (a column slice of a pinned buffer is not contiguous)
+        tables = up(self._h_tables[:B])[:, :width]
         meta = AttentionMetadata(
-            slot_mapping=dev(slots, torch.int64),
-            block_tables=tables.to(self.device, non_blocking=True),
-            seq_lens=dev(seq_lens, torch.int32),
-            cu_seqlens_q=dev(cu, torch.int32),
-            max_seqlen_q=max_q,
+            slot_mapping=up(self._h_slots[:T]),
+            block_tables=tables,
+            seq_lens=up(self._h_lens[:B]),
+            cu_seqlens_q=up(self._h_cu[: B + 1]),
+            max_seqlen_q=max(s[2] for s in seqs),
         )
-        return dev(input_ids, torch.int64), dev(positions, torch.int64), meta, dev(sample_rows, torch.int64)
+        out = up(self._h_ids[:T]), up(self._h_pos[:T]), meta, up(self._h_rows[:R])
+        self.staging.uploaded()
+        return out
 
     @torch.inference_mode()
-    def execute(self, seqs: list[tuple[list[int], int, int, list[int], bool]]) -> torch.Tensor:
+    def execute(self, seqs: list[Seq]) -> torch.Tensor:
+        B = len(seqs)
+        bs = self._graph_size(seqs)
+        if bs is not None:
+            return self._replay(seqs, bs)
         input_ids, positions, meta, rows = self.prepare(seqs)
         hidden = self.model.forward(input_ids, positions, meta, self.caches)  # (T, H)
+        if rows.shape[0] == B and meta.max_seqlen_q == 1:
+            return self.model.compute_logits(hidden)  # every row samples: no gather
         return self.model.compute_logits(hidden[rows])  # (R, V)
+
+    # CUDA graphs ----------------------------------------------------------------------------------
+    def _graph_size(self, seqs: list[Seq]) -> int | None:
+        """The captured batch size that runs this batch, or None when it runs eagerly."""
+        if not self.graphs or len(seqs) > max(self.graphs):
+            return None
+        if any(s[2] != 1 or not s[4] for s in seqs):
+            return None
+        return min(b for b in self.graphs if b >= len(seqs))
+
+    def _static_forward(self, bs: int) -> None:
+        s = self._static
+        meta = AttentionMetadata(
+            slot_mapping=s["slots"][:bs],
+            block_tables=s["tables"][:bs],
+            seq_lens=s["lens"][:bs],
+            cu_seqlens_q=s["cu"][: bs + 1],
+            max_seqlen_q=1,
+        )
+        hidden = self.model.forward(s["ids"][:bs], s["pos"][:bs], meta, self.caches)
+        self.model.compute_logits(hidden, out=s["logits"][:bs])
+
+    def _upload_static(self, bs: int) -> None:
+        s, up = self._static, self.staging.upload
+        up(self._h_ids[:bs], s["ids"][:bs])
+        up(self._h_pos[:bs], s["pos"][:bs])
+        up(self._h_slots[:bs], s["slots"][:bs])
+        up(self._h_lens[:bs], s["lens"][:bs])
+        up(self._h_tables[:bs], s["tables"][:bs])
+        self.staging.uploaded()
+
+    def _replay(self, seqs: list[Seq], bs: int) -> torch.Tensor:
+        self._fill(seqs, pad_to=bs)
+        self._upload_static(bs)
+        self.graphs[bs].replay()
+        return self._static["logits"][: len(seqs)]
+
+    @torch.inference_mode()
+    def capture_graphs(self, max_num_seqs: int) -> None:
+        """Capture one decode graph per size in graph_batch_sizes(max_num_seqs), largest first, sharing
+        one memory pool. Each size first runs eagerly (Triton compiles and autotunes outside capture)."""
+        sizes = graph_batch_sizes(max_num_seqs)
+        top = sizes[-1]
+        dev, V = self.device, self.model.cfg.vocab_size
+        self._static = {
+            "ids": torch.zeros(top, dtype=torch.int64, device=dev),
+            "pos": torch.zeros(top, dtype=torch.int64, device=dev),
+            "slots": torch.zeros(top, dtype=torch.int64, device=dev),
+            "lens": torch.ones(top, dtype=torch.int32, device=dev),
+            "cu": torch.arange(top + 1, dtype=torch.int32, device=dev),
+            "tables": torch.zeros(top, self.table_width, dtype=torch.int32, device=dev),
+            "logits": torch.zeros(top, V, dtype=torch.float32, device=dev),
+        }
+        if self._h_lens.shape[0] < top:
+            self._alloc_host(max(self._h_ids.shape[0], top), top, self.table_width)
+        t0 = time.perf_counter()
+        free0, _ = torch.cuda.mem_get_info(dev)
+        pool = None
+        torch.cuda.synchronize(dev)
+        for bs in reversed(sizes):
+            self.staging.claim()
+            self._pad_rows(bs)
+            self._upload_static(bs)
+            for _ in range(2):
+                self._static_forward(bs)
+            torch.cuda.synchronize(dev)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self._static_forward(bs)
+            pool = graph.pool()
+            self.graphs[bs] = graph
+        torch.cuda.synchronize(dev)
+        self.graph_memory = max(0, free0 - torch.cuda.mem_get_info(dev)[0])
+        log.info(
+            "captured %d decode CUDA graphs (batch sizes %s) in %.1f s, %.0f MiB",
+            len(sizes), ",".join(map(str, sizes)), time.perf_counter() - t0, self.graph_memory / 2**20,
+        )  # fmt: skip
+
+    def _pad_rows(self, bs: int) -> None:
+        """Host inputs of an all-padding batch of bs rows (warm-up and capture)."""
+        self._h_ids[:bs] = 0
+        self._h_pos[:bs] = 0
+        self._h_slots[:bs] = self.dummy_block * self.block_size
+        self._h_lens[:bs] = 1
+        self._h_tables[:bs, 0] = self.dummy_block
+        self._row_src[:bs] = [(None, 0)] * bs
+
+
+def _allocate_caches(model: GlmModel, num_blocks: int, block_size: int, int8: bool) -> list[LayerCache]:
+    cfg = model.cfg
+    shape = (num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim)
+    dt = torch.int8 if int8 else model.dtype
+    dev = model.device
+
+    def scales() -> torch.Tensor | None:
+        return torch.zeros(shape[:3], dtype=torch.float32, device=dev) if int8 else None
+
+    return [
+        LayerCache(
+            torch.zeros(shape, dtype=dt, device=dev),
+            torch.zeros(shape, dtype=dt, device=dev),
+            scales(),
+            scales(),
+        )
+        for _ in range(cfg.num_layers)
+    ]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from .staging import Staging
 
 
 @dataclass
@@ -80,33 +83,153 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.
     return logits
 
 
-class Sampler:
-    """Picks one token per row. Contract: `sample(logits, rows)` with logits (R, V) float32 and one
-    (params, prompt_ids, output_ids, generator) per row -> (token ids, chosen-token logprobs or None)."""
+Row = tuple[SamplingParams, list[int], list[int], torch.Generator | None]  # params, prompt, output, generator
 
-    def sample(
-        self,
-        logits: torch.Tensor,
-        rows: list[tuple[SamplingParams, list[int], list[int], torch.Generator | None]],
-    ) -> tuple[list[int], list[float | None]]:
-        tokens: list[int] = []
-        logprobs: list[float | None] = []
-        plain_greedy = [i for i, (p, *_) in enumerate(rows) if p.greedy and not _penalized(p)]
-        greedy_ids = logits[plain_greedy].argmax(-1).tolist() if plain_greedy else []
-        greedy_map = dict(zip(plain_greedy, greedy_ids, strict=True))
-        for i, (params, prompt_ids, output_ids, gen) in enumerate(rows):
-            if i in greedy_map:
-                tok = greedy_map[i]
-            else:
-                row = apply_penalties(logits[i], params, prompt_ids, output_ids)
-                if params.greedy:
-                    tok = int(row.argmax())
-                else:
-                    row = filter_top_k_top_p(row / params.temperature, params.top_k, params.top_p)
-                    tok = int(torch.multinomial(row.softmax(-1), 1, generator=gen))
-            tokens.append(tok)
-            logprobs.append(float(logits[i].log_softmax(-1)[tok]) if params.logprobs else None)
-        return tokens, logprobs
+# columns of the per-row parameter table uploaded once per step
+_TEMP, _TOP_P, _TOP_K, _GREEDY, _REP, _PRES, _FREQ = range(7)
+
+
+class SampledTokens:
+    """One step's sampled tokens (and chosen-token logprobs), possibly still being computed on the
+    device. `wait()` blocks until they are on the host: the step's only device-to-host copy."""
+
+    def __init__(self, packed: torch.Tensor, host: torch.Tensor | None, want: list[bool]) -> None:
+        self._want = want
+        if host is None:  # CPU: already computed
+            self._packed, self._event = packed, None
+        else:
+            R = packed.shape[0]
+            host[:R].copy_(packed, non_blocking=True)
+            self._packed = host[:R]
+            self._event = torch.cuda.Event()
+            self._event.record()
+
+    def wait(self) -> tuple[list[int], list[float | None]]:
+        if self._event is not None:
+            self._event.synchronize()
+        rows = self._packed.tolist()
+        return [int(t) for t, _ in rows], [
+            lp if w else None for (_, lp), w in zip(rows, self._want, strict=True)
+        ]
+
+
+class Sampler:
+    """Picks one token per row for the whole batch with batched tensor ops, no host sync.
+
+    Contract: `sample_async(logits, rows)` with logits (R, V) float32 and one (params, prompt_ids,
+    output_ids, generator) per row -> SampledTokens; `sample(...)` waits for them. Per row: penalties
+    (repetition over prompt + output, presence/frequency over output: a (R, V) count tensor built by
+    scatter_add from the ids uploaded once per step), then argmax for greedy rows; sampled rows take
+    temperature, top-k, top-p and draw with the exponential race argmax(p / E), E ~ Exp(1) - the same
+    distribution as multinomial. Rows with a generator (seeded requests) draw E from it, so a seeded
+    request's tokens do not depend on what it is batched with; the others share one draw from the
+    device's default generator. Logprobs are of the raw logits (before penalties and temperature).
+    """
+
+    def __init__(self) -> None:
+        self._staging: Staging | None = None
+        self._table: torch.Tensor | None = None  # (rows, 7) float32 host
+        self._out: torch.Tensor | None = None  # (rows, 2) float32 host: token id, logprob
+
+    def sample(self, logits: torch.Tensor, rows: list[Row]) -> tuple[list[int], list[float | None]]:
+        return self.sample_async(logits, rows).wait()
+
+    def sample_async(self, logits: torch.Tensor, rows: list[Row]) -> SampledTokens:
+        R, V = logits.shape
+        assert len(rows) == R, f"{len(rows)=} {R=}"
+        staging = self._buffers(logits.device, R)
+        staging.claim()
+        params = [r[0] for r in rows]
+        penalized = any(_penalized(p) for p in params)
+        greedy = all(p.greedy for p in params)
+        t = None
+        if penalized or not greedy:
+            table = self._table.numpy()[:R]
+            table[:, _TEMP] = [p.temperature or 1.0 for p in params]
+            table[:, _TOP_P] = [p.top_p if p.top_p < 1.0 else float("inf") for p in params]
+            table[:, _TOP_K] = [p.top_k if 0 < p.top_k < V else V for p in params]
+            table[:, _GREEDY] = [p.greedy for p in params]
+            table[:, _REP] = [p.repetition_penalty for p in params]
+            table[:, _PRES] = [p.presence_penalty for p in params]
+            table[:, _FREQ] = [p.frequency_penalty for p in params]
+            t = staging.upload(self._table[:R])
+        x = self._penalize(logits, rows, t, staging) if penalized else logits
+        staging.uploaded()
+        if greedy:
+            tokens = x.argmax(-1)
+        else:
+            s = x / t[:, _TEMP, None]
+            if any(0 < p.top_k < V for p in params):
+                k_max = max(p.top_k for p in params if 0 < p.top_k < V)
+                top = torch.topk(s, k_max, dim=-1).values  # (R, k_max)
+                k = t[:, _TOP_K].long().clamp(max=k_max) - 1
+                kth = torch.where(t[:, _TOP_K] < V, top.gather(1, k[:, None])[:, 0], float("-inf"))
+                s = s.masked_fill(s < kth[:, None], float("-inf"))
+            if any(p.top_p < 1.0 for p in params):
+                s = _top_p_batched(s, t[:, _TOP_P])
+            probs = s.softmax(-1)
+            # NOTE: Exp(1) draws can round to 0 in float32; 0 / 0 would be NaN, which argmax picks
+            noise = torch.empty_like(probs).exponential_()
+            for i, (_, _, _, gen) in enumerate(rows):
+                if gen is not None:
+                    noise[i].exponential_(generator=gen)
+            drawn = (probs / noise.clamp_min_(1e-20)).argmax(-1)
+            tokens = torch.where(t[:, _GREEDY] > 0, x.argmax(-1), drawn)
+        want = [p.logprobs for p in params]
+        if any(want):
+            lp = logits.log_softmax(-1).gather(1, tokens[:, None])[:, 0]
+        else:
+            lp = torch.zeros(R, dtype=torch.float32, device=logits.device)
+        # token ids < 2^24 are exact in float32: one (R, 2) tensor, one copy to the host
+        packed = torch.stack([tokens.float(), lp], dim=1)
+        return SampledTokens(packed, self._out if staging.cuda else None, want)
+
+    def _buffers(self, device: torch.device, R: int) -> Staging:
+        if self._staging is None or self._staging.device != device or self._table.shape[0] < R:
+            if self._staging is not None:
+                self._staging.claim()
+            self._staging = Staging(device)
+            cap = max(R, 64)
+            self._table = self._staging.empty((cap, 7), torch.float32)
+            self._out = self._staging.empty((cap, 2), torch.float32)
+        return self._staging
+
+    def _penalize(
+        self, logits: torch.Tensor, rows: list[Row], t: torch.Tensor, staging: Staging
+    ) -> torch.Tensor:
+        """Apply each row's penalties (rows without any are left exactly as they are)."""
+        R, V = logits.shape
+        flat: list[np.ndarray] = []
+        is_out: list[np.ndarray] = []
+        for i, (p, prompt, output, _) in enumerate(rows):
+            if not _penalized(p):
+                continue
+            if p.repetition_penalty != 1.0:
+                flat.append(np.asarray(prompt, dtype=np.int64) + i * V)
+                is_out.append(np.zeros(len(prompt), dtype=np.float32))
+            flat.append(np.asarray(output, dtype=np.int64) + i * V)
+            is_out.append(np.ones(len(output), dtype=np.float32))
+        ids = torch.from_numpy(np.concatenate(flat))
+        weights = torch.from_numpy(np.concatenate(is_out))
+        if staging.cuda:  # pinned copies from the caching host allocator, kept alive until the upload ran
+            ids, weights = ids.pin_memory(), weights.pin_memory()
+        ids, weights = staging.upload(ids), staging.upload(weights)
+        seen = torch.zeros(R * V, dtype=torch.bool, device=logits.device)
+        seen[ids] = True  # prompt and output tokens (the repetition penalty's set)
+        counts = torch.zeros(R * V, dtype=torch.float32, device=logits.device).scatter_add_(0, ids, weights)
+        seen, counts = seen.view(R, V), counts.view(R, V)
+        rep = t[:, _REP, None]
+        x = torch.where(seen & (rep != 1.0), torch.where(logits > 0, logits / rep, logits * rep), logits)
+        return x - t[:, _PRES, None] * (counts > 0) - t[:, _FREQ, None] * counts
+
+
+def _top_p_batched(s: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """filter_top_k_top_p's nucleus rule per row (top_p (R,); inf keeps every token)."""
+    sorted_s, order = torch.sort(s, dim=-1, descending=True)
+    probs = sorted_s.softmax(-1)
+    drop = (probs.cumsum(-1) - probs) >= top_p[:, None]
+    drop[:, 0] = False
+    return s.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
 
 
 def _penalized(p: SamplingParams) -> bool:
