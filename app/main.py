@@ -12,6 +12,7 @@ from fastapi.exception_handlers import http_exception_handler, request_validatio
 from fastapi.exceptions import RequestValidationError
 
 from app import retrieve, security
+from app.backpressure import BackpressureMiddleware
 from app.db import migrate
 from app.engine_service import service
 from app.observability import RequestContextMiddleware, configure_logging
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
     ):
         api.include_router(module.router)
     auth_web.mount_static(api)
+    api.add_middleware(BackpressureMiddleware)  # busy work classes: 503 + Retry-After (backpressure.py)
     security.install(api)  # headers, body limits, question rate limit (SECURITY.md)
     api.add_middleware(RequestContextMiddleware)
 

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # API process logs as JSON lines with request ids (False: the plain format).
     log_json: bool = True
+    # --- load and back-pressure (issue 7, README "Load and back-pressure") ---
+    # Requests of a work class served at once (search; ask = /api/ask and /v1/chat/completions; upload);
+    # up to max_queued_* more wait (at most busy_queue_timeout_s), beyond that 503 with Retry-After.
+    # Sized for the embedded single-process server on a few CPU cores; raise ask to the engine's batch
+    # (e.g. 32-64) on a GPU.
+    max_concurrent_search: int = 8
+    max_queued_search: int = 32
+    max_concurrent_ask: int = 4
+    max_queued_ask: int = 16
+    max_concurrent_upload: int = 2
+    max_queued_upload: int = 4
+    busy_queue_timeout_s: float = 5.0
     # --- ask, engine, sign-in (issue 4) ---
     # "auto" = cuda when available, else cpu.
     model_device: str = "auto"
@@ -131,6 +143,15 @@ class Settings(BaseSettings):
         for name in ("stuck_after_s", "resend_after_s", "maintenance_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _check_backpressure(self) -> Settings:
+        for cls in ("search", "ask", "upload"):
+            if getattr(self, f"max_concurrent_{cls}") < 1 or getattr(self, f"max_queued_{cls}") < 0:
+                raise ValueError(f"max_concurrent_{cls} must be >= 1 and max_queued_{cls} >= 0")
+        if self.busy_queue_timeout_s < 0:
+            raise ValueError("busy_queue_timeout_s must be >= 0")
         return self
 
     @property

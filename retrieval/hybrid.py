@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,13 @@ FUSIONS = ("convex", "rrf")
 # lost to one both retrievers rank second. benchmarks/retrieval_quality.py reports both.
 DEFAULT_FUSION = "convex"
 DEFAULT_CONVEX_WEIGHTS = {"dense": 0.5, "bm25": 0.5}
-_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="retrieval")
+_POOL_THREADS = 32
+_POOL = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="retrieval")
+# NOTE: an abandoned stage keeps its thread until it finishes, and the executor's own queue is unbounded;
+# past this many queued or running stage jobs a new stage is refused (reported as timed out), so a burst
+# of slow stages degrades answers instead of building an ever longer backlog.
+MAX_PENDING_STAGES = 4 * _POOL_THREADS
+_pending = threading.BoundedSemaphore(MAX_PENDING_STAGES)
 
 
 @dataclass(frozen=True)
@@ -109,11 +116,21 @@ class _Run:
         """fn() in the pool within the stage's budget; None when abandoned."""
         start = time.perf_counter()
         timeout = min(self.budget.stage_ms(name) / 1000, self.end - start)
-        if timeout <= 0:
+        full = timeout > 0 and not _pending.acquire(blocking=False)
+        if full:
+            logger.warning("retrieval backlog full (%d jobs): stage %s skipped", MAX_PENDING_STAGES, name)
+        if timeout <= 0 or full:
             self.timed_out.append(name)
             self.timings[name] = 0.0
             return None
-        fut = asyncio.get_running_loop().run_in_executor(_POOL, fn)
+
+        def job() -> object:
+            try:
+                return fn()
+            finally:
+                _pending.release()
+
+        fut = asyncio.get_running_loop().run_in_executor(_POOL, job)
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:

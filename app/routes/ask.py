@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from app import answer as ans
 from app import auth
+from app.backpressure import retry_after_s
 from app.db import session_scope
 from app.deps import CurrentUser, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
@@ -160,7 +161,7 @@ async def _sse_stream(events: AsyncIterator[tuple[str, dict]]) -> AsyncIterator[
     except HTTPException as e:
         yield sse("error", {"detail": e.detail})
     except EngineOverloaded:
-        yield sse("error", {"detail": BUSY})
+        yield sse("error", {"detail": BUSY, "retry_after": retry_after_s("ask")})
     except Exception:
         log.exception("ask failed")
         yield sse("error", {"detail": "The answer failed; please try again"})
@@ -188,7 +189,8 @@ async def ask(body: AskRequest, user: RateLimitedUser):
                 sources, answer_text = data.pop("_sources"), data.pop("_answer")
                 out.update(answer=answer_text, sources=sources, **data)
     except EngineOverloaded:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, BUSY) from None
+        retry = {"Retry-After": str(retry_after_s("ask"))}
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, BUSY, headers=retry) from None
     return out
 
 

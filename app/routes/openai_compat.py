@@ -23,6 +23,7 @@ from sqlmodel import select
 
 from app import answer as ans
 from app import auth
+from app.backpressure import retry_after_s
 from app.db import session_scope
 from app.deps import CurrentUser
 from app.engine_service import service
@@ -186,7 +187,9 @@ async def chat_completions(body: ChatRequest, user: RateLimitedUser):
     try:
         first = await anext(pieces)  # errors before the first token become proper HTTP errors
     except EngineOverloaded as e:
-        raise OpenAIError(503, str(e), "overloaded") from None
+        busy = OpenAIError(503, str(e), "overloaded")
+        busy.headers = {"Retry-After": str(retry_after_s("ask"))}
+        raise busy from None
     except ValueError as e:
         raise OpenAIError(400, str(e), "invalid_request") from None
     extra = {"sources": [s.public() for s in sources]} if sources is not None else {}
