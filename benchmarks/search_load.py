@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,20 +26,8 @@ from pathlib import Path
 
 import httpx
 
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-QUESTIONS = _HERE / "data" / "python_docs_questions.jsonl"
-DOC_DIRS = ["/usr/share/doc/python3/html", "/usr/share/doc/python3.11/html"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def autoglm(env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, check=True, **kw)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import DOC_DIRS, QUESTIONS, ROOT, autoglm, free_port, percentile  # noqa: E402
 
 
 def build_corpus(env: dict[str, str], docs: Path, pages: int) -> None:
@@ -50,11 +37,6 @@ def build_corpus(env: dict[str, str], docs: Path, pages: int) -> None:
     t = time.perf_counter()
     autoglm(env, "ingest", *map(str, files), "--collection", "pydocs", "--quiet")
     print(f"ingested {len(files)} pages in {time.perf_counter() - t:.0f} s")
-
-
-def percentile(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
 
 
 async def run_load(url: str, key: str, questions: list[str], clients: int, seconds: float) -> dict:
