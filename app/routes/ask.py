@@ -17,7 +17,7 @@ from app import answer as ans
 from app import auth
 from app.backpressure import retry_after_s
 from app.db import session_scope
-from app.deps import CurrentUser, SessionDep
+from app.deps import CurrentUser, Id, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
 from app.security import RateLimitedUser
 from inference import EngineOverloaded
@@ -33,7 +33,7 @@ class AskRequest(BaseModel):
 
     question: str = Field(min_length=1, max_length=4000)
     collection_ids: list[int] | None = None
-    conversation_id: int | None = None
+    conversation_id: Id | None = None
     stream: bool = False
 
 
@@ -201,7 +201,7 @@ async def _prepend(first, rest: AsyncIterator) -> AsyncIterator:
 
 
 @router.get("/chunks/{chunk_id}/preview", response_model=Preview)
-def chunk_preview(chunk_id: int, session: SessionDep, user: CurrentUser) -> Preview:
+def chunk_preview(chunk_id: Id, session: SessionDep, user: CurrentUser) -> Preview:
     """The document text around a chunk, for opening a citation (404 for chunks the caller may not read)."""
     row = session.exec(
         select(Chunk, Document).join(Document, Chunk.document_id == Document.id).where(Chunk.id == chunk_id)

@@ -13,7 +13,7 @@ from sqlmodel import delete, select
 
 from app import auth
 from app.db import session_scope
-from app.deps import AdminUser, SessionDep
+from app.deps import AdminUser, Id, SessionDep
 from app.models import (
     ApiKey,
     Collection,
@@ -66,7 +66,7 @@ class UserRow(BaseModel):
 class MemberIds(BaseModel):
     """PUT /api/groups/{id}/members body."""
 
-    user_ids: list[int]
+    user_ids: list[Id]
 
 
 @router.get("/keys", response_model=list[KeyPublic])
@@ -88,7 +88,7 @@ def create_key(body: KeyCreate, session: SessionDep, user: AdminUser) -> KeyCrea
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_key(key_id: int, session: SessionDep, user: AdminUser) -> Response:
+def delete_key(key_id: Id, session: SessionDep, user: AdminUser) -> Response:
     """Revoke one of the caller's keys (effective at once)."""
     row = session.get(ApiKey, key_id)
     if row is None or row.user_id != user.id:
@@ -117,7 +117,7 @@ def list_users(session: SessionDep, _: AdminUser) -> list[UserRow]:
 
 
 @router.put("/groups/{group_id}/members", response_model=MemberIds)
-def set_members(group_id: int, body: MemberIds, session: SessionDep, _: AdminUser) -> MemberIds:
+def set_members(group_id: Id, body: MemberIds, session: SessionDep, _: AdminUser) -> MemberIds:
     """Replace a group's members."""
     if session.get(Group, group_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Group not found")
@@ -150,7 +150,7 @@ def _delete_collection(collection_id: int) -> bool:
 
 
 @router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_collection(collection_id: int, _: AdminUser) -> Response:
+async def delete_collection(collection_id: Id, _: AdminUser) -> Response:
     """Delete a collection with its documents and index."""
     if not await run_in_threadpool(_delete_collection, collection_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Collection not found")
@@ -160,7 +160,7 @@ async def delete_collection(collection_id: int, _: AdminUser) -> Response:
 @router.post(
     "/documents/{document_id}/reindex", status_code=status.HTTP_202_ACCEPTED, response_model=DocumentPublic
 )
-def reindex_document(document_id: int, session: SessionDep, user: AdminUser) -> Document:
+def reindex_document(document_id: Id, session: SessionDep, user: AdminUser) -> Document:
     """Process a document again. A failed one is retried in place; a ready one is re-ingested as a new
     document that replaces it once ready (it stays searchable meanwhile). Returns the queued document."""
     from ingest.tasks import enqueue_document
