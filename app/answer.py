@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from app import metrics
 from app.engine_service import service
 from app.settings import settings
+from app.testhooks import pause_seconds
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,9 @@ async def answer(
         text, cited = await asyncio.to_thread(extractive_answer, question, sources)
         for s in sources:
             s.cited = s.n in cited
-        for piece in text.splitlines(keepends=True):
+        for i, piece in enumerate(text.splitlines(keepends=True)):
+            if i and (pause := pause_seconds("answer")):  # test hook: a stream caught mid-way
+                await asyncio.sleep(pause)
             yield piece
         metrics.ANSWERS.labels("extractive", "ok").inc()
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "prefix_hit_tokens": 0}

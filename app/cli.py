@@ -18,6 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.db import migrate
     from app.worker_proc import WorkerSupervisor, requeue_pending
+    from ingest.recovery import run_maintenance
 
     if args.model:
         os.environ["AUTOGLM_MODEL_PATH"] = str(Path(args.model).resolve())
@@ -30,6 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         supervisor.start()
         if settings.embedded_broker:
             requeue_pending()
+    # Documents left stuck or unsent by a crash are picked up now, not only by a worker's next check.
+    threading.Thread(target=run_maintenance, name="ingest-recovery", daemon=True).start()
     threading.Thread(target=_warm_embedder, name="warm-embedder", daemon=True).start()
     try:
         uvicorn.run(
@@ -37,6 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host or settings.host,
             port=args.port or settings.port,
             log_level=settings.log_level.lower(),
+            # SIGTERM: answer streams get this long to finish, then their connections are closed.
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     finally:
         if supervisor is not None:
@@ -172,13 +177,13 @@ def _ingest(args: argparse.Namespace) -> int:
         with session_scope() as s:
             rows = s.exec(select(Document).where(Document.id.in_(list(pending)))).all()
             for d in rows:
-                if d.status in (DocStatus.ready, DocStatus.failed):
+                if d.status in (DocStatus.ready, DocStatus.failed, DocStatus.cancelled):
                     pending.discard(d.id)
                     bar.update(1)
                     ready += d.status == DocStatus.ready
-                    if d.status == DocStatus.failed:
+                    if d.status != DocStatus.ready:
                         failures += 1
-                        tqdm.write(f"failed {d.filename}: {d.error}")
+                        tqdm.write(f"{d.status} {d.filename}: {d.error}")
             pending -= pending - {d.id for d in rows}  # deleted meanwhile
         if pending and args.enqueue:
             time.sleep(0.5)

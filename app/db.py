@@ -10,7 +10,10 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from app.settings import settings
 
@@ -18,6 +21,8 @@ log = logging.getLogger(__name__)
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+DB_UNAVAILABLE = "database unavailable, retry"
+DB_RETRY_AFTER_S = 5
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -42,6 +47,8 @@ def get_engine(url: str | None = None) -> Engine:
                 eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
                 event.listen(eng, "connect", _sqlite_pragmas)
             else:
+                # pre-ping: a connection the server dropped (restart, failover) is replaced at checkout,
+                # so the API recovers from an outage without a restart.
                 eng = create_engine(url, pool_pre_ping=True)
             _engines[url] = eng
         return eng
@@ -74,6 +81,15 @@ def release_connection(session: Session) -> None:
     pool under concurrency. Loaded objects stay usable (expire_on_commit=False); a later query opens a new
     transaction."""
     session.commit()
+
+
+async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+    """Exception handler: the database cannot be reached (stopped, restarting, refusing connections) ->
+    503 with Retry-After; the next request tries again on a fresh connection."""
+    log.warning("database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
+    return JSONResponse(
+        {"detail": DB_UNAVAILABLE}, status_code=503, headers={"Retry-After": str(DB_RETRY_AFTER_S)}
+    )
 
 
 def alembic_config(url: str | None = None):

@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 
 from app import retrieve, security
 from app.backpressure import BackpressureMiddleware
-from app.db import migrate
+from app.db import database_unavailable, migrate
 from app.engine_service import service
 from app.observability import RequestContextMiddleware, configure_logging
 from app.routes import (
@@ -76,6 +77,9 @@ def create_app() -> FastAPI:
         if request.url.path.startswith("/v1/"):
             return openai_compat.openai_error_handler(request, exc)
         return await request_validation_exception_handler(request, exc)
+
+    # The database stopped or restarting: 503 + Retry-After, recovered without a restart (db.py).
+    api.add_exception_handler(OperationalError, database_unavailable)
 
     @api.get("/api/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -32,6 +32,7 @@ class DocStatus(enum.StrEnum):
     ready = "ready"
     failed = "failed"
     deleting = "deleting"
+    cancelled = "cancelled"  # an admin stopped its ingestion; nothing of it is indexed; re-index restarts it
 
 
 # --- users, groups, keys -------------------------------------------------------------------------

@@ -97,9 +97,9 @@ def add_document(
         .order_by(Document.id.desc())
     ).first()
     if same is not None and same.status != DocStatus.deleting:
-        if same.status != DocStatus.failed:
+        if same.status not in (DocStatus.failed, DocStatus.cancelled):
             return same, False
-        # Same bytes failed before: try again (the failure may have been transient).
+        # Same bytes failed (or were cancelled) before: try again (the failure may have been transient).
         storage.put_blob(data)
         same.status, same.stage, same.error, same.attempts = DocStatus.queued, "queued", None, 0
         same.progress, same.updated_at = 0.0, utcnow()

@@ -6,6 +6,7 @@ Embedded broker: kombu's SQLAlchemy transport on a SQLite file in the data direc
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from app.settings import settings
 from ingest import names
@@ -41,6 +42,9 @@ def configure() -> Celery:
         broker_url=url,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
+        # A broker restart (or a long outage) must not end the worker: reconnect until it is back.
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
@@ -60,3 +64,21 @@ def configure() -> Celery:
 
 
 configure()
+
+
+_maintenance = None
+
+
+@worker_ready.connect
+def _start_maintenance(**_) -> None:
+    """Every worker looks for stuck and unsent documents on a timer (ingest.recovery)."""
+    global _maintenance
+    from ingest.recovery import start_maintenance
+
+    _maintenance = start_maintenance()
+
+
+@worker_shutdown.connect
+def _stop_maintenance(**_) -> None:
+    if _maintenance is not None:
+        _maintenance.set()

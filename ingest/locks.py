@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.settings import settings
 
-# A holder that dies keeps a Redis lock until it expires; the critical section (write one segment, commit)
-# takes seconds, so a few minutes is generous. File locks vanish with the process.
-LOCK_TTL_S = 300
+log = logging.getLogger(__name__)
+# A holder that dies (SIGKILL, lost machine) keeps a Redis lock until it expires, and every other writer of
+# the collection waits that long; so the lock lives briefly and the holder renews it while it works
+# (writing a large segment or compacting can take minutes). File locks vanish with the process.
+LOCK_TTL_S = 10
+LOCK_RENEW_S = 2
 LOCK_WAIT_S = 600
 
 
@@ -27,12 +32,18 @@ def collection_lock(collection_id: int) -> Iterator[None]:
             f"{settings.broker_key_prefix}autoglm:lock:collection:{collection_id}",
             timeout=LOCK_TTL_S,
             blocking_timeout=LOCK_WAIT_S,
+            thread_local=False,  # the renewing thread uses the holder's token
         )
         if not lock.acquire():
             raise LockTimeout(f"collection {collection_id} lock not acquired in {LOCK_WAIT_S} s")
+        done = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lock, done), name="lock-renew", daemon=True)
+        renewer.start()
         try:
             yield
         finally:
+            done.set()
+            renewer.join()
             try:
                 lock.release()
             except redis.exceptions.LockError:
@@ -48,3 +59,14 @@ def collection_lock(collection_id: int) -> Iterator[None]:
                 yield
         except Timeout as e:
             raise LockTimeout(f"collection {collection_id} lock not acquired in {LOCK_WAIT_S} s") from e
+
+
+def _renew(lock, done: threading.Event) -> None:
+    """Reset the lock's TTL every LOCK_RENEW_S until `done` (a lock lost meanwhile is logged, not fatal)."""
+    import redis
+
+    while not done.wait(LOCK_RENEW_S):
+        try:
+            lock.reacquire()
+        except (redis.exceptions.LockError, redis.exceptions.RedisError):
+            log.warning("could not renew the collection lock %s", lock.name, exc_info=True)

@@ -3,36 +3,45 @@
 process_document: parse -> chunk -> embed -> (under the collection lock) write a FAISS segment, add Chunk rows,
 bump the manifest row, mark the document ready: one commit. Every step re-reads state, so a redelivered task
 either finishes the work or returns early. Long work (parse, embed) never holds a DB session open.
+
+While it works, a heartbeat thread keeps the document's `updated_at` fresh (ingest.recovery re-queues a
+"processing" document whose heartbeat stopped). Each progress write re-reads the status: a document cancelled,
+deleted or finished by another delivery meanwhile stops the work there, before anything reaches the index.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, delete, select, update
 
 from app.db import session_scope
 from app.models import Chunk, DocStatus, Document, DocumentText, IndexManifest, utcnow
 from app.settings import settings
+from app.testhooks import pause_seconds
 from ingest import storage
 from ingest.locks import collection_lock
 
 log = logging.getLogger(__name__)
-DONE = (DocStatus.ready, DocStatus.failed, DocStatus.deleting)
+DONE = (DocStatus.ready, DocStatus.failed, DocStatus.deleting, DocStatus.cancelled)
 # Segments per collection before compaction merges them (search cost grows with the segment count).
 MAX_SEGMENTS = 16
 
 
 # --- manifest row <-> retrieval.index.Manifest ------------------------------------------------------
-def load_manifest(session: Session, collection_id: int):
+def load_manifest(session: Session, collection_id: int, for_update: bool = False):
+    """The collection's manifest; for_update locks its row until the commit (PostgreSQL), so two writers
+    can never both extend the same version, even if the collection lock expired under one of them."""
     from retrieval.index import Manifest
 
-    row = session.get(IndexManifest, collection_id)
+    row = session.get(IndexManifest, collection_id, with_for_update=for_update)
     return Manifest.from_json(row.body) if row is not None and row.body else Manifest()
 
 
@@ -52,30 +61,69 @@ def collection_dir(collection_id: int) -> Path:
 
 # --- helpers ---------------------------------------------------------------------------------------
 def _pause(stage: str) -> None:
-    """Test hook: AUTOGLM_TEST_PAUSE_AT=<stage>:<seconds> sleeps at that stage (lets a test kill the worker)."""
-    spec = os.environ.get("AUTOGLM_TEST_PAUSE_AT", "")
-    if spec.partition(":")[0] == stage:
-        time.sleep(float(spec.partition(":")[2] or 60))
+    """Test hook (app.testhooks): waits at `stage` when AUTOGLM_TEST_PAUSE_AT names it."""
+    if seconds := pause_seconds(stage):
+        time.sleep(seconds)
 
 
-def _update(document_id: int, **fields) -> Document | None:
+class Stopped(Exception):
+    """The document left "processing" under our feet (cancelled, deleted, or finished by another delivery)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _update(document_id: int, **fields) -> None:
+    """Record progress; raises Stopped (writing nothing) when the document is no longer processing."""
     with session_scope() as s:
         doc = s.get(Document, document_id)
-        if doc is None:
-            return None
+        if doc is None or doc.status != DocStatus.processing:
+            raise Stopped(doc.status if doc is not None else "missing")
         for k, v in fields.items():
             setattr(doc, k, v)
         doc.updated_at = utcnow()
         s.add(doc)
         s.commit()
-        return doc
+
+
+def heartbeat_interval() -> float:
+    return max(0.5, settings.stuck_after_s / 5)
+
+
+@contextmanager
+def _heartbeat(document_id: int) -> Iterator[None]:
+    """Keep the processing document's updated_at fresh from a thread (parsing a large file or embedding one
+    batch may take longer than stuck_after_s without any progress write)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat_interval()):
+            try:
+                with session_scope() as s:
+                    s.exec(
+                        update(Document)
+                        .where(Document.id == document_id, Document.status == DocStatus.processing)
+                        .values(updated_at=utcnow())
+                    )
+                    s.commit()
+            except Exception:  # noqa: BLE001  the database blinked; the next beat tries again
+                log.warning("heartbeat of document %s failed", document_id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{document_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(1.0)  # a beat blocked on the database ends by itself; it only touches "processing"
 
 
 def fail_document(document_id: int, reason: str) -> None:
-    """Final failure: store a reason a person can read (never overrides ready or deleting)."""
+    """Final failure: store a reason a person can read (never overrides ready, deleting or cancelled)."""
     with session_scope() as s:
         doc = s.get(Document, document_id)
-        if doc is None or doc.status in (DocStatus.ready, DocStatus.deleting):
+        if doc is None or doc.status in (DocStatus.ready, DocStatus.deleting, DocStatus.cancelled):
             return
         doc.status, doc.error, doc.updated_at = DocStatus.failed, reason, utcnow()
         s.add(doc)
@@ -95,9 +143,6 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
 
     schedule_compaction=False leaves compaction to the caller (the CLI's in-process ingest compacts at the end).
     """
-    from ingest.chunking import chunk_document
-    from ingest.parsers import ParseError, parse
-
     with session_scope() as s:
         doc = s.get(Document, document_id)
         if doc is None:
@@ -119,8 +164,25 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
         s.add(doc)
         s.commit()
         sha, filename, collection_id = doc.sha256, doc.filename, doc.collection_id
-    _pause("parsing")
+    try:
+        with _heartbeat(document_id):
+            status = _process(document_id, sha, filename, collection_id)
+    except Stopped as e:
+        log.info("document %s stopped while processing: it is %s now", document_id, e.status)
+        return e.status
+    if status == DocStatus.ready:
+        warm_lexical(collection_id)
+        if schedule_compaction:
+            maybe_schedule_compaction(collection_id)
+    return status
 
+
+def _process(document_id: int, sha: str, filename: str, collection_id: int) -> str:
+    """parse -> chunk -> embed -> commit, for a document already marked processing. Raises Stopped."""
+    from ingest.chunking import chunk_document
+    from ingest.parsers import ParseError, parse
+
+    _pause("parsing")
     data = storage.read_blob(sha)
     if data is None:
         fail_document(document_id, "The uploaded file is missing from storage; upload it again.")
@@ -153,20 +215,15 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
     parts: list[np.ndarray] = []
     step = settings.progress_every_chunks
     for i in range(0, len(specs), step):
+        _pause("embed_batch")
         parts.append(embedder.embed([c.text for c in specs[i : i + step]]))
         done = min(i + step, len(specs))
-        if done < len(specs):
+        if done < len(specs):  # also the cancellation check between batches
             _update(document_id, chunks_embedded=done, progress=0.15 + 0.8 * done / len(specs))
     vectors = np.concatenate(parts).astype(np.float32, copy=False)  # (n_chunks, dim)
     _update(document_id, stage="indexing", chunks_embedded=len(specs), progress=0.95)
     _pause("indexing")
-
-    status = _commit_document(document_id, collection_id, parsed.text, specs, vectors)
-    if status == DocStatus.ready:
-        warm_lexical(collection_id)
-        if schedule_compaction:
-            maybe_schedule_compaction(collection_id)
-    return status
+    return _commit_document(document_id, collection_id, parsed.text, specs, vectors)
 
 
 def lexical_texts(ids) -> list[str]:
@@ -202,13 +259,14 @@ def warm_lexical(collection_id: int) -> None:
 
 
 def _commit_document(document_id: int, collection_id: int, text: str, specs, vectors: np.ndarray) -> str:
-    from retrieval.index import add_segment, add_tombstones, write_segment
+    from retrieval.index import add_segment, add_tombstones, gc_segments, write_segment
 
     replaced_sha: str | None = None
     with collection_lock(collection_id), session_scope() as s:
-        doc = s.get(Document, document_id)
+        # The row stays locked until the commit (PostgreSQL), so a cancel cannot slip in between.
+        doc = s.get(Document, document_id, with_for_update=True)
         if doc is None or doc.status != DocStatus.processing:
-            # Deleted meanwhile, or a duplicate delivery already finished it.
+            # Deleted or cancelled meanwhile, or a duplicate delivery already finished it.
             return doc.status if doc is not None else "missing"
         chunks = [
             Chunk(
@@ -226,10 +284,15 @@ def _commit_document(document_id: int, collection_id: int, text: str, specs, vec
         s.add_all(chunks)
         s.flush()  # assigns chunk ids = vector ids
         ids = np.array([c.id for c in chunks], dtype=np.int64)
-        manifest = load_manifest(s, collection_id)
+        manifest = load_manifest(s, collection_id, for_update=True)
         cdir = collection_dir(collection_id)
         cdir.mkdir(parents=True, exist_ok=True)
+        # A writer killed between its segment file and its commit left a file no manifest lists; under the
+        # lock, with the committed manifest in hand, it can go (it was never visible to a reader).
+        if removed := gc_segments(cdir, manifest):
+            log.info("collection %s: removed %d orphaned segment files", collection_id, removed)
         manifest = add_segment(manifest, write_segment(cdir, ids, vectors))
+        _pause("segment_written")
 
         old = s.get(Document, doc.replaces_id) if doc.replaces_id else None
         if old is not None and old.collection_id == collection_id and old.id != doc.id:
@@ -278,7 +341,9 @@ def delete_document(document_id: int) -> bool:
     with collection_lock(collection_id), session_scope() as s:
         ids = s.exec(select(Chunk.id).where(Chunk.document_id == document_id)).all()
         if ids:
-            save_manifest(s, collection_id, add_tombstones(load_manifest(s, collection_id), ids))
+            save_manifest(
+                s, collection_id, add_tombstones(load_manifest(s, collection_id, for_update=True), ids)
+            )
         _delete_rows(s, document_id)
         s.commit()
     _gc_blob(sha)
@@ -320,7 +385,7 @@ def compact_collection(collection_id: int, force: bool = False) -> bool:
 
     with collection_lock(collection_id):
         with session_scope() as s:
-            manifest = load_manifest(s, collection_id)
+            manifest = load_manifest(s, collection_id, for_update=True)
             if not manifest.segments or not (force or _needs_compaction(s, collection_id, manifest)):
                 return False
             new = compact(collection_dir(collection_id), manifest)

@@ -198,7 +198,9 @@ function renderDocuments() {
       statusCell(d),
       h("td", { class: "small", text: formatTime(d.updated_at) }),
       h("td", { class: "actions" },
-        h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status) || replacing.has(d.id), onclick: () => reindex(d) }),
+        d.status === "queued" || d.status === "processing"
+          ? h("button", { type: "button", class: "secondary", text: "Cancel", "aria-label": `Cancel ${d.filename}`, onclick: () => cancelIngestion(d) })
+          : h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status) || replacing.has(d.id), onclick: () => reindex(d) }),
         h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${d.filename}`, onclick: () => deleteDocument(d) }),
       ),
     ),
@@ -213,6 +215,16 @@ async function reindex(d) {
     loadDocuments();
   } catch (err) {
     failed("Could not re-index")(err);
+  }
+}
+
+async function cancelIngestion(d) {
+  try {
+    await api.post(`/api/documents/${d.id}/cancel`);
+    flash(`Cancelled ${d.filename}; Re-index starts it again.`);
+    loadDocuments();
+  } catch (err) {
+    failed("Could not cancel")(err);
   }
 }
 

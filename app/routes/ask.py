@@ -78,7 +78,9 @@ def _open_turn(user: User, question: str, conversation_id: int | None) -> tuple[
             ).all()
             history = [{"role": m.role, "content": m.content} for m in rows if m.content]
         s.add(Message(conversation_id=conv.id, role="user", content=question))
-        msg = Message(conversation_id=conv.id, role="assistant", content="")
+        # Marked incomplete until _close_turn stores the answer: a stream cut off (client gone, server
+        # killed or restarted) leaves an empty turn that says so, and later prompts skip it.
+        msg = Message(conversation_id=conv.id, role="assistant", content="", meta={"incomplete": True})
         s.add(msg)
         conv.updated_at = utcnow()
         s.add(conv)

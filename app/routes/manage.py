@@ -1,6 +1,6 @@
 """Admin management beyond creation: API keys, user listing, group members, collection deletion and
-document re-indexing (/api/keys, /api/users, /api/groups/{id}/members, /api/collections/{id},
-/api/documents/{id}/reindex)."""
+document re-indexing and cancelling (/api/keys, /api/users, /api/groups/{id}/members, /api/collections/{id},
+/api/documents/{id}/reindex, /api/documents/{id}/cancel)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from sqlmodel import delete, select
+from sqlmodel import delete, select, update
 
 from app import auth
 from app.db import session_scope
@@ -161,7 +161,7 @@ async def delete_collection(collection_id: Id, _: AdminUser) -> Response:
     "/documents/{document_id}/reindex", status_code=status.HTTP_202_ACCEPTED, response_model=DocumentPublic
 )
 def reindex_document(document_id: Id, session: SessionDep, user: AdminUser) -> Document:
-    """Process a document again. A failed one is retried in place; a ready one is re-ingested as a new
+    """Process a document again. A failed or cancelled one is retried in place; a ready one is re-ingested as a new
     document that replaces it once ready (it stays searchable meanwhile). Returns the queued document."""
     from ingest.tasks import enqueue_document
 
@@ -170,7 +170,7 @@ def reindex_document(document_id: Id, session: SessionDep, user: AdminUser) -> D
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Document not found")
     if doc.status in (DocStatus.queued, DocStatus.processing):
         raise HTTPException(status.HTTP_409_CONFLICT, "Document is already being processed")
-    if doc.status == DocStatus.failed:
+    if doc.status in (DocStatus.failed, DocStatus.cancelled):
         target = doc
         target.status, target.stage, target.progress, target.error = DocStatus.queued, "queued", 0.0, None
         target.attempts, target.chunks_embedded, target.updated_at = 0, 0, utcnow()
@@ -183,3 +183,30 @@ def reindex_document(document_id: Id, session: SessionDep, user: AdminUser) -> D
     session.commit()
     enqueue_document(target.id)  # after the commit: the worker must find the row
     return target
+
+
+@router.post("/documents/{document_id}/cancel", response_model=DocumentPublic)
+def cancel_document(document_id: Id, session: SessionDep, user: AdminUser) -> Document:
+    """Stop a queued or processing document: it becomes cancelled at once and nothing of it reaches the
+    index; a worker on it stops at its next check (between stages and embedding batches). Re-index restarts it.
+    NOTE: its broker message is not revoked: the worker that receives it finds it cancelled and returns."""
+    doc = session.get(Document, document_id)
+    if doc is None or doc.status == DocStatus.deleting:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Document not found")
+    # Conditional on the status, so a document that just became ready (the worker holds its row while it
+    # commits) is not reported cancelled.
+    cancelled = session.exec(
+        update(Document)
+        .where(Document.id == document_id, Document.status.in_([DocStatus.queued, DocStatus.processing]))
+        .values(
+            status=DocStatus.cancelled,
+            stage="cancelled",
+            error=f"Cancelled by {user.name}.",
+            updated_at=utcnow(),
+        )
+    ).rowcount
+    session.commit()
+    if not cancelled:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Document is not being processed")
+    session.refresh(doc)
+    return doc
