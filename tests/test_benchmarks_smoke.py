@@ -47,4 +47,4 @@ def test_engine_benchmark_tiny(tmp_path: Path) -> None:
     assert variants["int8kv"]["capacity"]["tokens"] > 1.9 * variants["bf16"]["capacity"]["tokens"]
     assert variants["int8"]["weight_bytes"] < 0.6 * variants["bf16"]["weight_bytes"]
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("bf16 batch-1 decode >= 85% of roofline |"), last
+    assert last.startswith("| bf16 batch-1 decode >= 85% of roofline |"), last
