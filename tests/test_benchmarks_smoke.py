@@ -31,7 +31,7 @@ def test_engine_benchmark_tiny(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     w = result["workload"]
     variants = result["variants"]
-    assert list(variants) == ["hf-eager", "bf16", "int8kv", "int8", "hf-compile"]
+    assert list(variants) == ["hf-eager", "bf16", "int8", "int8kv", "hf-compile"]
     for name, v in variants.items():
         errors = {k: s["error"] for k, s in v.items() if isinstance(s, dict) and "error" in s}
         assert not errors, (name, errors)
