@@ -368,6 +368,7 @@ class Engine:
             "running": len(self.scheduler.running),
             "waiting": len(self.scheduler.waiting),
             "steps": self.steps,
+            "graph_steps": self.runner.graph_replays,  # decode steps replayed from a CUDA graph
         }
 
     def close(self) -> None:
@@ -430,8 +431,11 @@ class Engine:
             except Exception as e:  # fail the step's requests (all running ones if it failed earlier)
                 log.exception("engine step failed")
                 failed = self._inflight if self._inflight is not None else list(self.scheduler.running)
+                error = f"{type(e).__name__}: {e}"
+                if isinstance(e, torch.OutOfMemoryError):
+                    error = f"out of GPU memory in this step; retry with a shorter prompt ({error})"
                 for req in failed:
-                    self._finish(req, "error", error=f"{type(e).__name__}: {e}")
+                    self._finish(req, "error", error=error)
         self._emit_pending()
         for req in pending:
             if req.status is not Status.FINISHED:

@@ -20,6 +20,7 @@ from .sampling import Sampler, SamplingParams
 log = logging.getLogger(__name__)
 
 CPU_KV_BYTES = 1 << 30  # the pool on the CPU when no budget is given
+GRAPH_OVERHEAD = 128 << 20
 
 
 def bytes_per_block(model: GlmModel, block_size: int, kv_cache_dtype: str) -> int:
@@ -100,5 +101,7 @@ def _profile_steps(
     if not cuda_graphs:
         return act, 0
     decode = [([0, 0], 1, 1, [i], True) for i in range(max_num_seqs)]
-    # the graphs' pool holds one decode step's activations; the logits buffer is shared by all sizes
-    return act, _peak(lambda: runner.execute(decode)) + max_num_seqs * model.cfg.vocab_size * 4
+    # the graphs' pool holds about one decode step's activations; the logits buffer is shared by all sizes;
+    # GRAPH_OVERHEAD covers what capture itself takes (measured on an H200: estimate + 40 MiB)
+    step = _peak(lambda: runner.execute(decode))
+    return act, step + max_num_seqs * model.cfg.vocab_size * 4 + GRAPH_OVERHEAD

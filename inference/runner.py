@@ -89,6 +89,7 @@ class ModelRunner:
         self._alloc_host(max(max_num_batched_tokens, max_num_seqs), max_num_seqs, self.table_width)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.graph_memory = 0  # bytes the captured graphs hold (their private pool)
+        self.graph_replays = 0
         self._static: dict[str, torch.Tensor] = {}
 
     # host staging ---------------------------------------------------------------------------------
@@ -228,6 +229,7 @@ class ModelRunner:
         self._fill(seqs, pad_to=bs)
         self._upload_static(bs)
         self.graphs[bs].replay()
+        self.graph_replays += 1
         return self._static["logits"][: len(seqs)]
 
     @torch.inference_mode()

@@ -39,3 +39,79 @@ def test_cuda_bf16_and_int8_logits_close(checkpoints, quant, kv):
     runner.execute([(tokens, 0, 30, [3, 1, 6], False)])
     out = runner.execute([(tokens, 30, 10, [3, 1, 6], True)])[0].cpu()
     assert rel_err(out, ref) < (0.05 if quant is None else 0.15)
+
+
+def test_graph_replay_matches_eager(checkpoints):
+    """Decode batches of 1..5 rows replayed from the padded graphs give the eager forward's logits (float32:
+    only the summation order may differ) and greedy tokens; padding rows never touch the sequences' blocks."""
+    path = checkpoints["glm4"]
+    model = load_model(path, device="cuda", dtype="float32")
+    runner = ModelRunner(model, num_blocks=64, block_size=16, max_num_seqs=8)
+    runner.capture_graphs(8)
+    assert sorted(runner.graphs) == [1, 2, 4, 8]
+    prompts = [[(i * 31 + 7 * b) % 560 for i in range(20 + 9 * b)] for b in range(5)]
+    blocks = [[4 * b + 3, 4 * b + 2, 4 * b + 1, 4 * b] for b in range(5)]
+    runner.execute([(p, 0, len(p), bl, False) for p, bl in zip(prompts, blocks, strict=True)])
+    for n in (1, 3, 5):
+        seqs = [(p, len(p) - 1, 1, bl, True) for p, bl in zip(prompts[:n], blocks[:n], strict=True)]
+        before = runner.graph_replays
+        graph = runner.execute(seqs).clone()
+        assert runner.graph_replays == before + 1
+        ids, pos, meta, _ = runner.prepare(seqs)
+        with torch.inference_mode():
+            eager = model.compute_logits(model.forward(ids, pos, meta, runner.caches))
+        assert rel_err(graph, eager) < 1e-4, n
+        assert torch.equal(graph.argmax(-1), eager.argmax(-1))
+
+
+def test_engine_with_graphs_generates_like_eager_and_sizes_pool_from_memory(checkpoints):
+    """Default CUDA engine: graphs captured, KV pool sized from gpu_memory_utilization after a profiled
+    step; greedy (and seeded sampled) outputs equal the eager engine's."""
+    path = checkpoints["glm4"]
+    prompts = [[(i * 13 + b) % 560 for i in range(5 + 7 * b)] for b in range(6)]
+    greedy = SamplingParams(max_tokens=24, temperature=0, ignore_eos=True)
+    seeded = SamplingParams(max_tokens=24, temperature=0.8, top_p=0.9, seed=4, ignore_eos=True)
+    total = torch.cuda.mem_get_info()[1]
+    with Engine.from_pretrained(path, device="cuda", dtype="float32", gpu_memory_utilization=0.2) as engine:
+        assert engine.runner.graphs and max(engine.runner.graphs) == 64
+        used = total - torch.cuda.mem_get_info()[0]
+        assert used <= 0.2 * total + (256 << 20), (used, total)
+        assert engine.kv.num_blocks * 16 > 1_000_000  # a tiny model: the pool takes most of the budget
+        with_graphs = engine.generate(prompts, [greedy] * 5 + [seeded])
+        steps = engine.stats()["steps"]
+    with Engine.from_pretrained(
+        path, device="cuda", dtype="float32", num_blocks=256, enforce_eager=True
+    ) as eager:
+        assert not eager.runner.graphs
+        without = eager.generate(prompts, [greedy] * 5 + [seeded])
+    assert [c.token_ids for c in with_graphs] == [c.token_ids for c in without]
+    assert steps < 6 * 24
+    with pytest.raises(ValueError, match="no GPU memory left for the KV cache"):
+        Engine.from_pretrained(path, device="cuda", dtype="bfloat16", gpu_memory_utilization=0.001)
+
+
+def test_cuda_out_of_memory_fails_the_step_and_graphs_still_replay(checkpoints):
+    """A real CUDA OOM (the process capped just above what it holds, then a prompt that needs more) fails
+    that request with a clear error; its blocks come back and later decodes (graph replays) are unchanged."""
+    path = checkpoints["glm4"]
+    p = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
+    small = [[5, 6, 7, 8, 9], [10, 11, 12]]
+    big_len = 60_000
+    with Engine.from_pretrained(
+        path, device="cuda", dtype="float32", num_blocks=big_len // 16 + 64, max_num_batched_tokens=big_len,
+        max_num_seqs=4, enable_prefix_caching=False,
+    ) as engine:  # fmt: skip
+        before = [c.token_ids for c in engine.generate(small, p)]
+        total = torch.cuda.mem_get_info()[1]
+        torch.cuda.empty_cache()  # what earlier tests left cached would otherwise serve the big step
+        torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + (8 << 20)) / total)
+        try:
+            [big] = engine.generate([[(i * 7) % 560 for i in range(big_len)]], p)
+            after = [c.token_ids for c in engine.generate(small, p)]
+        finally:
+            torch.cuda.set_per_process_memory_fraction(1.0)
+        assert big.finish_reason == "error" and "out of GPU memory" in big.error, big.error
+        replays = engine.stats()["graph_steps"]
+        assert after == before and engine.generate(small, p)[0].token_ids == before[0]
+        assert engine.stats()["graph_steps"] >= replays + 14  # decode steps of two rows: the bs-2 graph
+        assert engine.kv.cache.num_available() == engine.kv.num_blocks

@@ -260,3 +260,107 @@ def test_pool_sized_from_memory_budget_and_prompt_forms(checkpoints):
         assert by_text.usage.prompt_tokens == len(ids) + 2  # the post-processor adds [gMASK]<sop> again
         with pytest.raises(ValueError, match="got 2 SamplingParams for 1 prompts"):
             engine.generate([ids], [p, p])
+
+
+def _reclaimable(engine: Engine) -> int:
+    """Blocks a new request could get: free ones plus cached ones nobody references."""
+    return engine.kv.cache.num_available()
+
+
+def _wait_idle(engine: Engine, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while (engine.stats()["running"] or engine.stats()["waiting"]) and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def test_timeout_and_cancelled_stream_return_every_block(checkpoints):
+    """With prefix caching on, a timed-out request and a stream whose consumer task is cancelled mid-way
+    (a client disconnect) leave every block reclaimable, and the engine serves the next request."""
+    path = checkpoints["glm"]
+    params = SamplingParams(max_tokens=300, ignore_eos=True)
+    with Engine.from_pretrained(path, num_blocks=128, block_size=4) as engine:
+        assert _reclaimable(engine) == 128
+        done: list[Completion] = []
+        engine.submit(list(range(5, 40)), params, lambda ev: isinstance(ev, Completion) and done.append(ev),
+                      timeout_s=0.2)  # fmt: skip
+        deadline = time.time() + 10
+        while not done and time.time() < deadline:
+            time.sleep(0.01)
+        assert done[0].finish_reason == "timeout" and 0 < done[0].usage.completion_tokens < 300
+        _wait_idle(engine)
+        assert _reclaimable(engine) == 128 and engine.kv.cache.num_cached_blocks > 0
+
+        async def disconnecting_client():
+            got: list = []
+
+            async def consume():
+                async for ev in engine.stream(list(range(50, 90)), params):
+                    got.append(ev)
+
+            task = asyncio.create_task(consume())
+            while len(got) < 3:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return got
+
+        assert len(asyncio.run(disconnecting_client())) >= 3
+        _wait_idle(engine)
+        assert engine.stats()["running"] == 0 and _reclaimable(engine) == 128
+        [again] = engine.generate(
+            [list(range(5, 40))], SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
+        )
+        assert again.finish_reason == "length" and again.usage.prefix_hit_tokens == 32
+
+
+OOM_SCRIPT = r"""
+import json, resource, sys
+import torch
+torch.set_num_threads(1)
+from inference import Engine, SamplingParams
+
+path, big_len = sys.argv[1], int(sys.argv[2])
+p = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+small = [5, 6, 7, 8, 9, 10, 11]
+engine = Engine.from_pretrained(path, num_blocks=big_len // 16 + 64, block_size=16, max_num_seqs=1,
+                                max_num_batched_tokens=big_len)
+[before] = engine.generate([small], p)  # starts the loop thread and warms every allocation path
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize")) * 1024
+_, hard = resource.getrlimit(resource.RLIMIT_AS)
+# 256 MiB of address space to spare: small steps fit, the big prompt's attention mask does not
+resource.setrlimit(resource.RLIMIT_AS, (vm + (256 << 20), hard))
+# max_num_seqs=1: the big prompt's step runs alone; the small request waits and is not part of it
+big_and_small = engine.generate([list(range(1, 500)) * (big_len // 499), small], p)
+after = engine.generate([small], p)
+resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+print(json.dumps({
+    "before": before.token_ids, "big": [big_and_small[0].finish_reason, big_and_small[0].error],
+    "queued": [big_and_small[1].finish_reason, big_and_small[1].token_ids], "after": after[0].token_ids,
+    "reclaimable": engine.kv.cache.num_available(), "num_blocks": engine.kv.num_blocks,
+}))
+engine.close()
+"""
+
+
+def test_out_of_memory_step_fails_its_requests_and_the_engine_keeps_serving(checkpoints):
+    """A real allocation failure (the process's address space capped, then a prompt whose attention needs
+    more) fails that step's request with a clear error; the queued request and later ones are served
+    with the same tokens as before, and every block comes back."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", OOM_SCRIPT, str(checkpoints["glm"]), str(499 * 50)],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    reason, error = res["big"]
+    assert reason == "error" and "allocate" in error, error
+    assert res["queued"] == ["length", res["before"]]
+    assert res["after"] == res["before"]
+    assert res["reclaimable"] == res["num_blocks"]

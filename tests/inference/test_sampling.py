@@ -66,3 +66,70 @@ def test_sampler_greedy_seeded_and_logprobs():
 def test_invalid_params_name_the_option(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SamplingParams(**kwargs)
+
+
+def _mixed_rows(device: torch.device):
+    """Greedy, seeded sampled (top-k, top-p), penalized greedy and penalized sampled rows, with logprobs."""
+    sampled = SamplingParams(temperature=0.7, top_k=20, top_p=0.9, seed=11, logprobs=True)
+    return [
+        (SamplingParams(temperature=0, logprobs=True), [1, 2], [3], None),
+        (sampled, [4], [5, 6], make_generator(11, device)),
+        (
+            SamplingParams(temperature=0, repetition_penalty=1.5, frequency_penalty=0.5),
+            [7, 8, 9],
+            [9, 9, 2],
+            None,
+        ),
+        (
+            SamplingParams(temperature=1.3, top_k=5, presence_penalty=1.0, seed=5),
+            [1],
+            [1, 2, 3],
+            make_generator(5, device),
+        ),
+        (SamplingParams(temperature=0), [], [], None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+    ],
+)
+def test_batched_rows_sample_as_one_by_one(device):
+    """Every row of a mixed batch gets the token (and logprob) it gets when sampled alone: per-row
+    parameters, penalties and seeded noise do not leak between rows."""
+    dev = torch.device(device)
+    torch.manual_seed(1)
+    logits = (3 * torch.randn(5, 300)).to(dev)
+    batch_tokens, batch_lps = Sampler().sample(logits, _mixed_rows(dev))
+    alone = [Sampler().sample(logits[i : i + 1], [row]) for i, row in enumerate(_mixed_rows(dev))]
+    assert batch_tokens == [t[0] for t, _ in alone]
+    assert batch_lps[2:] == [None, None, None]
+    for got, (_, lp) in zip(batch_lps[:2], alone, strict=False):
+        assert got == pytest.approx(lp[0], abs=1e-5)
+    # the rows' own rules hold: greedy is the argmax, top-k keeps the sampled token among the 5 best of its
+    # penalized logits, and the penalized greedy row equals the one-row reference transformation
+    assert batch_tokens[0] == int(logits[0].argmax()) and batch_tokens[4] == int(logits[4].argmax())
+    p2, prompt2, out2, _ = _mixed_rows(dev)[2]
+    assert batch_tokens[2] == int(apply_penalties(logits[2].cpu(), p2, prompt2, out2).argmax())
+    p3, prompt3, out3, _ = _mixed_rows(dev)[3]
+    top5 = apply_penalties(logits[3].cpu(), p3, prompt3, out3).topk(5).indices.tolist()
+    assert batch_tokens[3] in top5
+
+
+def test_seeded_rows_reproducible_and_distribution_follows_probabilities():
+    """The same seed gives the same tokens batch after batch; unseeded draws follow softmax(logits / T)."""
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1, 1e-9]]))
+    p = SamplingParams(temperature=1.0, seed=3)
+    first = [
+        Sampler().sample(logits, [(p, [], [], make_generator(3, torch.device("cpu")))])[0][0]
+        for _ in range(3)
+    ]
+    assert len(set(first)) == 1
+    torch.manual_seed(0)
+    rows = [(SamplingParams(temperature=1.0), [], [], None)] * 4000
+    tokens, _ = Sampler().sample(logits.expand(4000, 4).contiguous(), rows)
+    freq = torch.bincount(torch.tensor(tokens), minlength=4).float() / 4000
+    assert torch.allclose(freq, torch.tensor([0.6, 0.3, 0.1, 0.0]), atol=0.03)
