@@ -70,7 +70,9 @@ class PostgresCluster:
     def __init__(self) -> None:
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
         if not bins:
-            pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: cannot stop one")
+            pytest.skip(
+                "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: cannot stop one"
+            )
         self.bin = bins[-1].parent
         self.root = Path(tempfile.mkdtemp(prefix="autoglm-pg-"))
         self.data = self.root / "data"
