@@ -1,9 +1,10 @@
-"""FastAPI dependencies as Annotated aliases: SessionDep, CurrentUser, AdminUser."""
+"""FastAPI dependencies as Annotated aliases: SessionDep, CurrentUser, AdminUser; Id for row ids."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+from annotated_types import Ge, Le
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlmodel import Session
 
@@ -12,6 +13,9 @@ from app.db import get_session, release_connection
 from app.models import Role, User
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# A row id in a path or body: out of the database's INTEGER range is a 422, never a driver error (500).
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Ge(1), Le(MAX_ID)]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 

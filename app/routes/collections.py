@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app import auth, uploads
-from app.deps import AdminUser, CurrentUser, SessionDep
+from app.deps import MAX_ID, AdminUser, CurrentUser, Id, SessionDep
 from app.models import (
     Collection,
     CollectionAccess,
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/collections", tags=["collections"])
 class GroupIds(BaseModel):
     """PUT /api/collections/{id}/groups body."""
 
-    group_ids: list[int]
+    group_ids: list[Id]
 
 
 class UploadedDocument(DocumentPublic):
@@ -70,7 +70,7 @@ def readable_collection(session: Session, user, collection_id: int) -> Collectio
 
 def _set_groups(session: Session, collection_id: int, group_ids: list[int]) -> None:
     for gid in set(group_ids):
-        if session.get(Group, gid) is None:
+        if not 1 <= gid <= MAX_ID or session.get(Group, gid) is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Group {gid} not found")
     for row in session.exec(select(CollectionAccess).where(CollectionAccess.collection_id == collection_id)):
         session.delete(row)
@@ -102,7 +102,7 @@ def list_collections(session: SessionDep, user: CurrentUser) -> list[CollectionP
 
 @router.put("/{collection_id}/groups", response_model=CollectionPublic)
 def set_collection_groups(
-    collection_id: int, body: GroupIds, session: SessionDep, _: AdminUser
+    collection_id: Id, body: GroupIds, session: SessionDep, _: AdminUser
 ) -> CollectionPublic:
     """Replace the groups that may read a collection."""
     c = session.get(Collection, collection_id)
@@ -114,7 +114,7 @@ def set_collection_groups(
 
 
 @router.get("/{collection_id}/documents", response_model=list[DocumentPublic])
-def list_documents(collection_id: int, session: SessionDep, user: CurrentUser) -> list[Document]:
+def list_documents(collection_id: Id, session: SessionDep, user: CurrentUser) -> list[Document]:
     """Documents of a collection with their status and progress."""
     readable_collection(session, user, collection_id)
     return session.exec(
@@ -124,7 +124,7 @@ def list_documents(collection_id: int, session: SessionDep, user: CurrentUser) -
 
 @router.post("/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED, response_model=UploadResult)
 def upload_documents(
-    collection_id: int, files: Annotated[list[UploadFile], File()], session: SessionDep, user: AdminUser
+    collection_id: Id, files: Annotated[list[UploadFile], File()], session: SessionDep, user: AdminUser
 ) -> UploadResult:
     """Upload one or more files; each is queued for ingestion (or refused with a reason)."""
     from ingest.tasks import enqueue_document

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from app import auth
-from app.deps import CurrentUser, SessionDep
+from app.deps import CurrentUser, Id, SessionDep
 from app.models import Conversation, Document, Feedback, Message
 
 router = APIRouter(prefix="/api", tags=["conversations"])
@@ -68,7 +68,7 @@ def list_conversations(session: SessionDep, user: CurrentUser) -> list[Conversat
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationPublic)
-def get_conversation(conversation_id: int, session: SessionDep, user: CurrentUser) -> ConversationPublic:
+def get_conversation(conversation_id: Id, session: SessionDep, user: CurrentUser) -> ConversationPublic:
     """A conversation of the caller with every message."""
     conv = _own(session, user, conversation_id)
     rows = session.exec(
@@ -102,7 +102,7 @@ def get_conversation(conversation_id: int, session: SessionDep, user: CurrentUse
 
 
 @router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_conversation(conversation_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def delete_conversation(conversation_id: Id, session: SessionDep, user: CurrentUser) -> Response:
     """Delete one of the caller's conversations."""
     session.delete(_own(session, user, conversation_id))
     session.commit()
@@ -110,7 +110,7 @@ def delete_conversation(conversation_id: int, session: SessionDep, user: Current
 
 
 @router.post("/messages/{message_id}/feedback")
-def feedback(message_id: int, body: FeedbackBody, session: SessionDep, user: CurrentUser) -> dict:
+def feedback(message_id: Id, body: FeedbackBody, session: SessionDep, user: CurrentUser) -> dict:
     """Thumbs up or down (with an optional comment) on an answer of the caller's; replaces earlier feedback."""
     msg = session.get(Message, message_id)
     conv = session.get(Conversation, msg.conversation_id) if msg is not None else None

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 
 from app import auth
-from app.deps import AdminUser, CurrentUser, SessionDep
+from app.deps import AdminUser, CurrentUser, Id, SessionDep
 from app.models import Document, DocumentPublic, DocumentText
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
 
 @router.get("/{document_id}", response_model=DocumentPublic)
-def get_document(document_id: int, session: SessionDep, user: CurrentUser) -> Document:
+def get_document(document_id: Id, session: SessionDep, user: CurrentUser) -> Document:
     """A document's status, progress and error reason."""
     doc = session.get(Document, document_id)
     if doc is None or doc.collection_id not in auth.readable_collection_ids(session, user):
@@ -21,7 +21,7 @@ def get_document(document_id: int, session: SessionDep, user: CurrentUser) -> Do
 
 
 @router.get("/{document_id}/text")
-def get_document_text(document_id: int, session: SessionDep, user: CurrentUser) -> dict[str, str | int]:
+def get_document_text(document_id: Id, session: SessionDep, user: CurrentUser) -> dict[str, str | int]:
     """The extracted text that chunk offsets (char_start, char_end) point into, for source previews."""
     doc = get_document(document_id, session, user)
     row = session.get(DocumentText, document_id)
@@ -31,7 +31,7 @@ def get_document_text(document_id: int, session: SessionDep, user: CurrentUser) 
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_document(document_id: int, session: SessionDep, _: AdminUser) -> Response:
+def delete_document(document_id: Id, session: SessionDep, _: AdminUser) -> Response:
     """Delete a document: it leaves search results at once; compaction reclaims the space later."""
     from ingest.pipeline import delete_document as delete
 

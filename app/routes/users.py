@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from app import auth, sessions
-from app.deps import AdminUser, CurrentUser, SessionDep
+from app.deps import AdminUser, CurrentUser, Id, SessionDep
 from app.models import Group, GroupMembership, Role, User
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -31,7 +31,7 @@ class UserCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     role: Role = Role.member
-    group_ids: list[int] = []
+    group_ids: list[Id] = []
     # For browser sign-in (argon2id-hashed); omitted = API key only.
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 

@@ -284,3 +284,33 @@ def test_spoofed_forwarded_for_does_not_reset_the_sign_in_limiter(app_client):
     r = c.post("/api/auth/login", json={"username": "user9", "password": "wrong password"},
                headers={"X-Forwarded-For": "198.51.100.7"})  # fmt: skip
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_out_of_range_ids_are_client_errors(app_client):
+    """Found by the fuzz test: ids past the database's INTEGER range used to raise in the driver (500)."""
+    c = app_client()
+    admin = make_user(Role.admin)
+    huge = 2**63
+    calls = [
+        ("GET", f"/api/documents/{huge}", None),
+        ("GET", f"/api/documents/{huge}/text", None),
+        ("POST", f"/api/documents/{huge}/reindex", None),
+        ("GET", f"/api/collections/{huge}/documents", None),
+        ("PUT", f"/api/collections/{huge}/groups", {"group_ids": []}),
+        ("DELETE", f"/api/collections/{huge}", None),
+        ("DELETE", f"/api/keys/{huge}", None),
+        ("GET", f"/api/chunks/{huge}/preview", None),
+        ("GET", f"/api/conversations/{huge}", None),
+        ("POST", f"/api/messages/{huge}/feedback", {"rating": "up"}),
+        ("PUT", f"/api/groups/{huge}/members", {"user_ids": []}),
+        ("PUT", "/api/groups/1/members", {"user_ids": [huge]}),
+        ("POST", "/api/users", {"name": "x", "group_ids": [huge]}),
+        ("POST", "/api/ask", {"question": "hi", "conversation_id": huge}),
+        ("GET", "/api/documents/-5", None),
+    ]
+    for method, url, body in calls:
+        r = c.request(method, url, json=body, headers=admin)
+        assert r.status_code == 422, (method, url, r.status_code, r.text)
+        assert r.json()["detail"][0]["msg"].startswith("Input should be"), r.text
+    r = c.post("/api/collections", json={"name": "y", "group_ids": [huge]}, headers=admin)
+    assert (r.status_code, r.json()) == (422, {"detail": f"Group {huge} not found"})
