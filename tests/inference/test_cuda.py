@@ -120,3 +120,44 @@ def test_cuda_out_of_memory_fails_the_step_and_graphs_still_replay(checkpoints):
         replays = engine.stats()["graph_steps"]
         assert [c.token_ids for c in engine.generate(small, p)] == before
         assert engine.stats()["graph_steps"] >= replays + 14  # decode steps of two rows: the bs-2 graph
+
+
+def test_steps_issue_no_host_synchronization(checkpoints):
+    """Prefill, a graph-replayed decode and an eager decode, each sampled with mixed greedy/top-k/top-p/
+    penalized/seeded rows, run under torch's sync debug mode set to raise: nothing in a step waits for the
+    device (the token ids are read afterwards, from pinned memory, after an event)."""
+    from inference.sampling import Sampler, make_generator
+
+    model = load_model(checkpoints["glm4"], device="cuda", dtype="bfloat16")
+    runner = ModelRunner(model, num_blocks=64, block_size=16, max_num_seqs=4)
+    runner.capture_graphs(4)
+    sampler = Sampler()
+    prompts = [[(i * 11 + b) % 560 for i in range(30 + b)] for b in range(6)]
+    blocks = [[2 * b, 2 * b + 1, 40 + b] for b in range(6)]
+    prefill = [(p, 0, len(p), bl, True) for p, bl in zip(prompts, blocks, strict=True)]
+    graph = [(p, len(p) - 1, 1, bl, True) for p, bl in zip(prompts[:3], blocks[:3], strict=True)]
+    eager = [(p, len(p) - 1, 1, bl, True) for p, bl in zip(prompts, blocks, strict=True)]  # 6 > 4 rows
+
+    def rows(n):
+        kinds = [
+            SamplingParams(temperature=0),
+            SamplingParams(temperature=0.7, top_k=5, top_p=0.9),
+            SamplingParams(temperature=0, repetition_penalty=1.3, presence_penalty=0.5, logprobs=True),
+            SamplingParams(temperature=1.0, seed=3),
+        ]
+        return [(k := kinds[i % 4], prompts[i], [1, 2], make_generator(3, runner.device) if k.seed else None)
+                for i in range(n)]  # fmt: skip
+
+    def run_all() -> list[tuple[list[int], list]]:
+        # each step waits once for its ids: an event, then a read of pinned host memory
+        return [sampler.sample_async(runner.execute(s), rows(len(s))).wait() for s in (prefill, graph, eager)]
+
+    warm = run_all()  # compiles and autotunes (those sync) outside the checked region
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        results = run_all()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert [len(t) for t, _ in results] == [6, 3, 6]
+    assert results[0][0][0] == warm[0][0][0]  # the prefill step's greedy row: same token again
+    assert runner.graph_replays == 2

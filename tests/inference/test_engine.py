@@ -249,6 +249,10 @@ def test_pool_sized_from_memory_budget_and_prompt_forms(checkpoints):
             engine.generate("hello")
     with pytest.raises(ValueError, match="less than one block"):
         Engine(model, None, kv_cache_memory=per_block - 1)
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
+        Engine(model, None, num_blocks=8, cuda_graphs=True)
+    with pytest.raises(ValueError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
+        Engine(model, None, num_blocks=8, gpu_memory_utilization=1.5)
     with Engine.from_pretrained(path, num_blocks=64, block_size=4) as engine:
         p = SamplingParams(max_tokens=3, temperature=0)
         msgs = [{"role": "user", "content": "你好"}]
