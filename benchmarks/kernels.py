@@ -35,7 +35,7 @@ from kernels.attention import paged_attention_ref  # noqa: E402
 from kernels.flash_decode import flash_decode_triton  # noqa: E402
 from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
-from kernels.int8_matmul import _few_rows, int8_linear_triton  # noqa: E402
+from kernels.int8_matmul import FEW_ROWS, _few_rows, int8_linear_triton  # noqa: E402
 from kernels.norm import rms_norm_ref  # noqa: E402
 from kernels.quant import Int8Weight, quantize_kv_ref  # noqa: E402
 from kernels.rotary import rotary_and_cache_ref  # noqa: E402
@@ -182,19 +182,19 @@ def section_int8(rows: list, lim: dict) -> None:
         copies = copies_for(N * K)
         ws = [torch.randn(N, K, dtype=BF16, device=DEV) * 0.02 for _ in range(copies)]
         iws = [Int8Weight.quantize(w) for w in ws]
-        for M in (1, 8, 32, 256, 4096):
+        for M in (1, 8, 32, 64, 256, 4096):
             x = torch.randn(M, K, dtype=BF16, device=DEV)
             t0 = time.perf_counter()
             out = int8_linear_triton(x, iws[0].qweight, iws[0].scale)
             torch.cuda.synchronize()
             first_s = time.perf_counter() - t0
             err = rel(out, x.float() @ iws[0].dequantize().T)
-            n = copies if M <= 32 else 1
+            n = copies if M <= FEW_ROWS else 1
             ms = graph_ms([lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]])
             ref_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T) for w in ws[:n]])
             eager = bench(lambda x=x, iw=iws[0]: int8_linear_triton(x, iw.qweight, iw.scale))
             cfg = ""
-            if M <= 32:
+            if M <= FEW_ROWS:
                 c = _few_rows.best_config
                 cfg = (f"{'dot' if c.kwargs['DOT'] else 'fma'} {c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']} "
                        f"split {c.kwargs['SPLIT_K']}")  # fmt: skip

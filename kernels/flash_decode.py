@@ -16,6 +16,8 @@ P's columns, so nothing is dequantized per element. V is converted before its tr
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -26,6 +28,10 @@ from .int8_matmul import fast_cvt_fits, int8_to_float
 from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
+# INT8 KV with 16-bit queries: quantize the query per head and run q.K on int8 tensor cores (K is never
+# converted; H200, 32k context: 10-11% faster at batch 32/128, relative error vs the dequantized reference
+# 3.9e-3 -> 7.7e-3 on random data). AUTOGLM_INT8_QK=0 keeps 16-bit queries.
+INT8_QK = os.environ.get("AUTOGLM_INT8_QK", "1") != "0"
 
 
 @triton.jit
@@ -60,6 +66,8 @@ def _decode_tile(
     UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
     FAST: tl.constexpr,
+    QK8: tl.constexpr,
+    V_DTYPE: tl.constexpr,
 ):
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_mask = offs_n < hi
@@ -83,7 +91,14 @@ def _decode_tile(
         MASK_N,
         MASK_D,
     )
-    if UPCAST:
+    if QK8:
+        # q was quantized per head (int8, its scale folded into qk_scale's row vector): an int8 x int8 dot,
+        # exact in int32 (|sum| <= 128 * 127^2), so K is never converted
+        if UPCAST:
+            s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
+        else:
+            s = tl.dot(q, k, out_dtype=tl.int32).to(tl.float32)
+    elif UPCAST:
         s = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision="ieee")
     elif QUANT:
         # int8 K enters the dot as exact small integers; its per-token scale multiplies the score row
@@ -93,9 +108,9 @@ def _decode_tile(
     if QUANT:
         s = s * ks[None, :]
     if SOFTCAP:
-        s = (softcap * (2.0 * tl.sigmoid(2.0 * s * (qk_scale / softcap)) - 1.0)) * 1.4426950408889634
+        s = (softcap * (2.0 * tl.sigmoid(2.0 * s * (qk_scale[:, None] / softcap)) - 1.0)) * 1.4426950408889634
     else:
-        s = s * qk_scale * 1.4426950408889634
+        s = s * (qk_scale * 1.4426950408889634)[:, None]
     if MASK_N:
         s = tl.where(n_mask[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -129,9 +144,9 @@ def _decode_tile(
         acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
     elif QUANT:
         # ... and V's per-token scale multiplies P's columns: no per-element dequantization
-        acc = tl.dot(p.to(q.dtype), int8_to_float(v, q.dtype, FAST, False), acc, input_precision=PRECISION)
+        acc = tl.dot(p.to(V_DTYPE), int8_to_float(v, V_DTYPE, FAST, False), acc, input_precision=PRECISION)
     else:
-        acc = tl.dot(p.to(q.dtype), v, acc, input_precision=PRECISION)
+        acc = tl.dot(p.to(V_DTYPE), v, acc, input_precision=PRECISION)
     return acc, m_new, l_i
 
 
@@ -174,6 +189,7 @@ def _flash_decode_kernel(
     UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
     FAST: tl.constexpr,
+    QK8: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -193,6 +209,15 @@ def _flash_decode_kernel(
         mask=g_mask[:, None] & d_mask[None, :],
         other=0.0,
     )
+    if QK8:
+        # int8 query per head (absmax / 127, round to nearest): its scale joins the softmax scale
+        qf = q.to(tl.float32)
+        amax = tl.max(tl.abs(qf), axis=1)
+        inv = 127.0 / tl.maximum(amax, 1e-30)  # an all-zero query row stays 0
+        q = tl.floor(qf * inv[:, None] + 0.5).to(tl.int8)
+        qk_row = qk_scale * (amax / 127.0)
+    else:
+        qk_row = tl.full((BLOCK_G,), qk_scale, dtype=tl.float32)
     m_i = tl.full((BLOCK_G,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_G,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
@@ -220,7 +245,7 @@ def _flash_decode_kernel(
             stride_ch,
             stride_sb,
             stride_so,
-            qk_scale,
+            qk_row,
             softcap,
             BLOCK_N,
             PAGE,
@@ -231,6 +256,8 @@ def _flash_decode_kernel(
             UPCAST,
             PRECISION,
             FAST,
+            QK8,
+            Q_ptr.dtype.element_ty,
         )
     if full_hi < hi:
         acc, m_i, l_i = _decode_tile(
@@ -253,7 +280,7 @@ def _flash_decode_kernel(
             stride_ch,
             stride_sb,
             stride_so,
-            qk_scale,
+            qk_row,
             softcap,
             BLOCK_N,
             PAGE,
@@ -264,6 +291,8 @@ def _flash_decode_kernel(
             UPCAST,
             PRECISION,
             FAST,
+            QK8,
+            Q_ptr.dtype.element_ty,
         )
     # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
     empty = l_i == 0.0
@@ -331,7 +360,8 @@ def _merge_kernel(
 
 def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int) -> tuple[int, int]:
     """(number of splits, positions per split) from shapes alone: about two waves of programs over the
-    multiprocessors, never more splits than tiles, at most MAX_SPLITS (bounds the merge's work)."""
+    multiprocessors (four measured slower for INT8 KV), never more splits than tiles, at most MAX_SPLITS
+    (bounds the merge's work)."""
     tiles = max(1, triton.cdiv(max_context, block_n))
     want = max(1, (2 * sms) // max(1, batch * nkv))
     splits = min(want, tiles, MAX_SPLITS)
@@ -418,6 +448,7 @@ def flash_decode_triton(
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
         FAST=fast_cvt_fits(block_d * block_n, num_warps),
+        QK8=quant and INT8_QK and q.dtype != torch.float32,
         num_warps=num_warps,
         num_stages=num_stages,
     )

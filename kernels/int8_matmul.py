@@ -3,14 +3,16 @@
 Weights are int8 per output channel (``Int8Weight``). The kernels convert each int8 weight tile to the
 activation dtype in registers (``int8_to_float``: a byte-permute trick, not the slow ``cvt`` path),
 accumulate in float32 and apply the per-channel scale once per output tile, after the K loop.
-- few rows (decode, M <= 32): bound by the int8 weight stream (half of bf16's bytes). A split-K kernel
-  with grid (N tiles, K splits): one row multiplies elementwise into a float32 tile (no dot), 2..32 rows
-  use a transposed tensor-core dot ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` so that a 16-row dot
-  covers them; split partials (float32) are summed by a small second pass. Autotuned on (rows, N, K).
-- many rows (33..DEQUANT_ROWS - 1): compute bound; 64..256 tiles in the usual orientation, grouped program
-  order for L2 reuse. (The transposed orientation with 256x128 tiles gave wrong results under Triton 3.6 on
-  an H200, so the many-rows family does not use it.)
-From DEQUANT_ROWS rows on, the weight is dequantized to a transient copy and multiplied by cuBLAS.
+- few rows (decode, M <= FEW_ROWS): bound by the int8 weight stream (half of bf16's bytes). A split-K
+  kernel with grid (N tiles, K splits): one row multiplies elementwise into a float32 tile (no dot, its
+  weight loads pipelined by ``tl.range`` stages), 2..64 rows use a transposed tensor-core dot
+  ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` (the weights as the wide operand, the rows padded to 16,
+  32 or 64); split partials (float32) are summed by a small second pass. Autotuned on (rows, N, K).
+- many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
+  the usual orientation, grouped program order for L2 reuse. (The transposed orientation with 256x128 tiles
+  gave wrong results under Triton 3.6 on an H200, so the many-rows family does not use it.)
+Other layers at those row counts, and every layer from DEQUANT_ROWS rows on: the weight is dequantized to a
+transient copy and multiplied by cuBLAS.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .triton_common import (
     to_dtype,
 )
 
-FEW_ROWS = 32
+FEW_ROWS = 64
 # at or above this many rows: dequantize to a transient copy and use cuBLAS (see int8_linear_triton)
 DEQUANT_ROWS = 256
 # at most this many K splits in the few-rows kernel (bounds the partial-sum buffer and the reduce pass)
@@ -57,28 +59,15 @@ def fast_cvt_fits(tile_elems: int, num_warps: int) -> bool:
 # int8 x 4 (one 32-bit register) -> bf16 x 4 (two registers); see int8_to_float
 _ASM_INT8_TO_BF16: tl.constexpr = tl.constexpr(
     """{
-    .reg .b32 u, m, t0, t1, t2, t3;
-    .reg .f32 f0, f1, f2, f3;
-    xor.b32 u, $2, 0x80808080;
-    mov.b32 m, 0x4B000000;
-    prmt.b32 t0, u, m, 0x7650;
-    prmt.b32 t1, u, m, 0x7651;
-    prmt.b32 t2, u, m, 0x7652;
-    prmt.b32 t3, u, m, 0x7653;
-    mov.b32 f0, t0;
-    mov.b32 f1, t1;
-    mov.b32 f2, t2;
-    mov.b32 f3, t3;
-    sub.f32 f0, f0, 0f4B000080;
-    sub.f32 f1, f1, 0f4B000080;
-    sub.f32 f2, f2, 0f4B000080;
-    sub.f32 f3, f3, 0f4B000080;
-    mov.b32 t0, f0;
-    mov.b32 t1, f1;
-    mov.b32 t2, f2;
-    mov.b32 t3, f3;
-    prmt.b32 $0, t0, t1, 0x7632;
-    prmt.b32 $1, t2, t3, 0x7632;
+    .reg .b32 l0, h0, l1, h1, l2, h2;
+    prmt.b32 l0, $2, 0x43, 0x4140;
+    prmt.b32 h0, $2, 0x43, 0x4342;
+    and.b32 l1, l0, 0xff7fff7f;
+    and.b32 h1, h0, 0xff7fff7f;
+    and.b32 l2, l0, 0xff80ff80;
+    and.b32 h2, h0, 0xff80ff80;
+    sub.bf16x2 $0, l1, l2;
+    sub.bf16x2 $1, h1, h2;
     }"""
 )
 
@@ -87,9 +76,11 @@ _ASM_INT8_TO_BF16: tl.constexpr = tl.constexpr(
 def int8_to_float(w, dtype: tl.constexpr, FAST: tl.constexpr, PURE: tl.constexpr):
     """int8 tensor -> ``dtype``, exactly (every int8 value is representable in bf16/fp16/fp32).
 
-    FAST (bfloat16/float32 targets): per 4 packed bytes, ``u = w ^ 0x80`` (= w + 128 as unsigned), byte
-    permutes build the fp32 bit patterns ``0x4B0000uu`` = 2^23 + u, and subtracting 2^23 + 128 leaves w. A
-    bf16 value is then the upper half of that fp32 word (w has at most 8 significant bits: exact).
+    FAST: per 4 packed bytes (one register). float32: ``u = w ^ 0x80`` (= w + 128 as unsigned), byte permutes
+    build the fp32 bit patterns ``0x4B0000uu`` = 2^23 + u, and subtracting 2^23 + 128 leaves w. bfloat16 (two
+    values per 32-bit op): a permute builds ``0x43bb`` per byte b; with b's sign bit cleared that is
+    128 + (b & 0x7f), with only the sign bit kept 128 or 256, and one packed bf16 subtract leaves w (exact:
+    small integers). 8 instructions per 4 values.
     PURE=False (bf16) marks the conversion as having effects, so that Triton cannot move a dot operand's
     layout conversion above it: for a B operand that needs transposing (P @ V), shuffling the int8 tile
     instead reads shared memory one byte at a time; this way the bf16 tile is shuffled (ldmatrix.trans)."""
@@ -140,6 +131,19 @@ def int8_to_float(w, dtype: tl.constexpr, FAST: tl.constexpr, PURE: tl.constexpr
 
 
 @triton.jit
+def _convert_operand(w, dtype: tl.constexpr, FAST: tl.constexpr, CVT: tl.constexpr):
+    """int8 dot operand -> ``dtype``. CVT 0: ``int8_to_float`` (pure: Triton may move the operand's layout
+    conversion onto the int8 tile); 1: the same, converted before the layout conversion; 2: Triton's own
+    conversion (its int8 -> bf16 is byte permutes too), placed after the shared-memory load."""
+    if CVT == 2 and FAST:
+        return w.to(dtype)
+    elif CVT == 1:
+        return int8_to_float(w, dtype, FAST, False)
+    else:
+        return int8_to_float(w, dtype, FAST, True)
+
+
+@triton.jit
 def _int8_matmul_kernel(
     X_ptr,
     W_ptr,
@@ -163,6 +167,7 @@ def _int8_matmul_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_N: tl.constexpr,
     SWAP: tl.constexpr,
+    CVT: tl.constexpr,
 ):
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -210,7 +215,7 @@ def _int8_matmul_kernel(
             w = w.to(tl.float32)
             x = x.to(tl.float32)
         else:
-            w = int8_to_float(w, x.dtype, FAST, True)
+            w = _convert_operand(w, x.dtype, FAST, CVT)
         if SWAP:
             acc = tl.dot(w, x, acc, input_precision=PRECISION)
         else:
@@ -258,6 +263,8 @@ def _int8_few_rows_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
     DOT: tl.constexpr,
+    STAGES: tl.constexpr,
+    CVT: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -283,10 +290,9 @@ def _int8_few_rows_kernel(
     else:
         x_ptrs = X_ptr + k_lo + offs_k
         acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    # TODO(perf): Triton pipelines (cp.async) only loads that feed a dot, so the one-row FMA loop waits out
-    # each weight tile's latency; ``tl.range(..., num_stages=4)`` pipelines it (checked in the PTX of Triton
-    # 3.9), not yet measured on the GPU
-    for k0 in range(k_lo, k_hi, BLOCK_K):
+    # explicit loop stages: Triton's launch-level num_stages pipelines only loads that feed a dot directly;
+    # tl.range's pipelines the FMA loop's weight loads too (cp.async, STAGES tiles in flight)
+    for k0 in tl.range(k_lo, k_hi, BLOCK_K, num_stages=STAGES):
         if EVEN_K:
             w = tl.load(w_ptrs)
         else:
@@ -299,7 +305,7 @@ def _int8_few_rows_kernel(
                     int8_to_float(w, tl.float32, FAST, True), x.to(tl.float32), acc, input_precision=PRECISION
                 )
             else:
-                acc = tl.dot(int8_to_float(w, x.dtype, FAST, True), x, acc, input_precision=PRECISION)
+                acc = tl.dot(_convert_operand(w, x.dtype, FAST, CVT), x, acc, input_precision=PRECISION)
             x_ptrs += BLOCK_K
         else:
             if EVEN_K:
@@ -352,43 +358,65 @@ def _splitk_reduce_kernel(
     tl.store(Y_ptr + m.to(tl.int64) * stride_ym + n, to_dtype(acc, Y_ptr.dtype.element_ty), mask=mask)
 
 
+# one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps); 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K,
+# STAGES, CVT). From the H200 sweep (benchmarks/int8_sweep.py, RESULTS.md "Third pass"): the one-row loop needs
+# its weight loads pipelined 4-8 tiles deep; narrow dot tiles (32-64 weight rows) beat wide ones at <= 32 rows.
+FMA_TILES = ((16, 512, 4, 4), (16, 512, 6, 4), (8, 512, 4, 4), (8, 256, 6, 2), (8, 256, 8, 2))
+DOT_TILES = ((32, 256, 3, 0), (64, 256, 3, 0), (64, 256, 3, 1), (64, 128, 4, 0), (128, 128, 3, 1))
+
+
 def _few_rows_configs() -> list[triton.Config]:
     dot = [
         triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": 256, "SPLIT_K": sk, "DOT": True},
+            {
+                "BLOCK_M": bm,
+                "BLOCK_N": bn,
+                "BLOCK_K": bk,
+                "SPLIT_K": sk,
+                "DOT": True,
+                "STAGES": st,
+                "CVT": cvt,
+            },
             num_warps=4,
-            num_stages=4,
+            num_stages=st,
         )
-        for bm in (16, 32)
-        for bn in (32, 64, 128)
+        for bm in (16, 32, 64)
+        for bn, bk, st, cvt in DOT_TILES
         for sk in (1, 2, 4, 8)
     ]
     fma = [
         triton.Config(
-            {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk, "DOT": False},
-            num_warps=4,
-            num_stages=4,
+            {
+                "BLOCK_M": 16,
+                "BLOCK_N": bn,
+                "BLOCK_K": bk,
+                "SPLIT_K": sk,
+                "DOT": False,
+                "STAGES": st,
+                "CVT": 0,
+            },
+            num_warps=w,
+            num_stages=st,
         )
-        for bn in (16, 32)
-        for bk in (512, 1024)
-        for sk in (1, 2, 4)
+        for bn, bk, st, w in FMA_TILES
+        for sk in (1, 2)
     ]
     return dot + fma
 
 
 def max_split_k(rows: int, k: int) -> int:
     """Most K splits for ``rows`` rows: the float32 partials' round trip (8 bytes per row and split) stays
-    under an eighth of a column's int8 weight bytes (K), and at most MAX_SPLIT_K."""
-    return max(1, min(MAX_SPLIT_K, next_pow2(k // (64 * rows) + 1) // 2))
+    under half of a column's int8 weight bytes (K), and at most MAX_SPLIT_K (the autotuner times the
+    reduction pass too, so this only bounds the candidates)."""
+    return max(1, min(MAX_SPLIT_K, next_pow2(k // (16 * rows) + 1) // 2))
 
 
 def _prune_few_rows(configs, named_args, **kwargs):
-    """One row: the FMA configs whose float32 accumulator tile stays <= 128 registers a thread (BLOCK_N x
-    BLOCK_K <= 16384 over 128 threads); more rows: the dot configs with the smallest row tile covering M
-    (a wider one only multiplies zeros). Then: between one and 16 waves of programs over the
-    multiprocessors (fewer leave some without weight rows to stream, more only add per-program overhead),
-    >= 2 K tiles per program (a pipeline needs tiles to overlap), and split partials whose float32
-    round trip (8 bytes per row and split) stays under an eighth of the int8 weight bytes (K per column)."""
+    """One row: the FMA configs; more rows: the dot configs with the smallest row tile covering M (a wider
+    one only multiplies zeros). Then: at least one program per two multiprocessors (fewer leave too many
+    without weight rows to stream), splits only while the unsplit grid is under two waves (a split costs a second
+    pass), >= 2 K tiles per program (a pipeline needs tiles to overlap), and no more splits than
+    ``max_split_k``."""
     M, N, K, bucket = named_args["M"], named_args["N"], named_args["K"], named_args["M_BUCKET"]
     sms = device_sms(named_args["X_ptr"])
     m_tile = max(16, next_pow2(M))
@@ -396,14 +424,20 @@ def _prune_few_rows(configs, named_args, **kwargs):
     for c in configs:
         kw = c.kwargs
         if M == 1:
-            if kw["DOT"] or kw["BLOCK_N"] * kw["BLOCK_K"] > 16384:
+            if kw["DOT"]:
                 continue
         elif not kw["DOT"] or kw["BLOCK_M"] != m_tile:
             continue
-        programs = triton.cdiv(N, kw["BLOCK_N"]) * kw["SPLIT_K"]
+        tiles = triton.cdiv(N, kw["BLOCK_N"])
+        programs = tiles * kw["SPLIT_K"]
         k_tiles = triton.cdiv(triton.cdiv(K, kw["SPLIT_K"]), kw["BLOCK_K"])
         # NOTE: the bound uses the row bucket (the autotune key), as the launcher's partial buffer does
-        if sms <= programs <= 16 * sms and k_tiles >= 2 and kw["SPLIT_K"] <= max_split_k(bucket, K):
+        if (
+            2 * programs >= sms
+            and (kw["SPLIT_K"] == 1 or tiles < 2 * sms)
+            and k_tiles >= 2
+            and kw["SPLIT_K"] <= max_split_k(bucket, K)
+        ):
             kept.append(c)
     if kept:
         return kept
@@ -476,7 +510,9 @@ def dequantize_triton(qweight: torch.Tensor, scale: torch.Tensor, dtype: torch.d
 def _many_rows_configs() -> list[triton.Config]:
     return [
         triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": sw}, num_warps=w, num_stages=s
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": sw, "CVT": 0},
+            num_warps=w,
+            num_stages=s,
         )
         for bn, bm, bk, w, s in (
             (128, 128, 64, 4, 4),
@@ -566,11 +602,14 @@ def int8_linear_triton(
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
-    if config is None and M >= DEQUANT_ROWS:
+    if config is None and (M >= DEQUANT_ROWS or (M > FEW_ROWS and triton.cdiv(N, 128) < device_sms(x))):
         # NOTE: prefill-sized products are compute bound, and our in-GEMM dequantization reached only
         # 0.42-0.76x of cuBLAS bf16 at 256..4096 rows (H200, GLM-4-9B shapes); dequantizing to a transient
         # bf16 copy (3 bytes of traffic per weight, 14-44 us for these layers) and calling cuBLAS measured
         # 0.92-1.02x of bf16 at 4096 rows, and by the same parts is ahead of the in-GEMM path from ~256 rows.
+        # Between FEW_ROWS and DEQUANT_ROWS the GEMM kernel (no split K) only fills the GPU for wide layers
+        # (N / 128 >= SMs, e.g. gate_up); narrower ones (qkv, o_proj, down) measured faster dequantized
+        # (H200, 128 rows: o_proj 27 vs 38 us, down 85 vs 121 us; gate_up 151 vs 76 us the other way).
         w = dequantize_triton(qweight, scale, x.dtype)
         torch.matmul(x2, w.T, out=y)
         if bias is not None:
@@ -582,6 +621,7 @@ def int8_linear_triton(
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
     if config is not None:
+        config = {"CVT": 0, **config}
         fast = fast_cvt_fits(config["BLOCK_N"] * config["BLOCK_K"], config.get("num_warps", 4))
         _int8_matmul[grid(config)](
             *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=fast, **config
@@ -607,7 +647,7 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         return (triton.cdiv(N, meta["BLOCK_N"]), meta["SPLIT_K"])
 
     if config is not None:
-        cfg = {"num_warps": 4, **config}
+        cfg = {"num_warps": 4, "STAGES": 2, "CVT": 0, **config}
         cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")

@@ -39,21 +39,24 @@ def _shape(c):
 
 
 def test_int8_few_rows_prune_fills_the_gpu():
-    # one row: only the FMA variant, accumulator tiles of <= 16384 floats, 132..2112 programs on 132 SMs
+    # one row: only the FMA variant, >= 66 programs on 132 SMs, no split once the unsplit grid fills 2 waves
     kept = [_shape(c) for c in _int8_kept(1, 27392, 4096, few=True)]
-    assert set(kept) == {(16, 16, 512, 1, False), (16, 16, 1024, 1, False), (16, 32, 512, 1, False),
-                         (16, 32, 512, 2, False)}  # fmt: skip
-    # N=4608 (GLM q/k/v) at 8 rows: narrow tiles need K splits to fill the GPU (36 x 128-wide tiles: 8 splits)
+    assert kept and all(not dot and sk == 1 for _, _, _, sk, dot in kept)
+    assert {bn for _, bn, _, _, _ in kept} == {bn for bn, _, _, _ in int8_matmul.FMA_TILES}
+    # N=4096 (o_proj): 16-wide tiles give 256 programs (< 2 waves), so a 2-way split is a candidate too
+    assert (16, 16, 512, 2, False) in [_shape(c) for c in _int8_kept(1, 4096, 4096, few=True)]
+    # N=4608 (GLM q/k/v) at 8 rows: 16-row dot tiles; narrow tiles may split K to fill the GPU
     kept = [_shape(c) for c in _int8_kept(8, 4608, 4096, few=True)]
-    assert all(dot and bm == 16 for bm, _, _, _, dot in kept)
-    assert {sk for _, bn, _, sk, _ in kept if bn == 128} == {4, 8}
-    assert all(132 <= -(-4608 // bn) * sk <= 16 * 132 for _, bn, _, sk, _ in kept)
-    # 32 rows: the partial sums' round trip bounds the split (K=4096: at most 2)
-    kept = [_shape(c) for c in _int8_kept(32, 27392, 4096, few=True)]
-    assert kept and all(bm == 32 and sk <= 2 for bm, _, _, sk, _ in kept)
+    assert kept and all(dot and bm == 16 for bm, _, _, _, dot in kept)
+    assert {sk for _, bn, _, sk, _ in kept if bn == 32} == {1, 2, 4, 8}
+    assert all(2 * -(-4608 // bn) * sk >= 132 for _, bn, _, sk, _ in kept)
+    # 64 rows: the partial sums' round trip bounds the split (K=4096: at most 4)
+    kept = [_shape(c) for c in _int8_kept(64, 4096, 4096, few=True)]
+    assert kept and all(bm == 64 and sk <= 4 for bm, _, _, sk, _ in kept)
+    assert max(sk for _, _, _, sk, _ in kept) == int8_matmul.max_split_k(64, 4096) == 4
     assert all(c.kwargs["BLOCK_M"] == 32 for c in _int8_kept(17, 27392, 4096, few=True))
     # a tiny N still gets one config that covers its rows
-    assert [_shape(c) for c in _int8_kept(1, 48, 64, few=True)] == [(16, 16, 512, 1, False)]
+    assert len(_int8_kept(1, 48, 64, few=True)) == 1
     assert [_shape(c)[0] for c in _int8_kept(20, 48, 64, few=True)] == [32]
 
 

@@ -117,10 +117,11 @@ def test_int8_few_rows_rejects_a_row_tile_smaller_than_the_rows():
 
 
 def test_max_split_k_bounds_the_partial_traffic():
-    # partial sums: 8 bytes per row and split, at most an eighth of K (the weight bytes of a column)
+    # partial sums: 8 bytes per row and split, at most half of K (the weight bytes of a column)
     assert int8_matmul.max_split_k(1, 4096) == int8_matmul.MAX_SPLIT_K
-    assert int8_matmul.max_split_k(32, 4096) == 2
-    assert int8_matmul.max_split_k(32, 13696) == 4
+    assert int8_matmul.max_split_k(64, 4096) == 4
+    assert int8_matmul.max_split_k(64, 13696) == 8
+    assert int8_matmul.max_split_k(32, 1000) == 1
     assert int8_matmul.max_split_k(8, 100) == 1
 
 

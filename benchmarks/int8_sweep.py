@@ -1,0 +1,265 @@
+"""INT8 config sweep (issue 5, third pass): W8A16 few-rows configs, mid-row paths, INT8-KV decode/prefill
+variants; each case checked against the exact result at full size, then timed (CUDA-graph replays).
+
+    python3 benchmarks/int8_sweep.py [--parts gemv1,dot,mid,decode,prefill] [--jobs 12]   # first run
+    python3 benchmarks/int8_sweep.py --parts gemv1b,mid2,decode2                          # second run
+
+Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
+Triton's cache; the timed pass then only loads compiled kernels. Prints one line per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import BF16, GLM_LINEARS, HD, NH, copies_for, graph_ms, paged_cache, rel  # noqa: E402
+from kernels import flash_decode as fd  # noqa: E402
+from kernels import flash_prefill as fp  # noqa: E402
+from kernels import int8_matmul as im  # noqa: E402
+from kernels.quant import Int8Weight  # noqa: E402
+
+DEV = "cuda"
+im.FEW_ROWS = 128  # the sweep drives the few-rows kernel up to 128 rows through forced configs
+
+
+def few(bn, bk, st, sk, w, dot=False, cvt=0, bm=16):
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk, "DOT": dot, "STAGES": st, "CVT": cvt,
+            "num_warps": w, "num_stages": st}  # fmt: skip
+
+
+GEMV1 = [few(16, 512, 1, 1, 4), few(16, 512, 3, 1, 4), few(16, 512, 4, 1, 4), few(8, 512, 4, 1, 4),
+         few(8, 1024, 4, 1, 4), few(32, 512, 3, 1, 8), few(16, 1024, 3, 1, 8), few(16, 512, 4, 2, 4),
+         few(8, 512, 4, 2, 4), few(32, 256, 4, 1, 4), few(8, 256, 6, 1, 2), few(4, 1024, 4, 1, 2)]  # fmt: skip
+
+
+def dot_cfgs(bm):
+    return [few(64, 256, 4, 1, 4, True, 0, bm), few(64, 256, 4, 1, 4, True, 1, bm), few(64, 256, 4, 1, 4, True, 2, bm),
+            few(64, 256, 3, 1, 4, True, 2, bm), few(128, 128, 4, 1, 4, True, 2, bm), few(128, 256, 3, 1, 8, True, 2, bm),
+            few(32, 256, 4, 1, 4, True, 2, bm), few(64, 256, 4, 2, 4, True, 2, bm), few(128, 128, 4, 1, 4, True, 1, bm),
+            few(64, 128, 6, 1, 4, True, 2, bm)]  # fmt: skip
+
+
+def many(bm, bn, bk, w, s, cvt):
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": False, "CVT": cvt,
+            "num_warps": w, "num_stages": s}  # fmt: skip
+
+
+def cases(parts):
+    out = []
+    if "gemv1" in parts:
+        for name in GLM_LINEARS:
+            out.append(("bf16", name, 1, None))
+            for c in GEMV1:
+                out.append(("int8", name, 1, c))
+    if "gemv1b" in parts:
+        for name in GLM_LINEARS:
+            out.append(("bf16", name, 1, None))
+            for c in (few(16, 512, 4, 1, 4), few(16, 512, 6, 1, 4), few(8, 512, 6, 1, 4), few(16, 256, 8, 1, 4),
+                      few(8, 512, 8, 1, 4), few(8, 256, 6, 1, 2), few(8, 256, 8, 1, 2), few(16, 512, 6, 2, 4)):  # fmt: skip
+                out.append(("int8", name, 1, c))
+    if "mid2" in parts:
+        for m in (64, 128):
+            for name in ("qkv", "o_proj", "gate_up", "down"):
+                out.append(("bf16", name, m, None))
+                out.append(("dequant", name, m, None))
+                for bn, bk, st, cvt in ((32, 256, 3, 0), (64, 256, 3, 1), (64, 128, 4, 0), (128, 128, 3, 1)):
+                    for sk in (1, 2, 4):
+                        out.append(("int8", name, m, few(bn, bk, st, sk, 4, True, cvt, m)))
+    if "decode2" in parts:
+        for B in (1, 32, 128):
+            for bn, w, st in ((128, 4, 3), (128, 4, 2), (128, 8, 3), (256, 8, 2), (64, 4, 4)):
+                out.append(
+                    ("decode", "int8", B, {"qk8": True, "block_n": bn, "num_warps": w, "num_stages": st})
+                )
+            out.append(("decode", "bf16", B, {"qk8": False}))
+    if "dot" in parts:
+        for m in (8, 32):
+            for name in GLM_LINEARS:
+                out.append(("bf16", name, m, None))
+                for c in dot_cfgs(16 if m <= 16 else 32):
+                    out.append(("int8", name, m, c))
+    if "mid" in parts:
+        for m in (64, 128, 256):
+            for name in ("o_proj", "gate_up", "down"):
+                out.append(("bf16", name, m, None))
+                out.append(("dequant", name, m, None))
+                for c in (few(64, 256, 4, 1, 4, True, 2, m), few(128, 128, 4, 1, 8, True, 2, m),
+                          few(128, 128, 3, 1, 4, True, 1, m)):  # fmt: skip
+                    if m <= 128:
+                        out.append(("int8", name, m, c))
+                for c in (many(128, 128, 64, 4, 4, 0), many(128, 128, 64, 4, 4, 2), many(64, 128, 64, 4, 4, 2),
+                          many(128, 256, 64, 8, 3, 2)):  # fmt: skip
+                    out.append(("int8", name, m, c))
+    if "decode" in parts:
+        for B in (1, 32, 128):
+            out.append(("decode", "bf16", B, {"qk8": False}))
+            for qk8 in (False, True):
+                out.append(("decode", "int8", B, {"qk8": qk8}))
+    if "prefill" in parts:
+        for quant, qk8 in ((False, False), (True, False), (True, True)):
+            for bm, bn, w, s in ((128, 64, 4, 3), (64, 128, 4, 2), (64, 64, 4, 3), (128, 128, 8, 3)):
+                out.append(("prefill", "int8" if quant else "bf16", 4096,
+                            {"qk8": qk8, "cfg": {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s}}))  # fmt: skip
+    return out
+
+
+_W: dict = {}
+
+
+def weights(name, copies):
+    key = (name, copies)
+    if key not in _W:
+        _W.clear()
+        torch.cuda.empty_cache()
+        N, K = GLM_LINEARS[name]
+        ws = [torch.randn(N, K, dtype=BF16, device=DEV) * 0.02 for _ in range(copies)]
+        _W[key] = (ws, [Int8Weight.quantize(w) for w in ws])
+    return _W[key]
+
+
+def run_case(case, timed: bool) -> dict:
+    kind, name, m, c = case
+    row = {"kind": kind, "name": name, "M": m, "cfg": c}
+    if kind in ("bf16", "int8", "dequant"):
+        N, K = GLM_LINEARS[name]
+        copies = copies_for(N * K) if (timed and m <= 128) else 1
+        ws, iws = weights(name, copies)
+        x = torch.randn(m, K, dtype=BF16, device=DEV)
+        if kind == "bf16":
+            fns = [lambda x=x, w=w: torch.matmul(x, w.T) for w in ws]
+        else:
+            if kind == "dequant":
+                im.DEQUANT_ROWS, cfg = 1, None
+            else:
+                im.DEQUANT_ROWS, cfg = 1 << 30, c
+            fns = [
+                lambda x=x, iw=iw, cfg=cfg: im.int8_linear_triton(x, iw.qweight, iw.scale, config=cfg)
+                for iw in iws
+            ]
+            out = fns[0]()
+            row["err"] = rel(out, x.float() @ iws[0].dequantize().T)
+        if timed:
+            row["us"] = graph_ms(fns) * 1e3
+            row["GBps"] = N * K * (2 if kind == "bf16" else 1) / row["us"] / 1e3
+        else:
+            fns[0]()
+        im.DEQUANT_ROWS = 256
+    elif kind == "decode":
+        quant = name == "int8"
+        fd.INT8_QK = c["qk8"]
+        ctx = 32768
+        kv_bytes = m * ctx * 2 * HD * 2 * (1 if quant else 2) + (m * ctx * 2 * 4 * 2 if quant else 0)
+        fns, ref = [], None
+        for i in range(copies_for(kv_bytes) if timed else 1):
+            k, v, ks, vs, tables, seq = paged_cache(m, ctx, quant)
+            q = torch.randn(m, NH, HD, dtype=BF16, device=DEV)
+            cu = torch.arange(m + 1, dtype=torch.int32, device=DEV)
+            args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+            if i == 0 and m == 1:
+                from kernels.attention import paged_attention_ref
+
+                ref = paged_attention_ref(*args)
+            kw = {k: c[k] for k in ("block_n", "num_warps", "num_stages") if k in c}
+            fns.append(lambda args=args, kw=kw: fd.flash_decode_triton(*args, **kw))
+        out = fns[0]()
+        if ref is not None:
+            row["err"] = rel(out, ref)
+        if timed:
+            row["us"] = graph_ms(fns) * 1e3
+            row["GBps"] = kv_bytes / row["us"] / 1e3
+        fd.INT8_QK = True
+    elif kind == "prefill":
+        quant = name == "int8"
+        fp.INT8_QK = c["qk8"]
+        L = m
+        k, v, ks, vs, tables, seq = paged_cache(1, L, quant)
+        q = torch.randn(L, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.tensor([0, L], dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, L, HD**-0.5, ks, vs)
+        out = fp.flash_prefill_triton(*args, config=c["cfg"])
+        if timed:
+            fp.INT8_QK = False
+            ref = fp.flash_prefill_triton(
+                *args, config={"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
+            )
+            row["err"] = rel(out, ref)
+            fp.INT8_QK = c["qk8"]
+            from triton.testing import do_bench
+
+            ms = do_bench(lambda: fp.flash_prefill_triton(*args, config=c["cfg"]), warmup=25, rep=100,
+                          return_mode="median")  # fmt: skip
+            row["us"] = ms * 1e3
+            row["TFLOPs"] = 4 * NH * HD * L * L / 2 / ms / 1e9
+        fp.INT8_QK = True
+    return row
+
+
+def fmt(row) -> str:
+    c = row["cfg"] or {}
+    if "SPLIT_K" in c:
+        cs = (f"{'dot' if c['DOT'] else 'fma'} m{c['BLOCK_M']} {c['BLOCK_N']}x{c['BLOCK_K']} s{c['STAGES']} "
+              f"split{c['SPLIT_K']} w{c['num_warps']} cvt{c['CVT']}")  # fmt: skip
+    elif "GROUP_N" in c:
+        cs = f"gemm {c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} s{c['num_stages']} cvt{c['CVT']}"
+    else:
+        cs = json.dumps(c) if c else ""
+    extra = " ".join(f"{k} {row[k]:.4g}" for k in ("us", "GBps", "TFLOPs", "err") if k in row)
+    return f"{row['kind']:<8} {row['name']:<8} M={row['M']:<5} {cs:<48} {extra}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--parts", default="gemv1,dot,mid,decode,prefill")
+    ap.add_argument("--jobs", type=int, default=12)
+    ap.add_argument("--warm", default=None, help="i/n: compile every n-th case from i (worker)")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    todo = cases(args.parts.split(","))
+    if args.warm:
+        i, n = map(int, args.warm.split("/"))
+        for case in todo[i::n]:
+            try:
+                run_case(case, timed=False)
+            except Exception as e:  # noqa: BLE001  (the timed pass reports it)
+                print(f"warm {case[:3]}: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        return
+    t0 = time.time()
+    procs = [subprocess.Popen([sys.executable, __file__, "--parts", args.parts, "--warm", f"{i}/{args.jobs}"])
+             for i in range(args.jobs)]  # fmt: skip
+    for p in procs:
+        p.wait()
+    print(f"compiled {len(todo)} cases in {time.time() - t0:.0f}s", flush=True)
+    rows = []
+    for case in todo:
+        try:
+            row = run_case(case, timed=True)
+        except Exception as e:  # noqa: BLE001  (report and go on)
+            row = {
+                "kind": case[0],
+                "name": case[1],
+                "M": case[2],
+                "cfg": case[3],
+                "error": f"{type(e).__name__}: {e}",
+            }
+            print(f"{case[:3]} {case[3]} ERROR {row['error'][:300]}", flush=True)
+            rows.append(row)
+            continue
+        rows.append(row)
+        print(fmt(row), flush=True)
+    out = Path(os.environ.get("OUT", "benchmarks/out")) / "int8_sweep.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
