@@ -214,10 +214,11 @@ class Sampler:
         if staging.cuda:  # pinned copies from the caching host allocator, kept alive until the upload ran
             ids, weights = ids.pin_memory(), weights.pin_memory()
         ids, weights = staging.upload(ids), staging.upload(weights)
-        seen = torch.zeros(R * V, dtype=torch.bool, device=logits.device)
-        seen[ids] = True  # prompt and output tokens (the repetition penalty's set)
-        counts = torch.zeros(R * V, dtype=torch.float32, device=logits.device).scatter_add_(0, ids, weights)
-        seen, counts = seen.view(R, V), counts.view(R, V)
+        # NOTE: scatter_add_ with device tensors only: `seen[ids] = True` would copy the True from the host
+        # and synchronize (caught by the sync-debug-mode test)
+        zeros = torch.zeros(2, R * V, dtype=torch.float32, device=logits.device)
+        seen = zeros[0].scatter_add_(0, ids, torch.ones_like(weights)).view(R, V) > 0  # prompt and output
+        counts = zeros[1].scatter_add_(0, ids, weights).view(R, V)  # output tokens
         rep = t[:, _REP, None]
         x = torch.where(seen & (rep != 1.0), torch.where(logits > 0, logits / rep, logits * rep), logits)
         return x - t[:, _PRES, None] * (counts > 0) - t[:, _FREQ, None] * counts
@@ -228,7 +229,7 @@ def _top_p_batched(s: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     sorted_s, order = torch.sort(s, dim=-1, descending=True)
     probs = sorted_s.softmax(-1)
     drop = (probs.cumsum(-1) - probs) >= top_p[:, None]
-    drop[:, 0] = False
+    drop[:, :1].fill_(False)
     return s.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
 
 

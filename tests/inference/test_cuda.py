@@ -91,9 +91,9 @@ def test_engine_with_graphs_generates_like_eager_and_sizes_pool_from_memory(chec
 
 
 def test_cuda_out_of_memory_fails_the_step_and_graphs_still_replay(checkpoints):
-    """A real CUDA OOM (all free device memory taken but a few MiB, then a prompt whose step needs more)
-    fails that request with a clear error; its blocks come back and later decodes (graph replays) give
-    the same tokens as before."""
+    """A real CUDA OOM (the device filled until the allocator refuses even 2 MiB, then a prompt whose step
+    needs more) fails that request with a clear error; its blocks come back and later decodes (graph
+    replays) give the same tokens as before."""
     import gc
 
     path = checkpoints["glm4"]
@@ -107,11 +107,18 @@ def test_cuda_out_of_memory_fails_the_step_and_graphs_still_replay(checkpoints):
         before = [c.token_ids for c in engine.generate(small, p)]
         gc.collect()  # engines of earlier tests, so that freeing them cannot make room mid-step
         torch.cuda.empty_cache()
-        hog = torch.empty(torch.cuda.mem_get_info()[0] - (8 << 20), dtype=torch.uint8, device="cuda")
+        hog: list[torch.Tensor] = []
         try:
+            for chunk in (1 << 30, 64 << 20, 2 << 20):  # take the device's memory until allocation fails
+                while True:
+                    try:
+                        hog.append(torch.empty(chunk, dtype=torch.uint8, device="cuda"))
+                    except torch.OutOfMemoryError:
+                        break
             [big] = engine.generate([[(i * 7) % 560 for i in range(big_len)]], p)
         finally:
-            del hog
+            hog.clear()
+            torch.cuda.empty_cache()
         assert big.finish_reason == "error" and "out of GPU memory" in big.error, (
             big.finish_reason,
             big.error,
