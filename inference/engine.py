@@ -469,15 +469,17 @@ class Engine:
             sampling = [r for i, r in enumerate(batch.requests) if batch.samples(i)]
             rows = [(r.params, r.prompt_ids, r.output_ids, r.state.generator) for r in sampling]
             flight = self.sampler.sample_async(logits, rows) if rows else None
-        emitted = self._emit_pending()  # overlaps with the device's work on this step
+        # the CPU work below overlaps with the device's work on this step
+        emitted = self._emit_pending()
         if not batch.requests:
             return emitted
-        tokens, logprobs = flight.wait() if flight is not None else ([], [])
         for req, n in zip(batch.requests, batch.num_tokens, strict=True):
             if req.status is Status.FINISHED:
-                continue  # finished while this step ran (stop string, abort): its results are dropped
+                continue  # finished while this step ran (stop string): its results are dropped
+            # publishing blocks still being written is safe: any later reader runs after this step
             req.num_computed += n
             self.kv.cache_blocks(req)
+        tokens, logprobs = flight.wait() if flight is not None else ([], [])
         now = time.perf_counter()
         for req, tok, lp in zip(sampling, tokens, logprobs, strict=True):
             if req.status is not Status.FINISHED:

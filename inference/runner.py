@@ -102,9 +102,8 @@ class ModelRunner:
         self._h_lens = st.empty((seqs,), torch.int32)
         self._h_cu = st.empty((seqs + 1,), torch.int32)
         self._h_tables = st.empty((seqs, width), torch.int32)
-        self._row_src: list[tuple[list[int] | None, int]] = [
-            (None, 0)
-        ] * seqs  # (block list, entries written)
+        # per table row: the block list it was last written from and how many of its entries
+        self._row_src: list[tuple[list[int] | None, int]] = [(None, 0)] * seqs
 
     def _fill(self, seqs: list[Seq], pad_to: int | None = None) -> tuple[int, int, int]:
         """Write the step's inputs into the host buffers; returns (T tokens, B rows, R sampling rows).
@@ -121,18 +120,16 @@ class ModelRunner:
             self._alloc_host(max(T, self._h_ids.shape[0]), max(rows_total, self._h_lens.shape[0]),
                              max(width, self._h_tables.shape[1]))  # fmt: skip
         self.staging.claim()
-        for tokens, s0, k, blocks, _ in seqs:
-            assert k > 0 and s0 + k <= len(tokens), f"{s0=} {k=} {len(tokens)=}"
-            assert len(blocks) * bs >= s0 + k, f"{len(blocks)=} {s0=} {k=}"
         tables = self._h_tables.numpy()
-        for b, s in enumerate(seqs):
-            blocks = s[3]
+        for b, (tokens, s0, k, blocks, _) in enumerate(seqs):
+            nb = len(blocks)
+            assert k > 0 and s0 + k <= len(tokens) and nb * bs >= s0 + k, f"{s0=} {k=} {len(tokens)=} {nb=}"
             src, written = self._row_src[b]
-            if src is not blocks or written > len(blocks):
+            if src is not blocks or written > nb:
                 written = 0
-            if written < len(blocks):
-                tables[b, written : len(blocks)] = blocks[written:]
-            self._row_src[b] = (blocks, len(blocks))
+            if written < nb:
+                tables[b, written:nb] = blocks[written:]
+            self._row_src[b] = (blocks, nb)
         ids = self._h_ids.numpy()
         if int(n.max()) == 1:
             ids[:B] = [s[0][s[1]] for s in seqs]
