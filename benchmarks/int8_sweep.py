@@ -29,7 +29,6 @@ from kernels import int8_matmul as im  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
 
 DEV = "cuda"
-im.FEW_ROWS = 128  # the sweep drives the few-rows kernel up to 128 rows through forced configs
 
 
 def few(bn, bk, st, sk, w, dot=False, cvt=0, bm=16):
@@ -82,6 +81,58 @@ def cases(parts):
                     ("decode", "int8", B, {"qk8": True, "block_n": bn, "num_warps": w, "num_stages": st})
                 )
             out.append(("decode", "bf16", B, {"qk8": False}))
+    if "final" in parts:
+        # serial split-K (no second launch): split configs at 1/8/32 rows, and INT8 decode split counts
+        for m, cfgs in (
+            (1, [few(16, 512, 4, 1, 4), few(16, 512, 4, 2, 4), few(8, 512, 4, 2, 4)]),
+            (
+                8,
+                [few(32, 256, 3, sk, 4, True, 0, 16) for sk in (1, 2, 4, 8)]
+                + [few(64, 256, 3, 4, 4, True, 1, 16)],
+            ),
+            (
+                32,
+                [few(32, 256, 3, sk, 4, True, 0, 32) for sk in (1, 2, 4, 8)]
+                + [few(64, 256, 3, 4, 4, True, 1, 32)],
+            ),
+        ):
+            for name in GLM_LINEARS:
+                out.append(("bf16", name, m, None))
+                for c in cfgs:
+                    out.append(("int8", name, m, c))
+        for B, splits in ((32, 4), (32, 6), (128, 1), (128, 2)):
+            out.append(("decode", "int8", B, {"qk8": True, "num_splits": splits}))
+    if "warm" in parts:
+        # compile (in the parallel workers) what benchmarks/kernels.py's autotuners will try
+        for m, bias in (
+            (1, False),
+            (1, True),
+            (8, False),
+            (17, True),
+            (32, False),
+            (64, False),
+            (100, False),
+        ):
+            for name, (N, K) in GLM_LINEARS.items():
+                if m <= im.FEW_ROWS:
+                    named = {
+                        "X_ptr": torch.empty(1),
+                        "M": m,
+                        "N": N,
+                        "K": K,
+                        "M_BUCKET": 1 << (m - 1).bit_length(),
+                    }
+                    for c in im._prune_few_rows(im._few_rows_configs(), named):
+                        cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
+                        out.append(("warm", name, m, {"cfg": cfg, "bias": bias}))
+                elif -(-N // 128) >= 132:
+                    for c in im._many_rows_configs():
+                        cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
+                        out.append(("warm", name, m, {"cfg": cfg, "bias": bias}))
+        for quant in (False, True):
+            for c in fp._prune(fp._configs(), {"MAX_SEQLEN_Q_BUCKET": 4096}):
+                cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
+                out.append(("warm-prefill", "int8" if quant else "bf16", 4096, {"cfg": cfg}))
     if "dot" in parts:
         for m in (8, 32):
             for name in GLM_LINEARS:
@@ -130,6 +181,19 @@ def weights(name, copies):
 def run_case(case, timed: bool) -> dict:
     kind, name, m, c = case
     row = {"kind": kind, "name": name, "M": m, "cfg": c}
+    if kind == "warm":
+        N, K = GLM_LINEARS[name]
+        ws, iws = weights(name, 1)
+        x = torch.randn(m, K, dtype=BF16, device=DEV)
+        b = torch.randn(N, dtype=BF16, device=DEV) if c["bias"] else None
+        im.int8_linear_triton(x, iws[0].qweight, iws[0].scale, b, config=c["cfg"])
+        return row
+    if kind == "warm-prefill":
+        k, v, ks, vs, tables, seq = paged_cache(1, m, name == "int8")
+        q = torch.randn(m, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.tensor([0, m], dtype=torch.int32, device=DEV)
+        fp.flash_prefill_triton(q, k, v, tables, seq, cu, m, HD**-0.5, ks, vs, config=c["cfg"])
+        return row
     if kind in ("bf16", "int8", "dequant"):
         N, K = GLM_LINEARS[name]
         copies = copies_for(N * K) if (timed and m <= 128) else 1
@@ -142,6 +206,8 @@ def run_case(case, timed: bool) -> dict:
                 im.DEQUANT_ROWS, cfg = 1, None
             else:
                 im.DEQUANT_ROWS, cfg = 1 << 30, c
+            if cfg is not None and "SPLIT_K" in cfg:  # forced few-rows configs, also past FEW_ROWS rows
+                im.FEW_ROWS = max(64, m)
             fns = [
                 lambda x=x, iw=iw, cfg=cfg: im.int8_linear_triton(x, iw.qweight, iw.scale, config=cfg)
                 for iw in iws
@@ -153,7 +219,7 @@ def run_case(case, timed: bool) -> dict:
             row["GBps"] = N * K * (2 if kind == "bf16" else 1) / row["us"] / 1e3
         else:
             fns[0]()
-        im.DEQUANT_ROWS = 256
+        im.DEQUANT_ROWS, im.FEW_ROWS = 256, 64
     elif kind == "decode":
         quant = name == "int8"
         fd.INT8_QK = c["qk8"]
@@ -169,7 +235,7 @@ def run_case(case, timed: bool) -> dict:
                 from kernels.attention import paged_attention_ref
 
                 ref = paged_attention_ref(*args)
-            kw = {k: c[k] for k in ("block_n", "num_warps", "num_stages") if k in c}
+            kw = {k: c[k] for k in ("block_n", "num_warps", "num_stages", "num_splits") if k in c}
             fns.append(lambda args=args, kw=kw: fd.flash_decode_triton(*args, **kw))
         out = fns[0]()
         if ref is not None:
@@ -241,6 +307,8 @@ def main() -> None:
     print(f"compiled {len(todo)} cases in {time.time() - t0:.0f}s", flush=True)
     rows = []
     for case in todo:
+        if case[0].startswith("warm"):
+            continue
         try:
             row = run_case(case, timed=True)
         except Exception as e:  # noqa: BLE001  (report and go on)

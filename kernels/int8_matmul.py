@@ -7,7 +7,8 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   kernel with grid (N tiles, K splits): one row multiplies elementwise into a float32 tile (no dot, its
   weight loads pipelined by ``tl.range`` stages), 2..64 rows use a transposed tensor-core dot
   ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` (the weights as the wide operand, the rows padded to 16,
-  32 or 64); split partials (float32) are summed by a small second pass. Autotuned on (rows, N, K).
+  32 or 64); with split K, the last split of each column tile to finish sums the float32 partials (one
+  launch, no second pass). Autotuned on (rows, N, K).
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
   the usual orientation, grouped program order for L2 reuse. (The transposed orientation with 256x128 tiles
   gave wrong results under Triton 3.6 on an H200, so the many-rows family does not use it.)
@@ -39,7 +40,7 @@ from .triton_common import (
 FEW_ROWS = 64
 # at or above this many rows: dequantize to a transient copy and use cuBLAS (see int8_linear_triton)
 DEQUANT_ROWS = 256
-# at most this many K splits in the few-rows kernel (bounds the partial-sum buffer and the reduce pass)
+# at most this many K splits in the few-rows kernel (bounds the partial-sum buffer and the final sum)
 MAX_SPLIT_K = 8
 # NOTE: int8 -> float conversion by ``cvt`` (I2F) runs at 16 results per clock per multiprocessor on Hopper,
 # an eighth of the FMA rate: at ~1.5 conversions per int8 -> bf16 value that caps every int8 kernel here at
@@ -246,6 +247,7 @@ def _int8_few_rows_kernel(
     B_ptr,
     Y_ptr,
     P_ptr,
+    C_ptr,
     M,
     N,
     K,
@@ -272,7 +274,8 @@ def _int8_few_rows_kernel(
     dot's first operand, so one 16-row dot covers 1..32 rows); otherwise (one row) elementwise FMAs into a
     (BLOCK_N, BLOCK_K) float32 tile, reduced once after the loop. The per-column scale is applied once,
     after the K loop. SPLIT_K == 1 stores y (+ bias); otherwise the scaled float32 partial goes to
-    P[split] (SPLIT_K, M, N) and ``_splitk_reduce_kernel`` sums the splits."""
+    P[split] (SPLIT_K, M, N), and the last split of the column tile to arrive (counted in C[pid_n], int32,
+    zero between launches) sums them into y."""
     pid_n = tl.program_id(0)
     split = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -337,25 +340,23 @@ def _int8_few_rows_kernel(
             out += tl.load(B_ptr + rn).to(tl.float32)[:, None]
         tl.store(Y_ptr + row.to(tl.int64) * stride_ym + col, to_dtype(out, Y_ptr.dtype.element_ty), mask=mask)
     else:
-        tl.store(P_ptr + (split * M + row).to(tl.int64) * N + col, out, mask=mask)
-
-
-@triton.jit
-def _splitk_reduce_kernel(
-    P_ptr, B_ptr, Y_ptr, M, N, stride_ym, splits, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr
-):
-    """y[m, n] = sum over splits of P[s, m, n] (+ bias[n]), rounded once to y's dtype."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mn = M * N
-    mask = offs < mn
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    for s in range(0, splits):
-        acc += tl.load(P_ptr + s * mn + offs, mask=mask, other=0.0)
-    m = offs // N
-    n = offs % N
-    if HAS_BIAS:
-        acc += tl.load(B_ptr + n, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y_ptr + m.to(tl.int64) * stride_ym + n, to_dtype(acc, Y_ptr.dtype.element_ty), mask=mask)
+        p_ptrs = P_ptr + (split * M + row).to(tl.int64) * N + col
+        tl.store(p_ptrs, out, mask=mask)
+        # serial split-K: the last split of this column tile to arrive sums the partials, so no second
+        # launch. The barrier orders every thread's partial store before the (cumulative) acq_rel counter
+        # update; partials are read from L2 (.cg); the counter goes back to 0 for the next launch.
+        tl.debug_barrier()
+        arrived = tl.atomic_add(C_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLIT_K - 1:
+            total = tl.zeros(out.shape, dtype=tl.float32)
+            for s in tl.static_range(SPLIT_K):
+                total += tl.load(p_ptrs + (s - split) * M * N, mask=mask, other=0.0, cache_modifier=".cg")
+            if HAS_BIAS:
+                total += tl.load(B_ptr + rn).to(tl.float32)[:, None]
+            tl.store(
+                Y_ptr + row.to(tl.int64) * stride_ym + col, to_dtype(total, Y_ptr.dtype.element_ty), mask=mask
+            )
+            tl.store(C_ptr + pid_n, 0)
 
 
 # one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps); 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K,
@@ -407,15 +408,15 @@ def _few_rows_configs() -> list[triton.Config]:
 def max_split_k(rows: int, k: int) -> int:
     """Most K splits for ``rows`` rows: the float32 partials' round trip (8 bytes per row and split) stays
     under half of a column's int8 weight bytes (K), and at most MAX_SPLIT_K (the autotuner times the
-    reduction pass too, so this only bounds the candidates)."""
+    final sum too, so this only bounds the candidates)."""
     return max(1, min(MAX_SPLIT_K, next_pow2(k // (16 * rows) + 1) // 2))
 
 
 def _prune_few_rows(configs, named_args, **kwargs):
     """One row: the FMA configs; more rows: the dot configs with the smallest row tile covering M (a wider
     one only multiplies zeros). Then: at least one program per two multiprocessors (fewer leave too many
-    without weight rows to stream), splits only while the unsplit grid is under two waves (a split costs a second
-    pass), >= 2 K tiles per program (a pipeline needs tiles to overlap), and no more splits than
+    without weight rows to stream), splits only while the unsplit grid is under four programs per
+    multiprocessor (a split adds a partial-sum round trip), >= 2 K tiles per program (a pipeline needs tiles to overlap), and no more splits than
     ``max_split_k``."""
     M, N, K, bucket = named_args["M"], named_args["N"], named_args["K"], named_args["M_BUCKET"]
     sms = device_sms(named_args["X_ptr"])
@@ -434,7 +435,7 @@ def _prune_few_rows(configs, named_args, **kwargs):
         # NOTE: the bound uses the row bucket (the autotune key), as the launcher's partial buffer does
         if (
             2 * programs >= sms
-            and (kw["SPLIT_K"] == 1 or tiles < 2 * sms)
+            and (kw["SPLIT_K"] == 1 or tiles < 4 * sms)
             and k_tiles >= 2
             and kw["SPLIT_K"] <= max_split_k(bucket, K)
         ):
@@ -452,35 +453,10 @@ def _prune_few_rows(configs, named_args, **kwargs):
     return fallback[:1]
 
 
-def _reduce_splits(
-    part: torch.Tensor,
-    bias_or_scale,
-    y: torch.Tensor,
-    M: int,
-    N: int,
-    stride_ym: int,
-    splits: int,
-    has_bias: bool,
-) -> None:
-    block = 1024
-    _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
-        part, bias_or_scale, y, M, N, stride_ym, splits, HAS_BIAS=has_bias, BLOCK=block
-    )
-
-
-def _reduce_after_bench(nargs, exception=None):
-    """Autotuner post-hook (runs inside each timed call): add the split reduction to a split config's
-    time, so that the choice between split and unsplit configs counts the second pass too."""
-    if exception is None and nargs["SPLIT_K"] > 1:
-        _reduce_splits(nargs["P_ptr"], nargs["B_ptr"], nargs["Y_ptr"], nargs["M"], nargs["N"],
-                       nargs["stride_ym"], nargs["SPLIT_K"], nargs["HAS_BIAS"])  # fmt: skip
-
-
 _few_rows = triton.autotune(
     configs=_few_rows_configs(),
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _prune_few_rows},
-    post_hook=_reduce_after_bench,
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_int8_few_rows_kernel))
 
 
@@ -634,14 +610,14 @@ def int8_linear_triton(
 
 
 def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config: dict | None) -> None:
-    """The split-K few-rows kernel (autotuned, or ``config``), then the split reduction if it split K."""
+    """The split-K few-rows kernel (autotuned, or ``config``)."""
     if INTERPRET and config is None:
         config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": M > 1}
     max_split = max_split_k(next_pow2(M), K) if config is None else config["SPLIT_K"]
     # float32 partial sums of every split (only written when the chosen config splits K)
     part = torch.empty((max_split, M, N), dtype=torch.float32, device=x.device)
     kw = dict(HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=dot_precision(x.dtype), FAST=FAST_CVT)
-    launch_args = (*args[:5], part, *args[5:])
+    launch_args = (*args[:5], part, _split_counters(x.device, triton.cdiv(N, 4)), *args[5:])
 
     def grid(meta):
         return (triton.cdiv(N, meta["BLOCK_N"]), meta["SPLIT_K"])
@@ -653,13 +629,22 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
         kw["FAST"] = fast_cvt_fits(cfg["BLOCK_N"] * cfg["BLOCK_K"], cfg["num_warps"])
         _int8_few_rows_kernel[grid(cfg)](*launch_args, EVEN_K=K % cfg["BLOCK_K"] == 0, **kw, **cfg)
-        splits = cfg["SPLIT_K"]
     else:
         _few_rows[grid](*launch_args, **kw)
-        splits = _few_rows.best_config.kwargs["SPLIT_K"]
-    if splits > 1:
-        y = args[4]
-        _reduce_splits(part, args[3], y, M, N, y.stride(0), splits, bias is not None)
+
+
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _split_counters(device: torch.device, n: int) -> torch.Tensor:
+    """A zeroed int32 arrival counter per column tile for the split-K kernel, kept per device: every launch
+    leaves it zeroed again. NOTE: allocated (and grown) outside CUDA-graph capture in practice, since the
+    first call of each shape autotunes eagerly; calls on one stream at a time (the engine's) share it."""
+    c = _COUNTERS.get(device)
+    if c is None or c.numel() < n:
+        c = torch.zeros(max(n, 1 << 14), dtype=torch.int32, device=device)
+        _COUNTERS[device] = c
+    return c
 
 
 def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
