@@ -41,7 +41,11 @@ class EngineService:
             try:
                 kv = settings.kv_cache_memory_mb * 2**20 or None
                 self.engine = Engine.from_pretrained(
-                    path, device=device, quantization=settings.model_quantization or None, kv_cache_memory=kv
+                    path,
+                    device=device,
+                    quantization=settings.model_quantization or None,
+                    kv_cache_memory=kv,
+                    gpu_memory_utilization=settings.gpu_memory_utilization,
                 )
             except Exception as e:
                 # NOTE: the API still serves (extractively); /readyz reports the engine as failed.

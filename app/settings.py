@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     model_name: str = ""
     # KV cache pool in MiB; 0 = the engine's default (most of the free GPU memory, 1 GiB on the CPU).
     kv_cache_memory_mb: int = 0
+    # Share of the GPU's memory the engine may fill (weights, activations, graphs, then the KV pool);
+    # lower it when other models (embeddings, re-ranker) share the GPU.
+    gpu_memory_utilization: float = 0.9
     answer_max_tokens: int = 512
     ask_top_k: int = 8
     # Whole-retrieval deadline per request; a stage that overruns is abandoned (degraded answer).
