@@ -168,6 +168,12 @@ def test_stop_strings_stop_ids_seed_and_logprobs(checkpoints):
             prompt, SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, stop=[stop])
         )
         assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.index(stop)]
+        # the stop string is seen a step late (events trail sampling); the token sampled meanwhile is dropped
+        k = len(cut.token_ids)
+        assert cut.token_ids == full.token_ids[:k] and cut.usage.completion_tokens == k
+        assert stop in engine.tokenizer.decode(cut.token_ids) and stop not in engine.tokenizer.decode(
+            cut.token_ids[:-1]
+        )
 
         stop_id = full.token_ids[5]
         [st] = engine.generate(
