@@ -106,18 +106,27 @@ def parse_markdown(text: str) -> ParsedDocument:
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map and tok.level == 0:
             inline = tokens[i + 1]
-            headings.append((tok.map[0], tok.map[1], int(tok.tag[1]), inline.content))
+            headings.append((tok.map[0], tok.map[1], int(tok.tag[1]), _plain_inline(inline)))
     b = TextBuilder()
     pos = 0
     for first, end, level, title in headings:
         b.block("\n".join(lines[pos:first]))
-        b.heading(level, _strip_inline_marks(title))
+        b.heading(level, title)
         pos = end
     b.block("\n".join(lines[pos:]))
     title = b.first_heading
     return b.build("markdown", None, title)
 
 
-def _strip_inline_marks(s: str) -> str:
-    s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
-    return clean_inline(re.sub(r"[*_`]+", "", s))
+def _plain_inline(inline) -> str:
+    """A heading's text without its Markdown marks, from markdown-it's parse: emphasis and link syntax go,
+    literal characters stay (`snake_case`, `a * b`), an image counts as its alt text."""
+    parts: list[str] = []
+    for child in inline.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "image":
+            parts.append(child.content)
+    return clean_inline("".join(parts))
