@@ -245,6 +245,8 @@ function renderStored(m) {
   t.answer.setAttribute("aria-busy", "false");
   t.answer.dataset.state = "done";
   renderAnswer(t.answer, m.content || "", m.sources || []);
+  // A stream cut off (connection lost, server restarted) is stored as an empty, incomplete turn.
+  if (m.meta && m.meta.incomplete) t.notes.append(h("p", { class: "muted small", text: "This answer was interrupted before it finished; ask again." }));
   if (m.sources) renderSources(t.sources, m.sources, null);
   if (m.id) fill(t.foot, feedbackBox(m.id, m.feedback));
 }
