@@ -359,10 +359,14 @@ def _int8_few_rows_kernel(
             tl.store(C_ptr + pid_n, 0)
 
 
-# one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps); 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K,
-# STAGES, CVT). From the H200 sweep (benchmarks/int8_sweep.py, RESULTS.md "Third pass"): the one-row loop needs
-# its weight loads pipelined 4-8 tiles deep; narrow dot tiles (32-64 weight rows) beat wide ones at <= 32 rows.
-FMA_TILES = ((16, 512, 4, 4), (16, 512, 6, 4), (8, 512, 4, 4), (8, 256, 6, 2), (8, 256, 8, 2))
+# one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps) for layers narrower than WIDE_N, and for wider ones;
+# 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K, STAGES, CVT). From the H200 sweeps (benchmarks/
+# int8_sweep.py, RESULTS.md "Third pass"): the one-row loop needs its weight loads pipelined 4-6 tiles deep,
+# and a K split never paid for one row; narrow dot tiles (32-64 weight rows) with K splits win at <= 32 rows.
+# NOTE: one row takes a fixed tile per width, not the autotuner's pick: its eager timings of these ~10 us
+# kernels picked configs 5-8% slower than the best under CUDA-graph replay (the engine's decode).
+FMA_TILES = ((16, 512, 4, 4), (8, 256, 6, 2))
+WIDE_N = 16384
 DOT_TILES = ((32, 256, 3, 0), (64, 256, 3, 0), (64, 256, 3, 1), (64, 128, 4, 0), (128, 128, 3, 1))
 
 
@@ -391,7 +395,7 @@ def _few_rows_configs() -> list[triton.Config]:
                 "BLOCK_M": 16,
                 "BLOCK_N": bn,
                 "BLOCK_K": bk,
-                "SPLIT_K": sk,
+                "SPLIT_K": 1,
                 "DOT": False,
                 "STAGES": st,
                 "CVT": 0,
@@ -400,7 +404,6 @@ def _few_rows_configs() -> list[triton.Config]:
             num_stages=st,
         )
         for bn, bk, st, w in FMA_TILES
-        for sk in (1, 2)
     ]
     return dot + fma
 
@@ -413,21 +416,23 @@ def max_split_k(rows: int, k: int) -> int:
 
 
 def _prune_few_rows(configs, named_args, **kwargs):
-    """One row: the FMA configs; more rows: the dot configs with the smallest row tile covering M (a wider
-    one only multiplies zeros). Then: at least one program per two multiprocessors (fewer leave too many
+    """One row: the FMA config for the layer's width (FMA_TILES). More rows: the dot configs with the
+    smallest row tile covering M (a wider one only multiplies zeros), then: at least one program per two multiprocessors (fewer leave too many
     without weight rows to stream), splits only while the unsplit grid is under four programs per
     multiprocessor (a split adds a partial-sum round trip), >= 2 K tiles per program (a pipeline needs tiles to overlap), and no more splits than
     ``max_split_k``."""
     M, N, K, bucket = named_args["M"], named_args["N"], named_args["K"], named_args["M_BUCKET"]
+    if M == 1:
+        tile = FMA_TILES[N >= WIDE_N][:2]
+        return [
+            c for c in configs if not c.kwargs["DOT"] and (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) == tile
+        ]
     sms = device_sms(named_args["X_ptr"])
     m_tile = max(16, next_pow2(M))
     kept = []
     for c in configs:
         kw = c.kwargs
-        if M == 1:
-            if kw["DOT"]:
-                continue
-        elif not kw["DOT"] or kw["BLOCK_M"] != m_tile:
+        if not kw["DOT"] or kw["BLOCK_M"] != m_tile:
             continue
         tiles = triton.cdiv(N, kw["BLOCK_N"])
         programs = tiles * kw["SPLIT_K"]
