@@ -438,6 +438,11 @@ def report(args, rec: Recorder, wall: float, ready0: int, counts: Counter, accep
                 "counter_deltas": delta,
                 "documents": {"uploaded_during_run": accepted, "ingested_during_run": ingested, **counts},
                 "rss_mib": {"api": rss_api, "worker": rss_worker, "bound": bound},
+                # every 5th one-second sample: a leak climbs to the end, a high-water mark levels off
+                "rss_series_mib": {
+                    "api": [round(x) for x in rss.api[::5]],
+                    "worker": [round(x) for x in rss.worker[::5]],
+                },
             },
             indent=1,
         )
