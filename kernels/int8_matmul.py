@@ -638,18 +638,19 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         _few_rows[grid](*launch_args, **kw)
 
 
-_COUNTERS: dict[torch.device, torch.Tensor] = {}
+_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
 
 
 def _split_counters(device: torch.device, n: int) -> torch.Tensor:
     """A zeroed int32 arrival counter per column tile for the split-K kernel, kept per device: every launch
-    leaves it zeroed again. NOTE: allocated (and grown) outside CUDA-graph capture in practice, since the
-    first call of each shape autotunes eagerly; calls on one stream at a time (the engine's) share it."""
-    c = _COUNTERS.get(device)
-    if c is None or c.numel() < n:
-        c = torch.zeros(max(n, 1 << 14), dtype=torch.int32, device=device)
-        _COUNTERS[device] = c
-    return c
+    leaves it zeroed again. 1M entries (4 MB) cover any layer up to 4M output columns; a larger one gets a
+    larger buffer, and the old ones stay allocated (a captured CUDA graph may hold their address).
+    NOTE: launches on one stream at a time (the engine's) share it; allocated outside CUDA-graph capture in
+    practice, since the first call of each shape autotunes eagerly."""
+    kept = _COUNTERS.setdefault(device, [])
+    if not kept or kept[-1].numel() < n:
+        kept.append(torch.zeros(max(n, 1 << 20), dtype=torch.int32, device=device))
+    return kept[-1]
 
 
 def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -74,12 +74,15 @@ def test_int8_linear_many_rows_dequantizes_then_multiplies():
         {"BLOCK_N": 4, "BLOCK_K": 64, "SPLIT_K": 1, "DOT": False},
         {"BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 3, "DOT": False},
         {"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": True},
+        {"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": True, "CVT": 1, "STAGES": 3},
+        {"BLOCK_N": 16, "BLOCK_K": 64, "SPLIT_K": 1, "DOT": True, "CVT": 2, "STAGES": 3},
     ],
-    ids=["fma", "fma-split3", "dot-split2"],
+    ids=["fma", "fma-split3", "dot-split2", "dot-split2-convert-first", "dot-triton-convert"],
 )
 def test_int8_few_rows_one_row_configs(config):
-    # one row: elementwise (FMA) and dot variants, with and without split K (3 splits of 48 leave the last
-    # split a partial tile), K a multiple of BLOCK_K or not, N not a multiple of BLOCK_N
+    # one row: elementwise (FMA) and dot variants (each int8 conversion placement), with and without split K
+    # (3 splits of 48 leave the last split a partial tile), K a multiple of BLOCK_K or not, N not a multiple
+    # of BLOCK_N
     w = _weight(45, 128)
     x = torch.randn(1, 128, dtype=BF16, device=DEVICE)
     b = torch.randn(45, dtype=BF16, device=DEVICE)
@@ -106,6 +109,10 @@ def test_int8_few_rows_split_k(rows, split):
               "DOT": True}  # fmt: skip
     int8_linear_triton(x, w.qweight, w.scale, b, config=config, out=out)
     assert_close(out, x.double() @ w.dequantize(FP32).double().T + b.double(), FP32)
+    # the last split of each column tile summed the partials and reset its arrival counter: a second launch
+    # (as a CUDA-graph replay would do) gets the same result
+    assert int8_matmul._split_counters(x.device, 1).count_nonzero().item() == 0
+    assert torch.equal(int8_linear_triton(x, w.qweight, w.scale, b, config=config), out)
 
 
 def test_int8_few_rows_rejects_a_row_tile_smaller_than_the_rows():
