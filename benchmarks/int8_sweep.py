@@ -3,9 +3,12 @@ variants; each case checked against the exact result at full size, then timed (C
 
     python3 benchmarks/int8_sweep.py [--parts gemv1,dot,mid,decode,prefill] [--jobs 12]   # first run
     python3 benchmarks/int8_sweep.py --parts gemv1b,mid2,decode2                          # second run
+    python3 benchmarks/int8_sweep.py --parts warm,final   # split-K and decode splits; then kernels.py
 
 Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
-Triton's cache; the timed pass then only loads compiled kernels. Prints one line per case.
+Triton's cache; the timed pass then only loads compiled kernels. Prints one line per case. The "warm" part
+only compiles what benchmarks/kernels.py's autotuners will try (run it first, same machine, to shorten
+that script's first calls). Sweep results: benchmarks/RESULTS.md, "INT8, third pass".
 """
 
 from __future__ import annotations
