@@ -68,6 +68,7 @@ def int8_copy(m: GlmModel) -> GlmModel:
         for name in MATRICES:
             setattr(ql, name, Int8Weight.quantize(getattr(layer, name)))
         q.layers.append(ql)
+    q.lm_head = Int8Weight.quantize(m.lm_head)  # as load_model(..., quantization="int8") does
     q.int8 = True
     return q
 

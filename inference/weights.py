@@ -139,7 +139,7 @@ def load_model(
                     loaded.add(key)
             log.info("loaded %s", file.name)
     if "lm_head.weight" not in loaded and cfg.tie_word_embeddings:
-        model.lm_head = model.embed
+        model.lm_head = Int8Weight.quantize(model.embed) if model.int8 else model.embed
         loaded.add("lm_head.weight")
     missing = sorted(set(slots) - loaded)
     if missing:

@@ -94,10 +94,12 @@ def test_int8_weights_equal_dequantized_float_model_and_int8_kv_is_close(checkpo
 
     q = load_model(path, quantization="int8")
     assert isinstance(q.layers[0].qkv, Int8Weight) and q.layers[0].qkv.qweight.dtype == torch.int8
+    assert isinstance(q.lm_head, Int8Weight)  # the vocabulary projection is read every decode step too
     fake = load_model(path)
     for layer in fake.layers:
         for name in ("qkv", "o_proj", "gate_up", "down"):
             setattr(layer, name, Int8Weight.quantize(getattr(layer, name)).dequantize())
+    fake.lm_head = Int8Weight.quantize(fake.lm_head).dequantize()
     full = logits(load_model(path))
     int8_w = logits(q)
     assert rel_err(int8_w, logits(fake)) < 1e-5
