@@ -16,22 +16,19 @@ P's columns, so nothing is dequantized per element. V is converted before its tr
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
-from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton
+from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
 from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
 # INT8 KV with 16-bit queries: quantize the query per head and run q.K on int8 tensor cores (K is never
 # converted; H200, 32k context: 10-11% faster at batch 32/128, relative error vs the dequantized reference
-# 3.9e-3 -> 7.7e-3 on random data). AUTOGLM_INT8_QK=0 keeps 16-bit queries.
-INT8_QK = os.environ.get("AUTOGLM_INT8_QK", "1") != "0"
+# 3.9e-3 -> 7.7e-3 on random data). AUTOGLM_INT8_QK=0 keeps 16-bit queries (`use_int8_qk`).
 
 
 @triton.jit
@@ -452,7 +449,7 @@ def flash_decode_triton(
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
         FAST=fast_cvt_fits(block_d * block_n, num_warps),
-        QK8=quant and INT8_QK and q.dtype != torch.float32,
+        QK8=use_int8_qk(quant, q.dtype, block_d),
         num_warps=num_warps,
         num_stages=num_stages,
     )

@@ -33,6 +33,12 @@ LOG2E = 1.4426950408889634
 INT8_QK = os.environ.get("AUTOGLM_INT8_QK", "1") != "0"
 
 
+def use_int8_qk(quant: bool, q_dtype: torch.dtype, block_d: int) -> bool:
+    """Whether q.K runs on int8 tensor cores: an INT8 cache, 16-bit queries, and a head dim the int8 MMA
+    can take (its K step is 32: a 16-dim head does not compile on the GPU)."""
+    return quant and INT8_QK and q_dtype != torch.float32 and block_d >= 32
+
+
 @triton.jit
 def _kv_tile(
     C_ptr,
@@ -479,7 +485,7 @@ def flash_prefill_triton(
         UPCAST=UPCAST_DOT,
         PRECISION=dot_precision(q.dtype),
         PAGE=k_cache.shape[1],
-        QK8=quant and INT8_QK and q.dtype != torch.float32,
+        QK8=use_int8_qk(quant, q.dtype, next_pow2(hd)),
     )
 
     def grid(meta):
