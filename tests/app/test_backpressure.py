@@ -141,7 +141,7 @@ def test_search_sheds_past_slot_and_queue_then_serves(live):
                                                                      headers=w.member)), range(12)))  # fmt: skip
         for r, took in refused:
             _assert_busy(r, "search")
-            assert took < 1.0, f"a refusal took {took:.2f} s"
+            assert took < QUEUE_TIMEOUT_S / 2, f"a refusal took {took:.2f} s: it waited instead"
 
         holder.released.set()
         for fut in (held, waiting):
