@@ -3,10 +3,12 @@
 Work classes: `search` (POST /api/search), `ask` (POST /api/ask, POST /v1/chat/completions) and `upload`
 (POST /api/collections/{id}/documents). A request of a class runs when fewer than its limit are running;
 otherwise it waits in a FIFO queue of bounded length for at most `busy_queue_timeout_s`; when the queue
-is full, or the wait runs out, it gets 503 at once with `Retry-After` and a JSON body ({"detail"}, or
-OpenAI's {"error"} under /v1/). So an overload costs callers a fast refusal instead of growing latency,
-threads and memory without bound. A slot is held until the response is fully sent (a streamed answer
-holds it to the last event). Other routes are not gated.
+is full, or the wait runs out, it gets 503 with `Retry-After` and a JSON body ({"detail"}, or OpenAI's
+{"error"} under /v1/). So an overload costs callers a fast refusal instead of growing latency, threads
+and memory without bound. A slot is held until the response is fully sent (a streamed answer holds it
+to the last event). Search and ask take their slot before the body is read; an upload takes it once its
+body has arrived (spooled to disk meanwhile), so a large file on a slow link holds no slot while it is
+sent and the slot bounds only the files being read into memory and stored. Other routes are not gated.
 
 A pure ASGI middleware on the event loop: the gates need no locks.
 """
@@ -22,6 +24,7 @@ from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass
 
+from fastapi import HTTPException
 from prometheus_client import Counter, Gauge
 
 from app.metrics import registry
@@ -168,6 +171,14 @@ async def busy_response(scope, send, cls: str, retry_after: int) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class Busy(HTTPException):
+    """A refusal raised from inside the request (an upload whose body has arrived): the app's handler
+    turns it into the same 503."""
+
+    def __init__(self, cls: str, retry_after: int) -> None:
+        super().__init__(503, busy_detail(cls), headers={"Retry-After": str(retry_after)})
+
+
 class BackpressureMiddleware:
     """Gates the work classes (see the module docstring); everything else passes straight through."""
 
@@ -182,6 +193,9 @@ class BackpressureMiddleware:
             await self.app(scope, receive, send)
             return
         gate = self.gates.by_class[cls]
+        if cls == "upload":
+            await self._after_body(gate, scope, receive, send)
+            return
         refused = await gate.acquire()
         if refused is not None:
             REJECTED.labels(cls, refused).inc()
@@ -192,3 +206,24 @@ class BackpressureMiddleware:
             await self.app(scope, receive, send)
         finally:
             gate.release(time.perf_counter() - t0)
+
+    async def _after_body(self, gate: Gate, scope, receive, send) -> None:
+        """Run the request, taking the slot when the last body message arrives (refused: Busy)."""
+        held: float | None = None  # when the slot was taken
+
+        async def gated_receive():
+            nonlocal held
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body") and held is None:
+                refused = await gate.acquire()
+                if refused is not None:
+                    REJECTED.labels(gate.name, refused).inc()
+                    raise Busy(gate.name, gate.retry_after_s())
+                held = time.perf_counter()
+            return message
+
+        try:
+            await self.app(scope, gated_receive, send)
+        finally:
+            if held is not None:
+                gate.release(time.perf_counter() - held)

@@ -35,8 +35,8 @@ ASK = {"question": "How many days of paid leave do employees get?"}
 class SlowBody:
     """A request body whose last bytes are sent only after release(): a slow client holding its slot."""
 
-    def __init__(self, payload: dict) -> None:
-        self.data = json.dumps(payload).encode()
+    def __init__(self, payload: dict | bytes) -> None:
+        self.data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.released = threading.Event()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -95,6 +95,7 @@ def live(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         ask_env(mp, tmp, AUTOGLM_MAX_CONCURRENT_SEARCH="1", AUTOGLM_MAX_QUEUED_SEARCH="1",
                 AUTOGLM_MAX_CONCURRENT_ASK="1", AUTOGLM_MAX_QUEUED_ASK="0",
+                AUTOGLM_MAX_CONCURRENT_UPLOAD="1", AUTOGLM_MAX_QUEUED_UPLOAD="0",
                 AUTOGLM_BUSY_QUEUE_TIMEOUT_S=str(QUEUE_TIMEOUT_S))  # fmt: skip
         server = Server(tmp / "server.log")
         try:
@@ -203,6 +204,28 @@ def test_ask_refusals_are_fast_and_do_not_grow_memory(live):
         assert http.post("/v1/chat/completions", json=chat, headers=openai_headers).status_code == 200
     metrics = httpx.get(f"{server.base}/metrics").text
     assert 'autoglm_backpressure_rejected_total{cls="ask",reason="queue_full"} 3000.0' in metrics
+
+
+def test_a_slow_upload_holds_no_slot_while_it_is_sent(live):
+    """Uploads take their slot once the body has arrived: a large file on a slow link does not block others."""
+    server, w = live
+    url = f"{server.base}/api/collections/{w.handbook}/documents"
+    req = httpx.Request("POST", url, files=[("files", ("slow.md", b"# Slow\n\nSent over a slow link.\n"))])
+    slow = SlowBody(req.read())
+    headers = {**w.admin, "Content-Type": req.headers["Content-Type"]}
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(httpx.post, url, content=iter(slow), headers=headers, timeout=60)
+        time.sleep(1.0)  # the slow request is on the server, its body half sent
+        assert server.gauge("autoglm_backpressure_in_flight", "upload") == 0
+        quick = httpx.post(
+            url, files=[("files", ("quick.md", b"# Quick\n\nSent at once.\n"))], headers=w.admin
+        )
+        assert quick.status_code == 202, (
+            quick.text
+        )  # one slot, no queue: it would be a 503 if the slot were held
+        slow.released.set()
+        r = sending.result(60)
+    assert r.status_code == 202 and [d["filename"] for d in r.json()["documents"]] == ["slow.md"], r.text
 
 
 def test_full_engine_queue_is_503_with_retry_after(tmp_path, monkeypatch, glm_checkpoint):  # noqa: F811
