@@ -120,10 +120,11 @@ def parse_markdown(text: str) -> ParsedDocument:
 
 def _plain_inline(inline) -> str:
     """A heading's text without its Markdown marks, from markdown-it's parse: emphasis and link syntax go,
-    literal characters stay (`snake_case`, `a * b`), an image counts as its alt text."""
+    literal characters stay (`snake_case`, `a * b`, escapes, inline HTML such as `<T>` as written), an image
+    counts as its alt text."""
     parts: list[str] = []
     for child in inline.children or []:
-        if child.type in ("text", "code_inline"):
+        if child.type in ("text", "text_special", "code_inline", "html_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")

@@ -293,10 +293,12 @@ def test_damaged_bytes_never_escape_as_other_errors(make):
 
 def test_markdown_heading_keeps_literal_characters_and_drops_marks():
     # Identifiers in headings are what people search for: `snake_case` must not become `snakecase`.
-    md = "# Using snake_case and my__var\n\nintro\n\n## The *fast* [path](http://x) for `a_b` 2 * 3\n\nbody\n"
+    md = "# Using snake_case and my__var\n\nintro\n\n## The *fast* [path](http://x) for `a_b` 2 * 3 \\*\n\nbody\n"
+    md += "\n## List<T> <b>bold</b>\n\nmore\n"
     doc = parse(md.encode(), "guide.md")
     assert doc.title == "Using snake_case and my__var"
     assert section_of(doc, "body").heading_path == [
         "Using snake_case and my__var",
-        "The fast path for a_b 2 * 3",
+        "The fast path for a_b 2 * 3 *",
     ]
+    assert section_of(doc, "more").heading_path[-1] == "List<T> <b>bold</b>"  # text as written, never HTML
