@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fastapi import HTTPException
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from app.settings import settings
 
@@ -83,13 +82,11 @@ def release_connection(session: Session) -> None:
     session.commit()
 
 
-async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
-    """Exception handler: the database cannot be reached (stopped, restarting, refusing connections) ->
-    503 with Retry-After; the next request tries again on a fresh connection."""
+def database_unavailable(exc: OperationalError) -> HTTPException:
+    """The database cannot be reached (stopped, restarting, refusing connections): the 503 with Retry-After
+    to answer with (main.py shapes it per API); the next request tries again on a fresh connection."""
     log.warning("database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
-    return JSONResponse(
-        {"detail": DB_UNAVAILABLE}, status_code=503, headers={"Retry-After": str(DB_RETRY_AFTER_S)}
-    )
+    return HTTPException(503, DB_UNAVAILABLE, headers={"Retry-After": str(DB_RETRY_AFTER_S)})
 
 
 def alembic_config(url: str | None = None):

@@ -78,8 +78,11 @@ def create_app() -> FastAPI:
             return openai_compat.openai_error_handler(request, exc)
         return await request_validation_exception_handler(request, exc)
 
-    # The database stopped or restarting: 503 + Retry-After, recovered without a restart (db.py).
-    api.add_exception_handler(OperationalError, database_unavailable)
+    @api.exception_handler(OperationalError)
+    async def _database_unavailable(request: Request, exc: OperationalError):
+        # The database stopped or restarting: 503 + Retry-After, recovered without a restart (db.py);
+        # {"detail"} under /api, OpenAI's error shape under /v1/.
+        return await _http_error(request, database_unavailable(exc))
 
     @api.get("/api/health", tags=["health"])
     def health() -> dict[str, str]:

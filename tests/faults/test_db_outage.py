@@ -44,6 +44,11 @@ def test_database_outage_503_then_recovery(postgres, redis_server, tmp_path, mon
                     method, path, headers=admin, json={"query": "backup"} if method == "POST" else None
                 )
                 assert (r.status_code, r.json(), r.headers.get("retry-after")) == (503, DOWN, "5"), path
+            # OpenAI clients get their own error shape for the same outage
+            r = client.get("/v1/models", headers=admin)
+            assert (r.status_code, r.json()["error"]["message"], r.headers.get("retry-after")) == (
+                503, DOWN["detail"], "5"
+            )  # fmt: skip
             assert client.get("/readyz").json()["checks"]["database"]["ok"] is False
             # The worker meets the outage after its pause: its task is retried (Celery's retry with backoff).
             log = tmp_path / "worker.log"
