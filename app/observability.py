@@ -14,6 +14,7 @@ import time
 import uuid
 
 from app import metrics
+from app.asgi import HttpMiddleware
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -62,16 +63,10 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
             h.setFormatter(JsonFormatter())
 
 
-class RequestContextMiddleware:
-    """Pure ASGI (streams pass through untouched): request id in, header out, access log, latency."""
+class RequestContextMiddleware(HttpMiddleware):
+    """Request id in, header out, access log, latency."""
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         rid = sent if _SANE_ID.match(sent) else uuid.uuid4().hex
         token = request_id_var.set(rid)

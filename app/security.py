@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from app.asgi import HttpMiddleware
 from app.deps import CurrentUser
 from app.models import Document, User, utcnow
 from app.settings import settings
@@ -98,16 +99,10 @@ def is_https(request: Request) -> bool:
 
 
 # --- middlewares -----------------------------------------------------------------------------------
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HttpMiddleware):
     """CSP, nosniff, frame denial, referrer policy (and HSTS over HTTPS) on every HTTP response."""
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         https = is_https(Request(scope))
 
         async def send_with_headers(message) -> None:
@@ -138,17 +133,11 @@ class BodyTooLarge(HTTPException):
         super().__init__(status.HTTP_413_CONTENT_TOO_LARGE, too_large_detail(limit))
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """413 for a body over the limit: at once from Content-Length, else as soon as the streamed body
     passes it (chunked uploads, lying lengths); the rest is never read."""
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         limit = body_limit(scope["method"], scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
