@@ -31,9 +31,11 @@ Project Falcon: the board approved the acquisition of Northwind for ninety milli
 
 
 def ask_env(monkeypatch, tmp_path: Path, **extra: str) -> None:
-    """A fresh data dir and database; retrieval deadline generous enough for a busy 2-core CI box."""
+    """A fresh data dir and database; retrieval deadline and back-pressure queue wait generous enough for
+    a busy 2-core CI box (32 concurrent searches queue behind 8 slots)."""
     values = base_env(tmp_path)
-    values.update({"AUTOGLM_RETRIEVAL_DEADLINE_MS": "60000", "AUTOGLM_MODEL_PATH": "", **extra})
+    values.update({"AUTOGLM_RETRIEVAL_DEADLINE_MS": "60000", "AUTOGLM_BUSY_QUEUE_TIMEOUT_S": "120",
+                   "AUTOGLM_MODEL_PATH": "", **extra})  # fmt: skip
     apply_env(monkeypatch, values)
 
 
