@@ -30,7 +30,6 @@ from prometheus_client import Counter, Gauge
 from app.metrics import registry
 from app.settings import settings
 
-CLASSES = ("search", "ask", "upload")
 _ROUTES = (
     ("search", re.compile(r"^/api/search/?$")),
     ("ask", re.compile(r"^/api/ask/?$")),
