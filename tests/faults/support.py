@@ -113,6 +113,17 @@ def kill_group(proc: subprocess.Popen, sig: int) -> None:
             pass
 
 
+def upload_text(client, headers: dict, collection_id: int, name: str, text: str) -> int:
+    """Upload one text file through the API; the new document's id (202 expected)."""
+    r = client.post(
+        f"/api/collections/{collection_id}/documents",
+        files=[("files", (name, text.encode()))],
+        headers=headers,
+    )
+    assert r.status_code == 202, r.text
+    return r.json()["documents"][0]["id"]
+
+
 def doc(doc_id: int) -> Document | None:
     with session_scope() as s:
         return s.get(Document, doc_id)

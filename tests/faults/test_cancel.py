@@ -12,17 +12,9 @@ import pytest
 from app.models import Role
 from app.settings import settings
 from tests.app.support import make_user, start_worker, wait_for
-from tests.faults.support import LONG_TEXT, check_index, check_ready_once, doc, interrupt
+from tests.faults.support import LONG_TEXT, check_index, check_ready_once, doc, interrupt, upload_text
 
 pytestmark = pytest.mark.slow
-
-
-def _upload(client, admin, cid: int, name: str, text: str) -> int:
-    r = client.post(
-        f"/api/collections/{cid}/documents", files=[("files", (name, text.encode()))], headers=admin
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["documents"][0]["id"]
 
 
 def _embedded_texts() -> int:
@@ -40,8 +32,8 @@ def test_cancel_stops_the_worker_and_indexes_nothing(stack, monkeypatch):
     cid = client.post("/api/collections", json={"name": "cancel"}, headers=admin).json()["id"]
     worker = start_worker({"AUTOGLM_TEST_PAUSE_AT": "embed_batch:1"}, log_path=tmp / "worker.log")
     try:
-        big = _upload(client, admin, cid, "backup.txt", LONG_TEXT)
-        queued = _upload(client, admin, cid, "queued.txt", "Visitors sign in at the front desk.")
+        big = upload_text(client, admin, cid, "backup.txt", LONG_TEXT)
+        queued = upload_text(client, admin, cid, "queued.txt", "Visitors sign in at the front desk.")
         wait_for(lambda: doc(big).chunks_embedded >= 4, 120, "the first embedding batch")
         total = doc(big).chunks_total
         assert total >= 12 and doc(queued).status == "queued"
@@ -57,7 +49,7 @@ def test_cancel_stops_the_worker_and_indexes_nothing(stack, monkeypatch):
         assert (r.status_code, r.json()) == (409, {"detail": "Document is not being processed"})
 
         # The worker is free again: the next upload is processed (after the cancelled queued one is skipped).
-        after = _upload(client, admin, cid, "after.txt", "The library closes at six.")
+        after = upload_text(client, admin, cid, "after.txt", "The library closes at six.")
         wait_for(lambda: doc(after).status == "ready", 120, "the next document")
         log = (tmp / "worker.log").read_text()
         assert f"document {big} stopped while processing: it is cancelled now" in log

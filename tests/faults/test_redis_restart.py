@@ -13,7 +13,7 @@ from app.models import Role
 from ingest.recovery import broker_document_ids
 from tests.app.support import make_user, restore_settings, start_worker, wait_for
 from tests.faults.conftest import open_stack
-from tests.faults.support import RedisServer, check_index, check_ready_once, doc, interrupt
+from tests.faults.support import RedisServer, check_index, check_ready_once, doc, interrupt, upload_text
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +27,7 @@ def test_redis_restart_loses_no_upload(tmp_path, monkeypatch):
             cid = client.post("/api/collections", json={"name": "outbox"}, headers=admin).json()["id"]
 
             def upload(name: str, text: str) -> int:
-                r = client.post(f"/api/collections/{cid}/documents", files=[("files", (name, text.encode()))],
-                                headers=admin)  # fmt: skip
-                assert r.status_code == 202, r.text
-                return r.json()["documents"][0]["id"]
+                return upload_text(client, admin, cid, name, text)
 
             # Sent while no worker runs; then Redis restarts empty: the message is gone.
             lost = upload("lost.txt", "The parking garage closes at midnight.")

@@ -18,17 +18,9 @@ from app.models import Document, utcnow
 from ingest.pipeline import collection_dir, load_manifest, process_document
 from ingest.recovery import recover_stuck
 from tests.app.support import start_worker, wait_for
-from tests.faults.support import LONG_TEXT, check_index, check_ready_once, doc, interrupt
+from tests.faults.support import LONG_TEXT, check_index, check_ready_once, doc, interrupt, upload_text
 
 pytestmark = pytest.mark.slow
-
-
-def _upload(client, admin, cid: int, name: str, text: str) -> int:
-    r = client.post(
-        f"/api/collections/{cid}/documents", files=[("files", (name, text.encode()))], headers=admin
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["documents"][0]["id"]
 
 
 def _unlisted_segment(cid: int) -> bool:
@@ -43,9 +35,9 @@ def test_worker_killed_at_each_stage_then_ready_once(stack, monkeypatch):
     monkeypatch.setenv("AUTOGLM_BROKER_VISIBILITY_TIMEOUT", "3600")  # for the workers started below
     cid = client.post("/api/collections", json={"name": "crash"}, headers=admin).json()["id"]
     # A document indexed before (here, in-process): the crashes must leave its segment and chunks alone.
-    before = _upload(client, admin, cid, "before.txt", "The cafeteria opens at eight on weekdays.")
+    before = upload_text(client, admin, cid, "before.txt", "The cafeteria opens at eight on weekdays.")
     assert process_document(before) == "ready"
-    doc_id = _upload(client, admin, cid, "backup.txt", LONG_TEXT)
+    doc_id = upload_text(client, admin, cid, "backup.txt", LONG_TEXT)
 
     # One worker after the other, each killed at its stage, each picking up what the previous one left.
     for attempt, stage in enumerate(["parsing", "embedding", "segment_written"], 1):
