@@ -376,7 +376,8 @@ def ours_rag(engine: Engine, prompts, w: Workload) -> dict:
 def run_ours(variant: str, model: GlmModel, prompts, w: Workload, sections, lim, options: dict) -> dict:
     kv = "int8" if variant == "int8kv" else "auto"
     t = time.perf_counter()
-    engine = Engine(model, None, kv_cache_dtype=kv, max_num_seqs=max(64, w.concurrency), **options)
+    options = {"max_num_seqs": max(64, w.concurrency), **options}
+    engine = Engine(model, None, kv_cache_dtype=kv, **options)
     res: dict = {"engine_init_s": time.perf_counter() - t}
     weight_bytes = matmul_weight_bytes(model)
     kv_tok = kv_bytes_per_token(model.cfg, model.dtype, kv == "int8")
@@ -664,6 +665,11 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="tiny model and workload (runs on the CPU)")
     ap.add_argument("--new-tokens", type=int, default=None, help="instead of 256 new tokens (shake-out runs)")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--max-num-seqs", type=int, default=None,
+        help="our engines' running-request cap (default 64: the throughput sections need it); fewer graphs "
+        "to capture and kernel configs to tune when only decode/ttft/capacity run",
+    )  # fmt: skip
     ap.add_argument("--report", default=None, metavar="JSON", help="print the tables of a saved run and exit")
     args = ap.parse_args()
     if args.report:
@@ -735,6 +741,8 @@ def main() -> None:
 
     # tiny: a chunk budget below one RAG prompt, as 2,048 is on the GPU, so later requests find the prefix
     options = {"kv_cache_memory": 64 << 20, "max_num_batched_tokens": 64} if args.tiny else {}
+    if args.max_num_seqs:
+        options["max_num_seqs"] = args.max_num_seqs
     model = None
     for v in (x for x in OUR_VARIANTS if x in plan):
         int8 = v == "int8"
