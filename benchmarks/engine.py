@@ -44,6 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the repository root first: benchmarks/kernels.py would otherwise shadow the kernels package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.kernel_parity_engine import common_prefix  # noqa: E402
 from inference import Completion, Engine, SamplingParams, TokenEvent  # noqa: E402
 from inference.config import ModelConfig  # noqa: E402
 from inference.model import GlmModel  # noqa: E402
@@ -309,21 +310,11 @@ def ours_prefix(engine: Engine, prompts, w: Workload) -> dict:
         cold.append(c_cold.timings.ttft_s)
         warm.append(c_warm.timings.ttft_s)
         hits.append(c_warm.usage.prefix_hit_tokens)
-        same.append(_agree(c_cold.token_ids, c_warm.token_ids))
+        same.append(common_prefix(c_cold.token_ids, c_warm.token_ids))
     ratio = statistics.median(warm) / statistics.median(cold)
     return {"cold_ttft_ms": 1e3 * statistics.median(cold), "warm_ttft_ms": 1e3 * statistics.median(warm),
             "warm_over_cold": ratio, "prefix_hit_tokens": hits, "leading_tokens_agree": same,
             "identical": all(s == w.prefix_gen for s in same)}  # fmt: skip
-
-
-def _agree(a: list[int], b: list[int]) -> int:
-    """How many leading tokens two outputs share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def steady_decode(r: dict, prompt_lens: list[int], lim: dict, weight_bytes: int, kv_tok: int) -> dict:
@@ -716,7 +707,7 @@ def main() -> None:
             decode_tokens[v] = tokens
             ref = decode_tokens.get("hf-eager")
             if ref and v != "hf-eager":
-                res["decode"]["leading_tokens_agree_with_hf_eager"] = _agree(ref, tokens)
+                res["decode"]["leading_tokens_agree_with_hf_eager"] = common_prefix(ref, tokens)
         result["variants"][v] = res
         result["total_s"] = time.perf_counter() - t_all
         result["targets"] = targets_of(result)

@@ -86,6 +86,7 @@ def greedy(model: GlmModel, prompts: list[list[int]], new_tokens: int, backend: 
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two outputs share."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
