@@ -7,14 +7,17 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.models import Role
 from ingest.pipeline import process_document
-from tests.app.support import apply_env, base_env, make_user
+from tests.app.support import apply_env, base_env, make_user, restore_settings
 
 GUIDE = b"""# Vacation policy
 
@@ -37,6 +40,18 @@ def ask_env(monkeypatch, tmp_path: Path, **extra: str) -> None:
     values.update({"AUTOGLM_RETRIEVAL_DEADLINE_MS": "60000", "AUTOGLM_BUSY_QUEUE_TIMEOUT_S": "120",
                    "AUTOGLM_MODEL_PATH": "", **extra})  # fmt: skip
     apply_env(monkeypatch, values)
+
+
+@contextmanager
+def ask_client(monkeypatch, tmp_path: Path, **extra: str) -> Iterator[TestClient]:
+    """A TestClient on a fresh app over `ask_env`; the environment and settings are restored afterwards."""
+    ask_env(monkeypatch, tmp_path, **extra)
+    from app.main import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+    monkeypatch.undo()
+    restore_settings()
 
 
 @dataclass

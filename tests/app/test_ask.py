@@ -4,23 +4,16 @@ preview, and the ACL on all of them (a member never sees a forbidden collection'
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from app.answer import NO_GENERATOR
 from app.settings import settings
-from tests.app.ask_support import ask_env, build_world, parse_sse
-from tests.app.support import restore_settings
+from tests.app.ask_support import ask_client, build_world, parse_sse
 
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
-    ask_env(monkeypatch, tmp_path)
-    from app.main import create_app
-
-    with TestClient(create_app()) as c:
+    with ask_client(monkeypatch, tmp_path) as c:
         yield c
-    monkeypatch.undo()
-    restore_settings()
 
 
 def test_extractive_answer_cites_and_highlights(client):

@@ -5,25 +5,18 @@ cached prefix (system prompt + sources come first in the prompt)."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from app.answer import parse_citations
-from tests.app.ask_support import ask_env, build_world, glm_checkpoint, parse_sse  # noqa: F401
-from tests.app.support import restore_settings
+from tests.app.ask_support import ask_client, build_world, glm_checkpoint, parse_sse  # noqa: F401
 
 MAX_TOKENS = 12
 
 
 @pytest.fixture
 def client(tmp_path, monkeypatch, glm_checkpoint):  # noqa: F811
-    ask_env(monkeypatch, tmp_path, AUTOGLM_MODEL_PATH=str(glm_checkpoint),
-            AUTOGLM_ANSWER_MAX_TOKENS=str(MAX_TOKENS), AUTOGLM_KV_CACHE_MEMORY_MB="32")  # fmt: skip
-    from app.main import create_app
-
-    with TestClient(create_app()) as c:
+    with ask_client(monkeypatch, tmp_path, AUTOGLM_MODEL_PATH=str(glm_checkpoint),
+                    AUTOGLM_ANSWER_MAX_TOKENS=str(MAX_TOKENS), AUTOGLM_KV_CACHE_MEMORY_MB="32") as c:  # fmt: skip
         yield c
-    monkeypatch.undo()
-    restore_settings()
 
 
 def _ttft_count(metrics: str) -> float:

@@ -5,30 +5,24 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from app.db import session_scope
 from app.models import Role, User, WebSession
 from app.sessions import login_limiter
 from app.settings import settings
-from tests.app.ask_support import ask_env
-from tests.app.support import make_user, restore_settings
+from tests.app.ask_support import ask_client
+from tests.app.support import make_user
 
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
-    ask_env(monkeypatch, tmp_path)
-    from app.main import create_app
-
     login_limiter._fails.clear()
-    with TestClient(create_app()) as c:
+    with ask_client(monkeypatch, tmp_path) as c:
         yield c
     login_limiter._fails.clear()
-    monkeypatch.undo()
-    restore_settings()
 
 
 def _signed_in(client, name="ada", role="member") -> dict:

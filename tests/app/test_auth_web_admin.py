@@ -5,7 +5,6 @@ copy is ready), and /v1 without a generator (extractive rag: answers)."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from app.answer import NO_GENERATOR
@@ -13,19 +12,14 @@ from app.db import session_scope
 from app.models import Chunk, Document, Role
 from ingest import storage
 from ingest.pipeline import collection_dir, fail_document, process_document
-from tests.app.ask_support import GUIDE, ask_env, build_world
-from tests.app.support import make_user, restore_settings
+from tests.app.ask_support import GUIDE, ask_client, build_world
+from tests.app.support import make_user
 
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
-    ask_env(monkeypatch, tmp_path)
-    from app.main import create_app
-
-    with TestClient(create_app()) as c:
+    with ask_client(monkeypatch, tmp_path) as c:
         yield c
-    monkeypatch.undo()
-    restore_settings()
 
 
 def test_group_members_users_and_collection_delete(client):
