@@ -27,7 +27,7 @@ from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
 from .runner import ModelRunner, graphs_supported
 from .sampling import SampledTokens, Sampler, SamplingParams, make_generator
-from .scheduler import Request, Scheduler, Status
+from .scheduler import PENDING, Request, Scheduler, Status
 from .tokenizer import IncrementalDetokenizer, Message, Tokenizer
 from .weights import load_model
 
@@ -91,6 +91,7 @@ class _State:
     generator: torch.Generator | None
     stop_ids: set[int]
     deadline: float | None
+    penalized: bool = False  # repetition/presence/frequency penalties: its steps are not overlapped
     submitted: float = field(default_factory=time.perf_counter)
     scheduled: float | None = None
     first_token: float | None = None
@@ -100,6 +101,18 @@ class _State:
     pending: list[tuple[int, float | None]] = field(default_factory=list)  # sampled, not yet emitted
     done: str | None = None  # finish reason decided when the token was sampled (stop id, length)
     completed: bool = False  # the Completion was delivered
+    feed_row: int = -1  # row of its newest PENDING token in the last launched step's sampled ids
+
+
+@dataclass
+class _Launched:
+    """A step whose forward and sampling are enqueued on the device: its requests, the sampling ones and
+    the index in token_ids of each one's PENDING token, and the sampled ids on their way to the host."""
+
+    requests: list[Request]
+    sampling: list[Request]
+    slots: list[int]
+    sampled: SampledTokens | None
 
 
 class Engine:
@@ -184,7 +197,9 @@ class Engine:
         self.eos_ids = set(cfg.eos_token_ids)
         self.steps = 0
         self._unemitted: list[Request] = []  # requests with sampled tokens not yet delivered
-        self._inflight: list[Request] | None = None  # the requests of the step being run
+        self._inflight: list[Request] | None = None  # the requests of the steps being run
+        self._launched: _Launched | None = None  # the step whose tokens are still on the device
+        self.overlapped_steps = 0  # steps launched before the previous step's tokens were read
         self._requests: dict[str, Request] = {}
         self._inbox: list[Request] = []
         self._aborts: list[str] = []
@@ -276,6 +291,7 @@ class Engine:
             else make_generator(params.seed, self.model.device),
             stop_ids=stop_ids,
             deadline=time.perf_counter() + timeout_s if timeout_s else None,
+            penalized=params.penalized,
         )
         with self._cv:
             if rid in self._requests:
@@ -369,6 +385,7 @@ class Engine:
             "waiting": len(self.scheduler.waiting),
             "steps": self.steps,
             "graph_steps": self.runner.graph_replays,  # decode steps replayed from a CUDA graph
+            "overlapped_steps": self.overlapped_steps,
         }
 
     def close(self) -> None:
@@ -401,7 +418,12 @@ class Engine:
         while True:
             with self._cv:
                 while not (
-                    self._stop or self._inbox or self._aborts or self._unemitted or self.scheduler.has_work()
+                    self._stop
+                    or self._inbox
+                    or self._aborts
+                    or self._unemitted
+                    or self._launched
+                    or self.scheduler.has_work()
                 ):
                     self._cv.wait()
                 if self._stop:
@@ -428,9 +450,10 @@ class Engine:
             try:
                 if not self.step():
                     time.sleep(0.001)  # nothing could run (e.g. only timed-out work left): do not spin
-            except Exception as e:  # fail the step's requests (all running ones if it failed earlier)
+            except Exception as e:  # fail the steps' requests (all running ones if it failed earlier)
                 log.exception("engine step failed")
                 failed = self._inflight if self._inflight is not None else list(self.scheduler.running)
+                self._launched = None
                 error = f"{type(e).__name__}: {e}"
                 if isinstance(e, torch.OutOfMemoryError):
                     error = f"out of GPU memory in this step; retry with a shorter prompt ({error})"
@@ -442,50 +465,86 @@ class Engine:
                 self._finish(req, "abort")
 
     def step(self) -> bool:
-        """One step (called by the loop thread): schedule, launch the forward and sampling, deliver the
-        previous step's tokens while the device works, then wait for this step's token ids (the step's
-        one device-to-host copy) and record them. False if nothing ran or was delivered.
+        """One step (called by the loop thread): schedule and launch a forward and its sampling, then read
+        the PREVIOUS step's token ids (the one device-to-host copy per step) and deliver their events while
+        the device runs this one. False if nothing ran or was delivered.
 
-        NOTE: events trail sampling by one step. A stop string is only seen when the token is detokenized,
-        i.e. after the next step was launched; that request's token from the next step is then dropped
-        (its blocks were freed and may be reused: later launches are ordered after this step on the stream).
-        Stop ids and length limits are checked at sampling time, so such requests are never scheduled again.
+        A decode row's input is the token its request sampled in the previous step: it is still on the
+        device at launch (a PENDING placeholder on the host), so the runner reads it there (`feed_rows`).
+        The host never holds the device up: while step N runs, step N+1 is prepared and queued behind it.
+        Consequences:
+        - a request whose step-N token ends it (stop id, stop string) has already been launched in step
+          N+1; that row's result is dropped (its blocks were freed and may be reused: later launches are
+          ordered after step N+1 on the stream). Length limits are known at launch and cost nothing.
+        - penalties count the output tokens on the host, so while a request with penalties runs, the engine
+          reads each step's tokens before scheduling the next (no overlap).
         """
+        prev, self._launched = self._launched, None
+        if prev is not None and any(r.state.penalized for r in self.scheduler.running):
+            self._resolve(prev)
+            prev = None
         batch = self.scheduler.schedule()
-        flight: SampledTokens | None = None
-        sampling: list[Request] = []
         if batch.requests:
-            self._inflight = list(batch.requests)
-            self.steps += 1
-            now = time.perf_counter()
-            seqs = []
-            for i, req in enumerate(batch.requests):
-                if req.state.scheduled is None:
-                    req.state.scheduled = now
-                seqs.append(
-                    (req.token_ids, req.num_computed, batch.num_tokens[i], req.block_ids, batch.samples(i))
-                )
-            logits = self.runner.execute(seqs)
-            sampling = [r for i, r in enumerate(batch.requests) if batch.samples(i)]
-            rows = [(r.params, r.prompt_ids, r.output_ids, r.state.generator) for r in sampling]
-            flight = self.sampler.sample_async(logits, rows) if rows else None
-        # the CPU work below overlaps with the device's work on this step
-        emitted = self._emit_pending()
-        if not batch.requests:
-            return emitted
-        for req, n in zip(batch.requests, batch.num_tokens, strict=True):
-            if req.status is Status.FINISHED:
-                continue  # finished while this step ran (stop string): its results are dropped
-            # publishing blocks still being written is safe: any later reader runs after this step
-            req.num_computed += n
-            self.kv.cache_blocks(req)
-        tokens, logprobs = flight.wait() if flight is not None else ([], [])
-        now = time.perf_counter()
-        for req, tok, lp in zip(sampling, tokens, logprobs, strict=True):
-            if req.status is not Status.FINISHED:
-                self._on_sampled(req, tok, lp, now)
-        self._inflight = None
+            self._inflight = list(batch.requests) + (prev.requests if prev is not None else [])
+            self._launched = self._launch(batch)
+            if prev is not None:
+                self.overlapped_steps += 1
+        if prev is not None:
+            self._resolve(prev)
+        elif not batch.requests:
+            return self._emit_pending()
+        self._inflight = self._launched.requests if self._launched is not None else None
         return True
+
+    def _launch(self, batch) -> _Launched:
+        """Enqueue the batch's forward and sampling; advance num_computed and append PENDING tokens."""
+        self.steps += 1
+        now = time.perf_counter()
+        seqs, feed_rows = [], []
+        for i, req in enumerate(batch.requests):
+            if req.state.scheduled is None:
+                req.state.scheduled = now
+            seqs.append(
+                (req.token_ids, req.num_computed, batch.num_tokens[i], req.block_ids, batch.samples(i))
+            )
+            pending = req.token_ids[req.num_computed] == PENDING
+            feed_rows.append(req.state.feed_row if pending else -1)
+        logits = self.runner.execute(seqs, feed_rows)
+        sampling = [r for i, r in enumerate(batch.requests) if batch.samples(i)]
+        sampled = None
+        if sampling:
+            rows = [(r.params, r.prompt_ids, r.output_ids, r.state.generator) for r in sampling]
+            sampled = self.sampler.sample_async(logits, rows)
+            self.runner.feed_tokens(sampled.tokens)
+        for req, n in zip(batch.requests, batch.num_tokens, strict=True):
+            req.num_computed += n
+        slots = []
+        for j, req in enumerate(sampling):
+            slots.append(len(req.token_ids))
+            req.token_ids.append(PENDING)
+            req.num_unresolved += 1
+            req.state.feed_row = j
+            n_out = len(req.output_ids) + req.num_unresolved
+            if n_out >= req.params.max_tokens or len(req.token_ids) >= self.max_model_len:
+                req.all_launched = True
+        return _Launched(list(batch.requests), sampling, slots, sampled)
+
+    def _resolve(self, step: _Launched) -> None:
+        """Wait for a launched step's token ids, record them, publish its full blocks, deliver events."""
+        tokens, logprobs = step.sampled.wait() if step.sampled is not None else ([], [])
+        now = time.perf_counter()
+        for req, slot, tok, lp in zip(step.sampling, step.slots, tokens, logprobs, strict=True):
+            req.num_unresolved -= 1
+            if req.status is Status.FINISHED:
+                continue  # ended while this step ran (stop id or string, abort): its result is dropped
+            req.token_ids[slot] = tok
+            self._on_sampled(req, tok, lp, now)
+        for req in step.requests:
+            # every token before num_computed is known now; blocks still being written by a later step are
+            # safe to publish: any reader runs after it
+            if req.status is Status.RUNNING:
+                self.kv.cache_blocks(req)
+        self._emit_pending()
 
     def _on_sampled(self, req: Request, tok: int, logprob: float | None, now: float) -> None:
         """Record a sampled token; retire the request at once if a stop id or a length limit ends it (its
@@ -493,12 +552,15 @@ class Engine:
         st: _State = req.state
         if st.first_token is None:
             st.first_token = now
-        req.append(tok)
+        req.output_ids.append(tok)
         st.pending.append((tok, logprob))
         self._unemitted.append(req)
         if tok in st.stop_ids:
             st.done = "stop"
-        elif len(req.output_ids) >= req.params.max_tokens or len(req.token_ids) >= self.max_model_len:
+        elif (
+            len(req.output_ids) >= req.params.max_tokens
+            or len(req.prompt_ids) + len(req.output_ids) >= self.max_model_len
+        ):
             st.done = "length"
         if st.done:
             self.scheduler.finish(req)

@@ -60,6 +60,11 @@ class ModelRunner:
     Block ids are 0..num_blocks-1; one more physical block (`dummy_block`) takes the padding rows of
     graph replays. Between calls a sequence's block list only grows in place (the KV manager's
     contract), so a row whose list is the same object as in the last call uploads only new entries.
+
+    Token ids still on the device: `feed_tokens(t)` keeps the last sampled ids (R,) in a device buffer;
+    `execute(seqs, feed_rows)` with feed_rows[i] = j >= 0 runs sequence i's first token as the j-th of
+    them (its host value is a placeholder), so a decode step can be launched before the previous step's
+    ids have reached the host. Stream order makes the read see that step's ids.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class ModelRunner:
                 f"unsupported kv_cache_dtype {kv_cache_dtype!r}; choose one of {', '.join(KV_DTYPES)}"
             )
         self.model = model
+        self.max_num_seqs = max_num_seqs
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.dummy_block = num_blocks
@@ -86,6 +92,8 @@ class ModelRunner:
         self.max_model_len = max_model_len or num_blocks * block_size
         self.table_width = -(-self.max_model_len // block_size)  # blocks of the longest sequence
         self.staging = Staging(self.device)
+        # [0, S): the last sampled token ids (feed_tokens); [S, 2S): a graph replay's host-side ids
+        self.feed = torch.zeros(2 * max_num_seqs, dtype=torch.int64, device=self.device)
         self._alloc_host(max(max_num_batched_tokens, max_num_seqs), max_num_seqs, self.table_width)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.graph_memory = 0  # bytes the captured graphs hold (their private pool)
@@ -96,6 +104,7 @@ class ModelRunner:
     def _alloc_host(self, tokens: int, seqs: int, width: int) -> None:
         st = self.staging
         self._h_ids = st.empty((tokens,), torch.int64)
+        self._h_idx = st.empty((tokens,), torch.int64)  # where each token's id is read from in `feed`
         self._h_pos = st.empty((tokens,), torch.int64)
         self._h_slots = st.empty((tokens,), torch.int64)
         self._h_rows = st.empty((seqs,), torch.int64)
@@ -105,9 +114,12 @@ class ModelRunner:
         # per table row: the block list it was last written from and how many of its entries
         self._row_src: list[tuple[list[int] | None, int]] = [(None, 0)] * seqs
 
-    def _fill(self, seqs: list[Seq], pad_to: int | None = None) -> tuple[int, int, int]:
-        """Write the step's inputs into the host buffers; returns (T tokens, B rows, R sampling rows).
-        With pad_to, rows B..pad_to-1 are padding: token 0 at position 0 in the dummy block."""
+    def _fill(
+        self, seqs: list[Seq], pad_to: int | None = None, feed_rows: list[int] | None = None
+    ) -> tuple[int, int, int, bool]:
+        """Write the step's inputs into the host buffers; returns (T tokens, B rows, R sampling rows, whether
+        any id comes from `feed`). With pad_to, rows B..pad_to-1 are padding: token 0 at position 0 in the
+        dummy block. Token t's id is host id t or feed[_h_idx[t]] (an id of the layout [feed[:S] | host ids])."""
         bs = self.block_size
         B = len(seqs)
         rows_total = pad_to or B
@@ -151,6 +163,16 @@ class ModelRunner:
         sample = np.fromiter((s[4] for s in seqs), bool, B)
         R = int(sample.sum())
         self._h_rows.numpy()[:R] = cu[1 : B + 1][sample] - 1
+        S = self.max_num_seqs
+        idx = self._h_idx.numpy()
+        idx[:T] = np.arange(S, S + T)
+        fed = False
+        if feed_rows is not None:
+            for b, j in enumerate(feed_rows):
+                if j >= 0:
+                    assert seqs[b][2] == 1 and 0 <= j < S, f"{b=} {j=} {seqs[b][2]=}"
+                    t = int(cu[b])
+                    idx[t], ids[t], fed = j, 0, True
         if rows_total > B:  # graph padding
             ids[Treal:T] = 0
             pos[Treal:T] = 0
@@ -159,12 +181,14 @@ class ModelRunner:
             tables[B:rows_total, 0] = self.dummy_block
             for b in range(B, rows_total):
                 self._row_src[b] = (None, 0)
-        return T, rows_total, R
+        return T, rows_total, R, fed
 
     # eager path -----------------------------------------------------------------------------------
-    def prepare(self, seqs: list[Seq]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
+    def prepare(
+        self, seqs: list[Seq], feed_rows: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
         """Upload a batch's inputs: (input_ids (T,), positions (T,), metadata, sampling rows (R,))."""
-        T, B, R = self._fill(seqs)
+        T, B, R, fed = self._fill(seqs, feed_rows=feed_rows)
         width = max(len(s[3]) for s in seqs)
         up = self.staging.upload
         # NOTE: whole rows of the table go up (a column slice of a pinned buffer is not contiguous)
@@ -176,17 +200,28 @@ class ModelRunner:
             cu_seqlens_q=up(self._h_cu[: B + 1]),
             max_seqlen_q=max(s[2] for s in seqs),
         )
-        out = up(self._h_ids[:T]), up(self._h_pos[:T]), meta, up(self._h_rows[:R])
+        ids = up(self._h_ids[:T])
+        if fed:
+            S = self.max_num_seqs
+            ids = torch.cat([self.feed[:S], ids]).index_select(0, up(self._h_idx[:T]))
+        out = ids, up(self._h_pos[:T]), meta, up(self._h_rows[:R])
         self.staging.uploaded()
         return out
 
+    def feed_tokens(self, tokens: torch.Tensor) -> None:
+        """Keep a step's sampled ids (R,) on the device for the next execute's feed_rows (stream-ordered)."""
+        R = tokens.shape[0]
+        if R > self.max_num_seqs:
+            raise ValueError(f"{R} sampled rows; the feed holds max_num_seqs={self.max_num_seqs}")
+        self.feed[:R].copy_(tokens, non_blocking=True)
+
     @torch.inference_mode()
-    def execute(self, seqs: list[Seq]) -> torch.Tensor:
+    def execute(self, seqs: list[Seq], feed_rows: list[int] | None = None) -> torch.Tensor:
         B = len(seqs)
         bs = self._graph_size(seqs)
         if bs is not None:
-            return self._replay(seqs, bs)
-        input_ids, positions, meta, rows = self.prepare(seqs)
+            return self._replay(seqs, bs, feed_rows)
+        input_ids, positions, meta, rows = self.prepare(seqs, feed_rows)
         hidden = self.model.forward(input_ids, positions, meta, self.caches)  # (T, H)
         if rows.shape[0] == B and meta.max_seqlen_q == 1:
             return self.model.compute_logits(hidden)  # every row samples: no gather
@@ -210,20 +245,22 @@ class ModelRunner:
             cu_seqlens_q=s["cu"][: bs + 1],
             max_seqlen_q=1,
         )
-        hidden = self.model.forward(s["ids"][:bs], s["pos"][:bs], meta, self.caches)
+        ids = self.feed.index_select(0, s["idx"][:bs])  # host ids (feed[S:]) or last sampled ones
+        hidden = self.model.forward(ids, s["pos"][:bs], meta, self.caches)
         self.model.compute_logits(hidden, out=s["logits"][:bs])
 
     def _upload_static(self, bs: int) -> None:
         s, up = self._static, self.staging.upload
         up(self._h_ids[:bs], s["ids"][:bs])
+        up(self._h_idx[:bs], s["idx"][:bs])
         up(self._h_pos[:bs], s["pos"][:bs])
         up(self._h_slots[:bs], s["slots"][:bs])
         up(self._h_lens[:bs], s["lens"][:bs])
         up(self._h_tables[:bs], s["tables"][:bs])
         self.staging.uploaded()
 
-    def _replay(self, seqs: list[Seq], bs: int) -> torch.Tensor:
-        self._fill(seqs, pad_to=bs)
+    def _replay(self, seqs: list[Seq], bs: int, feed_rows: list[int] | None) -> torch.Tensor:
+        self._fill(seqs, pad_to=bs, feed_rows=feed_rows)
         self._upload_static(bs)
         self.graphs[bs].replay()
         self.graph_replays += 1
@@ -233,11 +270,14 @@ class ModelRunner:
     def capture_graphs(self, max_num_seqs: int) -> None:
         """Capture one decode graph per size in graph_batch_sizes(max_num_seqs), largest first, sharing
         one memory pool. Each size first runs eagerly (Triton compiles and autotunes outside capture)."""
+        if max_num_seqs > self.max_num_seqs:
+            raise ValueError(f"graphs up to {max_num_seqs} rows; this runner takes {self.max_num_seqs}")
         sizes = graph_batch_sizes(max_num_seqs)
         top = sizes[-1]
         dev, V = self.device, self.model.cfg.vocab_size
         self._static = {
-            "ids": torch.zeros(top, dtype=torch.int64, device=dev),
+            "ids": self.feed[self.max_num_seqs : self.max_num_seqs + top],
+            "idx": torch.arange(self.max_num_seqs, self.max_num_seqs + top, dtype=torch.int64, device=dev),
             "pos": torch.zeros(top, dtype=torch.int64, device=dev),
             "slots": torch.zeros(top, dtype=torch.int64, device=dev),
             "lens": torch.ones(top, dtype=torch.int32, device=dev),
@@ -273,6 +313,7 @@ class ModelRunner:
     def _pad_rows(self, bs: int) -> None:
         """Host inputs of an all-padding batch of bs rows (warm-up and capture)."""
         self._h_ids[:bs] = 0
+        self._h_idx[:bs] = torch.arange(self.max_num_seqs, self.max_num_seqs + bs)
         self._h_pos[:bs] = 0
         self._h_slots[:bs] = self.dummy_block * self.block_size
         self._h_lens[:bs] = 1

@@ -50,6 +50,11 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @property
+    def penalized(self) -> bool:
+        """Any repetition, presence or frequency penalty (they count the tokens generated so far)."""
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+
 
 def apply_penalties(
     logits: torch.Tensor, params: SamplingParams, prompt_ids: list[int], output_ids: list[int]
@@ -93,7 +98,10 @@ class SampledTokens:
     """One step's sampled tokens (and chosen-token logprobs), possibly still being computed on the
     device. `wait()` blocks until they are on the host: the step's only device-to-host copy."""
 
-    def __init__(self, packed: torch.Tensor, host: torch.Tensor | None, want: list[bool]) -> None:
+    def __init__(
+        self, tokens: torch.Tensor, packed: torch.Tensor, host: torch.Tensor | None, want: list[bool]
+    ) -> None:
+        self.tokens = tokens  # (R,) int64 on the logits' device: the next step may read them there
         self._want = want
         if host is None:  # CPU: already computed
             self._packed, self._event = packed, None
@@ -127,9 +135,10 @@ class Sampler:
     """
 
     def __init__(self) -> None:
-        self._staging: Staging | None = None
-        self._table: torch.Tensor | None = None  # (rows, 7) float32 host
-        self._out: torch.Tensor | None = None  # (rows, 2) float32 host: token id, logprob
+        # two sets of host buffers used in turn: the engine launches a step's sampling before it reads the
+        # previous step's tokens, so that step's output buffer must not be the one this copy writes
+        self._sets: list[tuple[Staging, torch.Tensor, torch.Tensor]] = []
+        self._turn = 0
 
     def sample(self, logits: torch.Tensor, rows: list[Row]) -> tuple[list[int], list[float | None]]:
         return self.sample_async(logits, rows).wait()
@@ -137,14 +146,14 @@ class Sampler:
     def sample_async(self, logits: torch.Tensor, rows: list[Row]) -> SampledTokens:
         R, V = logits.shape
         assert len(rows) == R, f"{len(rows)=} {R=}"
-        staging = self._buffers(logits.device, R)
+        staging, table_host, out_host = self._buffers(logits.device, R)
         staging.claim()
         params = [r[0] for r in rows]
-        penalized = any(_penalized(p) for p in params)
+        penalized = any(p.penalized for p in params)
         greedy = all(p.greedy for p in params)
         t = None
         if penalized or not greedy:
-            table = self._table.numpy()[:R]
+            table = table_host.numpy()[:R]
             table[:, _TEMP] = [p.temperature or 1.0 for p in params]
             table[:, _TOP_P] = [p.top_p if p.top_p < 1.0 else float("inf") for p in params]
             table[:, _TOP_K] = [p.top_k if 0 < p.top_k < V else V for p in params]
@@ -152,7 +161,7 @@ class Sampler:
             table[:, _REP] = [p.repetition_penalty for p in params]
             table[:, _PRES] = [p.presence_penalty for p in params]
             table[:, _FREQ] = [p.frequency_penalty for p in params]
-            t = staging.upload(self._table[:R])
+            t = staging.upload(table_host[:R])
         x = self._penalize(logits, rows, t, staging) if penalized else logits
         staging.uploaded()
         if greedy:
@@ -182,17 +191,20 @@ class Sampler:
             lp = torch.zeros(R, dtype=torch.float32, device=logits.device)
         # token ids < 2^24 are exact in float32: one (R, 2) tensor, one copy to the host
         packed = torch.stack([tokens.float(), lp], dim=1)
-        return SampledTokens(packed, self._out if staging.cuda else None, want)
+        return SampledTokens(tokens, packed, out_host if staging.cuda else None, want)
 
-    def _buffers(self, device: torch.device, R: int) -> Staging:
-        if self._staging is None or self._staging.device != device or self._table.shape[0] < R:
-            if self._staging is not None:
-                self._staging.claim()
-            self._staging = Staging(device)
+    def _buffers(self, device: torch.device, R: int) -> tuple[Staging, torch.Tensor, torch.Tensor]:
+        """This call's (staging, parameter table (rows, 7), output (rows, 2): token id, logprob) host buffers."""
+        if not self._sets or self._sets[0][0].device != device or self._sets[0][1].shape[0] < R:
+            for st, _, _ in self._sets:
+                st.claim()
             cap = max(R, 64)
-            self._table = self._staging.empty((cap, 7), torch.float32)
-            self._out = self._staging.empty((cap, 2), torch.float32)
-        return self._staging
+            self._sets = []
+            for _ in range(2):
+                st = Staging(device)
+                self._sets.append((st, st.empty((cap, 7), torch.float32), st.empty((cap, 2), torch.float32)))
+        self._turn ^= 1
+        return self._sets[self._turn]
 
     def _penalize(
         self, logits: torch.Tensor, rows: list[Row], t: torch.Tensor, staging: Staging
@@ -202,7 +214,7 @@ class Sampler:
         flat: list[np.ndarray] = []
         is_out: list[np.ndarray] = []
         for i, (p, prompt, output, _) in enumerate(rows):
-            if not _penalized(p):
+            if not p.penalized:
                 continue
             if p.repetition_penalty != 1.0:
                 flat.append(np.asarray(prompt, dtype=np.int64) + i * V)
@@ -231,10 +243,6 @@ def _top_p_batched(s: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     drop = (probs.cumsum(-1) - probs) >= top_p[:, None]
     drop[:, :1].fill_(False)
     return s.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
-
-
-def _penalized(p: SamplingParams) -> bool:
-    return p.repetition_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:

@@ -15,6 +15,7 @@ from .kv_cache import KVCacheManager
 from .sampling import SamplingParams
 
 _arrival = itertools.count()
+PENDING = -1  # token_ids placeholder of a token sampled on the device but not yet read back
 
 
 class Status(enum.Enum):
@@ -26,7 +27,9 @@ class Status(enum.Enum):
 @dataclass(eq=False)
 class Request:
     """A sequence being generated. token_ids = prompt + output; the first num_computed of them have
-    their K/V in the cache (in block_ids)."""
+    their K/V in the cache (in block_ids). The engine appends PENDING for a token still on the device
+    (num_unresolved of them, at the end) and writes the id in when it arrives; output_ids holds only
+    arrived tokens. all_launched: the last token it may generate is sampled, so it runs no more steps."""
 
     request_id: str
     prompt_ids: list[int]
@@ -40,6 +43,8 @@ class Request:
     seq: int = field(default_factory=lambda: next(_arrival))  # FCFS order
     prefix_hit_tokens: int | None = None  # set at first admission
     num_preemptions: int = 0
+    num_unresolved: int = 0
+    all_launched: bool = False
     state: Any = None  # the engine's per-request data (sink, detokenizer, timings)
 
     def __post_init__(self) -> None:
@@ -128,8 +133,8 @@ class Scheduler:
             r for r in self.running if r.num_remaining > 1
         ]
         for req in order:
-            if req.status is not Status.RUNNING or budget == 0:
-                continue  # preempted earlier in this loop, or out of budget
+            if req.status is not Status.RUNNING or budget == 0 or req.all_launched:
+                continue  # preempted earlier in this loop, out of budget, or waiting for its last token
             n = min(req.num_remaining, budget)
             while not self.kv.allocate_slots(req, n):
                 victim = max(self.running, key=lambda r: r.seq)
@@ -150,6 +155,8 @@ class Scheduler:
             return batch  # memory is short: admit nothing new this step
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             req = self.waiting[0]
+            if req.num_unresolved:
+                break  # preempted with a token still on the device: its prompt is not known yet
             hit = self.kv.match_prefix(req)
             n = min(req.num_remaining, budget)
             if not self.kv.allocate_slots(req, n):

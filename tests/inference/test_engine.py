@@ -38,6 +38,8 @@ PROMPTS = [
 def test_greedy_batch_of_different_lengths_matches_transformers(arch_path):
     with Engine.from_pretrained(arch_path, num_blocks=128, block_size=4) as engine:
         results = engine.generate(PROMPTS, GREEDY)
+        # decode steps were launched before the previous step's ids reached the host (read on the device)
+        assert engine.stats()["overlapped_steps"] >= 60
         for prompt, res in zip(PROMPTS, results, strict=True):
             ids = engine.tokenizer.encode(prompt)
             assert res.token_ids == hf_greedy(arch_path, ids, 64)
@@ -187,6 +189,23 @@ def test_stop_strings_stop_ids_seed_and_logprobs(checkpoints):
         ]
         a, b, c = engine.generate([prompt] * 3, sampled)
         assert a.token_ids == b.token_ids != c.token_ids
+
+
+def test_repetition_penalty_sees_every_token_before_the_next_step(checkpoints):
+    """Penalties count generated tokens on the host, so their steps are not overlapped: the output equals
+    transformers' greedy generate with the same repetition penalty."""
+    path = checkpoints["glm"]
+    ids = [7] * 20  # without a penalty this model repeats one token over and over
+    params = SamplingParams(max_tokens=24, temperature=0, ignore_eos=True, repetition_penalty=1.3)
+    with Engine.from_pretrained(path, num_blocks=64, block_size=4) as engine:
+        [res] = engine.generate([ids], params)
+        assert engine.stats()["overlapped_steps"] == 0
+    cfg = GenerationConfig(max_new_tokens=24, do_sample=False, repetition_penalty=1.3, pad_token_id=0)
+    model = hf_model(path)
+    model.generation_config.eos_token_id = None
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), generation_config=cfg)
+    assert res.token_ids == out[0, len(ids) :].tolist()
 
 
 def test_caller_errors(checkpoints):
