@@ -1,0 +1,270 @@
+"""Where one engine step's time goes, GLM-4-9B shapes, random weights, one CUDA GPU.
+
+    python3 benchmarks/step_profile.py [--sections graph,kernels,engine,prefix,gemv] [--int8]
+
+- graph: a decode step replayed from its CUDA graph (GPU time per replay, and the host time of
+  `execute`: filling and uploading the inputs), batch 1 at 640 tokens of context and batch 64 at 1,100;
+- kernels: the same steps run eagerly under the profiler: GPU time per kernel family, summed over the
+  layers, against the replay time (the difference is launch gaps);
+- engine: the engine's own batch-1 decode rate, and how much of each step the loop thread spends
+  waiting for the device (the rest is host work the GPU may idle through);
+- prefix: one 108-token prefill over a cached 2,992-token prefix: wall time, GPU kernel time, families;
+- gemv: torch's one-row matmul at each linear shape against the copy bandwidth.
+Prints tables; JSON to $OUT/step_profile.json (or benchmarks/out/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.engine import hf_config  # noqa: E402
+from inference import Engine, SamplingParams  # noqa: E402
+from inference.config import ModelConfig  # noqa: E402
+from inference.model import GlmModel  # noqa: E402
+from inference.runner import ModelRunner  # noqa: E402
+from kernels import Int8Weight  # noqa: E402
+
+DEV = torch.device("cuda")
+FAMILIES = [  # (family, regex on the kernel name), first match wins
+    ("attention", r"flash|_decode|_merge|prefill|attn"),
+    ("rotary+cache", r"rotary"),
+    ("rms_norm", r"norm"),
+    ("silu_mul", r"silu|swiglu"),
+    ("int8 matmul", r"int8|w8a16"),
+    ("gemm (cuBLAS)", r"gemm|gemv|sm90|cutlass|nvjet|splitK|Kernel2"),
+    ("elementwise/copy", r"elementwise|copy|index|fill|cat|reduce|arange|Memcpy|Memset"),
+]
+
+
+def randomize(model: GlmModel) -> None:
+    """N(0, 0.02) matrices (INT8: random codes, matching scale), unit norms, small biases."""
+    torch.manual_seed(0)
+
+    def mat(w):
+        if isinstance(w, Int8Weight):
+            w.qweight.copy_(torch.randint(-127, 128, w.qweight.shape, device=DEV, dtype=torch.int8))
+            w.scale.fill_(0.05 / 127)
+        else:
+            w.normal_(0, 0.02)
+
+    model.embed.normal_(0, 0.02)
+    model.norm.fill_(1)
+    mat(model.lm_head)
+    for layer in model.layers:
+        for name in ("qkv", "o_proj", "gate_up", "down"):
+            mat(getattr(layer, name))
+        for name in ("input_norm", "post_attention_norm", "post_self_attn_norm", "post_mlp_norm"):
+            if getattr(layer, name) is not None:
+                getattr(layer, name).fill_(1)
+        if layer.qkv_bias is not None:
+            layer.qkv_bias.normal_(0, 0.02)
+
+
+def decode_seqs(batch: int, ctx: int, block_size: int, first_block: int = 0):
+    """`batch` decode rows with `ctx` tokens each (the last one is this step's), disjoint blocks."""
+    nb = -(-ctx // block_size)
+    seqs = []
+    for b in range(batch):
+        blocks = list(range(first_block + b * nb, first_block + (b + 1) * nb))
+        seqs.append(([1 + (b + i) % 1000 for i in range(ctx)], ctx - 1, 1, blocks, True))
+    return seqs
+
+
+def gpu_ms(fn, reps: int = 50) -> float:
+    fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for _ in range(reps):
+        fn()
+    e.record()
+    e.synchronize()
+    return s.elapsed_time(e) / reps
+
+
+def host_ms(fn, reps: int = 50) -> float:
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    host = (time.perf_counter() - t) / reps * 1e3
+    torch.cuda.synchronize()
+    return host
+
+
+def kernel_trace(fn, reps: int = 3) -> tuple[dict[str, float], float, int, dict[str, float]]:
+    """GPU milliseconds per call by kernel family, total, and kernels per call, from a chrome trace."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    path = Path(tempfile.mkdtemp()) / "trace.json"
+    prof.export_chrome_trace(str(path))
+    events = json.loads(path.read_text())["traceEvents"]
+    fam: dict[str, float] = defaultdict(float)
+    names: dict[str, float] = defaultdict(float)
+    n = 0
+    for ev in events:
+        if ev.get("cat") != "kernel":
+            continue
+        n += 1
+        name = ev["name"]
+        names[name] += ev["dur"] / 1e3 / reps
+        for f, rx in FAMILIES:
+            if re.search(rx, name, re.I):
+                fam[f] += ev["dur"] / 1e3 / reps
+                break
+        else:
+            fam["other: " + name[:40]] += ev["dur"] / 1e3 / reps
+    top = dict(sorted(names.items(), key=lambda kv: -kv[1])[:12])
+    return dict(fam), sum(fam.values()), n // reps, top
+
+
+def print_table(title: str, rows: list[tuple]) -> None:
+    print(f"\n{title}")
+    for r in rows:
+        print("  " + " | ".join(f"{x:.3f}" if isinstance(x, float) else str(x) for x in r))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sections", default="gemv,graph,kernels,engine,prefix")
+    ap.add_argument("--int8", action="store_true", help="INT8 weights instead of bf16")
+    args = ap.parse_args()
+    sections = set(args.sections.split(","))
+    out_dir = Path(os.environ.get("OUT") or Path(__file__).parent / "out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = ModelConfig.from_dict(hf_config(False).to_dict())
+    res: dict = {"device": torch.cuda.get_device_name(), "int8": args.int8}
+
+    src = torch.empty(1 << 30, dtype=torch.uint8, device=DEV)
+    dst = torch.empty_like(src)
+    copy_GBps = 2 * src.numel() / gpu_ms(lambda: dst.copy_(src), 20) / 1e6
+    res["copy_GBps"] = copy_GBps
+    print(f"device {res['device']}, copy {copy_GBps:.0f} GB/s", flush=True)
+
+    if "gemv" in sections:
+        rows = []
+        shapes = {"qkv": (4608, 4096), "o_proj": (4096, 4096), "gate_up": (27392, 4096),
+                  "down": (4096, 13696), "lm_head": (cfg.vocab_size, 4096)}  # fmt: skip
+        for name, (n, k) in shapes.items():
+            copies = max(1, (512 << 20) // (n * k * 2))
+            ws = [torch.randn(n, k, dtype=torch.bfloat16, device=DEV) for _ in range(copies)]
+            x = torch.randn(1, k, dtype=torch.bfloat16, device=DEV)
+            i = iter(range(10**9))
+            ms = gpu_ms(lambda x=x, ws=ws, i=i, c=copies: torch.nn.functional.linear(x, ws[next(i) % c]), 60)
+            rows.append((name, ms * 1e3, n * k * 2 / ms / 1e6 / copy_GBps))
+            del ws
+        print_table("one-row bf16 F.linear: us, fraction of copy bandwidth", rows)
+        res["gemv"] = rows
+
+    t = time.perf_counter()
+    model = GlmModel(cfg, DEV, torch.bfloat16, int8=args.int8)
+    randomize(model)
+    torch.cuda.synchronize()
+    print(f"model built in {time.perf_counter() - t:.1f}s", flush=True)
+
+    if sections & {"graph", "kernels"}:
+        runner = ModelRunner(model, 6000, 16, max_num_seqs=64, max_model_len=32768)
+        t = time.perf_counter()
+        if "graph" in sections:
+            runner.capture_graphs(64)
+        print(f"graphs captured in {time.perf_counter() - t:.1f}s", flush=True)
+        for batch, ctx in ((1, 640), (8, 640), (64, 1100)):
+            seqs = decode_seqs(batch, ctx, 16)
+            key = f"b{batch}_ctx{ctx}"
+            r = res.setdefault(key, {})
+            if "graph" in sections:
+                r["execute_gpu_ms"] = gpu_ms(lambda s=seqs: runner.execute(s))
+                r["execute_host_ms"] = host_ms(lambda s=seqs: runner.execute(s))
+                g = runner.graphs[min(b for b in runner.graphs if b >= batch)]
+                r["replay_ms"] = gpu_ms(g.replay)
+            if "kernels" in sections:
+                graphs, runner.graphs = runner.graphs, {}
+                r["eager_gpu_ms"] = gpu_ms(lambda s=seqs: runner.execute(s), 10)
+                r["eager_host_ms"] = host_ms(lambda s=seqs: runner.execute(s), 10)
+                fam, total, n, top = kernel_trace(lambda s=seqs: runner.execute(s))
+                runner.graphs = graphs
+                r.update(kernel_ms=total, kernels=n, families=fam, top=top)
+            print(f"\n{key}: " + json.dumps({k: v for k, v in r.items() if not isinstance(v, dict)}))
+            if "families" in r:
+                print_table(
+                    f"{key} kernel families (ms per step)",
+                    sorted(r["families"].items(), key=lambda kv: -kv[1]),
+                )
+                print_table(f"{key} top kernels (ms per step)", list(r["top"].items()))
+        del runner
+        torch.cuda.empty_cache()
+
+    if sections & {"engine", "prefix"}:
+        from inference import sampling
+
+        waited = [0.0]
+        orig_wait = sampling.SampledTokens.wait
+
+        def wait(self):
+            t0 = time.perf_counter()
+            try:
+                return orig_wait(self)
+            finally:
+                waited[0] += time.perf_counter() - t0
+
+        sampling.SampledTokens.wait = wait
+        engine = Engine(model, None, max_num_seqs=8, kv_cache_memory=8 << 30)
+        greedy = SamplingParams(max_tokens=128, temperature=0, ignore_eos=True)
+        g = torch.Generator().manual_seed(0)
+
+        def toks(n):
+            return torch.randint(2, cfg.vocab_size, (n,), generator=g).tolist()
+
+        if "engine" in sections:
+            engine.generate(toks(64), SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))
+            rates, fracs = [], []
+            for _ in range(3):
+                waited[0] = 0.0
+                [c] = engine.generate(toks(512), greedy)
+                rates.append(c.timings.decode_tokens_per_s)
+                fracs.append(waited[0] / c.timings.total_s)
+            res["engine"] = {"tok_s": statistics.median(rates), "step_ms": 1e3 / statistics.median(rates),
+                             "wait_fraction": statistics.median(fracs)}  # fmt: skip
+            sp = SamplingParams(max_tokens=128, temperature=0.7, top_p=0.9, ignore_eos=True)
+            [c] = engine.generate(toks(512), sp)
+            res["engine"]["top_p_tok_s"] = c.timings.decode_tokens_per_s
+            print("\nengine batch-1 decode: " + json.dumps(res["engine"]), flush=True)
+        if "prefix" in sections:
+            one = SamplingParams(max_tokens=1, temperature=0, ignore_eos=True)
+            prefix = toks(3000)
+            cold = [engine.generate(toks(3100), one)[0].timings.ttft_s for _ in range(2)]
+            engine.generate(prefix + toks(100), one)
+            warm = [engine.generate(prefix + toks(100), one)[0].timings.ttft_s for _ in range(3)]
+            # a fresh tail per call: 108 new tokens each time (the same tail again would hit the cache)
+            fam, total, n, top = kernel_trace(lambda: engine.generate(prefix + toks(100), one), reps=1)
+            res["prefix"] = {"cold_ms": 1e3 * min(cold), "warm_ms": 1e3 * statistics.median(warm),
+                             "warm_kernel_ms": total, "kernels": n, "families": fam, "top": top}  # fmt: skip
+            print(f"\nprefix: cold {1e3 * min(cold):.1f} ms, warm {res['prefix']['warm_ms']:.1f} ms, "
+                  f"GPU kernels {total:.1f} ms in {n} kernels", flush=True)  # fmt: skip
+            print_table("prefix step kernel families (ms)", sorted(fam.items(), key=lambda kv: -kv[1]))
+            print_table("prefix step top kernels (ms)", list(top.items()))
+        engine.close()
+    (out_dir / f"step_profile{'_int8' if args.int8 else ''}.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
