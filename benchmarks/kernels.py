@@ -3,6 +3,7 @@
     python benchmarks/kernels.py [--sections prefill,decode,int8,fused] [--json PATH]
     python benchmarks/kernels.py --sections sweep-prefill,sweep-decode,sweep-int8   # config grids
     python benchmarks/kernels.py --sections parity,int8,decode,sweep-decode-b1      # INT8 follow-up run
+    DECODE_COMPARE=before=old_decode.py python benchmarks/kernels.py --sections decode-wide  # decode versions
 
 - prefill attention (causal, 32/2 heads, d=128, paged cache): TFLOP/s vs torch SDPA (flash backend);
 - decode attention (split-KV, paged): KV bytes read per second vs the measured device copy bandwidth;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import statistics
@@ -453,6 +455,105 @@ def section_fused(rows: list, lim: dict) -> None:
               f"{row['frac_copy']:.0%} of copy", flush=True)  # fmt: skip
 
 
+def _decode_versions() -> dict:
+    """Other versions of kernels/flash_decode.py to time beside the committed one: $DECODE_COMPARE lists
+    label=path pairs, comma-separated (e.g. a `git show <rev>:kernels/flash_decode.py` copy labelled before),
+    each loaded as kernels._flash_decode_<label>."""
+    import importlib.util
+
+    mods = {}
+    for item in filter(None, os.environ.get("DECODE_COMPARE", "").split(",")):
+        label, path = item.split("=", 1)
+        spec = importlib.util.spec_from_file_location(f"kernels._flash_decode_{label}", path)
+        mods[label] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mods[label])
+    return mods
+
+
+def wide_cache(batch: int, ctx: int, width: int, quant: bool = False):
+    """``paged_cache`` with block tables ``width`` blocks wide, as the engine's decode graphs pass them
+    (max_model_len / block size columns; the unused ones point at block 0)."""
+    k, v, ks, vs, tables, seq = paged_cache(batch, ctx, quant)
+    wide = torch.zeros(batch, max(width, tables.shape[1]), dtype=torch.int32, device=DEV)
+    wide[:, : tables.shape[1]] = tables
+    return k, v, ks, vs, wide, seq
+
+
+# (batch, context, table width in blocks): the engine's decode graphs (max_model_len 32k), then issue 5's
+# set with tables exactly as wide as the context
+DECODE_WIDE_CASES = [(1, 640, 2048), (8, 640, 2048), (64, 1100, 2048), (64, 4000, 2048)] + [
+    (B, ctx, ctx // BS) for B in (1, 32, 128) for ctx in (1024, 8192, 32768)
+]
+# other launch settings also timed with the committed kernel, per case (its own plan is always timed)
+DECODE_VARIANTS = {
+    (8, 640, 2048): [{"num_splits": 4}, {"num_splits": 8}],
+    (64, 1100, 2048): [{"num_splits": s} for s in (1, 3, 4)] + [{"num_stages": 2}, {"block_n": 64}],
+    (64, 4000, 2048): [{"num_splits": s} for s in (1, 3, 4)] + [{"num_stages": 2}],
+    (1, 32768, 2048): [{"num_splits": s} for s in (32, 64, 256)],
+    (32, 32768, 2048): [{"num_splits": s} for s in (3, 4, 6, 8)],
+}
+
+
+def section_decode_wide(rows: list, lim: dict) -> None:
+    """Decode in CUDA graphs, the committed kernel ("new") and the $DECODE_COMPARE versions, bf16 and INT8
+    KV, at the engine's table width and at tables as wide as the context: GPU us, KV GB/s (the bytes of the
+    real context), share of copy bandwidth; first a full-size parity check of each against the reference."""
+    fns = {"new": flash_decode_triton}
+    fns.update({label: mod.flash_decode_triton for label, mod in _decode_versions().items()})
+    ok = True
+    for quant in (False, True):
+        # lengths 1, 17, a block edge, uneven, long, in one batch, in a 2048-block-wide table
+        lens = [1, 17, 640, 1100, 4000, 32768]
+        k, v, ks, vs, tables, seq = wide_cache(len(lens), max(lens), 2048, quant)
+        seq = torch.tensor(lens, dtype=torch.int32, device=DEV)
+        B = len(lens)
+        q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
+        cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
+        args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
+        ref = paged_attention_ref(*args)
+        for (label, fn), splits in itertools.product(fns.items(), (None, 1, 3, 128)):
+            out = torch.full_like(q, float("nan"))
+            fn(*args, num_splits=splits, out=out)
+            err = rel(out, ref)
+            good = not out.isnan().any().item() and err <= 1e-2
+            ok &= good
+            kv = "int8" if quant else "bf16"
+            rows.append({"op": "parity", "version": label, "kv": kv, "splits": splits, "rel_err": err})
+            print(f"parity decode {label} width 2048 kv={kv} lens {lens} splits {splits}: "
+                  f"rel_err {err:.1e} {'ok' if good else 'FAIL'}", flush=True)  # fmt: skip
+        del k, v, ks, vs
+    print(f"parity: {'all ok' if ok else 'FAILURES'}", flush=True)
+    for quant in (False, True):
+        for B, ctx, width in DECODE_WIDE_CASES:
+            kv_bytes = B * ctx * NKV * (HD * 2 * (1 if quant else 2) + (2 * 4 if quant else 0))
+            sets = []
+            for _ in range(copies_for(kv_bytes)):
+                k, v, ks, vs, tables, seq = wide_cache(B, ctx, width, quant)
+                q = torch.randn(B, NH, HD, dtype=BF16, device=DEV)
+                cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
+                sets.append((q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs))
+            kv = "int8" if quant else "bf16"
+            variants = {"new": (flash_decode_triton, {})}
+            for kw in DECODE_VARIANTS.get((B, ctx, width), ()):
+                label = ",".join(f"{key.replace('num_', '')}={val}" for key, val in kw.items())
+                variants[f"new/{label}"] = (flash_decode_triton, kw)
+            variants.update({label: (fn, {}) for label, fn in fns.items() if label != "new"})
+            line = []
+            for name, (fn, kw) in variants.items():
+                try:
+                    ms = graph_ms([lambda a=a, kw=kw, fn=fn: fn(*a, **kw) for a in sets])
+                except Exception as e:  # noqa: BLE001  (report and go on with the other versions)
+                    line.append(f"{name} {type(e).__name__}: {e}"[:200])
+                    continue
+                gbps = kv_bytes / ms / 1e6
+                rows.append({"B": B, "ctx": ctx, "width": width, "kv": kv, "variant": name, "graph_ms": ms,
+                             "KV_GBps": gbps, "frac_copy": gbps / lim["copy_GBps"]})  # fmt: skip
+                line.append(f"{name} {ms * 1e3:6.1f} us {gbps:5.0f} GB/s {gbps / lim['copy_GBps']:4.0%}")
+            print(f"decode B={B:>3} ctx={ctx:>5} width={width:>4} kv={kv}: " + " | ".join(line), flush=True)
+            del sets
+            torch.cuda.empty_cache()
+
+
 SECTIONS = {
     "prefill": section_prefill,
     "decode": section_decode,
@@ -463,6 +564,7 @@ SECTIONS = {
     "sweep-prefill": section_sweep_prefill,
     "parity": section_parity,
     "sweep-decode-b1": section_sweep_decode_b1,
+    "decode-wide": section_decode_wide,
 }
 DEFAULT = "prefill,decode,int8,fused"
 

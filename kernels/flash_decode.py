@@ -6,12 +6,15 @@ at small batch and read every K/V tile nh // nkv times. Instead (Dao et al., "Fl
   computes all the query heads of that KV group at once (a (group, d) x (d, BLOCK_N) tensor-core dot, so
   each K/V tile is read once); it writes the split's normalized partial output and its log-sum-exp;
 - pass 2: one program per (sequence, head) merges the splits: o = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
-The split count comes from tensor shapes only (batch, KV heads, block-table width), never from the
-device-side lengths, so the launch needs no host sync and can be captured in a CUDA graph; splits that
-start past a sequence's length write lse = -inf and drop out of the merge. INT8 caches enter the dots as
-exact small integers (``int8_to_float``); the per-token K scales multiply the score row and the V scales
-P's columns, so nothing is dequantized per element. V is converted before its transposing layout shuffle
-(see ``int8_to_float``'s PURE flag).
+The split COUNT comes from tensor shapes only (batch, KV heads, block-table width), so the launch needs no
+host sync and can be captured in a CUDA graph; each program derives its split's RANGE from its sequence's
+device-side length (``_split_tiles``), so every split of every sequence shares the real context however
+wide the block table is (the engine's graphs pass tables as wide as ``max_model_len``). Splits past a
+sequence's end write lse = -inf and no output; the merge reads every split's lse but the partial outputs
+of the splits that hold work only. With one split the decode kernel writes the output itself (no merge).
+INT8 caches enter the dots as exact small integers (``int8_to_float``); the per-token K scales multiply
+the score row and the V scales P's columns, so nothing is dequantized per element. V is converted before
+its transposing layout shuffle (see ``int8_to_float``'s PURE flag).
 """
 
 from __future__ import annotations
@@ -148,6 +151,13 @@ def _decode_tile(
 
 
 @triton.jit
+def _split_tiles(seq_len, num_splits, BLOCK_N: tl.constexpr):
+    """Tiles per split of one sequence: its own cached tiles shared out over the launched splits, at least one
+    (so a sequence holds work in its first cdiv(seq_len, split tiles * BLOCK_N) splits, none past them)."""
+    return tl.maximum(tl.cdiv(tl.cdiv(seq_len, BLOCK_N), num_splits), 1)
+
+
+@triton.jit
 def _flash_decode_kernel(
     Q_ptr,
     KC_ptr,
@@ -159,6 +169,7 @@ def _flash_decode_kernel(
     CU_ptr,
     OP_ptr,
     LSE_ptr,
+    O_ptr,
     stride_qt,
     stride_qh,
     stride_cb,
@@ -172,9 +183,10 @@ def _flash_decode_kernel(
     stride_os,
     stride_lb,
     stride_lh,
+    stride_t,
+    stride_h,
     qk_scale,
     softcap,
-    split_len,
     GROUP: tl.constexpr,
     BLOCK_G: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -187,12 +199,14 @@ def _flash_decode_kernel(
     PRECISION: tl.constexpr,
     FAST: tl.constexpr,
     QK8: tl.constexpr,
+    DIRECT: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(SEQ_ptr + b)
     t = tl.load(CU_ptr + b).to(tl.int64)
+    split_len = _split_tiles(seq_len, tl.num_programs(2), BLOCK_N) * BLOCK_N
     lo = split * split_len
     hi = tl.minimum(lo + split_len, seq_len)
 
@@ -201,9 +215,11 @@ def _flash_decode_kernel(
     heads = kvh * GROUP + offs_g
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM
+    # a split past the sequence's end reads nothing (it only writes lse = -inf)
+    q_rows = offs_g < tl.where(lo < seq_len, GROUP, 0)
     q = tl.load(
         Q_ptr + t * stride_qt + heads[:, None] * stride_qh + offs_d[None, :],
-        mask=g_mask[:, None] & d_mask[None, :],
+        mask=q_rows[:, None] & d_mask[None, :],
         other=0.0,
     )
     if QK8:
@@ -294,14 +310,23 @@ def _flash_decode_kernel(
     # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
     empty = l_i == 0.0
     out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
-    lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
-    bi = b.to(tl.int64)
-    tl.store(
-        OP_ptr + bi * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :],
-        out,
-        mask=g_mask[:, None] & d_mask[None, :],
-    )
-    tl.store(LSE_ptr + bi * stride_lb + heads * stride_lh + split, lse, mask=g_mask)
+    if DIRECT:
+        # the only split: the final output (0 for a sequence with nothing cached), no merge
+        tl.store(
+            O_ptr + t * stride_t + heads[:, None] * stride_h + offs_d[None, :],
+            to_dtype(out, O_ptr.dtype.element_ty),
+            mask=g_mask[:, None] & d_mask[None, :],
+        )
+    else:
+        lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
+        bi = b.to(tl.int64)
+        if lo < seq_len:  # the merge reads the output of the splits that hold work only (finite lse)
+            tl.store(
+                OP_ptr + bi * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :],
+                out,
+                mask=g_mask[:, None] & d_mask[None, :],
+            )
+        tl.store(LSE_ptr + bi * stride_lb + heads * stride_lh + split, lse, mask=g_mask)
 
 
 @triton.jit
@@ -338,11 +363,12 @@ def _merge_kernel(
     acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     o_row = OP_ptr + b * stride_ob + h * stride_oh
     for s0 in range(0, num_splits, BLOCK_S):
-        s_mask = s0 + offs_s < num_splits
-        w = tl.math.exp2(tl.load(lse_row + s0 + offs_s, mask=s_mask, other=float("-inf")) - m_all)
+        lse = tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < num_splits, other=float("-inf"))
+        w = tl.math.exp2(lse - m_all)
+        # only the splits that hold work wrote an output (lse = -inf: past the sequence's end, not read)
         o = tl.load(
             o_row + (s0 + offs_s)[:, None] * stride_os + offs_d[None, :],
-            mask=s_mask[:, None] & d_mask[None, :],
+            mask=(lse != float("-inf"))[:, None] & d_mask[None, :],
             other=0.0,
         )
         den += w
@@ -355,16 +381,20 @@ def _merge_kernel(
     )
 
 
-def plan_splits(
-    batch: int, nkv: int, max_context: int, block_n: int, sms: int, waves: int = 2
-) -> tuple[int, int]:
-    """(number of splits, positions per split) from shapes alone: about ``waves`` programs per
-    multiprocessor, never more splits than tiles, at most MAX_SPLITS (bounds the merge's work)."""
+def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, waves: int = 2) -> int:
+    """Splits per (sequence, KV head) from shapes alone: about ``waves`` programs per multiprocessor, never
+    more splits than tiles of the block table's width, at most MAX_SPLITS.
+
+    NOTE: the count is fixed when a CUDA graph is captured, but every split takes a share of its sequence's
+    real length (``_split_tiles``), so a long context is read by batch * nkv * splits programs at once,
+    ``waves`` of them resident per multiprocessor (registers fit about 2 bf16 / 3 INT8 ones), which keeps
+    enough tile loads in flight to stream the cache. More splits would only shorten every program's loop
+    (each pays a fixed latency: block table, first tiles, stores) and grow the merge, which reads one
+    (group, head dim) partial per split that holds work (MAX_SPLITS caps it at 2 MB per sequence for
+    32 x 128 heads); a batch that fills the GPU on its own gets one split and no merge at all."""
     tiles = max(1, triton.cdiv(max_context, block_n))
     want = max(1, (waves * sms) // max(1, batch * nkv))
-    splits = min(want, tiles, MAX_SPLITS)
-    split_len = triton.cdiv(tiles, splits) * block_n
-    return triton.cdiv(max(max_context, 1), split_len), split_len
+    return min(want, tiles, MAX_SPLITS)
 
 
 def flash_decode_triton(
@@ -385,8 +415,9 @@ def flash_decode_triton(
     num_warps: int = 4,
     num_stages: int = 3,
 ) -> torch.Tensor:
-    """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` and ``block_n`` override
-    the plan (tests use them to reach many splits and tiles at small sizes; the interpreter takes 16)."""
+    """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` (the split count; each
+    sequence's splits still share its own length) and ``block_n`` override the plan (tests use them to reach
+    many splits and tiles at small sizes; the interpreter takes 16)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     if max_seqlen_q != 1:
         raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
@@ -403,13 +434,16 @@ def flash_decode_triton(
     # INT8 KV: three programs per multiprocessor (they fit: ~160 registers, ~73 KB shared memory), which hides
     # more of the conversion/softmax latency (H200, batch 32 x 32k: 6 splits 183 us, 4 splits 208 us); bf16
     # is bandwidth bound with two
-    splits, split_len = plan_splits(B, nkv, max_context, block_n, device_sms(q), 3 if quant else 2)
-    if num_splits is not None:
-        split_len = triton.cdiv(triton.cdiv(max_context, num_splits), block_n) * block_n
-        splits = triton.cdiv(max_context, split_len)
+    splits = num_splits
+    if splits is None:
+        splits = plan_splits(B, nkv, max_context, block_n, device_sms(q), 3 if quant else 2)
+    if splits < 1:
+        raise ValueError(f"num_splits must be at least 1, got {num_splits}")
+    direct = splits == 1
     group = nh // nkv
-    o_part = torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
-    lse = torch.empty((B, nh, splits), dtype=torch.float32, device=q.device)
+    # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
+    o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
+    lse = out if direct else torch.empty((B, nh, splits), dtype=torch.float32, device=q.device)
     ss = (k_scale.stride(0), k_scale.stride(1)) if quant else (0, 0)
     block_d = next_pow2(hd)
     _flash_decode_kernel[(B, nkv, splits)](
@@ -423,6 +457,7 @@ def flash_decode_triton(
         cu_seqlens_q,
         o_part,
         lse,
+        out,
         q.stride(0),
         q.stride(1),
         k_cache.stride(0),
@@ -435,9 +470,10 @@ def flash_decode_triton(
         o_part.stride(2),
         lse.stride(0),
         lse.stride(1),
+        out.stride(0),
+        out.stride(1),
         float(scale),
         float(softcap or 1.0),
-        split_len,
         GROUP=group,
         BLOCK_G=max(16, next_pow2(group)),
         HEAD_DIM=hd,
@@ -450,9 +486,12 @@ def flash_decode_triton(
         PRECISION=dot_precision(q.dtype),
         FAST=fast_cvt_fits(block_d * block_n, num_warps),
         QK8=use_int8_qk(quant, q.dtype, block_d),
+        DIRECT=direct,
         num_warps=num_warps,
         num_stages=num_stages,
     )
+    if direct:
+        return out
     # small batches: split the merge over head dims too, so that it runs on more multiprocessors
     merge_d = block_d if B * nh >= 2 * device_sms(q) else max(16, block_d // 4)
     _merge_kernel[(B, nh, triton.cdiv(hd, merge_d))](
@@ -470,7 +509,8 @@ def flash_decode_triton(
         splits,
         HEAD_DIM=hd,
         BLOCK_D=merge_d,
-        BLOCK_S=min(32, next_pow2(splits)),
+        # every split's lse in one load up to MAX_SPLITS, at most 8192 partials a tile (64 registers a thread)
+        BLOCK_S=min(MAX_SPLITS, next_pow2(splits), 8192 // merge_d),
         num_warps=4,
     )
     return out

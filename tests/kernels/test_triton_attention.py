@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kernels.attention import paged_attention_ref
-from kernels.flash_decode import flash_decode_triton, paged_attention_triton, plan_splits
+from kernels.flash_decode import MAX_SPLITS, flash_decode_triton, paged_attention_triton, plan_splits
 from kernels.flash_prefill import flash_prefill_triton
 from kernels.quant import quantize_kv_ref
 from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
@@ -166,13 +166,38 @@ def test_paged_attention_routes_decode_and_prefill():
     assert torch.equal(paged_attention_triton(**pre), flash_prefill_triton(**pre))
 
 
-def test_split_plan_fills_the_gpu_and_covers_the_context():
-    # batch 1, 2 KV heads, 32k context on 132 SMs: ~2 waves of programs, splits cover every position
-    splits, split_len = plan_splits(1, 2, 32768, 64, 132)
-    assert splits * split_len >= 32768 and (splits - 1) * split_len < 32768
-    assert 100 <= splits * 2 <= 2 * 132 * 2 and split_len % 64 == 0
-    # a big batch needs no split
-    assert plan_splits(128, 2, 1024, 64, 132) == (1, 1024)
+# Block tables as wide as the engine's CUDA graphs pass them (max_model_len / block size columns, the
+# unused ones pointing at a NaN block) around short sequences: 1, 17, a block and tile edge, uneven lengths
+WIDE_LENS = [1, 17, 32, 75, 5]
+WIDE_BLOCKS = 256 if GPU else 64
+
+
+@pytest.mark.parametrize("quant", [False, True], ids=["bf16-kv", "int8-kv"])
+@pytest.mark.parametrize("num_splits", [None, 1, 3, 40], ids=["planned", "1split", "3splits", "40splits"])
+def test_decode_block_table_much_wider_than_the_sequences(quant, num_splits, monkeypatch):
+    # the split partials are NaN too, so a merge that reads a split nobody wrote fails
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **kw: empty(*a, **kw).fill_(float("nan")))
+    args = _batch([1] * len(WIDE_LENS), WIDE_LENS, GLM, BF16, quant)
+    tables = args["block_tables"]
+    spare = tables[:, -1:]  # _batch leaves the last columns unused: they point at the never-written block
+    args["block_tables"] = torch.cat(
+        [tables, spare.expand(-1, WIDE_BLOCKS - tables.shape[1])], 1
+    ).contiguous()
+    out = poisoned(args["q"].shape, BF16)
+    flash_decode_triton(**args, num_splits=num_splits, out=out)
+    assert_close(out, _reference(args), BF16, tol=1e-2)
+
+
+def test_split_plan_fills_the_gpu_from_shapes():
+    # 132 SMs, 2 KV heads, a 32k-wide table: ~2 programs per SM (3 for INT8 KV), at most MAX_SPLITS
+    assert plan_splits(1, 2, 32768, 128, 132) == MAX_SPLITS
+    assert plan_splits(8, 2, 32768, 128, 132) == 16
+    assert plan_splits(64, 2, 32768, 128, 132) == 2
+    assert plan_splits(64, 2, 32768, 128, 132, waves=3) == 3
+    # never more splits than tiles of the table's width; a batch that fills the GPU needs no split
+    assert plan_splits(1, 2, 640, 128, 132) == 5
+    assert plan_splits(128, 2, 1024, 128, 132) == 1
 
 
 def test_rejects_decode_kernel_for_prefill():
