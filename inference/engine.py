@@ -25,7 +25,7 @@ import torch
 from .kv_cache import KVCacheManager
 from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
-from .runner import ModelRunner, graphs_supported
+from .runner import ModelRunner, graphs_supported, next_pow2
 from .sampling import SampledTokens, Sampler, SamplingParams, make_generator
 from .scheduler import PENDING, Request, Scheduler, Status
 from .tokenizer import IncrementalDetokenizer, Message, Tokenizer
@@ -124,13 +124,16 @@ class Engine:
     Options: block_size (tokens per KV block, 16); num_blocks (pool size; default from kv_cache_memory
     bytes, itself defaulting on CUDA to gpu_memory_utilization (0.9) of the device's memory less what
     is in use after loading, a profiled activation peak and the CUDA graphs' pool; 1 GiB on the CPU);
-    cuda_graphs (decode graphs for batch sizes up to max_num_seqs; default on for CUDA with the Triton
-    kernels) and enforce_eager (True turns graphs off);
+    cuda_graphs (decode graphs for batch sizes up to max_num_seqs, and prefill graphs for one sequence's
+    chunks of fewer than prefill_graph_tokens (512) tokens, padded to a power of two; default on for CUDA
+    with the Triton kernels) and enforce_eager (True turns graphs off);
     kv_cache_dtype ("auto" = model dtype, or "int8"); max_num_seqs (running requests, 64);
     max_num_batched_tokens (tokens per step, 2048: the chunked-prefill budget); max_waiting (queued
     requests before submit raises EngineOverloaded, 256); max_model_len (prompt + output cap; default
     the config's max_position_embeddings, never more than the pool holds); enable_prefix_caching (True);
-    request_timeout_s (default per-request timeout, None).
+    request_timeout_s (default per-request timeout, None); batch_invariant (False; True: a prompt token's
+    values do not depend on how its prompt was split into chunks or found in the prefix cache, so a
+    cached prefix gives the same output as a cold prompt, at some prefill speed; 16-bit weights only).
     """
 
     def __init__(
@@ -151,6 +154,8 @@ class Engine:
         cuda_graphs: bool | None = None,
         enforce_eager: bool = False,
         gpu_memory_utilization: float = 0.9,
+        prefill_graph_tokens: int = 512,
+        batch_invariant: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -164,11 +169,15 @@ class Engine:
         graphs = (
             graphs_supported(model.device) if cuda_graphs is None else cuda_graphs
         ) and not enforce_eager
+        # one-sequence prefill chunks of fewer tokens replay a graph (e.g. a question after a cached prefix)
+        prefill_graph_tokens = (
+            min(prefill_graph_tokens, next_pow2(max_num_batched_tokens + 1)) if graphs else 0
+        )
         if num_blocks is None:
             if kv_cache_memory is None and model.device.type == "cuda":
                 kv_cache_memory = profile_kv_budget(
                     model, block_size, kv_cache_dtype, max_num_batched_tokens, max_num_seqs,
-                    gpu_memory_utilization, graphs,
+                    gpu_memory_utilization, graphs, prefill_graph_tokens, batch_invariant,
                 )  # fmt: skip
                 if kv_cache_memory < bytes_per_block(model, block_size, kv_cache_dtype):
                     raise ValueError(
@@ -180,12 +189,13 @@ class Engine:
         self.runner = ModelRunner(
             model, num_blocks, block_size, kv_cache_dtype, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=self.max_model_len,
+            batch_invariant=batch_invariant,
         )  # fmt: skip
         self.kv = KVCacheManager(num_blocks, block_size, enable_prefix_caching)
         self.scheduler = Scheduler(self.kv, max_num_seqs, max_num_batched_tokens)
         self.sampler = Sampler()
         if graphs:
-            self.runner.capture_graphs(max_num_seqs)
+            self.runner.capture_graphs(max_num_seqs, prefill_graph_tokens)
         log.info(
             "KV cache: %d blocks of %d tokens = %d tokens (%.2f GiB, %s); max_model_len %d; CUDA graphs %s",
             num_blocks, block_size, num_blocks * block_size,

@@ -14,7 +14,7 @@ import logging
 import torch
 
 from .model import GlmModel
-from .runner import ModelRunner, kv_bytes_per_block
+from .runner import ModelRunner, kv_bytes_per_block, prefill_graph_sizes
 from .sampling import Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,14 @@ def profile_kv_budget(
     max_num_seqs: int,
     gpu_memory_utilization: float,
     cuda_graphs: bool,
+    prefill_graph_tokens: int = 0,
+    batch_invariant: bool = False,
 ) -> int:
     """Bytes the KV pool may take on the model's CUDA device (may be <= 0: nothing fits)."""
     act, graphs = _profile_steps(
-        model, block_size, kv_cache_dtype, max_num_batched_tokens, max_num_seqs, cuda_graphs
-    )
+        model, block_size, kv_cache_dtype, max_num_batched_tokens, max_num_seqs, cuda_graphs,
+        prefill_graph_tokens, batch_invariant,
+    )  # fmt: skip
     torch.cuda.empty_cache()  # the throw-away cache and the activations go back to the device
     free, total = torch.cuda.mem_get_info(model.device)
     budget = int(total * gpu_memory_utilization) - (total - free) - act - graphs
@@ -77,16 +80,17 @@ def profile_kv_budget(
 
 def _profile_steps(
     model: GlmModel, block_size: int, kv_cache_dtype: str, max_num_batched_tokens: int, max_num_seqs: int,
-    cuda_graphs: bool,
+    cuda_graphs: bool, prefill_graph_tokens: int = 0, batch_invariant: bool = False,
 ) -> tuple[int, int]:  # fmt: skip
-    """(activation peak of a full step, memory of the decode graphs' pool) in bytes."""
+    """(activation peak of a full step, memory of the graphs' pool) in bytes."""
     T = max_num_batched_tokens
     B = min(max_num_seqs, T)
     lens = [T // B + (i < T % B) for i in range(B)]
     per_seq = -(-max(lens) // block_size)
+    tp = max(prefill_graph_sizes(prefill_graph_tokens), default=0)
     runner = ModelRunner(
-        model, max(B * per_seq, max_num_seqs), block_size, kv_cache_dtype,
-        max_num_seqs=max(B, max_num_seqs), max_num_batched_tokens=T,
+        model, max(B * per_seq, max_num_seqs, -(-tp // block_size)), block_size, kv_cache_dtype,
+        max_num_seqs=max(B, max_num_seqs), max_num_batched_tokens=T, batch_invariant=batch_invariant,
     )  # fmt: skip
     prefill = [([0] * n, 0, n, list(range(i * per_seq, (i + 1) * per_seq)), True) for i, n in enumerate(lens)]
     worst = SamplingParams(temperature=1.0, top_p=0.9, top_k=50, repetition_penalty=1.1, presence_penalty=0.1,
@@ -104,4 +108,7 @@ def _profile_steps(
     # the graphs' pool holds about one decode step's activations; the logits buffer is shared by all sizes;
     # GRAPH_OVERHEAD covers what capture itself takes (measured on an H200: estimate + 40 MiB)
     step = _peak(lambda: runner.execute(decode))
+    if tp:  # the largest prefill graph's step (one sequence of tp tokens)
+        chunk = [([0] * tp, 0, tp, list(range(-(-tp // block_size))), True)]
+        step = max(step, _peak(lambda: runner.execute(chunk)))
     return act, step + max_num_seqs * model.cfg.vocab_size * 4 + GRAPH_OVERHEAD

@@ -42,6 +42,15 @@ def graph_batch_sizes(max_num_seqs: int) -> list[int]:
     return sorted(set(sizes) | {max_num_seqs})
 
 
+def next_pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def prefill_graph_sizes(max_tokens: int) -> list[int]:
+    """Padded token counts that get a one-sequence prefill graph: powers of two from 16 to max_tokens."""
+    return [t for t in (16 << i for i in range(16)) if t <= max_tokens]
+
+
 def graphs_supported(device: torch.device) -> bool:
     """CUDA graphs need a CUDA device and the Triton kernels (the torch references sync on the host)."""
     return (
@@ -77,12 +86,16 @@ class ModelRunner:
         max_num_seqs: int = 64,
         max_num_batched_tokens: int = 2048,
         max_model_len: int | None = None,
+        batch_invariant: bool = False,
     ) -> None:
         if kv_cache_dtype not in KV_DTYPES:
             raise ValueError(
                 f"unsupported kv_cache_dtype {kv_cache_dtype!r}; choose one of {', '.join(KV_DTYPES)}"
             )
         self.model = model
+        # steps with prefill tokens compute each token independently of the step's shape (decode steps
+        # keep their fast one-row matmuls: a request decodes alone or in a batch either way)
+        self.batch_invariant = batch_invariant
         self.max_num_seqs = max_num_seqs
         self.block_size = block_size
         self.num_blocks = num_blocks
@@ -96,9 +109,11 @@ class ModelRunner:
         self.feed = torch.zeros(2 * max_num_seqs, dtype=torch.int64, device=self.device)
         self._alloc_host(max(max_num_batched_tokens, max_num_seqs), max_num_seqs, self.table_width)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.prefill_graphs: dict[int, torch.cuda.CUDAGraph] = {}  # padded tokens -> graph
         self.graph_memory = 0  # bytes the captured graphs hold (their private pool)
         self.graph_replays = 0
         self._static: dict[str, torch.Tensor] = {}
+        self._pstatic: dict[str, torch.Tensor] = {}  # the prefill graphs' inputs
 
     # host staging ---------------------------------------------------------------------------------
     def _alloc_host(self, tokens: int, seqs: int, width: int) -> None:
@@ -200,6 +215,7 @@ class ModelRunner:
             cu_seqlens_q=up(self._h_cu[: B + 1]),
             max_seqlen_q=max(s[2] for s in seqs),
         )
+        meta.invariant = self.batch_invariant and meta.max_seqlen_q > 1
         ids = up(self._h_ids[:T])
         if fed:
             S = self.max_num_seqs
@@ -221,6 +237,9 @@ class ModelRunner:
         bs = self._graph_size(seqs)
         if bs is not None:
             return self._replay(seqs, bs, feed_rows)
+        tp = self._prefill_size(seqs, feed_rows)
+        if tp is not None:
+            return self._replay_prefill(seqs[0], tp)
         input_ids, positions, meta, rows = self.prepare(seqs, feed_rows)
         hidden = self.model.forward(input_ids, positions, meta, self.caches)  # (T, H)
         if rows.shape[0] == B and meta.max_seqlen_q == 1:
@@ -235,6 +254,50 @@ class ModelRunner:
         if any(s[2] != 1 or not s[4] for s in seqs):
             return None
         return min(b for b in self.graphs if b >= len(seqs))
+
+    def _prefill_size(self, seqs: list[Seq], feed_rows: list[int] | None) -> int | None:
+        """The prefill graph that runs a one-sequence step of >= 2 tokens (padded by at least one), or None."""
+        if not self.prefill_graphs or len(seqs) != 1 or seqs[0][2] < 2 or (feed_rows and feed_rows[0] >= 0):
+            return None
+        fits = [t for t in self.prefill_graphs if t > seqs[0][2]]
+        return min(fits) if fits else None
+
+    def _pad_seq(self, n: int) -> Seq:
+        """A padding sequence of n tokens at positions 0..n-1 in the dummy block (slots repeat: its K/V and
+        outputs are never read by a real sequence)."""
+        return [0] * n, 0, n, [self.dummy_block] * -(-n // self.block_size), False
+
+    def _replay_prefill(self, seq: Seq, tp: int) -> torch.Tensor:
+        """Run one sequence's prefill chunk in the graph of tp tokens: its n tokens, then a padding sequence
+        of tp - n. Returns its logits row (1, V) when it samples, else (0, V)."""
+        self._fill([seq, self._pad_seq(tp - seq[2])])
+        self._upload_prefill(tp)
+        self.prefill_graphs[tp].replay()
+        self.graph_replays += 1
+        return self._static["logits"][: 1 if seq[4] else 0]
+
+    def _upload_prefill(self, tp: int) -> None:
+        p, up = self._pstatic, self.staging.upload
+        for name, host in (("ids", self._h_ids), ("pos", self._h_pos), ("slots", self._h_slots)):
+            up(host[:tp], p[name][:tp])
+        up(self._h_lens[:2], p["lens"])
+        up(self._h_cu[:3], p["cu"])
+        up(self._h_tables[:2], p["tables"])
+        up(self._h_rows[:1], p["rows"])
+        self.staging.uploaded()
+
+    def _prefill_forward(self, tp: int) -> None:
+        p = self._pstatic
+        meta = AttentionMetadata(
+            slot_mapping=p["slots"][:tp],
+            block_tables=p["tables"],
+            seq_lens=p["lens"],
+            cu_seqlens_q=p["cu"],
+            max_seqlen_q=tp,
+            invariant=self.batch_invariant,
+        )
+        hidden = self.model.forward(p["ids"][:tp], p["pos"][:tp], meta, self.caches)
+        self.model.compute_logits(hidden.index_select(0, p["rows"]), out=self._static["logits"][:1])
 
     def _static_forward(self, bs: int) -> None:
         s = self._static
@@ -267,9 +330,14 @@ class ModelRunner:
         return self._static["logits"][: len(seqs)]
 
     @torch.inference_mode()
-    def capture_graphs(self, max_num_seqs: int) -> None:
-        """Capture one decode graph per size in graph_batch_sizes(max_num_seqs), largest first, sharing
-        one memory pool. Each size first runs eagerly (Triton compiles and autotunes outside capture)."""
+    def capture_graphs(self, max_num_seqs: int, prefill_tokens: int = 0) -> None:
+        """Capture one decode graph per size in graph_batch_sizes(max_num_seqs), largest first, and one
+        one-sequence prefill graph per size in prefill_graph_sizes(prefill_tokens), all sharing one memory
+        pool. Each graph's step first runs eagerly (Triton compiles and autotunes outside capture).
+
+        NOTE: a prefill of a few hundred tokens reads every weight once, like a decode step, and issues the
+        same ~600 launches; eagerly it costs 25-35 ms of host time for 5-9 ms of GPU work (H200, GLM-4-9B,
+        108 new tokens after a cached prefix). Padding to the next power of two costs little at these sizes."""
         if max_num_seqs > self.max_num_seqs:
             raise ValueError(f"graphs up to {max_num_seqs} rows; this runner takes {self.max_num_seqs}")
         sizes = graph_batch_sizes(max_num_seqs)
@@ -303,11 +371,36 @@ class ModelRunner:
                 self._static_forward(bs)
             pool = graph.pool()
             self.graphs[bs] = graph
+        psizes = prefill_graph_sizes(prefill_tokens)
+        if psizes:
+            tmax, width = psizes[-1], self.table_width
+            self._pstatic = {
+                "ids": torch.zeros(tmax, dtype=torch.int64, device=dev),
+                "pos": torch.zeros(tmax, dtype=torch.int64, device=dev),
+                "slots": torch.zeros(tmax, dtype=torch.int64, device=dev),
+                "lens": torch.ones(2, dtype=torch.int32, device=dev),
+                "cu": torch.zeros(3, dtype=torch.int32, device=dev),
+                "tables": torch.zeros(2, width, dtype=torch.int32, device=dev),
+                "rows": torch.zeros(1, dtype=torch.int64, device=dev),
+            }
+        for tp in reversed(psizes):
+            self._fill([self._pad_seq(tp - 1), self._pad_seq(1)])
+            self._h_rows[0] = tp - 2  # _fill samples no padding row; any row will do
+            self._upload_prefill(tp)
+            for _ in range(2):
+                self._prefill_forward(tp)
+            torch.cuda.synchronize(dev)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self._prefill_forward(tp)
+            pool = graph.pool()
+            self.prefill_graphs[tp] = graph
         torch.cuda.synchronize(dev)
         self.graph_memory = max(0, free0 - torch.cuda.mem_get_info(dev)[0])
         log.info(
-            "captured %d decode CUDA graphs (batch sizes %s) in %.1f s, %.0f MiB",
-            len(sizes), ",".join(map(str, sizes)), time.perf_counter() - t0, self.graph_memory / 2**20,
+            "captured %d decode CUDA graphs (batch sizes %s) and %d prefill graphs (tokens %s) in %.1f s, %.0f MiB",
+            len(sizes), ",".join(map(str, sizes)), len(psizes), ",".join(map(str, psizes)),
+            time.perf_counter() - t0, self.graph_memory / 2**20,
         )  # fmt: skip
 
     def _pad_rows(self, bs: int) -> None:

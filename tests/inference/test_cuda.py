@@ -9,7 +9,7 @@ from inference.runner import ModelRunner
 from inference.weights import load_model
 
 from .conftest import hf_model, rel_err
-from .test_engine import PROMPTS, hf_greedy
+from .test_engine import PROMPTS, cold_and_warm, hf_greedy
 
 pytestmark = [
     pytest.mark.gpu,
@@ -64,6 +64,37 @@ def test_graph_replay_matches_eager(checkpoints):
         assert torch.equal(graph.argmax(-1), eager.argmax(-1))
 
 
+def test_prefill_graph_matches_eager_and_padding_stays_in_the_dummy_block(checkpoints):
+    """A one-sequence chunk after a cached prefix replays the prefill graph of the next power of two: the
+    eager forward's logits (float32), and only the chunk's own slots (and the dummy block) are written."""
+    model = load_model(checkpoints["glm4"], device="cuda", dtype="float32")
+    runner = ModelRunner(model, num_blocks=64, block_size=16, max_num_seqs=4)
+    runner.capture_graphs(4, prefill_tokens=64)
+    assert sorted(runner.prefill_graphs) == [16, 32, 64]
+    graphs = runner.prefill_graphs
+    tokens = [(i * 17 + 3) % 560 for i in range(70)]
+    blocks = [9, 2, 7, 30, 11]
+    runner.prefill_graphs = {}  # eager: the cached prefix, and the reference below
+    runner.execute([(tokens, 0, 40, blocks, False)])
+    runner.prefill_graphs = graphs
+    caches = [c.k[: runner.dummy_block].clone() for c in runner.caches]
+    before = runner.graph_replays
+    graph = runner.execute([(tokens, 40, 30, blocks, True)]).clone()  # 30 tokens: the 32-token graph
+    assert runner.graph_replays == before + 1 and graph.shape == (1, model.cfg.vocab_size)
+    written = torch.zeros(runner.dummy_block, 16, dtype=torch.bool, device="cuda")
+    for pos in range(40, 70):
+        written[blocks[pos // 16], pos % 16] = True
+    for c, old in zip(runner.caches, caches, strict=True):
+        assert torch.equal(c.k[: runner.dummy_block][~written], old[~written])
+        assert not torch.equal(c.k[: runner.dummy_block][written], old[written])
+    runner.prefill_graphs = {}
+    eager = runner.execute([(tokens, 40, 30, blocks, True)])
+    runner.prefill_graphs = graphs
+    assert rel_err(graph, eager) < 1e-4
+    assert torch.equal(graph.argmax(-1), eager.argmax(-1))
+    assert runner.execute([(tokens, 40, 20, blocks, False)]).shape == (0, model.cfg.vocab_size)
+
+
 def test_engine_with_graphs_generates_like_eager_and_sizes_pool_from_memory(checkpoints):
     """Default CUDA engine: graphs captured, KV pool sized from gpu_memory_utilization after a profiled
     step; greedy (and seeded sampled) outputs equal the eager engine's."""
@@ -74,6 +105,7 @@ def test_engine_with_graphs_generates_like_eager_and_sizes_pool_from_memory(chec
     total = torch.cuda.mem_get_info()[1]
     with Engine.from_pretrained(path, device="cuda", dtype="float32", gpu_memory_utilization=0.2) as engine:
         assert engine.runner.graphs and max(engine.runner.graphs) == 64
+        assert sorted(engine.runner.prefill_graphs) == [16, 32, 64, 128, 256, 512]
         used = total - torch.cuda.mem_get_info()[0]
         assert used <= 0.2 * total + (256 << 20), (used, total)
         assert engine.kv.num_blocks * 16 > 1_000_000  # a tiny model: the pool takes most of the budget
@@ -168,3 +200,10 @@ def test_steps_issue_no_host_synchronization(checkpoints):
     assert [len(t) for t, _ in results] == [6, 3, 6]
     assert results[0][0][0] == warm[0][0][0]  # the prefill step's greedy row: same token again
     assert runner.graph_replays == 2
+
+
+def test_batch_invariant_bf16_prefix_hit_matches_cold_bit_for_bit(checkpoints):
+    """bfloat16 with graphs: in batch-invariant mode the prompt's cold run (chunks of 64, eager) and its run
+    after a prefix hit (12 tokens, the 16-token prefill graph) give identical tokens and logprobs."""
+    cold, warm = cold_and_warm(checkpoints["glm4"], invariant=True, device="cuda", dtype="bfloat16")
+    assert warm.token_ids == cold.token_ids and warm.logprobs == cold.logprobs
