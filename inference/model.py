@@ -28,6 +28,7 @@ class AttentionMetadata:
     seq_lens: torch.Tensor  # (B,) int32: cached tokens after this step
     cu_seqlens_q: torch.Tensor  # (B+1,) int32
     max_seqlen_q: int
+    invariant: bool = False  # batch-invariant matmuls and attention (kernels.linear's `invariant`)
 
 
 @dataclass
@@ -121,7 +122,8 @@ class GlmModel:
         cfg = self.cfg
         T = x.shape[0]
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        qkv = kernels.linear(x, layer.qkv, layer.qkv_bias)  # (T, (nh + 2 nkv) * hd)
+        inv = meta.invariant
+        qkv = kernels.linear(x, layer.qkv, layer.qkv_bias, inv)  # (T, (nh + 2 nkv) * hd)
         q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
         q = q.reshape(T, nh, hd)  # (T, nh, hd)
         k = k.reshape(T, nkv, hd)  # (T, nkv, hd)
@@ -140,8 +142,9 @@ class GlmModel:
             self.scale,
             cache.k_scale,
             cache.v_scale,
+            invariant=inv,
         )  # (T, nh, hd)
-        return kernels.linear(o.reshape(T, nh * hd), layer.o_proj)
+        return kernels.linear(o.reshape(T, nh * hd), layer.o_proj, invariant=inv)
 
     def forward(
         self,
@@ -165,7 +168,8 @@ class GlmModel:
             if layer.post_self_attn_norm is not None:
                 a = kernels.rms_norm(a, layer.post_self_attn_norm, eps)
             x, residual = kernels.rms_norm(a, layer.post_attention_norm, eps, residual)
-            m = kernels.linear(kernels.silu_and_mul(kernels.linear(x, layer.gate_up)), layer.down)
+            gu = kernels.linear(x, layer.gate_up, invariant=meta.invariant)
+            m = kernels.linear(kernels.silu_and_mul(gu), layer.down, invariant=meta.invariant)
             if layer.post_mlp_norm is not None:
                 m = kernels.rms_norm(m, layer.post_mlp_norm, eps)
             h = m

@@ -97,11 +97,16 @@ def paged_attention(
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
     softcap: float | None = None,
+    invariant: bool = False,
 ) -> torch.Tensor:
     """Causal attention of packed queries q (T, nh, hd) over each sequence's cached K/V -> (T, nh, hd).
     block_tables (B, max_blocks) int32, seq_lens (B,) int32 (cached tokens after this step's writes),
-    cu_seqlens_q (B+1,) int32. Query head h reads KV head h // (nh // nkv)."""
+    cu_seqlens_q (B+1,) int32. Query head h reads KV head h // (nh // nkv).
+    invariant: a query's result does not depend on how many queries its sequence has in this step (the
+    prefill kernel runs one fixed tile configuration instead of the one tuned for max_seqlen_q)."""
     fn = _pick("paged_attention", paged_attention_ref, q)
+    if invariant and max_seqlen_q > 1 and fn is not paged_attention_ref:
+        fn = _load("kernels.flash_prefill:flash_prefill_invariant")
     return fn(
         q,
         k_cache,
@@ -122,11 +127,46 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return _pick("silu_and_mul", silu_and_mul_ref, x)(x)
 
 
-def linear(x: torch.Tensor, w: torch.Tensor | Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x (T, K) -> (T, N) for a (N, K) weight tensor or an Int8Weight."""
+# keyword arguments of the public ops that dispatch consumes (launchers do not take them)
+DISPATCH_OPTIONS = frozenset({"invariant"})
+
+# Rows per matmul call in batch-invariant mode (see `linear`). 256 rows keep a prefill chunk's GEMMs near
+# the matmul rate (H200: each call is compute bound, cuBLAS ~80% of one large call) and cost about as much
+# as one weight read for a short chunk (a question after a cached prefix).
+INVARIANT_ROWS = 256
+
+
+def linear(
+    x: torch.Tensor, w: torch.Tensor | Int8Weight, bias: torch.Tensor | None = None, invariant: bool = False
+) -> torch.Tensor:
+    """x (T, K) -> (T, N) for a (N, K) weight tensor or an Int8Weight.
+
+    invariant: each row's result does not depend on T or on the row's place in x (16-bit weights): the rows
+    go through one matmul shape, INVARIANT_ROWS rows per call (the last call zero-padded), so the library
+    picks the same kernel, tiles and reduction order for every row. A token then gets the same values
+    whether its prompt is computed in one chunk, in other chunks, or after a cached prefix.
+    """
     if isinstance(w, Int8Weight):
         return _pick("linear_int8", linear_ref, x)(x, w, bias)
+    if invariant and x.shape[0] > 1:
+        return linear_invariant(x, w, bias)
     return _pick("linear", linear_ref, x)(x, w, bias)
+
+
+def linear_invariant(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, rows: int = INVARIANT_ROWS
+) -> torch.Tensor:
+    """`linear` in fixed blocks of `rows` rows (see its `invariant`)."""
+    T = x.shape[0]
+    out = torch.empty(T, w.shape[0], dtype=x.dtype, device=x.device)
+    full = T - T % rows
+    for s in range(0, full, rows):
+        out[s : s + rows] = linear_ref(x[s : s + rows], w, bias)
+    if full < T:
+        pad = x.new_zeros(rows, x.shape[1])
+        pad[: T - full] = x[full:]
+        out[full:] = linear_ref(pad, w, bias)[: T - full]
+    return out
 
 
 def quantize_kv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
