@@ -25,7 +25,16 @@ import triton
 import triton.language as tl
 
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import INTERPRET, UPCAST_DOT, check_float, dot_precision, next_pow2, out_tensor, to_dtype
+from .triton_common import (
+    INTERPRET,
+    UPCAST_DOT,
+    autotune,
+    check_float,
+    dot_precision,
+    next_pow2,
+    out_tensor,
+    to_dtype,
+)
 
 LOG2E = 1.4426950408889634
 # INT8 KV with 16-bit queries: quantize the queries per row and run q.K on int8 tensor cores (K is never
@@ -389,7 +398,7 @@ def _prune(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
-_tuned = triton.autotune(
+_tuned = autotune(
     configs=_configs(),
     key=["MAX_SEQLEN_Q_BUCKET", "HEAD_DIM", "GROUP", "QUANT"],
     prune_configs_by={"early_config_prune": _prune},

@@ -29,6 +29,7 @@ from .triton_common import (
     INTERPRET,
     TORCH_TO_TL,
     UPCAST_DOT,
+    autotune,
     check_float,
     device_sms,
     dot_precision,
@@ -458,7 +459,7 @@ def _prune_few_rows(configs, named_args, **kwargs):
     return fallback[:1]
 
 
-_few_rows = triton.autotune(
+_few_rows = autotune(
     configs=_few_rows_configs(),
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _prune_few_rows},
@@ -517,7 +518,7 @@ def _prune_many_rows(configs, named_args, **kwargs):
 _int8_matmul = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(
     _int8_matmul_kernel
 )
-_many_rows = triton.autotune(
+_many_rows = autotune(
     configs=_many_rows_configs(),
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _prune_many_rows},
