@@ -363,14 +363,8 @@ class ModelRunner:
             self.staging.claim()
             self._pad_rows(bs)
             self._upload_static(bs)
-            for _ in range(2):
-                self._static_forward(bs)
-            torch.cuda.synchronize(dev)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                self._static_forward(bs)
+            self.graphs[bs] = graph = _capture(lambda bs=bs: self._static_forward(bs), pool, dev)
             pool = graph.pool()
-            self.graphs[bs] = graph
         psizes = prefill_graph_sizes(prefill_tokens)
         if psizes:
             tmax, width = psizes[-1], self.table_width
@@ -387,14 +381,8 @@ class ModelRunner:
             self._fill([self._pad_seq(tp - 1), self._pad_seq(1)])
             self._h_rows[0] = tp - 2  # _fill samples no padding row; any row will do
             self._upload_prefill(tp)
-            for _ in range(2):
-                self._prefill_forward(tp)
-            torch.cuda.synchronize(dev)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                self._prefill_forward(tp)
+            self.prefill_graphs[tp] = graph = _capture(lambda tp=tp: self._prefill_forward(tp), pool, dev)
             pool = graph.pool()
-            self.prefill_graphs[tp] = graph
         torch.cuda.synchronize(dev)
         self.graph_memory = max(0, free0 - torch.cuda.mem_get_info(dev)[0])
         log.info(
@@ -412,6 +400,18 @@ class ModelRunner:
         self._h_lens[:bs] = 1
         self._h_tables[:bs, 0] = self.dummy_block
         self._row_src[:bs] = [(None, 0)] * bs
+
+
+def _capture(step, pool, device: torch.device) -> torch.cuda.CUDAGraph:
+    """Run `step` twice eagerly (Triton compiles and autotunes outside capture), then capture it into a graph
+    that allocates from `pool` (None: a new pool)."""
+    for _ in range(2):
+        step()
+    torch.cuda.synchronize(device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        step()
+    return graph
 
 
 def _allocate_caches(model: GlmModel, num_blocks: int, block_size: int, int8: bool) -> list[LayerCache]:
