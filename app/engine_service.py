@@ -46,6 +46,7 @@ class EngineService:
                     quantization=settings.model_quantization or None,
                     kv_cache_memory=kv,
                     gpu_memory_utilization=settings.gpu_memory_utilization,
+                    batch_invariant=settings.batch_invariant,
                 )
             except Exception as e:
                 # NOTE: the API still serves (extractively); /readyz reports the engine as failed.

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # Share of the GPU's memory the engine may fill (weights, activations, graphs, then the KV pool);
     # lower it when other models (embeddings, re-ranker) share the GPU.
     gpu_memory_utilization: float = 0.9
+    # Prompt tokens computed the same whatever the chunking or prefix-cache state (the engine's
+    # batch_invariant): a repeated question gets the same answer from a cached prefix as cold; slower prefill.
+    batch_invariant: bool = False
     answer_max_tokens: int = 512
     ask_top_k: int = 8
     # Whole-retrieval deadline per request; a stage that overruns is abandoned (degraded answer).

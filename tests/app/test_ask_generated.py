@@ -15,7 +15,8 @@ MAX_TOKENS = 12
 @pytest.fixture
 def client(tmp_path, monkeypatch, glm_checkpoint):  # noqa: F811
     with ask_client(monkeypatch, tmp_path, AUTOGLM_MODEL_PATH=str(glm_checkpoint),
-                    AUTOGLM_ANSWER_MAX_TOKENS=str(MAX_TOKENS), AUTOGLM_KV_CACHE_MEMORY_MB="32") as c:  # fmt: skip
+                    AUTOGLM_ANSWER_MAX_TOKENS=str(MAX_TOKENS), AUTOGLM_KV_CACHE_MEMORY_MB="32",
+                    AUTOGLM_BATCH_INVARIANT="1") as c:  # fmt: skip
         yield c
 
 
@@ -29,7 +30,7 @@ def _ttft_count(metrics: str) -> float:
 def test_generated_answer_streams_engine_tokens(client):
     from app.engine_service import service
 
-    assert service.loaded and service.name == "tiny-glm"
+    assert service.loaded and service.name == "tiny-glm" and service.engine.runner.batch_invariant
     ttft_before = _ttft_count(client.get("/metrics").text)  # the registry is per process, not per app
     assert client.get("/readyz").json()["checks"]["engine"] == {"ok": True, "model": "tiny-glm"}
     w = build_world(client)
@@ -49,7 +50,7 @@ def test_generated_answer_streams_engine_tokens(client):
     assert conv["messages"][1]["content"] == text and conv["messages"][1]["meta"]["usage"] == usage
 
     # The same question again (JSON this time): the system prompt and sources come from the prefix cache,
-    # and greedy decoding writes the same answer.
+    # and (batch-invariant prefill) greedy decoding writes the same answer.
     again = client.post("/api/ask", json={**question, "stream": False}, headers=w.member).json()
     assert again["usage"]["prefix_hit_tokens"] >= usage["prompt_tokens"] // 2, again["usage"]
     assert again["answer"] == text and again["usage"]["prompt_tokens"] == usage["prompt_tokens"]
