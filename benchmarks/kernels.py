@@ -4,6 +4,7 @@
     python benchmarks/kernels.py --sections sweep-prefill,sweep-decode,sweep-int8   # config grids
     python benchmarks/kernels.py --sections parity,int8,decode,sweep-decode-b1      # INT8 follow-up run
     DECODE_COMPARE=before=old_decode.py python benchmarks/kernels.py --sections decode-wide  # decode versions
+    DECODE_CASES=1x640x2048,64x1100x2048 python benchmarks/kernels.py --sections decode-wide  # some cases
 
 - prefill attention (causal, 32/2 heads, d=128, paged cache): TFLOP/s vs torch SDPA (flash backend);
 - decode attention (split-KV, paged): KV bytes read per second vs the measured device copy bandwidth;
@@ -496,8 +497,9 @@ DECODE_VARIANTS = {
 
 def section_decode_wide(rows: list, lim: dict) -> None:
     """Decode in CUDA graphs, the committed kernel ("new") and the $DECODE_COMPARE versions, bf16 and INT8
-    KV, at the engine's table width and at tables as wide as the context: GPU us, KV GB/s (the bytes of the
-    real context), share of copy bandwidth; first a full-size parity check of each against the reference."""
+    KV, at the engine's table width and at tables as wide as the context ($DECODE_CASES: BxCTXxWIDTH items,
+    comma-separated, picks some): GPU us, KV GB/s (the bytes of the real context), share of copy bandwidth;
+    first a full-size parity check of each against the reference."""
     fns = {"new": flash_decode_triton}
     fns.update({label: mod.flash_decode_triton for label, mod in _decode_versions().items()})
     ok = True
@@ -523,8 +525,11 @@ def section_decode_wide(rows: list, lim: dict) -> None:
                   f"rel_err {err:.1e} {'ok' if good else 'FAIL'}", flush=True)  # fmt: skip
         del k, v, ks, vs
     print(f"parity: {'all ok' if ok else 'FAILURES'}", flush=True)
+    cases = DECODE_WIDE_CASES
+    if os.environ.get("DECODE_CASES"):
+        cases = [tuple(int(x) for x in c.split("x")) for c in os.environ["DECODE_CASES"].split(",")]
     for quant in (False, True):
-        for B, ctx, width in DECODE_WIDE_CASES:
+        for B, ctx, width in cases:
             kv_bytes = B * ctx * NKV * (HD * 2 * (1 if quant else 2) + (2 * 4 if quant else 0))
             sets = []
             for _ in range(copies_for(kv_bytes)):
