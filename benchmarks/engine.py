@@ -10,7 +10,8 @@ cache; static cache + `torch.compile` of the decode step) and our engine (bf16; 
   included; INT8 counts its bytes and scales) / measured copy bandwidth;
 - ttft: time to first token of a 2,000-token prompt; prefill FLOP/s against the measured bf16 matmul rate;
 - prefix: our time to first token with a cached 3,000-token prefix and 100 new tokens, against the same
-  request cold, and whether both give the same tokens;
+  request cold, and whether both give the same tokens: in the default mode, then (bf16) on an engine with
+  batch_invariant=True, whose prefill does not depend on chunking or the prefix cache;
 - throughput: 64 concurrent requests (1,000-token prompts, 256 new tokens each): our steady-state decode
   tokens/s with 64 running against (weight bytes + KV bytes read per step) / copy bandwidth, and output
   tokens/s over the whole run, prefills included; transformers runs one batch of 64;
