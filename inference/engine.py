@@ -27,7 +27,7 @@ from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
 from .runner import ModelRunner, graphs_supported, next_pow2
 from .sampling import SampledTokens, Sampler, SamplingParams, make_generator
-from .scheduler import PENDING, Request, Scheduler, Status
+from .scheduler import PENDING, Batch, Request, Scheduler, Status
 from .tokenizer import IncrementalDetokenizer, Message, Tokenizer
 from .weights import load_model
 
@@ -506,7 +506,7 @@ class Engine:
         self._inflight = self._launched.requests if self._launched is not None else None
         return True
 
-    def _launch(self, batch) -> _Launched:
+    def _launch(self, batch: Batch) -> _Launched:
         """Enqueue the batch's forward and sampling; advance num_computed and append PENDING tokens."""
         self.steps += 1
         now = time.perf_counter()
