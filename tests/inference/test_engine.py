@@ -418,3 +418,67 @@ def test_batch_invariant_cached_prefix_gives_the_cold_prompts_exact_output(check
     cold, warm = cold_and_warm(checkpoints["glm4"], invariant=True)
     assert warm.token_ids == cold.token_ids
     assert warm.logprobs == cold.logprobs
+
+
+def _completion_sink(done: dict, i: int):
+    def sink(ev) -> None:
+        if isinstance(ev, Completion):
+            done[i] = ev
+
+    return sink
+
+
+def test_overlapped_steps_under_a_random_mix_keep_outputs_and_blocks_exact(checkpoints):
+    """40 requests submitted at once into a small pool (preemptions), with random lengths, stop ids (a token
+    that ends a request while its next step is already launched), a shared prefix, some penalized (those
+    steps are not overlapped) and some aborted mid-way: every finished request's tokens equal the same
+    request run alone, and afterwards every block is reclaimable with nothing referenced."""
+    import random
+
+    path = checkpoints["glm4"]
+    rng = random.Random(7)
+    shared = [rng.randrange(3, 500) for _ in range(24)]
+    cases = []
+    for i in range(40):
+        prompt = (shared if i % 3 == 0 else []) + [rng.randrange(3, 500) for _ in range(rng.randrange(4, 40))]
+        params = SamplingParams(max_tokens=rng.randrange(1, 24), temperature=0, ignore_eos=True,
+                                repetition_penalty=1.2 if i % 7 == 0 else 1.0)  # fmt: skip
+        cases.append((prompt, params, i % 11 == 5))  # (prompt, params, aborted)
+    opts = dict(num_blocks=32, block_size=4, max_num_batched_tokens=64, max_num_seqs=12)
+    with Engine.from_pretrained(path, **opts) as engine:
+        alone = [engine.generate([p], sp)[0] for p, sp, _ in cases]
+        # stop ids: every other request's 3rd token (when it has more) ends it there
+        stopped = [
+            SamplingParams(**{**sp.__dict__, "stop_token_ids": [a.token_ids[2]]})
+            if len(a.token_ids) > 3 and i % 2
+            else sp
+            for i, ((_, sp, _), a) in enumerate(zip(cases, alone, strict=True))
+        ]
+        engine.kv.cache.reset()
+        done: dict[int, Completion] = {}
+        ids = []
+        for i, ((prompt, _, _), sp) in enumerate(zip(cases, stopped, strict=True)):
+            ids.append(engine.submit(prompt, sp, _completion_sink(done, i)))
+        time.sleep(0.05)  # aborts land mid-way (or before a request ran, or after it ended: all valid)
+        for i, (_, _, aborted) in enumerate(cases):
+            if aborted:
+                engine.abort(ids[i])
+        deadline = time.time() + 60
+        while len(done) < len(cases) and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(done) == len(cases)
+        assert engine.stats()["overlapped_steps"] > 0 and engine.stats()["num_preemptions"] > 0
+        _wait_idle(engine)
+        assert _reclaimable(engine) == 32
+        assert all(rc == 0 for rc in engine.kv.cache.pool.ref_counts)
+    kinds = [c.finish_reason for c in done.values()]
+    assert kinds.count("stop") >= 5 and kinds.count("length") >= 10, kinds
+    for i, ((_, sp, aborted), a) in enumerate(zip(cases, alone, strict=True)):
+        c = done[i]
+        if aborted and c.finish_reason == "abort":
+            assert c.finish_reason == "abort" and c.token_ids == a.token_ids[: len(c.token_ids)]
+        elif sp is not stopped[i]:
+            k = a.token_ids.index(a.token_ids[2])  # the first occurrence of the stop id ends it
+            assert c.finish_reason == "stop" and c.token_ids == a.token_ids[: k + 1], i
+        else:
+            assert c.finish_reason == "length" and c.token_ids == a.token_ids, i
