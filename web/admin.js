@@ -6,6 +6,10 @@ const $ = (id) => document.getElementById(id);
 const state = { collections: [], groups: [], users: [], selected: null, docs: [], pollTimer: 0 };
 const ACTIVE = new Set(["queued", "processing", "deleting"]); // poll while any row is in one of these
 const UPLOAD_CONCURRENCY = 3;
+// A busy server refuses an upload with 503 (or 429) and Retry-After: wait that long and send it again,
+// at most this many times, before showing the refusal.
+const UPLOAD_RETRIES = 5;
+const RETRY_MAX_S = 30;
 
 function flash(text, isError = false) {
   const el = $("flash");
@@ -258,7 +262,11 @@ function uploadOne(collectionId, file, onProgress) {
       }
       if (xhr.status === 401) toLogin();
       if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else reject(new ApiError(xhr.status, detailText(body, xhr.status)));
+      else {
+        const err = new ApiError(xhr.status, detailText(body, xhr.status));
+        err.retryAfter = Number.parseFloat(xhr.getResponseHeader("Retry-After") || "");
+        reject(err);
+      }
     });
     xhr.addEventListener("error", () => reject(new ApiError(0, "Network error during upload")));
     const form = new FormData();
@@ -277,11 +285,27 @@ async function uploadFiles(files) {
     $("uploads").append(li);
     return { file, li, bar, note };
   });
-  const worker = async () => {
-    for (let item = queue.shift(); item; item = queue.shift()) {
+  /** Upload with retries while the server answers "busy" (503/429 with Retry-After). */
+  const send = async (item) => {
+    for (let attempt = 0; ; attempt++) {
       item.note.textContent = "uploading";
       try {
-        const res = await uploadOne(collectionId, item.file, (f) => (item.bar.value = Math.round(f * 100)));
+        return await uploadOne(collectionId, item.file, (f) => (item.bar.value = Math.round(f * 100)));
+      } catch (err) {
+        const busy = (err.status === 503 || err.status === 429) && attempt < UPLOAD_RETRIES;
+        if (!busy) throw err;
+        const wait = Math.min(RETRY_MAX_S, Number.isFinite(err.retryAfter) && err.retryAfter > 0 ? err.retryAfter : 2);
+        item.bar.value = 0;
+        item.note.textContent = `server busy, retrying in ${Math.round(wait)} s`;
+        item.li.dataset.retries = String(attempt + 1);
+        await new Promise((r) => setTimeout(r, wait * 1000));
+      }
+    }
+  };
+  const worker = async () => {
+    for (let item = queue.shift(); item; item = queue.shift()) {
+      try {
+        const res = await send(item);
         const rejected = (res && res.rejected) || [];
         const doc = ((res && res.documents) || [])[0];
         if (rejected.length) {

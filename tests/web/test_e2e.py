@@ -392,3 +392,42 @@ def test_event_stream_reader_survives_split_chunks(server, page):
         {"event": "token", "data": {"text": " two\nlines"}},
         {"event": "done", "data": {"degraded": False}},
     ]
+
+
+def test_upload_refused_as_busy_is_retried_after_retry_after(server, page, tmp_path):
+    """The upload endpoint answers 503 + Retry-After (back-pressure, here injected on the network for one
+    file's first attempt and for every attempt of another): the page waits, sends the first file again and
+    it is indexed; the other is shown refused after a bounded number of retries."""
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_label("Name", exact=True).fill("busy-uploads")
+    page.get_by_role("button", name="Create collection").click()
+    expect(page.locator("#documents-heading")).to_have_text("Documents in busy-uploads")
+    attempts = {"later.txt": 0, "never.txt": 0}
+
+    def busy(route) -> None:
+        body = route.request.post_data_buffer or b""
+        name = next((n for n in attempts if f'filename="{n}"'.encode() in body), None)
+        if name is not None:
+            attempts[name] += 1
+        if name == "never.txt" or (name == "later.txt" and attempts[name] == 1):
+            route.fulfill(status=503, headers={"Retry-After": "1", "Content-Type": "application/json"},
+                          body='{"detail": "The server is busy; retry shortly."}')  # fmt: skip
+        else:
+            route.continue_()
+
+    page.route("**/api/collections/*/documents", busy)
+    (tmp_path / "later.txt").write_bytes(TRAVEL_DOC)
+    (tmp_path / "never.txt").write_bytes(b"Refused every time.")
+    page.set_input_files("#file-input", [str(tmp_path / "later.txt"), str(tmp_path / "never.txt")])
+    expect(page.locator('#uploads li[data-upload="later.txt"]')).to_contain_text(
+        "server busy, retrying in 1 s"
+    )
+    expect(page.locator('tr[data-document="later.txt"]')).to_have_attribute(
+        "data-status", "ready", timeout=120_000
+    )
+    never = page.locator('#uploads li[data-upload="never.txt"]')
+    expect(never).to_contain_text("rejected: The server is busy; retry shortly.", timeout=30_000)
+    expect(never).to_have_attribute("data-retries", "5")
+    assert attempts == {"later.txt": 2, "never.txt": 6}
+    expect(page.locator('tr[data-document="never.txt"]')).to_have_count(0)
