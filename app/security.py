@@ -9,9 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import threading
-import time
-from collections import deque
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated
@@ -24,6 +21,7 @@ from app.asgi import HttpMiddleware
 from app.deps import CurrentUser
 from app.models import Document, User, utcnow
 from app.settings import settings
+from app.windows import SlidingWindows
 
 # The product pages load scripts and styles from /static only: no inline script, style or eval.
 CSP = (
@@ -191,32 +189,21 @@ async def _error(scope, send, code: int, detail: str) -> None:
 
 # --- rate limits -----------------------------------------------------------------------------------
 class RateLimiter:
-    """At most `limit()` events per key in any `window_s` seconds (sliding window, in-process memory).
+    """At most `limit()` events per key in any `window_s` seconds (a sliding window shared by every API
+    replica through Redis when one is configured; see app/windows.py)."""
 
-    NOTE: per API replica, like the sign-in limiter: behind N replicas a user gets up to N times the rate.
-    """
-
-    def __init__(self, limit, window_s: float) -> None:
+    def __init__(self, limit, window_s: float, name: str = "ask") -> None:
         self._limit = limit  # a callable, so a changed setting applies at once
         self._window = window_s
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._windows = SlidingWindows(name)
 
     def hit(self, key: str) -> int:
         """Record an event and return 0, or return the seconds to wait (nothing recorded)."""
-        now = time.monotonic()
-        with self._lock:
-            q = self._hits.setdefault(key, deque())
-            while q and q[0] <= now - self._window:
-                q.popleft()
-            if len(q) >= self._limit():
-                return int(q[0] + self._window - now) + 1
-            q.append(now)
-            return 0
+        return self._windows.record(key, self._window, self._limit())
 
     def reset(self) -> None:
-        with self._lock:
-            self._hits.clear()
+        """Forget this process's counts (tests)."""
+        self._windows.clear()
 
 
 def rate_limited_user(request: Request, user: CurrentUser) -> User:

@@ -8,10 +8,8 @@ sha256 too (so neither token ever appears in the database or in SQL logged with 
 
 from __future__ import annotations
 
+import math
 import secrets
-import threading
-import time
-from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -21,6 +19,7 @@ from sqlmodel import Session, delete, select
 from app.auth import hash_key
 from app.models import User, WebSession
 from app.settings import settings
+from app.windows import SlidingWindows
 
 SESSION_COOKIE = "autoglm_session"
 CSRF_COOKIE = "autoglm_csrf"
@@ -93,42 +92,31 @@ def csrf_ok(expected_hash: str, sent: str | None) -> bool:
 
 
 class LoginLimiter:
-    """Failed sign-ins per key (user name, client address) in a sliding window; in-process memory.
-
-    NOTE: per API replica; behind N replicas an attacker gets N times the budget, which argon2's cost
-    per guess still keeps small.
-    """
+    """Failed sign-ins per key (user name, client address) in a sliding window, shared by every API replica
+    through Redis when one is configured (app/windows.py), else in this process's memory."""
 
     def __init__(self) -> None:
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        while q and q[0] <= now - settings.login_window_s:
-            q.popleft()
-        return q
+        self._windows = SlidingWindows("login")
 
     def retry_after(self, *keys: str) -> int:
         """Seconds until another attempt is allowed; 0 = allowed now."""
-        now = time.monotonic()
-        with self._lock:
-            waits = [
-                int(q[0] + settings.login_window_s - now) + 1
-                for k in keys
-                if len(q := self._recent(k, now)) >= settings.login_max_failures
-            ]
+        waits = []
+        for k in keys:
+            n, wait = self._windows.count(k, settings.login_window_s)
+            if n >= settings.login_max_failures:
+                waits.append(max(1, math.ceil(wait)))
         return max(waits, default=0)
 
     def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for k in keys:
-                self._recent(k, now).append(now)
+        for k in keys:
+            self._windows.add(k, settings.login_window_s)
 
     def succeeded(self, name_key: str) -> None:
-        with self._lock:
-            self._fails.pop(name_key, None)
+        self._windows.clear(name_key)
+
+    def reset(self) -> None:
+        """Forget this process's counts (tests)."""
+        self._windows.clear()
 
 
 login_limiter = LoginLimiter()

@@ -19,10 +19,10 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
-    login_limiter._fails.clear()
+    login_limiter.reset()
     with ask_client(monkeypatch, tmp_path) as c:
         yield c
-    login_limiter._fails.clear()
+    login_limiter.reset()
 
 
 def _signed_in(client, name="ada", role="member") -> dict:

@@ -16,11 +16,11 @@ def sec_env(tmp_path, monkeypatch):
 
     def setup(**extra: str):
         ask_env(monkeypatch, tmp_path, **extra)
-        login_limiter._fails.clear()
+        login_limiter.reset()
         return tmp_path
 
     yield setup
-    login_limiter._fails.clear()
+    login_limiter.reset()
     monkeypatch.undo()
     restore_settings()
 
