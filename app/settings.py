@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     # Comma-separated addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed
     # (e.g. "10.0.0.0/8,127.0.0.1"); empty = none, "*" = every peer.
     trusted_proxies: str = ""
+    # Bearer token /metrics requires (Prometheus `authorization: {credentials: ...}`); empty = open.
+    metrics_token: str = ""
 
     @field_validator(
         "max_upload_bytes",

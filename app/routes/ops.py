@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -79,7 +80,17 @@ async def readyz() -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics_route() -> Response:
-    """Prometheus text format."""
+async def metrics_route(request: Request) -> Response:
+    """Prometheus text format; with AUTOGLM_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    if settings.metrics_token:
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            sent.strip().encode(), settings.metrics_token.encode()
+        ):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "Metrics need the metrics token (Authorization: Bearer <AUTOGLM_METRICS_TOKEN>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     body = await asyncio.to_thread(metrics.render)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

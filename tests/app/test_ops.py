@@ -72,3 +72,14 @@ def test_request_id_metrics_and_json_log(tmp_path, monkeypatch, caplog):
     line = json.loads(JsonFormatter().format(record))
     assert line["request_id"] == "req-42" and line["route"] == "/healthz" and line["status"] == 200
     assert line["msg"] == "GET /healthz 200" and line["level"] == "INFO"
+
+
+def test_metrics_token_guards_metrics_when_set(tmp_path, monkeypatch):
+    with _client(monkeypatch, tmp_path, AUTOGLM_METRICS_TOKEN="scrape-8c1f") as c:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic scrape-8c1f"}):
+            r = c.get("/metrics", headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (headers, r.text)
+            assert "autoglm_" not in r.text
+        r = c.get("/metrics", headers={"Authorization": "Bearer scrape-8c1f"})
+        assert r.status_code == 200 and "autoglm_" in r.text
+        assert c.get("/readyz").status_code == 200  # load balancers still probe without a token
