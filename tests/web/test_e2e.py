@@ -101,8 +101,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
     env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp / "data"), PYTHONUNBUFFERED="1"
-    )
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp / "data"), PYTHONUNBUFFERED="1",
+        # every test's sign_in shows a wrong password first: all of them from 127.0.0.1 within the window
+        AUTOGLM_LOGIN_MAX_FAILURES="50",
+    )  # fmt: skip
     log_path = tmp / "serve.log"
     log = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
