@@ -24,14 +24,16 @@ from .quant import Int8Weight, linear_ref, quantize_kv_ref
 from .rotary import rotary_and_cache_ref
 
 # op name -> "module:function" of its Triton launcher (same signature as the public op).
-# NOTE: an op missing here always runs its reference: bf16 `linear` stays on cuBLAS (torch), which a
-# Triton GEMM does not beat, and `quantize_kv` only runs outside the hot path (rotary_and_cache quantizes).
+# NOTE: an op missing here always runs its reference: `quantize_kv` only runs outside the hot path
+# (rotary_and_cache quantizes). 16-bit `linear` goes to cuBLAS except at few rows, where `kernels.skinny`
+# measures whether our split-K kernel streams the weights faster.
 TRITON_KERNELS: dict[str, str] = {
     "rms_norm": "kernels.fused_norm:rms_norm_triton",
     "rotary_and_cache": "kernels.rotary_cache:rotary_and_cache_triton",
     "paged_attention": "kernels.flash_decode:paged_attention_triton",
     "silu_and_mul": "kernels.swiglu:silu_and_mul_triton",
     "linear_int8": "kernels.int8_matmul:linear_int8_triton",
+    "linear": "kernels.skinny:linear_triton",
 }
 
 

@@ -241,6 +241,15 @@ def _int8_matmul_kernel(
 
 
 @triton.jit
+def _to_f32(x):
+    """A 16/32-bit float tile -> float32; bf16 by a 16-bit shift (a full-rate integer op, not a conversion)."""
+    if x.dtype == tl.bfloat16:
+        return (x.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
 def _int8_few_rows_kernel(
     X_ptr,
     W_ptr,
@@ -268,6 +277,7 @@ def _int8_few_rows_kernel(
     DOT: tl.constexpr,
     STAGES: tl.constexpr,
     CVT: tl.constexpr,
+    QUANT: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -276,7 +286,9 @@ def _int8_few_rows_kernel(
     (BLOCK_N, BLOCK_K) float32 tile, reduced once after the loop. The per-column scale is applied once,
     after the K loop. SPLIT_K == 1 stores y (+ bias); otherwise the scaled float32 partial goes to
     P[split] (SPLIT_K, M, N), and the last split of the column tile to arrive (counted in C[pid_n], int32,
-    zero between launches) sums them into y."""
+    zero between launches) sums them into y.
+    QUANT: int8 weights and a per-column scale; otherwise the weights are 16-bit (the same dtype as x) and
+    multiply as they are (no scale): ``skinny_linear_triton``, for 16-bit layers at few rows."""
     pid_n = tl.program_id(0)
     split = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -304,31 +316,35 @@ def _int8_few_rows_kernel(
         if DOT:
             # rows past M issue no loads (wrapping them would re-read x up to 16 times)
             x = tl.load(x_ptrs, mask=((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M), other=0.0)
-            if UPCAST:
+            if UPCAST and QUANT:
                 acc = tl.dot(
                     int8_to_float(w, tl.float32, FAST, True), x.to(tl.float32), acc, input_precision=PRECISION
                 )
-            else:
+            elif UPCAST:
+                acc = tl.dot(w.to(tl.float32), x.to(tl.float32), acc, input_precision=PRECISION)
+            elif QUANT:
                 acc = tl.dot(_convert_operand(w, x.dtype, FAST, CVT), x, acc, input_precision=PRECISION)
+            else:
+                acc = tl.dot(w, x, acc, input_precision=PRECISION)
             x_ptrs += BLOCK_K
         else:
             if EVEN_K:
                 x = tl.load(x_ptrs)
             else:
                 x = tl.load(x_ptrs, mask=k0 + offs_k < K, other=0.0)
-            if X_ptr.dtype.element_ty == tl.bfloat16:
-                # bf16 -> fp32 is a 16-bit shift (full-rate integer op, not a conversion instruction)
-                xf = (x.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+            xf = _to_f32(x)
+            if QUANT:
+                acc2 += int8_to_float(w, tl.float32, FAST, True) * xf[None, :]
             else:
-                xf = x.to(tl.float32)
-            acc2 += int8_to_float(w, tl.float32, FAST, True) * xf[None, :]
+                acc2 += _to_f32(w) * xf[None, :]
             x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
-    scale = tl.load(S_ptr + rn)
     if DOT:
-        out = acc * scale[:, None]
+        out = acc
     else:
-        out = (tl.sum(acc2, axis=1) * scale)[:, None]  # (BLOCK_N, 1): the one row
+        out = tl.sum(acc2, axis=1)[:, None]  # (BLOCK_N, 1): the one row
+    if QUANT:
+        out = out * tl.load(S_ptr + rn)[:, None]
     col = offs_n[:, None]
     if DOT:
         row = offs_m[None, :]
@@ -360,13 +376,14 @@ def _int8_few_rows_kernel(
             tl.store(C_ptr + pid_n, 0)
 
 
-# one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps) for layers narrower than WIDE_N, and for wider ones;
-# 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K, STAGES, CVT). From the H200 sweeps (benchmarks/
-# int8_sweep.py, RESULTS.md "Third pass"): the one-row loop needs its weight loads pipelined 4-6 tiles deep,
-# and a K split never paid for one row; narrow dot tiles (32-64 weight rows) with K splits win at <= 32 rows.
-# NOTE: one row takes a fixed tile per width, not the autotuner's pick: its eager timings of these ~10 us
-# kernels picked configs 5-8% slower than the best under CUDA-graph replay (the engine's decode).
-FMA_TILES = ((16, 512, 4, 4), (8, 256, 6, 2))
+# one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps): int8 weights of layers narrower than WIDE_N, and
+# int8 weights of wider layers and every 16-bit weight; 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K,
+# STAGES, CVT). From the H200 sweeps (benchmarks/int8_sweep.py, RESULTS.md "Third pass"; one-row tiles again
+# in benchmarks/skinny.py --one-row): the one-row loop needs its weight loads pipelined 4-6 tiles deep, and a
+# K split never paid for one row; narrow dot tiles (32-64 weight rows) with K splits win at <= 32 rows.
+# NOTE: one row takes a fixed tile, not the autotuner's pick: its eager timings of these ~10 us kernels
+# picked configs 5-8% slower than the best under CUDA-graph replay (the engine's decode).
+FMA_TILES = ((8, 512, 4, 4), (8, 256, 6, 2))
 WIDE_N = 16384
 DOT_TILES = ((32, 256, 3, 0), (64, 256, 3, 0), (64, 256, 3, 1), (64, 128, 4, 0), (128, 128, 3, 1))
 
@@ -417,14 +434,14 @@ def max_split_k(rows: int, k: int) -> int:
 
 
 def _prune_few_rows(configs, named_args, **kwargs):
-    """One row: the FMA config for the layer's width (FMA_TILES). More rows: the dot configs with the
+    """One row: the FMA config for the weight's dtype and the layer's width (FMA_TILES). More rows: the dot configs with the
     smallest row tile covering M (a wider one only multiplies zeros), then: at least one program per two multiprocessors (fewer leave too many
     without weight rows to stream), splits only while the unsplit grid is under four programs per
     multiprocessor (a split adds a partial-sum round trip), >= 2 K tiles per program (a pipeline needs tiles to overlap), and no more splits than
     ``max_split_k``."""
     M, N, K, bucket = named_args["M"], named_args["N"], named_args["K"], named_args["M_BUCKET"]
     if M == 1:
-        tile = FMA_TILES[N >= WIDE_N][:2]
+        tile = FMA_TILES[N >= WIDE_N or named_args["W_ptr"].dtype != torch.int8][:2]
         return [
             c for c in configs if not c.kwargs["DOT"] and (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) == tile
         ]
@@ -435,6 +452,8 @@ def _prune_few_rows(configs, named_args, **kwargs):
         kw = c.kwargs
         if not kw["DOT"] or kw["BLOCK_M"] != m_tile:
             continue
+        if kw["CVT"] and named_args["W_ptr"].dtype != torch.int8:
+            continue  # CVT only places the int8 conversion: the same kernel for 16-bit weights
         tiles = triton.cdiv(N, kw["BLOCK_N"])
         programs = tiles * kw["SPLIT_K"]
         k_tiles = triton.cdiv(triton.cdiv(K, kw["SPLIT_K"]), kw["BLOCK_K"])
@@ -443,7 +462,7 @@ def _prune_few_rows(configs, named_args, **kwargs):
             2 * programs >= sms
             and (kw["SPLIT_K"] == 1 or tiles < 4 * sms)
             and k_tiles >= 2
-            and kw["SPLIT_K"] <= max_split_k(bucket, K)
+            and kw["SPLIT_K"] <= max_split_k(bucket, K * named_args["W_ptr"].element_size())
         ):
             kept.append(c)
     if kept:
@@ -619,10 +638,17 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
     """The split-K few-rows kernel (autotuned, or ``config``)."""
     if INTERPRET and config is None:
         config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": M > 1}
-    max_split = max_split_k(next_pow2(M), K) if config is None else config["SPLIT_K"]
+    max_split = max_split_k(next_pow2(M), K * args[1].element_size()) if config is None else config["SPLIT_K"]
     # float32 partial sums of every split (only written when the chosen config splits K)
     part = torch.empty((max_split, M, N), dtype=torch.float32, device=x.device)
-    kw = dict(HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=dot_precision(x.dtype), FAST=FAST_CVT)
+    quant = args[1].dtype == torch.int8
+    kw = dict(
+        HAS_BIAS=bias is not None,
+        UPCAST=UPCAST_DOT,
+        PRECISION=dot_precision(x.dtype),
+        FAST=FAST_CVT,
+        QUANT=quant,
+    )
     launch_args = (*args[:5], part, _split_counters(x.device, triton.cdiv(N, 4)), *args[5:])
 
     def grid(meta):
@@ -652,6 +678,45 @@ def _split_counters(device: torch.device, n: int) -> torch.Tensor:
     if not kept or kept[-1].numel() < n:
         kept.append(torch.zeros(max(n, 1 << 20), dtype=torch.int32, device=device))
     return kept[-1]
+
+
+def few_rows_linear_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    config: dict | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x (..., K) @ weight (N, K).T + bias for a 16-bit weight (x's dtype) and at most FEW_ROWS rows, on the
+    split-K few-rows kernel (autotuned on rows, N, K, or ``config``). ``kernels.skinny`` decides when this
+    beats cuBLAS."""
+    check_float("x", x)
+    if weight.dtype != x.dtype or weight.dim() != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"expected x (..., K) and a {x.dtype} weight (N, K), got {tuple(x.shape)}, {weight.dtype} {tuple(weight.shape)}"
+        )
+    N, K = weight.shape
+    if bias is not None and bias.shape != (N,):
+        raise ValueError(f"bias must be ({N},), got {tuple(bias.shape)}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    if weight.stride(1) != 1:
+        weight = weight.contiguous()
+    M = x2.shape[0]
+    if M > FEW_ROWS:
+        raise ValueError(f"the few-rows kernel takes at most {FEW_ROWS} rows, got {M}")
+    y = out_tensor(None if out is None else out.view(-1, N), (M, N), x)
+    if M == 0 or N == 0:
+        return y.reshape(*lead, N)
+    if K == 0:
+        return (y.zero_() if bias is None else y.copy_(bias.expand(M, N))).reshape(*lead, N)
+    # the scale pointer is unused for 16-bit weights (QUANT off): any tensor will do
+    args = (x2, weight, weight, bias if bias is not None else weight, y, M, N, K, next_pow2(M),
+            x2.stride(0), weight.stride(0), y.stride(0))  # fmt: skip
+    _few_rows_launch(args, M, N, K, x, bias, config)
+    return y.reshape(*lead, N)
 
 
 def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:

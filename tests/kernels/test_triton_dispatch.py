@@ -10,7 +10,7 @@ from kernels import dispatch
 
 
 def test_every_table_entry_loads_a_launcher_with_the_ops_signature():
-    ops = {"linear_int8": dispatch.linear}
+    ops = {"linear_int8": dispatch.linear, "linear": dispatch.linear}
     for op, target in dispatch.TRITON_KERNELS.items():
         launcher = dispatch._load(target)
         public = ops[op] if op in ops else getattr(dispatch, op)
@@ -24,6 +24,7 @@ def test_every_table_entry_loads_a_launcher_with_the_ops_signature():
         "paged_attention",
         "silu_and_mul",
         "linear_int8",
+        "linear",
     }
 
 

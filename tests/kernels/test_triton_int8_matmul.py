@@ -162,3 +162,59 @@ def test_int8_linear_rejects_float_weight():
         int8_linear_triton(
             torch.randn(2, 8, device=DEVICE), torch.randn(4, 8, device=DEVICE), torch.ones(4, device=DEVICE)
         )
+
+
+# --- the same few-rows kernel with 16-bit weights (kernels.skinny's alternative to cuBLAS) ---
+
+
+@pytest.mark.parametrize("dtype", [BF16, FP16, FP32])
+@pytest.mark.parametrize("rows", [1, 3, 17, int8_matmul.FEW_ROWS])
+@pytest.mark.parametrize("split", [1, 3])
+def test_few_rows_16bit_weights_match_linear(dtype, rows, split):
+    # the weight multiplies as it is (no int8 conversion, no scale); bias, K not a multiple of BLOCK_K, N not a
+    # multiple of BLOCK_N, split K with a partial last split; one row takes the FMA variant, more the dot
+    n, k = (45, 100)
+    w = torch.randn(n, k, dtype=dtype, device=DEVICE) * 0.05
+    x = torch.randn(rows, k, dtype=dtype, device=DEVICE)
+    b = torch.randn(n, dtype=dtype, device=DEVICE)
+    config = {"BLOCK_M": max(16, 1 << (rows - 1).bit_length()), "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": split,
+              "DOT": rows > 1}  # fmt: skip
+    out = poisoned((rows, n), dtype)
+    int8_matmul.few_rows_linear_triton(x, w, b, config=config, out=out)
+    assert_close(out, x.double() @ w.double().T + b.double(), dtype)
+    assert torch.equal(int8_matmul.few_rows_linear_triton(x, w, b, config=config), out)
+
+
+def test_few_rows_16bit_autotuned_path_and_checks():
+    # without a config (the interpreter's fixed one on the CPU, the autotuner on the GPU), leading dims kept
+    w = torch.randn(24, 64, dtype=BF16, device=DEVICE)
+    x = torch.randn(2, 3, 64, dtype=BF16, device=DEVICE)
+    out = int8_matmul.few_rows_linear_triton(x, w)
+    assert out.shape == (2, 3, 24)
+    assert_close(out, (x.reshape(6, 64).float() @ w.float().T).reshape(2, 3, 24), BF16)
+    with pytest.raises(ValueError, match="at most"):
+        int8_matmul.few_rows_linear_triton(
+            torch.randn(int8_matmul.FEW_ROWS + 1, 64, dtype=BF16, device=DEVICE), w
+        )
+    with pytest.raises(ValueError, match="weight"):
+        int8_matmul.few_rows_linear_triton(x, w.float())
+
+
+def test_skinny_linear_modes(monkeypatch):
+    from kernels import skinny
+
+    w = torch.randn(40, 64, dtype=BF16, device=DEVICE)
+    b = torch.randn(40, dtype=BF16, device=DEVICE)
+    x = torch.randn(8, 64, dtype=BF16, device=DEVICE)
+    monkeypatch.setenv("AUTOGLM_SKINNY", "off")
+    assert not skinny.use_few_rows(x, w, b)
+    monkeypatch.setenv("AUTOGLM_SKINNY", "on")
+    assert skinny.use_few_rows(x, w, b)
+    assert not skinny.use_few_rows(torch.randn(int8_matmul.FEW_ROWS + 1, 64, dtype=BF16, device=DEVICE), w, b)
+    assert_close(skinny.linear_triton(x, w, b), x.float() @ w.float().T + b.float(), BF16)
+    monkeypatch.setenv("AUTOGLM_SKINNY", "auto")
+    skinny._CHOICE.clear()
+    # auto: measured once per shape (on the GPU; the interpreter always takes the kernel), then remembered
+    assert_close(skinny.linear_triton(x, w, b), x.float() @ w.float().T + b.float(), BF16)
+    if GPU:
+        assert len(skinny._CHOICE) == 1
