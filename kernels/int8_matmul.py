@@ -386,6 +386,11 @@ def _int8_few_rows_kernel(
 FMA_TILES = ((8, 512, 4, 4), (8, 256, 6, 2))
 WIDE_N = 16384
 DOT_TILES = ((32, 256, 3, 0), (64, 256, 3, 0), (64, 256, 3, 1), (64, 128, 4, 0), (128, 128, 3, 1))
+# 16-bit weights (BLOCK_N, BLOCK_K, STAGES): no conversion, twice the bytes a tile. From an H200 sweep at
+# 8-64 rows (benchmarks/skinny.py --sweep, RESULTS.md): these three won or came within 2% of the best
+# everywhere; 128x128 and 256x64 tiles and 8 K splits never won, and at 64 rows each extra split cost
+# 10-40% (the float32 partials grow with the rows).
+DOT_TILES_16 = ((64, 256, 3), (64, 128, 4), (128, 64, 4))
 
 
 def _few_rows_configs() -> list[triton.Config]:
@@ -404,7 +409,9 @@ def _few_rows_configs() -> list[triton.Config]:
             num_stages=st,
         )
         for bm in (16, 32, 64)
-        for bn, bk, st, cvt in DOT_TILES
+        for bn, bk, st, cvt in dict.fromkeys(
+            DOT_TILES + tuple((bn, bk, st, 0) for bn, bk, st in DOT_TILES_16)
+        )
         for sk in (1, 2, 4, 8)
     ]
     fma = [
@@ -452,8 +459,12 @@ def _prune_few_rows(configs, named_args, **kwargs):
         kw = c.kwargs
         if not kw["DOT"] or kw["BLOCK_M"] != m_tile:
             continue
-        if kw["CVT"] and named_args["W_ptr"].dtype != torch.int8:
-            continue  # CVT only places the int8 conversion: the same kernel for 16-bit weights
+        tile = (kw["BLOCK_N"], kw["BLOCK_K"], kw["STAGES"])
+        if named_args["W_ptr"].dtype == torch.int8:
+            if (*tile, kw["CVT"]) not in DOT_TILES:
+                continue
+        elif tile not in DOT_TILES_16 or kw["CVT"] or kw["SPLIT_K"] > 4:
+            continue  # CVT only places the int8 conversion
         tiles = triton.cdiv(N, kw["BLOCK_N"])
         programs = tiles * kw["SPLIT_K"]
         k_tiles = triton.cdiv(triton.cdiv(K, kw["SPLIT_K"]), kw["BLOCK_K"])
