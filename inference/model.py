@@ -158,22 +158,23 @@ class GlmModel:
         cos, sin = self.rotary(positions)
         h = self.embed[input_ids]  # (T, H)
         residual = None
+        # GLM-4's post-attention and post-MLP norms (None for GLM) apply to a block's output right before the
+        # residual add, which the next norm follows at once: each goes into that norm's launch (pre_weight)
+        post_mlp = None
         for layer, cache in zip(self.layers, caches, strict=True):
             if residual is None:
                 residual = h
                 x = kernels.rms_norm(h, layer.input_norm, eps)
             else:
-                x, residual = kernels.rms_norm(h, layer.input_norm, eps, residual)
+                x, residual = kernels.rms_norm(h, layer.input_norm, eps, residual, post_mlp)
             a = self.attention(layer, x, cos, sin, meta, cache)
-            if layer.post_self_attn_norm is not None:
-                a = kernels.rms_norm(a, layer.post_self_attn_norm, eps)
-            x, residual = kernels.rms_norm(a, layer.post_attention_norm, eps, residual)
+            x, residual = kernels.rms_norm(
+                a, layer.post_attention_norm, eps, residual, layer.post_self_attn_norm
+            )
             gu = kernels.linear(x, layer.gate_up, invariant=meta.invariant)
-            m = kernels.linear(kernels.silu_and_mul(gu), layer.down, invariant=meta.invariant)
-            if layer.post_mlp_norm is not None:
-                m = kernels.rms_norm(m, layer.post_mlp_norm, eps)
-            h = m
-        out, _ = kernels.rms_norm(h, self.norm, eps, residual)
+            h = kernels.linear(kernels.silu_and_mul(gu), layer.down, invariant=meta.invariant)
+            post_mlp = layer.post_mlp_norm
+        out, _ = kernels.rms_norm(h, self.norm, eps, residual, post_mlp)
         return out
 
     def compute_logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -62,10 +62,15 @@ def _pick(op: str, ref: Callable, x: torch.Tensor) -> Callable:
 
 
 def rms_norm(
-    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+    pre_weight: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """x (T, H) -> norm(x) * weight; with residual: h = x + residual -> (norm(h) * weight, h)."""
-    return _pick("rms_norm", rms_norm_ref, x)(x, weight, eps, residual)
+    """x (T, H) -> norm(x) * weight; with residual: h = x + residual -> (norm(h) * weight, h). With
+    pre_weight, x is first replaced by norm(x) * pre_weight (two norms and the add in one launch)."""
+    return _pick("rms_norm", rms_norm_ref, x)(x, weight, eps, residual, pre_weight)
 
 
 def rotary_and_cache(

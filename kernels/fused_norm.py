@@ -1,7 +1,12 @@
 """Fused residual add + RMSNorm (Triton), one program per token row.
 
+    x = norm(x) * pre_weight              (optional: a preceding RMSNorm, rounded as its own kernel would)
     h = x + residual                      (rounded to x.dtype, as the unfused torch add is)
     y = (h * rsqrt(mean(h**2) + eps)).to(x.dtype) * weight
+
+GLM-4 layers norm the attention and MLP outputs before the residual add, which the next norm follows at
+once: with ``pre_weight`` both norms and the add are one launch (two of a layer's four norm kernels go,
+each a launch and a round trip of the row through memory; the results are the same bits as two kernels).
 
 The mean is taken in float32 and the normalized row is rounded to the input dtype before the weight
 multiplies it, exactly as transformers' ``GlmRMSNorm`` does, so greedy decoding matches the reference path
@@ -23,6 +28,7 @@ def _rms_norm_kernel(
     X_ptr,
     R_ptr,
     W_ptr,
+    P_ptr,
     Y_ptr,
     H_ptr,
     stride_xm,
@@ -33,21 +39,34 @@ def _rms_norm_kernel(
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    PRE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_N)
     mask = cols < N
     x = tl.load(X_ptr + row * stride_xm + cols, mask=mask, other=0.0)
+    if PRE:
+        x = _normed(x, P_ptr, cols, mask, N, eps, X_ptr.dtype.element_ty)
     if HAS_RESIDUAL:
         r = tl.load(R_ptr + row * stride_rm + cols, mask=mask, other=0.0)
         x = to_dtype(x.to(tl.float32) + r.to(tl.float32), X_ptr.dtype.element_ty)
         tl.store(H_ptr + row * stride_hm + cols, x, mask=mask)
+    tl.store(
+        Y_ptr + row * stride_ym + cols,
+        _normed(x, W_ptr, cols, mask, N, eps, Y_ptr.dtype.element_ty),
+        mask=mask,
+    )
+
+
+@triton.jit
+def _normed(x, W_ptr, cols, mask, N, eps, dtype: tl.constexpr):
+    """norm(x) * weight of one row, rounded to ``dtype`` (the normalized row first, as transformers does)."""
     xf = x.to(tl.float32)
     var = tl.sum(xf * xf, axis=0) / N
     rstd = 1.0 / tl.sqrt(var + eps)
-    normed = to_dtype(xf * rstd, X_ptr.dtype.element_ty).to(tl.float32)
+    normed = to_dtype(xf * rstd, dtype).to(tl.float32)
     w = tl.load(W_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y_ptr + row * stride_ym + cols, to_dtype(normed * w, Y_ptr.dtype.element_ty), mask=mask)
+    return to_dtype(normed * w, dtype)
 
 
 def rms_norm_triton(
@@ -55,12 +74,17 @@ def rms_norm_triton(
     weight: torch.Tensor,
     eps: float,
     residual: torch.Tensor | None = None,
+    pre_weight: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     residual_out: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight (H,))."""
+    """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight and pre_weight (H,))."""
     check_float("x", x)
-    if x.dim() != 2 or weight.shape != (x.shape[1],):
+    if (
+        x.dim() != 2
+        or weight.shape != (x.shape[1],)
+        or (pre_weight is not None and pre_weight.shape != weight.shape)
+    ):
         raise ValueError(
             f"rms_norm expects x (T, H) and weight (H,), got {tuple(x.shape)} and {tuple(weight.shape)}"
         )
@@ -83,6 +107,7 @@ def rms_norm_triton(
         x,
         residual if residual is not None else x,
         weight,
+        pre_weight if pre_weight is not None else weight,
         y,
         h if h is not None else y,
         x.stride(0),
@@ -93,6 +118,7 @@ def rms_norm_triton(
         float(eps),
         HAS_RESIDUAL=residual is not None,
         BLOCK_N=block,
+        PRE=pre_weight is not None,
         num_warps=num_warps,
     )
     return y if residual is None else (y, h)

@@ -1,4 +1,4 @@
-"""RMSNorm, optionally fused with the residual add (torch reference).
+"""RMSNorm, optionally fused with the residual add and a preceding RMSNorm (torch reference).
 
 Math (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * weight, with the mean and the
 rsqrt in float32 and the result cast back to the input dtype before the weight multiply, exactly
@@ -11,9 +11,17 @@ import torch
 
 
 def rms_norm_ref(
-    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+    pre_weight: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """x (T, H). Without residual: norm(x) * weight. With residual: h = x + residual, (norm(h) * weight, h)."""
+    """x (T, H). Without residual: norm(x) * weight. With residual: h = x + residual, (norm(h) * weight, h).
+    pre_weight: x is first replaced by norm(x) * pre_weight (GLM-4's post-attention / post-MLP norm, whose
+    output goes straight into the residual add and the next norm)."""
+    if pre_weight is not None:
+        x = rms_norm_ref(x, pre_weight, eps)
     if residual is not None:
         x = x + residual
     xf = x.float()

@@ -36,6 +36,18 @@ def test_rms_norm_fused_residual():
     assert torch.equal(out, kernels.rms_norm(x + r, w, 1e-5))
 
 
+def test_rms_norm_with_a_preceding_norm_is_two_norms_and_the_add():
+    # GLM-4's post-attention/post-MLP norm then the residual add and the next norm, in one call
+    torch.manual_seed(0)
+    x, r = torch.randn(7, 64, dtype=torch.bfloat16), torch.randn(7, 64, dtype=torch.bfloat16)
+    w, pw = torch.randn(64, dtype=torch.bfloat16), torch.randn(64, dtype=torch.bfloat16)
+    out, h = kernels.rms_norm(x, w, 1e-5, residual=r, pre_weight=pw)
+    pre = kernels.rms_norm(x, pw, 1e-5)
+    assert torch.equal(h, pre + r)
+    assert torch.equal(out, kernels.rms_norm(pre + r, w, 1e-5))
+    assert torch.equal(kernels.rms_norm(x, w, 1e-5, pre_weight=pw), kernels.rms_norm(pre, w, 1e-5))
+
+
 def _cos_sin(positions: torch.Tensor, rotary_dim: int, base: float = 10000.0):
     inv_freq = 1.0 / (base ** (torch.arange(0, rotary_dim, 2, dtype=torch.float) / rotary_dim))
     freqs = positions[:, None].float() * inv_freq  # (T, rd/2)

@@ -45,6 +45,34 @@ def test_rms_norm_matches_reference(dtype, rows, width, with_residual):
     assert torch.equal(h, h_ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_rms_norm_with_pre_weight_is_bit_identical_to_two_norms(dtype, with_residual):
+    # the preceding norm (GLM-4's post-attention / post-MLP norm) in the same launch rounds exactly as its
+    # own kernel would: the same bits as norm, add, norm in three steps
+    x = torch.randn(9, 200, dtype=dtype, device=DEVICE) * 2
+    w = (1 + 0.1 * torch.randn(200, device=DEVICE)).to(dtype)
+    pw = (1 + 0.1 * torch.randn(200, device=DEVICE)).to(dtype)
+    r = torch.randn_like(x) if with_residual else None
+    out = poisoned((9, 200), dtype)
+    got = rms_norm_triton(x, w, 1e-5, r, pw, out=out)
+    pre = rms_norm_triton(x, pw, 1e-5)
+    if with_residual:
+        y, h = got
+        want_y, want_h = rms_norm_triton(pre, w, 1e-5, r)
+        assert torch.equal(h, want_h)
+        assert torch.equal(h, rms_norm_ref(x, w, 1e-5, r, pw)[1])
+    else:
+        y, want_y = got, rms_norm_triton(pre, w, 1e-5)
+    assert y is out
+    assert torch.equal(y, want_y)
+    assert_close(
+        y, rms_norm_ref(x, w, 1e-5, r, pw)[0] if with_residual else rms_norm_ref(x, w, 1e-5, None, pw), dtype
+    )
+    with pytest.raises(ValueError, match="weight"):
+        rms_norm_triton(x, w, 1e-5, r, pw[:-1])
+
+
 def test_rms_norm_bf16_is_bit_identical_to_reference():
     # same rounding points as the reference (fp32 statistics, cast before the weight multiply)
     x = torch.randn(17, 256, dtype=torch.bfloat16, device=DEVICE) * 3
