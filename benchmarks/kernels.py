@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import json
 import os
 import statistics
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.activation import silu_and_mul_ref  # noqa: E402
 from kernels.attention import paged_attention_ref  # noqa: E402
-from kernels.flash_decode import flash_decode_triton  # noqa: E402
+from kernels.flash_decode import flash_decode_triton, plan_splits  # noqa: E402
 from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
 from kernels.int8_matmul import FEW_ROWS, _few_rows, int8_linear_triton  # noqa: E402
@@ -485,14 +484,27 @@ def wide_cache(batch: int, ctx: int, width: int, quant: bool = False):
 DECODE_WIDE_CASES = [(1, 640, 2048), (8, 640, 2048), (64, 1100, 2048), (64, 4000, 2048)] + [
     (B, ctx, ctx // BS) for B in (1, 32, 128) for ctx in (1024, 8192, 32768)
 ]
-# other launch settings also timed with the committed kernel, per case (its own plan is always timed)
+# other launch settings also timed with the committed kernel, per case (its own plan is always timed, and
+# beside it the tile loop at 3 stages with the split plan before DECODE_CONFIG: 2 / 3 programs per SM for
+# bf16 / INT8); "kv" limits one to bf16 or int8 KV
 DECODE_VARIANTS = {
-    (8, 640, 2048): [{"num_splits": 4}, {"num_splits": 8}],
-    (64, 1100, 2048): [{"num_splits": s} for s in (1, 3, 4)] + [{"num_stages": 2}, {"block_n": 64}],
-    (64, 4000, 2048): [{"num_splits": s} for s in (1, 3, 4)] + [{"num_stages": 2}],
-    (1, 32768, 2048): [{"num_splits": s} for s in (32, 64, 256)],
-    (32, 32768, 2048): [{"num_splits": s} for s in (3, 4, 6, 8)],
+    (64, 1100, 2048): [{"kv": "bf16", "num_splits": 2}] + [{"kv": "int8", "num_splits": s} for s in (1, 3)],
+    (1, 32768, 2048): [{"kv": "bf16", "num_splits": s} for s in (32, 128)]
+    + [{"kv": "int8", "num_splits": 64}],
+    (32, 32768, 2048): [{"kv": "int8", "num_splits": s} for s in (3, 6)],
+    (128, 32768, 2048): [{"kv": "int8", "num_splits": 2}],
 }
+
+
+def _variants(key: tuple, kv: str) -> dict:
+    """The DECODE_VARIANTS of one case and KV type, labelled by their settings."""
+    out = {}
+    for kw in DECODE_VARIANTS.get(key, ()):
+        if kw.get("kv", kv) != kv:
+            continue
+        kw = {k: v for k, v in kw.items() if k != "kv"}
+        out["new/" + ",".join(f"{k.replace('num_', '')}={v}" for k, v in kw.items())] = kw
+    return out
 
 
 def section_decode_wide(rows: list, lim: dict) -> None:
@@ -513,13 +525,26 @@ def section_decode_wide(rows: list, lim: dict) -> None:
         cu = torch.arange(B + 1, dtype=torch.int32, device=DEV)
         args = (q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs)
         ref = paged_attention_ref(*args)
-        for (label, fn), splits in itertools.product(fns.items(), (None, 1, 3, 128)):
+        kv = "int8" if quant else "bf16"
+        runs = [(label, fn, {"num_splits": s}) for label, fn in fns.items() for s in (None, 1, 2, 3, 4, 128)]
+        seen = set()
+        for key in DECODE_VARIANTS:
+            for label, kw in _variants(key, kv).items():
+                if label not in seen:
+                    seen.add(label)
+                    runs.append((label, flash_decode_triton, kw))
+        for label, fn, kw in runs:
+            splits = kw.get("num_splits")
             out = torch.full_like(q, float("nan"))
-            fn(*args, num_splits=splits, out=out)
+            try:
+                fn(*args, **kw, out=out)
+            except Exception as e:  # noqa: BLE001  (e.g. out of shared memory: report and go on)
+                ok = False
+                print(f"parity decode {label} kv={kv}: {type(e).__name__}: {e}"[:300], flush=True)
+                continue
             err = rel(out, ref)
             good = not out.isnan().any().item() and err <= 1e-2
             ok &= good
-            kv = "int8" if quant else "bf16"
             rows.append({"op": "parity", "version": label, "kv": kv, "splits": splits, "rel_err": err})
             print(f"parity decode {label} width 2048 kv={kv} lens {lens} splits {splits}: "
                   f"rel_err {err:.1e} {'ok' if good else 'FAIL'}", flush=True)  # fmt: skip
@@ -528,8 +553,8 @@ def section_decode_wide(rows: list, lim: dict) -> None:
     cases = DECODE_WIDE_CASES
     if os.environ.get("DECODE_CASES"):
         cases = [tuple(int(x) for x in c.split("x")) for c in os.environ["DECODE_CASES"].split(",")]
-    for quant in (False, True):
-        for B, ctx, width in cases:
+    for B, ctx, width in cases:
+        for quant in (False, True):
             kv_bytes = B * ctx * NKV * (HD * 2 * (1 if quant else 2) + (2 * 4 if quant else 0))
             sets = []
             for _ in range(copies_for(kv_bytes)):
@@ -539,9 +564,12 @@ def section_decode_wide(rows: list, lim: dict) -> None:
                 sets.append((q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs))
             kv = "int8" if quant else "bf16"
             variants = {"new": (flash_decode_triton, {})}
-            for kw in DECODE_VARIANTS.get((B, ctx, width), ()):
-                label = ",".join(f"{key.replace('num_', '')}={val}" for key, val in kw.items())
-                variants[f"new/{label}"] = (flash_decode_triton, kw)
+            waves = 3 if quant else 2
+            head = {"loop_stages": 3, "num_splits": plan_splits(B, NKV, width * BS, 128, lim["sms"], waves)}
+            variants["new/stages=3,HEAD plan"] = (flash_decode_triton, head)
+            variants.update(
+                {label: (flash_decode_triton, kw) for label, kw in _variants((B, ctx, width), kv).items()}
+            )
             variants.update({label: (fn, {}) for label, fn in fns.items() if label != "new"})
             line = []
             for name, (fn, kw) in variants.items():
@@ -593,6 +621,7 @@ def main() -> None:
         "triton": triton.__version__,
     }
     lim = limits()
+    lim["sms"] = props.multi_processor_count
     result["limits"] = lim
     print(
         f"{props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, triton {triton.__version__}"

@@ -11,7 +11,9 @@ host sync and can be captured in a CUDA graph; each program derives its split's 
 device-side length (``_split_tiles``), so every split of every sequence shares the real context however
 wide the block table is (the engine's graphs pass tables as wide as ``max_model_len``). Splits past a
 sequence's end write lse = -inf and no output; the merge reads every split's lse but the partial outputs
-of the splits that hold work only. With one split the decode kernel writes the output itself (no merge).
+of the splits that hold work only. With one split the decode kernel writes the output itself (no merge);
+with a few (``FUSE_SPLITS``) the last working split of each (sequence, KV head) to finish merges them (an
+arrival counter), so a call is one launch. Each program keeps two K/V tiles in flight (``DECODE_CONFIG``).
 INT8 caches enter the dots as exact small integers (``int8_to_float``); the per-token K scales multiply
 the score row and the V scales P's columns, so nothing is dequantized per element. V is converted before
 its transposing layout shuffle (see ``int8_to_float``'s PURE flag).
@@ -29,6 +31,21 @@ from .int8_matmul import fast_cvt_fits, int8_to_float
 from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
+# At most this many splits the last split of a (sequence, KV head) to finish merges them in the decode kernel
+# (one launch); more go to the merge kernel, which spreads the reads over (sequence, head, dims) programs.
+# NOTE: H200, fused vs two launches (RESULTS.md "Split merge fused into the decode kernel"): faster at 2-4
+# splits (INT8 64 x 1,100: 21.8 vs 27.5 us), slower at 6 and more (1 x 32k, 128 splits: 37.7 vs 17.6 us).
+FUSE_SPLITS = 4
+# KV type (INT8?) -> (BLOCK_N, pipeline stages of the tile loop, programs resident per SM, which the split plan
+# fills). NOTE (Triton 3.6, sm_90, read from the compiled kernels): at the launch's 3 stages the tile loop
+# keeps ONE K and one V buffer: it waits for a tile, does its math, and only then issues the next tile's
+# loads, so a program never overlaps its loads with its math (the indirect block-table load takes a stage).
+# 5 loop stages (6 for INT8; 4 still give one buffer) keep two tiles, the next one in flight during the
+# math: bf16 then takes 140 KB of shared memory, one program per SM (the 198 registers would allow two), INT8
+# 107 KB, two per SM (were three). H200, GPU us (RESULTS.md, fourth pass): bf16 64 x 1,100 26.3 (one split)
+# vs 28.7 (3 stages, two splits), 1 x 32k 17.0 (64 splits) vs 18.6 (128); INT8 128 x 32k 639 vs 793, 64 x
+# 1,100 21.7 (two splits) vs 22.5 (three).
+DECODE_CONFIG = {False: (128, 5, 1), True: (128, 6, 2)}
 # INT8 KV with 16-bit queries: quantize the query per head and run q.K on int8 tensor cores (K is never
 # converted; H200, 32k context: 10-11% faster at batch 32/128, relative error vs the dequantized reference
 # 3.9e-3 -> 7.7e-3 on random data). AUTOGLM_INT8_QK=0 keeps 16-bit queries (`use_int8_qk`).
@@ -170,6 +187,7 @@ def _flash_decode_kernel(
     OP_ptr,
     LSE_ptr,
     O_ptr,
+    CNT_ptr,
     stride_qt,
     stride_qh,
     stride_cb,
@@ -200,6 +218,8 @@ def _flash_decode_kernel(
     FAST: tl.constexpr,
     QK8: tl.constexpr,
     DIRECT: tl.constexpr,
+    FUSED: tl.constexpr,
+    LOOP_STAGES: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -209,17 +229,18 @@ def _flash_decode_kernel(
     split_len = _split_tiles(seq_len, tl.num_programs(2), BLOCK_N) * BLOCK_N
     lo = split * split_len
     hi = tl.minimum(lo + split_len, seq_len)
+    # the splits that hold work; split 0 counts even for a sequence with nothing cached, so that one program
+    # writes its (zero) output
+    n_work = tl.maximum(tl.cdiv(seq_len, split_len), 1)
 
     offs_g = tl.arange(0, BLOCK_G)
     g_mask = offs_g < GROUP
     heads = kvh * GROUP + offs_g
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM
-    # a split past the sequence's end reads nothing (it only writes lse = -inf)
-    q_rows = offs_g < tl.where(lo < seq_len, GROUP, 0)
     q = tl.load(
         Q_ptr + t * stride_qt + heads[:, None] * stride_qh + offs_d[None, :],
-        mask=q_rows[:, None] & d_mask[None, :],
+        mask=g_mask[:, None] & d_mask[None, :],
         other=0.0,
     )
     if QK8:
@@ -237,7 +258,7 @@ def _flash_decode_kernel(
     BT_row = BT_ptr + b.to(tl.int64) * stride_bt
     # whole tiles without masks, then the partial tail tile (if any) with them
     full_hi = lo + tl.maximum(hi - lo, 0) // BLOCK_N * BLOCK_N
-    for start_n in range(lo, full_hi, BLOCK_N):
+    for start_n in tl.range(lo, full_hi, BLOCK_N, num_stages=LOOP_STAGES):
         acc, m_i, l_i = _decode_tile(
             q,
             acc,
@@ -320,13 +341,40 @@ def _flash_decode_kernel(
     else:
         lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
         bi = b.to(tl.int64)
-        if lo < seq_len:  # the merge reads the output of the splits that hold work only (finite lse)
-            tl.store(
-                OP_ptr + bi * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :],
-                out,
-                mask=g_mask[:, None] & d_mask[None, :],
-            )
-        tl.store(LSE_ptr + bi * stride_lb + heads * stride_lh + split, lse, mask=g_mask)
+        op_ptrs = OP_ptr + bi * stride_ob + heads[:, None] * stride_oh + offs_d[None, :]
+        lse_ptrs = LSE_ptr + bi * stride_lb + heads * stride_lh
+        gd_mask = g_mask[:, None] & d_mask[None, :]
+        if not FUSED:
+            # the merge kernel reads every split's lse, and the output of the splits that hold work only
+            if lo < seq_len:
+                tl.store(op_ptrs + split * stride_os, out, mask=gd_mask)
+            tl.store(lse_ptrs + split, lse, mask=g_mask)
+        elif split < n_work:  # the fused merge reads the splits that hold work (and split 0) only
+            tl.store(op_ptrs + split * stride_os, out, mask=gd_mask)
+            tl.store(lse_ptrs + split, lse, mask=g_mask)
+            # the last working split of this (sequence, KV head) to arrive merges them all, so no second
+            # launch. The barrier orders every thread's stores before the (cumulative) acq_rel counter update;
+            # the partials are read back from L2 (.cg); the counter goes back to 0 for the next launch.
+            tl.debug_barrier()
+            pair = b * tl.num_programs(1) + kvh
+            if tl.atomic_add(CNT_ptr + pair, 1, sem="acq_rel", scope="gpu") == n_work - 1:
+                m = tl.full((BLOCK_G,), -1e30, dtype=tl.float32)  # -1e30: no finite lse gives 0, not NaN
+                for si in range(0, n_work):
+                    m = tl.maximum(m, tl.load(lse_ptrs + si, mask=g_mask, other=-1e30, cache_modifier=".cg"))
+                den = tl.zeros((BLOCK_G,), dtype=tl.float32)
+                acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
+                for si in range(0, n_work):
+                    lse_s = tl.load(lse_ptrs + si, mask=g_mask, other=float("-inf"), cache_modifier=".cg")
+                    w = tl.math.exp2(lse_s - m)
+                    o = tl.load(op_ptrs + si * stride_os, mask=gd_mask, other=0.0, cache_modifier=".cg")
+                    den += w
+                    acc += w[:, None] * o
+                tl.store(
+                    O_ptr + t * stride_t + heads[:, None] * stride_h + offs_d[None, :],
+                    to_dtype(acc / tl.maximum(den, 1e-30)[:, None], O_ptr.dtype.element_ty),
+                    mask=gd_mask,
+                )
+                tl.store(CNT_ptr + pair, 0)
 
 
 @triton.jit
@@ -387,14 +435,29 @@ def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, 
 
     NOTE: the count is fixed when a CUDA graph is captured, but every split takes a share of its sequence's
     real length (``_split_tiles``), so a long context is read by batch * nkv * splits programs at once,
-    ``waves`` of them resident per multiprocessor (registers fit about 2 bf16 / 3 INT8 ones), which keeps
-    enough tile loads in flight to stream the cache. More splits would only shorten every program's loop
+    ``waves`` of them resident per multiprocessor (shared memory fits one bf16 / two INT8 ones with their
+    two-tile pipelines, ``DECODE_CONFIG``), which keeps enough tile loads in flight to stream the cache. More splits would only shorten every program's loop
     (each pays a fixed latency: block table, first tiles, stores) and grow the merge, which reads one
     (group, head dim) partial per split that holds work (MAX_SPLITS caps it at 2 MB per sequence for
     32 x 128 heads); a batch that fills the GPU on its own gets one split and no merge at all."""
     tiles = max(1, triton.cdiv(max_context, block_n))
     want = max(1, (waves * sms) // max(1, batch * nkv))
     return min(want, tiles, MAX_SPLITS)
+
+
+_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
+
+
+def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
+    """A zeroed int32 arrival counter per (sequence, KV head) for the fused merge, kept per device: every
+    launch leaves it zeroed again. 64K entries cover any batch the engine runs; a larger one gets a larger
+    buffer, and the old ones stay allocated (a captured CUDA graph may hold their address).
+    NOTE: launches on one stream at a time (the engine's) share it. The first call should come before CUDA
+    graph capture (the engine warms up first), else the zeroing is captured too."""
+    kept = _COUNTERS.setdefault(device, [])
+    if not kept or kept[-1].numel() < n:
+        kept.append(torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device))
+    return kept[-1]
 
 
 def flash_decode_triton(
@@ -414,10 +477,13 @@ def flash_decode_triton(
     out: torch.Tensor | None = None,
     num_warps: int = 4,
     num_stages: int = 3,
+    fuse_merge: bool | None = None,
+    loop_stages: int | None = None,
 ) -> torch.Tensor:
     """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` (the split count; each
-    sequence's splits still share its own length) and ``block_n`` override the plan (tests use them to reach
-    many splits and tiles at small sizes; the interpreter takes 16)."""
+    sequence's splits still share its own length), ``block_n``, ``loop_stages`` (``DECODE_CONFIG``) and
+    ``fuse_merge`` (merge in the decode kernel; planned: at most FUSE_SPLITS splits) override the plan (tests
+    use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     if max_seqlen_q != 1:
         raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
@@ -428,18 +494,17 @@ def flash_decode_triton(
     if T == 0 or B == 0:
         return out
     quant = k_scale is not None
+    tile, stages, waves = DECODE_CONFIG[quant]
     if block_n is None:
-        block_n = 16 if INTERPRET else 128
+        block_n = 16 if INTERPRET else tile
     max_context = block_tables.shape[1] * k_cache.shape[1]
-    # INT8 KV: three programs per multiprocessor (they fit: ~160 registers, ~73 KB shared memory), which hides
-    # more of the conversion/softmax latency (H200, batch 32 x 32k: 6 splits 183 us, 4 splits 208 us); bf16
-    # is bandwidth bound with two
     splits = num_splits
     if splits is None:
-        splits = plan_splits(B, nkv, max_context, block_n, device_sms(q), 3 if quant else 2)
+        splits = plan_splits(B, nkv, max_context, block_n, device_sms(q), waves)
     if splits < 1:
         raise ValueError(f"num_splits must be at least 1, got {num_splits}")
     direct = splits == 1
+    fused = not direct and (splits <= FUSE_SPLITS if fuse_merge is None else fuse_merge)
     group = nh // nkv
     # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
     o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
@@ -458,6 +523,7 @@ def flash_decode_triton(
         o_part,
         lse,
         out,
+        _arrival_counters(q.device, B * nkv) if fused else lse,
         q.stride(0),
         q.stride(1),
         k_cache.stride(0),
@@ -487,10 +553,12 @@ def flash_decode_triton(
         FAST=fast_cvt_fits(block_d * block_n, num_warps),
         QK8=use_int8_qk(quant, q.dtype, block_d),
         DIRECT=direct,
+        FUSED=fused,
+        LOOP_STAGES=loop_stages or stages,
         num_warps=num_warps,
         num_stages=num_stages,
     )
-    if direct:
+    if direct or fused:
         return out
     # small batches: split the merge over head dims too, so that it runs on more multiprocessors
     merge_d = block_d if B * nh >= 2 * device_sms(q) else max(16, block_d // 4)

@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from kernels.attention import paged_attention_ref
-from kernels.flash_decode import MAX_SPLITS, flash_decode_triton, paged_attention_triton, plan_splits
+from kernels.flash_decode import (
+    DECODE_CONFIG,
+    FUSE_SPLITS,
+    MAX_SPLITS,
+    _arrival_counters,
+    flash_decode_triton,
+    paged_attention_triton,
+    plan_splits,
+)
 from kernels.flash_prefill import flash_prefill_triton
 from kernels.quant import quantize_kv_ref
 from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
@@ -189,15 +197,46 @@ def test_decode_block_table_much_wider_than_the_sequences(quant, num_splits, mon
     assert_close(out, _reference(args), BF16, tol=1e-2)
 
 
+@pytest.mark.parametrize("quant", [False, True], ids=["bf16-kv", "int8-kv"])
+@pytest.mark.parametrize(
+    ("num_splits", "fuse_merge"),
+    [(2, None), (FUSE_SPLITS, None), (2, False), (40, True)],
+    ids=["2fused", "maxfused", "2launches", "40fused"],
+)
+def test_decode_merge_in_the_kernel_or_apart(quant, num_splits, fuse_merge, monkeypatch):
+    # both merges (the last split to arrive, or the merge kernel) at few and many splits, in a wide table with
+    # NaN split buffers and a padding row (seq_len 0): every written element matches, the padding row is 0,
+    # a second call gives the same bits, and the fused merge leaves its arrival counters at 0
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **kw: empty(*a, **kw).fill_(float("nan")))
+    lens = [1, 17, 75, 5, 40]
+    args = _batch([1] * len(lens), lens, GLM, BF16, quant)
+    tables = args["block_tables"]
+    args["block_tables"] = torch.cat([tables, tables[:, -1:].expand(-1, WIDE_BLOCKS)], 1).contiguous()
+    args["seq_lens"][3] = 0
+    out = poisoned(args["q"].shape, BF16)
+    flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge, out=out)
+    assert torch.equal(out[3], torch.zeros_like(out[3]))
+    keep = [0, 1, 2, 4]
+    ref = _reference(args)
+    assert_close(out[keep], ref[keep], BF16, tol=1e-2)
+    again = flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge)
+    assert torch.equal(again, out)
+    assert not _arrival_counters(out.device, 1).any()
+
+
 def test_split_plan_fills_the_gpu_from_shapes():
-    # 132 SMs, 2 KV heads, a 32k-wide table: ~2 programs per SM (3 for INT8 KV), at most MAX_SPLITS
-    assert plan_splits(1, 2, 32768, 128, 132) == MAX_SPLITS
-    assert plan_splits(8, 2, 32768, 128, 132) == 16
-    assert plan_splits(64, 2, 32768, 128, 132) == 2
-    assert plan_splits(64, 2, 32768, 128, 132, waves=3) == 3
+    # 132 SMs, 2 KV heads, a 32k-wide table: one bf16 / two INT8 programs per SM (DECODE_CONFIG), at most
+    # MAX_SPLITS
+    assert DECODE_CONFIG[False][2] == 1 and DECODE_CONFIG[True][2] == 2
+    assert plan_splits(1, 2, 32768, 128, 132, waves=1) == 66
+    assert plan_splits(1, 2, 32768, 128, 132, waves=2) == MAX_SPLITS
+    assert plan_splits(8, 2, 32768, 128, 132, waves=1) == 8
+    assert plan_splits(64, 2, 32768, 128, 132, waves=1) == 1
+    assert plan_splits(64, 2, 32768, 128, 132, waves=2) == 2
     # never more splits than tiles of the table's width; a batch that fills the GPU needs no split
-    assert plan_splits(1, 2, 640, 128, 132) == 5
-    assert plan_splits(128, 2, 1024, 128, 132) == 1
+    assert plan_splits(1, 2, 640, 128, 132, waves=1) == 5
+    assert plan_splits(128, 2, 1024, 128, 132, waves=2) == 1
 
 
 def test_rejects_decode_kernel_for_prefill():
