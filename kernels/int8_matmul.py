@@ -578,20 +578,10 @@ def int8_linear_triton(
     N, K = qweight.shape
     if scale.shape != (N,) or scale.dtype != torch.float32:
         raise ValueError(f"scale must be float32 ({N},), got {scale.dtype} {tuple(scale.shape)}")
-    if bias is not None and bias.shape != (N,):
-        raise ValueError(f"bias must be ({N},), got {tuple(bias.shape)}")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, K)
-    if x2.stride(1) != 1:
-        x2 = x2.contiguous()
-    if qweight.stride(1) != 1:
-        qweight = qweight.contiguous()
+    x2, qweight, y, lead, done = _operands(x, qweight, bias, out)
+    if done is not None:
+        return done
     M = x2.shape[0]
-    y = out_tensor(None if out is None else out.view(-1, N), (M, N), x)
-    if M == 0 or N == 0:
-        return y.reshape(*lead, N)
-    if K == 0:
-        return (y.zero_() if bias is None else y.copy_(bias.expand(M, N))).reshape(*lead, N)
     assert x.dtype in TORCH_TO_TL, f"{x.dtype=}"
     m_bucket = next_pow2(M) if M <= FEW_ROWS else min(next_pow2(M), 4096)
     args = (
@@ -691,6 +681,29 @@ def _split_counters(device: torch.device, n: int) -> torch.Tensor:
     return kept[-1]
 
 
+def _operands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None):
+    """The launchers' shared argument handling: x as (M, K) rows and the weight with unit K stride, the
+    output buffer (``out`` or new), the leading dims, and the finished result when there is nothing to
+    multiply (no rows or columns: empty; K = 0: the bias, or zeros)."""
+    N, K = weight.shape
+    if bias is not None and bias.shape != (N,):
+        raise ValueError(f"bias must be ({N},), got {tuple(bias.shape)}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    if weight.stride(1) != 1:
+        weight = weight.contiguous()
+    M = x2.shape[0]
+    y = out_tensor(None if out is None else out.view(-1, N), (M, N), x)
+    done = None
+    if M == 0 or N == 0:
+        done = y.reshape(*lead, N)
+    elif K == 0:
+        done = (y.zero_() if bias is None else y.copy_(bias.expand(M, N))).reshape(*lead, N)
+    return x2, weight, y, lead, done
+
+
 def few_rows_linear_triton(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -707,22 +720,12 @@ def few_rows_linear_triton(
             f"expected x (..., K) and a {x.dtype} weight (N, K), got {tuple(x.shape)}, {weight.dtype} {tuple(weight.shape)}"
         )
     N, K = weight.shape
-    if bias is not None and bias.shape != (N,):
-        raise ValueError(f"bias must be ({N},), got {tuple(bias.shape)}")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, K)
-    if x2.stride(1) != 1:
-        x2 = x2.contiguous()
-    if weight.stride(1) != 1:
-        weight = weight.contiguous()
+    if x.numel() // max(K, 1) > FEW_ROWS:
+        raise ValueError(f"the few-rows kernel takes at most {FEW_ROWS} rows, got {x.numel() // K}")
+    x2, weight, y, lead, done = _operands(x, weight, bias, out)
+    if done is not None:
+        return done
     M = x2.shape[0]
-    if M > FEW_ROWS:
-        raise ValueError(f"the few-rows kernel takes at most {FEW_ROWS} rows, got {M}")
-    y = out_tensor(None if out is None else out.view(-1, N), (M, N), x)
-    if M == 0 or N == 0:
-        return y.reshape(*lead, N)
-    if K == 0:
-        return (y.zero_() if bias is None else y.copy_(bias.expand(M, N))).reshape(*lead, N)
     # the scale pointer is unused for 16-bit weights (QUANT off): any tensor will do
     args = (x2, weight, weight, bias if bias is not None else weight, y, M, N, K, next_pow2(M),
             x2.stride(0), weight.stride(0), y.stride(0))  # fmt: skip
