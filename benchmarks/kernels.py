@@ -485,7 +485,7 @@ DECODE_WIDE_CASES = [(1, 640, 2048), (8, 640, 2048), (64, 1100, 2048), (64, 4000
     (B, ctx, ctx // BS) for B in (1, 32, 128) for ctx in (1024, 8192, 32768)
 ]
 # other launch settings also timed with the committed kernel, per case (its own plan is always timed, and
-# beside it the tile loop at 3 stages with the split plan before DECODE_CONFIG: 2 / 3 programs per SM for
+# beside it the tile loop at 3 stages with the split plan of before decode_config: 2 / 3 programs per SM for
 # bf16 / INT8); "kv" limits one to bf16 or int8 KV
 DECODE_VARIANTS = {
     (64, 1100, 2048): [{"kv": "bf16", "num_splits": 2}] + [{"kv": "int8", "num_splits": s} for s in (1, 3)],
@@ -566,7 +566,7 @@ def section_decode_wide(rows: list, lim: dict) -> None:
             variants = {"new": (flash_decode_triton, {})}
             waves = 3 if quant else 2
             head = {"loop_stages": 3, "num_splits": plan_splits(B, NKV, width * BS, 128, lim["sms"], waves)}
-            variants["new/stages=3,HEAD plan"] = (flash_decode_triton, head)
+            variants["new/stages=3,old plan"] = (flash_decode_triton, head)
             variants.update(
                 {label: (flash_decode_triton, kw) for label, kw in _variants((B, ctx, width), kv).items()}
             )

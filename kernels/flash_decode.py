@@ -13,7 +13,7 @@ wide the block table is (the engine's graphs pass tables as wide as ``max_model_
 sequence's end write lse = -inf and no output; the merge reads every split's lse but the partial outputs
 of the splits that hold work only. With one split the decode kernel writes the output itself (no merge);
 with a few (``FUSE_SPLITS``) the last working split of each (sequence, KV head) to finish merges them (an
-arrival counter), so a call is one launch. Each program keeps two K/V tiles in flight (``DECODE_CONFIG``).
+arrival counter), so a call is one launch. Programs keep two K/V tiles in flight where that pays (``decode_config``).
 INT8 caches enter the dots as exact small integers (``int8_to_float``); the per-token K scales multiply
 the score row and the V scales P's columns, so nothing is dequantized per element. V is converted before
 its transposing layout shuffle (see ``int8_to_float``'s PURE flag).
@@ -31,24 +31,35 @@ from .int8_matmul import fast_cvt_fits, int8_to_float
 from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
 
 MAX_SPLITS = 128
+# INT8 KV with 16-bit queries: quantize the query per head and run q.K on int8 tensor cores (K is never
+# converted; H200, 32k context: 10-11% faster at batch 32/128, relative error vs the dequantized reference
+# 3.9e-3 -> 7.7e-3 on random data). AUTOGLM_INT8_QK=0 keeps 16-bit queries (`use_int8_qk`).
+
 # At most this many splits the last split of a (sequence, KV head) to finish merges them in the decode kernel
 # (one launch); more go to the merge kernel, which spreads the reads over (sequence, head, dims) programs.
 # NOTE: H200, fused vs two launches (RESULTS.md "Split merge fused into the decode kernel"): faster at 2-4
 # splits (INT8 64 x 1,100: 21.8 vs 27.5 us), slower at 6 and more (1 x 32k, 128 splits: 37.7 vs 17.6 us).
 FUSE_SPLITS = 4
-# KV type (INT8?) -> (BLOCK_N, pipeline stages of the tile loop, programs resident per SM, which the split plan
-# fills). NOTE (Triton 3.6, sm_90, read from the compiled kernels): at the launch's 3 stages the tile loop
-# keeps ONE K and one V buffer: it waits for a tile, does its math, and only then issues the next tile's
-# loads, so a program never overlaps its loads with its math (the indirect block-table load takes a stage).
-# 5 loop stages (6 for INT8; 4 still give one buffer) keep two tiles, the next one in flight during the
-# math: bf16 then takes 140 KB of shared memory, one program per SM (the 198 registers would allow two), INT8
-# 107 KB, two per SM (were three). H200, GPU us (RESULTS.md, fourth pass): bf16 64 x 1,100 26.3 (one split)
-# vs 28.7 (3 stages, two splits), 1 x 32k 17.0 (64 splits) vs 18.6 (128); INT8 128 x 32k 639 vs 793, 64 x
-# 1,100 21.7 (two splits) vs 22.5 (three).
-DECODE_CONFIG = {False: (128, 5, 1), True: (128, 6, 2)}
-# INT8 KV with 16-bit queries: quantize the query per head and run q.K on int8 tensor cores (K is never
-# converted; H200, 32k context: 10-11% faster at batch 32/128, relative error vs the dequantized reference
-# 3.9e-3 -> 7.7e-3 on random data). AUTOGLM_INT8_QK=0 keeps 16-bit queries (`use_int8_qk`).
+
+
+def decode_config(kv_bytes: int, pairs: int, sms: int) -> tuple[int, int]:
+    """(pipeline stages of the tile loop, programs per SM the split plan fills) for a cache of ``kv_bytes``
+    per element and ``pairs`` = batch * KV heads.
+
+    NOTE (Triton 3.6, sm_90, read from the compiled kernels): at 3 stages the tile loop keeps ONE K and one
+    V buffer: it waits for a tile, does its math, and only then issues the next tile's loads, so a program
+    never overlaps its loads with its math (the indirect block-table load takes a stage; 4 stages still give
+    one buffer). 5 stages (6 for INT8) keep two, the next tile in flight during the math: INT8 then takes
+    107 KB of shared memory (two programs per SM, were three), 16-bit KV 140 KB (one per SM, were two; its
+    198 registers would allow two), float32 KV would not fit. H200 (RESULTS.md, decode fourth pass), GPU us:
+    bf16 64 x 1,100 25.7 (one split) vs 27.4 (3 stages, two splits), 32 x 1k 15.9 vs 17.9, 1 x 32k 16.5 vs
+    17.9; INT8 64 x 1,100 21.1 vs 22.0, 128 x 32k 650 vs 728. But one bf16 program per SM needs two waves
+    once pairs > SMs (128 x 1k: 44.9 vs 39.7), so a batch that fills the GPU keeps 3 stages, two per SM."""
+    if kv_bytes == 1:
+        return 6, 2
+    if kv_bytes == 2 and pairs <= sms:
+        return 5, 1
+    return 3, 2
 
 
 @triton.jit
@@ -435,8 +446,8 @@ def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, 
 
     NOTE: the count is fixed when a CUDA graph is captured, but every split takes a share of its sequence's
     real length (``_split_tiles``), so a long context is read by batch * nkv * splits programs at once,
-    ``waves`` of them resident per multiprocessor (shared memory fits one bf16 / two INT8 ones with their
-    two-tile pipelines, ``DECODE_CONFIG``), which keeps enough tile loads in flight to stream the cache. More splits would only shorten every program's loop
+    ``waves`` of them resident per multiprocessor (as shared memory fits them: ``decode_config``), which
+    keeps enough tile loads in flight to stream the cache. More splits would only shorten every program's loop
     (each pays a fixed latency: block table, first tiles, stores) and grow the merge, which reads one
     (group, head dim) partial per split that holds work (MAX_SPLITS caps it at 2 MB per sequence for
     32 x 128 heads); a batch that fills the GPU on its own gets one split and no merge at all."""
@@ -481,7 +492,7 @@ def flash_decode_triton(
     loop_stages: int | None = None,
 ) -> torch.Tensor:
     """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` (the split count; each
-    sequence's splits still share its own length), ``block_n``, ``loop_stages`` (``DECODE_CONFIG``) and
+    sequence's splits still share its own length), ``block_n``, ``loop_stages`` (``decode_config``) and
     ``fuse_merge`` (merge in the decode kernel; planned: at most FUSE_SPLITS splits) override the plan (tests
     use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
@@ -494,9 +505,9 @@ def flash_decode_triton(
     if T == 0 or B == 0:
         return out
     quant = k_scale is not None
-    tile, stages, waves = DECODE_CONFIG[quant]
+    stages, waves = decode_config(k_cache.element_size(), B * nkv, device_sms(q))
     if block_n is None:
-        block_n = 16 if INTERPRET else tile
+        block_n = 16 if INTERPRET else 128
     max_context = block_tables.shape[1] * k_cache.shape[1]
     splits = num_splits
     if splits is None:

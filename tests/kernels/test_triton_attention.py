@@ -12,10 +12,10 @@ import torch
 
 from kernels.attention import paged_attention_ref
 from kernels.flash_decode import (
-    DECODE_CONFIG,
     FUSE_SPLITS,
     MAX_SPLITS,
     _arrival_counters,
+    decode_config,
     flash_decode_triton,
     paged_attention_triton,
     plan_splits,
@@ -226,9 +226,13 @@ def test_decode_merge_in_the_kernel_or_apart(quant, num_splits, fuse_merge, monk
 
 
 def test_split_plan_fills_the_gpu_from_shapes():
-    # 132 SMs, 2 KV heads, a 32k-wide table: one bf16 / two INT8 programs per SM (DECODE_CONFIG), at most
-    # MAX_SPLITS
-    assert DECODE_CONFIG[False][2] == 1 and DECODE_CONFIG[True][2] == 2
+    # 132 SMs, 2 KV heads: INT8 keeps two tiles in flight, two programs per SM; bf16 too, one per SM, while
+    # batch x KV heads fit in one wave, else one tile, two per SM; float32 tiles would not fit twice
+    assert decode_config(1, 256, 132) == (6, 2)
+    assert decode_config(2, 128, 132) == (5, 1)
+    assert decode_config(2, 256, 132) == (3, 2)
+    assert decode_config(4, 2, 132) == (3, 2)
+    # a 32k-wide table: at most MAX_SPLITS
     assert plan_splits(1, 2, 32768, 128, 132, waves=1) == 66
     assert plan_splits(1, 2, 32768, 128, 132, waves=2) == MAX_SPLITS
     assert plan_splits(8, 2, 32768, 128, 132, waves=1) == 8
