@@ -6,7 +6,8 @@
 
 GLM-4 layers norm the attention and MLP outputs before the residual add, which the next norm follows at
 once: with ``pre_weight`` both norms and the add are one launch (two of a layer's four norm kernels go,
-each a launch and a round trip of the row through memory; the results are the same bits as two kernels).
+each a launch and a round trip of the row through memory). The results match two kernels within
+rounding, not always bit for bit on the GPU (the compiler may contract or reorder across the two norms).
 
 The mean is taken in float32 and the normalized row is rounded to the input dtype before the weight
 multiplies it, exactly as transformers' ``GlmRMSNorm`` does, so greedy decoding matches the reference path

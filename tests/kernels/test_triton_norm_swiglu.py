@@ -47,9 +47,10 @@ def test_rms_norm_matches_reference(dtype, rows, width, with_residual):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("with_residual", [False, True])
-def test_rms_norm_with_pre_weight_is_bit_identical_to_two_norms(dtype, with_residual):
-    # the preceding norm (GLM-4's post-attention / post-MLP norm) in the same launch rounds exactly as its
-    # own kernel would: the same bits as norm, add, norm in three steps
+def test_rms_norm_with_pre_weight_matches_two_norms(dtype, with_residual):
+    # the preceding norm (GLM-4's post-attention / post-MLP norm) in the same launch gives what norm, add,
+    # norm in three launches give. NOTE: close, not always the same bits on the GPU: the compiler may contract
+    # the first norm's weight multiply with the residual add (float32) or reduce the row in another order
     x = torch.randn(9, 200, dtype=dtype, device=DEVICE) * 2
     w = (1 + 0.1 * torch.randn(200, device=DEVICE)).to(dtype)
     pw = (1 + 0.1 * torch.randn(200, device=DEVICE)).to(dtype)
@@ -57,18 +58,17 @@ def test_rms_norm_with_pre_weight_is_bit_identical_to_two_norms(dtype, with_resi
     out = poisoned((9, 200), dtype)
     got = rms_norm_triton(x, w, 1e-5, r, pw, out=out)
     pre = rms_norm_triton(x, pw, 1e-5)
+    ref = rms_norm_ref(x, w, 1e-5, r, pw)
     if with_residual:
-        y, h = got
-        want_y, want_h = rms_norm_triton(pre, w, 1e-5, r)
-        assert torch.equal(h, want_h)
-        assert_close(h, rms_norm_ref(x, w, 1e-5, r, pw)[1], dtype)
+        (y, h), (want_y, want_h) = got, rms_norm_triton(pre, w, 1e-5, r)
+        assert_close(h, want_h, dtype)
+        assert_close(h, ref[1], dtype)
+        ref = ref[0]
     else:
         y, want_y = got, rms_norm_triton(pre, w, 1e-5)
     assert y is out
-    assert torch.equal(y, want_y)
-    assert_close(
-        y, rms_norm_ref(x, w, 1e-5, r, pw)[0] if with_residual else rms_norm_ref(x, w, 1e-5, None, pw), dtype
-    )
+    assert_close(y, want_y, dtype)
+    assert_close(y, ref, dtype)
     with pytest.raises(ValueError, match="weight"):
         rms_norm_triton(x, w, 1e-5, r, pw[:-1])
 
