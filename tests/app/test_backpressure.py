@@ -226,6 +226,8 @@ def test_a_slow_upload_holds_no_slot_while_it_is_sent(live):
         assert quick.status_code == 202, (
             quick.text
         )  # one slot, no queue: it would be a 503 if the slot were held
+        # the quick upload frees its slot once its response is sent: the slow body must not finish before that
+        wait_for(lambda: server.gauge("autoglm_backpressure_in_flight", "upload") == 0, 30, "the slot freed")
         slow.released.set()
         r = sending.result(60)
     assert r.status_code == 202 and [d["filename"] for d in r.json()["documents"]] == ["slow.md"], r.text

@@ -27,8 +27,9 @@ def test_prefill_prune_keeps_at_most_four_configs():
     assert {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in short} == {(64, 32), (64, 64), (64, 128)}
 
 
-def _int8_kept(m, n, k, few):
-    named = {"X_ptr": torch.empty(1), "M": m, "N": n, "K": k, "M_BUCKET": 1 << (m - 1).bit_length()}
+def _int8_kept(m, n, k, few, wdtype=torch.int8):
+    named = {"X_ptr": torch.empty(1), "W_ptr": torch.empty(1, dtype=wdtype), "M": m, "N": n, "K": k,
+             "M_BUCKET": 1 << (m - 1).bit_length()}  # fmt: skip
     if few:
         return int8_matmul._prune_few_rows(int8_matmul._few_rows_configs(), named)
     return int8_matmul._prune_many_rows(int8_matmul._many_rows_configs(), named)
@@ -41,7 +42,7 @@ def _shape(c):
 def test_int8_few_rows_prune_fills_the_gpu():
     # one row: exactly one FMA config, unsplit, chosen by the layer's width (no autotuning)
     assert [_shape(c) for c in _int8_kept(1, 27392, 4096, few=True)] == [(16, 8, 256, 1, False)]
-    assert [_shape(c) for c in _int8_kept(1, 4096, 13696, few=True)] == [(16, 16, 512, 1, False)]
+    assert [_shape(c) for c in _int8_kept(1, 4096, 13696, few=True)] == [(16, 8, 512, 1, False)]
     # N=4608 (GLM q/k/v) at 8 rows: 16-row dot tiles; narrow tiles may split K to fill the GPU
     kept = [_shape(c) for c in _int8_kept(8, 4608, 4096, few=True)]
     assert kept and all(dot and bm == 16 for bm, _, _, _, dot in kept)
@@ -57,6 +58,19 @@ def test_int8_few_rows_prune_fills_the_gpu():
     assert [_shape(c)[0] for c in _int8_kept(20, 48, 64, few=True)] == [32]
 
 
+def test_16bit_few_rows_prune_uses_its_own_tiles():
+    # 16-bit weights: one row one FMA tile (8 x 256) at every width; more rows the DOT_TILES_16 shapes only,
+    # CVT never varied (it only places the int8 conversion), at most 4 K splits
+    for n in (4096, 27392):
+        assert [_shape(c) for c in _int8_kept(1, n, 4096, True, torch.bfloat16)] == [(16, 8, 256, 1, False)]
+    for m in (8, 32, 64):
+        kept = _int8_kept(m, 4096, 13696, True, torch.bfloat16)
+        assert kept and all(c.kwargs["CVT"] == 0 and c.kwargs["SPLIT_K"] <= 4 for c in kept)
+        tiles = {(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.kwargs["STAGES"]) for c in kept}
+        assert tiles <= set(int8_matmul.DOT_TILES_16)
+        assert len(kept) == len({(_shape(c), c.kwargs["STAGES"]) for c in kept})  # no duplicates
+
+
 def test_int8_many_rows_prune_drops_oversized_row_tiles():
     assert all(c.kwargs["BLOCK_M"] <= 64 for c in _int8_kept(40, 4096, 4096, few=False))
     assert len(_int8_kept(4096, 4096, 4096, few=False)) == len(int8_matmul._many_rows_configs())
@@ -64,10 +78,10 @@ def test_int8_many_rows_prune_drops_oversized_row_tiles():
 
 def test_int8_configs_and_launcher_set_every_constexpr():
     # an autotuned config that misses a constexpr only fails on the GPU (the interpreter runs fixed configs)
-    launcher = {"HAS_BIAS", "UPCAST", "PRECISION", "FAST", "EVEN_K"}
-    for fn, configs in (
-        (int8_matmul._int8_few_rows_kernel, int8_matmul._few_rows_configs()),
-        (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs()),
+    common = {"HAS_BIAS", "UPCAST", "PRECISION", "FAST", "EVEN_K"}
+    for fn, configs, launcher in (
+        (int8_matmul._int8_few_rows_kernel, int8_matmul._few_rows_configs(), common | {"QUANT"}),
+        (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs(), common),
     ):
         sig = inspect.signature(getattr(fn, "fn", fn))  # the Python function (jitted or interpreted)
         constexprs = {name for name, p in sig.parameters.items() if "constexpr" in str(p.annotation)}
