@@ -8,7 +8,8 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   weight loads pipelined by ``tl.range`` stages), 2..64 rows use a transposed tensor-core dot
   ``acc (BLOCK_N, BLOCK_M) = W_tile @ X_tile.T`` (the weights as the wide operand, the rows padded to 16,
   32 or 64); with split K, the last split of each column tile to finish sums the float32 partials (one
-  launch, no second pass). Autotuned on (rows, N, K).
+  launch, no second pass). Autotuned on (rows, N, K). The same kernel takes 16-bit weights (QUANT off: no
+  conversion, no scale; ``few_rows_linear_triton``), which ``kernels.skinny`` runs where it beats cuBLAS.
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
   the usual orientation, grouped program order for L2 reuse. (The transposed orientation with 256x128 tiles
   gave wrong results under Triton 3.6 on an H200, so the many-rows family does not use it.)
@@ -433,11 +434,11 @@ def _few_rows_configs() -> list[triton.Config]:
     return dot + fma
 
 
-def max_split_k(rows: int, k: int) -> int:
+def max_split_k(rows: int, col_bytes: int) -> int:
     """Most K splits for ``rows`` rows: the float32 partials' round trip (8 bytes per row and split) stays
-    under half of a column's int8 weight bytes (K), and at most MAX_SPLIT_K (the autotuner times the
-    final sum too, so this only bounds the candidates)."""
-    return max(1, min(MAX_SPLIT_K, next_pow2(k // (16 * rows) + 1) // 2))
+    under half of a column's weight bytes (``col_bytes``: K for int8, 2K for 16-bit weights), and at most
+    MAX_SPLIT_K (the autotuner times the final sum too, so this only bounds the candidates)."""
+    return max(1, min(MAX_SPLIT_K, next_pow2(col_bytes // (16 * rows) + 1) // 2))
 
 
 def _prune_few_rows(configs, named_args, **kwargs):
