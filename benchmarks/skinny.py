@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--sweep", default="", help="row counts whose pruned configs are all timed in graphs")
     ap.add_argument("--one-row", action="store_true",
                     help="time one-row FMA tiles (ONE_ROW_TILES) for 16-bit and int8 weights in graphs")  # fmt: skip
+    ap.add_argument("--tiles", default="", help="one-row tiles to time instead of ONE_ROW_TILES: "
+                    "comma-separated BLOCK_NxBLOCK_KxSTAGESxWARPSxSPLIT_K")  # fmt: skip
     ap.add_argument("--json", default=os.path.join(os.environ.get("OUT", "benchmarks/out"), "skinny.json"))
     args = ap.parse_args()
     os.environ["AUTOGLM_SKINNY"] = "auto"
@@ -153,6 +155,8 @@ def main() -> None:
                     print(f"    sweep {cfg_label(forced):<32} {ms * 1e3:7.1f} us", flush=True)
         del ws
         torch.cuda.empty_cache()
+    if args.tiles:
+        ONE_ROW_TILES[:] = [tuple(int(v) for v in t.split("x")) for t in args.tiles.split(",")]
     if args.one_row:
         rows_out += one_row_tiles(args.layers.split(","))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
