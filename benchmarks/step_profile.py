@@ -9,7 +9,11 @@
 - engine: the engine's own batch-1 decode rate, and how much of each step the loop thread spends
   waiting for the device (the rest is host work the GPU may idle through);
 - prefix: one 108-token prefill over a cached 2,992-token prefix: wall time, GPU kernel time, families;
-- gemv: torch's one-row matmul at each linear shape against the copy bandwidth.
+- gemv: torch's one-row matmul at each linear shape against the copy bandwidth;
+- ab: decode-step graph replays (batch 1 and 8 at 640 tokens, 64 at 1,100) under each environment setting
+  of ``--ab`` (';'-separated settings of ','-separated NAME=VALUE, e.g. "AUTOGLM_PDL=0;AUTOGLM_PDL=1"),
+  graphs recaptured per setting,
+  the settings timed in two rounds in alternating order; the batch-1 roofline is weight bytes / copy rate.
 Prints tables; JSON to $OUT/step_profile.json (or benchmarks/out/).
 """
 
@@ -152,6 +156,7 @@ def main() -> None:
         help="largest decode batch profiled and captured (8 skips batch 64: an INT8 model then tunes and "
         "compiles W8A16 for fewer row counts, minutes less on a fresh GPU)",
     )  # fmt: skip
+    ap.add_argument("--ab", default="AUTOGLM_PDL=0;AUTOGLM_PDL=1")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     out_dir = Path(os.environ.get("OUT") or Path(__file__).parent / "out")
@@ -216,6 +221,49 @@ def main() -> None:
                     sorted(r["families"].items(), key=lambda kv: -kv[1]),
                 )
                 print_table(f"{key} top kernels (ms per step)", list(r["top"].items()))
+        del runner
+        torch.cuda.empty_cache()
+
+    if "ab" in sections:
+        top = args.max_batch
+        runner = ModelRunner(model, 6000, 16, max_num_seqs=top, max_model_len=32768)
+
+        def nbytes(w):
+            return w.qweight.numel() if isinstance(w, Int8Weight) else w.numel() * w.element_size()
+
+        weight_bytes = nbytes(model.lm_head) + sum(
+            nbytes(w) for layer in model.layers for w in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)
+        )
+        roof_ms = weight_bytes / copy_GBps / 1e6
+        settings = args.ab.split(";")
+        cases = [(b, c) for b, c in ((1, 640), (8, 640), (64, 1100)) if b <= top]
+        times: dict[str, dict[str, list[float]]] = {st: defaultdict(list) for st in settings}
+        for rnd in range(2):
+            for setting in settings if rnd == 0 else settings[::-1]:
+                for item in setting.split(","):
+                    name, _, value = item.partition("=")
+                    os.environ[name.strip()] = value.strip()
+                runner.graphs = {}
+                torch.cuda.empty_cache()
+                runner.capture_graphs(top)
+                for batch, ctx in cases:
+                    seqs = decode_seqs(batch, ctx, 16)
+                    runner.execute(seqs)  # this case's inputs in the static buffers
+                    g = runner.graphs[min(b for b in runner.graphs if b >= batch)]
+                    times[setting][f"b{batch}x{ctx}"].append(gpu_ms(g.replay, 40))
+                last = {k: round(v[-1], 4) for k, v in times[setting].items()}
+                print(f"{setting} round {rnd}: {json.dumps(last)}", flush=True)
+        base = {k: min(v) for k, v in times[settings[0]].items()}
+        rows = [("setting", *(f"b{b}x{c} ms (speed-up)" for b, c in cases), "b1 of weights-only roofline")]
+        for setting in settings:
+            best = {k: min(v) for k, v in times[setting].items()}
+            cells = [f"{best[k]:.3f} ({base[k] / best[k]:.3f}x)" for k in best]
+            rows.append((setting, *cells, f"{roof_ms / best['b1x640']:.1%}"))
+        weights = "INT8" if args.int8 else "bf16"
+        print_table(
+            f"decode step graph replay, best of 2 rounds ({weights}, roofline {roof_ms:.3f} ms)", rows
+        )
+        res["ab"] = {"roofline_ms": roof_ms, "times_ms": {st: dict(v) for st, v in times.items()}}
         del runner
         torch.cuda.empty_cache()
 

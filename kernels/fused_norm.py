@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .norm import rms_norm_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import check_float, next_pow2, out_tensor, to_dtype
+from .triton_common import check_float, next_pow2, out_tensor, pdl_enabled, pdl_trigger, pdl_wait, to_dtype
 
 
 @triton.jit
@@ -41,10 +41,13 @@ def _rms_norm_kernel(
     HAS_RESIDUAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PRE: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_trigger(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_N)
     mask = cols < N
+    pdl_wait(PDL)
     x = tl.load(X_ptr + row * stride_xm + cols, mask=mask, other=0.0)
     if PRE:
         x = _normed(x, P_ptr, cols, mask, N, eps, X_ptr.dtype.element_ty)
@@ -120,6 +123,8 @@ def rms_norm_triton(
         HAS_RESIDUAL=residual is not None,
         BLOCK_N=block,
         PRE=pre_weight is not None,
+        PDL=(pdl := pdl_enabled(x)),
         num_warps=num_warps,
+        launch_pdl=pdl,
     )
     return y if residual is None else (y, h)

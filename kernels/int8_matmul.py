@@ -36,10 +36,24 @@ from .triton_common import (
     dot_precision,
     next_pow2,
     out_tensor,
+    pdl_enabled,
+    pdl_trigger,
+    pdl_wait,
     to_dtype,
 )
 
 FEW_ROWS = 64
+# one row under PDL: bytes of its weight rows a program loads before waiting for the previous kernels
+# (AUTOGLM_PRELOAD_BYTES). NOTE: H200, bf16 decode step at batch 1 (RESULTS.md "Programmatic dependent
+# launch"): PDL alone made it 2.2% slower, with 8 KB preloaded 0.6% slower, with 4 KB as fast as without PDL
+# (batch 8 and 64, which do not preload: 4.9% and 2.0% faster with PDL).
+PRE_BYTES = 4096
+
+
+def preload_bytes() -> int:
+    return int(os.environ.get("AUTOGLM_PRELOAD_BYTES", PRE_BYTES))
+
+
 # at or above this many rows: dequantize to a transient copy and use cuBLAS (see int8_linear_triton)
 DEQUANT_ROWS = 256
 # at most this many K splits in the few-rows kernel (bounds the partial-sum buffer and the final sum)
@@ -279,6 +293,8 @@ def _int8_few_rows_kernel(
     STAGES: tl.constexpr,
     CVT: tl.constexpr,
     QUANT: tl.constexpr,
+    PDL: tl.constexpr,
+    PRE_BYTES: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -290,6 +306,7 @@ def _int8_few_rows_kernel(
     zero between launches) sums them into y.
     QUANT: int8 weights and a per-column scale; otherwise the weights are 16-bit (the same dtype as x) and
     multiply as they are (no scale): ``skinny_linear_triton``, for 16-bit layers at few rows."""
+    pdl_trigger(PDL)
     pid_n = tl.program_id(0)
     split = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -299,6 +316,22 @@ def _int8_few_rows_kernel(
     k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
     k_lo = split * k_per
     k_hi = tl.minimum(k_lo + k_per, K)
+    # one row under PDL: the first PRE_BYTES of this program's weight rows are loaded before waiting for the
+    # previous kernels (weights never depend on them), so they stream while those kernels run
+    # (whole K tiles, so the loop's tiles stay inside the split: both are powers of two)
+    PRE_RAW: tl.constexpr = 0 if DOT else PRE_BYTES // (BLOCK_N * (1 if QUANT else 2))
+    PRE_K: tl.constexpr = PRE_RAW if PRE_RAW >= BLOCK_K else 0
+    if PRE_K > 0:
+        # all or nothing (a split shorter than PRE_K preloads nothing): a uniform mask keeps the loads 16 bytes wide
+        pre_on = k_lo + PRE_K <= k_hi
+        pre_cols = k_lo + tl.arange(0, PRE_K)
+        w_pre = tl.load(
+            W_ptr + rn[:, None] * stride_wn + pre_cols[None, :],
+            mask=tl.full((BLOCK_N, PRE_K), 1, tl.int1) & pre_on,
+            other=0,
+        )
+        k_lo = tl.where(pre_on, k_lo + PRE_K, k_lo)
+    pdl_wait(PDL)
     w_ptrs = W_ptr + rn[:, None] * stride_wn + (k_lo + offs_k)[None, :]
     offs_m = tl.arange(0, BLOCK_M)
     if DOT:
@@ -344,6 +377,13 @@ def _int8_few_rows_kernel(
         out = acc
     else:
         out = tl.sum(acc2, axis=1)[:, None]  # (BLOCK_N, 1): the one row
+        if PRE_K > 0:
+            x_pre = _to_f32(tl.load(X_ptr + pre_cols, mask=tl.full((PRE_K,), 1, tl.int1) & pre_on, other=0.0))
+            if QUANT:
+                w_pre = int8_to_float(w_pre, tl.float32, FAST, True)
+            else:
+                w_pre = _to_f32(w_pre)
+            out += tl.sum(w_pre * x_pre[None, :], axis=1)[:, None]
     if QUANT:
         out = out * tl.load(S_ptr + rn)[:, None]
     col = offs_n[:, None]
@@ -650,6 +690,9 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         PRECISION=dot_precision(x.dtype),
         FAST=FAST_CVT,
         QUANT=quant,
+        PDL=(pdl := pdl_enabled(x)),
+        PRE_BYTES=preload_bytes() if pdl and M == 1 else 0,
+        launch_pdl=pdl,
     )
     launch_args = (*args[:5], part, _split_counters(x.device, triton.cdiv(N, 4)), *args[5:])
 
@@ -662,6 +705,8 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
         kw["FAST"] = fast_cvt_fits(cfg["BLOCK_N"] * cfg["BLOCK_K"], cfg["num_warps"])
+        if "PRE_BYTES" in cfg:  # tests reach the preload without PDL (under the interpreter)
+            kw["PRE_BYTES"] = cfg.pop("PRE_BYTES")
         _int8_few_rows_kernel[grid(cfg)](*launch_args, EVEN_K=K % cfg["BLOCK_K"] == 0, **kw, **cfg)
     else:
         _few_rows[grid](*launch_args, **kw)

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .rotary import rotary_and_cache_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import check_float, next_pow2, out_tensor, to_dtype
+from .triton_common import check_float, next_pow2, out_tensor, pdl_enabled, pdl_trigger, pdl_wait, to_dtype
 
 
 @triton.jit
@@ -109,10 +109,13 @@ def _rotary_cache_kernel(
     BLOCK_HQ: tl.constexpr,
     BLOCK_HK: tl.constexpr,
     QUANT: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_trigger(PDL)
     t = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     pair = tl.arange(0, BLOCK_D // 2)
+    pdl_wait(PDL)
     cos = tl.load(COS_ptr + t * stride_cos + pair, mask=pair < ROT // 2, other=1.0)
     sin = tl.load(SIN_ptr + t * stride_cos + pair, mask=pair < ROT // 2, other=0.0)
 
@@ -262,6 +265,8 @@ def rotary_and_cache_triton(
         BLOCK_HQ=next_pow2(nh),
         BLOCK_HK=next_pow2(nkv),
         QUANT=quant,
+        PDL=(pdl := pdl_enabled(q)),
         num_warps=4 if nh * block_d <= 4096 else 8,
+        launch_pdl=pdl,
     )
     return q_out

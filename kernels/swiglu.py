@@ -12,14 +12,16 @@ import triton
 import triton.language as tl
 
 from .activation import silu_and_mul_ref  # noqa: F401  (the torch reference of this kernel)
-from .triton_common import check_float, out_tensor, to_dtype
+from .triton_common import check_float, out_tensor, pdl_enabled, pdl_trigger, pdl_wait, to_dtype
 
 
 @triton.jit
-def _silu_and_mul_kernel(X_ptr, Y_ptr, stride_xm, stride_ym, inter, BLOCK: tl.constexpr):
+def _silu_and_mul_kernel(X_ptr, Y_ptr, stride_xm, stride_ym, inter, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_trigger(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < inter
+    pdl_wait(PDL)
     gate = tl.load(X_ptr + row * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
     up = tl.load(X_ptr + row * stride_xm + inter + cols, mask=mask, other=0.0).to(tl.float32)
     act = to_dtype(gate * tl.sigmoid(gate), Y_ptr.dtype.element_ty).to(tl.float32)
@@ -39,6 +41,14 @@ def silu_and_mul_triton(x: torch.Tensor, out: torch.Tensor | None = None) -> tor
         return y
     block = min(2048, triton.next_power_of_2(inter))
     _silu_and_mul_kernel[(T, triton.cdiv(inter, block))](
-        x, y, x.stride(0), y.stride(0), inter, BLOCK=block, num_warps=4 if block <= 1024 else 8
+        x,
+        y,
+        x.stride(0),
+        y.stride(0),
+        inter,
+        BLOCK=block,
+        PDL=(pdl := pdl_enabled(x)),
+        num_warps=4 if block <= 1024 else 8,
+        launch_pdl=pdl,
     )
     return y

@@ -21,6 +21,13 @@ UPCAST_DOT = INTERPRET
 # does; ``to_dtype`` rounds explicitly there so CPU results match the GPU's (and torch's) bit for bit.
 _FIX_BF16_ROUNDING: tl.constexpr = tl.constexpr(INTERPRET)
 
+try:  # programmatic dependent launch (Triton >= 3.3)
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+    _HAS_GDC = True
+except ImportError:  # pragma: no cover - an older Triton: no PDL
+    _HAS_GDC = False
+
 TORCH_TO_TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
@@ -66,6 +73,41 @@ def num_sms(device_index: int) -> int:
 def device_sms(t: torch.Tensor) -> int:
     """Multiprocessors of the tensor's device (the nominal 132 for CPU tensors)."""
     return num_sms(t.device.index or 0) if t.is_cuda else 132
+
+
+@functools.cache
+def _pdl_device(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
+def pdl_enabled(t: torch.Tensor) -> bool:
+    """Whether kernels on ``t``'s device launch with programmatic dependent launch (PDL, sm_90+).
+
+    NOTE: a decode layer is a chain of short launches; with PDL each kernel lets the next one start at its
+    own start (``pdl_trigger``), and the next one waits (``pdl_wait``) for it to finish, and its writes to be
+    visible, before it reads activations or writes anything: reads of weights may come before the wait (the
+    one-row matmul loads its first weight tiles there, while the previous kernels run). H200, torch CUDA
+    graph: a dependent kernel's CTAs started 19.6 us before a 20 us kernel ended and passed the wait 0.48 us
+    after it (0.77 us without PDL; RESULTS.md "Where a one-row matmul's time goes"). Every kernel that
+    triggers must be followed only by kernels that wait before touching its data, or by ordinary launches
+    (which wait for it to finish anyway). AUTOGLM_PDL=0 turns it off."""
+    if INTERPRET or not _HAS_GDC or not t.is_cuda or os.environ.get("AUTOGLM_PDL", "1") == "0":
+        return False
+    return _pdl_device(t.device.index or 0)
+
+
+@triton.jit
+def pdl_trigger(PDL: tl.constexpr):
+    """Let the next kernel on the stream launch now (it waits in ``pdl_wait`` for this one to finish)."""
+    if PDL:
+        gdc_launch_dependents()
+
+
+@triton.jit
+def pdl_wait(PDL: tl.constexpr):
+    """Wait until the kernels this one depends on have finished and their writes are visible."""
+    if PDL:
+        gdc_wait()
 
 
 def next_pow2(n: int) -> int:

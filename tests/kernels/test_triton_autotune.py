@@ -80,7 +80,11 @@ def test_int8_configs_and_launcher_set_every_constexpr():
     # an autotuned config that misses a constexpr only fails on the GPU (the interpreter runs fixed configs)
     common = {"HAS_BIAS", "UPCAST", "PRECISION", "FAST", "EVEN_K"}
     for fn, configs, launcher in (
-        (int8_matmul._int8_few_rows_kernel, int8_matmul._few_rows_configs(), common | {"QUANT"}),
+        (
+            int8_matmul._int8_few_rows_kernel,
+            int8_matmul._few_rows_configs(),
+            common | {"QUANT", "PDL", "PRE_BYTES"},
+        ),
         (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs(), common),
     ):
         sig = inspect.signature(getattr(fn, "fn", fn))  # the Python function (jitted or interpreted)

@@ -76,8 +76,18 @@ def test_int8_linear_many_rows_dequantizes_then_multiplies():
         {"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": True},
         {"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": True, "CVT": 1, "STAGES": 3},
         {"BLOCK_N": 16, "BLOCK_K": 64, "SPLIT_K": 1, "DOT": True, "CVT": 2, "STAGES": 3},
+        {"BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 3, "DOT": False, "PRE_BYTES": 256},
+        {"BLOCK_N": 4, "BLOCK_K": 64, "SPLIT_K": 1, "DOT": False, "PRE_BYTES": 1024},
     ],
-    ids=["fma", "fma-split3", "dot-split2", "dot-split2-convert-first", "dot-triton-convert"],
+    ids=[
+        "fma",
+        "fma-split3",
+        "dot-split2",
+        "dot-split2-convert-first",
+        "dot-triton-convert",
+        "fma-preload-split3",
+        "fma-preload-all",
+    ],
 )
 def test_int8_few_rows_one_row_configs(config):
     # one row: elementwise (FMA) and dot variants (each int8 conversion placement), with and without split K
@@ -183,6 +193,21 @@ def test_few_rows_16bit_weights_match_linear(dtype, rows, split):
     int8_matmul.few_rows_linear_triton(x, w, b, config=config, out=out)
     assert_close(out, x.double() @ w.double().T + b.double(), dtype)
     assert torch.equal(int8_matmul.few_rows_linear_triton(x, w, b, config=config), out)
+
+
+@pytest.mark.parametrize("split", [1, 3])
+def test_one_row_preload_before_the_wait_matches_linear(split):
+    # one row under PDL loads the first PRE_BYTES of each program's weight rows before waiting for the previous
+    # kernel, and sums them after the loop: 16 of 100 columns (K past a tile boundary), or all of a split
+    n, k = 45, 100
+    w = torch.randn(n, k, dtype=BF16, device=DEVICE) * 0.05
+    x = torch.randn(1, k, dtype=BF16, device=DEVICE)
+    b = torch.randn(n, dtype=BF16, device=DEVICE)
+    for pre in (512, 4096):
+        config = {"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": split, "DOT": False, "PRE_BYTES": pre}
+        out = poisoned((1, n), BF16)
+        int8_matmul.few_rows_linear_triton(x, w, b, config=config, out=out)
+        assert_close(out, x.double() @ w.double().T + b.double(), BF16)
 
 
 def test_few_rows_16bit_autotuned_path_and_checks():
