@@ -90,10 +90,13 @@ def pdl_enabled(t: torch.Tensor) -> bool:
     graph: a dependent kernel's CTAs started 19.6 us before a 20 us kernel ended and passed the wait 0.48 us
     after it (0.77 us without PDL; RESULTS.md "Where a one-row matmul's time goes"). Every kernel that
     triggers must be followed only by kernels that wait before touching its data, or by ordinary launches
-    (which wait for it to finish anyway). AUTOGLM_PDL=0 turns it off."""
+    (which wait for it to finish anyway). AUTOGLM_PDL=0 turns it off.
+    NOTE: only while a CUDA graph is captured (the engine's decode steps and short prefills): launched
+    eagerly, the one-row matmul took 126 instead of 67 us per call on the H200 (`benchmarks/kernels.py`,
+    eager column), and an eager step is bound by the host's launches, which PDL does not shorten."""
     if INTERPRET or not _HAS_GDC or not t.is_cuda or os.environ.get("AUTOGLM_PDL", "1") == "0":
         return False
-    return _pdl_device(t.device.index or 0)
+    return _pdl_device(t.device.index or 0) and torch.cuda.is_current_stream_capturing()
 
 
 @triton.jit

@@ -243,3 +243,34 @@ def test_skinny_linear_modes(monkeypatch):
     assert_close(skinny.linear_triton(x, w, b), x.float() @ w.float().T + b.float(), BF16)
     if GPU:
         assert len(skinny._CHOICE) == 1
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA device")
+def test_pdl_chain_in_a_cuda_graph_matches_eager():
+    """Captured in a CUDA graph the decode kernels launch with programmatic dependent launch (sm_90+): norm ->
+    one-row int8 matmul (weights preloaded before its wait) -> SiLU-and-mul -> one-row 16-bit matmul give the
+    eager chain's result (eagerly nothing launches that way)."""
+    from kernels import dispatch
+    from kernels.triton_common import pdl_enabled
+
+    torch.manual_seed(0)
+    h = torch.randn(1, 4096, dtype=BF16, device=DEVICE)
+    norm_w = torch.rand(4096, dtype=BF16, device=DEVICE) + 0.5
+    up = _weight(2 * 1536, 4096)
+    down = torch.randn(4096, 1536, dtype=BF16, device=DEVICE) * 0.02
+
+    def chain():
+        x = dispatch.rms_norm(h, norm_w, 1e-5)
+        g = int8_linear_triton(x, up.qweight, up.scale)
+        return int8_matmul.few_rows_linear_triton(dispatch.silu_and_mul(g), down)
+
+    assert not pdl_enabled(h)
+    eager = chain()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        assert pdl_enabled(h) == (torch.cuda.get_device_capability()[0] >= 9)
+        out = chain()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert_close(out, eager.float(), BF16, tol=5e-3)
