@@ -1,6 +1,6 @@
 """Where one engine step's time goes, GLM-4-9B shapes, random weights, one CUDA GPU.
 
-    python3 benchmarks/step_profile.py [--sections graph,kernels,engine,prefix,gemv] [--int8]
+    python3 benchmarks/step_profile.py [--sections graph,kernels,engine,prefix,gemv,timeline,ab] [--int8]
 
 - graph: a decode step replayed from its CUDA graph (GPU time per replay, and the host time of
   `execute`: filling and uploading the inputs), batch 1 at 640 tokens of context and batch 64 at 1,100;
@@ -10,10 +10,14 @@
   waiting for the device (the rest is host work the GPU may idle through);
 - prefix: one 108-token prefill over a cached 2,992-token prefix: wall time, GPU kernel time, families;
 - gemv: torch's one-row matmul at each linear shape against the copy bandwidth;
+- timeline: the batch-1 decode graph (640 tokens of context) under the profiler: per kernel family its GPU
+  time and its share of the step's critical path (kernels overlap under programmatic dependent launch);
 - ab: decode-step graph replays (batch 1 and 8 at 640 tokens, 64 at 1,100) under each environment setting
   of ``--ab`` (';'-separated settings of ','-separated NAME=VALUE, e.g. "AUTOGLM_PDL=0;AUTOGLM_PDL=1"),
   graphs recaptured per setting,
   the settings timed in two rounds in alternating order; the batch-1 roofline is weight bytes / copy rate.
+  An item ``ablate=OPS`` (OPS '+'-separated of norm, rotary, attention, silu, matmul) captures the step
+  without those ops' launches (their outputs are wrong, their shapes right): what each costs in the step.
 Prints tables; JSON to $OUT/step_profile.json (or benchmarks/out/).
 """
 
@@ -34,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import kernels  # noqa: E402
 from benchmarks.engine import hf_config  # noqa: E402
 from inference import Engine, SamplingParams  # noqa: E402
 from inference.config import ModelConfig  # noqa: E402
@@ -141,6 +146,79 @@ def kernel_trace(fn, reps: int = 3) -> tuple[dict[str, float], float, int, dict[
     return dict(fam), sum(fam.values()), n // reps, top
 
 
+# ablate=...: ops replaced by launch-free stand-ins of the right shape (timing only, results are garbage)
+def _qkv_without_rotary(x, w, bias, cos, sin, kc, vc, slots, ks, vs, nh, invariant=False):
+    return kernels.linear(x, w, bias)[:, : nh * kc.shape[-1]].view(x.shape[0], nh, kc.shape[-1])
+
+
+def _no_matmul(x, w, bias=None, invariant=False):
+    return x.new_empty(x.shape[0], (w.qweight if isinstance(w, Int8Weight) else w).shape[0])
+
+
+ABLATIONS = {
+    "norm": [
+        ("rms_norm", lambda x, w, eps, residual=None, pre=None: x if residual is None else (x, residual))
+    ],
+    "rotary": [("qkv_rotary_cache", _qkv_without_rotary)],
+    "attention": [("paged_attention", lambda q, *a, **k: q)],
+    "silu": [("silu_and_mul", lambda x: x[..., : x.shape[-1] // 2])],
+    "matmul": [("linear", _no_matmul), ("qkv_rotary_cache", _qkv_without_rotary)],
+}
+
+
+def ablate(ops: str) -> dict:
+    """Patch ``kernels``' public ops named in ops ('+'-separated; '' or 'none': nothing); returns the originals."""
+    saved = {}
+    for op in filter(None, ops.split("+")):
+        if op == "none":
+            continue
+        for name, fn in ABLATIONS[op]:
+            saved.setdefault(name, getattr(kernels, name))
+            setattr(kernels, name, fn)
+    return saved
+
+
+def graph_timeline(replay, reps: int = 3) -> dict:
+    """Kernel start/end times inside CUDA-graph replays (CUPTI traces each node): per kernel family the GPU
+    time and the gaps before its kernels (negative where programmatic dependent launch overlaps a kernel
+    with the one before it), and each layer's critical path: from one kernel's end to the next one's end."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        replay()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            replay()
+        torch.cuda.synchronize()
+    path = Path(tempfile.mkdtemp()) / "trace.json"
+    prof.export_chrome_trace(str(path))
+    events = sorted((e for e in json.loads(path.read_text())["traceEvents"] if e.get("cat") == "kernel"),
+                    key=lambda e: e["ts"])  # fmt: skip
+    n = len(events) // reps
+    one = events[n : 2 * n]  # the middle replay
+    fam_dur: dict[str, float] = defaultdict(float)
+    fam_path: dict[str, float] = defaultdict(float)
+    fam_n: dict[str, int] = defaultdict(int)
+    prev_end = None
+    for ev in one:
+        fam = next((f for f, rx in FAMILIES if re.search(rx, ev["name"], re.I)), ev["name"][:30])
+        end = ev["ts"] + ev["dur"]
+        fam_dur[fam] += ev["dur"]
+        # the critical path this kernel adds: how much later than the previous one it ends
+        fam_path[fam] += end - prev_end if prev_end is not None else ev["dur"]
+        fam_n[fam] += 1
+        prev_end = max(prev_end or end, end)
+    span = one[-1]["ts"] + one[-1]["dur"] - one[0]["ts"]
+    rows = [("family", "kernels", "GPU us each", "critical path us each", "critical path us per step")]
+    for fam in sorted(fam_path, key=lambda k: -fam_path[k]):
+        rows.append((fam, fam_n[fam], f"{fam_dur[fam] / fam_n[fam]:.2f}", f"{fam_path[fam] / fam_n[fam]:.2f}",
+                     f"{fam_path[fam]:.0f}"))  # fmt: skip
+    print_table(f"batch-1 decode graph replay, {n} kernels, {span:.0f} us", rows)
+    return {"kernels": n, "span_us": span, "critical_us": dict(fam_path), "gpu_us": dict(fam_dur),
+            "count": dict(fam_n)}  # fmt: skip
+
+
 def print_table(title: str, rows: list[tuple]) -> None:
     print(f"\n{title}")
     for r in rows:
@@ -240,12 +318,18 @@ def main() -> None:
         times: dict[str, dict[str, list[float]]] = {st: defaultdict(list) for st in settings}
         for rnd in range(2):
             for setting in settings if rnd == 0 else settings[::-1]:
+                saved = {}
                 for item in setting.split(","):
                     name, _, value = item.partition("=")
-                    os.environ[name.strip()] = value.strip()
+                    if name.strip() == "ablate":
+                        saved = ablate(value.strip())
+                    else:
+                        os.environ[name.strip()] = value.strip()
                 runner.graphs = {}
                 torch.cuda.empty_cache()
                 runner.capture_graphs(top)
+                for name, fn in saved.items():
+                    setattr(kernels, name, fn)
                 for batch, ctx in cases:
                     seqs = decode_seqs(batch, ctx, 16)
                     runner.execute(seqs)  # this case's inputs in the static buffers
@@ -264,6 +348,14 @@ def main() -> None:
             f"decode step graph replay, best of 2 rounds ({weights}, roofline {roof_ms:.3f} ms)", rows
         )
         res["ab"] = {"roofline_ms": roof_ms, "times_ms": {st: dict(v) for st, v in times.items()}}
+        del runner
+        torch.cuda.empty_cache()
+
+    if "timeline" in sections:
+        runner = ModelRunner(model, 3000, 16, max_num_seqs=1, max_model_len=32768)
+        runner.capture_graphs(1)
+        runner.execute(decode_seqs(1, 640, 16))
+        res["timeline"] = graph_timeline(runner.graphs[1].replay)
         del runner
         torch.cuda.empty_cache()
 

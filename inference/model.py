@@ -121,16 +121,13 @@ class GlmModel:
     ) -> torch.Tensor:
         cfg = self.cfg
         T = x.shape[0]
-        nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        nh, hd = cfg.num_heads, cfg.head_dim
         inv = meta.invariant
-        qkv = kernels.linear(x, layer.qkv, layer.qkv_bias, inv)  # (T, (nh + 2 nkv) * hd)
-        q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
-        q = q.reshape(T, nh, hd)  # (T, nh, hd)
-        k = k.reshape(T, nkv, hd)  # (T, nkv, hd)
-        v = v.reshape(T, nkv, hd)
-        q = kernels.rotary_and_cache(
-            q, k, v, cos, sin, cache.k, cache.v, meta.slot_mapping, cache.k_scale, cache.v_scale
-        )
+        # [q | k | v] = x @ qkv.T + bias; q and k rotated, k and v written to the cache: q (T, nh, hd)
+        q = kernels.qkv_rotary_cache(
+            x, layer.qkv, layer.qkv_bias, cos, sin, cache.k, cache.v, meta.slot_mapping, cache.k_scale,
+            cache.v_scale, nh, invariant=inv,
+        )  # fmt: skip
         o = kernels.paged_attention(
             q,
             cache.k,

@@ -34,6 +34,8 @@ TRITON_KERNELS: dict[str, str] = {
     "silu_and_mul": "kernels.swiglu:silu_and_mul_triton",
     "linear_int8": "kernels.int8_matmul:linear_int8_triton",
     "linear": "kernels.skinny:linear_triton",
+    # no reference of its own: the projection and rotary_and_cache, which it falls back to
+    "qkv_rotary_cache": "kernels.qkv_rope:qkv_rotary_cache_triton",
 }
 
 
@@ -90,6 +92,46 @@ def rotary_and_cache(
     given); return rotated q."""
     fn = _pick("rotary_and_cache", rotary_and_cache_ref, q)
     return fn(q, k, v, cos, sin, k_cache, v_cache, slot_mapping, k_scale, v_scale)
+
+
+def qkv_rotary_cache(
+    x: torch.Tensor,
+    w: torch.Tensor | Int8Weight,
+    bias: torch.Tensor | None,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    k_scale: torch.Tensor | None,
+    v_scale: torch.Tensor | None,
+    num_heads: int,
+    invariant: bool = False,
+) -> torch.Tensor:
+    """The fused q/k/v projection x (T, H) @ w.T + bias -> [q | k | v], then ``rotary_and_cache``: returns the
+    rotated q (T, nh, hd), k and v written to the cache. A decode row on CUDA runs it as one launch
+    (``kernels.qkv_rope``) where it can."""
+    fused = _pick("qkv_rotary_cache", None, x)
+    if fused is not None:
+        q = fused(x, w, bias, cos, sin, k_cache, v_cache, slot_mapping, k_scale, v_scale, num_heads)
+        if q is not None:
+            return q
+    T = x.shape[0]
+    nkv, hd = k_cache.shape[2], k_cache.shape[3]
+    qkv = linear(x, w, bias, invariant)
+    q, k, v = qkv.split([num_heads * hd, nkv * hd, nkv * hd], dim=-1)
+    return rotary_and_cache(
+        q.reshape(T, num_heads, hd),
+        k.reshape(T, nkv, hd),
+        v.reshape(T, nkv, hd),
+        cos,
+        sin,
+        k_cache,
+        v_cache,
+        slot_mapping,
+        k_scale,
+        v_scale,
+    )
 
 
 def paged_attention(

@@ -20,6 +20,7 @@ transient copy and multiplied by cuBLAS.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -43,6 +44,22 @@ from .triton_common import (
 )
 
 FEW_ROWS = 64
+
+
+class Rope(NamedTuple):
+    """What the few-rows kernel's rotary epilogue needs (``kernels.qkv_rope``): cos/sin (1, ROT // 2) float32
+    of the row's position, the step's K/V cache of one layer (num_blocks, block_size, nkv, head_dim), the
+    row's slot (1,) int64, and the widths of the q and of the k columns in the [q | k | v] row."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    slot_mapping: torch.Tensor
+    q_cols: int
+    kv_cols: int
+
+
 # one row under PDL: bytes of its weight rows a program loads before waiting for the previous kernels
 # (AUTOGLM_PRELOAD_BYTES). NOTE: H200, bf16 decode step at batch 1 (RESULTS.md "Programmatic dependent
 # launch"): PDL alone made it 2.2% slower, with 8 KB preloaded 0.6% slower, with 4 KB as fast as without PDL
@@ -265,6 +282,61 @@ def _to_f32(x):
 
 
 @triton.jit
+def _rope_epilogue(
+    out,
+    pid_n,
+    N,
+    Y_ptr,
+    COS_ptr,
+    SIN_ptr,
+    KC_ptr,
+    VC_ptr,
+    SLOT_ptr,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    q_cols,
+    kv_cols,
+    block_size,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    ROT: tl.constexpr,
+):
+    """One row's BLOCK_N columns of [q | k | v] (float32, bias added): rounded to the output dtype (as the
+    unfused projection stores them), the (even, odd) pairs of the first ROT dims of each q and k head turned
+    by cos/sin (``kernels.rotary``; BLOCK_N is even, so a program holds whole pairs), rounded again, stored
+    to Y; the k and v columns also go to their cache slot (none for a negative slot)."""
+    dtype: tl.constexpr = Y_ptr.dtype.element_ty
+    v = to_dtype(tl.reshape(out, (BLOCK_N,)), dtype).to(tl.float32)
+    even, odd = tl.split(tl.reshape(v, (BLOCK_N // 2, 2)))
+    col_e = pid_n * BLOCK_N + 2 * tl.arange(0, BLOCK_N // 2)
+    d = col_e % HEAD_DIM
+    turn = (d < ROT) & (col_e < q_cols + kv_cols)
+    c = tl.load(COS_ptr + d // 2, mask=turn, other=1.0)
+    s = tl.load(SIN_ptr + d // 2, mask=turn, other=0.0)
+    r = to_dtype(tl.reshape(tl.join(even * c - odd * s, odd * c + even * s), (BLOCK_N,)), dtype)
+    col = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    tl.store(Y_ptr + col, r, mask=col < N)
+    slot = tl.load(SLOT_ptr)
+    if slot >= 0:
+        base = (slot // block_size).to(tl.int64) * stride_cb + (slot % block_size).to(tl.int64) * stride_co
+        is_k = (col >= q_cols) & (col < q_cols + kv_cols)
+        is_v = (col >= q_cols + kv_cols) & (col < N)
+        kc = tl.where(is_k, col - q_cols, 0)
+        vc = tl.where(is_v, col - q_cols - kv_cols, 0)
+        tl.store(
+            KC_ptr + base + (kc // HEAD_DIM) * stride_ch + kc % HEAD_DIM,
+            r.to(KC_ptr.dtype.element_ty),
+            mask=is_k,
+        )
+        tl.store(
+            VC_ptr + base + (vc // HEAD_DIM) * stride_ch + vc % HEAD_DIM,
+            r.to(VC_ptr.dtype.element_ty),
+            mask=is_v,
+        )
+
+
+@triton.jit
 def _int8_few_rows_kernel(
     X_ptr,
     W_ptr,
@@ -273,6 +345,11 @@ def _int8_few_rows_kernel(
     Y_ptr,
     P_ptr,
     C_ptr,
+    COS_ptr,
+    SIN_ptr,
+    KC_ptr,
+    VC_ptr,
+    SLOT_ptr,
     M,
     N,
     K,
@@ -280,6 +357,12 @@ def _int8_few_rows_kernel(
     stride_xm,
     stride_wn,
     stride_ym,
+    stride_cb,
+    stride_co,
+    stride_ch,
+    q_cols,
+    kv_cols,
+    block_size,
     HAS_BIAS: tl.constexpr,
     EVEN_K: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -295,6 +378,9 @@ def _int8_few_rows_kernel(
     QUANT: tl.constexpr,
     PDL: tl.constexpr,
     PRE_BYTES: tl.constexpr,
+    ROPE: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    ROT: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -305,7 +391,10 @@ def _int8_few_rows_kernel(
     P[split] (SPLIT_K, M, N), and the last split of the column tile to arrive (counted in C[pid_n], int32,
     zero between launches) sums them into y.
     QUANT: int8 weights and a per-column scale; otherwise the weights are 16-bit (the same dtype as x) and
-    multiply as they are (no scale): ``skinny_linear_triton``, for 16-bit layers at few rows."""
+    multiply as they are (no scale): ``skinny_linear_triton``, for 16-bit layers at few rows.
+    ROPE (one row, one split: a decode step's fused q/k/v projection): the epilogue rounds the row as the
+    plain store would, turns GLM's interleaved rotary pairs of the q and k columns (``_rope_epilogue``), stores
+    the row, and writes its k and v columns into the cache slot SLOT[0]."""
     pdl_trigger(PDL)
     pid_n = tl.program_id(0)
     split = tl.program_id(1)
@@ -396,7 +485,15 @@ def _int8_few_rows_kernel(
     if SPLIT_K == 1:
         if HAS_BIAS:
             out += tl.load(B_ptr + rn).to(tl.float32)[:, None]
-        tl.store(Y_ptr + row.to(tl.int64) * stride_ym + col, to_dtype(out, Y_ptr.dtype.element_ty), mask=mask)
+        if ROPE:
+            _rope_epilogue(
+                out, pid_n, N, Y_ptr, COS_ptr, SIN_ptr, KC_ptr, VC_ptr, SLOT_ptr, stride_cb, stride_co,
+                stride_ch, q_cols, kv_cols, block_size, BLOCK_N, HEAD_DIM, ROT,
+            )  # fmt: skip
+        else:
+            tl.store(
+                Y_ptr + row.to(tl.int64) * stride_ym + col, to_dtype(out, Y_ptr.dtype.element_ty), mask=mask
+            )
     else:
         p_ptrs = P_ptr + (split * M + row).to(tl.int64) * N + col
         tl.store(p_ptrs, out, mask=mask)
@@ -603,13 +700,14 @@ def int8_linear_triton(
     bias: torch.Tensor | None = None,
     config: dict | None = None,
     out: torch.Tensor | None = None,
+    rope: Rope | None = None,
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
     Up to FEW_ROWS rows run the split-K few-rows kernel, up to DEQUANT_ROWS rows the GEMM kernel, more rows
     dequantize + cuBLAS. ``config`` forces one block config instead of autotuning: with SPLIT_K
     (BLOCK_N/BLOCK_K/SPLIT_K/DOT, BLOCK_M) the few-rows kernel, else (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N/SWAP) the
-    GEMM; the CPU interpreter runs fixed small ones.
+    GEMM; the CPU interpreter runs fixed small ones. ``rope``: one row only, the fused rotary + cache epilogue.
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -624,6 +722,7 @@ def int8_linear_triton(
         return done
     M = x2.shape[0]
     assert x.dtype in TORCH_TO_TL, f"{x.dtype=}"
+    _check_rope(rope, M)
     m_bucket = next_pow2(M) if M <= FEW_ROWS else min(next_pow2(M), 4096)
     args = (
         x2,
@@ -645,7 +744,11 @@ def int8_linear_triton(
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
-    if config is None and (M >= DEQUANT_ROWS or (M > FEW_ROWS and triton.cdiv(N, 128) < device_sms(x))):
+    if (
+        config is None
+        and rope is None
+        and (M >= DEQUANT_ROWS or (M > FEW_ROWS and triton.cdiv(N, 128) < device_sms(x)))
+    ):
         # NOTE: prefill-sized products are compute bound, and our in-GEMM dequantization reached only
         # 0.42-0.76x of cuBLAS bf16 at 256..4096 rows (H200, GLM-4-9B shapes); dequantizing to a transient
         # bf16 copy (3 bytes of traffic per weight, 14-44 us for these layers) and calling cuBLAS measured
@@ -658,8 +761,8 @@ def int8_linear_triton(
         if bias is not None:
             y += bias
         return y.reshape(*lead, N)
-    if M <= FEW_ROWS and (config is None or "SPLIT_K" in config):
-        _few_rows_launch(args, M, N, K, x, bias, config)
+    if rope is not None or (M <= FEW_ROWS and (config is None or "SPLIT_K" in config)):
+        _few_rows_launch(args, M, N, K, x, bias, config, rope)
         return y.reshape(*lead, N)
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
@@ -676,10 +779,13 @@ def int8_linear_triton(
     return y.reshape(*lead, N)
 
 
-def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config: dict | None) -> None:
-    """The split-K few-rows kernel (autotuned, or ``config``)."""
+def _few_rows_launch(
+    args, M: int, N: int, K: int, x: torch.Tensor, bias, config: dict | None, rope: Rope | None = None
+) -> None:
+    """The split-K few-rows kernel (autotuned, or ``config``); ``rope``: the fused rotary + cache epilogue."""
     if INTERPRET and config is None:
-        config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 2, "DOT": M > 1}
+        config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 1 if rope else 2,
+                  "DOT": M > 1}  # fmt: skip
     max_split = max_split_k(next_pow2(M), K * args[1].element_size()) if config is None else config["SPLIT_K"]
     # float32 partial sums of every split (only written when the chosen config splits K)
     part = torch.empty((max_split, M, N), dtype=torch.float32, device=x.device)
@@ -692,9 +798,27 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         QUANT=quant,
         PDL=(pdl := pdl_enabled(x)),
         PRE_BYTES=preload_bytes() if pdl and M == 1 else 0,
+        ROPE=rope is not None,
+        HEAD_DIM=rope.k_cache.shape[-1] if rope else 1,
+        ROT=2 * rope.cos.shape[-1] if rope else 0,
         launch_pdl=pdl,
     )
-    launch_args = (*args[:5], part, _split_counters(x.device, triton.cdiv(N, 4)), *args[5:])
+    y = args[4]
+    if rope is None:
+        # unused by the kernel without ROPE: any pointer (and zero strides) will do
+        rope_ptrs, rope_ints = (y, y, y, y, y), (0, 0, 0, 0, 0, 1)
+    else:
+        kc = rope.k_cache
+        rope_ptrs = (rope.cos, rope.sin, kc, rope.v_cache, rope.slot_mapping)
+        rope_ints = (kc.stride(0), kc.stride(1), kc.stride(2), rope.q_cols, rope.kv_cols, kc.shape[1])
+    launch_args = (
+        *args[:5],
+        part,
+        _split_counters(x.device, triton.cdiv(N, 4)),
+        *rope_ptrs,
+        *args[5:],
+        *rope_ints,
+    )
 
     def grid(meta):
         return (triton.cdiv(N, meta["BLOCK_N"]), meta["SPLIT_K"])
@@ -704,6 +828,8 @@ def _few_rows_launch(args, M: int, N: int, K: int, x: torch.Tensor, bias, config
         cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
+        if rope is not None and (cfg["DOT"] or cfg["SPLIT_K"] != 1 or cfg["BLOCK_N"] % 2):
+            raise ValueError(f"the rotary epilogue takes one-row configs without K splits, got {config}")
         kw["FAST"] = fast_cvt_fits(cfg["BLOCK_N"] * cfg["BLOCK_K"], cfg["num_warps"])
         if "PRE_BYTES" in cfg:  # tests reach the preload without PDL (under the interpreter)
             kw["PRE_BYTES"] = cfg.pop("PRE_BYTES")
@@ -756,6 +882,7 @@ def few_rows_linear_triton(
     bias: torch.Tensor | None = None,
     config: dict | None = None,
     out: torch.Tensor | None = None,
+    rope: Rope | None = None,
 ) -> torch.Tensor:
     """x (..., K) @ weight (N, K).T + bias for a 16-bit weight (x's dtype) and at most FEW_ROWS rows, on the
     split-K few-rows kernel (autotuned on rows, N, K, or ``config``). ``kernels.skinny`` decides when this
@@ -772,11 +899,19 @@ def few_rows_linear_triton(
     if done is not None:
         return done
     M = x2.shape[0]
+    _check_rope(rope, M)
     # the scale pointer is unused for 16-bit weights (QUANT off): any tensor will do
     args = (x2, weight, weight, bias if bias is not None else weight, y, M, N, K, next_pow2(M),
             x2.stride(0), weight.stride(0), y.stride(0))  # fmt: skip
-    _few_rows_launch(args, M, N, K, x, bias, config)
+    _few_rows_launch(args, M, N, K, x, bias, config, rope)
     return y.reshape(*lead, N)
+
+
+def _check_rope(rope: Rope | None, M: int) -> None:
+    if rope is not None and (M != 1 or rope.k_cache.dtype == torch.int8):
+        raise ValueError(
+            f"the rotary epilogue takes one row and a 16/32-bit cache, got {M} rows, {rope.k_cache.dtype}"
+        )
 
 
 def linear_int8_triton(x: torch.Tensor, w: Int8Weight, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -25,6 +25,7 @@ def test_every_table_entry_loads_a_launcher_with_the_ops_signature():
         "silu_and_mul",
         "linear_int8",
         "linear",
+        "qkv_rotary_cache",
     }
 
 
