@@ -179,9 +179,10 @@ def ablate(ops: str) -> dict:
 
 
 def graph_timeline(replay, reps: int = 3) -> dict:
-    """Kernel start/end times inside CUDA-graph replays (CUPTI traces each node): per kernel family the GPU
-    time and the gaps before its kernels (negative where programmatic dependent launch overlaps a kernel
-    with the one before it), and each layer's critical path: from one kernel's end to the next one's end."""
+    """Kernel start/end times inside CUDA-graph replays (CUPTI traces each node): per kernel family its GPU
+    time and its share of the critical path, each kernel counted for how much later it ends than every
+    kernel before it (under programmatic dependent launch a kernel starts before the previous one ends, so
+    its duration overstates what it adds)."""
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(3):
@@ -327,9 +328,11 @@ def main() -> None:
                         os.environ[name.strip()] = value.strip()
                 runner.graphs = {}
                 torch.cuda.empty_cache()
-                runner.capture_graphs(top)
-                for name, fn in saved.items():
-                    setattr(kernels, name, fn)
+                try:
+                    runner.capture_graphs(top)
+                finally:  # the graphs keep what was captured; later settings get the real ops back
+                    for name, fn in saved.items():
+                        setattr(kernels, name, fn)
                 for batch, ctx in cases:
                     seqs = decode_seqs(batch, ctx, 16)
                     runner.execute(seqs)  # this case's inputs in the static buffers

@@ -45,6 +45,14 @@ def qkv_rotary_cache_triton(
     rows = w.qweight.shape[0] if isinstance(w, Int8Weight) else w.shape[0]
     if rows != n or cos.shape[0] != 1 or cos.shape[-1] * 2 > hd or hd % 2:
         return None
+    # the epilogue indexes cos/sin by pair and both caches with k_cache's strides (unit stride along head dims)
+    if (
+        cos.stride(-1) != 1
+        or sin.stride(-1) != 1
+        or k_cache.stride(-1) != 1
+        or v_cache.stride() != k_cache.stride()
+    ):
+        return None
     rope = Rope(cos, sin, k_cache, v_cache, slot_mapping, num_heads * hd, nkv * hd)
     if isinstance(w, Int8Weight):
         qkv = int8_linear_triton(x, w.qweight, w.scale, bias, rope=rope)

@@ -76,6 +76,9 @@ def test_negative_slot_writes_no_cache_and_unfusable_calls_fall_back():
         qkv_rotary_cache_triton(x2, w, b, cos.expand(2, -1), sin.expand(2, -1), kc, vc, slot, None, None, nh)
         is None
     )
+    # a V cache laid out unlike the K cache (the epilogue indexes both with K's strides)
+    v_other = poisoned((2, 16, hd, nkv), FP32).transpose(2, 3)
+    assert qkv_rotary_cache_triton(x, w, b, cos, sin, kc, v_other, slot, None, None, nh) is None
     scale = torch.zeros(2, 16, nkv, device=DEVICE)
     kq = torch.zeros(2, 16, nkv, hd, dtype=torch.int8, device=DEVICE)
     assert qkv_rotary_cache_triton(x, w, b, cos, sin, kq, kq.clone(), slot, scale, scale, nh) is None
