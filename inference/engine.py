@@ -524,7 +524,7 @@ class Engine:
         sampled = None
         if sampling:
             rows = [(r.params, r.prompt_ids, r.output_ids, r.state.generator) for r in sampling]
-            sampled = self.sampler.sample_async(logits, rows)
+            sampled = self.sampler.sample_async(logits, rows, argmax=self.runner.last_argmax)
             self.runner.feed_tokens(sampled.tokens)
         for req, n in zip(batch.requests, batch.num_tokens, strict=True):
             req.num_computed += n

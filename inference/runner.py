@@ -51,6 +51,36 @@ def prefill_graph_sizes(max_tokens: int) -> list[int]:
     return [t for t in (16 << i for i in range(16)) if t <= max_tokens]
 
 
+class DecodeInputs:
+    """Where a decode graph's inputs sit in one int64 buffer, so that a replay uploads them with ONE copy:
+    [feed (S) | ids (S) | idx (S) | pos (S) | slots (S) | lens (S int32) | tables (S x W int32)], S rows
+    (max_num_seqs), W table columns. The runner keeps one such buffer on the device (its first 2S words
+    are ``feed``: the last sampled ids, then a replay's host-side ids) and one in pinned host memory, laid
+    out alike; rows 0..bs-1 of a bs-row replay are the words [S, end(bs)).
+
+    NOTE: a batch-1 INT8 decode step spent ~18-20 us of GPU time in six separate small uploads between
+    two replays (H200 trace, RESULTS.md "What the engine runs between two batch-1 decode replays")."""
+
+    FIELDS = ("feed", "ids", "idx", "pos", "slots")
+
+    def __init__(self, rows: int, width: int) -> None:
+        self.rows, self.width = rows, width
+        self.lens_at = len(self.FIELDS) * rows
+        self.tables_at = self.lens_at + -(-rows // 2)
+        self.words = self.tables_at + -(-rows * width // 2)
+
+    def end(self, bs: int) -> int:
+        """One past the last word that rows 0..bs-1 use (their table rows end the span)."""
+        return self.tables_at + -(-bs * self.width // 2)
+
+    def views(self, buf: torch.Tensor) -> dict[str, torch.Tensor]:
+        S, W = self.rows, self.width
+        out = {name: buf[i * S : (i + 1) * S] for i, name in enumerate(self.FIELDS)}
+        out["lens"] = buf[self.lens_at : self.tables_at].view(torch.int32)[:S]
+        out["tables"] = buf[self.tables_at : self.words].view(torch.int32)[: S * W].view(S, W)
+        return out
+
+
 def graphs_supported(device: torch.device) -> bool:
     """CUDA graphs need a CUDA device and the Triton kernels (the torch references sync on the host)."""
     return (
@@ -105,8 +135,14 @@ class ModelRunner:
         self.max_model_len = max_model_len or num_blocks * block_size
         self.table_width = -(-self.max_model_len // block_size)  # blocks of the longest sequence
         self.staging = Staging(self.device)
+        self.decode_inputs = DecodeInputs(max_num_seqs, self.table_width)
+        self._d_dec = torch.zeros(self.decode_inputs.words, dtype=torch.int64, device=self.device)
+        self._d_views = self.decode_inputs.views(self._d_dec)
         # [0, S): the last sampled token ids (feed_tokens); [S, 2S): a graph replay's host-side ids
-        self.feed = torch.zeros(2 * max_num_seqs, dtype=torch.int64, device=self.device)
+        self.feed = self._d_dec[: 2 * max_num_seqs]
+        # after a decode graph replay: its rows' greedy ids (argmax of the logits, computed in the graph and
+        # already in feed[:rows]); None after any other step
+        self.last_argmax: torch.Tensor | None = None
         self._alloc_host(max(max_num_batched_tokens, max_num_seqs), max_num_seqs, self.table_width)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.prefill_graphs: dict[int, torch.cuda.CUDAGraph] = {}  # padded tokens -> graph
@@ -123,9 +159,13 @@ class ModelRunner:
         self._h_pos = st.empty((tokens,), torch.int64)
         self._h_slots = st.empty((tokens,), torch.int64)
         self._h_rows = st.empty((seqs,), torch.int64)
-        self._h_lens = st.empty((seqs,), torch.int32)
         self._h_cu = st.empty((seqs + 1,), torch.int32)
-        self._h_tables = st.empty((seqs, width), torch.int32)
+        # lengths and block tables are written in place in the decode graphs' pinned upload buffer
+        self._h_layout = DecodeInputs(seqs, width)
+        self._h_dec = st.empty((self._h_layout.words,), torch.int64)
+        self._h_views = self._h_layout.views(self._h_dec)
+        self._h_lens = self._h_views["lens"]
+        self._h_tables = self._h_views["tables"]
         # per table row: the block list it was last written from and how many of its entries
         self._row_src: list[tuple[list[int] | None, int]] = [(None, 0)] * seqs
 
@@ -229,6 +269,8 @@ class ModelRunner:
         R = tokens.shape[0]
         if R > self.max_num_seqs:
             raise ValueError(f"{R} sampled rows; the feed holds max_num_seqs={self.max_num_seqs}")
+        if tokens.data_ptr() == self.feed.data_ptr():
+            return  # the decode graph's greedy ids, already there (last_argmax)
         self.feed[:R].copy_(tokens, non_blocking=True)
 
     @torch.inference_mode()
@@ -239,7 +281,9 @@ class ModelRunner:
             return self._replay(seqs, bs, feed_rows)
         tp = self._prefill_size(seqs, feed_rows)
         if tp is not None:
+            self.last_argmax = None
             return self._replay_prefill(seqs[0], tp)
+        self.last_argmax = None
         input_ids, positions, meta, rows = self.prepare(seqs, feed_rows)
         hidden = self.model.forward(input_ids, positions, meta, self.caches)  # (T, H)
         if rows.shape[0] == B and meta.max_seqlen_q == 1:
@@ -310,16 +354,25 @@ class ModelRunner:
         )
         ids = self.feed.index_select(0, s["idx"][:bs])  # host ids (feed[S:]) or last sampled ones
         hidden = self.model.forward(ids, s["pos"][:bs], meta, self.caches)
-        self.model.compute_logits(hidden, out=s["logits"][:bs])
+        logits = self.model.compute_logits(hidden, out=s["logits"][:bs])
+        # the greedy ids go straight into the feed: a greedy step then needs no kernel between two replays
+        # (a sampled step's feed_tokens overwrites them); padding rows' ids land past the sampled rows
+        torch.argmax(logits, dim=-1, out=self.feed[:bs])
 
     def _upload_static(self, bs: int) -> None:
-        s, up = self._static, self.staging.upload
-        up(self._h_ids[:bs], s["ids"][:bs])
-        up(self._h_idx[:bs], s["idx"][:bs])
-        up(self._h_pos[:bs], s["pos"][:bs])
-        up(self._h_slots[:bs], s["slots"][:bs])
-        up(self._h_lens[:bs], s["lens"][:bs])
-        up(self._h_tables[:bs], s["tables"][:bs])
+        """One copy of rows 0..bs-1 of every decode input (DecodeInputs), after _fill wrote them."""
+        h = self._h_views
+        h["ids"].numpy()[:bs] = self._h_ids.numpy()[:bs]
+        h["idx"].numpy()[:bs] = self._h_idx.numpy()[:bs]
+        h["pos"].numpy()[:bs] = self._h_pos.numpy()[:bs]
+        h["slots"].numpy()[:bs] = self._h_slots.numpy()[:bs]
+        lay = self.decode_inputs
+        if (self._h_layout.rows, self._h_layout.width) == (lay.rows, lay.width):
+            lo, hi = lay.rows, lay.end(bs)  # from the ids on: the feed is the device's own
+            self.staging.upload(self._h_dec[lo:hi], self._d_dec[lo:hi])
+        else:  # host buffers regrown past the graphs' shape by an eager batch: field by field
+            for name in ("ids", "idx", "pos", "slots", "lens", "tables"):
+                self.staging.upload(h[name][:bs], self._d_views[name][:bs])
         self.staging.uploaded()
 
     def _replay(self, seqs: list[Seq], bs: int, feed_rows: list[int] | None) -> torch.Tensor:
@@ -327,6 +380,7 @@ class ModelRunner:
         self._upload_static(bs)
         self.graphs[bs].replay()
         self.graph_replays += 1
+        self.last_argmax = self.feed[: len(seqs)]
         return self._static["logits"][: len(seqs)]
 
     @torch.inference_mode()
@@ -343,16 +397,10 @@ class ModelRunner:
         sizes = graph_batch_sizes(max_num_seqs)
         top = sizes[-1]
         dev, V = self.device, self.model.cfg.vocab_size
-        self._static = {
-            "ids": self.feed[self.max_num_seqs : self.max_num_seqs + top],
-            "idx": torch.arange(self.max_num_seqs, self.max_num_seqs + top, dtype=torch.int64, device=dev),
-            "pos": torch.zeros(top, dtype=torch.int64, device=dev),
-            "slots": torch.zeros(top, dtype=torch.int64, device=dev),
-            "lens": torch.ones(top, dtype=torch.int32, device=dev),
-            "cu": torch.arange(top + 1, dtype=torch.int32, device=dev),
-            "tables": torch.zeros(top, self.table_width, dtype=torch.int32, device=dev),
-            "logits": torch.zeros(top, V, dtype=torch.float32, device=dev),
-        }
+        d = self._d_views
+        self._static = {name: d[name][:top] for name in ("ids", "idx", "pos", "slots", "lens", "tables")}
+        self._static["cu"] = torch.arange(top + 1, dtype=torch.int32, device=dev)
+        self._static["logits"] = torch.zeros(top, V, dtype=torch.float32, device=dev)
         if self._h_lens.shape[0] < top:
             self._alloc_host(max(self._h_ids.shape[0], top), top, self.table_width)
         t0 = time.perf_counter()

@@ -101,6 +101,8 @@ class SampledTokens:
     def __init__(
         self, tokens: torch.Tensor, packed: torch.Tensor, host: torch.Tensor | None, want: list[bool]
     ) -> None:
+        """packed: (R, 2) float32 (token id, logprob), or the (R,) int64 ids alone when no row wants logprobs;
+        host: a pinned buffer of packed's dtype and at least its shape (None on the CPU)."""
         self.tokens = tokens  # (R,) int64 on the logits' device: the next step may read them there
         self._want = want
         if host is None:  # CPU: already computed
@@ -116,6 +118,8 @@ class SampledTokens:
         if self._event is not None:
             self._event.synchronize()
         rows = self._packed.tolist()
+        if self._packed.dim() == 1:
+            return rows, [None] * len(rows)
         return [int(t) for t, _ in rows], [
             lp if w else None for (_, lp), w in zip(rows, self._want, strict=True)
         ]
@@ -137,20 +141,29 @@ class Sampler:
     def __init__(self) -> None:
         # two sets of host buffers used in turn: the engine launches a step's sampling before it reads the
         # previous step's tokens, so that step's output buffer must not be the one this copy writes
-        self._sets: list[tuple[Staging, torch.Tensor, torch.Tensor]] = []
+        self._sets: list[tuple[Staging, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._turn = 0
 
     def sample(self, logits: torch.Tensor, rows: list[Row]) -> tuple[list[int], list[float | None]]:
         return self.sample_async(logits, rows).wait()
 
-    def sample_async(self, logits: torch.Tensor, rows: list[Row]) -> SampledTokens:
+    def sample_async(
+        self, logits: torch.Tensor, rows: list[Row], argmax: torch.Tensor | None = None
+    ) -> SampledTokens:
+        """argmax: the logits' row-wise argmax (R,) int64 if already computed (a decode graph's greedy ids,
+        ``ModelRunner.last_argmax``): an all-greedy batch without penalties then takes it as it is, and
+        without logprobs launches nothing but the copy of the ids to the host."""
         R, V = logits.shape
         assert len(rows) == R, f"{len(rows)=} {R=}"
-        staging, table_host, out_host = self._buffers(logits.device, R)
+        staging, table_host, out_host, ids_host = self._buffers(logits.device, R)
         staging.claim()
         params = [r[0] for r in rows]
         penalized = any(p.penalized for p in params)
         greedy = all(p.greedy for p in params)
+        want = [p.logprobs for p in params]
+        if greedy and not penalized and argmax is not None:
+            if not any(want):
+                return SampledTokens(argmax, argmax, ids_host if staging.cuda else None, want)
         t = None
         if penalized or not greedy:
             table = table_host.numpy()[:R]
@@ -165,7 +178,7 @@ class Sampler:
         x = self._penalize(logits, rows, t, staging) if penalized else logits
         staging.uploaded()
         if greedy:
-            tokens = x.argmax(-1)
+            tokens = argmax if argmax is not None and not penalized else x.argmax(-1)
         else:
             s = x / t[:, _TEMP, None]
             if any(0 < p.top_k < V for p in params):
@@ -184,7 +197,6 @@ class Sampler:
                     noise[i].exponential_(generator=gen)
             drawn = (probs / noise.clamp_min_(1e-20)).argmax(-1)
             tokens = torch.where(t[:, _GREEDY] > 0, x.argmax(-1), drawn)
-        want = [p.logprobs for p in params]
         if any(want):
             lp = logits.log_softmax(-1).gather(1, tokens[:, None])[:, 0]
         else:
@@ -193,16 +205,22 @@ class Sampler:
         packed = torch.stack([tokens.float(), lp], dim=1)
         return SampledTokens(tokens, packed, out_host if staging.cuda else None, want)
 
-    def _buffers(self, device: torch.device, R: int) -> tuple[Staging, torch.Tensor, torch.Tensor]:
-        """This call's (staging, parameter table (rows, 7), output (rows, 2): token id, logprob) host buffers."""
+    def _buffers(
+        self, device: torch.device, R: int
+    ) -> tuple[Staging, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This call's (staging, parameter table (rows, 7), output (rows, 2): token id, logprob, output
+        (rows,): token id alone) host buffers."""
         if not self._sets or self._sets[0][0].device != device or self._sets[0][1].shape[0] < R:
-            for st, _, _ in self._sets:
+            for st, *_ in self._sets:
                 st.claim()
             cap = max(R, 64)
             self._sets = []
             for _ in range(2):
                 st = Staging(device)
-                self._sets.append((st, st.empty((cap, 7), torch.float32), st.empty((cap, 2), torch.float32)))
+                self._sets.append(
+                    (st, st.empty((cap, 7), torch.float32), st.empty((cap, 2), torch.float32),
+                     st.empty((cap,), torch.int64))
+                )  # fmt: skip
         self._turn ^= 1
         return self._sets[self._turn]
 

@@ -57,6 +57,9 @@ def test_graph_replay_matches_eager(checkpoints):
         before = runner.graph_replays
         graph = runner.execute(seqs).clone()
         assert runner.graph_replays == before + 1
+        # the graph's greedy ids, already in the feed for the next step
+        assert torch.equal(runner.last_argmax, graph.argmax(-1))
+        assert runner.last_argmax.data_ptr() == runner.feed.data_ptr()
         ids, pos, meta, _ = runner.prepare(seqs)
         with torch.inference_mode():
             eager = model.compute_logits(model.forward(ids, pos, meta, runner.caches))
@@ -189,7 +192,11 @@ def test_steps_issue_no_host_synchronization(checkpoints):
 
     def run_all() -> list[tuple[list[int], list]]:
         # each step waits once for its ids: an event, then a read of pinned host memory
-        return [sampler.sample_async(runner.execute(s), rows(len(s))).wait() for s in (prefill, graph, eager)]
+        out = [sampler.sample_async(runner.execute(s), rows(len(s))).wait() for s in (prefill, graph, eager)]
+        # an all-greedy graph step: the graph's own argmax, copied to the host
+        logits = runner.execute(graph)
+        greedy = [(SamplingParams(temperature=0), prompts[i], [], None) for i in range(3)]
+        return out + [sampler.sample_async(logits, greedy, argmax=runner.last_argmax).wait()]
 
     warm = run_all()  # compiles and autotunes (those sync) outside the checked region
     torch.cuda.set_sync_debug_mode("error")
@@ -197,9 +204,9 @@ def test_steps_issue_no_host_synchronization(checkpoints):
         results = run_all()
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    assert [len(t) for t, _ in results] == [6, 3, 6]
+    assert [len(t) for t, _ in results] == [6, 3, 6, 3]
     assert results[0][0][0] == warm[0][0][0]  # the prefill step's greedy row: same token again
-    assert runner.graph_replays == 2
+    assert runner.graph_replays == 4
 
 
 def test_batch_invariant_bf16_prefix_hit_matches_cold_bit_for_bit(checkpoints):

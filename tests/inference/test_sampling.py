@@ -52,6 +52,26 @@ def test_sampler_greedy_seeded_and_logprobs():
     assert again == [tokens[1]]
 
 
+def test_precomputed_argmax_serves_plain_greedy_rows_only():
+    """A decode graph's argmax (ModelRunner.last_argmax) is taken as the tokens of an all-greedy batch, with
+    logprobs if asked; a penalized greedy row or a sampled row in the batch makes the sampler choose itself."""
+    torch.manual_seed(1)
+    logits = torch.randn(3, 40)
+    argmax = logits.argmax(-1)
+    greedy = SamplingParams(temperature=0)
+    tokens, logprobs = Sampler().sample_async(logits, [(greedy, [1], [], None)] * 3, argmax=argmax).wait()
+    assert tokens == argmax.tolist() and logprobs == [None] * 3
+    with_lp = SamplingParams(temperature=0, logprobs=True)
+    tokens, logprobs = Sampler().sample_async(logits, [(with_lp, [1], [], None)] * 3, argmax=argmax).wait()
+    assert tokens == argmax.tolist()
+    assert logprobs == pytest.approx(logits.log_softmax(-1).max(-1).values.tolist())
+    # a penalty against each row's best token: the given argmax no longer holds
+    penalized = [(SamplingParams(temperature=0, repetition_penalty=1e9), [int(t)], [], None) for t in argmax]
+    tokens, _ = Sampler().sample_async(logits, penalized, argmax=argmax).wait()
+    assert all(t != int(a) for t, a in zip(tokens, argmax, strict=True))
+    assert tokens == Sampler().sample(logits, penalized)[0]
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
