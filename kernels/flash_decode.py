@@ -22,6 +22,8 @@ its transposing layout shuffle (see ``int8_to_float``'s PURE flag).
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -29,7 +31,18 @@ import triton.language as tl
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
-from .triton_common import INTERPRET, UPCAST_DOT, device_sms, dot_precision, next_pow2, out_tensor, to_dtype
+from .triton_common import (
+    INTERPRET,
+    UPCAST_DOT,
+    device_sms,
+    dot_precision,
+    next_pow2,
+    out_tensor,
+    pdl_enabled,
+    pdl_trigger,
+    pdl_wait,
+    to_dtype,
+)
 
 MAX_SPLITS = 128
 # INT8 KV with 16-bit queries: quantize the query per head and run q.K on int8 tensor cores (K is never
@@ -232,6 +245,7 @@ def _flash_decode_kernel(
     DIRECT: tl.constexpr,
     FUSED: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
+    PDL_END: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -340,6 +354,8 @@ def _flash_decode_kernel(
             QK8,
             Q_ptr.dtype.element_ty,
         )
+    # the loads are done: the next kernel (the merge, o_proj) may be scheduled (it waits for this one to end)
+    pdl_trigger(PDL_END)
     # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
     empty = l_i == 0.0
     out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
@@ -406,7 +422,9 @@ def _merge_kernel(
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_wait(PDL)
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
@@ -434,6 +452,7 @@ def _merge_kernel(
         den += w
         acc += tl.sum(w[:, None] * o, axis=0)
     t = tl.load(CU_ptr + b).to(tl.int64)
+    pdl_trigger(PDL)
     tl.store(
         O_ptr + t * stride_t + h * stride_h + offs_d,
         to_dtype(acc / tl.maximum(tl.sum(den, axis=0), 1e-30), O_ptr.dtype.element_ty),
@@ -517,6 +536,13 @@ def flash_decode_triton(
         raise ValueError(f"num_splits must be at least 1, got {num_splits}")
     direct = splits == 1
     fused = not direct and (splits <= FUSE_SPLITS if fuse_merge is None else fuse_merge)
+    # in a captured graph the decode kernel launches normally (it waits for q/k/v), lets the next kernel be
+    # scheduled once its tile loop is done, and the merge launches with PDL (waiting at its start) and does
+    # the same for o_proj just before its store. NOTE: H200, decode-step replays (RESULTS.md "Attention lets
+    # the next kernel launch at its end"): INT8 b1 / b8 1.011x / 1.007x, bf16 1.007x / 1.001x; the attempts
+    # that let the next kernel launch at a kernel's START (merge or decode) made batch 8 5-8% slower.
+    # AUTOGLM_ATTN_TRIGGER=0 turns it off.
+    pdl_end = pdl_enabled(q) and os.environ.get("AUTOGLM_ATTN_TRIGGER", "1") != "0"
     group = nh // nkv
     # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
     o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
@@ -567,6 +593,7 @@ def flash_decode_triton(
         DIRECT=direct,
         FUSED=fused,
         LOOP_STAGES=loop_stages or stages,
+        PDL_END=pdl_end,
         num_warps=num_warps,
         num_stages=num_stages,
     )
@@ -591,7 +618,9 @@ def flash_decode_triton(
         BLOCK_D=merge_d,
         # every split's lse in one load up to MAX_SPLITS, at most 8192 partials a tile (64 registers a thread)
         BLOCK_S=min(MAX_SPLITS, next_pow2(splits), 8192 // merge_d),
+        PDL=pdl_end,
         num_warps=4,
+        launch_pdl=pdl_end,
     )
     return out
 
