@@ -161,9 +161,8 @@ class Sampler:
         penalized = any(p.penalized for p in params)
         greedy = all(p.greedy for p in params)
         want = [p.logprobs for p in params]
-        if greedy and not penalized and argmax is not None:
-            if not any(want):
-                return SampledTokens(argmax, argmax, ids_host if staging.cuda else None, want)
+        if greedy and not penalized and argmax is not None and not any(want):
+            return SampledTokens(argmax, argmax, ids_host if staging.cuda else None, want)
         t = None
         if penalized or not greedy:
             table = table_host.numpy()[:R]
