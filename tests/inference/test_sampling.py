@@ -59,7 +59,10 @@ def test_precomputed_argmax_serves_plain_greedy_rows_only():
     logits = torch.randn(3, 40)
     argmax = logits.argmax(-1)
     greedy = SamplingParams(temperature=0)
-    tokens, logprobs = Sampler().sample_async(logits, [(greedy, [1], [], None)] * 3, argmax=argmax).wait()
+    sampled = Sampler().sample_async(logits, [(greedy, [1], [], None)] * 3, argmax=argmax)
+    # the given ids themselves, so the runner's feed_tokens sees its own buffer and copies nothing
+    assert sampled.tokens is argmax
+    tokens, logprobs = sampled.wait()
     assert tokens == argmax.tolist() and logprobs == [None] * 3
     with_lp = SamplingParams(temperature=0, logprobs=True)
     tokens, logprobs = Sampler().sample_async(logits, [(with_lp, [1], [], None)] * 3, argmax=argmax).wait()
