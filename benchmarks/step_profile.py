@@ -155,14 +155,27 @@ def _no_matmul(x, w, bias=None, invariant=False):
     return x.new_empty(x.shape[0], (w.qweight if isinstance(w, Int8Weight) else w).shape[0])
 
 
+def _gate_up_without_silu(x, w, invariant=False):
+    gu = kernels.linear(x, w, None, invariant)
+    return gu[..., : gu.shape[-1] // 2]
+
+
+def _no_gate_up(x, w, invariant=False):
+    return x.new_empty(x.shape[0], (w.qweight if isinstance(w, Int8Weight) else w).shape[0] // 2)
+
+
 ABLATIONS = {
     "norm": [
         ("rms_norm", lambda x, w, eps, residual=None, pre=None: x if residual is None else (x, residual))
     ],
     "rotary": [("qkv_rotary_cache", _qkv_without_rotary)],
     "attention": [("paged_attention", lambda q, *a, **k: q)],
-    "silu": [("silu_and_mul", lambda x: x[..., : x.shape[-1] // 2])],
-    "matmul": [("linear", _no_matmul), ("qkv_rotary_cache", _qkv_without_rotary)],
+    "silu": [("silu_and_mul", lambda x: x[..., : x.shape[-1] // 2]), ("gate_up_silu", _gate_up_without_silu)],
+    "matmul": [
+        ("linear", _no_matmul),
+        ("qkv_rotary_cache", _qkv_without_rotary),
+        ("gate_up_silu", _no_gate_up),
+    ],
 }
 
 

@@ -168,8 +168,8 @@ class GlmModel:
             x, residual = kernels.rms_norm(
                 a, layer.post_attention_norm, eps, residual, layer.post_self_attn_norm
             )
-            gu = kernels.linear(x, layer.gate_up, invariant=meta.invariant)
-            h = kernels.linear(kernels.silu_and_mul(gu), layer.down, invariant=meta.invariant)
+            act = kernels.gate_up_silu(x, layer.gate_up, invariant=meta.invariant)
+            h = kernels.linear(act, layer.down, invariant=meta.invariant)
             post_mlp = layer.post_mlp_norm
         out, _ = kernels.rms_norm(h, self.norm, eps, residual, post_mlp)
         return out

@@ -4,6 +4,7 @@
 from .dispatch import (
     TRITON_KERNELS,
     backend,
+    gate_up_silu,
     linear,
     paged_attention,
     qkv_rotary_cache,
@@ -19,6 +20,7 @@ __all__ = [
     "TRITON_KERNELS",
     "Int8Weight",
     "backend",
+    "gate_up_silu",
     "linear",
     "paged_attention",
     "qkv_rotary_cache",

@@ -36,6 +36,8 @@ TRITON_KERNELS: dict[str, str] = {
     "linear": "kernels.skinny:linear_triton",
     # no reference of its own: the projection and rotary_and_cache, which it falls back to
     "qkv_rotary_cache": "kernels.qkv_rope:qkv_rotary_cache_triton",
+    # no reference of its own either: the projection and silu_and_mul
+    "gate_up_silu": "kernels.swiglu:gate_up_silu_triton",
 }
 
 
@@ -174,6 +176,17 @@ def paged_attention(
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     """x (T, 2I) = [gate | up] -> silu(gate) * up, (T, I)."""
     return _pick("silu_and_mul", silu_and_mul_ref, x)(x)
+
+
+def gate_up_silu(x: torch.Tensor, w: torch.Tensor | Int8Weight, invariant: bool = False) -> torch.Tensor:
+    """The MLP's fused gate/up projection and activation: silu_and_mul(x (T, H) @ w.T) -> (T, I) for
+    w = [gate; up] (2I, H). A decode row on CUDA runs it as one launch (``kernels.swiglu``) where it can."""
+    fused = _pick("gate_up_silu", None, x)
+    if fused is not None:
+        h = fused(x, w)
+        if h is not None:
+            return h
+    return silu_and_mul(linear(x, w, None, invariant))
 
 
 # keyword arguments of the public ops that dispatch consumes (launchers do not take them)

@@ -337,6 +337,18 @@ def _rope_epilogue(
 
 
 @triton.jit
+def _swiglu_epilogue(out, pid_n, inter, Y_ptr, BLOCK_N: tl.constexpr):
+    """One row's BLOCK_N / 2 gate sums and the up sums of the same columns (float32, scaled): rounded as the
+    projection's store rounds, then silu(gate) * up rounded as ``kernels.swiglu`` rounds it, stored to Y."""
+    dtype: tl.constexpr = Y_ptr.dtype.element_ty
+    v = to_dtype(tl.reshape(out, (BLOCK_N,)), dtype).to(tl.float32)
+    gate, up = tl.split(tl.permute(tl.reshape(v, (2, BLOCK_N // 2)), (1, 0)))
+    act = to_dtype(gate * tl.sigmoid(gate), dtype).to(tl.float32)
+    j = pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)
+    tl.store(Y_ptr + j, to_dtype(act * up, dtype), mask=j < inter)
+
+
+@triton.jit
 def _int8_few_rows_kernel(
     X_ptr,
     W_ptr,
@@ -381,6 +393,7 @@ def _int8_few_rows_kernel(
     ROPE: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     ROT: tl.constexpr,
+    SWIGLU: tl.constexpr,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -394,13 +407,23 @@ def _int8_few_rows_kernel(
     multiply as they are (no scale): ``skinny_linear_triton``, for 16-bit layers at few rows.
     ROPE (one row, one split: a decode step's fused q/k/v projection): the epilogue rounds the row as the
     plain store would, turns GLM's interleaved rotary pairs of the q and k columns (``_rope_epilogue``), stores
-    the row, and writes its k and v columns into the cache slot SLOT[0]."""
+    the row, and writes its k and v columns into the cache slot SLOT[0].
+    SWIGLU (one row, one split: a decode step's fused gate/up projection, W = [gate; up], N = 2I): a program
+    takes BLOCK_N / 2 gate rows and the up rows of the same columns, and its epilogue stores
+    silu(gate) * up (``_swiglu_epilogue``), so Y is (1, I) and SiLU-and-multiply is not a launch of its own."""
     pdl_trigger(PDL)
     pid_n = tl.program_id(0)
     split = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    # wrap out-of-range columns onto valid rows of W; their results are masked at the store
-    rn = (offs_n % N).to(tl.int64)
+    if SWIGLU:
+        # the first half of the tile: gate rows j, the second: the up rows I + j of the same columns j
+        half: tl.constexpr = BLOCK_N // 2
+        r = tl.arange(0, BLOCK_N)
+        jr = (pid_n * half + r % half) % (N // 2)
+        rn = (jr + (r >= half).to(tl.int32) * (N // 2)).to(tl.int64)
+    else:
+        # wrap out-of-range columns onto valid rows of W; their results are masked at the store
+        rn = (offs_n % N).to(tl.int64)
     offs_k = tl.arange(0, BLOCK_K)
     k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
     k_lo = split * k_per
@@ -485,7 +508,9 @@ def _int8_few_rows_kernel(
     if SPLIT_K == 1:
         if HAS_BIAS:
             out += tl.load(B_ptr + rn).to(tl.float32)[:, None]
-        if ROPE:
+        if SWIGLU:
+            _swiglu_epilogue(out, pid_n, N // 2, Y_ptr, BLOCK_N)
+        elif ROPE:
             _rope_epilogue(
                 out, pid_n, N, Y_ptr, COS_ptr, SIN_ptr, KC_ptr, VC_ptr, SLOT_ptr, stride_cb, stride_co,
                 stride_ch, q_cols, kv_cols, block_size, BLOCK_N, HEAD_DIM, ROT,
@@ -701,6 +726,7 @@ def int8_linear_triton(
     config: dict | None = None,
     out: torch.Tensor | None = None,
     rope: Rope | None = None,
+    swiglu: bool = False,
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
@@ -708,6 +734,7 @@ def int8_linear_triton(
     dequantize + cuBLAS. ``config`` forces one block config instead of autotuning: with SPLIT_K
     (BLOCK_N/BLOCK_K/SPLIT_K/DOT, BLOCK_M) the few-rows kernel, else (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N/SWAP) the
     GEMM; the CPU interpreter runs fixed small ones. ``rope``: one row only, the fused rotary + cache epilogue.
+    ``swiglu``: one row only, qweight = [gate; up] -> silu(gate) * up (..., N // 2) (``_swiglu_epilogue``).
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -717,12 +744,12 @@ def int8_linear_triton(
     N, K = qweight.shape
     if scale.shape != (N,) or scale.dtype != torch.float32:
         raise ValueError(f"scale must be float32 ({N},), got {scale.dtype} {tuple(scale.shape)}")
-    x2, qweight, y, lead, done = _operands(x, qweight, bias, out)
+    x2, qweight, y, lead, done = _operands(x, qweight, bias, out, swiglu)
     if done is not None:
         return done
     M = x2.shape[0]
     assert x.dtype in TORCH_TO_TL, f"{x.dtype=}"
-    _check_rope(rope, M)
+    _check_epilogue(rope, swiglu, M, bias)
     m_bucket = next_pow2(M) if M <= FEW_ROWS else min(next_pow2(M), 4096)
     args = (
         x2,
@@ -747,6 +774,7 @@ def int8_linear_triton(
     if (
         config is None
         and rope is None
+        and not swiglu
         and (M >= DEQUANT_ROWS or (M > FEW_ROWS and triton.cdiv(N, 128) < device_sms(x)))
     ):
         # NOTE: prefill-sized products are compute bound, and our in-GEMM dequantization reached only
@@ -761,9 +789,9 @@ def int8_linear_triton(
         if bias is not None:
             y += bias
         return y.reshape(*lead, N)
-    if rope is not None or (M <= FEW_ROWS and (config is None or "SPLIT_K" in config)):
-        _few_rows_launch(args, M, N, K, x, bias, config, rope)
-        return y.reshape(*lead, N)
+    if rope is not None or swiglu or (M <= FEW_ROWS and (config is None or "SPLIT_K" in config)):
+        _few_rows_launch(args, M, N, K, x, bias, config, rope, swiglu)
+        return y.reshape(*lead, y.shape[-1])
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
     if config is not None:
@@ -780,11 +808,21 @@ def int8_linear_triton(
 
 
 def _few_rows_launch(
-    args, M: int, N: int, K: int, x: torch.Tensor, bias, config: dict | None, rope: Rope | None = None
+    args,
+    M: int,
+    N: int,
+    K: int,
+    x: torch.Tensor,
+    bias,
+    config: dict | None,
+    rope: Rope | None = None,
+    swiglu: bool = False,
 ) -> None:
-    """The split-K few-rows kernel (autotuned, or ``config``); ``rope``: the fused rotary + cache epilogue."""
+    """The split-K few-rows kernel (autotuned, or ``config``); ``rope``: the fused rotary + cache epilogue;
+    ``swiglu``: the SiLU-and-multiply epilogue."""
+    one_split = rope is not None or swiglu
     if INTERPRET and config is None:
-        config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 1 if rope else 2,
+        config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 1 if one_split else 2,
                   "DOT": M > 1}  # fmt: skip
     max_split = max_split_k(next_pow2(M), K * args[1].element_size()) if config is None else config["SPLIT_K"]
     # float32 partial sums of every split (only written when the chosen config splits K)
@@ -801,6 +839,7 @@ def _few_rows_launch(
         ROPE=rope is not None,
         HEAD_DIM=rope.k_cache.shape[-1] if rope else 1,
         ROT=2 * rope.cos.shape[-1] if rope else 0,
+        SWIGLU=swiglu,
         launch_pdl=pdl,
     )
     y = args[4]
@@ -828,8 +867,8 @@ def _few_rows_launch(
         cfg.setdefault("BLOCK_M", max(16, next_pow2(M)))
         if cfg["BLOCK_M"] < M or (M > 1 and not cfg["DOT"]):
             raise ValueError(f"few-rows config {config} cannot cover {M} rows (BLOCK_M >= rows, DOT for > 1)")
-        if rope is not None and (cfg["DOT"] or cfg["SPLIT_K"] != 1 or cfg["BLOCK_N"] % 2):
-            raise ValueError(f"the rotary epilogue takes one-row configs without K splits, got {config}")
+        if one_split and (cfg["DOT"] or cfg["SPLIT_K"] != 1 or cfg["BLOCK_N"] % 2):
+            raise ValueError(f"the fused epilogues take one-row configs without K splits, got {config}")
         kw["FAST"] = fast_cvt_fits(cfg["BLOCK_N"] * cfg["BLOCK_K"], cfg["num_warps"])
         if "PRE_BYTES" in cfg:  # tests reach the preload without PDL (under the interpreter)
             kw["PRE_BYTES"] = cfg.pop("PRE_BYTES")
@@ -853,11 +892,19 @@ def _split_counters(device: torch.device, n: int) -> torch.Tensor:
     return kept[-1]
 
 
-def _operands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None):
+def _operands(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor | None,
+    swiglu: bool = False,
+):
     """The launchers' shared argument handling: x as (M, K) rows and the weight with unit K stride, the
-    output buffer (``out`` or new), the leading dims, and the finished result when there is nothing to
-    multiply (no rows or columns: empty; K = 0: the bias, or zeros)."""
+    output buffer (``out`` or new; N // 2 columns with ``swiglu``), the leading dims, and the finished result
+    when there is nothing to multiply (no rows or columns: empty; K = 0: the bias, or zeros)."""
     N, K = weight.shape
+    if swiglu and N % 2:
+        raise ValueError(f"the SiLU-and-multiply epilogue needs [gate; up] rows (an even count), got {N}")
     if bias is not None and bias.shape != (N,):
         raise ValueError(f"bias must be ({N},), got {tuple(bias.shape)}")
     lead = x.shape[:-1]
@@ -867,11 +914,14 @@ def _operands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     if weight.stride(1) != 1:
         weight = weight.contiguous()
     M = x2.shape[0]
-    y = out_tensor(None if out is None else out.view(-1, N), (M, N), x)
+    n_out = N // 2 if swiglu else N
+    y = out_tensor(None if out is None else out.view(-1, n_out), (M, n_out), x)
     done = None
     if M == 0 or N == 0:
-        done = y.reshape(*lead, N)
+        done = y.reshape(*lead, n_out)
     elif K == 0:
+        if swiglu:
+            raise ValueError("the SiLU-and-multiply epilogue needs K > 0")
         done = (y.zero_() if bias is None else y.copy_(bias.expand(M, N))).reshape(*lead, N)
     return x2, weight, y, lead, done
 
@@ -883,6 +933,7 @@ def few_rows_linear_triton(
     config: dict | None = None,
     out: torch.Tensor | None = None,
     rope: Rope | None = None,
+    swiglu: bool = False,
 ) -> torch.Tensor:
     """x (..., K) @ weight (N, K).T + bias for a 16-bit weight (x's dtype) and at most FEW_ROWS rows, on the
     split-K few-rows kernel (autotuned on rows, N, K, or ``config``). ``kernels.skinny`` decides when this
@@ -895,19 +946,21 @@ def few_rows_linear_triton(
     N, K = weight.shape
     if x.numel() // max(K, 1) > FEW_ROWS:
         raise ValueError(f"the few-rows kernel takes at most {FEW_ROWS} rows, got {x.numel() // K}")
-    x2, weight, y, lead, done = _operands(x, weight, bias, out)
+    x2, weight, y, lead, done = _operands(x, weight, bias, out, swiglu)
     if done is not None:
         return done
     M = x2.shape[0]
-    _check_rope(rope, M)
+    _check_epilogue(rope, swiglu, M, bias)
     # the scale pointer is unused for 16-bit weights (QUANT off): any tensor will do
     args = (x2, weight, weight, bias if bias is not None else weight, y, M, N, K, next_pow2(M),
             x2.stride(0), weight.stride(0), y.stride(0))  # fmt: skip
-    _few_rows_launch(args, M, N, K, x, bias, config, rope)
-    return y.reshape(*lead, N)
+    _few_rows_launch(args, M, N, K, x, bias, config, rope, swiglu)
+    return y.reshape(*lead, y.shape[-1])
 
 
-def _check_rope(rope: Rope | None, M: int) -> None:
+def _check_epilogue(rope: Rope | None, swiglu: bool, M: int, bias: torch.Tensor | None) -> None:
+    if swiglu and (M != 1 or bias is not None or rope is not None):
+        raise ValueError(f"the SiLU-and-multiply epilogue takes one row, no bias and no rotary, got {M} rows")
     if rope is not None and (M != 1 or rope.k_cache.dtype == torch.int8):
         raise ValueError(
             f"the rotary epilogue takes one row and a 16/32-bit cache, got {M} rows, {rope.k_cache.dtype}"

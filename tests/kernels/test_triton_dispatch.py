@@ -26,6 +26,7 @@ def test_every_table_entry_loads_a_launcher_with_the_ops_signature():
         "linear_int8",
         "linear",
         "qkv_rotary_cache",
+        "gate_up_silu",
     }
 
 
