@@ -54,6 +54,12 @@ MAX_SPLITS = 128
 # NOTE: H200, fused vs two launches (RESULTS.md "Split merge fused into the decode kernel"): faster at 2-4
 # splits (INT8 64 x 1,100: 21.8 vs 27.5 us), slower at 6 and more (1 x 32k, 128 splits: 37.7 vs 17.6 us).
 FUSE_SPLITS = 4
+# At most this many sequences the decode kernel launches early in a captured graph (``EARLY``): under PDL,
+# during the q/k/v projection, its splits without work leave and the others prefetch their first K/V tile
+# into L2 before they wait for the projection. NOTE: launched early at larger batches, attention programs
+# held multiprocessors (shared memory) while the projection still needed them (H200, batch 8: 5-8% slower
+# steps; RESULTS.md "Programmatic dependent launch in the decode path"). AUTOGLM_ATTN_EARLY=0 turns it off.
+EARLY_BATCH = 1
 
 
 def decode_config(kv_bytes: int, pairs: int, sms: int) -> tuple[int, int]:
@@ -193,6 +199,29 @@ def _decode_tile(
 
 
 @triton.jit
+def _prefetch_tile(KC_ptr, VC_ptr, BT_row, lo, hi, kvh, stride_cb, stride_co, stride_ch, BLOCK_N: tl.constexpr,
+                   PAGE: tl.constexpr, LINES: tl.constexpr):  # fmt: skip
+    """Ask L2 for the first LINES 128-byte lines of the K and V rows of KV head kvh at positions
+    [lo, min(lo + BLOCK_N, hi)) (``prefetch.global.L2``: no registers held, nothing written; positions past hi
+    ask for block 0's, which is harmless). GPU only (inline PTX)."""
+    offs_n = lo + tl.arange(0, BLOCK_N)
+    blk = tl.load(BT_row + offs_n // PAGE, mask=offs_n < hi, other=0).to(tl.int64)
+    row = blk * stride_cb + (offs_n % PAGE).to(tl.int64) * stride_co + kvh * stride_ch
+    # elements per 128-byte line
+    line = tl.arange(0, LINES) * (1024 // KC_ptr.dtype.element_ty.primitive_bitwidth)
+    offs = row[:, None] + line[None, :]
+    for which in tl.static_range(2):
+        tl.inline_asm_elementwise(
+            "prefetch.global.L2 [$1];\n mov.u32 $0, 0;",
+            "=r,l",
+            [(KC_ptr if which == 0 else VC_ptr) + offs],
+            dtype=tl.int32,
+            is_pure=False,
+            pack=1,
+        )
+
+
+@triton.jit
 def _split_tiles(seq_len, num_splits, BLOCK_N: tl.constexpr):
     """Tiles per split of one sequence: its own cached tiles shared out over the launched splits, at least one
     (so a sequence holds work in its first cdiv(seq_len, split tiles * BLOCK_N) splits, none past them)."""
@@ -246,6 +275,8 @@ def _flash_decode_kernel(
     FUSED: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
     PDL_END: tl.constexpr,
+    EARLY: tl.constexpr,
+    PF_LINES: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -258,6 +289,18 @@ def _flash_decode_kernel(
     # the splits that hold work; split 0 counts even for a sequence with nothing cached, so that one program
     # writes its (zero) output
     n_work = tl.maximum(tl.cdiv(seq_len, split_len), 1)
+    BT_row = BT_ptr + b.to(tl.int64) * stride_bt
+    if EARLY:
+        # launched under PDL while the q/k/v projection still runs: lengths, block tables and the K/V of earlier
+        # steps do not depend on it. A split without work leaves at once (nothing of it is read); one with
+        # work prefetches its first tile's K and V rows into L2, then waits for the projection (q, and the
+        # step's own k/v in the cache) before it reads anything else
+        if split >= n_work:
+            return
+        _prefetch_tile(
+            KC_ptr, VC_ptr, BT_row, lo, hi, kvh, stride_cb, stride_co, stride_ch, BLOCK_N, PAGE, PF_LINES
+        )
+        pdl_wait(EARLY)
 
     offs_g = tl.arange(0, BLOCK_G)
     g_mask = offs_g < GROUP
@@ -281,7 +324,6 @@ def _flash_decode_kernel(
     m_i = tl.full((BLOCK_G,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_G,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
-    BT_row = BT_ptr + b.to(tl.int64) * stride_bt
     # whole tiles without masks, then the partial tail tile (if any) with them
     full_hi = lo + tl.maximum(hi - lo, 0) // BLOCK_N * BLOCK_N
     for start_n in tl.range(lo, full_hi, BLOCK_N, num_stages=LOOP_STAGES):
@@ -373,10 +415,12 @@ def _flash_decode_kernel(
         lse_ptrs = LSE_ptr + bi * stride_lb + heads * stride_lh
         gd_mask = g_mask[:, None] & d_mask[None, :]
         if not FUSED:
-            # the merge kernel reads every split's lse, and the output of the splits that hold work only
+            # the merge kernel reads the lse of the splits that hold work (and split 0), and the output of
+            # those with cached tokens
             if lo < seq_len:
                 tl.store(op_ptrs + split * stride_os, out, mask=gd_mask)
-            tl.store(lse_ptrs + split, lse, mask=g_mask)
+            if split < n_work:
+                tl.store(lse_ptrs + split, lse, mask=g_mask)
         elif split < n_work:  # the fused merge reads the splits that hold work (and split 0) only
             tl.store(op_ptrs + split * stride_os, out, mask=gd_mask)
             tl.store(lse_ptrs + split, lse, mask=g_mask)
@@ -410,6 +454,7 @@ def _merge_kernel(
     OP_ptr,
     LSE_ptr,
     CU_ptr,
+    SEQ_ptr,
     O_ptr,
     stride_ob,
     stride_oh,
@@ -422,10 +467,14 @@ def _merge_kernel(
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_wait(PDL)
     b = tl.program_id(0).to(tl.int64)
+    # the splits that hold work (as the decode kernel counts them): only they wrote an lse
+    seq_len = tl.load(SEQ_ptr + b)
+    n_work = tl.maximum(tl.cdiv(seq_len, _split_tiles(seq_len, num_splits, BLOCK_N) * BLOCK_N), 1)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
     # a program merges BLOCK_D of the head's dims (several programs per head when the batch is small)
@@ -433,17 +482,17 @@ def _merge_kernel(
     d_mask = offs_d < HEAD_DIM
     lse_row = LSE_ptr + b * stride_lb + h * stride_lh
     m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
-    for s0 in range(0, num_splits, BLOCK_S):
-        m = tl.maximum(m, tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < num_splits, other=float("-inf")))
+    for s0 in range(0, n_work, BLOCK_S):
+        m = tl.maximum(m, tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < n_work, other=float("-inf")))
     # a sequence with nothing cached (seq_len 0, e.g. a padding row) has no finite lse: output 0, not NaN
     m_all = tl.maximum(tl.max(m, axis=0), -1e30)
     den = tl.zeros((BLOCK_S,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     o_row = OP_ptr + b * stride_ob + h * stride_oh
-    for s0 in range(0, num_splits, BLOCK_S):
-        lse = tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < num_splits, other=float("-inf"))
+    for s0 in range(0, n_work, BLOCK_S):
+        lse = tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < n_work, other=float("-inf"))
         w = tl.math.exp2(lse - m_all)
-        # only the splits that hold work wrote an output (lse = -inf: past the sequence's end, not read)
+        # only the splits with cached tokens wrote an output (lse = -inf: none, not read)
         o = tl.load(
             o_row + (s0 + offs_s)[:, None] * stride_os + offs_d[None, :],
             mask=(lse != float("-inf"))[:, None] & d_mask[None, :],
@@ -543,6 +592,7 @@ def flash_decode_triton(
     # that let the next kernel launch at a kernel's START (merge or decode) made batch 8 5-8% slower.
     # AUTOGLM_ATTN_TRIGGER=0 turns it off.
     pdl_end = pdl_enabled(q) and os.environ.get("AUTOGLM_ATTN_TRIGGER", "1") != "0"
+    early = pdl_end and B <= EARLY_BATCH and os.environ.get("AUTOGLM_ATTN_EARLY", "1") != "0"
     group = nh // nkv
     # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
     o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
@@ -594,8 +644,12 @@ def flash_decode_triton(
         FUSED=fused,
         LOOP_STAGES=loop_stages or stages,
         PDL_END=pdl_end,
+        EARLY=early,
+        # whole 128-byte lines of a K/V row (head dim x element bytes), a power of two
+        PF_LINES=max(1, next_pow2(hd * k_cache.element_size() // 128 + 1) // 2),
         num_warps=num_warps,
         num_stages=num_stages,
+        launch_pdl=early,
     )
     if direct or fused:
         return out
@@ -605,6 +659,7 @@ def flash_decode_triton(
         o_part,
         lse,
         cu_seqlens_q,
+        seq_lens,
         out,
         o_part.stride(0),
         o_part.stride(1),
@@ -618,6 +673,7 @@ def flash_decode_triton(
         BLOCK_D=merge_d,
         # every split's lse in one load up to MAX_SPLITS, at most 8192 partials a tile (64 registers a thread)
         BLOCK_S=min(MAX_SPLITS, next_pow2(splits), 8192 // merge_d),
+        BLOCK_N=block_n,
         PDL=pdl_end,
         num_warps=4,
         launch_pdl=pdl_end,
