@@ -1,0 +1,100 @@
+"""Compile the kernels' GPU-only variants for sm_90 (an H100/H200) with this machine's Triton, no GPU needed.
+
+The CPU interpreter never traces what only the GPU runs: inline PTX (the int8 conversions, the L2 prefetch),
+programmatic dependent launch, the fused epilogues at GPU tile sizes. Compiling them here (Triton's own
+ptxas) catches a kernel that would not build on the GPU. Run as a script, outside the interpreter (the
+kernels read TRITON_INTERPRET when imported): ``python -m tests.kernels.hopper_compile`` prints one line per
+variant, ``<name> ok <comma-separated PTX markers found>`` or ``<name> FAIL <error>``, and exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource, compile
+
+from kernels import flash_decode, int8_matmul, swiglu
+
+FLOATS = {"qk_scale", "softcap", "eps"}
+# what a variant's PTX must contain: programmatic dependent launch, the L2 prefetch, the int8 byte permutes
+MARKERS = ("griddepcontrol.wait", "griddepcontrol.launch_dependents", "prefetch.global.L2", "prmt.b32")
+
+
+def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 3):
+    params = list(inspect.signature(fn.fn).parameters)
+    sig = {}
+    for name in params:
+        if name in consts:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = ptr_types.get(name, "*bf16")
+        else:
+            sig[name] = "fp32" if name in FLOATS else "i32"
+    src = ASTSource(fn, sig, constexprs={(params.index(k),): v for k, v in consts.items()})
+    return compile(
+        src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages}
+    )
+
+
+def _decode(quant: bool) -> dict:
+    return dict(GROUP=16, BLOCK_G=16, HEAD_DIM=128, BLOCK_D=128, BLOCK_N=128, PAGE=16, QUANT=quant, SOFTCAP=False,
+                UPCAST=False, PRECISION="tf32", FAST=True, QK8=quant, DIRECT=False, FUSED=False,
+                LOOP_STAGES=6 if quant else 5, PDL_END=True, EARLY=True, PF_LINES=1 if quant else 2)  # fmt: skip
+
+
+def _few_rows(**kw) -> dict:
+    base = dict(HAS_BIAS=False, EVEN_K=True, UPCAST=False, PRECISION="tf32", FAST=True, BLOCK_M=16, BLOCK_N=8,
+                BLOCK_K=256, SPLIT_K=1, DOT=False, STAGES=6, CVT=0, QUANT=True, PDL=True, PRE_BYTES=4096,
+                ROPE=False, HEAD_DIM=1, ROT=0, SWIGLU=False)  # fmt: skip
+    return {**base, **kw}
+
+
+I8_DECODE = {"KC_ptr": "*i8", "VC_ptr": "*i8", "KS_ptr": "*fp32", "VS_ptr": "*fp32"}
+COMMON_DECODE = {"BT_ptr": "*i32", "SEQ_ptr": "*i32", "CU_ptr": "*i32", "OP_ptr": "*fp32", "LSE_ptr": "*fp32",
+                 "CNT_ptr": "*i32"}  # fmt: skip
+I8_W = {"W_ptr": "*i8", "S_ptr": "*fp32", "P_ptr": "*fp32", "C_ptr": "*i32", "COS_ptr": "*fp32",
+        "SIN_ptr": "*fp32", "SLOT_ptr": "*i64"}  # fmt: skip
+
+# name -> (kernel, pointer types, constexprs, warps, the PTX markers it must have)
+VARIANTS = {
+    "decode bf16 KV, early launch + prefetch": (
+        flash_decode._flash_decode_kernel, COMMON_DECODE, _decode(False), 4, MARKERS[:3]),
+    "decode int8 KV, int8 q.K, early launch + prefetch": (
+        flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE}, _decode(True), 4, MARKERS),
+    "split merge under PDL": (
+        flash_decode._merge_kernel, {"OP_ptr": "*fp32", "LSE_ptr": "*fp32", "CU_ptr": "*i32", "SEQ_ptr": "*i32"},
+        dict(HEAD_DIM=128, BLOCK_D=32, BLOCK_S=128, BLOCK_N=128, PDL=True), 4, MARKERS[:2]),
+    "one-row int8 gate/up + SiLU epilogue, PDL preload": (
+        int8_matmul._int8_few_rows_kernel, I8_W, _few_rows(SWIGLU=True), 2, MARKERS[:2] + MARKERS[3:]),
+    "one-row 16-bit q/k/v + rotary epilogue": (
+        int8_matmul._int8_few_rows_kernel, {**I8_W, "W_ptr": "*bf16", "KC_ptr": "*bf16", "VC_ptr": "*bf16"},
+        _few_rows(QUANT=False, ROPE=True, HEAD_DIM=128, ROT=64, BLOCK_K=512, STAGES=4), 4, MARKERS[:2]),
+    "8-row int8 dot, split K": (
+        int8_matmul._int8_few_rows_kernel, I8_W,
+        _few_rows(DOT=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4, ()),
+    "SiLU-and-multiply under PDL": (swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True), 8, MARKERS[:2]),
+}  # fmt: skip
+
+
+def main() -> int:
+    failed = 0
+    for name, (fn, ptrs, consts, warps, want) in VARIANTS.items():
+        try:
+            ptx = _build(fn, ptrs, consts, warps).asm["ptx"]
+        except Exception as e:  # noqa: BLE001 - reported per variant
+            failed += 1
+            print(f"{name} FAIL {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            continue
+        missing = [m for m in want if m not in ptx]
+        if missing:
+            failed += 1
+            print(f"{name} FAIL missing {','.join(missing)}")
+        else:
+            print(f"{name} ok {','.join(m for m in MARKERS if m in ptx)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
