@@ -41,12 +41,15 @@ def test_cuda_bf16_and_int8_logits_close(checkpoints, quant, kv):
     assert rel_err(out, ref) < (0.05 if quant is None else 0.15)
 
 
-def test_graph_replay_matches_eager(checkpoints):
+@pytest.mark.parametrize("kv", ["auto", "int8"])
+def test_graph_replay_matches_eager(checkpoints, kv):
     """Decode batches of 1..5 rows replayed from the padded graphs give the eager forward's logits (float32:
-    only the summation order may differ) and greedy tokens; padding rows never touch the sequences' blocks."""
+    only the summation order may differ) and greedy tokens; padding rows never touch the sequences' blocks.
+    (Batch 1 in a graph launches decode attention early, ``kernels.flash_decode.EARLY_BATCH``; with either
+    cache.)"""
     path = checkpoints["glm4"]
     model = load_model(path, device="cuda", dtype="float32")
-    runner = ModelRunner(model, num_blocks=64, block_size=16, max_num_seqs=8)
+    runner = ModelRunner(model, num_blocks=64, block_size=16, max_num_seqs=8, kv_cache_dtype=kv)
     runner.capture_graphs(8)
     assert sorted(runner.graphs) == [1, 2, 4, 8]
     prompts = [[(i * 31 + 7 * b) % 560 for i in range(20 + 9 * b)] for b in range(5)]
