@@ -10,8 +10,8 @@ The split COUNT comes from tensor shapes only (batch, KV heads, block-table widt
 host sync and can be captured in a CUDA graph; each program derives its split's RANGE from its sequence's
 device-side length (``_split_tiles``), so every split of every sequence shares the real context however
 wide the block table is (the engine's graphs pass tables as wide as ``max_model_len``). Splits past a
-sequence's end write lse = -inf and no output (nothing at all with the fused merge); the merge reads every
-split's lse but the partial outputs of the splits that hold work only. With one split the decode kernel
+sequence's end write nothing: the merge counts the splits that hold work from the sequence's length, as the
+decode kernel does, and reads only theirs. With one split the decode kernel
 writes the output itself (no merge); with a few (``FUSE_SPLITS``) the last working split of each (sequence,
 KV head) to finish merges them (an arrival counter), so a call is one launch. Programs keep two K/V tiles in
 flight where that pays (``decode_config``).
