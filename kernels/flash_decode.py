@@ -222,6 +222,13 @@ def _prefetch_tile(KC_ptr, VC_ptr, BT_row, lo, hi, kvh, stride_cb, stride_co, st
 
 
 @triton.jit
+def _working_splits(seq_len, split_len):
+    """How many of a sequence's splits hold work (the decode kernel and the merge count them alike); split 0
+    counts even for a sequence with nothing cached, so that one program writes its (zero) output."""
+    return tl.maximum(tl.cdiv(seq_len, split_len), 1)
+
+
+@triton.jit
 def _split_tiles(seq_len, num_splits, BLOCK_N: tl.constexpr):
     """Tiles per split of one sequence: its own cached tiles shared out over the launched splits, at least one
     (so a sequence holds work in its first cdiv(seq_len, split tiles * BLOCK_N) splits, none past them)."""
@@ -286,9 +293,7 @@ def _flash_decode_kernel(
     split_len = _split_tiles(seq_len, tl.num_programs(2), BLOCK_N) * BLOCK_N
     lo = split * split_len
     hi = tl.minimum(lo + split_len, seq_len)
-    # the splits that hold work; split 0 counts even for a sequence with nothing cached, so that one program
-    # writes its (zero) output
-    n_work = tl.maximum(tl.cdiv(seq_len, split_len), 1)
+    n_work = _working_splits(seq_len, split_len)
     BT_row = BT_ptr + b.to(tl.int64) * stride_bt
     if EARLY:
         # launched under PDL while the q/k/v projection still runs: lengths, block tables and the K/V of earlier
@@ -474,7 +479,7 @@ def _merge_kernel(
     b = tl.program_id(0).to(tl.int64)
     # the splits that hold work (as the decode kernel counts them): only they wrote an lse
     seq_len = tl.load(SEQ_ptr + b)
-    n_work = tl.maximum(tl.cdiv(seq_len, _split_tiles(seq_len, num_splits, BLOCK_N) * BLOCK_N), 1)
+    n_work = _working_splits(seq_len, _split_tiles(seq_len, num_splits, BLOCK_N) * BLOCK_N)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
     # a program merges BLOCK_D of the head's dims (several programs per head when the batch is small)

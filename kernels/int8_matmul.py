@@ -337,15 +337,23 @@ def _rope_epilogue(
 
 
 @triton.jit
+def silu_mul(gate, up, dtype: tl.constexpr):
+    """silu(gate) * up from float32 gate and up already rounded to ``dtype``: silu in float32 rounded to dtype,
+    then the product rounded again, as transformers' GLM MLP rounds its unfused torch ops (``kernels.swiglu``
+    and the gate/up epilogue both use this)."""
+    act = to_dtype(gate * tl.sigmoid(gate), dtype).to(tl.float32)
+    return to_dtype(act * up, dtype)
+
+
+@triton.jit
 def _swiglu_epilogue(out, pid_n, inter, Y_ptr, BLOCK_N: tl.constexpr):
     """One row's BLOCK_N / 2 gate sums and the up sums of the same columns (float32, scaled): rounded as the
     projection's store rounds, then silu(gate) * up rounded as ``kernels.swiglu`` rounds it, stored to Y."""
     dtype: tl.constexpr = Y_ptr.dtype.element_ty
     v = to_dtype(tl.reshape(out, (BLOCK_N,)), dtype).to(tl.float32)
     gate, up = tl.split(tl.permute(tl.reshape(v, (2, BLOCK_N // 2)), (1, 0)))
-    act = to_dtype(gate * tl.sigmoid(gate), dtype).to(tl.float32)
     j = pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)
-    tl.store(Y_ptr + j, to_dtype(act * up, dtype), mask=j < inter)
+    tl.store(Y_ptr + j, silu_mul(gate, up, dtype), mask=j < inter)
 
 
 @triton.jit

@@ -15,9 +15,9 @@ import triton.language as tl
 
 from . import skinny
 from .activation import silu_and_mul_ref  # noqa: F401  (the torch reference of this kernel)
-from .int8_matmul import few_rows_linear_triton, int8_linear_triton
+from .int8_matmul import few_rows_linear_triton, int8_linear_triton, silu_mul
 from .quant import Int8Weight
-from .triton_common import check_float, out_tensor, pdl_enabled, pdl_trigger, pdl_wait, to_dtype
+from .triton_common import check_float, out_tensor, pdl_enabled, pdl_trigger, pdl_wait
 
 
 @triton.jit
@@ -29,8 +29,7 @@ def _silu_and_mul_kernel(X_ptr, Y_ptr, stride_xm, stride_ym, inter, BLOCK: tl.co
     pdl_wait(PDL)
     gate = tl.load(X_ptr + row * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
     up = tl.load(X_ptr + row * stride_xm + inter + cols, mask=mask, other=0.0).to(tl.float32)
-    act = to_dtype(gate * tl.sigmoid(gate), Y_ptr.dtype.element_ty).to(tl.float32)
-    tl.store(Y_ptr + row * stride_ym + cols, to_dtype(act * up, Y_ptr.dtype.element_ty), mask=mask)
+    tl.store(Y_ptr + row * stride_ym + cols, silu_mul(gate, up, Y_ptr.dtype.element_ty), mask=mask)
 
 
 def silu_and_mul_triton(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
