@@ -2,7 +2,8 @@
 
 The CPU interpreter never traces what only the GPU runs: inline PTX (the int8 conversions, the L2 prefetch),
 programmatic dependent launch, the fused epilogues at GPU tile sizes. Compiling them here (Triton's own
-ptxas) catches a kernel that would not build on the GPU. Run as a script, outside the interpreter (the
+ptxas) catches a kernel that would not build on the GPU, or whose loop lost its software pipeline (pointers
+and 16-divisible integers carry the divisibility the JIT gives them: without it no load is pipelined). Run as a script, outside the interpreter (the
 kernels read TRITON_INTERPRET when imported): ``python -m tests.kernels.hopper_compile`` prints one line per
 variant, ``<name> ok <comma-separated PTX markers found>`` or ``<name> FAIL <error>``, and exits 1 on any failure.
 """
@@ -18,21 +19,36 @@ from triton.compiler import ASTSource, compile
 from kernels import flash_decode, int8_matmul, swiglu
 
 FLOATS = {"qk_scale", "softcap", "eps"}
-# what a variant's PTX must contain: programmatic dependent launch, the L2 prefetch, the int8 byte permutes
-MARKERS = ("griddepcontrol.wait", "griddepcontrol.launch_dependents", "prefetch.global.L2", "prmt.b32")
+# what a variant's PTX must contain: programmatic dependent launch, the L2 prefetch, the int8 byte permutes,
+# pipelined loads (asynchronous copies into shared memory)
+MARKERS = (
+    "griddepcontrol.wait",
+    "griddepcontrol.launch_dependents",
+    "prefetch.global.L2",
+    "prmt.b32",
+    "cp.async",
+)
+# integer arguments that are multiples of 16 at the shapes the engine runs (the JIT marks such values, and
+# every pointer, 16-divisible; without that Triton cannot prove 16-byte alignment and pipelines no load)
+DIVISIBLE = {"K", "N", "stride_xm", "stride_wn", "stride_ym", "q_cols", "kv_cols", "stride_qt", "stride_qh",
+             "stride_cb", "stride_co", "stride_ch", "stride_bt", "stride_ob", "stride_oh", "stride_os",
+             "stride_t", "stride_h", "HEAD_DIM"}  # fmt: skip
 
 
 def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 3):
     params = list(inspect.signature(fn.fn).parameters)
-    sig = {}
-    for name in params:
+    sig, attrs = {}, {}
+    for i, name in enumerate(params):
         if name in consts:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
             sig[name] = ptr_types.get(name, "*bf16")
+            attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[name] = "fp32" if name in FLOATS else "i32"
-    src = ASTSource(fn, sig, constexprs={(params.index(k),): v for k, v in consts.items()})
+            if name in DIVISIBLE:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn, sig, constexprs={(params.index(k),): v for k, v in consts.items()}, attrs=attrs)
     return compile(
         src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages}
     )
@@ -73,7 +89,8 @@ VARIANTS = {
         _few_rows(QUANT=False, ROPE=True, HEAD_DIM=128, ROT=64, BLOCK_K=512, STAGES=4), 4, MARKERS[:2]),
     "8-row int8 dot, split K": (
         int8_matmul._int8_few_rows_kernel, I8_W,
-        _few_rows(DOT=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4, ()),
+        _few_rows(DOT=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4,
+        MARKERS[3:]),
     "SiLU-and-multiply under PDL": (swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True), 8, MARKERS[:2]),
 }  # fmt: skip
 
