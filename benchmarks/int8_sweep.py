@@ -4,6 +4,7 @@ variants; each case checked against the exact result at full size, then timed (C
     python3 benchmarks/int8_sweep.py [--parts gemv1,dot,mid,decode,prefill] [--jobs 12]   # first run
     python3 benchmarks/int8_sweep.py --parts gemv1b,mid2,decode2                          # second run
     python3 benchmarks/int8_sweep.py --parts warm,final   # split-K and decode splits; then kernels.py
+    python3 benchmarks/int8_sweep.py --parts occ          # 8 / 32 rows: narrow tiles, few warps, more splits
 
 Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
 Triton's cache; the timed pass then only loads compiled kernels. Prints one line per case. The "warm" part
@@ -105,6 +106,19 @@ def cases(parts):
                     out.append(("int8", name, m, c))
         for B, splits in ((32, 4), (32, 6), (128, 1), (128, 2)):
             out.append(("decode", "int8", B, {"qk8": True, "num_splits": splits}))
+    if "occ" in parts:
+        # 8 / 32 rows with more programs per SM (ncu, H200: the autotuned 8-row qkv config ran 288 programs,
+        # 2 warps per scheduler, 13% achieved occupancy): narrow tiles, fewer warps, more K splits
+        for m in (8, 32):
+            bm = 16 if m <= 16 else 32
+            cfgs = [few(16, 256, 3, sk, w, True, 0, bm) for sk in (2, 4, 8) for w in (1, 2)]
+            cfgs += [few(32, 256, 3, sk, w, True, 0, bm) for sk in (2, 4, 8) for w in (2, 4)]
+            cfgs += [few(32, 128, 4, sk, 2, True, 0, bm) for sk in (2, 4)]
+            cfgs += [few(64, 128, 4, sk, 4, True, 0, bm) for sk in (2, 4)]
+            for name in GLM_LINEARS:
+                out.append(("bf16", name, m, None))
+                for c in cfgs:
+                    out.append(("int8", name, m, c))
     if "warm" in parts:
         # compile (in the parallel workers) what benchmarks/kernels.py's autotuners will try
         for m, bias in (
@@ -120,6 +134,7 @@ def cases(parts):
                 if m <= im.FEW_ROWS:
                     named = {
                         "X_ptr": torch.empty(1),
+                        "W_ptr": torch.empty(1, dtype=torch.int8),
                         "M": m,
                         "N": N,
                         "K": K,

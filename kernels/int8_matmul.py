@@ -549,15 +549,29 @@ def _int8_few_rows_kernel(
 
 # one row, FMA: (BLOCK_N, BLOCK_K, STAGES, num_warps): int8 weights of layers narrower than WIDE_N, and
 # int8 weights of wider layers and every 16-bit weight; 2..FEW_ROWS rows, tensor cores: (BLOCK_N, BLOCK_K,
-# STAGES, CVT). From the H200 sweeps (benchmarks/int8_sweep.py, RESULTS.md "Third pass"; one-row tiles again
-# in benchmarks/skinny.py --one-row): the one-row loop needs its weight loads pipelined 4-6 tiles deep, and a
-# K split never paid for one row; narrow dot tiles (32-64 weight rows) with K splits win at <= 32 rows.
+# STAGES, CVT, num_warps). From the H200 sweeps (benchmarks/int8_sweep.py, RESULTS.md "Third pass"; one-row
+# tiles again in benchmarks/skinny.py --one-row): the one-row loop needs its weight loads pipelined 4-6 tiles
+# deep, and a K split never paid for one row; narrow dot tiles (32-64 weight rows) with K splits win at <= 32
+# rows. The 2- and 1-warp tiles (row buckets up to FEW_WARP_ROWS): ncu showed the 4-warp 8-row q/k/v config
+# at 13% achieved occupancy (288 programs, 2 warps a scheduler, half of them stalled); with fewer warps a
+# program more programs fit, and at 8 rows they won on every layer, at 32 rows on none (`int8_sweep.py
+# --parts occ`, RESULTS.md "More programs at 8 rows").
 # NOTE: one row takes a fixed tile, not the autotuner's pick: its eager timings of these ~10 us kernels
 # picked configs 5-8% slower than the best under CUDA-graph replay (the engine's decode).
 FMA_TILES = ((8, 512, 4, 4), (8, 256, 6, 2))
 WIDE_N = 16384
-DOT_TILES = ((32, 256, 3, 0), (64, 256, 3, 0), (64, 256, 3, 1), (64, 128, 4, 0), (128, 128, 3, 1))
-# 16-bit weights (BLOCK_N, BLOCK_K, STAGES): no conversion, twice the bytes a tile. From an H200 sweep at
+FEW_WARP_ROWS = 16
+DOT_TILES = (
+    (32, 256, 3, 0, 4),
+    (64, 256, 3, 0, 4),
+    (64, 256, 3, 1, 4),
+    (64, 128, 4, 0, 4),
+    (128, 128, 3, 1, 4),
+    (32, 256, 3, 0, 2),
+    (32, 128, 4, 0, 2),
+    (16, 256, 3, 0, 1),
+)
+# 16-bit weights (BLOCK_N, BLOCK_K, STAGES; 4 warps): no conversion, twice the bytes a tile. From an H200 sweep at
 # 8-64 rows (benchmarks/skinny.py --sweep, RESULTS.md): these three won or came within 2% of the best
 # everywhere; 128x128 and 256x64 tiles and 8 K splits never won, and at 64 rows each extra split cost
 # 10-40% (the float32 partials grow with the rows).
@@ -576,12 +590,12 @@ def _few_rows_configs() -> list[triton.Config]:
                 "STAGES": st,
                 "CVT": cvt,
             },
-            num_warps=4,
+            num_warps=w,
             num_stages=st,
         )
         for bm in (16, 32, 64)
-        for bn, bk, st, cvt in dict.fromkeys(
-            DOT_TILES + tuple((bn, bk, st, 0) for bn, bk, st in DOT_TILES_16)
+        for bn, bk, st, cvt, w in dict.fromkeys(
+            DOT_TILES + tuple((bn, bk, st, 0, 4) for bn, bk, st in DOT_TILES_16)
         )
         for sk in (1, 2, 4, 8)
     ]
@@ -632,9 +646,11 @@ def _prune_few_rows(configs, named_args, **kwargs):
             continue
         tile = (kw["BLOCK_N"], kw["BLOCK_K"], kw["STAGES"])
         if named_args["W_ptr"].dtype == torch.int8:
-            if (*tile, kw["CVT"]) not in DOT_TILES:
+            if (*tile, kw["CVT"], c.num_warps) not in DOT_TILES or (
+                c.num_warps < 4 and bucket > FEW_WARP_ROWS
+            ):
                 continue
-        elif tile not in DOT_TILES_16 or kw["CVT"] or kw["SPLIT_K"] > 4:
+        elif tile not in DOT_TILES_16 or kw["CVT"] or c.num_warps != 4 or kw["SPLIT_K"] > 4:
             continue  # CVT only places the int8 conversion
         tiles = triton.cdiv(N, kw["BLOCK_N"])
         programs = tiles * kw["SPLIT_K"]

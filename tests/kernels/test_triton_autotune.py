@@ -48,6 +48,15 @@ def test_int8_few_rows_prune_fills_the_gpu():
     assert kept and all(dot and bm == 16 for bm, _, _, _, dot in kept)
     assert {sk for _, bn, _, sk, _ in kept if bn == 32} == {1, 2, 4, 8}
     assert all(2 * -(-4608 // bn) * sk >= 132 for _, bn, _, sk, _ in kept)
+    # tiles of fewer warps (more programs a multiprocessor) are candidates too, each as DOT_TILES lists it
+    configs = _int8_kept(8, 4608, 4096, few=True)
+    assert {c.num_warps for c in configs} == {1, 2, 4}
+    tiles = {
+        (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.kwargs["STAGES"], c.kwargs["CVT"], c.num_warps)
+        for c in configs
+    }
+    assert tiles <= set(int8_matmul.DOT_TILES)
+    assert {c.num_warps for c in _int8_kept(32, 4608, 4096, few=True)} == {4}  # past FEW_WARP_ROWS
     # 64 rows: the partial sums' round trip bounds the split (K=4096: at most 4)
     kept = [_shape(c) for c in _int8_kept(64, 4096, 4096, few=True)]
     assert kept and all(bm == 64 and sk <= 4 for bm, _, _, sk, _ in kept)
@@ -65,7 +74,9 @@ def test_16bit_few_rows_prune_uses_its_own_tiles():
         assert [_shape(c) for c in _int8_kept(1, n, 4096, True, torch.bfloat16)] == [(16, 8, 256, 1, False)]
     for m in (8, 32, 64):
         kept = _int8_kept(m, 4096, 13696, True, torch.bfloat16)
-        assert kept and all(c.kwargs["CVT"] == 0 and c.kwargs["SPLIT_K"] <= 4 for c in kept)
+        assert kept and all(
+            c.kwargs["CVT"] == 0 and c.kwargs["SPLIT_K"] <= 4 and c.num_warps == 4 for c in kept
+        )
         tiles = {(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.kwargs["STAGES"]) for c in kept}
         assert tiles <= set(int8_matmul.DOT_TILES_16)
         assert len(kept) == len({(_shape(c), c.kwargs["STAGES"]) for c in kept})  # no duplicates
