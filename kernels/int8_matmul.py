@@ -561,16 +561,8 @@ def _int8_few_rows_kernel(
 FMA_TILES = ((8, 512, 4, 4), (8, 256, 6, 2))
 WIDE_N = 16384
 FEW_WARP_ROWS = 16
-DOT_TILES = (
-    (32, 256, 3, 0, 4),
-    (64, 256, 3, 0, 4),
-    (64, 256, 3, 1, 4),
-    (64, 128, 4, 0, 4),
-    (128, 128, 3, 1, 4),
-    (32, 256, 3, 0, 2),
-    (32, 128, 4, 0, 2),
-    (16, 256, 3, 0, 1),
-)
+DOT_TILES = ((32, 256, 3, 0, 4), (64, 256, 3, 0, 4), (64, 256, 3, 1, 4), (64, 128, 4, 0, 4), (128, 128, 3, 1, 4),
+             (32, 256, 3, 0, 2), (32, 128, 4, 0, 2), (16, 256, 3, 0, 1))  # fmt: skip
 # 16-bit weights (BLOCK_N, BLOCK_K, STAGES; 4 warps): no conversion, twice the bytes a tile. From an H200 sweep at
 # 8-64 rows (benchmarks/skinny.py --sweep, RESULTS.md): these three won or came within 2% of the best
 # everywhere; 128x128 and 256x64 tiles and 8 K splits never won, and at 64 rows each extra split cost
