@@ -39,6 +39,10 @@ if not os.path.exists(CHROMIUM):
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="the web end-to-end tests need `playwright`")
 expect = sync_api.expect
+# Playwright's default of 5 s per assertion: on a loaded 2-core CI machine (the product's embedded worker
+# embedding uploads on the same cores) a page update took longer once, and the test failed while it passes
+# alone; 20 s still fails a broken page quickly
+expect.set_options(timeout=20_000)
 
 pytestmark = pytest.mark.slow
 
