@@ -59,6 +59,29 @@ def clean_inline(s: str) -> str:
     return _WS.sub(" ", _CONTROL.sub("", s.replace("\r", " ").replace("\n", " "))).strip()
 
 
+# Titles that authoring tools write into a file's metadata when nobody typed one: reportlab's "untitled",
+# Word's "Document1", PowerPoint's "PowerPoint Presentation", printing to PDF's "Microsoft Word - x.docx", a
+# bare file name. A citation titled "untitled" helps no one; the document's own heading or its file name
+# (what callers fall back to for None) says more.
+_PLACEHOLDER_TITLE = re.compile(
+    r"(untitled|untitled[- ]?\d+|untitled document|no title|title|none|null|n/a|anonymous|\(anonymous\)"
+    r"|document\d*|new document|presentation\d*|powerpoint presentation|slide ?\d*|book\d*|workbook\d*"
+    r"|sheet\d*|[^/\\]{1,200}\.(docx?|pptx?|xlsx?|pdf|rtf|txt|odt|odp|ods|tex|dvi|ps|html?|indd|qxd|pages|key))",
+    re.IGNORECASE,
+)
+_TOOL_PREFIX = re.compile(r"^microsoft (office )?(word|powerpoint|excel) - ", re.IGNORECASE)
+
+
+def metadata_title(raw: object) -> str | None:
+    """A title from a file's metadata, or None where it is missing or a placeholder (``_PLACEHOLDER_TITLE``)."""
+    if not isinstance(raw, str):
+        return None
+    title = _TOOL_PREFIX.sub("", clean_inline(raw), count=1)
+    if not title or _PLACEHOLDER_TITLE.fullmatch(title):
+        return None
+    return title
+
+
 def clean_block(s: str) -> str:
     """A block of text: NFC, newlines normalized, control characters dropped, line ends stripped."""
     s = unicodedata.normalize("NFC", s.replace("\r\n", "\n").replace("\r", "\n"))

@@ -13,7 +13,7 @@ import logging
 import zipfile
 
 from . import base
-from .base import ParsedDocument, ParseError, TextBuilder, rows_as_text
+from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, rows_as_text
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def parse_docx(data: bytes) -> ParsedDocument:
             b.heading(level, text)
         else:
             b.block(text)
-    return b.build("docx", None, meta_title or style_title)
+    return b.build("docx", None, metadata_title(meta_title) or style_title)
 
 
 def _heading_level(style: str) -> int:
@@ -135,7 +135,7 @@ def parse_pptx(data: bytes) -> ParsedDocument:
                 b.block(shape.text_frame.text)
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
             b.block(slide.notes_slide.notes_text_frame.text)
-    return b.build("pptx", len(slides), meta_title or first_title)
+    return b.build("pptx", len(slides), metadata_title(meta_title) or first_title)
 
 
 def _shapes(shapes):
@@ -179,7 +179,7 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
         raise ParseError("The Excel file could not be read: the file is damaged.") from e
     finally:
         wb.close()
-    return b.build("xlsx", None, title)
+    return b.build("xlsx", None, metadata_title(title))
 
 
 def _cell(v) -> str:

@@ -9,7 +9,7 @@ import re
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline
+from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline, metadata_title
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     title = None
     try:
         meta = reader.metadata
-        title = meta.title if meta else None
+        title = metadata_title(meta.title) if meta else None
     except Exception:  # metadata is optional; a broken info dictionary is not worth failing for
         title = None
     try:

@@ -95,12 +95,12 @@ def make_docx() -> bytes:
     return buf.getvalue()
 
 
-def make_pptx() -> bytes:
+def make_pptx(core_title: str = "") -> bytes:
     from pptx import Presentation
     from pptx.util import Inches
 
     prs = Presentation()
-    prs.core_properties.title = ""
+    prs.core_properties.title = core_title  # python-pptx's own default is "PowerPoint Presentation"
     s1 = prs.slides.add_slide(prs.slide_layouts[1])  # title and content
     s1.shapes.title.text = "Roadmap 2025"
     s1.placeholders[1].text = "Ship the search API in March."

@@ -99,6 +99,35 @@ def test_pdf_without_text_says_so():
         parse(F.make_image_only_pdf(), "scan.pdf")
 
 
+@pytest.mark.parametrize(
+    ("raw", "title"),
+    [
+        ("untitled", None),  # reportlab's default
+        ("Untitled-3", None),
+        ("Document1", None),
+        ("PowerPoint Presentation", None),
+        ("Microsoft Word - leave_policy_v2.docx", None),  # printed to PDF: only a file name
+        ("report_final.pdf", None),
+        ("  ", None),
+        (None, None),
+        ("Microsoft Word - Leave Policy", "Leave Policy"),
+        ("  Annual   Report\n2025 ", "Annual Report 2025"),
+        ("Document Retention Policy", "Document Retention Policy"),
+        ("Book of Rules", "Book of Rules"),
+        ("差旅报销制度", "差旅报销制度"),
+    ],
+)
+def test_placeholder_metadata_titles_are_dropped(raw, title):
+    assert base.metadata_title(raw) == title
+
+
+def test_pdf_with_a_placeholder_title_has_none():
+    # reportlab writes "untitled" when no title is set; no outline either, so the pipeline shows the file name
+    data = F.make_pdf(["Employee Benefits Guide", "Parental leave is 16 weeks."], title=None)
+    assert b"untitled" in data
+    assert parse(data, "benefits.pdf").title is None
+
+
 # --- Office -----------------------------------------------------------------------------------------------
 def test_docx_headings_from_styles_and_tables_as_rows():
     doc = parse(F.make_docx(), "handbook.docx")
@@ -112,8 +141,10 @@ def test_docx_headings_from_styles_and_tables_as_rows():
     assert_tiles(doc)
 
 
-def test_pptx_slide_is_a_page_and_title_a_heading():
-    doc = parse(F.make_pptx(), "deck.pptx")
+@pytest.mark.parametrize("core_title", ["", "PowerPoint Presentation"])
+def test_pptx_slide_is_a_page_and_title_a_heading(core_title):
+    # a missing or placeholder document title: the first slide's title names the deck
+    doc = parse(F.make_pptx(core_title), "deck.pptx")
     assert doc.detected_type == "pptx" and doc.pages == 2 and doc.title == "Roadmap 2025"
     s1, s2 = section_of(doc, "Ship the search API"), section_of(doc, "Team: Search; Budget: 1.2M")
     assert (s1.heading_path, s1.page) == (["Roadmap 2025"], 1)
