@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.answer import NO_GENERATOR
+from app.answer import NO_GENERATOR, NOTHING_FOUND
 from app.settings import settings
 from tests.app.ask_support import ask_client, build_world, parse_sse
 
@@ -37,6 +37,10 @@ def test_extractive_answer_cites_and_highlights(client):
     assert set(body["timings"]["retrieval_ms"]) == {"embed", "dense", "bm25", "rerank", "total"}
     assert body["timings"]["retrieval_ms"]["total"] > 0
     assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "prefix_hit_tokens": 0}
+
+    # A question no document answers: no quote, no citation, and the answer says so.
+    r = client.post("/api/ask", json={"question": "What is the capital of France?"}, headers=w.member)
+    assert (r.json()["answer"], r.json()["cited"]) == (NOTHING_FOUND, [])
 
     # Forbidden and absent collections get the same answer.
     for cid in (w.board, 9999):

@@ -113,6 +113,40 @@ def test_extractive_answer_quotes_best_sentences_with_offsets():
     assert extractive_answer("crc-32 checksum", ctx).quotes[0].chunk_id == 11
 
 
+HANDBOOK = [
+    Passage(21, 7, "Benefits", "Parental leave\nPrimary caregivers receive 16 weeks of paid parental leave. "
+            "Secondary caregivers receive 6 weeks.", [], 2, 300, 400),  # a PDF line the parser saw as text
+    Passage(22, 8, "IT Security Policy", "Laptops\n\nLost laptops must be reported to security@example.com "
+            "within 24 hours. Disk encryption is mandatory.", ["Laptops"], None, 0, 100),
+    Passage(23, 9, "On-call handbook", "On-call\n\nThe on-call rotation changes every Monday at 10:00 UTC. "
+            "Page the incident commander via PagerDuty.", ["On-call"], None, 0, 110),
+]  # fmt: skip
+
+
+def test_extractive_answer_quotes_answers_not_headings_or_filler():
+    ctx = assemble_context(HANDBOOK, "q", words, max_tokens=500)
+    emb = get_embedder()
+    ans = extractive_answer("How many weeks of parental leave do primary caregivers get?", ctx, emb.embed)
+    quoted = [q.text for q in ans.quotes]
+    assert quoted[0] == "Primary caregivers receive 16 weeks of paid parental leave."
+    assert "Parental leave" not in quoted  # a heading line answers nothing
+    ans = extractive_answer("How do I report a lost laptop?", ctx, emb.embed)
+    # the heading, and the sentences of other documents that score far below the answer, are not quoted
+    assert [q.text for q in ans.quotes] == [
+        "Lost laptops must be reported to security@example.com within 24 hours."
+    ]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What is the capital of France?", "How do I bake sourdough bread?", "Who won the 2018 world cup?"],
+)
+def test_extractive_answer_quotes_nothing_when_no_source_answers(question):
+    ctx = assemble_context(HANDBOOK, "q", words, max_tokens=500)
+    ans = extractive_answer(question, ctx, get_embedder().embed)
+    assert (ans.text, ans.quotes) == ("", [])
+
+
 def test_extractive_answer_in_chinese():
     text = "Python 是一种编程语言。虚拟环境可以用 venv 模块创建。删除虚拟环境只需删除其目录。"
     ctx = assemble_context([Passage(1, 1, "指南", text, [], None, 10, 10 + len(text))], "q", len, 10_000)
