@@ -39,16 +39,20 @@ def parse_pdf(data: bytes) -> ParsedDocument:
         raise ParseError(f"The PDF has {n_pages:,} pages; at most {MAX_PDF_PAGES:,} are supported.")
 
     outline = _outline(reader)
-    b = TextBuilder()
-    failed = 0
+    texts: list[str | None] = []
     for i in range(n_pages):
         try:
-            page_text = reader.pages[i].extract_text() or ""
+            texts.append(reader.pages[i].extract_text() or "")
         except FileNotDecryptedError as e:
             raise ParseError(_ENCRYPTED) from e
         except Exception as e:  # one bad page must not lose the others
             logger.warning("PDF page %d could not be read: %s", i + 1, e)
-            failed += 1
+            texts.append(None)
+    failed = texts.count(None)
+    texts = strip_running_lines(texts)
+    b = TextBuilder()
+    for i, page_text in enumerate(texts):
+        if page_text is None:
             continue
         b.page(i + 1)
         rest = page_text
@@ -76,6 +80,46 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             "No text could be extracted from the PDF: it seems to contain only images (scanned pages?); "
             "text recognition (OCR) is not supported."
         ) from e
+
+
+MARGIN_LINES = 2  # lines at the top and at the bottom of a page where running headers and footers sit
+_DIGITS = re.compile(r"\d+")
+
+
+def _margin_key(line: str) -> str:
+    """A margin line with its numbers blanked out: "Page 3 of 12" and "Page 4 of 12" are one footer."""
+    return _DIGITS.sub("#", clean_inline(line).casefold())
+
+
+def strip_running_lines(pages: list[str | None]) -> list[str | None]:
+    """Pages without their running headers and footers: a line among the first or last MARGIN_LINES
+    non-empty lines of at least half of the readable pages (and at least 3), numbers aside ("ACME
+    Confidential", "Page 3 of 12", a bare page number). They repeat on every page, so they add nothing to
+    a passage but noise in its embedding, its BM25 terms and the quotes of an answer. Documents of fewer
+    than 3 readable pages, and lines in the body of a page, are left as they are."""
+    readable = [p for p in pages if p is not None]
+    if len(readable) < 3:
+        return pages
+    counts: dict[str, int] = {}
+    for text in readable:
+        lines = [line for line in text.splitlines() if line.strip()]
+        margin = lines[:MARGIN_LINES] + lines[-MARGIN_LINES:]
+        for key in {_margin_key(line) for line in margin}:
+            counts[key] = counts.get(key, 0) + 1
+    need = max(3, -(-len(readable) // 2))
+    running = {key for key, n in counts.items() if n >= need and key}
+    if not running:
+        return pages
+    out: list[str | None] = []
+    for text in pages:
+        if text is None:
+            out.append(None)
+            continue
+        lines = text.splitlines()
+        body = [i for i, line in enumerate(lines) if line.strip()]
+        drop = {i for i in body[:MARGIN_LINES] + body[-MARGIN_LINES:] if _margin_key(lines[i]) in running}
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    return out
 
 
 def _outline(reader: PdfReader) -> dict[int, list[tuple[int, str]]]:

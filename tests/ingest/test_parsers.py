@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from ingest.parsers import ParsedDocument, ParseError, UnsupportedFileType, base, detect_type, parse
+from ingest.parsers import pdf as base_pdf
 from tests.ingest import parser_fixtures as F
 
 
@@ -97,6 +98,36 @@ def test_corrupt_pdf_is_refused_with_a_reason(cut):
 def test_pdf_without_text_says_so():
     with pytest.raises(ParseError, match="No text could be extracted from the PDF"):
         parse(F.make_image_only_pdf(), "scan.pdf")
+
+
+def test_pdf_running_headers_and_footers_are_dropped():
+    body = ["Leave is 25 days a year.\nAsk your manager first.\nCarry over up to 5 days.",
+            "Sick leave starts on day one.\nAsk your manager first.\nBring a note after 3 days.",
+            "Travel by train under 500 km.\nAsk your manager first.\nBook through the travel desk.",
+            "Expenses are paid monthly.\nAsk your manager first.\nKeep every receipt."]  # fmt: skip
+    pages = [
+        f"ACME Corp - Employee Handbook\n{text}\nPage {i} of 4 | Confidential"
+        for i, text in enumerate(body, 1)
+    ]
+    doc = parse(F.make_pdf(pages), "handbook.pdf")
+    assert "ACME Corp" not in doc.text and "Confidential" not in doc.text and "of 4" not in doc.text
+    for i, text in enumerate(body, 1):
+        for line in text.splitlines()[::2]:
+            assert section_of(doc, line).page == i  # the body stays ...
+    assert doc.text.count("Ask your manager first.") == 4  # ... a line in the middle of every page too
+    assert_tiles(doc)
+    # two pages are too few to tell a running header from a heading: kept
+    doc = parse(F.make_pdf(pages[:2]), "short.pdf")
+    assert doc.text.count("ACME Corp - Employee Handbook") == 2
+
+
+def test_running_lines_skip_unreadable_pages_and_need_half_of_the_pages():
+    pages = ["Header\nA body line.\n1", None, "Header\nAnother body line.\n3", "Other top\nText.\n4",
+             "Header\nMore.\n5", "Intro\nLast.\n6"]  # fmt: skip
+    out = base_pdf.strip_running_lines(pages)
+    # "Header" tops 3 of the 5 readable pages, the bare page number ends all 5: both go
+    assert out == ["A body line.", None, "Another body line.", "Other top\nText.", "More.", "Intro\nLast."]
+    assert base_pdf.strip_running_lines(pages[:3]) == pages[:3]  # 2 readable pages: left alone
 
 
 @pytest.mark.parametrize(
