@@ -49,7 +49,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             logger.warning("PDF page %d could not be read: %s", i + 1, e)
             texts.append(None)
     failed = texts.count(None)
-    texts = strip_running_lines(texts)
+    texts = [None if t is None else reflow(t) for t in strip_running_lines(texts)]
     b = TextBuilder()
     for i, page_text in enumerate(texts):
         if page_text is None:
@@ -120,6 +120,50 @@ def strip_running_lines(pages: list[str | None]) -> list[str | None]:
         drop = {i for i in body[:MARGIN_LINES] + body[-MARGIN_LINES:] if _margin_key(lines[i]) in running}
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return out
+
+
+_SENTENCE_END = re.compile(r"[.!?。！？:：;；][\"'”’)\]」』）]*$")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+WRAPPED = 0.6  # a line at least this share of the page's long lines wide may wrap on to the next
+MIN_WRAPPED = 40  # ... and at least this many characters (CJK: half), which short table rows are not
+
+
+def _continues(prev: str, nxt: str, width: int) -> bool:
+    """Whether ``nxt`` carries on the sentence that ``prev`` wrapped (see ``reflow``)."""
+    cjk = bool(_CJK.match(prev[-1]) and _CJK.match(nxt[0]))
+    if _SENTENCE_END.search(prev) or len(prev) < max(
+        WRAPPED * width, MIN_WRAPPED // 2 if cjk else MIN_WRAPPED
+    ):
+        return False
+    return cjk or nxt[0].islower()
+
+
+def reflow(text: str) -> str:
+    """A page's text with paragraphs unwrapped: a PDF stores lines, so every paragraph comes out broken at
+    the width of the page, and a line break ends a sentence for the chunker and the quoted answers (half
+    sentences, half highlights). A line joins the next when it is near the page's width (``WRAPPED`` of
+    its longest lines, and ``MIN_WRAPPED`` characters), does not end a sentence, and the next one starts in
+    lower case (or both sides are CJK characters, joined without a space); a hyphen between two lower-case letters there was a word
+    break and goes. Headings, list items, table rows and short last lines stay where they are."""
+    lines = text.split("\n")
+    lengths = sorted(len(line.strip()) for line in lines if line.strip())
+    if len(lengths) < 2:
+        return text
+    width = lengths[int(0.9 * (len(lengths) - 1))]
+    out: list[str] = []
+    for line in lines:
+        prev = out[-1].rstrip() if out else ""
+        nxt = line.strip()
+        if prev and nxt and _continues(prev, nxt, width):
+            if prev.endswith("-") and len(prev) > 1 and prev[-2].islower() and nxt[0].islower():
+                out[-1] = prev[:-1] + nxt
+            elif _CJK.match(prev[-1]) and _CJK.match(nxt[0]):
+                out[-1] = prev + nxt
+            else:
+                out[-1] = prev + " " + nxt
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _outline(reader: PdfReader) -> dict[int, list[tuple[int, str]]]:

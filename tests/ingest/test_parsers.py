@@ -13,6 +13,7 @@ import pytest
 
 from ingest.parsers import ParsedDocument, ParseError, UnsupportedFileType, base, detect_type, parse
 from ingest.parsers import pdf as base_pdf
+from retrieval.sentences import split_sentences
 from tests.ingest import parser_fixtures as F
 
 
@@ -119,6 +120,43 @@ def test_pdf_running_headers_and_footers_are_dropped():
     # two pages are too few to tell a running header from a heading: kept
     doc = parse(F.make_pdf(pages[:2]), "short.pdf")
     assert doc.text.count("ACME Corp - Employee Handbook") == 2
+
+
+def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
+    page = ("Travel allowance\n"
+            "Employees who travel for more than five days may claim a daily\n"
+            "allowance of 40 euros, which covers meals and local transport, provided\n"
+            "that receipts are kept. Claims are paid with the next salary after infor-\n"
+            "mation from the travel desk.\n"
+            "- Book trains for trips under 500 km.\n"
+            "- Fly economy.")  # fmt: skip
+    doc = parse(F.make_pdf(["Intro page.", page]), "travel.pdf")
+    sentences = [doc.text[s:e] for s, e in split_sentences(doc.text)]
+    assert (
+        "Employees who travel for more than five days may claim a daily allowance of 40 euros, which covers "
+        "meals and local transport, provided that receipts are kept."
+    ) in sentences
+    assert "Claims are paid with the next salary after information from the travel desk." in sentences
+    # the heading and the list items keep their own lines
+    assert {"Travel allowance", "- Book trains for trips under 500 km.", "- Fly economy."} <= set(sentences)
+    assert section_of(doc, "provided that receipts").page == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "flowed"),
+    [
+        # Chinese wraps mid-sentence without spaces; the heading and the short last line stay
+        ("住宿标准\n一线城市住宿标准为每晚不超过八百元，其他城市每晚不超过五百\n元，超出部分由个人承担。\n报销时限",
+         "住宿标准\n一线城市住宿标准为每晚不超过八百元，其他城市每晚不超过五百元，超出部分由个人承担。\n报销时限"),
+        # table rows and short lines are not a wrapped paragraph
+        ("Name Value Unit\nwidget 12 EUR\ngadget 7 USD", "Name Value Unit\nwidget 12 EUR\ngadget 7 USD"),
+        # a compound's own hyphen before a capital stays, and so does the line break
+        ("The policy was approved by the well-\nKnown board in 2024 and applies to every employee now.",
+         "The policy was approved by the well-\nKnown board in 2024 and applies to every employee now."),
+    ],
+)  # fmt: skip
+def test_reflow_joins_only_wrapped_lines(text, flowed):
+    assert base_pdf.reflow(text) == flowed
 
 
 def test_running_lines_skip_unreadable_pages_and_need_half_of_the_pages():
