@@ -2,7 +2,7 @@
 
     doc = parse(data, filename)   # ParsedDocument, or ParseError with a reason a person can read
 
-The file name only breaks the tie between Markdown and plain text.
+The file name only breaks the tie between Markdown, CSV/TSV and plain text.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import zipfile
 from .base import SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .pdf import parse_pdf
-from .text import decode_text, looks_like_markdown, parse_markdown, parse_text
+from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
 from .web import parse_html
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EMPTY = "The file is empty."
-_SUPPORTED = "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, plain text"
+_SUPPORTED = "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, plain text"
 # Formats recognised only to name them in the refusal.
 _KNOWN_BINARY = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-format (97-2003) or password-protected Office document"),
@@ -46,7 +46,8 @@ _KNOWN_BINARY = (
     (b"{\\rtf", "an RTF document"),
 )
 _MARKDOWN_EXT = (".md", ".markdown", ".mdown", ".mkd")
-_TEXT_EXT = (".txt", ".text", ".log", ".csv", ".tsv")
+_TEXT_EXT = (".txt", ".text", ".log")
+_TABLE_EXT = (".csv", ".tsv")
 
 
 def _zip_type(data: bytes) -> str:
@@ -95,6 +96,8 @@ def _text_type(text: str, filename: str | None) -> str:
         return "markdown"
     if name.endswith(_TEXT_EXT):
         return "text"
+    if name.endswith(_TABLE_EXT):
+        return "csv"
     return "markdown" if looks_like_markdown(text) else "text"
 
 
@@ -121,6 +124,10 @@ def _text(data: bytes) -> ParsedDocument:
     return parse_text(decode_text(data))
 
 
+def _delimited(data: bytes) -> ParsedDocument:
+    return parse_delimited(decode_text(data))
+
+
 _PARSERS = {
     "pdf": parse_pdf,
     "docx": parse_docx,
@@ -129,4 +136,5 @@ _PARSERS = {
     "html": parse_html,
     "markdown": _markdown,
     "text": _text,
+    "csv": _delimited,
 }

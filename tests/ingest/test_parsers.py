@@ -232,6 +232,29 @@ def test_xlsx_sheets_are_headings_and_rows_name_their_columns():
     assert_tiles(doc)
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "text"),
+    [
+        ("offices.csv", b'City,Address,Phone\r\nBerlin,Torstrasse 140,+49 30 1234567\r\n'
+                        b'Austin,"500 Congress Ave, Suite 2",+1 512 555 0100\r\n',
+         "City: Berlin; Address: Torstrasse 140; Phone: +49 30 1234567\n"
+         "City: Austin; Address: 500 Congress Ave, Suite 2; Phone: +1 512 555 0100"),
+        ("staff.tsv", "Name\tRole\n张伟\t工程师\n李娜\t\n".encode("gb18030"),
+         "Name: 张伟; Role: 工程师\nName: 李娜"),
+        ("prices.csv", b"Product;Price\nWidget;9,50\n", "Product: Widget; Price: 9,50"),  # a European export
+    ],
+)  # fmt: skip
+def test_csv_and_tsv_rows_name_their_columns(name, data, text):
+    doc = parse(data, name)
+    assert (doc.detected_type, doc.text) == ("csv", text)
+    assert detect_type(data, name) == "csv" and detect_type(data, "x.txt") == "text"
+
+
+def test_a_csv_that_is_not_a_table_is_text():
+    doc = parse(b"Meeting notes\nWe agreed to ship on Friday.\n", "notes.csv")
+    assert doc.detected_type == "text" and doc.text == "Meeting notes\nWe agreed to ship on Friday."
+
+
 def test_docx_zip_bomb_is_refused_quickly_in_bounded_memory():
     data = F.make_zip_bomb_docx(member_mb=64)
     assert len(data) < 2_000_000
@@ -329,6 +352,9 @@ WESTERN = "Café crème brûlée, naïve façade. Über die Straße gehen. Ça v
         (WESTERN, "cp1252"),
         ("Привет, как дела? Это тестовый документ на русском языке. " * 3, "cp1251"),
         ("日本語のテキストです。検索できます。" * 3, "shift_jis"),
+        ("Name\tRole\n张伟\t工程师\n", "gbk"),  # a few words of a GBK spreadsheet export
+        ("회의는 금요일에 열립니다. 자료를 준비해 주세요.", "cp949"),
+        ("이름\t부서\n김민수\t개발\n", "cp949"),
     ],
 )
 def test_plain_text_in_common_encodings(text, encoding):
