@@ -1,0 +1,26 @@
+"""Our top-level `kernels` package and Hugging Face's `kernels` distribution share an import name."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+
+import kernels
+
+
+def test_the_hub_kernels_distribution_is_not_installed():
+    # transformers >= 5.25 requires it and imports `from kernels import CUDAProperties, ...` on model loads,
+    # which reach this package: every transformers model load (the embedder's too) would fail
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("kernels")
+
+
+def test_a_missing_name_explains_the_clash_when_the_hub_package_is_installed(monkeypatch):
+    with pytest.raises(AttributeError):
+        kernels.CUDAProperties  # noqa: B018
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda d: "0.19.1" if d == "kernels" else real(d))
+    with pytest.raises(ImportError, match="pip uninstall kernels"):
+        from kernels import CUDAProperties  # noqa: F401
+    assert kernels.rms_norm is not None and not hasattr(kernels, "__wrapped__")
