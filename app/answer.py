@@ -67,6 +67,16 @@ class Result:
     ttft_ms: float | None
     tokens_per_s: float | None
     finish_reason: str = "stop"
+    # (token id, log-probability) of every output token, when the caller asked for logprobs
+    token_logprobs: list[tuple[int, float]] | None = None
+
+
+class Delta(str):
+    """A piece of the streamed text; ``tokens``: (token id, log-probability) of the tokens sampled since the
+    previous piece, when logprobs were asked for (a token can print nothing until its UTF-8 character or a
+    possible stop string completes)."""
+
+    tokens: tuple[tuple[int, float], ...] = ()
 
 
 # --- retrieval -----------------------------------------------------------------------------------
@@ -186,13 +196,16 @@ def extractive_answer(question: str, sources: list[Source], max_sentences: int =
 
 # --- generation ----------------------------------------------------------------------------------
 async def generate(
-    messages: list[dict[str, str]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0
+    messages: list[dict[str, str]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0, **options
 ) -> AsyncIterator[str | Result]:
-    """Stream text deltas from the engine, then one Result (citations not yet parsed)."""
+    """Stream text deltas from the engine, then one Result (citations not yet parsed). ``options``: more
+    ``inference.SamplingParams`` fields (stop, seed, penalties, top_k, logprobs); a bad value raises
+    ValueError before anything is generated."""
     from inference import Completion, SamplingParams
 
     engine = service.engine
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, **options)
+    unsent: list[tuple[int, float]] = []
     async for ev in engine.stream(messages, params):
         if isinstance(ev, Completion):
             if ev.finish_reason == "error":
@@ -214,9 +227,17 @@ async def generate(
                 ttft_ms=round(t.ttft_s * 1000, 3),
                 tokens_per_s=round(t.decode_tokens_per_s, 3) if ev.usage.completion_tokens > 1 else None,
                 finish_reason=ev.finish_reason,
+                token_logprobs=list(zip(ev.token_ids, ev.logprobs, strict=False))
+                if params.logprobs
+                else None,
             )
-        elif ev.text:
-            yield ev.text
+        else:
+            if params.logprobs and ev.logprob is not None:
+                unsent.append((ev.token_id, ev.logprob))
+            if ev.text:
+                piece = Delta(ev.text)
+                piece.tokens, unsent = tuple(unsent), []
+                yield piece
 
 
 async def answer(

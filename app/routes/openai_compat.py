@@ -34,6 +34,7 @@ from app.settings import settings
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 RAG_PREFIX = "rag:"
+MAX_STOP = 16  # stop strings a request may give (OpenAI allows 4)
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
           404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
           503: "server_error"}  # fmt: skip
@@ -42,15 +43,25 @@ _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "inva
 class OpenAIError(HTTPException):
     """An HTTP error with OpenAI's `type` and `code`."""
 
-    def __init__(self, status_code: int, message: str, code: str | None = None, type_: str | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        code: str | None = None,
+        type_: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(status_code, message)
         self.code = code
         self.type = type_ or _TYPES.get(status_code, "server_error")
+        self.param = param
 
 
-def error_body(status_code: int, message: str, code: str | None, type_: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_ or _TYPES.get(status_code, "server_error"), "param": None,
-                      "code": code}}  # fmt: skip
+def error_body(
+    status_code: int, message: str, code: str | None, type_: str | None = None, param: str | None = None
+) -> dict:
+    return {"error": {"message": message, "type": type_ or _TYPES.get(status_code, "server_error"),
+                      "param": param, "code": code}}  # fmt: skip
 
 
 def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -58,13 +69,20 @@ def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:])
-        body = error_body(400, f"Invalid request: {where}: {first.get('msg', 'invalid')}", "invalid_request")
+        body = error_body(
+            400,
+            f"Invalid request: {where}: {first.get('msg', 'invalid')}",
+            "invalid_request",
+            param=where or None,
+        )
         return JSONResponse(body, 400)
     assert isinstance(exc, HTTPException), f"{exc=}"
     code = getattr(exc, "code", None) or {401: "invalid_api_key", 403: "forbidden", 404: "not_found"}.get(
         exc.status_code
     )
-    body = error_body(exc.status_code, str(exc.detail), code, getattr(exc, "type", None))
+    body = error_body(
+        exc.status_code, str(exc.detail), code, getattr(exc, "type", None), getattr(exc, "param", None)
+    )
     return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
 
@@ -94,6 +112,40 @@ class ChatRequest(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1)
     stream_options: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # vLLM's extensions, which several clients send
+    top_k: int = Field(default=0, ge=-1)
+    repetition_penalty: float = Field(default=1.0, gt=0)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        """The SamplingParams options besides max_tokens/temperature/top_p; OpenAIError for what this server
+        cannot honour (a client that asked for JSON output or tool calls must not get plain text silently)."""
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stop) > MAX_STOP or any(not s for s in stop):
+            raise OpenAIError(
+                400, f"stop: at most {MAX_STOP} non-empty strings.", "invalid_request", param="stop"
+            )
+        if self.top_logprobs:
+            raise OpenAIError(400, "top_logprobs is not supported: logprobs=true gives each chosen token's "
+                              "log-probability.", "unsupported_parameter", param="top_logprobs")  # fmt: skip
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            raise OpenAIError(400, f"response_format {kind!r} is not supported: this server generates plain "
+                              "text.", "unsupported_parameter", param="response_format")  # fmt: skip
+        if self.tools and self.tool_choice != "none":
+            raise OpenAIError(400, "Tool calling is not supported by this server (send no tools, or "
+                              "tool_choice 'none').", "unsupported_parameter", param="tools")  # fmt: skip
+        return {"stop": stop, "seed": self.seed, "presence_penalty": self.presence_penalty,
+                "frequency_penalty": self.frequency_penalty, "top_k": max(self.top_k, 0),
+                "repetition_penalty": self.repetition_penalty, "logprobs": self.logprobs}  # fmt: skip
 
 
 def _readable_collections(user: User) -> list[Collection]:
@@ -127,6 +179,7 @@ async def _pieces(
     """Text deltas then an ans.Result, for a rag: model or plain chat; raises OpenAIError for bad requests."""
     msgs = [{"role": m.role, "content": m.text()} for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
+    options = body.sampling()
     if body.model.startswith(RAG_PREFIX):
         name = body.model[len(RAG_PREFIX) :]
         cols = [c for c in await run_in_threadpool(_readable_collections, user) if c.name == name]
@@ -144,11 +197,11 @@ async def _pieces(
         if messages is None:  # no generator: an extractive answer
             return ans.answer(question, None, sources), sources
         limit, temperature = _limits(messages, max_tokens, body.temperature)
-        sampling = {"max_tokens": limit, "temperature": temperature, "top_p": body.top_p}
+        sampling = {"max_tokens": limit, "temperature": temperature, "top_p": body.top_p, **options}
         return ans.answer(question, messages, sources, **sampling), sources
     if not service.loaded or body.model != service.name:
         raise _no_model(body.model)
-    return ans.generate(msgs, *_limits(msgs, max_tokens, body.temperature), top_p=body.top_p), None
+    return ans.generate(msgs, *_limits(msgs, max_tokens, body.temperature), top_p=body.top_p, **options), None
 
 
 def _limits(messages, max_tokens: int | None, temperature: float = 0.0) -> tuple[int, float]:
@@ -171,6 +224,17 @@ def _usage(r: ans.Result) -> dict[str, Any]:
     p, c = r.usage["prompt_tokens"], r.usage["completion_tokens"]
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
             "prompt_tokens_details": {"cached_tokens": r.usage["prefix_hit_tokens"]}}  # fmt: skip
+
+
+def _logprobs(tokens) -> dict[str, Any]:
+    """OpenAI's choice `logprobs` for (token id, log-probability) pairs; `bytes` is null for a token that is
+    part of a character (its text alone is not valid UTF-8)."""
+    content = []
+    for tok, lp in tokens:
+        text = service.engine.tokenizer.decode([tok], skip_special_tokens=False)
+        raw = None if "\ufffd" in text else list(text.encode())
+        content.append({"token": text, "logprob": lp, "bytes": raw, "top_logprobs": []})
+    return {"content": content}
 
 
 def _finish(r: ans.Result) -> str:
@@ -207,32 +271,37 @@ async def chat_completions(body: ChatRequest, user: RateLimitedUser):
             "created": created,
             "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": piece.answer},
-                         "finish_reason": _finish(piece), "logprobs": None}],
+                         "finish_reason": _finish(piece),
+                         "logprobs": _logprobs(piece.token_logprobs or []) if body.logprobs else None}],
             "usage": _usage(piece),
             **extra,
         }  # fmt: skip
     include_usage = bool((body.stream_options or {}).get("include_usage"))
 
-    def chunk(delta: dict, finish: str | None = None, **more) -> bytes:
+    def chunk(delta: dict, finish: str | None = None, tokens=None, **more) -> bytes:
+        lps = _logprobs(tokens) if body.logprobs and tokens is not None else None
         obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}  # fmt: skip
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lps}], **more}  # fmt: skip
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
 
     async def events() -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""}, **extra)
         piece = first
+        sent = 0  # tokens whose logprobs went out with a text chunk
         try:
             while True:
                 if isinstance(piece, ans.Result):
                     more = {"cited": piece.cited} if sources is not None else {}
-                    yield chunk({}, _finish(piece), **more)
+                    yield chunk({}, _finish(piece), (piece.token_logprobs or [])[sent:], **more)
                     if include_usage:
                         obj = {"id": cid, "object": "chat.completion.chunk", "created": created,
                                "model": body.model, "choices": [], "usage": _usage(piece)}  # fmt: skip
                         yield f"data: {json.dumps(obj)}\n\n".encode()
                     break
                 if piece:
-                    yield chunk({"content": piece})
+                    tokens = getattr(piece, "tokens", ())
+                    sent += len(tokens)
+                    yield chunk({"content": piece}, None, tokens)
                 piece = await anext(pieces)
         except Exception as e:
             log.exception("chat completion stream failed")

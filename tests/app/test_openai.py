@@ -98,3 +98,58 @@ def test_errors_in_openai_shape(live):
     r = httpx.post(f"{server.base}/v1/chat/completions", json={"model": "tiny-glm"}, headers=w.member)
     assert r.status_code == 400 and set(r.json()["error"]) == {"message", "type", "param", "code"}
     assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_stop_seed_and_logprobs_reach_the_engine(live):
+    _, w = live
+    c = _client(live, w.member)
+    ask = {"model": "tiny-glm", "messages": [{"role": "user", "content": "Where is the office?"}],
+           "temperature": 0, "max_tokens": 16, "stop": None}  # fmt: skip
+    text = c.chat.completions.create(**ask).choices[0].message.content
+    cut = next(i for i in range(2, len(text) - 1) if text[i].strip())  # a stop string starting mid-answer
+    stop = text[cut : cut + 2]
+    for stream in (False, True):
+        r = c.chat.completions.create(**{**ask, "stop": [stop, "never-printed"]}, stream=stream)
+        chunks = list(r) if stream else None
+        got = (
+            "".join(ch.choices[0].delta.content or "" for ch in chunks)
+            if stream
+            else r.choices[0].message.content
+        )
+        finish = chunks[-1].choices[0].finish_reason if stream else r.choices[0].finish_reason
+        assert (got, finish) == (text[: text.find(stop)], "stop")
+
+    hot = {**ask, "temperature": 1.0, "max_tokens": 12}
+    first, again = (c.chat.completions.create(**hot, seed=1234).choices[0].message.content for _ in range(2))
+    assert first == again  # a seed makes sampling repeatable
+
+    full = c.chat.completions.create(**ask, logprobs=True)
+    content = full.choices[0].logprobs.content
+    assert len(content) == full.usage.completion_tokens and all(t.logprob <= 0 and t.token for t in content)
+    chunks = list(c.chat.completions.create(**ask, logprobs=True, stream=True))
+    streamed = [
+        t for ch in chunks if ch.choices and ch.choices[0].logprobs for t in ch.choices[0].logprobs.content
+    ]
+    assert [(t.token, round(t.logprob, 4)) for t in streamed] == [
+        (t.token, round(t.logprob, 4)) for t in content
+    ]
+    assert c.chat.completions.create(**ask).choices[0].logprobs is None  # only when asked
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools", "unsupported_parameter"),
+        ({"logprobs": True, "top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
+        ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
+        ({"presence_penalty": 3}, "presence_penalty", "invalid_request"),
+    ],
+)  # fmt: skip
+def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, param, code):
+    _, w = live
+    with pytest.raises(openai.BadRequestError) as e:
+        _client(live, w.member).chat.completions.create(
+            model="tiny-glm", messages=[{"role": "user", "content": "hi"}], max_tokens=4, **extra
+        )
+    assert (e.value.code, e.value.param) == (code, param), e.value.body
