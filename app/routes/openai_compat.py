@@ -34,6 +34,8 @@ from app.settings import settings
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 RAG_PREFIX = "rag:"
+# OpenAI's newer clients send the system prompt as "developer"; the GLM chat template knows "system"
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 16  # stop strings a request may give (OpenAI allows 4)
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
           404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
@@ -167,6 +169,15 @@ async def list_models(user: CurrentUser) -> dict:
     return {"object": "list", "data": data}
 
 
+@router.get("/models/{model_id:path}")
+async def retrieve_model(model_id: str, user: CurrentUser) -> dict:
+    """One entry of GET /v1/models; 404 for a model the caller cannot see."""
+    for m in (await list_models(user))["data"]:
+        if m["id"] == model_id:
+            return m
+    raise _no_model(model_id)
+
+
 def _no_model(name: str) -> OpenAIError:
     return OpenAIError(
         404, f"The model `{name}` does not exist or you do not have access to it.", "model_not_found"
@@ -177,7 +188,11 @@ async def _pieces(
     body: ChatRequest, user: User
 ) -> tuple[AsyncIterator[str | ans.Result], list[ans.Source] | None]:
     """Text deltas then an ans.Result, for a rag: model or plain chat; raises OpenAIError for bad requests."""
-    msgs = [{"role": m.role, "content": m.text()} for m in body.messages]
+    for m in body.messages:
+        if m.role not in _ROLES:
+            raise OpenAIError(400, f"Message role {m.role!r} is not supported (system, developer, user, "
+                              "assistant).", "invalid_request", param="messages")  # fmt: skip
+    msgs = [{"role": _ROLES[m.role], "content": m.text()} for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = body.sampling()
     if body.model.startswith(RAG_PREFIX):

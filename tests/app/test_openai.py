@@ -40,6 +40,9 @@ def test_models_follow_the_acl(live):
     _, w = live
     assert [m.id for m in _client(live, w.admin).models.list()] == ["tiny-glm", "rag:handbook", "rag:board"]
     assert [m.id for m in _client(live, w.member).models.list()] == ["tiny-glm", "rag:handbook"]
+    assert _client(live, w.member).models.retrieve("rag:handbook").owned_by == "autoglm"
+    with pytest.raises(openai.NotFoundError):
+        _client(live, w.member).models.retrieve("rag:board")
 
 
 def test_chat_stream_and_not_agree(live):
@@ -144,12 +147,27 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
         ({"logprobs": True, "top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
         ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
         ({"presence_penalty": 3}, "presence_penalty", "invalid_request"),
+        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages", "invalid_request"),
     ],
 )  # fmt: skip
 def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, param, code):
     _, w = live
     with pytest.raises(openai.BadRequestError) as e:
         _client(live, w.member).chat.completions.create(
-            model="tiny-glm", messages=[{"role": "user", "content": "hi"}], max_tokens=4, **extra
+            **{"model": "tiny-glm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, **extra}
         )
     assert (e.value.code, e.value.param) == (code, param), e.value.body
+
+
+def test_a_developer_message_is_the_system_prompt(live):
+    _, w = live
+    c = _client(live, w.member)
+    got = {}
+    for role in ("system", "developer"):
+        msgs = [
+            {"role": role, "content": "Answer briefly."},
+            {"role": "user", "content": "Where is the office?"},
+        ]
+        r = c.chat.completions.create(model="tiny-glm", messages=msgs, temperature=0, max_tokens=6)
+        got[role] = (r.usage.prompt_tokens, r.choices[0].message.content)
+    assert got["developer"] == got["system"]
