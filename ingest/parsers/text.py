@@ -131,24 +131,41 @@ def parse_markdown(text: str) -> ParsedDocument:
     """Headings (ATX `#` and Setext underlines; not `#` inside code) become heading paths.
 
     The text keeps the Markdown source between headings (it reads well and citations quote it);
-    heading lines are replaced by the heading text alone.
+    heading lines are replaced by the heading text alone, and pipe tables by their rows as
+    "Header: value; ..." lines (``rows_as_text``, as tables of the other formats), so a passage cut from a
+    long table still names its columns.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     try:
-        tokens = MarkdownIt("commonmark").parse(text)
+        tokens = MarkdownIt("commonmark").enable("table").parse(text)
     except Exception as e:  # markdown-it is robust; this guards the worker all the same
         raise ParseError(f"The Markdown file could not be read ({e}).") from e
-    headings: list[tuple[int, int, int, str]] = []  # (first line, end line, level, text)
+    # (first line, end line, heading level or 0 for a table, heading text or table rows)
+    blocks: list[tuple[int, int, int, str]] = []
+    table, row, rows = None, [], []
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map and tok.level == 0:
             inline = tokens[i + 1]
-            headings.append((tok.map[0], tok.map[1], int(tok.tag[1]), _plain_inline(inline)))
+            blocks.append((tok.map[0], tok.map[1], int(tok.tag[1]), _plain_inline(inline)))
+        elif tok.type == "table_open":
+            table, rows = tok, []
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type == "inline" and i and tokens[i - 1].type in ("th_open", "td_open"):
+            row.append(_plain_inline(tok))
+        elif tok.type == "tr_close":
+            rows.append(row)
+        elif tok.type == "table_close" and table.map and table.level == 0:  # not in a list or a quote
+            blocks.append((table.map[0], table.map[1], 0, "\n".join(rows_as_text(rows))))
     b = TextBuilder()
     pos = 0
-    for first, end, level, title in headings:
+    for first, end, level, content in blocks:
         b.block("\n".join(lines[pos:first]))
-        b.heading(level, title)
+        if level:
+            b.heading(level, content)
+        else:
+            b.block(content)
         pos = end
     b.block("\n".join(lines[pos:]))
     title = b.first_heading

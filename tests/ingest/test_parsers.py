@@ -335,6 +335,19 @@ def test_markdown_atx_and_setext_headings():
     assert_tiles(doc)
 
 
+def test_markdown_pipe_tables_name_their_columns():
+    src = ("# Plans\n\nOur plans:\n\n| Plan | Price | Seats |\n|:---|---:|---|\n| Basic | 10 USD | 5 |\n"
+           "| **Pro** | `30` USD | |\n\n## Quoted\n\n> | a | b |\n> |---|---|\n> | 1 | 2 |\n\n"
+           "```\n| not | a table |\n|---|---|\n```\n")  # fmt: skip
+    doc = parse(src.encode(), "plans.md")
+    assert (
+        "Our plans:\n\nPlan: Basic; Price: 10 USD; Seats: 5\nPlan: Pro; Price: 30 USD\n\nQuoted" in doc.text
+    )
+    assert section_of(doc, "Plan: Pro").heading_path == ["Plans"]
+    assert "> | 1 | 2 |" in doc.text and "| not | a table |" in doc.text  # quoted and fenced stay as written
+    assert_tiles(doc)
+
+
 CHINESE = "员工手册。每位员工每年享有二十五天带薪年假！如有疑问，请联系人力资源部？谢谢。"
 WESTERN = "Café crème brûlée, naïve façade. Über die Straße gehen. Ça va très bien."
 
