@@ -51,45 +51,141 @@ def open_zip(data: bytes, kind: str) -> zipfile.ZipFile:
 
 
 def parse_docx(data: bytes) -> ParsedDocument:
-    """Paragraphs and tables in body order; headings from paragraph styles; tables as header rows."""
+    """Paragraphs and tables in body order (content controls opened, a table of contents skipped); headings
+    from paragraph styles, the styles they are based on, or outline levels; tables as header rows; text
+    boxes after their paragraph; footnotes and endnotes at the end. Paragraph text is every ``w:t`` of the
+    paragraph (hyperlinks, tracked insertions, inline content controls, field results), not deleted text
+    or field codes."""
     from docx import Document
-    from docx.table import Table
 
     open_zip(data, "Word")
     try:
         doc = Document(io.BytesIO(data))
-        blocks = list(doc.iter_inner_content())
+        body = doc.element.body
         meta_title = doc.core_properties.title
+        notes = [(kind, _notes(doc, kind)) for kind in ("footnotes", "endnotes")]
     except ParseError:
         raise
     except Exception as e:
         raise ParseError("The Word document could not be read: the file is damaged.") from e
     b = TextBuilder()
-    style_title = None
-    for block in blocks:
-        if isinstance(block, Table):
-            b.block("\n".join(rows_as_text(_table_rows(block))))
+    titles: list[str] = []
+    _docx_blocks(body, doc, b, titles, {})
+    for kind, texts in notes:
+        if texts:
+            b.heading(1, kind.capitalize())
+            b.block("\n".join(f"{n}. {t}" for n, t in enumerate(texts, 1)))
+    return b.build("docx", None, metadata_title(meta_title) or (titles[0] if titles else None))
+
+
+def _w(tag: str) -> str:
+    return "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}" + tag
+
+
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# not the paragraph's own text: deleted / moved-away text, field codes, text boxes (their own blocks), and
+# the fallback copy of alternate content (a text box is stored twice, as DrawingML and as VML)
+_NOT_TEXT = {_w("del"), _w("moveFrom"), _w("delText"), _w("instrText"), _w("txbxContent"), _w("pPr"), _w("rPr"),
+             _MC_FALLBACK}  # fmt: skip
+_BREAKS = {_w("br"): "\n", _w("cr"): "\n", _w("tab"): "\t", _w("noBreakHyphen"): "-"}
+
+
+def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict) -> None:
+    from docx.table import Table
+
+    for el in container.iterchildren():
+        if el.tag == _w("p"):
+            text = _para_text(el)
+            level, style = _heading_level(el, doc, styles)
+            if style == "Title":
+                # The document title names the whole document, so it is not part of heading paths.
+                if text.strip():
+                    titles.append(text.strip())
+                b.block(text)
+            elif level:
+                b.heading(level, text)
+            else:
+                b.block(text)
+            for box in el.iter(_w("txbxContent")):
+                if not any(a.tag == _MC_FALLBACK for a in box.iterancestors()):
+                    _docx_blocks(box, doc, b, titles, styles)
+        elif el.tag == _w("tbl"):
+            b.block("\n".join(rows_as_text(_table_rows(Table(el, doc)))))
+        elif el.tag in (_w("sdt"), _w("customXml")):  # content controls, custom XML wrappers
+            gallery = el.find(f"{_w('sdtPr')}/{_w('docPartObj')}/{_w('docPartGallery')}")
+            if gallery is not None and "Table of Contents" in (gallery.get(_w("val")) or ""):
+                continue
+            content = el.find(_w("sdtContent")) if el.tag == _w("sdt") else el
+            if content is not None:
+                _docx_blocks(content, doc, b, titles, styles)
+
+
+def _para_text(p) -> str:
+    out: list[str] = []
+
+    def walk(el) -> None:
+        for ch in el.iterchildren():
+            if ch.tag in _NOT_TEXT:
+                continue
+            if ch.tag == _w("t"):
+                out.append(ch.text or "")
+            elif ch.tag in _BREAKS:
+                out.append(_BREAKS[ch.tag])
+            else:
+                walk(ch)
+
+    walk(p)
+    return "".join(out)
+
+
+def _heading_level(p, doc, styles: dict) -> tuple[int, str]:
+    """(heading level or 0, style name) of a paragraph: a "Heading N" style or a style based on one, or an
+    outline level (0-8) set on the paragraph or its style chain (level 9 is body text)."""
+    lvl = p.find(f"{_w('pPr')}/{_w('outlineLvl')}")
+    ref = p.find(f"{_w('pPr')}/{_w('pStyle')}")
+    style_id = ref.get(_w("val")) if ref is not None else None
+    if style_id not in styles:
+        try:
+            styles[style_id] = doc.styles.get_by_id(style_id, 1)  # 1: WD_STYLE_TYPE.PARAGRAPH
+        except Exception:  # noqa: BLE001  (a broken style reference is body text)
+            styles[style_id] = None
+    style = styles[style_id]
+    name = (style.name if style is not None else "") or ""
+    if lvl is not None:
+        v = lvl.get(_w("val"))
+        return (int(v) + 1 if v is not None and v.isdigit() and int(v) < 9 else 0), name
+    for _ in range(10):  # a style chain; bounded against a cyclic one
+        if style is None:
+            break
+        if (style.name or "").startswith("Heading "):
+            tail = style.name.removeprefix("Heading ").strip()
+            if tail.isdigit():
+                return max(1, min(9, int(tail))), name
+        slvl = style.element.find(f"{_w('pPr')}/{_w('outlineLvl')}")
+        if slvl is not None and (v := slvl.get(_w("val"))) is not None and v.isdigit():
+            return (int(v) + 1 if int(v) < 9 else 0), name
+        style = style.base_style
+    return 0, name
+
+
+def _notes(doc, kind: str) -> list[str]:
+    """The texts of word/footnotes.xml or endnotes.xml (separators skipped), in document order."""
+    from lxml import etree
+
+    part = next((p for p in doc.part.package.iter_parts() if p.partname == f"/word/{kind}.xml"), None)
+    if part is None:
+        return []
+    root = etree.fromstring(
+        part.blob, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    )
+    texts = []
+    for note in root.iterchildren(_w(kind[:-1])):
+        if note.get(_w("type")) in ("separator", "continuationSeparator", "continuationNotice"):
             continue
-        text = block.text
-        style = (block.style.name if block.style is not None else "") or ""
-        level = _heading_level(style)
-        if style == "Title":
-            # The document title names the whole document, so it is not part of heading paths.
-            style_title = style_title or text.strip() or None
-            b.block(text)
-        elif level:
-            b.heading(level, text)
-        else:
-            b.block(text)
-    return b.build("docx", None, metadata_title(meta_title) or style_title)
-
-
-def _heading_level(style: str) -> int:
-    if style.startswith("Heading "):
-        tail = style.removeprefix("Heading ").strip()
-        if tail.isdigit():
-            return max(1, min(9, int(tail)))
-    return 0
+        text = " ".join(t for t in (_para_text(p).strip() for p in note.iter(_w("p"))) if t)
+        if text:
+            texts.append(text)
+    return texts
 
 
 def _table_rows(table) -> list[list[str]]:
@@ -101,7 +197,7 @@ def _table_rows(table) -> list[list[str]]:
             if id(cell._tc) in seen:
                 continue
             seen.add(id(cell._tc))
-            cells.append(cell.text)
+            cells.append("\n".join(_para_text(p) for p in cell._tc.iter(_w("p"))))
         rows.append(cells)
     return rows
 

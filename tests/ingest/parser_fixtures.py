@@ -193,3 +193,63 @@ Next Part
 
 Last words.
 """
+
+
+def make_docx_real_world() -> bytes:
+    """Word features python-docx's own text skips: a heading style based on "Heading 1", an outline level
+    on a plain paragraph, tracked changes, a hyperlink, content controls (one a table of contents), a text
+    box stored twice (DrawingML and its VML fallback), a table cell with a tracked insertion, footnotes."""
+    from docx import Document
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from lxml import etree
+
+    W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    NS = (f'xmlns:w="{W}" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+          'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"')  # fmt: skip
+
+    def xml(s: str):
+        return etree.fromstring(f"<root {NS}>{s}</root>")[0]
+
+    d = Document()
+    chapter = d.styles.add_style("Chapter", WD_STYLE_TYPE.PARAGRAPH)
+    chapter.base_style = d.styles["Heading 1"]
+    body = d.element.body
+    sect = body[-1]  # sectPr stays last
+    d.add_paragraph("Remote work", style="Chapter")
+    for s in (
+        '<w:p><w:r><w:t xml:space="preserve">Staff may work from home </w:t></w:r>'
+        '<w:ins w:id="1" w:author="HR"><w:r><w:t>three</w:t></w:r></w:ins>'
+        '<w:del w:id="2" w:author="HR"><w:r><w:delText>two</w:delText></w:r></w:del>'
+        '<w:r><w:t xml:space="preserve"> days a week; see </w:t></w:r>'
+        '<w:hyperlink r:id="rIdX"><w:r><w:t>the intranet</w:t></w:r></w:hyperlink>'
+        '<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText> PAGE </w:instrText></w:r>'
+        '<w:r><w:fldChar w:fldCharType="end"/></w:r><w:r><w:t>.</w:t></w:r>'
+        '<w:r><w:footnoteReference w:id="1"/></w:r></w:p>',
+        '<w:sdt><w:sdtPr><w:docPartObj><w:docPartGallery w:val="Table of Contents"/></w:docPartObj></w:sdtPr>'
+        "<w:sdtContent><w:p><w:r><w:t>Contents remote work 1</w:t></w:r></w:p></w:sdtContent></w:sdt>",
+        '<w:p><w:pPr><w:outlineLvl w:val="1"/></w:pPr><w:r><w:t>Equipment</w:t></w:r></w:p>',
+        '<w:sdt><w:sdtPr><w:alias w:val="Budget"/></w:sdtPr><w:sdtContent><w:p><w:r>'
+        "<w:t>The equipment budget is 800 EUR per person.</w:t></w:r></w:p></w:sdtContent></w:sdt>",
+        "<w:p><w:r><w:t>Shipping is free.</w:t></w:r><w:r><mc:AlternateContent>"
+        '<mc:Choice Requires="wps"><w:drawing><w:txbxContent><w:p><w:r><w:t>Boxed tip: ask IT for a headset.'
+        "</w:t></w:r></w:p></w:txbxContent></w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p>"
+        "<w:r><w:t>Boxed tip: ask IT for a headset.</w:t></w:r></w:p></w:txbxContent></w:pict></mc:Fallback>"
+        "</mc:AlternateContent></w:r></w:p>",
+    ):
+        sect.addprevious(xml(s))
+    table = d.add_table(rows=2, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Item", "Limit"
+    table.rows[1].cells[0].text = "Monitor"
+    table.rows[1].cells[1]._tc.append(xml('<w:p><w:ins w:id="3" w:author="HR"><w:r><w:t>300 EUR</w:t></w:r>'
+                                          "</w:ins></w:p>"))  # fmt: skip
+    notes = (f'<w:footnotes {NS}><w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p>'
+             '</w:footnote><w:footnote w:id="1"><w:p><w:r><w:t>Agreed with the works council in 2024.</w:t>'
+             "</w:r></w:p></w:footnote></w:footnotes>")  # fmt: skip
+    ct = "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"
+    d.part.relate_to(Part(PackURI("/word/footnotes.xml"), ct, notes.encode(), d.part.package), RT.FOOTNOTES)
+    buf = io.BytesIO()
+    d.save(buf)
+    return buf.getvalue()

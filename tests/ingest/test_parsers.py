@@ -255,6 +255,19 @@ def test_a_csv_that_is_not_a_table_is_text():
     assert doc.detected_type == "text" and doc.text == "Meeting notes\nWe agreed to ship on Friday."
 
 
+def test_docx_text_python_docx_skips_is_read():
+    doc = parse(F.make_docx_real_world(), "remote.docx")
+    assert doc.text == (
+        "Remote work\n\nStaff may work from home three days a week; see the intranet.\n\nEquipment\n\n"
+        "The equipment budget is 800 EUR per person.\n\nShipping is free.\n\nBoxed tip: ask IT for a headset."
+        "\n\nItem: Monitor; Limit: 300 EUR\n\nFootnotes\n\n1. Agreed with the works council in 2024."
+    )
+    assert section_of(doc, "Staff may").heading_path == ["Remote work"]
+    assert section_of(doc, "budget is 800").heading_path == ["Remote work", "Equipment"]
+    assert section_of(doc, "works council").heading_path == ["Footnotes"]
+    assert_tiles(doc)
+
+
 def test_docx_zip_bomb_is_refused_quickly_in_bounded_memory():
     data = F.make_zip_bomb_docx(member_mb=64)
     assert len(data) < 2_000_000
