@@ -15,6 +15,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -52,7 +53,16 @@ class _Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.dim = dim
         self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL can answer "database is locked" at once, without the busy timeout, while another
+        # process opens the same new file (workers starting together): retry it for as long as the timeout.
+        for attempt in range(600):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 599:
+                    raise
+                time.sleep(0.1)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID"
