@@ -12,6 +12,7 @@ import logging
 import zipfile
 
 from .base import SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
+from .mail import looks_like_email, parse_email
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .pdf import parse_pdf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
@@ -30,10 +31,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EMPTY = "The file is empty."
-_SUPPORTED = "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, plain text"
+_SUPPORTED = (
+    "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, e-mail .eml, plain text"
+)
 # Formats recognised only to name them in the refusal.
 _KNOWN_BINARY = (
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-format (97-2003) or password-protected Office document"),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an old-format (97-2003) or password-protected Office document, or an Outlook .msg message",
+    ),
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
@@ -91,6 +97,8 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
 def _text_type(text: str, filename: str | None) -> str:
     if _looks_like_html(text):
         return "html"
+    if looks_like_email(text):
+        return "email"
     name = (filename or "").lower()
     if name.endswith(_MARKDOWN_EXT):
         return "markdown"
@@ -137,4 +145,5 @@ _PARSERS = {
     "markdown": _markdown,
     "text": _text,
     "csv": _delimited,
+    "email": parse_email,
 }

@@ -253,3 +253,31 @@ def make_docx_real_world() -> bytes:
     buf = io.BytesIO()
     d.save(buf)
     return buf.getvalue()
+
+
+def make_email(html_body: bool = False) -> bytes:
+    """A reply with a body (plain or HTML only), a PDF attachment and a forwarded message."""
+    from email.message import EmailMessage
+
+    fwd = EmailMessage()
+    fwd["From"], fwd["To"], fwd["Subject"] = (
+        "Facilities <fac@example.com>",
+        "ops@example.com",
+        "Badge readers",
+    )
+    fwd["Date"] = "Mon, 03 Mar 2025 09:00:00 +0100"
+    fwd.set_content("The badge readers on floor 3 are replaced on Friday.")
+    m = EmailMessage()
+    m["From"], m["To"] = "Anna Schmidt <anna@example.com>", "team@example.com"
+    m["Subject"] = "Re: Office move – überall neue Schlüssel"
+    m["Date"] = "Tue, 04 Mar 2025 10:30:00 +0100"
+    m["Message-ID"] = "<1@example.com>"
+    text = "Hi all,\n\nthe office moves to Torstrasse 140 on 1 April.\nNew keys are handed out at reception."
+    if html_body:
+        m.set_content("<html><body><nav>Menu</nav><p>Hi all,</p><p>the office moves to <b>Torstrasse 140</b> on "
+                      "1 April.</p></body></html>", subtype="html")  # fmt: skip
+    else:
+        m.set_content(text)
+    m.add_attachment(b"%PDF-1.4 floor plan", maintype="application", subtype="pdf", filename="floor-plan.pdf")
+    m.add_attachment(fwd)
+    return m.as_bytes()

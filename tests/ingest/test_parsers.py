@@ -268,6 +268,34 @@ def test_docx_text_python_docx_skips_is_read():
     assert_tiles(doc)
 
 
+def test_email_headers_body_attachments_and_forwarded_message():
+    doc = parse(F.make_email(), "move.eml")
+    assert (doc.detected_type, doc.title) == ("email", "Re: Office move – überall neue Schlüssel")
+    assert doc.text == (
+        "From: Anna Schmidt <anna@example.com>\nTo: team@example.com\nDate: Tue, 04 Mar 2025 10:30:00 +0100\n"
+        "Subject: Re: Office move – überall neue Schlüssel\n\nHi all,\n\nthe office moves to Torstrasse 140 on "
+        "1 April.\nNew keys are handed out at reception.\n\nAttachments: floor-plan.pdf\n\nAttached message:\n\n"
+        "From: Facilities <fac@example.com>\nTo: ops@example.com\nDate: Mon, 03 Mar 2025 09:00:00 +0100\n"
+        "Subject: Badge readers\n\nThe badge readers on floor 3 are replaced on Friday."
+    )
+    assert_tiles(doc)
+    html = parse(F.make_email(html_body=True), None)  # detected by its header fields, not its name
+    assert html.detected_type == "email" and "the office moves to Torstrasse 140 on 1 April." in html.text
+    assert "Menu" not in html.text and "<b>" not in html.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "From: the desk of the CEO\n\nDear all, ...",  # one field is a letter, not a message
+        "Title: Notes\nAuthor: Ann\n\nMultiMarkdown metadata, not mail.",
+        "From: a@example.com\nSubject: hi\nsome words without a blank line",
+    ],
+)
+def test_text_that_only_resembles_an_email_is_text(text):
+    assert detect_type(text.encode(), "notes.txt") in ("text", "markdown")
+
+
 def test_docx_zip_bomb_is_refused_quickly_in_bounded_memory():
     data = F.make_zip_bomb_docx(member_mb=64)
     assert len(data) < 2_000_000
