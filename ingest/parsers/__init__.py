@@ -13,6 +13,7 @@ import zipfile
 
 from .base import SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
 from .mail import looks_like_email, parse_email
+from .odf import ODT_MIME, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .pdf import parse_pdf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 _EMPTY = "The file is empty."
 _SUPPORTED = (
-    "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, e-mail .eml, plain text"
+    "supported: PDF, Word .docx, OpenDocument .odt, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, "
+    "e-mail .eml, plain text"
 )
 # Formats recognised only to name them in the refusal.
 _KNOWN_BINARY = (
@@ -58,9 +60,18 @@ _TABLE_EXT = (".csv", ".tsv")
 
 def _zip_type(data: bytes) -> str:
     try:
-        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        names = set(zf.namelist())
+        mimetype = zf.read("mimetype")[:100] if "mimetype" in names else b""  # OpenDocument's first member
     except Exception as e:  # BadZipFile, NotImplementedError (odd versions), struct errors, ...
         raise ParseError("The file could not be read: it is a damaged ZIP container.") from e
+    if mimetype == ODT_MIME.encode():
+        return "odt"
+    if mimetype.startswith(b"application/vnd.oasis.opendocument."):
+        kind = mimetype.decode("ascii", "replace").rsplit(".", 1)[-1]
+        raise UnsupportedFileType(
+            f"The file is an OpenDocument {kind} file; of OpenDocument only text (.odt) is read ({_SUPPORTED})."
+        )
     if "word/document.xml" in names:
         return "docx"
     if "ppt/presentation.xml" in names:
@@ -68,7 +79,7 @@ def _zip_type(data: bytes) -> str:
     if "xl/workbook.xml" in names:
         return "xlsx"
     raise UnsupportedFileType(
-        f"The file is a ZIP archive, not a Word, PowerPoint or Excel document ({_SUPPORTED})."
+        f"The file is a ZIP archive, not a Word, OpenDocument, PowerPoint or Excel document ({_SUPPORTED})."
     )
 
 
@@ -146,4 +157,5 @@ _PARSERS = {
     "text": _text,
     "csv": _delimited,
     "email": parse_email,
+    "odt": parse_odt,
 }

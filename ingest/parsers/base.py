@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-SUPPORTED_TYPES = ("pdf", "docx", "pptx", "xlsx", "html", "markdown", "csv", "email", "text")
+SUPPORTED_TYPES = ("pdf", "docx", "odt", "pptx", "xlsx", "html", "markdown", "csv", "email", "text")
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).
 MAX_ZIP_MEMBERS = 10_000

@@ -281,3 +281,46 @@ def make_email(html_body: bool = False) -> bytes:
     m.add_attachment(b"%PDF-1.4 floor plan", maintype="application", subtype="pdf", filename="floor-plan.pdf")
     m.add_attachment(fwd)
     return m.as_bytes()
+
+
+def make_odt(mimetype: str = "application/vnd.oasis.opendocument.text") -> bytes:
+    """An OpenDocument text as LibreOffice writes it (mimetype stored first), with headings, a list, a table
+    with repeated and covered cells, a text box, a footnote, a comment, a tracked deletion and a table of
+    contents."""
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+          'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+          'xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0"')  # fmt: skip
+    content = f"""<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content {ns}><office:body><office:text>
+<text:tracked-changes><text:changed-region><text:deletion><text:p>removed words</text:p></text:deletion>
+</text:changed-region></text:tracked-changes>
+<text:table-of-content><text:index-body><text:p>Travel ..... 1</text:p></text:index-body></text:table-of-content>
+<text:h text:outline-level="1">Travel</text:h>
+<text:p>Book trains<text:s text:c="2"/>for trips under 500 km.<text:note text:note-class="footnote">
+<text:note-citation>1</text:note-citation><text:note-body><text:p>Measured by road.</text:p></text:note-body>
+</text:note><office:annotation><text:p>check this</text:p></office:annotation></text:p>
+<text:list><text:list-item><text:p>Second class</text:p></text:list-item>
+<text:list-item><text:p>Seat reservations<text:tab/>allowed</text:p></text:list-item></text:list>
+<text:h text:outline-level="2">Allowances</text:h>
+<table:table><table:table-row><table:table-cell><text:p>City</text:p></table:table-cell>
+<table:table-cell><text:p>Per day</text:p></table:table-cell></table:table-row>
+<table:table-row><table:table-cell><text:p>Paris</text:p></table:table-cell>
+<table:table-cell><text:p>90 EUR</text:p></table:table-cell>
+<table:table-cell table:number-columns-repeated="1020"/></table:table-row>
+<table:table-row><table:table-cell table:number-columns-spanned="2"><text:p>Other cities: 60 EUR</text:p>
+</table:table-cell><table:covered-table-cell/></table:table-row></table:table>
+<text:p>Receipts are needed.<draw:frame><draw:text-box><text:p>Tip: keep them in the app.</text:p>
+</draw:text-box></draw:frame></text:p>
+</office:text></office:body></office:document-content>"""
+    meta = f"""<?xml version="1.0" encoding="UTF-8"?>
+<office:document-meta {ns}><office:meta><dc:title>Travel policy</dc:title></office:meta></office:document-meta>"""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mimetype", mimetype, compress_type=zipfile.ZIP_STORED)
+        z.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("meta.xml", meta, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/manifest.xml", "<manifest/>", compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()

@@ -296,6 +296,20 @@ def test_text_that_only_resembles_an_email_is_text(text):
     assert detect_type(text.encode(), "notes.txt") in ("text", "markdown")
 
 
+def test_odt_headings_lists_tables_boxes_and_notes():
+    doc = parse(F.make_odt(), "travel.odt")
+    assert (doc.detected_type, doc.title) == ("odt", "Travel policy")
+    assert doc.text == (
+        "Travel\n\nBook trains  for trips under 500 km.\n\nSecond class\n\nSeat reservations\tallowed\n\n"
+        "Allowances\n\nCity: Paris; Per day: 90 EUR\nCity: Other cities: 60 EUR\n\nReceipts are needed.\n\n"
+        "Tip: keep them in the app.\n\nFootnotes\n\n1. Measured by road."
+    )
+    assert section_of(doc, "90 EUR").heading_path == ["Travel", "Allowances"]
+    assert_tiles(doc)
+    with pytest.raises(UnsupportedFileType, match="OpenDocument spreadsheet"):
+        parse(F.make_odt("application/vnd.oasis.opendocument.spreadsheet"), "sheet.ods")
+
+
 def test_docx_zip_bomb_is_refused_quickly_in_bounded_memory():
     data = F.make_zip_bomb_docx(member_mb=64)
     assert len(data) < 2_000_000
