@@ -241,6 +241,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
         },  # fmt: skip
     ),
     ("GET", "/v1/models"): Entry((401, 200, 200, 200), _url("/v1/models")),
+    ("GET", "/v1/models/{model_id:path}"): Entry((401, 404, 200, 200), _url(f"/v1/models/rag:{COLLECTION}")),
     ("POST", "/v1/chat/completions"): Entry((401, 404, 200, 200), _url("/v1/chat/completions", json=RAG)),
     ("GET", "/api/conversations"): Entry((401, 200, 200, 200), _url("/api/conversations")),
     ("GET", "/api/conversations/{conversation_id}"): Entry(
@@ -318,7 +319,7 @@ def _forbidden_markers(role: str) -> tuple[str, ...]:
 def _check_body(role: str, path: str, r) -> None:
     text = r.text
     leaked = [m for m in _forbidden_markers(role) if m in text]
-    if path == "/v1/chat/completions" and leaked == [COLLECTION] and r.status_code == 404:
+    if path.startswith("/v1/") and leaked == [COLLECTION] and r.status_code == 404:
         # The refusal names the model the caller asked for, worded as for one that does not exist.
         assert (
             r.json()["error"]["message"]
