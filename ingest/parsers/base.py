@@ -178,15 +178,24 @@ class TextBuilder:
         )
 
 
+MAX_TITLE_ROWS = 5
+
+
 def rows_as_text(rows: list[list[str]]) -> list[str]:
     """Table rows as lines: the first non-empty row is the header, the others "Header: value; ...".
 
-    Empty cells are skipped; a column without a header is named by its number ("Column 3").
+    Empty cells are skipped; a column without a header is named by its number ("Column 3"). Rows of one
+    filled cell above a row of several (a sheet's title and notes over its table) are lines of their own,
+    not the header.
     """
     rows = [[clean_inline(c) for c in r] for r in rows]
     rows = [r for r in rows if any(r)]
     if not rows:
         return []
+    filled = [sum(1 for c in r if c) for r in rows]
+    h = next((i for i, n in enumerate(filled[: MAX_TITLE_ROWS + 1]) if n != 1), 0)
+    if h and filled[h] > 1 and len(rows) > h + 1:
+        return [next(c for c in r if c) for r in rows[:h]] + rows_as_text(rows[h:])
     if len(rows) == 1:
         return ["; ".join(c for c in rows[0] if c)]
     header = rows[0]

@@ -310,6 +310,24 @@ def test_odt_headings_lists_tables_boxes_and_notes():
         parse(F.make_odt("application/vnd.oasis.opendocument.spreadsheet"), "sheet.ods")
 
 
+def test_a_sheet_title_above_the_table_is_not_its_header():
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Q3"
+    for row in (["Q3 sales report"], [], ["Source: finance, 1 October"], ["Region", "Sales", "Growth"],
+                ["EMEA", 10, "2%"], ["APAC", 7, None]):  # fmt: skip
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    doc = parse(buf.getvalue(), "q3.xlsx")
+    assert doc.text == (
+        "Q3\n\nQ3 sales report\nSource: finance, 1 October\nRegion: EMEA; Sales: 10; Growth: 2%\n"
+        "Region: APAC; Sales: 7"
+    )
+
+
 def test_docx_zip_bomb_is_refused_quickly_in_bounded_memory():
     data = F.make_zip_bomb_docx(member_mb=64)
     assert len(data) < 2_000_000
