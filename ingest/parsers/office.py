@@ -234,8 +234,18 @@ def parse_pptx(data: bytes) -> ParsedDocument:
     return b.build("pptx", len(slides), metadata_title(meta_title) or first_title)
 
 
+# shapes whose tops are this close (EMU; a quarter inch) read as one line, left to right
+_ROW_EMU = 228_600
+
+
 def _shapes(shapes):
-    for shape in shapes:
+    """A slide's shapes in reading order (top to bottom, then left to right; a group's shapes within it), not
+    in the order they were drawn (z-order), which is the file's."""
+
+    def place(shape) -> tuple[int, int]:
+        return ((shape.top or 0) // _ROW_EMU, shape.left or 0)
+
+    for shape in sorted(shapes, key=place):
         if hasattr(shape, "shapes"):  # a group
             yield from _shapes(shape.shapes)
         else:

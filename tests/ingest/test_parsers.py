@@ -222,6 +222,31 @@ def test_pptx_slide_is_a_page_and_title_a_heading(core_title):
     assert_tiles(doc)
 
 
+def test_pptx_shapes_read_top_to_bottom_then_left_to_right():
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    prs = Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[6])  # blank
+    for text, left, top in (
+        ("Footer note.", 1, 6),
+        ("Right column.", 5, 2.05),
+        ("Left column.", 1, 2),
+        ("Intro first.", 1, 1),
+    ):  # drawn bottom first
+        slide.shapes.add_textbox(Inches(left), Inches(top), Inches(3), Inches(1)).text_frame.text = text
+    group = slide.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(4.5), Inches(1), Inches(1)).text_frame.text = "Group lower."
+    group.shapes.add_textbox(Inches(1), Inches(4), Inches(1), Inches(1)).text_frame.text = "Group upper."
+    buf = io.BytesIO()
+    prs.save(buf)
+    doc = parse(buf.getvalue(), "layout.pptx")
+    assert (
+        doc.text
+        == "Intro first.\n\nLeft column.\n\nRight column.\n\nGroup upper.\n\nGroup lower.\n\nFooter note."
+    )
+
+
 def test_xlsx_sheets_are_headings_and_rows_name_their_columns():
     doc = parse(F.make_xlsx(), "prices.xlsx")
     assert doc.detected_type == "xlsx"
