@@ -293,17 +293,34 @@ def test_docx_text_python_docx_skips_is_read():
     assert_tiles(doc)
 
 
-def test_email_headers_body_attachments_and_forwarded_message():
-    doc = parse(F.make_email(), "move.eml")
-    assert (doc.detected_type, doc.title) == ("email", "Re: Office move – überall neue Schlüssel")
-    assert doc.text == (
-        "From: Anna Schmidt <anna@example.com>\nTo: team@example.com\nDate: Tue, 04 Mar 2025 10:30:00 +0100\n"
-        "Subject: Re: Office move – überall neue Schlüssel\n\nHi all,\n\nthe office moves to Torstrasse 140 on "
-        "1 April.\nNew keys are handed out at reception.\n\nAttachments: floor-plan.pdf\n\nAttached message:\n\n"
-        "From: Facilities <fac@example.com>\nTo: ops@example.com\nDate: Mon, 03 Mar 2025 09:00:00 +0100\n"
-        "Subject: Badge readers\n\nThe badge readers on floor 3 are replaced on Friday."
-    )
+EMAIL_TEXT = (
+    "From: Anna Schmidt <anna@example.com>\nTo: team@example.com\nDate: Tue, 04 Mar 2025 10:30:00 +0100\n"
+    "Subject: Re: Office move – überall neue Schlüssel\n\nHi all,\n\nthe office moves to Torstrasse 140 on "
+    "1 April.\nNew keys are handed out at reception.\n\nAttachments: floor-plan.pdf\n\nAttached message:\n\n"
+    "From: Facilities <fac@example.com>\nTo: ops@example.com\nDate: Mon, 03 Mar 2025 09:00:00 +0100\n"
+    "Subject: Badge readers\n\nThe badge readers on floor 3 are replaced on Friday."
+)
+ODT_TEXT = (
+    "Travel\n\nBook trains  for trips under 500 km.\n\nSecond class\n\nSeat reservations\tallowed\n\n"
+    "Allowances\n\nCity: Paris; Per day: 90 EUR\nCity: Other cities: 60 EUR\n\nReceipts are needed.\n\n"
+    "Tip: keep them in the app.\n\nFootnotes\n\n1. Measured by road."
+)
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "kind", "title", "text"),
+    [
+        (F.make_email, "move.eml", "email", "Re: Office move – überall neue Schlüssel", EMAIL_TEXT),
+        (F.make_odt, "travel.odt", "odt", "Travel policy", ODT_TEXT),
+    ],
+)
+def test_whole_text_and_title(make, name, kind, title, text):
+    doc = parse(make(), name)
+    assert (doc.detected_type, doc.title, doc.text) == (kind, title, text)
     assert_tiles(doc)
+
+
+def test_an_html_email_is_read_as_html_and_found_by_its_fields():
     html = parse(F.make_email(html_body=True), None)  # detected by its header fields, not its name
     assert html.detected_type == "email" and "the office moves to Torstrasse 140 on 1 April." in html.text
     assert "Menu" not in html.text and "<b>" not in html.text
@@ -321,16 +338,9 @@ def test_text_that_only_resembles_an_email_is_text(text):
     assert detect_type(text.encode(), "notes.txt") in ("text", "markdown")
 
 
-def test_odt_headings_lists_tables_boxes_and_notes():
+def test_odt_heading_paths_and_other_opendocument_kinds():
     doc = parse(F.make_odt(), "travel.odt")
-    assert (doc.detected_type, doc.title) == ("odt", "Travel policy")
-    assert doc.text == (
-        "Travel\n\nBook trains  for trips under 500 km.\n\nSecond class\n\nSeat reservations\tallowed\n\n"
-        "Allowances\n\nCity: Paris; Per day: 90 EUR\nCity: Other cities: 60 EUR\n\nReceipts are needed.\n\n"
-        "Tip: keep them in the app.\n\nFootnotes\n\n1. Measured by road."
-    )
     assert section_of(doc, "90 EUR").heading_path == ["Travel", "Allowances"]
-    assert_tiles(doc)
     with pytest.raises(UnsupportedFileType, match="OpenDocument spreadsheet"):
         parse(F.make_odt("application/vnd.oasis.opendocument.spreadsheet"), "sheet.ods")
 
