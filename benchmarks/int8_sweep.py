@@ -5,6 +5,8 @@ variants; each case checked against the exact result at full size, then timed (C
     python3 benchmarks/int8_sweep.py --parts gemv1b,mid2,decode2                          # second run
     python3 benchmarks/int8_sweep.py --parts warm,final   # split-K and decode splits; then kernels.py
     python3 benchmarks/int8_sweep.py --parts occ          # 8 / 32 rows: narrow tiles, few warps, more splits
+    python3 benchmarks/int8_sweep.py --parts swap         # 128..4096 rows: the transposed GEMM vs cuBLAS
+    python3 benchmarks/int8_sweep.py --parts wide         # 8 / 32 rows: wide column tiles, more K splits
 
 Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
 Triton's cache; the timed pass then only loads compiled kernels. Prints one line per case. The "warm" part
@@ -52,9 +54,14 @@ def dot_cfgs(bm):
             few(64, 128, 6, 1, 4, True, 2, bm)]  # fmt: skip
 
 
-def many(bm, bn, bk, w, s, cvt):
-    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": False, "CVT": cvt,
+def many(bm, bn, bk, w, s, cvt, sw=False):
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": sw, "CVT": cvt,
             "num_warps": w, "num_stages": s}  # fmt: skip
+
+
+# the GEMM kernel transposed (acc = W_tile @ X_tile.T): Triton 3.6 keeps the converted weights in registers as
+# wgmma's A operand (no shared-memory round trip); (x rows, weight rows, K, warps, stages)
+SWAP_TILES = [(128, 128, 64, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (64, 256, 64, 8, 4)]
 
 
 def cases(parts):
@@ -119,6 +126,26 @@ def cases(parts):
                 out.append(("bf16", name, m, None))
                 for c in cfgs:
                     out.append(("int8", name, m, c))
+    if "wide" in parts:
+        # 8 / 32 rows: a 32-wide column tile re-reads the x rows once per 32 weight rows (at 32 rows as many L2
+        # bytes as the int8 weights themselves twice over); wider tiles with more K splits re-read less
+        for m in (8, 32):
+            bm = 16 if m <= 16 else 32
+            cfgs = [few(128, 128, 4, 4, 4, True, 0, bm), few(128, 256, 3, 8, 4, True, 0, bm),
+                    few(64, 256, 3, 4, 4, True, 0, bm)]  # fmt: skip
+            for name in GLM_LINEARS:
+                out.append(("bf16", name, m, None))
+                for c in cfgs:
+                    out.append(("int8", name, m, c))
+    if "swap" in parts:
+        # many rows: the transposed GEMM against cuBLAS bf16 and dequantize + cuBLAS (what runs from 256 rows)
+        for m in (1024, 4096):
+            for name in GLM_LINEARS:
+                out.append(("bf16", name, m, None))
+                out.append(("dequant", name, m, None))
+                out.append(("int8", name, m, many(128, 128, 64, 4, 4, 0)))
+                for bm, bn, bk, w, st in SWAP_TILES:
+                    out.append(("int8", name, m, many(bm, bn, bk, w, st, 0, True)))
     if "warm" in parts:
         # compile (in the parallel workers) what benchmarks/kernels.py's autotuners will try
         for m, bias in (
@@ -235,6 +262,8 @@ def run_case(case, timed: bool) -> dict:
         if timed:
             row["us"] = graph_ms(fns) * 1e3
             row["GBps"] = N * K * (2 if kind == "bf16" else 1) / row["us"] / 1e3
+            if m >= 128:
+                row["TFLOPs"] = 2 * m * N * K / row["us"] / 1e6
         else:
             fns[0]()
         im.DEQUANT_ROWS, im.FEW_ROWS = 256, 64
@@ -294,7 +323,8 @@ def fmt(row) -> str:
         cs = (f"{'dot' if c['DOT'] else 'fma'} m{c['BLOCK_M']} {c['BLOCK_N']}x{c['BLOCK_K']} s{c['STAGES']} "
               f"split{c['SPLIT_K']} w{c['num_warps']} cvt{c['CVT']}")  # fmt: skip
     elif "GROUP_N" in c:
-        cs = f"gemm {c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} s{c['num_stages']} cvt{c['CVT']}"
+        cs = (f"gemm{' swap' if c['SWAP'] else ''} {c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} "
+              f"s{c['num_stages']} cvt{c['CVT']}")  # fmt: skip
     else:
         cs = json.dumps(c) if c else ""
     extra = " ".join(f"{k} {row[k]:.4g}" for k in ("us", "GBps", "TFLOPs", "err") if k in row)
