@@ -111,7 +111,7 @@ def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict
                     _docx_blocks(box, doc, b, titles, styles)
         elif el.tag == _w("tbl"):
             b.block("\n".join(rows_as_text(_table_rows(Table(el, doc)))))
-        elif el.tag in (_w("sdt"), _w("customXml")):  # content controls, custom XML wrappers
+        elif el.tag in (_w("sdt"), _w("customXml")) and not _placeholder(el):  # content controls, custom XML
             gallery = el.find(f"{_w('sdtPr')}/{_w('docPartObj')}/{_w('docPartGallery')}")
             if gallery is not None and "Table of Contents" in (gallery.get(_w("val")) or ""):
                 continue
@@ -120,12 +120,17 @@ def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict
                 _docx_blocks(content, doc, b, titles, styles)
 
 
+def _placeholder(el) -> bool:
+    """A content control still showing its prompt ("Click or tap here to enter text."), not content."""
+    return el.tag == _w("sdt") and el.find(f"{_w('sdtPr')}/{_w('showingPlcHdr')}") is not None
+
+
 def _para_text(p) -> str:
     out: list[str] = []
 
     def walk(el) -> None:
         for ch in el.iterchildren():
-            if ch.tag in _NOT_TEXT:
+            if ch.tag in _NOT_TEXT or _placeholder(ch):
                 continue
             if ch.tag == _w("t"):
                 out.append(ch.text or "")

@@ -197,8 +197,9 @@ Last words.
 
 def make_docx_real_world() -> bytes:
     """Word features python-docx's own text skips: a heading style based on "Heading 1", an outline level
-    on a plain paragraph, tracked changes, a hyperlink, content controls (one a table of contents), a text
-    box stored twice (DrawingML and its VML fallback), a table cell with a tracked insertion, footnotes."""
+    on a plain paragraph, tracked changes, a hyperlink, content controls (one a table of contents, two still
+    showing their prompt), a text box stored twice (DrawingML and its VML fallback), a table cell with a
+    tracked insertion, footnotes."""
     from docx import Document
     from docx.enum.style import WD_STYLE_TYPE
     from docx.opc.constants import RELATIONSHIP_TYPE as RT
@@ -232,7 +233,11 @@ def make_docx_real_world() -> bytes:
         "<w:sdtContent><w:p><w:r><w:t>Contents remote work 1</w:t></w:r></w:p></w:sdtContent></w:sdt>",
         '<w:p><w:pPr><w:outlineLvl w:val="1"/></w:pPr><w:r><w:t>Equipment</w:t></w:r></w:p>',
         '<w:sdt><w:sdtPr><w:alias w:val="Budget"/></w:sdtPr><w:sdtContent><w:p><w:r>'
-        "<w:t>The equipment budget is 800 EUR per person.</w:t></w:r></w:p></w:sdtContent></w:sdt>",
+        "<w:t>The equipment budget is 800 EUR per person.</w:t></w:r>"
+        '<w:sdt><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent><w:r><w:t xml:space="preserve"> Click or tap '
+        "here to enter text.</w:t></w:r></w:sdtContent></w:sdt></w:p></w:sdtContent></w:sdt>",
+        "<w:sdt><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent><w:p><w:r><w:t>Click or tap here to enter "
+        "text.</w:t></w:r></w:p></w:sdtContent></w:sdt>",
         "<w:p><w:r><w:t>Shipping is free.</w:t></w:r><w:r><mc:AlternateContent>"
         '<mc:Choice Requires="wps"><w:drawing><w:txbxContent><w:p><w:r><w:t>Boxed tip: ask IT for a headset.'
         "</w:t></w:r></w:p></w:txbxContent></w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p>"
