@@ -390,11 +390,21 @@ def test_office_file_over_the_unpacked_size_limit_is_refused(monkeypatch):
         parse(buf.getvalue(), "big.xlsx")
 
 
-def test_damaged_docx_is_refused():
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"word/document.xml": b"<w:document><unclosed"}, "Word document could not be read"),
+        ({"mimetype": b"application/vnd.oasis.opendocument.text", "content.xml": b"<office:doc<"},
+         "OpenDocument file could not be read"),
+        ({"mimetype": b"application/vnd.oasis.opendocument.text"}, "OpenDocument file could not be read"),
+    ],
+)  # fmt: skip
+def test_damaged_office_files_are_refused(members, message):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("word/document.xml", b"<w:document><unclosed")
-    with pytest.raises(ParseError, match="Word document could not be read"):
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(ParseError, match=message):
         parse(buf.getvalue(), "bad.docx")
 
 
