@@ -64,6 +64,15 @@ def many(bm, bn, bk, w, s, cvt, sw=False):
 SWAP_TILES = [(128, 128, 64, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (64, 256, 64, 8, 4)]
 
 
+def layer_cases(m: int, cfgs: list) -> list:
+    """Each GLM-4 layer at m rows: cuBLAS bf16, then each int8 config."""
+    return [
+        case
+        for name in GLM_LINEARS
+        for case in [("bf16", name, m, None)] + [("int8", name, m, c) for c in cfgs]
+    ]
+
+
 def cases(parts):
     out = []
     if "gemv1" in parts:
@@ -122,10 +131,7 @@ def cases(parts):
             cfgs += [few(32, 256, 3, sk, w, True, 0, bm) for sk in (2, 4, 8) for w in (2, 4)]
             cfgs += [few(32, 128, 4, sk, 2, True, 0, bm) for sk in (2, 4)]
             cfgs += [few(64, 128, 4, sk, 4, True, 0, bm) for sk in (2, 4)]
-            for name in GLM_LINEARS:
-                out.append(("bf16", name, m, None))
-                for c in cfgs:
-                    out.append(("int8", name, m, c))
+            out += layer_cases(m, cfgs)
     if "wide" in parts:
         # 8 / 32 rows: a 32-wide column tile re-reads the x rows once per 32 weight rows (at 32 rows as many L2
         # bytes as the int8 weights themselves twice over); wider tiles with more K splits re-read less
@@ -133,10 +139,7 @@ def cases(parts):
             bm = 16 if m <= 16 else 32
             cfgs = [few(128, 128, 4, 4, 4, True, 0, bm), few(128, 256, 3, 8, 4, True, 0, bm),
                     few(64, 256, 3, 4, 4, True, 0, bm)]  # fmt: skip
-            for name in GLM_LINEARS:
-                out.append(("bf16", name, m, None))
-                for c in cfgs:
-                    out.append(("int8", name, m, c))
+            out += layer_cases(m, cfgs)
     if "swap" in parts:
         # many rows: the transposed GEMM against cuBLAS bf16 and dequantize + cuBLAS (what runs from 256 rows)
         for m in (1024, 4096):
