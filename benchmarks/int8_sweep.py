@@ -7,6 +7,7 @@ variants; each case checked against the exact result at full size, then timed (C
     python3 benchmarks/int8_sweep.py --parts occ          # 8 / 32 rows: narrow tiles, few warps, more splits
     python3 benchmarks/int8_sweep.py --parts swap         # 128..4096 rows: the transposed GEMM vs cuBLAS
     python3 benchmarks/int8_sweep.py --parts wide         # 8 / 32 rows: wide column tiles, more K splits
+    python3 benchmarks/int8_sweep.py --parts swap,wide --rows 32,4096 --layers qkv,gate_up   # a subset, in order
 
 Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
 Triton's cache; the timed pass then only loads compiled kernels. Prints one line per case. The "warm" part
@@ -339,9 +340,16 @@ def main() -> None:
     ap.add_argument("--parts", default="gemv1,dot,mid,decode,prefill")
     ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--warm", default=None, help="i/n: compile every n-th case from i (worker)")
+    ap.add_argument("--layers", default="", help="only these layers (e.g. qkv,gate_up), in this order")
+    ap.add_argument("--rows", default="", help="only these row counts (e.g. 32,4096)")
     args = ap.parse_args()
     torch.manual_seed(0)
     todo = cases(args.parts.split(","))
+    if args.rows:
+        todo = [c for c in todo if str(c[2]) in args.rows.split(",")]
+    if args.layers:  # the most wanted first: a short device call still reports them
+        order = args.layers.split(",")
+        todo = sorted((c for c in todo if c[1] in order), key=lambda c: order.index(c[1]))
     if args.warm:
         i, n = map(int, args.warm.split("/"))
         for case in todo[i::n]:
@@ -351,7 +359,8 @@ def main() -> None:
                 print(f"warm {case[:3]}: {type(e).__name__}: {str(e)[:200]}", flush=True)
         return
     t0 = time.time()
-    procs = [subprocess.Popen([sys.executable, __file__, "--parts", args.parts, "--warm", f"{i}/{args.jobs}"])
+    procs = [subprocess.Popen([sys.executable, __file__, "--parts", args.parts, "--layers", args.layers, "--rows",
+                               args.rows, "--warm", f"{i}/{args.jobs}"])
              for i in range(args.jobs)]  # fmt: skip
     for p in procs:
         p.wait()
