@@ -1,7 +1,8 @@
 """E-mail messages (.eml, RFC 5322 / MIME): the subject is the title; a header block (From, To, Cc, Date,
 Subject) leads the text, so that "who wrote about ..." finds it; then the body (the plain-text part, else
-the HTML part read as HTML), then the names of the attachments (their content is not read: upload them
-as documents of their own). An attached message (a forward) follows with its own header block."""
+the HTML part read as HTML) and the names of the attachments. An attached message (a forward) follows with
+its own header block; then each attached document (PDF, Word, ...: whatever ``parse`` reads) under an
+"Attachment: <name>" heading."""
 
 from __future__ import annotations
 
@@ -56,19 +57,40 @@ def _message(msg: EmailMessage, b: TextBuilder, depth: int) -> None:
             except ParseError:
                 content = ""
         b.block(content)
-    names, forwarded = [], []
+    names, forwarded, files = [], [], []
     for part in msg.iter_attachments():
         if part.get_content_type() == "message/rfc822" and depth < 3:
             inner = part.get_content()
             if isinstance(inner, EmailMessage):
                 forwarded.append(inner)
                 continue
-        names.append(part.get_filename() or part.get_content_type())
+        name = clean_inline(part.get_filename() or part.get_content_type())
+        names.append(name)
+        files.append((name, part))
     if names:
-        b.block("Attachments: " + ", ".join(clean_inline(n) for n in names))
+        b.block("Attachments: " + ", ".join(names))
     for inner in forwarded:
         b.block("Attached message:")
         _message(inner, b, depth + 1)
+    for name, part in files:
+        text = _attachment_text(name, part)
+        if text:
+            b.heading(1, f"Attachment: {name}")
+            b.block(text)
+
+
+def _attachment_text(name: str, part) -> str:
+    """An attached document's text, read by its own parser (PDF, Word, ...); "" for what is not a document
+    (images, archives, damaged files) and for attached e-mails (their own attachments are not followed)."""
+    from . import detect_type, parse
+
+    try:
+        data = part.get_payload(decode=True) or b""
+        if not data or detect_type(data, name) == "email":
+            return ""
+        return parse(data, name).text
+    except ParseError:  # UnsupportedFileType included
+        return ""
 
 
 def _content(part) -> str:

@@ -261,7 +261,8 @@ def make_docx_real_world() -> bytes:
 
 
 def make_email(html_body: bool = False) -> bytes:
-    """A reply with a body (plain or HTML only), a PDF attachment and a forwarded message."""
+    """A reply with a body (plain or HTML only), a damaged PDF, a forwarded message, a Word document and an
+    image attached."""
     from email.message import EmailMessage
 
     fwd = EmailMessage()
@@ -285,6 +286,8 @@ def make_email(html_body: bool = False) -> bytes:
         m.set_content(text)
     m.add_attachment(b"%PDF-1.4 floor plan", maintype="application", subtype="pdf", filename="floor-plan.pdf")
     m.add_attachment(fwd)
+    m.add_attachment(make_docx(), maintype="application", subtype="octet-stream", filename="handbook.docx")
+    m.add_attachment(b"\x89PNG\r\n\x1a\n" + bytes(64), maintype="image", subtype="png", filename="map.png")
     return m.as_bytes()
 
 

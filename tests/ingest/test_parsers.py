@@ -296,9 +296,13 @@ def test_docx_text_python_docx_skips_is_read():
 EMAIL_TEXT = (
     "From: Anna Schmidt <anna@example.com>\nTo: team@example.com\nDate: Tue, 04 Mar 2025 10:30:00 +0100\n"
     "Subject: Re: Office move – überall neue Schlüssel\n\nHi all,\n\nthe office moves to Torstrasse 140 on "
-    "1 April.\nNew keys are handed out at reception.\n\nAttachments: floor-plan.pdf\n\nAttached message:\n\n"
-    "From: Facilities <fac@example.com>\nTo: ops@example.com\nDate: Mon, 03 Mar 2025 09:00:00 +0100\n"
-    "Subject: Badge readers\n\nThe badge readers on floor 3 are replaced on Friday."
+    "1 April.\nNew keys are handed out at reception.\n\nAttachments: floor-plan.pdf, handbook.docx, map.png\n\n"
+    "Attached message:\n\nFrom: Facilities <fac@example.com>\nTo: ops@example.com\n"
+    "Date: Mon, 03 Mar 2025 09:00:00 +0100\nSubject: Badge readers\n\n"
+    "The badge readers on floor 3 are replaced on Friday.\n\nAttachment: handbook.docx\n\nEmployee Handbook\n\n"
+    "Welcome to the company. This handbook explains our policies.\n\nLeave\n\nEvery employee gets 25 days of "
+    "paid leave per year.\n\nSick leave\n\nReport sickness to your manager before 10:00.\n\n"
+    "Country: Germany; Days: 30\nCountry: China; Days: 15\n\nTravel\n\nBook trains for trips under 500 km."
 )
 ODT_TEXT = (
     "Travel\n\nBook trains  for trips under 500 km.\n\nSecond class\n\nSeat reservations\tallowed\n\n"
@@ -320,7 +324,10 @@ def test_whole_text_and_title(make, name, kind, title, text):
     assert_tiles(doc)
 
 
-def test_an_html_email_is_read_as_html_and_found_by_its_fields():
+def test_email_attachments_are_sections_and_an_html_body_is_read_as_html():
+    doc = parse(F.make_email(), "move.eml")  # the attached Word document is a section of its own
+    assert section_of(doc, "25 days of paid leave").heading_path == ["Attachment: handbook.docx"]
+    assert section_of(doc, "Badge readers").heading_path == []
     html = parse(F.make_email(html_body=True), None)  # detected by its header fields, not its name
     assert html.detected_type == "email" and "the office moves to Torstrasse 140 on 1 April." in html.text
     assert "Menu" not in html.text and "<b>" not in html.text
