@@ -108,11 +108,11 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
 def _text_type(text: str, filename: str | None) -> str:
     if _looks_like_html(text):
         return "html"
+    name = (filename or "").lower()
+    if name.endswith(_MARKDOWN_EXT):  # "From: ... / Date: ..." lines atop a Markdown memo keep its headings
+        return "markdown"
     if looks_like_email(text):
         return "email"
-    name = (filename or "").lower()
-    if name.endswith(_MARKDOWN_EXT):
-        return "markdown"
     if name.endswith(_TEXT_EXT):
         return "text"
     if name.endswith(_TABLE_EXT):

@@ -345,6 +345,12 @@ def test_text_that_only_resembles_an_email_is_text(text):
     assert detect_type(text.encode(), "notes.txt") in ("text", "markdown")
 
 
+def test_a_markdown_memo_with_mail_fields_stays_markdown():
+    memo = "From: Anna <anna@example.com>\nDate: 4 March 2025\n\n# Office move\n\nWe move on 1 April.\n"
+    assert detect_type(memo.encode(), "memo.md") == "markdown"
+    assert detect_type(memo.encode(), "memo.eml") == "email"
+
+
 def test_odt_heading_paths_and_other_opendocument_kinds():
     doc = parse(F.make_odt(), "travel.odt")
     assert section_of(doc, "90 EUR").heading_path == ["Travel", "Allowances"]
