@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import logging
 import os
 import queue
@@ -44,6 +45,18 @@ def _model_id(path: Path) -> str:
             with open(f, "rb") as fh:
                 h.update(fh.read(1 << 20))
     return f"{path.name}@{h.hexdigest()[:16]}"
+
+
+def _model_name(path: Path) -> str:
+    """A model's name: its model card's title (``# all-MiniLM-L6-v2``), else its directory's name."""
+    try:
+        with open(path / "README.md", encoding="utf-8") as f:
+            for line in itertools.islice(f, 200):
+                if line.startswith("# ") and line[2:].strip() and " " not in line[2:].strip():
+                    return line[2:].strip()
+    except OSError:
+        pass
+    return path.name
 
 
 class _Cache:
@@ -160,6 +173,7 @@ class Embedder:
         self.tokenizer = self.model.tokenizer
         self.dim: int = int(self.model.get_embedding_dimension())
         self.model_id: str = _model_id(path)
+        self.name: str = _model_name(path)  # what /v1/embeddings calls it
         self.batch_size = batch_size
         self.computed = 0  # texts encoded by the model (not served from the cache)
         self.model_calls = 0  # calls into the model
@@ -206,6 +220,15 @@ class Embedder:
         for i, k in enumerate(keys):
             out[i] = known[k]
         return out
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalized, not cached (a client's texts must not grow the cache file); text
+        past ``max_tokens`` is truncated, as the model always does."""
+        return self._encode(texts) if texts else np.empty((0, self.dim), dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for these texts (special tokens included, truncation applied)."""
+        return sum(len(ids) for ids in self.tokenizer(texts, truncation=True)["input_ids"]) if texts else 0
 
     def embed_query(self, text: str) -> np.ndarray:
         """(dim,) float32 for one query (not cached: queries rarely repeat and must not grow the file).

@@ -1,4 +1,4 @@
-"""OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not).
+"""OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not), POST /v1/embeddings.
 
 Model names: the loaded generator's name = plain chat; `rag:<collection name>` = answer from that
 collection (under the caller's ACL) with numbered sources, like /api/ask. Errors use OpenAI's shape
@@ -7,12 +7,13 @@ collection (under the caller's ACL) with numbered sources, like /api/ask. Errors
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -176,6 +177,47 @@ async def retrieve_model(model_id: str, user: CurrentUser) -> dict:
         if m["id"] == model_id:
             return m
     raise _no_model(model_id)
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request: text inputs only (token-id arrays are refused), float or base64."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+MAX_EMBED_INPUTS = 2048
+MAX_EMBED_CHARS = 100_000
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, user: CurrentUser) -> dict:
+    """Vectors of the embedding model the search uses (L2-normalized; text past the model's window is
+    truncated, as in indexing). Not cached, and not counted against the questions-per-minute limit."""
+    from app.search import _embedder
+
+    emb = await run_in_threadpool(_embedder)
+    if body.model != emb.name:
+        raise _no_model(body.model)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > MAX_EMBED_INPUTS or any(not t or len(t) > MAX_EMBED_CHARS for t in texts):
+        raise OpenAIError(400, f"input: 1 to {MAX_EMBED_INPUTS} non-empty strings of at most {MAX_EMBED_CHARS:,} "
+                          "characters.", "invalid_request", param="input")  # fmt: skip
+    if body.dimensions is not None and body.dimensions != emb.dim:
+        raise OpenAIError(
+            400, f"dimensions: this model gives {emb.dim}.", "unsupported_parameter", param="dimensions"
+        )
+    vecs = await run_in_threadpool(emb.encode, texts)
+    tokens = await run_in_threadpool(emb.count_tokens, texts)
+    if body.encoding_format == "base64":
+        data = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vecs]
+    else:
+        data = [v.tolist() for v in vecs]
+    return {"object": "list", "model": emb.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "data": [{"object": "embedding", "index": i, "embedding": d} for i, d in enumerate(data)]}  # fmt: skip
 
 
 def _no_model(name: str) -> OpenAIError:

@@ -171,3 +171,31 @@ def test_a_developer_message_is_the_system_prompt(live):
         r = c.chat.completions.create(model="tiny-glm", messages=msgs, temperature=0, max_tokens=6)
         got[role] = (r.usage.prompt_tokens, r.choices[0].message.content)
     assert got["developer"] == got["system"]
+
+
+def test_embeddings_are_the_search_model_s_vectors(live):
+    import base64
+
+    import numpy as np
+
+    _, w = live
+    c = _client(live, w.member)
+    texts = ["How many days of paid leave do employees get?", "Employees get twenty-eight days of paid leave.",
+             "The cafeteria opens at eight in the morning."]  # fmt: skip
+    r = c.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    v = np.array([d.embedding for d in sorted(r.data, key=lambda d: d.index)])
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2  # the answer is nearer the question than an unrelated sentence
+    assert r.usage.prompt_tokens == r.usage.total_tokens > 3 * 5
+    raw = c.embeddings.create(model="all-MiniLM-L6-v2", input=texts[0], encoding_format="base64")
+    got = raw.data[0].embedding  # the client decodes base64 itself
+    assert np.allclose(
+        np.frombuffer(base64.b64decode(got), "<f4") if isinstance(got, str) else got, v[0], atol=1e-6
+    )
+    for bad, err, code in (({"model": "text-embedding-3-small", "input": "x"}, openai.NotFoundError, "model_not_found"),
+                           ({"model": "all-MiniLM-L6-v2", "input": []}, openai.BadRequestError, "invalid_request"),
+                           ({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 8}, openai.BadRequestError,
+                            "unsupported_parameter")):  # fmt: skip
+        with pytest.raises(err) as e:
+            c.embeddings.create(**bad)
+        assert e.value.code == code

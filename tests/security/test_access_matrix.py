@@ -242,6 +242,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ),
     ("GET", "/v1/models"): Entry((401, 200, 200, 200), _url("/v1/models")),
     ("GET", "/v1/models/{model_id:path}"): Entry((401, 404, 200, 200), _url(f"/v1/models/rag:{COLLECTION}")),
+    ("POST", "/v1/embeddings"): Entry(
+        (401, 200, 200, 200), _url("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "hello"})
+    ),
     ("POST", "/v1/chat/completions"): Entry((401, 404, 200, 200), _url("/v1/chat/completions", json=RAG)),
     ("GET", "/api/conversations"): Entry((401, 200, 200, 200), _url("/api/conversations")),
     ("GET", "/api/conversations/{conversation_id}"): Entry(
