@@ -189,8 +189,8 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = Field(default=None, ge=1)
 
 
-MAX_EMBED_INPUTS = 2048
-MAX_EMBED_CHARS = 100_000
+MAX_EMBED_INPUTS = 512  # a request holds one of search's slots while the model reads all of them
+MAX_EMBED_CHARS = 20_000  # the model reads ~256 tokens (1-2k characters) of each
 
 
 @router.post("/embeddings")
