@@ -1,10 +1,10 @@
 """Back-pressure: bounded concurrency per work class, a short bounded wait queue, then 503 + Retry-After.
 
-Work classes: `search` (POST /api/search, POST /v1/embeddings), `ask` (POST /api/ask, POST /v1/chat/completions) and `upload`
-(POST /api/collections/{id}/documents). A request of a class runs when fewer than its limit are running;
-otherwise it waits in a FIFO queue of bounded length for at most `busy_queue_timeout_s`; when the queue
-is full, or the wait runs out, it gets 503 with `Retry-After` and a JSON body ({"detail"}, or OpenAI's
-{"error"} under /v1/). So an overload costs callers a fast refusal instead of growing latency, threads
+Work classes: `search` (POST /api/search, POST /v1/embeddings), `ask` (POST /api/ask, POST
+/v1/chat/completions) and `upload` (POST /api/collections/{id}/documents). A request of a class runs when
+fewer than its limit are running; otherwise it waits in a FIFO queue of bounded length for at most
+`busy_queue_timeout_s`; when the queue is full, or the wait runs out, it gets 503 with `Retry-After` and a
+JSON body ({"detail"}, or OpenAI's {"error"} under /v1/). So an overload costs callers a fast refusal instead of growing latency, threads
 and memory without bound. A slot is held until the response is fully sent (a streamed answer holds it
 to the last event). Search and ask take their slot before the body is read; an upload takes it once its
 body has arrived (spooled to disk meanwhile), so a large file on a slow link holds no slot while it is

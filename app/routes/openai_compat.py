@@ -210,8 +210,7 @@ async def embeddings(body: EmbeddingRequest, user: CurrentUser) -> dict:
         raise OpenAIError(
             400, f"dimensions: this model gives {emb.dim}.", "unsupported_parameter", param="dimensions"
         )
-    vecs = await run_in_threadpool(emb.encode, texts)
-    tokens = await run_in_threadpool(emb.count_tokens, texts)
+    vecs, tokens = await run_in_threadpool(lambda: (emb.encode(texts), emb.count_tokens(texts)))
     if body.encoding_format == "base64":
         data = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vecs]
     else:

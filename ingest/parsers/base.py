@@ -6,6 +6,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+
+def xml_parser():
+    """lxml's parser for a document's own XML: no entity expansion, no network, no huge trees (a hostile file
+    must not expand or fetch anything)."""
+    from lxml import etree
+
+    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
+
+
 SUPPORTED_TYPES = ("pdf", "docx", "odt", "pptx", "xlsx", "html", "markdown", "csv", "email", "text")
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).
@@ -154,6 +163,13 @@ class TextBuilder:
         if page != self._page:
             self._page = page
             self._close()
+
+    def notes(self, title: str, texts: list[str]) -> None:
+        """A document's footnotes or endnotes at its end: a top-level heading ``title`` and the notes numbered
+        in order (nothing when there are none)."""
+        if texts:
+            self.heading(1, title)
+            self.block("\n".join(f"{n}. {t}" for n, t in enumerate(texts, 1)))
 
     def block(self, text: str) -> None:
         text = clean_block(text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, rows_as_text
+from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, rows_as_text, xml_parser
 from .office import open_zip
 
 _NS = {
@@ -19,7 +19,6 @@ _NS = {
 ODT_MIME = "application/vnd.oasis.opendocument.text"
 # a table row may claim thousands of repeated empty cells (a spreadsheet-like layout): read at most these
 MAX_REPEAT = 64
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
 
 
 def _q(name: str) -> str:
@@ -36,8 +35,8 @@ _SKIP = {_q(n) for n in ("text:tracked-changes", "office:annotation", "office:an
 def parse_odt(data: bytes) -> ParsedDocument:
     zf = open_zip(data, "OpenDocument")
     try:
-        content = etree.fromstring(zf.read("content.xml"), _PARSER)
-        meta = etree.fromstring(zf.read("meta.xml"), _PARSER) if "meta.xml" in zf.namelist() else None
+        content = etree.fromstring(zf.read("content.xml"), xml_parser())
+        meta = etree.fromstring(zf.read("meta.xml"), xml_parser()) if "meta.xml" in zf.namelist() else None
     except (KeyError, etree.XMLSyntaxError) as e:
         raise ParseError("The OpenDocument file could not be read: the file is damaged.") from e
     body = content.find(f"{_q('office:body')}/{_q('office:text')}")
@@ -45,10 +44,8 @@ def parse_odt(data: bytes) -> ParsedDocument:
         raise ParseError("The OpenDocument file has no text body.")
     r = _Reader()
     r.blocks(body)
-    for kind, notes in (("Footnotes", r.footnotes), ("Endnotes", r.endnotes)):
-        if notes:
-            r.b.heading(1, kind)
-            r.b.block("\n".join(f"{n}. {t}" for n, t in enumerate(notes, 1)))
+    r.b.notes("Footnotes", r.footnotes)
+    r.b.notes("Endnotes", r.endnotes)
     title = meta.findtext(f".//{_q('dc:title')}") if meta is not None else None
     return r.b.build("odt", None, metadata_title(title) or r.b.first_heading)
 

@@ -72,9 +72,7 @@ def parse_docx(data: bytes) -> ParsedDocument:
     titles: list[str] = []
     _docx_blocks(body, doc, b, titles, {})
     for kind, texts in notes:
-        if texts:
-            b.heading(1, kind.capitalize())
-            b.block("\n".join(f"{n}. {t}" for n, t in enumerate(texts, 1)))
+        b.notes(kind.capitalize(), texts)
     return b.build("docx", None, metadata_title(meta_title) or (titles[0] if titles else None))
 
 
@@ -180,9 +178,7 @@ def _notes(doc, kind: str) -> list[str]:
     part = next((p for p in doc.part.package.iter_parts() if p.partname == f"/word/{kind}.xml"), None)
     if part is None:
         return []
-    root = etree.fromstring(
-        part.blob, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    )
+    root = etree.fromstring(part.blob, base.xml_parser())
     texts = []
     for note in root.iterchildren(_w(kind[:-1])):
         if note.get(_w("type")) in ("separator", "continuationSeparator", "continuationNotice"):
