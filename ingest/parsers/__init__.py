@@ -11,9 +11,9 @@ import io
 import logging
 import zipfile
 
-from .base import SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
+from .base import SUPPORTED_NAMES, SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
 from .mail import looks_like_email, parse_email
-from .odf import ODT_MIME, parse_odt
+from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .pdf import parse_pdf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
@@ -32,10 +32,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EMPTY = "The file is empty."
-_SUPPORTED = (
-    "supported: PDF, Word .docx, OpenDocument .odt, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, "
-    "e-mail .eml, plain text"
-)
+_SUPPORTED = SUPPORTED_NAMES
 # Formats recognised only to name them in the refusal.
 _KNOWN_BINARY = (
     (
@@ -65,12 +62,14 @@ def _zip_type(data: bytes) -> str:
         mimetype = zf.read("mimetype")[:100] if "mimetype" in names else b""  # OpenDocument's first member
     except Exception as e:  # BadZipFile, NotImplementedError (odd versions), struct errors, ...
         raise ParseError("The file could not be read: it is a damaged ZIP container.") from e
-    if mimetype == ODT_MIME.encode():
-        return "odt"
+    kind = ODF_KINDS.get(mimetype.decode("ascii", "replace").strip())
+    if kind:
+        return kind
     if mimetype.startswith(b"application/vnd.oasis.opendocument."):
-        kind = mimetype.decode("ascii", "replace").rsplit(".", 1)[-1]
+        what = mimetype.decode("ascii", "replace").rsplit(".", 1)[-1]
         raise UnsupportedFileType(
-            f"The file is an OpenDocument {kind} file; of OpenDocument only text (.odt) is read ({_SUPPORTED})."
+            f"The file is an OpenDocument {what} file; of OpenDocument text, spreadsheets and presentations are "
+            f"read ({_SUPPORTED})."
         )
     if "word/document.xml" in names:
         return "docx"
@@ -158,4 +157,6 @@ _PARSERS = {
     "csv": _delimited,
     "email": parse_email,
     "odt": parse_odt,
+    "ods": parse_ods,
+    "odp": parse_odp,
 }

@@ -15,7 +15,25 @@ def xml_parser():
     return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
 
 
-SUPPORTED_TYPES = ("pdf", "docx", "odt", "pptx", "xlsx", "html", "markdown", "csv", "email", "text")
+SUPPORTED_TYPES = (
+    "pdf",
+    "docx",
+    "odt",
+    "ods",
+    "odp",
+    "pptx",
+    "xlsx",
+    "html",
+    "markdown",
+    "csv",
+    "email",
+    "text",
+)
+# what a refusal names as readable
+SUPPORTED_NAMES = (
+    "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, OpenDocument .odt/.ods/.odp, HTML, Markdown, CSV, "
+    "e-mail .eml, plain text"
+)
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).
 MAX_ZIP_MEMBERS = 10_000
@@ -225,4 +243,17 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
             cells.append(f"{h}: {v}")
         if cells:
             out.append("; ".join(cells))
+    return out
+
+
+def reading_order(items: list, place, line: float) -> list:
+    """``items`` (slide shapes, frames) in reading order: top to bottom, and left to right among those whose
+    tops lie within ``line`` of the first of their line. ``place(item)`` -> (top, left), in ``line``'s unit."""
+    rest = sorted(items, key=place)
+    out: list = []
+    while rest:
+        top = place(rest[0])[0]
+        row = [it for it in rest if place(it)[0] - top <= line]
+        rest = [it for it in rest if place(it)[0] - top > line]
+        out += sorted(row, key=lambda it: place(it)[1])
     return out

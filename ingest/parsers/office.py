@@ -13,7 +13,7 @@ import logging
 import zipfile
 
 from . import base
-from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, rows_as_text
+from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, reading_order, rows_as_text
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def parse_pptx(data: bytes) -> ParsedDocument:
 
 
 # shapes whose tops are this close (EMU; a quarter inch) read as one line, left to right
-_ROW_EMU = 228_600
+_LINE_EMU = 228_600
 
 
 def _shapes(shapes):
@@ -244,9 +244,9 @@ def _shapes(shapes):
     in the order they were drawn (z-order), which is the file's."""
 
     def place(shape) -> tuple[int, int]:
-        return ((shape.top or 0) // _ROW_EMU, shape.left or 0)
+        return (shape.top or 0, shape.left or 0)
 
-    for shape in sorted(shapes, key=place):
+    for shape in reading_order(list(shapes), place, _LINE_EMU):
         if hasattr(shape, "shapes"):  # a group
             yield from _shapes(shape.shapes)
         else:

@@ -12,6 +12,7 @@ from markdown_it import MarkdownIt
 
 from .base import (
     MAX_SHEET_CELLS,
+    SUPPORTED_NAMES,
     ParsedDocument,
     ParseError,
     TextBuilder,
@@ -30,9 +31,7 @@ _BOMS = (
 TIE_MARGIN = 0.02
 _PREFERRED = ("utf_8", "gb18030", "cp1252", "latin_1", "cp1251", "cp932", "big5")
 _BINARY = UnsupportedFileType(
-    "The file is not a supported document: its content is binary data, not text "
-    "(supported: PDF, Word .docx, OpenDocument .odt, PowerPoint .pptx, Excel .xlsx, HTML, Markdown, CSV, "
-    "e-mail .eml, plain text)."
+    f"The file is not a supported document: its content is binary data, not text ({SUPPORTED_NAMES})."
 )
 # Characters that never occur in real text; more than a few per thousand means binary data.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]")

@@ -291,18 +291,37 @@ def make_email(html_body: bool = False) -> bytes:
     return m.as_bytes()
 
 
+_ODF_NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+           'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+           'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+           'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+           'xmlns:presentation="urn:oasis:names:tc:opendocument:xmlns:presentation:1.0" '
+           'xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" '
+           'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+           'xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0"')  # fmt: skip
+
+
+def _odf_zip(mimetype: str, body: str, title: str | None) -> bytes:
+    """An OpenDocument package as LibreOffice writes it: the mimetype member stored first."""
+    content = (f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document-content {_ODF_NS}><office:body>{body}'
+               "</office:body></office:document-content>")  # fmt: skip
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mimetype", mimetype, compress_type=zipfile.ZIP_STORED)
+        z.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        if title is not None:
+            meta = (f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document-meta {_ODF_NS}><office:meta>'
+                    f"<dc:title>{title}</dc:title></office:meta></office:document-meta>")  # fmt: skip
+            z.writestr("meta.xml", meta, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/manifest.xml", "<manifest/>", compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
 def make_odt(mimetype: str = "application/vnd.oasis.opendocument.text") -> bytes:
     """An OpenDocument text as LibreOffice writes it (mimetype stored first), with headings, a list, a table
     with repeated and covered cells, a text box, a footnote, a comment, a tracked deletion and a table of
     contents."""
-    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
-          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
-          'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
-          'xmlns:dc="http://purl.org/dc/elements/1.1/" '
-          'xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0"')  # fmt: skip
-    content = f"""<?xml version="1.0" encoding="UTF-8"?>
-<office:document-content {ns}><office:body><office:text>
+    body = """<office:text>
 <text:tracked-changes><text:changed-region><text:deletion><text:p>removed words</text:p></text:deletion>
 </text:changed-region></text:tracked-changes>
 <text:table-of-content><text:index-body><text:p>Travel ..... 1</text:p></text:index-body></text:table-of-content>
@@ -322,13 +341,56 @@ def make_odt(mimetype: str = "application/vnd.oasis.opendocument.text") -> bytes
 </table:table-cell><table:covered-table-cell/></table:table-row></table:table>
 <text:p>Receipts are needed.<draw:frame><draw:text-box><text:p>Tip: keep them in the app.</text:p>
 </draw:text-box></draw:frame></text:p>
-</office:text></office:body></office:document-content>"""
-    meta = f"""<?xml version="1.0" encoding="UTF-8"?>
-<office:document-meta {ns}><office:meta><dc:title>Travel policy</dc:title></office:meta></office:document-meta>"""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("mimetype", mimetype, compress_type=zipfile.ZIP_STORED)
-        z.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("meta.xml", meta, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("META-INF/manifest.xml", "<manifest/>", compress_type=zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
+</office:text>"""
+    return _odf_zip(mimetype, body, "Travel policy")
+
+
+def make_ods() -> bytes:
+    """An OpenDocument spreadsheet: a title line above a table, repeated cells and rows (as LibreOffice pads a
+    sheet to its used range), an empty sheet and a second sheet."""
+    empty = '<table:table-cell table:number-columns-repeated="1020"/>'
+    body = f"""<office:spreadsheet>
+<table:table table:name="Rates"><table:table-column table:number-columns-repeated="3"/>
+<table:table-row><table:table-cell><text:p>Hotel rates 2025</text:p></table:table-cell>{empty}</table:table-row>
+<table:table-row table:number-rows-repeated="2">{empty}</table:table-row>
+<table:table-row><table:table-cell><text:p>City</text:p></table:table-cell>
+<table:table-cell><text:p>Per night</text:p></table:table-cell>{empty}</table:table-row>
+<table:table-row><table:table-cell office:value-type="string"><text:p>Lyon</text:p></table:table-cell>
+<table:table-cell office:value-type="float" office:value="120"><text:p>120</text:p></table:table-cell>
+{empty}</table:table-row>
+<table:table-row table:number-rows-repeated="2"><table:table-cell><text:p>Nice</text:p></table:table-cell>
+<table:table-cell><text:p>140</text:p></table:table-cell>{empty}</table:table-row>
+<table:table-row table:number-rows-repeated="1048570">{empty}</table:table-row>
+</table:table>
+<table:table table:name="Empty"><table:table-row>{empty}</table:table-row></table:table>
+<table:table table:name="Contacts"><table:table-row><table:table-cell><text:p>Name</text:p></table:table-cell>
+<table:table-cell><text:p>Phone</text:p></table:table-cell></table:table-row>
+<table:table-row><table:table-cell><text:p>Travel desk</text:p></table:table-cell>
+<table:table-cell><text:p>+49 30 1234</text:p></table:table-cell></table:table-row></table:table>
+</office:spreadsheet>"""
+    return _odf_zip("application/vnd.oasis.opendocument.spreadsheet", body, "Travel rates")
+
+
+def make_odp() -> bytes:
+    """An OpenDocument presentation: two slides, frames written out of reading order, a table, a group,
+    speaker notes beside the slide's thumbnail; no metadata title."""
+
+    def frame(y: str, x: str, text: str, cls: str = "") -> str:
+        c = f' presentation:class="{cls}"' if cls else ""
+        return (f'<draw:frame svg:x="{x}" svg:y="{y}" svg:width="10cm" svg:height="2cm"{c}><draw:text-box>'
+                f"<text:p>{text}</text:p></draw:text-box></draw:frame>")  # fmt: skip
+
+    body = f"""<office:presentation>
+<draw:page draw:name="page1">{frame("12cm", "2cm", "Questions: travel@example.com")}
+{frame("5cm", "14cm", "Right column: trains first", "outline")}{frame("5.2cm", "2cm", "Left column: book early", "outline")}
+{frame("1cm", "2cm", "Travel rules", "title")}
+<presentation:notes><draw:page-thumbnail presentation:class="page"/>{frame("3cm", "2cm", "Say: rules apply from May.", "notes")}
+</presentation:notes></draw:page>
+<draw:page draw:name="page2">{frame("1cm", "2cm", "Rates", "title")}
+<draw:frame svg:x="2cm" svg:y="4cm"><table:table><table:table-row><table:table-cell><text:p>City</text:p>
+</table:table-cell><table:table-cell><text:p>Rate</text:p></table:table-cell></table:table-row>
+<table:table-row><table:table-cell><text:p>Lyon</text:p></table:table-cell><table:table-cell><text:p>120</text:p>
+</table:table-cell></table:table-row></table:table></draw:frame>
+<draw:g>{frame("9cm", "2cm", "Grouped: ask the desk")}</draw:g>
+</draw:page></office:presentation>"""
+    return _odf_zip("application/vnd.oasis.opendocument.presentation", body, None)

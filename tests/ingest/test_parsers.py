@@ -354,8 +354,35 @@ def test_a_markdown_memo_with_mail_fields_stays_markdown():
 def test_odt_heading_paths_and_other_opendocument_kinds():
     doc = parse(F.make_odt(), "travel.odt")
     assert section_of(doc, "90 EUR").heading_path == ["Travel", "Allowances"]
-    with pytest.raises(UnsupportedFileType, match="OpenDocument spreadsheet"):
+    with pytest.raises(UnsupportedFileType, match="OpenDocument graphics"):
+        parse(F.make_odt("application/vnd.oasis.opendocument.graphics"), "drawing.odg")
+    with pytest.raises(ParseError, match="no spreadsheet body"):  # the mimetype says sheet, the body text
         parse(F.make_odt("application/vnd.oasis.opendocument.spreadsheet"), "sheet.ods")
+
+
+def test_ods_sheets_are_sections_of_rows_with_repeats_bounded():
+    doc = parse(F.make_ods(), "rates.ods")
+    assert (doc.detected_type, doc.title) == ("ods", "Travel rates")
+    assert doc.text == (
+        "Rates\n\nHotel rates 2025\nCity: Lyon; Per night: 120\nCity: Nice; Per night: 140\n"
+        "City: Nice; Per night: 140\n\nContacts\n\nName: Travel desk; Phone: +49 30 1234"
+    )
+    assert section_of(doc, "Lyon").heading_path == ["Rates"]
+    assert_tiles(doc)
+
+
+def test_odp_slides_are_pages_read_in_reading_order_with_notes():
+    doc = parse(F.make_odp(), "travel.odp")
+    assert (doc.detected_type, doc.title, doc.pages) == ("odp", "Travel rules", 2)
+    assert doc.text == (
+        "Travel rules\n\nLeft column: book early\n\nRight column: trains first\n\n"
+        "Questions: travel@example.com\n\nSay: rules apply from May.\n\n"
+        "Rates\n\nCity: Lyon; Rate: 120\n\nGrouped: ask the desk"
+    )
+    lyon = section_of(doc, "Lyon")
+    assert (lyon.heading_path, lyon.page) == (["Rates"], 2)
+    assert section_of(doc, "from May").page == 1
+    assert_tiles(doc)
 
 
 def test_a_sheet_title_above_the_table_is_not_its_header():
