@@ -16,6 +16,7 @@ from .mail import looks_like_email, parse_email
 from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .pdf import parse_pdf
+from .rtf import parse_rtf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
 from .web import parse_html
 
@@ -48,7 +49,6 @@ _KNOWN_BINARY = (
     (b"Rar!", "a RAR archive"),
     (b"\x7fELF", "an executable program"),
     (b"MZ", "a Windows program"),
-    (b"{\\rtf", "an RTF document"),
 )
 _MARKDOWN_EXT = (".md", ".markdown", ".mdown", ".mkd")
 _TEXT_EXT = (".txt", ".text", ".log")
@@ -97,6 +97,8 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
         return "pdf"
     if data.startswith(b"PK\x03\x04"):
         return _zip_type(data)
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"{\\rtf":
+        return "rtf"
     for magic, what in _KNOWN_BINARY:
         if data.startswith(magic):
             raise UnsupportedFileType(f"The file is {what}, which is not supported ({_SUPPORTED}).")
@@ -159,4 +161,5 @@ _PARSERS = {
     "odt": parse_odt,
     "ods": parse_ods,
     "odp": parse_odp,
+    "rtf": parse_rtf,
 }

@@ -394,3 +394,34 @@ def make_odp() -> bytes:
 <draw:g>{frame("9cm", "2cm", "Grouped: ask the desk")}</draw:g>
 </draw:page></office:presentation>"""
     return _odf_zip("application/vnd.oasis.opendocument.presentation", body, None)
+
+
+def make_rtf() -> bytes:
+    """An RTF document as Word writes one: font table with a Chinese (GBK) font, colour and list tables,
+    stylesheet headings, an info title, a page header, a picture, a \\bin blob, a hyperlink field, a
+    footnote, hidden text, a comment, \\u characters with fallbacks, list numbers and a two-row table."""
+    gbk = "".join(f"\\'{b:02x}" for b in "差旅标准".encode("gbk"))
+    return (
+        r"{\rtf1\ansi\ansicpg1252\uc1\deff0{\fonttbl{\f0\froman\fcharset0 Times New Roman;}"
+        r"{\f1\fnil\fcharset134 SimSun;}{\f2\fnil\fcharset2 Symbol;}}"
+        r"{\colortbl;\red0\green0\blue0;}{\*\listtable{\list\listtemplateid1{\listlevel\levelnfc0{\leveltext\'02\'00.;}}}}"
+        r"{\stylesheet{\ql Normal;}{\s1\ql\outlinelevel0 heading 1;}{\s2\ql heading 2;}"
+        r"{\*\cs10 Default Paragraph Font;}}"
+        r"{\info{\title Travel policy 2025}{\author Ann Admin}{\company ACME}}"
+        r"{\header \pard\plain ACME confidential\par}"
+        "\n"
+        r"\pard\plain\s1\outlinelevel0 Travel\par"
+        r"\pard\plain Book trains for trips under 500\~km.{\v  secret note}{\*\atnid AA}"
+        r"{\annotation check this}\par"
+        r"\pard\plain{\pict\pngblip\picw10\pich10 89504e470d0a1a0a0000}{\*\objdata\bin4 }{\}}Pack light.\par"
+        "\n"
+        r"\pard\plain{\listtext\f2 \'b7\tab}Second class\par"
+        r"\pard\plain{\listtext 2.\tab}Caf\'e9 \u8364? 90 per day\par"
+        r"\pard\plain\s2 Allowances\par"
+        r"\trowd\cellx2000\cellx4000\pard\intbl City\cell Per day\cell\row"
+        r"\trowd\cellx2000\cellx4000\pard\intbl Paris\cell 90 EUR\cell\row"
+        r"\pard\plain See {\field{\*\fldinst HYPERLINK \"https://intranet/travel\"}{\fldrslt the intranet}}"
+        r"{\super\chftn}{\footnote\pard\plain{\super\chftn} Measured by road.}.\par"
+        r"\pard\plain{\f1 " + gbk + r"}\line second line\par"
+        "}"
+    ).encode("ascii")

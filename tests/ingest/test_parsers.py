@@ -599,3 +599,59 @@ def test_markdown_heading_keeps_literal_characters_and_drops_marks():
         "The fast path for a_b 2 * 3 *",
     ]
     assert section_of(doc, "more").heading_path[-1] == "List<T> <b>bold</b>"  # text as written, never HTML
+
+
+RTF_TEXT = (
+    "Travel\n\nBook trains for trips under 500\u00a0km.\n\nPack light.\n\nSecond class\n\nCafé € 90 per day\n\n"
+    "Allowances\n\nCity: Paris; Per day: 90 EUR\n\nSee the intranet.\n\n差旅标准\nsecond line\n\n"
+    "Footnotes\n\n1. Measured by road."
+)
+
+
+def test_rtf_as_word_writes_it():
+    doc = parse(F.make_rtf(), "travel.rtf")
+    assert (doc.detected_type, doc.title, doc.text) == ("rtf", "Travel policy 2025", RTF_TEXT)
+    assert section_of(doc, "90 EUR").heading_path == ["Travel", "Allowances"]  # style "heading 2"
+    assert section_of(doc, "Pack light").heading_path == ["Travel"]  # \outlinelevel0
+    assert_tiles(doc)
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        # TextEdit (macOS): a backslash before the line end ends the paragraph; cp1252 bytes
+        (
+            b"\xef\xbb\xbf\n{\\rtf1\\ansi\\ansicpg1252\\cocoartf2639\n{\\fonttbl\\f0\\fswiss\\fcharset0 Helvetica;}\n"
+            b"{\\colortbl;\\red255\\green255\\blue255;}\n\\pard\\tx566\\f0\\fs24 \\cf0 Gr\\'fc\\'dfe aus K\\'f6ln\\\n"
+            b"Zweite Zeile}",
+            "Grüße aus Köln\n\nZweite Zeile",
+        ),
+        # a Japanese code page without font charsets; \uN with a two-byte fallback (\uc2)
+        (
+            b"{\\rtf1\\ansi\\ansicpg932 "
+            + "".join(f"\\'{b:02x}" for b in "経費精算".encode("cp932")).encode()
+            + b"\\par{\\uc2\\u26085\\'93\\'fa\\u26412\\'96\\'7b}}",
+            "経費精算\n\n日本",
+        ),
+        # a document cut off before its closing braces still gives what it holds
+        (
+            b"{\\rtf1\\ansi{\\fonttbl{\\f0 Arial;}}\\pard Truncated but readable\\par\\pard still",
+            "Truncated but readable\n\nstill",
+        ),
+    ],
+)
+def test_rtf_writers_code_pages_and_truncation(data, text):
+    doc = parse(data, "letter.rtf")
+    assert (doc.detected_type, doc.text) == ("rtf", text)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"{\\rtf1\\ansi{\\fonttbl{\\f0 Arial;}}{\\pict 0000}}", "no text"),
+        (b"{\\rtf1 " + b"{" * 20_000 + b"deep" + b"}" * 20_000 + b"}", "nests groups"),
+    ],
+)
+def test_rtf_without_text_or_nested_too_deep_fails_with_a_reason(data, reason):
+    with pytest.raises(ParseError, match=reason):
+        parse(data, "bad.rtf")
