@@ -18,7 +18,7 @@ from .office import parse_docx, parse_pptx, parse_xlsx
 from .pdf import parse_pdf
 from .rtf import parse_rtf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
-from .web import parse_html
+from .web import EPUB_MIME, parse_epub, parse_html
 
 __all__ = [
     "SUPPORTED_TYPES",
@@ -62,6 +62,8 @@ def _zip_type(data: bytes) -> str:
         mimetype = zf.read("mimetype")[:100] if "mimetype" in names else b""  # OpenDocument's first member
     except Exception as e:  # BadZipFile, NotImplementedError (odd versions), struct errors, ...
         raise ParseError("The file could not be read: it is a damaged ZIP container.") from e
+    if mimetype.strip() == EPUB_MIME:
+        return "epub"
     kind = ODF_KINDS.get(mimetype.decode("ascii", "replace").strip())
     if kind:
         return kind
@@ -162,4 +164,5 @@ _PARSERS = {
     "ods": parse_ods,
     "odp": parse_odp,
     "rtf": parse_rtf,
+    "epub": parse_epub,
 }

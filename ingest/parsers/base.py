@@ -22,6 +22,7 @@ SUPPORTED_TYPES = (
     "ods",
     "odp",
     "rtf",
+    "epub",
     "pptx",
     "xlsx",
     "html",
@@ -32,8 +33,8 @@ SUPPORTED_TYPES = (
 )
 # what a refusal names as readable
 SUPPORTED_NAMES = (
-    "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, OpenDocument .odt/.ods/.odp, RTF, HTML, Markdown, "
-    "CSV, e-mail .eml, plain text"
+    "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, OpenDocument .odt/.ods/.odp, RTF, EPUB, HTML, "
+    "Markdown, CSV, e-mail .eml, plain text"
 )
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).

@@ -1,16 +1,27 @@
-"""HTML: the main text and its headings, without navigation, page chrome, forms or scripts.
+"""HTML: the main text and its headings, without navigation, page chrome, forms or scripts. EPUB books: their
+XHTML chapters in reading (spine) order, read the same way.
 
 lxml directly (not BeautifulSoup): ~5x faster on the Python documentation pages, same output.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
+from urllib.parse import unquote
 
 import lxml.html
 from lxml import etree
 
-from .base import ParsedDocument, ParseError, TextBuilder, clean_inline, rows_as_text
+from .base import (
+    ParsedDocument,
+    ParseError,
+    TextBuilder,
+    clean_inline,
+    metadata_title,
+    rows_as_text,
+    xml_parser,
+)
 from .text import decode_text
 
 _DROP_TAGS = {
@@ -35,6 +46,13 @@ _PARSER = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pi
 
 
 def parse_html(data: bytes) -> ParsedDocument:
+    w = _Walker()
+    title = _read_html(data, w)
+    return w.b.build("html", None, title or None)
+
+
+def _read_html(data: bytes, w: _Walker) -> str | None:
+    """Walk one page's main text into ``w``; returns the page's <title>."""
     m = _META_CHARSET.search(data[:4096])
     text = decode_text(data, declared=m.group(1).decode("ascii") if m else None)
     try:
@@ -51,10 +69,9 @@ def parse_html(data: bytes) -> ParsedDocument:
     if main is None:
         found = root.xpath("//*[@role='main']")
         main = found[0] if found else root
-    w = _Walker()
     w.walk(main)
     w.flush()
-    return w.b.build("html", None, title or None)
+    return title
 
 
 def _is_chrome(el) -> bool:
@@ -115,3 +132,49 @@ def _table_rows(table) -> list[list[str]]:
             [c.text_content() for c in tr if isinstance(c.tag, str) and c.tag.lower() in ("td", "th")]
         )
     return rows
+
+
+EPUB_MIME = b"application/epub+zip"
+_OPF = "{http://www.idpf.org/2007/opf}"
+_DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+_CONTAINER_ROOTFILE = "{urn:oasis:names:tc:opendocument:xmlns:container}rootfile"
+_XHTML_TYPES = ("application/xhtml+xml", "text/html")
+
+
+def parse_epub(data: bytes) -> ParsedDocument:
+    """An EPUB 2/3 book: the package's title, then each XHTML document of the spine (linear or not: a
+    footnotes chapter is text too) with its headings. DRM-encrypted books are refused with a reason."""
+    from .office import open_zip
+
+    zf = open_zip(data, "EPUB")
+    names = set(zf.namelist())
+    if "META-INF/encryption.xml" in names:
+        enc = zf.read("META-INF/encryption.xml")
+        if b"EncryptedData" in enc and b"http://www.idpf.org/2008/embedding" not in enc:
+            raise ParseError("The EPUB book is encrypted (DRM); its text cannot be read.")
+    try:
+        container = etree.fromstring(zf.read("META-INF/container.xml"), xml_parser())
+        root_el = container.find(f".//{_CONTAINER_ROOTFILE}")
+        opf_path = root_el.get("full-path") if root_el is not None else None
+        opf = etree.fromstring(zf.read(opf_path), xml_parser()) if opf_path else None
+    except (KeyError, etree.XMLSyntaxError) as e:
+        raise ParseError("The EPUB book could not be read: its package file is missing or damaged.") from e
+    if opf is None:
+        raise ParseError("The EPUB book could not be read: it names no package file.")
+    base_dir = posixpath.dirname(opf_path)
+    items = {
+        it.get("id"): (it.get("href") or "", it.get("media-type") or "") for it in opf.iter(f"{_OPF}item")
+    }
+    w = _Walker()
+    for ref in opf.iter(f"{_OPF}itemref"):
+        href, media = items.get(ref.get("idref"), ("", ""))
+        if not href or media not in _XHTML_TYPES:
+            continue
+        path = posixpath.normpath(posixpath.join(base_dir, unquote(href.split("#", 1)[0])))
+        if path not in names:
+            continue  # a spine entry the book does not hold: skipped, the rest is read
+        _read_html(zf.read(path), w)
+        w.b.set_path([])  # a chapter's headings do not run into the next one
+    title_el = opf.find(f".//{_DC_TITLE}")
+    title = metadata_title(title_el.text if title_el is not None else None)
+    return w.b.build("epub", None, title)

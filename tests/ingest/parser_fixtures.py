@@ -425,3 +425,42 @@ def make_rtf() -> bytes:
         r"\pard\plain{\f1 " + gbk + r"}\line second line\par"
         "}"
     ).encode("ascii")
+
+
+def make_epub(encrypted: bool = False) -> bytes:
+    """An EPUB 3 book as an e-book tool writes it: the package in OEBPS/, a navigation document outside the
+    spine, two chapters (the second with a table and a file name needing %-decoding), a spine entry the
+    book lacks, a cover image."""
+    page = ('<?xml version="1.0" encoding="UTF-8"?><html xmlns="http://www.w3.org/1999/xhtml"><head>'
+            "<title>{title}</title></head><body>{body}</body></html>")  # fmt: skip
+    opf = """<?xml version="1.0" encoding="UTF-8"?>
+<package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">
+<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Field Service Manual</dc:title></metadata>
+<manifest><item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>
+<item id="c1" href="text/ch1.xhtml" media-type="application/xhtml+xml"/>
+<item id="c2" href="text/ch%202.xhtml" media-type="application/xhtml+xml"/>
+<item id="gone" href="text/missing.xhtml" media-type="application/xhtml+xml"/>
+<item id="cover" href="img/cover.jpg" media-type="image/jpeg"/></manifest>
+<spine><itemref idref="cover"/><itemref idref="c1"/><itemref idref="gone"/><itemref idref="c2"/></spine></package>"""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        z.writestr("META-INF/container.xml", '<?xml version="1.0"?><container version="1.0" '
+                   'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles><rootfile '
+                   'full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/></rootfiles>'
+                   "</container>")  # fmt: skip
+        if encrypted:
+            z.writestr("META-INF/encryption.xml", '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:'
+                       'container"><EncryptedData xmlns="http://www.w3.org/2001/04/xmlenc#"/></encryption>')  # fmt: skip
+        z.writestr("OEBPS/content.opf", opf)
+        z.writestr(
+            "OEBPS/nav.xhtml", page.format(title="Contents", body="<nav><ol><li>Chapter 1</li></ol></nav>")
+        )
+        z.writestr("OEBPS/text/ch1.xhtml", page.format(
+            title="1", body="<h1>Installation</h1><p>Mount the unit <em>level</em>.</p><h2>Power</h2>"
+            "<p>Use a 16 A fuse.</p>"))  # fmt: skip
+        z.writestr("OEBPS/text/ch 2.xhtml", page.format(
+            title="2", body="<h1>Maintenance</h1><table><tr><th>Part</th><th>Interval</th></tr>"
+            "<tr><td>Filter</td><td>6 months</td></tr></table>"))  # fmt: skip
+        z.writestr("OEBPS/img/cover.jpg", b"\xff\xd8\xff" + bytes(32))
+    return buf.getvalue()

@@ -655,3 +655,17 @@ def test_rtf_writers_code_pages_and_truncation(data, text):
 def test_rtf_without_text_or_nested_too_deep_fails_with_a_reason(data, reason):
     with pytest.raises(ParseError, match=reason):
         parse(data, "bad.rtf")
+
+
+def test_epub_chapters_in_spine_order_with_their_headings():
+    doc = parse(F.make_epub(), "manual.epub")
+    assert (doc.detected_type, doc.title) == ("epub", "Field Service Manual")
+    assert doc.text == (
+        "Installation\n\nMount the unit level.\n\nPower\n\nUse a 16 A fuse.\n\n"
+        "Maintenance\n\nPart: Filter; Interval: 6 months"
+    )
+    assert section_of(doc, "16 A").heading_path == ["Installation", "Power"]
+    assert section_of(doc, "Filter").heading_path == ["Maintenance"]
+    assert_tiles(doc)
+    with pytest.raises(ParseError, match="encrypted"):
+        parse(F.make_epub(encrypted=True), "manual.epub")
