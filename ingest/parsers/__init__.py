@@ -15,6 +15,7 @@ from .base import SUPPORTED_NAMES, SUPPORTED_TYPES, ParsedDocument, ParseError, 
 from .mail import looks_like_email, parse_email
 from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
+from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_xls
 from .pdf import parse_pdf
 from .rtf import parse_rtf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
@@ -36,10 +37,6 @@ _EMPTY = "The file is empty."
 _SUPPORTED = SUPPORTED_NAMES
 # Formats recognised only to name them in the refusal.
 _KNOWN_BINARY = (
-    (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-        "an old-format (97-2003) or password-protected Office document, or an Outlook .msg message",
-    ),
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
@@ -99,6 +96,8 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
         return "pdf"
     if data.startswith(b"PK\x03\x04"):
         return _zip_type(data)
+    if data.startswith(OLE_MAGIC):
+        return ole_type(data)
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"{\\rtf":
         return "rtf"
     for magic, what in _KNOWN_BINARY:
@@ -165,4 +164,7 @@ _PARSERS = {
     "odp": parse_odp,
     "rtf": parse_rtf,
     "epub": parse_epub,
+    "doc": parse_doc,
+    "xls": parse_xls,
+    "msg": parse_msg,
 }

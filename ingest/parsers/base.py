@@ -18,6 +18,7 @@ def xml_parser():
 SUPPORTED_TYPES = (
     "pdf",
     "docx",
+    "doc",
     "odt",
     "ods",
     "odp",
@@ -25,16 +26,18 @@ SUPPORTED_TYPES = (
     "epub",
     "pptx",
     "xlsx",
+    "xls",
     "html",
     "markdown",
     "csv",
     "email",
+    "msg",
     "text",
 )
 # what a refusal names as readable
 SUPPORTED_NAMES = (
-    "supported: PDF, Word .docx, PowerPoint .pptx, Excel .xlsx, OpenDocument .odt/.ods/.odp, RTF, EPUB, HTML, "
-    "Markdown, CSV, e-mail .eml, plain text"
+    "supported: PDF, Word .docx/.doc, PowerPoint .pptx, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
+    "HTML, Markdown, CSV, e-mail .eml/.msg, plain text"
 )
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).
@@ -188,7 +191,9 @@ class TextBuilder:
         """A document's footnotes or endnotes at its end: a top-level heading ``title`` and the notes numbered
         in order (nothing when there are none)."""
         if texts:
+            first = self.first_heading
             self.heading(1, title)
+            self.first_heading = first  # "Footnotes" is no title for the document
             self.block("\n".join(f"{n}. {t}" for n, t in enumerate(texts, 1)))
 
     def block(self, text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from .base import ParsedDocument, ParseError, TextBuilder, clean_inline
@@ -32,61 +33,81 @@ def looks_like_email(text: str) -> bool:
     return "from" in names and bool(names & _ALSO)
 
 
+@dataclass
+class Mail:
+    """A message as it is written out: its header fields, body text, every attachment's name, the attached
+    documents (name, bytes) and attached messages. Outlook .msg files (``ole``) fill the same."""
+
+    headers: list[tuple[str, str]]
+    body: str = ""
+    names: list[str] = field(default_factory=list)
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    forwarded: list[Mail] = field(default_factory=list)
+
+
 def parse_email(data: bytes) -> ParsedDocument:
     try:
         msg = email.message_from_bytes(data, policy=email.policy.default)
     except Exception as e:  # noqa: BLE001  (the email package raises many kinds on broken input)
         raise ParseError("The e-mail message could not be read: it is damaged.") from e
     b = TextBuilder()
-    _message(msg, b, depth=0)
+    write_mail(b, _mail(msg, depth=0))
     subject = clean_inline(str(msg.get("Subject") or ""))
     return b.build("email", None, subject or None)
 
 
-def _message(msg: EmailMessage, b: TextBuilder, depth: int) -> None:
-    header = [f"{h}: {clean_inline(str(msg.get(h)))}" for h in _HEADERS if msg.get(h)]
-    b.block("\n".join(header))
-    if len(list(msg.walk())) > MAX_PARTS:
-        raise ParseError(f"The e-mail message has more than {MAX_PARTS} parts; it was not read.")
-    body = msg.get_body(preferencelist=("plain", "html"))
-    if body is not None:
-        content = _content(body)
-        if body.get_content_subtype() == "html":
-            try:
-                content = parse_html(content.encode("utf-8")).text
-            except ParseError:
-                content = ""
-        b.block(content)
-    names, forwarded, files = [], [], []
-    for part in msg.iter_attachments():
-        if part.get_content_type() == "message/rfc822" and depth < 3:
-            inner = part.get_content()
-            if isinstance(inner, EmailMessage):
-                forwarded.append(inner)
-                continue
-        name = clean_inline(part.get_filename() or part.get_content_type())
-        names.append(name)
-        files.append((name, part))
-    if names:
-        b.block("Attachments: " + ", ".join(names))
-    for inner in forwarded:
+def write_mail(b: TextBuilder, mail: Mail) -> None:
+    """The header block, body, attachment names, attached messages, then each attached document's text under
+    an "Attachment: <name>" heading."""
+    b.block("\n".join(f"{h}: {clean_inline(v)}" for h, v in mail.headers if clean_inline(v)))
+    b.block(mail.body)
+    if mail.names:
+        b.block("Attachments: " + ", ".join(mail.names))
+    for inner in mail.forwarded:
         b.block("Attached message:")
-        _message(inner, b, depth + 1)
-    for name, part in files:
-        text = _attachment_text(name, part)
+        write_mail(b, inner)
+    for name, data in mail.files:
+        text = attachment_text(name, data)
         if text:
             b.heading(1, f"Attachment: {name}")
             b.block(text)
 
 
-def _attachment_text(name: str, part) -> str:
+def _mail(msg: EmailMessage, depth: int) -> Mail:
+    if len(list(msg.walk())) > MAX_PARTS:
+        raise ParseError(f"The e-mail message has more than {MAX_PARTS} parts; it was not read.")
+    mail = Mail([(h, str(msg.get(h))) for h in _HEADERS if msg.get(h)])
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is not None:
+        content = _content(body)
+        mail.body = html_text(content.encode("utf-8")) if body.get_content_subtype() == "html" else content
+    for part in msg.iter_attachments():
+        if part.get_content_type() == "message/rfc822" and depth < 3:
+            inner = part.get_content()
+            if isinstance(inner, EmailMessage):
+                mail.forwarded.append(_mail(inner, depth + 1))
+                continue
+        name = clean_inline(part.get_filename() or part.get_content_type())
+        mail.names.append(name)
+        mail.files.append((name, part.get_payload(decode=True) or b""))
+    return mail
+
+
+def html_text(data: bytes) -> str:
+    """An HTML body's text ("" when it has none)."""
+    try:
+        return parse_html(data).text
+    except ParseError:
+        return ""
+
+
+def attachment_text(name: str, data: bytes) -> str:
     """An attached document's text, read by its own parser (PDF, Word, ...); "" for what is not a document
     (images, archives, damaged files) and for attached e-mails (their own attachments are not followed)."""
     from . import detect_type, parse
 
     try:
-        data = part.get_payload(decode=True) or b""
-        if not data or detect_type(data, name) == "email":
+        if not data or detect_type(data, name) in ("email", "msg"):
             return ""
         return parse(data, name).text
     except ParseError:  # UnsupportedFileType included

@@ -464,3 +464,95 @@ def make_epub(encrypted: bool = False) -> bytes:
             "<tr><td>Filter</td><td>6 months</td></tr></table>"))  # fmt: skip
         z.writestr("OEBPS/img/cover.jpg", b"\xff\xd8\xff" + bytes(32))
     return buf.getvalue()
+
+
+def make_doc(encrypted: bool = False) -> bytes:
+    """A Word 97-2003 document as [MS-DOC] lays it out: a FIB, a piece table (after a property modifier) of
+    three pieces (cp1252 8-bit, UTF-16, 8-bit), a field, a table with an empty cell, a footnote, a header."""
+    import struct
+
+    from .cfb import write_cfb
+
+    main_a = ("Employee Handbook\rCafé rules: see \x13 HYPERLINK \"https://intranet\" \x14the intranet\x15 "
+              "first.\x02\rCountry\x07Days\x07\x07Germany\x0730\x07\x07China\x07\x07\x07After the table.\r")  # fmt: skip
+    main_b = "差旅标准 € ok\r"
+    ftn = "\x02 Measured by road.\r"
+    hdr = "ACME confidential\r\r"
+    tail = ftn + hdr
+    fib = bytearray(0x400)
+    struct.pack_into("<HH", fib, 0, 0xA5EC, 0x00C1)
+    struct.pack_into("<H", fib, 0x0A, 0x0200 | (0x0100 if encrypted else 0))
+    struct.pack_into("<8i", fib, 0x4C, len(main_a) + len(main_b), len(ftn), len(hdr), 0, 0, 0, 0, 0)
+    a_at, b_at, c_at = 0x400, 0x800, 0xC00
+    wd = bytearray(fib) + bytes(0x1000 - len(fib))
+    wd[a_at : a_at + len(main_a)] = main_a.encode("cp1252")
+    wd[b_at : b_at + 2 * len(main_b)] = main_b.encode("utf-16-le")
+    wd[c_at : c_at + len(tail)] = tail.encode("cp1252")
+    cps = [0, len(main_a), len(main_a) + len(main_b), len(main_a) + len(main_b) + len(tail)]
+    fcs = [(a_at * 2) | 0x40000000, b_at, (c_at * 2) | 0x40000000]
+    plc = struct.pack("<4I", *cps) + b"".join(struct.pack("<HIH", 0, fc, 0) for fc in fcs)
+    clx = b"\x01" + struct.pack("<H", 2) + b"\x00\x00" + b"\x02" + struct.pack("<I", len(plc)) + plc
+    table = bytes(16) + clx
+    struct.pack_into("<II", wd, 0x1A2, 16, len(clx))
+    return write_cfb({"WordDocument": bytes(wd), "1Table": table})
+
+
+def make_msg(html_only: bool = False) -> bytes:
+    """An Outlook message ([MS-OXMSG]): subject, sender, recipients, submit time, a plain-text (or only an
+    HTML) body, a Word attachment, an image, and an attached message."""
+    import struct
+
+    from .cfb import write_cfb
+
+    def u(s: str) -> bytes:
+        return s.encode("utf-16-le")
+
+    def props(header: int, *items: tuple[int, int]) -> bytes:
+        return bytes(header) + b"".join(struct.pack("<IIQ", tag, 6, v) for tag, v in items)
+
+    filetime = (1741075200 + 11644473600) * 10_000_000  # 2025-03-04 08:00:00 UTC
+    s = {
+        "__properties_version1.0": props(32, (0x00390040, filetime), (0x3FFD0003, 1252)),
+        "__substg1.0_0037001F": u("Office move – new keys"),
+        "__substg1.0_0C1A001F": u("Anna Admin"),
+        "__substg1.0_5D01001F": u("anna@example.com"),
+        "__substg1.0_0E04001F": u("All staff"),
+        "__substg1.0_0E03001F": u("Facilities"),
+        "__attach_version1.0_#00000000/__substg1.0_3707001F": u("handbook.docx"),
+        "__attach_version1.0_#00000000/__substg1.0_37010102": make_docx(),
+        "__attach_version1.0_#00000001/__substg1.0_3707001F": u("map.png"),
+        "__attach_version1.0_#00000001/__substg1.0_37010102": b"\x89PNG\r\n\x1a\n" + bytes(64),
+        "__attach_version1.0_#00000002/__substg1.0_3701000D/__properties_version1.0": props(24),
+        "__attach_version1.0_#00000002/__substg1.0_3701000D/__substg1.0_0037001F": u("Badge readers"),
+        "__attach_version1.0_#00000002/__substg1.0_3701000D/__substg1.0_1000001E": b"Readers are replaced Friday.",
+    }
+    if html_only:
+        s["__substg1.0_10130102"] = (
+            b"<html><body><nav>Menu</nav><p>The office moves on <b>1 April</b>.</p></body></html>"
+        )
+    else:
+        s["__substg1.0_1000001F"] = u("Hi all,\r\n\r\nthe office moves on 1 April.")
+    return write_cfb(s)
+
+
+def make_xls() -> bytes:
+    """An Excel 97-2003 workbook (xlwt): a title line, a header, numbers, a date, a second sheet."""
+    import datetime as dt
+
+    import xlwt
+
+    wb = xlwt.Workbook()
+    ws = wb.add_sheet("Rates")
+    date = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for r, row in enumerate([["Hotel rates 2025"], [], ["City", "Per night", "From"], ["Lyon", 120, dt.date(2025, 4, 1)],
+                             ["Nice", 140.5, None]]):  # fmt: skip
+        for c, v in enumerate(row):
+            if v is not None:
+                ws.write(r, c, v, date if isinstance(v, dt.date) else xlwt.Style.default_style)
+    ws2 = wb.add_sheet("Contacts")
+    for r, row in enumerate([["Name", "Phone"], ["Travel desk", "+49 30 1234"]]):
+        for c, v in enumerate(row):
+            ws2.write(r, c, v)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

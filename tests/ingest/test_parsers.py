@@ -551,7 +551,6 @@ def test_empty_file(data):
         (random.Random(0).randbytes(20_000), "binary data"),
         (bytes(range(256)) * 40, "binary data"),
         (b"\x89PNG\r\n\x1a\n" + bytes(200), "PNG image"),
-        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "old-format"),
         (b"\x7fELF\x02\x01\x01" + bytes(100), "executable"),
     ],
 )
@@ -669,3 +668,74 @@ def test_epub_chapters_in_spine_order_with_their_headings():
     assert_tiles(doc)
     with pytest.raises(ParseError, match="encrypted"):
         parse(F.make_epub(encrypted=True), "manual.epub")
+
+
+def test_word_97_2003_doc_pieces_fields_tables_and_footnotes():
+    doc = parse(F.make_doc(), "handbook.doc")
+    assert (doc.detected_type, doc.title) == ("doc", "Employee Handbook")
+    assert doc.text == (
+        "Employee Handbook\n\nCafé rules: see the intranet first.\n\nCountry: Germany; Days: 30\nCountry: China\n\n"
+        "After the table.\n\n差旅标准 € ok\n\nFootnotes\n\n1. Measured by road."
+    )  # the page header ("ACME confidential") and the field code are not text
+    assert_tiles(doc)
+    with pytest.raises(ParseError, match="password-protected"):
+        parse(F.make_doc(encrypted=True), "handbook.doc")
+
+
+@pytest.mark.parametrize("html_only", [False, True])
+def test_outlook_msg_reads_like_an_eml(html_only):
+    doc = parse(F.make_msg(html_only), "move.msg")
+    assert (doc.detected_type, doc.title) == ("msg", "Office move – new keys")
+    assert doc.text.startswith(
+        "From: Anna Admin <anna@example.com>\nTo: All staff\nCc: Facilities\nDate: Tue, 04 Mar 2025 08:00:00 +0000\n"
+        "Subject: Office move – new keys\n\n"
+        + ("The office moves on 1 April." if html_only else "Hi all,\n\nthe office moves on 1 April.")
+        + "\n\nAttachments: handbook.docx, map.png\n\nAttached message:\n\nSubject: Badge readers\n\n"
+        "Readers are replaced Friday.\n\nAttachment: handbook.docx\n\nEmployee Handbook"
+    )
+    assert "Menu" not in doc.text
+    assert section_of(doc, "25 days of paid leave").heading_path == ["Attachment: handbook.docx"]
+    assert_tiles(doc)
+
+
+def test_excel_97_2003_xls_sheets_as_rows():
+    doc = parse(F.make_xls(), "rates.xls")
+    assert doc.detected_type == "xls"
+    assert doc.text == (
+        "Rates\n\nHotel rates 2025\nCity: Lyon; Per night: 120; From: 2025-04-01\nCity: Nice; Per night: 140.5\n\n"
+        "Contacts\n\nName: Travel desk; Phone: +49 30 1234"
+    )
+    assert section_of(doc, "Travel desk").heading_path == ["Contacts"]
+
+
+@pytest.mark.parametrize(
+    ("streams", "error", "reason"),
+    [
+        ({"PowerPoint Document": b"x" * 100}, UnsupportedFileType, "PowerPoint 97-2003"),
+        ({"EncryptedPackage": b"x" * 100, "EncryptionInfo": b"y"}, ParseError, "password-protected"),
+        ({"Contents": b"x" * 100}, UnsupportedFileType, "not a Word, Excel or Outlook"),
+        ({"WordDocument": b"\xdc\xa5" + bytes(1000), "0Table": b""}, ParseError, "Word 6/95"),
+    ],
+)
+def test_other_compound_files_are_refused_by_name(streams, error, reason):
+    from tests.ingest.cfb import write_cfb
+
+    with pytest.raises(error, match=reason):
+        parse(write_cfb(streams), "old.doc")
+
+
+@pytest.mark.parametrize("make", [F.make_doc, F.make_msg, F.make_xls])
+def test_damaged_compound_files_fail_with_a_reason(make):
+    """Random byte corruption: a document or a ParseError, never another exception."""
+    data = make()
+    rng = random.Random(1)
+    for _ in range(40):
+        bad = bytearray(data)
+        for _ in range(20):
+            bad[rng.randrange(8, len(bad))] = rng.randrange(256)
+        try:
+            parse(bytes(bad), "x")
+        except ParseError:
+            pass
+    with pytest.raises(ParseError, match="damaged"):
+        parse(data[: len(data) // 3], "cut.doc")

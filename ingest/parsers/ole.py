@@ -1,0 +1,378 @@
+"""Office 97-2003 files and Outlook messages: OLE2 compound files ([MS-CFB]), read with ``olefile``.
+
+- Word 97-2003 ``.doc`` ([MS-DOC] 2.4.1, "Retrieving Text"): the piece table in the table stream maps the
+  text's characters to 8-bit (cp1252) or UTF-16 runs of the WordDocument stream. The main text is read by
+  paragraph, tables (cell marks) as "Header: value" rows, field results without their codes, footnotes and
+  endnotes at the end; page headers and comments are not. Styles are not read, so there are no headings.
+- Excel 97-2003 ``.xls`` (``xlrd``): a sheet is a heading, its rows "Header: value" lines, as for ``.xlsx``.
+- Outlook ``.msg`` ([MS-OXMSG]): the header block, body (plain text, else HTML), attachments and attached
+  messages, as for ``.eml``.
+PowerPoint 97-2003 and password-protected files are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import struct
+from collections import Counter
+
+from . import base
+from .base import ParsedDocument, ParseError, TextBuilder, UnsupportedFileType, metadata_title, rows_as_text
+from .mail import Mail, html_text, write_mail
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_SAVE_AS = "open it in Office or LibreOffice and save it as {} to ingest it"
+
+
+def _open(data: bytes):
+    import olefile
+
+    try:
+        return olefile.OleFileIO(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001  (olefile raises OSError, struct errors, IndexError on damage)
+        raise ParseError("The Office 97-2003 / Outlook file could not be read: it is damaged.") from e
+
+
+def _read(ole, path: str) -> bytes:
+    """A stream's bytes; a stream cut short (a truncated file: olefile returns what it finds) is damage."""
+    data = ole.openstream(path).read()
+    if len(data) < ole.get_size(path):
+        raise ParseError("The file could not be read: it is damaged (cut short).")
+    return data
+
+
+def ole_type(data: bytes) -> str:
+    """'doc', 'xls' or 'msg'; raises UnsupportedFileType / ParseError naming what the file is otherwise."""
+    ole = _open(data)
+    try:
+        if ole.exists("EncryptedPackage"):
+            raise ParseError(
+                "The Office document is password-protected; remove the password and upload it again."
+            )
+        if ole.exists("WordDocument"):
+            return "doc"
+        if ole.exists("Workbook") or ole.exists("Book"):
+            return "xls"
+        if ole.exists("__properties_version1.0") or any(
+            e[0].startswith("__substg1.0_") for e in ole.listdir()
+        ):
+            return "msg"
+        if ole.exists("PowerPoint Document"):
+            raise UnsupportedFileType(
+                f"The file is a PowerPoint 97-2003 presentation (.ppt), which is not read; {_SAVE_AS.format('.pptx')}."
+            )
+        raise UnsupportedFileType(
+            f"The file is an OLE compound file that is not a Word, Excel or Outlook file ({base.SUPPORTED_NAMES})."
+        )
+    except ParseError:
+        raise
+    except Exception as e:  # noqa: BLE001  (a directory olefile cannot walk)
+        raise ParseError("The Office 97-2003 / Outlook file could not be read: it is damaged.") from e
+    finally:
+        ole.close()
+
+
+# --- Word 97-2003 -------------------------------------------------------------------------------------------
+
+# FIB offsets ([MS-DOC] 2.5.1): flags in FibBase; character counts in FibRgLw97; fcClx/lcbClx in FibRgFcLcb97
+_FIB_FLAGS, _CCP_TEXT, _FC_CLX = 0x0A, 0x4C, 0x1A2
+_F_ENCRYPTED, _F_WHICH_TABLE = 0x0100, 0x0200
+_DROP = dict.fromkeys(map(ord, "\x01\x02\x05\x08\x1f\x00"))  # pictures, note/comment marks, soft hyphens
+_DROP |= {0x1E: "-", 0x0B: "\n", 0x0C: "\n", 0x0D: "\r"}
+
+
+def parse_doc(data: bytes) -> ParsedDocument:
+    ole = _open(data)
+    try:
+        wd = _read(ole, "WordDocument")
+        if len(wd) < _FC_CLX + 8 or struct.unpack_from("<H", wd, 0)[0] != 0xA5EC:
+            raise ParseError(
+                f"The Word file is not a Word 97-2003 document (Word 6/95 files are not read); {_SAVE_AS.format('.docx')}."
+            )
+        flags = struct.unpack_from("<H", wd, _FIB_FLAGS)[0]
+        if flags & _F_ENCRYPTED:
+            raise ParseError(
+                "The Word document is password-protected; remove the password and upload it again."
+            )
+        table_name = "1Table" if flags & _F_WHICH_TABLE else "0Table"
+        if not ole.exists(table_name):
+            raise ParseError("The Word file could not be read: it is damaged (no table stream).")
+        table = _read(ole, table_name)
+        title = _ole_title(ole)
+    except OSError as e:
+        raise ParseError("The Word file could not be read: it is damaged.") from e
+    finally:
+        ole.close()
+    text = _doc_text(wd, table)
+    # sub-documents follow the main text in character positions: footnotes, headers, (macros), comments,
+    # endnotes, text boxes ([MS-DOC] 2.4.1)
+    ccp = struct.unpack_from("<8i", wd, _CCP_TEXT)  # text, ftn, hdd, mcr, atn, edn, txbx, hdrtxbx
+    main_end = max(ccp[0], 0)
+    ftn = text[main_end : main_end + max(ccp[1], 0)]
+    edn_start = main_end + sum(max(c, 0) for c in ccp[1:5])
+    edn = text[edn_start : edn_start + max(ccp[5], 0)]
+    b = TextBuilder()
+    body = _fields(text[:main_end])
+    _doc_body(b, body)
+    b.notes("Footnotes", _notes(_fields(ftn)))
+    b.notes("Endnotes", _notes(_fields(edn)))
+    if not title:  # no headings are read: a short first paragraph is the title
+        first = next((p.strip() for p in body.translate(_DROP).split("\r") if p.strip()), "")
+        title = metadata_title(first) if len(first) <= 100 and "\x07" not in first else None
+    return b.build("doc", None, title)
+
+
+def _doc_text(wd: bytes, table: bytes) -> str:
+    """The whole character stream, pieces in order ([MS-DOC] 2.4.1: Clx -> PlcPcd -> Pcd.fc)."""
+    fc_clx, lcb_clx = struct.unpack_from("<II", wd, _FC_CLX)
+    clx = table[fc_clx : fc_clx + lcb_clx]
+    pos = 0
+    while pos < len(clx) and clx[pos] == 0x01:  # Prc: property modifiers, skipped
+        pos += 3 + struct.unpack_from("<H", clx, pos + 1)[0]
+    if pos + 5 > len(clx) or clx[pos] != 0x02:
+        raise ParseError("The Word file could not be read: its piece table is damaged.")
+    lcb = struct.unpack_from("<I", clx, pos + 1)[0]
+    plc = clx[pos + 5 : pos + 5 + lcb]
+    n = (len(plc) - 4) // 12
+    if n <= 0:
+        raise ParseError("The Word file could not be read: its piece table is damaged.")
+    cps = struct.unpack_from(f"<{n + 1}I", plc, 0)
+    out = []
+    for i in range(n):
+        count = cps[i + 1] - cps[i]
+        if count <= 0 or count > base.MAX_TEXT_CHARS:
+            continue
+        fc = struct.unpack_from("<I", plc, 4 * (n + 1) + 8 * i + 2)[0]
+        if fc & 0x40000000:  # compressed: 8-bit characters at fc / 2
+            start = (fc & 0x3FFFFFFF) // 2
+            out.append(wd[start : start + count].decode("cp1252", "replace"))
+        else:
+            out.append(wd[fc : fc + 2 * count].decode("utf-16-le", "replace"))
+    return "".join(out)
+
+
+def _fields(text: str) -> str:
+    """Field codes (0x13 code 0x14 result 0x15, nested) replaced by their results."""
+    if "\x13" not in text:
+        return text
+    out = []
+    stack: list[bool] = []  # per open field: still in its code part
+    for ch in text:
+        if ch == "\x13":
+            stack.append(True)
+        elif ch == "\x14" and stack:
+            stack[-1] = False
+        elif ch == "\x15" and stack:
+            stack.pop()
+        elif not any(stack):
+            out.append(ch)
+    return "".join(out)
+
+
+def _doc_body(b: TextBuilder, text: str) -> None:
+    """Paragraphs (\\r) as blocks; runs of table cells (\\x07) as rows."""
+    text = text.translate(_DROP)
+    cells: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if ch not in "\r\x07":
+            continue
+        piece = text[start:i]
+        start = i + 1
+        if ch == "\x07":
+            cells.append(piece)
+            continue
+        if cells:
+            _table(b, cells)
+            cells = []
+        b.block(piece)
+    if cells:
+        _table(b, cells)
+    b.block(text[start:])
+
+
+def _table(b: TextBuilder, cells: list[str]) -> None:
+    """Cell texts of a table, each row followed by its (empty) row-end mark. An empty cell reads the same as
+    the row end, so the column count is the most common run of cells between empty marks."""
+    runs, n = [], 0
+    for c in cells:
+        if c.strip():
+            n += 1
+        elif n:
+            runs.append(n)
+            n = 0
+    cols = Counter(runs).most_common(1)[0][0] if runs else 1
+    rows, i = [], 0
+    while i < len(cells):
+        rows.append(cells[i : i + cols])
+        i += cols
+        if i < len(cells) and not cells[i].strip():
+            i += 1  # the row-end mark
+    b.block("\n".join(rows_as_text(rows)))
+
+
+def _notes(text: str) -> list[str]:
+    return [t for t in (" ".join(p.split()) for p in text.translate(_DROP).split("\r")) if t]
+
+
+def _ole_title(ole) -> str | None:
+    try:
+        raw = ole.get_metadata().title
+    except Exception:  # noqa: BLE001  (a damaged property set only loses the title)
+        return None
+    if isinstance(raw, bytes):
+        raw = raw.decode("cp1252", "replace")
+    return metadata_title(raw.rstrip("\0") if isinstance(raw, str) else None)
+
+
+# --- Excel 97-2003 ------------------------------------------------------------------------------------------
+
+
+def parse_xls(data: bytes) -> ParsedDocument:
+    """One section per sheet (the sheet name as heading); rows as "Header: value; ..." lines."""
+    import xlrd
+
+    try:
+        wb = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except xlrd.XLRDError as e:
+        if "encrypt" in str(e).lower():
+            raise ParseError(
+                "The Excel workbook is password-protected; remove the password and upload it again."
+            ) from e
+        raise ParseError(f"The Excel 97-2003 file could not be read: {e}.") from e
+    except Exception as e:  # noqa: BLE001  (xlrd raises struct errors and others on damage)
+        raise ParseError("The Excel 97-2003 file could not be read: it is damaged.") from e
+    b = TextBuilder()
+    cells = 0
+    try:
+        for i in range(wb.nsheets):
+            sh = wb.sheet_by_index(i)
+            cells += sh.nrows * sh.ncols
+            if cells > base.MAX_SHEET_CELLS:
+                raise ParseError(f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it.")
+            rows = [[_xls_cell(c, wb.datemode) for c in sh.row(r)] for r in range(sh.nrows)]
+            lines = rows_as_text(rows)
+            if lines:
+                b.set_path([])
+                b.heading(1, sh.name)
+                b.block("\n".join(lines))
+            wb.unload_sheet(i)
+    finally:
+        wb.release_resources()
+    return b.build("xls", None, None)
+
+
+def _xls_cell(c, datemode: int) -> str:
+    import xlrd
+
+    if c.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+        return ""
+    if c.ctype == xlrd.XL_CELL_NUMBER:
+        return str(int(c.value)) if float(c.value).is_integer() else str(c.value)
+    if c.ctype == xlrd.XL_CELL_DATE:
+        try:
+            d = xlrd.xldate.xldate_as_datetime(c.value, datemode)
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return str(c.value)
+        return d.date().isoformat() if d.time() == dt.time(0) else d.isoformat()
+    if c.ctype == xlrd.XL_CELL_BOOLEAN:
+        return "TRUE" if c.value else "FALSE"
+    return str(c.value)
+
+
+# --- Outlook messages -----------------------------------------------------------------------------------------
+
+# property ids ([MS-OXPROPS]); string streams are __substg1.0_<id><type>, 001F UTF-16LE, 001E 8-bit
+_SUBJECT, _SENDER_NAME, _SENDER_EMAIL, _SENDER_SMTP = 0x0037, 0x0C1A, 0x0C1F, 0x5D01
+_DISPLAY_TO, _DISPLAY_CC, _BODY, _HTML, _CODEPAGE = 0x0E04, 0x0E03, 0x1000, 0x1013, 0x3FFD
+_SUBMIT_TIME, _DELIVERY_TIME = 0x0039, 0x0E06
+_ATTACH_LONG_NAME, _ATTACH_NAME, _ATTACH_DATA = 0x3707, 0x3704, 0x3701
+MAX_ATTACHMENTS = 500
+
+
+def parse_msg(data: bytes) -> ParsedDocument:
+    ole = _open(data)
+    try:
+        mail, subject = _msg(ole, "", depth=0)
+    except OSError as e:
+        raise ParseError("The Outlook message could not be read: it is damaged.") from e
+    finally:
+        ole.close()
+    b = TextBuilder()
+    write_mail(b, mail)
+    return b.build("msg", None, metadata_title(subject))
+
+
+def _msg(ole, root: str, depth: int) -> tuple[Mail, str]:
+    props = _props(ole, root, 32 if not root else 24)
+    codepage = props.get(_CODEPAGE)
+    codepage = f"cp{codepage}" if isinstance(codepage, int) and codepage not in (1200, 65001) else "utf-8"
+
+    def text(pid: int, where: str = root) -> str:
+        for kind, enc in (("001F", "utf-16-le"), ("001E", codepage)):
+            path = f"{where}__substg1.0_{pid:04X}{kind}"
+            if ole.exists(path):
+                raw = _read(ole, path)
+                try:
+                    return raw.decode(enc, "replace").rstrip("\0")
+                except LookupError:
+                    return raw.decode("cp1252", "replace").rstrip("\0")
+        return ""
+
+    def binary(pid: int, where: str = root) -> bytes:
+        path = f"{where}__substg1.0_{pid:04X}0102"
+        return _read(ole, path) if ole.exists(path) else b""
+
+    subject = text(_SUBJECT)
+    sender = text(_SENDER_NAME)
+    address = text(_SENDER_SMTP) or text(_SENDER_EMAIL)
+    if address and "@" in address and address not in sender:
+        sender = f"{sender} <{address}>" if sender else address
+    when = props.get(_SUBMIT_TIME) or props.get(_DELIVERY_TIME)
+    headers = [("From", sender), ("To", text(_DISPLAY_TO)), ("Cc", text(_DISPLAY_CC))]
+    if isinstance(when, dt.datetime):
+        headers.append(("Date", when.strftime("%a, %d %b %Y %H:%M:%S +0000")))
+    headers.append(("Subject", subject))
+    mail = Mail(headers)
+    mail.body = text(_BODY)
+    if not mail.body.strip():
+        html = binary(_HTML) or text(_HTML).encode("utf-8")
+        mail.body = html_text(html) if html else ""
+    prefix = [p for p in root.split("/") if p]
+    below = {e[len(prefix)] for e in ole.listdir(streams=True, storages=True)
+             if len(e) > len(prefix) and e[: len(prefix)] == prefix}  # fmt: skip
+    attachments = sorted(n for n in below if n.startswith("__attach_version1.0_#"))
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise ParseError(f"The Outlook message has more than {MAX_ATTACHMENTS} attachments; it was not read.")
+    for name in attachments:
+        where = f"{root}{name}/"
+        inner = f"{where}__substg1.0_{_ATTACH_DATA:04X}000D/"
+        if ole.exists(inner.rstrip("/")):  # an attached Outlook item (a forward)
+            if depth < 3:
+                mail.forwarded.append(_msg(ole, inner, depth + 1)[0])
+            continue
+        label = text(_ATTACH_LONG_NAME, where) or text(_ATTACH_NAME, where) or "attachment"
+        mail.names.append(label)
+        mail.files.append((label, binary(_ATTACH_DATA, where)))
+    return mail, subject
+
+
+def _props(ole, root: str, header: int) -> dict[int, object]:
+    """Fixed-size properties of the __properties_version1.0 stream: 32-bit integers and times."""
+    path = f"{root}__properties_version1.0"
+    if not ole.exists(path):
+        return {}
+    raw = _read(ole, path)
+    out: dict[int, object] = {}
+    for off in range(header, len(raw) - 15, 16):
+        tag, _flags, value = struct.unpack_from("<IIQ", raw, off)
+        pid, ptype = tag >> 16, tag & 0xFFFF
+        if ptype == 0x0003:
+            out[pid] = value & 0xFFFFFFFF
+        elif ptype == 0x0040 and value:
+            try:
+                out[pid] = dt.datetime(1601, 1, 1) + dt.timedelta(microseconds=value // 10)
+            except OverflowError:
+                pass
+    return out
