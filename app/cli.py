@@ -111,13 +111,22 @@ def _create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _files(paths: list[str]) -> list[Path]:
-    out: list[Path] = []
+def _files(paths: list[str]) -> list[tuple[Path, str]]:
+    """(file, document name): a file given by itself is named by its file name, a file found in a given
+    folder by its path from that folder's name on ("handbook/hr/policy.pdf", as a browser's folder upload
+    names it), so that same-named files in different folders stay different documents (a new file under an
+    existing name replaces that document). Hidden files and folders are skipped."""
+    out: list[tuple[Path, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            top = p.resolve()
+            out += sorted(
+                (f, f.relative_to(top.parent).as_posix())
+                for f in top.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(top).parts)
+            )
         elif p.is_file():
-            out.append(p)
+            out.append((p, p.name))
         else:
             print(f"warning: {p} does not exist", file=sys.stderr)
     return out
@@ -145,7 +154,7 @@ def _ingest(args: argparse.Namespace) -> int:
     todo: list[int] = []
     docs: list[int] = []
     failures = ready = 0
-    for f in tqdm(files, desc="upload", unit="file", disable=args.quiet):
+    for f, name in tqdm(files, desc="upload", unit="file", disable=args.quiet):
         if f.stat().st_size > settings.max_upload_bytes:
             failures += 1
             tqdm.write(f"rejected {f}: {uploads.too_large_detail()}")
@@ -153,7 +162,7 @@ def _ingest(args: argparse.Namespace) -> int:
         data = f.read_bytes()
         with session_scope() as s:
             try:
-                doc, new = uploads.add_document(s, cid, f.name, data, None)
+                doc, new = uploads.add_document(s, cid, name, data, None)
             except uploads.Rejected as r:
                 failures += 1
                 tqdm.write(f"rejected {f}: {r.detail}")

@@ -38,21 +38,35 @@ def _invisible(c: str) -> bool:
     return c in _BIDI or unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")
 
 
+PATH_REFUSED = "a folder path in it must be relative (folder/name), without '.' or '..' parts or backslashes"
+MAX_PATH_CHARS = 500  # the documents table's filename column holds 512
+
+
 def clean_filename(name: str | None) -> str:
-    """The name as given (NFC, surrounding spaces trimmed), if it is a plain file name. Refused with 400:
-    path separators (/ and \\), "." and "..", control and bidi-override characters (a name shown as
-    "invoice.pdf" must be that), Windows device names, a trailing dot, more than 255 UTF-8 bytes."""
+    """The name as given (NFC, surrounding spaces trimmed), if it is a file name, or a relative folder path
+    whose parts are file names ("hr/2025/policy.pdf", as a folder upload sends it: two "policy.pdf" in
+    different folders are different documents). Refused with 400: an absolute path, "." and ".." parts,
+    backslashes, empty parts, control and bidi-override characters (a name shown as "invoice.pdf" must be
+    that), Windows device names, a trailing dot, a part of more than 255 UTF-8 bytes, more than 500
+    characters in all. Names are never used as file system paths (blobs are stored by content hash)."""
     name = unicodedata.normalize("NFC", (name or "").strip())
     # Echoed back in the refusal: invisible characters spelled out, so the reason can be seen.
     shown = "".join(f"\\u{ord(c):04x}" if _invisible(c) else c for c in name)[:200] or "(unnamed)"
-    if not name or name in (".", "..") or any(c in name for c in "/\\"):
-        raise Rejected(shown, 400, "Invalid file name: it must not contain a path")
+    if not name:
+        raise Rejected(shown, 400, "Invalid file name: it is empty")
+    parts = name.split("/")
+    if "\\" in name or any(p.strip() in ("", ".", "..") for p in parts):
+        raise Rejected(shown, 400, f"Invalid file name: {PATH_REFUSED}")
     if any(_invisible(c) for c in name):
         raise Rejected(shown, 400, "Invalid file name: it contains control or formatting characters")
-    if _RESERVED.match(name) or name.endswith("."):
+    if any(_RESERVED.match(p) or p.endswith(".") for p in parts):
         raise Rejected(shown, 400, "Invalid file name: reserved by the operating system")
-    if len(name.encode()) > MAX_NAME_BYTES:
+    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
         raise Rejected(shown, 400, f"Invalid file name: longer than {MAX_NAME_BYTES} bytes")
+    if len(name) > MAX_PATH_CHARS:
+        raise Rejected(
+            shown, 400, f"Invalid file name: its folder path is longer than {MAX_PATH_CHARS} characters"
+        )
     return name
 
 

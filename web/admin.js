@@ -246,7 +246,7 @@ async function deleteDocument(d) {
 
 // --- uploads (the file input and drag-and-drop share uploadFiles) --------------------------------
 /** Upload one file with XMLHttpRequest (fetch has no upload progress); resolves to the parsed reply. */
-function uploadOne(collectionId, file, onProgress) {
+function uploadOne(collectionId, file, name, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/api/collections/${collectionId}/documents`);
@@ -270,27 +270,59 @@ function uploadOne(collectionId, file, onProgress) {
     });
     xhr.addEventListener("error", () => reject(new ApiError(0, "Network error during upload")));
     const form = new FormData();
-    form.append("files", file, file.name);
+    form.append("files", file, name);
     xhr.send(form);
   });
 }
 
-async function uploadFiles(files) {
+/** A hidden file or folder (".git", ".DS_Store") anywhere in a relative path: not uploaded from folders. */
+const hiddenPath = (path) => path.split("/").some((part) => part.startsWith("."));
+
+/** Files of a folder chosen with the folder picker, named by their path from the folder's name on. */
+function folderFiles(fileList) {
+  return [...fileList]
+    .map((file) => ({ file, name: file.webkitRelativePath || file.name }))
+    .filter((f) => !hiddenPath(f.name));
+}
+
+/** Dropped items: files as they are, folders walked (each file named by its path from the folder's name on). */
+async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
+  if (!entries.length) return [...dataTransfer.files].map((file) => ({ file, name: file.name }));
+  const out = [];
+  const walk = async (entry) => {
+    const path = entry.fullPath.replace(/^\/+/, "");
+    if (entry.isFile) {
+      if (!hiddenPath(path)) out.push({ file: await new Promise((ok, fail) => entry.file(ok, fail)), name: path });
+    } else if (entry.isDirectory && !hiddenPath(path)) {
+      const reader = entry.createReader();
+      // readEntries answers in batches (100 in Chrome) until it answers an empty one
+      for (let batch = await new Promise((ok, fail) => reader.readEntries(ok, fail)); batch.length; batch = await new Promise((ok, fail) => reader.readEntries(ok, fail))) {
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return out;
+}
+
+/** Upload {file, name} items (name: the document's name, a folder path for files of a folder). */
+async function uploadFiles(items) {
   const collectionId = state.selected;
-  if (collectionId === null || !files.length) return;
-  const queue = [...files].map((file) => {
-    const bar = h("progress", { max: 100, value: 0, "aria-label": `Uploading ${file.name}` });
+  if (collectionId === null || !items.length) return;
+  const queue = items.map(({ file, name }) => {
+    const bar = h("progress", { max: 100, value: 0, "aria-label": `Uploading ${name}` });
     const note = h("span", { class: "muted small", text: "waiting" });
-    const li = h("li", { "data-upload": file.name }, h("span", { class: "name", text: file.name }), h("span", { class: "muted small", text: ` ${formatBytes(file.size)} ` }), bar, note);
+    const li = h("li", { "data-upload": name }, h("span", { class: "name", text: name }), h("span", { class: "muted small", text: ` ${formatBytes(file.size)} ` }), bar, note);
     $("uploads").append(li);
-    return { file, li, bar, note };
+    return { file, name, li, bar, note };
   });
   /** Upload with retries while the server answers "busy" (503/429 with Retry-After). */
   const send = async (item) => {
     for (let attempt = 0; ; attempt++) {
       item.note.textContent = "uploading";
       try {
-        return await uploadOne(collectionId, item.file, (f) => (item.bar.value = Math.round(f * 100)));
+        return await uploadOne(collectionId, item.file, item.name, (f) => (item.bar.value = Math.round(f * 100)));
       } catch (err) {
         const busy = (err.status === 503 || err.status === 429) && attempt < UPLOAD_RETRIES;
         if (!busy) throw err;
@@ -333,8 +365,14 @@ function setupUploads() {
   const zone = $("dropzone");
   const input = $("file-input");
   input.addEventListener("change", () => {
-    const files = [...input.files];
+    const files = [...input.files].map((file) => ({ file, name: file.name }));
     input.value = "";
+    uploadFiles(files);
+  });
+  const folder = $("folder-input");
+  folder.addEventListener("change", () => {
+    const files = folderFiles(folder.files);
+    folder.value = "";
     uploadFiles(files);
   });
   zone.addEventListener("keydown", (e) => {
@@ -353,10 +391,14 @@ function setupUploads() {
     });
   }
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
+  zone.addEventListener("drop", async (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    uploadFiles([...e.dataTransfer.files]);
+    try {
+      uploadFiles(await droppedFiles(e.dataTransfer));
+    } catch (err) {
+      flash(`Could not read the dropped folder: ${err.message || err}`, true);
+    }
   });
 }
 

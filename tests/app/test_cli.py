@@ -29,13 +29,21 @@ def test_ingest_command_processes_files_and_folders(env, capsys):
     (folder / "sub").mkdir(parents=True)
     (folder / "a.md").write_text("# Travel\n\nBook flights through the travel desk two weeks ahead.\n")
     (folder / "sub" / "b.txt").write_text("Expense reports are due on the fifth working day of each month.")
+    (folder / "other").mkdir()  # the same file name in another folder is another document, not a new version
+    (folder / "other" / "b.txt").write_text("Mileage is paid at 30 cents per kilometre driven.")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")  # hidden folders are skipped
     (env / "empty.txt").write_bytes(b"")
     rc = main(["ingest", str(folder), str(env / "empty.txt"), "--collection", "finance", "--quiet"])
     out = capsys.readouterr().out
-    assert rc == 1 and "2 ready, 1 failed or rejected" in out  # the empty file is refused
+    assert rc == 1 and "3 ready, 1 failed or rejected" in out  # the empty file is refused
     with session_scope() as s:
         docs = s.exec(select(Document)).all()
-    assert sorted((d.filename, d.status) for d in docs) == [("a.md", "ready"), ("b.txt", "ready")]
+    assert sorted((d.filename, d.status) for d in docs) == [
+        ("docs/a.md", "ready"),
+        ("docs/other/b.txt", "ready"),
+        ("docs/sub/b.txt", "ready"),
+    ]
 
 
 @pytest.mark.slow

@@ -437,3 +437,35 @@ def test_upload_refused_as_busy_is_retried_after_retry_after(server, page, tmp_p
     expect(never).to_have_attribute("data-retries", "5")
     assert attempts == {"later.txt": 2, "never.txt": 6}
     expect(page.locator('tr[data-document="never.txt"]')).to_have_count(0)
+
+
+def test_folder_upload_keeps_paths_and_a_drop_of_files_uploads_them(server, page, tmp_path):
+    """The folder picker uploads a folder's files named by their paths (two leave.txt in different folders are
+    two documents; hidden folders are skipped); files dropped on the zone upload as with the file input."""
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_label("Name", exact=True).fill("folders")
+    page.get_by_role("button", name="Create collection").click()
+    expect(page.locator("#documents-heading")).to_have_text("Documents in folders")
+    root = tmp_path / "policies"
+    for rel, text in (("hr/leave.txt", "Staff get 30 days of leave a year."),
+                      ("it/leave.txt", "Laptops are left at the IT desk before leave."),
+                      (".git/HEAD", "ref: refs/heads/main")):  # fmt: skip
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    page.set_input_files("#folder-input", str(root))
+    for name in ("policies/hr/leave.txt", "policies/it/leave.txt"):
+        expect(page.locator(f'tr[data-document="{name}"]')).to_have_attribute(
+            "data-status", "ready", timeout=120_000
+        )
+    page.locator("#dropzone").evaluate(
+        """zone => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["Parking permits are renewed every January."], "parking.txt", {type: "text/plain"}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }"""
+    )
+    expect(page.locator('tr[data-document="parking.txt"]')).to_have_attribute(
+        "data-status", "ready", timeout=120_000
+    )
+    expect(page.locator("#documents-table tr[data-document]")).to_have_count(3)  # nothing from .git
