@@ -11,8 +11,10 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   launch, no second pass). Autotuned on (rows, N, K). The same kernel takes 16-bit weights (QUANT off: no
   conversion, no scale; ``few_rows_linear_triton``), which ``kernels.skinny`` runs where it beats cuBLAS.
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
-  the usual orientation, grouped program order for L2 reuse. (The transposed orientation with 256x128 tiles
-  gave wrong results under Triton 3.6 on an H200, so the many-rows family does not use it.)
+  the usual orientation, grouped program order for L2 reuse. (The transposed orientation keeps the converted
+  weights in registers as wgmma's A operand and measured 7-18% faster at 4,096 rows on an H100, yet only
+  0.51-0.94x of dequantize + cuBLAS at 1,024-4,096 rows (RESULTS.md, "On an H100"); its 256x128 tile also gave
+  wrong results under Triton 3.6 on an H200 once. The many-rows family does not use it.)
 Other layers at those row counts, and every layer from DEQUANT_ROWS rows on: the weight is dequantized to a
 transient copy and multiplied by cuBLAS.
 """
