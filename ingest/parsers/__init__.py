@@ -15,7 +15,7 @@ from .base import SUPPORTED_NAMES, SUPPORTED_TYPES, ParsedDocument, ParseError, 
 from .mail import looks_like_email, parse_email
 from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
-from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_xls
+from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_ppt, parse_xls
 from .pdf import parse_pdf
 from .rtf import parse_rtf
 from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
@@ -167,4 +167,5 @@ _PARSERS = {
     "doc": parse_doc,
     "xls": parse_xls,
     "msg": parse_msg,
+    "ppt": parse_ppt,
 }

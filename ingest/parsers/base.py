@@ -25,6 +25,7 @@ SUPPORTED_TYPES = (
     "rtf",
     "epub",
     "pptx",
+    "ppt",
     "xlsx",
     "xls",
     "html",
@@ -36,7 +37,7 @@ SUPPORTED_TYPES = (
 )
 # what a refusal names as readable
 SUPPORTED_NAMES = (
-    "supported: PDF, Word .docx/.doc, PowerPoint .pptx, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
+    "supported: PDF, Word .docx/.doc, PowerPoint .pptx/.ppt, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
     "HTML, Markdown, CSV, e-mail .eml/.msg, plain text"
 )
 

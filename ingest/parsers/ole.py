@@ -5,9 +5,12 @@
   paragraph, tables (cell marks) as "Header: value" rows, field results without their codes, footnotes and
   endnotes at the end; page headers and comments are not. Styles are not read, so there are no headings.
 - Excel 97-2003 ``.xls`` (``xlrd``): a sheet is a heading, its rows "Header: value" lines, as for ``.xlsx``.
+- PowerPoint 97-2003 ``.ppt`` ([MS-PPT]): a slide is a page, its title placeholder the heading, then the
+  text of its placeholders (the document's slide list), text boxes (the slide's drawing) and speaker notes;
+  each slide in its live version (the persist directory of the last edit).
 - Outlook ``.msg`` ([MS-OXMSG]): the header block, body (plain text, else HTML), attachments and attached
   messages, as for ``.eml``.
-PowerPoint 97-2003 and password-protected files are refused with the reason.
+Password-protected files are refused with the reason.
 """
 
 from __future__ import annotations
@@ -59,9 +62,7 @@ def ole_type(data: bytes) -> str:
         ):
             return "msg"
         if ole.exists("PowerPoint Document"):
-            raise UnsupportedFileType(
-                f"The file is a PowerPoint 97-2003 presentation (.ppt), which is not read; {_SAVE_AS.format('.pptx')}."
-            )
+            return "ppt"
         raise UnsupportedFileType(
             f"The file is an OLE compound file that is not a Word, Excel or Outlook file ({base.SUPPORTED_NAMES})."
         )
@@ -376,3 +377,164 @@ def _props(ole, root: str, header: int) -> dict[int, object]:
             except OverflowError:
                 pass
     return out
+
+
+# --- PowerPoint 97-2003 ---------------------------------------------------------------------------------------
+
+# record types ([MS-PPT] 2.13.24)
+_DOCUMENT, _SLIDE, _SLIDE_ATOM, _NOTES, _SLIDE_LIST, _SLIDE_PERSIST = (
+    0x03E8,
+    0x03EE,
+    0x03EF,
+    0x03F0,
+    0x0FF0,
+    0x03F3,
+)
+_TEXT_HEADER, _TEXT_CHARS, _TEXT_BYTES, _USER_EDIT, _PERSIST_DIR = 0x0F9F, 0x0FA0, 0x0FA8, 0x0FF5, 0x1772
+_TITLE_TYPES = (0, 6)  # TextHeaderAtom: title, centred title
+
+
+def _records(buf: bytes, start: int, end: int):
+    """(type, instance, data start, data end, is container) of the records in buf[start:end]."""
+    pos = start
+    while pos + 8 <= end:
+        ver_inst, rtype, length = struct.unpack_from("<HHI", buf, pos)
+        data = pos + 8
+        stop = min(data + length, end)
+        yield rtype, ver_inst >> 4, data, stop, (ver_inst & 0xF) == 0xF
+        pos = data + length
+
+
+def _texts(buf: bytes, start: int, end: int, depth: int = 0) -> list[tuple[int, str]]:
+    """(text type, text) of the text atoms under a record, in order; placeholder references skipped (their text
+    is in the slide list)."""
+    out: list[tuple[int, str]] = []
+    kind = 4  # "other" until a TextHeaderAtom says
+    for rtype, _inst, a, b, container in _records(buf, start, end):
+        if container and depth < 32:
+            out += _texts(buf, a, b, depth + 1)
+        elif rtype == _TEXT_HEADER and b - a >= 4:
+            kind = struct.unpack_from("<I", buf, a)[0]
+        elif rtype == _TEXT_CHARS:
+            out.append((kind, buf[a:b].decode("utf-16-le", "replace")))
+        elif rtype == _TEXT_BYTES:
+            out.append((kind, buf[a:b].decode("latin-1")))
+    return out
+
+
+def _persist_offsets(ole, doc: bytes) -> tuple[dict[int, int], int | None]:
+    """persist id -> stream offset of the live objects (the newest edit's directory first, older edits fill in),
+    and the document container's persist id; ({}, None) when the file has no readable edit chain."""
+    if not ole.exists("Current User"):
+        return {}, None
+    cur = _read(ole, "Current User")
+    if len(cur) < 20:
+        return {}, None
+    edit = struct.unpack_from("<I", cur, 16)[0]
+    offsets: dict[int, int] = {}
+    doc_ref = None
+    seen = set()
+    while edit not in seen and edit + 36 <= len(doc) and len(seen) < 1000:
+        seen.add(edit)
+        if struct.unpack_from("<H", doc, edit + 2)[0] != _USER_EDIT:
+            break
+        last, pdir, ref = struct.unpack_from("<III", doc, edit + 16)
+        doc_ref = ref if doc_ref is None else doc_ref
+        if pdir + 8 <= len(doc) and struct.unpack_from("<H", doc, pdir + 2)[0] == _PERSIST_DIR:
+            end = min(pdir + 8 + struct.unpack_from("<I", doc, pdir + 4)[0], len(doc))
+            pos = pdir + 8
+            while pos + 4 <= end:
+                head = struct.unpack_from("<I", doc, pos)[0]
+                first, count = head & 0xFFFFF, head >> 20
+                for k in range(count):
+                    if pos + 8 + 4 * k <= end:
+                        offsets.setdefault(first + k, struct.unpack_from("<I", doc, pos + 4 + 4 * k)[0])
+                pos += 4 + 4 * count
+        if last == 0:
+            break
+        edit = last
+    return offsets, doc_ref
+
+
+def _slide_list(doc: bytes, top: tuple[int, int], instance: int) -> dict[int, list[tuple[int, str]]]:
+    """A slide list of the document (0: slides, 2: notes): persist id -> its placeholders' texts, in order."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for t, inst, a, b, _c in _records(doc, *top):
+        if t != _SLIDE_LIST or inst != instance:
+            continue
+        current: list[tuple[int, str]] | None = None
+        kind = 4
+        for rt, _ri, ra, rb, _rc in _records(doc, a, b):
+            if rt == _SLIDE_PERSIST and rb - ra >= 4:
+                current = out.setdefault(struct.unpack_from("<I", doc, ra)[0], [])
+            elif rt == _TEXT_HEADER and rb - ra >= 4:
+                kind = struct.unpack_from("<I", doc, ra)[0]
+            elif current is not None and rt in (_TEXT_CHARS, _TEXT_BYTES):
+                current.append(
+                    (kind, doc[ra:rb].decode("utf-16-le" if rt == _TEXT_CHARS else "latin-1", "replace"))
+                )
+    return out
+
+
+def parse_ppt(data: bytes) -> ParsedDocument:
+    """One section per slide (page = slide number), its title the heading, then its other text and its speaker
+    notes. Slides come in the order of the document's slide list, each in its live version (the persist
+    directory of the last edit, older edits filling in); a file without a readable edit chain is read in
+    stream order (slide containers, then the first document container's slide list), without notes."""
+    ole = _open(data)
+    try:
+        if ole.exists("EncryptedSummary"):
+            raise ParseError(
+                "The PowerPoint file is password-protected; remove the password and upload it again."
+            )
+        doc = _read(ole, "PowerPoint Document")
+        offsets, doc_ref = _persist_offsets(ole, doc)
+        title = _ole_title(ole)
+    except OSError as e:
+        raise ParseError("The PowerPoint file could not be read: it is damaged.") from e
+    finally:
+        ole.close()
+
+    def record(offset: int | None, rtype: int) -> tuple[int, int] | None:
+        if offset is None or offset + 8 > len(doc) or struct.unpack_from("<H", doc, offset + 2)[0] != rtype:
+            return None
+        return offset + 8, min(offset + 8 + struct.unpack_from("<I", doc, offset + 4)[0], len(doc))
+
+    top = record(offsets.get(doc_ref), _DOCUMENT) if doc_ref is not None else None
+    stream_order = top is None
+    if top is None:
+        top = next(((a, b) for t, _i, a, b, _c in _records(doc, 0, len(doc)) if t == _DOCUMENT), None)
+    if top is None:
+        raise ParseError("The PowerPoint file could not be read: it has no document record.")
+    listed = _slide_list(doc, top, 0)
+    notes_listed = _slide_list(doc, top, 2)
+    if stream_order:
+        found = [(a, b) for t, _i, a, b, _c in _records(doc, 0, len(doc)) if t == _SLIDE]
+        placeholders = list(listed.values())
+        count = max(len(found), len(placeholders))
+        slides = [(placeholders[i] if i < len(placeholders) else [], found[i] if i < len(found) else None, None)
+                  for i in range(count)]  # fmt: skip
+    else:
+        slides = [(texts, record(offsets.get(ref), _SLIDE), ref) for ref, texts in listed.items()]
+    b = TextBuilder()
+    first_title = None
+    for n, (placeholders, body, ref) in enumerate(slides, start=1):
+        texts = list(placeholders) + (_texts(doc, *body) if body else [])
+        notes: list[tuple[int, str]] = []
+        atom = (
+            next(((a, e) for t, _i, a, e, _c in _records(doc, *body) if t == _SLIDE_ATOM), None)
+            if body
+            else None
+        )
+        if ref is not None and atom and atom[1] - atom[0] >= 20:
+            notes_ref = struct.unpack_from("<I", doc, atom[0] + 16)[0]
+            box = record(offsets.get(notes_ref), _NOTES)
+            notes = notes_listed.get(notes_ref, []) + (_texts(doc, *box) if box else [])
+        heading = " ".join(" ".join(t.split()) for k, t in texts if k in _TITLE_TYPES and t.strip())
+        b.set_path([], page=n)
+        b.heading(1, heading)
+        first_title = first_title or heading or None
+        for k, t in texts + notes:
+            if k not in _TITLE_TYPES:
+                b.block(t.replace("\r", "\n").replace("\x0b", "\n"))
+    return b.build("ppt", len(slides), title or metadata_title(first_title))

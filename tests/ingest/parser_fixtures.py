@@ -556,3 +556,60 @@ def make_xls() -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def make_ppt(persist: bool = True) -> bytes:
+    """A PowerPoint 97-2003 presentation as [MS-PPT] lays it out: two slides whose placeholder text is in the
+    document's slide list (a title, 8-bit body text, a centred title), a text box and a placeholder reference
+    in a slide's drawing, speaker notes, and two edits: the second rewrote slide 2 (its old version stays in the
+    stream, unreferenced). ``persist=False`` drops the edit chain (the Current User stream)."""
+    import struct
+
+    from .cfb import write_cfb
+
+    def rec(rtype: int, data: bytes = b"", inst: int = 0, container: bool = False) -> bytes:
+        return struct.pack("<HHI", (inst << 4) | (0xF if container else 0), rtype, len(data)) + data
+
+    def box(kind: int, text: str) -> bytes:  # a shape with a text box (OfficeArt containers)
+        inner = rec(0x0F9F, struct.pack("<I", kind)) + rec(0x0FA0, text.encode("utf-16-le"))
+        return rec(0xF004, rec(0xF00D, inner, container=True), container=True)
+
+    def drawing(*shapes: bytes) -> bytes:
+        return rec(
+            0x040C, rec(0xF002, rec(0xF003, b"".join(shapes), container=True), container=True), container=True
+        )
+
+    def slide(notes_ref: int, *shapes: bytes) -> bytes:
+        atom = rec(0x03EF, struct.pack("<I8sIIHH", 0, bytes(8), 0, notes_ref, 0, 0))
+        return rec(0x03EE, atom + drawing(*shapes), container=True)
+
+    stream = bytearray()
+
+    def put(data: bytes) -> int:
+        stream.extend(data)
+        return len(stream) - len(data)
+
+    ref = rec(0xF004, rec(0xF00D, rec(0x0F9E, struct.pack("<I", 0)), container=True), container=True)
+    s1 = put(slide(5, ref, box(4, "Questions: travel@example.com")))
+    s2_old = put(slide(0, box(4, "Old rates, withdrawn")))
+    notes = put(rec(0x03F0, drawing(box(2, "Say: rules apply from May.")), container=True))
+    slide_list = (rec(0x03F3, struct.pack("<IIIII", 3, 0, 2, 256, 0)) + rec(0x0F9F, struct.pack("<I", 0))
+                  + rec(0x0FA0, "Travel rules".encode("utf-16-le")) + rec(0x0F9F, struct.pack("<I", 1))
+                  + rec(0x0FA8, "Book early\rTrains first, café after".encode("latin-1"))
+                  + rec(0x03F3, struct.pack("<IIIII", 4, 0, 1, 257, 0)) + rec(0x0F9F, struct.pack("<I", 6))
+                  + rec(0x0FA0, "Rates 2025 – Lyon".encode("utf-16-le")))  # fmt: skip
+    doc = put(rec(0x03E8, rec(0x0FF0, slide_list, inst=0, container=True), container=True))
+
+    def edit(entries: list[tuple[int, list[int]]], last: int) -> int:
+        body = b"".join(struct.pack("<I", first | (len(offs) << 20)) + struct.pack(f"<{len(offs)}I", *offs)
+                        for first, offs in entries)  # fmt: skip
+        pdir = put(rec(0x1772, body))
+        return put(rec(0x0FF5, struct.pack("<IHBBIIIIHH", 0, 0, 0, 3, last, pdir, 1, 6, 0, 0)))
+
+    first_edit = edit([(1, [doc]), (3, [s1, s2_old, notes])], 0)
+    s2_new = put(slide(0, box(4, "Nice: 140 per night")))
+    second_edit = edit([(4, [s2_new])], first_edit)
+    streams = {"PowerPoint Document": bytes(stream)}
+    if persist:
+        streams["Current User"] = rec(0x0FF6, struct.pack("<III", 0x14, 0xE391C05F, second_edit))
+    return write_cfb(streams)

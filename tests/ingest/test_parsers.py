@@ -711,7 +711,7 @@ def test_excel_97_2003_xls_sheets_as_rows():
 @pytest.mark.parametrize(
     ("streams", "error", "reason"),
     [
-        ({"PowerPoint Document": b"x" * 100}, UnsupportedFileType, "PowerPoint 97-2003"),
+        ({"PowerPoint Document": b"x" * 100}, ParseError, "no document record"),
         ({"EncryptedPackage": b"x" * 100, "EncryptionInfo": b"y"}, ParseError, "password-protected"),
         ({"Contents": b"x" * 100}, UnsupportedFileType, "not a Word, Excel or Outlook"),
         ({"WordDocument": b"\xdc\xa5" + bytes(1000), "0Table": b""}, ParseError, "Word 6/95"),
@@ -724,7 +724,23 @@ def test_other_compound_files_are_refused_by_name(streams, error, reason):
         parse(write_cfb(streams), "old.doc")
 
 
-@pytest.mark.parametrize("make", [F.make_doc, F.make_msg, F.make_xls])
+def test_powerpoint_97_2003_slides_in_their_live_version_with_notes():
+    doc = parse(F.make_ppt(), "travel.ppt")
+    assert (doc.detected_type, doc.title, doc.pages) == ("ppt", "Travel rules", 2)
+    assert doc.text == (
+        "Travel rules\n\nBook early\nTrains first, café after\n\nQuestions: travel@example.com\n\n"
+        "Say: rules apply from May.\n\nRates 2025 – Lyon\n\nNice: 140 per night"
+    )  # slide 2's first version ("Old rates") is in the stream but not in the last edit's directory
+    nice = section_of(doc, "Nice")
+    assert (nice.heading_path, nice.page) == (["Rates 2025 – Lyon"], 2)
+    assert_tiles(doc)
+    # without the edit chain: slide containers in stream order (the stale version too), no notes
+    plain = parse(F.make_ppt(persist=False), "travel.ppt")
+    assert "Questions: travel@example.com" in plain.text and "Nice: 140 per night" in plain.text
+    assert "Say: rules" not in plain.text
+
+
+@pytest.mark.parametrize("make", [F.make_doc, F.make_msg, F.make_xls, F.make_ppt])
 def test_damaged_compound_files_fail_with_a_reason(make):
     """Random byte corruption: a document or a ParseError, never another exception."""
     data = make()
