@@ -76,6 +76,11 @@ def _zip_type(data: bytes) -> str:
         return "pptx"
     if "xl/workbook.xml" in names:
         return "xlsx"
+    if "xl/workbook.bin" in names:
+        raise UnsupportedFileType(
+            "The file is an Excel binary workbook (.xlsb), which is not read; open it in Excel or LibreOffice and "
+            f"save it as .xlsx to ingest it ({_SUPPORTED})."
+        )
     raise UnsupportedFileType(
         f"The file is a ZIP archive, not a Word, OpenDocument, PowerPoint or Excel document ({_SUPPORTED})."
     )

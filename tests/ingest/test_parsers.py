@@ -565,6 +565,12 @@ def test_plain_zip_is_unsupported():
         z.writestr("readme.txt", "hello")
     with pytest.raises(UnsupportedFileType, match="ZIP archive"):
         parse(buf.getvalue(), "archive.docx")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.bin", b"\x83\x01\x00")
+    with pytest.raises(UnsupportedFileType, match=r"Excel binary workbook \(.xlsb\).*save it as .xlsx"):
+        parse(buf.getvalue(), "budget.xlsb")
 
 
 @pytest.mark.parametrize(
