@@ -159,18 +159,26 @@ def _ingest(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"rejected {f}: {uploads.too_large_detail()}")
             continue
-        data = f.read_bytes()
-        with session_scope() as s:
-            try:
-                doc, new = uploads.add_document(s, cid, name, data, None)
-            except uploads.Rejected as r:
-                failures += 1
-                tqdm.write(f"rejected {f}: {r.detail}")
-                continue
-            s.commit()
-            docs.append(doc.id)
-            if new:
-                todo.append(doc.id)
+        try:  # a plain ZIP archive stands for its files (uploads.unpack)
+            items = uploads.unpack(name, f.read_bytes())
+        except uploads.Rejected as r:
+            failures += 1
+            tqdm.write(f"rejected {f}: {r.detail}")
+            continue
+        for item in items:
+            with session_scope() as s:
+                try:
+                    if isinstance(item, uploads.Rejected):
+                        raise item
+                    doc, new = uploads.add_document(s, cid, item[0], item[1], None)
+                except uploads.Rejected as r:
+                    failures += 1
+                    tqdm.write(f"rejected {r.filename}: {r.detail}")
+                    continue
+                s.commit()
+                docs.append(doc.id)
+                if new:
+                    todo.append(doc.id)
     if args.enqueue:
         for doc_id in todo:
             enqueue_document(doc_id)

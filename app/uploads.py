@@ -5,8 +5,12 @@ The caller commits, then enqueues the new documents (never before the commit).
 
 from __future__ import annotations
 
+import io
 import re
 import unicodedata
+import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlmodel import Session, select
@@ -68,6 +72,86 @@ def clean_filename(name: str | None) -> str:
             shown, 400, f"Invalid file name: its folder path is longer than {MAX_PATH_CHARS} characters"
         )
     return name
+
+
+MAX_ARCHIVE_MEMBERS = 1000
+
+
+def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, bytes] | Rejected]:
+    """The files one upload stands for: itself, or for a plain ZIP archive (not a Word, Excel, PowerPoint,
+    OpenDocument or EPUB file, which are ZIP containers too) each file in it, named "<archive>/<path inside>"
+    ("policies.zip/hr/leave.pdf"). Folders, hidden files and macOS resource forks are skipped; a file too
+    large, encrypted or damaged in the archive comes back as a Rejected item, the others go on; an archive
+    inside the archive is not unpacked (it is refused as a file). Raises Rejected, before anything is
+    yielded, for an archive that cannot be opened, holds more than MAX_ARCHIVE_MEMBERS files or unpacks to
+    more than the daily upload quota. One file's bytes are held at a time."""
+    from ingest.parsers import ParseError, PlainArchive, detect_type
+
+    if not data.startswith(b"PK\x03\x04"):
+        return iter([(filename, data)])
+    try:
+        detect_type(data, filename)
+        return iter([(filename, data)])
+    except PlainArchive:
+        pass
+    except ParseError:  # a damaged document: add_document refuses it with the parser's reason
+        return iter([(filename, data)])
+    name = clean_filename(filename)
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in zf.infolist() if not i.is_dir() and not _skipped(_member_name(i))]
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
+        raise Rejected(name, 422, "The ZIP archive could not be read: it is damaged.") from e
+    if not infos:
+        raise Rejected(name, 422, "The ZIP archive holds no files.")
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise Rejected(name, 413, f"The ZIP archive holds {len(infos):,} files, more than {MAX_ARCHIVE_MEMBERS:,} "
+                       "an upload may unpack; upload its folder instead.")  # fmt: skip
+    declared = sum(i.file_size for i in infos)
+    if declared > settings.upload_quota_bytes_per_day:
+        raise Rejected(name, 413, f"The ZIP archive unpacks to {declared:,} bytes, more than the daily upload "
+                       f"quota ({settings.upload_quota_bytes_per_day:,} bytes).")  # fmt: skip
+    return _members(zf, name, infos)
+
+
+def _members(
+    zf: zipfile.ZipFile, name: str, infos: list[zipfile.ZipInfo]
+) -> Iterator[tuple[str, bytes] | Rejected]:
+    for info in infos:
+        member = f"{name}/{_member_name(info)}"
+        if info.flag_bits & 0x1:
+            yield Rejected(member, 422, "The file is encrypted in the ZIP archive; it cannot be read.")
+            continue
+        if info.file_size > settings.max_upload_bytes:
+            yield Rejected(member, 413, too_large_detail())
+            continue
+        try:
+            with zf.open(info) as f:
+                blob = f.read(settings.max_upload_bytes + 1)  # a header may understate the size (a zip bomb)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError):
+            yield Rejected(member, 422, "The file could not be read from the ZIP archive: it is damaged.")
+            continue
+        if len(blob) > settings.max_upload_bytes:
+            yield Rejected(member, 413, too_large_detail())
+            continue
+        yield member, blob
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """A member's path; names stored without the UTF-8 flag (old Windows and macOS tools) are tried as UTF-8
+    before the format's default code page 437."""
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return name.strip("/")
+
+
+def _skipped(path: str) -> bool:
+    parts = path.split("/")
+    return any(p.startswith(".") and p not in (".", "..") for p in parts) or parts[0] == "__MACOSX"
 
 
 def too_large_detail() -> str:

@@ -339,11 +339,19 @@ async function uploadFiles(items) {
       try {
         const res = await send(item);
         const rejected = (res && res.rejected) || [];
-        const doc = ((res && res.documents) || [])[0];
-        if (rejected.length) {
+        const docs = (res && res.documents) || [];
+        const doc = docs[0];
+        if (rejected.length && !docs.length) {
           item.li.classList.add("failed");
           item.bar.remove();
           item.note.textContent = `rejected: ${rejected[0].detail}`;
+        } else if (docs.length > 1 || rejected.length) {
+          // a ZIP archive: its files became documents; refusals stay listed until the page is left
+          item.bar.value = 100;
+          const refused = rejected.map((r) => `${r.filename}: ${r.detail}`).join("; ");
+          item.note.textContent = `${docs.length} files queued for indexing` + (rejected.length ? `, ${rejected.length} refused (${refused})` : "");
+          if (rejected.length) item.li.classList.add("partial");
+          else setTimeout(() => item.li.remove(), 4000);
         } else {
           item.bar.value = 100;
           item.note.textContent = doc && doc.duplicate ? "already uploaded (same content)" : "uploaded, queued for indexing";

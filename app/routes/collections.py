@@ -140,16 +140,27 @@ def upload_documents(
         # Read one byte past the limit: enough to know it is too large without holding more.
         # NOTE: a sync route runs in the threadpool, so reading and storing files never blocks the event loop.
         data = f.file.read(settings.max_upload_bytes + 1)
-        try:
-            doc, new = uploads.add_document(session, collection_id, f.filename, data, user.id)
+        f.file.close()
+        try:  # a plain ZIP archive stands for its files, read one at a time (uploads.unpack)
+            items = (
+                uploads.unpack(f.filename, data)
+                if len(data) <= settings.max_upload_bytes
+                else iter([(f.filename, data)])
+            )
         except uploads.Rejected as r:
             rejected.append(RejectedFile(filename=r.filename, status_code=r.status_code, detail=r.detail))
             continue
-        finally:
-            f.file.close()
-        if new:
-            to_enqueue.append(doc.id)
-        accepted.append(UploadedDocument(**doc.model_dump(), duplicate=not new))
+        for item in items:
+            try:
+                if isinstance(item, uploads.Rejected):
+                    raise item
+                doc, new = uploads.add_document(session, collection_id, item[0], item[1], user.id)
+            except uploads.Rejected as r:
+                rejected.append(RejectedFile(filename=r.filename, status_code=r.status_code, detail=r.detail))
+                continue
+            if new:
+                to_enqueue.append(doc.id)
+            accepted.append(UploadedDocument(**doc.model_dump(), duplicate=not new))
     session.commit()
     for doc_id in to_enqueue:  # only after the commit: a worker must find the row
         enqueue_document(doc_id)

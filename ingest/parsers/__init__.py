@@ -11,7 +11,15 @@ import io
 import logging
 import zipfile
 
-from .base import SUPPORTED_NAMES, SUPPORTED_TYPES, ParsedDocument, ParseError, Section, UnsupportedFileType
+from .base import (
+    SUPPORTED_NAMES,
+    SUPPORTED_TYPES,
+    ParsedDocument,
+    ParseError,
+    PlainArchive,
+    Section,
+    UnsupportedFileType,
+)
 from .mail import looks_like_email, parse_email
 from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
@@ -25,6 +33,7 @@ __all__ = [
     "SUPPORTED_TYPES",
     "ParseError",
     "ParsedDocument",
+    "PlainArchive",
     "Section",
     "UnsupportedFileType",
     "detect_type",
@@ -81,7 +90,7 @@ def _zip_type(data: bytes) -> str:
             "The file is an Excel binary workbook (.xlsb), which is not read; open it in Excel or LibreOffice and "
             f"save it as .xlsx to ingest it ({_SUPPORTED})."
         )
-    raise UnsupportedFileType(
+    raise PlainArchive(
         f"The file is a ZIP archive, not a Word, OpenDocument, PowerPoint or Excel document ({_SUPPORTED})."
     )
 

@@ -62,6 +62,11 @@ class UnsupportedFileType(ParseError):
     """The content is not one of SUPPORTED_TYPES (the API answers 415)."""
 
 
+class PlainArchive(UnsupportedFileType):
+    """A ZIP archive that is not an Office, OpenDocument or EPUB document: not a document itself, but uploads
+    unpack it into its files (``app.uploads.unpack``)."""
+
+
 @dataclass
 class Section:
     """One block of text with its location: text[start:end], under heading_path, on page."""

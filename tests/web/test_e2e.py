@@ -469,3 +469,29 @@ def test_folder_upload_keeps_paths_and_a_drop_of_files_uploads_them(server, page
         "data-status", "ready", timeout=120_000
     )
     expect(page.locator("#documents-table tr[data-document]")).to_have_count(3)  # nothing from .git
+
+
+def test_a_zip_archive_uploads_as_its_files_with_refusals_listed(server, page, tmp_path):
+    import io
+    import zipfile
+
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_label("Name", exact=True).fill("archives")
+    page.get_by_role("button", name="Create collection").click()
+    expect(page.locator("#documents-heading")).to_have_text("Documents in archives")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("hr/leave.txt", "Staff get 30 days of leave a year.")
+        z.writestr("it/laptops.txt", "Laptops are returned to the IT desk.")
+        z.writestr("empty.txt", "")
+    (tmp_path / "policies.zip").write_bytes(buf.getvalue())
+    page.set_input_files("#file-input", str(tmp_path / "policies.zip"))
+    item = page.locator('#uploads li[data-upload="policies.zip"]')
+    expect(item).to_contain_text(
+        "2 files queued for indexing, 1 refused (policies.zip/empty.txt: The file is empty.)"
+    )
+    for name in ("policies.zip/hr/leave.txt", "policies.zip/it/laptops.txt"):
+        expect(page.locator(f'tr[data-document="{name}"]')).to_have_attribute(
+            "data-status", "ready", timeout=120_000
+        )

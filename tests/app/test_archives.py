@@ -1,0 +1,111 @@
+"""A plain ZIP archive uploaded by REST or the CLI stands for its files: each becomes a document named by its
+path in the archive, bad members are refused one by one, the archive as a whole only when it cannot be read or
+holds too much."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from sqlmodel import select
+
+from app.cli import main
+from app.db import session_scope
+from app.models import Document, Role
+from ingest.pipeline import process_document
+from tests.app.support import make_user
+from tests.ingest import parser_fixtures as F
+
+
+def make_zip(members: dict[str, bytes], utf8_names: bool = True) -> bytes:
+    buf = io.BytesIO()
+    raw = {}
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            stored = name
+            if not utf8_names:  # as old Windows tools write them: UTF-8 bytes without the UTF-8 flag
+                encoded = name.encode("utf-8")
+                stored = "".join(chr(c) if c < 128 else "~" for c in encoded)  # ASCII of the same length
+                raw[stored.encode()] = encoded
+            z.writestr(stored, data)
+    out = buf.getvalue()
+    for placeholder, encoded in raw.items():  # the name's bytes in the local header and the central directory
+        out = out.replace(placeholder, encoded)
+    return out
+
+
+def archive() -> bytes:
+    inner = make_zip({"x.txt": b"nested archives are not unpacked"})
+    return make_zip({
+        "hr/leave.txt": b"Staff get 30 days of paid leave a year, booked in the HR portal.",
+        "it/leave.txt": b"Return laptops to the IT desk before a leave of more than four weeks.",
+        "handbook.docx": F.make_docx(),  # a Word file is a ZIP container too: a document, not unpacked
+        "hr/": b"",
+        "__MACOSX/hr/._leave.txt": b"\x00\x05\x16\x07",
+        ".DS_Store": b"\x00\x00\x00\x01Bud1",
+        "../escape.txt": b"zip slip",
+        "old/inner.zip": inner,
+        "empty.txt": b"",
+    })  # fmt: skip
+
+
+def test_a_zip_upload_becomes_its_documents(env, client):
+    admin = make_user(Role.admin)
+    cid = client.post("/api/collections", json={"name": "intake"}, headers=admin).json()["id"]
+    url = f"/api/collections/{cid}/documents"
+    r = client.post(url, files=[("files", ("policies.zip", archive())), ("files", ("a.txt", b"Plain file."))],
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 202, r.text
+    body = r.json()
+    docs = {d["filename"]: d for d in body["documents"]}
+    assert sorted(docs) == ["a.txt", "policies.zip/handbook.docx", "policies.zip/hr/leave.txt",
+                            "policies.zip/it/leave.txt"]  # fmt: skip
+    rejected = {x["filename"]: (x["status_code"], x["detail"]) for x in body["rejected"]}
+    assert rejected["policies.zip/../escape.txt"][0] == 400  # a path out of the archive
+    assert rejected["policies.zip/old/inner.zip"][0] == 415  # not unpacked twice
+    assert rejected["policies.zip/empty.txt"] == (422, "The file is empty.")
+    assert len(rejected) == 3
+    for d in docs.values():
+        process_document(d["id"])
+    got = {n: client.get(f"/api/documents/{d['id']}", headers=admin).json() for n, d in docs.items()}
+    assert {n: d["status"] for n, d in got.items()} == dict.fromkeys(docs, "ready")
+    assert got["policies.zip/handbook.docx"]["detected_type"] == "docx"
+    hits = client.post("/api/search", json={"query": "laptops before a long leave", "collection_ids": [cid]},
+                       headers=admin).json()["hits"]  # fmt: skip
+    assert hits[0]["filename"] == "policies.zip/it/leave.txt"
+
+
+def test_archive_refusals(env, client, monkeypatch):
+    admin = make_user(Role.admin)
+    cid = client.post("/api/collections", json={"name": "c"}, headers=admin).json()["id"]
+    url = f"/api/collections/{cid}/documents"
+
+    def post(name: str, data: bytes):
+        return client.post(url, files=[("files", (name, data))], headers=admin)
+
+    r = post(
+        "names.zip",
+        make_zip({"Reisekosten/Übersicht.txt": b"Mileage is paid at 30 cents."}, utf8_names=False),
+    )
+    assert [d["filename"] for d in r.json()["documents"]] == ["names.zip/Reisekosten/Übersicht.txt"]
+    r = post("hidden.zip", make_zip({".git/HEAD": b"ref", "__MACOSX/x": b"y"}))
+    assert (r.status_code, r.json()["detail"]) == (422, "The ZIP archive holds no files.")
+    r = post("broken.zip", make_zip({"a.txt": b"text " * 100})[:60])
+    assert r.status_code in (415, 422)
+    monkeypatch.setattr("app.uploads.MAX_ARCHIVE_MEMBERS", 3)
+    r = post("many.zip", make_zip({f"f{i}.txt": b"some words" for i in range(4)}))
+    assert r.status_code == 413 and "holds 4 files, more than 3" in r.json()["detail"]
+
+
+def test_cli_ingests_an_archive_by_its_files(env, capsys):
+    (env / "policies.zip").write_bytes(make_zip({
+        "hr/leave.txt": b"Staff get 30 days of paid leave a year.",
+        "it/leave.txt": b"Return laptops to the IT desk before long leave.",
+        "../escape.txt": b"zip slip",
+    }))  # fmt: skip
+    rc = main(["ingest", str(env / "policies.zip"), "--collection", "hr", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "2 ready, 1 failed or rejected" in out
+    with session_scope() as s:
+        names = sorted(d.filename for d in s.exec(select(Document)).all())
+    assert names == ["policies.zip/hr/leave.txt", "policies.zip/it/leave.txt"]
