@@ -92,6 +92,11 @@ def test_archive_refusals(env, client, monkeypatch):
     assert (r.status_code, r.json()["detail"]) == (422, "The ZIP archive holds no files.")
     r = post("broken.zip", make_zip({"a.txt": b"text " * 100})[:60])
     assert r.status_code in (415, 422)
+    bomb = make_zip({"bomb.txt": b" " * (40 * 1024 * 1024), "ok.txt": b"Parking permits renew in January."})
+    assert len(bomb) < 200_000  # a 40 MB member in a small archive
+    r = post("bomb.zip", bomb)
+    assert [d["filename"] for d in r.json()["documents"]] == ["bomb.zip/ok.txt"]
+    assert [(x["filename"], x["status_code"]) for x in r.json()["rejected"]] == [("bomb.zip/bomb.txt", 413)]
     monkeypatch.setattr("app.uploads.MAX_ARCHIVE_MEMBERS", 3)
     r = post("many.zip", make_zip({f"f{i}.txt": b"some words" for i in range(4)}))
     assert r.status_code == 413 and "holds 4 files, more than 3" in r.json()["detail"]
