@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import struct
 from collections import Counter
 
@@ -113,9 +114,12 @@ def parse_doc(data: bytes) -> ParsedDocument:
     ftn = text[main_end : main_end + max(ccp[1], 0)]
     edn_start = main_end + sum(max(c, 0) for c in ccp[1:5])
     edn = text[edn_start : edn_start + max(ccp[5], 0)]
+    txbx_start = edn_start + max(ccp[5], 0)
+    txbx = text[txbx_start : txbx_start + max(ccp[6], 0)]
     b = TextBuilder()
     body = _fields(text[:main_end])
     _doc_body(b, body)
+    _doc_body(b, _fields(txbx))  # text boxes (their anchors in the body are drawn-object marks)
     b.notes("Footnotes", _notes(_fields(ftn)))
     b.notes("Endnotes", _notes(_fields(edn)))
     if not title:  # no headings are read: a short first paragraph is the title
@@ -290,6 +294,7 @@ _DISPLAY_TO, _DISPLAY_CC, _BODY, _HTML, _CODEPAGE = 0x0E04, 0x0E03, 0x1000, 0x10
 _SUBMIT_TIME, _DELIVERY_TIME = 0x0039, 0x0E06
 _ATTACH_LONG_NAME, _ATTACH_NAME, _ATTACH_DATA = 0x3707, 0x3704, 0x3701
 MAX_ATTACHMENTS = 500
+_SMTP = re.compile(r"[^@\s/<>]+@[^@\s/<>]+\.[^@\s/<>]+")
 
 
 def parse_msg(data: bytes) -> ParsedDocument:
@@ -327,8 +332,8 @@ def _msg(ole, root: str, depth: int) -> tuple[Mail, str]:
 
     subject = text(_SUBJECT)
     sender = text(_SENDER_NAME)
-    address = text(_SENDER_SMTP) or text(_SENDER_EMAIL)
-    if address and "@" in address and address not in sender:
+    address = next((a for a in (text(_SENDER_SMTP), text(_SENDER_EMAIL)) if _SMTP.fullmatch(a.strip())), "")
+    if address and address not in sender:  # not an Exchange X.500 path ("/O=ORG/OU=.../CN=NAME")
         sender = f"{sender} <{address}>" if sender else address
     when = props.get(_SUBMIT_TIME) or props.get(_DELIVERY_TIME)
     headers = [("From", sender), ("To", text(_DISPLAY_TO)), ("Cc", text(_DISPLAY_CC))]

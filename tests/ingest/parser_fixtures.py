@@ -468,7 +468,8 @@ def make_epub(encrypted: bool = False) -> bytes:
 
 def make_doc(encrypted: bool = False) -> bytes:
     """A Word 97-2003 document as [MS-DOC] lays it out: a FIB, a piece table (after a property modifier) of
-    three pieces (cp1252 8-bit, UTF-16, 8-bit), a field, a table with an empty cell, a footnote, a header."""
+    three pieces (cp1252 8-bit, UTF-16, 8-bit), a field, a table with an empty cell, a footnote, a header, a
+    text box."""
     import struct
 
     from .cfb import write_cfb
@@ -478,11 +479,12 @@ def make_doc(encrypted: bool = False) -> bytes:
     main_b = "差旅标准 € ok\r"
     ftn = "\x02 Measured by road.\r"
     hdr = "ACME confidential\r\r"
-    tail = ftn + hdr
+    txbx = "Tip: keep receipts.\r"
+    tail = ftn + hdr + txbx
     fib = bytearray(0x400)
     struct.pack_into("<HH", fib, 0, 0xA5EC, 0x00C1)
     struct.pack_into("<H", fib, 0x0A, 0x0200 | (0x0100 if encrypted else 0))
-    struct.pack_into("<8i", fib, 0x4C, len(main_a) + len(main_b), len(ftn), len(hdr), 0, 0, 0, 0, 0)
+    struct.pack_into("<8i", fib, 0x4C, len(main_a) + len(main_b), len(ftn), len(hdr), 0, 0, 0, len(txbx), 0)
     a_at, b_at, c_at = 0x400, 0x800, 0xC00
     wd = bytearray(fib) + bytes(0x1000 - len(fib))
     wd[a_at : a_at + len(main_a)] = main_a.encode("cp1252")

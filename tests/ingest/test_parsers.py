@@ -681,7 +681,7 @@ def test_word_97_2003_doc_pieces_fields_tables_and_footnotes():
     assert (doc.detected_type, doc.title) == ("doc", "Employee Handbook")
     assert doc.text == (
         "Employee Handbook\n\nCafé rules: see the intranet first.\n\nCountry: Germany; Days: 30\nCountry: China\n\n"
-        "After the table.\n\n差旅标准 € ok\n\nFootnotes\n\n1. Measured by road."
+        "After the table.\n\n差旅标准 € ok\n\nTip: keep receipts.\n\nFootnotes\n\n1. Measured by road."
     )  # the page header ("ACME confidential") and the field code are not text
     assert_tiles(doc)
     with pytest.raises(ParseError, match="password-protected"):
