@@ -26,7 +26,7 @@ _SKIP = frozenset(
     b"colortbl pict object objdata header headerl headerr headerf footer footerl footerr footerf fldinst "
     b"annotation atnid atnauthor atnref atndate atnparent nonshppict shp shpinst xmlnstbl listtable "
     b"listoverridetable rsidtbl revtbl generator themedata colorschememapping datastore latentstyles "
-    b"pgdsctbl template docvar bkmkstart bkmkend txe xe tc mmath".split()
+    b"pgdsctbl template docvar bkmkstart bkmkend txe xe tc mmath nonesttables".split()
 )
 # control words that are characters
 _CHARS = {
@@ -228,6 +228,8 @@ class _Reader:
                     pos += max(int(param), 0)
                     continue
                 if g.dest == "skip":
+                    if word == b"nestrow" and self.intbl:  # a nested row ends in {\*\nesttableprops ...}
+                        self._end_row()
                     continue
                 self._flush(g)
                 n = int(param) if param is not None else None

@@ -638,6 +638,13 @@ def test_rtf_as_word_writes_it():
             + b"\\par{\\uc2\\u26085\\'93\\'fa\\u26412\\'96\\'7b}}",
             "経費精算\n\n日本",
         ),
+        # a nested table: its rows end inside {\*\nesttableprops}; {\nonesttables} is for readers without them
+        (
+            b"{\\rtf1\\ansi\\pard\\intbl\\itap2 Artery\\nestcell Score\\nestcell{\\*\\nesttableprops\\trowd\\cellx1"
+            b"\\cellx2\\nestrow}{\\nonesttables\\par}\\pard\\intbl\\itap2 RCA\\nestcell 0\\nestcell{\\*\\nesttableprops"
+            b"\\trowd\\nestrow}{\\nonesttables\\par}\\pard\\intbl\\cell\\row\\pard After\\par}",
+            "Artery: RCA; Score: 0\n\nAfter",
+        ),
         # a document cut off before its closing braces still gives what it holds
         (
             b"{\\rtf1\\ansi{\\fonttbl{\\f0 Arial;}}\\pard Truncated but readable\\par\\pard still",
