@@ -2,8 +2,9 @@
 
 - Word 97-2003 ``.doc`` ([MS-DOC] 2.4.1, "Retrieving Text"): the piece table in the table stream maps the
   text's characters to 8-bit (cp1252) or UTF-16 runs of the WordDocument stream. The main text is read by
-  paragraph, tables (cell marks) as "Header: value" rows, field results without their codes, footnotes and
-  endnotes at the end; page headers and comments are not. Styles are not read, so there are no headings.
+  paragraph, headings from the paragraph properties (a built-in heading style, or an outline level), tables
+  (cell marks) as "Header: value" rows, field results without their codes, text boxes, then footnotes and
+  endnotes; page headers and comments are not.
 - Excel 97-2003 ``.xls`` (``xlrd``): a sheet is a heading, its rows "Header: value" lines, as for ``.xlsx``.
 - PowerPoint 97-2003 ``.ppt`` ([MS-PPT]): a slide is a page, its title placeholder the heading, then the
   text of its placeholders (the document's slide list), text boxes (the slide's drawing) and speaker notes;
@@ -15,6 +16,7 @@ Password-protected files are refused with the reason.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import io
 import re
@@ -106,7 +108,7 @@ def parse_doc(data: bytes) -> ParsedDocument:
         raise ParseError("The Word file could not be read: it is damaged.") from e
     finally:
         ole.close()
-    text = _doc_text(wd, table)
+    text, pieces = _doc_text(wd, table)
     # sub-documents follow the main text in character positions: footnotes, headers, (macros), comments,
     # endnotes, text boxes ([MS-DOC] 2.4.1)
     ccp = struct.unpack_from("<8i", wd, _CCP_TEXT)  # text, ftn, hdd, mcr, atn, edn, txbx, hdrtxbx
@@ -117,19 +119,20 @@ def parse_doc(data: bytes) -> ParsedDocument:
     txbx_start = edn_start + max(ccp[5], 0)
     txbx = text[txbx_start : txbx_start + max(ccp[6], 0)]
     b = TextBuilder()
-    body = _fields(text[:main_end])
+    body = _fields(_heading_marks(wd, table, pieces, text[:main_end]))
     _doc_body(b, body)
     _doc_body(b, _fields(txbx))  # text boxes (their anchors in the body are drawn-object marks)
     b.notes("Footnotes", _notes(_fields(ftn)))
     b.notes("Endnotes", _notes(_fields(edn)))
-    if not title:  # no headings are read: a short first paragraph is the title
+    if not title and not b.first_heading:  # no metadata title, no heading: a short first paragraph
         first = next((p.strip() for p in body.translate(_DROP).split("\r") if p.strip()), "")
         title = metadata_title(first) if len(first) <= 100 and "\x07" not in first else None
     return b.build("doc", None, title)
 
 
-def _doc_text(wd: bytes, table: bytes) -> str:
-    """The whole character stream, pieces in order ([MS-DOC] 2.4.1: Clx -> PlcPcd -> Pcd.fc)."""
+def _doc_text(wd: bytes, table: bytes) -> tuple[str, list[tuple[int, int, int]]]:
+    """The whole character stream, pieces in order ([MS-DOC] 2.4.1: Clx -> PlcPcd -> Pcd.fc), and the
+    pieces as (first character position, byte offset in the WordDocument stream, bytes a character)."""
     fc_clx, lcb_clx = struct.unpack_from("<II", wd, _FC_CLX)
     clx = table[fc_clx : fc_clx + lcb_clx]
     pos = 0
@@ -144,6 +147,8 @@ def _doc_text(wd: bytes, table: bytes) -> str:
         raise ParseError("The Word file could not be read: its piece table is damaged.")
     cps = struct.unpack_from(f"<{n + 1}I", plc, 0)
     out = []
+    pieces = []
+    cp = 0
     for i in range(n):
         count = cps[i + 1] - cps[i]
         if count <= 0 or count > base.MAX_TEXT_CHARS:
@@ -152,9 +157,111 @@ def _doc_text(wd: bytes, table: bytes) -> str:
         if fc & 0x40000000:  # compressed: 8-bit characters at fc / 2
             start = (fc & 0x3FFFFFFF) // 2
             out.append(wd[start : start + count].decode("cp1252", "replace"))
+            pieces.append((cp, start, 1))
         else:
             out.append(wd[fc : fc + 2 * count].decode("utf-16-le", "replace"))
+            pieces.append((cp, fc, 2))
+        cp += len(out[-1])
+    return "".join(out), pieces
+
+
+# a private-use character after a paragraph mark carries that paragraph's heading level (1-9) through field
+# removal to _doc_body
+_MARK = 0xE000
+_NO_MARKS = dict.fromkeys(range(_MARK + 1, _MARK + 10))
+# FibRgFcLcb97: fcStshf/lcbStshf (the stylesheet), fcPlcfBtePapx/lcbPlcfBtePapx (paragraph property pages)
+_FC_STSH, _FC_BTE_PAPX = 0xA2, 0x102
+_SPRM_OUTLINE, _SPRM_TABLE_DEF = 0x2640, 0xD608
+
+
+def _heading_marks(wd: bytes, table: bytes, pieces: list[tuple[int, int, int]], text: str) -> str:
+    """``text`` with a level mark after each paragraph mark that ends a heading: a paragraph whose style is a
+    built-in heading (sti 1-9, whatever its localized name) or that has an outline level of its own
+    ([MS-DOC] 2.4.6.1: character position -> file position -> PAPX run -> style). Unchanged where the
+    property tables cannot be read."""
+    try:
+        runs = _heading_runs(wd, table)
+    except (struct.error, IndexError):
+        return text
+    if not runs or not pieces:
+        return text
+    starts = [r[0] for r in runs]
+    piece_cps = [p[0] for p in pieces]
+    out, prev = [], 0
+    for m in re.finditer("\r", text):
+        cp = m.start()
+        first, offset, width = pieces[bisect.bisect_right(piece_cps, cp) - 1]
+        fc = offset + (cp - first) * width
+        i = bisect.bisect_right(starts, fc) - 1
+        if i >= 0 and fc < runs[i][1] and runs[i][2] > 0:
+            out += [text[prev : cp + 1], chr(_MARK + runs[i][2])]
+            prev = cp + 1
+    out.append(text[prev:])
     return "".join(out)
+
+
+def _heading_runs(wd: bytes, table: bytes) -> list[tuple[int, int, int]]:
+    """(first file position, end, heading level or 0) of the paragraph property runs, sorted."""
+    fc_stsh, lcb_stsh = struct.unpack_from("<II", wd, _FC_STSH)
+    fc_bte, lcb_bte = struct.unpack_from("<II", wd, _FC_BTE_PAPX)
+    stis = _style_stis(table[fc_stsh : fc_stsh + lcb_stsh])
+    bte = table[fc_bte : fc_bte + lcb_bte]
+    n = (len(bte) - 4) // 8
+    runs = []
+    for k in range(max(n, 0)):
+        page_at = (struct.unpack_from("<I", bte, 4 * (n + 1) + 4 * k)[0] & 0x3FFFFF) * 512
+        page = wd[page_at : page_at + 512]
+        if len(page) < 512:
+            continue
+        crun = page[511]
+        if 4 * (crun + 1) + 13 * crun > 511:
+            continue
+        fcs = struct.unpack_from(f"<{crun + 1}I", page, 0)
+        for i in range(crun):
+            at = page[4 * (crun + 1) + 13 * i] * 2
+            level = 0
+            if at:
+                cb = page[at]
+                grp = page[at + 2 : at + 2 + 2 * page[at + 1]] if cb == 0 else page[at + 1 : at + 2 * cb]
+                if len(grp) >= 2:
+                    istd = struct.unpack_from("<H", grp, 0)[0]
+                    level = _outline_level(grp[2:])
+                    if level is None:
+                        level = stis[istd] if istd < len(stis) and 1 <= stis[istd] <= 9 else 0
+            runs.append((fcs[i], fcs[i + 1], level))
+    runs.sort()
+    return runs
+
+
+def _style_stis(stsh: bytes) -> list[int]:
+    """Each style's built-in style identifier (sti; 1-9 are Heading 1-9), by style index."""
+    if len(stsh) < 6:
+        return []
+    cb_stshi, cstd = struct.unpack_from("<HH", stsh, 0)
+    pos, out = 2 + cb_stshi, []
+    for _ in range(cstd):
+        if pos + 2 > len(stsh):
+            break
+        cb = struct.unpack_from("<H", stsh, pos)[0]
+        pos += 2
+        out.append(struct.unpack_from("<H", stsh, pos)[0] & 0x0FFF if cb >= 2 and pos + 2 <= len(stsh) else 0)
+        pos += cb
+    return out
+
+
+def _outline_level(grpprl: bytes) -> int | None:
+    """The paragraph's own outline level from its property modifiers: 1-9, 0 for body text, None if unset."""
+    pos = 0
+    while pos + 2 <= len(grpprl):
+        op = struct.unpack_from("<H", grpprl, pos)[0]
+        pos += 2
+        if op == _SPRM_OUTLINE and pos < len(grpprl):
+            return grpprl[pos] + 1 if grpprl[pos] < 9 else 0
+        spra = op >> 13
+        if op == _SPRM_TABLE_DEF or (spra == 6 and pos >= len(grpprl)):
+            return None  # a table definition's operand is sized differently: stop reading
+        pos += 1 + grpprl[pos] if spra == 6 else (1, 1, 2, 4, 2, 2, 0, 3)[spra]
+    return None
 
 
 def _fields(text: str) -> str:
@@ -176,14 +283,15 @@ def _fields(text: str) -> str:
 
 
 def _doc_body(b: TextBuilder, text: str) -> None:
-    """Paragraphs (\\r) as blocks; runs of table cells (\\x07) as rows."""
+    """Paragraphs (\\r) as blocks, or headings where a level mark follows (``_heading_marks``); runs of
+    table cells (\\x07) as rows."""
     text = text.translate(_DROP)
     cells: list[str] = []
     start = 0
     for i, ch in enumerate(text):
         if ch not in "\r\x07":
             continue
-        piece = text[start:i]
+        piece = text[start:i].translate(_NO_MARKS)
         start = i + 1
         if ch == "\x07":
             cells.append(piece)
@@ -191,10 +299,14 @@ def _doc_body(b: TextBuilder, text: str) -> None:
         if cells:
             _table(b, cells)
             cells = []
-        b.block(piece)
+        level = ord(text[i + 1]) - _MARK if i + 1 < len(text) and _MARK < ord(text[i + 1]) <= _MARK + 9 else 0
+        if level and piece.strip():
+            b.heading(level, piece)
+        else:
+            b.block(piece)
     if cells:
         _table(b, cells)
-    b.block(text[start:])
+    b.block(text[start:].translate(_NO_MARKS))
 
 
 def _table(b: TextBuilder, cells: list[str]) -> None:

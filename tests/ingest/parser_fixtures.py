@@ -469,7 +469,7 @@ def make_epub(encrypted: bool = False) -> bytes:
 def make_doc(encrypted: bool = False) -> bytes:
     """A Word 97-2003 document as [MS-DOC] lays it out: a FIB, a piece table (after a property modifier) of
     three pieces (cp1252 8-bit, UTF-16, 8-bit), a field, a table with an empty cell, a footnote, a header, a
-    text box."""
+    text box, a stylesheet and paragraph properties (a heading style, an outline level)."""
     import struct
 
     from .cfb import write_cfb
@@ -494,8 +494,26 @@ def make_doc(encrypted: bool = False) -> bytes:
     fcs = [(a_at * 2) | 0x40000000, b_at, (c_at * 2) | 0x40000000]
     plc = struct.pack("<4I", *cps) + b"".join(struct.pack("<HIH", 0, fc, 0) for fc in fcs)
     clx = b"\x01" + struct.pack("<H", 2) + b"\x00\x00" + b"\x02" + struct.pack("<I", len(plc)) + plc
-    table = bytes(16) + clx
+    # the stylesheet: style 0 Normal (sti 0), style 1 a heading 1 of any name (sti 1)
+    stsh = struct.pack("<H", 18) + struct.pack("<HH", 2, 10) + bytes(14)
+    stsh += b"".join(struct.pack("<H", 10) + struct.pack("<H", sti) + bytes(8) for sti in (0, 1))
+    # one page of paragraph properties: "Employee Handbook" in style 1; the UTF-16 paragraph with its own
+    # outline level 1 (a second-level heading); the rest without properties
+    page = bytearray(512)
+    runs = [(a_at, 0xF0), (a_at + len("Employee Handbook\r"), 0), (a_at + len(main_a), 0), (b_at, 0xF4)]
+    bounds = [fc for fc, _ in runs] + [b_at + 2 * len(main_b)]
+    struct.pack_into(f"<{len(bounds)}I", page, 0, *bounds)
+    for i, (_fc, at) in enumerate(runs):
+        page[4 * len(bounds) + 13 * i] = at // 2
+    page[0xF0 : 0xF0 + 4] = b"\x00\x01" + struct.pack("<H", 1)  # cb 0, cb' 1: istd 1
+    page[0xF4 : 0xF4 + 6] = b"\x03" + struct.pack("<HHB", 0, 0x2640, 1)  # cb 3: istd 0, sprmPOutLvl 1
+    page[511] = len(runs)
+    wd += bytes(0x1000 - len(wd)) + page
+    bte = struct.pack("<III", a_at, b_at + 2 * len(main_b), 0x1000 // 512)
+    table = bytes(16) + clx + stsh + bte
     struct.pack_into("<II", wd, 0x1A2, 16, len(clx))
+    struct.pack_into("<II", wd, 0xA2, 16 + len(clx), len(stsh))
+    struct.pack_into("<II", wd, 0x102, 16 + len(clx) + len(stsh), len(bte))
     return write_cfb({"WordDocument": bytes(wd), "1Table": table})
 
 

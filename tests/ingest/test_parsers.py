@@ -690,6 +690,11 @@ def test_word_97_2003_doc_pieces_fields_tables_and_footnotes():
         "Employee Handbook\n\nCafé rules: see the intranet first.\n\nCountry: Germany; Days: 30\nCountry: China\n\n"
         "After the table.\n\n差旅标准 € ok\n\nTip: keep receipts.\n\nFootnotes\n\n1. Measured by road."
     )  # the page header ("ACME confidential") and the field code are not text
+    assert section_of(doc, "Café rules").heading_path == ["Employee Handbook"]  # heading style (sti 1)
+    assert section_of(doc, "差旅标准").heading_path == [
+        "Employee Handbook",
+        "差旅标准 € ok",
+    ]  # outline level 1
     assert_tiles(doc)
     with pytest.raises(ParseError, match="password-protected"):
         parse(F.make_doc(encrypted=True), "handbook.doc")
