@@ -78,8 +78,9 @@ MAX_ARCHIVE_MEMBERS = 1000
 
 
 def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, bytes] | Rejected]:
-    """The files one upload stands for: itself, or for a plain ZIP archive (not a Word, Excel, PowerPoint,
-    OpenDocument or EPUB file, which are ZIP containers too) each file in it, named "<archive>/<path inside>"
+    """The files one upload stands for: itself, or for a plain ZIP archive named ``*.zip`` (not a Word, Excel,
+    PowerPoint, OpenDocument or EPUB file, which are ZIP containers too, nor another ZIP-based format such as
+    Pages or Visio) each file in it, named "<archive>/<path inside>"
     ("policies.zip/hr/leave.pdf"). Folders, hidden files and macOS resource forks are skipped; a file too
     large, encrypted or damaged in the archive comes back as a Rejected item, the others go on; an archive
     inside the archive is not unpacked (it is refused as a file). Raises Rejected, before anything is
@@ -95,6 +96,10 @@ def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, byte
     except PlainArchive:
         pass
     except ParseError:  # a damaged document: add_document refuses it with the parser's reason
+        return iter([(filename, data)])
+    if not (filename or "").strip().lower().endswith(".zip"):
+        # many formats are ZIP containers (Pages, Keynote, Visio, XPS, JAR, ...): only a .zip is unpacked;
+        # add_document refuses the rest as an unsupported ZIP-based file
         return iter([(filename, data)])
     name = clean_filename(filename)
     try:

@@ -85,6 +85,13 @@ def _zip_type(data: bytes) -> str:
         return "pptx"
     if "xl/workbook.xml" in names:
         return "xlsx"
+    if "Index/Document.iwa" in names or any(n.startswith("Index/") and n.endswith(".iwa") for n in names):
+        raise UnsupportedFileType(
+            "The file is an Apple Pages, Numbers or Keynote document, which is not read; export it as PDF, Word, "
+            f"Excel or PowerPoint to ingest it ({_SUPPORTED})."
+        )
+    if "visio/document.xml" in names:
+        raise UnsupportedFileType(f"The file is a Visio drawing, which is not read ({_SUPPORTED}).")
     if "xl/workbook.bin" in names:
         raise UnsupportedFileType(
             "The file is an Excel binary workbook (.xlsb), which is not read; open it in Excel or LibreOffice and "

@@ -97,6 +97,13 @@ def test_archive_refusals(env, client, monkeypatch):
     r = post("bomb.zip", bomb)
     assert [d["filename"] for d in r.json()["documents"]] == ["bomb.zip/ok.txt"]
     assert [(x["filename"], x["status_code"]) for x in r.json()["rejected"]] == [("bomb.zip/bomb.txt", 413)]
+    # other ZIP-based formats are not unpacked: a Pages document is refused by name, an unknown one as a ZIP file
+    r = post("report.pages", make_zip({"Index/Document.iwa": b"\x00" * 64, "preview.jpg": b"\xff\xd8\xff"}))
+    assert r.status_code == 415 and "Apple Pages, Numbers or Keynote" in r.json()["detail"]
+    r = post(
+        "tool.jar", make_zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0", "a/B.class": b"\xca\xfe"})
+    )
+    assert r.status_code == 415 and "ZIP archive" in r.json()["detail"]
     monkeypatch.setattr("app.uploads.MAX_ARCHIVE_MEMBERS", 3)
     r = post("many.zip", make_zip({f"f{i}.txt": b"some words" for i in range(4)}))
     assert r.status_code == 413 and "holds 4 files, more than 3" in r.json()["detail"]
