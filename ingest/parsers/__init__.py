@@ -20,7 +20,7 @@ from .base import (
     Section,
     UnsupportedFileType,
 )
-from .mail import looks_like_email, parse_email
+from .mail import looks_like_email, looks_like_mhtml, parse_email, parse_mhtml
 from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_ppt, parse_xls
@@ -134,6 +134,8 @@ def _text_type(text: str, filename: str | None) -> str:
     name = (filename or "").lower()
     if name.endswith(_MARKDOWN_EXT):  # "From: ... / Date: ..." lines atop a Markdown memo keep its headings
         return "markdown"
+    if looks_like_mhtml(text):
+        return "mhtml"
     if looks_like_email(text):
         return "email"
     if name.endswith(_TEXT_EXT):
@@ -180,6 +182,7 @@ _PARSERS = {
     "text": _text,
     "csv": _delimited,
     "email": parse_email,
+    "mhtml": parse_mhtml,
     "odt": parse_odt,
     "ods": parse_ods,
     "odp": parse_odp,

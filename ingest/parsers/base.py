@@ -29,6 +29,7 @@ SUPPORTED_TYPES = (
     "xlsx",
     "xls",
     "html",
+    "mhtml",
     "markdown",
     "csv",
     "email",
@@ -38,7 +39,7 @@ SUPPORTED_TYPES = (
 # what a refusal names as readable
 SUPPORTED_NAMES = (
     "supported: PDF, Word .docx/.doc, PowerPoint .pptx/.ppt, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
-    "HTML, Markdown, CSV, e-mail .eml/.msg, plain text"
+    "HTML, MHTML, Markdown, CSV, e-mail .eml/.msg, plain text"
 )
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).

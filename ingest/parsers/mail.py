@@ -23,14 +23,54 @@ _ALSO = {"subject", "date", "message-id", "mime-version", "received", "to"}
 MAX_PARTS = 1000
 
 
-def looks_like_email(text: str) -> bool:
-    """Header fields up to the first blank line, among them From and Subject/Date/Message-ID/..."""
+def _header_names(text: str) -> dict[str, str]:
+    """The header fields up to the first blank line (name -> first line of the value), or {} when those lines
+    are not all header fields."""
     head = text.lstrip("\ufeff")[:16384].replace("\r\n", "\n").split("\n\n", 1)[0]
     lines = [ln for ln in head.split("\n") if ln and not ln[0].isspace()]  # folded lines continue a field
     if len(lines) < 2 or not all(_FIELD.match(ln) for ln in lines):
-        return False
-    names = {_FIELD.match(ln).group(1).lower() for ln in lines}
-    return "from" in names and bool(names & _ALSO)
+        return {}
+    return {_FIELD.match(ln).group(1).lower(): ln.split(":", 1)[1].strip() for ln in lines}
+
+
+def looks_like_email(text: str) -> bool:
+    """Header fields up to the first blank line, among them From and Subject/Date/Message-ID/..."""
+    names = _header_names(text)
+    return "from" in names and bool(set(names) & _ALSO)
+
+
+def looks_like_mhtml(text: str) -> bool:
+    """A web page saved as one file (.mht / .mhtml: browsers, Word's "Single File Web Page"): a MIME
+    multipart/related document that is not a message (no To, no Message-ID)."""
+    names = _header_names(text)
+    return (
+        "multipart/related" in names.get("content-type", "").lower()
+        and "mime-version" in names
+        and not {"to", "message-id", "received"} & set(names)
+    )
+
+
+def parse_mhtml(data: bytes) -> ParsedDocument:
+    """The page's HTML part (the root: the first text/html part) read as HTML; images and styles are parts
+    too and are skipped. The title is the page's <title>, else the Subject field."""
+    try:
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+    except Exception as e:  # noqa: BLE001  (the email package raises many kinds on broken input)
+        raise ParseError("The web archive could not be read: it is damaged.") from e
+    page = next((p for p in msg.walk() if p.get_content_type() == "text/html"), None)
+    if page is None:
+        raise ParseError("The web archive holds no HTML page.")
+    raw = page.get_payload(decode=True) or b""
+    charset = page.get_content_charset()
+    if charset and b"charset" not in raw[:4096].lower():
+        try:  # the part's declared charset, where the page itself declares none
+            raw = raw.decode(charset).encode("utf-8")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    doc = parse_html(raw)
+    doc.detected_type = "mhtml"
+    doc.title = doc.title or clean_inline(str(msg.get("Subject") or "")) or None
+    return doc
 
 
 @dataclass

@@ -633,3 +633,30 @@ def make_ppt(persist: bool = True) -> bytes:
     if persist:
         streams["Current User"] = rec(0x0FF6, struct.pack("<III", 0x14, 0xE391C05F, second_edit))
     return write_cfb(streams)
+
+
+def make_mhtml(word: bool = False) -> bytes:
+    """A web page saved as one file: as Chrome writes it (From "<Saved by Blink>", quoted-printable HTML, an image
+    part) or as Word's "Single File Web Page" (no From, windows-1252 HTML declared only on the part)."""
+    html_qp = ("<!DOCTYPE html><html><head><title>Expense policy</title></head><body><nav>Home | Intranet</nav>"
+               "<h1>Expenses</h1><p>Claims are filed within 30 days =E2=80=93 receipts attached.</p>"
+               "<h2>Meals</h2><p>Up to 40 EUR a d=\r\nay.</p></body></html>")  # fmt: skip
+    if word:
+        head = ('MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="----=_NextPart_01D"\r\n\r\n'
+                "This document is a Single File Web Page, also known as a Web Archive file.\r\n\r\n")  # fmt: skip
+        page = ("------=_NextPart_01D\r\nContent-Location: file:///C:/policy.htm\r\n"
+                "Content-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=\"windows-1252\"\r\n\r\n"
+                "<html><head><title>Reisekosten</title></head><body><h1>Reisekosten</h1>"
+                "<p>Gro=DFe Reisen brauchen eine Genehmigung.</p></body></html>\r\n")  # fmt: skip
+        return (head + page + "------=_NextPart_01D--\r\n").encode("ascii")
+    return (
+        "From: <Saved by Blink>\r\nSnapshot-Content-Location: https://intranet.example.com/expenses\r\n"
+        "Subject: Expense policy\r\nDate: Tue, 4 Mar 2025 09:00:00 -0000\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/related;\r\n\ttype="text/html";\r\n\tboundary="----MultipartBoundary--abc"\r\n\r\n'
+        "------MultipartBoundary--abc\r\nContent-Type: text/html\r\nContent-ID: <frame-1@mhtml.blink>\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\nContent-Location: https://intranet.example.com/expenses\r\n\r\n"
+        + html_qp
+        + "\r\n------MultipartBoundary--abc\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Location: https://intranet.example.com/logo.png\r\n\r\niVBORw0KGgo=\r\n"
+        "------MultipartBoundary--abc--\r\n"
+    ).encode("ascii")

@@ -776,3 +776,20 @@ def test_powerpoint_97_2003_slides_in_their_live_version_with_notes():
 def test_compound_files_cut_short_fail_as_damaged(make):
     with pytest.raises(ParseError, match="damaged"):
         parse(make()[: len(make()) // 3], "cut.doc")
+
+
+def test_web_archives_read_their_page():
+    doc = parse(F.make_mhtml(), "policy.mhtml")
+    assert (doc.detected_type, doc.title) == ("mhtml", "Expense policy")
+    assert (
+        doc.text
+        == "Expenses\n\nClaims are filed within 30 days – receipts attached.\n\nMeals\n\nUp to 40 EUR a day."
+    )
+    assert section_of(doc, "40 EUR").heading_path == ["Expenses", "Meals"]
+    word = parse(F.make_mhtml(word=True), "policy.mht")  # no From: not mistaken for text or e-mail
+    assert (word.detected_type, word.title, word.text) == (
+        "mhtml",
+        "Reisekosten",
+        "Reisekosten\n\nGroße Reisen brauchen eine Genehmigung.",
+    )
+    assert detect_type(F.make_email(), "x.eml") == "email"  # a message with related parts stays a message
