@@ -127,7 +127,7 @@ class _Reader:
         except LookupError:
             out.append(raw.decode("cp1252", "replace"))
 
-    def _text(self, g: _Group, raw: bytes) -> None:
+    def _text(self, raw: bytes) -> None:
         if self.skip:  # a \uN's fallback: bytes or characters count alike
             n = min(self.skip, len(raw))
             self.skip -= n
@@ -195,10 +195,10 @@ class _Reader:
             word, param, hexbyte, symbol, brace, text = m.groups()
             if text is not None:
                 if g.dest != "skip":
-                    self._text(g, text)
+                    self._text(text)
             elif hexbyte is not None:
                 if g.dest != "skip":
-                    self._text(g, bytes([int(hexbyte, 16)]))
+                    self._text(bytes([int(hexbyte, 16)]))
             elif brace == b"{":
                 self._flush(g)
                 if len(stack) >= MAX_DEPTH:
@@ -233,7 +233,7 @@ class _Reader:
                     continue
                 self._flush(g)
                 n = int(param) if param is not None else None
-                if self._control(g, word, n, len(stack)):
+                if self._control(g, word, n):
                     note_depth = len(stack)
         self._flush(g)
         if self.para:
@@ -243,8 +243,8 @@ class _Reader:
         title = metadata_title("".join(self.title))
         return self.b.build("rtf", None, title)
 
-    def _control(self, g: _Group, word: bytes, n: int | None, depth: int) -> bool:
-        """Apply one control word; True when it opens a footnote (whose group ends at ``depth``)."""
+    def _control(self, g: _Group, word: bytes, n: int | None) -> bool:
+        """Apply one control word; True when it opens a footnote (its group is the current one)."""
         if word in _CHARS:
             self._char(g, _CHARS[word])
         elif word == b"u" and n is not None:
