@@ -89,8 +89,6 @@ _BREAKS = {_w("br"): "\n", _w("cr"): "\n", _w("tab"): "\t", _w("noBreakHyphen"):
 
 
 def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict) -> None:
-    from docx.table import Table
-
     for el in container.iterchildren():
         if el.tag == _w("p"):
             text = _para_text(el)
@@ -108,7 +106,7 @@ def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict
                 if not any(a.tag == _MC_FALLBACK for a in box.iterancestors()):
                     _docx_blocks(box, doc, b, titles, styles)
         elif el.tag == _w("tbl"):
-            b.block("\n".join(rows_as_text(_table_rows(Table(el, doc)))))
+            b.block("\n".join(rows_as_text(_table_rows(el))))
         elif el.tag in (_w("sdt"), _w("customXml")) and not _placeholder(el):  # content controls, custom XML
             gallery = el.find(f"{_w('sdtPr')}/{_w('docPartObj')}/{_w('docPartGallery')}")
             if gallery is not None and "Table of Contents" in (gallery.get(_w("val")) or ""):
@@ -189,18 +187,46 @@ def _notes(doc, kind: str) -> list[str]:
     return texts
 
 
-def _table_rows(table) -> list[list[str]]:
-    rows = []
-    for row in table.rows:
-        cells, seen = [], set()
-        for cell in row.cells:
-            # Merged cells come back once per grid column; keep each cell once.
-            if id(cell._tc) in seen:
-                continue
-            seen.add(id(cell._tc))
-            cells.append("\n".join(_para_text(p) for p in cell._tc.iter(_w("p"))))
+def _table_rows(tbl) -> list[list[str]]:
+    """A table's rows of cell texts, read from its XML: rows and cells may sit in content controls or custom
+    XML (a cover page's cells), which python-docx's rows and cells do not see. A horizontally merged cell counts
+    once and the cells after it stay under their own column's header; a vertically merged one repeats its first
+    cell's text in each row it spans."""
+    rows: list[list[str]] = []
+    above: dict[int, str] = {}  # grid column -> text of the cell a vertical merge started with
+    for tr in _wrapped(tbl, _w("tr")):
+        cells, col = [], 0
+        for tc in _wrapped(tr, _w("tc")):
+            pr = tc.find(_w("tcPr"))
+            span = pr.find(_w("gridSpan")) if pr is not None else None
+            merge = pr.find(_w("vMerge")) if pr is not None else None
+            if merge is not None and merge.get(_w("val")) in (None, "continue"):
+                text = above.get(col, "")
+            else:
+                text = "\n".join(_para_text(p) for p in tc.iter(_w("p")))
+                if merge is not None:
+                    above[col] = text
+                else:
+                    above.pop(col, None)
+            value = span.get(_w("val")) if span is not None else None
+            width = min(int(value), 64) if value and value.isdigit() and int(value) > 0 else 1
+            cells += [text] + [""] * (width - 1)  # later cells stay under their own headers
+            col += width
         rows.append(cells)
     return rows
+
+
+def _wrapped(parent, tag: str):
+    """``parent``'s children of ``tag``, also those inside content controls and custom XML wrappers."""
+    for el in parent.iterchildren():
+        if el.tag == tag:
+            yield el
+        elif el.tag == _w("sdt"):
+            content = el.find(_w("sdtContent"))
+            if content is not None:
+                yield from _wrapped(content, tag)
+        elif el.tag == _w("customXml"):
+            yield from _wrapped(el, tag)
 
 
 def parse_pptx(data: bytes) -> ParsedDocument:

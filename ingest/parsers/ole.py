@@ -350,8 +350,8 @@ def parse_xls(data: bytes) -> ParsedDocument:
     """One section per sheet (the sheet name as heading); rows as "Header: value; ..." lines."""
     import xlrd
 
-    try:
-        wb = xlrd.open_workbook(file_contents=data, on_demand=True)
+    try:  # xlrd writes its warnings to a log file, stdout by default: not into the worker's log
+        wb = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=_Discard())
     except xlrd.XLRDError as e:
         if "encrypt" in str(e).lower():
             raise ParseError(
@@ -363,8 +363,13 @@ def parse_xls(data: bytes) -> ParsedDocument:
     b = TextBuilder()
     cells = 0
     try:
+        skipped = 0
         for i in range(wb.nsheets):
-            sh = wb.sheet_by_index(i)
+            try:
+                sh = wb.sheet_by_index(i)
+            except Exception:  # noqa: BLE001  (xlrd asserts on odd records: that sheet is lost, not the rest)
+                skipped += 1
+                continue
             cells += sh.nrows * sh.ncols
             if cells > base.MAX_SHEET_CELLS:
                 raise ParseError(f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it.")
@@ -375,9 +380,21 @@ def parse_xls(data: bytes) -> ParsedDocument:
                 b.heading(1, sh.name)
                 b.block("\n".join(lines))
             wb.unload_sheet(i)
+        if skipped == wb.nsheets:
+            raise ParseError("The Excel 97-2003 file could not be read: its sheets are damaged.")
     finally:
         wb.release_resources()
     return b.build("xls", None, None)
+
+
+class _Discard:
+    """A log file that keeps nothing."""
+
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
 
 
 def _xls_cell(c, datemode: int) -> str:

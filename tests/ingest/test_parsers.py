@@ -793,3 +793,34 @@ def test_web_archives_read_their_page():
         "Reisekosten\n\nGroße Reisen brauchen eine Genehmigung.",
     )
     assert detect_type(F.make_email(), "x.eml") == "email"  # a message with related parts stays a message
+
+
+def test_docx_table_cells_in_content_controls_and_merged_cells():
+    """Cells inside content controls (as a cover page template writes them) are read; a horizontally merged
+    cell counts once and the next cell keeps its own header; a vertically merged one repeats its text in every
+    row it spans."""
+    from docx import Document
+    from docx.oxml.ns import qn
+    from lxml import etree
+
+    d = Document()
+    t = d.add_table(rows=4, cols=3)
+    for r, row in enumerate([["Region", "Office", "Staff"], ["EMEA", "Berlin", "120"], ["", "Paris", "80"],
+                             ["Total", "", "200"]]):  # fmt: skip
+        for c, v in enumerate(row):
+            if v:
+                t.cell(r, c).text = v
+    t.cell(1, 0).merge(t.cell(2, 0))  # EMEA spans two rows
+    t.cell(3, 0).merge(t.cell(3, 1))  # "Total" spans two columns
+    tc = t.rows[1]._tr.findall(qn("w:tc"))[1]  # wrap the Berlin cell in a content control
+    sdt = etree.SubElement(t.rows[1]._tr, qn("w:sdt"))
+    etree.SubElement(sdt, qn("w:sdtPr"))
+    content = etree.SubElement(sdt, qn("w:sdtContent"))
+    tc.addprevious(sdt)
+    content.append(tc)
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse(buf.getvalue(), "offices.docx")
+    assert doc.text == (
+        "Region: EMEA; Office: Berlin; Staff: 120\nRegion: EMEA; Office: Paris; Staff: 80\nRegion: Total; Staff: 200"
+    )
