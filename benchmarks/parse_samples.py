@@ -37,8 +37,17 @@ def _alarm(*_args) -> None:
 def run(files: list[Path]) -> dict[str, dict]:
     signal.signal(signal.SIGALRM, _alarm)
     out: dict[str, dict] = collections.defaultdict(
-        lambda: {"files": 0, "read": 0, "with_headings": 0, "unsupported": 0, "failed": 0, "slow": 0,
-                 "crashed": 0, "reasons": collections.Counter(), "crashes": []}  # fmt: skip
+        lambda: {
+            "files": 0,
+            "read": 0,
+            "with_headings": 0,
+            "unsupported": 0,
+            "failed": 0,
+            "slow": 0,
+            "crashed": 0,
+            "reasons": collections.Counter(),
+            "crashes": [],
+        }  # fmt: skip
     )
     for f in files:
         row = out[f.suffix.lower().lstrip(".") or "(none)"]
