@@ -542,17 +542,20 @@ function setupKeyForm() {
 
 // --- start ---------------------------------------------------------------------------------------
 async function main() {
+  // Handlers first, then the submit buttons (disabled in the HTML): a click before this ran would submit a
+  // form natively (a page reload that loses what was typed).
+  setupTabs();
+  setupCollectionForm();
+  setupUploads();
+  setupPeopleForms();
+  setupKeyForm();
+  for (const button of document.querySelectorAll("form button[type=submit]")) button.disabled = false;
   const me = await api.get("/api/me");
   renderUserBar($("userbar"), me, "admin");
   if (me.role !== "admin") {
     fill(document.querySelector("main"), h("p", { class: "error", role: "alert", text: "This page is for administrators." }));
     return;
   }
-  setupTabs();
-  setupCollectionForm();
-  setupUploads();
-  setupPeopleForms();
-  setupKeyForm();
   await Promise.all([loadPeople().catch(failed("Could not load users and groups")), loadCollections().catch(failed("Could not load collections"))]);
   loadKeys().catch(failed("Could not load API keys"));
 }

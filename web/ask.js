@@ -426,6 +426,7 @@ async function main() {
       q.focus();
     }
   });
+  $("ask-submit").disabled = false; // disabled in the HTML until now: an early click would submit natively
   q.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();

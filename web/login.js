@@ -33,3 +33,6 @@ form.addEventListener("submit", async (e) => {
     submit.disabled = false;
   }
 });
+// The button starts disabled in the HTML: a click before this module ran would submit the form natively
+// (a GET with the password in the URL).
+submit.disabled = false;

@@ -495,3 +495,20 @@ def test_a_zip_archive_uploads_as_its_files_with_refusals_listed(server, page, t
         expect(page.locator(f'tr[data-document="{name}"]')).to_have_attribute(
             "data-status", "ready", timeout=120_000
         )
+
+
+def test_forms_cannot_submit_natively_before_their_script_runs(server, page):
+    """Until a page's script has attached its handlers the submit buttons are disabled: an early click would
+    otherwise submit the form as a GET (a reload losing what was typed; on the sign-in page, the password in
+    the URL). Here the scripts never load."""
+    sign_in(page, server.base)
+    for script in ("login.js", "admin.js", "ask.js"):
+        page.route(f"**/static/{script}", lambda route: route.abort())
+    page.goto(f"{server.base}/admin")
+    for form in ("collection-form", "user-form", "group-form", "key-form"):  # three are on hidden tabs
+        expect(page.locator(f"#{form} button[type=submit]")).to_be_disabled()
+    page.goto(f"{server.base}/")
+    expect(page.get_by_role("button", name="Ask")).to_be_disabled()
+    page.context.clear_cookies()
+    page.goto(f"{server.base}/login")
+    expect(page.get_by_role("button", name="Sign in")).to_be_disabled()
