@@ -85,7 +85,7 @@ def _zip_type(data: bytes) -> str:
         return "pptx"
     if "xl/workbook.xml" in names:
         return "xlsx"
-    if "Index/Document.iwa" in names or any(n.startswith("Index/") and n.endswith(".iwa") for n in names):
+    if any(n.startswith("Index/") and n.endswith(".iwa") for n in names):
         raise UnsupportedFileType(
             "The file is an Apple Pages, Numbers or Keynote document, which is not read; export it as PDF, Word, "
             f"Excel or PowerPoint to ingest it ({_SUPPORTED})."

@@ -303,9 +303,7 @@ class _Reader:
             self._end_cell()
         elif word in (b"row", b"nestrow") and g.dest == "body":
             self._end_row()
-        elif word == b"v":
-            g.hidden = n != 0
-        elif word == b"deleted":
+        elif word in (b"v", b"deleted"):  # hidden text, a tracked deletion
             g.hidden = n != 0
         elif word == b"plain":
             g.hidden = False
