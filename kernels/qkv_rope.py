@@ -1,7 +1,7 @@
 """A decode row's q/k/v projection with rotary and the K/V cache write in its epilogue (Triton).
 
 At one row (batch-1 decode) the projection runs the few-rows kernel (``int8_matmul``: INT8 weights, or 16-bit
-ones where ``kernels.skinny`` measured it faster than cuBLAS), whose programs each own a few whole output
+ones where ``kernels.skinny`` measured it faster than cuBLAS followed by ``rotary_and_cache``), whose programs each own a few whole output
 columns: enough to turn GLM's interleaved rotary pairs and store the k and v columns straight into the cache
 slot (``_rope_epilogue``), so ``rotary_and_cache`` is not a launch of its own. Everything else (more rows, an
 INT8 cache: its per-head scale needs a whole head in one program, cuBLAS layers) is the projection followed by
@@ -19,6 +19,7 @@ import torch
 from . import skinny
 from .int8_matmul import Rope, few_rows_linear_triton, int8_linear_triton
 from .quant import Int8Weight
+from .rotary_cache import rotary_and_cache_triton
 
 
 def qkv_rotary_cache_triton(
@@ -56,8 +57,32 @@ def qkv_rotary_cache_triton(
     rope = Rope(cos, sin, k_cache, v_cache, slot_mapping, num_heads * hd, nkv * hd)
     if isinstance(w, Int8Weight):
         qkv = int8_linear_triton(x, w.qweight, w.scale, bias, rope=rope)
-    elif w.dtype == x.dtype and skinny.use_few_rows(x, w, bias):
+    elif w.dtype == x.dtype and skinny.use_fused(
+        "qkv_rope",
+        x,
+        w,
+        bias,
+        lambda: few_rows_linear_triton(x, w, bias, rope=rope),
+        lambda: _unfused(x, w, bias, cos, sin, k_cache, v_cache, slot_mapping, num_heads),
+    ):
         qkv = few_rows_linear_triton(x, w, bias, rope=rope)
     else:
         return None
     return qkv[:, : num_heads * hd].view(1, num_heads, hd)
+
+
+def _unfused(x, w, bias, cos, sin, k_cache, v_cache, slot_mapping, num_heads: int) -> torch.Tensor:
+    """What ``kernels.dispatch.qkv_rotary_cache`` runs where this does not fuse (16-bit weights, one row): the
+    projection (``skinny``'s pick) and ``rotary_and_cache``. Timed against the fused launch."""
+    nkv, hd = k_cache.shape[2], k_cache.shape[3]
+    q, k, v = skinny.linear_triton(x, w, bias).split([num_heads * hd, nkv * hd, nkv * hd], dim=-1)
+    return rotary_and_cache_triton(
+        q.view(1, num_heads, hd),
+        k.view(1, nkv, hd),
+        v.view(1, nkv, hd),
+        cos,
+        sin,
+        k_cache,
+        v_cache,
+        slot_mapping,
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 # kernels is a few per cent; a wrong pick of equals costs nothing, a flip-flop between runs only confuses)
 MARGIN = 0.97
 
-_CHOICE: dict[tuple, bool] = {}
+_CHOICE: dict[tuple, bool] = {}  # plain projections: (row bucket, N, K, dtype, bias, device) -> few-rows
+_FUSED: dict[tuple, bool] = {}  # projections with an epilogue: (what, *the same) -> fused
 
 
 def mode() -> str:
@@ -66,31 +68,83 @@ def _graph_time(fn) -> float:
 def use_few_rows(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether ``x2 (M, K) @ w.T`` runs the few-rows kernel (see the module docstring)."""
     M = x2.shape[0]
+    if M > FEW_ROWS or M == 0 or w.dtype != x2.dtype:
+        return False
+    key = (next_pow2(M), *w.shape, w.dtype, bias is not None, x2.device)
+    return _decide(
+        _CHOICE,
+        key,
+        lambda: few_rows_linear_triton(x2, w, bias),
+        lambda: linear_ref(x2, w, bias),
+        f"linear {M} rows x ({w.shape[0]}, {w.shape[1]}) {str(w.dtype).removeprefix('torch.')}: few-rows kernel",
+    )
+
+
+def use_fused(
+    what: str,
+    x2: torch.Tensor,
+    w: torch.Tensor,
+    bias: torch.Tensor | None,
+    fused: Callable,
+    unfused: Callable,
+) -> bool:
+    """Whether a projection with an epilogue in the few-rows kernel (``fused()``, one launch: ``what``, e.g. the
+    q/k/v projection with rotary and the cache write) runs instead of the projection as ``linear_triton``
+    runs it followed by the op the epilogue replaces (``unfused()``). Measured once per (what, shape) as
+    ``use_few_rows`` is, against the pair: the epilogue saves a launch, so the few-rows kernel can win the
+    pair where the library wins the bare projection.
+    NOTE: an H100 (2026-12-06) gave bf16 q/k/v at one row to cuBLAS when only the projections were compared,
+    which also dropped the fused rotary: the separate rotary launch (~2 us a layer on the H200) came back."""
+    if x2.shape[0] > FEW_ROWS or x2.shape[0] == 0 or w.dtype != x2.dtype:
+        return False
+    key = (what, next_pow2(x2.shape[0]), *w.shape, w.dtype, bias is not None, x2.device)
+    return _decide(
+        _FUSED, key, fused, unfused, f"{what} {x2.shape[0]} rows x ({w.shape[0]}, {w.shape[1]}): fused"
+    )
+
+
+def _decide(memo: dict, key: tuple, few: Callable, lib: Callable, label: str) -> bool:
+    """The mode's answer, else ``memo[key]``, else the graph timings of ``few`` (our kernel) and ``lib`` (the
+    library's way), kept: our kernel must win by ``MARGIN``."""
     how = mode()
-    if how == "off" or M > FEW_ROWS or M == 0 or w.dtype != x2.dtype:
+    if how == "off":
         return False
     if how == "on" or INTERPRET:
         return True
-    key = (next_pow2(M), *w.shape, w.dtype, bias is not None, x2.device)
-    choice = _CHOICE.get(key)
+    choice = memo.get(key)
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
             return False  # not measured before capture (a warm-up would have): the library's kernel
-        few = _graph_time(lambda: few_rows_linear_triton(x2, w, bias))
-        lib = _graph_time(lambda: linear_ref(x2, w, bias))
-        choice = _CHOICE[key] = few < MARGIN * lib
+        t_few = _graph_time(few)
+        t_lib = _graph_time(lib)
+        choice = memo[key] = t_few < MARGIN * t_lib
         log.info(
-            "linear %d rows x (%d, %d) %s: few-rows kernel %.1f us, cuBLAS %.1f us -> %s",
-            M, *w.shape, str(w.dtype).removeprefix("torch."), few * 1e3, lib * 1e3, "few-rows" if choice else "cuBLAS",
-        )  # fmt: skip
+            "%s %.1f us, library %.1f us -> %s",
+            label,
+            t_few * 1e3,
+            t_lib * 1e3,
+            "few-rows" if choice else "library",
+        )
     return choice
 
 
 def decisions() -> list[dict]:
     """What this process decided so far, per shape (benchmarks record it)."""
-    return [
+    plain = [
         {"rows_bucket": k[0], "N": k[1], "K": k[2], "dtype": str(k[3]), "bias": k[4], "few_rows": v}
         for k, v in _CHOICE.items()
+    ]
+    return plain + [
+        {
+            "fused": k[0],
+            "rows_bucket": k[1],
+            "N": k[2],
+            "K": k[3],
+            "dtype": str(k[4]),
+            "bias": k[5],
+            "few_rows": v,
+        }
+        for k, v in _FUSED.items()
     ]
 
 

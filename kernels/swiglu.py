@@ -61,7 +61,7 @@ def silu_and_mul_triton(x: torch.Tensor, out: torch.Tensor | None = None) -> tor
 def gate_up_silu_triton(x: torch.Tensor, w: torch.Tensor | Int8Weight) -> torch.Tensor | None:
     """silu(gate) * up of one row's gate/up projection (w = [gate; up] (2I, K)) in one launch: the few-rows
     kernel's SiLU-and-multiply epilogue (``int8_matmul._swiglu_epilogue``); None where this does not fuse (more
-    rows; a 16-bit weight that ``kernels.skinny`` gives to cuBLAS), and the caller runs the projection and
+    rows; a 16-bit weight whose projection and ``silu_and_mul`` ``kernels.skinny`` measured faster), and the caller runs the projection and
     ``silu_and_mul``. AUTOGLM_GATE_SILU=0 turns the fusion off.
     NOTE: H200, GLM-4-9B shapes, batch-1 decode graph: the SiLU launch held the critical path 1.0-1.1 us a
     layer after gate_up, and leaving it out saved 1.3-1.8 us a layer (RESULTS.md "Where a batch-1 step goes")."""
@@ -71,6 +71,13 @@ def gate_up_silu_triton(x: torch.Tensor, w: torch.Tensor | Int8Weight) -> torch.
         return None
     if isinstance(w, Int8Weight):
         return int8_linear_triton(x, w.qweight, w.scale, swiglu=True)
-    if w.dtype == x.dtype and skinny.use_few_rows(x, w, None):
+    if w.dtype == x.dtype and skinny.use_fused(
+        "gate_up_silu",
+        x,
+        w,
+        None,
+        lambda: few_rows_linear_triton(x, w, swiglu=True),
+        lambda: silu_and_mul_triton(skinny.linear_triton(x, w)),
+    ):
         return few_rows_linear_triton(x, w, swiglu=True)
     return None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import kernels
-from kernels.qkv_rope import qkv_rotary_cache_triton
+from kernels.qkv_rope import _unfused, qkv_rotary_cache_triton
 from kernels.quant import Int8Weight, linear_ref
 from kernels.rotary import rotary_and_cache_ref
 from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
@@ -102,3 +102,50 @@ def test_dispatch_op_equals_projection_then_rotary(int8):
     assert_close(q, q_ref, dtype)
     assert_close(kc[0, 7], kr[0, 7], dtype)
     assert_close(vc[0, 7], vr[0, 7], dtype)
+
+
+def test_fusion_is_decided_against_the_projection_and_rotary_pair(monkeypatch):
+    # 16-bit weights, auto mode: kernels.skinny times the fused launch against the unfused pair (the
+    # projection as `linear` runs it, then rotary_and_cache) once per shape, and the op's result is the same
+    # whichever way it went; with AUTOGLM_SKINNY=off nothing fuses (the caller runs the pair)
+    from kernels import skinny
+
+    nh, nkv, hd, hidden = SHAPES[0]
+    dtype = BF16 if GPU else FP32
+    w, x, b, cos, sin = _inputs(nh, nkv, hd, hidden, dtype, False)
+    slot = torch.tensor([3], dtype=torch.int64, device=DEVICE)
+    kr, vr = poisoned((1, 16, nkv, hd), dtype), poisoned((1, 16, nkv, hd), dtype)
+    qp, kp, vp = linear_ref(x, w, b).split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+    q_ref = rotary_and_cache_ref(
+        qp.reshape(1, nh, hd), kp.reshape(1, nkv, hd), vp.reshape(1, nkv, hd), cos, sin, kr, vr, slot
+    )
+    monkeypatch.setenv("AUTOGLM_SKINNY", "off")
+    kc, vc = poisoned((1, 16, nkv, hd), dtype), poisoned((1, 16, nkv, hd), dtype)
+    assert qkv_rotary_cache_triton(x, w, b, cos, sin, kc, vc, slot, None, None, nh) is None
+    # the pair that the fused launch is timed against is the op too
+    assert_close(_unfused(x, w, b, cos, sin, kc, vc, slot, nh), q_ref, dtype)
+    assert_close(kc[0, 3], kr[0, 3], dtype)
+    monkeypatch.setenv("AUTOGLM_SKINNY", "auto")
+    monkeypatch.setattr(skinny, "_FUSED", {})
+    for _ in range(2):
+        kc, vc = poisoned((1, 16, nkv, hd), dtype), poisoned((1, 16, nkv, hd), dtype)
+        q = kernels.qkv_rotary_cache(x, w, b, cos, sin, kc, vc, slot, None, None, nh)
+        assert_close(q, q_ref, dtype)
+        assert_close(kc[0, 3], kr[0, 3], dtype)
+        assert_close(vc[0, 3], vr[0, 3], dtype)
+    if GPU:  # measured once (the interpreter always fuses)
+        assert [k[0] for k in skinny._FUSED] == ["qkv_rope"]
+        assert any(d.get("fused") == "qkv_rope" for d in skinny.decisions())
+
+
+@pytest.mark.skipif(not GPU, reason="times CUDA graphs")
+def test_decide_keeps_the_faster_of_two_measured_calls(monkeypatch):
+    from kernels import skinny
+
+    monkeypatch.setenv("AUTOGLM_SKINNY", "auto")
+    a = torch.randn(4096, 4096, device=DEVICE, dtype=BF16)
+    cheap, costly = (lambda: a[0].add_(0)), (lambda: a @ a)
+    memo: dict = {}
+    assert skinny._decide(memo, ("fast",), cheap, costly, "test")
+    assert not skinny._decide(memo, ("slow",), costly, cheap, "test")
+    assert memo == {("fast",): True, ("slow",): False}
