@@ -643,8 +643,9 @@ def targets_of(result: dict) -> list[dict]:
 
 # the default plan: the INT8 variants skip what only the bf16 targets need. On a fresh H200 (2026-11-22)
 # transformers eager took 88 s and our bf16 engine 42 s, but building the INT8-weights engine (W8A16
-# autotuning while profiling and capturing graphs) outlasted the rest of a 285 s call: with a per-call
-# limit of ~5 minutes, run "hf-eager...,bf16" and "int8...,int8kv...,hf-compile..." as two calls.
+# autotuning while profiling and capturing graphs) outlasted the rest of a 285 s call. On an H100
+# (2026-12-06) the whole plan took 285-326 s in one call once the autotuner's choices were in Triton's
+# cache (an earlier `--variants int8:decode` on the same machine: the INT8 engine's first start took 262-292 s).
 DEFAULT_PLAN = "hf-eager:decode+ttft+throughput+rag,bf16,int8kv:decode+ttft,int8:decode+ttft+throughput,hf-compile:decode+ttft"
 
 
