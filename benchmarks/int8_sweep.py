@@ -7,6 +7,7 @@ variants; each case checked against the exact result at full size, then timed (C
     python3 benchmarks/int8_sweep.py --parts occ          # 8 / 32 rows: narrow tiles, few warps, more splits
     python3 benchmarks/int8_sweep.py --parts swap         # 128..4096 rows: the transposed GEMM vs cuBLAS
     python3 benchmarks/int8_sweep.py --parts wide         # 8 / 32 rows: wide column tiles, more K splits
+    python3 benchmarks/int8_sweep.py --parts imma         # 2..64 rows: the rows as int8 planes, int8 x int8 dots
     python3 benchmarks/int8_sweep.py --parts swap,wide --rows 32,4096 --layers qkv,gate_up   # a subset, in order
 
 Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
@@ -63,6 +64,18 @@ def many(bm, bn, bk, w, s, cvt, sw=False):
 # the GEMM kernel transposed (acc = W_tile @ X_tile.T): Triton 3.6 keeps the converted weights in registers as
 # wgmma's A operand (no shared-memory round trip); (x rows, weight rows, K, warps, stages)
 SWAP_TILES = [(128, 128, 64, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (64, 256, 64, 8, 4)]
+
+
+# the int8 x int8 path (IMMA: ``int8_matmul.split_rows`` + the few-rows kernel on int8 wgmma, no weight
+# conversion): (weight rows, K, stages, warps); a 64-row weight tile is one warpgroup's wgmma M
+IMMA_TILES = [
+    (64, 256, 4, 4),
+    (64, 512, 3, 4),
+    (128, 256, 3, 4),
+    (128, 128, 4, 4),
+    (32, 256, 4, 2),
+    (256, 128, 3, 8),
+]
 
 
 def layer_cases(m: int, cfgs: list) -> list:
@@ -141,6 +154,24 @@ def cases(parts):
             cfgs = [few(128, 128, 4, 4, 4, True, 0, bm), few(128, 256, 3, 8, 4, True, 0, bm),
                     few(64, 256, 3, 4, 4, True, 0, bm)]  # fmt: skip
             out += layer_cases(m, cfgs)
+    if "imma" in parts:
+        # 2..64 rows: cuBLAS bf16, the autotuned converting path, the autotuned int8 x int8 path
+        # (AUTOGLM_W8_IMMA=1); at 8 and 32 rows also every IMMA tile at 1/2/4/8 K splits
+        for m in (2, 8, 16, 32, 64):
+            bm = max(16, 1 << (m - 1).bit_length())
+            cfgs = [None]
+            if m in (8, 32):
+                cfgs += [{**few(bn, bk, st, sk, w, True, 0, bm), "IMMA": True} for bn, bk, st, w in IMMA_TILES
+                         for sk in (1, 2, 4, 8)]  # fmt: skip
+            out += layer_cases(m, cfgs) + [("imma", name, m, None) for name in GLM_LINEARS]
+            # what the two autotuners will try, compiled by the parallel workers (they skip autotuned cases)
+            for name, (N, K) in GLM_LINEARS.items():
+                named = {"X_ptr": torch.empty(1), "W_ptr": torch.empty(1, dtype=torch.int8), "M": m, "N": N, "K": K,
+                         "M_BUCKET": bm}  # fmt: skip
+                for imma in (False, True):
+                    for c in im._prune_few_rows(im._few_rows_configs(), named, IMMA=imma):
+                        cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages, "IMMA": imma}
+                        out.append(("warm", name, m, {"cfg": cfg, "bias": False}))
     if "swap" in parts:
         # many rows: the transposed GEMM against cuBLAS bf16 and dequantize + cuBLAS (what runs from 256 rows)
         for m in (1024, 4096):
@@ -243,7 +274,7 @@ def run_case(case, timed: bool) -> dict:
         cu = torch.tensor([0, m], dtype=torch.int32, device=DEV)
         fp.flash_prefill_triton(q, k, v, tables, seq, cu, m, HD**-0.5, ks, vs, config=c["cfg"])
         return row
-    if kind in ("bf16", "int8", "dequant"):
+    if kind in ("bf16", "int8", "dequant", "imma"):
         N, K = GLM_LINEARS[name]
         copies = copies_for(N * K) if (timed and m <= 128) else 1
         ws, iws = weights(name, copies)
@@ -251,6 +282,7 @@ def run_case(case, timed: bool) -> dict:
         if kind == "bf16":
             fns = [lambda x=x, w=w: torch.matmul(x, w.T) for w in ws]
         else:
+            os.environ["AUTOGLM_W8_IMMA"] = "1" if kind == "imma" else "0"
             if kind == "dequant":
                 im.DEQUANT_ROWS, cfg = 1, None
             else:
@@ -271,6 +303,7 @@ def run_case(case, timed: bool) -> dict:
         else:
             fns[0]()
         im.DEQUANT_ROWS, im.FEW_ROWS = 256, 64
+        os.environ["AUTOGLM_W8_IMMA"] = "0"
     elif kind == "decode":
         quant = name == "int8"
         fd.INT8_QK = c["qk8"]
@@ -325,7 +358,7 @@ def fmt(row) -> str:
     c = row["cfg"] or {}
     if "SPLIT_K" in c:
         cs = (f"{'dot' if c['DOT'] else 'fma'} m{c['BLOCK_M']} {c['BLOCK_N']}x{c['BLOCK_K']} s{c['STAGES']} "
-              f"split{c['SPLIT_K']} w{c['num_warps']} cvt{c['CVT']}")  # fmt: skip
+              f"split{c['SPLIT_K']} w{c['num_warps']} {'imma' if c.get('IMMA') else 'cvt' + str(c['CVT'])}")  # fmt: skip
     elif "GROUP_N" in c:
         cs = (f"gemm{' swap' if c['SWAP'] else ''} {c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} "
               f"s{c['num_stages']} cvt{c['CVT']}")  # fmt: skip
@@ -353,6 +386,8 @@ def main() -> None:
     if args.warm:
         i, n = map(int, args.warm.split("/"))
         for case in todo[i::n]:
+            if case[0] in ("int8", "imma") and case[3] is None:
+                continue  # autotuned: timed alone in the timed pass (concurrent timings would pick badly)
             try:
                 run_case(case, timed=False)
             except Exception as e:  # noqa: BLE001  (the timed pass reports it)

@@ -10,6 +10,10 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   32 or 64); with split K, the last split of each column tile to finish sums the float32 partials (one
   launch, no second pass). Autotuned on (rows, N, K). The same kernel takes 16-bit weights (QUANT off: no
   conversion, no scale; ``few_rows_linear_triton``), which ``kernels.skinny`` runs where it beats cuBLAS.
+  AUTOGLM_W8_IMMA=1 (off by default, not yet measured): 2..64 16-bit rows are first split into two int8
+  planes with a scale per row (``split_rows``, one small launch) and the dot runs int8 x int8 on the tensor
+  cores, both operands straight from shared memory: no weight conversion at all (the converting dot spends
+  ~2 instructions per weight byte on it and loads the tile into registers first).
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
   the usual orientation, grouped program order for L2 reuse. (The transposed orientation keeps the converted
   weights in registers as wgmma's A operand and measured 7-18% faster at 4,096 rows on an H100, yet only
@@ -358,6 +362,69 @@ def _swiglu_epilogue(out, pid_n, inter, Y_ptr, BLOCK_N: tl.constexpr):
     tl.store(Y_ptr + j, silu_mul(gate, up, dtype), mask=j < inter)
 
 
+# The rows' second int8 plane holds what the first leaves over, in LO_STEPS steps of one first-plane unit:
+# x = sx * (hi + lo / LO_STEPS), |hi|, |lo| <= 127 (see ``split_rows``).
+LO_STEPS: tl.constexpr = tl.constexpr(254.0)
+
+
+@triton.jit
+def _split_rows_kernel(X_ptr, P_ptr, SX_ptr, M, K, stride_xm, BLOCK_K: tl.constexpr, PDL: tl.constexpr):
+    """One program per row m of X (M, K) 16/32-bit: sx = max|x| / 127, hi = round(x / sx) and
+    lo = round((x / sx - hi) * LO_STEPS), both in [-127, 127], written as P[0, m] and P[1, m] (int8 (2, M, K))."""
+    pdl_trigger(PDL)
+    pdl_wait(PDL)
+    m = tl.program_id(0)
+    offs = tl.arange(0, BLOCK_K)
+    x_row = X_ptr + m.to(tl.int64) * stride_xm
+    peak = tl.zeros((BLOCK_K,), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        x = tl.load(x_row + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
+        peak = tl.maximum(peak, tl.abs(x))
+    amax = tl.max(peak, axis=0)
+    sx = tl.where(amax > 0, amax / 127.0, 1.0)
+    tl.store(SX_ptr + m, sx)
+    hi_row = P_ptr + m.to(tl.int64) * K
+    lo_row = hi_row + M.to(tl.int64) * K
+    for k0 in range(0, K, BLOCK_K):
+        in_k = k0 + offs < K
+        t = tl.load(x_row + k0 + offs, mask=in_k, other=0.0).to(tl.float32) / sx
+        hi = tl.minimum(tl.maximum(tl.floor(t + 0.5), -127.0), 127.0)
+        lo = tl.minimum(tl.maximum(tl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
+        tl.store(hi_row + k0 + offs, hi.to(tl.int8), mask=in_k)
+        tl.store(lo_row + k0 + offs, lo.to(tl.int8), mask=in_k)
+
+
+def split_rows(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x2 (M, K) 16/32-bit -> (planes int8 (2, M, K), sx float32 (M,)) with x2 ~= sx * (hi + lo / 254): the
+    rows as two int8 planes for the int8 x int8 tensor-core path (``IMMA``). Error per element <= max|row| /
+    (2 * 127 * 254) (~1.6e-5 of the row's largest value): below bf16's own rounding of any element within
+    2^-6 of that largest value, and the dots are then exact in int32."""
+    M, K = x2.shape
+    planes = torch.empty((2, M, K), dtype=torch.int8, device=x2.device)
+    sx = torch.empty(M, dtype=torch.float32, device=x2.device)
+    pdl = pdl_enabled(x2)
+    _split_rows_kernel[(M,)](
+        x2,
+        planes,
+        sx,
+        M,
+        K,
+        x2.stride(0),
+        BLOCK_K=min(1024, next_pow2(K)),
+        PDL=pdl,
+        num_warps=4,
+        launch_pdl=pdl,
+    )
+    return planes, sx
+
+
+def imma_rows_enabled() -> bool:
+    """AUTOGLM_W8_IMMA=1: 2..FEW_ROWS rows of int8 weights run on int8 tensor cores (``split_rows``, then the
+    few-rows kernel with IMMA). Off by default: prepared without GPU time (2026-12-06), not yet measured
+    against the converting path (``benchmarks/int8_sweep.py --parts imma``)."""
+    return os.environ.get("AUTOGLM_W8_IMMA", "0") == "1"
+
+
 @triton.jit
 def _int8_few_rows_kernel(
     X_ptr,
@@ -367,6 +434,7 @@ def _int8_few_rows_kernel(
     Y_ptr,
     P_ptr,
     C_ptr,
+    SX_ptr,
     COS_ptr,
     SIN_ptr,
     KC_ptr,
@@ -404,6 +472,7 @@ def _int8_few_rows_kernel(
     HEAD_DIM: tl.constexpr,
     ROT: tl.constexpr,
     SWIGLU: tl.constexpr,
+    IMMA: tl.constexpr = False,
 ):
     """Few activation rows (decode, M <= BLOCK_M): bound by the int8 weight stream, so the grid is
     (N tiles, K splits) and each program streams BLOCK_N weight rows over its 1/SPLIT_K share of K.
@@ -420,7 +489,10 @@ def _int8_few_rows_kernel(
     the row, and writes its k and v columns into the cache slot SLOT[0].
     SWIGLU (one row, one split: a decode step's fused gate/up projection, W = [gate; up], N = 2I): a program
     takes BLOCK_N / 2 gate rows and the up rows of the same columns, and its epilogue stores
-    silu(gate) * up (``_swiglu_epilogue``), so Y is (1, I) and SiLU-and-multiply is not a launch of its own."""
+    silu(gate) * up (``_swiglu_epilogue``), so Y is (1, I) and SiLU-and-multiply is not a launch of its own.
+    IMMA (DOT, int8 weights): X is not the 16-bit rows but their two int8 planes from ``_split_rows_kernel``
+    (hi rows 0..M-1, then lo rows M..2M-1, stride_xm = K) with row scales SX: two int8 x int8 dots into
+    int32 (the weights are never converted), combined once after the loop as (hi + lo / LO_STEPS) * SX."""
     pdl_trigger(PDL)
     pid_n = tl.program_id(0)
     split = tl.program_id(1)
@@ -458,7 +530,12 @@ def _int8_few_rows_kernel(
     offs_m = tl.arange(0, BLOCK_M)
     if DOT:
         x_ptrs = X_ptr + offs_m[None, :].to(tl.int64) * stride_xm + (k_lo + offs_k)[:, None]
-        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        if IMMA:
+            acc_hi = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.int32)
+            acc_lo = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.int32)
+            lo_rows = M.to(tl.int64) * stride_xm  # the lo plane follows the hi plane
+        else:
+            acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     else:
         x_ptrs = X_ptr + k_lo + offs_k
         acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
@@ -469,7 +546,12 @@ def _int8_few_rows_kernel(
             w = tl.load(w_ptrs)
         else:
             w = tl.load(w_ptrs, mask=(k0 + offs_k)[None, :] < K, other=0)
-        if DOT:
+        if DOT and IMMA:
+            x_mask = ((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M)
+            acc_hi = tl.dot(w, tl.load(x_ptrs, mask=x_mask, other=0), acc_hi)
+            acc_lo = tl.dot(w, tl.load(x_ptrs + lo_rows, mask=x_mask, other=0), acc_lo)
+            x_ptrs += BLOCK_K
+        elif DOT:
             # rows past M issue no loads (wrapping them would re-read x up to 16 times)
             x = tl.load(x_ptrs, mask=((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M), other=0.0)
             if UPCAST and QUANT:
@@ -495,7 +577,10 @@ def _int8_few_rows_kernel(
                 acc2 += _to_f32(w) * xf[None, :]
             x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
-    if DOT:
+    if DOT and IMMA:
+        sx = tl.load(SX_ptr + offs_m, mask=offs_m < M, other=0.0)
+        out = (acc_hi.to(tl.float32) + acc_lo.to(tl.float32) * (1.0 / LO_STEPS)) * sx[None, :]
+    elif DOT:
         out = acc
     else:
         out = tl.sum(acc2, axis=1)[:, None]  # (BLOCK_N, 1): the one row
@@ -640,6 +725,8 @@ def _prune_few_rows(configs, named_args, **kwargs):
             continue
         tile = (kw["BLOCK_N"], kw["BLOCK_K"], kw["STAGES"])
         if named_args["W_ptr"].dtype == torch.int8:
+            if kwargs.get("IMMA") and kw["CVT"]:
+                continue  # nothing to convert: CVT only places the int8 conversion
             if (*tile, kw["CVT"], c.num_warps) not in DOT_TILES or (
                 c.num_warps < 4 and bucket > FEW_WARP_ROWS
             ):
@@ -672,7 +759,7 @@ def _prune_few_rows(configs, named_args, **kwargs):
 
 _few_rows = autotune(
     configs=_few_rows_configs(),
-    key=["M_BUCKET", "N", "K"],
+    key=["M_BUCKET", "N", "K", "IMMA"],
     prune_configs_by={"early_config_prune": _prune_few_rows},
 )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_int8_few_rows_kernel))
 
@@ -808,7 +895,18 @@ def int8_linear_triton(
             y += bias
         return y.reshape(*lead, N)
     if rope is not None or swiglu or (M <= FEW_ROWS and (config is None or "SPLIT_K" in config)):
-        _few_rows_launch(args, M, N, K, x, bias, config, rope, swiglu)
+        imma = config.get("IMMA", False) if config is not None else imma_rows_enabled()
+        if imma and config is not None and (x.dtype == torch.float32 or not config.get("DOT")):
+            raise ValueError(
+                f"the int8 x int8 path takes 16-bit rows and a DOT config, got {x.dtype}, {config}"
+            )
+        sx = None
+        if imma and M > 1 and rope is None and not swiglu and x.dtype != torch.float32:
+            planes, sx = split_rows(x2)
+            args = (planes.view(2 * M, K), *args[1:9], K, *args[10:])
+        if config is not None:
+            config = {k: v for k, v in config.items() if k != "IMMA"}
+        _few_rows_launch(args, M, N, K, x, bias, config, rope, swiglu, sx)
         return y.reshape(*lead, y.shape[-1])
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
@@ -835,9 +933,11 @@ def _few_rows_launch(
     config: dict | None,
     rope: Rope | None = None,
     swiglu: bool = False,
+    sx: torch.Tensor | None = None,
 ) -> None:
     """The split-K few-rows kernel (autotuned, or ``config``); ``rope``: the fused rotary + cache epilogue;
-    ``swiglu``: the SiLU-and-multiply epilogue."""
+    ``swiglu``: the SiLU-and-multiply epilogue; ``sx``: args' x is ``split_rows``' planes and these its row
+    scales (IMMA)."""
     one_split = rope is not None or swiglu
     if INTERPRET and config is None:
         config = {"BLOCK_M": max(16, next_pow2(M)), "BLOCK_N": 8, "BLOCK_K": 32, "SPLIT_K": 1 if one_split else 2,
@@ -858,6 +958,7 @@ def _few_rows_launch(
         HEAD_DIM=rope.k_cache.shape[-1] if rope else 1,
         ROT=2 * rope.cos.shape[-1] if rope else 0,
         SWIGLU=swiglu,
+        IMMA=sx is not None,
         launch_pdl=pdl,
     )
     y = args[4]
@@ -872,6 +973,7 @@ def _few_rows_launch(
         *args[:5],
         part,
         _split_counters(x.device, triton.cdiv(N, 4)),
+        sx if sx is not None else part,  # row scales (IMMA only)
         *rope_ptrs,
         *args[5:],
         *rope_ints,

@@ -63,14 +63,14 @@ def _decode(quant: bool) -> dict:
 def _few_rows(**kw) -> dict:
     base = dict(HAS_BIAS=False, EVEN_K=True, UPCAST=False, PRECISION="tf32", FAST=True, BLOCK_M=16, BLOCK_N=8,
                 BLOCK_K=256, SPLIT_K=1, DOT=False, STAGES=6, CVT=0, QUANT=True, PDL=True, PRE_BYTES=4096,
-                ROPE=False, HEAD_DIM=1, ROT=0, SWIGLU=False)  # fmt: skip
+                ROPE=False, HEAD_DIM=1, ROT=0, SWIGLU=False, IMMA=False)  # fmt: skip
     return {**base, **kw}
 
 
 I8_DECODE = {"KC_ptr": "*i8", "VC_ptr": "*i8", "KS_ptr": "*fp32", "VS_ptr": "*fp32"}
 COMMON_DECODE = {"BT_ptr": "*i32", "SEQ_ptr": "*i32", "CU_ptr": "*i32", "OP_ptr": "*fp32", "LSE_ptr": "*fp32",
                  "CNT_ptr": "*i32"}  # fmt: skip
-I8_W = {"W_ptr": "*i8", "S_ptr": "*fp32", "P_ptr": "*fp32", "C_ptr": "*i32", "COS_ptr": "*fp32",
+I8_W = {"W_ptr": "*i8", "S_ptr": "*fp32", "P_ptr": "*fp32", "C_ptr": "*i32", "SX_ptr": "*fp32", "COS_ptr": "*fp32",
         "SIN_ptr": "*fp32", "SLOT_ptr": "*i64"}  # fmt: skip
 
 # name -> (kernel, pointer types, constexprs, warps, the PTX markers it must have)
@@ -91,6 +91,13 @@ VARIANTS = {
         int8_matmul._int8_few_rows_kernel, I8_W,
         _few_rows(DOT=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4,
         MARKERS[3:]),
+    "8-row int8 x int8 planes (IMMA), split K": (
+        int8_matmul._int8_few_rows_kernel, {**I8_W, "X_ptr": "*i8"},
+        _few_rows(DOT=True, IMMA=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4,
+        ("cp.async", ".s8.s8")),
+    "rows split into int8 planes under PDL": (
+        int8_matmul._split_rows_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(BLOCK_K=1024, PDL=True), 4,
+        MARKERS[:2]),
     "SiLU-and-multiply under PDL": (swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True), 8, MARKERS[:2]),
 }  # fmt: skip
 

@@ -94,7 +94,7 @@ def test_int8_configs_and_launcher_set_every_constexpr():
         (
             int8_matmul._int8_few_rows_kernel,
             int8_matmul._few_rows_configs(),
-            common | {"QUANT", "PDL", "PRE_BYTES", "ROPE", "HEAD_DIM", "ROT", "SWIGLU"},
+            common | {"QUANT", "PDL", "PRE_BYTES", "ROPE", "HEAD_DIM", "ROT", "SWIGLU", "IMMA"},
         ),
         (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs(), common),
     ):

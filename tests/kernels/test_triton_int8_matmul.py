@@ -125,6 +125,74 @@ def test_int8_few_rows_split_k(rows, split):
     assert torch.equal(int8_linear_triton(x, w.qweight, w.scale, b, config=config), out)
 
 
+IMMA_ROWS = [2, 8, 17, 32, 64] if GPU else [2, 5, 17, 33]
+
+
+@pytest.mark.parametrize("rows", IMMA_ROWS)
+@pytest.mark.parametrize("split", [1, 3])
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+def test_int8_imma_rows_match_the_dequantized_reference(rows, split, dtype):
+    # the rows as two int8 planes on int8 x int8 dots (IMMA): K not a multiple of the tile, split K, rows
+    # not a multiple of the row tile, a bias, and an activation outlier 100x the others (as LLM hidden
+    # states have) that coarsens every other element's share of the row scale
+    n, k = (4608, 4096) if GPU else (37, 123)
+    w = _weight(n, k)
+    x = torch.randn(rows, k, dtype=FP32, device=DEVICE)
+    x[:, 7] *= 100
+    x = x.to(dtype)
+    b = torch.randn(n, dtype=dtype, device=DEVICE)
+    bm = max(16, 1 << (rows - 1).bit_length())
+    base = {
+        "BLOCK_M": bm,
+        "BLOCK_N": 64 if GPU else 16,
+        "BLOCK_K": 256 if GPU else 32,
+        "SPLIT_K": split,
+        "DOT": True,
+    }
+    exact = x.double() @ w.dequantize(FP32).double().T + b.double()
+    out = poisoned((rows, n), dtype)
+    int8_linear_triton(x, w.qweight, w.scale, b, config={**base, "IMMA": True}, out=out)
+    assert_close(out, exact, dtype)
+    # no less accurate than converting the weights to 16 bits (both round the output to the dtype)
+    converted = int8_linear_triton(x, w.qweight, w.scale, b, config=base)
+    err = (out.double() - exact).norm() / exact.norm()
+    assert err <= 1.5 * (converted.double() - exact).norm() / exact.norm() + 1e-6
+    assert int8_matmul._split_counters(x.device, 1).count_nonzero().item() == 0
+
+
+def test_split_rows_planes_rebuild_the_rows():
+    k = 300
+    x = torch.randn(4, k, dtype=FP32, device=DEVICE)
+    x[1] = 0  # a zero row: scale 1, zero planes
+    x[2] = torch.arange(-127, 173, dtype=FP32, device=DEVICE).clamp(max=127)  # integers up to 127: exact
+    x[3, 5] = 1e4  # an outlier
+    x = x.to(BF16)
+    planes, sx = int8_matmul.split_rows(x)
+    assert planes.shape == (2, 4, k) and planes.dtype == torch.int8 and sx.shape == (4,)
+    assert planes.abs().max() <= 127
+    rebuilt = sx[:, None] * (planes[0].float() + planes[1].float() / 254)
+    amax = x.float().abs().amax(dim=1)
+    assert ((rebuilt - x.float()).abs().amax(dim=1) <= amax / (2 * 127 * 254) * 1.01 + 1e-30).all()
+    assert sx[1] == 1 and not planes[:, 1].any()
+    assert torch.equal(planes[0, 2].float(), x[2].float()) and not planes[1, 2].any()
+
+
+def test_imma_switch_routes_16bit_rows_and_keeps_float32(monkeypatch):
+    # AUTOGLM_W8_IMMA=1: 2..FEW_ROWS rows of 16-bit activations take the planes; float32 rows and one row do
+    # not (float32's tolerance is tighter than the planes' rounding); a forced IMMA config must fit
+    monkeypatch.setenv("AUTOGLM_W8_IMMA", "1")
+    w = _weight(40, 96)
+    for rows, dtype in ((1, BF16), (3, BF16), (int8_matmul.FEW_ROWS, FP16), (3, FP32)):
+        x = torch.randn(rows, 96, dtype=dtype, device=DEVICE)
+        assert_close(
+            int8_linear_triton(x, w.qweight, w.scale), x.double() @ w.dequantize(FP32).double().T, dtype
+        )
+    x = torch.randn(3, 96, dtype=FP32, device=DEVICE)
+    with pytest.raises(ValueError, match="16-bit rows"):
+        int8_linear_triton(x, w.qweight, w.scale, config={"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1, "DOT": True,
+                                                          "IMMA": True})  # fmt: skip
+
+
 def test_int8_few_rows_rejects_a_row_tile_smaller_than_the_rows():
     w = _weight(8, 32)
     x = torch.randn(20, 32, dtype=BF16, device=DEVICE)
