@@ -91,11 +91,22 @@ class ParsedDocument:
 
 _WS = re.compile(r"[ \t\u00a0\u3000]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Typographic ligatures (PDF text of typeset documents: "Auﬂage", "misﬁts") become their letters, so the words
+# match what people type, for BM25 and for the embedding model's vocabulary; soft hyphens (optional break
+# points in Word, HTML's &shy;) and zero-width spaces / word joiners / stray BOMs are invisible and would split
+# a word in two for search. (Zero-width joiners and non-joiners stay: they shape Persian, Indic scripts, emoji.)
+_INVISIBLE = str.maketrans(
+    {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st",
+     "\u00ad": None, "\u200b": None, "\u2060": None, "\ufeff": None}
+)  # fmt: skip
 
 
 def clean_inline(s: str) -> str:
-    """One line of text: control characters dropped, runs of spaces collapsed, ends stripped."""
-    return _WS.sub(" ", _CONTROL.sub("", s.replace("\r", " ").replace("\n", " "))).strip()
+    """One line of text: control characters, soft hyphens and zero-width spaces dropped, ligatures spelled out,
+    runs of spaces collapsed, ends stripped."""
+    return _WS.sub(
+        " ", _CONTROL.sub("", s.replace("\r", " ").replace("\n", " ").translate(_INVISIBLE))
+    ).strip()
 
 
 # Titles that authoring tools write into a file's metadata when nobody typed one: reportlab's "untitled",
@@ -122,8 +133,9 @@ def metadata_title(raw: object) -> str | None:
 
 
 def clean_block(s: str) -> str:
-    """A block of text: NFC, newlines normalized, control characters dropped, line ends stripped."""
-    s = unicodedata.normalize("NFC", s.replace("\r\n", "\n").replace("\r", "\n"))
+    """A block of text: NFC, newlines normalized, control characters, soft hyphens and zero-width spaces dropped,
+    ligatures spelled out (``_INVISIBLE``), line ends stripped."""
+    s = unicodedata.normalize("NFC", s.replace("\r\n", "\n").replace("\r", "\n").translate(_INVISIBLE))
     s = _CONTROL.sub("", s)
     lines = [line.rstrip() for line in s.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n").strip()

@@ -96,7 +96,8 @@ def strip_running_lines(pages: list[str | None]) -> list[str | None]:
     non-empty lines of at least half of the readable pages (and at least 3), numbers aside ("ACME
     Confidential", "Page 3 of 12", a bare page number). They repeat on every page, so they add nothing to
     a passage but noise in its embedding, its BM25 terms and the quotes of an answer. Documents of fewer
-    than 3 readable pages, and lines in the body of a page, are left as they are."""
+    than 3 readable pages, lines in the body of a page, and pages that would all be left empty (the same
+    short text on every page: a label printed four times, a one-line form repeated) are left as they are."""
     readable = [p for p in pages if p is not None]
     if len(readable) < 3:
         return pages
@@ -119,6 +120,8 @@ def strip_running_lines(pages: list[str | None]) -> list[str | None]:
         body = [i for i, line in enumerate(lines) if line.strip()]
         drop = {i for i in body[:MARGIN_LINES] + body[-MARGIN_LINES:] if _margin_key(lines[i]) in running}
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    if not any(text and text.strip() for text in out):
+        return pages  # every line "repeats": the pages say the same few lines, which are then the document
     return out
 
 

@@ -122,6 +122,34 @@ def test_pdf_running_headers_and_footers_are_dropped():
     assert doc.text.count("ACME Corp - Employee Handbook") == 2
 
 
+def test_pdf_whose_pages_all_say_the_same_lines_keeps_them():
+    # a badge or form printed on every page: every line "repeats" in the margins, but dropping them all would
+    # leave nothing (the file was refused as image-only)
+    doc = parse(F.make_pdf(["Visitor badge\nHall B, gate 4"] * 4), "badges.pdf")
+    assert doc.text.count("Hall B, gate 4") == 4
+    assert section_of(doc, "Visitor badge").page == 1
+
+
+KEPT = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \U0001f469\u200d\U0001f4bb"  # Persian ZWNJ, an emoji ZWJ
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("notes.txt", f"Die 3. Auﬂage: oﬃce staﬀ ﬁle infor\u00admation zero\u200bwidth \ufeffword\n{KEPT}\n"),
+        ("notes.html", "<!DOCTYPE html><html><body><h1>Auﬂage</h1><p>Die 3. Auﬂage: oﬃce staﬀ ﬁle infor&shy;mation "
+                       f"zero&#8203;width word</p><p>{KEPT}</p></body></html>"),
+    ],
+)  # fmt: skip
+def test_ligatures_soft_hyphens_and_zero_width_spaces_are_normalized(name, data):
+    # typeset text ("ﬁ" ligatures), optional hyphens and zero-width spaces would otherwise split or hide the
+    # words people search for; zero-width joiners (Persian, emoji) are not touched
+    doc = parse(data.encode(), name)
+    for word in ("Auflage", "office staff file information", "zerowidth word", KEPT):
+        assert word in doc.text
+    assert not any(c in doc.text for c in "\ufb00\ufb01\ufb02\ufb03\u00ad\u200b\ufeff")
+
+
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
     page = ("Travel allowance\n"
             "Employees who travel for more than five days may claim a daily\n"
