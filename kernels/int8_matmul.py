@@ -548,8 +548,8 @@ def _int8_few_rows_kernel(
             w = tl.load(w_ptrs, mask=(k0 + offs_k)[None, :] < K, other=0)
         if DOT and IMMA:
             x_mask = ((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M)
-            acc_hi = tl.dot(w, tl.load(x_ptrs, mask=x_mask, other=0), acc_hi)
-            acc_lo = tl.dot(w, tl.load(x_ptrs + lo_rows, mask=x_mask, other=0), acc_lo)
+            acc_hi = tl.dot(w, tl.load(x_ptrs, mask=x_mask, other=0), acc_hi, out_dtype=tl.int32)
+            acc_lo = tl.dot(w, tl.load(x_ptrs + lo_rows, mask=x_mask, other=0), acc_lo, out_dtype=tl.int32)
             x_ptrs += BLOCK_K
         elif DOT:
             # rows past M issue no loads (wrapping them would re-read x up to 16 times)
