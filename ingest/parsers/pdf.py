@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import re
@@ -12,6 +13,64 @@ from pypdf.errors import DependencyError, FileNotDecryptedError
 from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline, metadata_title
 
 logger = logging.getLogger(__name__)
+
+
+def _jis_row_cell(data: bytes, errors: str = "strict") -> tuple[str, int]:
+    """JIS X 0208 codes as the Adobe CMap "H" shows them (two 7-bit bytes a character) -> text: the same codes
+    with the high bit set are EUC-JP."""
+    return bytes(b | 0x80 for b in data).decode("euc_jp", errors), len(data)
+
+
+def _find_codec(name: str) -> codecs.CodecInfo | None:
+    if name != "x_autoglm_jis_h":
+        return None
+    return codecs.CodecInfo(name=name, encode=codecs.lookup("euc_jp").encode, decode=_jis_row_cell)
+
+
+# Predefined CJK CMaps whose character codes are some Python codec's bytes. pypdf decodes the text of a font
+# shown with such a CMap (fonts not embedded: older Chinese, Japanese and Korean PDFs) through its own table of
+# them; a name missing there it decodes as UTF-16, which turns the text into unrelated Hangul and ideographs that
+# would then be indexed as the document's words (pdf.js's test files: "我们都是黑体字" read as "컒쏇뚼쫇뫚쳥ퟖ").
+_CJK_CMAPS = {
+    "GBKp-EUC": "gbk",
+    "EUC": "euc_jp",
+    "83pv-RKSJ": "cp932",
+    "90pv-RKSJ": "cp932",
+    "90msp-RKSJ": "cp932",
+    "KSC-EUC": "euc_kr",
+    "KSCpc-EUC": "cp949",
+    "KSCms-UHC": "cp949",
+    "KSCms-UHC-HW": "cp949",
+    "B5pc": "big5",
+    "HKscs-B5": "big5hkscs",
+    "UniKS-UTF16": "utf-16-be",
+    "UniJIS2004-UTF16": "utf-16-be",
+    "UniGB-UTF8": "utf-8",
+    "UniCNS-UTF8": "utf-8",
+    "UniJIS-UTF8": "utf-8",
+    "UniKS-UTF8": "utf-8",
+}  # fmt: skip (each as "-H" and "-V"; "H" and "V" alone are JIS X 0208 codes)
+
+
+def _add_cjk_cmaps() -> None:
+    """Teach pypdf the CMaps of ``_CJK_CMAPS`` it lacks (its table is private: ``pypdf._cmap._predefined_cmap``
+    in pypdf 5-7; left alone, with the old behaviour, where a pypdf has no such table)."""
+    try:
+        from pypdf import _cmap
+    except ImportError:
+        return
+    table = getattr(_cmap, "_predefined_cmap", None)
+    if not isinstance(table, dict):
+        return
+    codecs.register(_find_codec)
+    for base, codec in _CJK_CMAPS.items():
+        table.setdefault(f"/{base}-H", codec)
+        table.setdefault(f"/{base}-V", codec)
+    table.setdefault("/H", "x_autoglm_jis_h")
+    table.setdefault("/V", "x_autoglm_jis_h")
+
+
+_add_cjk_cmaps()
 
 _ENCRYPTED = "The PDF is encrypted with a password; remove the password and upload it again."
 _DAMAGED = "The PDF could not be read: the file is damaged or is not a valid PDF."

@@ -25,6 +25,38 @@ def make_pdf(pages: list[str], title: str | None = "Quarterly Report") -> bytes:
     return buf.getvalue()
 
 
+def make_cmap_pdf(cmap: str, ordering: str, codes: bytes) -> bytes:
+    """One page showing ``codes`` in a CJK font that is not embedded, through the predefined Adobe CMap
+    ``cmap`` (e.g. "KSC-EUC-H"; ``ordering``: "Korea1", "GB1", "Japan1", "CNS1"), as older Chinese, Japanese and
+    Korean PDFs do: the text is only in the CMap's character codes, no ToUnicode map."""
+    content = b"BT /F1 24 Tf 20 100 Td <" + codes.hex().upper().encode() + b"> Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Resources << /Font << /F1 4 0 R >> >> "
+        b"/Contents 7 0 R >>",
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /CJKFont /Encoding /"
+        + cmap.encode()
+        + b" /DescendantFonts [5 0 R] >>",
+        b"<< /Type /Font /Subtype /CIDFontType0 /BaseFont /CJKFont /CIDSystemInfo << /Registry (Adobe) /Ordering ("
+        + ordering.encode()
+        + b") /Supplement 1 >> /FontDescriptor 6 0 R >>",
+        b"<< /Type /FontDescriptor /FontName /CJKFont /Flags 6 /FontBBox [0 -120 1000 880] /ItalicAngle 0 "
+        b"/Ascent 880 /Descent -120 /CapHeight 700 /StemV 80 >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def make_pdf_with_outline() -> bytes:
     """Three pages with bookmarks: "Overview" (p1), "Details" (p2) > "Limits" (p3, on the page)."""
     from reportlab.lib.pagesizes import A4

@@ -150,6 +150,25 @@ def test_ligatures_soft_hyphens_and_zero_width_spaces_are_normalized(name, data)
     assert not any(c in doc.text for c in "\ufb00\ufb01\ufb02\ufb03\u00ad\u200b\ufeff")
 
 
+@pytest.mark.parametrize(
+    ("cmap", "ordering", "text", "codes"),
+    [
+        ("KSC-EUC-H", "Korea1", "휴가 신청서", "휴가 신청서".encode("euc_kr")),
+        ("KSCms-UHC-H", "Korea1", "휴가 신청서", "휴가 신청서".encode("cp949")),
+        ("GBKp-EUC-H", "GB1", "我们都是黑体字", "我们都是黑体字".encode("gbk")),
+        ("B5pc-H", "CNS1", "請假單", "請假單".encode("big5")),
+        ("EUC-H", "Japan1", "休暇申請", "休暇申請".encode("euc_jp")),
+        # JIS X 0208 row/cell codes (7-bit): EUC-JP without its high bits
+        ("H", "Japan1", "休暇申請", bytes(b & 0x7F for b in "休暇申請".encode("euc_jp"))),
+    ],
+)
+def test_pdf_cjk_text_in_predefined_cmaps_is_decoded(cmap, ordering, text, codes):
+    # older CJK PDFs show text through a predefined CMap with the font not embedded; pypdf decoded the CMaps
+    # it does not know as UTF-16: unrelated characters, indexed as the document's words
+    doc = parse(F.make_cmap_pdf(cmap, ordering, codes), "form.pdf")
+    assert doc.text == text
+
+
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
     page = ("Travel allowance\n"
             "Employees who travel for more than five days may claim a daily\n"
