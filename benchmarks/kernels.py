@@ -203,10 +203,30 @@ def section_int8(rows: list, lim: dict) -> None:
             row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms, "int8_eager_ms": eager,
                    "speedup": ref_ms / ms, "int8_weight_GBps": N * K / ms / 1e6, "rel_err": err,
                    "first_call_s": first_s, "config": cfg}  # fmt: skip
+            if 1 < M <= FEW_ROWS:
+                # the int8 x int8 path (AUTOGLM_W8_IMMA=1: rows split into int8 planes), same run, same inputs
+                os.environ["AUTOGLM_W8_IMMA"] = "1"
+                try:
+                    row["imma_rel_err"] = rel(
+                        int8_linear_triton(x, iws[0].qweight, iws[0].scale), x.float() @ iws[0].dequantize().T
+                    )
+                    row["imma_ms"] = graph_ms(
+                        [lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]]
+                    )
+                    row["imma_speedup"] = ref_ms / row["imma_ms"]
+                    c = _few_rows.best_config
+                    row["imma_config"] = (
+                        f"{c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']} split {c.kwargs['SPLIT_K']}"
+                    )
+                finally:
+                    os.environ.pop("AUTOGLM_W8_IMMA")
             rows.append(row)
             print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us (eager {eager * 1e3:6.1f})  bf16 "
                   f"{ref_ms * 1e3:8.1f} us  x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:5.0f} GB/s  "
                   f"rel_err {err:.1e}  first {first_s:.1f}s  {cfg}", flush=True)  # fmt: skip
+            if "imma_ms" in row:
+                print(f"int8 {name:<8} M={M:>4} imma {row['imma_ms'] * 1e3:8.1f} us  x{row['imma_speedup']:.2f}  "
+                      f"rel_err {row['imma_rel_err']:.1e}  {row['imma_config']}", flush=True)  # fmt: skip
 
 
 def section_parity(rows: list, lim: dict) -> None:
