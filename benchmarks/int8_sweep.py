@@ -165,6 +165,7 @@ def cases(parts):
                          for sk in (1, 2, 4, 8)]  # fmt: skip
             out += layer_cases(m, cfgs) + [("imma", name, m, None) for name in GLM_LINEARS]
             # what the two autotuners will try, compiled by the parallel workers (they skip autotuned cases)
+            # (the many-rows IMMA tiles: below)
             for name, (N, K) in GLM_LINEARS.items():
                 named = {"X_ptr": torch.empty(1), "W_ptr": torch.empty(1, dtype=torch.int8), "M": m, "N": N, "K": K,
                          "M_BUCKET": bm}  # fmt: skip
@@ -172,6 +173,23 @@ def cases(parts):
                     for c in im._prune_few_rows(im._few_rows_configs(), named, IMMA=imma):
                         cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages, "IMMA": imma}
                         out.append(("warm", name, m, {"cfg": cfg, "bias": False}))
+    if "imma" in parts:
+        # 128..4096 rows: the int8 x int8 GEMM against cuBLAS bf16 and what runs now (the converting GEMM,
+        # "int8", for wide layers below 256 rows, else dequantize + cuBLAS): autotuned, and each IMMA tile forced
+        for m in (128, 256, 1024, 4096):
+            for name in GLM_LINEARS:
+                out += [("bf16", name, m, None), ("dequant", name, m, None), ("int8", name, m, None),
+                        ("imma", name, m, None)]  # fmt: skip
+                for bm, bn, bk, w, st in im.IMMA_MANY_TILES:
+                    out.append(("int8", name, m, {**many(bm, bn, bk, w, st, 0), "IMMA": True}))
+                    out.append(
+                        (
+                            "warm",
+                            name,
+                            m,
+                            {"cfg": {**many(bm, bn, bk, w, st, 0), "IMMA": True}, "bias": False},
+                        )
+                    )
     if "swap" in parts:
         # many rows: the transposed GEMM against cuBLAS bf16 and dequantize + cuBLAS (what runs from 256 rows)
         for m in (1024, 4096):
@@ -360,8 +378,8 @@ def fmt(row) -> str:
         cs = (f"{'dot' if c['DOT'] else 'fma'} m{c['BLOCK_M']} {c['BLOCK_N']}x{c['BLOCK_K']} s{c['STAGES']} "
               f"split{c['SPLIT_K']} w{c['num_warps']} {'imma' if c.get('IMMA') else 'cvt' + str(c['CVT'])}")  # fmt: skip
     elif "GROUP_N" in c:
-        cs = (f"gemm{' swap' if c['SWAP'] else ''} {c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} "
-              f"s{c['num_stages']} cvt{c['CVT']}")  # fmt: skip
+        cs = (f"gemm{' swap' if c['SWAP'] else ''}{' imma' if c.get('IMMA') else ''} {c['BLOCK_M']}x{c['BLOCK_N']}x"
+              f"{c['BLOCK_K']} w{c['num_warps']} s{c['num_stages']} cvt{c['CVT']}")  # fmt: skip
     else:
         cs = json.dumps(c) if c else ""
     extra = " ".join(f"{k} {row[k]:.4g}" for k in ("us", "GBps", "TFLOPs", "err") if k in row)

@@ -37,7 +37,7 @@ from kernels.attention import paged_attention_ref  # noqa: E402
 from kernels.flash_decode import flash_decode_triton, plan_splits  # noqa: E402
 from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
-from kernels.int8_matmul import FEW_ROWS, _few_rows, int8_linear_triton  # noqa: E402
+from kernels.int8_matmul import FEW_ROWS, _few_rows, _many_rows_imma, int8_linear_triton  # noqa: E402
 from kernels.norm import rms_norm_ref  # noqa: E402
 from kernels.quant import Int8Weight, quantize_kv_ref  # noqa: E402
 from kernels.rotary import rotary_and_cache_ref  # noqa: E402
@@ -203,7 +203,7 @@ def section_int8(rows: list, lim: dict) -> None:
             row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms, "int8_eager_ms": eager,
                    "speedup": ref_ms / ms, "int8_weight_GBps": N * K / ms / 1e6, "rel_err": err,
                    "first_call_s": first_s, "config": cfg}  # fmt: skip
-            if 1 < M <= FEW_ROWS:
+            if 1 < M:
                 # the int8 x int8 path (AUTOGLM_W8_IMMA=1: rows split into int8 planes), same run, same inputs
                 os.environ["AUTOGLM_W8_IMMA"] = "1"
                 try:
@@ -214,9 +214,9 @@ def section_int8(rows: list, lim: dict) -> None:
                         [lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]]
                     )
                     row["imma_speedup"] = ref_ms / row["imma_ms"]
-                    c = _few_rows.best_config
+                    c = (_few_rows if M <= FEW_ROWS else _many_rows_imma).best_config
                     row["imma_config"] = (
-                        f"{c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']} split {c.kwargs['SPLIT_K']}"
+                        f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']} split {c.kwargs.get('SPLIT_K', 1)}"
                     )
                 finally:
                     os.environ.pop("AUTOGLM_W8_IMMA")

@@ -13,7 +13,8 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   AUTOGLM_W8_IMMA=1 (off by default, not yet measured): 2..64 16-bit rows are first split into two int8
   planes with a scale per row (``split_rows``, one small launch) and the dot runs int8 x int8 on the tensor
   cores, both operands straight from shared memory: no weight conversion at all (the converting dot spends
-  ~2 instructions per weight byte on it and loads the tile into registers first).
+  ~2 instructions per weight byte on it and loads the tile into registers first); from FEW_ROWS+1 to
+  IMMA_ROWS rows the GEMM kernel does the same (``IMMA_MANY_TILES``) instead of a dequantized copy.
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
   the usual orientation, grouped program order for L2 reuse. (The transposed orientation keeps the converted
   weights in registers as wgmma's A operand and measured 7-18% faster at 4,096 rows on an H100, yet only
@@ -197,6 +198,7 @@ def _int8_matmul_kernel(
     stride_xm,
     stride_wn,
     stride_ym,
+    SX_ptr,
     HAS_BIAS: tl.constexpr,
     EVEN_K: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -208,7 +210,10 @@ def _int8_matmul_kernel(
     GROUP_N: tl.constexpr,
     SWAP: tl.constexpr,
     CVT: tl.constexpr,
+    IMMA: tl.constexpr = False,
 ):
+    """The GEMM (many rows). IMMA (usual orientation only): X is ``split_rows``' planes (hi rows 0..M-1, lo
+    rows M..2M-1, stride_xm = K) with row scales SX; two int8 x int8 dots into int32, no weight conversion."""
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
@@ -235,33 +240,55 @@ def _int8_matmul_kernel(
         x_ptrs = X_ptr + rm[:, None] * stride_xm + offs_k[None, :]
         w_ptrs = W_ptr + rn[None, :] * stride_wn + offs_k[:, None]
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if IMMA:
+        acc_hi = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        acc_lo = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        lo_rows = M.to(tl.int64) * stride_xm  # the lo plane follows the hi plane
     for k in range(0, tl.cdiv(K, BLOCK_K)):
-        if SWAP:
-            # few rows: masked-off rows issue no loads (wrapping them would re-read x up to 16 times)
-            k_left = K - k * BLOCK_K
+        if IMMA:
             if EVEN_K:
                 w = tl.load(w_ptrs)
+                x_hi = tl.load(x_ptrs)
+                x_lo = tl.load(x_ptrs + lo_rows)
             else:
-                w = tl.load(w_ptrs, mask=offs_k[None, :] < k_left, other=0)
-            x = tl.load(x_ptrs, mask=(offs_k[:, None] < k_left) & (offs_m[None, :] < M), other=0.0)
-        elif EVEN_K:
-            w = tl.load(w_ptrs)
-            x = tl.load(x_ptrs)
+                k_left = K - k * BLOCK_K
+                w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0)
+                x_hi = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0)
+                x_lo = tl.load(x_ptrs + lo_rows, mask=offs_k[None, :] < k_left, other=0)
+            acc_hi = tl.dot(x_hi, w, acc_hi, out_dtype=tl.int32)
+            acc_lo = tl.dot(x_lo, w, acc_lo, out_dtype=tl.int32)
+            w_ptrs += BLOCK_K
+            x_ptrs += BLOCK_K
         else:
-            k_left = K - k * BLOCK_K
-            w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0)
-            x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-        if UPCAST:
-            w = w.to(tl.float32)
-            x = x.to(tl.float32)
-        else:
-            w = _convert_operand(w, x.dtype, FAST, CVT)
-        if SWAP:
-            acc = tl.dot(w, x, acc, input_precision=PRECISION)
-        else:
-            acc = tl.dot(x, w, acc, input_precision=PRECISION)
-        w_ptrs += BLOCK_K
-        x_ptrs += BLOCK_K
+            if SWAP:
+                # few rows: masked-off rows issue no loads (wrapping them would re-read x up to 16 times)
+                k_left = K - k * BLOCK_K
+                if EVEN_K:
+                    w = tl.load(w_ptrs)
+                else:
+                    w = tl.load(w_ptrs, mask=offs_k[None, :] < k_left, other=0)
+                x = tl.load(x_ptrs, mask=(offs_k[:, None] < k_left) & (offs_m[None, :] < M), other=0.0)
+            elif EVEN_K:
+                w = tl.load(w_ptrs)
+                x = tl.load(x_ptrs)
+            else:
+                k_left = K - k * BLOCK_K
+                w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0)
+                x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            if UPCAST:
+                w = w.to(tl.float32)
+                x = x.to(tl.float32)
+            else:
+                w = _convert_operand(w, x.dtype, FAST, CVT)
+            if SWAP:
+                acc = tl.dot(w, x, acc, input_precision=PRECISION)
+            else:
+                acc = tl.dot(x, w, acc, input_precision=PRECISION)
+            w_ptrs += BLOCK_K
+            x_ptrs += BLOCK_K
+    if IMMA:
+        sx = tl.load(SX_ptr + rm)
+        acc = (acc_hi.to(tl.float32) + acc_lo.to(tl.float32) * (1.0 / LO_STEPS)) * sx[:, None]
     scale = tl.load(S_ptr + rn)
     if SWAP:
         acc = acc * scale[:, None]
@@ -813,6 +840,23 @@ def _prune_many_rows(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
+# IMMA tiles (BLOCK_M per plane, BLOCK_N, BLOCK_K, warps, stages): two int32 accumulators a tile, so at most
+# 128 accumulator registers a thread; no conversion, so K tiles of 128 fit the shared memory
+IMMA_MANY_TILES = ((64, 128, 128, 4, 4), (64, 256, 128, 8, 3), (128, 128, 128, 8, 3), (64, 128, 64, 4, 5),
+                   (128, 128, 64, 8, 4))  # fmt: skip
+
+
+def _many_rows_imma_configs() -> list[triton.Config]:
+    return [
+        triton.Config(
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": False, "CVT": 0},
+            num_warps=w,
+            num_stages=s,
+        )
+        for bm, bn, bk, w, s in IMMA_MANY_TILES
+    ]
+
+
 _int8_matmul = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(
     _int8_matmul_kernel
 )
@@ -821,6 +865,13 @@ _many_rows = autotune(
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _prune_many_rows},
 )(_int8_matmul)
+_many_rows_imma = autotune(
+    configs=_many_rows_imma_configs(),
+    key=["M_BUCKET", "N", "K"],
+    prune_configs_by={"early_config_prune": _prune_many_rows},
+)(_int8_matmul)
+# AUTOGLM_W8_IMMA=1 runs the int8 x int8 GEMM up to this many rows (more: dequantize + cuBLAS, as without it)
+IMMA_ROWS = 4096
 
 
 def int8_linear_triton(
@@ -876,10 +927,19 @@ def int8_linear_triton(
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
+    # the int8 x int8 GEMM (AUTOGLM_W8_IMMA=1, or a config with IMMA) for FEW_ROWS+1..IMMA_ROWS 16-bit rows
+    imma_many = (
+        M > FEW_ROWS
+        and x.dtype != torch.float32
+        and rope is None
+        and not swiglu
+        and (config.get("IMMA", False) if config is not None else imma_rows_enabled() and M <= IMMA_ROWS)
+    )
     if (
         config is None
         and rope is None
         and not swiglu
+        and not imma_many
         and (M >= DEQUANT_ROWS or (M > FEW_ROWS and triton.cdiv(N, 128) < device_sms(x)))
     ):
         # NOTE: prefill-sized products are compute bound, and our in-GEMM dequantization reached only
@@ -908,18 +968,25 @@ def int8_linear_triton(
             config = {k: v for k, v in config.items() if k != "IMMA"}
         _few_rows_launch(args, M, N, K, x, bias, config, rope, swiglu, sx)
         return y.reshape(*lead, y.shape[-1])
+    sx = y  # row scales: unused unless IMMA
+    if imma_many:
+        planes, sx = split_rows(x2)
+        args = (planes.view(2 * M, K), *args[1:9], K, *args[10:])
+    if config is not None and config.get("IMMA") and (x.dtype == torch.float32 or config.get("SWAP")):
+        raise ValueError(f"the int8 x int8 GEMM takes 16-bit rows and SWAP off, got {x.dtype}, {config}")
     if INTERPRET and config is None:
-        config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": True}
+        config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": not imma_many}
     if config is not None:
-        config = {"CVT": 0, **config}
+        config = {"CVT": 0, **config, "IMMA": imma_many}
         fast = fast_cvt_fits(config["BLOCK_N"] * config["BLOCK_K"], config.get("num_warps", 4))
         _int8_matmul[grid(config)](
-            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=fast, **config
+            *args, sx, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=fast, **config
         )
     else:
-        _many_rows[grid](
-            *args, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=FAST_CVT
-        )
+        (_many_rows_imma if imma_many else _many_rows)[grid](
+            *args, sx, HAS_BIAS=bias is not None, UPCAST=UPCAST_DOT, PRECISION=precision, FAST=FAST_CVT,
+            IMMA=imma_many,
+        )  # fmt: skip
     return y.reshape(*lead, N)
 
 

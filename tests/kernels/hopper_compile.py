@@ -95,6 +95,10 @@ VARIANTS = {
         int8_matmul._int8_few_rows_kernel, {**I8_W, "X_ptr": "*i8"},
         _few_rows(DOT=True, IMMA=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4,
         ("cp.async", ".s8.s8")),
+    "many-row int8 x int8 planes (IMMA) GEMM": (
+        int8_matmul._int8_matmul_kernel, {**I8_W, "X_ptr": "*i8"},
+        dict(HAS_BIAS=False, EVEN_K=True, UPCAST=False, PRECISION="tf32", FAST=True, BLOCK_M=64, BLOCK_N=128,
+             BLOCK_K=128, GROUP_N=8, SWAP=False, CVT=0, IMMA=True), 4, ("cp.async", ".s8.s8")),
     "rows split into int8 planes under PDL": (
         int8_matmul._split_rows_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(BLOCK_K=1024, PDL=True), 4,
         MARKERS[:2]),

@@ -96,7 +96,8 @@ def test_int8_configs_and_launcher_set_every_constexpr():
             int8_matmul._few_rows_configs(),
             common | {"QUANT", "PDL", "PRE_BYTES", "ROPE", "HEAD_DIM", "ROT", "SWIGLU", "IMMA"},
         ),
-        (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs(), common),
+        (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_configs(), common | {"IMMA"}),
+        (int8_matmul._int8_matmul_kernel, int8_matmul._many_rows_imma_configs(), common | {"IMMA"}),
     ):
         sig = inspect.signature(getattr(fn, "fn", fn))  # the Python function (jitted or interpreted)
         constexprs = {name for name, p in sig.parameters.items() if "constexpr" in str(p.annotation)}

@@ -160,6 +160,29 @@ def test_int8_imma_rows_match_the_dequantized_reference(rows, split, dtype):
     assert int8_matmul._split_counters(x.device, 1).count_nonzero().item() == 0
 
 
+@pytest.mark.parametrize("rows", [100, 300] if not GPU else [100, 256, 1000, 4096])
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+def test_int8_imma_gemm_matches_the_dequantized_reference(rows, dtype, monkeypatch):
+    # the many-rows GEMM on the planes: rows not a multiple of the row tile, K not of the K tile, a bias, an
+    # activation outlier; forced small tiles on the CPU, the IMMA autotuner's on the GPU
+    monkeypatch.setenv("AUTOGLM_W8_IMMA", "1")
+    n, k = (4608, 4096) if GPU else (40, 100)
+    w = _weight(n, k)
+    x = torch.randn(rows, k, dtype=FP32, device=DEVICE)
+    x[:, 3] *= 100
+    x = x.to(dtype)
+    b = torch.randn(n, dtype=dtype, device=DEVICE)
+    exact = x.double() @ w.dequantize(FP32).double().T + b.double()
+    tile = {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2}
+    out = poisoned((rows, n), dtype)
+    int8_linear_triton(
+        x, w.qweight, w.scale, b, config=None if GPU else {**tile, "SWAP": False, "IMMA": True}, out=out
+    )
+    assert_close(out, exact, dtype)
+    with pytest.raises(ValueError, match="SWAP off"):
+        int8_linear_triton(x, w.qweight, w.scale, config={**tile, "SWAP": True, "IMMA": True})
+
+
 def test_split_rows_planes_rebuild_the_rows():
     k = 300
     x = torch.randn(4, k, dtype=FP32, device=DEVICE)
