@@ -53,7 +53,7 @@ def open_zip(data: bytes, kind: str) -> zipfile.ZipFile:
 def parse_docx(data: bytes) -> ParsedDocument:
     """Paragraphs and tables in body order (content controls opened, a table of contents skipped); headings
     from paragraph styles, the styles they are based on, or outline levels; tables as header rows; text
-    boxes after their paragraph; footnotes and endnotes at the end. Paragraph text is every ``w:t`` of the
+    boxes and SmartArt diagrams after their paragraph; footnotes and endnotes at the end. Paragraph text is every ``w:t`` of the
     paragraph (hyperlinks, tracked insertions, inline content controls, field results), not deleted text
     or field codes."""
     from docx import Document
@@ -105,6 +105,8 @@ def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict
             for box in el.iter(_w("txbxContent")):
                 if not any(a.tag == _MC_FALLBACK for a in box.iterancestors()):
                     _docx_blocks(box, doc, b, titles, styles)
+            for text in _diagrams(el, doc.part):
+                b.block(text)
         elif el.tag == _w("tbl"):
             b.block("\n".join(rows_as_text(_table_rows(el))))
         elif el.tag in (_w("sdt"), _w("customXml")) and not _placeholder(el):  # content controls, custom XML
@@ -187,6 +189,77 @@ def _notes(doc, kind: str) -> list[str]:
     return texts
 
 
+_DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_R_DM = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}dm"
+_MAX_DIAGRAM_POINTS = 5_000
+
+
+def _diagrams(el, part) -> list[str]:
+    """The text of each SmartArt diagram (process steps, org charts, lists) drawn in ``el``: its data part, found
+    through ``part``'s relationships, one line a node in the diagram's own order (parent before children,
+    siblings by position; indented two spaces a level). Word and PowerPoint keep a diagram's text only there."""
+    texts = []
+    for ids in el.iter(f"{_DGM}relIds"):
+        if any(a.tag == _MC_FALLBACK for a in ids.iterancestors()):
+            continue
+        try:
+            text = _diagram_text(part.rels[ids.get(_R_DM)].target_part.blob)
+        except Exception as e:  # a missing or damaged diagram part costs the diagram, not the document
+            logger.warning("a SmartArt diagram could not be read: %s", e)
+            continue
+        if text:
+            texts.append(text)
+    return texts
+
+
+def _diagram_text(blob: bytes) -> str:
+    from lxml import etree
+
+    root = etree.fromstring(blob, base.xml_parser())
+    nodes: dict[str, str] = {}
+    order: list[str] = []
+    doc_ids = []
+    for pt in root.iter(f"{_DGM}pt"):
+        kind = pt.get("type", "node")
+        if kind == "doc":
+            doc_ids.append(pt.get("modelId"))
+        if kind not in ("node", "asst") or len(order) >= _MAX_DIAGRAM_POINTS:
+            continue
+        body = pt.find(f"{_DGM}t")
+        lines = (
+            []
+            if body is None
+            else ["".join(t.text or "" for t in para.iter(f"{_A}t")) for para in body.iter(f"{_A}p")]
+        )
+        nodes[pt.get("modelId")] = " ".join(line.strip() for line in lines if line.strip())
+        order.append(pt.get("modelId"))
+    children: dict[str, list[tuple[int, str]]] = {}
+    for cxn in root.iter(f"{_DGM}cxn"):
+        if cxn.get("type", "parOf") == "parOf":
+            try:
+                pos = int(cxn.get("srcOrd", "0"))
+            except ValueError:
+                pos = 0
+            children.setdefault(cxn.get("srcId"), []).append((pos, cxn.get("destId")))
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node_id: str, depth: int) -> None:
+        for _, child in sorted(children.get(node_id, ())):
+            if child in seen or len(seen) > _MAX_DIAGRAM_POINTS:
+                continue
+            seen.add(child)
+            if nodes.get(child):
+                out.append("  " * depth + nodes[child])
+            visit(child, depth + 1 if child in nodes else depth)
+
+    for doc_id in doc_ids:
+        visit(doc_id, 0)
+    out += [nodes[n] for n in order if n not in seen and nodes[n]]  # not connected to the root: file order
+    return "\n".join(out)
+
+
 def _table_rows(tbl) -> list[list[str]]:
     """A table's rows of cell texts, read from its XML: rows and cells may sit in content controls or custom
     XML (a cover page's cells), which python-docx's rows and cells do not see. A horizontally merged cell counts
@@ -230,7 +303,8 @@ def _wrapped(parent, tag: str):
 
 
 def parse_pptx(data: bytes) -> ParsedDocument:
-    """One section per slide (page = slide number), the slide title as its heading; notes included."""
+    """One section per slide (page = slide number), the slide title as its heading; SmartArt diagrams' text;
+    notes included."""
     from pptx import Presentation
 
     open_zip(data, "PowerPoint")
@@ -256,6 +330,9 @@ def parse_pptx(data: bytes) -> ParsedDocument:
                 b.block("\n".join(rows_as_text(rows)))
             elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
                 b.block(shape.text_frame.text)
+            else:
+                for text in _diagrams(shape._element, slide.part):
+                    b.block(text)
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
             b.block(slide.notes_slide.notes_text_frame.text)
     return b.build("pptx", len(slides), metadata_title(meta_title) or first_title)

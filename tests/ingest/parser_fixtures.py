@@ -692,3 +692,85 @@ def make_mhtml(word: bool = False) -> bytes:
         "Content-Location: https://intranet.example.com/logo.png\r\n\r\niVBORw0KGgo=\r\n"
         "------MultipartBoundary--abc--\r\n"
     ).encode("ascii")
+
+
+# A SmartArt diagram's data part: the approval process of the tests. The points are stored out of their reading
+# order (Word and PowerPoint append new points at the end); the parent-of connections give the order: "Submit
+# request", then "Manager approves" with its child "Within 3 days". Transitions and the root carry no text.
+DIAGRAM_DATA = b"""<dgm:dataModel xmlns:dgm="http://schemas.openxmlformats.org/drawingml/2006/diagram"
+ xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main">
+<dgm:ptLst>
+ <dgm:pt modelId="{D0}" type="doc"><dgm:prSet/><dgm:spPr/><dgm:t><a:bodyPr/><a:p><a:endParaRPr/></a:p></dgm:t></dgm:pt>
+ <dgm:pt modelId="{D2}"><dgm:prSet/><dgm:spPr/><dgm:t><a:bodyPr/><a:p><a:r><a:t>Manager </a:t></a:r><a:r><a:t>approves</a:t></a:r></a:p></dgm:t></dgm:pt>
+ <dgm:pt modelId="{T1}" type="parTrans"><dgm:prSet/><dgm:spPr/><dgm:t><a:bodyPr/><a:p><a:endParaRPr/></a:p></dgm:t></dgm:pt>
+ <dgm:pt modelId="{D3}"><dgm:prSet/><dgm:spPr/><dgm:t><a:bodyPr/><a:p><a:r><a:t>Within 3 days</a:t></a:r></a:p></dgm:t></dgm:pt>
+ <dgm:pt modelId="{D1}"><dgm:prSet/><dgm:spPr/><dgm:t><a:bodyPr/><a:p><a:r><a:t>Submit request</a:t></a:r></a:p></dgm:t></dgm:pt>
+ <dgm:pt modelId="{P1}" type="pres"><dgm:prSet/><dgm:spPr/></dgm:pt>
+</dgm:ptLst>
+<dgm:cxnLst>
+ <dgm:cxn modelId="{C2}" srcId="{D0}" destId="{D2}" srcOrd="1" destOrd="0" parTransId="{T1}"/>
+ <dgm:cxn modelId="{C1}" srcId="{D0}" destId="{D1}" srcOrd="0" destOrd="0"/>
+ <dgm:cxn modelId="{C3}" srcId="{D2}" destId="{D3}" srcOrd="0" destOrd="0"/>
+ <dgm:cxn modelId="{C4}" type="presOf" srcId="{D1}" destId="{P1}" srcOrd="0" destOrd="0"/>
+</dgm:cxnLst>
+</dgm:dataModel>"""
+DIAGRAM_CT = "application/vnd.openxmlformats-officedocument.drawingml.diagramData+xml"
+DIAGRAM_RT = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/diagramData"
+DIAGRAM_URI = "http://schemas.openxmlformats.org/drawingml/2006/diagram"
+_DGM_NS = 'xmlns:dgm="http://schemas.openxmlformats.org/drawingml/2006/diagram"'
+
+
+def make_docx_with_diagram() -> bytes:
+    """A Word document with a SmartArt diagram between two paragraphs, and one whose data part is missing."""
+    from docx import Document
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    doc = Document()
+    doc.add_paragraph("How to request leave:")
+    part = Part(PackURI("/word/diagrams/data1.xml"), DIAGRAM_CT, DIAGRAM_DATA, doc.part.package)
+    rid = doc.part.relate_to(part, DIAGRAM_RT)
+    for r_dm in (rid, "rId999"):
+        p = doc.add_paragraph()
+        p._p.append(parse_xml(
+            f'<w:r {nsdecls("w", "wp", "a", "r")} {_DGM_NS}><w:drawing><wp:inline><wp:extent cx="5486400" cy="3200400"/>'
+            f'<wp:docPr id="1" name="Diagram 1"/><a:graphic><a:graphicData uri="{DIAGRAM_URI}">'
+            f'<dgm:relIds r:dm="{r_dm}" r:lo="" r:qs="" r:cs=""/></a:graphicData></a:graphic></wp:inline>'
+            "</w:drawing></w:r>"
+        ))  # fmt: skip
+    doc.add_paragraph("HR answers within a week.")
+    buf = io.BytesIO()
+    doc.save(buf)
+    return buf.getvalue()
+
+
+def make_pptx_with_diagram() -> bytes:
+    """One slide, "Leave process", with a SmartArt diagram under a text box."""
+    from pptx import Presentation
+    from pptx.opc.package import Part
+    from pptx.opc.packuri import PackURI
+    from pptx.oxml import parse_xml
+    from pptx.util import Emu
+
+    prs = Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[5])  # title only
+    slide.shapes.title.text = "Leave process"
+    slide.shapes.add_textbox(
+        Emu(500000), Emu(1500000), Emu(4000000), Emu(500000)
+    ).text_frame.text = "Three steps:"
+    part = Part(PackURI("/ppt/diagrams/data1.xml"), DIAGRAM_CT, prs.part.package, DIAGRAM_DATA)
+    rid = slide.part.relate_to(part, DIAGRAM_RT)
+    slide.shapes._spTree.append(parse_xml(
+        '<p:graphicFrame xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" '
+        'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+        f'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" {_DGM_NS}>'
+        '<p:nvGraphicFramePr><p:cNvPr id="10" name="Diagram 1"/><p:cNvGraphicFramePr/><p:nvPr/></p:nvGraphicFramePr>'
+        '<p:xfrm><a:off x="500000" y="2500000"/><a:ext cx="6000000" cy="3000000"/></p:xfrm>'
+        f'<a:graphic><a:graphicData uri="{DIAGRAM_URI}"><dgm:relIds r:dm="{rid}" r:lo="" r:qs="" r:cs=""/>'
+        "</a:graphicData></a:graphic></p:graphicFrame>"
+    ))  # fmt: skip
+    buf = io.BytesIO()
+    prs.save(buf)
+    return buf.getvalue()

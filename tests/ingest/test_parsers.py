@@ -169,6 +169,17 @@ def test_pdf_cjk_text_in_predefined_cmaps_is_decoded(cmap, ordering, text, codes
     assert doc.text == text
 
 
+def test_smartart_diagram_text_is_read_in_its_own_order():
+    # SmartArt (process steps, org charts) keeps its text only in the diagram's data part: read in the order of
+    # its parent-of connections, a child indented under its parent; a diagram whose part is missing is skipped
+    steps = "Submit request\nManager approves\n  Within 3 days"
+    doc = parse(F.make_docx_with_diagram(), "leave.docx")
+    assert doc.text == f"How to request leave:\n\n{steps}\n\nHR answers within a week."
+    deck = parse(F.make_pptx_with_diagram(), "leave.pptx")
+    assert deck.text == f"Leave process\n\nThree steps:\n\n{steps}"
+    assert section_of(deck, "Within 3 days").heading_path == ["Leave process"]
+
+
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
     page = ("Travel allowance\n"
             "Employees who travel for more than five days may claim a daily\n"
