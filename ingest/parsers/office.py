@@ -53,7 +53,7 @@ def open_zip(data: bytes, kind: str) -> zipfile.ZipFile:
 def parse_docx(data: bytes) -> ParsedDocument:
     """Paragraphs and tables in body order (content controls opened, a table of contents skipped); headings
     from paragraph styles, the styles they are based on, or outline levels; tables as header rows; text
-    boxes and SmartArt diagrams after their paragraph; footnotes and endnotes at the end. Paragraph text is every ``w:t`` of the
+    boxes, SmartArt diagrams and charts after their paragraph; footnotes and endnotes at the end. Paragraph text is every ``w:t`` of the
     paragraph (hyperlinks, tracked insertions, inline content controls, field results), not deleted text
     or field codes."""
     from docx import Document
@@ -105,7 +105,7 @@ def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict
             for box in el.iter(_w("txbxContent")):
                 if not any(a.tag == _MC_FALLBACK for a in box.iterancestors()):
                     _docx_blocks(box, doc, b, titles, styles)
-            for text in _diagrams(el, doc.part):
+            for text in _diagrams(el, doc.part) + _charts(el, doc.part):
                 b.block(text)
         elif el.tag == _w("tbl"):
             b.block("\n".join(rows_as_text(_table_rows(el))))
@@ -260,6 +260,97 @@ def _diagram_text(blob: bytes) -> str:
     return "\n".join(out)
 
 
+_C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
+_R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+_MAX_CHART_POINTS = 2_000
+
+
+def _charts(el, part) -> list[str]:
+    """The text of each chart drawn in ``el`` (its chart part, found through ``part``'s relationships): the
+    title, then its data as a table, a row per category and a column per series ("Quarter: Q3; Revenue: 12.5;
+    Cost: 9"), from the values the file caches for display. Word and PowerPoint keep a chart's numbers there,
+    not in the text."""
+    texts = []
+    for ref in el.iter(f"{_C}chart"):
+        rid = ref.get(_R_ID)
+        if rid is None or any(a.tag == _MC_FALLBACK for a in ref.iterancestors()):
+            continue
+        try:
+            text = _chart_text(part.rels[rid].target_part.blob)
+        except Exception as e:  # a missing or damaged chart part costs the chart, not the document
+            logger.warning("a chart could not be read: %s", e)
+            continue
+        if text:
+            texts.append(text)
+    return texts
+
+
+def _cached(el) -> dict[int, str]:
+    """idx -> value of a chart reference's cached points (c:strCache / c:numCache / c:multiLvlStrCache, whose
+    first level is the innermost category), or of a literal (c:strLit / c:numLit)."""
+    out: dict[int, str] = {}
+    if el is None:
+        return out
+    percent = any("%" in (f.text or "") for f in el.iter(f"{_C}formatCode"))
+    for pt in el.iter(f"{_C}pt"):
+        if len(out) >= _MAX_CHART_POINTS:
+            break
+        try:
+            idx = int(pt.get("idx", ""))
+        except ValueError:
+            continue
+        v = pt.find(f"{_C}v")
+        if v is None or v.text is None or idx in out:
+            continue
+        if pt.getparent().tag in (f"{_C}numCache", f"{_C}numLit"):
+            out[idx] = _chart_number(v.text.strip(), percent or "%" in (pt.get("formatCode") or ""))
+        else:
+            out[idx] = v.text.strip()
+    return out
+
+
+def _chart_number(v: str, percent: bool) -> str:
+    """A cached value as a chart shows it: floats to 15 significant digits (Excel caches 8.200000000000001),
+    fractions under a percent format as percents (0.25 -> 25%); text as it is."""
+    try:
+        x = float(v)
+    except ValueError:
+        return v
+    if x != x or x in (float("inf"), float("-inf")):
+        return v
+    return f"{x * 100:.15g}%" if percent else f"{x:.15g}"
+
+
+def _chart_text(blob: bytes) -> str:
+    from lxml import etree
+
+    root = etree.fromstring(blob, base.xml_parser())
+    chart = root.find(f"{_C}chart")
+    if chart is None:
+        return ""
+    lines = []
+    title = chart.find(f"{_C}title")
+    if title is not None:
+        words = "".join(t.text or "" for t in title.iter(f"{_A}t")) or " ".join(_cached(title).values())
+        if words.strip():
+            lines.append(words.strip())
+    series = []
+    for ser in chart.iter(f"{_C}ser"):
+        name = " ".join(_cached(ser.find(f"{_C}tx")).values()) or (ser.findtext(f"{_C}tx/{_C}v") or "")
+        cats = _cached(ser.find(f"{_C}cat")) or _cached(ser.find(f"{_C}xVal"))
+        vals = _cached(ser.find(f"{_C}val")) or _cached(ser.find(f"{_C}yVal"))
+        if vals:
+            series.append((name.strip() or f"Series {len(series) + 1}", cats, vals))
+    if series:
+        idxs = sorted({i for _, cats, vals in series for i in (*cats, *vals)})[:_MAX_CHART_POINTS]
+        rows = [["Category"] + [name for name, _, _ in series]]
+        for i in idxs:
+            cat = next((cats[i] for _, cats, _ in series if i in cats), str(i + 1))
+            rows.append([cat] + [vals.get(i, "") for _, _, vals in series])
+        lines += rows_as_text(rows)
+    return "\n".join(lines)
+
+
 def _table_rows(tbl) -> list[list[str]]:
     """A table's rows of cell texts, read from its XML: rows and cells may sit in content controls or custom
     XML (a cover page's cells), which python-docx's rows and cells do not see. A horizontally merged cell counts
@@ -304,7 +395,7 @@ def _wrapped(parent, tag: str):
 
 def parse_pptx(data: bytes) -> ParsedDocument:
     """One section per slide (page = slide number), the slide title as its heading; SmartArt diagrams' text;
-    notes included."""
+    charts' titles and data; notes included."""
     from pptx import Presentation
 
     open_zip(data, "PowerPoint")
@@ -331,7 +422,7 @@ def parse_pptx(data: bytes) -> ParsedDocument:
             elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
                 b.block(shape.text_frame.text)
             else:
-                for text in _diagrams(shape._element, slide.part):
+                for text in _diagrams(shape._element, slide.part) + _charts(shape._element, slide.part):
                     b.block(text)
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
             b.block(slide.notes_slide.notes_text_frame.text)

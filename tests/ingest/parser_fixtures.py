@@ -774,3 +774,62 @@ def make_pptx_with_diagram() -> bytes:
     buf = io.BytesIO()
     prs.save(buf)
     return buf.getvalue()
+
+
+def make_pptx_with_chart() -> bytes:
+    """One slide, "Revenue", with a clustered bar chart (python-pptx writes the chart part and its cached values):
+    title "Revenue by quarter", quarters Q1-Q3, series EMEA and APAC (one value with float noise), and a second
+    chart, a pie of shares under a percent format."""
+    from pptx import Presentation
+    from pptx.chart.data import CategoryChartData
+    from pptx.enum.chart import XL_CHART_TYPE
+    from pptx.util import Emu
+
+    prs = Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[5])
+    slide.shapes.title.text = "Revenue"
+    data = CategoryChartData()
+    data.categories = ["Q1", "Q2", "Q3"]
+    data.add_series("EMEA", (1.5, 2.25, 3))
+    data.add_series("APAC", (0.1 + 0.2, 4, 5))
+    frame = slide.shapes.add_chart(XL_CHART_TYPE.COLUMN_CLUSTERED, Emu(500000), Emu(1500000), Emu(6000000),
+                                   Emu(2500000), data)  # fmt: skip
+    frame.chart.has_title = True
+    frame.chart.chart_title.text_frame.text = "Revenue by quarter"
+    shares = CategoryChartData(number_format="0%")
+    shares.categories = ["Online", "Stores"]
+    shares.add_series("Share", (0.625, 0.375))
+    slide.shapes.add_chart(XL_CHART_TYPE.PIE, Emu(500000), Emu(4200000), Emu(3000000), Emu(2000000), shares)
+    buf = io.BytesIO()
+    prs.save(buf)
+    return buf.getvalue()
+
+
+def make_docx_with_chart() -> bytes:
+    """A Word document with the bar chart of ``make_pptx_with_chart`` (its chart part, as Word stores one) after
+    a paragraph."""
+    from docx import Document
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    with zipfile.ZipFile(io.BytesIO(make_pptx_with_chart())) as z:
+        chart = z.read(next(n for n in sorted(z.namelist()) if n.startswith("ppt/charts/chart")))
+    doc = Document()
+    doc.add_paragraph("Quarterly figures:")
+    part = Part(PackURI("/word/charts/chart1.xml"),
+                "application/vnd.openxmlformats-officedocument.drawingml.chart+xml", chart, doc.part.package)  # fmt: skip
+    rid = doc.part.relate_to(
+        part, "http://schemas.openxmlformats.org/officeDocument/2006/relationships/chart"
+    )
+    p = doc.add_paragraph()
+    p._p.append(parse_xml(
+        f'<w:r {nsdecls("w", "wp", "a", "r")} xmlns:c="http://schemas.openxmlformats.org/drawingml/2006/chart">'
+        '<w:drawing><wp:inline><wp:extent cx="5486400" cy="3200400"/><wp:docPr id="2" name="Chart 1"/><a:graphic>'
+        '<a:graphicData uri="http://schemas.openxmlformats.org/drawingml/2006/chart">'
+        f'<c:chart r:id="{rid}"/></a:graphicData></a:graphic></wp:inline></w:drawing></w:r>'
+    ))  # fmt: skip
+    buf = io.BytesIO()
+    doc.save(buf)
+    return buf.getvalue()

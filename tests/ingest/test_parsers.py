@@ -180,6 +180,22 @@ def test_smartart_diagram_text_is_read_in_its_own_order():
     assert section_of(deck, "Within 3 days").heading_path == ["Leave process"]
 
 
+def test_chart_titles_and_data_are_read_as_tables():
+    # a chart's numbers live in its chart part, not in the text: the title, then a row per category with a
+    # column per series, values as the chart shows them (no float noise, percents under a percent format)
+    rows = ["Revenue by quarter", "Category: Q1; EMEA: 1.5; APAC: 0.3", "Category: Q2; EMEA: 2.25; APAC: 4",
+            "Category: Q3; EMEA: 3; APAC: 5"]  # fmt: skip
+    deck = parse(F.make_pptx_with_chart(), "revenue.pptx")
+    assert deck.text.split("\n\n") == [
+        "Revenue",
+        "\n".join(rows),
+        "Category: Online; Share: 62.5%\nCategory: Stores; Share: 37.5%",
+    ]
+    assert section_of(deck, "Category: Q2").heading_path == ["Revenue"]
+    doc = parse(F.make_docx_with_chart(), "figures.docx")
+    assert doc.text == "Quarterly figures:\n\n" + "\n".join(rows)
+
+
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
     page = ("Travel allowance\n"
             "Employees who travel for more than five days may claim a daily\n"
