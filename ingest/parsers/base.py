@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 
 def xml_parser():
@@ -239,6 +240,25 @@ class TextBuilder:
 
 
 MAX_TITLE_ROWS = 5
+
+
+_PERCENT_DECIMALS = re.compile(r"\.(0+)%")
+
+
+def number_text(x: float, fmt: str | None = None) -> str:
+    """A spreadsheet or chart number as it is shown: at most 15 significant digits (what Excel displays; files
+    cache 0.30000000000000004), whole numbers without ".0", and under a percent format (``fmt`` "0%", "0.0%")
+    a percent with the format's decimals (0.2345 -> "23.5%")."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if fmt and "%" in fmt and not fmt.startswith("@"):
+        m = _PERCENT_DECIMALS.search(fmt)
+        step = Decimal(1).scaleb(-len(m.group(1))) if m else Decimal(1)
+        return (
+            f"{(Decimal(repr(x)) * 100).quantize(step, rounding=ROUND_HALF_UP)}%"  # as Excel rounds: half up
+        )
+    text = f"{x:.15g}"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def rows_as_text(rows: list[list[str]]) -> list[str]:

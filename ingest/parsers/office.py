@@ -291,7 +291,7 @@ def _cached(el) -> dict[int, str]:
     out: dict[int, str] = {}
     if el is None:
         return out
-    percent = any("%" in (f.text or "") for f in el.iter(f"{_C}formatCode"))
+    fmt = next((f.text for f in el.iter(f"{_C}formatCode") if f.text), None)
     for pt in el.iter(f"{_C}pt"):
         if len(out) >= _MAX_CHART_POINTS:
             break
@@ -303,22 +303,19 @@ def _cached(el) -> dict[int, str]:
         if v is None or v.text is None or idx in out:
             continue
         if pt.getparent().tag in (f"{_C}numCache", f"{_C}numLit"):
-            out[idx] = _chart_number(v.text.strip(), percent or "%" in (pt.get("formatCode") or ""))
+            out[idx] = _chart_number(v.text.strip(), pt.get("formatCode") or fmt)
         else:
             out[idx] = v.text.strip()
     return out
 
 
-def _chart_number(v: str, percent: bool) -> str:
-    """A cached value as a chart shows it: floats to 15 significant digits (Excel caches 8.200000000000001),
-    fractions under a percent format as percents (0.25 -> 25%); text as it is."""
+def _chart_number(v: str, fmt: str | None) -> str:
+    """A cached chart value as the chart shows it under its format code (``base.number_text``); text as it is."""
     try:
         x = float(v)
     except ValueError:
         return v
-    if x != x or x in (float("inf"), float("-inf")):
-        return v
-    return f"{x * 100:.15g}%" if percent else f"{x:.15g}"
+    return base.number_text(x, fmt)
 
 
 def _chart_text(blob: bytes) -> str:
@@ -461,13 +458,13 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
     try:
         for ws in wb.worksheets:
             rows = []
-            for r in ws.iter_rows(values_only=True):
+            for r in ws.iter_rows():
                 cells += len(r)
                 if cells > base.MAX_SHEET_CELLS:
                     raise ParseError(
                         f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it."
                     )
-                rows.append([_cell(v) for v in r])
+                rows.append([_cell(c.value, getattr(c, "number_format", None)) for c in r])
             lines = rows_as_text(rows)
             if lines:
                 b.set_path([])
@@ -483,11 +480,13 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
     return b.build("xlsx", None, metadata_title(title))
 
 
-def _cell(v) -> str:
+def _cell(v, fmt: str | None = None) -> str:
+    """A cell's value as the sheet shows it: numbers through ``base.number_text`` (15 significant digits,
+    percent formats), dates as ISO dates."""
     if v is None:
         return ""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
+    if isinstance(v, float | int) and not isinstance(v, bool):
+        return base.number_text(float(v), fmt) if isinstance(v, float) or (fmt and "%" in fmt) else str(v)
     if isinstance(v, dt.datetime) and v.time() == dt.time(0):
         return v.date().isoformat()
     if isinstance(v, dt.date | dt.time):

@@ -24,7 +24,15 @@ import struct
 from collections import Counter
 
 from . import base
-from .base import ParsedDocument, ParseError, TextBuilder, UnsupportedFileType, metadata_title, rows_as_text
+from .base import (
+    ParsedDocument,
+    ParseError,
+    TextBuilder,
+    UnsupportedFileType,
+    metadata_title,
+    number_text,
+    rows_as_text,
+)
 from .mail import Mail, html_text, write_mail
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -403,7 +411,7 @@ def _xls_cell(c, datemode: int) -> str:
     if c.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
         return ""
     if c.ctype == xlrd.XL_CELL_NUMBER:
-        return str(int(c.value)) if float(c.value).is_integer() else str(c.value)
+        return number_text(float(c.value))
     if c.ctype == xlrd.XL_CELL_DATE:
         try:
             d = xlrd.xldate.xldate_as_datetime(c.value, datemode)

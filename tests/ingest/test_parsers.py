@@ -182,18 +182,48 @@ def test_smartart_diagram_text_is_read_in_its_own_order():
 
 def test_chart_titles_and_data_are_read_as_tables():
     # a chart's numbers live in its chart part, not in the text: the title, then a row per category with a
-    # column per series, values as the chart shows them (no float noise, percents under a percent format)
+    # column per series, values as the chart shows them (no float noise; under the "0%" format whole percents,
+    # rounded half up as Office does: 62.5% -> 63%)
     rows = ["Revenue by quarter", "Category: Q1; EMEA: 1.5; APAC: 0.3", "Category: Q2; EMEA: 2.25; APAC: 4",
             "Category: Q3; EMEA: 3; APAC: 5"]  # fmt: skip
     deck = parse(F.make_pptx_with_chart(), "revenue.pptx")
     assert deck.text.split("\n\n") == [
         "Revenue",
         "\n".join(rows),
-        "Category: Online; Share: 62.5%\nCategory: Stores; Share: 37.5%",
+        "Category: Online; Share: 63%\nCategory: Stores; Share: 38%",
     ]
     assert section_of(deck, "Category: Q2").heading_path == ["Revenue"]
     doc = parse(F.make_docx_with_chart(), "figures.docx")
     assert doc.text == "Quarterly figures:\n\n" + "\n".join(rows)
+
+
+def test_spreadsheet_numbers_read_as_the_sheet_shows_them():
+    # computed cells cache binary floats (0.1 + 0.2 = 0.30000000000000004), which the sheet shows as 0.3, and
+    # fractions under a percent format, which it shows as percents: the text says what a reader sees
+    import io
+
+    import openpyxl
+    import xlwt
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Region", "Margin", "Sales", "Growth", "Units"])
+    ws.append(["EMEA", 0.2345, 0.1 + 0.2, 0.05, 12])
+    ws["B2"].number_format = "0.0%"
+    ws["D2"].number_format = "0%"
+    buf = io.BytesIO()
+    wb.save(buf)
+    doc = parse(buf.getvalue(), "margins.xlsx")
+    assert "Region: EMEA; Margin: 23.5%; Sales: 0.3; Growth: 5%; Units: 12" in doc.text
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Q1")
+    for j, v in enumerate(["Region", "Sales", "Units"]):
+        sheet.write(0, j, v)
+    for j, v in enumerate(["EMEA", 0.1 + 0.2, 12.0]):
+        sheet.write(1, j, v)
+    buf = io.BytesIO()
+    book.save(buf)
+    assert "Region: EMEA; Sales: 0.3; Units: 12" in parse(buf.getvalue(), "margins.xls").text
 
 
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
