@@ -814,23 +814,21 @@ def dequantize_triton(qweight: torch.Tensor, scale: torch.Tensor, dtype: torch.d
     return y
 
 
-def _many_rows_configs() -> list[triton.Config]:
+def _gemm_configs(tiles) -> list[triton.Config]:
+    """GEMM configs of (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tiles, usual orientation."""
     return [
         triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": sw, "CVT": 0},
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": False, "CVT": 0},
             num_warps=w,
             num_stages=s,
         )
-        for bn, bm, bk, w, s in (
-            (128, 128, 64, 4, 4),
-            (128, 128, 64, 8, 4),
-            (128, 256, 64, 8, 3),
-            (256, 128, 64, 8, 3),
-            (64, 128, 64, 4, 4),
-            (128, 64, 64, 4, 4),
-        )
-        for sw in (False,)
+        for bm, bn, bk, w, s in tiles
     ]
+
+
+def _many_rows_configs() -> list[triton.Config]:
+    return _gemm_configs(((128, 128, 64, 4, 4), (128, 128, 64, 8, 4), (256, 128, 64, 8, 3), (128, 256, 64, 8, 3),
+                          (128, 64, 64, 4, 4), (64, 128, 64, 4, 4)))  # fmt: skip
 
 
 def _prune_many_rows(configs, named_args, **kwargs):
@@ -847,14 +845,7 @@ IMMA_MANY_TILES = ((64, 128, 128, 4, 4), (64, 256, 128, 8, 3), (128, 128, 128, 8
 
 
 def _many_rows_imma_configs() -> list[triton.Config]:
-    return [
-        triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_N": 8, "SWAP": False, "CVT": 0},
-            num_warps=w,
-            num_stages=s,
-        )
-        for bm, bn, bk, w, s in IMMA_MANY_TILES
-    ]
+    return _gemm_configs(IMMA_MANY_TILES)
 
 
 _int8_matmul = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(

@@ -199,14 +199,21 @@ def _diagrams(el, part) -> list[str]:
     """The text of each SmartArt diagram (process steps, org charts, lists) drawn in ``el``: its data part, found
     through ``part``'s relationships, one line a node in the diagram's own order (parent before children,
     siblings by position; indented two spaces a level). Word and PowerPoint keep a diagram's text only there."""
+    return _related_texts(el.iter(f"{_DGM}relIds"), _R_DM, part, _diagram_text, "a SmartArt diagram")
+
+
+def _related_texts(refs, rid_attr: str, part, read, what: str) -> list[str]:
+    """``read(blob)`` of the part each reference in ``refs`` names (``rid_attr``, through ``part``'s
+    relationships), skipping fallback copies; a missing or damaged part costs that drawing, not the document."""
     texts = []
-    for ids in el.iter(f"{_DGM}relIds"):
-        if any(a.tag == _MC_FALLBACK for a in ids.iterancestors()):
+    for ref in refs:
+        rid = ref.get(rid_attr)
+        if rid is None or any(a.tag == _MC_FALLBACK for a in ref.iterancestors()):
             continue
         try:
-            text = _diagram_text(part.rels[ids.get(_R_DM)].target_part.blob)
-        except Exception as e:  # a missing or damaged diagram part costs the diagram, not the document
-            logger.warning("a SmartArt diagram could not be read: %s", e)
+            text = read(part.rels[rid].target_part.blob)
+        except Exception as e:
+            logger.warning("%s could not be read: %s", what, e)
             continue
         if text:
             texts.append(text)
@@ -270,19 +277,7 @@ def _charts(el, part) -> list[str]:
     title, then its data as a table, a row per category and a column per series ("Quarter: Q3; Revenue: 12.5;
     Cost: 9"), from the values the file caches for display. Word and PowerPoint keep a chart's numbers there,
     not in the text."""
-    texts = []
-    for ref in el.iter(f"{_C}chart"):
-        rid = ref.get(_R_ID)
-        if rid is None or any(a.tag == _MC_FALLBACK for a in ref.iterancestors()):
-            continue
-        try:
-            text = _chart_text(part.rels[rid].target_part.blob)
-        except Exception as e:  # a missing or damaged chart part costs the chart, not the document
-            logger.warning("a chart could not be read: %s", e)
-            continue
-        if text:
-            texts.append(text)
-    return texts
+    return _related_texts(el.iter(f"{_C}chart"), _R_ID, part, _chart_text, "a chart")
 
 
 def _cached(el) -> dict[int, str]:

@@ -128,6 +128,18 @@ def test_int8_few_rows_split_k(rows, split):
 IMMA_ROWS = [2, 8, 17, 32, 64] if GPU else [2, 5, 17, 33]
 
 
+def _outlier_case(rows: int, shape: tuple[int, int], dtype):
+    """A weight, rows with one activation 100x the others (as LLM hidden states have: it coarsens every other
+    element's share of a row scale), a bias, and the exact product."""
+    n, k = shape
+    w = _weight(n, k)
+    x = torch.randn(rows, k, dtype=FP32, device=DEVICE)
+    x[:, 7 % k] *= 100
+    x = x.to(dtype)
+    b = torch.randn(n, dtype=dtype, device=DEVICE)
+    return w, x, b, x.double() @ w.dequantize(FP32).double().T + b.double()
+
+
 @pytest.mark.parametrize("rows", IMMA_ROWS)
 @pytest.mark.parametrize("split", [1, 3])
 @pytest.mark.parametrize("dtype", [BF16, FP16])
@@ -135,12 +147,8 @@ def test_int8_imma_rows_match_the_dequantized_reference(rows, split, dtype):
     # the rows as two int8 planes on int8 x int8 dots (IMMA): K not a multiple of the tile, split K, rows
     # not a multiple of the row tile, a bias, and an activation outlier 100x the others (as LLM hidden
     # states have) that coarsens every other element's share of the row scale
-    n, k = (4608, 4096) if GPU else (37, 123)
-    w = _weight(n, k)
-    x = torch.randn(rows, k, dtype=FP32, device=DEVICE)
-    x[:, 7] *= 100
-    x = x.to(dtype)
-    b = torch.randn(n, dtype=dtype, device=DEVICE)
+    n = 4608 if GPU else 37
+    w, x, b, exact = _outlier_case(rows, (n, 4096) if GPU else (n, 123), dtype)
     bm = max(16, 1 << (rows - 1).bit_length())
     base = {
         "BLOCK_M": bm,
@@ -149,7 +157,6 @@ def test_int8_imma_rows_match_the_dequantized_reference(rows, split, dtype):
         "SPLIT_K": split,
         "DOT": True,
     }
-    exact = x.double() @ w.dequantize(FP32).double().T + b.double()
     out = poisoned((rows, n), dtype)
     int8_linear_triton(x, w.qweight, w.scale, b, config={**base, "IMMA": True}, out=out)
     assert_close(out, exact, dtype)
@@ -166,13 +173,8 @@ def test_int8_imma_gemm_matches_the_dequantized_reference(rows, dtype, monkeypat
     # the many-rows GEMM on the planes: rows not a multiple of the row tile, K not of the K tile, a bias, an
     # activation outlier; forced small tiles on the CPU, the IMMA autotuner's on the GPU
     monkeypatch.setenv("AUTOGLM_W8_IMMA", "1")
-    n, k = (4608, 4096) if GPU else (40, 100)
-    w = _weight(n, k)
-    x = torch.randn(rows, k, dtype=FP32, device=DEVICE)
-    x[:, 3] *= 100
-    x = x.to(dtype)
-    b = torch.randn(n, dtype=dtype, device=DEVICE)
-    exact = x.double() @ w.dequantize(FP32).double().T + b.double()
+    n = 4608 if GPU else 40
+    w, x, b, exact = _outlier_case(rows, (n, 4096) if GPU else (n, 100), dtype)
     tile = {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2}
     out = poisoned((rows, n), dtype)
     int8_linear_triton(
