@@ -359,7 +359,14 @@ def parse_xls(data: bytes) -> ParsedDocument:
     import xlrd
 
     try:  # xlrd writes its warnings to a log file, stdout by default: not into the worker's log
-        wb = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=_Discard())
+        try:  # with the cell formats (percentages); a file whose format records xlrd cannot read opens without
+            wb = xlrd.open_workbook(
+                file_contents=data, on_demand=True, logfile=_Discard(), formatting_info=True
+            )
+        except Exception as e:  # noqa: BLE001
+            if "encrypt" in str(e).lower():
+                raise
+            wb = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=_Discard())
     except xlrd.XLRDError as e:
         if "encrypt" in str(e).lower():
             raise ParseError(
@@ -381,7 +388,7 @@ def parse_xls(data: bytes) -> ParsedDocument:
             cells += sh.nrows * sh.ncols
             if cells > base.MAX_SHEET_CELLS:
                 raise ParseError(f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it.")
-            rows = [[_xls_cell(c, wb.datemode) for c in sh.row(r)] for r in range(sh.nrows)]
+            rows = [[_xls_cell(c, wb) for c in sh.row(r)] for r in range(sh.nrows)]
             lines = rows_as_text(rows)
             if lines:
                 b.set_path([])
@@ -405,22 +412,30 @@ class _Discard:
         pass
 
 
-def _xls_cell(c, datemode: int) -> str:
+def _xls_cell(c, wb) -> str:
     import xlrd
 
     if c.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
         return ""
     if c.ctype == xlrd.XL_CELL_NUMBER:
-        return number_text(float(c.value))
+        return number_text(float(c.value), _xls_format(c, wb))
     if c.ctype == xlrd.XL_CELL_DATE:
         try:
-            d = xlrd.xldate.xldate_as_datetime(c.value, datemode)
+            d = xlrd.xldate.xldate_as_datetime(c.value, wb.datemode)
         except (ValueError, OverflowError, xlrd.xldate.XLDateError):
             return str(c.value)
         return d.date().isoformat() if d.time() == dt.time(0) else d.isoformat()
     if c.ctype == xlrd.XL_CELL_BOOLEAN:
         return "TRUE" if c.value else "FALSE"
     return str(c.value)
+
+
+def _xls_format(c, wb) -> str | None:
+    """The number format of a cell ("0.0%"), where the workbook was opened with its formats."""
+    try:
+        return wb.format_map[wb.xf_list[c.xf_index].format_key].format_str
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
 
 
 # --- Outlook messages -----------------------------------------------------------------------------------------

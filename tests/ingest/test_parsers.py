@@ -217,13 +217,13 @@ def test_spreadsheet_numbers_read_as_the_sheet_shows_them():
     assert "Region: EMEA; Margin: 23.5%; Sales: 0.3; Growth: 5%; Units: 12" in doc.text
     book = xlwt.Workbook()
     sheet = book.add_sheet("Q1")
-    for j, v in enumerate(["Region", "Sales", "Units"]):
+    for j, v in enumerate(["Region", "Margin", "Sales", "Units"]):
         sheet.write(0, j, v)
-    for j, v in enumerate(["EMEA", 0.1 + 0.2, 12.0]):
-        sheet.write(1, j, v)
+    for j, v in enumerate(["EMEA", 0.2345, 0.1 + 0.2, 12.0]):
+        sheet.write(1, j, v, xlwt.easyxf(num_format_str="0.0%") if j == 1 else xlwt.Style.default_style)
     buf = io.BytesIO()
     book.save(buf)
-    assert "Region: EMEA; Sales: 0.3; Units: 12" in parse(buf.getvalue(), "margins.xls").text
+    assert "Region: EMEA; Margin: 23.5%; Sales: 0.3; Units: 12" in parse(buf.getvalue(), "margins.xls").text
 
 
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
