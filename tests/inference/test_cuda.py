@@ -28,8 +28,14 @@ def test_cuda_float32_greedy_matches_transformers(checkpoints, arch):
             assert res.token_ids == hf_greedy(path, engine.tokenizer.encode(prompt), 32)
 
 
-@pytest.mark.parametrize("quant,kv", [(None, "auto"), ("int8", "auto"), ("int8", "int8")])
-def test_cuda_bf16_and_int8_logits_close(checkpoints, quant, kv):
+@pytest.mark.parametrize(
+    "quant,kv,imma",
+    [(None, "auto", False), ("int8", "auto", False), ("int8", "int8", False), ("int8", "auto", True)],
+)
+def test_cuda_bf16_and_int8_logits_close(checkpoints, quant, kv, imma, monkeypatch):
+    # imma: INT8 weights on the int8 x int8 path (AUTOGLM_W8_IMMA=1: the 30- and 10-row steps split their rows
+    # into int8 planes)
+    monkeypatch.setenv("AUTOGLM_W8_IMMA", "1" if imma else "0")
     path = checkpoints["glm4"]
     tokens = [(i * 31 + 7) % 560 for i in range(40)]
     with torch.no_grad():
