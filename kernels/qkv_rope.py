@@ -62,10 +62,10 @@ def qkv_rotary_cache_triton(
         x,
         w,
         bias,
-        lambda: few_rows_linear_triton(x, w, bias, rope=rope),
+        fused := lambda: few_rows_linear_triton(x, w, bias, rope=rope),
         lambda: _unfused(x, w, bias, cos, sin, k_cache, v_cache, slot_mapping, num_heads),
     ):
-        qkv = few_rows_linear_triton(x, w, bias, rope=rope)
+        qkv = fused()
     else:
         return None
     return qkv[:, : num_heads * hd].view(1, num_heads, hd)

@@ -76,8 +76,8 @@ def gate_up_silu_triton(x: torch.Tensor, w: torch.Tensor | Int8Weight) -> torch.
         x,
         w,
         None,
-        lambda: few_rows_linear_triton(x, w, swiglu=True),
+        fused := lambda: few_rows_linear_triton(x, w, swiglu=True),
         lambda: silu_and_mul_triton(skinny.linear_triton(x, w)),
     ):
-        return few_rows_linear_triton(x, w, swiglu=True)
+        return fused()
     return None

@@ -21,10 +21,15 @@ def _jis_row_cell(data: bytes, errors: str = "strict") -> tuple[str, int]:
     return bytes(b | 0x80 for b in data).decode("euc_jp", errors), len(data)
 
 
+def _to_jis_row_cell(text: str, errors: str = "strict") -> tuple[bytes, int]:
+    """The inverse of ``_jis_row_cell``: EUC-JP's two-byte codes without their high bits."""
+    return bytes(b & 0x7F for b in text.encode("euc_jp", errors)), len(text)
+
+
 def _find_codec(name: str) -> codecs.CodecInfo | None:
     if name != "x_autoglm_jis_h":
         return None
-    return codecs.CodecInfo(name=name, encode=codecs.lookup("euc_jp").encode, decode=_jis_row_cell)
+    return codecs.CodecInfo(name=name, encode=_to_jis_row_cell, decode=_jis_row_cell)
 
 
 # Predefined CJK CMaps whose character codes are some Python codec's bytes. pypdf decodes the text of a font
