@@ -52,7 +52,7 @@ from inference.config import ModelConfig  # noqa: E402
 from inference.model import GlmModel  # noqa: E402
 from inference.runner import kv_bytes_per_block  # noqa: E402
 from inference.weights import weight_slots  # noqa: E402
-from kernels import Int8Weight, skinny  # noqa: E402
+from kernels import Int8Weight, int8_matmul, skinny  # noqa: E402
 
 # GLM-4-9B (GLM-4-0414 layout: Glm4ForCausalLM) and a tiny model of the same family for the CPU
 GLM4_9B = dict(vocab_size=151552, hidden_size=4096, intermediate_size=13696, num_hidden_layers=40,
@@ -680,9 +680,10 @@ def main() -> None:
     if args.report:
         print_report(json.loads(Path(args.report).read_text()))
         return
-    # what the engine decided at start-up (kernels.skinny: cuBLAS or the few-rows kernel per shape; graphs)
+    # what the engine decided at start-up (kernels.measure: cuBLAS or the few-rows kernel, converting or int8 x int8
+    # per shape; graphs)
     logging.basicConfig(format="  %(name)s: %(message)s", level=logging.WARNING)
-    for name in ("kernels.skinny", "inference.runner"):
+    for name in ("kernels.measure", "inference.runner"):
         logging.getLogger(name).setLevel(logging.INFO)
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
@@ -728,6 +729,7 @@ def main() -> None:
                 res["decode"]["leading_tokens_agree_with_hf_eager"] = common_prefix(ref, tokens)
         result["variants"][v] = res
         result["skinny"] = {"mode": skinny.mode(), "decisions": skinny.decisions()}
+        result["int8_imma"] = {"mode": int8_matmul.imma_mode(), "decisions": int8_matmul.imma_decisions()}
         result["total_s"] = time.perf_counter() - t_all
         result["targets"] = targets_of(result)
         out.write_text(json.dumps(result, indent=1, default=str))

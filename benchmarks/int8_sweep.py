@@ -176,7 +176,7 @@ def cases(parts):
     if "imma" in parts:
         # 128..4096 rows: the int8 x int8 GEMM against cuBLAS bf16 and what runs now (the converting GEMM,
         # "int8", for wide layers below 256 rows, else dequantize + cuBLAS): autotuned, and each IMMA tile forced
-        for m in (128, 256, 1024, 4096):
+        for m in (128, 256, 512, 1024, 2048, 4096):
             for name in GLM_LINEARS:
                 out += [("bf16", name, m, None), ("dequant", name, m, None), ("int8", name, m, None),
                         ("imma", name, m, None)]  # fmt: skip

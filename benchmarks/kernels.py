@@ -37,12 +37,20 @@ from kernels.attention import paged_attention_ref  # noqa: E402
 from kernels.flash_decode import flash_decode_triton, plan_splits  # noqa: E402
 from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
-from kernels.int8_matmul import FEW_ROWS, _few_rows, _many_rows_imma, int8_linear_triton  # noqa: E402
+from kernels.int8_matmul import (  # noqa: E402
+    FEW_ROWS,
+    IMMA_ROWS,
+    _few_rows,
+    _many_rows_imma,
+    imma_decisions,
+    int8_linear_triton,
+)
 from kernels.norm import rms_norm_ref  # noqa: E402
 from kernels.quant import Int8Weight, quantize_kv_ref  # noqa: E402
 from kernels.rotary import rotary_and_cache_ref  # noqa: E402
 from kernels.rotary_cache import rotary_and_cache_triton  # noqa: E402
 from kernels.swiglu import silu_and_mul_triton  # noqa: E402
+from kernels.triton_common import next_pow2  # noqa: E402
 
 DEV = "cuda"
 BF16 = torch.bfloat16
@@ -203,30 +211,42 @@ def section_int8(rows: list, lim: dict) -> None:
             row = {"layer": name, "N": N, "K": K, "M": M, "int8_ms": ms, "bf16_ms": ref_ms, "int8_eager_ms": eager,
                    "speedup": ref_ms / ms, "int8_weight_GBps": N * K / ms / 1e6, "rel_err": err,
                    "first_call_s": first_s, "config": cfg}  # fmt: skip
-            if 1 < M:
-                # the int8 x int8 path (AUTOGLM_W8_IMMA=1: rows split into int8 planes), same run, same inputs
-                os.environ["AUTOGLM_W8_IMMA"] = "1"
-                try:
-                    row["imma_rel_err"] = rel(
-                        int8_linear_triton(x, iws[0].qweight, iws[0].scale), x.float() @ iws[0].dequantize().T
+            if 1 < M <= IMMA_ROWS:
+                # both paths forced (AUTOGLM_W8_IMMA=off: converting / dequantizing; =on: the rows as int8
+                # planes, int8 x int8 dots), same run, same inputs; "int8" above is the measured choice (auto)
+                row["imma_chosen"] = next(
+                    (
+                        d["imma"]
+                        for d in imma_decisions()
+                        if (d["rows_bucket"], d["N"], d["K"]) == (next_pow2(M), N, K)
+                    ),
+                    None,
+                )
+                for mode in ("off", "on"):
+                    os.environ["AUTOGLM_W8_IMMA"] = mode
+                    try:
+                        fns = [
+                            lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]
+                        ]
+                        row[f"imma_{mode}_rel_err"] = rel(fns[0](), x.float() @ iws[0].dequantize().T)
+                        row[f"imma_{mode}_ms"] = graph_ms(fns)
+                        row[f"imma_{mode}_speedup"] = ref_ms / row[f"imma_{mode}_ms"]
+                    finally:
+                        os.environ.pop("AUTOGLM_W8_IMMA")
+                if M > FEW_ROWS:
+                    c = _many_rows_imma.best_config
+                    row["imma_on_config"] = (
+                        f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']}"
                     )
-                    row["imma_ms"] = graph_ms(
-                        [lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]]
-                    )
-                    row["imma_speedup"] = ref_ms / row["imma_ms"]
-                    c = (_few_rows if M <= FEW_ROWS else _many_rows_imma).best_config
-                    row["imma_config"] = (
-                        f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']} split {c.kwargs.get('SPLIT_K', 1)}"
-                    )
-                finally:
-                    os.environ.pop("AUTOGLM_W8_IMMA")
             rows.append(row)
             print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us (eager {eager * 1e3:6.1f})  bf16 "
                   f"{ref_ms * 1e3:8.1f} us  x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:5.0f} GB/s  "
                   f"rel_err {err:.1e}  first {first_s:.1f}s  {cfg}", flush=True)  # fmt: skip
-            if "imma_ms" in row:
-                print(f"int8 {name:<8} M={M:>4} imma {row['imma_ms'] * 1e3:8.1f} us  x{row['imma_speedup']:.2f}  "
-                      f"rel_err {row['imma_rel_err']:.1e}  {row['imma_config']}", flush=True)  # fmt: skip
+            if "imma_on_ms" in row:
+                print(f"int8 {name:<8} M={M:>4} converting {row['imma_off_ms'] * 1e3:8.1f} us x{row['imma_off_speedup']:.2f}"
+                      f"  int8 x int8 {row['imma_on_ms'] * 1e3:8.1f} us x{row['imma_on_speedup']:.2f} (rel_err "
+                      f"{row['imma_on_rel_err']:.1e})  chosen: {'int8 x int8' if row['imma_chosen'] else 'converting'}",
+                      flush=True)  # fmt: skip
 
 
 def section_parity(rows: list, lim: dict) -> None:

@@ -10,11 +10,12 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   32 or 64); with split K, the last split of each column tile to finish sums the float32 partials (one
   launch, no second pass). Autotuned on (rows, N, K). The same kernel takes 16-bit weights (QUANT off: no
   conversion, no scale; ``few_rows_linear_triton``), which ``kernels.skinny`` runs where it beats cuBLAS.
-  AUTOGLM_W8_IMMA=1 (off by default, not yet measured): 2..64 16-bit rows are first split into two int8
-  planes with a scale per row (``split_rows``, one small launch) and the dot runs int8 x int8 on the tensor
-  cores, both operands straight from shared memory: no weight conversion at all (the converting dot spends
-  ~2 instructions per weight byte on it and loads the tile into registers first); from FEW_ROWS+1 to
-  IMMA_ROWS rows the GEMM kernel does the same (``IMMA_MANY_TILES``) instead of a dequantized copy.
+  The int8 x int8 path (``IMMA``): 2..IMMA_ROWS 16-bit rows are first split into two int8 planes with a
+  scale per row (``split_rows``, one small launch) and the dots run int8 x int8 on the tensor cores, both
+  operands straight from shared memory: no weight conversion at all (the converting dot spends ~2
+  instructions per weight byte on it and loads the tile into registers first); past FEW_ROWS rows the GEMM
+  kernel does the same (``IMMA_MANY_TILES``) instead of a dequantized copy. Which path a shape takes is
+  measured on the GPU (``use_imma``; AUTOGLM_W8_IMMA=on/off forces it).
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
   the usual orientation, grouped program order for L2 reuse. (The transposed orientation keeps the converted
   weights in registers as wgmma's A operand and measured 7-18% faster at 4,096 rows on an H100, yet only
@@ -445,11 +446,57 @@ def split_rows(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return planes, sx
 
 
-def imma_rows_enabled() -> bool:
-    """AUTOGLM_W8_IMMA=1: 2..FEW_ROWS rows of int8 weights run on int8 tensor cores (``split_rows``, then the
-    few-rows kernel with IMMA). Off by default: prepared without GPU time (2026-12-06), not yet measured
-    against the converting path (``benchmarks/int8_sweep.py --parts imma``)."""
-    return os.environ.get("AUTOGLM_W8_IMMA", "0") == "1"
+def imma_mode() -> str:
+    """AUTOGLM_W8_IMMA: 'auto' (default: measured per shape, ``use_imma``), 'on' (=1: the int8 x int8 path for
+    every 16-bit product of 2..IMMA_ROWS rows) or 'off' (=0: never)."""
+    value = os.environ.get("AUTOGLM_W8_IMMA", "auto").lower()
+    return {"1": "on", "0": "off"}.get(value, value) if value in ("1", "0", "on", "off") else "auto"
+
+
+_IMMA: dict[tuple, bool] = {}  # (row bucket, N, K, dtype, bias, device) -> the int8 x int8 path
+
+
+def imma_eligible(x: torch.Tensor, M: int, rope: Rope | None = None, swiglu: bool = False) -> bool:
+    """The products the int8 x int8 path can take: 2..IMMA_ROWS rows of 16-bit activations, no fused epilogue
+    (one row stays on the FMA loop; float32 rows would lose precision to the planes)."""
+    return 2 <= M <= IMMA_ROWS and x.dtype in (torch.float16, torch.bfloat16) and rope is None and not swiglu
+
+
+def use_imma(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether this eligible product (``imma_eligible``) splits its rows into int8 planes (``split_rows``) and
+    runs on the int8 tensor cores, or converts the weights (few rows) / dequantizes them for cuBLAS (more).
+    'auto' measures both once per (row bucket, N, K, dtype, bias) from IMMA_MIN_ROWS rows as CUDA-graph
+    replays (``measure.decide``; the planes must win by its margin); the interpreter keeps the converting
+    path unless forced 'on'.
+    NOTE: H100 (RESULTS.md, "W8A16 on int8 tensor cores"), us, int8 x int8 vs the converting path: at 2-32
+    rows it lost on the narrow layers (q/k/v 8 rows 13.9 vs 10.9: the planes' own launch and no conversion
+    saved at 16-64 weight rows a tile) and won gate_up at 32-64 rows (48.9 vs 53.8, 52.9 vs 65.3); at 128-512
+    rows it won almost everywhere (down 256 rows 78.0 vs 125.7, q/k/v 128 rows 24.0 vs 33.5); from 1,024 rows
+    dequantize + cuBLAS won every layer (q/k/v 4,096 rows 220 vs 319)."""
+    how = imma_mode()
+    if how != "auto":
+        return how == "on"
+    if INTERPRET or x2.shape[0] < IMMA_MIN_ROWS:
+        return False
+    from . import measure
+
+    M, (N, K) = x2.shape[0], qweight.shape
+    key = (next_pow2(M), N, K, x2.dtype, bias is not None, x2.device)
+    return measure.decide(
+        _IMMA,
+        key,
+        lambda: int8_linear_triton(x2, qweight, scale, bias, imma=True),
+        lambda: int8_linear_triton(x2, qweight, scale, bias, imma=False),
+        f"int8 linear {M} rows x ({N}, {K}) {str(x2.dtype).removeprefix('torch.')}: int8 x int8",
+    )
+
+
+def imma_decisions() -> list[dict]:
+    """What this process decided so far, per shape (benchmarks record it)."""
+    return [
+        {"rows_bucket": k[0], "N": k[1], "K": k[2], "dtype": str(k[3]), "bias": k[4], "imma": v}
+        for k, v in _IMMA.items()
+    ]
 
 
 @triton.jit
@@ -861,8 +908,12 @@ _many_rows_imma = autotune(
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _prune_many_rows},
 )(_int8_matmul)
-# AUTOGLM_W8_IMMA=1 runs the int8 x int8 GEMM up to this many rows (more: dequantize + cuBLAS, as without it)
-IMMA_ROWS = 4096
+# the int8 x int8 path is measured from this many rows (below, it never won by more than the margin on the
+# H100, and each row bucket measured costs its own autotuning at start-up), forced from 2
+IMMA_MIN_ROWS = 17
+# the int8 x int8 path is measured (or forced) up to this many rows; more: dequantize + cuBLAS (H100: from
+# 1,024 rows it lost every GLM-4-9B layer, 0.55-0.73x of bf16 against 0.71-0.91x dequantized)
+IMMA_ROWS = 1024
 
 
 def int8_linear_triton(
@@ -874,6 +925,7 @@ def int8_linear_triton(
     out: torch.Tensor | None = None,
     rope: Rope | None = None,
     swiglu: bool = False,
+    imma: bool | None = None,
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
@@ -882,6 +934,8 @@ def int8_linear_triton(
     (BLOCK_N/BLOCK_K/SPLIT_K/DOT, BLOCK_M) the few-rows kernel, else (BLOCK_M/BLOCK_N/BLOCK_K/GROUP_N/SWAP) the
     GEMM; the CPU interpreter runs fixed small ones. ``rope``: one row only, the fused rotary + cache epilogue.
     ``swiglu``: one row only, qweight = [gate; up] -> silu(gate) * up (..., N // 2) (``_swiglu_epilogue``).
+    ``imma``: whether 2..IMMA_ROWS 16-bit rows take the int8 x int8 path (None: ``use_imma`` decides; a
+    ``config`` says it with its IMMA key instead).
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -918,14 +972,14 @@ def int8_linear_triton(
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
-    # the int8 x int8 GEMM (AUTOGLM_W8_IMMA=1, or a config with IMMA) for FEW_ROWS+1..IMMA_ROWS 16-bit rows
-    imma_many = (
-        M > FEW_ROWS
-        and x.dtype != torch.float32
-        and rope is None
-        and not swiglu
-        and (config.get("IMMA", False) if config is not None else imma_rows_enabled() and M <= IMMA_ROWS)
-    )
+    if config is not None:
+        imma = config.get("IMMA", False)
+    elif imma is None:
+        imma = imma_eligible(x2, M, rope, swiglu) and use_imma(x2, qweight, scale, bias)
+    else:
+        imma = imma and imma_eligible(x2, M, rope, swiglu)
+    # the int8 x int8 GEMM for FEW_ROWS+1..IMMA_ROWS 16-bit rows
+    imma_many = imma and M > FEW_ROWS and x.dtype != torch.float32 and rope is None and not swiglu
     if (
         config is None
         and rope is None
@@ -946,7 +1000,6 @@ def int8_linear_triton(
             y += bias
         return y.reshape(*lead, N)
     if rope is not None or swiglu or (M <= FEW_ROWS and (config is None or "SPLIT_K" in config)):
-        imma = config.get("IMMA", False) if config is not None else imma_rows_enabled()
         if imma and config is not None and (x.dtype == torch.float32 or not config.get("DOT")):
             raise ValueError(
                 f"the int8 x int8 path takes 16-bit rows and a DOT config, got {x.dtype}, {config}"

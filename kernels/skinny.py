@@ -10,8 +10,8 @@ GLM-4-9B shapes, `benchmarks/skinny.py`), cuBLAS read the narrow layers qkv (460
 at 64 rows on qkv, o_proj and gate_up.
 
 Which one runs is measured, not assumed: the first call of each (row bucket, N, K, dtype, bias) times both
-as CUDA-graph replays with L2 flushed (``_graph_time``; after the few-rows kernel's own autotuning) and keeps
-the faster; the few-rows kernel must win by ``MARGIN``. The choice happens in the engine's eager warm-up
+as CUDA-graph replays with L2 flushed (``measure.graph_time``; after the few-rows kernel's own autotuning) and
+keeps the faster; the few-rows kernel must win by ``measure.MARGIN``. The choice happens in the engine's eager warm-up
 before any CUDA graph is captured; a first call during capture takes cuBLAS (nothing can be timed then).
 AUTOGLM_SKINNY=off keeps cuBLAS everywhere, =on forces the few-rows kernel up to FEW_ROWS rows (benchmarks
 compare the two).
@@ -19,21 +19,15 @@ compare the two).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 
 import torch
 
+from . import measure
 from .int8_matmul import FEW_ROWS, few_rows_linear_triton
 from .quant import linear_ref
 from .triton_common import INTERPRET, next_pow2
-
-log = logging.getLogger(__name__)
-
-# the few-rows kernel must be at least this much faster than cuBLAS to be chosen (timing noise of ~10 us
-# kernels is a few per cent; a wrong pick of equals costs nothing, a flip-flop between runs only confuses)
-MARGIN = 0.97
 
 _CHOICE: dict[tuple, bool] = {}  # plain projections: (row bucket, N, K, dtype, bias, device) -> few-rows
 _FUSED: dict[tuple, bool] = {}  # projections with an epilogue: (what, *the same) -> fused
@@ -43,26 +37,6 @@ def mode() -> str:
     """'auto' (measure), 'on' (few-rows kernel up to FEW_ROWS rows) or 'off' (cuBLAS): AUTOGLM_SKINNY."""
     value = os.environ.get("AUTOGLM_SKINNY", "auto").lower()
     return value if value in ("on", "off") else "auto"
-
-
-def _graph_time(fn) -> float:
-    """Milliseconds of one ``fn()`` replayed from a CUDA graph, L2 flushed before each replay.
-
-    NOTE: as the engine runs it (a captured decode step, weights not in L2). Timed eagerly instead, the
-    few-rows kernel's Python launch path (~40-80 us: the autotuner's key, the partial-sum buffer) outlasted
-    its ~10 us on the GPU and cuBLAS won every narrow layer (H200: qkv at one row 39.8 vs 20.6 us eagerly,
-    13.1 vs 14.7 us in graphs)."""
-    import triton.testing
-
-    fn()  # compiled and autotuned before capture
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    try:
-        return triton.testing.do_bench(graph.replay, warmup=5, rep=25)
-    finally:
-        del graph
 
 
 def use_few_rows(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -104,28 +78,13 @@ def use_fused(
 
 
 def _decide(memo: dict, key: tuple, few: Callable, lib: Callable, label: str) -> bool:
-    """The mode's answer, else ``memo[key]``, else the graph timings of ``few`` (our kernel) and ``lib`` (the
-    library's way), kept: our kernel must win by ``MARGIN``."""
+    """The mode's answer, else ``measure.decide`` (measured once per key: our kernel must win by its MARGIN)."""
     how = mode()
     if how == "off":
         return False
     if how == "on" or INTERPRET:
         return True
-    choice = memo.get(key)
-    if choice is None:
-        if torch.cuda.is_current_stream_capturing():
-            return False  # not measured before capture (a warm-up would have): the library's kernel
-        t_few = _graph_time(few)
-        t_lib = _graph_time(lib)
-        choice = memo[key] = t_few < MARGIN * t_lib
-        log.info(
-            "%s %.1f us, library %.1f us -> %s",
-            label,
-            t_few * 1e3,
-            t_lib * 1e3,
-            "few-rows" if choice else "library",
-        )
-    return choice
+    return measure.decide(memo, key, few, lib, label)
 
 
 def decisions() -> list[dict]:
