@@ -7,7 +7,7 @@ variants; each case checked against the exact result at full size, then timed (C
     python3 benchmarks/int8_sweep.py --parts occ          # 8 / 32 rows: narrow tiles, few warps, more splits
     python3 benchmarks/int8_sweep.py --parts swap         # 128..4096 rows: the transposed GEMM vs cuBLAS
     python3 benchmarks/int8_sweep.py --parts wide         # 8 / 32 rows: wide column tiles, more K splits
-    python3 benchmarks/int8_sweep.py --parts imma         # 2..64 rows: the rows as int8 planes, int8 x int8 dots
+    python3 benchmarks/int8_sweep.py --parts imma         # 2..4,096 rows: the rows as int8 planes, int8 x int8 dots
     python3 benchmarks/int8_sweep.py --parts swap,wide --rows 32,4096 --layers qkv,gate_up   # a subset, in order
 
 Compilation dominates a cold run, so every case is first run once in --jobs parallel processes that share
@@ -209,6 +209,7 @@ def cases(parts):
             (32, False),
             (64, False),
             (100, False),
+            (100, True),
         ):
             for name, (N, K) in GLM_LINEARS.items():
                 if m <= im.FEW_ROWS:
@@ -220,13 +221,24 @@ def cases(parts):
                         "K": K,
                         "M_BUCKET": 1 << (m - 1).bit_length(),
                     }
-                    for c in im._prune_few_rows(im._few_rows_configs(), named):
-                        cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
-                        out.append(("warm", name, m, {"cfg": cfg, "bias": bias}))
-                elif -(-N // 128) >= 132:
+                    # the int8 x int8 path too where the engine measures it (AUTOGLM_W8_IMMA=auto)
+                    for imma in (False, True) if m >= im.IMMA_MIN_ROWS else (False,):
+                        for c in im._prune_few_rows(im._few_rows_configs(), named, IMMA=imma):
+                            cfg = {
+                                **c.kwargs,
+                                "num_warps": c.num_warps,
+                                "num_stages": c.num_stages,
+                                "IMMA": imma,
+                            }
+                            out.append(("warm", name, m, {"cfg": cfg, "bias": bias}))
+                    continue
+                if -(-N // 128) >= 132:
                     for c in im._many_rows_configs():
                         cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
                         out.append(("warm", name, m, {"cfg": cfg, "bias": bias}))
+                for c in im._many_rows_imma_configs():
+                    cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages, "IMMA": True}
+                    out.append(("warm", name, m, {"cfg": cfg, "bias": bias}))
         for quant in (False, True):
             for c in fp._prune(fp._configs(), {"MAX_SEQLEN_Q_BUCKET": 4096}):
                 cfg = {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
