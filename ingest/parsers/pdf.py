@@ -1,11 +1,14 @@
-"""PDF with pypdf: one section per page (1-based page numbers kept), title from the metadata."""
+"""PDF with pypdf: one section per page (1-based page numbers kept), title from the metadata. Headings come from
+the bookmarks, or, in a PDF without any, from font sizes (``font_headings``)."""
 
 from __future__ import annotations
 
 import codecs
 import io
 import logging
+import math
 import re
+from collections import Counter
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
@@ -104,21 +107,31 @@ def parse_pdf(data: bytes) -> ParsedDocument:
 
     outline = _outline(reader)
     texts: list[str | None] = []
+    sized: list[list[tuple[str, float]] | None] = []
     for i in range(n_pages):
+        chunks: list[tuple[str, float]] = []
         try:
-            texts.append(reader.pages[i].extract_text() or "")
+            text = reader.pages[i].extract_text(visitor_text=None if outline else _SizeVisitor(chunks)) or ""
         except FileNotDecryptedError as e:
             raise ParseError(_ENCRYPTED) from e
         except Exception as e:  # one bad page must not lose the others
             logger.warning("PDF page %d could not be read: %s", i + 1, e)
             texts.append(None)
+            sized.append(None)
+            continue
+        texts.append(text)
+        sized.append(None if outline else _sized_lines(text, chunks))
     failed = texts.count(None)
     texts = [None if t is None else reflow(t) for t in strip_running_lines(texts)]
+    by_font = {} if outline else font_headings(sized)
     b = TextBuilder()
     for i, page_text in enumerate(texts):
         if page_text is None:
             continue
         b.page(i + 1)
+        if i in by_font:
+            _emit_font_headings(b, page_text, by_font[i])
+            continue
         rest = page_text
         for level, title in outline.get(i, ()):
             span = _find_title(rest, title)
@@ -267,3 +280,152 @@ def _find_title(text: str, title: str) -> tuple[int, int] | None:
         return None
     m = re.search(r"\s+".join(re.escape(w) for w in words), text)
     return (m.start(), m.end()) if m else None
+
+
+# Headings from font sizes, for PDFs without bookmarks (most of them: a report saved from a word processor
+# without "create bookmarks", a scanned-then-OCRed file, a generated statement). pypdf hands every run of
+# text it extracts to a visitor with its font size and matrices, and the page text is exactly those runs in
+# order, so each line gets the size most of its characters are set in. The body size is the one most of the
+# document's characters have; a line at least HEADING_RATIO larger that reads like a heading (short, letters,
+# not a sentence) is one, its level the rank of its size among the headings' sizes (largest = 1).
+HEADING_RATIO = 1.15
+MIN_HEADING_STEP = 1.0  # points above the body size, whatever the ratio (tiny fonts)
+MAX_HEADING_CHARS = 120
+MAX_HEADING_WORDS = 16
+MAX_HEADING_LEVELS = 4
+MAX_HEADING_RUN = 3  # more consecutive large lines than this are a paragraph in large type, not a heading
+MAX_HEADING_SHARE = (
+    0.3  # headings holding more of the characters than this: sizes say nothing (forms of big labels)
+)
+MIN_SIZED_CHARS = 200  # too little text to tell a body size
+_HEADING_END = re.compile(r"[,;，；、]$")
+_SENTENCE_STOP = re.compile(r"[.!?。！？]$")
+
+
+class _SizeVisitor:
+    """pypdf's ``visitor_text``: each extracted run of text with its font size in points on the page (the
+    font size scaled by the text and graphics matrices' vertical axis)."""
+
+    def __init__(self, chunks: list[tuple[str, float]]) -> None:
+        self.chunks = chunks
+
+    def __call__(self, text, cm, tm, font_dict, font_size) -> None:
+        if not text:
+            return
+        try:
+            c = tm[2] * cm[0] + tm[3] * cm[2]
+            d = tm[2] * cm[1] + tm[3] * cm[3]
+            size = abs(float(font_size)) * math.hypot(c, d)
+        except Exception:  # noqa: BLE001  (a size is a bonus: an odd matrix must not lose the page's text)
+            size = 0.0
+        self.chunks.append((text, size if math.isfinite(size) else 0.0))
+
+
+def _sized_lines(text: str, chunks: list[tuple[str, float]]) -> list[tuple[str, float]] | None:
+    """The page's non-empty lines, each with the size most of its characters have (rounded to half a point);
+    None when the runs do not spell the page text (nothing to go by)."""
+    if "".join(t for t, _ in chunks) != text:
+        return None
+    lines: list[tuple[str, float]] = []
+    parts: list[str] = []
+    counts: Counter = Counter()
+
+    def end_line() -> None:
+        line = clean_inline("".join(parts))
+        if line and counts:
+            lines.append((line, counts.most_common(1)[0][0]))
+        parts.clear()
+        counts.clear()
+
+    for t, size in chunks:
+        for j, piece in enumerate(t.split("\n")):
+            if j:
+                end_line()
+            parts.append(piece)
+            n = sum(not ch.isspace() for ch in piece)
+            if n:
+                counts[round(size * 2) / 2] += n
+    end_line()
+    return lines
+
+
+def _heading_like(line: str) -> bool:
+    """Short, with letters, not a sentence or a list's middle, and not starting in lower case (a word set larger
+    inside a line of text, which pypdf breaks out on a line of its own)."""
+    words = line.split()
+    first = next((ch for ch in line if ch.isalpha()), "")
+    return (
+        not first.islower()
+        and 2 <= len(line) <= MAX_HEADING_CHARS
+        and len(words) <= MAX_HEADING_WORDS
+        and sum(ch.isalpha() for ch in line) >= 2
+        and not _HEADING_END.search(line)
+        and not (_SENTENCE_STOP.search(line) and len(words) > 6)
+    )
+
+
+def font_headings(pages: list[list[tuple[str, float]] | None]) -> dict[int, dict[str, int]]:
+    """{page index: {line (``clean_inline``): heading level}} from the pages' sized lines (``_sized_lines``);
+    {} when the sizes do not single out headings."""
+    chars: Counter = Counter()
+    for lines in pages:
+        for line, size in lines or ():
+            chars[size] += sum(not ch.isspace() for ch in line)
+    if sum(chars.values()) < MIN_SIZED_CHARS:
+        return {}
+    body = chars.most_common(1)[0][0]
+    floor = max(body * HEADING_RATIO, body + MIN_HEADING_STEP)
+    found: dict[int, dict[str, float]] = {}
+    plain: dict[int, set[str]] = {}
+    for i, lines in enumerate(pages):
+        run: list[tuple[str, float]] = []
+        for line, size in [*(lines or ()), ("", 0.0)]:  # a sentinel ends the last run
+            if size >= floor and _heading_like(line) and (not run or run[-1][1] == size):
+                run.append((line, size))
+                continue
+            if len(run) <= MAX_HEADING_RUN:
+                found.setdefault(i, {}).update(run)
+            else:
+                plain.setdefault(i, set()).update(t for t, _ in run)
+            run = [(line, size)] if size >= floor and _heading_like(line) else []
+            if line and not run:
+                plain.setdefault(i, set()).add(line)
+    # a text also set in body type on the same page (a table cell repeating a heading) stays body text
+    found = {i: {t: s for t, s in d.items() if t not in plain.get(i, ())} for i, d in found.items()}
+    found = {i: d for i, d in found.items() if d}
+    n = sum(sum(not ch.isspace() for ch in t) for d in found.values() for t in d)
+    if not n or n > MAX_HEADING_SHARE * sum(chars.values()):
+        return {}
+    ranks = sorted({s for d in found.values() for s in d.values()}, reverse=True)
+    level = {s: min(r + 1, MAX_HEADING_LEVELS) for r, s in enumerate(ranks)}
+    return {i: {t: level[s] for t, s in d.items()} for i, d in found.items()}
+
+
+def _emit_font_headings(b: TextBuilder, page_text: str, headings: dict[str, int]) -> None:
+    """The page's text with its font-size headings: consecutive heading lines of one level are one heading
+    wrapped over lines."""
+    body: list[str] = []
+    pending: tuple[int, list[str]] | None = None
+
+    def flush_heading() -> None:
+        nonlocal pending
+        if pending is not None:
+            b.heading(pending[0], " ".join(pending[1]))
+            pending = None
+
+    for raw in page_text.split("\n"):
+        level = headings.get(clean_inline(raw))
+        if level is None:
+            flush_heading()
+            body.append(raw)
+            continue
+        if body:
+            b.block("\n".join(body))
+            body.clear()
+        if pending is not None and pending[0] == level:
+            pending[1].append(clean_inline(raw))
+        else:
+            flush_heading()
+            pending = (level, [clean_inline(raw)])
+    flush_heading()
+    b.block("\n".join(body))

@@ -81,6 +81,37 @@ def make_pdf_with_outline() -> bytes:
     return buf.getvalue()
 
 
+def make_sized_pdf(pages: list[list[tuple[float, str]]], outline: str | None = None) -> bytes:
+    """Pages of (font size, line) in Helvetica, no bookmarks unless ``outline`` names one (on page 1), as a
+    report saved without "create bookmarks"; lines are drawn in the text's own units (``Tf`` at the size)
+    and, for sizes given negative, at 1 pt scaled by the text matrix (as many PDF writers do)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    for n, lines in enumerate(pages):
+        y = 800.0
+        for size, line in lines:
+            t = c.beginText()
+            if size < 0:
+                size = -size
+                t.setTextTransform(size, 0, 0, size, 72, y)
+                t.setFont("Helvetica", 1)
+            else:
+                t.setTextOrigin(72, y)
+                t.setFont("Helvetica", size)
+            t.textLine(line)
+            c.drawText(t)
+            y -= size * 1.5
+        if outline and n == 0:
+            c.bookmarkPage("p0")
+            c.addOutlineEntry(outline, "p0", level=0)
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
 def make_image_only_pdf() -> bytes:
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas

@@ -83,6 +83,69 @@ def test_pdf_bookmarks_become_heading_paths():
     assert_tiles(doc)
 
 
+BODY = "The warehouse team checks every delivery against the order before it is signed for and stored."
+
+
+def test_pdf_without_bookmarks_takes_headings_from_font_sizes():
+    # a report saved without bookmarks: a 20 pt title, 16 pt sections, 13 pt subsections (one set at 1 pt
+    # through the text matrix, as many writers do), 11 pt body; a section heading wrapped over two lines
+    doc = parse(
+        F.make_sized_pdf(
+            [
+                [
+                    (20, "Annual Safety Report"),
+                    (11, BODY),
+                    (16, "1. Incidents"),
+                    (11, BODY),
+                    (11, BODY),
+                    (-13, "1.1 Warehouse"),
+                    (11, "One slip on a wet floor near the loading bay."),
+                    (11, BODY),
+                ],
+                [
+                    (11, "Carried over from the warehouse."),
+                    (16, "2. Outlook for the sites in"),
+                    (16, "Europe and Asia"),
+                    (11, BODY),
+                    (11, BODY),
+                ],
+            ]  # fmt: skip
+        ),
+        "report.pdf",
+    )
+    assert section_of(doc, "The warehouse team").heading_path == ["Annual Safety Report"]
+    slip = section_of(doc, "One slip")
+    assert (slip.heading_path, slip.page) == (["Annual Safety Report", "1. Incidents", "1.1 Warehouse"], 1)
+    carried = section_of(doc, "Carried over")
+    assert (carried.heading_path, carried.page) == (
+        ["Annual Safety Report", "1. Incidents", "1.1 Warehouse"],
+        2,
+    )
+    outlook = section_of(doc, "Europe and Asia")
+    assert outlook.heading_path == ["Annual Safety Report", "2. Outlook for the sites in Europe and Asia"]
+    assert doc.text[outlook.start : outlook.end].startswith("2. Outlook for the sites in Europe and Asia\n")
+    assert "1.1 Warehouse" in doc.text  # the heading stays in the text
+    assert_tiles(doc)
+
+
+def test_pdf_font_sizes_make_no_headings_of_what_is_not_one():
+    # one size throughout; a lead paragraph in large type (more than three lines); a big figure; a large
+    # sentence; a bookmarked PDF (its bookmarks are the headings, the sizes are not read)
+    big_lead = [(16, f"A lead paragraph in large type, line {i} of it") for i in range(5)]
+    cases = [
+        [[(11, BODY)] * 6 + [(11, "Summary")] + [(11, BODY)] * 3],
+        [big_lead + [(11, BODY)] * 8],
+        [[(11, BODY)] * 4 + [(24, "12,400"), (11, BODY), (11, BODY)]],
+        [[(11, BODY)] * 4 + [(16, "We visited every site in the region twice this year."), (11, BODY)]],
+        [[(11, BODY)] * 4 + [(11, "The notice"), (16, "states"), (11, "that the tenant pays."), (11, BODY)]],
+    ]
+    for pages in cases:
+        doc = parse(F.make_sized_pdf(pages), "plain.pdf")
+        assert all(not s.heading_path for s in doc.sections), pages[0][4:6]
+    marked = parse(F.make_sized_pdf([[(11, BODY), (16, "1. Incidents"), (11, BODY)] * 3], outline="Overview"))
+    assert {tuple(s.heading_path) for s in marked.sections} == {("Overview",)}
+
+
 def test_encrypted_pdf_is_refused_with_a_reason():
     with pytest.raises(ParseError, match="encrypted with a password"):
         parse(F.make_encrypted_pdf(), "secret.pdf")
