@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import measure
 from .quant import Int8Weight, linear_ref  # noqa: F401  (linear_ref: the torch reference)
 from .triton_common import (
     INTERPRET,
@@ -478,8 +479,6 @@ def use_imma(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias:
         return how == "on"
     if INTERPRET or x2.shape[0] < IMMA_MIN_ROWS:
         return False
-    from . import measure
-
     M, (N, K) = x2.shape[0], qweight.shape
     key = (next_pow2(M), N, K, x2.dtype, bias is not None, x2.device)
     return measure.decide(
