@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 
 def xml_parser():
@@ -242,23 +243,142 @@ class TextBuilder:
 MAX_TITLE_ROWS = 5
 
 
-_PERCENT_DECIMALS = re.compile(r"\.(0+)%")
-
-
 def number_text(x: float, fmt: str | None = None) -> str:
-    """A spreadsheet or chart number as it is shown: at most 15 significant digits (what Excel displays; files
-    cache 0.30000000000000004), whole numbers without ".0", and under a percent format (``fmt`` "0%", "0.0%")
-    a percent with the format's decimals (0.2345 -> "23.5%")."""
+    """A spreadsheet or chart number as it is shown: under its number format (``fmt``, Excel's format codes:
+    "#,##0.00" -> "1,234.50", "$#,##0;($#,##0)" -> "($1,235)", "0.0%" -> "23.5%", '"€"#,##0' -> "€1,235",
+    "0.00E+00", "00000" for codes; ``format_number``), otherwise at most 15 significant digits (what Excel
+    displays; files cache 0.30000000000000004), whole numbers without ".0". Formats this cannot render (dates,
+    fractions, conditions, text) give the plain number."""
     if x != x or x in (float("inf"), float("-inf")):
         return str(x)
-    if fmt and "%" in fmt and not fmt.startswith("@"):
-        m = _PERCENT_DECIMALS.search(fmt)
-        step = Decimal(1).scaleb(-len(m.group(1))) if m else Decimal(1)
-        return (
-            f"{(Decimal(repr(x)) * 100).quantize(step, rounding=ROUND_HALF_UP)}%"  # as Excel rounds: half up
-        )
+    shown = format_number(x, fmt) if fmt else None
+    if shown is not None:
+        return shown
     text = f"{x:.15g}"
     return text[:-2] if text.endswith(".0") else text
+
+
+_WIDE = Context(prec=400)
+_FORMAT_TOKEN = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]|_.|\*.|.', re.S)
+_DATE_CODES = set("yYmMdDhHsSeEgGbB")
+_NUMBER_CODES = set("0#?.,")
+
+
+def format_number(x: float, fmt: str) -> str | None:
+    """``x`` under an Excel number format code, or None where the code is not a plain number format."""
+    sections = _sections(fmt)
+    if sections is None:
+        return None
+    sign = ""
+    sec = sections[0]
+    if x < 0 and len(sections) > 1 and sections[1] is not _BLANK:
+        sec, x = sections[1], -x  # the negative section writes its own sign: "(#,##0)", "-#,##0"
+    elif x == 0 and len(sections) > 2 and sections[2] is not _BLANK:
+        sec = sections[2]
+    elif x < 0:
+        sign, x = "-", -x
+    if sec is None:
+        return None
+    parts, core, percent = sec
+    if percent:
+        x *= 100
+    if not core:
+        return sign + "".join(parts)
+    number = _render_core(x, core)
+    if number is None:
+        return None
+    return sign + "".join(number if p == "\0" else p for p in parts)
+
+
+_BLANK: tuple[tuple[str, ...], str, bool] = ((), "", False)
+
+
+@functools.lru_cache(maxsize=256)
+def _sections(fmt: str) -> tuple | None:
+    """A format code's sections, each (literal parts with "\0" where the number goes, the numeric code) or None
+    when it is not rendered here (an empty section: ``_BLANK``); None for General, text and conditional codes.
+    Parsed once per code (a sheet repeats a few codes over many cells)."""
+    texts, cur = [], ""
+    for tok in _FORMAT_TOKEN.findall(fmt):
+        if tok == ";":
+            texts.append(cur)
+            cur = ""
+        else:
+            cur += tok
+    texts.append(cur)
+    if texts[0].strip().lower() in ("general", "@", "") or any(re.search(r"\[[<>=]", t) for t in texts):
+        return None  # General, text, or conditions (which section applies is the format's own logic)
+    return tuple(_BLANK if not t.strip() else _section(t) for t in texts)
+
+
+def _section(sec: str) -> tuple[tuple[str, ...], str, bool] | None:
+    parts: list[str] = []
+    core = ""
+    percent = False
+    for tok in _FORMAT_TOKEN.findall(sec):
+        if tok.startswith('"'):
+            parts.append(tok[1:-1])
+        elif tok.startswith("\\"):
+            parts.append(tok[1:])
+        elif tok.startswith("["):
+            if tok.startswith("[$"):
+                parts.append(tok[2:-1].split("-")[0])  # a currency: [$€-407] -> "€"; a colour shows nothing
+        elif tok[0] in "_*":
+            continue  # padding and fill characters only align columns
+        elif tok in _NUMBER_CODES or (tok in "Ee" and core) or (tok in "+-" and core[-1:] in ("E", "e")):
+            if core and parts and parts[-1] != "\0":
+                return None  # digits in two places (fractions, phone-like codes): not rendered here
+            core += tok
+            if not parts or parts[-1] != "\0":
+                parts.append("\0")
+        elif tok in _DATE_CODES or tok in "@/":
+            return None  # a date, time, text or fraction format
+        else:
+            percent = percent or tok == "%"  # a percent sign that is code, not quoted text, scales by 100
+            parts.append(tok)  # "%", "$", "(", spaces and other characters shown as they are
+    return tuple(parts), core, percent
+
+
+def _render_core(x: float, core: str) -> str | None:
+    """The digits of a number format's numeric part ("#,##0.00", "0.0E+00", "000") for x >= 0."""
+    mantissa, _, exponent = core.upper().partition("E")
+    while mantissa.endswith(","):  # trailing commas scale by a thousand each ("#,##0," shows thousands)
+        mantissa, x = mantissa[:-1], x / 1000
+    whole, _, frac = mantissa.partition(".")
+    if "." in frac:
+        return None
+    min_frac, max_frac = frac.count("0"), sum(ch in "0#?" for ch in frac)
+    min_whole = whole.count("0")
+    if exponent:
+        digits = sum(ch == "0" for ch in exponent)
+        if max_frac > 30:
+            return None
+        text = f"{x:.{max_frac}E}"
+        base, _, exp = text.partition("E")
+        n = int(exp)
+        base = _trim(base, min_frac)
+        return f"{base}E{'-' if n < 0 else '+'}{abs(n):0{max(digits, 1)}d}"
+    if max_frac > 30:
+        return None  # past anything a sheet shows (15 digits)
+    # Excel rounds half up; a context wide enough for any double's digits plus the decimals
+    value = Decimal(repr(x)).quantize(Decimal(1).scaleb(-max_frac), rounding=ROUND_HALF_UP, context=_WIDE)
+    text = f"{value:.{max_frac}f}"
+    int_part, _, frac_part = text.partition(".")
+    int_part = int_part.lstrip("0").rjust(min_whole, "0")  # "#" shows no zero, "000" pads
+    if "," in whole and int_part:
+        int_part = f"{int(int_part):,}"
+    if not frac_part:
+        return int_part  # "" for 0 under "#" or "??", as the sheet shows it
+    return _trim(f"{int_part or '0'}.{frac_part}", min_frac)
+
+
+def _trim(text: str, min_frac: int) -> str:
+    """Optional decimals ("#") dropped where they are zeros; the point too when none are left."""
+    if "." not in text:
+        return text
+    head, frac = text.split(".")
+    keep = frac[:min_frac] + frac[min_frac:].rstrip("0")
+    return f"{head}.{keep}" if keep else head
 
 
 def rows_as_text(rows: list[list[str]]) -> list[str]:

@@ -476,12 +476,14 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
 
 
 def _cell(v, fmt: str | None = None) -> str:
-    """A cell's value as the sheet shows it: numbers through ``base.number_text`` (15 significant digits,
-    percent formats), dates as ISO dates."""
+    """A cell's value as the sheet shows it: numbers through ``base.number_text`` (the cell's number format:
+    separators, currency, percent, decimals; else 15 significant digits), dates as ISO dates."""
     if v is None:
         return ""
     if isinstance(v, float | int) and not isinstance(v, bool):
-        return base.number_text(float(v), fmt) if isinstance(v, float) or (fmt and "%" in fmt) else str(v)
+        if isinstance(v, int) and (not fmt or fmt == "General" or abs(v) >= 10**15):
+            return str(v)  # every digit of a whole number (an id, an account number), as General shows it
+        return base.number_text(float(v), fmt)
     if isinstance(v, dt.datetime) and v.time() == dt.time(0):
         return v.date().isoformat()
     if isinstance(v, dt.date | dt.time):

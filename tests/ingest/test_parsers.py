@@ -270,23 +270,64 @@ def test_spreadsheet_numbers_read_as_the_sheet_shows_them():
 
     wb = openpyxl.Workbook()
     ws = wb.active
-    ws.append(["Region", "Margin", "Sales", "Growth", "Units"])
-    ws.append(["EMEA", 0.2345, 0.1 + 0.2, 0.05, 12])
+    ws.append(["Region", "Margin", "Sales", "Growth", "Units", "Revenue", "Loss", "Code"])
+    ws.append(["EMEA", 0.2345, 0.1 + 0.2, 0.05, 12, 1234567.5, -2500, 812])
     ws["B2"].number_format = "0.0%"
     ws["D2"].number_format = "0%"
+    ws["F2"].number_format = '"€"#,##0.00'
+    ws["G2"].number_format = "$#,##0;($#,##0)"
+    ws["H2"].number_format = "00000"
     buf = io.BytesIO()
     wb.save(buf)
     doc = parse(buf.getvalue(), "margins.xlsx")
-    assert "Region: EMEA; Margin: 23.5%; Sales: 0.3; Growth: 5%; Units: 12" in doc.text
+    assert (
+        "Region: EMEA; Margin: 23.5%; Sales: 0.3; Growth: 5%; Units: 12; Revenue: €1,234,567.50; Loss: ($2,500); "
+        "Code: 00812" in doc.text
+    )
     book = xlwt.Workbook()
     sheet = book.add_sheet("Q1")
-    for j, v in enumerate(["Region", "Margin", "Sales", "Units"]):
+    formats = {1: "0.0%", 4: "#,##0.00"}
+    for j, v in enumerate(["Region", "Margin", "Sales", "Units", "Revenue"]):
         sheet.write(0, j, v)
-    for j, v in enumerate(["EMEA", 0.2345, 0.1 + 0.2, 12.0]):
-        sheet.write(1, j, v, xlwt.easyxf(num_format_str="0.0%") if j == 1 else xlwt.Style.default_style)
+    for j, v in enumerate(["EMEA", 0.2345, 0.1 + 0.2, 12.0, 1234567.5]):
+        sheet.write(
+            1, j, v, xlwt.easyxf(num_format_str=formats[j]) if j in formats else xlwt.Style.default_style
+        )
     buf = io.BytesIO()
     book.save(buf)
-    assert "Region: EMEA; Margin: 23.5%; Sales: 0.3; Units: 12" in parse(buf.getvalue(), "margins.xls").text
+    assert (
+        "Region: EMEA; Margin: 23.5%; Sales: 0.3; Units: 12; Revenue: 1,234,567.50"
+        in parse(buf.getvalue(), "margins.xls").text
+    )
+
+
+@pytest.mark.parametrize(
+    ("x", "fmt", "shown"),
+    [
+        (1234.5, "#,##0.00", "1,234.50"),
+        (-1234.5, "#,##0.00", "-1,234.50"),
+        (1234.5, "$#,##0", "$1,235"),  # half up, as the sheet rounds
+        (-1234.5, "$#,##0;($#,##0)", "($1,235)"),  # the negative section writes its own sign
+        (0, '#,##0;-#,##0;"-"', "-"),  # the zero section
+        (1234.5, "[$€-407] #,##0.00", "€ 1,234.50"),
+        (1234.5, '_-* #,##0.00_-;-* #,##0.00_-;_-* "-"??_-;_-@_-', "1,234.50"),  # accounting: padding dropped
+        (1234.5, "#,##0.##", "1,234.5"),
+        (1234.0, "#,##0.##", "1,234"),
+        (12345678, "#,##0,", "12,346"),  # thousands
+        (123456, "0.00E+00", "1.23E+05"),
+        (7, '0 "units"', "7 units"),
+        (0.2345, "0.0%", "23.5%"),
+        (3, "0\\%", "3%"),  # an escaped percent sign is text: no scaling
+        (-5, "#,##0;[Red]-#,##0", "-5"),
+        (45000, "yyyy-mm-dd", "45000"),  # formats it does not render: the plain number
+        (0.5, "# ?/?", "0.5"),
+        (5, "[>=100]0;0.0", "5"),
+        (0.1 + 0.2, "General", "0.3"),
+        (0.1 + 0.2, None, "0.3"),
+    ],
+)
+def test_number_formats_show_numbers_as_the_sheet_does(x, fmt, shown):
+    assert base.number_text(x, fmt) == shown
 
 
 def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
