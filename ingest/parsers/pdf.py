@@ -294,9 +294,8 @@ MAX_HEADING_CHARS = 120
 MAX_HEADING_WORDS = 16
 MAX_HEADING_LEVELS = 4
 MAX_HEADING_RUN = 3  # more consecutive large lines than this are a paragraph in large type, not a heading
-MAX_HEADING_SHARE = (
-    0.3  # headings holding more of the characters than this: sizes say nothing (forms of big labels)
-)
+# headings holding more of the characters than this: the sizes say nothing (forms of big labels)
+MAX_HEADING_SHARE = 0.3
 MIN_SIZED_CHARS = 200  # too little text to tell a body size
 _HEADING_END = re.compile(r"[,;，；、]$")
 _SENTENCE_STOP = re.compile(r"[.!?。！？]$")
