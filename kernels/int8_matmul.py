@@ -973,12 +973,20 @@ def int8_linear_triton(
 
     if config is not None:
         imma = config.get("IMMA", False)
+        if imma and (
+            x.dtype == torch.float32 or config.get("SWAP") or ("SPLIT_K" in config and not config.get("DOT"))
+        ):
+            raise ValueError(
+                f"the int8 x int8 path takes 16-bit rows, a DOT config (few rows) and SWAP off (the GEMM), "
+                f"got {x.dtype}, {config}"
+            )
+        imma = imma and M > 1 and rope is None and not swiglu  # one row and the fused epilogues convert
     elif imma is None:
         imma = imma_eligible(x2, M, rope, swiglu) and use_imma(x2, qweight, scale, bias)
     else:
         imma = imma and imma_eligible(x2, M, rope, swiglu)
-    # the int8 x int8 GEMM for FEW_ROWS+1..IMMA_ROWS 16-bit rows
-    imma_many = imma and M > FEW_ROWS and x.dtype != torch.float32 and rope is None and not swiglu
+    # from here on ``imma``: the rows go as int8 planes (few-rows kernel, or the GEMM past FEW_ROWS rows)
+    imma_many = imma and M > FEW_ROWS
     if (
         config is None
         and rope is None
@@ -999,12 +1007,8 @@ def int8_linear_triton(
             y += bias
         return y.reshape(*lead, N)
     if rope is not None or swiglu or (M <= FEW_ROWS and (config is None or "SPLIT_K" in config)):
-        if imma and config is not None and (x.dtype == torch.float32 or not config.get("DOT")):
-            raise ValueError(
-                f"the int8 x int8 path takes 16-bit rows and a DOT config, got {x.dtype}, {config}"
-            )
         sx = None
-        if imma and M > 1 and rope is None and not swiglu and x.dtype != torch.float32:
+        if imma:
             planes, sx = split_rows(x2)
             args = (planes.view(2 * M, K), *args[1:9], K, *args[10:])
         if config is not None:
@@ -1015,8 +1019,6 @@ def int8_linear_triton(
     if imma_many:
         planes, sx = split_rows(x2)
         args = (planes.view(2 * M, K), *args[1:9], K, *args[10:])
-    if config is not None and config.get("IMMA") and (x.dtype == torch.float32 or config.get("SWAP")):
-        raise ValueError(f"the int8 x int8 GEMM takes 16-bit rows and SWAP off, got {x.dtype}, {config}")
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_N": 2, "SWAP": not imma_many}
     if config is not None:
