@@ -1,0 +1,275 @@
+"""Where a batch-1 long-context decode call's time goes (issue 5: >= 75% of copy at 32k).
+
+    python benchmarks/decode_b1.py [--ctx 32768,8192] [--variants all]
+
+GPU us per call from CUDA-graph replays (8 cache copies a graph, as benchmarks/kernels.py's decode section):
+the planned call, its decode kernel alone, its merge alone, split / tile / stage / warp variants, PDL off, and
+a plain read of the same bytes by one Triton kernel (the floor a one-launch streaming kernel reaches). Each
+variant's output is checked against the planned call's. Needs a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import HD, NH, graph_ms, limits, paged_cache, rel  # noqa: E402
+from kernels import flash_decode as fd  # noqa: E402
+from kernels.triton_common import device_sms  # noqa: E402
+
+
+class _Skip:
+    """Stands in for a kernel: its launches do nothing (to time the other kernel of a call alone)."""
+
+    def __getitem__(self, grid):
+        return lambda *a, **k: None
+
+
+@contextlib.contextmanager
+def patched(name: str):
+    keep = getattr(fd, name)
+    setattr(fd, name, _Skip())
+    try:
+        yield
+    finally:
+        setattr(fd, name, keep)
+
+
+@contextlib.contextmanager
+def env(**kv):
+    keep = {k: os.environ.get(k) for k in kv}
+    os.environ.update({k: str(v) for k, v in kv.items()})
+    try:
+        yield
+    finally:
+        for k, v in keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@triton.jit
+def _read_kernel(X, OUT, n_per, BLOCK: tl.constexpr, STAGES: tl.constexpr):
+    pid = tl.program_id(0)
+    base = X + pid.to(tl.int64) * n_per
+    acc = tl.zeros((BLOCK,), tl.float32)
+    for i in tl.range(0, n_per, BLOCK, num_stages=STAGES):
+        acc += tl.load(base + i + tl.arange(0, BLOCK)).to(tl.float32)
+    tl.store(OUT + pid, tl.sum(acc))
+
+
+class Case:
+    """One cache shape: its 8 copies, the planned call's output, and the rows timed on it."""
+
+    def __init__(self, tag, copies, ref, kv_bytes, copy_gbps, table):
+        self.tag, self.copies, self.ref, self.kv_bytes, self.copy, self.table = (
+            tag, copies, ref, kv_bytes, copy_gbps, table
+        )  # fmt: skip
+
+    def timed(self, label, kw=None, check=True, ctxmgr=None):
+        kw = kw or {}
+        try:
+            with ctxmgr or contextlib.nullcontext():
+                err = rel(fd.flash_decode_triton(*self.copies[0], **kw), self.ref) if check else float("nan")
+                ms = graph_ms([partial(fd.flash_decode_triton, *a, **kw) for a in self.copies], reps=50)
+        except Exception as e:  # noqa: BLE001  (a variant that does not fit: say so, time the others)
+            print(f"{self.tag:10s} {label:34s} FAILED {type(e).__name__}: {str(e)[:120]}", flush=True)
+            return
+        frac = self.kv_bytes / ms / 1e6 / self.copy
+        self.table.append((self.tag, label, ms * 1e3, frac, err))
+        print(
+            f"{self.tag:10s} {label:34s} {ms * 1e3:7.2f} us  {frac:5.1%} of copy  err {err:.1e}", flush=True
+        )
+
+
+@triton.jit
+def _ablate_kernel(Q, KC, VC, BT, SEQ, OP, LSE, ctx, stride_cb, stride_co, stride_ch, qk_scale,
+                   GROUP: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr,
+                   STAGES: tl.constexpr, COMPUTE: tl.constexpr, PAGED: tl.constexpr, DYN: tl.constexpr):  # fmt: skip
+    """A stripped copy of the decode kernel's split loop (batch 1, bf16, whole tiles) with parts switchable:
+    COMPUTE (the q.K dot, softmax and P.V dot; else the tiles are only summed), PAGED (block-table
+    gather; else block i of the sequence is cache block i), DYN (the length read from memory; else ctx)."""
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(SEQ) if DYN else ctx
+    split_len = tl.cdiv(tl.cdiv(seq_len, BLOCK_N), tl.num_programs(2)) * BLOCK_N
+    lo = split * split_len
+    hi = tl.minimum(lo + split_len, seq_len)
+    offs_g = tl.arange(0, GROUP)
+    offs_d = tl.arange(0, D)
+    q = tl.load(Q + (kvh * GROUP + offs_g)[:, None] * D + offs_d[None, :])
+    m_i = tl.full((GROUP,), float("-inf"), tl.float32)
+    l_i = tl.zeros((GROUP,), tl.float32)
+    acc = tl.zeros((GROUP, D), tl.float32)
+    for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        if PAGED:
+            blk = tl.load(BT + offs_n // PAGE).to(tl.int64)
+        else:
+            blk = (offs_n // PAGE).to(tl.int64)
+        row = blk * stride_cb + (offs_n % PAGE).to(tl.int64) * stride_co + kvh * stride_ch
+        k = tl.load(KC + row[None, :] + offs_d[:, None])
+        if COMPUTE:
+            sc = tl.dot(q, k) * (qk_scale * 1.4426950408889634)
+            m_new = tl.maximum(m_i, tl.max(sc, axis=1))
+            alpha = tl.math.exp2(m_i - m_new)
+            p = tl.math.exp2(sc - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            v = tl.load(VC + row[:, None] + offs_d[None, :])
+            acc = tl.dot(p.to(VC.dtype.element_ty), v, acc * alpha[:, None])
+            m_i = m_new
+        else:
+            v = tl.load(VC + row[:, None] + offs_d[None, :])
+            acc += (tl.sum(k.to(tl.float32), axis=1) + tl.sum(v.to(tl.float32), axis=0))[None, :]
+            l_i += 1.0
+    heads = kvh * GROUP + offs_g
+    tl.store(OP + (heads[:, None] * tl.num_programs(2) + split) * D + offs_d[None, :], acc / l_i[:, None])
+    tl.store(LSE + heads * tl.num_programs(2) + split, m_i + tl.log2(l_i))
+
+
+def ablations(case, copies, ctx, sms):
+    """The stripped kernel at the plan's grid (one program per SM): full / loads only, paged / in order,
+    length from memory / constant; 5 stages (two tiles in flight), as the plan runs bf16 at batch 1."""
+    q0, k0 = copies[0][0], copies[0][1]
+    splits = sms // 2
+    op = torch.empty(NH, splits, HD, device="cuda")
+    lse = torch.empty(NH, splits, device="cuda")
+    for compute, paged, dyn, stages, warps in ((1, 1, 1, 5, 4), (0, 1, 1, 5, 4), (1, 0, 1, 5, 4), (1, 1, 0, 5, 4),
+                                               (0, 0, 0, 5, 4), (1, 0, 0, 5, 4), (0, 1, 1, 3, 4), (1, 1, 1, 3, 4),
+                                               (1, 1, 1, 5, 8), (0, 0, 0, 3, 4)):  # fmt: skip
+        fns = [
+            partial(
+                _ablate_kernel[(1, 2, splits)],
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                a[4],
+                op,
+                lse,
+                ctx,
+                a[1].stride(0),
+                a[1].stride(1),
+                a[1].stride(2),
+                HD**-0.5,
+                GROUP=NH // 2,
+                D=HD,
+                BLOCK_N=128,
+                PAGE=a[1].shape[1],
+                STAGES=stages,
+                COMPUTE=compute,
+                PAGED=paged,
+                DYN=dyn,
+                num_warps=warps,
+            )  # fmt: skip
+            for a in copies
+        ]
+        label = f"stripped {'full' if compute else 'loads'} {'paged' if paged else 'in order'} " + (
+            f"{'len' if dyn else 'const'} {stages}st {warps}w"
+        )
+        try:
+            fns[0]()
+            ms = graph_ms(fns, reps=50)
+        except Exception as e:  # noqa: BLE001
+            print(f"{case.tag:10s} {label:34s} FAILED {type(e).__name__}: {str(e)[:120]}", flush=True)
+            continue
+        frac = case.kv_bytes / ms / 1e6 / case.copy
+        case.table.append((case.tag, label, ms * 1e3, frac, float("nan")))
+        print(f"{case.tag:10s} {label:34s} {ms * 1e3:7.2f} us  {frac:5.1%} of copy", flush=True)
+    del q0, k0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ctx", default="32768,8192")
+    ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the plan, its parts and the stripped kernel only")
+    ap.add_argument("--json", default=os.path.join(os.environ.get("OUT", "benchmarks/out"), "decode_b1.json"))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    lim = limits()
+    sms = device_sms(torch.empty(1, device="cuda"))
+    print(f"{torch.cuda.get_device_name()} copy {lim['copy_GBps']:.0f} GB/s, {sms} SMs")
+    table = []
+    for ctx in [int(c) for c in args.ctx.split(",")]:
+        for quant in (False, True) if args.int8 else (False,):
+            copies = []
+            for _ in range(8):
+                k, v, ks, vs, tables, seq = paged_cache(1, ctx, quant)
+                q = torch.randn(1, NH, HD, dtype=torch.bfloat16, device="cuda")
+                cu = torch.arange(2, dtype=torch.int32, device="cuda")
+                copies.append((q, k, v, tables, seq, cu, 1, HD**-0.5, ks, vs))
+            kv_bytes = copies[0][1].numel() * copies[0][1].element_size() * 2 + (
+                copies[0][8].numel() * 8 if quant else 0
+            )
+            ref = fd.flash_decode_triton(*copies[0])
+            tag = f"{ctx // 1024}k {'int8' if quant else 'bf16'}"
+
+            case = Case(tag, copies, ref, kv_bytes, lim["copy_GBps"], table)
+            timed = case.timed
+            plan = fd.plan_splits(1, 2, ctx, 128, sms, fd.decode_config(2 - quant, 2, sms)[1])
+            timed(f"plan ({plan} splits)")
+            timed("decode kernel only", check=False, ctxmgr=patched("_merge_kernel"))
+            if not quant:
+                ablations(case, copies, ctx, sms)
+            if args.quick:
+                continue
+            timed("merge kernel only", check=False, ctxmgr=patched("_flash_decode_kernel"))
+            timed("PDL off", ctxmgr=env(AUTOGLM_PDL=0))
+            timed("early launch off", ctxmgr=env(AUTOGLM_ATTN_EARLY=0))
+            for bn, splits, st, w in ((128, 33, None, 4), (128, 44, None, 4), (128, 96, None, 4), (128, 128, None, 4),
+                                      (128, 66, 3, 4), (128, 66, 4, 4), (128, 66, None, 8),
+                                      (64, 66, 5, 4), (64, 66, 7, 4), (64, 132, 5, 4), (64, 132, 3, 4),
+                                      (64, 128, 4, 4), (64, 66, 9, 4)):  # fmt: skip
+                kw = dict(block_n=bn, num_splits=splits, num_warps=w)
+                if st:
+                    kw["loop_stages"] = st
+                timed(f"tile {bn} splits {splits} stages {st or 'plan'} {w}w", kw)
+            # the floor: the same bytes read by one streaming kernel, programs x stages
+            flat = [torch.cat([a[1].flatten(), a[2].flatten()]) for a in copies]
+            for progs, block, stages in ((132, 8192, 4), (264, 8192, 3), (132, 16384, 3), (528, 4096, 4)):
+                n = flat[0].numel() // progs // block * block
+                outs = torch.empty(progs, device="cuda")
+                fns = [partial(_read_kernel[(progs,)], x, outs, n, BLOCK=block, STAGES=stages) for x in flat]
+                fns[0]()
+                ms = graph_ms(fns, reps=50)
+                gbps = progs * n * flat[0].element_size() / ms / 1e6
+                table.append(
+                    (tag, f"read {progs}x{block} {stages}st", ms * 1e3, gbps / lim["copy_GBps"], 0.0)
+                )
+                print(f"{tag:10s} read {progs} progs x {block} {stages} stages      {ms * 1e3:7.2f} us"
+                      f"  {gbps / lim['copy_GBps']:5.1%} of copy", flush=True)  # fmt: skip
+    print("\n| case | variant | GPU us | of copy | rel err |\n|---|---|---|---|---|")
+    for t, label, us, frac, err in table:
+        print(f"| {t} | {label} | {us:.2f} | {frac:.1%} | {err:.1e} |")
+
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(),
+                "rows": [
+                    dict(zip(("case", "variant", "us", "frac_copy", "rel_err"), r, strict=True))
+                    for r in table
+                ],
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
