@@ -39,6 +39,7 @@ from kernels.flash_prefill import flash_prefill_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
 from kernels.int8_matmul import (  # noqa: E402
     FEW_ROWS,
+    IMMA_MIN_ROWS,
     IMMA_ROWS,
     _few_rows,
     _many_rows_imma,
@@ -247,6 +248,51 @@ def section_int8(rows: list, lim: dict) -> None:
                       f"  int8 x int8 {row['imma_on_ms'] * 1e3:8.1f} us x{row['imma_on_speedup']:.2f} (rel_err "
                       f"{row['imma_on_rel_err']:.1e})  chosen: {'int8 x int8' if row['imma_chosen'] else 'converting'}",
                       flush=True)  # fmt: skip
+
+
+# (label, environment) of the few-rows launch settings that `int8-preload` compares in one process (the
+# autotuner's pick is shared, so only the setting differs)
+PRELOAD_SETTINGS = (
+    ("PDL off", {"AUTOGLM_PDL": "0"}),
+    ("PDL, no dot preload", {"AUTOGLM_DOT_PRELOAD": "0"}),
+    ("PDL + dot preload", {}),
+)
+
+
+def section_int8_preload(rows: list, lim: dict) -> None:
+    """W8A16 at 2-64 rows (the tensor-core few-rows kernel, converting and int8 planes): programmatic dependent
+    launch off, on without a preload, on with each program's first K tile loaded before its wait; two rounds
+    in alternating order (GPU us, CUDA-graph replays over rotating weight copies)."""
+    for name, (N, K) in GLM_LINEARS.items():
+        copies = copies_for(N * K)
+        ws = [torch.randn(N, K, dtype=BF16, device=DEV) * 0.02 for _ in range(copies)]
+        iws = [Int8Weight.quantize(w) for w in ws]
+        for M in (2, 8, 16, 32, 64):
+            x = torch.randn(M, K, dtype=BF16, device=DEV)
+            ref_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T) for w in ws])
+            for mode in ("off", "on") if M >= IMMA_MIN_ROWS else ("off",):
+                os.environ["AUTOGLM_W8_IMMA"] = mode
+                fns = [lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws]
+                err = rel(fns[0](), x.float() @ iws[0].dequantize().T)
+                times: dict = {label: [] for label, _ in PRELOAD_SETTINGS}
+                for order in (PRELOAD_SETTINGS, PRELOAD_SETTINGS[::-1]):
+                    for label, env in order:
+                        keep = {k: os.environ.get(k) for k in env}
+                        os.environ.update(env)
+                        try:
+                            times[label].append(graph_ms(fns))
+                        finally:
+                            for k, v in keep.items():
+                                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+                os.environ.pop("AUTOGLM_W8_IMMA")
+                best = {label: min(t) for label, t in times.items()}
+                row = {"layer": name, "M": M, "imma": mode, "bf16_ms": ref_ms, "rel_err": err,
+                       **{f"{label}_ms": t for label, t in best.items()}}  # fmt: skip
+                rows.append(row)
+                print(f"int8-preload {name:<8} M={M:>3} {'planes' if mode == 'on' else 'convert'}: bf16 "
+                      f"{ref_ms * 1e3:6.1f} us | " + " | ".join(
+                          f"{label} {t * 1e3:6.1f} ({ref_ms / t:.2f}x)" for label, t in best.items())
+                      + f" | rel_err {err:.1e}", flush=True)  # fmt: skip
 
 
 def section_parity(rows: list, lim: dict) -> None:
@@ -631,6 +677,7 @@ SECTIONS = {
     "prefill": section_prefill,
     "decode": section_decode,
     "int8": section_int8,
+    "int8-preload": section_int8_preload,
     "fused": section_fused,
     "sweep-decode": section_sweep_decode,
     "sweep-int8": section_sweep_int8,

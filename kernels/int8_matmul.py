@@ -76,7 +76,15 @@ class Rope(NamedTuple):
 PRE_BYTES = 4096
 
 
-def preload_bytes() -> int:
+def preload_bytes(rows: int = 1) -> int:
+    """The launch's PRE_BYTES under PDL: one row preloads that many bytes of its weight rows; 2..FEW_WARP_ROWS
+    rows (the dot) a program's first K tile if it holds at most twice that (AUTOGLM_DOT_PRELOAD=0: none).
+    NOTE: H100, W8A16 at GLM-4-9B shapes, CUDA-graph replays (RESULTS.md "The first K tile loaded before
+    the wait"): at 2-16 rows PDL without a preload was 3-23% slower than with one (down at 8 rows 31.6 vs
+    25.8 us: the next launch's programs sat waiting on multiprocessors this one still needed); at 32-64 rows
+    the preload changed nothing or lost (o_proj 64 rows on int8 planes 17.7 -> 20.4 us), so it stops there."""
+    if rows > 1 and (rows > FEW_WARP_ROWS or os.environ.get("AUTOGLM_DOT_PRELOAD", "1") == "0"):
+        return 0
     return int(os.environ.get("AUTOGLM_PRELOAD_BYTES", PRE_BYTES))
 
 
@@ -499,6 +507,30 @@ def imma_decisions() -> list[dict]:
 
 
 @triton.jit
+def _few_rows_dot(w, x_ptrs, x_mask, lo_rows, acc, acc_lo, IMMA: tl.constexpr, UPCAST: tl.constexpr,
+                  QUANT: tl.constexpr, FAST: tl.constexpr, CVT: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+    """One K tile of the few-rows kernel's dot: acc (BLOCK_N, BLOCK_M) += W_tile @ X_tile.T. IMMA: x_ptrs
+    point into the hi plane, ``lo_rows`` elements further is the lo plane; two int8 dots into int32 (acc,
+    acc_lo). Otherwise acc_lo is passed through."""
+    if IMMA:
+        acc = tl.dot(w, tl.load(x_ptrs, mask=x_mask, other=0), acc, out_dtype=tl.int32)
+        acc_lo = tl.dot(w, tl.load(x_ptrs + lo_rows, mask=x_mask, other=0), acc_lo, out_dtype=tl.int32)
+    else:
+        x = tl.load(x_ptrs, mask=x_mask, other=0.0)
+        if UPCAST and QUANT:
+            acc = tl.dot(
+                int8_to_float(w, tl.float32, FAST, True), x.to(tl.float32), acc, input_precision=PRECISION
+            )
+        elif UPCAST:
+            acc = tl.dot(w.to(tl.float32), x.to(tl.float32), acc, input_precision=PRECISION)
+        elif QUANT:
+            acc = tl.dot(_convert_operand(w, x.dtype, FAST, CVT), x, acc, input_precision=PRECISION)
+        else:
+            acc = tl.dot(w, x, acc, input_precision=PRECISION)
+    return acc, acc_lo
+
+
+@triton.jit
 def _int8_few_rows_kernel(
     X_ptr,
     W_ptr,
@@ -583,10 +615,16 @@ def _int8_few_rows_kernel(
     k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
     k_lo = split * k_per
     k_hi = tl.minimum(k_lo + k_per, K)
-    # one row under PDL: the first PRE_BYTES of this program's weight rows are loaded before waiting for the
-    # previous kernels (weights never depend on them), so they stream while those kernels run
-    # (whole K tiles, so the loop's tiles stay inside the split: both are powers of two)
-    PRE_RAW: tl.constexpr = 0 if DOT else PRE_BYTES // (BLOCK_N * (1 if QUANT else 2))
+    # under PDL: the first weight columns of this program are loaded before waiting for the previous kernels
+    # (weights never depend on them), so they stream while those kernels run. One row: PRE_BYTES of its rows,
+    # summed after the loop; DOT: the first whole K tile when it holds at most 2 * PRE_BYTES, multiplied just
+    # after the wait. Whole K tiles either way, so the loop's tiles stay inside the split (powers of two).
+    W_BYTES: tl.constexpr = 1 if QUANT else 2
+    PRE_RAW: tl.constexpr = (
+        (BLOCK_K if BLOCK_N * BLOCK_K * W_BYTES <= 2 * PRE_BYTES else 0)
+        if DOT
+        else PRE_BYTES // (BLOCK_N * W_BYTES)
+    )
     PRE_K: tl.constexpr = PRE_RAW if PRE_RAW >= BLOCK_K else 0
     if PRE_K > 0:
         # all or nothing (a split shorter than PRE_K preloads nothing): a uniform mask keeps the loads 16 bytes wide
@@ -604,11 +642,20 @@ def _int8_few_rows_kernel(
     if DOT:
         x_ptrs = X_ptr + offs_m[None, :].to(tl.int64) * stride_xm + (k_lo + offs_k)[:, None]
         if IMMA:
-            acc_hi = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.int32)
-            acc_lo = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.int32)
             lo_rows = M.to(tl.int64) * stride_xm  # the lo plane follows the hi plane
+            acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.int32)
+            acc_lo = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.int32)
         else:
+            lo_rows = 0
             acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+            acc_lo = acc
+        if PRE_K > 0:
+            # the preloaded tile (zeros when the split is shorter than a tile: then the loop covers it all)
+            x_pre = X_ptr + offs_m[None, :].to(tl.int64) * stride_xm + pre_cols[:, None]
+            acc, acc_lo = _few_rows_dot(
+                w_pre, x_pre, (pre_cols[:, None] < tl.where(pre_on, k_hi, 0)) & (offs_m[None, :] < M), lo_rows, acc, acc_lo, IMMA, UPCAST, QUANT, FAST,
+                CVT, PRECISION,
+            )  # fmt: skip
     else:
         x_ptrs = X_ptr + k_lo + offs_k
         acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
@@ -619,24 +666,12 @@ def _int8_few_rows_kernel(
             w = tl.load(w_ptrs)
         else:
             w = tl.load(w_ptrs, mask=(k0 + offs_k)[None, :] < K, other=0)
-        if DOT and IMMA:
-            x_mask = ((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M)
-            acc_hi = tl.dot(w, tl.load(x_ptrs, mask=x_mask, other=0), acc_hi, out_dtype=tl.int32)
-            acc_lo = tl.dot(w, tl.load(x_ptrs + lo_rows, mask=x_mask, other=0), acc_lo, out_dtype=tl.int32)
-            x_ptrs += BLOCK_K
-        elif DOT:
+        if DOT:
             # rows past M issue no loads (wrapping them would re-read x up to 16 times)
-            x = tl.load(x_ptrs, mask=((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M), other=0.0)
-            if UPCAST and QUANT:
-                acc = tl.dot(
-                    int8_to_float(w, tl.float32, FAST, True), x.to(tl.float32), acc, input_precision=PRECISION
-                )
-            elif UPCAST:
-                acc = tl.dot(w.to(tl.float32), x.to(tl.float32), acc, input_precision=PRECISION)
-            elif QUANT:
-                acc = tl.dot(_convert_operand(w, x.dtype, FAST, CVT), x, acc, input_precision=PRECISION)
-            else:
-                acc = tl.dot(w, x, acc, input_precision=PRECISION)
+            x_mask = ((k0 + offs_k)[:, None] < K) & (offs_m[None, :] < M)
+            acc, acc_lo = _few_rows_dot(
+                w, x_ptrs, x_mask, lo_rows, acc, acc_lo, IMMA, UPCAST, QUANT, FAST, CVT, PRECISION
+            )
             x_ptrs += BLOCK_K
         else:
             if EVEN_K:
@@ -652,7 +687,7 @@ def _int8_few_rows_kernel(
         w_ptrs += BLOCK_K
     if DOT and IMMA:
         sx = tl.load(SX_ptr + offs_m, mask=offs_m < M, other=0.0)
-        out = (acc_hi.to(tl.float32) + acc_lo.to(tl.float32) * (1.0 / LO_STEPS)) * sx[None, :]
+        out = (acc.to(tl.float32) + acc_lo.to(tl.float32) * (1.0 / LO_STEPS)) * sx[None, :]
     elif DOT:
         out = acc
     else:
@@ -1065,7 +1100,7 @@ def _few_rows_launch(
         FAST=FAST_CVT,
         QUANT=quant,
         PDL=(pdl := pdl_enabled(x)),
-        PRE_BYTES=preload_bytes() if pdl and M == 1 else 0,
+        PRE_BYTES=preload_bytes(M) if pdl else 0,
         ROPE=rope is not None,
         HEAD_DIM=rope.k_cache.shape[-1] if rope else 1,
         ROT=2 * rope.cos.shape[-1] if rope else 0,

@@ -91,6 +91,13 @@ VARIANTS = {
         int8_matmul._int8_few_rows_kernel, I8_W,
         _few_rows(DOT=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4,
         MARKERS[3:]),
+    "8-row int8 dot under PDL, first K tile preloaded, split K": (
+        int8_matmul._int8_few_rows_kernel, I8_W,
+        _few_rows(DOT=True, BLOCK_N=32, BLOCK_K=256, STAGES=3, SPLIT_K=4, PRE_BYTES=4096), 2, MARKERS[:2] + MARKERS[3:]),
+    "8-row int8 x int8 planes (IMMA) under PDL, preloaded": (
+        int8_matmul._int8_few_rows_kernel, {**I8_W, "X_ptr": "*i8"},
+        _few_rows(DOT=True, IMMA=True, BLOCK_N=32, BLOCK_K=256, STAGES=4, SPLIT_K=2, PRE_BYTES=4096), 2,
+        MARKERS[:2] + ("cp.async", ".s8.s8")),
     "8-row int8 x int8 planes (IMMA), split K": (
         int8_matmul._int8_few_rows_kernel, {**I8_W, "X_ptr": "*i8"},
         _few_rows(DOT=True, IMMA=True, BLOCK_N=64, BLOCK_K=256, STAGES=3, SPLIT_K=2, PDL=False, PRE_BYTES=0), 4,

@@ -343,6 +343,29 @@ def test_one_row_preload_before_the_wait_matches_linear(split):
         assert_close(out, x.double() @ w.double().T + b.double(), BF16)
 
 
+@pytest.mark.parametrize("rows", [2, 17])
+@pytest.mark.parametrize("split", [1, 3, 8])
+def test_dot_preload_before_the_wait_matches_linear(rows, split):
+    # several rows under PDL: each program loads its first whole K tile before waiting for the previous kernel
+    # and multiplies it just after; K=100 with 32-wide tiles: 3 splits leave the last a partial tile, 8 splits
+    # leave some splits shorter than a tile (nothing preloaded) or empty (a zero partial). int8 weights and
+    # 16-bit ones (the tile's bytes decide: PRE_BYTES 128 preloads no 16x32 tile, 256 the int8 one, 512 both)
+    n, k = 45, 100
+    x = torch.randn(rows, k, dtype=BF16, device=DEVICE)
+    b = torch.randn(n, dtype=BF16, device=DEVICE)
+    w8 = _weight(n, k)
+    w16 = torch.randn(n, k, dtype=BF16, device=DEVICE) * 0.05
+    for pre in (128, 256, 512):
+        config = {"BLOCK_M": 16 if rows <= 16 else 32, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": split, "DOT": True,
+                  "PRE_BYTES": pre}  # fmt: skip
+        out = poisoned((rows, n), BF16)
+        int8_linear_triton(x, w8.qweight, w8.scale, b, config=dict(config), out=out)
+        assert_close(out, x.float() @ w8.dequantize(FP32).T + b.float(), BF16)
+        out = poisoned((rows, n), BF16)
+        int8_matmul.few_rows_linear_triton(x, w16, b, config=dict(config), out=out)
+        assert_close(out, x.double() @ w16.double().T + b.double(), BF16)
+
+
 def test_few_rows_16bit_autotuned_path_and_checks():
     # without a config (the interpreter's fixed one on the CPU, the autotuner on the GPU), leading dims kept
     w = torch.randn(24, 64, dtype=BF16, device=DEVICE)
