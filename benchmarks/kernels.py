@@ -256,6 +256,7 @@ PRELOAD_SETTINGS = (
     ("PDL off", {"AUTOGLM_PDL": "0"}),
     ("PDL, no dot preload", {"AUTOGLM_DOT_PRELOAD": "0"}),
     ("PDL + dot preload", {}),
+    ("PDL + 16 KB dot preload", {"AUTOGLM_PRELOAD_BYTES": "8192"}),
 )
 
 
@@ -267,7 +268,7 @@ def section_int8_preload(rows: list, lim: dict) -> None:
         copies = copies_for(N * K)
         ws = [torch.randn(N, K, dtype=BF16, device=DEV) * 0.02 for _ in range(copies)]
         iws = [Int8Weight.quantize(w) for w in ws]
-        for M in (2, 8, 16, 32, 64):
+        for M in [int(m) for m in os.environ.get("PRELOAD_ROWS", "2,8,16,32,64").split(",")]:
             x = torch.randn(M, K, dtype=BF16, device=DEV)
             ref_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T) for w in ws])
             for mode in ("off", "on") if M >= IMMA_MIN_ROWS else ("off",):
