@@ -495,6 +495,7 @@ def use_imma(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias:
         lambda: int8_linear_triton(x2, qweight, scale, bias, imma=True),
         lambda: int8_linear_triton(x2, qweight, scale, bias, imma=False),
         f"int8 linear {M} rows x ({N}, {K}) {str(x2.dtype).removeprefix('torch.')}: int8 x int8",
+        (x2,),
     )
 
 

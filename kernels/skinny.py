@@ -51,6 +51,7 @@ def use_few_rows(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -
         lambda: few_rows_linear_triton(x2, w, bias),
         lambda: linear_ref(x2, w, bias),
         f"linear {M} rows x ({w.shape[0]}, {w.shape[1]}) {str(w.dtype).removeprefix('torch.')}: few-rows kernel",
+        (x2,),
     )
 
 
@@ -73,18 +74,18 @@ def use_fused(
         return False
     key = (what, next_pow2(x2.shape[0]), *w.shape, w.dtype, bias is not None, x2.device)
     return _decide(
-        _FUSED, key, fused, unfused, f"{what} {x2.shape[0]} rows x ({w.shape[0]}, {w.shape[1]}): fused"
+        _FUSED, key, fused, unfused, f"{what} {x2.shape[0]} rows x ({w.shape[0]}, {w.shape[1]}): fused", (x2,)
     )
 
 
-def _decide(memo: dict, key: tuple, few: Callable, lib: Callable, label: str) -> bool:
+def _decide(memo: dict, key: tuple, few: Callable, lib: Callable, label: str, inputs: tuple = ()) -> bool:
     """The mode's answer, else ``measure.decide`` (measured once per key: our kernel must win by its MARGIN)."""
     how = mode()
     if how == "off":
         return False
     if how == "on" or INTERPRET:
         return True
-    return measure.decide(memo, key, few, lib, label)
+    return measure.decide(memo, key, few, lib, label, inputs)
 
 
 def decisions() -> list[dict]:
