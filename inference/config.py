@@ -10,6 +10,18 @@ from pathlib import Path
 ARCHITECTURES = {"GlmForCausalLM": False, "Glm4ForCausalLM": True}
 
 
+def _unsupported(arch: str, cfg: dict) -> str:
+    """Why a config.json of another architecture cannot be loaded, and what to load instead."""
+    supported = ", ".join(ARCHITECTURES)
+    if cfg.get("model_type") == "chatglm" or arch.startswith("ChatGLM"):
+        return (
+            f"unsupported architecture {arch!r}: this is the original ChatGLM-format release of the model (custom "
+            f"code, fused query_key_value weights, a tiktoken tokenizer); the engine reads the Hugging Face-format "
+            f"releases ({supported}), e.g. THUDM/glm-4-9b-chat-hf or THUDM/GLM-4-9B-0414"
+        )
+    return f"unsupported architecture {arch!r}; supported: {supported} (GLM-4 text models)"
+
+
 @dataclass
 class ModelConfig:
     """GLM-4 hyper-parameters (both `GlmForCausalLM` and `Glm4ForCausalLM`)."""
@@ -51,6 +63,10 @@ class ModelConfig:
         archs = cfg.get("architectures") or []
         if not archs:
             raise ValueError(f"config.json has no 'architectures'; supported: {', '.join(ARCHITECTURES)}")
+        if archs[0] not in ARCHITECTURES:
+            # named before the keys are checked: other families name them differently, and "missing the key
+            # 'vocab_size'" would send the user looking in the wrong place
+            raise ValueError(_unsupported(archs[0], cfg))
         for key in (
             "vocab_size",
             "hidden_size",

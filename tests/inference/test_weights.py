@@ -63,6 +63,12 @@ def test_bad_config_and_options(ckpt_copy):
         ValueError, match="unsupported architecture 'LlamaForCausalLM'; supported: GlmForCausalLM"
     ):
         load_model(ckpt_copy)
+    # the original ChatGLM-format GLM-4 (its config has no vocab_size): named as such, with what to load instead
+    chatglm = {"architectures": ["ChatGLMModel"], "model_type": "chatglm", "padded_vocab_size": 151552,
+               "hidden_size": 4096, "ffn_hidden_size": 13696, "num_layers": 40, "multi_query_group_num": 2}  # fmt: skip
+    (ckpt_copy / "config.json").write_text(json.dumps(chatglm))
+    with pytest.raises(ValueError, match="original ChatGLM-format release.*glm-4-9b-chat-hf"):
+        load_model(ckpt_copy)
     (ckpt_copy / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(
         ValueError, match="unsupported dtype 'float64'; choose one of float32, bfloat16, float16"
