@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from functools import partial
@@ -24,7 +23,7 @@ import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import HD, NH, graph_ms, limits, paged_cache, rel  # noqa: E402
+from benchmarks.kernels import HD, NH, graph_ms, limits, paged_cache, rel, report_table  # noqa: E402
 from kernels import flash_decode as fd  # noqa: E402
 from kernels.triton_common import device_sms  # noqa: E402
 
@@ -251,24 +250,9 @@ def main() -> None:
                 )
                 print(f"{tag:10s} read {progs} progs x {block} {stages} stages      {ms * 1e3:7.2f} us"
                       f"  {gbps / lim['copy_GBps']:5.1%} of copy", flush=True)  # fmt: skip
-    print("\n| case | variant | GPU us | of copy | rel err |\n|---|---|---|---|---|")
-    for t, label, us, frac, err in table:
-        print(f"| {t} | {label} | {us:.2f} | {frac:.1%} | {err:.1e} |")
-
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(
-        json.dumps(
-            {
-                "device": torch.cuda.get_device_name(),
-                "rows": [
-                    dict(zip(("case", "variant", "us", "frac_copy", "rel_err"), r, strict=True))
-                    for r in table
-                ],
-            },
-            indent=1,
-        )
+    report_table(
+        args.json, ("case", "variant", "GPU us", "of copy", "rel err"), ("", "", ".2f", ".1%", ".1e"), table
     )
-    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

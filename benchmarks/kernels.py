@@ -111,6 +111,18 @@ def limits() -> dict:
     return {"copy_GBps": 2 * n / copy_ms / 1e6, "bf16_mm_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
 
 
+def report_table(path: str, columns: tuple[str, ...], fmts: tuple[str, ...], table: list[tuple]) -> None:
+    """Print ``table`` as a markdown table (``fmts``: a format spec per column) and write it, with the device's
+    name, as JSON to ``path`` (the diagnostic scripts beside this one)."""
+    print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in table:
+        print("| " + " | ".join(format(v, f) for v, f in zip(row, fmts, strict=True)) + " |")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rows = [dict(zip(columns, r, strict=True)) for r in table]
+    Path(path).write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}, indent=1))
+    print(f"wrote {path}")
+
+
 def paged_cache(batch: int, ctx: int, quant: bool = False):
     """A cache holding `batch` sequences of `ctx` tokens in randomly scattered blocks."""
     nblk = ctx // BS

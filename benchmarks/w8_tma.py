@@ -15,7 +15,6 @@ reported and skipped. GPU us = do_bench medians (L2 flushed). Needs an sm_90 GPU
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from triton.testing import do_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import GLM_LINEARS  # noqa: E402
+from benchmarks.kernels import GLM_LINEARS, report_table  # noqa: E402
 from kernels.int8_matmul import dequantize_triton  # noqa: E402
 
 
@@ -154,21 +153,12 @@ def main() -> None:
                 table.append((layer, M, name, ms, bf16 / ms))
                 print(f"  {name}: {ms * 1e3:.1f} us, {flops / ms / 1e9:.0f} TFLOP/s, {bf16 / ms:.2f}x bf16, err {err:.1e}",
                       flush=True)  # fmt: skip
-    print("\n| layer | rows | path | GPU us | x bf16 |\n|---|---|---|---|---|")
-    for layer, M, name, ms, ratio in table:
-        print(f"| {layer} | {M} | {name} | {ms * 1e3:.1f} | {ratio:.2f} |")
-
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(
-        json.dumps(
-            {
-                "device": torch.cuda.get_device_name(),
-                "rows": [dict(zip(("layer", "rows", "path", "ms", "x_bf16"), r, strict=True)) for r in table],
-            },
-            indent=1,
-        )
+    report_table(
+        args.json,
+        ("layer", "rows", "path", "GPU us", "x bf16"),
+        ("", "", "", ".1f", ".2f"),
+        [(layer, m, name, ms * 1e3, ratio) for layer, m, name, ms, ratio in table],
     )
-    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
