@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from kernels.int8_matmul import IMMA_ROWS, imma_mode
+
 from .kv_cache import KVCacheManager
 from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
@@ -195,6 +197,10 @@ class Engine:
         self.scheduler = Scheduler(self.kv, max_num_seqs, max_num_batched_tokens)
         self.sampler = Sampler()
         if graphs:
+            # INT8 weights: eager chunks between the prefill graphs and IMMA_ROWS rows choose their W8A16 path now
+            chunk = min(max_num_batched_tokens, IMMA_ROWS, num_blocks * block_size)
+            if model.int8 and chunk > prefill_graph_tokens and imma_mode() == "auto":
+                self.runner.warm_chunk(chunk)
             self.runner.capture_graphs(max_num_seqs, prefill_graph_tokens)
         log.info(
             "KV cache: %d blocks of %d tokens = %d tokens (%.2f GiB, %s); max_model_len %d; CUDA graphs %s",

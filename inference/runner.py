@@ -384,6 +384,15 @@ class ModelRunner:
         return self._static["logits"][: len(seqs)]
 
     @torch.inference_mode()
+    def warm_chunk(self, tokens: int) -> None:
+        """One eager prefill of ``tokens`` padding tokens, into the pool's first blocks (nothing holds them
+        yet). NOTE: the W8A16 matmul chooses its path per row bucket on first use (``int8_matmul.use_imma``,
+        timed as graph replays, ~0.4 s a layer shape); eager chunks of 513-1,024 rows would otherwise choose
+        during the first long prompt."""
+        self.execute([([0] * tokens, 0, tokens, list(range(-(-tokens // self.block_size))), True)])
+        torch.cuda.synchronize(self.device)
+
+    @torch.inference_mode()
     def capture_graphs(self, max_num_seqs: int, prefill_tokens: int = 0) -> None:
         """Capture one decode graph per size in graph_batch_sizes(max_num_seqs), largest first, and one
         one-sequence prefill graph per size in prefill_graph_sizes(prefill_tokens), all sharing one memory

@@ -223,3 +223,22 @@ def test_batch_invariant_bf16_prefix_hit_matches_cold_bit_for_bit(checkpoints):
     after a prefix hit (12 tokens, the 16-token prefill graph) give identical tokens and logprobs."""
     cold, warm = cold_and_warm(checkpoints["glm4"], invariant=True, device="cuda", dtype="bfloat16")
     assert warm.token_ids == cold.token_ids and warm.logprobs == cold.logprobs
+
+
+def test_int8_engine_chooses_its_chunk_paths_while_warming_up(checkpoints, monkeypatch):
+    # INT8 weights, CUDA graphs: an eager prefill chunk of 513-1,024 rows (above the prefill graphs) chooses its
+    # W8A16 path on first use; the engine makes that choice while it starts, not during the first long prompt
+    from kernels import int8_matmul
+
+    monkeypatch.setenv("AUTOGLM_W8_IMMA", "auto")
+    monkeypatch.setattr(int8_matmul, "_IMMA", {})
+    path = checkpoints["glm4"]
+    with Engine.from_pretrained(
+        path, device="cuda", quantization="int8", gpu_memory_utilization=0.2
+    ) as engine:
+        chosen = int8_matmul.imma_decisions()
+        assert {d["rows_bucket"] for d in chosen} >= {1024}, chosen
+        prompt = [(i * 13 + 5) % 560 for i in range(700)]
+        (out,) = engine.generate([prompt], [SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)])
+        assert len(out.token_ids) == 4
+        assert int8_matmul.imma_decisions() == chosen  # the 700-row chunk found its choice made
