@@ -350,11 +350,14 @@ def _sized_lines(text: str, chunks: list[tuple[str, float]]) -> list[tuple[str, 
 
 def _heading_like(line: str) -> bool:
     """Short, with letters, not a sentence or a list's middle, and not starting in lower case (a word set larger
-    inside a line of text, which pypdf breaks out on a line of its own)."""
+    inside a line of text, which pypdf breaks out on a line of its own); not an author list (two or more
+    commas) or an address (an @), which papers set larger than their text under the title."""
     words = line.split()
     first = next((ch for ch in line if ch.isalpha()), "")
     return (
         not first.islower()
+        and line.count(",") < 2
+        and "@" not in line
         and 2 <= len(line) <= MAX_HEADING_CHARS
         and len(words) <= MAX_HEADING_WORDS
         and sum(ch.isalpha() for ch in line) >= 2

@@ -146,6 +146,25 @@ def test_pdf_font_sizes_make_no_headings_of_what_is_not_one():
     assert {tuple(s.heading_path) for s in marked.sections} == {("Overview",)}
 
 
+def test_pdf_author_lines_and_addresses_in_large_type_are_not_headings():
+    # a paper without bookmarks: its author list and an e-mail address are set larger than the body, under the
+    # title; they stay text of the title's section
+    lines = [
+        (20, "A Study of Caching"),
+        (13, "Ana Ruiz, Ben Okafor, Chen Li and Dana Wu"),
+        (13, "ana.ruiz@example.org"),
+    ]
+    doc = parse(
+        F.make_sized_pdf([[*lines, *[(11, BODY)] * 6, (16, "1. Introduction"), *[(11, BODY)] * 3]]),
+        "paper.pdf",
+    )
+    assert {tuple(s.heading_path) for s in doc.sections} == {
+        ("A Study of Caching",),
+        ("A Study of Caching", "1. Introduction"),
+    }
+    assert section_of(doc, "Ben Okafor").heading_path == ["A Study of Caching"]
+
+
 def test_encrypted_pdf_is_refused_with_a_reason():
     with pytest.raises(ParseError, match="encrypted with a password"):
         parse(F.make_encrypted_pdf(), "secret.pdf")
