@@ -299,6 +299,8 @@ MAX_HEADING_SHARE = 0.3
 MIN_SIZED_CHARS = 200  # too little text to tell a body size
 _HEADING_END = re.compile(r"[,;，；、]$")
 _SENTENCE_STOP = re.compile(r"[.!?。！？]$")
+# leaders and blanks: a table of contents' dotted line or a form's field to fill in ("Fait à ..........")
+_LEADERS = re.compile(r"\.{4,}|…{2,}|_{4,}|(?:\. ){4,}")
 
 
 class _SizeVisitor:
@@ -351,13 +353,15 @@ def _sized_lines(text: str, chunks: list[tuple[str, float]]) -> list[tuple[str, 
 def _heading_like(line: str) -> bool:
     """Short, with letters, not a sentence or a list's middle, and not starting in lower case (a word set larger
     inside a line of text, which pypdf breaks out on a line of its own); not an author list (two or more
-    commas) or an address (an @), which papers set larger than their text under the title."""
+    commas) or an address (an @), which papers set larger than their text under the title, nor a line with
+    leaders or blanks (a contents entry, a form's field)."""
     words = line.split()
     first = next((ch for ch in line if ch.isalpha()), "")
     return (
         not first.islower()
         and line.count(",") < 2
         and "@" not in line
+        and not _LEADERS.search(line)
         and 2 <= len(line) <= MAX_HEADING_CHARS
         and len(words) <= MAX_HEADING_WORDS
         and sum(ch.isalpha() for ch in line) >= 2

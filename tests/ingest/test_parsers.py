@@ -147,12 +147,14 @@ def test_pdf_font_sizes_make_no_headings_of_what_is_not_one():
 
 
 def test_pdf_author_lines_and_addresses_in_large_type_are_not_headings():
-    # a paper without bookmarks: its author list and an e-mail address are set larger than the body, under the
-    # title; they stay text of the title's section
+    # a paper without bookmarks: its author list, an e-mail address and two form fields (dot leaders, a blank)
+    # are set larger than the body, under the title; they stay text of the title's section
     lines = [
         (20, "A Study of Caching"),
         (13, "Ana Ruiz, Ben Okafor, Chen Li and Dana Wu"),
         (13, "ana.ruiz@example.org"),
+        (13, "Signed at ............"),
+        (13, "Name: ____________"),
     ]
     doc = parse(
         F.make_sized_pdf([[*lines, *[(11, BODY)] * 6, (16, "1. Introduction"), *[(11, BODY)] * 3]]),
