@@ -22,8 +22,6 @@ from typing import Any
 
 import torch
 
-from kernels.int8_matmul import IMMA_ROWS, imma_mode
-
 from .kv_cache import KVCacheManager
 from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
@@ -197,6 +195,9 @@ class Engine:
         self.scheduler = Scheduler(self.kv, max_num_seqs, max_num_batched_tokens)
         self.sampler = Sampler()
         if graphs:
+            # (imported here: triton must not load before a CPU test run sets TRITON_INTERPRET)
+            from kernels.int8_matmul import IMMA_ROWS, imma_mode
+
             # INT8 weights: eager chunks between the prefill graphs and IMMA_ROWS rows choose their W8A16 path now
             chunk = min(max_num_batched_tokens, IMMA_ROWS, num_blocks * block_size)
             if model.int8 and chunk > prefill_graph_tokens and imma_mode() == "auto":
