@@ -653,10 +653,10 @@ def _int8_few_rows_kernel(
         if PRE_K > 0:
             # the preloaded tile (zeros when the split is shorter than a tile: then the loop covers it all)
             x_pre = X_ptr + offs_m[None, :].to(tl.int64) * stride_xm + pre_cols[:, None]
+            pre_mask = (pre_cols[:, None] < tl.where(pre_on, k_hi, 0)) & (offs_m[None, :] < M)
             acc, acc_lo = _few_rows_dot(
-                w_pre, x_pre, (pre_cols[:, None] < tl.where(pre_on, k_hi, 0)) & (offs_m[None, :] < M), lo_rows, acc, acc_lo, IMMA, UPCAST, QUANT, FAST,
-                CVT, PRECISION,
-            )  # fmt: skip
+                w_pre, x_pre, pre_mask, lo_rows, acc, acc_lo, IMMA, UPCAST, QUANT, FAST, CVT, PRECISION
+            )
     else:
         x_ptrs = X_ptr + k_lo + offs_k
         acc2 = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
