@@ -1,6 +1,6 @@
 """Where a batch-1 long-context decode call's time goes (issue 5: >= 75% of copy at 32k).
 
-    python benchmarks/decode_b1.py [--ctx 32768,8192] [--variants all]
+    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick]
 
 GPU us per call from CUDA-graph replays (8 cache copies a graph, as benchmarks/kernels.py's decode section):
 the planned call, its decode kernel alone, its merge alone, split / tile / stage / warp variants, PDL off, and
@@ -23,7 +23,7 @@ import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import HD, NH, graph_ms, limits, paged_cache, rel, report_table  # noqa: E402
+from benchmarks.kernels import HD, NH, environ, graph_ms, limits, paged_cache, rel, report_table  # noqa: E402
 from kernels import flash_decode as fd  # noqa: E402
 from kernels.triton_common import device_sms  # noqa: E402
 
@@ -45,20 +45,6 @@ def patched(name: str):
         setattr(fd, name, keep)
 
 
-@contextlib.contextmanager
-def env(**kv):
-    keep = {k: os.environ.get(k) for k in kv}
-    os.environ.update({k: str(v) for k, v in kv.items()})
-    try:
-        yield
-    finally:
-        for k, v in keep.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @triton.jit
 def _read_kernel(X, OUT, n_per, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     pid = tl.program_id(0)
@@ -78,15 +64,26 @@ class Case:
         )  # fmt: skip
 
     def timed(self, label, kw=None, check=True, ctxmgr=None):
+        """The decode call with these arguments (and environment), checked against the plan's output."""
         kw = kw or {}
+
+        def run():
+            err = rel(fd.flash_decode_triton(*self.copies[0], **kw), self.ref) if check else float("nan")
+            return [partial(fd.flash_decode_triton, *a, **kw) for a in self.copies], err
+
+        self.record(label, run, ctxmgr=ctxmgr)
+
+    def record(self, label, make, nbytes=None, ctxmgr=None):
+        """Time ``make()``'s calls (one per cache copy; it returns them and an error figure) as graph replays and
+        add a row; a variant that does not compile or fit is reported and skipped."""
         try:
             with ctxmgr or contextlib.nullcontext():
-                err = rel(fd.flash_decode_triton(*self.copies[0], **kw), self.ref) if check else float("nan")
-                ms = graph_ms([partial(fd.flash_decode_triton, *a, **kw) for a in self.copies], reps=50)
+                fns, err = make()
+                ms = graph_ms(fns, reps=50)
         except Exception as e:  # noqa: BLE001  (a variant that does not fit: say so, time the others)
             print(f"{self.tag:10s} {label:34s} FAILED {type(e).__name__}: {str(e)[:120]}", flush=True)
             return
-        frac = self.kv_bytes / ms / 1e6 / self.copy
+        frac = (nbytes or self.kv_bytes) / ms / 1e6 / self.copy
         self.table.append((self.tag, label, ms * 1e3, frac, err))
         print(
             f"{self.tag:10s} {label:34s} {ms * 1e3:7.2f} us  {frac:5.1%} of copy  err {err:.1e}", flush=True
@@ -141,53 +138,26 @@ def _ablate_kernel(Q, KC, VC, BT, SEQ, OP, LSE, ctx, stride_cb, stride_co, strid
 def ablations(case, copies, ctx, sms):
     """The stripped kernel at the plan's grid (one program per SM): full / loads only, paged / in order,
     length from memory / constant; 5 stages (two tiles in flight), as the plan runs bf16 at batch 1."""
-    q0, k0 = copies[0][0], copies[0][1]
     splits = sms // 2
     op = torch.empty(NH, splits, HD, device="cuda")
     lse = torch.empty(NH, splits, device="cuda")
     for compute, paged, dyn, stages, warps in ((1, 1, 1, 5, 4), (0, 1, 1, 5, 4), (1, 0, 1, 5, 4), (1, 1, 0, 5, 4),
                                                (0, 0, 0, 5, 4), (1, 0, 0, 5, 4), (0, 1, 1, 3, 4), (1, 1, 1, 3, 4),
                                                (1, 1, 1, 5, 8), (0, 0, 0, 3, 4)):  # fmt: skip
-        fns = [
-            partial(
-                _ablate_kernel[(1, 2, splits)],
-                a[0],
-                a[1],
-                a[2],
-                a[3],
-                a[4],
-                op,
-                lse,
-                ctx,
-                a[1].stride(0),
-                a[1].stride(1),
-                a[1].stride(2),
-                HD**-0.5,
-                GROUP=NH // 2,
-                D=HD,
-                BLOCK_N=128,
-                PAGE=a[1].shape[1],
-                STAGES=stages,
-                COMPUTE=compute,
-                PAGED=paged,
-                DYN=dyn,
-                num_warps=warps,
-            )  # fmt: skip
-            for a in copies
-        ]
-        label = f"stripped {'full' if compute else 'loads'} {'paged' if paged else 'in order'} " + (
-            f"{'len' if dyn else 'const'} {stages}st {warps}w"
-        )
-        try:
+        consts = dict(GROUP=NH // 2, D=HD, BLOCK_N=128, STAGES=stages, COMPUTE=compute, PAGED=paged, DYN=dyn,
+                      num_warps=warps)  # fmt: skip
+
+        def make(consts=consts):
+            fns = [
+                partial(_ablate_kernel[(1, 2, splits)], a[0], a[1], a[2], a[3], a[4], op, lse, ctx,
+                        a[1].stride(0), a[1].stride(1), a[1].stride(2), HD**-0.5, PAGE=a[1].shape[1], **consts)
+                for a in copies
+            ]  # fmt: skip
             fns[0]()
-            ms = graph_ms(fns, reps=50)
-        except Exception as e:  # noqa: BLE001
-            print(f"{case.tag:10s} {label:34s} FAILED {type(e).__name__}: {str(e)[:120]}", flush=True)
-            continue
-        frac = case.kv_bytes / ms / 1e6 / case.copy
-        case.table.append((case.tag, label, ms * 1e3, frac, float("nan")))
-        print(f"{case.tag:10s} {label:34s} {ms * 1e3:7.2f} us  {frac:5.1%} of copy", flush=True)
-    del q0, k0
+            return fns, float("nan")
+
+        case.record(f"stripped {'full' if compute else 'loads'} {'paged' if paged else 'in order'} "
+                    f"{'len' if dyn else 'const'} {stages}st {warps}w", make)  # fmt: skip
 
 
 def main() -> None:
@@ -226,8 +196,8 @@ def main() -> None:
             if args.quick:
                 continue
             timed("merge kernel only", check=False, ctxmgr=patched("_flash_decode_kernel"))
-            timed("PDL off", ctxmgr=env(AUTOGLM_PDL=0))
-            timed("early launch off", ctxmgr=env(AUTOGLM_ATTN_EARLY=0))
+            timed("PDL off", ctxmgr=environ(AUTOGLM_PDL=0))
+            timed("early launch off", ctxmgr=environ(AUTOGLM_ATTN_EARLY=0))
             for bn, splits, st, w in ((128, 33, None, 4), (128, 44, None, 4), (128, 96, None, 4), (128, 128, None, 4),
                                       (128, 66, 3, 4), (128, 66, 4, 4), (128, 66, None, 8),
                                       (64, 66, 5, 4), (64, 66, 7, 4), (64, 132, 5, 4), (64, 132, 3, 4),
@@ -241,15 +211,17 @@ def main() -> None:
             for progs, block, stages in ((132, 8192, 4), (264, 8192, 3), (132, 16384, 3), (528, 4096, 4)):
                 n = flat[0].numel() // progs // block * block
                 outs = torch.empty(progs, device="cuda")
-                fns = [partial(_read_kernel[(progs,)], x, outs, n, BLOCK=block, STAGES=stages) for x in flat]
-                fns[0]()
-                ms = graph_ms(fns, reps=50)
-                gbps = progs * n * flat[0].element_size() / ms / 1e6
-                table.append(
-                    (tag, f"read {progs}x{block} {stages}st", ms * 1e3, gbps / lim["copy_GBps"], 0.0)
+
+                def make(progs=progs, block=block, stages=stages, n=n, outs=outs, flat=flat):
+                    fns = [
+                        partial(_read_kernel[(progs,)], x, outs, n, BLOCK=block, STAGES=stages) for x in flat
+                    ]
+                    fns[0]()
+                    return fns, 0.0
+
+                case.record(
+                    f"read {progs}x{block} {stages}st", make, nbytes=progs * n * flat[0].element_size()
                 )
-                print(f"{tag:10s} read {progs} progs x {block} {stages} stages      {ms * 1e3:7.2f} us"
-                      f"  {gbps / lim['copy_GBps']:5.1%} of copy", flush=True)  # fmt: skip
     report_table(
         args.json, ("case", "variant", "GPU us", "of copy", "rel err"), ("", "", ".2f", ".1%", ".1e"), table
     )

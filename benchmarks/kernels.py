@@ -18,6 +18,7 @@ time from CUDA-graph replays over enough input copies to overflow L2. Needs a CU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -109,6 +110,21 @@ def limits() -> dict:
     b = torch.randn(8192, 8192, dtype=BF16, device=DEV)
     mm_ms = bench(lambda: a @ b)
     return {"copy_GBps": 2 * n / copy_ms / 1e6, "bf16_mm_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+
+
+@contextlib.contextmanager
+def environ(**settings: str):
+    """Environment variables set for the block (the kernels read theirs at launch), restored after it."""
+    keep = {k: os.environ.get(k) for k in settings}
+    os.environ.update({k: str(v) for k, v in settings.items()})
+    try:
+        yield
+    finally:
+        for k, v in keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def report_table(path: str, columns: tuple[str, ...], fmts: tuple[str, ...], table: list[tuple]) -> None:
@@ -236,16 +252,13 @@ def section_int8(rows: list, lim: dict) -> None:
                     None,
                 )
                 for mode in ("off", "on"):
-                    os.environ["AUTOGLM_W8_IMMA"] = mode
-                    try:
+                    with environ(AUTOGLM_W8_IMMA=mode):
                         fns = [
                             lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]
                         ]
                         row[f"imma_{mode}_rel_err"] = rel(fns[0](), x.float() @ iws[0].dequantize().T)
                         row[f"imma_{mode}_ms"] = graph_ms(fns)
                         row[f"imma_{mode}_speedup"] = ref_ms / row[f"imma_{mode}_ms"]
-                    finally:
-                        os.environ.pop("AUTOGLM_W8_IMMA")
                 if M > FEW_ROWS:
                     c = _many_rows_imma.best_config
                     row["imma_on_config"] = (
@@ -284,20 +297,14 @@ def section_int8_preload(rows: list, lim: dict) -> None:
             x = torch.randn(M, K, dtype=BF16, device=DEV)
             ref_ms = graph_ms([lambda x=x, w=w: torch.matmul(x, w.T) for w in ws])
             for mode in ("off", "on") if M >= IMMA_MIN_ROWS else ("off",):
-                os.environ["AUTOGLM_W8_IMMA"] = mode
                 fns = [lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws]
-                err = rel(fns[0](), x.float() @ iws[0].dequantize().T)
                 times: dict = {label: [] for label, _ in PRELOAD_SETTINGS}
-                for order in (PRELOAD_SETTINGS, PRELOAD_SETTINGS[::-1]):
-                    for label, env in order:
-                        keep = {k: os.environ.get(k) for k in env}
-                        os.environ.update(env)
-                        try:
-                            times[label].append(graph_ms(fns))
-                        finally:
-                            for k, v in keep.items():
-                                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-                os.environ.pop("AUTOGLM_W8_IMMA")
+                with environ(AUTOGLM_W8_IMMA=mode):
+                    err = rel(fns[0](), x.float() @ iws[0].dequantize().T)
+                    for order in (PRELOAD_SETTINGS, PRELOAD_SETTINGS[::-1]):
+                        for label, env in order:
+                            with environ(**env):
+                                times[label].append(graph_ms(fns))
                 best = {label: min(t) for label, t in times.items()}
                 row = {"layer": name, "M": M, "imma": mode, "bf16_ms": ref_ms, "rel_err": err,
                        **{f"{label}_ms": t for label, t in best.items()}}  # fmt: skip
