@@ -1,5 +1,6 @@
-"""PDF with pypdf: one section per page (1-based page numbers kept), title from the metadata. Headings come from
-the bookmarks, or, in a PDF without any, from font sizes (``font_headings``)."""
+"""PDF with pypdf: one section per page (1-based page numbers kept), title from the metadata, else from the first
+page's largest type (``font_title``). Headings come from the bookmarks, or, in a PDF without any, from font sizes
+(``font_headings``)."""
 
 from __future__ import annotations
 
@@ -108,10 +109,14 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     outline = _outline(reader)
     texts: list[str | None] = []
     sized: list[list[tuple[str, float]] | None] = []
+    first_lines: list[tuple[str, float]] | None = None  # the first page's, for its title (bookmarks or not)
     for i in range(n_pages):
         chunks: list[tuple[str, float]] = []
+        want_sizes = not outline or i == 0
         try:
-            text = reader.pages[i].extract_text(visitor_text=None if outline else _SizeVisitor(chunks)) or ""
+            text = (
+                reader.pages[i].extract_text(visitor_text=_SizeVisitor(chunks) if want_sizes else None) or ""
+            )
         except FileNotDecryptedError as e:
             raise ParseError(_ENCRYPTED) from e
         except Exception as e:  # one bad page must not lose the others
@@ -120,7 +125,10 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             sized.append(None)
             continue
         texts.append(text)
-        sized.append(None if outline else _sized_lines(text, chunks))
+        lines = _sized_lines(text, chunks) if want_sizes else None
+        if i == 0:
+            first_lines = lines
+        sized.append(None if outline else lines)
     failed = texts.count(None)
     texts = [None if t is None else reflow(t) for t in strip_running_lines(texts)]
     by_font = {} if outline else font_headings(sized)
@@ -150,6 +158,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
         title = metadata_title(meta.title) if meta else None
     except Exception:  # metadata is optional; a broken info dictionary is not worth failing for
         title = None
+    title = title or font_title(first_lines)
     try:
         return b.build("pdf", n_pages, title)
     except ParseError as e:
@@ -297,6 +306,18 @@ MAX_HEADING_RUN = 3  # more consecutive large lines than this are a paragraph in
 # headings holding more of the characters than this: the sizes say nothing (forms of big labels)
 MAX_HEADING_SHARE = 0.3
 MIN_SIZED_CHARS = 200  # too little text to tell a body size
+# the first page's largest type is the document's title (``font_title``) when it is this much larger than the
+# page's body type, set on at most this many lines
+TITLE_RATIO = 1.3
+MAX_TITLE_LINES = 3
+# ... unless it is a numbered section ("1 Introduction", "2.1 Scope") or a part every document has: a first page
+# that opens with its contents or abstract (pdf.js's and py-pdf's test files: "Contents" over "Foo")
+_NUMBERED = re.compile(r"(\d{1,2}(\.\d+)*\.?|[IVX]+\.)\s")
+_NOT_TITLE = re.compile(
+    r"(table of )?contents|index|abstract|summary|introduction|preface|foreword|agenda|overview"
+    r"|inhalt|inhaltsverzeichnis|sommaire|table des mati[èe]res|[íi]ndice|contenido|目\s*录|目\s*次|摘\s*要|前\s*言|引\s*言",
+    re.IGNORECASE,
+)
 _HEADING_END = re.compile(r"[,;，；、]$")
 _SENTENCE_STOP = re.compile(r"[.!?。！？]$")
 # leaders and blanks: a table of contents' dotted line or a form's field to fill in ("Fait à ..........")
@@ -368,6 +389,34 @@ def _heading_like(line: str) -> bool:
         and not _HEADING_END.search(line)
         and not (_SENTENCE_STOP.search(line) and len(words) > 6)
     )
+
+
+def font_title(lines: list[tuple[str, float]] | None) -> str | None:
+    """A title from the first page's type (``_sized_lines``), for a PDF whose metadata has none: its first run
+    of lines (at most MAX_TITLE_LINES) in the page's largest type, when that type is at least TITLE_RATIO x the
+    page's body type (the size most of its characters have) and each line reads as a heading. Without it a
+    bookmarked manual was titled by its first bookmark ("1 Introduction"), where its cover says "Libtasn1"."""
+    if not lines:
+        return None
+    chars: Counter = Counter()
+    for line, size in lines:
+        chars[size] += sum(not ch.isspace() for ch in line)
+    body = chars.most_common(1)[0][0]
+    top = max(size for _, size in lines)
+    if top < max(body * TITLE_RATIO, body + MIN_HEADING_STEP):
+        return None
+    run: list[str] = []
+    for line, size in lines:
+        if size == top:
+            run.append(line)
+        elif run:
+            break
+    if len(run) > MAX_TITLE_LINES or not all(_heading_like(line) for line in run):
+        return None
+    title = " ".join(run)
+    if _NUMBERED.match(title) or _NOT_TITLE.fullmatch(title):
+        return None
+    return title
 
 
 def font_headings(pages: list[list[tuple[str, float]] | None]) -> dict[int, dict[str, int]]:

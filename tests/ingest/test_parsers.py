@@ -167,6 +167,38 @@ def test_pdf_author_lines_and_addresses_in_large_type_are_not_headings():
     assert section_of(doc, "Ben Okafor").heading_path == ["A Study of Caching"]
 
 
+def test_pdf_without_a_metadata_title_is_titled_by_its_first_page_large_type():
+    # a bookmarked manual (bookmarks are its headings, so sizes are not read for them): the cover's title,
+    # wrapped over two lines, names the document, not the first bookmark
+    cover = [(24, "Widget Service"), (24, "Manual"), (12, "For version 4.2, August 2022"), *[(11, BODY)] * 4]
+    manual = parse(F.make_sized_pdf([cover, [(11, BODY)] * 3], outline="1 Introduction"), "manual.pdf")
+    assert manual.title == "Widget Service Manual"
+    assert section_of(manual, "For version 4.2").heading_path == ["1 Introduction"]
+    # no bookmarks: the same title, which is also the first heading
+    paper = parse(F.make_sized_pdf([[(20, "A Study of Caching"), *[(11, BODY)] * 6]]), "paper.pdf")
+    assert paper.title == "A Study of Caching"
+    report = parse(F.make_sized_pdf([[(28, "2024 Annual Report"), *[(11, BODY)] * 6]], outline="Contents"))
+    assert report.title == "2024 Annual Report"  # a year is not a section number
+
+
+@pytest.mark.parametrize(
+    "first_page",
+    [
+        [(13, "Overview of the plan"), *[(11, BODY)] * 6],  # barely larger: a section heading, not a title
+        [*[(16, f"A lead paragraph in large type, line {i} of it") for i in range(4)], *[(11, BODY)] * 6],
+        [(24, "Ana Ruiz, Ben Okafor, Chen Li"), *[(11, BODY)] * 6],  # an author list
+        [(28, "2024"), *[(11, BODY)] * 6],  # a figure
+        [(11, "Widget Service Manual"), *[(11, BODY)] * 6],  # one size throughout
+        [(24, "Contents"), *[(11, BODY)] * 6],  # a first page that opens with the contents
+        [(24, "2.1 Scope of the plan"), *[(11, BODY)] * 6],  # a numbered section
+    ],
+)
+def test_pdf_first_page_type_makes_no_title_of_what_is_not_one(first_page):
+    # the bookmark stands in as before (the first heading), none of these lines
+    doc = parse(F.make_sized_pdf([first_page, [(11, BODY)] * 3], outline="1 Introduction"), "manual.pdf")
+    assert doc.title == "1 Introduction"
+
+
 def test_encrypted_pdf_is_refused_with_a_reason():
     with pytest.raises(ParseError, match="encrypted with a password"):
         parse(F.make_encrypted_pdf(), "secret.pdf")
