@@ -37,7 +37,8 @@ MIN_SCORE = 0.2
 RELATIVE = 0.5
 
 
-# Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks.
+# Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks
+# (not those inside a hard-wrapped paragraph).
 def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -127,5 +128,6 @@ def extractive_answer(
                 float(scores[i]),
             )
         )
-    text = "\n".join(f"“{q.text}” [{q.n}]" for q in quotes)
+    # a sentence wrapped over lines (``split_sentences``) is quoted on one
+    text = "\n".join(f"“{' '.join(q.text.split())}” [{q.n}]" for q in quotes)
     return ExtractiveAnswer(text, quotes)

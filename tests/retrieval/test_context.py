@@ -137,6 +137,36 @@ def test_extractive_answer_quotes_answers_not_headings_or_filler():
     ]
 
 
+def test_extractive_answer_quotes_a_hard_wrapped_sentence_whole():
+    # a text file wrapped at ~80 columns (a README, an e-mail): the answer is the whole sentence, on one line,
+    # not the line that happens to hold the question's words
+    text = (
+        "Installation order\n\n"
+        "Dependencies are solved and the packages downloaded.\n"
+        "Packages have to be installed in a particular order so that their dependencies are\n"
+        "satisfied, but optional packages go last so that a broken one does not\n"
+        "block the installation of important packages.\n"
+        "- a list item\n"
+        "- Another item"
+    )
+    ctx = assemble_context([Passage(31, 9, "APT", text, [], None, 0, len(text))], "q", words, 500)
+    ans = extractive_answer("In what order are packages installed?", ctx, get_embedder().embed)
+    best = ans.quotes[0]
+    assert best.text.startswith("Packages have to be installed") and best.text.endswith("important packages.")
+    assert text[best.start : best.end] == best.text
+    assert ans.text.splitlines()[0] == (
+        "“Packages have to be installed in a particular order so that their dependencies are satisfied, but "
+        "optional packages go last so that a broken one does not block the installation of important "
+        "packages.” [1]"
+    )
+    # lines that start a new line in upper case, or follow a blank line, still end where they did
+    from retrieval.sentences import split_sentences
+
+    sentences = [text[s:e] for s, e in split_sentences(text)]
+    assert sentences[:2] == ["Installation order", "Dependencies are solved and the packages downloaded."]
+    assert sentences[-2:] == ["- a list item", "- Another item"]
+
+
 @pytest.mark.parametrize(
     "question",
     ["What is the capital of France?", "How do I bake sourdough bread?", "Who won the 2018 world cup?"],
