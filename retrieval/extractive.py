@@ -6,7 +6,8 @@ where coverage is the share of the question's terms (retrieval.lexical.tokenize:
 words for Chinese) that the sentence contains. Without an embedding function, coverage alone decides.
 The best `max_sentences` distinct sentences are quoted, best first, each with its source number and its
 character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
-highlight it. A sentence that only repeats a heading of its passage (or the document's title), or a short
+highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
+heading also without its number), or a short
 line without punctuation or figures (a heading the parser could not see), answers nothing and is not
 quoted; nor is one scoring under RELATIVE of the best; and when even the best scores under MIN_SCORE,
 nothing in the sources answers the question and nothing is quoted.
@@ -44,6 +45,7 @@ def _norm(text: str) -> str:
 
 
 _SENTENCE_MARKS = re.compile(r"[.!?。！？:：;；,，\d]")
+_NUMBER = re.compile(r"^\s*(\d+(\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+")  # a heading's section number
 
 
 def _label_line(text: str) -> bool:
@@ -85,7 +87,12 @@ def extractive_answer(
     for src in sources:
         text = src.passage.text
         # a chunk's text starts with its heading line: a heading alone answers nothing
-        labels = {_norm(h) for h in [*src.passage.heading_path, src.passage.title or ""]}
+        # (a numbered heading "2.10. Storing types" splits at "2.10." into a number and "Storing types")
+        labels = {
+            _norm(x)
+            for h in [*src.passage.heading_path, src.passage.title or ""]
+            for x in (h, _NUMBER.sub("", h))
+        }
         for s, e in split_sentences(text):
             sent = text[s:e]
             key = _norm(sent)

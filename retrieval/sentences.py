@@ -1,7 +1,8 @@
 """Sentence boundaries shared by chunking (ingest) and extractive answers (retrieval): one rule, so a
 quoted sentence is exactly a sentence the chunker kept whole. English .!? before whitespace (with closing
 quotes/brackets), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped
-paragraph: one that ends a non-empty line and is followed by a line starting in lower case (text files,
+paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket:
+``continues_line``) (text files,
 Markdown and e-mail wrapped at ~72-80 columns: "...so that their dependencies are\nsatisfied, but ..." is
 one sentence, not two quotes that each say half of it)."""
 
@@ -33,15 +34,30 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return out
 
 
+_OPENING = "([“‘\"'"
+_ENUMERATOR = re.compile(r"[(\[](\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[)\]]")
+
+
+def continues_line(prev: str, nxt: str) -> bool:
+    """Whether the line ``nxt`` may carry on a sentence that the line ``prev`` wrapped (both stripped; the
+    caller has seen no sentence end): ``nxt`` starts in lower case, or with an opening bracket or quote that
+    is no enumerator ("(a)", "[3]") after a line ending in a lower-case letter or a comma ("...Notation
+    One\n(ASN.1, as specified by ...")."""
+    if not nxt or not prev:
+        return False
+    if nxt[0].islower():
+        return True
+    return nxt[0] in _OPENING and not _ENUMERATOR.match(nxt) and (prev[-1].islower() or prev[-1] == ",")
+
+
 def _soft_wrap(text: str, i: int, start: int, end: int) -> bool:
-    """Whether the line break at text[i] wraps a paragraph: text before it on its line, and the next line
-    starts (after spaces) with a lower-case letter."""
+    """Whether the line break at text[i] wraps a paragraph (``continues_line`` of the lines around it)."""
     j = i + 1
     while j < end and text[j] in " \t":
         j += 1
-    if j >= end or not text[j].islower():
-        return False
     k = i - 1
     while k >= start and text[k] in " \t\r":
         k -= 1
-    return k >= start and text[k] != "\n"
+    if j >= end or k < start or text[k] == "\n":
+        return False
+    return continues_line(text[k], text[j : min(j + 8, end)])

@@ -14,6 +14,8 @@ from collections import Counter
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
+from retrieval.sentences import continues_line
+
 from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline, metadata_title
 
 logger = logging.getLogger(__name__)
@@ -224,7 +226,7 @@ def _continues(prev: str, nxt: str, width: int) -> bool:
         WRAPPED * width, MIN_WRAPPED // 2 if cjk else MIN_WRAPPED
     ):
         return False
-    return cjk or nxt[0].islower()
+    return cjk or continues_line(prev, nxt)
 
 
 def reflow(text: str) -> str:
@@ -232,7 +234,7 @@ def reflow(text: str) -> str:
     the width of the page, and a line break ends a sentence for the chunker and the quoted answers (half
     sentences, half highlights). A line joins the next when it is near the page's width (``WRAPPED`` of
     its longest lines, and ``MIN_WRAPPED`` characters), does not end a sentence, and the next one starts in
-    lower case (or both sides are CJK characters, joined without a space); a hyphen between two lower-case letters there was a word
+    lower case or with a bracket (``retrieval.sentences.continues_line``), or both sides are CJK characters (joined without a space); a hyphen between two lower-case letters there was a word
     break and goes. Headings, list items, table rows and short last lines stay where they are."""
     lines = text.split("\n")
     lengths = sorted(len(line.strip()) for line in lines if line.strip())

@@ -414,6 +414,11 @@ def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
         # a compound's own hyphen before a capital stays, and so does the line break
         ("The policy was approved by the well-\nKnown board in 2024 and applies to every employee now.",
          "The policy was approved by the well-\nKnown board in 2024 and applies to every employee now."),
+        # a bracket carries on a wrapped sentence; an enumerator starts an item of its own
+        ("This document describes the library that provides Abstract Syntax Notation One\n(ASN.1) parsing.",
+         "This document describes the library that provides Abstract Syntax Notation One (ASN.1) parsing."),
+        ("The contract may be ended by either party for the following reasons only\n(a) a breach of it.",
+         "The contract may be ended by either party for the following reasons only\n(a) a breach of it."),
     ],
 )  # fmt: skip
 def test_reflow_joins_only_wrapped_lines(text, flowed):

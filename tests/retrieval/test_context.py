@@ -137,6 +137,19 @@ def test_extractive_answer_quotes_answers_not_headings_or_filler():
     ]
 
 
+def test_extractive_answer_does_not_quote_a_numbered_heading():
+    # "2.10. Storing ..." splits at "2.10." (a sentence end before a space): its words alone are the heading
+    text = "2.10. Storing the MIME type in extended attributes\nA file's MIME type may be stored in the user.mime_type attribute."
+    head = ["2. Unified system", "2.10. Storing the MIME type in extended attributes"]
+    ctx = assemble_context(
+        [Passage(41, 3, "Shared MIME-info", text, head, 14, 0, len(text))], "q", words, 500
+    )
+    ans = extractive_answer("Where is the MIME type of a file stored?", ctx, get_embedder().embed)
+    assert [q.text for q in ans.quotes] == [
+        "A file's MIME type may be stored in the user.mime_type attribute."
+    ]
+
+
 def test_extractive_answer_quotes_a_hard_wrapped_sentence_whole():
     # a text file wrapped at ~80 columns (a README, an e-mail): the answer is the whole sentence, on one line,
     # not the line that happens to hold the question's words
