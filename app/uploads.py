@@ -5,8 +5,11 @@ The caller commits, then enqueues the new documents (never before the commit).
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import re
+import tarfile
 import unicodedata
 import zipfile
 import zlib
@@ -77,17 +80,37 @@ def clean_filename(name: str | None) -> str:
 MAX_ARCHIVE_MEMBERS = 1000
 
 
+# Compressed single files and tar archives (`docs.tar.gz`, `notes.md.gz`): (magic, what, decompressor factory)
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
+    (b"BZh", "bzip2", lambda: bz2.BZ2Decompressor()),
+    (b"\xfd7zXZ\x00", "xz", lambda: lzma.LZMADecompressor()),
+)
+_COMPRESSED_SUFFIX = re.compile(r"\.(gz|gzip|bz2|xz)$", re.IGNORECASE)
+_ZLIB = type(zlib.decompressobj())
+
+
+def _is_tar(data: bytes) -> bool:
+    return data[257:262] == b"ustar"  # POSIX and GNU tar headers
+
+
 def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, bytes] | Rejected]:
-    """The files one upload stands for: itself, or for a plain ZIP archive named ``*.zip`` (not a Word, Excel,
+    """The files one upload stands for: itself; a gzip, bzip2 or xz compressed file, decompressed
+    ("notes.md.gz" is "notes.md"); a tar archive, compressed or not ("docs.tar.gz"), as its files
+    (``_tar_members``, as a ZIP's); or for a plain ZIP archive named ``*.zip`` (not a Word, Excel,
     PowerPoint, OpenDocument or EPUB file, which are ZIP containers too, nor another ZIP-based format such as
     Pages or Visio) each file in it, named "<archive>/<path inside>"
     ("policies.zip/hr/leave.pdf"). Folders, hidden files and macOS resource forks are skipped; a file too
     large, encrypted or damaged in the archive comes back as a Rejected item, the others go on; an archive
     inside the archive is not unpacked (it is refused as a file). Raises Rejected, before anything is
     yielded, for an archive that cannot be opened, holds more than MAX_ARCHIVE_MEMBERS files or unpacks to
-    more than the daily upload quota. One file's bytes are held at a time."""
+    more than the daily upload quota. One file's bytes are held at a time, except that a compressed tar
+    archive is decompressed whole first (at most ``max_upload_request_bytes``) to count its files."""
     from ingest.parsers import ParseError, PlainArchive, detect_type
 
+    compressed = next((c for c in _COMPRESSED if data.startswith(c[0])), None)
+    if compressed is not None or _is_tar(data):
+        return _unpack_tar_or_compressed(filename, data, compressed)
     if not data.startswith(b"PK\x03\x04"):
         return iter([(filename, data)])
     try:
@@ -107,16 +130,20 @@ def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, byte
         infos = [i for i in zf.infolist() if not i.is_dir() and not _skipped(_member_name(i))]
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise Rejected(name, 422, "The ZIP archive could not be read: it is damaged.") from e
-    if not infos:
-        raise Rejected(name, 422, "The ZIP archive holds no files.")
-    if len(infos) > MAX_ARCHIVE_MEMBERS:
-        raise Rejected(name, 413, f"The ZIP archive holds {len(infos):,} files, more than {MAX_ARCHIVE_MEMBERS:,} "
-                       "an upload may unpack; upload its folder instead.")  # fmt: skip
-    declared = sum(i.file_size for i in infos)
-    if declared > settings.upload_quota_bytes_per_day:
-        raise Rejected(name, 413, f"The ZIP archive unpacks to {declared:,} bytes, more than the daily upload "
-                       f"quota ({settings.upload_quota_bytes_per_day:,} bytes).")  # fmt: skip
+    _check_archive(name, "ZIP", len(infos), sum(i.file_size for i in infos))
     return _members(zf, name, infos)
+
+
+def _check_archive(name: str, kind: str, files: int, declared: int) -> None:
+    """Refuse a whole archive that holds no files, too many, or more bytes than the daily upload quota."""
+    if not files:
+        raise Rejected(name, 422, f"The {kind} archive holds no files.")
+    if files > MAX_ARCHIVE_MEMBERS:
+        raise Rejected(name, 413, f"The {kind} archive holds {files:,} files, more than {MAX_ARCHIVE_MEMBERS:,} "
+                       "an upload may unpack; upload its folder instead.")  # fmt: skip
+    if declared > settings.upload_quota_bytes_per_day:
+        raise Rejected(name, 413, f"The {kind} archive unpacks to {declared:,} bytes, more than the daily upload "
+                       f"quota ({settings.upload_quota_bytes_per_day:,} bytes).")  # fmt: skip
 
 
 def _members(
@@ -140,6 +167,88 @@ def _members(
             yield Rejected(member, 413, too_large_detail())
             continue
         yield member, blob
+
+
+def _chunks(dec, data: bytes, step: int) -> Iterator[bytes]:
+    """One compressed stream's output, at most ``step`` bytes a piece (zlib's and bz2/lzma's APIs differ)."""
+    if isinstance(dec, _ZLIB):
+        piece = data
+        while True:
+            chunk = dec.decompress(piece, step)
+            yield chunk
+            piece = dec.unconsumed_tail
+            if dec.eof or not (piece or chunk):
+                return
+    else:
+        yield dec.decompress(data, step)
+        while not dec.eof and not dec.needs_input:
+            yield dec.decompress(b"", step)
+
+
+def _decompress(name: str, data: bytes, compressed: tuple, limit: int) -> bytes:
+    """``data`` decompressed (every stream of a multi-stream file), refused past ``limit`` bytes: a bomb is
+    stopped there, not held in memory. Raises Rejected (413, or 422 for a damaged or cut-short file)."""
+    magic, what, new = compressed
+    out, total, rest = [], 0, data
+    try:
+        while rest.startswith(magic):
+            dec = new()
+            for chunk in _chunks(dec, rest, 1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise Rejected(name, 413, f"The {what} file unpacks to more than {limit:,} bytes, more than "
+                                   "one upload may hold; upload its files instead.")  # fmt: skip
+                out.append(chunk)
+            if not dec.eof:
+                raise Rejected(name, 422, f"The {what} file could not be read: it is cut short.")
+            rest = dec.unused_data  # another stream (cat a.gz b.gz), or padding, which is ignored
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as e:
+        raise Rejected(name, 422, f"The {what} file could not be read: it is damaged.") from e
+    return b"".join(out)
+
+
+def _unpack_tar_or_compressed(
+    filename: str | None, data: bytes, compressed: tuple | None
+) -> Iterator[tuple[str | None, bytes] | Rejected]:
+    """A compressed file as the file inside it (its name without the compression's suffix), a tar archive
+    (compressed or not) as its files. Decompression stops at the daily upload quota (a tar's files) or the
+    upload size limit (a single file), and never holds more than the request limit."""
+    name = clean_filename(filename)
+    raw = data
+    if compressed is not None:
+        cap = min(settings.upload_quota_bytes_per_day, settings.max_upload_request_bytes)
+        raw = _decompress(name, data, compressed, max(cap, settings.max_upload_bytes))
+    if not _is_tar(raw):
+        if len(raw) > settings.max_upload_bytes:
+            raise Rejected(name, 413, too_large_detail())
+        return iter([(_COMPRESSED_SUFFIX.sub("", name) or name, raw)])
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+        infos = [i for i in tf.getmembers() if i.isfile() and not _skipped(_tar_name(i))]
+    except (tarfile.TarError, OSError, ValueError, EOFError) as e:
+        raise Rejected(name, 422, "The tar archive could not be read: it is damaged.") from e
+    _check_archive(name, "tar", len(infos), sum(i.size for i in infos))
+    return _tar_members(tf, name, infos)
+
+
+def _tar_name(info: tarfile.TarInfo) -> str:
+    """A member's path without "." parts (``tar -czf docs.tgz .`` stores "./hr/leave.pdf"); ".." stays, to be
+    refused by ``clean_filename``."""
+    return "/".join(p for p in info.name.split("/") if p not in ("", "."))
+
+
+def _tar_members(
+    tf: tarfile.TarFile, name: str, infos: list[tarfile.TarInfo]
+) -> Iterator[tuple[str, bytes] | Rejected]:
+    for info in infos:
+        member = f"{name}/{_tar_name(info)}"
+        if info.size > settings.max_upload_bytes:
+            yield Rejected(member, 413, too_large_detail())
+            continue
+        f = tf.extractfile(info)
+        if f is None:
+            continue
+        yield member, f.read()
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:

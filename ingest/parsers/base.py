@@ -41,7 +41,8 @@ SUPPORTED_TYPES = (
 # what a refusal names as readable
 SUPPORTED_NAMES = (
     "supported: PDF, Word .docx/.doc, PowerPoint .pptx/.ppt, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
-    "HTML, MHTML, Markdown, CSV, e-mail .eml/.msg, plain text"
+    "HTML, MHTML, Markdown, CSV, e-mail .eml/.msg, plain text; and ZIP or tar archives of these, or one of them "
+    "compressed by gzip, bzip2 or xz"
 )
 
 # Bounds that keep a hostile file from exhausting the worker (sizes are of decompressed content).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
 from sqlmodel import select
 
 from app.cli import main
@@ -124,3 +125,82 @@ def test_cli_ingests_an_archive_by_its_files(env, capsys):
     with session_scope() as s:
         names = sorted(d.filename for d in s.exec(select(Document)).all())
     assert names == ["policies.zip/hr/leave.txt", "policies.zip/it/leave.txt"]
+
+
+def make_tar(members: dict[str, bytes], compression: str = "") -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=f"w:{compression}") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("./hr/latest.txt")  # a link is no file of its own
+        link.type, link.linkname = tarfile.SYMTYPE, "leave.txt"
+        t.addfile(link)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("name", "compression"), [("docs.tar", ""), ("docs.tar.gz", "gz"), ("docs.tbz2", "bz2"),
+                                                   ("docs.tar.xz", "xz")])  # fmt: skip
+def test_a_tar_upload_becomes_its_documents(env, client, name, compression):
+    admin = make_user(Role.admin)
+    cid = client.post("/api/collections", json={"name": "tarred"}, headers=admin).json()["id"]
+    members = {
+        "./hr/leave.txt": b"Staff get 30 days of paid leave a year, booked in the HR portal.",  # as `tar -C dir .`
+        "./it/guide.md": b"# Laptops\nReturn laptops to the IT desk before a leave of more than four weeks.",
+        "./.git/HEAD": b"ref: refs/heads/main",
+        "../escape.txt": b"tar slip",
+        "./empty.txt": b"",
+    }
+    r = client.post(f"/api/collections/{cid}/documents", files=[("files", (name, make_tar(members, compression)))],
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 202, r.text
+    docs = {d["filename"]: d for d in r.json()["documents"]}
+    assert sorted(docs) == [f"{name}/hr/leave.txt", f"{name}/it/guide.md"]
+    rejected = {x["filename"]: x["status_code"] for x in r.json()["rejected"]}
+    assert rejected == {f"{name}/../escape.txt": 400, f"{name}/empty.txt": 422}
+    for d in docs.values():
+        assert process_document(d["id"]) == "ready"
+    hits = client.post("/api/search", json={"query": "laptops before a long leave", "collection_ids": [cid]},
+                       headers=admin).json()["hits"]  # fmt: skip
+    assert hits[0]["filename"] == f"{name}/it/guide.md"
+
+
+def test_a_compressed_file_is_the_file_inside(env, client, monkeypatch):
+    import bz2
+    import gzip
+    import lzma
+
+    admin = make_user(Role.admin)
+    cid = client.post("/api/collections", json={"name": "packed"}, headers=admin).json()["id"]
+    text = b"# Release notes\nVersion 2 drops support for the old importer."
+    files = [("notes.md.gz", gzip.compress(text)), ("changes.txt.bz2", bz2.compress(b"Changed the logo.")),
+             ("README.xz", lzma.compress(b"Read me first.")), ("two.gz", gzip.compress(b"One, ") + gzip.compress(b"two."))]  # fmt: skip
+    r = client.post(f"/api/collections/{cid}/documents", files=[("files", f) for f in files], headers=admin)
+    assert r.status_code == 202, r.text
+    docs = {d["filename"]: d for d in r.json()["documents"]}
+    assert sorted(docs) == ["README", "changes.txt", "notes.md", "two"]
+    assert docs["notes.md"]["detected_type"] == "markdown"
+    process_document(docs["two"]["id"])
+    text_of = client.get(f"/api/documents/{docs['two']['id']}/text", headers=admin).json()
+    assert "One, two." in str(text_of)  # both gzip members
+
+    def post(name: str, data: bytes):
+        return client.post(
+            f"/api/collections/{cid}/documents", files=[("files", (name, data))], headers=admin
+        )
+
+    r = post("cut.gz", gzip.compress(b"some words " * 100)[:30])
+    assert (r.status_code, r.json()["detail"]) == (422, "The gzip file could not be read: it is cut short.")
+    r = post("junk.gz", b"\x1f\x8b\x08\x00" + b"\xff" * 40)
+    assert (r.status_code, r.json()["detail"]) == (422, "The gzip file could not be read: it is damaged.")
+    monkeypatch.setattr("app.uploads.settings.max_upload_request_bytes", 1_000_000)
+    monkeypatch.setattr("app.uploads.settings.max_upload_bytes", 500_000)
+    bomb = gzip.compress(b" " * 5_000_000)
+    assert len(bomb) < 10_000
+    r = post("bomb.txt.gz", bomb)  # stopped at the cap, not unpacked into memory
+    assert r.status_code == 413 and "unpacks to more than 1,000,000 bytes" in r.json()["detail"]
+    r = post("big.txt.gz", gzip.compress(b" word" * 150_000))  # under the cap, over one file's limit
+    assert r.status_code == 413 and r.json()["detail"].startswith("File too large")
