@@ -41,13 +41,18 @@ _ENUMERATOR = re.compile(r"[(\[](\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[)\]]")
 def continues_line(prev: str, nxt: str) -> bool:
     """Whether the line ``nxt`` may carry on a sentence that the line ``prev`` wrapped (both stripped; the
     caller has seen no sentence end): ``nxt`` starts in lower case, or with an opening bracket or quote that
-    is no enumerator ("(a)", "[3]") after a line ending in a lower-case letter or a comma ("...Notation
-    One\n(ASN.1, as specified by ...")."""
+    is no enumerator ("(a)", "[3]") after a line ending in a lower-case letter or a comma, and has lower case
+    in its first 40 characters ("...Notation One\n(ASN.1, as specified by ...")."""
     if not nxt or not prev:
         return False
     if nxt[0].islower():
         return True
-    return nxt[0] in _OPENING and not _ENUMERATOR.match(nxt) and (prev[-1].islower() or prev[-1] == ",")
+    return (
+        nxt[0] in _OPENING
+        and not _ENUMERATOR.match(nxt)
+        and (prev[-1].islower() or prev[-1] == ",")
+        and any(ch.islower() for ch in nxt[:40])  # not a running header such as "“PIRACY” 49"
+    )
 
 
 def _soft_wrap(text: str, i: int, start: int, end: int) -> bool:
@@ -60,4 +65,4 @@ def _soft_wrap(text: str, i: int, start: int, end: int) -> bool:
         k -= 1
     if j >= end or k < start or text[k] == "\n":
         return False
-    return continues_line(text[k], text[j : min(j + 8, end)])
+    return continues_line(text[k], text[j : min(j + 40, end)].split("\n", 1)[0])
