@@ -97,7 +97,7 @@ def _is_tar(data: bytes) -> bool:
 def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, bytes] | Rejected]:
     """The files one upload stands for: itself; a gzip, bzip2 or xz compressed file, decompressed
     ("notes.md.gz" is "notes.md"); a tar archive, compressed or not ("docs.tar.gz"), as its files
-    (``_tar_members``, as a ZIP's); or for a plain ZIP archive named ``*.zip`` (not a Word, Excel,
+    (``_tar_members``, as a ZIP's); an mbox mailbox as its messages (``_unpack_mbox``); or for a plain ZIP archive named ``*.zip`` (not a Word, Excel,
     PowerPoint, OpenDocument or EPUB file, which are ZIP containers too, nor another ZIP-based format such as
     Pages or Visio) each file in it, named "<archive>/<path inside>"
     ("policies.zip/hr/leave.pdf"). Folders, hidden files and macOS resource forks are skipped; a file too
@@ -111,6 +111,8 @@ def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, byte
     compressed = next((c for c in _COMPRESSED if data.startswith(c[0])), None)
     if compressed is not None or _is_tar(data):
         return _unpack_tar_or_compressed(filename, data, compressed)
+    if _is_mbox(data):
+        return _unpack_mbox(filename, data)
     if not data.startswith(b"PK\x03\x04"):
         return iter([(filename, data)])
     try:
@@ -134,13 +136,14 @@ def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, byte
     return _members(zf, name, infos)
 
 
-def _check_archive(name: str, kind: str, files: int, declared: int) -> None:
+def _check_archive(name: str, kind: str, files: int, declared: int, what: str = "files") -> None:
     """Refuse a whole archive that holds no files, too many, or more bytes than the daily upload quota."""
     if not files:
-        raise Rejected(name, 422, f"The {kind} archive holds no files.")
+        raise Rejected(name, 422, f"The {kind} archive holds no {what}.")
     if files > MAX_ARCHIVE_MEMBERS:
-        raise Rejected(name, 413, f"The {kind} archive holds {files:,} files, more than {MAX_ARCHIVE_MEMBERS:,} "
-                       "an upload may unpack; upload its folder instead.")  # fmt: skip
+        instead = "split it into smaller files" if what == "messages" else "upload its folder instead"
+        raise Rejected(name, 413, f"The {kind} archive holds {files:,} {what}, more than {MAX_ARCHIVE_MEMBERS:,} "
+                       f"an upload may unpack; {instead}.")  # fmt: skip
     if declared > settings.upload_quota_bytes_per_day:
         raise Rejected(name, 413, f"The {kind} archive unpacks to {declared:,} bytes, more than the daily upload "
                        f"quota ({settings.upload_quota_bytes_per_day:,} bytes).")  # fmt: skip
@@ -229,6 +232,54 @@ def _unpack_tar_or_compressed(
         raise Rejected(name, 422, "The tar archive could not be read: it is damaged.") from e
     _check_archive(name, "tar", len(infos), sum(i.size for i in infos))
     return _tar_members(tf, name, infos)
+
+
+# mbox (Thunderbird, Apple Mail, Google Takeout's Gmail export): messages one after another, each after a
+# "From <sender> <date>" line; a body line that would read as one is written ">From " (one ">" more each time)
+_MBOX_FROM = re.compile(rb"(?:\A|\n)From [^\n]*\n")
+_MBOX_QUOTED = re.compile(rb"(?m)^>(>*From )")
+
+
+def _is_mbox(data: bytes) -> bool:
+    """A "From " separator line, then a message's header fields (a text that merely starts "From " is not)."""
+    from ingest.parsers.mail import looks_like_email
+
+    if not data.startswith(b"From "):
+        return False
+    first, _, rest = data[:65536].partition(b"\n")
+    return len(first.split()) >= 3 and looks_like_email(rest.decode("latin-1"))
+
+
+def _unpack_mbox(filename: str | None, data: bytes) -> Iterator[tuple[str | None, bytes] | Rejected]:
+    """An mbox as its messages, each an e-mail document "<mailbox>/<n> <subject>.eml" (n from 0001 in mailbox
+    order, the subject made a file name); a mailbox of one message is that message under the upload's name."""
+    name = clean_filename(filename)
+    messages = [_MBOX_QUOTED.sub(rb"\1", m) for m in _MBOX_FROM.split(data) if m.strip()]
+    if len(messages) == 1:
+        return iter([(name, messages[0])])
+    _check_archive(name, "mbox", len(messages), len(data), "messages")
+    return _mbox_members(name, messages)
+
+
+def _mbox_members(name: str, messages: list[bytes]) -> Iterator[tuple[str, bytes] | Rejected]:
+    import email.parser
+    import email.policy
+
+    width = max(4, len(str(len(messages))))
+    for i, raw in enumerate(messages, 1):
+        try:
+            subject = str(
+                email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)["subject"] or ""
+            )
+        except Exception:  # noqa: BLE001 - a malformed header only costs the name its subject
+            subject = ""
+        subject = " ".join("".join(" " if ch in "/\\" or _invisible(ch) else ch for ch in subject).split())
+        subject = subject[:80].strip().rstrip(".")
+        member = f"{name}/{i:0{width}d}{' ' + subject if subject else ''}.eml"
+        if len(raw) > settings.max_upload_bytes:
+            yield Rejected(member, 413, too_large_detail())
+            continue
+        yield member, raw
 
 
 def _tar_name(info: tarfile.TarInfo) -> str:

@@ -204,3 +204,50 @@ def test_a_compressed_file_is_the_file_inside(env, client, monkeypatch):
     assert r.status_code == 413 and "unpacks to more than 1,000,000 bytes" in r.json()["detail"]
     r = post("big.txt.gz", gzip.compress(b" word" * 150_000))  # under the cap, over one file's limit
     assert r.status_code == 413 and r.json()["detail"].startswith("File too large")
+
+
+MBOX = (
+    b"From alice@example.com Mon Jan  1 10:00:00 2024\n"
+    b"From: Alice <alice@example.com>\nTo: team@example.com\nSubject: Office move / Q3\n"
+    b"Date: Mon, 1 Jan 2024 10:00:00 +0000\n\nThe office moves to the fourth floor on 3 March.\n"
+    b">From now on badges open the new doors only.\n\n"
+    b"From bob@example.com Tue Jan  2 11:00:00 2024\n"
+    b"From: Bob <bob@example.com>\nTo: team@example.com\nSubject: =?utf-8?q?R=C3=A9union_d=27=C3=A9quipe?=\n"
+    b"Date: Tue, 2 Jan 2024 11:00:00 +0000\n\nThe team meeting is on Thursdays at 10.\n"
+)
+
+
+def test_an_mbox_upload_becomes_its_messages(env, client, monkeypatch):
+    admin = make_user(Role.admin)
+    cid = client.post("/api/collections", json={"name": "mail"}, headers=admin).json()["id"]
+
+    def post(name: str, data: bytes):
+        return client.post(
+            f"/api/collections/{cid}/documents", files=[("files", (name, data))], headers=admin
+        )
+
+    r = post("Inbox.mbox", MBOX)
+    assert r.status_code == 202, r.text
+    docs = {d["filename"]: d for d in r.json()["documents"]}
+    assert sorted(docs) == ["Inbox.mbox/0001 Office move Q3.eml", "Inbox.mbox/0002 Réunion d'équipe.eml"]
+    for d in docs.values():
+        assert process_document(d["id"]) == "ready"
+    got = client.get(
+        f"/api/documents/{docs['Inbox.mbox/0001 Office move Q3.eml']['id']}", headers=admin
+    ).json()
+    assert (got["detected_type"], got["title"]) == ("email", "Office move / Q3")
+    text = client.get(f"/api/documents/{got['id']}/text", headers=admin).json()
+    assert "From now on badges open the new doors only." in str(text) and ">From" not in str(text)  # unquoted
+    hits = client.post("/api/search", json={"query": "when is the team meeting", "collection_ids": [cid]},
+                       headers=admin).json()["hits"]  # fmt: skip
+    assert hits[0]["filename"] == "Inbox.mbox/0002 Réunion d'équipe.eml"
+    # a mailbox of one message is that message; a text that starts with "From " is a text
+    one = post("saved.eml", MBOX.split(b"\n\nFrom bob")[0]).json()["documents"]
+    assert [(d["filename"], d["detected_type"]) for d in one] == [("saved.eml", "email")]
+    memo = post("memo.txt", b"From the desk of the director: the office moves in March.\n").json()[
+        "documents"
+    ]
+    assert [(d["filename"], d["detected_type"]) for d in memo] == [("memo.txt", "text")]
+    monkeypatch.setattr("app.uploads.MAX_ARCHIVE_MEMBERS", 1)
+    r = post("big.mbox", MBOX)
+    assert r.status_code == 413 and "holds 2 messages, more than 1" in r.json()["detail"]
