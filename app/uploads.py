@@ -97,10 +97,10 @@ def _is_tar(data: bytes) -> bool:
 def unpack(filename: str | None, data: bytes) -> Iterator[tuple[str | None, bytes] | Rejected]:
     """The files one upload stands for: itself; a gzip, bzip2 or xz compressed file, decompressed
     ("notes.md.gz" is "notes.md"); a tar archive, compressed or not ("docs.tar.gz"), as its files
-    (``_tar_members``, as a ZIP's); an mbox mailbox as its messages (``_unpack_mbox``); or for a plain ZIP archive named ``*.zip`` (not a Word, Excel,
-    PowerPoint, OpenDocument or EPUB file, which are ZIP containers too, nor another ZIP-based format such as
-    Pages or Visio) each file in it, named "<archive>/<path inside>"
-    ("policies.zip/hr/leave.pdf"). Folders, hidden files and macOS resource forks are skipped; a file too
+    (``_tar_members``, as a ZIP's); an mbox mailbox as its messages (``_unpack_mbox``); or for a plain ZIP
+    archive named ``*.zip`` (not a Word, Excel, PowerPoint, OpenDocument or EPUB file, which are ZIP
+    containers too, nor another ZIP-based format such as Pages or Visio) each file in it, named
+    "<archive>/<path inside>" ("policies.zip/hr/leave.pdf"). Folders, hidden files and macOS resource forks are skipped; a file too
     large, encrypted or damaged in the archive comes back as a Rejected item, the others go on; an archive
     inside the archive is not unpacked (it is refused as a file). Raises Rejected, before anything is
     yielded, for an archive that cannot be opened, holds more than MAX_ARCHIVE_MEMBERS files or unpacks to
@@ -188,9 +188,10 @@ def _chunks(dec, data: bytes, step: int) -> Iterator[bytes]:
             yield dec.decompress(b"", step)
 
 
-def _decompress(name: str, data: bytes, compressed: tuple, limit: int) -> bytes:
-    """``data`` decompressed (every stream of a multi-stream file), refused past ``limit`` bytes: a bomb is
-    stopped there, not held in memory. Raises Rejected (413, or 422 for a damaged or cut-short file)."""
+def _decompress(name: str, data: bytes, compressed: tuple, limit: int, too_big: str) -> bytes:
+    """``data`` decompressed (every stream of a multi-stream file), refused past ``limit`` bytes (413,
+    ``too_big``): a bomb is stopped there, not held in memory. Raises Rejected 422 for a damaged or cut-short
+    file."""
     magic, what, new = compressed
     out, total, rest = [], 0, data
     try:
@@ -199,8 +200,7 @@ def _decompress(name: str, data: bytes, compressed: tuple, limit: int) -> bytes:
             for chunk in _chunks(dec, rest, 1 << 20):
                 total += len(chunk)
                 if total > limit:
-                    raise Rejected(name, 413, f"The {what} file unpacks to more than {limit:,} bytes, more than "
-                                   "one upload may hold; upload its files instead.")  # fmt: skip
+                    raise Rejected(name, 413, too_big)
                 out.append(chunk)
             if not dec.eof:
                 raise Rejected(name, 422, f"The {what} file could not be read: it is cut short.")
@@ -214,13 +214,20 @@ def _unpack_tar_or_compressed(
     filename: str | None, data: bytes, compressed: tuple | None
 ) -> Iterator[tuple[str | None, bytes] | Rejected]:
     """A compressed file as the file inside it (its name without the compression's suffix), a tar archive
-    (compressed or not) as its files. Decompression stops at the daily upload quota (a tar's files) or the
-    upload size limit (a single file), and never holds more than the request limit."""
+    (compressed or not) as its files. Decompression stops at the upload size limit for a single file, and for
+    a tar at the request size limit (or the daily quota where that is smaller): what it unpacks to is held."""
     name = clean_filename(filename)
     raw = data
     if compressed is not None:
-        cap = min(settings.upload_quota_bytes_per_day, settings.max_upload_request_bytes)
-        raw = _decompress(name, data, compressed, max(cap, settings.max_upload_bytes))
+        head = _peek(compressed, data)
+        if head and not _is_tar(head):  # one file: no more than an upload of it may hold
+            limit, too_big = settings.max_upload_bytes, too_large_detail()
+        else:
+            limit = max(settings.max_upload_bytes, min(settings.upload_quota_bytes_per_day,
+                                                       settings.max_upload_request_bytes))  # fmt: skip
+            too_big = (f"The {compressed[1]} file unpacks to more than {limit:,} bytes, more than one upload may "
+                       "hold; upload its files instead.")  # fmt: skip
+        raw = _decompress(name, data, compressed, limit, too_big)
     if not _is_tar(raw):
         if len(raw) > settings.max_upload_bytes:
             raise Rejected(name, 413, too_large_detail())
@@ -232,6 +239,15 @@ def _unpack_tar_or_compressed(
         raise Rejected(name, 422, "The tar archive could not be read: it is damaged.") from e
     _check_archive(name, "tar", len(infos), sum(i.size for i in infos))
     return _tar_members(tf, name, infos)
+
+
+def _peek(compressed: tuple, data: bytes) -> bytes:
+    """The first bytes (up to 512) a compressed file unpacks to, to tell a tar archive from a single file;
+    b"" where its first MB does not say (a bzip2 block is up to 900 KB) or cannot be read."""
+    try:
+        return compressed[2]().decompress(data[: 1 << 20], 512)
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+        return b""
 
 
 # mbox (Thunderbird, Apple Mail, Google Takeout's Gmail export): messages one after another, each after a

@@ -200,10 +200,15 @@ def test_a_compressed_file_is_the_file_inside(env, client, monkeypatch):
     monkeypatch.setattr("app.uploads.settings.max_upload_bytes", 500_000)
     bomb = gzip.compress(b" " * 5_000_000)
     assert len(bomb) < 10_000
-    r = post("bomb.txt.gz", bomb)  # stopped at the cap, not unpacked into memory
-    assert r.status_code == 413 and "unpacks to more than 1,000,000 bytes" in r.json()["detail"]
-    r = post("big.txt.gz", gzip.compress(b" word" * 150_000))  # under the cap, over one file's limit
+    r = post("bomb.txt.gz", bomb)  # one file: stopped at one file's limit, not unpacked into memory
     assert r.status_code == 413 and r.json()["detail"].startswith("File too large")
+    tar_bomb = gzip.compress(
+        make_tar({"a.txt": b" " * 400_000, "b.txt": b" " * 400_000, "c.txt": b" " * 400_000})
+    )
+    r = post("bomb.tar.gz", tar_bomb)  # a tar: stopped at the request limit
+    assert r.status_code == 413 and "gzip file unpacks to more than 1,000,000 bytes" in r.json()["detail"]
+    r = post("fits.tar.gz", gzip.compress(make_tar({"a.txt": b"Lunch is served at noon. " * 10_000})))
+    assert [d["filename"] for d in r.json()["documents"]] == ["fits.tar.gz/a.txt"]
 
 
 MBOX = (
