@@ -23,7 +23,7 @@ import numpy as np
 
 from retrieval.context import Context, Source
 from retrieval.lexical import tokenize
-from retrieval.sentences import split_sentences
+from retrieval.sentences import SECTION_NUMBER, split_sentences
 
 SEMANTIC_WEIGHT = 0.6
 MAX_EMBEDDED = 64  # sentences embedded per question (the best by coverage); bounds the cost
@@ -45,7 +45,6 @@ def _norm(text: str) -> str:
 
 
 _SENTENCE_MARKS = re.compile(r"[.!?。！？:：;；,，\d]")
-_NUMBER = re.compile(r"^\s*(\d+(\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+")  # a heading's section number
 
 
 def _label_line(text: str) -> bool:
@@ -91,7 +90,7 @@ def extractive_answer(
         labels = {
             _norm(x)
             for h in [*src.passage.heading_path, src.passage.title or ""]
-            for x in (h, _NUMBER.sub("", h))
+            for x in (h, SECTION_NUMBER.sub("", h))
         }
         for s, e in split_sentences(text):
             sent = text[s:e]

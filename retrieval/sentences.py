@@ -34,6 +34,8 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return out
 
 
+# a heading's section number: "2.", "2.10.", "IV.", "A." (one or two digits first: "2024 Annual Report" has none)
+SECTION_NUMBER = re.compile(r"^\s*(\d{1,2}(\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+")
 _OPENING = "([“‘\"'"
 _ENUMERATOR = re.compile(r"[(\[](\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[)\]]")
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from retrieval.sentences import continues_line
+from retrieval.sentences import SECTION_NUMBER, continues_line
 
 from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline, metadata_title
 
@@ -234,8 +234,8 @@ def reflow(text: str) -> str:
     the width of the page, and a line break ends a sentence for the chunker and the quoted answers (half
     sentences, half highlights). A line joins the next when it is near the page's width (``WRAPPED`` of
     its longest lines, and ``MIN_WRAPPED`` characters), does not end a sentence, and the next one starts in
-    lower case or with a bracket (``retrieval.sentences.continues_line``), or both sides are CJK characters (joined without a space); a hyphen between two lower-case letters there was a word
-    break and goes. Headings, list items, table rows and short last lines stay where they are."""
+    lower case or with a bracket (``retrieval.sentences.continues_line``), or both sides are CJK characters
+    (joined without a space); a hyphen between two lower-case letters there was a word break and goes. Headings, list items, table rows and short last lines stay where they are."""
     lines = text.split("\n")
     lengths = sorted(len(line.strip()) for line in lines if line.strip())
     if len(lengths) < 2:
@@ -314,7 +314,6 @@ TITLE_RATIO = 1.3
 MAX_TITLE_LINES = 3
 # ... unless it is a numbered section ("1 Introduction", "2.1 Scope") or a part every document has: a first page
 # that opens with its contents or abstract (pdf.js's and py-pdf's test files: "Contents" over "Foo")
-_NUMBERED = re.compile(r"(\d{1,2}(\.\d+)*\.?|[IVX]+\.)\s")
 _NOT_TITLE = re.compile(
     r"(table of )?contents|index|abstract|summary|introduction|preface|foreword|agenda|overview"
     r"|inhalt|inhaltsverzeichnis|sommaire|table des mati[èe]res|[íi]ndice|contenido|目\s*录|目\s*次|摘\s*要|前\s*言|引\s*言",
@@ -416,7 +415,7 @@ def font_title(lines: list[tuple[str, float]] | None) -> str | None:
     if len(run) > MAX_TITLE_LINES or not all(_heading_like(line) for line in run):
         return None
     title = " ".join(run)
-    if _NUMBERED.match(title) or _NOT_TITLE.fullmatch(title):
+    if SECTION_NUMBER.match(title) or _NOT_TITLE.fullmatch(title):
         return None
     return title
 
