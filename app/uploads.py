@@ -88,6 +88,8 @@ _COMPRESSED = (
 )
 _COMPRESSED_SUFFIX = re.compile(r"\.(gz|gzip|bz2|xz)$", re.IGNORECASE)
 _ZLIB = type(zlib.decompressobj())
+# what the decompressors raise on damaged input
+_UNREADABLE = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
 
 
 def _is_tar(data: bytes) -> bool:
@@ -205,7 +207,7 @@ def _decompress(name: str, data: bytes, compressed: tuple, limit: int, too_big: 
             if not dec.eof:
                 raise Rejected(name, 422, f"The {what} file could not be read: it is cut short.")
             rest = dec.unused_data  # another stream (cat a.gz b.gz), or padding, which is ignored
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as e:
+    except _UNREADABLE as e:
         raise Rejected(name, 422, f"The {what} file could not be read: it is damaged.") from e
     return b"".join(out)
 
@@ -246,7 +248,7 @@ def _peek(compressed: tuple, data: bytes) -> bytes:
     b"" where its first MB does not say (a bzip2 block is up to 900 KB) or cannot be read."""
     try:
         return compressed[2]().decompress(data[: 1 << 20], 512)
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+    except _UNREADABLE:
         return b""
 
 
@@ -312,10 +314,7 @@ def _tar_members(
         if info.size > settings.max_upload_bytes:
             yield Rejected(member, 413, too_large_detail())
             continue
-        f = tf.extractfile(info)
-        if f is None:
-            continue
-        yield member, f.read()
+        yield member, tf.extractfile(info).read()  # a regular file (``isfile``): never None
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:
