@@ -100,7 +100,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # a word in two for search. (Zero-width joiners and non-joiners stay: they shape Persian, Indic scripts, emoji.)
 _INVISIBLE = str.maketrans(
     {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st",
-     "\u00ad": None, "\u200b": None, "\u2060": None, "\ufeff": None}
+     "\u00ad": None, "\u200b": None, "\u2060": None, "\ufeff": None,
+     # C1 control characters (U+0080-U+009F) are never meant in text: they are Windows-1252 bytes read as
+     # Latin-1 (a PDF's or an old HTML page's curly quotes, dashes, euro sign: "\x93quoted\x94" is “quoted”);
+     # the five bytes cp1252 leaves undefined are dropped
+     **{chr(b): bytes([b]).decode("cp1252", errors="ignore") or None for b in range(0x80, 0xA0)}}
 )  # fmt: skip
 
 

@@ -266,6 +266,16 @@ def test_ligatures_soft_hyphens_and_zero_width_spaces_are_normalized(name, data)
     assert not any(c in doc.text for c in "\ufb00\ufb01\ufb02\ufb03\u00ad\u200b\ufeff")
 
 
+@pytest.mark.parametrize("name", ["notes.txt", "notes.md"])
+def test_windows_1252_bytes_read_as_latin_1_become_their_characters(name):
+    # text that went cp1252 -> Latin-1 -> UTF-8 on its way (an export, a PDF's font encoding) carries C1
+    # control characters where its curly quotes, dashes and euro signs were; they are restored, not kept
+    # as invisible characters that split words ("\x93quoted\x94" is not found by a search for quoted)
+    doc = parse("Press \x93Submit\x94 \x96 the fee is \x80 25; it\x92s done.\n".encode(), name)
+    assert "Press “Submit” – the fee is € 25; it’s done." in doc.text
+    assert not any("\x80" <= c <= "\x9f" for c in doc.text)
+
+
 @pytest.mark.parametrize(
     ("cmap", "ordering", "text", "codes"),
     [
