@@ -1,6 +1,6 @@
 """Sentence boundaries shared by chunking (ingest) and extractive answers (retrieval): one rule, so a
 quoted sentence is exactly a sentence the chunker kept whole. English .!? before whitespace (with closing
-quotes/brackets), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped
+quotes/brackets; a period not before lower case, nor after an initial or an abbreviation: ``_no_full_stop``), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped
 paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket:
 ``continues_line``) (text files,
 Markdown and e-mail wrapped at ~72-80 columns: "...so that their dependencies are\nsatisfied, but ..." is
@@ -20,6 +20,8 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     for m in _BOUNDARY.finditer(text, start, end):
         if m.group() == "\n" and _soft_wrap(text, m.start(), start, end):
             continue
+        if m.group()[0] == "." and _no_full_stop(text, m.start(), m.end(), start, end):
+            continue
         spans.append((pos, m.end()))
         pos = m.end()
     spans.append((pos, end))
@@ -32,6 +34,45 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         if e > s:
             out.append((s, e))
     return out
+
+
+# abbreviations whose full stop ends no sentence, though a capital may follow ("e.g. GNU", "Dr. Smith"), and
+# those that do so before a number only ("Fig. 3", "No. 5"; "He said no. Then" ends one)
+_ABBREVIATIONS = frozenset(
+    "e.g i.e cf vs viz approx incl resp esp ca mr mrs ms dr prof al z.b d.h u.a bzw ggf evtl inkl vgl".split()
+)
+_NUMBERED = frozenset("no nr fig figs eq sec ch vol pp p art abs".split())
+_INITIAL = re.compile(r"[A-Z]\.(?=\s|$)")
+
+
+def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
+    """Whether the period(s) at text[i:j] end no sentence: the next word starts in lower case ("e.g. the",
+    "approx. five"), or the word before is an abbreviation (``_ABBREVIATIONS``; ``_NUMBERED`` before a
+    digit), or it is an initial (one capital letter after a capitalized word, or before another initial,
+    followed by a capital: "Philip A. Nelson", "J. R. R. Tolkien"; "Appendix A. The" is joined too, the
+    lesser harm)."""
+    k = j
+    while k < end and text[k].isspace():
+        k += 1
+    if k >= end:
+        return False
+    if text[k].islower():
+        return True
+    if j - i != 1:
+        return False
+    b = i
+    while b > start and (text[b - 1].isalpha() or text[b - 1] == "."):
+        b -= 1
+    word = text[b:i].casefold()
+    if word in _ABBREVIATIONS or (word in _NUMBERED and text[k].isdigit()):
+        return True
+    if len(word) == 1 and text[b].isupper() and text[k].isupper():
+        before = text[max(start, b - 40) : b].split()
+        after_initial = (
+            bool(before) and before[-1][0].isupper() and (before[-1][-1].isalpha() or before[-1][-1] == ".")
+        )
+        return after_initial or bool(_INITIAL.match(text, k, end))
+    return False
 
 
 # a heading's section number: "2.", "2.10.", "IV.", "A." (one or two digits first: "2024 Annual Report" has none)

@@ -181,6 +181,28 @@ def test_extractive_answer_quotes_a_hard_wrapped_sentence_whole():
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a name's initials, abbreviations and a period before lower case end no sentence
+        ("Author: Philip A. Nelson\nE-mail: phil@example.org", ["Author: Philip A. Nelson", "E-mail: phil@example.org"]),
+        ("J. R. R. Tolkien wrote it. Yes.", ["J. R. R. Tolkien wrote it.", "Yes."]),
+        ("Set a prefix (e.g. CMAKE_PREFIX=/usr) first. Then build.", ["Set a prefix (e.g. CMAKE_PREFIX=/usr) first.", "Then build."]),
+        ("Dr. Smith signs it. See Fig. 3 and No. 5 below.", ["Dr. Smith signs it.", "See Fig. 3 and No. 5 below."]),
+        ("It costs approx. five euros. Pay cash.", ["It costs approx. five euros.", "Pay cash."]),
+        # ... and those that do end one still do
+        ("He said no. Then he left.", ["He said no.", "Then he left."]),
+        ("Version 1.0. New features. I agree.", ["Version 1.0.", "New features.", "I agree."]),
+        ("Wait... Really? Yes, and so on etc. The end.", ["Wait...", "Really?", "Yes, and so on etc.", "The end."]),
+    ],
+)  # fmt: skip
+def test_sentences_do_not_end_at_initials_or_abbreviations(text, expected):
+    # "Philip A." + "Nelson" was two sentences (and a chunk could start at "Nelson"); "(e.g." a quote
+    from retrieval.sentences import split_sentences
+
+    assert [text[s:e] for s, e in split_sentences(text)] == expected
+
+
+@pytest.mark.parametrize(
     "question",
     ["What is the capital of France?", "How do I bake sourdough bread?", "Who won the 2018 world cup?"],
 )
