@@ -3,7 +3,7 @@
 Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
-words for Chinese) that the sentence contains. Without an embedding function, coverage alone decides.
+words for Chinese) that the sentence or the headings of its section contain. Without an embedding function, coverage alone decides.
 The best `max_sentences` distinct sentences are quoted, best first, each with its source number and its
 character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
 highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
@@ -92,6 +92,9 @@ def extractive_answer(
             for h in [*src.passage.heading_path, src.passage.title or ""]
             for x in (h, SECTION_NUMBER.sub("", h))
         }
+        # a sentence speaks of what its section's headings name ("can be run with `make test`" under "Unit
+        # tests" answers how to run the unit tests): their terms count as its own
+        heading_terms = {t for h in src.passage.heading_path for t in tokenize(h)}
         for s, e in split_sentences(text):
             sent = text[s:e]
             key = _norm(sent)
@@ -100,7 +103,7 @@ def extractive_answer(
             if key in seen:  # overlapping chunks repeat sentences: quote one copy
                 continue
             seen.add(key)
-            terms = set(tokenize(sent))
+            terms = set(tokenize(sent)) | heading_terms
             coverage = len(q_terms & terms) / len(q_terms) if q_terms else 0.0
             cands.append((src, s, e, sent, coverage))
     if not cands:

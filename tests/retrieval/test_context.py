@@ -212,6 +212,26 @@ def test_extractive_answer_quotes_nothing_when_no_source_answers(question):
     assert (ans.text, ans.quotes) == ("", [])
 
 
+def test_extractive_answer_counts_the_section_headings_words():
+    # two sections say alike how their tests run; the one whose heading names what is asked answers it
+    unit = "Unit tests\n\nThese tests are executed by ctest and can be run with make test."
+    integ = "Integration tests\n\nThese tests are slow and can be run with the run-tests script."
+    ctx = assemble_context(
+        [
+            Passage(1, 1, "APT", integ, ["APT", "Testing", "Integration tests"], None, 0, len(integ)),
+            Passage(2, 1, "APT", unit, ["APT", "Testing", "Unit tests"], None, 900, 900 + len(unit)),
+        ],
+        "q",
+        words,
+        max_tokens=500,
+    )
+    # word coverage alone (no embedding): both sentences hold "run" and "tests", only one section "unit"
+    ans = extractive_answer("How can I run the unit tests?", ctx, max_sentences=1)
+    assert ans.quotes[0].text == "These tests are executed by ctest and can be run with make test."
+    ans = extractive_answer("How can I run the unit tests?", ctx, get_embedder().embed, max_sentences=1)
+    assert ans.quotes[0].text == "These tests are executed by ctest and can be run with make test."
+
+
 def test_extractive_answer_in_chinese():
     text = "Python 是一种编程语言。虚拟环境可以用 venv 模块创建。删除虚拟环境只需删除其目录。"
     ctx = assemble_context([Passage(1, 1, "指南", text, [], None, 10, 10 + len(text))], "q", len, 10_000)
