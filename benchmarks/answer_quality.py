@@ -1,0 +1,108 @@
+"""Extractive answers (the no-model path of /api/ask) on Debian's README files: is the answer quoted?
+
+    python benchmarks/answer_quality.py [--out benchmarks/out/answer_quality.json]
+
+The labelled set is benchmarks/data/debian_readme_questions.jsonl: questions written by hand on eight README
+files every Debian system has under /usr/share/doc (bc, cscope, base-passwd, apt, adduser, bash, coreutils,
+base-files' README.FHS), each with words the answering sentence holds; "dev" questions were looked at while
+changing the answerer, "held-out" ones only measured. Every file goes through the real product path
+(app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
+into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
+search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
+any of the (at most three) quotes does (any). Prints the misses, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+QUESTIONS = _HERE / "data" / "debian_readme_questions.jsonl"
+DOCS = Path("/usr/share/doc")
+
+
+def upload_name(rel: str) -> str:
+    """bc/README -> bc-README.txt, apt/README.md.gz -> apt-README.md (the file's type from its name)."""
+    name = rel.replace("/", "-").removesuffix(".gz")
+    return name if "." in name.rsplit("-", 1)[-1] else name + ".txt"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/out/answer_quality.json")
+    args = ap.parse_args()
+    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    docs = sorted({q["doc"] for q in questions})
+    missing = [d for d in docs if not (DOCS / d).is_file()]
+    if missing:
+        raise SystemExit(f"missing under {DOCS}: {missing} (install the packages: bc cscope apt adduser ...)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["AUTOGLM_DATA_DIR"] = tempfile.mkdtemp(prefix="answer-quality-")
+
+    from app.answer import extractive_answer, retrieve
+    from app.db import migrate, session_scope
+    from app.models import Collection
+    from app.uploads import add_document
+    from ingest.pipeline import compact_collection, process_document
+
+    migrate()
+    with session_scope() as s:
+        coll = Collection(name="debian-readmes")
+        s.add(coll)
+        s.commit()
+        cid = coll.id
+    t0 = time.perf_counter()
+    for rel in docs:
+        raw = (DOCS / rel).read_bytes()
+        raw = gzip.decompress(raw) if rel.endswith(".gz") else raw
+        with session_scope() as s:
+            doc, _ = add_document(s, cid, upload_name(rel), raw, None)
+            s.commit()
+            doc_id = doc.id
+        if (status := process_document(doc_id, schedule_compaction=False)) != "ready":
+            raise SystemExit(f"{rel}: {status}")
+    compact_collection(cid, force=True)
+    ingest_s = time.perf_counter() - t0
+
+    rows = []
+    for q in questions:
+        hits = asyncio.run(retrieve(q["question"], [cid]))
+        text, _ = extractive_answer(q["question"], hits.sources)
+        quotes = [line for line in text.splitlines() if line.startswith("“")]
+        want = q["expect"].casefold()
+        rows.append({**q, "top": bool(quotes) and want in quotes[0].casefold(),
+                     "any": any(want in line.casefold() for line in quotes), "quotes": quotes})  # fmt: skip
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
+              "ingest_s": round(ingest_s, 1), "sets": {}, "questions": rows}  # fmt: skip
+    print(f"{len(docs)} files ingested in {ingest_s:.1f} s\n")
+    print("| set | questions | top quote answers | any quote answers |\n|---|---|---|---|")
+    for name in ("dev", "held-out"):
+        got = [r for r in rows if r["set"] == name]
+        top, anyq = sum(r["top"] for r in got), sum(r["any"] for r in got)
+        report["sets"][name] = {"questions": len(got), "top": top, "any": anyq}
+        print(f"| {name} | {len(got)} | {top} | {anyq} |")
+    for r in rows:
+        if not r["top"]:
+            print(f"\n{'ANY ' if r['any'] else 'MISS'} [{r['set']}] {r['question']} (wanted: {r['expect']})")
+            for line in r["quotes"]:
+                print(f"     {line[:140]}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
