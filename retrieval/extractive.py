@@ -4,7 +4,8 @@ Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese) that the sentence or the headings of its section contain. Without an embedding function, coverage alone decides.
-The best `max_sentences` distinct sentences are quoted, best first, each with its source number and its
+A sentence ending in a colon is taken with the sentence after it ("... should be sent to:" + the address).
+The best `max_sentences` distinct, non-overlapping sentences are quoted, best first, each with its source number and its
 character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
 highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
 heading also without its number), or a short
@@ -95,7 +96,11 @@ def extractive_answer(
         # a sentence speaks of what its section's headings name ("can be run with `make test`" under "Unit
         # tests" answers how to run the unit tests): their terms count as its own
         heading_terms = {t for h in src.passage.heading_path for t in tokenize(h)}
-        for s, e in split_sentences(text):
+        spans = split_sentences(text)
+        for j, (s, e) in enumerate(spans):
+            # a sentence that announces what follows ("Bug reports should be sent to:") is quoted with it
+            if text[s:e].endswith((":", "：")) and j + 1 < len(spans) and spans[j + 1][1] - s <= MAX_CHARS:
+                e = spans[j + 1][1]
             sent = text[s:e]
             key = _norm(sent)
             if not MIN_CHARS <= len(sent) <= MAX_CHARS or key in labels or _label_line(sent):
@@ -118,11 +123,13 @@ def extractive_answer(
         scores = SEMANTIC_WEIGHT * cos + (1 - SEMANTIC_WEIGHT) * scores
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = max(MIN_SCORE, RELATIVE * float(scores[order[0]]))
-    quotes = []
-    for i in order[:max_sentences]:
+    quotes: list[Quote] = []
+    for i in order:
         src, s, e, sent, _ = cands[i]
-        if scores[i] < floor:
+        if scores[i] < floor or len(quotes) == max_sentences:
             break
+        if any(q.chunk_id == src.passage.chunk_id and q.start < e and s < q.end for q in quotes):
+            continue  # the line after a colon, quoted with it already (or the other way round)
         p = src.passage
         quotes.append(
             Quote(

@@ -232,6 +232,19 @@ def test_extractive_answer_counts_the_section_headings_words():
     assert ans.quotes[0].text == "These tests are executed by ctest and can be run with make test."
 
 
+def test_extractive_answer_quotes_what_a_colon_announces():
+    # "...should be sent to:" alone answers nothing; the address on the next line is quoted with it, once
+    text = "Reporting Bugs\n\nBug reports for bash should be sent to:\n\n\tbug-bash@gnu.org\n\nUse bashbug."
+    ctx = assemble_context(
+        [Passage(4, 2, "Bash", text, ["Reporting Bugs"], None, 50, 50 + len(text))], "q", words, 500
+    )
+    ans = extractive_answer("Where should bash bug reports be sent?", ctx, get_embedder().embed)
+    first = ans.quotes[0]
+    assert text[first.start : first.end] == "Bug reports for bash should be sent to:\n\n\tbug-bash@gnu.org"
+    assert ans.text.splitlines()[0] == "“Bug reports for bash should be sent to: bug-bash@gnu.org” [1]"
+    assert not any(q.text == "bug-bash@gnu.org" for q in ans.quotes)
+
+
 def test_extractive_answer_in_chinese():
     text = "Python 是一种编程语言。虚拟环境可以用 venv 模块创建。删除虚拟环境只需删除其目录。"
     ctx = assemble_context([Passage(1, 1, "指南", text, [], None, 10, 10 + len(text))], "q", len, 10_000)
