@@ -15,7 +15,10 @@ accumulate in float32 and apply the per-channel scale once per output tile, afte
   operands straight from shared memory: no weight conversion at all (the converting dot spends ~2
   instructions per weight byte on it and loads the tile into registers first); past FEW_ROWS rows the GEMM
   kernel does the same (``IMMA_MANY_TILES``) instead of a dequantized copy. Which path a shape takes is
-  measured on the GPU (``use_imma``; AUTOGLM_W8_IMMA=on/off forces it).
+  measured on the GPU (``use_imma``; AUTOGLM_W8_IMMA=on/off forces it). On an H100/H200, 2..32 rows may
+  instead take ``int8_ws``: the same planes, multiplied by a warp-specialized Gluon GEMM (a producer warp
+  streaming TMA tiles through a deep ring, one warpgroup on wgmma), again where measured faster (``use_ws``;
+  AUTOGLM_W8_WS=on/off).
 - many rows (FEW_ROWS+1..DEQUANT_ROWS-1) of wide layers (N / 128 >= SMs): compute bound; 64..256 tiles in
   the usual orientation, grouped program order for L2 reuse. (The transposed orientation keeps the converted
   weights in registers as wgmma's A operand and measured 7-18% faster at 4,096 rows on an H100, yet only
@@ -34,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import measure
+from . import int8_ws, measure
 from .quant import Int8Weight, linear_ref  # noqa: F401  (linear_ref: the torch reference)
 from .triton_common import (
     INTERPRET,
@@ -499,6 +502,36 @@ def use_imma(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias:
     )
 
 
+_WS: dict[tuple, bool] = {}  # (row bucket, N, K, dtype, bias, device) -> int8_ws
+
+
+def use_ws(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether an ``int8_ws.available`` product takes the warp-specialized int8 x int8 GEMM: AUTOGLM_W8_WS
+    'on'/'off' forces it; 'auto' (the default) times it against the path it would otherwise take, once per
+    (row bucket, N, K, dtype, bias), as CUDA-graph replays (``measure.decide``)."""
+    how = os.environ.get("AUTOGLM_W8_WS", "auto").lower()
+    if how in ("on", "1", "off", "0"):
+        return how in ("on", "1")
+    M, (N, K) = x2.shape[0], qweight.shape
+    key = (int8_ws.row_bucket(M), N, K, x2.dtype, bias is not None, x2.device)
+    return measure.decide(
+        _WS,
+        key,
+        lambda: int8_linear_triton(x2, qweight, scale, bias, ws=True),
+        lambda: int8_linear_triton(x2, qweight, scale, bias, ws=False),
+        f"int8 linear {M} rows x ({N}, {K}) {str(x2.dtype).removeprefix('torch.')}: warp-specialized",
+        (x2,),
+    )
+
+
+def ws_decisions() -> list[dict]:
+    """What ``use_ws`` decided so far, per shape (benchmarks record it)."""
+    return [
+        {"rows_bucket": k[0], "N": k[1], "K": k[2], "dtype": str(k[3]), "bias": k[4], "ws": v}
+        for k, v in _WS.items()
+    ]
+
+
 def imma_decisions() -> list[dict]:
     """What this process decided so far, per shape (benchmarks record it)."""
     return [
@@ -961,6 +994,7 @@ def int8_linear_triton(
     rope: Rope | None = None,
     swiglu: bool = False,
     imma: bool | None = None,
+    ws: bool | None = None,
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
@@ -970,7 +1004,8 @@ def int8_linear_triton(
     GEMM; the CPU interpreter runs fixed small ones. ``rope``: one row only, the fused rotary + cache epilogue.
     ``swiglu``: one row only, qweight = [gate; up] -> silu(gate) * up (..., N // 2) (``_swiglu_epilogue``).
     ``imma``: whether 2..IMMA_ROWS 16-bit rows take the int8 x int8 path (None: ``use_imma`` decides; a
-    ``config`` says it with its IMMA key instead).
+    ``config`` says it with its IMMA key instead). ``ws``: whether 2..WS_ROWS 16-bit rows on an H100/H200
+    take ``int8_ws`` (the warp-specialized int8 x int8 GEMM; None: ``use_ws`` decides).
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -986,6 +1021,16 @@ def int8_linear_triton(
     M = x2.shape[0]
     assert x.dtype in TORCH_TO_TL, f"{x.dtype=}"
     _check_epilogue(rope, swiglu, M, bias)
+    if (
+        config is None
+        and imma is None
+        and rope is None
+        and not swiglu
+        and ws is not False
+        and int8_ws.available(x2, qweight)
+        and (ws or use_ws(x2, qweight, scale, bias))
+    ):
+        return int8_ws.ws_linear(x2, qweight, scale, bias, y).reshape(*lead, N)
     m_bucket = next_pow2(M) if M <= FEW_ROWS else min(next_pow2(M), 4096)
     args = (
         x2,

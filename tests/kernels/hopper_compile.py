@@ -16,7 +16,7 @@ import sys
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, compile
 
-from kernels import flash_decode, int8_matmul, swiglu
+from kernels import flash_decode, int8_matmul, int8_ws, swiglu
 
 FLOATS = {"qk_scale", "softcap", "eps"}
 # what a variant's PTX must contain: programmatic dependent launch, the L2 prefetch, the int8 byte permutes,
@@ -30,17 +30,20 @@ MARKERS = (
 )
 # integer arguments that are multiples of 16 at the shapes the engine runs (the JIT marks such values, and
 # every pointer, 16-divisible; without that Triton cannot prove 16-byte alignment and pipelines no load)
-DIVISIBLE = {"K", "N", "stride_xm", "stride_wn", "stride_ym", "q_cols", "kv_cols", "stride_qt", "stride_qh",
+DIVISIBLE = {"K", "N", "MP", "stride_xm", "stride_wn", "stride_ym", "q_cols", "kv_cols", "stride_qt", "stride_qh",
              "stride_cb", "stride_co", "stride_ch", "stride_bt", "stride_ob", "stride_oh", "stride_os",
              "stride_t", "stride_h", "HEAD_DIM"}  # fmt: skip
 
 
 def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 3):
     params = list(inspect.signature(fn.fn).parameters)
+    gluon = getattr(fn, "is_gluon", lambda: False)()
     sig, attrs = {}, {}
     for i, name in enumerate(params):
         if name in consts:
             sig[name] = "constexpr"
+        elif name.endswith("_desc"):  # a TMA descriptor (Gluon): its type spelled out in ptr_types
+            sig[name] = ptr_types[name]
         elif name.endswith("_ptr"):
             sig[name] = ptr_types.get(name, "*bf16")
             attrs[(i,)] = [["tt.divisibility", 16]]
@@ -48,10 +51,32 @@ def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 
             sig[name] = "fp32" if name in FLOATS else "i32"
             if name in DIVISIBLE:
                 attrs[(i,)] = [["tt.divisibility", 16]]
+    if gluon:
+        from triton.experimental.gluon._runtime import GluonASTSource
+
+        src = GluonASTSource(
+            fn, sig, constexprs={(params.index(k),): v for k, v in consts.items()}, attrs=attrs
+        )
+        return compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
     src = ASTSource(fn, sig, constexprs={(params.index(k),): v for k, v in consts.items()}, attrs=attrs)
     return compile(
         src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages}
     )
+
+
+def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
+    """The warp-specialized int8 x int8 GEMM (Gluon) at MP padded rows: TMA descriptors of the weight and
+    planes tiles, its ring as deep as int8_ws gives it."""
+    from triton.experimental.gluon import language as gl
+
+    def desc(rows: int) -> str:
+        layout = gl.NVMMASharedLayout.get_default_for([rows, int8_ws.BLOCK_K], gl.int8)
+        return f"tensordesc<i8[{rows}, {int8_ws.BLOCK_K}],{layout!r}>"
+
+    ptrs = {"w_desc": desc(int8_ws.BLOCK_N), "p_desc": desc(2 * MP), "S_ptr": "*fp32", "SX_ptr": "*fp32"}
+    consts = dict(MP=MP, STAGES=int8_ws.stages_for(MP), HAS_BIAS=bias, PDL=pdl, num_warps=4)
+    want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (("griddepcontrol.wait",) if pdl else ())
+    return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
 
 
 def _decode(quant: bool) -> dict:
@@ -110,7 +135,16 @@ VARIANTS = {
         int8_matmul._split_rows_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(BLOCK_K=1024, PDL=True), 4,
         MARKERS[:2]),
     "SiLU-and-multiply under PDL": (swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True), 8, MARKERS[:2]),
+    "rows into int8 planes by K chunk under PDL (int8_ws)": (
+        int8_ws._planes_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(CHUNK=1024, BLOCK=1024, PDL=True), 4,
+        MARKERS[:2]),
 }  # fmt: skip
+if int8_ws.HAS_GLUON:
+    VARIANTS.update({
+        "warp-specialized int8 x int8 GEMM, 8 rows, PDL (Gluon)": _ws(8, False, True),
+        "warp-specialized int8 x int8 GEMM, 16 rows, bias (Gluon)": _ws(16, True, False),
+        "warp-specialized int8 x int8 GEMM, 32 rows, bias, PDL (Gluon)": _ws(32, True, True),
+    })  # fmt: skip
 
 
 def main() -> int:

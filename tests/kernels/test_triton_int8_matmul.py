@@ -212,6 +212,7 @@ def test_imma_switch_routes_16bit_rows_and_keeps_float32(monkeypatch):
     # AUTOGLM_W8_IMMA=1: 2..FEW_ROWS rows of 16-bit activations take the planes; float32 rows and one row do
     # not (float32's tolerance is tighter than the planes' rounding); a forced IMMA config must fit
     monkeypatch.setenv("AUTOGLM_W8_IMMA", "1")
+    monkeypatch.setenv("AUTOGLM_W8_WS", "off")  # on a Hopper GPU the warp-specialized path comes first
     w = _weight(40, 96)
     for rows, dtype in ((1, BF16), (3, BF16), (int8_matmul.FEW_ROWS, FP16), (3, FP32)):
         x = torch.randn(rows, 96, dtype=dtype, device=DEVICE)
@@ -229,6 +230,7 @@ def test_imma_modes_pick_the_path_and_auto_measures_once_per_shape(rows, monkeyp
     # AUTOGLM_W8_IMMA=on / off force the int8 x int8 path / the converting (or dequantizing) one; auto (the
     # default) measures both once per shape on the GPU and keeps the faster (the interpreter: converting).
     # The two paths round differently (an outlier row makes the planes coarse), so each result shows its path
+    monkeypatch.setenv("AUTOGLM_W8_WS", "off")  # on a Hopper GPU the warp-specialized path comes first
     w, x, b, exact = _outlier_case(rows, (48, 96), BF16)
     planes = int8_linear_triton(x, w.qweight, w.scale, b, imma=True)
     converted = int8_linear_triton(x, w.qweight, w.scale, b, imma=False)

@@ -1,0 +1,254 @@
+"""W8A16 at 2..WS_ROWS rows on Hopper: the rows as int8 planes, a warp-specialized int8 x int8 GEMM (Gluon).
+
+y = x @ (qweight * scale[:, None]).T + bias for few 16-bit rows, as a decode step with a small batch (or a
+speculative draft) has them. The rows are first split into two int8 planes with one scale per row,
+x ~= sx * (hi + lo / 254) (``_planes_kernel``, Triton, one program per row and K chunk; the same split as
+``int8_matmul.split_rows``), so the product runs on the int8 tensor cores with both operands in shared memory
+and no weight conversion at all. The GEMM is written in Gluon (Triton's tile-level dialect with explicit
+shared memory, barriers and warp roles) because plain Triton could not express what a weight stream at these
+row counts needs (RESULTS.md "W8A16 at 8-32 rows: where the few-rows kernel's time goes"): one program per 64
+output channels, its whole K range streamed through a deep ring of TMA copies by one producer warp while one
+warpgroup issues the wgmmas (``_loader`` / ``_mma``), and the next layer's weights already in flight while
+the planes are written (programmatic dependent launch: the producer sends its first STAGES weight tiles, then
+waits for the planes kernel). Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP
+pads the rows to 8, 16 or 32 (the padding rows hold whatever an earlier call left; their columns are never
+stored).
+GPU only (sm_90: wgmma and TMA); Triton's CPU interpreter cannot run Gluon, so CI runs the planes kernel
+there, compiles the GEMM for sm_90 (tests/kernels/hopper_compile.py) and the GPU tests check both against
+the dequantized reference. ``int8_matmul.int8_linear_triton`` takes this path where the GPU measured it
+faster (``use_ws``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_common import INTERPRET, pdl_enabled, pdl_trigger, pdl_wait
+
+try:  # Gluon is experimental: Triton 3.6 (the GPU image) and 3.9 (CI) have it; an older one does not
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        mbarrier,
+        tma,
+        warpgroup_mma,
+        warpgroup_mma_wait,
+    )
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    HAS_GLUON = True
+except ImportError:  # pragma: no cover - depends on the installed Triton
+    HAS_GLUON = False
+
+WS_ROWS = 32
+LO_STEPS: tl.constexpr = tl.constexpr(254.0)  # the lo plane's steps per hi step (as int8_matmul.split_rows)
+BLOCK_N = 64  # output channels a program: one warpgroup's wgmma M
+BLOCK_K = 128  # int8 bytes a weight row per tile: TMA's 128-byte swizzle
+SMEM_BUDGET = 200 * 1024  # of an H100/H200's 227 KB a program, leaving room for barriers and the epilogue
+MAX_STAGES = 16
+
+
+@triton.jit
+def _planes_kernel(X_ptr, P_ptr, SX_ptr, K, stride_xm, MP, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+                   PDL: tl.constexpr):  # fmt: skip
+    """Program (m, c): row m of X (M, K) 16-bit -> sx[m] = max|x| / 127 (every program reads the whole row;
+    program c = 0 stores it) and its K chunk c of the planes hi = round(x / sx), lo = round((x / sx - hi) *
+    254), both in [-127, 127], at P[0, m] and P[1, m] (P int8 (2, MP, K))."""
+    pdl_trigger(PDL)
+    pdl_wait(PDL)
+    m = tl.program_id(0)
+    c = tl.program_id(1)
+    offs = tl.arange(0, BLOCK)
+    row = X_ptr + m.to(tl.int64) * stride_xm
+    peak = tl.zeros((BLOCK,), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK):
+        peak = tl.maximum(
+            peak, tl.abs(tl.load(row + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32))
+        )
+    amax = tl.max(peak, axis=0)
+    sx = tl.where(amax > 0, amax / 127.0, 1.0)
+    if c == 0:
+        tl.store(SX_ptr + m, sx)
+    k = c * CHUNK + tl.arange(0, CHUNK)
+    t = tl.load(row + k, mask=k < K, other=0.0).to(tl.float32) / sx
+    hi = tl.minimum(tl.maximum(tl.floor(t + 0.5), -127.0), 127.0)
+    lo = tl.minimum(tl.maximum(tl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
+    dst = P_ptr + m.to(tl.int64) * K + k
+    tl.store(dst, hi.to(tl.int8), mask=k < K)
+    tl.store(dst + MP * K, lo.to(tl.int8), mask=k < K)
+
+
+def row_bucket(M: int) -> int:
+    """The rows padded to the GEMM's MP: 8, 16 or 32."""
+    return 8 if M <= 8 else 16 if M <= 16 else 32
+
+
+def split_planes(x2: torch.Tensor, planes: torch.Tensor, sx: torch.Tensor, pdl: bool = False) -> None:
+    """x2 (M, K) 16-bit -> planes (2, MP, K) int8 rows 0..M-1 and sx (>= M,) float32 (``_planes_kernel``)."""
+    M, K = x2.shape
+    # the row's maximum in one load where it fits (a loop of dependent loads made the planes of a 13,696-wide
+    # row take ~5 us, longer than the GEMM's first weight tiles take to stream); 2 K chunks a program's row read
+    block = min(triton.next_power_of_2(K), 16384)
+    chunk = min(block, 2048)
+    _planes_kernel[(M, triton.cdiv(K, chunk))](
+        x2, planes, sx, K, x2.stride(0), planes.shape[1], CHUNK=chunk, BLOCK=block, PDL=pdl,
+        num_warps=8 if block > 4096 else 4, launch_pdl=pdl,
+    )  # fmt: skip
+
+
+if HAS_GLUON:
+    # Triton 3.6 (the GPU image) names the TMA load async_copy_global_to_shared, 3.9 async_load
+    _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+
+    @gluon.jit
+    def _gdc_wait():
+        gl.inline_asm_elementwise(
+            "griddepcontrol.wait; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
+        )
+
+    @gluon.jit
+    def _loader(w_desc, p_desc, w_bufs, p_bufs, ready, empty, off_n, n_k, STAGES: gl.constexpr,
+                PDL: gl.constexpr):  # fmt: skip
+        """Producer warp: tile i of the weights and of the planes into ring slot i % STAGES, once the
+        consumer released it; the first STAGES weight tiles before waiting for the planes' kernel (PDL)."""
+        BK: gl.constexpr = w_desc.block_type.shape[1]
+        nbytes: gl.constexpr = w_desc.block_type.nbytes + p_desc.block_type.nbytes
+        n_pre = gl.minimum(n_k, STAGES)
+        for i in range(n_pre):
+            mbarrier.expect(ready.index(i), nbytes)
+            _tma_load(w_desc, [off_n, i * BK], ready.index(i), w_bufs.index(i))
+        if PDL:
+            _gdc_wait()
+        for i in range(n_pre):
+            _tma_load(p_desc, [0, i * BK], ready.index(i), p_bufs.index(i))
+        for i in range(n_pre, n_k):
+            s = i % STAGES
+            mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)
+            mbarrier.expect(ready.index(s), nbytes)
+            _tma_load(w_desc, [off_n, i * BK], ready.index(s), w_bufs.index(s))
+            _tma_load(p_desc, [0, i * BK], ready.index(s), p_bufs.index(s))
+
+    @gluon.jit
+    def _mma(w_bufs, p_bufs, ready, empty, n_k, BN: gl.constexpr, MP: gl.constexpr, STAGES: gl.constexpr,
+             num_warps: gl.constexpr):  # fmt: skip
+        """Consumer warpgroup: int32 (BN, MP) = W_tile @ hi_tile.T and W_tile @ lo_tile.T per tile, one
+        tile's wgmmas in flight while the slot of the tile before is released."""
+        layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, MP, 32]
+        )
+        acc_hi = gl.zeros([BN, MP], gl.int32, layout)
+        acc_lo = gl.zeros([BN, MP], gl.int32, layout)
+        for i in range(n_k):
+            s = i % STAGES
+            mbarrier.wait(ready.index(s), (i // STAGES) & 1)
+            w = w_bufs.index(s)
+            p = p_bufs.index(s)
+            acc_hi = warpgroup_mma(w, p.slice(0, MP).permute((1, 0)), acc_hi, is_async=True)
+            acc_lo = warpgroup_mma(w, p.slice(MP, MP).permute((1, 0)), acc_lo, is_async=True)
+            acc_hi, acc_lo = warpgroup_mma_wait(num_outstanding=2, deps=(acc_hi, acc_lo))
+            mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES), pred=i > 0)
+        acc_hi, acc_lo = warpgroup_mma_wait(num_outstanding=0, deps=(acc_hi, acc_lo))
+        return acc_hi, acc_lo
+
+    @gluon.jit
+    def _w8_ws_kernel(w_desc, p_desc, S_ptr, SX_ptr, B_ptr, Y_ptr, M, N, stride_ym, K_TILES, MP: gl.constexpr,
+                      STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, PDL: gl.constexpr,
+                      num_warps: gl.constexpr):  # fmt: skip
+        BN: gl.constexpr = w_desc.block_type.shape[0]
+        BK: gl.constexpr = w_desc.block_type.shape[1]
+        off_n = gl.program_id(0) * BN
+        w_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_desc.layout)
+        p_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, 2 * MP, BK], p_desc.layout)
+        ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        for s in gl.static_range(STAGES):
+            mbarrier.init(ready.index(s), count=1)
+            mbarrier.init(empty.index(s), count=1)
+        acc_hi, acc_lo = gl.warp_specialize(
+            [
+                (_mma, (w_bufs, p_bufs, ready, empty, K_TILES, BN, MP, STAGES, num_warps)),
+                (_loader, (w_desc, p_desc, w_bufs, p_bufs, ready, empty, off_n, K_TILES, STAGES, PDL)),
+            ],
+            [1],
+            [24],
+        )
+        layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, MP, 32]
+        )
+        offs_n = off_n + gl.arange(0, BN, layout=gl.SliceLayout(1, layout))
+        offs_m = gl.arange(0, MP, layout=gl.SliceLayout(0, layout))
+        sw = gl.load(S_ptr + offs_n, mask=offs_n < N, other=0.0)
+        sx = gl.load(SX_ptr + offs_m, mask=offs_m < M, other=0.0)
+        out = (acc_hi.to(gl.float32) + acc_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sw[:, None] * sx[None, :]
+        if HAS_BIAS:
+            out += gl.load(B_ptr + offs_n, mask=offs_n < N, other=0.0).to(gl.float32)[:, None]
+        mask = (offs_m[None, :] < M) & (offs_n[:, None] < N)
+        gl.store(
+            Y_ptr + offs_m[None, :] * stride_ym + offs_n[:, None], out.to(Y_ptr.dtype.element_ty), mask=mask
+        )
+
+
+def stages_for(MP: int) -> int:
+    """Ring depth: as many (weight + planes) tiles as fit SMEM_BUDGET, at most MAX_STAGES."""
+    return min(MAX_STAGES, SMEM_BUDGET // (BLOCK_N * BLOCK_K + 2 * MP * BLOCK_K))
+
+
+def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
+    """Whether this product can take the path: Gluon present, a Hopper GPU (wgmma and TMA are sm_90's),
+    2..WS_ROWS 16-bit rows, K a multiple of 16 (TMA's 16-byte row strides) and contiguous rows."""
+    M, K = x2.shape
+    return (
+        HAS_GLUON
+        and not INTERPRET
+        and x2.is_cuda
+        and torch.cuda.get_device_capability(x2.device) == (9, 0)
+        and 2 <= M <= WS_ROWS
+        and x2.dtype in (torch.float16, torch.bfloat16)
+        and K % 16 == 0
+        and qweight.stride(1) == 1
+        and qweight.stride(0) % 16 == 0
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _planes_buffers(device: torch.device, MP: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The planes and row scales of one (MP, K), kept: a CUDA graph replays the addresses it captured, and
+    every product of that shape on the stream writes them before reading (one stream at a time: the
+    engine's)."""
+    return torch.empty((2, MP, K), dtype=torch.int8, device=device), torch.empty(MP, dtype=torch.float32,
+                                                                                   device=device)  # fmt: skip
+
+
+_DESCRIPTORS: dict[tuple, object] = {}
+
+
+def _descriptor(t: torch.Tensor, block: list[int]):
+    """A TMA descriptor of t, kept per (address, shape, strides, block): the weights' and planes' never move."""
+    key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), tuple(block), t.device)
+    desc = _DESCRIPTORS.get(key)
+    if desc is None:
+        layout = gl.NVMMASharedLayout.get_default_for(block, gl.int8)
+        desc = _DESCRIPTORS[key] = TensorDescriptor.from_tensor(t, block, layout)
+    return desc
+
+
+def ws_linear(
+    x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
+) -> torch.Tensor:
+    """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias, for ``available`` products."""
+    M, K = x2.shape
+    N = qweight.shape[0]
+    MP = row_bucket(M)
+    planes, sx = _planes_buffers(x2.device, MP, K)
+    pdl = pdl_enabled(x2)
+    split_planes(x2, planes, sx, pdl)
+    _w8_ws_kernel[(triton.cdiv(N, BLOCK_N),)](
+        _descriptor(qweight, [BLOCK_N, BLOCK_K]), _descriptor(planes.view(2 * MP, K), [2 * MP, BLOCK_K]), scale,
+        sx, bias if bias is not None else scale, y, M, N, y.stride(0), triton.cdiv(K, BLOCK_K), MP=MP,
+        STAGES=stages_for(MP), HAS_BIAS=bias is not None, PDL=pdl, num_warps=4, launch_pdl=pdl,
+    )  # fmt: skip
+    return y

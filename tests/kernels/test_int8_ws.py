@@ -1,0 +1,118 @@
+"""The warp-specialized W8A16 path at 2..32 rows (kernels.int8_ws): its planes kernel everywhere (the CPU
+interpreter included), its Gluon GEMM on a Hopper GPU against the dequantized reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import int8_matmul, int8_ws
+from kernels.int8_matmul import int8_linear_triton
+from kernels.quant import Int8Weight
+from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+HOPPER = GPU and torch.cuda.get_device_capability() == (9, 0) and int8_ws.HAS_GLUON
+needs_hopper = pytest.mark.skipif(
+    not HOPPER,
+    reason="SKIPPED LOUDLY: the Gluon GEMM runs only on an H100/H200 (wgmma, TMA); Triton's CPU interpreter "
+    "cannot run Gluon: CI compiles it for sm_90 instead (test_hopper_compile)",
+)
+
+
+@pytest.mark.parametrize("rows", [2, 5, 17, 32])
+@pytest.mark.parametrize("k", [300, 13696] if GPU else [300, 1100])
+def test_planes_kernel_splits_rows_as_split_rows_does(rows, k):
+    # one program per row and K chunk (each reads its whole row for the scale): the same planes and scales
+    # as the one-program-a-row split_rows, written into the first rows of a larger (2, MP, K) buffer
+    x = torch.randn(rows, k, device=DEVICE).to(BF16)
+    x[0] = 0  # a zero row: scale 1, zero planes
+    x[-1, 7] = 1e4  # an outlier
+    mp = int8_ws.row_bucket(rows)
+    planes = torch.full((2, mp, k), 99, dtype=torch.int8, device=DEVICE)
+    sx = torch.full((mp,), float("nan"), device=DEVICE)
+    int8_ws.split_planes(x, planes, sx)
+    want, want_sx = int8_matmul.split_rows(x)
+    assert torch.equal(planes[:, :rows], want) and torch.equal(sx[:rows], want_sx)
+    assert (planes[:, rows:] == 99).all()  # padding rows untouched: the GEMM never stores their columns
+
+
+def test_row_buckets_and_ring_depth():
+    assert [int8_ws.row_bucket(m) for m in (2, 8, 9, 16, 17, 32)] == [8, 8, 16, 16, 32, 32]
+    for mp in (8, 16, 32):
+        stages = int8_ws.stages_for(mp)
+        assert 2 <= stages <= int8_ws.MAX_STAGES
+        assert stages * (int8_ws.BLOCK_N + 2 * mp) * int8_ws.BLOCK_K <= int8_ws.SMEM_BUDGET
+
+
+def test_path_taken_only_where_it_can_run():
+    w = Int8Weight.quantize(torch.randn(64, 256, device=DEVICE))
+    x = torch.randn(8, 256, device=DEVICE).to(BF16)
+    assert int8_ws.available(x, w.qweight) == HOPPER
+    # one row, more than WS_ROWS rows, float32 rows, K not a multiple of 16 (TMA row strides): never
+    assert not int8_ws.available(x[:1], w.qweight)
+    assert not int8_ws.available(torch.randn(33, 256, device=DEVICE).to(BF16), w.qweight)
+    assert not int8_ws.available(x.float(), w.qweight)
+    w8 = Int8Weight.quantize(torch.randn(64, 264, device=DEVICE))
+    assert not int8_ws.available(torch.randn(8, 264, device=DEVICE).to(BF16), w8.qweight)
+
+
+def _case(n, k, rows, dtype, bias):
+    w = Int8Weight.quantize(torch.randn(n, k, device=DEVICE) * 0.05)
+    x = torch.randn(rows, k, device=DEVICE).to(dtype)
+    b = torch.randn(n, device=DEVICE).to(dtype) if bias else None
+    exact = x.float() @ w.dequantize(FP32).T + (b.float() if bias else 0)
+    return w, x, b, exact
+
+
+@needs_hopper
+@pytest.mark.parametrize("shape", [(4608, 4096), (4096, 13696), (200, 1008)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias):
+    # N not a multiple of the 64-channel tile and K not of the 128-byte tile (TMA fills zeros past the ends);
+    # row counts across the 8/16/32 buckets, larger ones first so the padding rows hold stale planes
+    n, k = shape
+    for rows in (32, 17, 16, 9, 8, 7, 5, 2):
+        w, x, b, exact = _case(n, k, rows, dtype, bias)
+        out = poisoned((rows, n), dtype)
+        int8_ws.ws_linear(x, w.qweight, w.scale, b, out)
+        assert_close(out, exact, dtype)
+
+
+@needs_hopper
+def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
+    # captured, the planes kernel lets the GEMM launch at once and the GEMM's producer warp sends its first
+    # weight tiles before waiting for the planes (programmatic dependent launch); eager has no PDL
+    w, x, b, exact = _case(4608, 4096, 8, BF16, True)
+    eager = int8_linear_triton(x, w.qweight, w.scale, b, ws=True)
+    out = torch.empty_like(eager)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        int8_linear_triton(x, w.qweight, w.scale, b, out=out, ws=True)
+    for _ in range(3):
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, eager)
+    assert_close(out, exact, BF16)
+
+
+@needs_hopper
+def test_ws_modes_pick_the_path_and_auto_measures_once(monkeypatch):
+    w, x, b, exact = _case(4096, 4096, 8, BF16, False)
+    ws = int8_linear_triton(x, w.qweight, w.scale, b, ws=True)
+    other = int8_linear_triton(x, w.qweight, w.scale, b, ws=False)
+    for out in (ws, other):
+        assert_close(out, exact, BF16)
+    for value, want in (("on", ws), ("1", ws), ("off", other), ("0", other)):
+        monkeypatch.setenv("AUTOGLM_W8_WS", value)
+        assert torch.equal(int8_linear_triton(x, w.qweight, w.scale, b), want)
+    monkeypatch.delenv("AUTOGLM_W8_WS")
+    int8_matmul._WS.clear()
+    out = int8_linear_triton(x, w.qweight, w.scale, b)
+    (decision,) = int8_matmul.ws_decisions()
+    assert (decision["rows_bucket"], decision["N"], decision["K"]) == (8, 4096, 4096)
+    assert torch.equal(out, ws if decision["ws"] else other)
+    int8_linear_triton(x, w.qweight, w.scale, b)
+    assert len(int8_matmul.ws_decisions()) == 1
