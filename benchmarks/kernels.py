@@ -33,6 +33,7 @@ from triton.testing import do_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kernels import int8_ws  # noqa: E402
 from kernels.activation import silu_and_mul_ref  # noqa: E402
 from kernels.attention import paged_attention_ref  # noqa: E402
 from kernels.flash_decode import flash_decode_triton, plan_splits  # noqa: E402
@@ -46,6 +47,7 @@ from kernels.int8_matmul import (  # noqa: E402
     _many_rows_imma,
     imma_decisions,
     int8_linear_triton,
+    ws_decisions,
 )
 from kernels.norm import rms_norm_ref  # noqa: E402
 from kernels.quant import Int8Weight, quantize_kv_ref  # noqa: E402
@@ -252,7 +254,7 @@ def section_int8(rows: list, lim: dict) -> None:
                     None,
                 )
                 for mode in ("off", "on"):
-                    with environ(AUTOGLM_W8_IMMA=mode):
+                    with environ(AUTOGLM_W8_IMMA=mode, AUTOGLM_W8_WS="off"):
                         fns = [
                             lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]
                         ]
@@ -264,10 +266,23 @@ def section_int8(rows: list, lim: dict) -> None:
                     row["imma_on_config"] = (
                         f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}x{c.kwargs['BLOCK_K']}"
                     )
+            if 1 < M <= int8_ws.WS_ROWS and int8_ws.available(x, iws[0].qweight):
+                # the warp-specialized int8 x int8 GEMM (Gluon) forced; "int8" above took it if auto chose it
+                with environ(AUTOGLM_W8_WS="on"):
+                    fns = [lambda x=x, iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws[:n]]
+                    row["ws_rel_err"] = rel(fns[0](), x.float() @ iws[0].dequantize().T)
+                    row["ws_ms"] = graph_ms(fns)
+                    row["ws_speedup"] = ref_ms / row["ws_ms"]
+                row["ws_chosen"] = next((d["ws"] for d in ws_decisions() if (d["N"], d["K"]) == (N, K)
+                                         and d["rows_bucket"] == int8_ws.row_bucket(M)), None)  # fmt: skip
             rows.append(row)
             print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us (eager {eager * 1e3:6.1f})  bf16 "
                   f"{ref_ms * 1e3:8.1f} us  x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:5.0f} GB/s  "
                   f"rel_err {err:.1e}  first {first_s:.1f}s  {cfg}", flush=True)  # fmt: skip
+            if "ws_ms" in row:
+                print(f"int8 {name:<8} M={M:>4} warp-specialized int8 x int8 {row['ws_ms'] * 1e3:8.1f} us "
+                      f"x{row['ws_speedup']:.2f} (rel_err {row['ws_rel_err']:.1e})  chosen: {row['ws_chosen']}",
+                      flush=True)  # fmt: skip
             if "imma_on_ms" in row:
                 print(f"int8 {name:<8} M={M:>4} converting {row['imma_off_ms'] * 1e3:8.1f} us x{row['imma_off_speedup']:.2f}"
                       f"  int8 x int8 {row['imma_on_ms'] * 1e3:8.1f} us x{row['imma_on_speedup']:.2f} (rel_err "

@@ -1,0 +1,98 @@
+"""W8A16 at 2-32 rows: the warp-specialized int8 x int8 GEMM (``kernels.int8_ws``) beside cuBLAS bf16 and the
+path the product took before it (issue 5's target: >= 1.7x faster than bf16 at <= 32 rows).
+
+    python benchmarks/int8_ws.py [--rows 2,8,16,32] [--layers qkv,o_proj,gate_up,down]
+
+GPU us per call as CUDA-graph replays over weight copies (>= 256 MB a replay: weights come from memory, as in
+a decode step), all in one process on the same inputs: cuBLAS bf16 (``torch.matmul``), the product's path
+without this one (AUTOGLM_W8_WS=off: the autotuned few-rows kernel, converting or on int8 planes, as
+measured), this path forced (AUTOGLM_W8_WS=on: the planes kernel, then the GEMM, chained by programmatic
+dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2). Each result checked against the exact product. Needs an
+H100/H200 (sm_90). Writes benchmarks/out/int8_ws.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import GLM_LINEARS, copies_for, environ, graph_ms, rel, report_table  # noqa: E402
+from kernels import int8_ws  # noqa: E402
+from kernels.int8_matmul import int8_linear_triton  # noqa: E402
+from kernels.quant import Int8Weight  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", default="2,8,16,32")
+    ap.add_argument("--layers", default=",".join(GLM_LINEARS))
+    ap.add_argument("--out", default="benchmarks/out/int8_ws.json")
+    args = ap.parse_args()
+    print(torch.cuda.get_device_name(), flush=True)
+    table = []
+    for name in args.layers.split(","):
+        N, K = GLM_LINEARS[name]
+        copies = copies_for(N * K)
+        ws = [torch.randn(N, K, dtype=torch.bfloat16, device="cuda") * 0.02 for _ in range(copies)]
+        iws = [Int8Weight.quantize(w) for w in ws]
+        for M in (int(r) for r in args.rows.split(",")):
+            row = measure(name, N, K, M, ws, iws)
+            table.append(row)
+            print("  ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row), flush=True)
+    report_table(
+        args.out,
+        (
+            "layer",
+            "rows",
+            "bf16 us",
+            "before us",
+            "x",
+            "ws us",
+            "x",
+            "planes us",
+            "GEMM alone us",
+            "x",
+            "rel err",
+        ),
+        ("", "d", ".1f", ".1f", ".2f", ".1f", ".2f", ".1f", ".1f", ".2f", ".1e"),
+        table,
+    )
+
+
+def measure(name: str, N: int, K: int, M: int, ws: list, iws: list) -> tuple:
+    x = torch.randn(M, K, dtype=torch.bfloat16, device="cuda")
+    exact = x.float() @ iws[0].dequantize(torch.float32).T
+    bf16 = graph_ms([lambda w=w: torch.matmul(x, w.T) for w in ws])
+    t, err = {}, {}
+    for label, mode in (("before", "off"), ("ws", "on")):
+        with environ(AUTOGLM_W8_WS=mode):
+            err[label] = rel(int8_linear_triton(x, iws[0].qweight, iws[0].scale), exact)
+            t[label] = graph_ms([lambda iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws])
+    # the two launches apart (no PDL between them: each alone)
+    mp = int8_ws.row_bucket(M)
+    planes, sx = int8_ws._planes_buffers(x.device, mp, K)
+    y = torch.empty(M, N, dtype=x.dtype, device="cuda")
+    # eight calls a graph (one would time the graph's own launch); the rows stay in L2, as after the kernel
+    # that wrote them
+    t["planes"] = graph_ms([lambda: int8_ws.split_planes(x, planes, sx)] * 8)
+
+    def gemm(iw):
+        int8_ws._w8_ws_kernel[(-(-N // int8_ws.BLOCK_N),)](
+            int8_ws._descriptor(iw.qweight, [int8_ws.BLOCK_N, int8_ws.BLOCK_K]),
+            int8_ws._descriptor(planes.view(2 * mp, K), [2 * mp, int8_ws.BLOCK_K]), iw.scale, sx, iw.scale, y, M,
+            N, y.stride(0), -(-K // int8_ws.BLOCK_K), MP=mp, STAGES=int8_ws.stages_for(mp), HAS_BIAS=False,
+            PDL=False, num_warps=4,
+        )  # fmt: skip
+
+    t["gemm"] = graph_ms([lambda iw=iw: gemm(iw) for iw in iws])
+    return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
+            t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
