@@ -197,6 +197,11 @@ def stages_for(MP: int) -> int:
     return min(MAX_STAGES, SMEM_BUDGET // (BLOCK_N * BLOCK_K + 2 * MP * BLOCK_K))
 
 
+@functools.lru_cache(maxsize=16)
+def _hopper(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device) == (9, 0)
+
+
 def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
     """Whether this product can take the path: Gluon present, a Hopper GPU (wgmma and TMA are sm_90's),
     2..WS_ROWS 16-bit rows, K a multiple of 16 (TMA's 16-byte row strides) and contiguous rows."""
@@ -205,7 +210,7 @@ def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
         HAS_GLUON
         and not INTERPRET
         and x2.is_cuda
-        and torch.cuda.get_device_capability(x2.device) == (9, 0)
+        and _hopper(x2.device)
         and 2 <= M <= WS_ROWS
         and x2.dtype in (torch.float16, torch.bfloat16)
         and K % 16 == 0
