@@ -490,16 +490,28 @@ def use_imma(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias:
         return how == "on"
     if INTERPRET or x2.shape[0] < IMMA_MIN_ROWS:
         return False
+    return _decide(_IMMA, next_pow2(x2.shape[0]), "imma", "int8 x int8", x2, qweight, scale, bias)
+
+
+def _decide(memo: dict, bucket: int, switch: str, label: str, x2, qweight, scale, bias) -> bool:
+    """``measure.decide`` between int8_linear_triton with ``switch`` (a keyword) on and off, once per
+    (row bucket, N, K, dtype, bias, device) in ``memo``."""
     M, (N, K) = x2.shape[0], qweight.shape
-    key = (next_pow2(M), N, K, x2.dtype, bias is not None, x2.device)
     return measure.decide(
-        _IMMA,
-        key,
-        lambda: int8_linear_triton(x2, qweight, scale, bias, imma=True),
-        lambda: int8_linear_triton(x2, qweight, scale, bias, imma=False),
-        f"int8 linear {M} rows x ({N}, {K}) {str(x2.dtype).removeprefix('torch.')}: int8 x int8",
+        memo,
+        (bucket, N, K, x2.dtype, bias is not None, x2.device),
+        lambda: int8_linear_triton(x2, qweight, scale, bias, **{switch: True}),
+        lambda: int8_linear_triton(x2, qweight, scale, bias, **{switch: False}),
+        f"int8 linear {M} rows x ({N}, {K}) {str(x2.dtype).removeprefix('torch.')}: {label}",
         (x2,),
     )
+
+
+def _decisions(memo: dict, switch: str) -> list[dict]:
+    return [
+        {"rows_bucket": k[0], "N": k[1], "K": k[2], "dtype": str(k[3]), "bias": k[4], switch: v}
+        for k, v in memo.items()
+    ]
 
 
 _WS: dict[tuple, bool] = {}  # (row bucket, N, K, dtype, bias, device) -> int8_ws
@@ -512,32 +524,17 @@ def use_ws(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: t
     how = os.environ.get("AUTOGLM_W8_WS", "auto").lower()
     if how in ("on", "1", "off", "0"):
         return how in ("on", "1")
-    M, (N, K) = x2.shape[0], qweight.shape
-    key = (int8_ws.row_bucket(M), N, K, x2.dtype, bias is not None, x2.device)
-    return measure.decide(
-        _WS,
-        key,
-        lambda: int8_linear_triton(x2, qweight, scale, bias, ws=True),
-        lambda: int8_linear_triton(x2, qweight, scale, bias, ws=False),
-        f"int8 linear {M} rows x ({N}, {K}) {str(x2.dtype).removeprefix('torch.')}: warp-specialized",
-        (x2,),
-    )
+    return _decide(_WS, int8_ws.row_bucket(x2.shape[0]), "ws", "warp-specialized", x2, qweight, scale, bias)
 
 
 def ws_decisions() -> list[dict]:
     """What ``use_ws`` decided so far, per shape (benchmarks record it)."""
-    return [
-        {"rows_bucket": k[0], "N": k[1], "K": k[2], "dtype": str(k[3]), "bias": k[4], "ws": v}
-        for k, v in _WS.items()
-    ]
+    return _decisions(_WS, "ws")
 
 
 def imma_decisions() -> list[dict]:
     """What this process decided so far, per shape (benchmarks record it)."""
-    return [
-        {"rows_bucket": k[0], "N": k[1], "K": k[2], "dtype": str(k[3]), "bias": k[4], "imma": v}
-        for k, v in _IMMA.items()
-    ]
+    return _decisions(_IMMA, "imma")
 
 
 @triton.jit
