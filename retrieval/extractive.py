@@ -3,7 +3,8 @@
 Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
-words for Chinese) that the sentence or the headings of its section contain. Without an embedding function, coverage alone decides.
+words for Chinese) that the sentence or the headings of its section contain (and, for a sentence that
+starts with a pronoun, "It has been released ...", the document's title). Without an embedding function, coverage alone decides.
 A sentence ending in a colon is taken with the sentence after it ("... should be sent to:" + the address).
 The best `max_sentences` distinct, non-overlapping sentences are quoted, best first, each with its source number and its
 character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
@@ -54,6 +55,9 @@ def _label_line(text: str) -> bool:
     return len(text) <= 40 and len(text.split()) <= 4 and not _SENTENCE_MARKS.search(text)
 
 
+_PRONOUN_START = re.compile(r"(it|its|this|they|these|he|she)\b", re.IGNORECASE)
+
+
 @dataclass
 class Quote:
     n: int  # source number, as in the answer's [n]
@@ -96,6 +100,7 @@ def extractive_answer(
         # a sentence speaks of what its section's headings name ("can be run with `make test`" under "Unit
         # tests" answers how to run the unit tests): their terms count as its own
         heading_terms = {t for h in src.passage.heading_path for t in tokenize(h)}
+        title_terms = set(tokenize(src.passage.title or ""))
         spans = split_sentences(text)
         for j, (s, e) in enumerate(spans):
             # a sentence that announces what follows ("Bug reports should be sent to:") is quoted with it
@@ -109,6 +114,8 @@ def extractive_answer(
                 continue
             seen.add(key)
             terms = set(tokenize(sent)) | heading_terms
+            if _PRONOUN_START.match(sent):
+                terms |= title_terms
             coverage = len(q_terms & terms) / len(q_terms) if q_terms else 0.0
             cands.append((src, s, e, sent, coverage))
     if not cands:

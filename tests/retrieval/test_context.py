@@ -245,6 +245,15 @@ def test_extractive_answer_quotes_what_a_colon_announces():
     assert not any(q.text == "bug-bash@gnu.org" for q in ans.quotes)
 
 
+def test_extractive_answer_reads_a_leading_pronoun_as_the_documents_subject():
+    # "It has been released ... under the BSD license" speaks of the document's subject (its title): the
+    # title's words count for a sentence that starts with a pronoun, not for the others
+    text = "Cscope was first released in 1985. It has been released as Open Source under the BSD license."
+    ctx = assemble_context([Passage(1, 1, "Cscope", text, [], None, 0, len(text))], "q", words, 500)
+    ans = extractive_answer("Under which license was cscope released?", ctx, max_sentences=1)
+    assert ans.quotes[0].text == "It has been released as Open Source under the BSD license."
+
+
 def test_extractive_answer_in_chinese():
     text = "Python 是一种编程语言。虚拟环境可以用 venv 模块创建。删除虚拟环境只需删除其目录。"
     ctx = assemble_context([Passage(1, 1, "指南", text, [], None, 10, 10 + len(text))], "q", len, 10_000)
