@@ -5,7 +5,7 @@
 The labelled set is benchmarks/data/debian_readme_questions.jsonl: questions written by hand on eight README
 files every Debian system has under /usr/share/doc (bc, cscope, base-passwd, apt, adduser, bash, coreutils,
 base-files' README.FHS), each with words the answering sentence holds; "dev" questions were looked at while
-changing the answerer, "held-out" ones only measured. Every file goes through the real product path
+changing the answerer, "held-out" ones were written apart (their misses, printed too, were seen later on). Every file goes through the real product path
 (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
