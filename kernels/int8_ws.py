@@ -219,11 +219,11 @@ def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=64)
+@functools.cache
 def _planes_buffers(device: torch.device, MP: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The planes and row scales of one (MP, K), kept: a CUDA graph replays the addresses it captured, and
-    every product of that shape on the stream writes them before reading (one stream at a time: the
-    engine's)."""
+    """The planes and row scales of one (MP, K), kept for the process (never evicted: a CUDA graph replays
+    the addresses it captured), and every product of that shape on the stream writes them before reading
+    (one stream at a time: the engine's)."""
     return torch.empty((2, MP, K), dtype=torch.int8, device=device), torch.empty(MP, dtype=torch.float32,
                                                                                    device=device)  # fmt: skip
 
