@@ -207,11 +207,11 @@ def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
     2..WS_ROWS 16-bit rows, K a multiple of 16 (TMA's 16-byte row strides) and contiguous rows."""
     M, K = x2.shape
     return (
-        HAS_GLUON
+        2 <= M <= WS_ROWS
+        and HAS_GLUON
         and not INTERPRET
         and x2.is_cuda
         and _hopper(x2.device)
-        and 2 <= M <= WS_ROWS
         and x2.dtype in (torch.float16, torch.bfloat16)
         and K % 16 == 0
         and qweight.stride(1) == 1
