@@ -75,21 +75,15 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list) -> tuple:
             t[label] = graph_ms([lambda iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws])
     # the two launches apart (no PDL between them: each alone)
     mp = int8_ws.row_bucket(M)
-    planes, sx = int8_ws._planes_buffers(x.device, mp, K)
+    planes = torch.empty((2, mp, K), dtype=torch.int8, device="cuda")
+    sx = torch.empty(mp, dtype=torch.float32, device="cuda")
     y = torch.empty(M, N, dtype=x.dtype, device="cuda")
     # eight calls a graph (one would time the graph's own launch); the rows stay in L2, as after the kernel
     # that wrote them
     t["planes"] = graph_ms([lambda: int8_ws.split_planes(x, planes, sx)] * 8)
-
-    def gemm(iw):
-        int8_ws._w8_ws_kernel[(-(-N // int8_ws.BLOCK_N),)](
-            int8_ws._descriptor(iw.qweight, [int8_ws.BLOCK_N, int8_ws.BLOCK_K]),
-            int8_ws._descriptor(planes.view(2 * mp, K), [2 * mp, int8_ws.BLOCK_K]), iw.scale, sx, iw.scale, y, M,
-            N, y.stride(0), -(-K // int8_ws.BLOCK_K), MP=mp, STAGES=int8_ws.stages_for(mp), HAS_BIAS=False,
-            PDL=False, num_warps=4,
-        )  # fmt: skip
-
-    t["gemm"] = graph_ms([lambda iw=iw: gemm(iw) for iw in iws])
+    t["gemm"] = graph_ms(
+        [lambda iw=iw: int8_ws.planes_gemm(planes, sx, M, iw.qweight, iw.scale, None, y) for iw in iws]
+    )
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
             t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()))  # fmt: skip
 

@@ -246,11 +246,26 @@ def ws_linear(
 ) -> torch.Tensor:
     """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias, for ``available`` products."""
     M, K = x2.shape
-    N = qweight.shape[0]
-    MP = row_bucket(M)
-    planes, sx = _planes_buffers(x2.device, MP, K)
+    planes, sx = _planes_buffers(x2.device, row_bucket(M), K)
     pdl = pdl_enabled(x2)
     split_planes(x2, planes, sx, pdl)
+    return planes_gemm(planes, sx, M, qweight, scale, bias, y, pdl)
+
+
+def planes_gemm(
+    planes: torch.Tensor,
+    sx: torch.Tensor,
+    M: int,
+    qweight: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    pdl: bool = False,
+) -> torch.Tensor:
+    """The GEMM alone: y (M, N) from the first M rows of ``split_planes``' planes (2, MP, K) and scales sx;
+    ``pdl``: launched programmatically dependent on the planes kernel (inside a CUDA graph capture)."""
+    MP, K = planes.shape[1:]
+    N = qweight.shape[0]
     _w8_ws_kernel[(triton.cdiv(N, BLOCK_N),)](
         _descriptor(qweight, [BLOCK_N, BLOCK_K]), _descriptor(planes.view(2 * MP, K), [2 * MP, BLOCK_K]), scale,
         sx, bias if bias is not None else scale, y, M, N, y.stride(0), triton.cdiv(K, BLOCK_K), MP=MP,
