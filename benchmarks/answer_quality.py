@@ -5,8 +5,8 @@
 The labelled set is benchmarks/data/debian_readme_questions.jsonl: questions written by hand on eight README
 files every Debian system has under /usr/share/doc (bc, cscope, base-passwd, apt, adduser, bash, coreutils,
 base-files' README.FHS), each with words the answering sentence holds; "dev" questions were looked at while
-changing the answerer, "held-out" ones were written apart (their misses, printed too, were seen later on). Every file goes through the real product path
-(app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
+changing the answerer, "held-out" ones were written apart (their misses, printed too, were seen later on).
+Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
 any of the (at most three) quotes does (any). Prints the misses, writes JSON.
@@ -52,17 +52,12 @@ def main() -> None:
     os.environ["AUTOGLM_DATA_DIR"] = tempfile.mkdtemp(prefix="answer-quality-")
 
     from app.answer import extractive_answer, retrieve
-    from app.db import migrate, session_scope
-    from app.models import Collection
+    from app.db import session_scope
     from app.uploads import add_document
+    from benchmarks.common import create_collection
     from ingest.pipeline import compact_collection, process_document
 
-    migrate()
-    with session_scope() as s:
-        coll = Collection(name="debian-readmes")
-        s.add(coll)
-        s.commit()
-        cid = coll.id
+    cid = create_collection("debian-readmes")
     t0 = time.perf_counter()
     for rel in docs:
         raw = (DOCS / rel).read_bytes()

@@ -96,3 +96,16 @@ def docs_dir(arg: str | None) -> Path:
 def load_questions() -> list[dict]:
     """The labelled questions: {"question", "page"} (page relative to the docs root)."""
     return [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+
+
+def create_collection(name: str) -> int:
+    """A new collection in the product's database (AUTOGLM_DATA_DIR set before the first app import); its id."""
+    from app.db import migrate, session_scope
+    from app.models import Collection
+
+    migrate()
+    with session_scope() as s:
+        coll = Collection(name=name)
+        s.add(coll)
+        s.commit()
+        return coll.id

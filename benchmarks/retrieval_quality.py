@@ -63,18 +63,12 @@ def ingest(root: Path, pages: list[str], collection_id: int | None = None) -> di
     """Upload and process pages through the product pipeline (pages already there are skipped as
     duplicates); returns {"collection_id", "seconds", "pages"}."""
     from app.db import migrate, session_scope
-    from app.models import Collection
     from app.uploads import add_document
+    from benchmarks.common import create_collection
     from ingest.pipeline import compact_collection, process_document
 
     migrate()
-    cid = collection_id
-    if cid is None:
-        with session_scope() as s:
-            coll = Collection(name="python-docs")
-            s.add(coll)
-            s.commit()
-            cid = coll.id
+    cid = create_collection("python-docs") if collection_id is None else collection_id
     t0 = time.perf_counter()
     for i, rel in enumerate(pages):
         with session_scope() as s:

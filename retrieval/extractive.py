@@ -4,10 +4,10 @@ Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese) that the sentence or the headings of its section contain (and, for a sentence that
-starts with a pronoun, "It has been released ...", the document's title). Without an embedding function, coverage alone decides.
-A sentence ending in a colon is taken with the sentence after it ("... should be sent to:" + the address).
-The best `max_sentences` distinct, non-overlapping sentences are quoted, best first, each with its source number and its
-character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
+starts with a pronoun, "It has been released ...", the document's title). Without an embedding function,
+coverage alone decides. A sentence ending in a colon is taken with the sentence after it ("... should be
+sent to:" + the address). The best `max_sentences` distinct, non-overlapping sentences are quoted, best
+first, each with its source number and its character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
 highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
 heading also without its number), or a short
 line without punctuation or figures (a heading the parser could not see), answers nothing and is not
