@@ -10,7 +10,8 @@ row counts needs (RESULTS.md "W8A16 at 8-32 rows: where the few-rows kernel's ti
 output channels, its whole K range streamed through a deep ring of TMA copies by one producer warp while one
 warpgroup issues the wgmmas (``_loader`` / ``_mma``), and the next layer's weights already in flight while
 the planes are written (programmatic dependent launch: the producer sends its first STAGES weight tiles, then
-waits for the planes kernel). Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP
+waits for the planes kernel; the GEMM lets the next kernel launch at its own start, so in a chain of products
+the next planes kernel and GEMM are resident, their weight tiles on the way, while this one streams). Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP
 pads the rows to 8, 16 or 32 (the padding rows hold whatever an earlier call left; their columns are never
 stored).
 GPU only (sm_90: wgmma and TMA); Triton's CPU interpreter cannot run Gluon, so CI runs the planes kernel
@@ -111,6 +112,12 @@ if HAS_GLUON:
         )
 
     @gluon.jit
+    def _gdc_launch():
+        gl.inline_asm_elementwise(
+            "griddepcontrol.launch_dependents; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
+        )
+
+    @gluon.jit
     def _loader(w_desc, p_desc, w_bufs, p_bufs, ready, empty, off_n, n_k, STAGES: gl.constexpr,
                 PDL: gl.constexpr):  # fmt: skip
         """Producer warp: tile i of the weights and of the planes into ring slot i % STAGES, once the
@@ -160,6 +167,11 @@ if HAS_GLUON:
                       num_warps: gl.constexpr):  # fmt: skip
         BN: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
+        if PDL:
+            # the next kernel may launch now: it waits for this one before it reads our output, and a next
+            # product's GEMM sends its first weight tiles meanwhile (RESULTS.md "The warp-specialized GEMM
+            # lets the next kernel launch at its start": q/k/v at 8 rows 11.6 -> 10.6 us a call in a chain)
+            _gdc_launch()
         off_n = gl.program_id(0) * BN
         w_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_desc.layout)
         p_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, 2 * MP, BK], p_desc.layout)

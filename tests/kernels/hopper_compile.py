@@ -75,7 +75,7 @@ def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
 
     ptrs = {"w_desc": desc(int8_ws.BLOCK_N), "p_desc": desc(2 * MP), "S_ptr": "*fp32", "SX_ptr": "*fp32"}
     consts = dict(MP=MP, STAGES=int8_ws.stages_for(MP), HAS_BIAS=bias, PDL=pdl, num_warps=4)
-    want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (("griddepcontrol.wait",) if pdl else ())
+    want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (MARKERS[:2] if pdl else ())
     return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
 
 
