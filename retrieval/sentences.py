@@ -1,8 +1,8 @@
 """Sentence boundaries shared by chunking (ingest) and extractive answers (retrieval): one rule, so a
 quoted sentence is exactly a sentence the chunker kept whole. English .!? before whitespace (with closing
 quotes/brackets; a period not before lower case, nor after an initial or an abbreviation: ``_no_full_stop``), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped
-paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket:
-``continues_line``) (text files,
+paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket, or
+a figure after a long line: ``continues_line``) (text files,
 Markdown and e-mail wrapped at ~72-80 columns: "...so that their dependencies are\nsatisfied, but ..." is
 one sentence, not two quotes that each say half of it)."""
 
@@ -79,22 +79,30 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
 SECTION_NUMBER = re.compile(r"^\s*(\d{1,2}(\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+")
 _OPENING = "([“‘\"'"
 _ENUMERATOR = re.compile(r"[(\[](\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[)\]]")
+_LIST_NUMBER = re.compile(r"\d{1,3}(\.\d{1,3})*[.)](\s|$)")
+# a line this long that ends mid-sentence was wrapped (text wrapped at 72-80 columns; a short line ending in a
+# lower-case word is a heading, a label or a table row more often)
+WRAPPED_CHARS = 40
 
 
 def continues_line(prev: str, nxt: str) -> bool:
     """Whether the line ``nxt`` may carry on a sentence that the line ``prev`` wrapped (both stripped; the
-    caller has seen no sentence end): ``nxt`` starts in lower case, or with an opening bracket or quote that
-    is no enumerator ("(a)", "[3]") after a line ending in a lower-case letter or a comma, and has lower case
-    in its first 40 characters ("...Notation One\n(ASN.1, as specified by ...")."""
+    caller has seen no sentence end): ``nxt`` starts in lower case; or with an opening bracket or quote that
+    is no enumerator ("(a)", "[3]") after a line ending in a lower-case letter or a comma ("...Notation
+    One\n(ASN.1, as specified by ..."); or with a figure that is no list number ("1.", "2)") after a line of
+    at least ``WRAPPED_CHARS`` ending in a lower-case letter ("...allocated in the static range\n60000-64999.
+    They are ..."). Both of the last two need lower case in ``nxt``'s first 40 characters (not a running
+    header such as "“PIRACY” 49", a page number or a row of figures)."""
     if not nxt or not prev:
         return False
     if nxt[0].islower():
         return True
+    if not any(ch.islower() for ch in nxt[:40]):
+        return False
+    if nxt[0] in _OPENING:
+        return not _ENUMERATOR.match(nxt) and (prev[-1].islower() or prev[-1] == ",")
     return (
-        nxt[0] in _OPENING
-        and not _ENUMERATOR.match(nxt)
-        and (prev[-1].islower() or prev[-1] == ",")
-        and any(ch.islower() for ch in nxt[:40])  # not a running header such as "“PIRACY” 49"
+        nxt[0].isdigit() and prev[-1].islower() and len(prev) >= WRAPPED_CHARS and not _LIST_NUMBER.match(nxt)
     )
 
 
@@ -108,4 +116,5 @@ def _soft_wrap(text: str, i: int, start: int, end: int) -> bool:
         k -= 1
     if j >= end or k < start or text[k] == "\n":
         return False
-    return continues_line(text[k], text[j : min(j + 40, end)].split("\n", 1)[0])
+    line_start = max(start, text.rfind("\n", start, k) + 1)
+    return continues_line(text[line_start : k + 1].strip(), text[j : min(j + 40, end)].split("\n", 1)[0])

@@ -429,6 +429,11 @@ def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
          "This document describes the library that provides Abstract Syntax Notation One (ASN.1) parsing."),
         ("The contract may be ended by either party for the following reasons only\n(a) a breach of it.",
          "The contract may be ended by either party for the following reasons only\n(a) a breach of it."),
+        # a figure carries on a wrapped sentence too; a list number starts an item of its own
+        ("The board approved the budget for the next financial year on 14 March\n2024 after a long debate.",
+         "The board approved the budget for the next financial year on 14 March 2024 after a long debate."),
+        ("The contract may be ended by either party for the following reasons only\n1. a breach of it.",
+         "The contract may be ended by either party for the following reasons only\n1. a breach of it."),
         # nor is a running header in quotes (a chapter's name and the page number) part of the line above
         ("posters, pamphlets, university brochures and basically anything that\n“PIRACY” 49",
          "posters, pamphlets, university brochures and basically anything that\n“PIRACY” 49"),

@@ -203,6 +203,34 @@ def test_sentences_do_not_end_at_initials_or_abbreviations(text, expected):
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a wrapped line may start with a figure: the sentence goes on after a long line ending mid-sentence
+        ("The following uid/gid pairs have been allocated in the static range\n60000-64999. They are created"
+         " by their packages.",
+         ["The following uid/gid pairs have been allocated in the static range\n60000-64999.",
+          "They are created by their packages."]),
+        ("Release notes for every version of the product were published in\n2024 by the team.",
+         ["Release notes for every version of the product were published in\n2024 by the team."]),
+        # ... but not a list number, a short line (a label, a table row), a line of figures or a page number
+        ("Do the following steps carefully and in order, one after another\n1. Install it.\n2) Run it.",
+         ["Do the following steps carefully and in order, one after another", "1.", "Install it.", "2) Run it."]),
+        ("Total items\n42 apples", ["Total items", "42 apples"]),
+        ("This is the last line of the page before the page number\n12\nNext page",
+         ["This is the last line of the page before the page number", "12", "Next page"]),
+        ("Quarterly revenue by region for the last three years in euros\n2022 2023 2024",
+         ["Quarterly revenue by region for the last three years in euros", "2022 2023 2024"]),
+    ],
+)  # fmt: skip
+def test_a_wrapped_sentence_carries_on_over_a_line_starting_with_a_figure(text, expected):
+    # base-passwd's README: "...allocated in the static range" + "60000-64999." was two sentences, and the
+    # quote that answered "which uid range is static" lost the range
+    from retrieval.sentences import split_sentences
+
+    assert [text[s:e] for s, e in split_sentences(text)] == expected
+
+
+@pytest.mark.parametrize(
     "question",
     ["What is the capital of France?", "How do I bake sourdough bread?", "Who won the 2018 world cup?"],
 )
