@@ -4,7 +4,8 @@ Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese) that the sentence or the headings of its section contain (and, for a sentence that
-starts with a pronoun, "It has been released ...", the document's title). Without an embedding function,
+starts with a pronoun, "It has been released ...", or a "Label: value" field line, "Author: ...", the
+document's title); a verb of authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). Without an embedding function,
 coverage alone decides. A sentence ending in a colon is taken with the sentence after it ("... should be
 sent to:" + the address). The best `max_sentences` distinct, non-overlapping sentences are quoted, best
 first, each with its source number and its character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
@@ -56,6 +57,13 @@ def _label_line(text: str) -> bool:
 
 
 _PRONOUN_START = re.compile(r"(it|its|this|they|these|he|she)\b", re.IGNORECASE)
+# a "Label: value" line ("Author: Philip A. Nelson", "License: GPL-2"): a field of the document's own record
+_FIELD_LINE = re.compile(r"[^\W\d][\w .-]{0,30}:\s+\S")
+# a question's verb of making answered by a field's noun: "Who wrote bc?" by "Author: ..." (stemmed terms)
+_RELATED = {
+    "wrote": {"author"}, "write": {"author"}, "written": {"author"}, "writer": {"author"},
+    "creat": {"author", "creator"}, "author": {"writer", "creator"},
+}  # fmt: skip
 
 
 @dataclass
@@ -114,9 +122,10 @@ def extractive_answer(
                 continue
             seen.add(key)
             terms = set(tokenize(sent)) | heading_terms
-            if _PRONOUN_START.match(sent):
+            if _PRONOUN_START.match(sent) or _FIELD_LINE.match(sent):
                 terms |= title_terms
-            coverage = len(q_terms & terms) / len(q_terms) if q_terms else 0.0
+            covered = sum(1 for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ())))
+            coverage = covered / len(q_terms) if q_terms else 0.0
             cands.append((src, s, e, sent, coverage))
     if not cands:
         return ExtractiveAnswer("", [])
