@@ -1,11 +1,14 @@
 """Extractive answers (the no-model path of /api/ask) on Debian's README files: is the answer quoted?
 
-    python benchmarks/answer_quality.py [--out benchmarks/out/answer_quality.json]
+    python benchmarks/answer_quality.py [--questions FILE ...] [--out benchmarks/out/answer_quality.json]
 
 The labelled set is benchmarks/data/debian_readme_questions.jsonl: questions written by hand on eight README
 files every Debian system has under /usr/share/doc (bc, cscope, base-passwd, apt, adduser, bash, coreutils,
 base-files' README.FHS), each with words the answering sentence holds; "dev" questions were looked at while
 changing the answerer, "held-out" ones were written apart (their misses, printed too, were seen later on).
+A second set, benchmarks/data/debian_readme_fresh_questions.jsonl ("fresh": jq, patch, mawk, ca-certificates,
+python3.11's README.venv), was written after the answerer's rules and counted once before any change
+(``--questions`` both files).
 Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
@@ -30,6 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 QUESTIONS = _HERE / "data" / "debian_readme_questions.jsonl"
+FRESH = _HERE / "data" / "debian_readme_fresh_questions.jsonl"
 DOCS = Path("/usr/share/doc")
 
 
@@ -41,9 +45,12 @@ def upload_name(rel: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--questions", nargs="+", type=Path, default=[QUESTIONS], help="labelled JSONL files")
     ap.add_argument("--out", default="benchmarks/out/answer_quality.json")
     args = ap.parse_args()
-    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    questions = [
+        json.loads(line) for f in args.questions for line in f.read_text().splitlines() if line.strip()
+    ]
     docs = sorted({q["doc"] for q in questions})
     missing = [d for d in docs if not (DOCS / d).is_file()]
     if missing:
@@ -83,7 +90,7 @@ def main() -> None:
               "ingest_s": round(ingest_s, 1), "sets": {}, "questions": rows}  # fmt: skip
     print(f"{len(docs)} files ingested in {ingest_s:.1f} s\n")
     print("| set | questions | top quote answers | any quote answers |\n|---|---|---|---|")
-    for name in ("dev", "held-out"):
+    for name in dict.fromkeys(q["set"] for q in questions):
         got = [r for r in rows if r["set"] == name]
         top, anyq = sum(r["top"] for r in got), sum(r["any"] for r in got)
         report["sets"][name] = {"questions": len(got), "top": top, "any": anyq}

@@ -5,15 +5,16 @@ Each sentence of the context's passages is scored
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese) that the sentence or the headings of its section contain (and, for a sentence that
 starts with a pronoun, "It has been released ...", or a "Label: value" field line, "Author: ...", the
-document's title); a verb of authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). Without an embedding function,
-coverage alone decides. A sentence ending in a colon is taken with the sentence after it ("... should be
-sent to:" + the address). The best `max_sentences` distinct, non-overlapping sentences are quoted, best
-first, each with its source number and its character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
-highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
-heading also without its number), or a short
-line without punctuation or figures (a heading the parser could not see), answers nothing and is not
-quoted; nor is one scoring under RELATIVE of the best; and when even the best scores under MIN_SCORE,
-nothing in the sources answers the question and nothing is quoted.
+document's title); a verb of authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a
+"What is X?" question a sentence that defines X ("X is a ...") scores DEFINITION more. Without an
+embedding function, coverage alone decides. A sentence ending in a colon or a dangling word is taken with
+the sentence after it ("... should be sent to:" + the address). The best `max_sentences` distinct,
+non-overlapping sentences are quoted, best first, each with its source number and its character offsets in
+the chunk text and in the document (chunk.char_start + offset), so the UI can highlight it. A sentence that
+only repeats a heading of its passage (or the document's title; a numbered heading also without its
+number), or a short line without punctuation or figures (a heading the parser could not see), answers
+nothing and is not quoted; nor is one scoring under RELATIVE of the best; and when even the best scores
+under MIN_SCORE, nothing in the sources answers the question and nothing is quoted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from retrieval.context import Context, Source
 from retrieval.lexical import tokenize
-from retrieval.sentences import SECTION_NUMBER, split_sentences
+from retrieval.sentences import SECTION_NUMBER, ends_dangling, split_sentences
 
 SEMANTIC_WEIGHT = 0.6
 MAX_EMBEDDED = 64  # sentences embedded per question (the best by coverage); bounds the cost
@@ -54,6 +55,27 @@ def _label_line(text: str) -> bool:
     """A short line without punctuation or figures ("Parental leave", "住宿标准"): a heading the parser did
     not mark as one (a PDF without bookmarks, a bold line), not a sentence that answers anything."""
     return len(text) <= 40 and len(text.split()) <= 4 and not _SENTENCE_MARKS.search(text)
+
+
+def _announces(sent: str) -> bool:
+    """A sentence that ends in a colon or in a word no sentence ends in ("Send bug reports to")."""
+    return sent.endswith((":", "：")) or ends_dangling(sent)
+
+
+# "What is Valgrind?" asks for a definition: "Valgrind is a framework for ..." (DEFINITION added to its score;
+# not "Valgrind is licensed under ...")
+_WHAT_IS = re.compile(
+    r"\s*(what|who)\s+(is|are|was|were)\s+(an?\s+|the\s+)?(?P<x>[^?]{1,40}?)\s*\??\s*$", re.I
+)
+DEFINITION = 0.2
+
+
+def _defines(question: str) -> re.Pattern | None:
+    """For a "What is X?" question (X of at most four words), a pattern of the sentences that define X."""
+    m = _WHAT_IS.match(question)
+    if not m or len(m.group("x").split()) > 4:
+        return None
+    return re.compile(r"\W*" + re.escape(m.group("x")) + r"\W*\s+(is|are|was|were)\s+(a|an|the|one)\s", re.I)
 
 
 _PRONOUN_START = re.compile(r"(it|its|this|they|these|he|she)\b", re.IGNORECASE)
@@ -111,8 +133,9 @@ def extractive_answer(
         title_terms = set(tokenize(src.passage.title or ""))
         spans = split_sentences(text)
         for j, (s, e) in enumerate(spans):
-            # a sentence that announces what follows ("Bug reports should be sent to:") is quoted with it
-            if text[s:e].endswith((":", "：")) and j + 1 < len(spans) and spans[j + 1][1] - s <= MAX_CHARS:
+            # a sentence that announces what follows ("Bug reports should be sent to:", "... etc. to" and
+            # the address on a line of its own) is quoted with it
+            if _announces(text[s:e]) and j + 1 < len(spans) and spans[j + 1][1] - s <= MAX_CHARS:
                 e = spans[j + 1][1]
             sent = text[s:e]
             key = _norm(sent)
@@ -137,6 +160,10 @@ def extractive_answer(
         vecs = embed([question] + [c[3] for c in cands])  # (1 + n, dim)
         cos = vecs[1:] @ vecs[0]
         scores = SEMANTIC_WEIGHT * cos + (1 - SEMANTIC_WEIGHT) * scores
+    if (defines := _defines(question)) is not None:
+        scores = scores + np.array(
+            [DEFINITION if defines.match(c[3]) else 0.0 for c in cands], dtype=np.float32
+        )
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = max(MIN_SCORE, RELATIVE * float(scores[order[0]]))
     quotes: list[Quote] = []

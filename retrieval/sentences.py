@@ -2,7 +2,8 @@
 quoted sentence is exactly a sentence the chunker kept whole. English .!? before whitespace (with closing
 quotes/brackets; a period not before lower case, nor after an initial or an abbreviation: ``_no_full_stop``), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped
 paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket, or
-a figure after a long line: ``continues_line``) (text files,
+a figure after a long line: ``continues_line``), or one after a long line or a dangling word with no stop
+(``_wrapped``: "...isn't packaged in\nDebian, we ...") (text files,
 Markdown and e-mail wrapped at ~72-80 columns: "...so that their dependencies are\nsatisfied, but ..." is
 one sentence, not two quotes that each say half of it)."""
 
@@ -106,8 +107,49 @@ def continues_line(prev: str, nxt: str) -> bool:
     )
 
 
+# words that end no sentence: a line ending in one was wrapped ("...are installed into\n/usr/share/...")
+DANGLING_WORDS = frozenset(
+    "a an the and or nor but to of in into on onto at by for from with via as than".split()
+)
+WRAP_LONG = 60  # a line this long that ends without a stop was wrapped, whatever the next line starts with
+_LIST_ITEM = re.compile(r"([-*•+]|\d{1,3}(\.\d{1,3})*[.)]|[a-zA-Z][.)]|[(\[]\w{1,4}[)\]])\s")
+_UNDERLINE = re.compile(r"[=\-~^*_#+]{3,}\s*$")
+_COLUMNS = re.compile(r"\S(\t| {3,})\S")  # a table row or aligned fields, not prose
+_NO_WRAP_END = ".!?:;。！？：；\\{[(=|<>"
+_LAST_WORD = re.compile(r"(\w+)$")
+
+
+def _indent(line: str) -> int:
+    return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
+
+
+def _wrapped(prev: str, nxt: str) -> bool:
+    """Whether ``nxt`` carries on the line ``prev`` of plain text (both raw, indentation kept) whatever its
+    first character, as "...that isn't packaged in\nDebian, we recommend ..." does: ``prev`` ends without
+    a stop, in a word no sentence ends in (``DANGLING_WORDS``) or after ``WRAP_LONG`` characters, and
+    neither line is a list item, a heading's underline, a table row or a code block (``nxt`` indented at most
+    3 more than ``prev``, and has lower case)."""
+    p, n = prev.strip(), nxt.strip()
+    if not p or not n or p[-1] in _NO_WRAP_END or n.startswith(("#", ">", "|", "```")):
+        return False
+    if _LIST_ITEM.match(n) or _UNDERLINE.match(n) or _UNDERLINE.match(p):
+        return False
+    if _COLUMNS.search(p) or _COLUMNS.search(n) or _indent(nxt) > _indent(prev) + 3:
+        return False
+    if not any(ch.islower() for ch in n):  # a row of figures, a page number, a heading in capitals
+        return False
+    return len(p) >= WRAP_LONG or ends_dangling(p)
+
+
+def ends_dangling(text: str) -> bool:
+    """Whether text ends in a word no sentence ends in (``DANGLING_WORDS``): "... should be sent to"."""
+    last = _LAST_WORD.search(text)
+    return last is not None and last.group(1).casefold() in DANGLING_WORDS
+
+
 def _soft_wrap(text: str, i: int, start: int, end: int) -> bool:
-    """Whether the line break at text[i] wraps a paragraph (``continues_line`` of the lines around it)."""
+    """Whether the line break at text[i] wraps a paragraph (``continues_line`` or ``_wrapped`` of the
+    lines around it)."""
     j = i + 1
     while j < end and text[j] in " \t":
         j += 1
@@ -117,4 +159,7 @@ def _soft_wrap(text: str, i: int, start: int, end: int) -> bool:
     if j >= end or k < start or text[k] == "\n":
         return False
     line_start = max(start, text.rfind("\n", start, k) + 1)
-    return continues_line(text[line_start : k + 1].strip(), text[j : min(j + 40, end)].split("\n", 1)[0])
+    nxt_end = text.find("\n", j, min(j + 200, end))
+    nxt = text[i + 1 : nxt_end if nxt_end >= 0 else min(j + 200, end)]
+    prev = text[line_start : k + 1]
+    return continues_line(prev.strip(), nxt.strip()[:40]) or _wrapped(prev, nxt)

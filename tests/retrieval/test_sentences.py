@@ -1,0 +1,88 @@
+"""Sentence boundaries in hard-wrapped plain text (retrieval.sentences) and the extractive rules that read
+them: a wrapped line may start with any character, a sentence ending in a dangling word announces the next,
+a "What is X?" question prefers the sentence that defines X."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.context import Passage, assemble_context
+from retrieval.embeddings import get_embedder
+from retrieval.extractive import extractive_answer
+from retrieval.sentences import split_sentences
+
+
+def sentences(text: str) -> list[str]:
+    return [" ".join(text[s:e].split()) for s, e in split_sentences(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a long line without a stop wraps on to the next, whatever that one starts with (python3's README.venv)
+        ("If you need to install a Python application (or version) that isn't packaged in\n"
+         "Debian, we recommend that you install it with pipx. It will set up an environment.",
+         ["If you need to install a Python application (or version) that isn't packaged in Debian, we recommend "
+          "that you install it with pipx.", "It will set up an environment."]),
+        # so does a short one ending in a word no sentence ends in (ca-certificates' README.Debian)
+        ("The CA certificates contained in this package are installed into\n/usr/share/ca-certificates/.\nNext.",
+         ["The CA certificates contained in this package are installed into /usr/share/ca-certificates/.",
+          "Next."]),
+        ("Please send bug reports for this version of patch to\n<bug-patch@gnu.org>.",
+         ["Please send bug reports for this version of patch to <bug-patch@gnu.org>."]),
+        # indented prose wraps at the same indentation (mawk's README)
+        ("\t\tShow \"compiling foo.c\" rather than the full compiler and\n\t\toptions.  Those are clutter.",
+         ["Show \"compiling foo.c\" rather than the full compiler and options.", "Those are clutter."]),
+    ],
+)  # fmt: skip
+def test_a_hard_wrapped_line_carries_on_whatever_the_next_line_starts_with(text, expected):
+    assert sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a list after a long line, a heading's underline, a table, a code block, capitals, a stop: all stay
+        "We require several tools to build the software, including the following ones\n* Make\n* Automake",
+        "Installing Python Packages in Debian with the package manager of the system\n"
+        "====================================",
+        "Name of the package that was installed on the machine last week   Version\nLibfoo   1.2",
+        "To build the library with the default options of the project, run the command\n    ./configure",
+        "The following chapters describe the installation of the product in detail\nCHAPTER TWO",
+        "This line is long enough to be wrapped but it ends with a full stop here.\nDebian is next.",
+    ],
+)
+def test_lists_underlines_tables_code_and_stops_keep_their_line_breaks(text):
+    assert sentences(text) == [" ".join(line.split()) for line in text.split("\n")]
+
+
+def _answer(question: str, text: str, title: str = "README"):
+    ctx = assemble_context(
+        [Passage(7, 2, title, text, [], None, 0, len(text))], "q", lambda s: len(s.split()), 500
+    )
+    return extractive_answer(question, ctx, get_embedder().embed)
+
+
+def test_a_sentence_ending_in_a_dangling_word_is_quoted_with_the_next():
+    # mawk's README: the address comes after a blank line, on a line of its own
+    text = (
+        "mawk -- an implementation of new/posix awk\n\n"
+        "Send bug reports, comments, questions, etc. to \n\n"
+        "\tThomas E. Dickey <dickey@example.net>\n"
+        "\thttps://example.net/mawk/\n\n"
+        "The program builds on several POSIX-style platforms."
+    )
+    ans = _answer("Who should bug reports for mawk be sent to?", text, "mawk README")
+    assert ans.quotes[0].text.startswith("Send bug reports")
+    assert "Thomas E. Dickey" in ans.quotes[0].text
+
+
+def test_what_is_prefers_the_sentence_that_defines_the_subject():
+    text = (
+        "If you are developing Valgrind, please read README_DEVELOPERS. "
+        "Valgrind is licensed under the GNU General Public License, version 2. "
+        "Valgrind is a framework for building dynamic analysis tools. "
+        "Valgrind is closely tied to details of the CPU and operating system."
+    )
+    ans = _answer("What is Valgrind?", text, "Valgrind README")
+    assert ans.quotes[0].text == "Valgrind is a framework for building dynamic analysis tools."
