@@ -1,12 +1,17 @@
 """BM25 over a collection's FAISS segments: one lexical sidecar per immutable segment (bm25s).
 
-Sidecar: ``<segment name>.bm25`` next to ``seg-<uuid>.faiss``, a bm25s index directory plus ``ids.npy``
-(row -> chunk id). It is derived data: built on first use from the segment's chunk ids and the texts the
-caller returns for them (``texts_for_ids``; retrieval/ never reads the database), written to a temporary
-directory, fsynced and renamed, so a reader sees a whole sidecar or none. Every caller of one collection
-must return the same texts for an id (the product indexes ``lexical_text(title, heading_path, text)``;
-"" for an id whose row is gone). ``gc_segments`` removes it with its
-segment. Segments are immutable, so a sidecar never goes stale.
+Sidecar: ``<segment name>.v<ANALYZER_VERSION>.bm25`` next to ``seg-<uuid>.faiss``, a bm25s index directory
+plus ``ids.npy`` (row -> chunk id) and ``meta.json``. It is derived data: built on first use from the
+segment's chunk ids and the texts the caller returns for them (``texts_for_ids``; retrieval/ never reads the
+database), written to a temporary directory, fsynced and renamed, so a reader sees a whole sidecar or none.
+Every caller of one collection must return the same texts for an id (the product indexes
+``lexical_text(title, heading_path, text)``; "" for an id whose row is gone). ``gc_segments`` removes it
+with its segment (every ``<segment>.*`` entry, whatever its version). Segments are immutable, so a sidecar
+goes stale only when the analyzer changes: its version is in the directory name (``<segment>.bm25``, without
+one, is version 1), so a process looks only for the sidecar of its own analyzer, builds it beside an older
+one (a rename onto a free name: atomic, and two builders race as for a first build, the loser keeps the
+winner's) and then removes the older ones. A process of an older release still running during an upgrade
+reads, or rebuilds, its own version's sidecar, until gc or the next newer build removes it.
 
 Scores across segments: each bm25s index bakes its own IDF into its stored term scores, and a segment of
 one document would rank its rare words far above the same words in a big segment. We rescale per query term
@@ -17,11 +22,18 @@ documents still count until compaction). Length normalization keeps each segment
 Text analysis (``tokenize``): NFKC, lowercase; runs of CJK ideographs are cut with jieba's search mode
 (overlapping words, e.g. 中华人民共和国 -> 中华, 华人, 人民, 共和, 共和国, 中华人民共和国); other text
 is cut at non-alphanumerics and stemmed with the English Snowball stemmer; English and Chinese stopwords
-are dropped.
+are dropped. An identifier that joins words by case or digits (``word_parts``: pkgProblemResolver,
+HTTPServerError, XMLHttpRequest, utf8Decode) yields its whole word, as before, and also its parts (pkg,
+problem, resolver; http, server, error; xml, http, request; utf, 8, decode; after the text's words), so
+"problem resolver" finds Debug::pkgProblemResolver, and "utf-8" (cut into utf, 8 like any text) finds utf8.
+Like the words of a snake_case identifier, which were always cut apart, the parts are ordinary terms: they
+count in the document's length and in each part's term frequency; only a word that does split adds them
+(one part of one letter does not split a word: iPhone, eBay, iOS, x86, k8s stay whole).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -41,6 +53,10 @@ from retrieval.index import Manifest, _fsync_dir, read_segment
 logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".bm25"
+# What ``tokenize`` makes of a text. Bump it with any change to the analysis: sidecars of an older one are
+# rebuilt on first use (their terms would not match the queries' terms). 1: no version in the name; 2: the
+# parts of identifiers (``word_parts``).
+ANALYZER_VERSION = 2
 TextsForIds = Callable[[Sequence[int]], list[str]]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
@@ -64,22 +80,68 @@ def _get_analyzer() -> tuple:
         return _analyzer
 
 
+def word_parts(word: str) -> list[str]:
+    """The words an identifier joins by case or digits, lowercased; [] for a word that does not split.
+
+    A part is a run of digits, of lowercase (or caseless) letters after at most one capital, or of capitals;
+    in a run of capitals followed by lowercase letters the last capital begins the next part (HTTPServer ->
+    http, server), unless only one lowercase letter follows them (URLs, IDsList, IPv6: a plural, a version).
+    Letters stuck to digits are parts of their own (utf8 -> utf, 8: as "UTF-8" is cut; sha256, python3).
+    Parts of one letter are dropped (a prefix such as the i of iPhone is no word to search for), and a word
+    splits only into two or more parts that remain: iPhone, eBay, iOS, getX, x86, k8s and i18n stay whole,
+    macOS -> mac, os.
+    """
+    if word.isdigit() or (word.isalpha() and (word.isupper() or word[1:].islower())):
+        return []  # plain words, Capitalized words and acronyms: the common case, decided fast
+    parts: list[str] = []
+    i, n = 0, len(word)
+    while i < n:
+        j = i + 1
+        if word[i].isdigit():
+            while j < n and word[j].isdigit():
+                j += 1
+        elif word[i].isupper():
+            while j < n and word[j].isupper():
+                j += 1
+            k = j
+            while k < n and not (word[k].isupper() or word[k].isdigit()):
+                k += 1
+            j = j - 1 if j - i > 1 and k - j > 1 else k
+        else:
+            while j < n and not (word[j].isupper() or word[j].isdigit()):
+                j += 1
+        parts.append(word[i:j])
+        i = j
+    kept = [p.lower() for p in parts if len(p) > 1 or p.isdigit()]
+    return kept if len(kept) > 1 else []
+
+
 def tokenize(text: str) -> list[str]:
     """Index/query terms of mixed Chinese/English text (see the module docstring)."""
     import jieba
 
     stemmer, stop = _get_analyzer()
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
     pos = 0
     for m in _CJK.finditer(text):
-        words = _WORD.findall(text, pos, m.start())
-        out += stemmer.stemWords([w for w in words if w not in stop])
+        out += _latin_terms(text[pos : m.start()], stemmer, stop)
         out += [w for w in jieba.lcut_for_search(m.group()) if w.strip() and w not in stop]
         pos = m.end()
-    words = _WORD.findall(text, pos)
-    out += stemmer.stemWords([w for w in words if w not in stop])
-    return out
+    return out + _latin_terms(text[pos:], stemmer, stop)
+
+
+def _latin_terms(text: str, stemmer, stop: frozenset[str]) -> list[str]:
+    """Stemmed terms of text without CJK: its words, then the parts of its identifiers (``word_parts``)."""
+    words = _WORD.findall(text)
+    low = " ".join(words).lower()
+    # NOTE: lowercasing may make a non-word character ("İ" -> "i" + a combining dot): cut there too, as when
+    # the whole text was lowercased first
+    terms = low.split(" ") if low.replace(" ", "").isalnum() else _WORD.findall(low)
+    terms += [
+        p for w in words if not (w.islower() and w.isalpha()) for p in word_parts(w)
+    ]  # lowercase never splits
+    return stemmer.stemWords([t for t in terms if t not in stop])
 
 
 def idf(df: np.ndarray | float, n: int) -> np.ndarray | float:
@@ -100,8 +162,24 @@ class Sidecar:
         return int(self.ids.size)
 
 
-def sidecar_path(collection_dir: Path, segment: str) -> Path:
-    return Path(collection_dir) / f"{segment}{SIDECAR_SUFFIX}"
+def sidecar_path(collection_dir: Path, segment: str, version: int | None = None) -> Path:
+    """Where the sidecar of `segment` built by analyzer `version` (default: this one) lives."""
+    version = ANALYZER_VERSION if version is None else version
+    tag = f".v{version}" if version > 1 else ""  # version 1 had no version in the name
+    return Path(collection_dir) / f"{segment}{tag}{SIDECAR_SUFFIX}"
+
+
+def _remove_older_sidecars(collection_dir: Path, segment: str) -> int:
+    """Remove the sidecars of `segment` built by older analyzers (never a newer one: an upgraded process
+    beside this one may use it); returns how many went."""
+    pattern = re.compile(re.escape(segment) + r"(?:\.v(\d+))?" + re.escape(SIDECAR_SUFFIX))
+    removed = 0
+    for path in Path(collection_dir).glob(f"{glob.escape(segment)}*{SIDECAR_SUFFIX}"):
+        m = pattern.fullmatch(path.name)
+        if m and int(m.group(1) or 1) < ANALYZER_VERSION:
+            shutil.rmtree(path, ignore_errors=True)  # a concurrent builder may remove it too
+            removed += 1
+    return removed
 
 
 def _from_model(ids: np.ndarray, model) -> Sidecar:
@@ -134,7 +212,8 @@ def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds
     try:
         model.save(str(tmp), show_progress=False)
         np.save(tmp / "ids.npy", ids)
-        (tmp / "meta.json").write_text(json.dumps({"segment": segment, "docs": int(ids.size)}))
+        meta = {"segment": segment, "docs": int(ids.size), "analyzer": ANALYZER_VERSION}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         for f in tmp.iterdir():
             fd = os.open(f, os.O_RDONLY)
             try:
@@ -149,6 +228,9 @@ def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds
             if not final.is_dir():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+        # only now: until the new sidecar is in place, a process of the older release may still read the old
+        if _remove_older_sidecars(collection_dir, segment):
+            logger.info("removed the BM25 sidecar of an older analyzer for %s", segment)
         _fsync_dir(collection_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,7 +240,8 @@ def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds
 
 
 def load_sidecar(collection_dir: Path, segment: str) -> Sidecar | None:
-    """The sidecar of `segment`, or None when it was not built yet."""
+    """The sidecar of `segment` built by this analyzer, or None when it was not built yet (one of an older
+    analyzer counts as none: ``build_sidecar`` replaces it)."""
     import bm25s
 
     path = sidecar_path(collection_dir, segment)

@@ -296,6 +296,17 @@ def test_extractive_answer_reads_a_leading_pronoun_as_the_documents_subject():
     assert ans.quotes[0].text == "It has been released as Open Source under the BSD license."
 
 
+def test_extractive_answer_counts_the_words_of_an_identifier():
+    # "problem resolver" are words of pkgProblemResolver: the sentence naming it covers more of the question
+    text = (
+        "This option shows the packages that were unpacked. "
+        "You can see their fight and its resolution with Debug::pkgProblemResolver."
+    )
+    ctx = assemble_context([Passage(1, 1, "APT", text, [], None, 0, len(text))], "q", words, 500)
+    ans = extractive_answer("Which option shows the problem resolver's fight?", ctx, max_sentences=1)
+    assert ans.quotes[0].text == "You can see their fight and its resolution with Debug::pkgProblemResolver."
+
+
 def test_extractive_answer_in_chinese():
     text = "Python 是一种编程语言。虚拟环境可以用 venv 模块创建。删除虚拟环境只需删除其目录。"
     ctx = assemble_context([Passage(1, 1, "指南", text, [], None, 10, 10 + len(text))], "q", len, 10_000)

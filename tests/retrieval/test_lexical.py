@@ -1,12 +1,16 @@
-"""BM25 sidecars on real segment files: analysis, build once, reload from disk, tombstones, global IDF, gc."""
+"""BM25 sidecars on real segment files: analysis, build once, reload from disk, tombstones, global IDF, gc,
+rebuild after an analyzer change."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
+from retrieval import lexical
 from retrieval.index import Manifest, add_segment, add_tombstones, gc_segments, write_segment
-from retrieval.lexical import LexicalCache, idf, sidecar_path, tokenize
+from retrieval.lexical import LexicalCache, build_sidecar, idf, sidecar_path, tokenize
 
 
 def _vecs(n: int, dim: int = 8) -> np.ndarray:
@@ -34,6 +38,62 @@ def test_tokenize_mixed_chinese_and_english():
     toks = tokenize("How do I SORT lists? 我来到北京清华大学 lru_cache")
     assert toks == ["sort", "list", "来到", "北京", "清华", "华大", "大学", "清华大学", "lru", "cach"]
     assert tokenize("the of and") == []  # stopwords only
+
+
+def test_tokenize_adds_the_words_of_camel_case_and_letter_digit_identifiers():
+    # the words as before (an identifier whole, stemmed), then the words of the identifiers
+    assert tokenize("Debug::pkgProblemResolver") == ["debug", "pkgproblemresolv", "pkg", "problem", "resolv"]
+    assert tokenize("getUserName") == ["getusernam", "get", "user", "name"]
+    assert tokenize("HTTPServerError") == ["httpservererror", "http", "server", "error"]
+    assert tokenize("XMLHttpRequest") == ["xmlhttprequest", "xml", "http", "request"]
+    assert tokenize("utf8Decode") == ["utf8decod", "utf", "8", "decod"]  # utf-8 is "utf", "8" too
+    assert tokenize("macOS isValid") == ["maco", "isvalid", "mac", "os", "valid"]  # "is": a stopword
+    # words that do not split: plain, Capitalized, acronyms (plural too), a one-letter prefix, snake_case
+    plain = ["problem", "nasa", "url", "iphon", "ebay", "io", "x86", "k8s", "lru", "cach"]
+    assert tokenize("Problem NASA URLs iPhone eBay iOS x86 k8s lru_cache") == plain
+
+
+def test_query_words_find_an_identifier_through_the_sidecar(tmp_path):
+    texts = Texts(
+        {
+            1: "You can see the contenders and their fight with `Debug::pkgProblemResolver`.",
+            2: "apt-get install downloads and installs packages.",
+            3: "dpkg configures the packages that were unpacked.",
+        }
+    )
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+    assert [c for c, _ in cache.search(tmp_path, m, "problem resolver", 5, texts)] == [1]
+    assert [c for c, _ in cache.search(tmp_path, m, "pkgProblemResolver", 5, texts)] == [1]
+
+
+def test_sidecar_of_an_older_analyzer_is_rebuilt_then_used(tmp_path, monkeypatch):
+    texts = Texts({1: "Debug::pkgProblemResolver shows the fight", 2: "apt-get installs packages"})
+    m = _segment(tmp_path, texts.texts, Manifest())
+    seg = m.segments[0]
+    with monkeypatch.context() as old:  # what a release before identifier parts wrote: no version in the name
+        old.setattr(lexical, "ANALYZER_VERSION", 1, raising=False)
+        old.setattr(lexical, "word_parts", lambda word: [], raising=False)
+        build_sidecar(tmp_path, seg, texts)
+    assert (tmp_path / f"{seg}.bm25" / "ids.npy").is_file()
+    newer = sidecar_path(tmp_path, seg, lexical.ANALYZER_VERSION + 1)
+    newer.mkdir()  # a newer release's, beside this one during an upgrade: not ours to remove
+
+    cache = LexicalCache()  # the upgraded process
+    assert [c for c, _ in cache.search(tmp_path, m, "problem resolver", 5, texts)] == [1]
+    assert (cache.builds, texts.calls) == (1, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [seg, sidecar_path(tmp_path, seg).name, newer.name]
+    )
+    meta = json.loads((sidecar_path(tmp_path, seg) / "meta.json").read_text())
+    assert meta["analyzer"] == lexical.ANALYZER_VERSION
+
+    def no_texts(ids):
+        raise AssertionError("the rebuilt sidecar is read from disk")
+
+    fresh = LexicalCache()
+    assert [c for c, _ in fresh.search(tmp_path, m, "problem resolver", 5, no_texts)] == [1]
+    assert fresh.builds == 0
 
 
 def test_sidecar_built_once_then_loaded_from_disk(tmp_path):
@@ -86,6 +146,20 @@ def test_gc_removes_sidecar_with_its_segment(tmp_path):
     assert gc_segments(tmp_path, Manifest(version=9, segments=[second])) == 2
     assert not sidecar_path(tmp_path, first).exists() and not (tmp_path / first).exists()
     assert sidecar_path(tmp_path, second).is_dir()
+
+
+def test_gc_removes_the_sidecars_of_every_analyzer_version(tmp_path, monkeypatch):
+    texts = Texts({1: "one", 2: "two"})
+    m1 = _segment(tmp_path, {1: "one"}, Manifest())
+    m2 = _segment(tmp_path, {2: "two"}, m1)
+    LexicalCache().warm(tmp_path, m2, texts)
+    first, second = m2.segments
+    monkeypatch.setattr(lexical, "ANALYZER_VERSION", 1, raising=False)
+    build_sidecar(tmp_path, first, texts)  # left by an older release (a build removes only older ones)
+    monkeypatch.undo()
+    assert sidecar_path(tmp_path, first, 1).is_dir() and sidecar_path(tmp_path, first).is_dir()
+    assert gc_segments(tmp_path, Manifest(version=9, segments=[second])) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([second, sidecar_path(tmp_path, second).name])
 
 
 def test_concurrent_first_searches_build_the_sidecar_once(tmp_path):
