@@ -150,20 +150,6 @@ def test_extractive_answer_does_not_quote_a_numbered_heading():
     ]
 
 
-def test_extractive_answer_finds_the_author_field_for_who_wrote():
-    # a README's record block: "Who wrote bc?" is answered by "Author: ...", whose words are neither the
-    # question's verb nor the program's name (the field is about the document's subject: its title)
-    text = (
-        "bc is an arbitrary precision numeric processing language.\n\n"
-        "Program: GNU bc\nAuthor: Philip A. Nelson\nE-mail: phil@example.org\nOS: UNIX (BSD, System V)\n"
-        "Copying: GNU GPL version 2\n\n"
-        "The bc program has been written to run on many systems and was tested by many people."
-    )
-    ctx = assemble_context([Passage(51, 4, "bc README", text, [], None, 0, len(text))], "q", words, 500)
-    ans = extractive_answer("Who wrote bc?", ctx, get_embedder().embed)
-    assert ans.quotes[0].text == "Author: Philip A. Nelson"
-
-
 def test_extractive_answer_quotes_a_hard_wrapped_sentence_whole():
     # a text file wrapped at ~80 columns (a README, an e-mail): the answer is the whole sentence, on one line,
     # not the line that happens to hold the question's words

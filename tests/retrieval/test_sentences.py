@@ -1,6 +1,6 @@
 """Sentence boundaries in hard-wrapped plain text (retrieval.sentences) and the extractive rules that read
 them: a wrapped line may start with any character, a sentence ending in a dangling word announces the next,
-a "What is X?" question prefers the sentence that defines X."""
+a "What is X?" question prefers the sentence that defines X, "Who wrote X?" the "Author:" field."""
 
 from __future__ import annotations
 
@@ -86,3 +86,15 @@ def test_what_is_prefers_the_sentence_that_defines_the_subject():
     )
     ans = _answer("What is Valgrind?", text, "Valgrind README")
     assert ans.quotes[0].text == "Valgrind is a framework for building dynamic analysis tools."
+
+
+def test_who_wrote_finds_the_author_field():
+    # a README's record block: "Who wrote bc?" is answered by "Author: ...", whose words are neither the
+    # question's verb nor the program's name (the field is about the document's subject: its title)
+    text = (
+        "bc is an arbitrary precision numeric processing language.\n\n"
+        "Program: GNU bc\nAuthor: Philip A. Nelson\nE-mail: phil@example.org\nOS: UNIX (BSD, System V)\n"
+        "Copying: GNU GPL version 2\n\n"
+        "The bc program has been written to run on many systems and was tested by many people."
+    )
+    assert _answer("Who wrote bc?", text, "bc README").quotes[0].text == "Author: Philip A. Nelson"
