@@ -3,9 +3,11 @@
 Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
 where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
-words for Chinese) that the sentence or the headings of its section contain (and, for a sentence that
-starts with a pronoun, "It has been released ...", or a "Label: value" field line, "Author: ...", the
-document's title); a verb of authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a
+words for Chinese; an identifier of the question is one term, one of a sentence also gives it the words it
+joins, pkgProblemResolver -> problem, resolver) that the sentence or the headings of its section contain
+(and, for a sentence that starts with a pronoun, "It has been released ...", or a "Label: value" field
+line, "Author: ...", the document's title); a verb of authorship is covered by the noun ("wrote" by
+"Author": ``_RELATED``). For a
 "What is X?" question a sentence that defines X ("X is a ...") scores DEFINITION more. Without an
 embedding function, coverage alone decides. A sentence ending in a colon or a dangling word is taken with
 the sentence after it ("... should be sent to:" + the address). The best `max_sentences` distinct,
@@ -115,7 +117,9 @@ def extractive_answer(
 ) -> ExtractiveAnswer:
     """Quote the best sentences of the sources; embed(texts) -> (n, dim) L2-normalized, or None."""
     sources = context.sources if isinstance(context, Context) else list(context)
-    q_terms = set(tokenize(question))
+    # a sentence's identifiers cover the question's words ("problem resolver": pkgProblemResolver), but an
+    # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
+    q_terms = set(tokenize(question, parts=False))
     cands: list[tuple[Source, int, int, str, float]] = []  # source, start, end, text, coverage
     seen: set[str] = set()
     for src in sources:

@@ -116,8 +116,9 @@ def word_parts(word: str) -> list[str]:
     return kept if len(kept) > 1 else []
 
 
-def tokenize(text: str) -> list[str]:
-    """Index/query terms of mixed Chinese/English text (see the module docstring)."""
+def tokenize(text: str, parts: bool = True) -> list[str]:
+    """Index/query terms of mixed Chinese/English text (see the module docstring); `parts=False` leaves out
+    the parts of identifiers (an identifier counts once, whole)."""
     import jieba
 
     stemmer, stop = _get_analyzer()
@@ -125,22 +126,21 @@ def tokenize(text: str) -> list[str]:
     out: list[str] = []
     pos = 0
     for m in _CJK.finditer(text):
-        out += _latin_terms(text[pos : m.start()], stemmer, stop)
+        out += _latin_terms(text[pos : m.start()], stemmer, stop, parts)
         out += [w for w in jieba.lcut_for_search(m.group()) if w.strip() and w not in stop]
         pos = m.end()
-    return out + _latin_terms(text[pos:], stemmer, stop)
+    return out + _latin_terms(text[pos:], stemmer, stop, parts)
 
 
-def _latin_terms(text: str, stemmer, stop: frozenset[str]) -> list[str]:
+def _latin_terms(text: str, stemmer, stop: frozenset[str], parts: bool) -> list[str]:
     """Stemmed terms of text without CJK: its words, then the parts of its identifiers (``word_parts``)."""
     words = _WORD.findall(text)
     low = " ".join(words).lower()
     # NOTE: lowercasing may make a non-word character ("İ" -> "i" + a combining dot): cut there too, as when
     # the whole text was lowercased first
     terms = low.split(" ") if low.replace(" ", "").isalnum() else _WORD.findall(low)
-    terms += [
-        p for w in words if not (w.islower() and w.isalpha()) for p in word_parts(w)
-    ]  # lowercase never splits
+    if parts:  # lowercase words never split
+        terms += [p for w in words if not (w.islower() and w.isalpha()) for p in word_parts(w)]
     return stemmer.stemWords([t for t in terms if t not in stop])
 
 

@@ -291,6 +291,12 @@ def test_extractive_answer_counts_the_words_of_an_identifier():
     ctx = assemble_context([Passage(1, 1, "APT", text, [], None, 0, len(text))], "q", words, 500)
     ans = extractive_answer("Which option shows the problem resolver's fight?", ctx, max_sentences=1)
     assert ans.quotes[0].text == "You can see their fight and its resolution with Debug::pkgProblemResolver."
+    # an identifier of the question is one term, not three (libtasn1, libtasn, 1): naming it does not outweigh
+    # the question's other words
+    text = "Building libtasn1 needs no network access. Building it needs Automake version 2.5 or later."
+    ctx = assemble_context([Passage(2, 1, "README", text, [], None, 0, len(text))], "q", words, 500)
+    ans = extractive_answer("Which Automake version does building libtasn1 need?", ctx, max_sentences=1)
+    assert ans.quotes[0].text == "Building it needs Automake version 2.5 or later."
 
 
 def test_extractive_answer_in_chinese():
