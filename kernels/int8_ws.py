@@ -11,9 +11,9 @@ output channels, its whole K range streamed through a deep ring of TMA copies by
 warpgroup issues the wgmmas (``_loader`` / ``_mma``), and the next layer's weights already in flight while
 the planes are written (programmatic dependent launch: the producer sends its first STAGES weight tiles, then
 waits for the planes kernel; the GEMM lets the next kernel launch at its own start, so in a chain of products
-the next planes kernel and GEMM are resident, their weight tiles on the way, while this one streams). Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP
-pads the rows to 8, 16 or 32 (the padding rows hold whatever an earlier call left; their columns are never
-stored).
+the next planes kernel and GEMM are resident, their weight tiles on the way, while this one streams).
+Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP pads the rows to 8, 16 or 32
+(the padding rows hold whatever an earlier call left; their columns are never stored).
 GPU only (sm_90: wgmma and TMA); Triton's CPU interpreter cannot run Gluon, so CI runs the planes kernel
 there, compiles the GEMM for sm_90 (tests/kernels/hopper_compile.py) and the GPU tests check both against
 the dequantized reference. ``int8_matmul.int8_linear_triton`` takes this path where the GPU measured it
@@ -169,8 +169,8 @@ if HAS_GLUON:
         BK: gl.constexpr = w_desc.block_type.shape[1]
         if PDL:
             # the next kernel may launch now: it waits for this one before it reads our output, and a next
-            # product's GEMM sends its first weight tiles meanwhile (RESULTS.md "The warp-specialized GEMM
-            # lets the next kernel launch at its start": q/k/v at 8 rows 11.6 -> 10.6 us a call in a chain)
+            # product's GEMM sends its first weight tiles meanwhile (RESULTS.md "W8A16 at 2-32 rows: the GEMM
+            # lets the next kernel launch at its start": H100, q/k/v at 8 rows 11.6 -> 10.5 us in a chain)
             _gdc_launch()
         off_n = gl.program_id(0) * BN
         w_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_desc.layout)

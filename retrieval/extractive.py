@@ -7,9 +7,8 @@ words for Chinese; an identifier of the question is one term, one of a sentence 
 joins, pkgProblemResolver -> problem, resolver) that the sentence or the headings of its section contain
 (and, for a sentence that starts with a pronoun, "It has been released ...", or a "Label: value" field
 line, "Author: ...", the document's title); a verb of authorship is covered by the noun ("wrote" by
-"Author": ``_RELATED``). For a
-"What is X?" question a sentence that defines X ("X is a ...") scores DEFINITION more. Without an
-embedding function, coverage alone decides. A sentence ending in a colon or a dangling word is taken with
+"Author": ``_RELATED``). For a "What is X?" question a sentence that defines X ("X is a ...") scores
+DEFINITION more. Without an embedding function, coverage alone decides. A sentence ending in a colon or a dangling word is taken with
 the sentence after it ("... should be sent to:" + the address). The best `max_sentences` distinct,
 non-overlapping sentences are quoted, best first, each with its source number and its character offsets in
 the chunk text and in the document (chunk.char_start + offset), so the UI can highlight it. A sentence that
