@@ -44,6 +44,9 @@ _ABBREVIATIONS = frozenset(
 )
 _NUMBERED = frozenset("no nr fig figs eq sec ch vol pp p art abs".split())
 _INITIAL = re.compile(r"[A-Z]\.(?=\s|$)")
+_LIST_NUMBER_AT = re.compile(
+    r"[ \t]*\d{1,3}(\.\d{1,3})*"
+)  # a line's text before the period of "1." or "2.10."
 
 
 def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
@@ -51,7 +54,8 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
     "approx. five"), or the word before is an abbreviation (``_ABBREVIATIONS``; ``_NUMBERED`` before a
     digit), or it is an initial (one capital letter after a capitalized word, or before another initial,
     followed by a capital: "Philip A. Nelson", "J. R. R. Tolkien"; "Appendix A. The" is joined too, the
-    lesser harm)."""
+    lesser harm), or the number of a list item or section at the start of its line ("1. Install it.",
+    "2.10. Storing ...")."""
     k = j
     while k < end and text[k].isspace():
         k += 1
@@ -61,6 +65,10 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
         return True
     if j - i != 1:
         return False
+    if "\n" not in text[j:k] and _LIST_NUMBER_AT.fullmatch(
+        text, max(start, text.rfind("\n", start, i) + 1), i
+    ):
+        return True  # "1. Install it.", "2.10. Storing ...": the number of a list item or a section
     b = i
     while b > start and (text[b - 1].isalpha() or text[b - 1] == "."):
         b -= 1

@@ -214,7 +214,7 @@ def test_sentences_do_not_end_at_initials_or_abbreviations(text, expected):
          ["Release notes for every version of the product were published in\n2024 by the team."]),
         # ... but not a list number, a short line (a label, a table row), a line of figures or a page number
         ("Do the following steps carefully and in order, one after another\n1. Install it.\n2) Run it.",
-         ["Do the following steps carefully and in order, one after another", "1.", "Install it.", "2) Run it."]),
+         ["Do the following steps carefully and in order, one after another", "1. Install it.", "2) Run it."]),
         ("Total items\n42 apples", ["Total items", "42 apples"]),
         ("This is the last line of the page before the page number\n12\nNext page",
          ["This is the last line of the page before the page number", "12", "Next page"]),

@@ -98,3 +98,18 @@ def test_who_wrote_finds_the_author_field():
         "The bc program has been written to run on many systems and was tested by many people."
     )
     assert _answer("Who wrote bc?", text, "bc README").quotes[0].text == "Author: Philip A. Nelson"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Steps:\n1. Install it.\n  2. Run it. Then stop.", ["Steps:", "1. Install it.", "2. Run it.", "Then stop."]),
+        ("2.10. Storing the MIME type\nA type is stored.", ["2.10. Storing the MIME type", "A type is stored."]),
+        # a number ending a line, or one inside a line, ends its sentence as before
+        ("The total came to 42.\nNext.", ["The total came to 42.", "Next."]),
+        ("It was 2024. The year ended.", ["It was 2024.", "The year ended."]),
+    ],
+)  # fmt: skip
+def test_a_list_number_at_the_start_of_a_line_stays_with_its_item(text, expected):
+    # "1. Install it." was split into "1." and "Install it.": the quote of a step lost its number
+    assert sentences(text) == expected
