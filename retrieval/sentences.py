@@ -44,9 +44,10 @@ _ABBREVIATIONS = frozenset(
 )
 _NUMBERED = frozenset("no nr fig figs eq sec ch vol pp p art abs".split())
 _INITIAL = re.compile(r"[A-Z]\.(?=\s|$)")
-_LIST_NUMBER_AT = re.compile(
-    r"[ \t]*\d{1,3}(\.\d{1,3})*"
-)  # a line's text before the period of "1." or "2.10."
+# a list item's or section's number ("1", "2.10"), and the markers that start a list item ("- ", "1. ", "(a) ")
+_NUMBER = r"\d{1,3}(\.\d{1,3})*"
+_LIST_NUMBER_AT = re.compile(r"[ \t]*" + _NUMBER)  # a line's text before the period of "1." or "2.10."
+_LIST_ITEM = re.compile(r"([-*•+]|" + _NUMBER + r"[.)]|[a-zA-Z][.)]|[(\[]\w{1,4}[)\]])\s")
 
 
 def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
@@ -88,7 +89,6 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
 SECTION_NUMBER = re.compile(r"^\s*(\d{1,2}(\.\d+)*\.?|[IVX]+\.|[A-Z]\.)\s+")
 _OPENING = "([“‘\"'"
 _ENUMERATOR = re.compile(r"[(\[](\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[)\]]")
-_LIST_NUMBER = re.compile(r"\d{1,3}(\.\d{1,3})*[.)](\s|$)")
 # a line this long that ends mid-sentence was wrapped (text wrapped at 72-80 columns; a short line ending in a
 # lower-case word is a heading, a label or a table row more often)
 WRAPPED_CHARS = 40
@@ -111,7 +111,7 @@ def continues_line(prev: str, nxt: str) -> bool:
     if nxt[0] in _OPENING:
         return not _ENUMERATOR.match(nxt) and (prev[-1].islower() or prev[-1] == ",")
     return (
-        nxt[0].isdigit() and prev[-1].islower() and len(prev) >= WRAPPED_CHARS and not _LIST_NUMBER.match(nxt)
+        nxt[0].isdigit() and prev[-1].islower() and len(prev) >= WRAPPED_CHARS and not _LIST_ITEM.match(nxt)
     )
 
 
@@ -120,7 +120,6 @@ DANGLING_WORDS = frozenset(
     "a an the and or nor but to of in into on onto at by for from with via as than".split()
 )
 WRAP_LONG = 60  # a line this long that ends without a stop was wrapped, whatever the next line starts with
-_LIST_ITEM = re.compile(r"([-*•+]|\d{1,3}(\.\d{1,3})*[.)]|[a-zA-Z][.)]|[(\[]\w{1,4}[)\]])\s")
 _UNDERLINE = re.compile(r"[=\-~^*_#+]{3,}\s*$")
 _COLUMNS = re.compile(r"\S(\t| {3,})\S")  # a table row or aligned fields, not prose
 _NO_WRAP_END = ".!?:;。！？：；\\{[(=|<>"
