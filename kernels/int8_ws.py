@@ -106,15 +106,11 @@ if HAS_GLUON:
     _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 
     @gluon.jit
-    def _gdc_wait():
+    def _griddepcontrol(op: gl.constexpr):
+        """``griddepcontrol.wait`` (wait for the kernels this one depends on, and their writes) or
+        ``griddepcontrol.launch_dependents`` (let the next kernel launch now), as triton_common's pdl_*."""
         gl.inline_asm_elementwise(
-            "griddepcontrol.wait; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
-        )
-
-    @gluon.jit
-    def _gdc_launch():
-        gl.inline_asm_elementwise(
-            "griddepcontrol.launch_dependents; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
+            "griddepcontrol." + op + "; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
         )
 
     @gluon.jit
@@ -129,7 +125,7 @@ if HAS_GLUON:
             mbarrier.expect(ready.index(i), nbytes)
             _tma_load(w_desc, [off_n, i * BK], ready.index(i), w_bufs.index(i))
         if PDL:
-            _gdc_wait()
+            _griddepcontrol("wait")
         for i in range(n_pre):
             _tma_load(p_desc, [0, i * BK], ready.index(i), p_bufs.index(i))
         for i in range(n_pre, n_k):
@@ -171,7 +167,7 @@ if HAS_GLUON:
             # the next kernel may launch now: it waits for this one before it reads our output, and a next
             # product's GEMM sends its first weight tiles meanwhile (RESULTS.md "W8A16 at 2-32 rows: the GEMM
             # lets the next kernel launch at its start": H100, q/k/v at 8 rows 11.6 -> 10.5 us in a chain)
-            _gdc_launch()
+            _griddepcontrol("launch_dependents")
         off_n = gl.program_id(0) * BN
         w_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_desc.layout)
         p_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, 2 * MP, BK], p_desc.layout)
