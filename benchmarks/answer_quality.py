@@ -8,7 +8,13 @@ base-files' README.FHS), each with words the answering sentence holds; "dev" que
 changing the answerer, "held-out" ones were written apart (their misses, printed too, were seen later on).
 A second set, benchmarks/data/debian_readme_fresh_questions.jsonl ("fresh": jq, patch, mawk, ca-certificates,
 python3.11's README.venv), was written after the answerer's rules and counted once before any change
-(``--questions`` both files).
+(``--questions`` both files). ``--distractors`` adds files nobody asks about to the collection; a question's or
+a distractor's "doc" is a path under /usr/share/doc or an absolute path (HTML, Markdown and .gz files keep
+their type: the file name tells it), e.g. the Node.js API manual's HTML pages:
+
+    python benchmarks/answer_quality.py --questions benchmarks/data/nodejs_api_html_questions.jsonl \
+        --distractors nodejs/api/{dns,readline,repl,domain,globals,permissions}.html
+
 Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
@@ -39,20 +45,23 @@ DOCS = Path("/usr/share/doc")
 
 def upload_name(rel: str) -> str:
     """bc/README -> bc-README.txt, apt/README.md.gz -> apt-README.md (the file's type from its name)."""
-    name = rel.replace("/", "-").removesuffix(".gz")
+    name = rel.strip("/").replace("/", "-").removesuffix(".gz")
     return name if "." in name.rsplit("-", 1)[-1] else name + ".txt"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--questions", nargs="+", type=Path, default=[QUESTIONS], help="labelled JSONL files")
+    ap.add_argument(
+        "--distractors", nargs="*", default=[], help="more files for the collection, not asked about"
+    )
     ap.add_argument("--out", default="benchmarks/out/answer_quality.json")
     args = ap.parse_args()
     questions = [
         json.loads(line) for f in args.questions for line in f.read_text().splitlines() if line.strip()
     ]
-    docs = sorted({q["doc"] for q in questions})
-    missing = [d for d in docs if not (DOCS / d).is_file()]
+    docs = sorted({q["doc"] for q in questions} | set(args.distractors))
+    missing = [d for d in docs if not (DOCS / d).is_file()]  # DOCS / "/abs/path" is the absolute path
     if missing:
         raise SystemExit(f"missing under {DOCS}: {missing} (install the packages: bc cscope apt adduser ...)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
