@@ -104,7 +104,7 @@ class _Walker:
             tag = child.tag.lower() if isinstance(child.tag, str) else ""
             if tag in _HEADINGS:
                 self.flush()
-                self.b.heading(_HEADINGS[tag], child.text_content())
+                self.b.heading(_HEADINGS[tag], _heading_text(child))
             elif tag == "br":
                 self.buf.append("\n")
             elif tag == "table":
@@ -121,6 +121,24 @@ class _Walker:
                 self.walk(child)
             if child.tail:
                 self.buf.append(_SPACES.sub(" ", child.tail))
+
+
+def _heading_text(el) -> str:
+    """A heading's text without its permalink: an in-page link whose text is a mark such as "#", "¶", "§"
+    or "🔗" (Node.js, MkDocs, Hugo and GitHub pages end each heading with one; Sphinx's class is dropped
+    as chrome), so that "os.homedir()#" is the heading "os.homedir()"."""
+    parts = [el.text or ""]
+    for child in el:
+        permalink = (
+            isinstance(child.tag, str)
+            and child.tag.lower() == "a"
+            and (child.get("href") or "").startswith("#")
+            and not any(ch.isalnum() for ch in child.text_content())
+        )
+        if not permalink:
+            parts.append(_heading_text(child) if isinstance(child.tag, str) else "")
+        parts.append(child.tail or "")
+    return "".join(parts)
 
 
 def _table_rows(table) -> list[list[str]]:

@@ -758,6 +758,25 @@ def test_html_keeps_main_text_and_headings_only():
     assert_tiles(doc)
 
 
+def test_html_headings_lose_their_permalink_marks():
+    # Node.js, MkDocs and GitHub pages end each heading with an in-page link "#" or "¶": the section is
+    # "os.homedir()", not "os.homedir()#" (a citation's heading path, and the heading a quote must not repeat)
+    page = (
+        "<html><body><main>"
+        '<h2>OS<span><a class="mark" href="#os">#</a></span></h2><p>Operating system utilities.</p>'
+        '<h3><code>os.homedir()</code><span><a class="mark" href="#oshomedir">#</a></span>'
+        '<a aria-hidden="true" class="legacy" id="os_homedir"></a></h3><p>Returns the home directory.</p>'
+        '<h2>C# interop <a href="#interop">\u00b6</a></h2><p>Calls from C#.</p>'
+        '<h2>See <a href="#api">the API</a></h2><p>More.</p>'
+        "</main></body></html>"
+    )
+    doc = parse(page.encode(), "os.html")
+    assert section_of(doc, "Returns the home directory.").heading_path == ["OS", "os.homedir()"]
+    assert section_of(doc, "Calls from C#.").heading_path == ["C# interop"]
+    assert section_of(doc, "More.").heading_path == ["See the API"]  # a link with words is the heading's
+    assert "#\n" not in doc.text and "\u00b6" not in doc.text
+
+
 def test_html_declared_charset_is_honoured():
     page = '<html><head><meta charset="gbk"><title>手册</title></head><body><h1>年假</h1><p>每年二十五天。</p></body></html>'
     doc = parse(page.encode("gbk"))

@@ -16,7 +16,7 @@ import sys
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, compile
 
-from kernels import flash_decode, int8_matmul, int8_ws, swiglu
+from kernels import flash_decode, int8_gemm_ws, int8_matmul, int8_ws, swiglu
 
 FLOATS = {"qk_scale", "softcap", "eps"}
 # what a variant's PTX must contain: programmatic dependent launch, the L2 prefetch, the int8 byte permutes,
@@ -77,6 +77,35 @@ def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
     consts = dict(MP=MP, STAGES=int8_ws.stages_for(MP), HAS_BIAS=bias, PDL=pdl, num_warps=4)
     want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (MARKERS[:2] if pdl else ())
     return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
+
+
+def _gemm_ws(cfg, bias: bool, dtype: str) -> tuple:
+    """The warp-specialized W8A16 GEMM at prefill rows (Gluon, int8_gemm_ws) at one of its configs: TMA
+    descriptors of the weight, x and y tiles; 8 consumer warps (two warpgroups) and the producer warp."""
+    from triton.experimental.gluon import language as gl
+
+    def desc(block: list[int], ty: str) -> str:
+        layout = gl.NVMMASharedLayout.get_default_for(
+            block, {"i8": gl.int8, "bf16": gl.bfloat16, "fp16": gl.float16}[ty]
+        )
+        return f"tensordesc<{ty}[{block[0]}, {block[1]}],{layout!r}>"
+
+    ptrs = {
+        "w_desc": desc([cfg.block_n, cfg.block_k], "i8"),
+        "x_desc": desc([cfg.block_m, cfg.block_k], dtype),
+        "y_desc": desc([cfg.block_m, cfg.block_n], dtype),
+        "S_ptr": "*fp32",
+        "B_ptr": f"*{dtype}",
+    }
+    consts = dict(STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias, LOADER_REGS=cfg.loader_regs, num_warps=8)
+    want = (
+        "cp.async.bulk.tensor",
+        f"wgmma.mma_async.sync.aligned.m64n{cfg.block_m}k16.f32.{dtype.replace('fp', 'f')}",
+        "ld.shared.v2.b8",
+        "stmatrix",
+        "setmaxnreg",
+    )
+    return int8_gemm_ws._w8_gemm_kernel, ptrs, consts, 8, want
 
 
 def _decode(quant: bool) -> dict:
@@ -144,6 +173,10 @@ if int8_ws.HAS_GLUON:
         "warp-specialized int8 x int8 GEMM, 8 rows, PDL (Gluon)": _ws(8, False, True),
         "warp-specialized int8 x int8 GEMM, 16 rows, bias (Gluon)": _ws(16, True, False),
         "warp-specialized int8 x int8 GEMM, 32 rows, bias, PDL (Gluon)": _ws(32, True, True),
+        "W8A16 GEMM, weights converted in registers, 128x256 tiles (Gluon)": _gemm_ws(
+            int8_gemm_ws.DEFAULT, False, "bf16"),
+        "W8A16 GEMM, weights converted in registers, 128x128 tiles, bias, fp16 (Gluon)": _gemm_ws(
+            int8_gemm_ws.Config(block_m=128, stages=6), True, "fp16"),
     })  # fmt: skip
 
 
