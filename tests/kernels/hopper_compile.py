@@ -64,7 +64,7 @@ def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 
     )
 
 
-def _ws(MP: int, bias: bool, pdl: bool, l2: bool = False) -> tuple:
+def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
     """The warp-specialized int8 x int8 GEMM (Gluon) at MP padded rows: TMA descriptors of the weight and
     planes tiles, its ring as deep as int8_ws gives it."""
     from triton.experimental.gluon import language as gl
@@ -73,11 +73,9 @@ def _ws(MP: int, bias: bool, pdl: bool, l2: bool = False) -> tuple:
         layout = gl.NVMMASharedLayout.get_default_for([rows, int8_ws.BLOCK_K], gl.int8)
         return f"tensordesc<i8[{rows}, {int8_ws.BLOCK_K}],{layout!r}>"
 
-    ptrs = {"w_desc": desc(int8_ws.BLOCK_N), "p_desc": desc(2 * MP), "S_ptr": "*fp32", "SX_ptr": "*fp32",
-            "W_ptr": "*i8"}  # fmt: skip
-    consts = dict(MP=MP, STAGES=int8_ws.stages_for(MP), HAS_BIAS=bias, PDL=pdl, L2_PF=l2, num_warps=4)
+    ptrs = {"w_desc": desc(int8_ws.BLOCK_N), "p_desc": desc(2 * MP), "S_ptr": "*fp32", "SX_ptr": "*fp32"}
+    consts = dict(MP=MP, STAGES=int8_ws.stages_for(MP), HAS_BIAS=bias, PDL=pdl, num_warps=4)
     want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (MARKERS[:2] if pdl else ())
-    want += ("cp.async.bulk.prefetch.L2",) if l2 else ()
     return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
 
 
@@ -173,7 +171,6 @@ VARIANTS = {
 if int8_ws.HAS_GLUON:
     VARIANTS.update({
         "warp-specialized int8 x int8 GEMM, 8 rows, PDL (Gluon)": _ws(8, False, True),
-        "warp-specialized int8 x int8 GEMM, 8 rows, PDL, L2 prefetch (Gluon)": _ws(8, False, True, True),
         "warp-specialized int8 x int8 GEMM, 16 rows, bias (Gluon)": _ws(16, True, False),
         "warp-specialized int8 x int8 GEMM, 32 rows, bias, PDL (Gluon)": _ws(32, True, True),
         "W8A16 GEMM, weights converted in registers, 128x256 tiles (Gluon)": _gemm_ws(
