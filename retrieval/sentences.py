@@ -1,7 +1,7 @@
 """Sentence boundaries shared by chunking (ingest) and extractive answers (retrieval): one rule, so a
 quoted sentence is exactly a sentence the chunker kept whole. English .!? before whitespace (with closing
-quotes/brackets; a period not before lower case, nor after an initial or an abbreviation: ``_no_full_stop``), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped
-paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket, or
+quotes/brackets; a period not before lower case, nor after a space, an initial or an abbreviation:
+``_no_full_stop``), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket, or
 a figure after a long line: ``continues_line``), or one after a long line or a dangling word with no stop
 (``_wrapped``: "...isn't packaged in\nDebian, we ...") (text files,
 Markdown and e-mail wrapped at ~72-80 columns: "...so that their dependencies are\nsatisfied, but ..." is
@@ -52,8 +52,9 @@ _LIST_ITEM = re.compile(r"([-*•+]|" + _NUMBER + r"[.)]|[a-zA-Z][.)]|[(\[]\w{1,
 
 def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
     """Whether the period(s) at text[i:j] end no sentence: the next word starts in lower case ("e.g. the",
-    "approx. five"), or the word before is an abbreviation (``_ABBREVIATIONS``; ``_NUMBERED`` before a
-    digit), or it is an initial (one capital letter after a capitalized word, or before another initial,
+    "approx. five"), or a space comes before them (a period named in code or prose: "the last `.` (period)
+    character", "no `.` characters"), or the word before is an abbreviation (``_ABBREVIATIONS``;
+    ``_NUMBERED`` before a digit), or it is an initial (one capital letter after a capitalized word, or before another initial,
     followed by a capital: "Philip A. Nelson", "J. R. R. Tolkien"; "Appendix A. The" is joined too, the
     lesser harm), or the number of a list item or section at the start of its line ("1. Install it.",
     "2.10. Storing ...")."""
@@ -62,8 +63,8 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
         k += 1
     if k >= end:
         return False
-    if text[k].islower():
-        return True
+    if text[k].islower() or (i > start and text[i - 1] in " \t"):
+        return True  # "e.g. the"; a period after a space is a symbol ("the last . (period) character")
     if j - i != 1:
         return False
     if "\n" not in text[j:k] and _LIST_NUMBER_AT.fullmatch(

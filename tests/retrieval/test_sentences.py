@@ -113,3 +113,18 @@ def test_who_wrote_finds_the_author_field():
 def test_a_list_number_at_the_start_of_a_line_stays_with_its_item(text, expected):
     # "1. Install it." was split into "1." and "Install it.": the quote of a step lost its number
     assert sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "the last `.` (period) character" in an HTML page: a period after a space is the character itself
+        ("It returns the text after the last . (period) character. Then stop.",
+         ["It returns the text after the last . (period) character.", "Then stop."]),
+        ("If there is no . In the name, it is empty.", ["If there is no . In the name, it is empty."]),
+        ("It ended here. Then stop.", ["It ended here.", "Then stop."]),
+    ],
+)  # fmt: skip
+def test_a_period_after_a_space_ends_no_sentence(text, expected):
+    # the quote was "...from the last occurrence of the ." and the rest of its answer a sentence of its own
+    assert [text[s:e] for s, e in split_sentences(text)] == expected
