@@ -8,14 +8,19 @@ joins, pkgProblemResolver -> problem, resolver) that the sentence or the heading
 (and, for a sentence that starts with a pronoun, "It has been released ...", or a "Label: value" field
 line, "Author: ...", the document's title); a verb of authorship is covered by the noun ("wrote" by
 "Author": ``_RELATED``). For a "What is X?" question a sentence that defines X ("X is a ...") scores
-DEFINITION more. Without an embedding function, coverage alone decides. A sentence ending in a colon or a dangling word is taken with
-the sentence after it ("... should be sent to:" + the address). The best `max_sentences` distinct,
-non-overlapping sentences are quoted, best first, each with its source number and its character offsets in
-the chunk text and in the document (chunk.char_start + offset), so the UI can highlight it. A sentence that
-only repeats a heading of its passage (or the document's title; a numbered heading also without its
-number), or a short line without punctuation or figures (a heading the parser could not see), answers
-nothing and is not quoted; nor is one scoring under RELATIVE of the best; and when even the best scores
-under MIN_SCORE, nothing in the sources answers the question and nothing is quoted.
+DEFINITION more, and for a "How do I ...?" question a sentence that says what to do ("To do that, run ...",
+"Use ...", "You can ...") INSTRUCTION more. Without an embedding function, coverage alone decides. A
+sentence ending in a colon or a dangling word is taken with the sentence after it ("... should be sent to:"
++ the address); a field that ends a list item ("maxKeys <number> The most keys to parse. Default: 1000.")
+with its line, never alone; a sentence that refers back ("These are held ...", "To do that, run ...", "If
+none of them is set, it ...") is also a candidate together with the sentence before it. The best
+`max_sentences` distinct, non-overlapping sentences are quoted, best first, each with its source number and
+its character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
+highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
+heading also without its number), or a short line without punctuation, figures or code marks (a heading
+the parser could not see; "--with-intl=full-icu (default)" is code, not one), answers nothing and is not
+quoted; nor is one scoring under RELATIVE of the best; and when even the best scores under MIN_SCORE,
+nothing in the sources answers the question and nothing is quoted.
 """
 
 from __future__ import annotations
@@ -52,10 +57,24 @@ def _norm(text: str) -> str:
 _SENTENCE_MARKS = re.compile(r"[.!?。！？:：;；,，\d]")
 
 
+_CODE_MARKS = re.compile(r"[=_$@<>{}\[\]|\\/`]|--")
+
+
 def _label_line(text: str) -> bool:
     """A short line without punctuation or figures ("Parental leave", "住宿标准"): a heading the parser did
-    not mark as one (a PDF without bookmarks, a bold line), not a sentence that answers anything."""
-    return len(text) <= 40 and len(text.split()) <= 4 and not _SENTENCE_MARKS.search(text)
+    not mark as one (a PDF without bookmarks, a bold line), not a sentence that answers anything. A line of
+    code, an option or a path ("--with-intl=full-icu (default)", "/etc/skel") is no heading."""
+    return (
+        len(text) <= 40
+        and len(text.split()) <= 4
+        and not _SENTENCE_MARKS.search(text)
+        and not _CODE_MARKS.search(text)
+    )
+
+
+def _is_label(text: str, labels: set[str]) -> bool:
+    """A heading of the passage (``labels``: normalized) or a line that looks like one: no answer."""
+    return _norm(text) in labels or _label_line(text)
 
 
 def _announces(sent: str) -> bool:
@@ -79,9 +98,50 @@ def _defines(question: str) -> re.Pattern | None:
     return re.compile(r"\W*" + re.escape(m.group("x")) + r"\W*\s+(is|are|was|were)\s+(a|an|the|one)\s", re.I)
 
 
+# "How do I enable Corepack?" asks for something to do: a sentence that tells one ("To do that, run corepack
+# enable.", "Use configure --disable-largefile to ...", "You can ...") scores INSTRUCTION more than one that
+# only restates the question ("Corepack needs to be explicitly enabled to have any effect.")
+_HOW_TO = re.compile(r"\s*how\s+(do|can|should|could|would|may|might|to)\b", re.I)
+_DO_VERBS = (
+    "run type call use set add pass install enable disable start stop create edit open remove delete select "
+    "click press put copy move specify check make build configure write send define include import choose "
+    "change replace invoke execute launch download apply append export unset upgrade update consider try see "
+    "read"
+).split()
+_INSTRUCTION = re.compile(
+    r"([-*•+]\s+|\d{1,2}[.)]\s+)?"  # a list item's marker
+    r"((to|if|when|once|then|first|next|finally|alternatively|otherwise|instead)\b[^.;:!?]{0,80},\s*)?"
+    r"(please\s+)?(" + "|".join(_DO_VERBS) + r")\b"  # "To do that, run ...", "Use ..."
+    r"|.*\byou\s+(can|could|should|must|may|need\s+to|have\s+to)\b",  # "You can use ..."
+    re.I,
+)
+INSTRUCTION = 0.1
+
+
+def _tells_what_to_do(text: str) -> bool:
+    """Whether a sentence of the quote (one, or one with the sentence it refers back to) is an instruction."""
+    return any(_INSTRUCTION.match(text, s) for s, _ in split_sentences(text))
+
+
 _PRONOUN_START = re.compile(r"(it|its|this|they|these|he|she)\b", re.IGNORECASE)
+# a sentence that speaks of what the one before it said: a pronoun subject, at the start or after a short
+# opening phrase ("It ...", "On POSIX, it uses ...", "If none of them is set, it defaults to /tmp."), a
+# demonstrative subject ("These are held ...", "This is useful ..."; not "This version of patch ..."), an
+# opening phrase that ends in one ("To do that, run ...", "In such cases, ...", "To avoid that happening,
+# call ..."), or "instead" ("To instead run until ...")
+_REFERS_BACK = re.compile(
+    r"([^,.;:!?]{1,40},\s+)?(it|they|he|she)\s"
+    r"|(this|these|those|that)\s+(is|are|was|were|has|have|had|can|could|will|would|may|might|must|should"
+    r"|does|do|did|means|allows|makes|lets|ensures|causes|requires)\b"
+    r"|(\S+\s+){0,3}(this|these|those|that|such)(\s\w+)?,"
+    r"|(\S+\s+){0,2}instead\b",
+    re.IGNORECASE,
+)
 # a "Label: value" line ("Author: Philip A. Nelson", "License: GPL-2"): a field of the document's own record
 _FIELD_LINE = re.compile(r"[^\W\d][\w .-]{0,30}:\s+\S")
+# a field that ends an item of a reference list ("maxKeys <number> The most keys to parse. Default: 1000.")
+_ITEM_FIELD = re.compile(r"[A-Z][a-z]+( [a-z]+)?:\s+\S")
+ITEM_CHARS = 300  # an item (a parameter's line), not a paragraph
 # a question's verb of making answered by a field's noun: "Who wrote bc?" by "Author: ..." (stemmed terms)
 _RELATED = {
     "wrote": {"author"}, "write": {"author"}, "written": {"author"}, "writer": {"author"},
@@ -141,18 +201,33 @@ def extractive_answer(
             if _announces(text[s:e]) and j + 1 < len(spans) and spans[j + 1][1] - s <= MAX_CHARS:
                 e = spans[j + 1][1]
             sent = text[s:e]
-            key = _norm(sent)
-            if not MIN_CHARS <= len(sent) <= MAX_CHARS or key in labels or _label_line(sent):
-                continue
-            if key in seen:  # overlapping chunks repeat sentences: quote one copy
-                continue
-            seen.add(key)
-            terms = set(tokenize(sent)) | heading_terms
-            if _PRONOUN_START.match(sent) or _FIELD_LINE.match(sent):
-                terms |= title_terms
-            covered = sum(1 for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ())))
-            coverage = covered / len(q_terms) if q_terms else 0.0
-            cands.append((src, s, e, sent, coverage))
+            line_start = text.rfind("\n", 0, s) + 1
+            while text[line_start] in " \t":
+                line_start += 1
+            if _ITEM_FIELD.match(sent) and line_start < s and e - line_start <= ITEM_CHARS:
+                # a field after a sentence on its line is that item's ("encoding <string> The encoding to
+                # use. Default: 'utf8'."): quoted with the line, never alone
+                s, sent = line_start, text[line_start:e]
+            spellings = [(s, sent)]
+            prev = text[slice(*spans[j - 1])] if j else ""
+            if _REFERS_BACK.match(sent) and len(prev) >= MIN_CHARS and not _is_label(prev, labels):
+                # also with the sentence it refers to: "Due to its experimental status, Corepack needs to
+                # be enabled. To do that, run corepack enable."
+                if e - spans[j - 1][0] <= MAX_CHARS:
+                    spellings.append((spans[j - 1][0], text[spans[j - 1][0] : e]))
+            for s, sent in spellings:
+                key = _norm(sent)
+                if not MIN_CHARS <= len(sent) <= MAX_CHARS or _is_label(sent, labels):
+                    continue
+                if key in seen:  # overlapping chunks repeat sentences: quote one copy
+                    continue
+                seen.add(key)
+                terms = set(tokenize(sent)) | heading_terms
+                if _PRONOUN_START.match(text, spellings[0][0]) or _FIELD_LINE.match(text, spellings[0][0]):
+                    terms |= title_terms
+                covered = sum(1 for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ())))
+                coverage = covered / len(q_terms) if q_terms else 0.0
+                cands.append((src, s, e, sent, coverage))
     if not cands:
         return ExtractiveAnswer("", [])
     # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
@@ -166,6 +241,10 @@ def extractive_answer(
     if (defines := _defines(question)) is not None:
         scores = scores + np.array(
             [DEFINITION if defines.match(c[3]) else 0.0 for c in cands], dtype=np.float32
+        )
+    if _HOW_TO.match(question):
+        scores = scores + np.array(
+            [INSTRUCTION if _tells_what_to_do(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = max(MIN_SCORE, RELATIVE * float(scores[order[0]]))

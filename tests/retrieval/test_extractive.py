@@ -1,0 +1,85 @@
+"""Extractive answers on reference manuals (the Node.js API pages, HTML): a code line is no heading, a
+parameter's "Default:" is quoted with its item, a sentence that refers back is quoted with the one it refers
+to, and a "How do I ...?" question prefers the sentence that says what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.context import Passage, assemble_context
+from retrieval.embeddings import get_embedder
+from retrieval.extractive import extractive_answer
+
+
+def _answer(question: str, text: str, headings: list[str] | None = None, embed: bool = True):
+    ctx = assemble_context(
+        [Passage(7, 2, "Manual", text, headings or [], None, 0, len(text))],
+        "q",
+        lambda s: len(s.split()),
+        500,
+    )
+    return extractive_answer(question, ctx, get_embedder().embed if embed else None)
+
+
+def test_a_short_line_of_code_is_quoted_not_taken_for_a_heading():
+    # "--with-intl=full-icu (default)" is short and has no stop, like a heading, but "=" makes it code
+    text = (
+        "Options for building\n\n"
+        "Four ICU options are available during compilation.\n\n"
+        "--with-intl=none\n\n--with-intl=small-icu\n\n--with-intl=full-icu (default)\n\n"
+        "Small ICU\n\nThis option links against a smaller set of ICU data."
+    )
+    ans = _answer("Which ICU build is the default?", text, ["Options for building"], embed=False)
+    assert ans.quotes[0].text == "--with-intl=full-icu (default)"
+    assert all(q.text != "Small ICU" for q in ans.quotes)  # a line without code marks is still a heading
+
+
+def test_a_default_is_quoted_with_its_parameter():
+    # a parameter list item of an API page; "Default: 1000." alone would answer nothing
+    item = (
+        "maxKeys <number> Specifies the maximum number of keys to parse. "
+        "Specify 0 to remove key counting limitations. Default: 1000."
+    )
+    text = (  # as the HTML parser gives it: a block (here a list item) per paragraph
+        "options <Object>\n\n"
+        "decodeURIComponent <Function> The function to use when decoding percent-encoded characters. "
+        "Default: querystring.unescape().\n\n" + item + "\n\n"
+        "The querystring.parse() method parses a URL query string into a collection of key and value pairs."
+    )
+    heading = "querystring.parse(str[, sep[, eq[, options]]])"
+    ans = _answer("How many keys does querystring.parse() parse at most by default?", text, [heading])
+    assert ans.quotes[0].text == item
+    assert all(not q.text.startswith("Default:") for q in ans.quotes)
+
+
+def test_a_sentence_that_refers_back_is_quoted_with_the_one_before():
+    # "If none of them is set" speaks of the variables the sentence before names
+    text = (
+        "Returns the operating system's default directory for temporary files as a string.\n\n"
+        "On non-Windows platforms, TMPDIR, TMP and TEMP environment variables will be checked to override "
+        "the result of this method, in the described order. If none of them is set, it defaults to /tmp."
+    )
+    ans = _answer("What is the default temporary directory on Linux if TMPDIR is not set?", text)
+    assert ans.quotes[0].text.startswith("On non-Windows platforms, TMPDIR")
+    assert ans.quotes[0].text.endswith("If none of them is set, it defaults to /tmp.")
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "answer"),
+    [
+        # the sentence that restates the question comes first by meaning; the one that says what to do wins
+        ("How do I enable Corepack?",
+         "Due to its experimental status, Corepack currently needs to be explicitly enabled to have any "
+         "effect. To do that, run corepack enable, which will set up the symlinks in your environment next "
+         "to the node binary.",
+         "run corepack enable"),
+        ("How do I turn off large file support when building patch?",
+         "This version of patch has many changes made by the Free Software Foundation. They add support "
+         "for:\n* handling arbitrary binary data and large files\n\n"
+         "Use `configure --disable-largefile' to disable large file support; this is reportedly necessary "
+         "on Red Hat GNU/Linux 6.0 to avoid a C library bug.",
+         "--disable-largefile"),
+    ],
+)  # fmt: skip
+def test_how_do_i_prefers_the_sentence_that_says_what_to_do(question, text, answer):
+    assert answer in _answer(question, text).quotes[0].text
