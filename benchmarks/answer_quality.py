@@ -15,6 +15,9 @@ their type: the file name tells it), e.g. the Node.js API manual's HTML pages:
     python benchmarks/answer_quality.py --questions benchmarks/data/nodejs_api_html_questions.jsonl \
         --distractors nodejs/api/{dns,readline,repl,domain,globals,permissions}.html
 
+(benchmarks/data/pip_valgrind_questions.jsonl, on pip's Markdown topics and Valgrind's HTML quick start, runs
+the same way; both sets' commands and distractors are in benchmarks/RESULTS.md.)
+
 Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
