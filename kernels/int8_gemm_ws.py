@@ -11,10 +11,12 @@ from registers: acc (weight rows, x rows) = W_tile @ X_tile.T. Per tile of BN ou
   (BM, BK) by TMA into a ring of STAGES shared-memory slots (``ready`` barriers: bytes landed; ``empty``:
   the consumers are done with the slot);
 - two consumer warpgroups (``_consumer``, the default partition of 8 warps), each owning BN / 2 = 64 of the
-  tile's weight rows and reading the same x tile: each keeps one wgmma group in flight while it loads its
-  next k-step's int8 fragment from shared memory into registers and converts it to 16 bits (exact), so the
-  conversion overlaps the tensor cores (``_step``). No per-element scale: the per-channel scale multiplies
-  the accumulator's rows (the output channels) in the epilogue;
+  tile's weight rows and reading the same x tile: each issues k-step i's wgmmas, then loads k-step i + 1's
+  int8 fragment from shared memory into registers and converts it to 16 bits (exact; Triton lowers the
+  conversion to byte permutes and a packed subtract) while steps i - 1 and i are in flight, then waits for
+  step i - 1 and releases its slot (``_step_early``, three fragments live; ``Config.early=False``: the
+  conversion after the wait, ``_step``). No per-element scale: the per-channel scale multiplies the
+  accumulator's rows (the output channels) in the epilogue;
 - epilogue: acc * scale (+ bias), transposed through shared memory (stmatrix) into y (M, N) by a TMA store
   that stays in flight while the next tile's main loop runs.
 
@@ -63,7 +65,11 @@ class Config:
     wgmmas); block_m: x rows a tile (the wgmma N, <= 256); block_k: K a ring slot (64: a 128-byte row of
     16-bit x, TMA's widest swizzle); stages: ring slots; persistent: one program per multiprocessor (else one
     per tile); group: row tiles walked together; loader_regs: the producer warp's registers a thread (the
-    consumers get what is left of the kernel's 168 x 384 threads)."""
+    consumers get what is left of the kernel's 168 x 384 threads); early: the next fragment converted while
+    two wgmma groups are in flight, before the wait for the older one (``_step_early``; else after it,
+    ``_step``): on an H100 the tensor pipe busy 80.7% of the cycles instead of 77.5% (o_proj, ncu), 0-7%
+    faster at 4,096 rows but q/k/v in one run of two (RESULTS "W8A16 at 4,096 rows as a Gluon GEMM"), and
+    it needs the 4-slot ring (3 slots: 0.67-0.84x of cuBLAS, against 0.82-0.98x converting after the wait)."""
 
     block_n: int = 128
     block_m: int = 256
@@ -72,12 +78,14 @@ class Config:
     persistent: bool = True
     group: int = 8
     loader_regs: int = 40
+    early: bool = True
 
     @property
     def name(self) -> str:
         return (
             f"{self.block_n}x{self.block_m}x{self.block_k} {self.stages}st "
             f"{'persistent' if self.persistent else 'one tile a program'} g{self.group}"
+            f"{' early' if self.early else ''}"
         )
 
     def smem_bytes(self, elem: int = 2) -> int:
@@ -90,7 +98,8 @@ DEFAULT = Config()
 # the GPU script's variants (benchmarks/w8_gluon.py), each within SMEM_LIMIT
 VARIANTS = (
     DEFAULT,
-    Config(stages=3),
+    Config(early=False),
+    Config(stages=3, early=False),
     Config(persistent=False),
     Config(group=4),
     Config(group=16),
@@ -163,8 +172,24 @@ if HAS_GLUON:
         return acc, _fragment(w_bufs, ready, gl.minimum(i + 1, last), layout, dtype)
 
     @gluon.jit
+    def _step_early(acc, a_prev, a_cur, x_bufs, w_bufs, ready, empty, i, first, last, layout: gl.constexpr,
+                    dtype: gl.constexpr):  # fmt: skip
+        """K-step i, the next fragment converted while two wgmma groups are in flight: issue wgmma i (A:
+        ``a_cur``), load and convert the fragment of step i + 1, then wait for wgmma i - 1 (``a_prev``'s
+        registers kept until then: the wait's deps) and release its slot. Returns (acc, a_cur, next)."""
+        STAGES: gl.constexpr = w_bufs.shape[0]
+        acc = warpgroup_mma(a_cur, x_bufs.index(i % STAGES).permute((1, 0)), acc, is_async=True)
+        a_next = _fragment(w_bufs, ready, gl.minimum(i + 1, last), layout, dtype)
+        acc, a_prev = warpgroup_mma_wait(num_outstanding=1, deps=(acc, a_prev))
+        _barrier()
+        fence_async_shared()
+        mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES), pred=i > first)
+        return acc, a_cur, a_next
+
+    @gluon.jit
     def _consumer(w_bufs, x_bufs, y_buf, ready, empty, y_desc, S_ptr, B_ptr, N, tiles_m, tiles_n, n_k,
-                  GROUP: gl.constexpr, HAS_BIAS: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+                  GROUP: gl.constexpr, HAS_BIAS: gl.constexpr, EARLY: gl.constexpr,
+                  num_warps: gl.constexpr):  # fmt: skip
         """The consumer warpgroups (the default partition): acc (BN weight rows, BM x rows) per tile, each
         warpgroup BN / (num_warps / 4) of the rows; the k-steps two at a time (``_step``), then the epilogue."""
         STAGES: gl.constexpr = w_bufs.shape[0]
@@ -182,17 +207,38 @@ if HAS_GLUON:
             last = i + n_k - 1
             acc = gl.zeros([BN, BM], gl.float32, acc_layout)
             a0 = _fragment(w_bufs, ready, i, a_layout, dtype)
-            # NOTE: two k-steps an iteration, their fragments in two variables: a fragment carried through the
-            # loop would be rewritten while the wgmma that reads it is still in flight, and ptxas then
-            # serializes every wgmma ("insufficient register resources")
-            for _ in range(n_k // 2):
-                acc, a1 = _step(acc, a0, x_bufs, w_bufs, ready, empty, i, first, last, a_layout, dtype)
-                acc, a0 = _step(acc, a1, x_bufs, w_bufs, ready, empty, i + 1, first, last, a_layout, dtype)
-                i += 2
-            if n_k % 2 == 1:
-                acc, a1 = _step(acc, a0, x_bufs, w_bufs, ready, empty, i, first, last, a_layout, dtype)
-                i += 1
-            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+            if EARLY:
+                # three k-steps an iteration: three fragments live (two read by wgmmas in flight, one being
+                # written), back in the same registers after three steps
+                ap = a0
+                ac = a0
+                for _ in range(n_k // 3):
+                    acc, ap, ac = _step_early(acc, ap, ac, x_bufs, w_bufs, ready, empty, i, first, last, a_layout,
+                                              dtype)  # fmt: skip
+                    acc, ap, ac = _step_early(acc, ap, ac, x_bufs, w_bufs, ready, empty, i + 1, first, last,
+                                              a_layout, dtype)  # fmt: skip
+                    acc, ap, ac = _step_early(acc, ap, ac, x_bufs, w_bufs, ready, empty, i + 2, first, last,
+                                              a_layout, dtype)  # fmt: skip
+                    i += 3
+                for _ in range(n_k % 3):
+                    acc, ap, ac = _step_early(acc, ap, ac, x_bufs, w_bufs, ready, empty, i, first, last, a_layout,
+                                              dtype)  # fmt: skip
+                    i += 1
+                acc, ap, ac = warpgroup_mma_wait(num_outstanding=0, deps=(acc, ap, ac))
+            else:
+                # NOTE: two k-steps an iteration, their fragments in two variables: a fragment carried through
+                # the loop would be rewritten while the wgmma that reads it is still in flight, and ptxas then
+                # serializes every wgmma ("insufficient register resources")
+                for _ in range(n_k // 2):
+                    acc, a1 = _step(acc, a0, x_bufs, w_bufs, ready, empty, i, first, last, a_layout, dtype)
+                    acc, a0 = _step(
+                        acc, a1, x_bufs, w_bufs, ready, empty, i + 1, first, last, a_layout, dtype
+                    )
+                    i += 2
+                if n_k % 2 == 1:
+                    acc, a1 = _step(acc, a0, x_bufs, w_bufs, ready, empty, i, first, last, a_layout, dtype)
+                    i += 1
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
             _barrier()
             fence_async_shared()
             mbarrier.arrive(empty.index((i - 1) % STAGES))
@@ -211,7 +257,8 @@ if HAS_GLUON:
 
     @gluon.jit
     def _w8_gemm_kernel(w_desc, x_desc, y_desc, S_ptr, B_ptr, M, N, K, STAGES: gl.constexpr, GROUP: gl.constexpr,
-                        HAS_BIAS: gl.constexpr, LOADER_REGS: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+                        HAS_BIAS: gl.constexpr, LOADER_REGS: gl.constexpr, EARLY: gl.constexpr,
+                        num_warps: gl.constexpr):  # fmt: skip
         """y (M, N) = x (M, K) @ (W (N, K) int8 * S[:, None]).T (+ B): one program walks output tiles (its
         id, then every num_programs-th), a producer warp and num_warps / 4 consumer warpgroups."""
         BN: gl.constexpr = w_desc.block_type.shape[0]
@@ -233,7 +280,7 @@ if HAS_GLUON:
         gl.warp_specialize(
             [
                 (_consumer, (w_bufs, x_bufs, y_buf, ready, empty, y_desc, S_ptr, B_ptr, N, tiles_m, tiles_n, n_k,
-                             GROUP, HAS_BIAS, num_warps)),
+                             GROUP, HAS_BIAS, EARLY, num_warps)),
                 (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP)),
             ],
             [1],
@@ -315,7 +362,7 @@ def gemm_w8(
         _descriptor(qweight, [cfg.block_n, cfg.block_k]), _descriptor(x2, [cfg.block_m, cfg.block_k]),
         _descriptor(y, [cfg.block_m, cfg.block_n]), scale, bias if bias is not None else scale, M, N, K,
         STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias is not None, LOADER_REGS=cfg.loader_regs,
-        num_warps=8,
+        EARLY=cfg.early, num_warps=8,
     )  # fmt: skip
     return y
 

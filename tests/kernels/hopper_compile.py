@@ -97,7 +97,8 @@ def _gemm_ws(cfg, bias: bool, dtype: str) -> tuple:
         "S_ptr": "*fp32",
         "B_ptr": f"*{dtype}",
     }
-    consts = dict(STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias, LOADER_REGS=cfg.loader_regs, num_warps=8)
+    consts = dict(STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias, LOADER_REGS=cfg.loader_regs,
+                  EARLY=cfg.early, num_warps=8)  # fmt: skip
     want = (
         "cp.async.bulk.tensor",
         f"wgmma.mma_async.sync.aligned.m64n{cfg.block_m}k16.f32.{dtype.replace('fp', 'f')}",
