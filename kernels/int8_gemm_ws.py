@@ -36,23 +36,21 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from .triton_common import INTERPRET
-
-try:  # Gluon is experimental: Triton 3.6 (the GPU image) and 3.9 (CI) have it; an older one does not
-    from triton.experimental import gluon
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import (
-        fence_async_shared,
-        mbarrier,
-        tma,
-        warpgroup_mma,
-        warpgroup_mma_wait,
-    )
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-    HAS_GLUON = True
-except ImportError:  # pragma: no cover - depends on the installed Triton
-    HAS_GLUON = False
+from .gluon_common import (
+    HAS_GLUON,
+    TensorDescriptor,
+    fence_async_shared,
+    gl,
+    gluon,
+    gluon_hopper,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+from .gluon_common import barrier as _barrier
+from .gluon_common import tma_load as _tma_load
+from .gluon_common import tma_store as _tma_store
 
 MIN_ROWS = 256  # below this the few-rows and planes paths of int8_matmul are the candidates
 SMEM_LIMIT = 227 * 1024  # an H100/H200's shared memory a block
@@ -109,12 +107,6 @@ VARIANTS = (
 
 
 if HAS_GLUON:
-    # Triton 3.6 (the GPU image) names the TMA copies async_copy_global_to_shared / _shared_to_global, 3.9
-    # async_load / async_store
-    _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
-    _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
-    # a barrier of the partition's warps: thread_barrier in 3.6, barrier in 3.9
-    _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
 
     @gluon.jit
     def _tile(tile, tiles_m, tiles_n, GROUP: gl.constexpr):
@@ -289,11 +281,6 @@ if HAS_GLUON:
 
 
 @functools.lru_cache(maxsize=16)
-def _hopper(device: torch.device) -> bool:
-    return torch.cuda.get_device_capability(device) == (9, 0)
-
-
-@functools.lru_cache(maxsize=16)
 def _sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
@@ -306,10 +293,7 @@ def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
     N = qweight.shape[0]
     return (
         M >= MIN_ROWS
-        and HAS_GLUON
-        and not INTERPRET
-        and x2.is_cuda
-        and _hopper(x2.device)
+        and gluon_hopper(x2)
         and x2.dtype in (torch.float16, torch.bfloat16)
         and K % 16 == 0
         and N % 8 == 0

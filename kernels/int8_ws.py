@@ -28,22 +28,18 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import INTERPRET, pdl_enabled, pdl_trigger, pdl_wait
-
-try:  # Gluon is experimental: Triton 3.6 (the GPU image) and 3.9 (CI) have it; an older one does not
-    from triton.experimental import gluon
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import (
-        mbarrier,
-        tma,
-        warpgroup_mma,
-        warpgroup_mma_wait,
-    )
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-    HAS_GLUON = True
-except ImportError:  # pragma: no cover - depends on the installed Triton
-    HAS_GLUON = False
+from .gluon_common import (
+    HAS_GLUON,
+    TensorDescriptor,
+    gl,
+    gluon,
+    gluon_hopper,
+    mbarrier,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+from .gluon_common import tma_load as _tma_load
+from .triton_common import pdl_enabled, pdl_trigger, pdl_wait
 
 WS_ROWS = 32
 LO_STEPS: tl.constexpr = tl.constexpr(254.0)  # the lo plane's steps per hi step (as int8_matmul.split_rows)
@@ -102,8 +98,6 @@ def split_planes(x2: torch.Tensor, planes: torch.Tensor, sx: torch.Tensor, pdl: 
 
 
 if HAS_GLUON:
-    # Triton 3.6 (the GPU image) names the TMA load async_copy_global_to_shared, 3.9 async_load
-    _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 
     @gluon.jit
     def _griddepcontrol(op: gl.constexpr):
@@ -205,21 +199,13 @@ def stages_for(MP: int) -> int:
     return min(MAX_STAGES, SMEM_BUDGET // (BLOCK_N * BLOCK_K + 2 * MP * BLOCK_K))
 
 
-@functools.lru_cache(maxsize=16)
-def _hopper(device: torch.device) -> bool:
-    return torch.cuda.get_device_capability(device) == (9, 0)
-
-
 def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
     """Whether this product can take the path: Gluon present, a Hopper GPU (wgmma and TMA are sm_90's),
     2..WS_ROWS 16-bit rows, K a multiple of 16 (TMA's 16-byte row strides) and contiguous rows."""
     M, K = x2.shape
     return (
         2 <= M <= WS_ROWS
-        and HAS_GLUON
-        and not INTERPRET
-        and x2.is_cuda
-        and _hopper(x2.device)
+        and gluon_hopper(x2)
         and x2.dtype in (torch.float16, torch.bfloat16)
         and K % 16 == 0
         and qweight.stride(1) == 1

@@ -20,6 +20,21 @@ DEVICE = "cuda" if GPU else "cpu"
 TOL = {torch.bfloat16: 1e-2, torch.float16: 1e-2, torch.float32: 1e-4}
 
 
+def _gluon_hopper() -> bool:
+    from kernels.gluon_common import HAS_GLUON  # after TRITON_INTERPRET is settled (above)
+
+    return GPU and torch.cuda.get_device_capability() == (9, 0) and HAS_GLUON
+
+
+# the Gluon kernels (kernels/int8_ws.py, kernels/int8_gemm_ws.py) run on an H100/H200 only
+GLUON_HOPPER = _gluon_hopper()
+needs_gluon_hopper = pytest.mark.skipif(
+    not GLUON_HOPPER,
+    reason="SKIPPED LOUDLY: the Gluon GEMMs run only on an H100/H200 (wgmma, TMA); Triton's CPU interpreter "
+    "cannot run Gluon: CI compiles them for sm_90 instead (test_hopper_compile)",
+)
+
+
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     """||out - ref|| / ||ref|| in float64."""
     out, ref = out.double(), ref.double()

@@ -8,15 +8,9 @@ import torch
 
 from kernels import int8_gemm_ws
 from kernels.quant import Int8Weight
-from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+from tests.kernels.conftest import DEVICE, GLUON_HOPPER, assert_close, needs_gluon_hopper, poisoned
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
-HOPPER = GPU and torch.cuda.get_device_capability() == (9, 0) and int8_gemm_ws.HAS_GLUON
-needs_hopper = pytest.mark.skipif(
-    not HOPPER,
-    reason="SKIPPED LOUDLY: the Gluon GEMM runs only on an H100/H200 (wgmma, TMA); Triton's CPU interpreter "
-    "cannot run Gluon: CI compiles it for sm_90 instead (test_hopper_compile)",
-)
 
 
 def _case(n, k, rows, dtype, bias):
@@ -43,7 +37,7 @@ def test_configs_fit_and_bad_ones_are_refused():
 def test_path_taken_only_where_it_can_run():
     w = Int8Weight.quantize(torch.randn(64, 256, device=DEVICE))
     x = torch.randn(512, 256, device=DEVICE).to(BF16)
-    assert int8_gemm_ws.available(x, w.qweight) == HOPPER
+    assert int8_gemm_ws.available(x, w.qweight) == GLUON_HOPPER
     # few rows, float32 rows, K not a multiple of 16, N not a multiple of 8 (TMA's 16-byte strides): never
     assert not int8_gemm_ws.available(x[: int8_gemm_ws.MIN_ROWS - 1], w.qweight)
     assert not int8_gemm_ws.available(x.float(), w.qweight)
@@ -52,7 +46,7 @@ def test_path_taken_only_where_it_can_run():
     assert not int8_gemm_ws.available(x, Int8Weight.quantize(torch.randn(60, 256, device=DEVICE)).qweight)
 
 
-@needs_hopper
+@needs_gluon_hopper
 @pytest.mark.parametrize("cfg", int8_gemm_ws.VARIANTS, ids=lambda c: c.name.replace(" ", "-"))
 @pytest.mark.parametrize("dtype", [BF16, FP16])
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
@@ -67,7 +61,7 @@ def test_gemm_matches_the_dequantized_reference(cfg, dtype, bias):
         assert_close(out, exact, dtype)
 
 
-@needs_hopper
+@needs_gluon_hopper
 def test_gemm_at_glm_shapes_and_in_a_cuda_graph():
     # the GLM-4-9B down projection at 4,096 rows (214 k-steps), then the same call replayed from a graph
     w, x, b, exact = _case(4096, 13696, 4096, BF16, False)

@@ -9,15 +9,9 @@ import torch
 from kernels import int8_matmul, int8_ws
 from kernels.int8_matmul import int8_linear_triton
 from kernels.quant import Int8Weight
-from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+from tests.kernels.conftest import DEVICE, GLUON_HOPPER, GPU, assert_close, needs_gluon_hopper, poisoned
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
-HOPPER = GPU and torch.cuda.get_device_capability() == (9, 0) and int8_ws.HAS_GLUON
-needs_hopper = pytest.mark.skipif(
-    not HOPPER,
-    reason="SKIPPED LOUDLY: the Gluon GEMM runs only on an H100/H200 (wgmma, TMA); Triton's CPU interpreter "
-    "cannot run Gluon: CI compiles it for sm_90 instead (test_hopper_compile)",
-)
 
 
 @pytest.mark.parametrize("rows", [2, 5, 17, 32])
@@ -48,7 +42,7 @@ def test_row_buckets_and_ring_depth():
 def test_path_taken_only_where_it_can_run():
     w = Int8Weight.quantize(torch.randn(64, 256, device=DEVICE))
     x = torch.randn(8, 256, device=DEVICE).to(BF16)
-    assert int8_ws.available(x, w.qweight) == HOPPER
+    assert int8_ws.available(x, w.qweight) == GLUON_HOPPER
     # one row, more than WS_ROWS rows, float32 rows, K not a multiple of 16 (TMA row strides): never
     assert not int8_ws.available(x[:1], w.qweight)
     assert not int8_ws.available(torch.randn(33, 256, device=DEVICE).to(BF16), w.qweight)
@@ -65,7 +59,7 @@ def _case(n, k, rows, dtype, bias):
     return w, x, b, exact
 
 
-@needs_hopper
+@needs_gluon_hopper
 @pytest.mark.parametrize("shape", [(4608, 4096), (4096, 13696), (200, 1008)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("dtype", [BF16, FP16])
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
@@ -80,7 +74,7 @@ def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias):
         assert_close(out, exact, dtype)
 
 
-@needs_hopper
+@needs_gluon_hopper
 def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
     # captured, the planes kernel lets the GEMM launch at once and the GEMM's producer warp sends its first
     # weight tiles before waiting for the planes (programmatic dependent launch); eager has no PDL
@@ -98,7 +92,7 @@ def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
     assert_close(out, exact, BF16)
 
 
-@needs_hopper
+@needs_gluon_hopper
 def test_ws_modes_pick_the_path_and_auto_measures_once(monkeypatch):
     w, x, b, exact = _case(4096, 4096, 8, BF16, False)
     ws = int8_linear_triton(x, w.qweight, w.scale, b, ws=True)
