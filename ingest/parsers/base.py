@@ -201,6 +201,19 @@ class TextBuilder:
         if emit:
             self._append(text)
 
+    @property
+    def level(self) -> int:
+        """The level of the innermost open heading, 0 outside any."""
+        return self._levels[-1] if self._levels else 0
+
+    def leave(self, level: int) -> None:
+        """End the headings of `level` and deeper: what follows belongs to the enclosing heading again (the text
+        after a set of tabs, each of which was a heading of its own)."""
+        while self._levels and self._levels[-1] >= level:
+            self._levels.pop()
+            self._path.pop()
+        self._close()
+
     def set_path(self, path: list[str], page: int | None = None) -> None:
         """Start a new location (a slide, a sheet, a page) with an explicit heading path."""
         self._path = [p for p in (clean_inline(x) for x in path) if p]

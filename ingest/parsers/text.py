@@ -1,4 +1,4 @@
-"""Plain text and Markdown: encoding detection, and Markdown headings (ATX and Setext) as sections."""
+"""Plain text and Markdown: encoding detection, and Markdown headings (ATX and Setext) as sections; MyST too."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .base import (
     clean_inline,
     rows_as_text,
 )
+from .myst import END, TAB, myst_to_markdown
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -133,21 +134,24 @@ def parse_markdown(text: str) -> ParsedDocument:
     The text keeps the Markdown source between headings (it reads well and citations quote it);
     heading lines are replaced by the heading text alone, and pipe tables by their rows as
     "Header: value; ..." lines (``rows_as_text``, as tables of the other formats), so a passage cut from a
-    long table still names its columns.
+    long table still names its columns. MyST (Markdown for Sphinx) is read as Sphinx shows it
+    (``myst.myst_to_markdown``): roles as their text, directives as their labelled body or not at all, and each
+    tab of a tab set a heading one level below the section that holds the set.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text, events = myst_to_markdown(text)
     lines = text.split("\n")
     try:
         tokens = MarkdownIt("commonmark").enable("table").parse(text)
     except Exception as e:  # markdown-it is robust; this guards the worker all the same
         raise ParseError(f"The Markdown file could not be read ({e}).") from e
-    # (first line, end line, heading level or 0 for a table, heading text or table rows)
-    blocks: list[tuple[int, int, int, str]] = []
+    # (first line, end line, kind, heading level, heading text or table rows); kind: heading, table, tab, end
+    blocks: list[tuple[int, int, str, int, str]] = []
     table, row, rows = None, [], []
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map and tok.level == 0:
-            inline = tokens[i + 1]
-            blocks.append((tok.map[0], tok.map[1], int(tok.tag[1]), _plain_inline(inline)))
+            kind = TAB if events.get(tok.map[0], ("",))[0] == TAB else "heading"
+            blocks.append((tok.map[0], tok.map[1], kind, int(tok.tag[1]), _plain_inline(tokens[i + 1])))
         elif tok.type == "table_open":
             table, rows = tok, []
         elif tok.type == "tr_open":
@@ -157,13 +161,27 @@ def parse_markdown(text: str) -> ParsedDocument:
         elif tok.type == "tr_close":
             rows.append(row)
         elif tok.type == "table_close" and table.map and table.level == 0:  # not in a list or a quote
-            blocks.append((table.map[0], table.map[1], 0, "\n".join(rows_as_text(rows))))
+            blocks.append((table.map[0], table.map[1], "table", 0, "\n".join(rows_as_text(rows))))
+    blocks += [(line, line + 1, END, 0, "") for line, (kind, _) in events.items() if kind == END]
+    blocks.sort()
     b = TextBuilder()
+    tab_sets: list[tuple[int, int]] = []  # (set id, its tabs' heading level), innermost last
     pos = 0
-    for first, end, level, content in blocks:
+    for first, end, kind, level, content in blocks:
         b.block("\n".join(lines[pos:first]))
-        if level:
+        if kind == "heading":
             b.heading(level, content)
+        elif kind == TAB:
+            set_id = events[first][1]
+            if not tab_sets or tab_sets[-1][0] != set_id:
+                tab_sets.append((set_id, b.level + 1))
+            b.heading(tab_sets[-1][1], content)
+        elif kind == END:
+            set_id = events[first][1]
+            if any(s == set_id for s, _ in tab_sets):
+                while tab_sets[-1][0] != set_id:
+                    tab_sets.pop()
+                b.leave(tab_sets.pop()[1])
         else:
             b.block(content)
         pos = end

@@ -1128,3 +1128,98 @@ def test_docx_table_cells_in_content_controls_and_merged_cells():
     assert doc.text == (
         "Region: EMEA; Office: Berlin; Staff: 120\nRegion: EMEA; Office: Paris; Staff: 80\nRegion: Total; Staff: 200"
     )
+
+
+# --- MyST (Markdown for Sphinx): what Sphinx shows, not its markup ---------------------------------------
+def test_myst_roles_become_the_text_sphinx_shows():
+    md = (
+        "# Guide\n\nSee {ref}`the install guide <install-guide>` and {ref}`caching`, {any}`os.devnull`,\n"
+        "{pypi}`requests`, {pep}`517`, {doc}`../cli/pip_config`, {term}`Wheel <wheel-format>`, {sup}`2`.\n"
+        "Run {command}`pip cache dir`; edit {file}`$HOME/.config/pip/pip.conf`; call {py:func}`~os.path.join`;\n"
+        "press {kbd}`Ctrl+C` in {guilabel}`&Cancel`; {code}`List<T>` stays; `{ref}` in code stays; `{x}` `y`.\n"
+    )
+    doc = parse(md.encode(), "guide.md")
+    assert doc.text == (
+        "Guide\n\nSee the install guide and caching, os.devnull,\nrequests, PEP 517, pip_config, Wheel, 2.\n"
+        "Run `pip cache dir`; edit `$HOME/.config/pip/pip.conf`; call `join`;\n"
+        "press `Ctrl+C` in Cancel; `List<T>` stays; `{ref}` in code stays; `{x}` `y`."
+    )
+
+
+def test_myst_admonitions_are_labelled_and_structural_directives_leave_no_text():
+    md = (
+        "# Setup\n\n(setup-target)=\n% a comment nobody reads\n\n```{toctree}\n:maxdepth: 2\n:caption: Contents\n\n"
+        "install\nusage\n```\n\n```{note}\nThe zip application is *experimental*.\n```\n\n"
+        "```{warning} Back up first.\n```\n\n````{admonition} Example\n:class: tip\n\n```\n$ pip wheel .\n```\n````\n\n"
+        "```{versionadded} 6.0\n\n```\n\n```{versionchanged} 20.0\npip now caches wheels.\n```\n\n"
+        "```{code-block} python\n:caption: setup.py\n:linenos:\n\nimport os  # {ref}`x` stays in code\n```\n\n"
+        ":::{tip}\n---\nclass: dropdown\n---\nUse {command}`pip cache dir`.\n:::\n\n"
+        "```{include} ../README.md\n:start-after: intro\n```\n\n```{pip-cli}\n$ pip install requests\n```\n"
+    )
+    doc = parse(md.encode(), "setup.md")
+    assert doc.text == (
+        "Setup\n\nNote: The zip application is *experimental*.\n\nWarning: Back up first.\n\n"
+        "Example:\n\n```\n$ pip wheel .\n```\n\nNew in version 6.0.\n\nChanged in version 20.0: pip now caches wheels.\n\n"
+        "```python\nimport os  # {ref}`x` stays in code\n```\n\nTip: Use `pip cache dir`.\n\n"
+        "```\n$ pip install requests\n```"
+    )
+    assert [s.heading_path for s in doc.sections] == [["Setup"]]
+
+
+PIP_CACHE_TABS = (
+    "## Default paths\n\n````{tab} Linux\n```\n~/.cache/pip\n```\n\npip will also respect `XDG_CACHE_HOME`.\n````\n\n"
+    "````{tab} MacOS\n```\n~/Library/Caches/pip\n```\n````\n\nAll three can be changed.\n\n## Avoiding caching\n\nText.\n"
+)
+
+
+def test_myst_tabs_name_their_content_and_the_set_ends_with_them():
+    doc = parse(("# Caching\n\n" + PIP_CACHE_TABS).encode(), "caching.md")
+    assert section_of(doc, "~/.cache/pip").heading_path == ["Caching", "Default paths", "Linux"]
+    assert section_of(doc, "XDG_CACHE_HOME").heading_path == ["Caching", "Default paths", "Linux"]
+    assert section_of(doc, "~/Library").heading_path == ["Caching", "Default paths", "MacOS"]
+    assert section_of(doc, "All three").heading_path == ["Caching", "Default paths"]
+    assert section_of(doc, "Text.").heading_path == ["Caching", "Avoiding caching"]
+    assert "Linux\n\n```\n~/.cache/pip\n```" in doc.text and "{tab}" not in doc.text
+    assert_tiles(doc)
+
+
+def test_myst_sphinx_design_and_sphinx_tabs_sets():
+    md = (
+        "# Install\n\n::::{tab-set}\n:sync-group: os\n\n:::{tab-item} Windows\n:sync: win\n\nRun the installer.\n\n"
+        "```{note}\nReboot after.\n```\n:::\n\n:::{tab-item} {fab}`linux` Linux\nUse apt.\n:::\n::::\n\nThen log in.\n\n"
+        "`````{tabs}\n````{code-tab} py Python\nprint(1)\n````\n````{group-tab} Shell\n```sh\necho 1\n```\n````\n`````\n"
+    )
+    doc = parse(md.encode(), "install.md")
+    assert section_of(doc, "Run the installer.").heading_path == ["Install", "Windows"]
+    assert section_of(doc, "Note: Reboot after.").heading_path == ["Install", "Windows"]
+    assert section_of(doc, "Use apt.").heading_path == ["Install", "linux Linux"]
+    assert section_of(doc, "Then log in.").heading_path == ["Install"]
+    assert section_of(doc, "print(1)").heading_path == ["Install", "Python"]
+    assert section_of(doc, "echo 1").heading_path == ["Install", "Shell"]
+    assert "Python\n\n```py\nprint(1)\n```" in doc.text
+    assert ":sync" not in doc.text and "tab-item" not in doc.text and ":::" not in doc.text
+    assert_tiles(doc)
+
+
+def test_myst_tabs_inside_a_list_item_are_labelled_inline():
+    md = "# Steps\n\n1. Open a shell:\n\n   ```{tab} Linux\n   Press Ctrl+Alt+T.\n   ```\n\n   ```{tab} Windows\n   Run cmd.\n   ```\n"
+    doc = parse(md.encode(), "steps.md")
+    assert doc.text == "Steps\n\n1. Open a shell:\n\n   Linux: Press Ctrl+Alt+T.\n\n   Windows: Run cmd."
+
+
+def test_plain_markdown_with_braces_is_not_myst():
+    md = "# Log\n\nFixed bogus `malformed address {hostname}` message; see `x`.\n\n```\n{note}`x`\n```\n\n% of users\n"
+    assert parse(md.encode(), "news.md").text == md.replace("# Log", "Log").strip()
+
+
+def test_myst_object_descriptions_and_titled_directives_keep_their_names():
+    md = (
+        "```{option} --no-cache-dir\nDisable the cache.\n```\n\n```{py:function} join(a, *p)\n:noindex:\n\nJoin paths.\n```\n\n"
+        "```{dropdown} Why is it slow?\n:open:\n\nIt builds wheels.\n```\n\n```{figure} img/arch.png\n:width: 80%\n\n"
+        "The architecture.\n```\n\n```{rubric} Footnotes\n```\n\n```{math}\n:label: eq1\n\ne = mc^2\n```\n"
+    )
+    doc = parse(md.encode(), "ref.md")
+    assert doc.text == (
+        "`--no-cache-dir`: Disable the cache.\n\n`join(a, *p)`: Join paths.\n\nWhy is it slow?\n\nIt builds wheels.\n\n"
+        "The architecture.\n\nFootnotes\n\n```\ne = mc^2\n```"
+    )
