@@ -70,6 +70,9 @@ OBJECTS = {"function", "class", "method", "attribute", "data", "exception", "des
 # roles whose text is all shown ("List<T>" is no "title <target>")
 UNTITLED_ROLES = {"code", "samp", "file", "kbd", "command", "program", "math", "abbr", "sup", "sub", "literal",
                   "regexp", "makevar", "mailheader", "guilabel", "menuselection", "dfn", "strong", "emphasis"}  # fmt: skip
+# R Markdown's and Quarto's code chunks are fenced as ```{r} and ```{python}: code, not MyST directives
+ENGINES = {"r", "python", "py", "bash", "sh", "sql", "julia", "ojs", "dot", "rcpp", "stan", "js", "css", "c",
+           "cpp", "fortran", "octave", "perl", "ruby", "scala", "go", "rust", "matlab", "powershell"}  # fmt: skip
 TABS = {"tab", "tab-item", "group-tab", "code-tab"}
 # roles Sphinx sets in a code font
 LITERAL_ROLES = {
@@ -144,6 +147,8 @@ class _Renderer:
                 j += 1
             body = [_dedent(x, indent) for x in lines[i + 1 : j]]
             flush()
+            if d and d.group(1).lower() in ENGINES:  # an R Markdown / Quarto chunk, not a directive
+                d = None
             if not d or depth >= _MAX_DEPTH:  # a code fence: as written
                 end_set()
                 out.extend(lines[i : j + 1])

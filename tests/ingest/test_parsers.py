@@ -1223,3 +1223,10 @@ def test_myst_object_descriptions_and_titled_directives_keep_their_names():
         "`--no-cache-dir`: Disable the cache.\n\n`join(a, *p)`: Join paths.\n\nWhy is it slow?\n\nIt builds wheels.\n\n"
         "The architecture.\n\nFootnotes\n\n```\ne = mc^2\n```"
     )
+
+
+def test_r_markdown_chunks_are_code_not_myst_directives():
+    md = "# Report\n\n```{r}\n# load the data\nx <- read.csv('a.csv')\n```\n\nSee {ref}`x`.\n"
+    doc = parse(md.encode(), "report.Rmd.md")
+    assert doc.text == "Report\n\n```{r}\n# load the data\nx <- read.csv('a.csv')\n```\n\nSee x."
+    assert [s.heading_path for s in doc.sections] == [["Report"]]
