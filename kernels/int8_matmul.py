@@ -98,7 +98,9 @@ MAX_SPLIT_K = 8
 # NOTE: int8 -> float conversion by ``cvt`` (I2F) runs at 16 results per clock per multiprocessor on Hopper,
 # an eighth of the FMA rate: at ~1.5 conversions per int8 -> bf16 value that caps every int8 kernel here at
 # ~2.8 T values/s, under the 4 T int8 bytes/s that memory delivers. ``int8_to_float`` uses the magic-number
-# trick instead (full-rate byte permutes and one fp32 subtract per value); inline PTX, so GPU only.
+# trick instead (full-rate byte permutes and one fp32 subtract per value); inline PTX, so GPU only. (Triton
+# 3.6 and 3.9 lower a plain int8 -> bf16 ``.to`` with byte permutes and a packed subtract too, as the Gluon
+# GEMM of int8_gemm_ws relies on; int8 -> fp32 stays a ``cvt`` there.)
 # AUTOGLM_INT8_CVT=cvt falls back to the plain conversion (a toolchain that rejects the PTX, comparisons).
 FAST_CVT = not INTERPRET and os.environ.get("AUTOGLM_INT8_CVT", "fast") != "cvt"
 
