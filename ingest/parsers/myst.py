@@ -36,6 +36,7 @@ _OPTION = re.compile(r"^\s*:[\w-]+:(\s.*)?$")
 _TARGET = re.compile(r"^\([^()\s]+\)= *$")
 _MYST_LINE = re.compile(r"^(\([^()\s]+\)= *|%.*|\+\+\+.*)$")  # target, comment, block break
 _BLOCK_START = re.compile(r"^\s*([-*+](\s|$)|\d+[.)](\s|$)|#|>|`{3}|~{3}|:{3}|\||\s{4})")
+_DEFINITION = re.compile(r"^: +(\S.*)$")  # a definition list's definition (MyST's deflist)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _BACKTICKS = re.compile(r"`+")
 _ROLE_BEFORE = re.compile(r"(?<!\\)\{([A-Za-z][\w:+.-]*)\}\Z")
@@ -91,8 +92,8 @@ def myst_to_markdown(text: str) -> tuple[str, dict[int, tuple[str, int]]]:
     lines, events = r.render(text.split("\n"), depth=0, top=True)
     if not r.found:  # the signs were in code: plain Markdown, as written
         return text, {}
-    if any(_MYST_LINE.match(x) for x in lines):  # "% ..." is a comment only where the file is MyST
-        lines, events = _Renderer(myst_lines=True).render(text.split("\n"), depth=0, top=True)
+    # again with MyST's own lines ("% ..." is a comment, ": ..." a definition, only where the file is MyST)
+    lines, events = _Renderer(myst_lines=True).render(text.split("\n"), depth=0, top=True)
     return "\n".join(lines), events
 
 
@@ -111,7 +112,9 @@ class _Renderer:
 
         def flush() -> None:
             if para:
-                kept = [x for x in para if not _MYST_LINE.match(x)] if self._myst_lines else para
+                kept = (
+                    _definitions([x for x in para if not _MYST_LINE.match(x)]) if self._myst_lines else para
+                )
                 done = _roles("\n".join(kept))
                 self.found = self.found or done != "\n".join(para) or any(_TARGET.match(x) for x in para)
                 out.extend(done.split("\n"))
@@ -258,6 +261,28 @@ def _strip_options(body: list[str]) -> list[str]:
     while k < len(body) and _OPTION.match(body[k]):
         k += 1
     return body[k:]
+
+
+def _definitions(lines: list[str]) -> list[str]:
+    """A definition list's "Term" / ": definition" as one line "Term: definition" (a further definition of the
+    term, or one after a blank line, loses its marker)."""
+    out: list[str] = []
+    merged = -1  # the index of the last "Term: definition" line
+    for line in lines:
+        m = _DEFINITION.match(line)
+        if not m:
+            out.append(line)
+        elif out and out[-1].strip() and not out[-1].startswith(" ") and merged != len(out) - 1:
+            term = out[-1].rstrip()
+            out[-1] = term if term[-1] in ".:?!" else f"{term}:"
+            if re.match(r"([-*+]|\d{1,9}[.)])\s", m.group(1)):  # a list: under its term
+                out.append(f"  {m.group(1)}")
+            else:
+                out[-1] += f" {m.group(1)}"
+            merged = len(out) - 1
+        else:
+            out.append(m.group(1))
+    return out
 
 
 def _console(body: list[str]) -> bool:

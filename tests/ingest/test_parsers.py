@@ -1230,3 +1230,17 @@ def test_r_markdown_chunks_are_code_not_myst_directives():
     doc = parse(md.encode(), "report.Rmd.md")
     assert doc.text == "Report\n\n```{r}\n# load the data\nx <- read.csv('a.csv')\n```\n\nSee x."
     assert [s.heading_path for s in doc.sections] == [["Report"]]
+
+
+def test_myst_definition_lists_put_each_term_before_its_definition():
+    md = (
+        "# Files\n\n```{tab} Unix\nUser\n: {file}`$HOME/.config/pip/pip.conf`, which respects `XDG_CONFIG_HOME`.\n\n"
+        "  The legacy file is also loaded.\n\nGlobal\n: * On Windows 7: `C:\\ProgramData\\pip\\pip.ini`\n  * On XP: none\n```\n"
+    )
+    doc = parse(md.encode(), "files.md")
+    assert doc.text == (
+        "Files\n\nUnix\n\nUser: `$HOME/.config/pip/pip.conf`, which respects `XDG_CONFIG_HOME`.\n\n"
+        "  The legacy file is also loaded.\n\nGlobal:\n  * On Windows 7: `C:\\ProgramData\\pip\\pip.ini`\n  * On XP: none"
+    )
+    plain = "# Notes\n\nTerm\n: not a definition list in plain Markdown\n"
+    assert parse(plain.encode(), "notes.md").text == plain.replace("# Notes", "Notes").strip()
