@@ -18,6 +18,7 @@ from .base import (
     TextBuilder,
     UnsupportedFileType,
     clean_inline,
+    metadata_title,
     rows_as_text,
 )
 from .myst import END, TAB, myst_to_markdown
@@ -139,6 +140,7 @@ def parse_markdown(text: str) -> ParsedDocument:
     tab of a tab set a heading one level below the section that holds the set.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text, meta_title = _front_matter(text)
     text, events = myst_to_markdown(text)
     lines = text.split("\n")
     try:
@@ -186,8 +188,22 @@ def parse_markdown(text: str) -> ParsedDocument:
             b.block(content)
         pos = end
     b.block("\n".join(lines[pos:]))
-    title = b.first_heading
-    return b.build("markdown", None, title)
+    return b.build("markdown", None, meta_title or b.first_heading)
+
+
+# YAML front matter (Jekyll, Hugo, MkDocs, MyST): "---" on the first line, "key: value" lines, "---" or "..."
+_FRONT_MATTER = re.compile(r"---[ \t]*\n([A-Za-z_][\w-]*[ \t]*:.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|$)", re.S)
+_META_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.+)$", re.M)
+
+
+def _front_matter(text: str) -> tuple[str, str | None]:
+    """The text without its front matter (metadata, not prose: it read as a "---" and a heading made of the
+    keys), and the front matter's title."""
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        return text, None
+    title = _META_TITLE.search(m.group(1))
+    return text[m.end() :], metadata_title(title.group(1).strip().strip("\"'")) if title else None
 
 
 def _plain_inline(inline) -> str:

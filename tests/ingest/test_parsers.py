@@ -1244,3 +1244,12 @@ def test_myst_definition_lists_put_each_term_before_its_definition():
     )
     plain = "# Notes\n\nTerm\n: not a definition list in plain Markdown\n"
     assert parse(plain.encode(), "notes.md").text == plain.replace("# Notes", "Notes").strip()
+
+
+def test_markdown_front_matter_is_metadata_not_text():
+    md = "---\ntitle: 'Install guide'\nmyst:\n  substitutions:\n    key: value\n---\n# Setup\n\nRun it.\n"
+    doc = parse(md.encode(), "install.md")
+    assert doc.text == "Setup\n\nRun it." and doc.title == "Install guide"
+    assert section_of(doc, "Run it.").heading_path == ["Setup"]
+    ruled = "---\n\nText between rules.\n\n---\n\nMore.\n"  # thematic breaks, no keys: text as before
+    assert parse(ruled.encode(), "ruled.md").text == ruled.strip()
