@@ -177,7 +177,9 @@ def parse_markdown(text: str) -> ParsedDocument:
             set_id = events[first][1]
             if not tab_sets or tab_sets[-1][0] != set_id:
                 tab_sets.append((set_id, b.level + 1))
+            first = b.first_heading
             b.heading(tab_sets[-1][1], content)
+            b.first_heading = first  # a tab's name is no title for the document
         elif kind == END:
             set_id = events[first][1]
             if any(s == set_id for s, _ in tab_sets):

@@ -1253,3 +1253,12 @@ def test_markdown_front_matter_is_metadata_not_text():
     assert section_of(doc, "Run it.").heading_path == ["Setup"]
     ruled = "---\n\nText between rules.\n\n---\n\nMore.\n"  # thematic breaks, no keys: text as before
     assert parse(ruled.encode(), "ruled.md").text == ruled.strip()
+
+
+def test_myst_tab_names_are_no_document_title():
+    doc = parse(
+        b"```{tab} Linux\nRun apt.\n```\n\n```{tab} Windows\nRun the installer.\n```\n\nDone.\n", "os.md"
+    )
+    assert doc.title is None
+    assert section_of(doc, "Run apt.").heading_path == ["Linux"]
+    assert section_of(doc, "Done.").heading_path == []
