@@ -26,6 +26,18 @@ def _gluon_hopper() -> bool:
     return GPU and torch.cuda.get_device_capability() == (9, 0) and HAS_GLUON
 
 
+def int8_linear_case(n: int, k: int, rows: int, dtype: torch.dtype, bias: bool) -> tuple:
+    """An int8 weight (n, k), rows x (rows, k) of dtype, a bias (n,) or None, and the exact float32 product
+    x @ dequantized W.T (+ bias) the W8A16 kernels are checked against."""
+    from kernels.quant import Int8Weight
+
+    w = Int8Weight.quantize(torch.randn(n, k, device=DEVICE) * 0.05)
+    x = torch.randn(rows, k, device=DEVICE).to(dtype)
+    b = torch.randn(n, device=DEVICE).to(dtype) if bias else None
+    exact = x.float() @ w.dequantize(torch.float32).T + (b.float() if bias else 0)
+    return w, x, b, exact
+
+
 # the Gluon kernels (kernels/int8_ws.py, kernels/int8_gemm_ws.py) run on an H100/H200 only
 GLUON_HOPPER = _gluon_hopper()
 needs_gluon_hopper = pytest.mark.skipif(

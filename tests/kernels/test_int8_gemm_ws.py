@@ -8,17 +8,16 @@ import torch
 
 from kernels import int8_gemm_ws
 from kernels.quant import Int8Weight
-from tests.kernels.conftest import DEVICE, GLUON_HOPPER, assert_close, needs_gluon_hopper, poisoned
+from tests.kernels.conftest import (
+    DEVICE,
+    GLUON_HOPPER,
+    assert_close,
+    int8_linear_case,
+    needs_gluon_hopper,
+    poisoned,
+)
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
-
-
-def _case(n, k, rows, dtype, bias):
-    w = Int8Weight.quantize(torch.randn(n, k, device=DEVICE) * 0.05)
-    x = torch.randn(rows, k, device=DEVICE).to(dtype)
-    b = torch.randn(n, device=DEVICE).to(dtype) if bias else None
-    exact = x.float() @ w.dequantize(FP32).T + (b.float() if bias else 0)
-    return w, x, b, exact
 
 
 def test_configs_fit_and_bad_ones_are_refused():
@@ -55,7 +54,7 @@ def test_gemm_matches_the_dequantized_reference(cfg, dtype, bias):
     # loop's tail), rows not a multiple of the row tile and fewer than a tile: TMA fills zeros past the
     # ends and clips the stores; more tiles than programs, so the persistent ones walk several
     for n, k, rows in ((200, 1008, 300), (1160, 272, 37), (4104, 4096, 1000)):
-        w, x, b, exact = _case(n, k, rows, dtype, bias)
+        w, x, b, exact = int8_linear_case(n, k, rows, dtype, bias)
         out = poisoned((rows, n), dtype)
         int8_gemm_ws.gemm_w8(x, w.qweight, w.scale, b, config=cfg, out=out)
         assert_close(out, exact, dtype)
@@ -64,7 +63,7 @@ def test_gemm_matches_the_dequantized_reference(cfg, dtype, bias):
 @needs_gluon_hopper
 def test_gemm_at_glm_shapes_and_in_a_cuda_graph():
     # the GLM-4-9B down projection at 4,096 rows (214 k-steps), then the same call replayed from a graph
-    w, x, b, exact = _case(4096, 13696, 4096, BF16, False)
+    w, x, b, exact = int8_linear_case(4096, 13696, 4096, BF16, False)
     out = poisoned((4096, 4096), BF16)
     int8_gemm_ws.gemm_w8(x, w.qweight, w.scale, out=out)
     assert_close(out, exact, BF16)

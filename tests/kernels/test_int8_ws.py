@@ -9,7 +9,15 @@ import torch
 from kernels import int8_matmul, int8_ws
 from kernels.int8_matmul import int8_linear_triton
 from kernels.quant import Int8Weight
-from tests.kernels.conftest import DEVICE, GLUON_HOPPER, GPU, assert_close, needs_gluon_hopper, poisoned
+from tests.kernels.conftest import (
+    DEVICE,
+    GLUON_HOPPER,
+    GPU,
+    assert_close,
+    int8_linear_case,
+    needs_gluon_hopper,
+    poisoned,
+)
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 
@@ -51,14 +59,6 @@ def test_path_taken_only_where_it_can_run():
     assert not int8_ws.available(torch.randn(8, 264, device=DEVICE).to(BF16), w8.qweight)
 
 
-def _case(n, k, rows, dtype, bias):
-    w = Int8Weight.quantize(torch.randn(n, k, device=DEVICE) * 0.05)
-    x = torch.randn(rows, k, device=DEVICE).to(dtype)
-    b = torch.randn(n, device=DEVICE).to(dtype) if bias else None
-    exact = x.float() @ w.dequantize(FP32).T + (b.float() if bias else 0)
-    return w, x, b, exact
-
-
 @needs_gluon_hopper
 @pytest.mark.parametrize("shape", [(4608, 4096), (4096, 13696), (200, 1008)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("dtype", [BF16, FP16])
@@ -68,7 +68,7 @@ def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias):
     # row counts across the 8/16/32 buckets, larger ones first so the padding rows hold stale planes
     n, k = shape
     for rows in (32, 17, 16, 9, 8, 7, 5, 2):
-        w, x, b, exact = _case(n, k, rows, dtype, bias)
+        w, x, b, exact = int8_linear_case(n, k, rows, dtype, bias)
         out = poisoned((rows, n), dtype)
         int8_ws.ws_linear(x, w.qweight, w.scale, b, out)
         assert_close(out, exact, dtype)
@@ -78,7 +78,7 @@ def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias):
 def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
     # captured, the planes kernel lets the GEMM launch at once and the GEMM's producer warp sends its first
     # weight tiles before waiting for the planes (programmatic dependent launch); eager has no PDL
-    w, x, b, exact = _case(4608, 4096, 8, BF16, True)
+    w, x, b, exact = int8_linear_case(4608, 4096, 8, BF16, True)
     eager = int8_linear_triton(x, w.qweight, w.scale, b, ws=True)
     out = torch.empty_like(eager)
     graph = torch.cuda.CUDAGraph()
@@ -94,7 +94,7 @@ def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
 
 @needs_gluon_hopper
 def test_ws_modes_pick_the_path_and_auto_measures_once(monkeypatch):
-    w, x, b, exact = _case(4096, 4096, 8, BF16, False)
+    w, x, b, exact = int8_linear_case(4096, 4096, 8, BF16, False)
     ws = int8_linear_triton(x, w.qweight, w.scale, b, ws=True)
     other = int8_linear_triton(x, w.qweight, w.scale, b, ws=False)
     for out in (ws, other):
