@@ -52,7 +52,8 @@ _LIST_ITEM = re.compile(r"([-*•+]|" + _NUMBER + r"[.)]|[a-zA-Z][.)]|[(\[]\w{1,
 
 def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
     """Whether the period(s) at text[i:j] end no sentence: the next word starts in lower case ("e.g. the",
-    "approx. five"), or a space comes before them (a period named in code or prose: "the last `.` (period)
+    "approx. five") and is no heading on a line of its own (``_title_line``: an API manual's function names,
+    "asn1 delete element"), or a space comes before them (a period named in code or prose: "the last `.` (period)
     character", "no `.` characters"), or the word before is an abbreviation (``_ABBREVIATIONS``;
     ``_NUMBERED`` before a digit), or it is an initial (one capital letter after a capitalized word, or before another initial,
     followed by a capital: "Philip A. Nelson", "J. R. R. Tolkien"; "Appendix A. The" is joined too, the
@@ -63,6 +64,15 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
         k += 1
     if k >= end:
         return False
+    if (
+        text[k].islower()
+        and "\n" in text[j:k]
+        and _title_line(text, k, end)
+        and not _abbreviation(text, i, start)
+    ):
+        return False  # "...is set to NULL.\nasn1 delete element\n": a title in lower case (a function's)
+    if text[k] == ".":
+        return True  # dot leaders ("asn1_get_length_ber. . . . 18"): no sentence starts with a period
     if text[k].islower() or (i > start and text[i - 1] in " \t"):
         return True  # "e.g. the"; a period after a space is a symbol ("the last . (period) character")
     if j - i != 1:
@@ -71,9 +81,7 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
         text, max(start, text.rfind("\n", start, i) + 1), i
     ):
         return True  # "1. Install it.", "2.10. Storing ...": the number of a list item or a section
-    b = i
-    while b > start and (text[b - 1].isalpha() or text[b - 1] == "."):
-        b -= 1
+    b = _word_start(text, i, start)
     word = text[b:i].casefold()
     if word in _ABBREVIATIONS or (word in _NUMBERED and text[k].isdigit()):
         return True
@@ -84,6 +92,28 @@ def _no_full_stop(text: str, i: int, j: int, start: int, end: int) -> bool:
         )
         return after_initial or bool(_INITIAL.match(text, k, end))
     return False
+
+
+def _word_start(text: str, i: int, start: int) -> int:
+    b = i
+    while b > start and (text[b - 1].isalpha() or text[b - 1] == "."):
+        b -= 1
+    return b
+
+
+def _abbreviation(text: str, i: int, start: int) -> bool:
+    return text[_word_start(text, i, start) : i].casefold() in _ABBREVIATIONS
+
+
+TITLE_CHARS = 40  # a line this short with no punctuation at its end, after a full stop, is a title of its own
+
+
+def _title_line(text: str, k: int, end: int) -> bool:
+    """Whether the line starting at text[k] reads like a heading: short, words only at its end (no stop, comma,
+    colon or bracket), and followed by another line."""
+    e = text.find("\n", k, end)
+    line = text[k:e].strip() if e >= 0 else ""
+    return 0 < len(line) <= TITLE_CHARS and (line[-1].isalnum() or line[-1] == "_")
 
 
 # a heading's section number: "2.", "2.10.", "IV.", "A." (one or two digits first: "2024 Annual Report" has none)
@@ -99,20 +129,45 @@ def continues_line(prev: str, nxt: str) -> bool:
     """Whether the line ``nxt`` may carry on a sentence that the line ``prev`` wrapped (both stripped; the
     caller has seen no sentence end): ``nxt`` starts in lower case; or with an opening bracket or quote that
     is no enumerator ("(a)", "[3]") after a line ending in a lower-case letter or a comma ("...Notation
-    One\n(ASN.1, as specified by ..."); or with a figure that is no list number ("1.", "2)") after a line of
+    One\n(ASN.1, as specified by ..."), a line of at least ``WRAPPED_CHARS`` unless it ends in a comma or a
+    dangling word (a short title such as "asn1 delete element" is no sentence going on into "[Function]..."); or with a figure that is no list number ("1.", "2)") after a line of
     at least ``WRAPPED_CHARS`` ending in a lower-case letter ("...allocated in the static range\n60000-64999.
     They are ..."). Both of the last two need lower case in ``nxt``'s first 40 characters (not a running
-    header such as "“PIRACY” 49", a page number or a row of figures)."""
+    header such as "“PIRACY” 49", a page number or a row of figures). A contents or index entry
+    (``CONTENTS_ENTRY``) or the entries of a definition list (``definition_after``) are never carried on."""
     if not nxt or not prev:
+        return False
+    if definition_after(prev, nxt) or CONTENTS_ENTRY.search(prev):
         return False
     if nxt[0].islower():
         return True
     if not any(ch.islower() for ch in nxt[:40]):
         return False
     if nxt[0] in _OPENING:
-        return not _ENUMERATOR.match(nxt) and (prev[-1].islower() or prev[-1] == ",")
+        return (
+            not _ENUMERATOR.match(nxt)
+            and (prev[-1].islower() or prev[-1] == ",")
+            and (len(prev) >= WRAPPED_CHARS or ends_dangling(prev) or prev[-1] == ",")
+        )
     return (
         nxt[0].isdigit() and prev[-1].islower() and len(prev) >= WRAPPED_CHARS and not _LIST_ITEM.match(nxt)
+    )
+
+
+# a table of contents' or an index's entry: dot leaders, then the page number ("asn1_bit_der . . . . . 17")
+CONTENTS_ENTRY = re.compile(r"(?:\.\s?){4,}\s*\w+$")
+# a definition list's line: a name (a parameter, an option, a field; one or two words) and a colon
+_DEFINITION = re.compile(r"[A-Za-z_][\w.\-]*( [A-Za-z_][\w.\-]*)?:\s+\S")
+
+
+def definition_after(prev: str, nxt: str) -> bool:
+    """Whether ``nxt`` (stripped) is the next entry of a definition list, not the rest of ``prev``: it reads
+    "name: description" after a line that was such an entry too, or a signature ending in ")" (an API
+    manual's "int f (char * file, int len)\nfile: the path ...\nlen: its length" says three things, where a
+    wrapped sentence would quote the signature with half a parameter's description). A prose line that
+    happens to start "modes: fast and safe" after "...supports two" still carries it on."""
+    return bool(_DEFINITION.match(nxt)) and (
+        prev.rstrip().endswith(")") or bool(_DEFINITION.match(prev.strip()))
     )
 
 
@@ -140,7 +195,7 @@ def _wrapped(prev: str, nxt: str) -> bool:
     p, n = prev.strip(), nxt.strip()
     if not p or not n or p[-1] in _NO_WRAP_END or n.startswith(("#", ">", "|", "```")):
         return False
-    if _LIST_ITEM.match(n) or _UNDERLINE.match(n) or _UNDERLINE.match(p):
+    if _LIST_ITEM.match(n) or _UNDERLINE.match(n) or _UNDERLINE.match(p) or definition_after(p, n):
         return False
     if _COLUMNS.search(p) or _COLUMNS.search(n) or _indent(nxt) > _indent(prev) + 3:
         return False

@@ -197,20 +197,58 @@ def strip_running_lines(pages: list[str | None]) -> list[str | None]:
             counts[key] = counts.get(key, 0) + 1
     need = max(3, -(-len(readable) // 2))
     running = {key for key, n in counts.items() if n >= need and key}
-    if not running:
+    folios = _folio_lines(pages, need)
+    if not running and not folios:
         return pages
     out: list[str | None] = []
-    for text in pages:
+    for p, text in enumerate(pages):
         if text is None:
             out.append(None)
             continue
         lines = text.splitlines()
         body = [i for i, line in enumerate(lines) if line.strip()]
-        drop = {i for i in body[:MARGIN_LINES] + body[-MARGIN_LINES:] if _margin_key(lines[i]) in running}
+        drop = {
+            i
+            for i in body[:MARGIN_LINES] + body[-MARGIN_LINES:]
+            if _margin_key(lines[i]) in running or (p, i) in folios
+        }
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     if not any(text and text.strip() for text in out):
         return pages  # every line "repeats": the pages say the same few lines, which are then the document
     return out
+
+
+_FOLIO = re.compile(r"^(\d{1,4})\s+(?=\D)|(?<=\D)\s+(\d{1,4})$|^(\d{1,4})$")
+
+
+def _folio_lines(pages: list[str | None], need: int) -> set[tuple[int, int]]:
+    """(page index, line index) of the margin lines that carry the page's printed number, the folio: books
+    (LaTeX, Texinfo, DocBook) head their pages with the chapter's name and the number ("Chapter 4: Function
+    reference 10"), which changes with every chapter, so no one line repeats on half of the pages. The folio
+    is a number at a margin line's start or end that runs with the pages (printed number = page index +
+    one offset, on at least ``need`` pages); the line goes when it is the number alone, or when the rest of
+    it heads another page too (the chapter's running title). A chapter's heading set in the margin ("2
+    Setup" on printed page 2) is said once, so it stays."""
+    found: list[tuple[int, int, int, str]] = []  # (page, line, offset, the line without its number)
+    for p, text in enumerate(pages):
+        if text is None:
+            continue
+        lines = text.splitlines()
+        body = [i for i, line in enumerate(lines) if line.strip()]
+        for i in dict.fromkeys(body[:MARGIN_LINES] + body[-MARGIN_LINES:]):
+            line = clean_inline(lines[i])
+            m = _FOLIO.search(line)
+            if m:
+                number = int(next(g for g in m.groups() if g))
+                found.append((p, i, number - p, _margin_key(line[: m.start()] + line[m.end() :])))
+    offsets = Counter(offset for _, offset in {(p, offset) for p, _, offset, _ in found})
+    if not offsets:
+        return set()
+    offset, n = max(offsets.items(), key=lambda kv: kv[1])
+    if n < need:
+        return set()
+    titles = Counter(rest for _, rest in {(p, rest) for p, _, o, rest in found if o == offset})
+    return {(p, i) for p, i, o, rest in found if o == offset and (not rest or titles[rest] >= 2)}
 
 
 _SENTENCE_END = re.compile(r"[.!?。！？:：;；][\"'”’)\]」』）]*$")
@@ -219,12 +257,11 @@ WRAPPED = 0.6  # a line at least this share of the page's long lines wide may wr
 MIN_WRAPPED = 40  # ... and at least this many characters (CJK: half), which short table rows are not
 
 
-def _continues(prev: str, nxt: str, width: int) -> bool:
-    """Whether ``nxt`` carries on the sentence that ``prev`` wrapped (see ``reflow``)."""
+def _continues(prev: str, nxt: str, width: int, last: int) -> bool:
+    """Whether ``nxt`` carries on the sentence that ``prev`` wrapped (see ``reflow``); ``last``: the length of
+    ``prev``'s last line on the page (``prev`` may hold lines joined already)."""
     cjk = bool(_CJK.match(prev[-1]) and _CJK.match(nxt[0]))
-    if _SENTENCE_END.search(prev) or len(prev) < max(
-        WRAPPED * width, MIN_WRAPPED // 2 if cjk else MIN_WRAPPED
-    ):
+    if _SENTENCE_END.search(prev) or last < max(WRAPPED * width, MIN_WRAPPED // 2 if cjk else MIN_WRAPPED):
         return False
     return cjk or continues_line(prev, nxt)
 
@@ -233,19 +270,25 @@ def reflow(text: str) -> str:
     """A page's text with paragraphs unwrapped: a PDF stores lines, so every paragraph comes out broken at
     the width of the page, and a line break ends a sentence for the chunker and the quoted answers (half
     sentences, half highlights). A line joins the next when it is near the page's width (``WRAPPED`` of
-    its longest lines, and ``MIN_WRAPPED`` characters), does not end a sentence, and the next one starts in
-    lower case or with a bracket (``retrieval.sentences.continues_line``), or both sides are CJK characters
-    (joined without a space); a hyphen between two lower-case letters there was a word break and goes. Headings, list items, table rows and short last lines stay where they are."""
+    its longest lines, and ``MIN_WRAPPED`` characters; the line as the page set it, not the lines joined so
+    far: a function's signature wrapped on to a short line ends there), does not end a sentence, and the next
+    one starts in lower case or with a bracket (``retrieval.sentences.continues_line``, which also keeps the
+    entries of a definition list apart), or both sides are CJK characters (joined without a space); a hyphen
+    between two lower-case letters there was a word break and goes. Headings, list items, table rows and
+    short last lines stay where they are."""
     lines = text.split("\n")
     lengths = sorted(len(line.strip()) for line in lines if line.strip())
     if len(lengths) < 2:
         return text
     width = lengths[int(0.9 * (len(lengths) - 1))]
     out: list[str] = []
+    last = 0  # the length of the line before, as the page set it: a short one ended its paragraph
     for line in lines:
         prev = out[-1].rstrip() if out else ""
         nxt = line.strip()
-        if prev and nxt and _continues(prev, nxt, width):
+        joined = prev and nxt and _continues(prev, nxt, width, last)
+        last = len(nxt)
+        if joined:
             if prev.endswith("-") and len(prev) > 1 and prev[-2].islower() and nxt[0].islower():
                 out[-1] = prev[:-1] + nxt
             elif _CJK.match(prev[-1]) and _CJK.match(nxt[0]):

@@ -434,6 +434,18 @@ def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
          "The board approved the budget for the next financial year on 14 March 2024 after a long debate."),
         ("The contract may be ended by either party for the following reasons only\n1. a breach of it.",
          "The contract may be ended by either party for the following reasons only\n1. a breach of it."),
+        # a signature wrapped on to a short line ends there; its parameters' lines stay apart
+        ("[Function]int asn1_parser2tree (const char * file, asn1 node * definitions, char *\nerror_desc)\n"
+         "file: specify the path and the name of the file that contains ASN.1 declarations\n"
+         "definitions: return the pointer to the structure created from the declarations",
+         "[Function]int asn1_parser2tree (const char * file, asn1 node * definitions, char * error_desc)\n"
+         "file: specify the path and the name of the file that contains ASN.1 declarations\n"
+         "definitions: return the pointer to the structure created from the declarations"),
+        # an index's entries (names in lower case, dot leaders, the page) are one a line, however wide
+        ("asn1_array2tree . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . 9\n"
+         "asn1_bit_der . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . 17\nshort",
+         "asn1_array2tree . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . 9\n"
+         "asn1_bit_der . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . . 17\nshort"),
         # nor is a running header in quotes (a chapter's name and the page number) part of the line above
         ("posters, pamphlets, university brochures and basically anything that\n“PIRACY” 49",
          "posters, pamphlets, university brochures and basically anything that\n“PIRACY” 49"),
@@ -441,6 +453,36 @@ def test_pdf_paragraphs_are_unwrapped_into_whole_sentences():
 )  # fmt: skip
 def test_reflow_joins_only_wrapped_lines(text, flowed):
     assert base_pdf.reflow(text) == flowed
+
+
+# a book's pages: the title page, then headers that name the chapter with the printed page number (which is the
+# page index here), and a bare number on the page that opens a chapter
+BOOK = ["Manual\nFor version 1.0",
+        "1\n1 Setup\nInstall it with make.\nThen run it.",
+        "Chapter 1: Setup 2\nThe config lives in /etc/app.\nEdit it as root.",
+        "Chapter 1: Setup 3\nRestart after editing.\nLogs go to syslog.",
+        "4\n2 Usage\nRun app --help.\nIt prints the options.",
+        "Chapter 2: Usage 5\nUse --verbose for more.\nSee the examples.",
+        "Chapter 2: Usage 6\nExit code 0 means success.\nTable 6"]  # fmt: skip
+
+
+def test_running_headers_that_change_with_the_chapter_are_dropped_by_their_page_numbers():
+    out = base_pdf.strip_running_lines(BOOK)
+    assert out == ["Manual\nFor version 1.0",
+                   "1 Setup\nInstall it with make.\nThen run it.",  # the chapter's heading stays (said once)
+                   "The config lives in /etc/app.\nEdit it as root.",
+                   "Restart after editing.\nLogs go to syslog.",
+                   "2 Usage\nRun app --help.\nIt prints the options.",
+                   "Use --verbose for more.\nSee the examples.",
+                   "Exit code 0 means success.\nTable 6"]  # fmt: skip
+    # "Table 6" ends in the page's number but heads no other page: a caption, kept; numbers that do not run
+    # with the pages are no folios: nothing goes
+    shuffled = [BOOK[0]] + [page.replace(" 2\n", " 9\n").replace(" 5\n", " 1\n") for page in BOOK[1:4]]
+    assert base_pdf.strip_running_lines(shuffled) == shuffled
+    doc = parse(F.make_pdf(BOOK), "book.pdf")
+    assert "Chapter" not in doc.text and "Setup 2" not in doc.text
+    assert section_of(doc, "Edit it as root.").page == 3
+    assert_tiles(doc)
 
 
 def test_running_lines_skip_unreadable_pages_and_need_half_of_the_pages():
