@@ -33,7 +33,7 @@ import numpy as np
 
 from retrieval.context import Context, Source
 from retrieval.lexical import tokenize
-from retrieval.sentences import SECTION_NUMBER, ends_dangling, split_sentences
+from retrieval.sentences import CONTENTS_ENTRY, SECTION_NUMBER, ends_dangling, split_sentences
 
 SEMANTIC_WEIGHT = 0.6
 MAX_EMBEDDED = 64  # sentences embedded per question (the best by coverage); bounds the cost
@@ -54,15 +54,17 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-_SENTENCE_MARKS = re.compile(r"[.!?。！？:：;；,，\d]")
+# punctuation, or a figure that is no part of a word ("asn1", "utf8", "x86" are names, as a title may hold them)
+_SENTENCE_MARKS = re.compile(r"[.!?。！？:：;；,，]|(?<![^\W_])\d")
 
 
 _CODE_MARKS = re.compile(r"[=_$@<>{}\[\]|\\/`]|--")
 
 
 def _label_line(text: str) -> bool:
-    """A short line without punctuation or figures ("Parental leave", "住宿标准"): a heading the parser did
-    not mark as one (a PDF without bookmarks, a bold line), not a sentence that answers anything. A line of
+    """A short line without punctuation or figures ("Parental leave", "住宿标准"; a digit inside a word is no
+    figure: "asn1 delete structure", an API manual's function title): a heading the parser did not mark as
+    one (a PDF without bookmarks, a bold line), not a sentence that answers anything. A line of
     code, an option or a path ("--with-intl=full-icu (default)", "/etc/skel") is no heading."""
     return (
         len(text) <= 40
@@ -73,8 +75,9 @@ def _label_line(text: str) -> bool:
 
 
 def _is_label(text: str, labels: set[str]) -> bool:
-    """A heading of the passage (``labels``: normalized) or a line that looks like one: no answer."""
-    return _norm(text) in labels or _label_line(text)
+    """A heading of the passage (``labels``: normalized), a line that looks like one, or an entry of a table of
+    contents or an index ("asn1_get_length_der . . . . 17"): no answer."""
+    return _norm(text) in labels or _label_line(text) or bool(CONTENTS_ENTRY.search(text))
 
 
 def _announces(sent: str) -> bool:

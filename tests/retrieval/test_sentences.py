@@ -128,3 +128,57 @@ def test_a_list_number_at_the_start_of_a_line_stays_with_its_item(text, expected
 def test_a_period_after_a_space_ends_no_sentence(text, expected):
     # the quote was "...from the last occurrence of the ." and the rest of its answer a sentence of its own
     assert [text[s:e] for s, e in split_sentences(text)] == expected
+
+
+def test_an_api_manuals_signature_parameters_and_function_titles_are_sentences_of_their_own():
+    # a PDF manual's function reference (Texinfo: libtasn1): the title in lower case after the last entry's
+    # stop, the signature, then one "name: description" line per parameter
+    text = ("Returns: ASN1_SUCCESS if successful, ASN1_ELEMENT_NOT_FOUND if * structure was NULL.\n"
+            "asn1 delete element\n"
+            "[Function]int asn1_delete_element (asn1 node structure, const char * element_name)\n"
+            "structure: pointer to the structure that contains the element you want to delete.\n"
+            "element name: element's name you want to delete\n"
+            "flags: additional flags\n"
+            "Deletes the element named element_name inside structure.")  # fmt: skip
+    assert sentences(text) == text.split("\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a word and a colon that open a wrapped line of prose are no definition list
+        ("The library was written to be small and to be fast, and it supports two\nmodes: fast and safe.",
+         ["The library was written to be small and to be fast, and it supports two modes: fast and safe."]),
+        # an abbreviation's period before a short line in lower case ends no sentence
+        ("For the parts you build yourself, see the manual, e.g.\nthe install chapter\nof it.",
+         ["For the parts you build yourself, see the manual, e.g. the install chapter of it."]),
+        # nor does a period before a line that goes on as a sentence ("etc.\nare kept.")
+        ("Files, directories, links, sockets, etc.\nare kept as they were.",
+         ["Files, directories, links, sockets, etc. are kept as they were."]),
+    ],
+)  # fmt: skip
+def test_prose_wrapped_before_a_colon_or_after_an_abbreviation_stays_one_sentence(text, expected):
+    assert sentences(text) == expected
+
+
+def test_a_function_title_with_a_digit_in_its_name_is_not_quoted_as_an_answer():
+    # the title line "asn1 delete structure" holds every word of the question, but says nothing; the
+    # sentence under it answers ("Version 2" stays quotable: a figure of its own)
+    text = ("asn1 delete structure\n"
+            "Deletes the structure * structure . At the end, * structure is set to NULL.\n"
+            "Returns: ASN1_SUCCESS if successful.")  # fmt: skip
+    ans = _answer("What does asn1 delete structure do?", text, "Libtasn1")
+    assert [q.text for q in ans.quotes][:1] == [
+        "Deletes the structure * structure . At the end, * structure is set to NULL."
+    ]
+
+
+def test_an_index_entry_is_neither_joined_to_the_next_nor_quoted():
+    text = ("asn1_get_length_ber. . . . . . . . . . . . . . . . . . 18\n"
+            "asn1_get_length_der. . . . . . . . . . . . . . . . . . 17\n"
+            "asn1_get_length_der returns the decoded length value, or -1 on indefinite length.")  # fmt: skip
+    assert sentences(text) == text.split("\n")
+    ans = _answer("What does asn1_get_length_der return?", text, "Libtasn1")
+    assert [q.text for q in ans.quotes] == [
+        "asn1_get_length_der returns the decoded length value, or -1 on indefinite length."
+    ]
