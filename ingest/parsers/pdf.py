@@ -14,7 +14,7 @@ from collections import Counter
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from retrieval.sentences import SECTION_NUMBER, continues_line
+from retrieval.sentences import SECTION_NUMBER, continues_line, split_sentences
 
 from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline, metadata_title
 
@@ -132,7 +132,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             first_lines = lines
         sized.append(None if outline else lines)
     failed = texts.count(None)
-    texts = [None if t is None else reflow(t) for t in strip_running_lines(texts)]
+    texts = join_page_breaks([None if t is None else reflow(t) for t in strip_running_lines(texts)])
     by_font = {} if outline else font_headings(sized)
     b = TextBuilder()
     for i, page_text in enumerate(texts):
@@ -298,6 +298,36 @@ def reflow(text: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+def join_page_breaks(pages: list[str | None]) -> list[str | None]:
+    """Pages (reflowed) with the sentences that a page break cut in two made whole on the page where they
+    start: a page's last line that is long, ends without a stop and is carried on by the next page's first
+    line (in lower case, and ``continues_line``: no definition list's entry; a figure or a bracket there may
+    be a heading's number, "4 Function reference") takes that line's text up to its first sentence end
+    ("... Information found in a" + "directory is added to ..."), which would otherwise be two half sentences
+    in two passages. Word breaks ("manip-" + "ulation") are joined as ``reflow`` joins them."""
+    out = list(pages)
+    for i in range(len(out) - 1):
+        a, b = out[i], out[i + 1]
+        if not a or not a.strip() or not b or not b.strip():
+            continue
+        last = a.rstrip().rsplit("\n", 1)[-1].strip()
+        body = b.lstrip()
+        first, _, below = body.partition("\n")
+        first = first.strip()
+        if _SENTENCE_END.search(last) or len(last) < MIN_WRAPPED or not first[:1].islower():
+            continue
+        if not continues_line(last, first):
+            continue
+        end = split_sentences(first)[0][1]
+        piece, rest = first[:end], first[end:].strip()
+        if last.endswith("-") and len(last) > 1 and last[-2].islower() and piece[0].islower():
+            out[i] = a.rstrip()[:-1] + piece
+        else:
+            out[i] = a.rstrip() + " " + piece
+        out[i + 1] = "\n".join(x for x in (rest, below) if x)
+    return out
 
 
 def _outline(reader: PdfReader) -> dict[int, list[tuple[int, str]]]:

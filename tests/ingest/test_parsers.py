@@ -485,6 +485,25 @@ def test_running_headers_that_change_with_the_chapter_are_dropped_by_their_page_
     assert_tiles(doc)
 
 
+def test_a_sentence_cut_by_a_page_break_is_whole_on_the_page_where_it_starts():
+    pages = ["Rooms\nThe meeting rooms on the third floor can be booked by every member of the\nTitle",
+             "staff through the booking system. Bring your badge.\nParking is free.",
+             "Lunch is served at noon.\nBook trains early."]  # fmt: skip
+    out = base_pdf.join_page_breaks([base_pdf.reflow(p) for p in pages])
+    # the first page ends in a short line (a caption, a title): nothing to carry on
+    assert out == ["Rooms\nThe meeting rooms on the third floor can be booked by every member of the\nTitle",
+                   "staff through the booking system. Bring your badge.\nParking is free.",
+                   "Lunch is served at noon.\nBook trains early."]  # fmt: skip
+    pages[0] = pages[0].removesuffix("\nTitle")
+    out = base_pdf.join_page_breaks([base_pdf.reflow(p) for p in pages])
+    assert out[:2] == ["Rooms\nThe meeting rooms on the third floor can be booked by every member of the staff "
+                       "through the booking system.", "Bring your badge.\nParking is free."]  # fmt: skip
+    doc = parse(F.make_pdf(pages), "rooms.pdf")
+    assert section_of(doc, "member of the staff through the booking system.").page == 1
+    assert section_of(doc, "Bring your badge.").page == 2
+    assert_tiles(doc)
+
+
 def test_running_lines_skip_unreadable_pages_and_need_half_of_the_pages():
     pages = ["Header\nA body line.\n1", None, "Header\nAnother body line.\n3", "Other top\nText.\n4",
              "Header\nMore.\n5", "Intro\nLast.\n6"]  # fmt: skip
