@@ -114,7 +114,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     first_lines: list[tuple[str, float]] | None = None  # the first page's, for its title (bookmarks or not)
     for i in range(n_pages):
         chunks: list[tuple[str, float]] = []
-        want_sizes = not outline or i == 0
+        want_sizes = True  # with bookmarks too: the headings below their deepest level (``sub_headings``)
         try:
             text = (
                 reader.pages[i].extract_text(visitor_text=_SizeVisitor(chunks) if want_sizes else None) or ""
@@ -130,10 +130,11 @@ def parse_pdf(data: bytes) -> ParsedDocument:
         lines = _sized_lines(text, chunks) if want_sizes else None
         if i == 0:
             first_lines = lines
-        sized.append(None if outline else lines)
+        sized.append(lines)
     failed = texts.count(None)
     texts = join_page_breaks([None if t is None else reflow(t) for t in strip_running_lines(texts)])
     by_font = {} if outline else font_headings(sized)
+    below = sub_headings(sized, outline) if outline else {}
     b = TextBuilder()
     for i, page_text in enumerate(texts):
         if page_text is None:
@@ -148,10 +149,10 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             if span is None:
                 b.heading(level, title, emit=False)
                 continue
-            b.block(rest[: span[0]])
+            _emit_font_headings(b, rest[: span[0]], below.get(i, {}))
             b.heading(level, title)
             rest = rest[span[1] :]
-        b.block(rest)
+        _emit_font_headings(b, rest, below.get(i, {}))
     if failed == n_pages:
         raise ParseError(_DAMAGED)
     title = None
@@ -528,6 +529,58 @@ def font_headings(pages: list[list[tuple[str, float]] | None]) -> dict[int, dict
     ranks = sorted({s for d in found.values() for s in d.values()}, reverse=True)
     level = {s: min(r + 1, MAX_HEADING_LEVELS) for r, s in enumerate(ranks)}
     return {i: {t: level[s] for t, s in d.items()} for i, d in found.items()}
+
+
+MIN_SUB_HEADINGS = 3  # a type below the bookmarks' set on fewer lines is a one-off (a big word), not a style
+MAX_SUB_HEADING_CHARS = 60
+MAX_SUB_HEADING_WORDS = 8
+
+
+def sub_headings(
+    pages: list[list[tuple[str, float]] | None], outline: dict[int, list[tuple[int, str]]]
+) -> dict:
+    """{page index: {line: level}} of the headings a bookmarked PDF sets below its bookmarks: manuals bookmark
+    chapters and sections, and set each function's, option's or entry's title in a type of its own between
+    the sections' and the body's (Texinfo: "asn1 delete structure" at 13 pt, sections 14.5, body 11), so
+    without them a passage that starts inside a function's description does not say which function it is.
+    Such a line is larger than the body (``HEADING_RATIO``), smaller than every bookmarked title found in the
+    text, short, no sentence, no contents entry, and its size is that of at least ``MIN_SUB_HEADINGS`` such
+    lines; it may start in lower case (an identifier). Its level is one below the deepest bookmark."""
+    titles = {" ".join(t.split()).casefold() for items in outline.values() for _, t in items}
+    chars: Counter = Counter()
+    marked: list[float] = []
+    for lines in pages:
+        for line, size in lines or ():
+            chars[size] += sum(not ch.isspace() for ch in line)
+            if " ".join(SECTION_NUMBER.sub("", line).split()).casefold() in titles:
+                marked.append(size)
+    if sum(chars.values()) < MIN_SIZED_CHARS or not marked:
+        return {}
+    body = chars.most_common(1)[0][0]
+    floor, ceiling = max(body * HEADING_RATIO, body + MIN_HEADING_STEP), min(marked)
+    found: dict[float, list[tuple[int, str]]] = {}
+    for i, lines in enumerate(pages):
+        for line, size in lines or ():
+            text = clean_inline(line)
+            if not floor <= size < ceiling or " ".join(text.split()).casefold() in titles:
+                continue
+            words = text.split()
+            if (
+                2 <= len(text) <= MAX_SUB_HEADING_CHARS
+                and len(words) <= MAX_SUB_HEADING_WORDS
+                and sum(ch.isalpha() for ch in text) >= 2
+                and not _HEADING_END.search(text)
+                and not _SENTENCE_STOP.search(text)
+                and not _LEADERS.search(text)
+            ):
+                found.setdefault(size, []).append((i, text))
+    depth = max(level for items in outline.values() for level, _ in items)
+    out: dict[int, dict[str, int]] = {}
+    for lines in found.values():
+        if len(lines) >= MIN_SUB_HEADINGS:
+            for i, text in lines:
+                out.setdefault(i, {})[text] = depth + 1
+    return out
 
 
 def _emit_font_headings(b: TextBuilder, page_text: str, headings: dict[str, int]) -> None:

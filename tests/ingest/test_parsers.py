@@ -146,6 +146,24 @@ def test_pdf_font_sizes_make_no_headings_of_what_is_not_one():
     assert {tuple(s.heading_path) for s in marked.sections} == {("Overview",)}
 
 
+def test_a_bookmarked_manual_takes_the_titles_below_its_bookmarks_from_their_type():
+    # Texinfo's function reference: a bookmarked section (16 pt), then each function's title in a type of its
+    # own (13 pt, in lower case: an identifier), its 12 pt signature and 11 pt description
+    def function(name: str) -> list[tuple[float, str]]:
+        return [(13, name), (12, f"int {name.replace(' ', '_')} (node * structure)"), (11, BODY), (11, BODY)]
+
+    names = ["lib delete structure", "lib copy node", "lib read value"]
+    pages = [[(16, "Function reference"), *function(names[0]), *function(names[1])], function(names[2])]
+    doc = parse(F.make_sized_pdf(pages, outline="Function reference"), "manual.pdf")
+    for name, page in zip(names, [1, 1, 2], strict=True):
+        signature = section_of(doc, f"int {name.replace(' ', '_')} (")
+        assert (signature.heading_path, signature.page) == (["Function reference", name], page)
+    # two such lines are no style of headings (a word set large twice): the bookmarks alone
+    doc = parse(F.make_sized_pdf([pages[0]], outline="Function reference"), "manual.pdf")
+    assert {tuple(s.heading_path) for s in doc.sections} == {("Function reference",)}
+    assert_tiles(doc)
+
+
 def test_pdf_author_lines_and_addresses_in_large_type_are_not_headings():
     # a paper without bookmarks: its author list, an e-mail address and two form fields (dot leaders, a blank)
     # are set larger than the body, under the title; they stay text of the title's section
