@@ -113,12 +113,11 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     sized: list[list[tuple[str, float]] | None] = []
     first_lines: list[tuple[str, float]] | None = None  # the first page's, for its title (bookmarks or not)
     for i in range(n_pages):
+        # every page's type sizes, bookmarks or not: headings from the type, or those below the bookmarks
+        # (``font_headings``, ``sub_headings``), and the first page's for the title
         chunks: list[tuple[str, float]] = []
-        want_sizes = True  # with bookmarks too: the headings below their deepest level (``sub_headings``)
         try:
-            text = (
-                reader.pages[i].extract_text(visitor_text=_SizeVisitor(chunks) if want_sizes else None) or ""
-            )
+            text = reader.pages[i].extract_text(visitor_text=_SizeVisitor(chunks)) or ""
         except FileNotDecryptedError as e:
             raise ParseError(_ENCRYPTED) from e
         except Exception as e:  # one bad page must not lose the others
@@ -127,7 +126,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             sized.append(None)
             continue
         texts.append(text)
-        lines = _sized_lines(text, chunks) if want_sizes else None
+        lines = _sized_lines(text, chunks)
         if i == 0:
             first_lines = lines
         sized.append(lines)
