@@ -55,7 +55,11 @@ _KNOWN_BINARY = (
     (b"Rar!", "a RAR archive"),
     (b"\x7fELF", "an executable program"),
     (b"MZ", "a Windows program"),
+    (b"\xf7\x02", "a TeX DVI file"),
 )
+# PostScript is a program, not text: read as text it was megabytes of drawing operators and font data (a 12 MB
+# manual ran over a minute in the chunker alone). Encapsulated PostScript may open with a binary DOS header.
+_POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")
 _MARKDOWN_EXT = (".md", ".markdown", ".mdown", ".mkd")
 _TEXT_EXT = (".txt", ".text", ".log")
 _TABLE_EXT = (".csv", ".tsv")
@@ -121,6 +125,11 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
         return ole_type(data)
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"{\\rtf":
         return "rtf"
+    if data.lstrip(b"\x04 \t\r\n")[:4] in _POSTSCRIPT:  # Windows printer drivers lead with ^D
+        raise UnsupportedFileType(
+            f"The file is a PostScript document, which is not read; convert it to PDF (ps2pdf, Preview or Acrobat "
+            f"Distiller) to ingest it ({_SUPPORTED})."
+        )
     for magic, what in _KNOWN_BINARY:
         if data.startswith(magic):
             raise UnsupportedFileType(f"The file is {what}, which is not supported ({_SUPPORTED}).")
