@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import re
 
@@ -85,10 +86,43 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
         if m.chaos <= best.chaos + TIE_MARGIN and m.coherence >= best.coherence - TIE_MARGIN
     ]
     encoding = next((e for e in _PREFERRED if e in ties), best.encoding)
-    text = data.decode(encoding, errors="replace")
+    if _single_byte(encoding) and _UTF8_MULTIBYTE.search(data):
+        text = _decode_mixed(data, encoding)
+    else:
+        text = data.decode(encoding, errors="replace")
     if _looks_binary(text):
         raise _BINARY
     return text
+
+
+# A multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _single_byte(encoding: str) -> bool:
+    """Whether every byte of ``encoding`` is one character (cp1252, Latin-1, KOI8-R; not GBK or Shift-JIS)."""
+    try:
+        return len(bytes(range(128, 256)).decode(encoding, errors="replace")) == 128
+    except LookupError:
+        return False
+
+
+def _decode_mixed(data: bytes, encoding: str) -> str:
+    """Text in a single-byte code page that also holds lines in UTF-8: those lines as UTF-8, the rest in the
+    code page. Files edited by many hands over the years (AUTHORS, changelogs, copyright notices) mix the two;
+    decoded whole in the code page, every UTF-8 name in them became mojibake ("DurÃ¡n" for "Durán"). A line of
+    real Latin-1 text is valid UTF-8 only if it is made of such mojibake pairs itself."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(line.decode(encoding, errors="replace"))
+    return "".join(out)
 
 
 _ATX = re.compile(r"^ {0,3}#{1,6}(\s|$)", re.M)

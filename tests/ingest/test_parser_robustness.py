@@ -36,3 +36,27 @@ def test_dvi_is_refused_by_name():
 def test_text_that_mentions_postscript_is_text():
     doc = parse(b"Printing\n\nThe driver writes %!PS at the start of each job.\n", "notes.txt")
     assert doc.detected_type == "text"
+
+
+# --- a Latin-1 file with lines in UTF-8 ---------------------------------------------------------------------
+def test_lines_in_utf8_inside_a_latin1_file_are_read_as_utf8():
+    data = (
+        "Contributors\n\nThey were rewritten by Björn Gustavsson and Claes Wikström.\n".encode("latin-1")
+        + "Manuel Durán Aguete\nHåkan Mattsson - tftp\n".encode()
+        + "Peter Högfeldt - first version of ftp\n".encode("latin-1")
+    )
+    doc = parse(data, "AUTHORS")
+    assert doc.text == (
+        "Contributors\n\nThey were rewritten by Björn Gustavsson and Claes Wikström.\n"
+        "Manuel Durán Aguete\nHåkan Mattsson - tftp\nPeter Högfeldt - first version of ftp"
+    )
+
+
+def test_a_latin1_file_without_utf8_lines_is_unchanged():
+    text = "Größe der Straße: naïve café, ½ Preis. Señor Muñoz zahlt 20 €.\n" * 3
+    assert parse(text.encode("cp1252"), "notes.txt").text == text.strip()
+
+
+def test_gbk_text_is_not_split_into_utf8_lines():
+    text = "这是一个测试文档，用于检查编码检测。\n我们需要足够长的中文文本来进行判断。\n" * 5
+    assert parse(text.encode("gbk"), "notes.txt").text == text.strip()
