@@ -36,8 +36,11 @@ _PREFERRED = ("utf_8", "gb18030", "cp1252", "latin_1", "cp1251", "cp932", "big5"
 _BINARY = UnsupportedFileType(
     f"The file is not a supported document: its content is binary data, not text ({SUPPORTED_NAMES})."
 )
-# Characters that never occur in real text; more than a few per thousand means binary data.
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
+# Characters that never occur in real text; more than a few per thousand means binary data. Not the two that
+# text formats use as separators: a unit separator ending its line (GNU Info's and Emacs Babyl's record marks)
+# and a DEL before a number (an Info tag table's "Node: Top\x7f1206"); a small Info file (a split manual's
+# table of its parts) is mostly those and was refused as binary data.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1e\ufffd]|\x1f(?![\r\n])|\x7f(?!\d)")
 
 
 def _looks_binary(text: str) -> bool:

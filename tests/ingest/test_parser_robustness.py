@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.parsers import UnsupportedFileType, parse
+from ingest.parsers import UnsupportedFileType, detect_type, parse
 
 # --- PostScript and DVI are named, not read as text --------------------------------------------------------
 POSTSCRIPT = (
@@ -60,3 +60,25 @@ def test_a_latin1_file_without_utf8_lines_is_unchanged():
 def test_gbk_text_is_not_split_into_utf8_lines():
     text = "这是一个测试文档，用于检查编码检测。\n我们需要足够长的中文文本来进行判断。\n" * 5
     assert parse(text.encode("gbk"), "notes.txt").text == text.strip()
+
+
+# --- GNU Info files ------------------------------------------------------------------------------------------
+def test_a_small_info_file_is_text_not_binary_data():
+    # The top file of a split Info manual: its parts and the tag table, with Info's \x1f and \x7f marks.
+    nodes = [f"Node: Section {i}\x7f{1000 + 731 * i}\n" for i in range(40)]
+    data = (
+        b"This is gnupg.info, produced by makeinfo version 6.8 from gnupg.texi.\n\n"
+        b"This is the 'The GNU Privacy Guard Manual' (version 2.2.40).\n\n"
+        b"\x1f\nIndirect:\ngnupg.info-1: 1206\ngnupg.info-2: 301754\n\x1f\nTag Table:\n(Indirect)\n"
+        + "".join(nodes).encode()
+        + b"\x1f\nEnd Tag Table\n"
+    )
+    assert detect_type(data, "gnupg.info") in ("text", "markdown")
+    doc = parse(data, "gnupg.info")
+    assert "The GNU Privacy Guard Manual" in doc.text
+    assert "\x1f" not in doc.text and "\x7f" not in doc.text
+
+
+def test_separator_bytes_inside_lines_are_still_binary_data():
+    with pytest.raises(UnsupportedFileType, match="binary data"):
+        parse(b"record\x1fvalue\x7fnext " * 500, "notes.txt")
