@@ -67,7 +67,8 @@ class Config:
     two wgmma groups are in flight, before the wait for the older one (``_step_early``; else after it,
     ``_step``): on an H100 the tensor pipe busy 80.7% of the cycles instead of 77.5% (o_proj, ncu), 0-7%
     faster at 4,096 rows but q/k/v in one run of two (RESULTS "W8A16 at 4,096 rows as a Gluon GEMM"), and
-    it needs the 4-slot ring (3 slots: 0.67-0.84x of cuBLAS, against 0.82-0.98x converting after the wait)."""
+    it needs the 4-slot ring (3 slots: 0.67-0.84x of cuBLAS, against 0.82-0.98x converting after the wait);
+    stagger: where in K each tile's k-steps start (``_loader``; 0: all at k = 0)."""
 
     block_n: int = 128
     block_m: int = 256
@@ -77,13 +78,14 @@ class Config:
     group: int = 8
     loader_regs: int = 40
     early: bool = True
+    stagger: int = 0
 
     @property
     def name(self) -> str:
         return (
             f"{self.block_n}x{self.block_m}x{self.block_k} {self.stages}st "
             f"{'persistent' if self.persistent else 'one tile a program'} g{self.group}"
-            f"{' early' if self.early else ''}"
+            f"{' early' if self.early else ''}{f' stagger {self.stagger}' if self.stagger else ''}"
         )
 
     def smem_bytes(self, elem: int = 2) -> int:
@@ -103,6 +105,11 @@ VARIANTS = (
     Config(group=16),
     Config(block_m=128, stages=6),
     Config(block_m=128, stages=6, persistent=False),
+    Config(stagger=1),
+    Config(stagger=4),
+    Config(block_m=128, stages=6, stagger=1),
+    Config(block_m=128, stages=6, stagger=4),
+    Config(block_m=256, stages=4, group=16, stagger=1),
 )
 
 
@@ -117,9 +124,13 @@ if HAS_GLUON:
         return first_m + (tile % in_group) % size_m, (tile % in_group) // size_m
 
     @gluon.jit
-    def _loader(w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP: gl.constexpr):
+    def _loader(w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP: gl.constexpr,
+                STAGGER: gl.constexpr):  # fmt: skip
         """Producer warp: k-step i (counted over all of the program's tiles) into slot i % STAGES once the
-        consumers released it; the weight tile and the x tile complete one ``ready`` barrier."""
+        consumers released it; the weight tile and the x tile complete one ``ready`` barrier. STAGGER > 0: a
+        tile's k-steps start at ((pid_m + pid_n) * STAGGER) % n_k and wrap around, so that the programs
+        sharing an x tile (or a weight tile) at the same moment do not ask L2 for the same lines together
+        (the consumers do not care in which order the k-steps come: the sum is the same)."""
         STAGES: gl.constexpr = w_bufs.shape[0]
         BN: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
@@ -128,7 +139,9 @@ if HAS_GLUON:
         i = 0
         for tile in range(gl.program_id(0), tiles_m * tiles_n, gl.num_programs(0)):
             pid_m, pid_n = _tile(tile, tiles_m, tiles_n, GROUP)
-            for kk in range(n_k):
+            k0 = ((pid_m + pid_n) * STAGGER) % n_k
+            for kq in range(n_k):
+                kk = (kq + k0) % n_k
                 s = i % STAGES
                 # a fresh barrier counts as having completed the phase before its first: no wait in round 0
                 mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)
@@ -250,7 +263,7 @@ if HAS_GLUON:
     @gluon.jit
     def _w8_gemm_kernel(w_desc, x_desc, y_desc, S_ptr, B_ptr, M, N, K, STAGES: gl.constexpr, GROUP: gl.constexpr,
                         HAS_BIAS: gl.constexpr, LOADER_REGS: gl.constexpr, EARLY: gl.constexpr,
-                        num_warps: gl.constexpr):  # fmt: skip
+                        STAGGER: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
         """y (M, N) = x (M, K) @ (W (N, K) int8 * S[:, None]).T (+ B): one program walks output tiles (its
         id, then every num_programs-th), a producer warp and num_warps / 4 consumer warpgroups."""
         BN: gl.constexpr = w_desc.block_type.shape[0]
@@ -273,7 +286,7 @@ if HAS_GLUON:
             [
                 (_consumer, (w_bufs, x_bufs, y_buf, ready, empty, y_desc, S_ptr, B_ptr, N, tiles_m, tiles_n, n_k,
                              GROUP, HAS_BIAS, EARLY, num_warps)),
-                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP)),
+                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP, STAGGER)),
             ],
             [1],
             [LOADER_REGS],
@@ -283,6 +296,25 @@ if HAS_GLUON:
 @functools.lru_cache(maxsize=16)
 def _sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+# the row tiles ``pick`` chooses from, each with the deepest ring that fits SMEM_LIMIT beside its y tile
+TILES = (Config(block_m=256, stages=4), Config(block_m=128, stages=6))
+# a tile's fixed cost in x rows (its epilogue, the ring's fill, the wgmma issue of a narrower tile)
+TILE_COST_ROWS = 64
+
+
+def pick(M: int, N: int, sms: int) -> Config:
+    """The row tile for M rows x N channels on ``sms`` multiprocessors: the fewest rows a program computes
+    end to end, waves x (block_m + TILE_COST_ROWS), the wider tile on a tie. A persistent grid pays for its
+    last, partly filled wave in full: o_proj (32 channel tiles) at 512 rows is 64 tiles of 256 rows, half
+    the multiprocessors idle, or 128 tiles of 128 rows."""
+
+    def cost(cfg: Config) -> int:
+        tiles = triton.cdiv(M, cfg.block_m) * triton.cdiv(N, cfg.block_n)
+        return triton.cdiv(tiles, sms) * (cfg.block_m + TILE_COST_ROWS)
+
+    return min(TILES, key=lambda cfg: (cost(cfg), -cfg.block_m))
 
 
 def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
@@ -346,7 +378,7 @@ def gemm_w8(
         _descriptor(qweight, [cfg.block_n, cfg.block_k]), _descriptor(x2, [cfg.block_m, cfg.block_k]),
         _descriptor(y, [cfg.block_m, cfg.block_n]), scale, bias if bias is not None else scale, M, N, K,
         STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias is not None, LOADER_REGS=cfg.loader_regs,
-        EARLY=cfg.early, num_warps=8,
+        EARLY=cfg.early, STAGGER=cfg.stagger, num_warps=8,
     )  # fmt: skip
     return y
 

@@ -98,7 +98,7 @@ def _gemm_ws(cfg, bias: bool, dtype: str) -> tuple:
         "B_ptr": f"*{dtype}",
     }
     consts = dict(STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias, LOADER_REGS=cfg.loader_regs,
-                  EARLY=cfg.early, num_warps=8)  # fmt: skip
+                  EARLY=cfg.early, STAGGER=cfg.stagger, num_warps=8)  # fmt: skip
     want = (
         "cp.async.bulk.tensor",
         f"wgmma.mma_async.sync.aligned.m64n{cfg.block_m}k16.f32.{dtype.replace('fp', 'f')}",
@@ -178,6 +178,8 @@ if int8_ws.HAS_GLUON:
             int8_gemm_ws.DEFAULT, False, "bf16"),
         "W8A16 GEMM, weights converted in registers, 128x128 tiles, bias, fp16 (Gluon)": _gemm_ws(
             int8_gemm_ws.Config(block_m=128, stages=6), True, "fp16"),
+        "W8A16 GEMM, weights converted in registers, 128x256 tiles, staggered k-steps (Gluon)": _gemm_ws(
+            int8_gemm_ws.Config(stagger=1), False, "bf16"),
     })  # fmt: skip
 
 
