@@ -730,6 +730,8 @@ def main() -> None:
         result["variants"][v] = res
         result["skinny"] = {"mode": skinny.mode(), "decisions": skinny.decisions()}
         result["int8_imma"] = {"mode": int8_matmul.imma_mode(), "decisions": int8_matmul.imma_decisions()}
+        result["int8_gemm_ws"] = {"mode": int8_matmul.gemm_ws_mode(),
+                                  "decisions": int8_matmul.gemm_ws_decisions()}  # fmt: skip
         result["total_s"] = time.perf_counter() - t_all
         result["targets"] = targets_of(result)
         out.write_text(json.dumps(result, indent=1, default=str))

@@ -33,7 +33,7 @@ from triton.testing import do_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels import int8_ws  # noqa: E402
+from kernels import int8_gemm_ws, int8_ws  # noqa: E402
 from kernels.activation import silu_and_mul_ref  # noqa: E402
 from kernels.attention import paged_attention_ref  # noqa: E402
 from kernels.flash_decode import flash_decode_triton, plan_splits  # noqa: E402
@@ -45,6 +45,7 @@ from kernels.int8_matmul import (  # noqa: E402
     IMMA_ROWS,
     _few_rows,
     _many_rows_imma,
+    gemm_ws_decisions,
     imma_decisions,
     int8_linear_triton,
     ws_decisions,
@@ -223,7 +224,7 @@ def section_int8(rows: list, lim: dict) -> None:
         copies = copies_for(N * K)
         ws = [torch.randn(N, K, dtype=BF16, device=DEV) * 0.02 for _ in range(copies)]
         iws = [Int8Weight.quantize(w) for w in ws]
-        for M in (1, 8, 32, 64, 256, 4096):
+        for M in (1, 8, 32, 64, 256, 1024, 4096):
             x = torch.randn(M, K, dtype=BF16, device=DEV)
             t0 = time.perf_counter()
             out = int8_linear_triton(x, iws[0].qweight, iws[0].scale)
@@ -275,6 +276,17 @@ def section_int8(rows: list, lim: dict) -> None:
                     row["ws_speedup"] = ref_ms / row["ws_ms"]
                 row["ws_chosen"] = next((d["ws"] for d in ws_decisions() if (d["N"], d["K"]) == (N, K)
                                          and d["rows_bucket"] == int8_ws.row_bucket(M)), None)  # fmt: skip
+            if int8_gemm_ws.available(x, iws[0].qweight):
+                # the Gluon GEMM converting the weights in registers forced off (the int8-planes GEMM or
+                # dequantize + cuBLAS, as use_imma picks) and on; "int8" above is use_gemm_ws's choice
+                for mode in ("off", "on"):
+                    with environ(AUTOGLM_W8_GEMM_WS=mode):
+                        fn = lambda x=x, iw=iws[0]: int8_linear_triton(x, iw.qweight, iw.scale)  # noqa: E731
+                        row[f"gemm_ws_{mode}_rel_err"] = rel(fn(), x.float() @ iws[0].dequantize().T)
+                        row[f"gemm_ws_{mode}_ms"] = graph_ms([fn])
+                        row[f"gemm_ws_{mode}_speedup"] = ref_ms / row[f"gemm_ws_{mode}_ms"]
+                row["gemm_ws_chosen"] = next((d["gemm_ws"] for d in gemm_ws_decisions() if (d["N"], d["K"]) == (N, K)
+                                              and d["rows_bucket"] == next_pow2(M)), None)  # fmt: skip
             rows.append(row)
             print(f"int8 {name:<8} M={M:>4} int8 {ms * 1e3:8.1f} us (eager {eager * 1e3:6.1f})  bf16 "
                   f"{ref_ms * 1e3:8.1f} us  x{row['speedup']:.2f}  weight {row['int8_weight_GBps']:5.0f} GB/s  "
@@ -283,6 +295,11 @@ def section_int8(rows: list, lim: dict) -> None:
                 print(f"int8 {name:<8} M={M:>4} warp-specialized int8 x int8 {row['ws_ms'] * 1e3:8.1f} us "
                       f"x{row['ws_speedup']:.2f} (rel_err {row['ws_rel_err']:.1e})  chosen: {row['ws_chosen']}",
                       flush=True)  # fmt: skip
+            if "gemm_ws_on_ms" in row:
+                print(f"int8 {name:<8} M={M:>4} without the Gluon GEMM {row['gemm_ws_off_ms'] * 1e3:8.1f} us "
+                      f"x{row['gemm_ws_off_speedup']:.2f}  Gluon GEMM {row['gemm_ws_on_ms'] * 1e3:8.1f} us "
+                      f"x{row['gemm_ws_on_speedup']:.2f} (rel_err {row['gemm_ws_on_rel_err']:.1e})  chosen: "
+                      f"{row['gemm_ws_chosen']}", flush=True)  # fmt: skip
             if "imma_on_ms" in row:
                 print(f"int8 {name:<8} M={M:>4} converting {row['imma_off_ms'] * 1e3:8.1f} us x{row['imma_off_speedup']:.2f}"
                       f"  int8 x int8 {row['imma_on_ms'] * 1e3:8.1f} us x{row['imma_on_speedup']:.2f} (rel_err "

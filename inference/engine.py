@@ -196,12 +196,16 @@ class Engine:
         self.sampler = Sampler()
         if graphs:
             # (imported here: triton must not load before a CPU test run sets TRITON_INTERPRET)
-            from kernels.int8_matmul import IMMA_ROWS, imma_mode
+            from kernels.int8_matmul import gemm_ws_mode, imma_mode
 
-            # INT8 weights: eager chunks between the prefill graphs and IMMA_ROWS rows choose their W8A16 path now
-            chunk = min(max_num_batched_tokens, IMMA_ROWS, num_blocks * block_size)
-            if model.int8 and chunk > prefill_graph_tokens and imma_mode() == "auto":
-                self.runner.warm_chunk(chunk)
+            # INT8 weights: eager chunks longer than the prefill graphs choose their W8A16 path now, one chunk
+            # per power-of-two row bucket the measured choices are kept by (use_imma, use_gemm_ws)
+            top = min(max_num_batched_tokens, num_blocks * block_size)
+            if model.int8 and "auto" in (imma_mode(), gemm_ws_mode()):
+                size = next_pow2(prefill_graph_tokens + 1)
+                while size // 2 < top:
+                    self.runner.warm_chunk(min(size, top))
+                    size *= 2
             self.runner.capture_graphs(max_num_seqs, prefill_graph_tokens)
         log.info(
             "KV cache: %d blocks of %d tokens = %d tokens (%.2f GiB, %s); max_model_len %d; CUDA graphs %s",

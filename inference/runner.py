@@ -386,9 +386,9 @@ class ModelRunner:
     @torch.inference_mode()
     def warm_chunk(self, tokens: int) -> None:
         """One eager prefill of ``tokens`` padding tokens, into the pool's first blocks (nothing holds them
-        yet). NOTE: the W8A16 matmul chooses its path per row bucket on first use (``int8_matmul.use_imma``,
-        timed as graph replays, ~0.4 s a layer shape); eager chunks of 513-1,024 rows would otherwise choose
-        during the first long prompt."""
+        yet). NOTE: the W8A16 matmul chooses its path per power-of-two row bucket on first use
+        (``int8_matmul.use_imma``, ``use_gemm_ws``: timed as graph replays, ~0.4 s a layer shape); eager chunks
+        longer than the prefill graphs would otherwise choose during the first long prompt."""
         self.execute([([0] * tokens, 0, tokens, list(range(-(-tokens // self.block_size))), True)])
         torch.cuda.synchronize(self.device)
 

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import int8_ws, measure
+from . import int8_gemm_ws, int8_ws, measure
 from .quant import Int8Weight, linear_ref  # noqa: F401  (linear_ref: the torch reference)
 from .triton_common import (
     INTERPRET,
@@ -529,6 +529,43 @@ def use_ws(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: t
     return _decide(_WS, int8_ws.row_bucket(x2.shape[0]), "ws", "warp-specialized", x2, qweight, scale, bias)
 
 
+_GEMM_WS: dict[tuple, bool] = {}  # (row bucket, N, K, dtype, bias, device) -> int8_gemm_ws
+
+
+# NOTE: off by default until the product path through it has run on a GPU (the kernel itself passed its GPU
+# tests at both ``int8_gemm_ws.pick`` tiles; its wiring here and ``use_gemm_ws`` have only run on the CPU)
+GEMM_WS_DEFAULT = "off"
+
+
+def gemm_ws_mode() -> str:
+    """AUTOGLM_W8_GEMM_WS: 'auto' (measured per shape, ``use_gemm_ws``), 'on' (=1) or 'off' (=0); unset:
+    GEMM_WS_DEFAULT."""
+    value = os.environ.get("AUTOGLM_W8_GEMM_WS", GEMM_WS_DEFAULT).lower()
+    return {"1": "on", "0": "off"}.get(value, value) if value in ("1", "0", "on", "off") else "auto"
+
+
+def use_gemm_ws(
+    x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
+) -> bool:
+    """Whether an ``int8_gemm_ws.available`` product (>= its MIN_ROWS rows: prefill) takes the Gluon GEMM that
+    converts the weights in registers: AUTOGLM_W8_GEMM_WS 'on'/'off' forces it (``gemm_ws_mode``); 'auto' times
+    it against the path it would otherwise take (the int8-planes GEMM or dequantize + cuBLAS, itself chosen
+    by ``use_imma``), once per (row bucket, N, K, dtype, bias), as CUDA-graph replays (``measure.decide``).
+    NOTE: H100 (RESULTS.md "W8A16 at 4,096 rows as a Gluon GEMM"), against dequantize + cuBLAS: faster on the
+    wide layers at 512-2,048 rows (gate_up 203.5 vs 277.1 us at 512 rows, down 166.4 vs 213.4 at 1,024),
+    slower on q/k/v and o_proj there, 0.93-1.00x of it at 4,096 rows."""
+    how = gemm_ws_mode()
+    if how != "auto":
+        return how == "on"
+    bucket = next_pow2(x2.shape[0])
+    return _decide(_GEMM_WS, bucket, "gemm_ws", "W8A16 Gluon GEMM", x2, qweight, scale, bias)
+
+
+def gemm_ws_decisions() -> list[dict]:
+    """What ``use_gemm_ws`` decided so far, per shape (benchmarks record it)."""
+    return _decisions(_GEMM_WS, "gemm_ws")
+
+
 def ws_decisions() -> list[dict]:
     """What ``use_ws`` decided so far, per shape (benchmarks record it)."""
     return _decisions(_WS, "ws")
@@ -994,6 +1031,7 @@ def int8_linear_triton(
     swiglu: bool = False,
     imma: bool | None = None,
     ws: bool | None = None,
+    gemm_ws: bool | None = None,
 ) -> torch.Tensor:
     """x (..., K) @ dequant(qweight (N, K) int8, scale (N,) float32).T + bias -> (..., N) in x.dtype.
 
@@ -1004,7 +1042,9 @@ def int8_linear_triton(
     ``swiglu``: one row only, qweight = [gate; up] -> silu(gate) * up (..., N // 2) (``_swiglu_epilogue``).
     ``imma``: whether 2..IMMA_ROWS 16-bit rows take the int8 x int8 path (None: ``use_imma`` decides; a
     ``config`` says it with its IMMA key instead). ``ws``: whether 2..WS_ROWS 16-bit rows on an H100/H200
-    take ``int8_ws`` (the warp-specialized int8 x int8 GEMM; None: ``use_ws`` decides).
+    take ``int8_ws`` (the warp-specialized int8 x int8 GEMM; None: ``use_ws`` decides). ``gemm_ws``: whether
+    int8_gemm_ws.MIN_ROWS or more 16-bit rows on an H100/H200 take ``int8_gemm_ws`` (the Gluon GEMM converting
+    the weights in registers, its row tile from ``int8_gemm_ws.pick``; None: ``use_gemm_ws`` decides).
     """
     check_float("x", x)
     if qweight.dtype != torch.int8 or qweight.dim() != 2 or x.shape[-1] != qweight.shape[1]:
@@ -1030,6 +1070,18 @@ def int8_linear_triton(
         and (ws or use_ws(x2, qweight, scale, bias))
     ):
         return int8_ws.ws_linear(x2, qweight, scale, bias, y).reshape(*lead, N)
+    if (
+        config is None
+        and imma is None
+        and rope is None
+        and not swiglu
+        and gemm_ws is not False
+        and y.is_contiguous()
+        and int8_gemm_ws.available(x2, qweight)
+        and (gemm_ws or use_gemm_ws(x2, qweight, scale, bias))
+    ):
+        cfg = int8_gemm_ws.pick(M, N, device_sms(x))
+        return int8_gemm_ws.gemm_w8(x2, qweight, scale, bias, config=cfg, out=y).reshape(*lead, N)
     m_bucket = next_pow2(M) if M <= FEW_ROWS else min(next_pow2(M), 4096)
     args = (
         x2,

@@ -75,3 +75,48 @@ def test_gemm_at_glm_shapes_and_in_a_cuda_graph():
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(out, eager)
+
+
+def test_row_tile_fills_the_multiprocessors():
+    # 132 multiprocessors (an H100 SXM / H200): o_proj / down (32 channel tiles) at 512 rows would leave half of
+    # them idle with 256-row tiles, so they take 128-row ones; gate_up (214 channel tiles) and every layer at
+    # 4,096 rows keep the wide tile, which reads each weight tile half as often
+    assert int8_gemm_ws.pick(512, 4096, 132).block_m == 128
+    assert int8_gemm_ws.pick(512, 27392, 132).block_m == 256
+    for n in (4608, 4096, 27392):
+        assert int8_gemm_ws.pick(4096, n, 132).block_m == 256
+    for m, n in ((256, 4096), (300, 200), (8192, 27392)):
+        cfg = int8_gemm_ws.pick(m, n, 132)
+        assert cfg in int8_gemm_ws.TILES and cfg.smem_bytes() <= int8_gemm_ws.SMEM_LIMIT
+
+
+@pytest.mark.parametrize("how", ["on", "off"])
+def test_product_path_forced_by_the_switch(monkeypatch, how):
+    # AUTOGLM_W8_GEMM_WS forces the choice without timing anything; where the GEMM cannot run (no Hopper GPU,
+    # too few rows) int8_linear_triton takes its other paths, same result
+    from kernels import int8_matmul
+
+    monkeypatch.setenv("AUTOGLM_W8_GEMM_WS", how)
+    rows = 300 if GLUON_HOPPER else 20
+    w, x, b, exact = int8_linear_case(200, 272, rows, BF16, True)
+    assert int8_matmul.use_gemm_ws(x, w.qweight, w.scale, b) == (how == "on")
+    out = int8_matmul.int8_linear_triton(x.view(rows // 4, 4, 272), w.qweight, w.scale, b)
+    assert_close(out.view(rows, 200), exact, BF16)
+
+
+@needs_gluon_hopper
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+def test_product_path_takes_the_gemm_and_matches(monkeypatch, dtype):
+    # int8_linear_triton with the Gluon GEMM chosen (gemm_ws=True): rows in a 3-d batch, bias, an out buffer
+    # poisoned with NaN; the measured choice (auto) gives the same product whichever way it goes
+    from kernels import int8_matmul
+
+    monkeypatch.setenv("AUTOGLM_W8_GEMM_WS", "auto")
+    for n, k, rows in ((4104, 1008, 512), (1160, 4096, 1024)):
+        w, x, b, exact = int8_linear_case(n, k, rows, dtype, True)
+        out = poisoned((2, rows // 2, n), dtype)
+        int8_matmul.int8_linear_triton(x.view(2, rows // 2, k), w.qweight, w.scale, b, out=out, gemm_ws=True)
+        assert_close(out.view(rows, n), exact, dtype)
+        auto = int8_matmul.int8_linear_triton(x, w.qweight, w.scale, b)
+        assert_close(auto, exact, dtype)
+    assert any(d["N"] == 4104 for d in int8_matmul.gemm_ws_decisions())
