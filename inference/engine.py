@@ -196,13 +196,16 @@ class Engine:
         self.sampler = Sampler()
         if graphs:
             # (imported here: triton must not load before a CPU test run sets TRITON_INTERPRET)
-            from kernels.int8_matmul import gemm_ws_mode, imma_mode
+            from kernels.int8_matmul import IMMA_ROWS, gemm_ws_mode, imma_mode
 
             # INT8 weights: eager chunks longer than the prefill graphs choose their W8A16 path now, one chunk
-            # per power-of-two row bucket the measured choices are kept by (use_imma, use_gemm_ws)
+            # per power-of-two row bucket the measured choices are kept by (use_imma up to IMMA_ROWS rows,
+            # use_gemm_ws at any)
             top = min(max_num_batched_tokens, num_blocks * block_size)
-            if model.int8 and "auto" in (imma_mode(), gemm_ws_mode()):
-                size = next_pow2(prefill_graph_tokens + 1)
+            if gemm_ws_mode() != "auto":
+                top = min(top, IMMA_ROWS) if imma_mode() == "auto" else 0
+            if model.int8:
+                size = max(next_pow2(prefill_graph_tokens + 1), 1024)
                 while size // 2 < top:
                     self.runner.warm_chunk(min(size, top))
                     size *= 2
