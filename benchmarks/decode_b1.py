@@ -4,7 +4,8 @@
 
 GPU us per call from CUDA-graph replays (8 cache copies a graph, as benchmarks/kernels.py's decode section):
 the planned call, its decode kernel alone, its merge alone, split / tile / stage / warp variants, PDL off, and
-a plain read of the same bytes by one Triton kernel (the floor a one-launch streaming kernel reaches). Each
+a plain read of the same bytes by one Triton kernel (the floor a one-launch streaming kernel reaches), and
+reads of a cache's bytes in three layouts (``layout_reads``: do the interleaved KV heads cost bandwidth?). Each
 variant's output is checked against the planned call's. Needs a CUDA GPU.
 """
 
@@ -53,6 +54,55 @@ def _read_kernel(X, OUT, n_per, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     for i in tl.range(0, n_per, BLOCK, num_stages=STAGES):
         acc += tl.load(base + i + tl.arange(0, BLOCK)).to(tl.float32)
     tl.store(OUT + pid, tl.sum(acc))
+
+
+@triton.jit
+def _layout_read_kernel(K, V, OUT, tok_per, HSTRIDE: tl.constexpr, TSTRIDE: tl.constexpr, HEADS: tl.constexpr,
+                        D: tl.constexpr, BT: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+    """K and V tiles of BT tokens x HEADS * D, tokens TSTRIDE elements apart, head h at h * HSTRIDE: program
+    (split, head) reads its split's tok_per tokens of its head (HEADS = 1) or of both (HEADS = 2)."""
+    pid = tl.program_id(0)
+    splits = tl.num_programs(0) // (2 // HEADS)
+    t0 = (pid % splits) * tok_per
+    h = pid // splits
+    acc = tl.zeros((BT, HEADS * D), tl.float32)
+    offs_t = tl.arange(0, BT)
+    offs_d = tl.arange(0, HEADS * D)
+    for t in tl.range(t0, t0 + tok_per, BT, num_stages=STAGES):
+        p = (t + offs_t)[:, None].to(tl.int64) * TSTRIDE + h * HSTRIDE + offs_d[None, :]
+        acc += tl.load(K + p).to(tl.float32) + tl.load(V + p).to(tl.float32)
+    tl.store(OUT + pid, tl.sum(acc))
+
+
+def layout_reads(case, ctx: int, splits: int = 66) -> None:
+    """The same bytes as a 2-KV-head bf16 cache, read in three layouts: one head's half of each token's
+    512-byte row (the cache's (blocks, 16, KV heads, D): what a decode program per KV head reads), one head's
+    rows contiguous (head-major), and both heads' whole rows by one program. Blocks in order, no block table:
+    whether the interleaved heads alone cost bandwidth."""
+    kv = [torch.randn(2, ctx, 2, HD, dtype=torch.bfloat16, device="cuda") for _ in range(8)]
+    hm = [torch.randn(2, 2, ctx, HD, dtype=torch.bfloat16, device="cuda") for _ in range(8)]
+    outs = torch.empty(2 * splits, device="cuda")
+    for bt, stages in ((64, 4), (128, 3)):
+        per = ctx // splits // bt * bt
+        for name, cache, heads, hstride, tstride in (
+            ("one head, half rows (cache layout)", kv, 1, HD, 2 * HD),
+            ("one head, head-major", hm, 1, ctx * HD, HD),
+            ("both heads, whole rows", kv, 2, 0, 2 * HD),
+        ):
+
+            def make(
+                cache=cache, heads=heads, hstride=hstride, tstride=tstride, bt=bt, stages=stages, per=per
+            ):
+                grid = (splits * (2 // heads),)
+                fns = [
+                    partial(_layout_read_kernel[grid], c[0], c[1], outs, per, HSTRIDE=hstride, TSTRIDE=tstride,
+                            HEADS=heads, D=HD, BT=bt, STAGES=stages)
+                    for c in cache
+                ]  # fmt: skip
+                fns[0]()
+                return fns, 0.0
+
+            case.record(f"read {name} {bt}x{stages}st", make, nbytes=2 * splits * per * 2 * HD * 2)
 
 
 class Case:
@@ -222,6 +272,7 @@ def main() -> None:
                 case.record(
                     f"read {progs}x{block} {stages}st", make, nbytes=progs * n * flat[0].element_size()
                 )
+            layout_reads(case, ctx)
     report_table(
         args.json, ("case", "variant", "GPU us", "of copy", "rel err"), ("", "", ".2f", ".1%", ".1e"), table
     )
