@@ -173,6 +173,8 @@ def test_concurrent_queries_are_encoded_together(emb, monkeypatch):
     gate.set()
     for t in threads:
         t.join(30)
-    assert emb.model_calls - calls_before == 2  # the first query alone, then the 15 that queued behind it
+    # the first query alone, then the 15 that queued behind it; or, where all 16 queued before the encoder
+    # thread took the first (a loaded machine: seen in CI with other work on both cores), all 16 at once
+    assert emb.model_calls - calls_before in (1, 2)
     for i, v in enumerate(expected):
         np.testing.assert_allclose(out[i], v, atol=1e-5)
