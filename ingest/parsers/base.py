@@ -148,11 +148,27 @@ def clean_block(s: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n").strip()
 
 
+MAX_TITLE_CHARS = 150
+_TITLE_TAIL = " \t,;:.-\u2013\u2014("
+
+
+def short_title(text: str, limit: int = MAX_TITLE_CHARS) -> str:
+    """A title or heading short enough to name a passage: cut at a word boundary near ``limit`` characters with an
+    ellipsis. A Setext underline below a whole paragraph (bc's README) made a 773-character heading, which every
+    passage under it repeated as its heading path and a citation showed as its title."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit + 1)
+    head = text[: cut if cut >= limit * 2 // 3 else limit]  # one very long word (a URL) is cut inside
+    return head.rstrip(_TITLE_TAIL) + "\u2026"
+
+
 class TextBuilder:
     """Appends blocks of text separated by blank lines and records sections as headings/pages change.
 
     A heading opens a section that starts with the heading's own text, so sections are contiguous
-    and cover the whole text: sections[0].start == 0 and sections[-1].end == len(text).
+    and cover the whole text: sections[0].start == 0 and sections[-1].end == len(text). A heading's text is kept
+    whole in the text; in heading paths and as the document's title it is cut short (``short_title``).
     """
 
     def __init__(self) -> None:
@@ -194,9 +210,9 @@ class TextBuilder:
             self._levels.pop()
             self._path.pop()
         self._levels.append(level)
-        self._path.append(text)
+        self._path.append(short_title(text))
         if self.first_heading is None:
-            self.first_heading = text
+            self.first_heading = self._path[-1]
         self._close()
         if emit:
             self._append(text)
@@ -216,7 +232,7 @@ class TextBuilder:
 
     def set_path(self, path: list[str], page: int | None = None) -> None:
         """Start a new location (a slide, a sheet, a page) with an explicit heading path."""
-        self._path = [p for p in (clean_inline(x) for x in path) if p]
+        self._path = [short_title(p) for p in (clean_inline(x) for x in path) if p]
         self._levels = list(range(1, len(self._path) + 1))
         self._page = page
         self._close()
@@ -248,7 +264,7 @@ class TextBuilder:
         for a, b in zip(self._sections, self._sections[1:], strict=False):
             a.end = b.start
         self._sections[-1].end = len(text)
-        title = clean_inline(title) if title else None
+        title = short_title(clean_inline(title)) if title else None
         return ParsedDocument(
             text=text,
             sections=self._sections,
