@@ -26,7 +26,14 @@ from .office import parse_docx, parse_pptx, parse_xlsx
 from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_ppt, parse_xls
 from .pdf import parse_pdf
 from .rtf import parse_rtf
-from .text import decode_text, looks_like_markdown, parse_delimited, parse_markdown, parse_text
+from .text import (
+    decode_text,
+    looks_like_code,
+    looks_like_markdown,
+    parse_delimited,
+    parse_markdown,
+    parse_text,
+)
 from .web import EPUB_MIME, parse_epub, parse_html
 
 __all__ = [
@@ -151,6 +158,8 @@ def _text_type(text: str, filename: str | None) -> str:
         return "text"
     if name.endswith(_TABLE_EXT):
         return "csv"
+    if looks_like_code(text, filename):
+        return "text"
     return "markdown" if looks_like_markdown(text) else "text"
 
 

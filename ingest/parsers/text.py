@@ -133,6 +133,31 @@ _SETEXT = re.compile(r"^[^\s].*\n {0,3}(=+|-+) *$", re.M)
 _MD_SIGNS = re.compile(r"^ {0,3}(```|~~~|[-*+] \S|\d+\. \S|> )|\[[^\]]+\]\([^)]+\)|\*\*\S", re.M)
 
 
+# Names that say a file is a program or a configuration: there a "# comment" line is no heading (an awk
+# script's first comment became the document's title). Markdown-in-code (R Markdown, Jupyter text) has names
+# of its own and is not listed.
+_CODE_EXT = frozenset(
+    "py pyi pyw pyx pxd pm pl pod t awk sed sh bash zsh ksh csh fish tcl rb r jl lua nim cr ex exs "
+    "mk make cmake am ac m4 conf cfg cnf ini toml yaml yml properties env service desktop spec "
+    "ps1 psm1 bat cmd nix bzl bazel gn gni ninja sql c h cc cpp hpp cxx hxx go rs java js mjs cjs ts "
+    "php vim el".split()
+)
+_CODE_NAMES = frozenset(
+    "makefile gnumakefile dockerfile containerfile rakefile gemfile vagrantfile jenkinsfile snakefile "
+    "sconstruct sconscript meson.build build.gradle cmakelists.txt configure pkgbuild apkbuild".split()
+)
+
+
+def looks_like_code(text: str, filename: str | None) -> bool:
+    """Whether the file is a program or configuration file by its name (``_CODE_EXT``, ``_CODE_NAMES``) or by a
+    "#!" interpreter line, so that its "# comment" lines are not read as Markdown headings."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].lower()
+    stem, dot, ext = name.rpartition(".")
+    if name in _CODE_NAMES or (dot and stem and ext in _CODE_EXT) or name.startswith("makefile."):
+        return True
+    return text.lstrip("\ufeff")[:2] == "#!"
+
+
 def looks_like_markdown(text: str) -> bool:
     sample = text[:65536]
     if _ATX.search(sample) or _SETEXT.search(sample):

@@ -3,7 +3,9 @@ Markdown."""
 
 from __future__ import annotations
 
-from ingest.parsers import parse
+import pytest
+
+from ingest.parsers import detect_type, parse
 from tests.ingest.test_parsers import assert_tiles, section_of
 
 # --- a heading made of a whole paragraph ----------------------------------------------------------------
@@ -29,3 +31,34 @@ def test_a_setext_heading_made_of_a_paragraph_is_a_short_title_and_whole_text():
 def test_a_short_heading_is_not_cut():
     doc = parse(b"Introduction to the tool\n---\n\nBody.\n", "README.md")
     assert doc.title == "Introduction to the tool"
+
+
+# --- code is not Markdown ---------------------------------------------------------------------------------
+AWK = "# Print the second field of each line\n# Usage: awk -f fields.awk file\n\n{ print $2 }\n"
+PYTHON = '# Configuration file for the Sphinx documentation builder.\n#\n# -- Project\n\nproject = "demo"\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (AWK, "fields.awk"),
+        (PYTHON, "conf.py"),
+        ("# Utility functions\npackage Foo::Util;\n1;\n", "Util.pm"),
+        ("# Build the docs\nall:\n\tsphinx-build . _build\n", "Makefile"),
+        ("# Build the docs\nall:\n\tsphinx-build . _build\n", "GNUmakefile"),
+        ("#!/bin/sh\n# Install the tool\n\nmake install\n", None),  # an interpreter line says it is a script
+        ("#!/usr/bin/env python3\n# Tool\n\nprint(1)\n", "tool"),
+    ],
+)
+def test_a_code_file_is_text_and_its_comments_are_no_headings(data, name):
+    assert detect_type(data.encode(), name) == "text"
+    doc = parse(data.encode(), name)
+    assert all(not s.heading_path for s in doc.sections)
+    assert doc.title is None
+    assert data.strip().splitlines()[-1] in doc.text
+
+
+def test_markdown_with_a_markdown_name_or_none_stays_markdown():
+    md = b"# Tools\n\nSome notes on `awk`.\n"
+    assert detect_type(md, "notes.md") == detect_type(md, None) == detect_type(md, "README") == "markdown"
+    assert detect_type(b"# Tool\n\n- a\n", "tool.mdown") == "markdown"
