@@ -243,6 +243,7 @@ def main() -> None:
             timed("decode kernel only", check=False, ctxmgr=patched("_merge_kernel"))
             if not quant:
                 ablations(case, copies, ctx, sms)
+                layout_reads(case, ctx)
             if args.quick:
                 continue
             timed("merge kernel only", check=False, ctxmgr=patched("_flash_decode_kernel"))
@@ -272,7 +273,6 @@ def main() -> None:
                 case.record(
                     f"read {progs}x{block} {stages}st", make, nbytes=progs * n * flat[0].element_size()
                 )
-            layout_reads(case, ctx)
     report_table(
         args.json, ("case", "variant", "GPU us", "of copy", "rel err"), ("", "", ".2f", ".1%", ".1e"), table
     )
