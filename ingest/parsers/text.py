@@ -9,7 +9,9 @@ import io
 import re
 
 from charset_normalizer import from_bytes
+from lxml.html import defs as html_defs
 from markdown_it import MarkdownIt
+from markdown_it.common.html_re import HTML_TAG_RE
 
 from .base import (
     MAX_SHEET_CELLS,
@@ -201,10 +203,12 @@ def parse_markdown(text: str) -> ParsedDocument:
     (``myst.myst_to_markdown``): roles as their text, directives as their labelled body or not at all, and each
     tab of a tab set a heading one level below the section that holds the set.
     """
+    from .web import html_fragment  # web imports this module
+
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text, meta_title = _front_matter(text)
     text, events = myst_to_markdown(text)
-    lines = text.split("\n")
+    lines: list[str | None] = list(text.split("\n"))  # None: a line whose text an earlier line now holds
     try:
         tokens = MarkdownIt("commonmark").enable("table").parse(text)
     except Exception as e:  # markdown-it is robust; this guards the worker all the same
@@ -226,13 +230,21 @@ def parse_markdown(text: str) -> ParsedDocument:
             rows.append(row)
         elif tok.type == "table_close" and table.map and table.level == 0:  # not in a list or a quote
             blocks.append((table.map[0], table.map[1], "table", 0, "\n".join(rows_as_text(rows))))
+        elif tok.type == "html_block" and tok.map and tok.level == 0:
+            blocks.append((tok.map[0], tok.map[1], "html", 0, tok.content))
+        elif tok.type == "html_block" and tok.map:  # in a list item or a quote: its lines keep their marks
+            _rewrite(lines, tok.map, _strip_html("\n".join(lines[tok.map[0] : tok.map[1]]), None))
+        elif tok.type == "inline" and tok.map and i and tokens[i - 1].type == "paragraph_open":
+            htmls = [c.content for c in tok.children or [] if c.type == "html_inline"]
+            if htmls:
+                _rewrite(lines, tok.map, _strip_html("\n".join(lines[tok.map[0] : tok.map[1]]), htmls))
     blocks += [(line, line + 1, END, 0, "") for line, (kind, _) in events.items() if kind == END]
     blocks.sort()
     b = TextBuilder()
     tab_sets: list[tuple[int, int]] = []  # (set id, its tabs' heading level), innermost last
     pos = 0
     for first, end, kind, level, content in blocks:
-        b.block("\n".join(lines[pos:first]))
+        b.block(_join(lines[pos:first]))
         if kind == "heading":
             b.heading(level, content)
         elif kind == TAB:
@@ -248,10 +260,12 @@ def parse_markdown(text: str) -> ParsedDocument:
                 while tab_sets[-1][0] != set_id:
                     tab_sets.pop()
                 b.leave(tab_sets.pop()[1])
+        elif kind == "html":
+            html_fragment(content, b)
         else:
             b.block(content)
         pos = end
-    b.block("\n".join(lines[pos:]))
+    b.block(_join(lines[pos:]))
     return b.build("markdown", None, meta_title or b.first_heading)
 
 
@@ -272,14 +286,70 @@ def _front_matter(text: str) -> tuple[str, str | None]:
 
 def _plain_inline(inline) -> str:
     """A heading's text without its Markdown marks, from markdown-it's parse: emphasis and link syntax go,
-    literal characters stay (`snake_case`, `a * b`, escapes, inline HTML such as `<T>` as written), an image
-    counts as its alt text."""
+    literal characters stay (`snake_case`, `a * b`, escapes, `<T>`: a tag that is no HTML element, as written),
+    HTML tags go (``_html_inline_text``), an image counts as its alt text."""
     parts: list[str] = []
     for child in inline.children or []:
-        if child.type in ("text", "text_special", "code_inline", "html_inline"):
+        if child.type in ("text", "text_special", "code_inline"):
             parts.append(child.content)
+        elif child.type == "html_inline":
+            shown = _html_inline_text(child.content)
+            parts.append(child.content if shown is None else shown)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
         elif child.type == "image":
             parts.append(child.content)
     return clean_inline("".join(parts))
+
+
+# HTML elements by name: a tag of one of them is markup, a "tag" of another name (`List<T>`, `<filename>`, often
+# meant literally by a README's author) is kept as written.
+_HTML_TAGS = frozenset(html_defs.tags | html_defs.html5_tags | {"picture", "source", "svg", "path", "wbr"})
+_TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)")
+# Left to right as markdown-it reads a paragraph: a backslash escape, a code span (or an unmatched backtick run)
+# is literal; an HTML tag, comment, processing instruction or declaration is markup.
+_INLINE_SCAN = re.compile(r"\\.|(`+)[\s\S]*?(?<!`)\1(?!`)|`+|(?P<tag>" + HTML_TAG_RE.pattern + ")")
+
+
+def _html_inline_text(html: str) -> str | None:
+    """What a reader sees of one piece of inline HTML: nothing for a tag or a comment, a line break for <br>; None
+    for a tag whose name is no HTML element (kept as written)."""
+    m = _TAG_NAME.match(html)
+    if m is None:
+        return ""  # a comment, processing instruction, declaration or CDATA section
+    name = m.group(1).lower()
+    if name not in _HTML_TAGS:
+        return None
+    return "\n" if name == "br" and not html.startswith("</") else ""
+
+
+def _strip_html(src: str, htmls: list[str] | None) -> str:
+    """Markdown source with its inline HTML as a reader sees it (``_html_inline_text``): the tags of ``htmls``
+    (markdown-it's html_inline tokens, in order), or any tag where None; code spans and escapes untouched, so
+    `<br>` written as code stays."""
+    out, pos, k = [], 0, 0
+    for m in _INLINE_SCAN.finditer(src):
+        tag = m.group("tag")
+        if tag is None or (htmls is not None and (k >= len(htmls) or tag != htmls[k])):
+            continue
+        k += 1
+        shown = _html_inline_text(tag)
+        if shown is None:
+            continue
+        if shown == "\n" and src[m.end() :].split("\n", 1)[0].strip() == "":
+            shown = ""  # a <br> at a line's end: the line ends anyway
+        out += [src[pos : m.start()], shown]
+        pos = m.end()
+    out.append(src[pos:])
+    return "".join(out)
+
+
+def _rewrite(lines: list[str | None], span: list[int], text: str) -> None:
+    """Lines span[0]:span[1] replaced by ``text`` (its line count may differ: a comment over lines is gone)."""
+    a, b = span
+    lines[a] = text
+    lines[a + 1 : b] = [None] * (b - a - 1)
+
+
+def _join(lines: list[str | None]) -> str:
+    return "\n".join(line for line in lines if line is not None)

@@ -61,10 +61,7 @@ def _read_html(data: bytes, w: _Walker) -> str | None:
         raise ParseError("The HTML file could not be read: it has no content.") from e
     title_el = root.find(".//title")
     title = clean_inline(title_el.text_content()) if title_el is not None else None
-    drop = [el for el in root.iter() if not isinstance(el.tag, str) or _is_chrome(el)]
-    for el in drop:
-        if el.getparent() is not None:
-            el.drop_tree()  # keeps the element's tail text, which belongs to its parent
+    _drop_chrome(root)
     main = root.find(".//main")
     if main is None:
         found = root.xpath("//*[@role='main']")
@@ -72,6 +69,23 @@ def _read_html(data: bytes, w: _Walker) -> str | None:
     w.walk(main)
     w.flush()
     return title
+
+
+def html_fragment(html: str, b: TextBuilder) -> None:
+    """A fragment of HTML (a Markdown file's HTML block) into ``b`` as a page's body is read: headings, tables as
+    rows, line breaks and block boundaries kept; tags, comments, scripts, styles and images (as on a page) not."""
+    root = lxml.html.document_fromstring(f"<html><body>{html}</body></html>".encode(), parser=_PARSER)
+    _drop_chrome(root)
+    w = _Walker(b)
+    w.walk(root.find("body"))
+    w.flush()
+
+
+def _drop_chrome(root) -> None:
+    drop = [el for el in root.iter() if not isinstance(el.tag, str) or _is_chrome(el)]
+    for el in drop:
+        if el.getparent() is not None:
+            el.drop_tree()  # keeps the element's tail text, which belongs to its parent
 
 
 def _is_chrome(el) -> bool:
@@ -87,8 +101,8 @@ def _is_chrome(el) -> bool:
 class _Walker:
     """Depth-first walk that gathers inline text into blocks and turns h1-h6 into headings."""
 
-    def __init__(self) -> None:
-        self.b = TextBuilder()
+    def __init__(self, b: TextBuilder | None = None) -> None:
+        self.b = b or TextBuilder()
         self.buf: list[str] = []
 
     def flush(self) -> None:
