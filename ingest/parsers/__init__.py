@@ -35,6 +35,7 @@ from .text import (
     parse_text,
 )
 from .web import EPUB_MIME, parse_epub, parse_html
+from .xmldoc import looks_like_xml, parse_xml
 
 __all__ = [
     "SUPPORTED_TYPES",
@@ -145,6 +146,10 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
 
 
 def _text_type(text: str, filename: str | None) -> str:
+    if looks_like_xml(
+        text, filename
+    ):  # before HTML: a spec's DTD may name <html> or <body> in its first lines
+        return "xml"
     if _looks_like_html(text):
         return "html"
     name = (filename or "").lower()
@@ -210,4 +215,5 @@ _PARSERS = {
     "xls": parse_xls,
     "msg": parse_msg,
     "ppt": parse_ppt,
+    "xml": parse_xml,
 }

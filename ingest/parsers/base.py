@@ -32,6 +32,7 @@ SUPPORTED_TYPES = (
     "xls",
     "html",
     "mhtml",
+    "xml",
     "markdown",
     "csv",
     "email",
@@ -41,7 +42,7 @@ SUPPORTED_TYPES = (
 # what a refusal names as readable
 SUPPORTED_NAMES = (
     "supported: PDF, Word .docx/.doc, PowerPoint .pptx/.ppt, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
-    "HTML, MHTML, Markdown, CSV, e-mail .eml/.msg, plain text; and ZIP or tar archives of these, or one of them "
+    "HTML, MHTML, XML (DocBook), Markdown, CSV, e-mail .eml/.msg, plain text; and ZIP or tar archives of these, or one of them "
     "compressed by gzip, bzip2 or xz"
 )
 

@@ -3,6 +3,8 @@ Markdown."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ingest.parsers import detect_type, parse
@@ -131,3 +133,108 @@ def test_markdown_without_html_is_unchanged_by_the_html_reading():
     md = "# Guide\n\nSome *text* with [a link](http://x) and a < b > c.\n\n- one\n- two\n"
     doc = parse(md.encode(), "guide.md")
     assert doc.text == "Guide\n\nSome *text* with [a link](http://x) and a < b > c.\n\n- one\n- two"
+
+
+# --- XML and DocBook ---------------------------------------------------------------------------------------
+DOCBOOK = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE book PUBLIC "-//OASIS//DTD DocBook XML V4.5//EN" "http://www.oasis-open.org/docbook/xml/4.5/docbookx.dtd" [
+<!ENTITY version "2.4.1">
+<!ENTITY product "Frobnicator &version;">
+]>
+<book>
+  <bookinfo>
+    <title>The &product; Manual</title>
+    <author><firstname>Ada</firstname><surname>Lovelace</surname></author>
+    <legalnotice><para>Copying permitted.</para></legalnotice>
+  </bookinfo>
+  <chapter id="intro">
+    <title>Getting started</title>
+    <para>The <application>frob</application> tool turns &lt;input&gt; into output &mdash; quickly.<indexterm><primary>frob</primary></indexterm></para>
+    <note><para>Run it as root.</para></note>
+    <programlisting>frob --fast   input.txt
+  | sort</programlisting>
+    <section>
+      <title>Options</title>
+      <variablelist>
+        <varlistentry><term><option>--fast</option></term>
+          <listitem><para>Skip the checks.</para></listitem></varlistentry>
+      </variablelist>
+      <itemizedlist>
+        <listitem><para>First point.</para></listitem>
+        <listitem><para>Second point.</para></listitem>
+      </itemizedlist>
+      <table><title>Limits</title><tgroup cols="2">
+        <thead><row><entry>Name</entry><entry>Value</entry></row></thead>
+        <tbody><row><entry>files</entry><entry>64</entry></row></tbody>
+      </tgroup></table>
+    </section>
+  </chapter>
+  <chapter><title>Reference</title><para>See the manual page.</para></chapter>
+</book>
+"""
+
+
+def test_docbook_sections_are_headings_and_blocks_paragraphs():
+    doc = parse(DOCBOOK.encode(), "manual.xml")
+    assert doc.detected_type == detect_type(DOCBOOK.encode(), None) == "xml"
+    assert_tiles(doc)
+    assert doc.title == "The Frobnicator 2.4.1 Manual"  # internal entities expanded, nested ones too
+    text = doc.text
+    assert "<" not in text.replace("<input>", "") and "&" not in text and "id=" not in text
+    assert "The frob tool turns <input> into output \u2014 quickly." in text  # &lt; and &mdash; resolved
+    assert "Note: Run it as root." in text
+    assert "frob --fast   input.txt\n  | sort" in text  # a program listing keeps its spacing and lines
+    assert "--fast: Skip the checks." in text and "- First point." in text
+    assert "Name: files; Value: 64" in text
+    assert "Copying permitted." in text and "Lovelace" not in text  # a title page's notice, not its names
+    assert section_of(doc, "Skip the checks").heading_path == [doc.title, "Getting started", "Options"]
+    assert section_of(doc, "See the manual").heading_path == [doc.title, "Reference"]
+
+
+GENERIC_XML = """<?xml version="1.0"?>
+<catalog xmlns:x="urn:x">
+  <!-- generated -->
+  <entry id="1"><name>Widget</name><price currency="EUR">12.50</price></entry>
+  <entry id="2"><name>Gadget</name><note>Ships in <b>two</b> days.</note></entry>
+</catalog>
+"""
+
+
+def test_generic_xml_is_its_text_an_element_a_line():
+    doc = parse(GENERIC_XML.encode(), "catalog.xml")
+    assert doc.detected_type == "xml"
+    assert doc.text == "Widget\n12.50\n\nGadget\nShips in two days."
+    assert doc.title is None
+
+
+def test_xml_of_attributes_only_reads_its_attributes():
+    data = b'<?xml version="1.0"?>\n<book xmlns="http://www.devhelp.net/book" title="Foo Manual" author="">\n'
+    data += (
+        b'<functions><keyword type="function" name="foo_open ()" link="foo.html#open"/></functions></book>\n'
+    )
+    doc = parse(data, "foo.devhelp2")
+    assert doc.text == "title: Foo Manual\n\ntype: function; name: foo_open (); link: foo.html#open"
+
+
+def test_xml_never_reads_external_entities_nor_expands_a_bomb(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    data = (
+        f'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY s SYSTEM "{secret.as_uri()}">]>\n<d><p>a &s; b</p></d>'
+    )
+    doc = parse(data.encode(), "d.xml")
+    assert "TOP-SECRET" not in doc.text and "a" in doc.text
+    lol = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = f'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY l0 "lol">{lol}]>\n<d>&l9;</d>'
+    started = time.perf_counter()
+    doc = parse(bomb.encode(), "bomb.xml")
+    assert len(doc.text) < 100_000 and time.perf_counter() - started < 5
+
+
+def test_malformed_xml_is_plain_text_and_xhtml_is_html():
+    doc = parse(b'<?xml version="1.0"?>\n<a><b>unclosed</a>\n', "broken.xml")
+    assert doc.detected_type == "text" and "<b>unclosed</a>" in doc.text
+    xhtml = b'<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><body><p>Hi</p></body></html>'
+    assert detect_type(xhtml, "page.xml") == "html"
+    assert detect_type(b"<config><a>1</a></config>", "settings.xml") == "xml"
+    assert detect_type(b"<config><a>1</a></config>", None) != "xml"  # no declaration: the name says XML
