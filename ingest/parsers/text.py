@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import functools
 import io
@@ -306,9 +307,32 @@ def _plain_inline(inline) -> str:
 # meant literally by a README's author) is kept as written.
 _HTML_TAGS = frozenset(html_defs.tags | html_defs.html5_tags | {"picture", "source", "svg", "path", "wbr"})
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)")
-# Left to right as markdown-it reads a paragraph: a backslash escape, a code span (or an unmatched backtick run)
-# is literal; an HTML tag, comment, processing instruction or declaration is markup.
-_INLINE_SCAN = re.compile(r"\\.|(`+)[\s\S]*?(?<!`)\1(?!`)|`+|(?P<tag>" + HTML_TAG_RE.pattern + ")")
+# An escape or an HTML tag, comment, processing instruction or declaration, as markdown-it reads them.
+_ESCAPE_OR_TAG = re.compile(r"\\\\.|(?P<tag>" + HTML_TAG_RE.pattern + ")")
+_BACKTICKS = re.compile(r"`+")
+_LINE_END = re.compile(r"[ \t]*(\n|$)")
+
+
+def _code_spans(src: str) -> list[tuple[int, int]]:
+    """Where the code spans of a paragraph's source are: a backtick run up to the next run of the same length
+    (CommonMark), found in one pass (a regex that looked ahead from each unclosed run took minutes on a
+    paragraph of many)."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(src)]
+    by_length: dict[int, collections.deque[int]] = collections.defaultdict(collections.deque)
+    for i, (start, end) in enumerate(runs):
+        by_length[end - start].append(i)
+    spans, i = [], 0
+    while i < len(runs):
+        later = by_length[runs[i][1] - runs[i][0]]
+        while later and later[0] <= i:
+            later.popleft()
+        if later:
+            j = later.popleft()
+            spans.append((runs[i][0], runs[j][1]))
+            i = j + 1
+        else:
+            i += 1  # an unmatched run is literal backticks
+    return spans
 
 
 def _html_inline_text(html: str) -> str | None:
@@ -327,16 +351,28 @@ def _strip_html(src: str, htmls: list[str] | None) -> str:
     """Markdown source with its inline HTML as a reader sees it (``_html_inline_text``): the tags of ``htmls``
     (markdown-it's html_inline tokens, in order), or any tag where None; code spans and escapes untouched, so
     `<br>` written as code stays."""
-    out, pos, k = [], 0, 0
-    for m in _INLINE_SCAN.finditer(src):
+    out: list[str] = []
+    spans = _code_spans(src)
+    pos = cursor = k = n = 0  # pos: copied up to; cursor: read up to; k: next of htmls; n: next code span
+    while htmls is None or k < len(htmls):
+        m = _ESCAPE_OR_TAG.search(src, cursor)
+        if m is None:
+            break
+        if n < len(spans) and spans[n][0] < m.start():  # the code span comes first: nothing in it is markup
+            cursor = max(cursor, spans[n][1])
+            n += 1
+            continue
+        cursor = m.end()
+        while n < len(spans) and spans[n][0] < cursor:
+            n += 1  # backticks inside a tag's attribute are no code span
         tag = m.group("tag")
-        if tag is None or (htmls is not None and (k >= len(htmls) or tag != htmls[k])):
+        if tag is None or (htmls is not None and tag != htmls[k]):
             continue
         k += 1
         shown = _html_inline_text(tag)
         if shown is None:
             continue
-        if shown == "\n" and src[m.end() :].split("\n", 1)[0].strip() == "":
+        if shown == "\n" and _LINE_END.match(src, m.end()):
             shown = ""  # a <br> at a line's end: the line ends anyway
         out += [src[pos : m.start()], shown]
         pos = m.end()

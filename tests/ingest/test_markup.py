@@ -238,3 +238,12 @@ def test_malformed_xml_is_plain_text_and_xhtml_is_html():
     assert detect_type(xhtml, "page.xml") == "html"
     assert detect_type(b"<config><a>1</a></config>", "settings.xml") == "xml"
     assert detect_type(b"<config><a>1</a></config>", None) != "xml"  # no declaration: the name says XML
+
+
+def test_a_paragraph_of_many_unclosed_backtick_runs_and_tags_parses_in_linear_time():
+    runs = " ".join("`" * k + " x" for k in range(1, 400))  # no run closes another: all literal backticks
+    md = f"<b>Hi</b> {runs} <i>end</i>\n\n" + "<kbd>k</kbd> word<br> " * 20_000 + "\n"
+    started = time.perf_counter()
+    doc = parse(md.encode(), "README.md")
+    assert time.perf_counter() - started < 10
+    assert doc.text.startswith("Hi ` x `` x") and "end" in doc.text and "<kbd>" not in doc.text
