@@ -15,13 +15,16 @@ import re
 
 from lxml import etree
 
-from .base import ParsedDocument, TextBuilder, clean_inline, rows_as_text, xml_parser
+from .base import ParsedDocument, ParseError, TextBuilder, clean_inline, rows_as_text, xml_parser
 from .text import decode_text, parse_text
 
 _XML_EXT = (".xml", ".docbook", ".dbk", ".devhelp", ".devhelp2", ".page", ".xsd", ".xsl", ".xslt", ".rss",
             ".atom", ".plist")  # fmt: skip
 _MAX_ENTITY = 10_000  # characters one entity may expand to
 _MAX_ENTITY_DEPTH = 8
+# characters all entity references of a file may expand to together: 4 x the file's size, at least this (many
+# references to one 10,000-character entity would otherwise turn a small file into gigabytes of text)
+_MIN_EXPANSION = 1 << 20
 _ENTITY_REF = re.compile(r"&([A-Za-z_][\w.-]*);")
 _TAG = re.compile(r"<[^<>]*>")
 _SPACES = re.compile(r"\s+")
@@ -90,7 +93,7 @@ def parse_xml(data: bytes) -> ParsedDocument:
         return parse_text(decode_text(data))
     if root is None:
         return parse_text(decode_text(data))
-    entities = _Entities(root)
+    entities = _Entities(root, budget=max(_MIN_EXPANSION, 4 * len(data)))
     b = TextBuilder()
     if _is_docbook(root):
         w = _DocBook(b, entities)
@@ -122,7 +125,8 @@ class _Entities:
     entities (DocBook's ISO sets: &mdash;, &nbsp;); others kept as written. External (SYSTEM) entities are never
     read."""
 
-    def __init__(self, root) -> None:
+    def __init__(self, root, budget: int) -> None:
+        self.budget = budget
         dtd = root.getroottree().docinfo.internalDTD
         self.decls: dict[str, str] = {}
         for decl in dtd.iterentities() if dtd is not None else ():
@@ -131,6 +135,16 @@ class _Entities:
         self.done: dict[str, str] = {}
 
     def text(self, name: str, depth: int = 0) -> str:
+        value = self._expand(name, depth)
+        self.budget -= len(value)
+        if self.budget < 0:
+            raise ParseError(
+                "The XML file's entity references expand to far more text than the file holds (an entity "
+                "expansion attack or a broken file); it was not read."
+            )
+        return value
+
+    def _expand(self, name: str, depth: int) -> str:
         if name in self.done:
             return self.done[name]
         if name in self.decls and depth < _MAX_ENTITY_DEPTH:

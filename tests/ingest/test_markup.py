@@ -231,6 +231,22 @@ def test_xml_never_reads_external_entities_nor_expands_a_bomb(tmp_path):
     assert len(doc.text) < 100_000 and time.perf_counter() - started < 5
 
 
+def test_xml_many_references_to_one_large_entity_fail_with_a_reason(monkeypatch):
+    # each entity under the per-entity bound and no nesting, but many references to one 10,000-character entity:
+    # past the file's expansion budget the file is refused with the reason. (libxml2 itself refuses such files
+    # at ~1 MB of expansion and they are read as plain text: the budget is lowered here to reach ours.)
+    from ingest.parsers import ParseError, xmldoc
+
+    monkeypatch.setattr(xmldoc, "_MIN_EXPANSION", 100_000)
+    big = "word " * 2_000
+    data = f'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY b "{big}">]>\n<d>{"<p>&b;</p>" * 50}</d>'
+    with pytest.raises(ParseError, match="entity references expand"):
+        parse(data.encode(), "many.xml")
+    # a few references to the same entity are read
+    few = f'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY b "{big}">]>\n<d><p>&b;</p><p>&b;</p></d>'
+    assert parse(few.encode(), "few.xml").text.count("word") == 4_000
+
+
 def test_malformed_xml_is_plain_text_and_xhtml_is_html():
     doc = parse(b'<?xml version="1.0"?>\n<a><b>unclosed</a>\n', "broken.xml")
     assert doc.detected_type == "text" and "<b>unclosed</a>" in doc.text
