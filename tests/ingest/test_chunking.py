@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from transformers import AutoTokenizer
+import copy
+import re
 
+import pytest
+from tokenizers import pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from ingest import chunking
 from ingest.chunking import chunk_document, split_sentences
 from ingest.parsers import ParsedDocument, Section, parse
 from retrieval.embeddings import DEFAULT_EMBEDDING_MODEL
@@ -158,3 +163,81 @@ def test_overlap_close_to_max_still_makes_progress(tok):
     assert all(c.token_count <= 64 for c in chunks)
     same = [(a, b) for a, b in zip(chunks, chunks[1:], strict=False) if a.page == b.page]
     assert all(b.char_start > a.char_start and b.char_end > a.char_end for a, b in same)
+
+
+class _CountingBackend:
+    """The chunker's tokenizer backend, counting the calls and characters it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.calls, self.chars = inner, 0, 0
+
+    def encode_batch(self, texts, **kw):
+        self.calls, self.chars = self.calls + 1, self.chars + sum(map(len, texts))
+        return self.inner.encode_batch(texts, **kw)
+
+    def encode(self, text, **kw):
+        self.calls, self.chars = self.calls + 1, self.chars + len(text)
+        return self.inner.encode(text, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def one_section(text: str) -> ParsedDocument:
+    return ParsedDocument(
+        text=text, sections=[Section(0, len(text), [], None)], detected_type="text", pages=None, title=None
+    )
+
+
+def test_a_large_section_is_tokenized_once_in_few_calls_and_every_chunk_fits(tok, monkeypatch):
+    # ~2 MB in one section, no headings: prose, Chinese, lines with no sentence end, numbered words, so that
+    # thousands of distinct words and oversized sentences occur. Once, chunking tokenized the whole section
+    # as one text and then every chunk again (> 2x the text, ~4 s per MB); now each distinct word once.
+    parts, i = [], 0
+    while sum(map(len, parts)) < 2_000_000:
+        parts += [ENGLISH.replace("number", f"n{i}"), CHINESE, " ".join(f"w{i}x{j} and" for j in range(150))]
+        i += 1
+    doc = one_section("\n\n".join(parts))
+    real = chunking._backend
+    seen: list[_CountingBackend] = []
+    monkeypatch.setattr(chunking, "_backend", lambda t: seen.append(_CountingBackend(real(t))) or seen[-1])
+    chunks = chunk_document(doc, tok, 128, 16)
+    (backend,) = seen
+    assert backend.chars < len(doc.text)  # the old way: > 2 * len(doc.text)
+    # Batched: not a call per sentence, word or chunk; but for a sentence split by tokens, the offsets of the
+    # few words at each window's ends (w<i>x<j>: the lines with no sentence end).
+    windows = sum(re.fullmatch(r"[\w ]+", c.text) is not None for c in chunks)
+    assert windows > 1000 and len(chunks) > 5000
+    assert backend.calls < len(doc.text) / 20_000 + 4 * windows
+    real_counts = tok([c.text for c in chunks], add_special_tokens=False)["input_ids"]
+    for c, ids in zip(chunks, real_counts, strict=True):
+        assert c.text == doc.text[c.char_start : c.char_end]
+        assert c.token_count == len(ids) <= 128
+
+
+def test_odd_whitespace_and_a_word_longer_than_a_chunk_are_counted_exactly(tok):
+    # BERT deletes \x1c and \x0b (to Python they are spaces: "a\x1cb" is one word to the model), and a word
+    # of 60 tokens split by 8-token windows is cut inside itself: both counted by tokenizing the slice.
+    word = "".join(f"{chr(97 + i % 26)}{i % 7}" for i in range(45))
+    text = f"Alpha\x1cbeta gamma\x0bdelta, and zero\u200bwidth. {word} tail words here.\nNext\x85line ends."
+    doc = one_section(text)
+    chunks = chunk_document(doc, tok, 8, 2)
+    assert len(chunks) > 5
+    for c in chunks:
+        assert c.text == doc.text[c.char_start : c.char_end]
+        assert c.token_count == n_tokens(tok, c.text) <= 8
+
+
+def test_a_tokenizer_that_does_not_split_at_whitespace_first_has_its_chunks_checked(tok):
+    # Not BERT's pre-tokenizer: counts of words need not add up, so sentences are measured whole and each
+    # chunk tokenized again; the limits hold all the same.
+    backend = copy.deepcopy(tok.backend_tokenizer)
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    other = PreTrainedTokenizerFast(tokenizer_object=backend)
+    assert not chunking._additive(chunking._backend(other)) and chunking._additive(chunking._backend(tok))
+    doc = make_doc()
+    chunks = chunk_document(doc, other, 64, 16)
+    assert len(chunks) > 10
+    for c in chunks:
+        assert c.text == doc.text[c.char_start : c.char_end]
+        assert c.token_count == n_tokens(other, c.text) <= 64
