@@ -37,6 +37,7 @@ from retrieval.sentences import split_sentences
 logger = logging.getLogger(__name__)
 
 _BATCH = 2048  # texts per tokenizer call: enough for every thread, little memory held at once
+_BLOCK = 16384  # sentences whose words are held at once (~1 MB of text)
 _LINE_WORDS, _BATCH_LINES = 256, 64  # words joined into one text; texts per call (~256 KB)
 _WORD = re.compile(r"\S+")
 # Python whitespace that BERT's normalizer deletes (controls) or keeps inside a word: "a\x1cb" is one word
@@ -154,13 +155,21 @@ class _Pieces:
 
     def count(self, units: list[tuple[int, int]]) -> list[int]:
         """Token counts of the sentences text[s:e]."""
-        todo = self._new(itertools.chain.from_iterable(self.split(s, e) for s, e in units))
-        if self.additive:
-            self._count_words(todo)
-        else:
-            self._count_pieces(todo)
+        out: list[int] = []
         get = self.counts.__getitem__
-        return [sum(map(get, self.split(s, e))) for s, e in units]
+        for i in range(0, len(units), _BLOCK):  # a block's words at once: one split, bounded memory
+            block, text = units[i : i + _BLOCK], self.text
+            if self.additive and not self.odd:
+                parts = [text[s:e].split() for s, e in block]
+            else:
+                parts = [self.split(s, e) for s, e in block]
+            todo = self._new(itertools.chain.from_iterable(parts))
+            if self.additive:
+                self._count_words(todo)
+            else:
+                self._count_pieces(todo)
+            out += [sum(map(get, p)) for p in parts]
+        return out
 
     def _new(self, pieces) -> list[str]:
         """The pieces not counted yet, each once, in order of first use (so batches are deterministic)."""
