@@ -21,10 +21,12 @@ DESCRIPTION = "<script>window.__pwned=5</script> runbooks"
 FILENAME = "<img src=x onerror=window.__pwned=2>.md"
 # NOTE: no underscores in the heading: the Markdown parser drops them from titles ("snake_case" -> "snakecase").
 TITLE_MARKUP = "<script>alert('title')</script>"
-DOC = f"""# Payroll {TITLE_MARKUP} notes
+# The markup sits in code spans: the Markdown reader takes a document's own HTML as the text it shows (tags
+# gone), so markup reaches title and passages literally only as code, as in a page that documents HTML.
+DOC = f"""# Payroll `{TITLE_MARKUP}` notes
 
-Payroll dates: salaries are paid on the 25th. The <script>window.__pwned=1</script> tag,
-<img src=x onerror="window.__pwned=3;alert('xss')"> and <svg onload="window.__pwned=6"></svg> are
+Payroll dates: salaries are paid on the 25th. The `<script>window.__pwned=1</script>` tag,
+`<img src=x onerror="window.__pwned=3;alert('xss')">` and `<svg onload="window.__pwned=6"></svg>` are
 only text in this payroll passage.
 """.encode()
 QUESTION = 'When are salaries paid? <img src=x onerror="window.__pwned=7">'

@@ -59,10 +59,11 @@ Printers on every floor accept jobs from the PrintHub queue after you badge in.
 """
 TRAVEL_DOC = b"Book flights through the travel desk at least two weeks ahead. Economy class is the default."
 # Markup in a title and in passages: it must show as text and never run.
-MARKUP_DOC = b"""# Payroll <script>window.pwned = 1</script> notes
+# markup in code spans (the Markdown reader takes a document's own HTML as the text it shows, tags gone)
+MARKUP_DOC = b"""# Payroll `<script>window.pwned = 1</script>` notes
 
-Payroll dates: salaries are paid on the 25th. The <script>window.pwned = 2</script> tag and
-<img src=x onerror="window.pwned = 3"> are only text in this payroll passage.
+Payroll dates: salaries are paid on the 25th. The `<script>window.pwned = 2</script>` tag and
+`<img src=x onerror="window.pwned = 3">` are only text in this payroll passage.
 """
 
 
