@@ -146,9 +146,8 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
 
 
 def _text_type(text: str, filename: str | None) -> str:
-    if looks_like_xml(
-        text, filename
-    ):  # before HTML: a spec's DTD may name <html> or <body> in its first lines
+    # XML before HTML: a spec's DTD may name <html> or <body> in its first lines
+    if looks_like_xml(text, filename):
         return "xml"
     if _looks_like_html(text):
         return "html"
