@@ -380,6 +380,12 @@ def _strip_html(src: str, htmls: list[str] | None) -> str:
     return "".join(out)
 
 
+def without_tags(text: str) -> str:
+    """Text that holds HTML tags as characters (a page's <title> written with <strong> in it) as a reader sees it:
+    tags of HTML elements dropped, others (`List<T>`) kept."""
+    return _strip_html(text, None)
+
+
 def _rewrite(lines: list[str | None], span: list[int], text: str) -> None:
     """Lines span[0]:span[1] replaced by ``text`` (its line count may differ: a comment over lines is gone)."""
     a, b = span

@@ -22,7 +22,7 @@ from .base import (
     rows_as_text,
     xml_parser,
 )
-from .text import decode_text
+from .text import decode_text, without_tags
 
 _DROP_TAGS = {
     "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
@@ -60,7 +60,8 @@ def _read_html(data: bytes, w: _Walker) -> str | None:
     except (etree.ParserError, ValueError) as e:
         raise ParseError("The HTML file could not be read: it has no content.") from e
     title_el = root.find(".//title")
-    title = clean_inline(title_el.text_content()) if title_el is not None else None
+    # <title> holds text only: tags written in it (yodl's <title><strong>socat</strong></title>) are characters
+    title = clean_inline(without_tags(title_el.text_content())) if title_el is not None else None
     _drop_chrome(root)
     main = root.find(".//main")
     if main is None:
