@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -17,8 +17,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator):
+    """A moment in UTC, stored and read back with its zone on every database.
+
+    NOTE: SQLite has no time zones: SQLAlchemy stores the UTC clock reading and reads it back naive, which the
+    API then sent without an offset ("2026-12-06T21:31:11") and a browser took for local time. A naive value
+    read here is UTC (nothing else is ever written); an aware one is converted to UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _ts(**kw) -> Field:
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
 
 
 class Role(enum.StrEnum):
@@ -230,7 +252,7 @@ class WebSession(SQLModel, table=True):
     )
     csrf_token: str = Field(max_length=64)
     created_at: datetime = _ts()
-    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class Conversation(SQLModel, table=True):

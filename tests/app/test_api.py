@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 from sqlmodel import select
 
 from app.db import session_scope
@@ -94,6 +97,38 @@ def test_upload_progress_search_delete(db_env, client):
     assert client.delete(f"/api/documents/{a}", headers=admin).json() == {"detail": "Document not found"}
     with session_scope() as s:
         assert s.exec(select(Chunk).where(Chunk.document_id == a)).all() == []
+
+
+def test_times_carry_their_time_zone(db_env, client, monkeypatch):
+    # SQLite gave the times back without a zone ("2026-12-06T21:31:11.130442"): a browser reads such a time as
+    # local (the admin page's "updated" column was off by the viewer's UTC offset) and /v1/models' `created`
+    # was computed in the server's local zone
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        admin = make_user(Role.admin)
+        cid = _collection(client, admin, "hr")
+        (doc_id,) = _ingest(client, admin, cid, [("notes.txt", NOTES.encode())])
+        col = client.get("/api/collections", headers=admin).json()[0]
+        doc = client.get(f"/api/documents/{doc_id}", headers=admin).json()
+        listed = client.get(f"/api/collections/{cid}/documents", headers=admin).json()[0]
+        key = client.get("/api/keys", headers=admin).json()[0]
+        model = client.get("/v1/models/rag:hr", headers=admin).json()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    now = datetime.now(UTC)
+    for shown in (
+        col["created_at"],
+        doc["created_at"],
+        doc["updated_at"],
+        listed["updated_at"],
+        key["created_at"],
+    ):
+        at = datetime.fromisoformat(shown)
+        assert at.utcoffset() == timedelta(0), shown
+        assert abs(now - at) < timedelta(minutes=5), shown
+    assert model["created"] == int(datetime.fromisoformat(col["created_at"]).timestamp())
 
 
 def test_same_content_stored_once_and_changed_file_replaces(env, client):
