@@ -21,6 +21,7 @@ from .base import (
     UnsupportedFileType,
 )
 from .mail import looks_like_email, looks_like_mhtml, parse_email, parse_mhtml
+from .man import looks_like_man, parse_man
 from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_ppt, parse_xls
@@ -151,6 +152,8 @@ def _text_type(text: str, filename: str | None) -> str:
         return "xml"
     if _looks_like_html(text):
         return "html"
+    if looks_like_man(text):  # troff source: read as Markdown, its example lines of dashes were headings
+        return "man"
     name = (filename or "").lower()
     if name.endswith(_MARKDOWN_EXT):  # "From: ... / Date: ..." lines atop a Markdown memo keep its headings
         return "markdown"
@@ -194,6 +197,10 @@ def _delimited(data: bytes) -> ParsedDocument:
     return parse_delimited(decode_text(data))
 
 
+def _man(data: bytes) -> ParsedDocument:
+    return parse_man(decode_text(data))
+
+
 _PARSERS = {
     "pdf": parse_pdf,
     "docx": parse_docx,
@@ -215,4 +222,5 @@ _PARSERS = {
     "msg": parse_msg,
     "ppt": parse_ppt,
     "xml": parse_xml,
+    "man": _man,
 }

@@ -37,12 +37,13 @@ SUPPORTED_TYPES = (
     "csv",
     "email",
     "msg",
+    "man",
     "text",
 )
 # what a refusal names as readable
 SUPPORTED_NAMES = (
     "supported: PDF, Word .docx/.doc, PowerPoint .pptx/.ppt, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
-    "HTML, MHTML, XML (DocBook), Markdown, CSV, e-mail .eml/.msg, plain text; and ZIP or tar archives of these, or one of them "
+    "HTML, MHTML, XML (DocBook), Markdown, CSV, e-mail .eml/.msg, manual pages (troff), plain text; and ZIP or tar archives of these, or one of them "
     "compressed by gzip, bzip2 or xz"
 )
 

@@ -1351,3 +1351,120 @@ def test_myst_tab_names_are_no_document_title():
     assert doc.title is None
     assert section_of(doc, "Run apt.").heading_path == ["Linux"]
     assert section_of(doc, "Done.").heading_path == []
+
+
+# --- manual pages --------------------------------------------------------------------------------------------
+MAN_PAGE = r""".\" Comment lines and the macro package's own definitions print nothing.
+.de XX
+.ft B
+..
+.ie \n(.g .ds Aq \(aq
+.el       .ds Aq '
+.TH CURL 1 "February 19 2023" "curl 7.88.1" "curl Manual"
+.SH NAME
+curl \- transfer a URL
+.SH DESCRIPTION
+\fBcurl\fP is a tool for transferring data from or to a server.
+It supports \fIHTTP\fR and FTP\(em among others.
+.SS "Examples"
+.nf
+  curl \-L https://example.com/
+--- Example file ---
+.fi
+.SH OPTIONS
+.IP "\-k, \-\-insecure"
+By default, every secure connection curl makes is verified.
+This option makes curl skip the verification step.
+
+It\*(Aqs meant for testing.
+.TP
+.BR \-L ", " \-\^\-location
+Follow redirects.
+.RS
+.TP
+.B \-\-max\-redirs
+Limits how many.
+.RE
+.PP
+Options not listed here are described online.
+"""
+
+MDOC_PAGE = r""".\" $OpenBSD: ssh.1 $
+.Dd $Mdocdate: November 28 2022 $
+.Dt SSH 1
+.Os
+.Sh NAME
+.Nm ssh
+.Nd OpenSSH remote login client
+.Sh SYNOPSIS
+.Nm ssh
+.Op Fl 46AaC
+.Op Fl D Oo Ar bind_address : Oc Ns Ar port
+.Ar destination
+.Sh DESCRIPTION
+.Nm
+connects to the given
+.Ar destination ,
+see
+.Xr ssh_config 5 .
+.Bl -tag -width Ds
+.It Fl A
+Enables forwarding of the agent.
+.Pp
+Agent forwarding should be enabled with caution.
+.It Fl D Xo
+.Sm off
+.Oo Ar bind_address : Oc
+.Ar port
+.Sm on
+.Xc
+Specifies a local dynamic port forwarding.
+.El
+.Pp
+Exit codes follow.
+"""
+
+
+def test_man_page_read_as_man_shows_it():
+    # curl.1 read as Markdown: ".B \-\-list" in quotes, no headings, and the title "--- Example file ---" (a line
+    # of its example taken for a Setext underline)
+    doc = parse(MAN_PAGE.encode(), "curl.1")
+    assert (doc.detected_type, doc.title) == ("man", "curl - transfer a URL")
+    assert (
+        "\\f" not in doc.text and "\\-" not in doc.text and ".SH" not in doc.text and "ft B" not in doc.text
+    )
+    assert section_of(doc, "curl is a tool for transferring data").heading_path == ["DESCRIPTION"]
+    assert "It supports HTTP and FTP\u2014 among others." in doc.text
+    assert "curl -L https://example.com/\n--- Example file ---" in doc.text  # an example keeps its lines
+    assert section_of(doc, "Examples").heading_path == ["DESCRIPTION", "Examples"]
+    # an option's tag is a heading under its section, its text (paragraphs included) under it
+    assert section_of(doc, "makes curl skip the verification").heading_path == ["OPTIONS", "-k, --insecure"]
+    assert "is verified. This option makes" in doc.text  # filled lines joined into their sentences
+    assert section_of(doc, "It's meant for testing.").heading_path == ["OPTIONS", "-k, --insecure"]
+    assert section_of(doc, "Follow redirects.").heading_path == ["OPTIONS", "-L, --location"]
+    assert "--max-redirs: Limits how many." in doc.text  # a term inside an option's text leads its paragraph
+    assert section_of(doc, "Options not listed here").heading_path == ["OPTIONS"]  # .PP ends the option
+    assert_tiles(doc)
+
+
+def test_mdoc_page_read_as_man_shows_it():
+    doc = parse(MDOC_PAGE.encode(), "ssh.1")
+    assert (doc.detected_type, doc.title) == ("man", "ssh - OpenSSH remote login client")
+    assert "ssh [-46AaC] [-D [bind_address:]port] destination" in doc.text
+    assert "ssh connects to the given destination, see ssh_config(5)." in doc.text
+    assert section_of(doc, "Agent forwarding should").heading_path == ["DESCRIPTION", "-A"]
+    assert section_of(doc, "local dynamic port").heading_path == ["DESCRIPTION", "-D [bind_address:]port"]
+    assert section_of(doc, "Exit codes follow.").heading_path == ["DESCRIPTION"]
+    assert_tiles(doc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ".TH is how a man page starts.\n\nThis note only mentions it.\n",  # prose, not a page
+        "# Notes\n\n.SH and .TP are man macros.\n",
+        ".so man1/systemd.1\n",  # a link to another page: nothing to read but the name
+    ],
+)
+def test_text_that_mentions_man_macros_is_no_man_page(text):
+    assert detect_type(text.encode(), "notes") != "man"
