@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import select
 
 from app import answer as ans
@@ -71,6 +71,10 @@ def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Used for /v1 paths: HTTPException and validation errors in OpenAI's error shape."""
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # its loc is the character where parsing stopped, no field
+            at = first.get("loc", ("body", "?"))[-1]
+            message = f"Invalid request: the body is not valid JSON ({first.get('msg', 'invalid')} at character {at})."
+            return JSONResponse(error_body(400, message, "invalid_request"), 400)
         where = ".".join(str(p) for p in first.get("loc", ())[1:])
         body = error_body(
             400,
@@ -89,6 +93,18 @@ def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
 
+class _NullsAreDefaults(BaseModel):
+    """OpenAI's optional request fields are nullable ("temperature": null means the default), and clients built
+    from its OpenAPI schema send null for what they leave unset: a null field takes its default here."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
+
+
 class ChatMessage(BaseModel):
     """A message; content may be a string or a list of text parts."""
 
@@ -102,7 +118,7 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_NullsAreDefaults):
     """The fields of OpenAI's chat completion request this server honours; others are ignored."""
 
     model_config = ConfigDict(extra="allow")
@@ -179,7 +195,7 @@ async def retrieve_model(model_id: str, user: CurrentUser) -> dict:
     raise _no_model(model_id)
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(_NullsAreDefaults):
     """OpenAI's embeddings request: text inputs only (token-id arrays are refused), float or base64."""
 
     model_config = ConfigDict(extra="allow")

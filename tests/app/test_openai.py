@@ -159,6 +159,33 @@ def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, para
     assert (e.value.code, e.value.param) == (code, param), e.value.body
 
 
+def test_null_options_mean_their_defaults(live):
+    # OpenAI's API takes null for every optional field, and clients built from its OpenAPI schema (or that
+    # serialize unset options) send them: {"temperature": null, "stream": null, "n": null} was a 400
+    server, w = live
+    nulls = {k: None for k in ("temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
+                               "max_completion_tokens", "presence_penalty", "frequency_penalty", "logprobs",
+                               "top_logprobs", "seed", "top_k", "repetition_penalty", "response_format", "tools",
+                               "tool_choice", "user")}  # fmt: skip
+    body = {"model": "tiny-glm", "messages": [{"role": "user", "content": "Where is the office?"}], **nulls}
+    r = httpx.post(f"{server.base}/v1/chat/completions", json=body, headers=w.member, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["object"] == "chat.completion" and r.json()["choices"][0]["logprobs"] is None
+    body = {"model": "all-MiniLM-L6-v2", "input": "office", "encoding_format": None, "dimensions": None}
+    r = httpx.post(f"{server.base}/v1/embeddings", json=body, headers=w.member)
+    assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384, r.text
+
+
+def test_a_body_that_is_not_json_is_named_so(live):
+    server, w = live
+    r = httpx.post(f"{server.base}/v1/chat/completions", content=b'{"model": ', headers={**w.member,
+                   "Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 400
+    assert r.json()["error"] == {"message": "Invalid request: the body is not valid JSON (JSON decode error at "
+                                 "character 10).", "type": "invalid_request_error", "param": None,
+                                 "code": "invalid_request"}  # fmt: skip
+
+
 def test_a_developer_message_is_the_system_prompt(live):
     _, w = live
     c = _client(live, w.member)
