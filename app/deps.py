@@ -6,6 +6,7 @@ from typing import Annotated
 
 from annotated_types import Ge, Le
 from fastapi import Depends, Header, HTTPException, Request, status
+from pydantic import StringConstraints
 from sqlmodel import Session
 
 from app import auth, sessions
@@ -16,6 +17,8 @@ SessionDep = Annotated[Session, Depends(get_session)]
 # A row id in a path or body: out of the database's INTEGER range is a 422, never a driver error (500).
 MAX_ID = 2**31 - 1
 Id = Annotated[int, Ge(1), Le(MAX_ID)]
+# A question or search query: blanks around it are not part of it, so "   " is as empty as "" (it was a 500)
+Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 

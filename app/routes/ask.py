@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlmodel import select
 
 from app import answer as ans
 from app import auth
 from app.backpressure import retry_after_s
 from app.db import session_scope
-from app.deps import CurrentUser, Id, SessionDep
+from app.deps import CurrentUser, Id, Query, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
 from app.security import RateLimitedUser
 from inference import EngineOverloaded
@@ -31,7 +31,7 @@ BUSY = "The answer engine is busy; please retry shortly"
 class AskRequest(BaseModel):
     """Omitted collection_ids = every collection the caller may read."""
 
-    question: str = Field(min_length=1, max_length=4000)
+    question: Query
     collection_ids: list[int] | None = None
     conversation_id: Id | None = None
     stream: bool = False

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from app import auth
 from app.db import release_connection
-from app.deps import CurrentUser, SessionDep
+from app.deps import CurrentUser, Query, SessionDep
 from app.search import SearchHit, search_with_meta
 
 router = APIRouter(prefix="/api", tags=["search"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api", tags=["search"])
 class SearchRequest(BaseModel):
     """Omitted collection_ids = every collection the caller may read."""
 
-    query: str = Field(min_length=1, max_length=4000)
+    query: Query
     collection_ids: list[int] | None = None
     k: int = Field(default=10, ge=1, le=100)
 

@@ -53,6 +53,21 @@ def test_extractive_answer_cites_and_highlights(client):
     assert "Northwind" in r.json()["answer"]
 
 
+@pytest.mark.parametrize("blank", ["   ", "\n\n", "\t \u3000"])
+def test_a_blank_question_is_refused_like_an_empty_one(client, blank):
+    # "   " passed min_length=1 and the conversation's title (its first line) raised IndexError: a 500
+    w = build_world(client)
+    for stream in (False, True):
+        r = client.post("/api/ask", json={"question": blank, "stream": stream}, headers=w.member)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["msg"] == "String should have at least 1 character"
+    r = client.post("/api/search", json={"query": blank}, headers=w.member)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "query"]
+    # a question after blank lines is the question
+    r = client.post("/api/ask", json={"question": "\n\nHow many days of paid leave?"}, headers=w.member)
+    assert r.status_code == 200 and "twenty-eight days" in r.json()["answer"]
+
+
 def test_stream_events_conversation_and_feedback(client):
     w = build_world(client)
     r = client.post(
