@@ -2,7 +2,7 @@
 
     doc = parse(data, filename)   # ParsedDocument, or ParseError with a reason a person can read
 
-The file name only breaks the tie between Markdown, CSV/TSV and plain text.
+The file name only breaks the tie between Markdown, reStructuredText, CSV/TSV and plain text.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .odf import ODF_KINDS, parse_odp, parse_ods, parse_odt
 from .office import parse_docx, parse_pptx, parse_xlsx
 from .ole import OLE_MAGIC, ole_type, parse_doc, parse_msg, parse_ppt, parse_xls
 from .pdf import parse_pdf
+from .rst import looks_like_rst, parse_rst
 from .rtf import parse_rtf
 from .text import (
     decode_text,
@@ -70,6 +71,7 @@ _KNOWN_BINARY = (
 # manual ran over a minute in the chunker alone). Encapsulated PostScript may open with a binary DOS header.
 _POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")
 _MARKDOWN_EXT = (".md", ".markdown", ".mdown", ".mkd")
+_RST_EXT = (".rst", ".rest", ".rst.txt")  # .rst.txt: the page sources a Sphinx site publishes (_sources/)
 _TEXT_EXT = (".txt", ".text", ".log")
 _TABLE_EXT = (".csv", ".tsv")
 
@@ -157,16 +159,20 @@ def _text_type(text: str, filename: str | None) -> str:
     name = (filename or "").lower()
     if name.endswith(_MARKDOWN_EXT):  # "From: ... / Date: ..." lines atop a Markdown memo keep its headings
         return "markdown"
+    if name.endswith(_RST_EXT):
+        return "rst"
     if looks_like_mhtml(text):
         return "mhtml"
     if looks_like_email(text):
         return "email"
-    if name.endswith(_TEXT_EXT):
-        return "text"
+    if name.endswith(_TEXT_EXT):  # a README.txt written in RST (directives, roles, targets) is RST
+        return "rst" if looks_like_rst(text) else "text"
     if name.endswith(_TABLE_EXT):
         return "csv"
     if looks_like_code(text, filename):
         return "text"
+    if looks_like_rst(text):  # before Markdown: RST's underlined titles read as Setext headings
+        return "rst"
     return "markdown" if looks_like_markdown(text) else "text"
 
 
@@ -201,6 +207,10 @@ def _man(data: bytes) -> ParsedDocument:
     return parse_man(decode_text(data))
 
 
+def _rst(data: bytes) -> ParsedDocument:
+    return parse_rst(decode_text(data))
+
+
 _PARSERS = {
     "pdf": parse_pdf,
     "docx": parse_docx,
@@ -223,4 +233,5 @@ _PARSERS = {
     "ppt": parse_ppt,
     "xml": parse_xml,
     "man": _man,
+    "rst": _rst,
 }

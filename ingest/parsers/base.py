@@ -34,6 +34,7 @@ SUPPORTED_TYPES = (
     "mhtml",
     "xml",
     "markdown",
+    "rst",
     "csv",
     "email",
     "msg",
@@ -43,7 +44,7 @@ SUPPORTED_TYPES = (
 # what a refusal names as readable
 SUPPORTED_NAMES = (
     "supported: PDF, Word .docx/.doc, PowerPoint .pptx/.ppt, Excel .xlsx/.xls, OpenDocument .odt/.ods/.odp, RTF, EPUB, "
-    "HTML, MHTML, XML (DocBook), Markdown, CSV, e-mail .eml/.msg, manual pages (troff), plain text; and ZIP or tar archives of these, or one of them "
+    "HTML, MHTML, XML (DocBook), Markdown, reStructuredText, CSV, e-mail .eml/.msg, manual pages (troff), plain text; and ZIP or tar archives of these, or one of them "
     "compressed by gzip, bzip2 or xz"
 )
 

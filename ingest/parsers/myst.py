@@ -346,7 +346,7 @@ def _roles(text: str) -> str:
             role = _ROLE_BEFORE.search(text, max(pos, m.start() - 80), m.start())
             if role:
                 out.append(text[pos : role.start()])
-                out.append(_role_text(role.group(1), text[m.end() : close.start()]))
+                out.append(role_text(role.group(1), text[m.end() : close.start()]))
                 pos = close.end()
             n = same[k] + 1
     out.append(text[pos:])
@@ -369,18 +369,27 @@ def _escaped(text: str, at: int) -> bool:
     return n % 2 == 1
 
 
-def _role_text(name: str, content: str) -> str:
+_PY_ROLES = {"mod", "func", "class", "meth", "attr", "data", "exc", "obj", "const"}
+_INTERSPHINX = re.compile(r"^[A-Za-z][\w-]*:(?=[~\w])(?!\S*\s)")
+
+
+def role_text(name: str, content: str) -> str:
     """What Sphinx shows for a role: the title of "title <target>", else the target ("~a.b.c" shows "c")."""
     base = name.lower().rsplit(":", 1)[-1]
     content = " ".join(content.split())
     m = None if base in UNTITLED_ROLES else _TITLED.match(content)
+    if m and m.group(1) and content[m.end(1)] == "<" and " " not in m.group(1):
+        m = None  # "IMPORTED_LOCATION_<CONFIG>", "List<T>": a name with a placeholder, not "title <target>"
     if m and m.group(1):
         text = m.group(1)
     else:
         text = m.group(2) if m else content
-        text = text.lstrip("!")
-        if text.startswith("~"):
-            text = text[1:].rsplit(".", 1)[-1]
+        if base not in UNTITLED_ROLES:  # "!" and "~" are cross-reference syntax; ``~`` is a tilde
+            text = text.lstrip("!")
+            if base in _PY_ROLES:  # an intersphinx project's name: "py2:types.ClassType" shows "types.ClassType"
+                text = _INTERSPHINX.sub("", text, count=1)
+            if text.startswith("~"):
+                text = text[1:].rsplit(".", 1)[-1]
         if base == "doc":  # Sphinx shows the page's title, which lives in that page; its name says most
             text = text.rstrip("/").rsplit("/", 1)[-1]
         if base in ("pep", "rfc") and text[:1].isdigit():

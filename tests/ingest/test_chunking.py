@@ -241,3 +241,14 @@ def test_a_tokenizer_that_does_not_split_at_whitespace_first_has_its_chunks_chec
     for c in chunks:
         assert c.text == doc.text[c.char_start : c.char_end]
         assert c.token_count == n_tokens(other, c.text) <= 64
+
+
+def test_rst_chunks_are_exact_slices_under_their_section_titles(tok):
+    from tests.ingest.test_parsers import RST_GUIDE
+
+    doc = parse(RST_GUIDE.encode(), "guide.rst")
+    chunks = chunk_document(doc, tok, 32, 8)
+    assert all(c.text == doc.text[c.char_start : c.char_end] for c in chunks)
+    install = next(c for c in chunks if "pip install widgetry" in c.text)
+    assert install.heading_path == ["Widget Guide", "Installation"]
+    assert not any(".. " in c.text or ":ref:" in c.text or "`_" in c.text for c in chunks)

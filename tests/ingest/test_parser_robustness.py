@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 
-from ingest.parsers import UnsupportedFileType, detect_type, parse
+from ingest.parsers import ParseError, UnsupportedFileType, detect_type, parse
+from tests.ingest.test_parsers import RST_GUIDE
 
 # --- PostScript and DVI are named, not read as text --------------------------------------------------------
 POSTSCRIPT = (
@@ -82,3 +86,54 @@ def test_a_small_info_file_is_text_not_binary_data():
 def test_separator_bytes_inside_lines_are_still_binary_data():
     with pytest.raises(UnsupportedFileType, match="binary data"):
         parse(b"record\x1fvalue\x7fnext " * 500, "notes.txt")
+
+
+# --- reStructuredText: hostile or damaged markup stays bounded --------------------------------------------
+RST_HOSTILE = {
+    "nested lists": "".join(" " * (2 * k) + f"- item {k}\n\n" for k in range(1500)),
+    "nested quotes": "".join(" " * k + f"quote {k}\n\n" for k in range(2000)),
+    "unclosed stars": "*a " * 50_000,
+    "unclosed roles": ":a:`" * 30_000,
+    "unclosed substitutions": "|x " * 50_000,
+    "footnote references": "[#]_ " * 50_000,
+    "borders without a table": "===  ===\nx\n" * 10_000,
+    "a grid without its end": "+---+---+\n" + "| a | b |\n" * 20_000,
+    "definitions": "term\n   definition\n" * 20_000,
+}
+
+
+@pytest.mark.parametrize("name", list(RST_HOSTILE))
+def test_hostile_rst_is_read_in_bounded_time(name):
+    t = time.perf_counter()
+    doc = parse(RST_HOSTILE[name].encode(), "hostile.rst")
+    assert time.perf_counter() - t < 5
+    assert doc.detected_type == "rst" and doc.sections[-1].end == len(doc.text)
+
+
+def test_damaged_rst_is_a_document_or_a_reason():
+    """Lines cut, dropped, swapped and re-indented at random: a document whose sections tile its text, or a
+    ParseError, never another exception."""
+    lines = RST_GUIDE.splitlines()
+    rng = random.Random(7)
+    for _ in range(200):
+        damaged = list(lines)
+        for _ in range(6):
+            k = rng.randrange(len(damaged))
+            edit = rng.randrange(4)
+            if edit == 0:
+                damaged[k] = damaged[k][: rng.randrange(len(damaged[k]) + 1)]
+            elif edit == 1:
+                del damaged[k]
+            elif edit == 2:
+                damaged.insert(rng.randrange(len(damaged)), damaged[k])
+            else:
+                damaged[k] = " " * rng.randrange(6) + damaged[k]
+            if not damaged:
+                damaged = ["x"]
+        try:
+            doc = parse("\n".join(damaged).encode(), "damaged.rst")
+        except ParseError as e:
+            assert e.reason
+            continue
+        assert doc.sections[0].start == 0 and doc.sections[-1].end == len(doc.text)
+        assert all(a.end == b.start for a, b in zip(doc.sections, doc.sections[1:], strict=False))

@@ -1468,3 +1468,248 @@ def test_mdoc_page_read_as_man_shows_it():
 )
 def test_text_that_mentions_man_macros_is_no_man_page(text):
     assert detect_type(text.encode(), "notes") != "man"
+
+
+# --- reStructuredText: what Sphinx or docutils shows, not its markup --------------------------------------------
+RST_GUIDE = r""":orphan:
+:title: The Widget Guide
+
+.. _top:
+
+.. |product| replace:: *Widgetry*
+.. |logo| image:: logo.png
+   :alt: Widgetry logo
+.. meta::
+   :description: Hidden description
+
+==============
+ Widget Guide
+==============
+
+.. contents:: On this page
+   :local:
+
+|logo| |product| builds widgets. See :ref:`the install guide <install>`,
+:func:`widgets.build`, `PEP 8 <https://peps.python.org/pep-0008/>`_ and Python_
+(**fast**\ ly).
+
+.. _Python: https://www.python.org/
+
+.. This comment is not shown.
+   Nor is this line.
+
+.. _install:
+
+Installation
+============
+
+Run this::
+
+    pip install widgetry
+
+    # no heading
+    widgetry --version
+
+.. note::
+   The wheel is *pure* Python.
+
+.. warning:: Back up first.
+
+.. versionadded:: 2.1
+   The ``--fast`` option.
+
+Usage
+=====
+
+.. code-block:: python
+   :linenos:
+
+   import widgets
+   widgets.build()
+
+.. toctree::
+   :maxdepth: 2
+
+   install
+
+.. raw:: html
+
+   <b>Hidden HTML</b>
+
+.. image:: shot.png
+   :alt: A screenshot
+"""
+
+
+def test_rst_read_as_sphinx_shows_it():
+    # read as Markdown: ".. note::", ":ref:`the install guide <install>`" and "`PEP 8 <https://...>`_" in every
+    # passage, the toctree's entries and raw HTML as text, and no heading but the overlined title's underline
+    doc = parse(RST_GUIDE.encode(), "guide.rst")
+    assert (doc.detected_type, doc.title) == ("rst", "The Widget Guide")
+    assert doc.text == (
+        "Widget Guide\n\n"
+        "Widgetry builds widgets. See the install guide,\n`widgets.build`, PEP 8 and Python\n(fastly).\n\n"
+        "Installation\n\nRun this:\n\n```\npip install widgetry\n\n# no heading\nwidgetry --version\n```\n\n"
+        "Note: The wheel is pure Python.\n\nWarning: Back up first.\n\nNew in version 2.1: The `--fast` option.\n\n"
+        "Usage\n\n```python\nimport widgets\nwidgets.build()\n```"
+    )
+    assert section_of(doc, "Widgetry builds").heading_path == ["Widget Guide"]
+    assert section_of(doc, "pip install").heading_path == ["Widget Guide", "Installation"]
+    assert section_of(doc, "Note: The wheel").heading_path == ["Widget Guide", "Installation"]
+    assert section_of(doc, "import widgets").heading_path == ["Widget Guide", "Usage"]
+    assert_tiles(doc)
+
+
+def test_rst_section_levels_follow_the_order_styles_first_appear_in():
+    rst = (
+        "Part\n####\n\nIntro.\n\nChapter one\n***********\n\nText one.\n\nSection A\n=========\n\nText A.\n\n"
+        "Chapter two\n***********\n\nText two.\n\n=========\nOverlined\n=========\n\nText O.\n\n"
+        "Short\n-----------------\n\nText S.\n\nToo short to be a title\n---\n"
+    )
+    doc = parse(rst.encode(), "levels.rst")
+    assert doc.title == "Part"
+    assert section_of(doc, "Intro.").heading_path == ["Part"]
+    assert section_of(doc, "Text one.").heading_path == ["Part", "Chapter one"]
+    assert section_of(doc, "Text A.").heading_path == ["Part", "Chapter one", "Section A"]
+    assert section_of(doc, "Text two.").heading_path == ["Part", "Chapter two"]
+    # "=" over and under is a style of its own, apart from "=" under only: one level deeper here
+    assert section_of(doc, "Text O.").heading_path == ["Part", "Chapter two", "Overlined"]
+    assert section_of(doc, "Text S.").heading_path == ["Part", "Chapter two", "Overlined", "Short"]
+    assert "####" not in doc.text and "***" not in doc.text and "=====" not in doc.text
+    assert "Too short to be a title\n---" in doc.text  # an underline under 4 shorter than its line is text
+    assert_tiles(doc)
+
+
+def test_rst_tables_are_rows_that_name_their_columns():
+    rst = (
+        "Sizes\n=====\n\n=====  ======  =====\nName   Thread  Pitch\n=====  ======  =====\nbolt   M4      0.7\n"
+        "nut    M5\nwasher         n/a\n=====  ======  =====\n\n"
+        "+--------+---------------+\n| Part   | Notes         |\n+========+===============+\n"
+        "| Widget | Blue, and     |\n|        | ``shiny``.    |\n+--------+---------------+\n"
+        "| Gadget | Red.          |\n+--------+---------------+\n\n"
+        ".. list-table:: Stock\n   :header-rows: 1\n\n   * - Item\n     - Count\n   * - bolts\n     - 12\n\n"
+        '.. csv-table:: Prices\n   :header: "Item", "Price"\n\n   "bolt", "0.10"\n   "nut, large", "0.20"\n'
+    )
+    doc = parse(rst.encode(), "sizes.rst")
+    assert doc.text == (
+        "Sizes\n\nName: bolt; Thread: M4; Pitch: 0.7\nName: nut; Thread: M5\nName: washer; Pitch: n/a\n\n"
+        "Part: Widget; Notes: Blue, and `shiny`.\nPart: Gadget; Notes: Red.\n\n"
+        "Stock\n\nItem: bolts; Count: 12\n\nPrices\n\nItem: bolt; Price: 0.10\nItem: nut, large; Price: 0.20"
+    )
+    assert_tiles(doc)
+
+
+def test_rst_lists_are_lines():
+    rst = (
+        "Steps\n=====\n\n- ``--fast``: build fast.\n- ``--safe``: build safely,\n  with checks.\n\n"
+        "  A second paragraph.\n\n  * nested item\n\n#. First.\n#. Second.\n\n(a) Alpha.\n(b) Beta.\n\n"
+        "term\n   Its definition.\nterm two : classifier\n   Another.\n\n:Author: Ana\n:Version: 1.0\n\n"
+        "-v, --verbose  Say more.\n--output=FILE  Write to FILE.\n\n| Line one\n| Line two\n\n>>> print(1)\n1\n\n"
+        "A. Smith wrote this line,\nand it is a paragraph.\n"
+    )
+    doc = parse(rst.encode(), "steps.rst")
+    assert doc.text == (
+        "Steps\n\n- `--fast`: build fast.\n- `--safe`: build safely,\n  with checks.\n\n  A second paragraph.\n\n"
+        "  - nested item\n\n1. First.\n2. Second.\n\n(a) Alpha.\n(b) Beta.\n\n"
+        "term: Its definition.\nterm two (classifier): Another.\n\nAuthor: Ana\nVersion: 1.0\n\n"
+        "-v, --verbose: Say more.\n--output=FILE: Write to FILE.\n\nLine one\nLine two\n\n```\n>>> print(1)\n1\n```\n\n"
+        "A. Smith wrote this line,\nand it is a paragraph."
+    )
+
+
+def test_rst_directives_keep_what_they_show_and_drop_what_they_hide():
+    rst = (
+        ".. title:: Reference manual\n\nAPI\n===\n\n.. index:: single: build\n\n"
+        ".. function:: build(target, fast=False)\n   :noindex:\n\n   Build *target*. [#]_\n\n"
+        ".. deprecated:: 3.0\n   Use :func:`make` instead.\n\n.. seealso:: :doc:`/guide/install`\n\n"
+        ".. admonition:: Why so fast?\n\n   Caching.\n\n.. rubric:: Footnotes\n\n.. [#] Since version 1.0.\n\n"
+        ".. figure:: arch.png\n   :width: 80%\n\n   The architecture.\n\n.. only:: html\n\n   Shown in HTML.\n\n"
+        "..\n   A comment block\n   over lines.\n\n__ https://example.com/anon\n\n|copy| 2024 Widget Corp.\n\n"
+        ".. |copy| unicode:: 0xA9\n"
+    )
+    doc = parse(rst.encode(), "api.rst")
+    assert doc.title == "Reference manual"
+    assert doc.text == (
+        "API\n\n`build(target, fast=False)`: Build target. [1]\n\n"
+        "Deprecated since version 3.0: Use `make` instead.\n\nSee also: install\n\nWhy so fast?\n\nCaching.\n\n"
+        "Footnotes\n\n[1] Since version 1.0.\n\nThe architecture.\n\nShown in HTML.\n\n\u00a9 2024 Widget Corp."
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["guide.rst", "guide.rest", "_sources/index.rst.txt", "README", None, "notes.txt"]
+)
+def test_rst_is_recognised_by_name_or_by_its_markup(name):
+    assert detect_type(RST_GUIDE.encode(), name) == "rst"
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "kind"),
+    [
+        (
+            "Notes\n=====\n\nWait.. what?\n\n.. and then it stopped.\n\nThe end::\n\n    quoted\n",
+            "notes.txt",
+            "text",
+        ),
+        ("Notes\n=====\n\nWait.. what?\n\n.. and then it stopped.\n", None, "markdown"),
+        ("# Guide\n\n.. note:: kept as Markdown\n\nSee :ref:`x` and `y <z>`_.\n", "guide.md", "markdown"),
+        (F.MARKDOWN_DOC, None, "markdown"),
+    ],
+)
+def test_text_and_markdown_that_look_a_little_like_rst_stay_what_they_are(text, name, kind):
+    assert detect_type(text.encode(), name) == kind
+
+
+def test_an_rst_file_that_only_includes_others_says_so():
+    # Sphinx projects keep "index.rst" or "CONTRIBUTING.rst" as one include of a file elsewhere in the repository
+    with pytest.raises(
+        ParseError, match=r"^The document has no text of its own: it only includes \.\./README\.rst"
+    ):
+        parse(b".. include:: ../README.rst\n   :start-after: intro\n", "index.rst")
+
+
+def test_rst_nested_deeper_than_the_reader_goes_keeps_its_text():
+    rst = "".join(" " * (3 * k) + ".. note::\n\n" for k in range(400)) + " " * 1200 + "The deepest words.\n"
+    doc = parse(rst.encode(), "deep.rst")
+    assert doc.text.startswith("Note:") and doc.text.endswith("The deepest words.")
+    assert ".. note::" not in doc.text
+
+
+def test_rst_roles_show_their_text_and_headings_no_code_marks():
+    rst = (
+        ":mod:`email` Package Architecture\n==================================\n\n"
+        "Set :prop_tgt:`IMPORTED_LOCATION_<CONFIG>` or :ref:`the guide <guide>`; use ``~`` for home;\n"
+        ":data:`py2:types.ClassType` and :class:`~email.message.Message`; :term:`wheel`, "
+        "`<https://example.org>`_, ``*not emphasis*``, \\*literally\\*.\n"
+    )
+    doc = parse(rst.encode(), "architecture.rst")
+    assert doc.title == "email Package Architecture"
+    assert doc.text == (
+        "email Package Architecture\n\nSet IMPORTED_LOCATION_<CONFIG> or the guide; use `~` for home;\n"
+        "`types.ClassType` and `Message`; wheel, https://example.org, `*not emphasis*`, *literally*."
+    )
+
+
+def test_rst_api_pages_keep_what_the_page_writes_about_each_object():
+    rst = (
+        "API\n===\n\n.. testsetup:: *\n\n   import cachetools\n\n.. autoclass:: Cache(maxsize)\n   :members:\n\n"
+        "   Discards arbitrary items.\n\n.. automodule:: cachetools.keys\n   :members:\n\n"
+        ".. class:: Signature\n\n   A callable's signature.\n\n   .. method:: bind(*args)\n\n      Binds arguments.\n"
+    )
+    doc = parse(rst.encode(), "api.rst")
+    assert doc.text == (
+        "API\n\n`Cache(maxsize)`: Discards arbitrary items.\n\n"
+        "`Signature`: A callable's signature.\n\n`bind(*args)`: Binds arguments."
+    )
+
+
+def test_an_rst_target_right_above_an_overlined_title_is_no_heading():
+    rst = ".. _intro:\n=======\n Intro\n=======\n\nText.\n\n- item\n------\n"
+    doc = parse(rst.encode(), "intro.rst")
+    assert doc.title == "Intro" and section_of(doc, "Text.").heading_path == ["Intro"]
+    assert doc.text == "Intro\n\nText.\n\n- item"  # a bullet is read before a title (docutils' order)
+
+
+def test_rst_code_right_below_its_directive_is_code_not_an_argument():
+    rst = ".. code-block:: python\n   import os\n     x = 1\n\n.. code-block::\n   :linenos:\n   print(1)\n"
+    assert parse(rst.encode(), "code.rst").text == "```python\nimport os\n  x = 1\n```\n\n```\nprint(1)\n```"
