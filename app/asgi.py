@@ -1,6 +1,12 @@
-"""A base for the app's pure ASGI middlewares (pure ASGI so streamed answers pass through untouched)."""
+"""A base for the app's pure ASGI middlewares (pure ASGI so streamed answers pass through untouched), and which
+paths answer errors in OpenAI's shape."""
 
 from __future__ import annotations
+
+
+def openai_path(path: str) -> bool:
+    """Whether ``path`` is under the OpenAI-compatible API (/v1), whose errors are {"error": {...}}, not {"detail"}."""
+    return path == "/v1" or path.startswith("/v1/")
 
 
 class HttpMiddleware:

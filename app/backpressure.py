@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 from prometheus_client import Counter, Gauge
 
+from app.asgi import openai_path
 from app.metrics import registry
 from app.settings import settings
 
@@ -157,7 +158,7 @@ def retry_after_s(cls: str) -> int:
 async def busy_response(scope, send, cls: str, retry_after: int) -> None:
     """503 with Retry-After; {"detail"} under /api, OpenAI's error shape under /v1/."""
     detail = busy_detail(cls)
-    if scope["path"].startswith("/v1/"):
+    if openai_path(scope["path"]):
         body = {"error": {"message": detail, "type": "server_error", "param": None, "code": "server_busy"}}
     else:
         body = {"detail": detail}

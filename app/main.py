@@ -7,12 +7,15 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import retrieve, security
+from app.asgi import openai_path
 from app.backpressure import BackpressureMiddleware
 from app.db import database_unavailable, migrate
 from app.engine_service import service
@@ -66,17 +69,26 @@ def create_app() -> FastAPI:
     security.install(api)  # headers, body limits, question rate limit (SECURITY.md)
     api.add_middleware(RequestContextMiddleware)
 
-    @api.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
-        if request.url.path.startswith("/v1/"):
+    # Starlette's HTTPException, not only FastAPI's: the router raises it for a path or method that does not
+    # exist, and under /v1 that 404 or 405 is OpenAI's error too ({"detail"} stays under /api).
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        if openai_path(request.url.path):
             return openai_compat.openai_error_handler(request, exc)
         return await http_exception_handler(request, exc)
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        if request.url.path.startswith("/v1/"):
+        if openai_path(request.url.path):
             return openai_compat.openai_error_handler(request, exc)
         return await request_validation_exception_handler(request, exc)
+
+    @api.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception):
+        # Unhandled (logged by the server as before): under /v1 OpenAI's shape, elsewhere Starlette's text.
+        if openai_path(request.url.path):
+            return openai_compat.openai_error_handler(request, exc)
+        return PlainTextResponse("Internal Server Error", 500)
 
     @api.exception_handler(OperationalError)
     async def _database_unavailable(request: Request, exc: OperationalError):

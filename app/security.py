@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from app.asgi import HttpMiddleware
+from app.asgi import HttpMiddleware, openai_path
 from app.deps import CurrentUser
 from app.models import Document, User, utcnow
 from app.settings import settings
@@ -127,6 +127,8 @@ def too_large_detail(limit: int) -> str:
 class BodyTooLarge(HTTPException):
     """Raised from the wrapped `receive` once a streamed body passes the limit."""
 
+    code = "request_too_large"  # OpenAI's error code under /v1, whichever of the two ways the 413 is answered
+
     def __init__(self, limit: int) -> None:
         super().__init__(status.HTTP_413_CONTENT_TOO_LARGE, too_large_detail(limit))
 
@@ -174,9 +176,10 @@ class BodyLimitMiddleware(HttpMiddleware):
 
 async def _error(scope, send, code: int, detail: str) -> None:
     """A JSON error in the API's shape ({"detail"}; OpenAI's {"error"} under /v1)."""
-    if scope["path"].startswith("/v1/"):
+    if openai_path(scope["path"]):
         kind = "invalid_request_error"
-        body = {"error": {"message": detail, "type": kind, "param": None, "code": "request_too_large"}}
+        why = BodyTooLarge.code if code == status.HTTP_413_CONTENT_TOO_LARGE else "invalid_request"
+        body = {"error": {"message": detail, "type": kind, "param": None, "code": why}}
     else:
         body = {"detail": detail}
     payload = json.dumps(body).encode()

@@ -1,8 +1,9 @@
 """OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not), POST /v1/embeddings.
 
 Model names: the loaded generator's name = plain chat; `rag:<collection name>` = answer from that
-collection (under the caller's ACL) with numbered sources, like /api/ask. Errors use OpenAI's shape
-{"error": {"message", "type", "code"}} (see `openai_error_handler`).
+collection (under the caller's ACL) with numbered sources, like /api/ask. Every error under /v1 uses OpenAI's
+shape {"error": {"message", "type", "param", "code"}} (see `openai_error_handler`; the middlewares' 413 and
+503 build the same).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import answer as ans
 from app import auth
@@ -39,8 +41,12 @@ RAG_PREFIX = "rag:"
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 16  # stop strings a request may give (OpenAI allows 4)
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
-          404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
-          503: "server_error"}  # fmt: skip
+          404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "server_error"}  # fmt: skip
+# OpenAI's codes for the errors raised without one (the app's own HTTPExceptions: auth, rate limit, body size)
+_CODES = {401: "invalid_api_key", 403: "forbidden", 404: "not_found", 413: "request_too_large",
+          429: "rate_limit_exceeded"}  # fmt: skip
+SERVER_ERROR = "The server had an error while processing your request."
 
 
 class OpenAIError(HTTPException):
@@ -68,7 +74,9 @@ def error_body(
 
 
 def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Used for /v1 paths: HTTPException and validation errors in OpenAI's error shape."""
+    """Used for /v1 paths: HTTP errors (the app's, and the router's 404 and 405 for a path or method that does
+    not exist, worded as OpenAI's API words them), validation errors and unhandled ones (500) in OpenAI's
+    error shape."""
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":  # its loc is the character where parsing stopped, no field
@@ -83,14 +91,22 @@ def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
             param=where or None,
         )
         return JSONResponse(body, 400)
-    assert isinstance(exc, HTTPException), f"{exc=}"
-    code = getattr(exc, "code", None) or {401: "invalid_api_key", 403: "forbidden", 404: "not_found"}.get(
-        exc.status_code
-    )
+    if not isinstance(exc, StarletteHTTPException):
+        return JSONResponse(error_body(500, SERVER_ERROR, None, "server_error"), 500)
+    headers = getattr(exc, "headers", None)
+    if type(exc) is StarletteHTTPException and exc.status_code in (404, 405):  # the router's: no such route
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            return JSONResponse(error_body(404, f"Invalid URL ({where})", None), 404, headers=headers)
+        allow = [m.strip() for m in (headers or {}).get("Allow", "").split(",") if m.strip()]
+        allow = [m for m in allow if m != "HEAD" or "GET" not in allow]
+        message = f"Invalid method for URL ({where}): use {' or '.join(allow)}"
+        return JSONResponse(error_body(405, message, None), 405, headers=headers)
+    code = getattr(exc, "code", None) or _CODES.get(exc.status_code)
     body = error_body(
         exc.status_code, str(exc.detail), code, getattr(exc, "type", None), getattr(exc, "param", None)
     )
-    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+    return JSONResponse(body, exc.status_code, headers=headers)
 
 
 class _NullsAreDefaults(BaseModel):

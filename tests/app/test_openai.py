@@ -4,11 +4,17 @@ usage counts, and errors in OpenAI's shape (ACL included: a forbidden collection
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.app.ask_support import LiveServer, ask_env, build_world, glm_checkpoint  # noqa: F401
-from tests.app.support import restore_settings
+from app.models import Role
+from tests.app.ask_support import LiveServer, ask_client, ask_env, build_world, glm_checkpoint  # noqa: F401
+from tests.app.support import make_user, restore_settings
+
+PASSWORD = "correct horse battery staple"
 
 openai = pytest.importorskip("openai")
 
@@ -226,3 +232,106 @@ def test_embeddings_are_the_search_model_s_vectors(live):
         with pytest.raises(err) as e:
             c.embeddings.create(**bad)
         assert e.value.code == code
+
+
+# --- every error under /v1 in OpenAI's shape; /api keeps FastAPI's {"detail"} --------------------------------
+@pytest.fixture
+def inproc(tmp_path, monkeypatch):
+    """The app in-process without a model: a question limit of 1 a minute, a 4 KiB body limit."""
+    with ask_client(
+        monkeypatch, tmp_path, AUTOGLM_ASK_RATE_PER_MINUTE="1", AUTOGLM_MAX_BODY_BYTES="4096"
+    ) as c:
+        yield c
+
+
+def _openai_error(r, status, message, type_="invalid_request_error", code=None, param=None) -> None:
+    assert r.status_code == status, r.text
+    assert r.json() == {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def test_unknown_v1_paths_and_wrong_methods_answer_in_openai_shape(inproc):
+    c, member = inproc, make_user(Role.member)
+    # answered {"detail": "Not Found"}, which OpenAI's clients read as an error without a message or code
+    with pytest.raises(openai.NotFoundError) as e:
+        openai.OpenAI(base_url="http://testserver/v1", api_key=member["Authorization"].split()[1],
+                      http_client=c, max_retries=0).files.list()  # fmt: skip
+    assert e.value.body == {"message": "Invalid URL (GET /v1/files)", "type": "invalid_request_error",
+                            "param": None, "code": None}  # fmt: skip
+    _openai_error(
+        c.post("/v1/completions", json={}, headers=member), 404, "Invalid URL (POST /v1/completions)"
+    )
+    _openai_error(c.get("/v1"), 404, "Invalid URL (GET /v1)")
+    r = c.get("/v1/chat/completions", headers=member)
+    _openai_error(r, 405, "Invalid method for URL (GET /v1/chat/completions): use POST")
+    assert r.headers["allow"] == "POST"
+    _openai_error(
+        c.delete("/v1/models", headers=member), 405, "Invalid method for URL (DELETE /v1/models): use GET"
+    )
+    # /api and every other path keep FastAPI's shape
+    assert (c.get("/api/nope").status_code, c.get("/api/nope").json()) == (404, {"detail": "Not Found"})
+    assert (c.post("/api/health").status_code, c.post("/api/health").json()) == (
+        405,
+        {"detail": "Method Not Allowed"},
+    )
+    assert c.get("/v1beta/models").json() == {"detail": "Not Found"}
+
+
+def test_auth_validation_size_and_rate_errors_under_v1_answer_in_openai_shape(inproc):
+    c, member = inproc, make_user(Role.member)
+    _openai_error(c.get("/v1/models"), 401, "Not authenticated", code="invalid_api_key")
+    _openai_error(c.get("/v1/models", headers={"Authorization": "Bearer agk_wrong"}), 401, "Invalid API key",
+                  code="invalid_api_key")  # fmt: skip
+    _openai_error(c.post("/v1/chat/completions", json={"model": "m"}, headers=member), 400,
+                  "Invalid request: messages: Field required", code="invalid_request", param="messages")  # fmt: skip
+    big = {"model": "m", "messages": [{"role": "user", "content": "z" * 5000}]}
+    too_large = "Request body too large: the limit is 4096 bytes"
+    _openai_error(
+        c.post("/v1/chat/completions", json=big, headers=member), 413, too_large, code="request_too_large"
+    )
+    payload = json.dumps(big).encode()  # no Content-Length: cut off as it streams in
+    r = c.post("/v1/chat/completions", content=iter([payload[:3000], payload[3000:]]), headers=member)
+    _openai_error(r, 413, too_large, code="request_too_large")
+    r = c.post("/v1/chat/completions", content=b"{}", headers={**member, "Content-Length": "nonsense"})
+    _openai_error(r, 400, "Invalid Content-Length header", code="invalid_request")
+    ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    c.post("/v1/chat/completions", json=ask, headers=member)  # the one question of this minute
+    r = c.post("/v1/chat/completions", json=ask, headers=member)
+    assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+    assert r.json()["error"]["message"].startswith(
+        "Too many questions: the limit is 1 per minute; try again in "
+    )
+    assert {**r.json()["error"], "message": ""} == {"message": "", "type": "rate_limit_error", "param": None,
+                                                    "code": "rate_limit_exceeded"}  # fmt: skip
+    # a browser session's state change without its CSRF token
+    admin = make_user(Role.admin)
+    r = c.post("/api/users", json={"name": "ada", "password": PASSWORD, "role": "member"}, headers=admin)
+    assert r.status_code == 201, r.text
+    assert c.post("/api/auth/login", json={"username": "ada", "password": PASSWORD}).status_code == 200
+    r = c.post("/v1/embeddings", json={"model": "x", "input": "hi"})
+    _openai_error(r, 403, "CSRF token missing or invalid", code="forbidden")
+    assert c.post("/api/ask", json={"question": "hi"}).json() == {"detail": "CSRF token missing or invalid"}
+
+
+def test_busy_and_server_errors_under_v1_answer_in_openai_shape(inproc, monkeypatch):
+    from app import auth, backpressure
+
+    c, member = inproc, make_user(Role.member)
+    ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    c.post("/v1/chat/completions", json=ask, headers=member)  # builds the middleware stack and its gates
+    gate = backpressure._current.by_class["ask"]
+    monkeypatch.setattr(gate, "queue", 0)
+    monkeypatch.setattr(gate, "active", gate.limit)  # every slot held, no queue: refused at once
+    r = c.post("/v1/chat/completions", json=ask, headers=member)
+    _openai_error(r, 503, backpressure.busy_detail("ask"), type_="server_error", code="server_busy")
+    assert int(r.headers["retry-after"]) >= 1
+    monkeypatch.setattr(gate, "active", 0)
+
+    def fail(*_a, **_k):
+        raise RuntimeError("database driver bug")
+
+    monkeypatch.setattr(auth, "readable_collection_ids", fail)
+    raw = TestClient(c.app, raise_server_exceptions=False)
+    r = raw.get("/v1/models", headers=member)
+    _openai_error(r, 500, "The server had an error while processing your request.", type_="server_error")
+    r = raw.get("/api/collections", headers=member)
+    assert (r.status_code, r.text) == (500, "Internal Server Error")
