@@ -378,15 +378,25 @@ def role_text(name: str, content: str) -> str:
     base = name.lower().rsplit(":", 1)[-1]
     content = " ".join(content.split())
     m = None if base in UNTITLED_ROLES else _TITLED.match(content)
-    if m and m.group(1) and content[m.end(1)] == "<" and " " not in m.group(1):
-        m = None  # "IMPORTED_LOCATION_<CONFIG>", "List<T>": a name with a placeholder, not "title <target>"
+    if (
+        m
+        and m.group(1)
+        and content[m.end(1)] == "<"
+        and " " not in m.group(1)
+        and m.group(2) == m.group(2).upper()
+    ):
+        # "IMPORTED_LOCATION_<CONFIG>", "List<T>": a name with a placeholder, not "title <target>"; a target
+        # in lower case ("Guide<guide>", "os.path<os.path>") is one: Sphinx needs no space before the "<"
+        m = None
     if m and m.group(1):
         text = m.group(1)
     else:
         text = m.group(2) if m else content
         if base not in UNTITLED_ROLES:  # "!" and "~" are cross-reference syntax; ``~`` is a tilde
             text = text.lstrip("!")
-            if base in _PY_ROLES:  # an intersphinx project's name: "py2:types.ClassType" shows "types.ClassType"
+            if (
+                base in _PY_ROLES
+            ):  # an intersphinx project's name: "py2:types.ClassType" shows "types.ClassType"
                 text = _INTERSPHINX.sub("", text, count=1)
             if text.startswith("~"):
                 text = text[1:].rsplit(".", 1)[-1]

@@ -1679,6 +1679,7 @@ def test_rst_roles_show_their_text_and_headings_no_code_marks():
     rst = (
         ":mod:`email` Package Architecture\n==================================\n\n"
         "Set :prop_tgt:`IMPORTED_LOCATION_<CONFIG>` or :ref:`the guide <guide>`; use ``~`` for home;\n"
+        "see :ref:`Setup<setup-guide>` and :class:`List<T>`;\n"
         ":data:`py2:types.ClassType` and :class:`~email.message.Message`; :term:`wheel`, "
         "`<https://example.org>`_, ``*not emphasis*``, \\*literally\\*.\n"
     )
@@ -1686,6 +1687,7 @@ def test_rst_roles_show_their_text_and_headings_no_code_marks():
     assert doc.title == "email Package Architecture"
     assert doc.text == (
         "email Package Architecture\n\nSet IMPORTED_LOCATION_<CONFIG> or the guide; use `~` for home;\n"
+        "see Setup and `List<T>`;\n"
         "`types.ClassType` and `Message`; wheel, https://example.org, `*not emphasis*`, *literally*."
     )
 
