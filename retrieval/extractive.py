@@ -2,7 +2,10 @@
 
 Each sentence of the context's passages is scored
     score = SEMANTIC_WEIGHT * cos(question, sentence) + (1 - SEMANTIC_WEIGHT) * coverage
-where coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
+where cos is the similarity of the question to the sentence as its passage frames it, the document's title
+and the headings of its section before it ("xz > OPTIONS > -0 ... -9: The default is -6."; a manual's
+sentence leans on them: alone, "The default value is 10 if no argument is given." is about nothing), and
+coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese; an identifier of the question is one term, one of a sentence also gives it the words it
 joins, pkgProblemResolver -> problem, resolver) that the sentence or the headings of its section contain
 (and, for a sentence that starts with a pronoun, "It has been released ...", or a "Label: value" field
@@ -152,6 +155,18 @@ _RELATED = {
 }  # fmt: skip
 
 
+def _frame(title: str | None, heading_path: Sequence[str]) -> str:
+    """What a sentence of the passage is about: the document's title and its section's headings, "tar - an
+    archiving utility > OPTIONS > Compression options > -z, --gzip" (a heading that repeats the one above it,
+    or the title, once)."""
+    parts: list[str] = []
+    for h in [title or "", *heading_path]:
+        h = " ".join(h.split())
+        if h and (not parts or _norm(h) != _norm(parts[-1])):
+            parts.append(h)
+    return " > ".join(parts)
+
+
 @dataclass
 class Quote:
     n: int  # source number, as in the answer's [n]
@@ -182,7 +197,7 @@ def extractive_answer(
     # a sentence's identifiers cover the question's words ("problem resolver": pkgProblemResolver), but an
     # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
     q_terms = set(tokenize(question, parts=False))
-    cands: list[tuple[Source, int, int, str, float]] = []  # source, start, end, text, coverage
+    cands: list[tuple[Source, int, int, str, float, str]] = []  # source, start, end, text, coverage, framed
     seen: set[str] = set()
     for src in sources:
         text = src.passage.text
@@ -197,6 +212,7 @@ def extractive_answer(
         # tests" answers how to run the unit tests): their terms count as its own
         heading_terms = {t for h in src.passage.heading_path for t in tokenize(h)}
         title_terms = set(tokenize(src.passage.title or ""))
+        frame = _frame(src.passage.title, src.passage.heading_path)
         spans = split_sentences(text)
         for j, (s, e) in enumerate(spans):
             # a sentence that announces what follows ("Bug reports should be sent to:", "... etc. to" and
@@ -230,7 +246,7 @@ def extractive_answer(
                     terms |= title_terms
                 covered = sum(1 for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ())))
                 coverage = covered / len(q_terms) if q_terms else 0.0
-                cands.append((src, s, e, sent, coverage))
+                cands.append((src, s, e, sent, coverage, f"{frame}: {sent}" if frame else sent))
     if not cands:
         return ExtractiveAnswer("", [])
     # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
@@ -238,7 +254,7 @@ def extractive_answer(
     cands = cands[:MAX_EMBEDDED] if embed is not None else cands
     scores = np.array([c[4] for c in cands], dtype=np.float32)
     if embed is not None:
-        vecs = embed([question] + [c[3] for c in cands])  # (1 + n, dim)
+        vecs = embed([question] + [c[5] for c in cands])  # (1 + n, dim)
         cos = vecs[1:] @ vecs[0]
         scores = SEMANTIC_WEIGHT * cos + (1 - SEMANTIC_WEIGHT) * scores
     if (defines := _defines(question)) is not None:
@@ -253,7 +269,7 @@ def extractive_answer(
     floor = max(MIN_SCORE, RELATIVE * float(scores[order[0]]))
     quotes: list[Quote] = []
     for i in order:
-        src, s, e, sent, _ = cands[i]
+        src, s, e, sent, *_ = cands[i]
         if scores[i] < floor or len(quotes) == max_sentences:
             break
         if any(q.chunk_id == src.passage.chunk_id and q.start < e and s < q.end for q in quotes):

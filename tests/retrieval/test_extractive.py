@@ -1,6 +1,7 @@
-"""Extractive answers on reference manuals (the Node.js API pages, HTML): a code line is no heading, a
-parameter's "Default:" is quoted with its item, a sentence that refers back is quoted with the one it refers
-to, and a "How do I ...?" question prefers the sentence that says what to do."""
+"""Extractive answers on reference manuals (the Node.js API pages, HTML; manual pages): a code line is no
+heading, a parameter's "Default:" is quoted with its item, a sentence that refers back is quoted with the one
+it refers to, a "How do I ...?" question prefers the sentence that says what to do, and a sentence is read
+under its headings."""
 
 from __future__ import annotations
 
@@ -83,3 +84,32 @@ def test_a_sentence_that_refers_back_is_quoted_with_the_one_before():
 )  # fmt: skip
 def test_how_do_i_prefers_the_sentence_that_says_what_to_do(question, text, answer):
     assert answer in _answer(question, text).quotes[0].text
+
+
+def _page(question: str, sections: list[tuple[list[str], str]], title: str, embed: bool = True):
+    """A manual page as retrieval hands it over: a passage per section, each with its heading path."""
+    passages = [
+        Passage(i + 1, 2, title, text, hp, None, 0, len(text)) for i, (hp, text) in enumerate(sections)
+    ]
+    ctx = assemble_context(passages, "q", lambda s: len(s.split()), 2000)
+    return extractive_answer(question, ctx, get_embedder().embed if embed else None)
+
+
+def test_a_sentence_is_read_under_its_headings():
+    # tar(1): the answer never names what it speaks of ("This option" is --delete, its heading); alone it
+    # is less like the question than the synopsis line and the compression options
+    sections = [
+        (["SYNOPSIS", "GNU-style usage"], "tar --delete [--file ARCHIVE] [OPTIONS] [MEMBER...]"),
+        (
+            ["OPTIONS", "Compression options", "-z, --gzip, --gunzip, --ungzip"],
+            "Filter the archive through gzip(1).",
+        ),
+        (
+            ["DESCRIPTION", "Operation mode", "--delete"],
+            "Delete from the archive. The arguments supply names of the archive members to be removed. At "
+            "least one argument must be given.\n\nThis option does not operate on compressed archives. There "
+            "is no short option equivalent.",
+        ),
+    ]
+    ans = _page("Can I delete members from a compressed tar archive?", sections, "tar - an archiving utility")
+    assert ans.quotes[0].text == "This option does not operate on compressed archives."
