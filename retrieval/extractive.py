@@ -8,11 +8,12 @@ sentence leans on them: alone, "The default value is 10 if no argument is given.
 coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese; an identifier of the question is one term, one of a sentence also gives it the words it
 joins, pkgProblemResolver -> problem, resolver) that the sentence or the headings of its section contain
-(and, for a sentence that starts with a pronoun, "It has been released ...", or a "Label: value" field
-line, "Author: ...", the document's title); a verb of authorship is covered by the noun ("wrote" by
-"Author": ``_RELATED``). For a "What is X?" question a sentence that defines X ("X is a ...") scores
-DEFINITION more, and for a "How do I ...?" question a sentence that says what to do ("To do that, run ...",
-"Use ...", "You can ...") INSTRUCTION more. Without an embedding function, coverage alone decides. A
+(and, in a passage without section headings, for a sentence that starts with a pronoun, "It has been
+released ...", or a "Label: value" field line, "Author: ...", the document's title: under a heading, "This
+can cause a performance penalty" speaks of its section, "--line-buffered", not of grep); a verb of
+authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a "What is X?" question a sentence
+that defines X ("X is a ...") scores DEFINITION more, and for a "How do I ...?" question a sentence that says
+what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more. Without an embedding function, coverage alone decides. A
 sentence ending in a colon or a dangling word is taken with the sentence after it ("... should be sent to:"
 + the address); a field that ends a list item ("maxKeys <number> The most keys to parse. Default: 1000.")
 with its line, never alone; a sentence that refers back ("These are held ...", "To do that, run ...", "If
@@ -242,7 +243,9 @@ def extractive_answer(
                     continue
                 seen.add(key)
                 terms = set(tokenize(sent)) | heading_terms
-                if _PRONOUN_START.match(text, spellings[0][0]) or _FIELD_LINE.match(text, spellings[0][0]):
+                if not heading_terms and (
+                    _PRONOUN_START.match(text, spellings[0][0]) or _FIELD_LINE.match(text, spellings[0][0])
+                ):
                     terms |= title_terms
                 covered = sum(1 for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ())))
                 coverage = covered / len(q_terms) if q_terms else 0.0

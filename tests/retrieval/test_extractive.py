@@ -1,7 +1,7 @@
 """Extractive answers on reference manuals (the Node.js API pages, HTML; manual pages): a code line is no
 heading, a parameter's "Default:" is quoted with its item, a sentence that refers back is quoted with the one
-it refers to, a "How do I ...?" question prefers the sentence that says what to do, and a sentence is read
-under its headings."""
+it refers to, a "How do I ...?" question prefers the sentence that says what to do, a sentence is read under
+its headings, and a pronoun under a heading speaks of its section."""
 
 from __future__ import annotations
 
@@ -113,3 +113,24 @@ def test_a_sentence_is_read_under_its_headings():
     ]
     ans = _page("Can I delete members from a compressed tar archive?", sections, "tar - an archiving utility")
     assert ans.quotes[0].text == "This option does not operate on compressed archives."
+
+
+def test_a_pronoun_under_a_heading_speaks_of_its_section_not_the_title():
+    # "This can cause a performance penalty" is about --line-buffered; it used to get grep(1)'s title words
+    # ("egrep", "fgrep") and, with the sentence it refers back to, outscore the one that names them
+    sections = [
+        (
+            ["DESCRIPTION"],
+            "Debian also includes the variant programs egrep and fgrep. For portability reasons, it is "
+            "recommended to avoid the variant programs.",
+        ),
+        (["OPTIONS", "Other Options", "--line-buffered"], "Use line buffering on output. This can cause a "
+         "performance penalty."),
+    ]  # fmt: skip
+    title = "grep, egrep, fgrep - print lines that match patterns"
+    ans = _page("Should I still use egrep and fgrep?", sections, title, embed=False)
+    assert ans.quotes[0].text == "Debian also includes the variant programs egrep and fgrep."
+    # without headings the pronoun still speaks of the document: "It" is cscope
+    text = "Cscope is a text screen based source browsing tool. It has been released under the BSD license."
+    ans = _page("Under which license was cscope released?", [([], text)], "cscope", embed=False)
+    assert ans.quotes[0].text == "It has been released under the BSD license."
