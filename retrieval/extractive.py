@@ -12,8 +12,10 @@ joins, pkgProblemResolver -> problem, resolver) that the sentence or the heading
 released ...", or a "Label: value" field line, "Author: ...", the document's title: under a heading, "This
 can cause a performance penalty" speaks of its section, "--line-buffered", not of grep); a verb of
 authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a "What is X?" question a sentence
-that defines X ("X is a ...") scores DEFINITION more, and for a "How do I ...?" question a sentence that says
-what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more. Without an embedding function, coverage alone decides. A
+that defines X ("X is a ...") scores DEFINITION more, for a "How do I ...?" question a sentence that says
+what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more, and for a question about a
+default one that states a default ("The default is -6.", "(default: 3)", "... defaults to /tmp.") DEFAULT
+more. Without an embedding function, coverage alone decides. A
 sentence ending in a colon or a dangling word is taken with the sentence after it ("... should be sent to:"
 + the address); a field that ends a list item ("maxKeys <number> The most keys to parse. Default: 1000.")
 with its line, never alone; a sentence that refers back ("These are held ...", "To do that, run ...", "If
@@ -23,7 +25,8 @@ its character offsets in the chunk text and in the document (chunk.char_start + 
 highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
 heading also without its number), or a short line without punctuation, figures or code marks (a heading
 the parser could not see; "--with-intl=full-icu (default)" is code, not one), answers nothing and is not
-quoted; nor is one scoring under RELATIVE of the best; and when even the best scores under MIN_SCORE,
+quoted; nor is one scoring under RELATIVE of the best, or under MIN_SCORE before the bonuses for the
+answer's form (those rank relevant sentences, they make none relevant): when no sentence reaches it,
 nothing in the sources answers the question and nothing is quoted.
 """
 
@@ -123,6 +126,22 @@ _INSTRUCTION = re.compile(
     re.I,
 )
 INSTRUCTION = 0.1
+
+
+# "What is the default compression preset?", "Which level does zstd use by default?" ask for a default: a
+# sentence that states one ("The default is -6.", "(default: 3)", "It defaults to /tmp.", "This is the default
+# behavior.", "Source files are preserved by default.") scores DEFAULT more than one that only names a default
+# ("... replaces the default compression level with ...")
+_ASKS_DEFAULT = re.compile(r"\bdefault(s|ed)?\b", re.I)
+_STATES_DEFAULT = re.compile(
+    r"\bdefault(\s+\w+){0,2}\s*(:|=|\bis\b|\bare\b|\bwas\b|\bvalues?\b)"  # "The default (value) is", "Default: 10"
+    r"|\bdefaults\s+to\b|\bdefaulting\s+to\b"  # "it defaults to /tmp"
+    r"|[(\[]default\b|\bdefault\s*[)\]]"  # "(default: 3)", "--with-intl=full-icu (default)"
+    r"|\b(is|are|was|as)\s+(the\s+)?default\b"  # "This is the default behavior.", "-6 is the default"
+    r"|\bby\s+default\b",  # "Source files are preserved by default."
+    re.I,
+)
+DEFAULT = 0.15
 
 
 def _tells_what_to_do(text: str) -> bool:
@@ -260,6 +279,9 @@ def extractive_answer(
         vecs = embed([question] + [c[5] for c in cands])  # (1 + n, dim)
         cos = vecs[1:] @ vecs[0]
         scores = SEMANTIC_WEIGHT * cos + (1 - SEMANTIC_WEIGHT) * scores
+    # the bonuses below rank the answers' forms among relevant sentences; they make no sentence relevant (a
+    # "By default, ..." sentence is no answer to "What is the default number of vacation days?")
+    relevance = scores
     if (defines := _defines(question)) is not None:
         scores = scores + np.array(
             [DEFINITION if defines.match(c[3]) else 0.0 for c in cands], dtype=np.float32
@@ -268,13 +290,19 @@ def extractive_answer(
         scores = scores + np.array(
             [INSTRUCTION if _tells_what_to_do(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
+    if _ASKS_DEFAULT.search(question):
+        scores = scores + np.array(
+            [DEFAULT if _STATES_DEFAULT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
+        )
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
-    floor = max(MIN_SCORE, RELATIVE * float(scores[order[0]]))
+    floor = RELATIVE * float(scores[order[0]])
     quotes: list[Quote] = []
     for i in order:
         src, s, e, sent, *_ = cands[i]
         if scores[i] < floor or len(quotes) == max_sentences:
             break
+        if relevance[i] < MIN_SCORE:
+            continue
         if any(q.chunk_id == src.passage.chunk_id and q.start < e and s < q.end for q in quotes):
             continue  # the line after a colon, quoted with it already (or the other way round)
         p = src.passage

@@ -1,7 +1,6 @@
-"""Extractive answers on reference manuals (the Node.js API pages, HTML; manual pages): a code line is no
-heading, a parameter's "Default:" is quoted with its item, a sentence that refers back is quoted with the one
-it refers to, a "How do I ...?" question prefers the sentence that says what to do, a sentence is read under
-its headings, and a pronoun under a heading speaks of its section."""
+"""Extractive answers on reference manuals (the Node.js API pages, HTML): a code line is no heading, a
+parameter's "Default:" is quoted with its item, a sentence that refers back is quoted with the one it refers
+to, and a "How do I ...?" question prefers the sentence that says what to do."""
 
 from __future__ import annotations
 
@@ -115,6 +114,25 @@ def test_a_sentence_is_read_under_its_headings():
     assert ans.quotes[0].text == "This option does not operate on compressed archives."
 
 
+def test_a_question_about_a_default_prefers_the_sentence_that_states_it():
+    # the Shared MIME-info spec (PDF): the sentence that gives the default, not the ones about weights
+    sections = [
+        (
+            ["2. Unified system", "2.2. The source XML files"],
+            "glob elements have a pattern attribute. There is also an optional weight attribute which is used "
+            "when resolving conflicts with other glob matches. The default weight value is 50, and the "
+            "maximum is 100.",
+        ),
+        (
+            ["2. Unified system", "2.4. The glob files"],
+            "The globs2 file is a simple list of lines containing weight, MIME type and pattern, separated by "
+            "a colon. If several patterns of the same weight match then the longest pattern SHOULD be used.",
+        ),
+    ]
+    ans = _page("What is the default weight of a glob pattern?", sections, "Shared MIME-info Database")
+    assert ans.quotes[0].text == "The default weight value is 50, and the maximum is 100."
+
+
 def test_a_pronoun_under_a_heading_speaks_of_its_section_not_the_title():
     # "This can cause a performance penalty" is about --line-buffered; it used to get grep(1)'s title words
     # ("egrep", "fgrep") and, with the sentence it refers back to, outscore the one that names them
@@ -134,3 +152,16 @@ def test_a_pronoun_under_a_heading_speaks_of_its_section_not_the_title():
     text = "Cscope is a text screen based source browsing tool. It has been released under the BSD license."
     ans = _page("Under which license was cscope released?", [([], text)], "cscope", embed=False)
     assert ans.quotes[0].text == "It has been released under the BSD license."
+
+
+def test_an_answer_form_makes_no_off_topic_sentence_an_answer():
+    # "By default, ..." states a default and "Use ..." says what to do, but neither is about vacation days
+    sections = [
+        (
+            ["OPTIONS", "-M#, --memory=#"],
+            "By default, zstd uses 128 MiB for decompression as the maximum amount of memory. Use a smaller "
+            "limit on systems with little memory.",
+        )
+    ]
+    for question in ("What is the default number of vacation days?", "How do I request vacation days?"):
+        assert _page(question, sections, "zstd - fast compression").quotes == []
