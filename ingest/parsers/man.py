@@ -205,7 +205,10 @@ def _lines(text: str) -> list[str]:
 
 
 # --- the reader ------------------------------------------------------------------------------------------------
-_BULLETS = {"\u2022", "*", "-", "o", "+", "\u00b7", "\u2013", "\u2014"}
+# a list item's mark, not an option's tag: "\(bu", "o", and the circles and squares of ronn/pandoc pages
+# (zstd's ".IP "\[ci]" 4" items were headings)
+_BULLETS = {"\u2022", "*", "-", "o", "+", "\u00b7", "\u2013", "\u2014", "\u25cb", "\u25cf", "\u25e6", "\u25a1",
+            "\u25a0", "\u25aa", "\u25ab", "\u2023", "\u2043", "\u2219"}  # fmt: skip
 _ENUM = re.compile(r"^\(?[0-9a-zA-Z]{1,3}[.)]$")
 _FONT_ALT = {"BR", "BI", "IB", "IR", "RB", "RI"}
 _FONT_ONE = {"B", "I", "SM", "SB", "CW", "R"}

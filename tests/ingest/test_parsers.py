@@ -1458,6 +1458,20 @@ def test_mdoc_page_read_as_man_shows_it():
     assert_tiles(doc)
 
 
+def test_man_page_bullet_items_are_list_lines_not_headings():
+    # ronn and pandoc pages mark list items with circles (zstd.1: .IP "\[ci]" 4); each was an option-like heading
+    page = (
+        ".TH ZSTD 1\n.SH NAME\nzstd \\- fast compression\n.SH DESCRIPTION\nDifferences from gzip:\n"
+        '.IP "\\[ci]" 4\nSource files are preserved.\n.IP "\\[ci]" 4\nProgress is shown.\n'
+        '.IP "\\(bu" 4\nBullets too.\n.IP "" 0\n.SH OPTIONS\n.TP\n\\fB\\-k\\fR\nKeep source files.\n'
+    )
+    doc = parse(page.encode(), "zstd.1")
+    assert "- Source files are preserved.\n\n- Progress is shown.\n\n- Bullets too." in doc.text
+    assert "\u25cb" not in doc.text
+    assert section_of(doc, "Progress is shown.").heading_path == ["DESCRIPTION"]
+    assert section_of(doc, "Keep source files.").heading_path == ["OPTIONS", "-k"]
+
+
 @pytest.mark.parametrize(
     "text",
     [
