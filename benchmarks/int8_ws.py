@@ -7,12 +7,8 @@ GPU us per call as CUDA-graph replays over weight copies (>= 256 MB a replay: we
 a decode step), all in one process on the same inputs: cuBLAS bf16 (``torch.matmul``), the product's path
 without this one (AUTOGLM_W8_WS=off: the autotuned few-rows kernel, converting or on int8 planes, as
 measured), this path forced (AUTOGLM_W8_WS=on: the planes kernel, then the GEMM, chained by programmatic
-dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2); then
-the Gluon GEMM that converts the weights in registers (``kernels.int8_gemm_ws`` at few rows: one launch, no
-planes) in the same chain, at three configs: "conv" (64 channels a program, the next fragment converted
-while two wgmmas fly), "conv late" (converted after the wait), "conv 128" (128 channels a program, two
-warpgroups). Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
-benchmarks/out/int8_ws.json.
+dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2). Each result checked against the exact product. Needs an
+H100/H200 (sm_90). Writes benchmarks/out/int8_ws.json.
 """
 
 from __future__ import annotations
@@ -26,10 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kernels import GLM_LINEARS, copies_for, environ, graph_ms, rel, report_table  # noqa: E402
-from kernels import int8_gemm_ws, int8_ws  # noqa: E402
+from kernels import int8_ws  # noqa: E402
 from kernels.int8_matmul import int8_linear_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
-from kernels.triton_common import pdl_enabled  # noqa: E402
 
 
 def main() -> None:
@@ -62,15 +57,9 @@ def main() -> None:
             "planes us",
             "GEMM alone us",
             "x",
-            "conv us",
-            "x",
-            "conv late us",
-            "x",
-            "conv 128 us",
-            "x",
             "rel err",
         ),
-        ("", "d", ".1f", ".1f", ".2f", ".1f", ".2f", ".1f", ".1f", ".2f") + (".1f", ".2f") * 3 + (".1e",),
+        ("", "d", ".1f", ".1f", ".2f", ".1f", ".2f", ".1f", ".1f", ".2f", ".1e"),
         table,
     )
 
@@ -95,27 +84,8 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list) -> tuple:
     t["gemm"] = graph_ms(
         [lambda iw=iw: int8_ws.planes_gemm(planes, sx, M, iw.qweight, iw.scale, None, y) for iw in iws]
     )
-    conv = []
-    for cfg in (
-        int8_gemm_ws.few_config(M),
-        int8_gemm_ws.few_config(M, early=False),
-        int8_gemm_ws.few_config(M, block_n=128),
-    ):
-
-        def call(iw, cfg=cfg):
-            int8_gemm_ws.gemm_w8(x, iw.qweight, iw.scale, config=cfg, out=y, pdl=pdl_enabled(x))
-
-        try:
-            call(iws[0])
-            e = rel(y, exact)
-            ms = graph_ms([lambda iw=iw: call(iw) for iw in iws]) if e < 1e-2 else float("nan")
-        except Exception as exc:  # noqa: BLE001 - reported, the other columns still count
-            print(f"  {cfg.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-            e = ms = float("nan")
-        err[cfg.name] = e
-        conv += [ms * 1e3, bf16 / ms]
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
-            t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], *conv, max(err.values()))  # fmt: skip
+            t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -124,24 +124,13 @@ if HAS_GLUON:
         return first_m + (tile % in_group) % size_m, (tile % in_group) // size_m
 
     @gluon.jit
-    def _griddepcontrol(op: gl.constexpr):
-        """``griddepcontrol.wait`` (wait for the kernels this one depends on, and their writes) or
-        ``griddepcontrol.launch_dependents`` (let the next kernel launch now), as triton_common's pdl_*."""
-        gl.inline_asm_elementwise(
-            "griddepcontrol." + op + "; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
-        )
-
-    @gluon.jit
     def _loader(w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP: gl.constexpr,
-                STAGGER: gl.constexpr, PDL: gl.constexpr):  # fmt: skip
+                STAGGER: gl.constexpr):  # fmt: skip
         """Producer warp: k-step i (counted over all of the program's tiles) into slot i % STAGES once the
         consumers released it; the weight tile and the x tile complete one ``ready`` barrier. STAGGER > 0: a
         tile's k-steps start at ((pid_m + pid_n) * STAGGER) % n_k and wrap around, so that the programs
         sharing an x tile (or a weight tile) at the same moment do not ask L2 for the same lines together
-        (the consumers do not care in which order the k-steps come: the sum is the same). PDL (launched
-        programmatically dependent on the kernel before, which writes x): the first tile's first STAGES weight
-        tiles are sent before ``griddepcontrol.wait``, its x tiles after (weights never change; x may not be
-        written yet), so the weights stream while the kernel before ends."""
+        (the consumers do not care in which order the k-steps come: the sum is the same)."""
         STAGES: gl.constexpr = w_bufs.shape[0]
         BN: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
@@ -151,23 +140,7 @@ if HAS_GLUON:
         for tile in range(gl.program_id(0), tiles_m * tiles_n, gl.num_programs(0)):
             pid_m, pid_n = _tile(tile, tiles_m, tiles_n, GROUP)
             k0 = ((pid_m + pid_n) * STAGGER) % n_k
-            kq0 = 0
-            if PDL:
-                if i == 0:
-                    # round 0 of the ring: slot kq is free, no wait
-                    kq0 = gl.minimum(n_k, STAGES)
-                    for kq in range(kq0):
-                        mbarrier.expect(ready.index(kq), nbytes)
-                        _tma_load(
-                            w_desc, [pid_n * BN, ((kq + k0) % n_k) * BK], ready.index(kq), w_bufs.index(kq)
-                        )
-                    _griddepcontrol("wait")
-                    for kq in range(kq0):
-                        _tma_load(
-                            x_desc, [pid_m * BM, ((kq + k0) % n_k) * BK], ready.index(kq), x_bufs.index(kq)
-                        )
-                    i = kq0
-            for kq in range(kq0, n_k):
+            for kq in range(n_k):
                 kk = (kq + k0) % n_k
                 s = i % STAGES
                 # a fresh barrier counts as having completed the phase before its first: no wait in round 0
@@ -290,13 +263,9 @@ if HAS_GLUON:
     @gluon.jit
     def _w8_gemm_kernel(w_desc, x_desc, y_desc, S_ptr, B_ptr, M, N, K, STAGES: gl.constexpr, GROUP: gl.constexpr,
                         HAS_BIAS: gl.constexpr, LOADER_REGS: gl.constexpr, EARLY: gl.constexpr,
-                        STAGGER: gl.constexpr, PDL: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+                        STAGGER: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
         """y (M, N) = x (M, K) @ (W (N, K) int8 * S[:, None]).T (+ B): one program walks output tiles (its
         id, then every num_programs-th), a producer warp and num_warps / 4 consumer warpgroups."""
-        if PDL:
-            # the next kernel may launch now (it waits for this one before it touches x or y); y is written
-            # only after x was read, which the loader reads after its own wait
-            _griddepcontrol("launch_dependents")
         BN: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
         BM: gl.constexpr = x_desc.block_type.shape[0]
@@ -317,8 +286,7 @@ if HAS_GLUON:
             [
                 (_consumer, (w_bufs, x_bufs, y_buf, ready, empty, y_desc, S_ptr, B_ptr, N, tiles_m, tiles_n, n_k,
                              GROUP, HAS_BIAS, EARLY, num_warps)),
-                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP, STAGGER,
-                           PDL)),
+                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, tiles_m, tiles_n, n_k, GROUP, STAGGER)),
             ],
             [1],
             [LOADER_REGS],
@@ -347,25 +315,6 @@ def pick(M: int, N: int, sms: int) -> Config:
         return triton.cdiv(tiles, sms) * (cfg.block_m + TILE_COST_ROWS)
 
     return min(TILES, key=lambda cfg: (cost(cfg), -cfg.block_m))
-
-
-# Few rows (a decode step's batch): the same kernel with the x rows padded to a wgmma N of 8, 16 or 32, one
-# warpgroup of 64 output channels a program (q/k/v: 72 programs, o_proj 64) and one tile a program, the ring as
-# deep as shared memory allows. Against the int8-planes path (``int8_ws``), whose planes kernel is a second
-# launch and a second dependency hop in every product, this converts the weights in registers and depends on
-# the kernel before directly (PDL: the first STAGES weight tiles stream before the wait).
-FEW_ROWS = (8, 16, 32)
-FEW_BUDGET = 200 * 1024  # shared memory a program for the ring and the y tile (of the 227 KB an H100 has)
-FEW_MAX_STAGES = 48
-
-
-def few_config(M: int, block_n: int = 64, early: bool = True, stages: int | None = None) -> Config:
-    """The few-rows config for M <= 32 rows: block_m the rows padded to 8, 16 or 32, the deepest ring that
-    fits FEW_BUDGET (or ``stages``)."""
-    bm = next(r for r in FEW_ROWS if M <= r)
-    slot = block_n * 64 + bm * 64 * 2
-    deepest = min(FEW_MAX_STAGES, (FEW_BUDGET - bm * block_n * 2) // slot)
-    return Config(block_n=block_n, block_m=bm, stages=stages or deepest, persistent=False, early=early)
 
 
 def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
@@ -404,12 +353,9 @@ def gemm_w8(
     bias: torch.Tensor | None = None,
     config: Config = DEFAULT,
     out: torch.Tensor | None = None,
-    pdl: bool = False,
 ) -> torch.Tensor:
     """y (M, N) = x2 (M, K) @ (qweight (N, K) int8 * scale[:, None]).T + bias, in x2's dtype, for
-    ``available`` products; ``out``: a contiguous (M, N) tensor of x2's dtype to write (else a new one);
-    ``pdl``: launched programmatically dependent on the kernel before (inside a CUDA graph capture:
-    ``triton_common.pdl_enabled``)."""
+    ``available`` products; ``out``: a contiguous (M, N) tensor of x2's dtype to write (else a new one)."""
     M, K = x2.shape
     N, Kw = qweight.shape
     if Kw != K or scale.shape != (N,) or (bias is not None and bias.shape != (N,)):
@@ -417,12 +363,8 @@ def gemm_w8(
                          f"scale {tuple(scale.shape)}, bias {None if bias is None else tuple(bias.shape)}")  # fmt: skip
     if qweight.dtype != torch.int8 or scale.dtype != torch.float32:
         raise ValueError(f"qweight must be int8 and scale float32, got {qweight.dtype}, {scale.dtype}")
-    if (
-        config.block_n not in (64, 128)
-        or config.block_m not in FEW_ROWS + (64, 128, 256)
-        or config.block_k != 64
-    ):
-        raise ValueError(f"config tiles must be block_n 64/128, block_m 8-256, block_k 64: {config}")
+    if config.block_n != 128 or config.block_m not in (64, 128, 256) or config.block_k != 64:
+        raise ValueError(f"config tiles must be block_n 128, block_m 64/128/256, block_k 64: {config}")
     if config.smem_bytes() > SMEM_LIMIT:
         raise ValueError(
             f"config needs {config.smem_bytes()} bytes of shared memory, > {SMEM_LIMIT}: {config}"
@@ -436,7 +378,7 @@ def gemm_w8(
         _descriptor(qweight, [cfg.block_n, cfg.block_k]), _descriptor(x2, [cfg.block_m, cfg.block_k]),
         _descriptor(y, [cfg.block_m, cfg.block_n]), scale, bias if bias is not None else scale, M, N, K,
         STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias is not None, LOADER_REGS=cfg.loader_regs,
-        EARLY=cfg.early, STAGGER=cfg.stagger, PDL=pdl, num_warps=4 * cfg.block_n // 64, launch_pdl=pdl,
+        EARLY=cfg.early, STAGGER=cfg.stagger, num_warps=8,
     )  # fmt: skip
     return y
 

@@ -79,9 +79,9 @@ def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
     return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
 
 
-def _gemm_ws(cfg, bias: bool, dtype: str, pdl: bool = False) -> tuple:
-    """The warp-specialized W8A16 GEMM (Gluon, int8_gemm_ws) at one of its configs: TMA descriptors of the
-    weight, x and y tiles; block_n / 16 consumer warps (one warpgroup a 64 channels) and the producer warp."""
+def _gemm_ws(cfg, bias: bool, dtype: str) -> tuple:
+    """The warp-specialized W8A16 GEMM at prefill rows (Gluon, int8_gemm_ws) at one of its configs: TMA
+    descriptors of the weight, x and y tiles; 8 consumer warps (two warpgroups) and the producer warp."""
     from triton.experimental.gluon import language as gl
 
     def desc(block: list[int], ty: str) -> str:
@@ -97,20 +97,16 @@ def _gemm_ws(cfg, bias: bool, dtype: str, pdl: bool = False) -> tuple:
         "S_ptr": "*fp32",
         "B_ptr": f"*{dtype}",
     }
-    warps = 4 * cfg.block_n // 64
     consts = dict(STAGES=cfg.stages, GROUP=cfg.group, HAS_BIAS=bias, LOADER_REGS=cfg.loader_regs,
-                  EARLY=cfg.early, STAGGER=cfg.stagger, PDL=pdl, num_warps=warps)  # fmt: skip
+                  EARLY=cfg.early, STAGGER=cfg.stagger, num_warps=8)  # fmt: skip
     want = (
-        (
-            "cp.async.bulk.tensor",
-            f"wgmma.mma_async.sync.aligned.m64n{cfg.block_m}k16.f32.{dtype.replace('fp', 'f')}",
-            "ld.shared.v2.b8",
-            "setmaxnreg",
-        )
-        + (("stmatrix",) if cfg.block_m >= 16 else ())
-        + (MARKERS[:2] if pdl else ())
+        "cp.async.bulk.tensor",
+        f"wgmma.mma_async.sync.aligned.m64n{cfg.block_m}k16.f32.{dtype.replace('fp', 'f')}",
+        "ld.shared.v2.b8",
+        "stmatrix",
+        "setmaxnreg",
     )
-    return int8_gemm_ws._w8_gemm_kernel, ptrs, consts, warps, want
+    return int8_gemm_ws._w8_gemm_kernel, ptrs, consts, 8, want
 
 
 def _decode(quant: bool) -> dict:
@@ -184,12 +180,6 @@ if int8_ws.HAS_GLUON:
             int8_gemm_ws.Config(block_m=128, stages=6), True, "fp16"),
         "W8A16 GEMM, weights converted in registers, 128x256 tiles, staggered k-steps (Gluon)": _gemm_ws(
             int8_gemm_ws.Config(stagger=1), False, "bf16"),
-        "W8A16 GEMM, weights converted in registers, 64x8 tiles, PDL (Gluon, few rows)": _gemm_ws(
-            int8_gemm_ws.few_config(8), False, "bf16", pdl=True),
-        "W8A16 GEMM, weights converted in registers, 64x32 tiles, bias, fp16, PDL (Gluon, few rows)": _gemm_ws(
-            int8_gemm_ws.few_config(32), True, "fp16", pdl=True),
-        "W8A16 GEMM, weights converted in registers, 128x16 tiles, converted after the wait (Gluon, few rows)":
-            _gemm_ws(int8_gemm_ws.few_config(16, block_n=128, early=False), False, "bf16"),
     })  # fmt: skip
 
 
