@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from .base import ParsedDocument, TextBuilder, clean_inline, rows_as_text
+from .base import ParsedDocument, ParseError, TextBuilder, clean_inline, rows_as_text
 
 # --- detection -------------------------------------------------------------------------------------------------
 _REQUEST = re.compile(r"^[.'][ \t]*([A-Za-z][A-Za-z0-9]?)\b")
@@ -24,10 +24,30 @@ _HEADER = {"TH", "Dd", "Dt"}
 _BODY = {"SH", "Sh", "SS", "Ss", "PP", "LP", "TP", "IP", "Pp", "Nm", "Nd", "It", "B", "I", "BR", "Fl"}
 
 
+_SO = re.compile(r"^\.[ \t]*so[ \t]+(\S+)[ \t]*$")
+
+
+def man_link(text: str) -> str | None:
+    """The page a link page names: a file of nothing but ".so man1/xz.1" (comments aside), as installed for a
+    page's other names (xzcat.1 for xz.1); else None."""
+    target = None
+    for line in _lines(text[:4096]):
+        if not line.strip():
+            continue
+        m = _SO.match(line)
+        if m is None or target is not None:
+            return None
+        target = m.group(1)
+    return target
+
+
 def looks_like_man(text: str) -> bool:
-    """A page opening (after comments) with .TH, or mdoc's .Dd/.Dt, followed by sections and paragraphs."""
+    """A page opening (after comments) with .TH, or mdoc's .Dd/.Dt, followed by sections and paragraphs; or a
+    link page (``man_link``)."""
     if not text.lstrip("\ufeff \t\r\n").startswith((".", "'", '\\"')):
         return False
+    if man_link(text):
+        return True
     header = body = 0
     for n, line in enumerate(_lines(text[:65536])):  # comments, macro definitions and conditionals gone
         if n > 400:
@@ -750,7 +770,14 @@ class _Spacer:
 
 
 def parse_man(text: str) -> ParsedDocument:
-    """A manual page (man or mdoc macros) as the text `man` shows, with its sections as headings."""
+    """A manual page (man or mdoc macros) as the text `man` shows, with its sections as headings; a link page
+    is refused with the page it names."""
+    link = man_link(text)
+    if link:
+        raise ParseError(
+            f"The file is a manual-page link with no text of its own: it points to {link}; upload that page "
+            "instead."
+        )
     r = _Reader()
     r.read(_lines(text))
     return r.b.build("man", None, r.title())

@@ -1472,12 +1472,23 @@ def test_man_page_bullet_items_are_list_lines_not_headings():
     assert section_of(doc, "Keep source files.").heading_path == ["OPTIONS", "-k"]
 
 
+def test_a_man_page_link_is_refused_with_the_page_it_names():
+    # xzcat.1 is ".so man1/xz.1": read as text it was a one-line document holding that request
+    for text in ('.\\" generated\n.so man1/xz.1\n', ".so man8/systemd-journald.service.8"):
+        assert detect_type(text.encode(), "xzcat.1") == "man"
+        with pytest.raises(ParseError, match=r"manual-page link .* points to man\d/(xz\.1|systemd-journald)"):
+            parse(text.encode(), "xzcat.1")
+    # a page that sources a shared part and has text of its own is a page
+    assert (
+        detect_type(b".so common.man\n.TH X 1\n.SH NAME\nx \\- y\n.SH DESCRIPTION\nText.\n", "x.1") == "man"
+    )
+
+
 @pytest.mark.parametrize(
     "text",
     [
         ".TH is how a man page starts.\n\nThis note only mentions it.\n",  # prose, not a page
         "# Notes\n\n.SH and .TP are man macros.\n",
-        ".so man1/systemd.1\n",  # a link to another page: nothing to read but the name
     ],
 )
 def test_text_that_mentions_man_macros_is_no_man_page(text):
