@@ -6,6 +6,7 @@ The two middlewares are pure ASGI, so streamed answers pass through untouched.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import re
@@ -98,19 +99,35 @@ def is_https(request: Request) -> bool:
 
 # --- middlewares -----------------------------------------------------------------------------------
 class SecurityHeadersMiddleware(HttpMiddleware):
-    """CSP, nosniff, frame denial, referrer policy (and HSTS over HTTPS) on every HTTP response."""
+    """CSP, nosniff, frame denial, referrer policy (and HSTS over HTTPS) on every HTTP response.
+
+    NOTE: an unhandled error's 500 too. Starlette answers it from its outermost middleware, outside this one
+    and the request-id one, so it went out bare (no CSP, no nosniff, no X-Request-ID to find it in the log);
+    here the app's own handler for Exception (main.py) answers it inside them, and the error is raised on,
+    so that the server still logs it."""
 
     async def handle(self, scope, receive, send) -> None:
         https = is_https(Request(scope))
+        started = False
 
         async def send_with_headers(message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in _headers(scope["path"], https) if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            handler = getattr(scope.get("app"), "exception_handlers", {}).get(Exception)
+            if not started and handler is not None:
+                response = handler(Request(scope, receive), exc)
+                response = await response if inspect.isawaitable(response) else response
+                await response(scope, receive, send_with_headers)
+            raise
 
 
 def body_limit(method: str, path: str) -> int:

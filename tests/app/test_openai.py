@@ -333,5 +333,11 @@ def test_busy_and_server_errors_under_v1_answer_in_openai_shape(inproc, monkeypa
     raw = TestClient(c.app, raise_server_exceptions=False)
     r = raw.get("/v1/models", headers=member)
     _openai_error(r, 500, "The server had an error while processing your request.", type_="server_error")
-    r = raw.get("/api/collections", headers=member)
-    assert (r.status_code, r.text) == (500, "Internal Server Error")
+    r5 = raw.get("/api/collections", headers=member | {"X-Request-ID": "trace-500-a"})
+    assert (r5.status_code, r5.text) == (500, "Internal Server Error")
+    # a 500 carries the headers every response has, and the request id that finds it in the log
+    for resp in (r, r5):
+        assert resp.headers["x-content-type-options"] == "nosniff", resp.headers
+        assert "default-src" in resp.headers["content-security-policy"]
+        assert resp.headers["x-request-id"]
+    assert r5.headers["x-request-id"] == "trace-500-a"
