@@ -215,6 +215,14 @@ def test_a_large_section_is_tokenized_once_in_few_calls_and_every_chunk_fits(tok
         assert c.token_count == len(ids) <= 128
 
 
+def assert_exact_and_counted(doc, chunks, tok, limit: int) -> None:
+    """Every chunk is the exact slice of the document its offsets name, and its token count is what the
+    tokenizer counts for that text, within the limit."""
+    for c in chunks:
+        assert c.text == doc.text[c.char_start : c.char_end]
+        assert c.token_count == n_tokens(tok, c.text) <= limit
+
+
 def test_odd_whitespace_and_a_word_longer_than_a_chunk_are_counted_exactly(tok):
     # BERT deletes \x1c and \x0b (to Python they are spaces: "a\x1cb" is one word to the model), and a word
     # of 60 tokens split by 8-token windows is cut inside itself: both counted by tokenizing the slice.
@@ -223,9 +231,7 @@ def test_odd_whitespace_and_a_word_longer_than_a_chunk_are_counted_exactly(tok):
     doc = one_section(text)
     chunks = chunk_document(doc, tok, 8, 2)
     assert len(chunks) > 5
-    for c in chunks:
-        assert c.text == doc.text[c.char_start : c.char_end]
-        assert c.token_count == n_tokens(tok, c.text) <= 8
+    assert_exact_and_counted(doc, chunks, tok, 8)
 
 
 def test_a_tokenizer_that_does_not_split_at_whitespace_first_has_its_chunks_checked(tok):
@@ -238,9 +244,7 @@ def test_a_tokenizer_that_does_not_split_at_whitespace_first_has_its_chunks_chec
     doc = make_doc()
     chunks = chunk_document(doc, other, 64, 16)
     assert len(chunks) > 10
-    for c in chunks:
-        assert c.text == doc.text[c.char_start : c.char_end]
-        assert c.token_count == n_tokens(other, c.text) <= 64
+    assert_exact_and_counted(doc, chunks, other, 64)
 
 
 def test_rst_chunks_are_exact_slices_under_their_section_titles(tok):
