@@ -16,7 +16,9 @@ their type: the file name tells it), e.g. the Node.js API manual's HTML pages:
         --distractors nodejs/api/{dns,readline,repl,domain,globals,permissions}.html
 
 (benchmarks/data/pip_valgrind_questions.jsonl, on pip's Markdown topics and Valgrind's HTML quick start, runs
-the same way; both sets' commands and distractors are in benchmarks/RESULTS.md.)
+the same way; both sets' commands and distractors are in benchmarks/RESULTS.md.) ``--data-dir DIR`` keeps the
+index in DIR and reuses it when the next run asks for the same files (a few hundred Markdown files take
+minutes to ingest on a small CPU); remove DIR after a change to parsing or chunking.
 
 Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
@@ -58,6 +60,7 @@ def main() -> None:
     ap.add_argument(
         "--distractors", nargs="*", default=[], help="more files for the collection, not asked about"
     )
+    ap.add_argument("--data-dir", default=None, help="reuse (or create) this data directory")
     ap.add_argument("--out", default="benchmarks/out/answer_quality.json")
     args = ap.parse_args()
     questions = [
@@ -68,7 +71,9 @@ def main() -> None:
     if missing:
         raise SystemExit(f"missing under {DOCS}: {missing} (install the packages: bc cscope apt adduser ...)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ["AUTOGLM_DATA_DIR"] = tempfile.mkdtemp(prefix="answer-quality-")
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="answer-quality-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["AUTOGLM_DATA_DIR"] = str(data_dir)
 
     from app.answer import extractive_answer, retrieve
     from app.db import session_scope
@@ -76,19 +81,28 @@ def main() -> None:
     from benchmarks.common import create_collection
     from ingest.pipeline import compact_collection, process_document
 
-    cid = create_collection("debian-readmes")
-    t0 = time.perf_counter()
-    for rel in docs:
-        raw = (DOCS / rel).read_bytes()
-        raw = gzip.decompress(raw) if rel.endswith(".gz") else raw
-        with session_scope() as s:
-            doc, _ = add_document(s, cid, upload_name(rel), raw, None)
-            s.commit()
-            doc_id = doc.id
-        if (status := process_document(doc_id, schedule_compaction=False)) != "ready":
-            raise SystemExit(f"{rel}: {status}")
-    compact_collection(cid, force=True)
-    ingest_s = time.perf_counter() - t0
+    marker = data_dir / "answer_quality_ingest.json"
+    info = json.loads(marker.read_text()) if marker.is_file() else {}
+    if info.get("docs") == docs:
+        cid, ingest_s = info["collection_id"], info["ingest_s"]
+        print(f"reusing the index in {data_dir}")
+    else:
+        if info:
+            raise SystemExit(f"{data_dir} holds an index of other files; give another --data-dir")
+        cid = create_collection("debian-readmes")
+        t0 = time.perf_counter()
+        for rel in docs:
+            raw = (DOCS / rel).read_bytes()
+            raw = gzip.decompress(raw) if rel.endswith(".gz") else raw
+            with session_scope() as s:
+                doc, _ = add_document(s, cid, upload_name(rel), raw, None)
+                s.commit()
+                doc_id = doc.id
+            if (status := process_document(doc_id, schedule_compaction=False)) != "ready":
+                raise SystemExit(f"{rel}: {status}")
+        compact_collection(cid, force=True)
+        ingest_s = time.perf_counter() - t0
+        marker.write_text(json.dumps({"collection_id": cid, "ingest_s": round(ingest_s, 1), "docs": docs}))
 
     rows = []
     for q in questions:
