@@ -197,8 +197,10 @@ def parse_delimited(text: str) -> ParsedDocument:
 def parse_markdown(text: str) -> ParsedDocument:
     """Headings (ATX `#` and Setext underlines; not `#` inside code) become heading paths.
 
-    The text keeps the Markdown source between headings (it reads well and citations quote it);
-    heading lines are replaced by the heading text alone, and pipe tables by their rows as
+    The text keeps the Markdown source's lines between headings, each paragraph as a reader sees it
+    (``_shown_lines``: links as their text, no emphasis marks; list and quote marks and code stay), and without
+    a site generator's template tags (``_without_templates``); heading lines are replaced by the heading text
+    alone, and pipe tables by their rows as
     "Header: value; ..." lines (``rows_as_text``, as tables of the other formats), so a passage cut from a
     long table still names its columns. MyST (Markdown for Sphinx) is read as Sphinx shows it
     (``myst.myst_to_markdown``): roles as their text, directives as their labelled body or not at all, and each
@@ -208,12 +210,17 @@ def parse_markdown(text: str) -> ParsedDocument:
 
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text, meta_title = _front_matter(text)
+    text = _without_templates(text)
     text, events = myst_to_markdown(text)
     lines: list[str | None] = list(text.split("\n"))  # None: a line whose text an earlier line now holds
     try:
-        tokens = MarkdownIt("commonmark").enable("table").parse(text)
+        env: dict = {}
+        tokens = MarkdownIt("commonmark").enable("table").parse(text, env)
     except Exception as e:  # markdown-it is robust; this guards the worker all the same
         raise ParseError(f"The Markdown file could not be read ({e}).") from e
+    for ref in env.get("references", {}).values():  # "[1]: https://..." defines a link; no reader sees it
+        if ref.get("map"):
+            _rewrite(lines, ref["map"], None)
     # (first line, end line, kind, heading level, heading text or table rows); kind: heading, table, tab, end
     blocks: list[tuple[int, int, str, int, str]] = []
     table, row, rows = None, [], []
@@ -236,8 +243,11 @@ def parse_markdown(text: str) -> ParsedDocument:
         elif tok.type == "html_block" and tok.map:  # in a list item or a quote: its lines keep their marks
             _rewrite(lines, tok.map, _strip_html("\n".join(lines[tok.map[0] : tok.map[1]]), None))
         elif tok.type == "inline" and tok.map and i and tokens[i - 1].type == "paragraph_open":
-            htmls = [c.content for c in tok.children or [] if c.type == "html_inline"]
-            if htmls:
+            shown = _shown_lines(tok, lines)
+            if shown is not None:
+                for k, line in enumerate(shown):
+                    lines[tok.map[0] + k] = line
+            elif htmls := [c.content for c in tok.children or [] if c.type == "html_inline"]:
                 _rewrite(lines, tok.map, _strip_html("\n".join(lines[tok.map[0] : tok.map[1]]), htmls))
     blocks += [(line, line + 1, END, 0, "") for line, (kind, _) in events.items() if kind == END]
     blocks.sort()
@@ -283,6 +293,65 @@ def _front_matter(text: str) -> tuple[str, str | None]:
         return text, None
     title = _META_TITLE.search(m.group(1))
     return text[m.end() :], metadata_title(title.group(1).strip().strip("\"'")) if title else None
+
+
+# Liquid / Jinja / Nunjucks tags of a site generator (Jekyll, Eleventy, ...), run before the Markdown is read
+_TEMPLATE_TAG = re.compile(r"\{%-?\s*(?P<name>\w+)(?P<args>.*?)-?%\}", re.S)
+_TEMPLATE_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.S)
+_QUOTED_ARG = re.compile(r"""\s*(["'])(?P<arg>[^"'\n]*)\1\s*""")
+_FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})")
+
+
+def _without_templates(text: str) -> str:
+    """Markdown written for a site generator, as its readers see it: a template tag in a link's destination
+    ("[the leave page]({% page "/leave/" %})", not a link to markdown-it: the tag has spaces) becomes its
+    quoted argument, a tag alone on its lines ("{% alert %}", "{% include "steps.html" ... %}") goes, an inline
+    tag with one quoted argument ("{% slack_channel "equipment" %}") shows it, any other goes, and a
+    "{% comment %}" block goes whole. Fenced code keeps its tags (a template language's own manual)."""
+    if "{%" not in text:
+        return text
+    out, prose, fence = [], [], None
+    for line in text.split("\n"):
+        m = _FENCE_LINE.match(line)
+        if fence is None and m:
+            if prose:
+                out.append(_tags_shown("\n".join(prose)))
+            prose, fence = [], m.group(1)
+            out.append(line)
+        elif fence is not None:
+            out.append(line)
+            if (
+                m
+                and m.group(1)[0] == fence[0]
+                and len(m.group(1)) >= len(fence)
+                and not line[m.end() :].strip()
+            ):
+                fence = None
+        else:
+            prose.append(line)
+    if prose:
+        out.append(_tags_shown("\n".join(prose)))
+    return "\n".join(out)
+
+
+def _tags_shown(text: str) -> str:
+    def shown(m: re.Match) -> str:
+        before = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
+        after_end = text.find("\n", m.end())
+        after = text[m.end() : len(text) if after_end < 0 else after_end]
+        newlines = "\n" * m.group(0).count("\n")
+        if m.group("name") in ("raw", "endraw"):
+            return ""
+        # a block tag on lines of its own: the lines stay (blank), so the paragraphs around it stay apart
+        if not before.strip() and not after.strip():
+            return newlines
+        arg = _QUOTED_ARG.fullmatch(m.group("args"))
+        if before.rstrip().endswith("]("):
+            return arg.group("arg").replace(" ", "%20") if arg else "#"
+        return (arg.group("arg") if arg else "") + newlines
+
+    text = _TEMPLATE_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    return _TEMPLATE_TAG.sub(shown, text)
 
 
 def _plain_inline(inline) -> str:
@@ -386,8 +455,44 @@ def without_tags(text: str) -> str:
     return _strip_html(text, None)
 
 
-def _rewrite(lines: list[str | None], span: list[int], text: str) -> None:
-    """Lines span[0]:span[1] replaced by ``text`` (its line count may differ: a comment over lines is gone)."""
+def _shown_lines(inline, lines: list[str | None]) -> list[str] | None:
+    """A paragraph's source lines as a reader sees them, each line's container marks kept ("- ", "> ", indent):
+    a link as its text ("We recommend using [KeePassXC](https://keepassxc.org/)" -> "... using KeePassXC";
+    the URL, often long, drowned the sentence's words when embedded), an image as its alt text, emphasis marks,
+    escapes and entities as the characters they show, inline HTML as ``_html_inline_text``; code spans keep
+    their backticks (they mark code). None when the paragraph shows as written, or when its lines cannot be
+    matched to the source's (a code span across lines): then the source stays."""
+    a, b = inline.map
+    out, parts = [], []
+    for child in inline.children or []:
+        if child.type in ("text", "text_special", "image"):
+            parts.append(child.content)
+        elif child.type == "code_inline":
+            parts.append(child.markup + child.content + child.markup)
+        elif child.type in ("softbreak", "hardbreak"):
+            out.append("".join(parts))
+            parts = []
+        elif child.type == "html_inline":
+            shown = _html_inline_text(child.content)
+            parts.append(child.content if shown is None else shown)
+    out.append("".join(parts))
+    out = [line.removesuffix("\n") for line in out]  # a <br> at a line's end: the line ends anyway
+    source = lines[a:b]
+    content = inline.content.split("\n")
+    if len(out) != len(source) or len(content) != len(source) or any(s is None for s in source):
+        return None
+    shown_lines = []
+    for src, cont, line in zip(source, content, out, strict=True):
+        src, cont = src.rstrip(), cont.rstrip()
+        if not src.endswith(cont):
+            return None
+        shown_lines.append(src[: len(src) - len(cont)] + line)
+    return None if shown_lines == [s.rstrip() for s in source] else shown_lines
+
+
+def _rewrite(lines: list[str | None], span: list[int], text: str | None) -> None:
+    """Lines span[0]:span[1] replaced by ``text`` (its line count may differ: a comment over lines is gone;
+    None: no line at all)."""
     a, b = span
     lines[a] = text
     lines[a + 1 : b] = [None] * (b - a - 1)

@@ -114,7 +114,7 @@ def test_html_in_markdown_is_the_text_a_reader_sees():
     assert doc.title == "Widgetry"
     assert "Press Ctrl+C to stop.\nArea is r2 times pi, see the manual." in text
     assert "Logo" not in text  # an image shows no text, as on an HTML page
-    assert "Supported platforms\n\nLinux and **macOS**." in text
+    assert "Supported platforms\n\nLinux and macOS." in text
     assert "Option: --fast; Default: off" in text  # a table reads as rows naming their columns
     assert "- An item with bold text\n  and a block in it" in text
     assert section_of(doc, "Run it").heading_path == ["Widgetry", "Usage beta"]
@@ -130,9 +130,9 @@ def test_code_that_shows_html_keeps_it():
 
 
 def test_markdown_without_html_is_unchanged_by_the_html_reading():
-    md = "# Guide\n\nSome *text* with [a link](http://x) and a < b > c.\n\n- one\n- two\n"
+    md = "# Guide\n\nSome text with a < b > c.\n\n- one\n- two\n"
     doc = parse(md.encode(), "guide.md")
-    assert doc.text == "Guide\n\nSome *text* with [a link](http://x) and a < b > c.\n\n- one\n- two"
+    assert doc.text == "Guide\n\nSome text with a < b > c.\n\n- one\n- two"
 
 
 # --- XML and DocBook ---------------------------------------------------------------------------------------
@@ -263,3 +263,42 @@ def test_a_paragraph_of_many_unclosed_backtick_runs_and_tags_parses_in_linear_ti
     doc = parse(md.encode(), "README.md")
     assert time.perf_counter() - started < 10
     assert doc.text.startswith("Hi ` x `` x") and "end" in doc.text and "<kbd>" not in doc.text
+
+
+def test_markdown_links_and_emphasis_read_as_the_text_a_reader_sees():
+    # A handbook's sentences are full of links ("We recommend using [KeePassXC](https://keepassxc.org/) ...");
+    # quoted and embedded with their URLs they read as markup and lose to sentences without any
+    md = (
+        "# Passwords\n\n"
+        "We recommend using [KeePassXC](https://keepassxc.org/) which is **open source**. See the\n"
+        '[security guide]({% page "/security/" %}) and [the FAQ][faq] \\- or <https://x.example/a>.\n\n'
+        "- Go to\n  [https://transitapp.ost.dot.gov/](https://transitapp.ost.dot.gov/)\n"
+        "- Click on ![](x.png) **Register**\n\n"
+        "> Run `make [all](x)` first.\n\n"
+        "[faq]: https://example.com/faq\n"
+    )
+    text = parse(md.encode(), "passwords.md").text
+    assert "We recommend using KeePassXC which is open source. See the\n" in text
+    assert "security guide and the FAQ - or https://x.example/a." in text
+    assert "- Go to\n  https://transitapp.ost.dot.gov/\n- Click on  Register" in text
+    assert "> Run `make [all](x)` first." in text  # code keeps its marks; list and quote marks stay
+    for markup in ("](https", "**", "{%", "example.com/faq", "\\-"):
+        assert markup not in text, markup
+
+
+def test_site_generator_tags_in_markdown_read_as_the_page_shows():
+    # Jekyll / Eleventy handbooks (18F's) write links to their own pages with a tag ("[leave]({% page "/leave/"
+    # %})": no link to a Markdown reader, the tag has spaces), wrap notes in block tags and name chat channels
+    md = (
+        "# Leave\n\n{% alert %}\n  Use the [leave chart](https://x.example/chart).\n{% endalert %}\n\n"
+        'Before you go, read [out of office expectations]({% page "/ooo/" %}) and tell\n'
+        '{% slack_channel "equipment" %}.{% comment %} a note for editors {% endcomment %}\n'
+        '{% include "steps.html"\nsteps: travel.steps %}\n\n'
+        "```liquid\n{% if user %}Hello{% endif %}\n```\n"
+    )
+    text = parse(md.encode(), "leave.md").text
+    assert "Use the leave chart." in text
+    assert "Before you go, read out of office expectations and tell\nequipment." in text
+    assert "{% if user %}Hello{% endif %}" in text  # code shows the tags it is about
+    for markup in ("{% alert", "endalert", "slack_channel", "editors", "steps.html", "travel.steps", "/ooo/"):
+        assert markup not in text, markup

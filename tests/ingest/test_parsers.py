@@ -876,7 +876,7 @@ def test_markdown_atx_and_setext_headings():
     assert doc.detected_type == "markdown" and doc.title == "Guide"
     assert section_of(doc, "Intro line").heading_path == []
     assert section_of(doc, "Welcome text").heading_path == ["Guide"]
-    assert section_of(doc, "Install **everything**").heading_path == ["Guide", "Setup"]
+    assert section_of(doc, "Install everything").heading_path == ["Guide", "Setup"]
     assert section_of(doc, "# not a heading").heading_path == ["Guide", "Setup"]  # inside a code fence
     assert section_of(doc, "Fine print").heading_path == ["Guide", "Setup", "Deep detail"]
     assert section_of(doc, "Last words").heading_path == ["Next Part"]
@@ -1247,7 +1247,7 @@ def test_myst_admonitions_are_labelled_and_structural_directives_leave_no_text()
     )
     doc = parse(md.encode(), "setup.md")
     assert doc.text == (
-        "Setup\n\nNote: The zip application is *experimental*.\n\nWarning: Back up first.\n\n"
+        "Setup\n\nNote: The zip application is experimental.\n\nWarning: Back up first.\n\n"
         "Example:\n\n```\n$ pip wheel .\n```\n\nNew in version 6.0.\n\nChanged in version 20.0: pip now caches wheels.\n\n"
         "```python\nimport os  # {ref}`x` stays in code\n```\n\nTip: Use `pip cache dir`.\n\n"
         "```\n$ pip install requests\n```"
