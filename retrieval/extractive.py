@@ -15,7 +15,10 @@ authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a "Wh
 that defines X ("X is a ...") scores DEFINITION more, for a "How do I ...?" question a sentence that says
 what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more, and for a question about a
 default one that states a default ("The default is -6.", "(default: 3)", "... defaults to /tmp.") DEFAULT
-more. Without an embedding function, coverage alone decides. A
+more, for a question about an amount ("How many ...?", "What percentage ...?") one with a figure QUANTITY
+more, and for one about what the asker is given ("How many vacation days do I get?") one that grants
+something ("37signals offers 20 days ...", "You can receive 15 ... days") ENTITLEMENT more. Without an
+embedding function, coverage alone decides. A
 sentence ending in a colon or a dangling word is taken with the sentence after it ("... should be sent to:"
 + the address); a field that ends a list item ("maxKeys <number> The most keys to parse. Default: 1000.")
 with its line, never alone; a sentence that refers back ("These are held ...", "To do that, run ...", "If
@@ -142,6 +145,41 @@ _STATES_DEFAULT = re.compile(
     re.I,
 )
 DEFAULT = 0.15
+
+
+# "How many vacation days do I get?", "What percentage of profits is shared?" ask for an amount: a sentence
+# that states one ("37signals offers 20 days of vacation ...", "... shares 10% of its annual company profits")
+# scores QUANTITY more than one that only speaks of the thing ("Year to year, profits ... may swing wildly")
+_ASKS_AMOUNT = re.compile(
+    r"\s*(how\s+(many|much|long|often|far|soon|quickly|big|large)"
+    r"|what(\s+is|'s)?\s+(the\s+)?(percentage|percent|share|amount|number|maximum|minimum|limit|cap|rate)"
+    r"|(what|which)\s+percentage)\b",
+    re.I,
+)
+_NUMBER_WORDS = (
+    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty "
+    "hundred thousand half once twice"
+).split()
+_STATES_AMOUNT = re.compile(r"(?<![^\W_])\d|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+QUANTITY = 0.1
+
+
+# "How many vacation days do I get?", "How much sick leave do I earn?" ask what one is given: a sentence that
+# says so ("37signals offers 20 days of vacation ...", "You can receive 15 Military Leave days each year")
+# scores ENTITLEMENT more than one that speaks of the same days otherwise ("You can carry over a maximum of
+# 15 days into the next fiscal year.")
+_ASKS_ENTITLEMENT = re.compile(
+    r".*\b(do|does|will|would|can|could|should)\s+(i|we|you|employees?|staff|my\s+\w+)\s+"
+    r"(get|receive|earn|accrue|have(?!\s+to\b)|take)\b",  # not "Do I have to come back ...?"
+    re.I,
+)
+_STATES_ENTITLEMENT = re.compile(
+    r"\b(you|employees|staff|everyone)\s+(can|may|will)\s+(also\s+)?(get|receive|earn|accrue|take|be\s+paid)\b"
+    r"|\b(you|employees|staff|everyone)\s+(get|receive|earn|accrue)\b"  # not "if you take time off ..."
+    r"|\b(is|are)\s+entitled\b|\b(offers?|provides?|grants?|gives?)\b",
+    re.I,
+)
+ENTITLEMENT = 0.1
 
 
 def _tells_what_to_do(text: str) -> bool:
@@ -293,6 +331,14 @@ def extractive_answer(
     if _ASKS_DEFAULT.search(question):
         scores = scores + np.array(
             [DEFAULT if _STATES_DEFAULT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
+        )
+    if _ASKS_AMOUNT.match(question):
+        scores = scores + np.array(
+            [QUANTITY if _STATES_AMOUNT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
+        )
+    if _ASKS_ENTITLEMENT.match(question):
+        scores = scores + np.array(
+            [ENTITLEMENT if _STATES_ENTITLEMENT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = RELATIVE * float(scores[order[0]])

@@ -165,3 +165,33 @@ def test_an_answer_form_makes_no_off_topic_sentence_an_answer():
     ]
     for question in ("What is the default number of vacation days?", "How do I request vacation days?"):
         assert _page(question, sections, "zstd - fast compression").quotes == []
+
+
+def test_a_question_about_an_amount_prefers_the_sentence_that_states_one():
+    # an employee handbook: "How much ...?" is answered by the sentence with the figure, not by the one that
+    # says more about the same premium and the same company
+    text = (
+        "Each month the company pays the premium directly to the insurer, and you see your share on your "
+        "payslip. The company covers 75% of it and you pay the other 25%."
+    )
+    ans = _page(
+        "How much of the premium does the company pay?",
+        [(["Benefits", "Medical Insurance"], text)],
+        "Benefits",
+    )
+    assert ans.quotes[0].text == "The company covers 75% of it and you pay the other 25%."
+
+
+def test_a_question_about_what_one_gets_prefers_the_sentence_that_grants_it():
+    # "How many days ... do I get?": the sentence that grants the days, not the carry-over rule that also
+    # counts days under the same heading
+    sections = [
+        (
+            ["Types of leave", "Military leave"],
+            "You can receive 15 Military Leave days each year for active duty, active duty training, and "
+            "inactive duty training in the National Guard or as a Reservist. You can carry over a maximum of 15 "
+            "days into the next fiscal year.",
+        ),
+    ]
+    ans = _page("How many days of military leave do I get each year?", sections, "Leave types")
+    assert ans.quotes[0].text.startswith("You can receive 15 Military Leave days each year")
