@@ -100,6 +100,7 @@ async def hybrid_hits(query: str, collection_ids: list[int], k: int):
                 k=2 * k,  # over-fetch: rows of documents being deleted or replaced are dropped
                 budget=budget(),
                 reranker=reranker,
+                dense_trust=embedder.trust(query),
             )
             break
         except FileNotFoundError:

@@ -162,6 +162,7 @@ async def hybrid_search(
     fusion: str = DEFAULT_FUSION,
     rrf_k: int = RRF_K,
     weights: dict[str, float] | None = None,
+    dense_trust: float = 1.0,
     reranker: Reranker | None = None,
     rerank_top: int = 20,
     index_cache: IndexCache | None = None,
@@ -171,7 +172,12 @@ async def hybrid_search(
 
     embed_query(text) -> (dim,) normalized vector; texts_for_ids(ids) -> texts, used to build BM25
     sidecars on first use and to feed the reranker (retrieval/ never reads the database itself).
+    dense_trust (0..1, ``Embedder.trust``) scales the dense list's weight in the fusion: an English-only
+    embedding model ranks Chinese text almost at random and would pull BM25's ranking down. Its hits still
+    follow BM25's (at a weight of 0, in their own order), and it decides alone when BM25 found nothing.
     """
+    if not 0.0 <= dense_trust <= 1.0:
+        raise ValueError(f"dense_trust must be within [0, 1], got {dense_trust}")
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
     if k <= 0 or candidates <= 0:
@@ -203,11 +209,13 @@ async def hybrid_search(
     lexical = await bm25_task
 
     lists = {name: r for name, r in (("dense", dense), ("bm25", lexical)) if r is not None}
+    trust = {"dense": dense_trust if lists.get("bm25") else 1.0}
     if fusion == "rrf":
-        fused = rrf(lists, k=rrf_k, weights={w: v for w, v in (weights or {}).items() if w in lists})
+        w = {n: (weights or {}).get(n, 1.0) * trust.get(n, 1.0) for n in lists}
+        fused = rrf(lists, k=rrf_k, weights=w)
     else:
         w = {**DEFAULT_CONVEX_WEIGHTS, **(weights or {})}
-        fused = convex(lists, {n: w[n] for n in lists}) if lists else []
+        fused = convex(lists, {n: w[n] * trust.get(n, 1.0) for n in lists}) if lists else []
     hits = [
         Hit(f.chunk_id, f.score, dense_rank=f.ranks.get("dense"), bm25_rank=f.ranks.get("bm25"))
         for f in fused

@@ -61,6 +61,17 @@ TextsForIds = Callable[[Sequence[int]], list[str]]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
 _WORD = re.compile(r"[^\W_]+")
+
+
+def cjk_share(text: str) -> float:
+    """The share of a text's words that are Chinese (or Japanese kanji), counting each CJK ideograph as one
+    word and each run of other letters or digits as one: "提交 Pull Request 之后" -> 4 / 6. 0.0 for a text
+    without words."""
+    cjk = sum(len(m) for m in _CJK.findall(text))
+    other = len(_WORD.findall(_CJK.sub(" ", text)))
+    return cjk / (cjk + other) if cjk + other else 0.0
+
+
 _analyzer_lock = threading.Lock()
 _analyzer: tuple | None = None
 

@@ -203,3 +203,19 @@ def test_concurrent_queries_are_encoded_together(emb, monkeypatch):
     assert emb.model_calls - calls_before in (1, 2)
     for i, v in enumerate(expected):
         np.testing.assert_allclose(out[i], v, atol=1e-5)
+
+
+def test_an_english_model_is_not_trusted_on_chinese(emb, monkeypatch):
+    from retrieval.embeddings import multilingual
+
+    monkeypatch.delenv("AUTOGLM_EMBED_MULTILINGUAL", raising=False)
+    assert not emb.multilingual  # all-MiniLM-L6-v2
+    assert emb.trust("How many vacation days do I get?") == 1.0
+    assert emb.trust("公司每个月给几天带薪假？") == 0.0
+    assert emb.trust("提交 Pull Request 之后") == pytest.approx(2 / 6)
+    assert multilingual("paraphrase-multilingual-MiniLM-L12-v2") and multilingual("bge-m3")
+    assert multilingual("bge-large-zh-v1.5") and not multilingual("all-mpnet-base-v2")
+    monkeypatch.setenv("AUTOGLM_EMBED_MULTILINGUAL", "on")
+    assert multilingual("all-MiniLM-L6-v2")
+    monkeypatch.setenv("AUTOGLM_EMBED_MULTILINGUAL", "off")
+    assert not multilingual("bge-m3")

@@ -179,3 +179,54 @@ def test_everything_over_budget_gives_an_empty_degraded_answer(tmp_path, emb):
     assert r.hits == [] and r.degraded
     assert sorted(r.timed_out) == ["bm25", "embed"] and r.skipped == ["dense"]
     assert r.timings_ms["total"] < 500
+
+
+# Chinese passages with made-up vectors: the "dense model" (a query vector pointing at 203) is sure of the
+# wrong passage, as an English-only model can be on Chinese text; BM25 finds the right one (201).
+ZH_DOCS = {
+    201: "正式员工辞职，务必提前一个月通知所在部门和人事。",
+    202: "每周三中午公司报销集体聚餐。",
+    203: "员工辞职后，薪资在下一次发放日统一发放。",
+    204: "出差期间的住宿标准为每晚不超过两百五十元。",
+}
+
+
+@pytest.fixture(scope="module")
+def zh_collection(tmp_path_factory):
+    cdir = tmp_path_factory.mktemp("zh")
+    ids = np.array(sorted(ZH_DOCS), dtype=np.int64)
+    vecs = np.eye(len(ids), 8, dtype=np.float32)  # passage i along axis i
+    vecs[0] = -vecs[2]  # 201 as far from 203 as a vector can be
+    return [Source(cdir, add_segment(Manifest(), write_segment(cdir, ids, vecs)))]
+
+
+def zh_kw(**extra):
+    big = Budget(deadline_ms=60_000, embed_ms=60_000, dense_ms=60_000, bm25_ms=60_000, rerank_ms=60_000)
+    wrong = np.eye(1, 8, 2, dtype=np.float32)[0]  # nearest to 203
+
+    def texts(ids):
+        return [ZH_DOCS[int(i)] for i in ids]
+
+    return {"embed_query": lambda q: wrong, "texts_for_ids": texts, "k": 4, "budget": big, **extra}
+
+
+def test_untrusted_dense_model_does_not_pull_bm25s_ranking_down(zh_collection):
+    q = "辞职要提前多久通知部门？"
+    trusted = hybrid_search_sync(q, zh_collection, **zh_kw())
+    assert trusted.hits[0].chunk_id == 203  # the dense model's certainty wins a fusion that trusts it
+    r = hybrid_search_sync(q, zh_collection, **zh_kw(dense_trust=0.0))
+    assert [h.chunk_id for h in r.hits][:2] == [201, 203] and r.hits[0].bm25_rank == 1
+    # the dense list's other hits still follow, in its own order (BM25 matched neither)
+    assert {h.chunk_id for h in r.hits[2:]} == {202, 204} and len(r.hits) == 4
+    rrf = hybrid_search_sync(q, zh_collection, **zh_kw(dense_trust=0.0, fusion="rrf"))
+    assert rrf.hits[0].chunk_id == 201
+
+
+def test_untrusted_dense_model_decides_alone_when_bm25_has_nothing(zh_collection):
+    r = hybrid_search_sync("完全无关的问题", zh_collection, **zh_kw(dense_trust=0.0))
+    assert r.hits[0].chunk_id == 203 and r.hits[0].bm25_rank is None
+
+
+def test_dense_trust_must_be_a_share(zh_collection):
+    with pytest.raises(ValueError, match="dense_trust"):
+        hybrid_search_sync("辞职", zh_collection, **zh_kw(dense_trust=1.5))

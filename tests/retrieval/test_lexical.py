@@ -179,3 +179,12 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError, match="returned 1 texts for 2 ids"):
         LexicalCache().search(tmp_path, m, "word", 3, lambda ids: ["only one"])
     assert sorted(p.name for p in tmp_path.iterdir()) == [m.segments[0]]
+
+
+def test_cjk_share_counts_chinese_characters_and_other_words():
+    from retrieval.lexical import cjk_share
+
+    assert cjk_share("公司每个月给几天带薪假？") == 1.0
+    assert cjk_share("How many vacation days do I get?") == 0.0
+    assert cjk_share("提交 Pull Request 之后") == pytest.approx(4 / 6)
+    assert cjk_share("？！ ...") == 0.0
