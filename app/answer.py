@@ -184,7 +184,9 @@ def extractive_answer(question: str, sources: list[Source], max_sentences: int =
     from retrieval.extractive import extractive_answer as quote
 
     ctx_sources = [CtxSource(s.n, _passage(s)) for s in sources]
-    got = quote(question, ctx_sources, embed=_embedder().embed, max_sentences=max_sentences)
+    emb = _embedder()
+    trust = emb.trust(question)
+    got = quote(question, ctx_sources, embed=emb.embed, max_sentences=max_sentences, embed_trust=trust)
     if not got.quotes:
         return NOTHING_FOUND, []
     by_n = {s.n: s for s in sources}

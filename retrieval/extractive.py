@@ -15,10 +15,14 @@ authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a "Wh
 that defines X ("X is a ...") scores DEFINITION more, for a "How do I ...?" question a sentence that says
 what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more, and for a question about a
 default one that states a default ("The default is -6.", "(default: 3)", "... defaults to /tmp.") DEFAULT
-more, for a question about an amount ("How many ...?", "What percentage ...?") one with a figure QUANTITY
+more, for a question about an amount ("How many ...?", "What percentage ...?", "多少/几天/多久 ...？") one with a
+figure (digits, a number word, a Chinese numeral before what it counts: "不超过二十元") QUANTITY
 more, and for one about what the asker is given ("How many vacation days do I get?") one that grants
 something ("37signals offers 20 days ...", "You can receive 15 ... days") ENTITLEMENT more. Without an
-embedding function, coverage alone decides. A
+embedding function, coverage alone decides. The
+similarity is believed as far as the embedding model is trusted on the question's language (``embed_trust``:
+the default model, English-only, places Chinese sentences almost at random); for the rest of its share it is
+the share of the question's pairs of adjacent Chinese characters that the sentence holds. A
 sentence ending in a colon or a dangling word is taken with the sentence after it ("... should be sent to:"
 + the address); a field that ends a list item ("maxKeys <number> The most keys to parse. Default: 1000.")
 with its line, never alone; a sentence that refers back ("These are held ...", "To do that, run ...", "If
@@ -153,14 +157,23 @@ DEFAULT = 0.15
 _ASKS_AMOUNT = re.compile(
     r"\s*(how\s+(many|much|long|often|far|soon|quickly|big|large)"
     r"|what(\s+is|'s)?\s+(the\s+)?(percentage|percent|share|amount|number|maximum|minimum|limit|cap|rate)"
-    r"|(what|which)\s+percentage)\b",
+    r"|(what|which)\s+percentage)\b"
+    # Chinese, anywhere in the question: 多少 (how many/much), 多久/多长 (how long), 多大/多远/多贵, 几 before
+    # what it counts (几天, 几点, 几号; not 几乎 "almost", nor 几个 "several")
+    r"|.*(多少|多久|多长|多大|多远|多贵|几(?![乎个]))",
     re.I,
 )
 _NUMBER_WORDS = (
     "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty "
     "hundred thousand half once twice"
 ).split()
-_STATES_AMOUNT = re.compile(r"(?<![^\W_])\d|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+# a figure: a digit that is no part of a Latin word ("asn1", "x86" are names; after Chinese, "午休1.5小时", it
+# is a figure), a number word, or a Chinese numeral before what it counts (十元, 两天, 五个工作日, 八小时)
+_STATES_AMOUNT = re.compile(
+    r"(?<![^\W_\u3400-\u4dbf\u4e00-\u9fff])\d|\b(" + "|".join(_NUMBER_WORDS) + r")\b"
+    r"|[一二两三四五六七八九十百千万半]+\s*(个|天|日|周|月|年|小时|分钟|点|次|元|块|人|倍|成|岁|页|字)",
+    re.I,
+)
 QUANTITY = 0.1
 
 
@@ -180,6 +193,21 @@ _STATES_ENTITLEMENT = re.compile(
     re.I,
 )
 ENTITLEMENT = 0.1
+
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def _cjk_pairs(text: str) -> set[str]:
+    """The pairs of adjacent Chinese characters of a text ("带薪假" -> 带薪, 薪假), the unit of Chinese
+    retrieval that needs no dictionary: 会费 is found in 会员费's neighbourhood no better than by a word, but 年假
+    is one pair whether or not the word list knows it."""
+    return {run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(len(run) - 1)}
+
+
+def _cjk_overlap(pairs: set[str], sentence: str) -> float:
+    """The share of a question's character pairs (``_cjk_pairs``) that a sentence holds."""
+    return len(pairs & _cjk_pairs(sentence)) / len(pairs) if pairs else 0.0
 
 
 def _tells_what_to_do(text: str) -> bool:
@@ -249,8 +277,16 @@ def extractive_answer(
     context: Context | Sequence[Source],
     embed: Callable[[list[str]], np.ndarray] | None = None,
     max_sentences: int = 3,
+    embed_trust: float = 1.0,
 ) -> ExtractiveAnswer:
-    """Quote the best sentences of the sources; embed(texts) -> (n, dim) L2-normalized, or None."""
+    """Quote the best sentences of the sources; embed(texts) -> (n, dim) L2-normalized, or None.
+
+    embed_trust (0..1, ``Embedder.trust`` of the question): how far the embedding similarity is to be
+    believed; the rest of the similarity's share is the overlap of Chinese character pairs (``_cjk_overlap``):
+    an English-only model places Chinese sentences almost at random, and at 0 it is not asked at all."""
+    if not 0.0 <= embed_trust <= 1.0:
+        raise ValueError(f"embed_trust must be within [0, 1], got {embed_trust}")
+    embed = embed if embed_trust > 0 else None
     sources = context.sources if isinstance(context, Context) else list(context)
     # a sentence's identifiers cover the question's words ("problem resolver": pkgProblemResolver), but an
     # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
@@ -313,10 +349,15 @@ def extractive_answer(
     cands.sort(key=lambda c: -c[4])
     cands = cands[:MAX_EMBEDDED] if embed is not None else cands
     scores = np.array([c[4] for c in cands], dtype=np.float32)
-    if embed is not None:
-        vecs = embed([question] + [c[5] for c in cands])  # (1 + n, dim)
-        cos = vecs[1:] @ vecs[0]
-        scores = SEMANTIC_WEIGHT * cos + (1 - SEMANTIC_WEIGHT) * scores
+    if embed is not None or embed_trust < 1:
+        sim = np.zeros(len(cands), dtype=np.float32)
+        if embed is not None:
+            vecs = embed([question] + [c[5] for c in cands])  # (1 + n, dim)
+            sim += embed_trust * (vecs[1:] @ vecs[0])
+        if embed_trust < 1:
+            pairs = _cjk_pairs(question)
+            sim += (1 - embed_trust) * np.array([_cjk_overlap(pairs, c[3]) for c in cands], dtype=np.float32)
+        scores = SEMANTIC_WEIGHT * sim + (1 - SEMANTIC_WEIGHT) * scores
     # the bonuses below rank the answers' forms among relevant sentences; they make no sentence relevant (a
     # "By default, ..." sentence is no answer to "What is the default number of vacation days?")
     relevance = scores

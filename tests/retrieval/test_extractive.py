@@ -195,3 +195,44 @@ def test_a_question_about_what_one_gets_prefers_the_sentence_that_grants_it():
     ]
     ans = _page("How many days of military leave do I get each year?", sections, "Leave types")
     assert ans.quotes[0].text.startswith("You can receive 15 Military Leave days each year")
+
+
+# Chinese questions: an English-only embedding model's similarities of Chinese text are noise (app.answer
+# passes ``Embedder.trust`` of the question as embed_trust); the figures of Chinese amounts.
+def _zh_answer(question: str, text: str, headings: list[str], embed=None, trust: float = 0.0):
+    ctx = assemble_context(
+        [Passage(7, 2, "员工手册", text, headings, None, 0, len(text))], "q", lambda s: len(s), 5000
+    )
+    return extractive_answer(question, ctx, embed, embed_trust=trust)
+
+
+def test_a_chinese_amount_question_prefers_the_sentence_with_the_figure():
+    text = "市内打车报销需提供出租车票和发票。\n市内打车单次报销不超过二十元。"  # a Chinese numeral
+    got = _zh_answer("在市内打车，一次最多能报销多少钱？", text, ["费用", "交通费"])
+    assert got.quotes[0].text == "市内打车单次报销不超过二十元。"
+    text = "全勤奖依据考勤系统判定，每季度评定，与当月薪资一同发放。\n全勤奖奖励不超过100元或同等值礼品。"
+    got = _zh_answer("全勤奖能拿多少钱？", text, ["薪酬", "全勤奖"])  # digits right after Chinese
+    assert got.quotes[0].text == "全勤奖奖励不超过100元或同等值礼品。"
+
+
+def test_an_untrusted_embedding_model_is_not_asked_and_trusted_one_decides():
+    import numpy as np
+
+    text = "互助会的会长负责管理互助基金，定期公布收支。\n会员费：200元/年，转正后第一年由公司缴纳。"
+    question = "加入互助会一年要交多少会费？"
+
+    def fooled(texts):  # a model sure the first sentence answers
+        v = np.array([[1.0, 0.0] if "会长" in t or t == question else [0.0, 1.0] for t in texts])
+        return v.astype(np.float32)
+
+    def never(texts):
+        raise AssertionError("embedded at trust 0")
+
+    assert _zh_answer(question, text, ["员工互助会"], never).quotes[0].text.startswith("会员费：200元/年")
+    assert (
+        _zh_answer(question, text, ["员工互助会"], fooled, trust=1.0)
+        .quotes[0]
+        .text.startswith("互助会的会长")
+    )
+    with pytest.raises(ValueError, match="embed_trust"):
+        _zh_answer(question, text, ["员工互助会"], fooled, trust=-0.1)
