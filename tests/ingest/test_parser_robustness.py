@@ -83,6 +83,19 @@ def test_a_small_info_file_is_text_not_binary_data():
     assert "\x1f" not in doc.text and "\x7f" not in doc.text
 
 
+def test_utf8_text_with_a_few_stray_control_characters_is_read():
+    # a short handbook page whose editor left backspaces in two headings (5 of 327 characters): real UTF-8 text,
+    # read without them; ASCII text with as many, or UTF-8 that is mostly control characters, stays binary data
+    page = "# 故障分级\n\n## \b\b\b处理方式\n\n### \x1cP4 - P6\n\n记录到运维日志。\n\n### P1 - P3\n\n\b部门研讨解决方案。\n"
+    doc = parse((page + "发生故障时，值班人员需要在十分钟内响应并通知负责人。\n" * 6).encode(), "guide.md")
+    assert "处理方式" in [s.heading_path[-1] for s in doc.sections if s.heading_path]
+    assert "部门研讨解决方案" in doc.text and "\b" not in doc.text and "\x1c" not in doc.text
+    with pytest.raises(UnsupportedFileType, match="binary data"):
+        parse(b"# Notes\n\n\b\b\bHandling\n\x1cP4\n\bTeam.\n", "notes.md")
+    with pytest.raises(UnsupportedFileType, match="binary data"):
+        parse("\x01\x02\x03\x04\x05中".encode() * 500, "data.txt")
+
+
 def test_separator_bytes_inside_lines_are_still_binary_data():
     with pytest.raises(UnsupportedFileType, match="binary data"):
         parse(b"record\x1fvalue\x7fnext " * 500, "notes.txt")
