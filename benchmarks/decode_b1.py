@@ -141,14 +141,28 @@ class Case:
 
 
 @triton.jit
+def _now():
+    """%globaltimer (ns), for per-program timelines."""
+    return tl.inline_asm_elementwise(
+        "mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1
+    )
+
+
+@triton.jit
 def _ablate_kernel(Q, KC, VC, BT, SEQ, OP, LSE, ctx, stride_cb, stride_co, stride_ch, qk_scale,
                    GROUP: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr,
-                   STAGES: tl.constexpr, COMPUTE: tl.constexpr, PAGED: tl.constexpr, DYN: tl.constexpr):  # fmt: skip
+                   STAGES: tl.constexpr, COMPUTE: tl.constexpr, PAGED: tl.constexpr, DYN: tl.constexpr,
+                   T=None, TIMES: tl.constexpr = False):  # fmt: skip
     """A stripped copy of the decode kernel's split loop (batch 1, bf16, whole tiles) with parts switchable:
     COMPUTE (the q.K dot, softmax and P.V dot; else the tiles are only summed), PAGED (block-table
-    gather; else block i of the sequence is cache block i), DYN (the length read from memory; else ctx)."""
+    gather; else block i of the sequence is cache block i), DYN (the length read from memory; else ctx).
+    TIMES: %globaltimer stamps into T (int64, 5 a program: start, first tile done, half, loop done, stored;
+    benchmarks/decode_b1_timeline.py)."""
     kvh = tl.program_id(1)
     split = tl.program_id(2)
+    if TIMES:
+        stamp = T + (split * 2 + kvh) * 5
+        tl.store(stamp, _now())
     seq_len = tl.load(SEQ) if DYN else ctx
     split_len = tl.cdiv(tl.cdiv(seq_len, BLOCK_N), tl.num_programs(2)) * BLOCK_N
     lo = split * split_len
@@ -180,9 +194,18 @@ def _ablate_kernel(Q, KC, VC, BT, SEQ, OP, LSE, ctx, stride_cb, stride_co, strid
             v = tl.load(VC + row[:, None] + offs_d[None, :])
             acc += (tl.sum(k.to(tl.float32), axis=1) + tl.sum(v.to(tl.float32), axis=0))[None, :]
             l_i += 1.0
+        if TIMES:  # after the tile's math (the stamp depends on acc)
+            if start_n == lo:
+                tl.store(stamp + 1, _now() + tl.sum(acc).to(tl.int64) * 0)
+            if start_n == lo + (hi - lo) // BLOCK_N // 2 * BLOCK_N:
+                tl.store(stamp + 2, _now() + tl.sum(acc).to(tl.int64) * 0)
+    if TIMES:
+        tl.store(stamp + 3, _now() + tl.sum(acc).to(tl.int64) * 0)
     heads = kvh * GROUP + offs_g
     tl.store(OP + (heads[:, None] * tl.num_programs(2) + split) * D + offs_d[None, :], acc / l_i[:, None])
     tl.store(LSE + heads * tl.num_programs(2) + split, m_i + tl.log2(l_i))
+    if TIMES:
+        tl.store(stamp + 4, _now())
 
 
 def ablations(case, copies, ctx, sms):

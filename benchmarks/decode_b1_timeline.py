@@ -1,5 +1,5 @@
 """Batch-1 decode at 32k, per program (issue 5): a %globaltimer timeline of one cold call of the stripped split
-loop (as benchmarks/decode_b1.py's ablation kernel, here with stamps) beside a plain read of the same bytes:
+loop (benchmarks/decode_b1.py's ablation kernel with its stamps on) beside a plain read of the same bytes:
 when each program starts, has its first tile, half of them, ends its loop and has stored (us after the first
 program's start, median / max over programs). To see where the decode kernel's ~4.6 us over a plain read go
 (launch skew, first-tile latency, the loop's rate, the tail): RESULTS "Batch-1 decode at 32k and W8A16 at
@@ -22,61 +22,8 @@ import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.decode_b1 import _ablate_kernel, _now
 from benchmarks.kernels import HD, NH, paged_cache
-
-
-@triton.jit
-def _now():
-    return tl.inline_asm_elementwise(
-        "mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1
-    )
-
-
-@triton.jit
-def _tl_kernel(Q, KC, VC, BT, SEQ, OP, T, stride_cb, stride_co, stride_ch, qk_scale, GROUP: tl.constexpr,
-               D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr, STAGES: tl.constexpr,
-               COMPUTE: tl.constexpr):  # fmt: skip
-    kvh = tl.program_id(1)
-    split = tl.program_id(2)
-    pid = split * 2 + kvh
-    tl.store(T + pid * 5, _now())
-    seq_len = tl.load(SEQ)
-    split_len = tl.cdiv(tl.cdiv(seq_len, BLOCK_N), tl.num_programs(2)) * BLOCK_N
-    lo = split * split_len
-    hi = tl.minimum(lo + split_len, seq_len)
-    mid = lo + (hi - lo) // BLOCK_N // 2 * BLOCK_N
-    offs_g = tl.arange(0, GROUP)
-    offs_d = tl.arange(0, D)
-    q = tl.load(Q + (kvh * GROUP + offs_g)[:, None] * D + offs_d[None, :])
-    m_i = tl.full((GROUP,), float("-inf"), tl.float32)
-    l_i = tl.zeros((GROUP,), tl.float32)
-    acc = tl.zeros((GROUP, D), tl.float32)
-    for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        blk = tl.load(BT + offs_n // PAGE).to(tl.int64)
-        row = blk * stride_cb + (offs_n % PAGE).to(tl.int64) * stride_co + kvh * stride_ch
-        k = tl.load(KC + row[None, :] + offs_d[:, None])
-        if COMPUTE:
-            sc = tl.dot(q, k) * (qk_scale * 1.4426950408889634)
-            m_new = tl.maximum(m_i, tl.max(sc, axis=1))
-            alpha = tl.math.exp2(m_i - m_new)
-            p = tl.math.exp2(sc - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            v = tl.load(VC + row[:, None] + offs_d[None, :])
-            acc = tl.dot(p.to(VC.dtype.element_ty), v, acc * alpha[:, None])
-            m_i = m_new
-        else:
-            v = tl.load(VC + row[:, None] + offs_d[None, :])
-            acc += (tl.sum(k.to(tl.float32), axis=1) + tl.sum(v.to(tl.float32), axis=0))[None, :]
-            l_i += 1.0
-        if start_n == lo:
-            tl.store(T + pid * 5 + 1, _now() + tl.sum(acc).to(tl.int64) * 0)
-        if start_n == mid:
-            tl.store(T + pid * 5 + 2, _now() + tl.sum(acc).to(tl.int64) * 0)
-    tl.store(T + pid * 5 + 3, _now() + tl.sum(acc).to(tl.int64) * 0)
-    heads = kvh * GROUP + offs_g
-    tl.store(OP + (heads[:, None] * tl.num_programs(2) + split) * D + offs_d[None, :], acc / l_i[:, None])
-    tl.store(T + pid * 5 + 4, _now())
 
 
 @triton.jit
@@ -123,11 +70,15 @@ def main() -> None:
     for splits, block, stages, warps, compute in ((sms // 2, 128, 5, 4, 1), (sms // 2, 128, 5, 4, 0),
                                                   (sms, 64, 4, 4, 1), (sms // 2, 64, 6, 4, 1)):  # fmt: skip
         op = torch.empty(NH, splits, HD, device="cuda")
+        lse = torch.empty(NH, splits, device="cuda")
 
-        def launch(t, splits=splits, block=block, stages=stages, warps=warps, compute=compute, op=op):
-            _tl_kernel[(1, 2, splits)](q, k, v, tables, seq, op, t, k.stride(0), k.stride(1), k.stride(2),
-                                       HD**-0.5, GROUP=NH // 2, D=HD, BLOCK_N=block, PAGE=k.shape[1],
-                                       STAGES=stages, COMPUTE=compute, num_warps=warps)  # fmt: skip
+        def launch(
+            t, splits=splits, block=block, stages=stages, warps=warps, compute=compute, op=op, lse=lse
+        ):
+            _ablate_kernel[(1, 2, splits)](q, k, v, tables, seq, op, lse, ctx, k.stride(0), k.stride(1),
+                                           k.stride(2), HD**-0.5, GROUP=NH // 2, D=HD, BLOCK_N=block,
+                                           PAGE=k.shape[1], STAGES=stages, COMPUTE=compute, PAGED=1, DYN=1, T=t,
+                                           TIMES=True, num_warps=warps)  # fmt: skip
 
         try:
             print(f"| stripped {'full' if compute else 'loads'} {2 * splits} progs {block}x{stages}st | "
