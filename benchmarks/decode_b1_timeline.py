@@ -23,7 +23,7 @@ import triton.language as tl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.decode_b1 import _ablate_kernel, _now
-from benchmarks.kernels import HD, NH, paged_cache
+from benchmarks.kernels import HD, NH, paged_cache, program_timeline
 
 
 @triton.jit
@@ -43,22 +43,6 @@ def _read_tl(X, OUT, T, n_per, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     tl.store(T + pid * 5 + 4, _now())
 
 
-def stats(launch, progs, reps=6):
-    buf = torch.ones(torch.cuda.get_device_properties(0).L2_cache_size // 2, device="cuda")
-    t = torch.zeros((progs, 5), dtype=torch.int64, device="cuda")
-    rows = []
-    for rep in range(reps):
-        buf.sum()
-        launch(t)
-        torch.cuda.synchronize()
-        if rep == 0:
-            continue
-        r = (t - t[:, 0].min()).double() / 1e3
-        rows.append([v for c in range(5) for v in (r[:, c].median().item(), r[:, c].max().item())])
-    med = torch.tensor(rows).median(0).values.tolist()
-    return " | ".join(f"{med[2 * c]:.2f} / {med[2 * c + 1]:.2f}" for c in range(5))
-
-
 def main() -> None:
     torch.manual_seed(0)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
@@ -72,9 +56,8 @@ def main() -> None:
         op = torch.empty(NH, splits, HD, device="cuda")
         lse = torch.empty(NH, splits, device="cuda")
 
-        def launch(
-            t, splits=splits, block=block, stages=stages, warps=warps, compute=compute, op=op, lse=lse
-        ):
+        def launch(t, rep, splits=splits, block=block, stages=stages, warps=warps, compute=compute, op=op,
+                   lse=lse):  # fmt: skip
             _ablate_kernel[(1, 2, splits)](q, k, v, tables, seq, op, lse, ctx, k.stride(0), k.stride(1),
                                            k.stride(2), HD**-0.5, GROUP=NH // 2, D=HD, BLOCK_N=block,
                                            PAGE=k.shape[1], STAGES=stages, COMPUTE=compute, PAGED=1, DYN=1, T=t,
@@ -82,7 +65,7 @@ def main() -> None:
 
         try:
             print(f"| stripped {'full' if compute else 'loads'} {2 * splits} progs {block}x{stages}st | "
-                  f"{stats(launch, 2 * splits)} |", flush=True)  # fmt: skip
+                  f"{program_timeline(launch, 2 * splits)} |", flush=True)  # fmt: skip
         except Exception as e:  # noqa: BLE001
             print("FAILED", splits, block, stages, type(e).__name__, str(e)[:200], flush=True)
     flat = torch.cat([k.flatten(), v.flatten()])
@@ -90,10 +73,12 @@ def main() -> None:
         n = flat.numel() // progs // block * block
         outs = torch.empty(progs, device="cuda")
 
-        def launch(t, progs=progs, block=block, stages=stages, n=n, outs=outs):
+        def launch(t, rep, progs=progs, block=block, stages=stages, n=n, outs=outs):
             _read_tl[(progs,)](flat, outs, t, n, BLOCK=block, STAGES=stages)
 
-        print(f"| plain read {progs} progs {block}x{stages}st | {stats(launch, progs)} |", flush=True)
+        print(
+            f"| plain read {progs} progs {block}x{stages}st | {program_timeline(launch, progs)} |", flush=True
+        )
 
 
 if __name__ == "__main__":

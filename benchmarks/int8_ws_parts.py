@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.decode_b1 import _read_kernel
-from benchmarks.kernels import GLM_LINEARS, graph_ms
+from benchmarks.kernels import GLM_LINEARS, graph_ms, program_timeline
 from kernels import int8_ws
 from kernels.gluon_common import gl, gluon, mbarrier, warpgroup_mma, warpgroup_mma_wait
 from kernels.gluon_common import tma_load as _tma_load
@@ -199,10 +199,9 @@ VARIANTS = [  # label, stages, split, ksub, keep, mma, pdl, reduce
 
 
 def timeline(name, planes, sx, M, iws, cnt):
-    """%globaltimer stamps per program of one cold call (after a read of twice the L2): start, first tile
-    ready, half of its tiles, mainloop done, stored; us after the first program's start (median / max)."""
+    """%globaltimer stamps per program of one cold call: start, first tile ready, half of its tiles, mainloop
+    done, stored; us after the first program's start (median / max; ``program_timeline``)."""
     N = iws[0].qweight.shape[0]
-    buf = torch.ones(torch.cuda.get_device_properties(0).L2_cache_size // 2, device="cuda")
     for label, stages, split, ksub, keep, mma, reduce in (
         ("copy of GEMM", 16, 1, 1, 1, True, False),
         ("ring only", 16, 1, 1, 1, False, False),
@@ -211,34 +210,12 @@ def timeline(name, planes, sx, M, iws, cnt):
     ):
         y = torch.empty((split, M, N), device="cuda")
         yr = torch.empty((M, N), dtype=torch.bfloat16, device="cuda")
-        t = torch.zeros((split * (N // BN), 5), dtype=torch.int64, device="cuda")
-        stats = []
-        for rep in range(6):
-            buf.sum()
-            diag(
-                planes,
-                sx,
-                M,
-                iws[rep % len(iws)],
-                y,
-                stages,
-                split,
-                ksub,
-                keep,
-                mma,
-                False,
-                reduce,
-                cnt,
-                yr,
-                t,
-            )
-            torch.cuda.synchronize()
-            if rep == 0:
-                continue
-            r = (t - t[:, 0].min()).double() / 1e3
-            stats.append([v for c in range(5) for v in (r[:, c].median().item(), r[:, c].max().item())])
-        med = torch.tensor(stats).median(0).values.tolist()
-        cells = " | ".join(f"{med[2 * c]:.2f} / {med[2 * c + 1]:.2f}" for c in range(5))
+        a = (stages, split, ksub, keep, mma, False, reduce, cnt, yr)
+
+        def launch(t, rep, a=a, y=y):
+            diag(planes, sx, M, iws[rep % len(iws)], y, *a, t)
+
+        cells = program_timeline(launch, split * (N // BN))
         print(f"TIMELINE | {name} | {M} | {label} | {cells} |", flush=True)
 
 

@@ -95,6 +95,24 @@ def graph_ms(fns, reps: int = 30) -> float:
     return statistics.median(times) / len(fns)
 
 
+def program_timeline(launch, progs: int, reps: int = 6) -> str:
+    """Per-program %globaltimer stamps of one cold call (after a read of twice the L2): ``launch(t, rep)`` runs
+    the kernel writing 5 int64 stamps a program into t (progs, 5); returns "median / max" us after the first
+    program's start for each stamp, medians over reps - 1 calls (the first compiles), as table cells."""
+    buf = torch.ones(torch.cuda.get_device_properties(0).L2_cache_size // 2, device="cuda")
+    t = torch.zeros((progs, 5), dtype=torch.int64, device="cuda")
+    rows = []
+    for rep in range(reps):
+        buf.sum()
+        launch(t, rep)
+        torch.cuda.synchronize()
+        if rep:
+            r = (t - t[:, 0].min()).double() / 1e3
+            rows.append([v for c in range(5) for v in (r[:, c].median().item(), r[:, c].max().item())])
+    med = torch.tensor(rows).median(0).values.tolist()
+    return " | ".join(f"{med[2 * c]:.2f} / {med[2 * c + 1]:.2f}" for c in range(5))
+
+
 def copies_for(nbytes: int) -> int:
     """Input copies so that one graph replay reads >= 256 MB (well past the 50-60 MB L2), at most 8."""
     return max(1, min(8, -(-(256 << 20) // max(nbytes, 1))))
