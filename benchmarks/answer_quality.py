@@ -23,7 +23,10 @@ minutes to ingest on a small CPU); remove DIR after a change to parsing or chunk
 Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
-any of the (at most three) quotes does (any). Prints the misses, writes JSON.
+any of the (at most three) quotes does (any). A question whose "outcome" is "no answer" (no "doc", no "expect":
+benchmarks/data/zh_offtopic_questions.jsonl, off-topic questions to ask of a collection that does not answer
+them) counts as declined when nothing is quoted; such sets get a table of their own. Prints the misses (and
+the off-topic questions that got quotes), writes JSON.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def main() -> None:
     questions = [
         json.loads(line) for f in args.questions for line in f.read_text().splitlines() if line.strip()
     ]
-    docs = sorted({q["doc"] for q in questions} | set(args.distractors))
+    docs = sorted({q["doc"] for q in questions if "doc" in q} | set(args.distractors))
     missing = [d for d in docs if not (DOCS / d).is_file()]  # DOCS / "/abs/path" is the absolute path
     if missing:
         raise SystemExit(f"missing under {DOCS}: {missing} (install the packages: bc cscope apt adduser ...)")
@@ -109,20 +112,38 @@ def main() -> None:
         hits = asyncio.run(retrieve(q["question"], [cid]))
         text, _ = extractive_answer(q["question"], hits.sources)
         quotes = [line for line in text.splitlines() if line.startswith("“")]
+        if q.get("outcome") == "no answer":
+            rows.append({**q, "declined": not quotes, "quotes": quotes})
+            continue
         want = q["expect"].casefold()
         rows.append({**q, "top": bool(quotes) and want in quotes[0].casefold(),
                      "any": any(want in line.casefold() for line in quotes), "quotes": quotes})  # fmt: skip
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
               "ingest_s": round(ingest_s, 1), "sets": {}, "questions": rows}  # fmt: skip
     print(f"{len(docs)} files ingested in {ingest_s:.1f} s\n")
-    print("| set | questions | top quote answers | any quote answers |\n|---|---|---|---|")
-    for name in dict.fromkeys(q["set"] for q in questions):
+    names = list(dict.fromkeys(r["set"] for r in rows if "top" in r))
+    if names:
+        print("| set | questions | top quote answers | any quote answers |\n|---|---|---|---|")
+    for name in names:
         got = [r for r in rows if r["set"] == name]
         top, anyq = sum(r["top"] for r in got), sum(r["any"] for r in got)
         report["sets"][name] = {"questions": len(got), "top": top, "any": anyq}
         print(f"| {name} | {len(got)} | {top} | {anyq} |")
+    off_names = list(dict.fromkeys(r["set"] for r in rows if "declined" in r))
+    if off_names:
+        print("\n" * bool(names) + "| set | off-topic questions | declined |\n|---|---|---|")
+    for name in off_names:
+        got = [r for r in rows if r["set"] == name]
+        declined = sum(r["declined"] for r in got)
+        report["sets"][name] = {"questions": len(got), "declined": declined}
+        print(f"| {name} | {len(got)} | {declined} |")
     for r in rows:
-        if not r["top"]:
+        if "declined" in r:
+            if not r["declined"]:
+                print(f"\nQUOTED [{r['set']}] {r['question']} (wanted: no answer)")
+                for line in r["quotes"]:
+                    print(f"     {line[:140]}")
+        elif not r["top"]:
             print(f"\n{'ANY ' if r['any'] else 'MISS'} [{r['set']}] {r['question']} (wanted: {r['expect']})")
             for line in r["quotes"]:
                 print(f"     {line[:140]}")
