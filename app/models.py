@@ -208,6 +208,8 @@ class DocumentPublic(DocumentBase):
 
     id: int
     collection_id: int
+    # the ready document this one replaces once it is ready (a re-index or a changed file under the same name)
+    replaces_id: int | None = None
     uploaded_by: int | None
     created_at: datetime
     updated_at: datetime

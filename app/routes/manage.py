@@ -175,6 +175,15 @@ def reindex_document(document_id: Id, session: SessionDep, user: AdminUser) -> D
         target.status, target.stage, target.progress, target.error = DocStatus.queued, "queued", 0.0, None
         target.attempts, target.chunks_embedded, target.updated_at = 0, 0, utcnow()
     else:
+        # NOTE: a second copy would become ready beside the first (the old one is gone by then): listed twice
+        pending = session.exec(
+            select(Document.id).where(
+                Document.replaces_id == doc.id,
+                Document.status.in_([DocStatus.queued, DocStatus.processing]),
+            )
+        ).first()
+        if pending is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "Document is already being re-indexed")
         fields = doc.model_dump(
             include={"filename", "title", "sha256", "size_bytes", "detected_type", "pages"}
         )

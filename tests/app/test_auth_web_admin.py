@@ -93,6 +93,27 @@ def test_reindex_failed_in_place_and_ready_by_replacement(client):
     assert client.post("/api/documents/424242/reindex", headers=w.admin).status_code == 404
 
 
+def test_reindex_twice_while_the_new_copy_is_pending_is_refused(client):
+    # A second Re-index (a double click; the admin page never knew which row was the pending copy) queued
+    # another copy: both became ready, the document was listed twice and every search hit came back twice.
+    w = build_world(client)
+    with session_scope() as s:
+        (old,) = s.exec(select(Document.id).where(Document.filename == "vacation.md")).all()
+    r = client.post(f"/api/documents/{old}/reindex", headers=w.admin)
+    assert r.status_code == 202 and r.json()["replaces_id"] == old
+    new = r.json()["id"]
+    listed = client.get(f"/api/collections/{w.handbook}/documents", headers=w.admin).json()
+    assert [(d["id"], d["replaces_id"]) for d in listed] == [(old, None), (new, old)]
+    r = client.post(f"/api/documents/{old}/reindex", headers=w.admin)
+    assert (r.status_code, r.json()) == (409, {"detail": "Document is already being re-indexed"})
+    assert process_document(new) == "ready"
+    listed = client.get(f"/api/collections/{w.handbook}/documents", headers=w.admin).json()
+    assert [(d["id"], d["filename"]) for d in listed] == [(new, "vacation.md")]
+    hits = client.post("/api/search", json={"query": "paid leave", "k": 10}, headers=w.member).json()["hits"]
+    assert {h["document_id"] for h in hits} == {new}
+    assert client.post(f"/api/documents/{new}/reindex", headers=w.admin).status_code == 202  # done: again
+
+
 def test_v1_without_generator_answers_extractively(client):
     w = build_world(client)
     assert [m["id"] for m in client.get("/v1/models", headers=w.member).json()["data"]] == ["rag:handbook"]
