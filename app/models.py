@@ -7,14 +7,31 @@ table uses AUTOINCREMENT on SQLite: a plain rowid would hand a deleted (tombston
 from __future__ import annotations
 
 import enum
+import unicodedata
 from datetime import UTC, datetime
+from typing import Annotated
 
+from pydantic import AfterValidator, StringConstraints
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _one_line(name: str) -> str:
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise ValueError("a name may not contain control characters (tabs, line breaks, NUL)")
+    return name
+
+
+# A collection, group or user name as a person types and reads it: blanks around it are not part of it
+# ("handbook " was a second collection beside "handbook"; "carol " could not sign in from the browser, which
+# trims), and it shows something on one line.
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_one_line)
+]
 
 
 class UTCDateTime(TypeDecorator):
@@ -128,6 +145,7 @@ class CollectionBase(SQLModel):
 class CollectionCreate(CollectionBase):
     """POST /api/collections body: groups that may read it (admins always can)."""
 
+    name: Name
     group_ids: list[int] = []
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from app import security, sessions
 from app.deps import SessionDep
@@ -20,7 +21,7 @@ router = APIRouter(tags=["auth"])
 class LoginRequest(BaseModel):
     """POST /api/auth/login body."""
 
-    username: str = Field(min_length=1, max_length=200)
+    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     password: str = Field(min_length=1, max_length=1024)
 
 

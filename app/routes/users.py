@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from app import auth, sessions
 from app.deps import AdminUser, CurrentUser, Id, SessionDep
-from app.models import Group, GroupMembership, Role, User
+from app.models import Group, GroupMembership, Name, Role, User
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api", tags=["users"])
 class GroupCreate(BaseModel):
     """POST /api/groups body."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class GroupPublic(BaseModel):
@@ -29,7 +29,7 @@ class GroupPublic(BaseModel):
 class UserCreate(BaseModel):
     """POST /api/users body."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     role: Role = Role.member
     group_ids: list[Id] = []
     # For browser sign-in (argon2id-hashed); omitted = API key only.

@@ -62,6 +62,30 @@ def test_authentication_and_roles(db_env, client):
     assert [c["name"] for c in client.get("/api/collections", headers=admin).json()] == ["handbook"]
 
 
+def test_names_are_trimmed_and_must_show_something(env, client):
+    # A collection "   ", a second "handbook " beside "handbook" (and a `rag:handbook ` model) and a NUL in a
+    # name were all created; a user "carol " could never sign in from the browser, which trims what is typed.
+    admin = make_user(Role.admin)
+    r = client.post("/api/collections", json={"name": " handbook "}, headers=admin)
+    assert (r.status_code, r.json()["name"]) == (201, "handbook")
+    r = client.post("/api/collections", json={"name": "handbook "}, headers=admin)
+    assert (r.status_code, r.json()["detail"]) == (409, "Collection name already exists")
+    r = client.post("/api/groups", json={"name": "hr\t"}, headers=admin)
+    assert (r.status_code, r.json()["name"]) == (201, "hr")
+    assert client.post("/api/groups", json={"name": "hr"}, headers=admin).status_code == 409
+    r = client.post("/api/users", json={"name": "carol ", "password": "carol-pass-1"}, headers=admin)
+    assert (r.status_code, r.json()["name"]) == (201, "carol")
+    assert client.post("/api/users", json={"name": " carol"}, headers=admin).status_code == 409
+    r = client.post("/api/auth/login", json={"username": "carol", "password": "carol-pass-1"})
+    assert r.status_code == 200, r.text
+    for route in ("/api/collections", "/api/groups", "/api/users"):
+        for name in ("   ", "a\x00b", "two\nlines"):
+            r = client.post(route, json={"name": name}, headers=admin)
+            assert r.status_code == 422, (route, name, r.text)
+    assert [c["name"] for c in client.get("/api/collections", headers=admin).json()] == ["handbook"]
+    assert [m["id"] for m in client.get("/v1/models", headers=admin).json()["data"]] == ["rag:handbook"]
+
+
 def test_upload_progress_search_delete(db_env, client):
     admin = make_user(Role.admin)
     cid = _collection(client, admin, "hr")
