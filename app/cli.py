@@ -111,12 +111,13 @@ def _create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _files(paths: list[str]) -> list[tuple[Path, str]]:
-    """(file, document name): a file given by itself is named by its file name, a file found in a given
+def _files(paths: list[str]) -> tuple[list[tuple[Path, str]], int]:
+    """((file, document name) pairs, how many paths do not exist): a file given by itself is named by its file name, a file found in a given
     folder by its path from that folder's name on ("handbook/hr/policy.pdf", as a browser's folder upload
     names it), so that same-named files in different folders stay different documents (a new file under an
     existing name replaces that document). Hidden files and folders are skipped."""
     out: list[tuple[Path, str]] = []
+    missing = 0
     for p in map(Path, paths):
         if p.is_dir():
             top = p.resolve()
@@ -127,9 +128,10 @@ def _files(paths: list[str]) -> list[tuple[Path, str]]:
             )
         elif p.is_file():
             out.append((p, p.name))
-        else:
-            print(f"warning: {p} does not exist", file=sys.stderr)
-    return out
+        else:  # a mistyped path is a failure of the run, not a warning a script never sees
+            missing += 1
+            print(f"error: {p}: no such file or folder", file=sys.stderr)
+    return out, missing
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -142,18 +144,22 @@ def _ingest(args: argparse.Namespace) -> int:
     from ingest import pipeline
     from ingest.tasks import enqueue_document
 
+    name = args.collection.strip()  # as the API stores it
+    if not name:
+        print("error: --collection needs a name", file=sys.stderr)
+        return 2
     migrate()
-    files = _files(args.paths)
+    files, failures = _files(args.paths)
     with session_scope() as s:
-        coll = s.exec(select(Collection).where(Collection.name == args.collection)).first()
+        coll = s.exec(select(Collection).where(Collection.name == name)).first()
         if coll is None:
-            coll = Collection(name=args.collection)
+            coll = Collection(name=name)
             s.add(coll)
             s.commit()
         cid = coll.id
     todo: list[int] = []
     docs: list[int] = []
-    failures = ready = 0
+    ready = 0
     for f, name in tqdm(files, desc="upload", unit="file", disable=args.quiet):
         if f.stat().st_size > settings.max_upload_bytes:
             failures += 1
@@ -182,7 +188,7 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.enqueue:
         for doc_id in todo:
             enqueue_document(doc_id)
-    bar = tqdm(total=len(docs), desc=f"ingest -> {args.collection}", unit="doc", disable=args.quiet)
+    bar = tqdm(total=len(docs), desc=f"ingest -> {name}", unit="doc", disable=args.quiet)
     pending = set(docs)
     while pending:
         if not args.enqueue:  # process here, one after the other, with the same code the workers run

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from app.cli import main
 from app.db import session_scope
-from app.models import Document
+from app.models import Collection, Document
 from tests.app.support import ROOT, wait_for
 
 
@@ -44,6 +44,21 @@ def test_ingest_command_processes_files_and_folders(env, capsys):
         ("docs/other/b.txt", "ready"),
         ("docs/sub/b.txt", "ready"),
     ]
+
+
+def test_ingest_command_fails_on_a_path_that_does_not_exist(env, capsys):
+    # A mistyped path printed a warning, then "0 ready, 0 failed or rejected" and exited 0 (a script went on
+    # as if the manual had been ingested), after creating the collection
+    rc = main(["ingest", str(env / "handbok.pdf"), "--collection", "finance", "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "0 ready, 1 failed or rejected" in captured.out
+    assert f"{env / 'handbok.pdf'}: no such file or folder" in captured.err
+    (env / "a.md").write_text("# Travel\n\nBook flights through the travel desk two weeks ahead.\n")
+    rc = main(["ingest", str(env / "a.md"), str(env / "b.md"), "--collection", " finance ", "--quiet"])
+    assert rc == 1 and "1 ready, 1 failed or rejected" in capsys.readouterr().out
+    with session_scope() as s:
+        assert [c.name for c in s.exec(select(Collection)).all()] == ["finance"]  # trimmed, as the API does
+    assert main(["ingest", str(env / "a.md"), "--collection", "  ", "--quiet"]) == 2
 
 
 @pytest.mark.slow
