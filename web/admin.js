@@ -467,6 +467,8 @@ function setupPeopleForms() {
       });
       uf.reset();
       flash(`Created user ${u.name}.`);
+      // The user's first API key (for tools: REST, /v1) is in this response only; members cannot make keys.
+      showKey($("new-user-key"), `API key of ${u.name}`, u.api_key, `User ${u.name} created with this API key for tools. `);
       await loadPeople();
     } catch (err) {
       failed("Could not create the user")(err);
@@ -487,6 +489,25 @@ function setupPeopleForms() {
 }
 
 // --- API keys ------------------------------------------------------------------------------------
+/** A key shown once, in `el`: selected, with a Copy button; `label` names the field for assistive tech. */
+function showKey(el, label, key, headline) {
+  const input = h("input", { class: "mono", readonly: true, value: key, "aria-label": label, size: 60 });
+  const copy = h("button", { type: "button", class: "secondary", text: "Copy",
+    onclick: async () => {
+      input.select();
+      try {
+        await navigator.clipboard.writeText(key);
+        copy.textContent = "Copied";
+      } catch {
+        copy.textContent = "Press Ctrl+C";
+      }
+    } });
+  fill(el, h("p", {}, h("strong", { text: headline }), "Copy it now: it will not be shown again."), input, " ", copy);
+  el.hidden = false;
+  input.focus();
+  input.select();
+}
+
 async function loadKeys() {
   const keys = await api.get("/api/keys");
   const rows = keys.map((k) =>
@@ -518,21 +539,7 @@ function setupKeyForm() {
     try {
       const k = await api.post("/api/keys", { name: form.name.value.trim() });
       form.reset();
-      const input = h("input", { class: "mono", readonly: true, value: k.key, "aria-label": "New API key", size: 60 });
-      const copy = h("button", { type: "button", class: "secondary", text: "Copy",
-        onclick: async () => {
-          input.select();
-          try {
-            await navigator.clipboard.writeText(k.key);
-            copy.textContent = "Copied";
-          } catch {
-            copy.textContent = "Press Ctrl+C";
-          }
-        } });
-      fill($("new-key"), h("p", {}, h("strong", { text: `Key "${k.name}" created. ` }), "Copy it now: it will not be shown again."), input, " ", copy);
-      $("new-key").hidden = false;
-      input.focus();
-      input.select();
+      showKey($("new-key"), "New API key", k.key, `Key "${k.name}" created. `);
       loadKeys();
     } catch (err) {
       failed("Could not create the key")(err);

@@ -297,6 +297,11 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     page.get_by_role("button", name="Create user").click()
     expect(page.locator('tr[data-user="bob"]')).to_contain_text("finance")
     expect(page.locator('tr[data-group="finance"]')).to_contain_text("bob")
+    # The new user's API key is shown once (members cannot make keys; the page used to drop it, so a user
+    # created here could never call the REST or /v1 API)
+    bob_key = page.get_by_label("API key of bob").input_value()
+    with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {bob_key}"}, timeout=10) as c:
+        assert c.get("/api/me").json()["name"] == "bob"
     shot(page, "10-admin-people")
 
     page.get_by_role("tab", name="Collections").click()
