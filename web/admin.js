@@ -3,7 +3,7 @@
 import { ApiError, api, csrfHeaders, detailText, fill, formatBytes, formatTime, h, renderUserBar, toLogin } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { collections: [], groups: [], users: [], selected: null, docs: [], pollTimer: 0 };
+const state = { collections: [], groups: [], users: [], selected: null, docs: [], pollTimer: 0, meId: null };
 const ACTIVE = new Set(["queued", "processing", "deleting"]); // poll while any row is in one of these
 const UPLOAD_CONCURRENCY = 3;
 // A busy server refuses an upload with 503 (or 429) and Retry-After: wait that long and send it again,
@@ -422,9 +422,23 @@ async function loadPeople() {
 
 function renderUsers() {
   const rows = state.users.map((u) =>
-    h("tr", { "data-user": u.name }, h("td", { text: u.name }), h("td", { text: u.role }), h("td", { text: groupNames(groupIdsOf(u)) })),
+    h("tr", { "data-user": u.name }, h("td", { text: u.name }), h("td", { text: u.role }), h("td", { text: groupNames(groupIdsOf(u)) }),
+      h("td", { class: "actions" }, u.id === state.meId ? null
+        : h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete user ${u.name}`, onclick: () => deleteUser(u) })),
+    ),
   );
-  fill($("users-table"), table(["User", "Role", "Groups"], rows, "No users yet."));
+  fill($("users-table"), table(["User", "Role", "Groups", ""], rows, "No users yet."));
+}
+
+async function deleteUser(u) {
+  if (!confirm(`Delete the user "${u.name}"? Their API keys and sessions stop working at once.`)) return;
+  try {
+    await api.del(`/api/users/${u.id}`);
+    flash(`Deleted user ${u.name}.`);
+    await loadPeople();
+  } catch (err) {
+    failed("Could not delete the user")(err);
+  }
 }
 
 function renderGroups() {
@@ -558,6 +572,7 @@ async function main() {
   setupKeyForm();
   for (const button of document.querySelectorAll("form button[type=submit]")) button.disabled = false;
   const me = await api.get("/api/me");
+  state.meId = me.id;
   renderUserBar($("userbar"), me, "admin");
   if (me.role !== "admin") {
     fill(document.querySelector("main"), h("p", { class: "error", role: "alert", text: "This page is for administrators." }));

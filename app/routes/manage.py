@@ -1,4 +1,4 @@
-"""Admin management beyond creation: API keys, user listing, group members, collection deletion and
+"""Admin management beyond creation: API keys, user listing and deletion, group members, collection deletion and
 document re-indexing and cancelling (/api/keys, /api/users, /api/groups/{id}/members, /api/collections/{id},
 /api/documents/{id}/reindex, /api/documents/{id}/cancel)."""
 
@@ -114,6 +114,22 @@ def list_users(session: SessionDep, _: AdminUser) -> list[UserRow]:
         )
         for u in session.exec(select(User).order_by(User.id))
     ]
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_user(user_id: Id, session: SessionDep, admin: AdminUser) -> Response:
+    """Delete a user (someone who left): their API keys and browser sessions stop working at once, their
+    group memberships and conversations go; documents they uploaded stay. Not oneself (409)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
+    if user.id == admin.id:  # an admin deleting themselves could leave nobody to administer
+        raise HTTPException(status.HTTP_409_CONFLICT, "You cannot delete yourself")
+    # Keys, sessions, memberships, conversations and feedback go with it (ON DELETE CASCADE); uploads stay
+    # (uploaded_by SET NULL).
+    session.exec(delete(User).where(User.id == user_id))
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/groups/{group_id}/members", response_model=MemberIds)

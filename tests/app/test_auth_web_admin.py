@@ -5,6 +5,7 @@ copy is ready), and /v1 without a generator (extractive rag: answers)."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from app.answer import NO_GENERATOR
@@ -64,6 +65,32 @@ def test_group_members_users_and_collection_delete(client):
         == 200
     )
     assert client.get(f"/api/conversations/{conv}", headers=outsider).json()["messages"][1]["sources"] == []
+
+
+def test_deleting_a_user_ends_their_keys_and_sessions(client):
+    # An employee who left kept working keys and browser sessions: no route removed a user (not even an
+    # admin), and an admin can revoke only their own keys
+    w = build_world(client)
+    r = client.post("/api/users", json={"name": "leaver", "role": "admin", "password": "leaver-pass-1"},
+                    headers=w.admin)  # fmt: skip
+    leaver, key = r.json()["id"], {"Authorization": f"Bearer {r.json()['api_key']}"}
+    signed_in = TestClient(client.app)
+    r = signed_in.post("/api/auth/login", json={"username": "leaver", "password": "leaver-pass-1"})
+    assert r.status_code == 200, r.text
+    r = client.post("/api/ask", json={"question": "How many days of paid leave?"}, headers=key)
+    assert r.status_code == 200, r.text
+    assert client.delete(f"/api/users/{leaver}", headers=w.member).status_code == 403
+    assert client.delete(f"/api/users/{leaver}", headers=w.admin).status_code == 204
+    assert client.get("/api/me", headers=key).status_code == 401
+    assert signed_in.get("/api/me").status_code == 401
+    assert "leaver" not in [u["name"] for u in client.get("/api/users", headers=w.admin).json()]
+    r = client.delete(f"/api/users/{leaver}", headers=w.admin)
+    assert (r.status_code, r.json()) == (404, {"detail": "User not found"})
+    me = client.get("/api/me", headers=w.admin).json()["id"]
+    r = client.delete(f"/api/users/{me}", headers=w.admin)  # the last way back in would go with it
+    assert (r.status_code, r.json()) == (409, {"detail": "You cannot delete yourself"})
+    with session_scope() as s:  # their uploads stay, no longer attributed
+        assert s.exec(select(Document).where(Document.filename == "vacation.md")).one().status == "ready"
 
 
 def test_reindex_failed_in_place_and_ready_by_replacement(client):

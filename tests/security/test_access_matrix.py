@@ -81,6 +81,12 @@ class World:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
+    def scratch_user(self) -> int:
+        r = self.seed_client().post("/api/users", json={"name": f"scratch-{uuid.uuid4().hex[:8]}"},
+                                    headers=self.root)  # fmt: skip
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
     def scratch_conversation(self) -> int:
         r = self.seed_client().post("/api/ask", json={"question": "scratch question"}, headers=self.keys[M])
         assert r.status_code == 200, r.text
@@ -268,6 +274,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
         (*ADMIN, 201), lambda w, r: {"url": "/api/users", "json": {"name": f"u-{uuid.uuid4().hex[:8]}"}}
     ),
     ("GET", "/api/users"): Entry((*ADMIN, 200), _url("/api/users")),
+    ("DELETE", "/api/users/{user_id}"): Entry(
+        (*ADMIN, 204), _admin_scratch("/api/users/{}", World.scratch_user, lambda w: w.user_ids[M])
+    ),
     ("GET", "/api/keys"): Entry((*ADMIN, 200), _url("/api/keys")),
     ("POST", "/api/keys"): Entry((*ADMIN, 201), _url("/api/keys", json={"name": "matrix"})),
     ("DELETE", "/api/keys/{key_id}"): Entry(

@@ -303,6 +303,16 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {bob_key}"}, timeout=10) as c:
         assert c.get("/api/me").json()["name"] == "bob"
     shot(page, "10-admin-people")
+    # Someone who left is deleted (their key stops working); an admin's own row has no Delete button.
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill("dora's long password")
+    page.get_by_role("button", name="Create user").click()
+    dora_key = page.get_by_label("API key of dora").input_value()
+    page.get_by_role("button", name="Delete user dora").click()
+    expect(page.locator('tr[data-user="dora"]')).to_have_count(0)
+    expect(page.get_by_role("button", name=f"Delete user {USER}")).to_have_count(0)
+    r = httpx.get(f"{server.base}/api/me", headers={"Authorization": f"Bearer {dora_key}"})
+    assert r.status_code == 401
 
     page.get_by_role("tab", name="Collections").click()
     page.get_by_label("Name", exact=True).fill("ledgers")
