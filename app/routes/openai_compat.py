@@ -73,6 +73,32 @@ def error_body(
                       "param": param, "code": code}}  # fmt: skip
 
 
+# pydantic's names for the members of a union ("str", "list[str]", "dict[str,any]"): in an error's loc they
+# follow the field, which is what a client sent and what OpenAI's `param` names
+_SCALAR_TAGS = {"str", "int", "float", "bool", "bytes", "none", "any"}
+
+
+def _field_path(loc) -> tuple:
+    return tuple(p for p in loc[1:] if not (isinstance(p, str) and ("[" in p or p in _SCALAR_TAGS)))
+
+
+def _first_invalid(errors: list[dict]) -> tuple[tuple, str]:
+    """(field path, message) of the first invalid field. A field of several types fails once per type: the
+    deepest failure is the type the value's shape chose ("input": [1] fails at input.0), and failures at the
+    same depth are one message naming each type ("Input should be a valid string or a valid list")."""
+    if not errors:
+        return (), "invalid"
+    base = _field_path(errors[0].get("loc", ()))
+    same = [
+        (p, e.get("msg", "invalid"))
+        for e in errors
+        if (p := _field_path(e.get("loc", ())))[: len(base)] == base
+    ]
+    path = max((p for p, _ in same), key=len) if base else base
+    msgs = list(dict.fromkeys(m for p, m in same if p == path)) or [errors[0].get("msg", "invalid")]
+    return path, " or ".join([msgs[0], *(m.removeprefix("Input should be ") for m in msgs[1:])])
+
+
 def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Used for /v1 paths: HTTP errors (the app's, and the router's 404 and 405 for a path or method that does
     not exist, worded as OpenAI's API words them), validation errors and unhandled ones (500) in OpenAI's
@@ -83,13 +109,9 @@ def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
             at = first.get("loc", ("body", "?"))[-1]
             message = f"Invalid request: the body is not valid JSON ({first.get('msg', 'invalid')} at character {at})."
             return JSONResponse(error_body(400, message, "invalid_request"), 400)
-        where = ".".join(str(p) for p in first.get("loc", ())[1:])
-        body = error_body(
-            400,
-            f"Invalid request: {where}: {first.get('msg', 'invalid')}",
-            "invalid_request",
-            param=where or None,
-        )
+        path, message = _first_invalid(exc.errors())
+        where = ".".join(str(p) for p in path)
+        body = error_body(400, f"Invalid request: {where}: {message}", "invalid_request", param=where or None)
         return JSONResponse(body, 400)
     if not isinstance(exc, StarletteHTTPException):
         return JSONResponse(error_body(500, SERVER_ERROR, None, "server_error"), 500)

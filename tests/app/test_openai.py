@@ -312,6 +312,25 @@ def test_auth_validation_size_and_rate_errors_under_v1_answer_in_openai_shape(in
     assert c.post("/api/ask", json={"question": "hi"}).json() == {"detail": "CSRF token missing or invalid"}
 
 
+def test_a_field_of_several_types_is_named_as_the_field(inproc):
+    # The param was pydantic's union branch ("stop.str", "messages.0.content.str", "input.str": no such
+    # field) and the message named one type only ("should be a valid string" for a field that takes a list)
+    c, hi = inproc, [{"role": "user", "content": "hi"}]
+    for url, body, param, message in (
+        ("/v1/chat/completions", {"model": "m", "messages": hi, "stop": 5}, "stop",
+         "Input should be a valid string or a valid list"),
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": 7}]},
+         "messages.0.content", "Input should be a valid string or a valid list"),
+        ("/v1/chat/completions", {"model": "m", "messages": hi, "tool_choice": 5}, "tool_choice",
+         "Input should be a valid string or a valid dictionary"),
+        ("/v1/embeddings", {"model": "m", "input": [1, 2]}, "input.0", "Input should be a valid string"),
+        ("/v1/embeddings", {"model": "m", "input": 3}, "input", "Input should be a valid string or a valid list"),
+    ):  # fmt: skip
+        member = make_user(Role.member)  # a question a minute each here
+        _openai_error(c.post(url, json=body, headers=member), 400, f"Invalid request: {param}: {message}",
+                      code="invalid_request", param=param)  # fmt: skip
+
+
 def test_busy_and_server_errors_under_v1_answer_in_openai_shape(inproc, monkeypatch):
     from app import auth, backpressure
 
