@@ -421,13 +421,33 @@ async function loadPeople() {
 }
 
 function renderUsers() {
-  const rows = state.users.map((u) =>
-    h("tr", { "data-user": u.name }, h("td", { text: u.name }), h("td", { text: u.role }), h("td", { text: groupNames(groupIdsOf(u)) }),
-      h("td", { class: "actions" }, u.id === state.meId ? null
-        : h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete user ${u.name}`, onclick: () => deleteUser(u) })),
-    ),
-  );
+  const rows = state.users.map((u) => {
+    const pw = h("input", { type: "password", minlength: 8, maxlength: 1024, autocomplete: "new-password", "aria-label": `New password for ${u.name}` });
+    const editor = h("div", { class: "access-editor", hidden: true }, pw, " ",
+      h("button", { type: "button", text: "Save password", onclick: () => savePassword(u, pw) }));
+    return h("tr", { "data-user": u.name }, h("td", {}, h("span", { text: u.name }), editor), h("td", { text: u.role }), h("td", { text: groupNames(groupIdsOf(u)) }),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "secondary", text: "Password", "aria-label": `Set password of ${u.name}`, onclick: () => (editor.hidden = !editor.hidden) }),
+        u.id === state.meId ? null
+          : h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete user ${u.name}`, onclick: () => deleteUser(u) })),
+    );
+  });
   fill($("users-table"), table(["User", "Role", "Groups", ""], rows, "No users yet."));
+}
+
+async function savePassword(u, input) {
+  if (input.value.length < 8) {
+    flash("A password needs at least 8 characters.", true);
+    return;
+  }
+  try {
+    await api.put(`/api/users/${u.id}/password`, { password: input.value });
+    // the user's open sessions ended with the old password (one's own too: sign in again)
+    flash(`Password of ${u.name} set; they sign in with it from now on.`);
+    await loadPeople();
+  } catch (err) {
+    failed("Could not set the password")(err);
+  }
 }
 
 async function deleteUser(u) {

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlmodel import delete, select
 
 from app import auth, sessions
 from app.deps import AdminUser, CurrentUser, Id, SessionDep
-from app.models import Group, GroupMembership, Name, Role, User
+from app.models import Group, GroupMembership, Name, Role, User, WebSession
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -34,6 +34,12 @@ class UserCreate(BaseModel):
     group_ids: list[Id] = []
     # For browser sign-in (argon2id-hashed); omitted = API key only.
     password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+class PasswordSet(BaseModel):
+    """PUT /api/users/{id}/password body."""
+
+    password: str = Field(min_length=8, max_length=1024)
 
 
 class UserPublic(BaseModel):
@@ -95,6 +101,20 @@ def create_user(body: UserCreate, session: SessionDep, _: AdminUser) -> UserWith
     return UserWithKey(
         id=user.id, name=user.name, role=user.role, group_ids=_groups_of(session, user.id), api_key=key
     )
+
+
+@router.put("/users/{user_id}/password", status_code=status.HTTP_204_NO_CONTENT)
+def set_user_password(user_id: Id, body: PasswordSet, session: SessionDep, _: AdminUser) -> Response:
+    """Set a user's browser password (forgotten, or never set); their open browser sessions end."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
+    sessions.set_password(user, body.password)
+    session.add(user)
+    # NOTE: a session opened with the old password (perhaps by whoever learnt it) must not outlive it
+    session.exec(delete(WebSession).where(WebSession.user_id == user_id))
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/me", response_model=Me)

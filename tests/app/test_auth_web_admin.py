@@ -93,6 +93,32 @@ def test_deleting_a_user_ends_their_keys_and_sessions(client):
         assert s.exec(select(Document).where(Document.filename == "vacation.md")).one().status == "ready"
 
 
+def test_an_admin_sets_a_users_password_and_their_old_sessions_end(client):
+    # A user who forgot their password (or was created with none, by REST) could never sign in again: no route
+    # set a password after creation
+    w = build_world(client)
+    r = client.post("/api/users", json={"name": "erin"}, headers=w.admin)
+    erin = r.json()["id"]
+    login = {"username": "erin", "password": "erin-new-pass"}
+    assert client.post("/api/auth/login", json=login).status_code == 401
+    r = client.put(f"/api/users/{erin}/password", json={"password": "erin-new-pass"}, headers=w.admin)
+    assert r.status_code == 204, r.text
+    old = TestClient(client.app)
+    assert old.post("/api/auth/login", json=login).status_code == 200
+    r = client.put(f"/api/users/{erin}/password", json={"password": "erin-newer-pass"}, headers=w.admin)
+    assert r.status_code == 204
+    assert old.get("/api/me").status_code == 401  # a session opened with the old password ends
+    assert client.post("/api/auth/login", json=login).status_code == 401
+    assert client.post("/api/auth/login", json={**login, "password": "erin-newer-pass"}).status_code == 200
+    assert {u["name"]: u["has_password"] for u in client.get("/api/users", headers=w.admin).json()}["erin"]
+    r = client.put(f"/api/users/{erin}/password", json={"password": "short"}, headers=w.admin)
+    assert r.status_code == 422
+    r = client.put(f"/api/users/{erin}/password", json={"password": "x" * 12}, headers=w.member)
+    assert r.status_code == 403
+    r = client.put("/api/users/424242/password", json={"password": "x" * 12}, headers=w.admin)
+    assert (r.status_code, r.json()) == (404, {"detail": "User not found"})
+
+
 def test_reindex_failed_in_place_and_ready_by_replacement(client):
     w = build_world(client)
     r = client.post(f"/api/collections/{w.handbook}/documents", files=[("files", ("notes.md", b"# Notes\n\nBadges are blue."))],

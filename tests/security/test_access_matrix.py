@@ -274,6 +274,13 @@ MATRIX: dict[tuple[str, str], Entry] = {
         (*ADMIN, 201), lambda w, r: {"url": "/api/users", "json": {"name": f"u-{uuid.uuid4().hex[:8]}"}}
     ),
     ("GET", "/api/users"): Entry((*ADMIN, 200), _url("/api/users")),
+    ("PUT", "/api/users/{user_id}/password"): Entry(
+        (*ADMIN, 204),
+        lambda w, r: {
+            "url": f"/api/users/{w.scratch_user() if r == D else w.user_ids[M]}/password",
+            "json": {"password": "a new long password"},
+        },
+    ),
     ("DELETE", "/api/users/{user_id}"): Entry(
         (*ADMIN, 204), _admin_scratch("/api/users/{}", World.scratch_user, lambda w: w.user_ids[M])
     ),

@@ -291,7 +291,7 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     page.get_by_role("button", name="Create group").click()
     expect(page.locator('tr[data-group="finance"]')).to_be_visible()
     page.get_by_label("Username").fill("bob")
-    page.get_by_label("Password").fill("bob's long password")
+    page.get_by_label("Password", exact=True).fill("bob's long password")
     page.get_by_label("Role").select_option("member")
     page.locator("#user-groups").get_by_label("finance").check()
     page.get_by_role("button", name="Create user").click()
@@ -303,9 +303,14 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {bob_key}"}, timeout=10) as c:
         assert c.get("/api/me").json()["name"] == "bob"
     shot(page, "10-admin-people")
+    # A forgotten password is set anew (bob signs in with it at the end).
+    page.get_by_role("button", name="Set password of bob").click()
+    page.get_by_label("New password for bob").fill("bob's newer password")
+    page.get_by_role("button", name="Save password").click()
+    expect(page.locator("#flash")).to_have_text("Password of bob set; they sign in with it from now on.")
     # Someone who left is deleted (their key stops working); an admin's own row has no Delete button.
     page.get_by_label("Username").fill("dora")
-    page.get_by_label("Password").fill("dora's long password")
+    page.get_by_label("Password", exact=True).fill("dora's long password")
     page.get_by_role("button", name="Create user").click()
     dora_key = page.get_by_label("API key of dora").input_value()
     page.get_by_role("button", name="Delete user dora").click()
@@ -376,7 +381,7 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     # Bob (a member of finance) sees only ledgers, no admin link, and the admin page refuses him.
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
-    sign_in(page, server.base, "bob", "bob's long password")
+    sign_in(page, server.base, "bob", "bob's newer password")
     expect(page.locator("#collection-list label")).to_have_text([re.compile(r"^ledgers")])
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     page.goto(f"{server.base}/admin")
