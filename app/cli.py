@@ -82,13 +82,17 @@ def _create_admin(args: argparse.Namespace) -> int:
     from app.db import migrate, session_scope
     from app.models import Role, User
 
+    name = args.name.strip()  # as the API stores names and the sign-in page sends them
+    if not name:
+        print("error: --name needs a name", file=sys.stderr)
+        return 2
     password_hash = None
     if args.password:
         password = os.environ.get("AUTOGLM_ADMIN_PASSWORD")
         if password is None:
             import getpass
 
-            password = getpass.getpass(f"password for {args.name}: ")
+            password = getpass.getpass(f"password for {name}: ")
         try:
             password_hash = sessions.hash_password(password)  # fails before anything is written
         except ValueError as e:
@@ -96,12 +100,12 @@ def _create_admin(args: argparse.Namespace) -> int:
             return 2
     migrate()
     with session_scope() as s:
-        user = s.exec(select(User).where(User.name == args.name)).first()
+        user = s.exec(select(User).where(User.name == name)).first()
         if user is None:
-            user, key = auth.create_user(s, args.name, Role.admin)
+            user, key = auth.create_user(s, name, Role.admin)
         else:
             if user.role != Role.admin:
-                print(f"error: user {args.name!r} exists and is not an admin", file=sys.stderr)
+                print(f"error: user {name!r} exists and is not an admin", file=sys.stderr)
                 return 1
             key = auth.issue_key(s, user)
         if password_hash is not None:

@@ -116,10 +116,12 @@ def test_create_admin_with_password_can_sign_in(env, capsys, monkeypatch):
         assert sessions.authenticate(s, "alice", "short") is None  # nothing was written
 
     monkeypatch.setenv("AUTOGLM_ADMIN_PASSWORD", "correct horse battery")
-    assert main(["create-admin", "--name", "alice", "--password"]) == 0
+    # the name as the API and the sign-in page take it: "alice " was stored with its blank and could not sign in
+    assert main(["create-admin", "--name", "alice ", "--password"]) == 0
     key = capsys.readouterr().out.strip()
     with TestClient(create_app()) as c:
         r = c.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"})
         assert r.status_code == 200, r.text
         assert r.json()["user"]["role"] == "admin"
         assert c.get("/api/me", headers={"Authorization": f"Bearer {key}"}).json()["name"] == "alice"
+    assert main(["create-admin", "--name", "  "]) == 2
