@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
 from app.settings import settings
@@ -25,7 +26,9 @@ def put_blob(data: bytes) -> str:
     if path.exists():
         return sha
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{sha}.{os.getpid()}.tmp")
+    # NOTE: unique per call, not per process: two request threads storing the same file shared one temporary
+    # name, and the second rename found it gone
+    tmp = path.with_name(f".{sha}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

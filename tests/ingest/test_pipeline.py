@@ -112,3 +112,32 @@ def test_task_contract_and_final_failure_reason(env):  # noqa: F811
         "failed",
         f"Processing took longer than {settings.task_soft_time_limit} s and was stopped.",
     )
+
+
+def test_the_same_blob_stored_by_two_threads_at_once(env):  # noqa: F811
+    # Both wrote ".<sha>.<pid>.tmp" (one process, two request threads): the second rename found it gone, and
+    # the upload answered 500 (two admins, or two tabs, uploading the same file)
+    import threading
+
+    from ingest import storage
+
+    data = bytes(range(256)) * 40_000  # 10 MB: the writes overlap
+    start, errors = threading.Barrier(4), []
+
+    def put() -> None:
+        start.wait()
+        try:
+            storage.put_blob(data)
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=put) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert storage.read_blob(storage.sha256_hex(data)) == data
+    assert [p.name for p in storage.blob_path(storage.sha256_hex(data)).parent.iterdir()] == [
+        storage.sha256_hex(data)
+    ]  # no temporary file left
