@@ -3,7 +3,8 @@ test can kill a worker or the API at that exact point. Unset in production (then
 
 Stages: parsing, embedding, embed_batch (before each embedding batch), indexing, segment_written (segment
 file on disk, manifest not yet committed) in ingest.pipeline; answer (between streamed answer pieces) in
-app.answer. A leaf module, importable by ingest/.
+app.answer; upload_checked (an upload's check for the same content made, its row not yet added) in app.uploads.
+A leaf module, importable by ingest/.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Accepting uploaded files: name and size checks, type by content, blob store, dedupe and replacement.
 
-The caller commits, then enqueues the new documents (never before the commit).
+add_document commits each new document (one upload of a collection at a time); the caller enqueues them after.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ import io
 import lzma
 import re
 import tarfile
+import time
 import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, select, update
 
-from app.models import DocStatus, Document, utcnow
+from app.models import Collection, DocStatus, Document, utcnow
 from app.security import uploaded_last_day
 from app.settings import settings
 from ingest import storage
@@ -369,11 +370,30 @@ def add_document(
         raise Rejected(name, 422, e.reason) from e
 
     sha = storage.sha256_hex(data)
+    # NOTE: the check for the same content and the new row are one step per collection, committed at once: the
+    # admin page sends three files at a time, and two requests with the same file both found no copy and both
+    # added one. The collection's row is locked until the commit (PostgreSQL; on SQLite this takes the write
+    # lock), so the database orders them, with Redis down too and across API replicas.
+    session.exec(update(Collection).where(Collection.id == collection_id).values(id=Collection.id))
+    try:
+        found = _add_row(session, collection_id, name, data, sha, detected, user_id)
+    except BaseException:
+        session.rollback()  # a refusal (the quota) must not keep the collection locked
+        raise
+    session.commit()
+    return found
+
+
+def _add_row(
+    session: Session, collection_id: int, name: str, data: bytes, sha: str, detected: str, user_id: int | None
+) -> tuple[Document, bool]:
+    """add_document's part while the collection is locked: the same content's document, or a new one."""
     same = session.exec(
         select(Document)
         .where(Document.collection_id == collection_id, Document.sha256 == sha)
         .order_by(Document.id.desc())
     ).first()
+    _pause_after_check()
     if same is not None and same.status != DocStatus.deleting:
         if same.status not in (DocStatus.failed, DocStatus.cancelled):
             return same, False
@@ -410,3 +430,11 @@ def add_document(
     session.add(doc)
     session.flush()
     return doc, True
+
+
+def _pause_after_check() -> None:
+    """Test hook (app.testhooks): waits at `upload_checked` when AUTOGLM_TEST_PAUSE_AT names it."""
+    from app.testhooks import pause_seconds
+
+    if seconds := pause_seconds("upload_checked"):
+        time.sleep(seconds)

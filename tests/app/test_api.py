@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlmodel import select
 
 from app.db import session_scope
 from app.models import Chunk, Role
 from ingest.pipeline import process_document
+from tests.app.ask_support import LiveServer
 from tests.app.support import make_user
 
 GUIDE = """# Vacation policy
@@ -172,6 +175,32 @@ def test_same_content_stored_once_and_changed_file_replaces(env, client):
     assert [d["id"] for d in client.get(f"/api/collections/{cid}/documents", headers=admin).json()] == [
         second
     ]
+
+
+def test_the_same_file_uploaded_twice_at_once_is_stored_once(db_env, monkeypatch):
+    # The admin page sends each file in a request of its own, three at a time: two copies of a file (or two
+    # admins uploading it) both passed the same-content check before either was saved and became two
+    # documents, whose passages then came back twice in every search and answer
+    monkeypatch.setenv("AUTOGLM_TEST_PAUSE_AT", "upload_checked:1")  # each request waits after its check
+    admin = make_user(Role.admin)
+    server = LiveServer()
+    try:
+
+        def upload(name: str) -> dict:
+            with httpx.Client(base_url=server.base, headers=admin, timeout=60) as c:
+                r = c.post(f"/api/collections/{cid}/documents", files=[("files", (name, GUIDE.encode()))])
+                assert r.status_code == 202, r.text
+                return r.json()["documents"][0]
+
+        with httpx.Client(base_url=server.base, headers=admin, timeout=60) as c:
+            cid = c.post("/api/collections", json={"name": "kb"}).json()["id"]
+            with ThreadPoolExecutor(2) as pool:
+                a, b = pool.map(upload, ["guide.md", "guide-copy.md"])
+            listed = c.get(f"/api/collections/{cid}/documents").json()
+    finally:
+        server.stop()
+    assert [d["id"] for d in listed] == [a["id"]] == [b["id"]]
+    assert sorted([a["duplicate"], b["duplicate"]]) == [False, True]
 
 
 def test_member_never_sees_another_groups_collection(db_env, client):
