@@ -472,10 +472,22 @@ function renderGroups() {
     return h("tr", { "data-group": g.name },
       h("td", { text: g.name }),
       h("td", {}, h("span", { text: members.map((u) => u.name).join(", ") || "—" }), editor),
-      h("td", { class: "actions" }, h("button", { type: "button", class: "secondary", text: "Members", "aria-label": `Edit members of ${g.name}`, onclick: () => (editor.hidden = !editor.hidden) })),
+      h("td", { class: "actions" }, h("button", { type: "button", class: "secondary", text: "Members", "aria-label": `Edit members of ${g.name}`, onclick: () => (editor.hidden = !editor.hidden) }),
+        h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete group ${g.name}`, onclick: () => deleteGroup(g) })),
     );
   });
   fill($("groups-table"), table(["Group", "Members", ""], rows, "No groups yet."));
+}
+
+async function deleteGroup(g) {
+  if (!confirm(`Delete the group "${g.name}"? Its members lose the access it gave them.`)) return;
+  try {
+    await api.del(`/api/groups/${g.id}`);
+    flash(`Deleted group ${g.name}.`);
+    await Promise.all([loadPeople(), loadCollections()]);
+  } catch (err) {
+    failed("Could not delete the group")(err);
+  }
 }
 
 async function saveMembers(g, editor) {

@@ -86,6 +86,17 @@ def list_groups(session: SessionDep, _: AdminUser) -> list[Group]:
     return session.exec(select(Group).order_by(Group.id)).all()
 
 
+@router.delete("/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_group(group_id: Id, session: SessionDep, _: AdminUser) -> Response:
+    """Delete a group: its members no longer read the collections it was granted (the collections stay)."""
+    if session.get(Group, group_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Group not found")
+    # Memberships and collection access rows go with it (ON DELETE CASCADE).
+    session.exec(delete(Group).where(Group.id == group_id))
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserWithKey)
 def create_user(body: UserCreate, session: SessionDep, _: AdminUser) -> UserWithKey:
     """Create a user in some groups and return their first API key."""

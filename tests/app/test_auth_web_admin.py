@@ -119,6 +119,24 @@ def test_an_admin_sets_a_users_password_and_their_old_sessions_end(client):
     assert (r.status_code, r.json()) == (404, {"detail": "User not found"})
 
 
+def test_deleting_a_group_takes_away_what_it_granted(client):
+    # A group made by mistake ("finanse") stayed in every picker for good: no route removed a group
+    w = build_world(client)
+    assert [c["name"] for c in client.get("/api/collections", headers=w.member).json()] == ["handbook"]
+    assert client.delete(f"/api/groups/{w.group}", headers=w.member).status_code == 403
+    assert client.delete(f"/api/groups/{w.group}", headers=w.admin).status_code == 204
+    assert client.get("/api/groups", headers=w.admin).json() == []
+    assert client.get("/api/collections", headers=w.member).json() == []  # its access went with it
+    hits = client.post("/api/search", json={"query": "paid leave"}, headers=w.member).json()["hits"]
+    assert hits == []
+    (handbook,) = [
+        c for c in client.get("/api/collections", headers=w.admin).json() if c["name"] == "handbook"
+    ]
+    assert handbook["group_ids"] == [] and handbook["document_count"] == 1  # the collection stays
+    r = client.delete(f"/api/groups/{w.group}", headers=w.admin)
+    assert (r.status_code, r.json()) == (404, {"detail": "Group not found"})
+
+
 def test_reindex_failed_in_place_and_ready_by_replacement(client):
     w = build_world(client)
     r = client.post(f"/api/collections/{w.handbook}/documents", files=[("files", ("notes.md", b"# Notes\n\nBadges are blue."))],

@@ -81,6 +81,12 @@ class World:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
+    def scratch_group(self) -> int:
+        r = self.seed_client().post("/api/groups", json={"name": f"scratch-{uuid.uuid4().hex[:8]}"},
+                                    headers=self.root)  # fmt: skip
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
     def scratch_user(self) -> int:
         r = self.seed_client().post("/api/users", json={"name": f"scratch-{uuid.uuid4().hex[:8]}"},
                                     headers=self.root)  # fmt: skip
@@ -266,6 +272,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
         (*ADMIN, 201), lambda w, r: {"url": "/api/groups", "json": {"name": f"g-{uuid.uuid4().hex[:8]}"}}
     ),
     ("GET", "/api/groups"): Entry((*ADMIN, 200), _url("/api/groups")),
+    ("DELETE", "/api/groups/{group_id}"): Entry(
+        (*ADMIN, 204), _admin_scratch("/api/groups/{}", World.scratch_group, lambda w: w.group)
+    ),
     ("PUT", "/api/groups/{group_id}/members"): Entry(
         (*ADMIN, 200),
         lambda w, r: {"url": f"/api/groups/{w.group}/members", "json": {"user_ids": [w.user_ids[M]]}},

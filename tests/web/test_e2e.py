@@ -290,6 +290,11 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     page.get_by_label("New group").fill("finance")
     page.get_by_role("button", name="Create group").click()
     expect(page.locator('tr[data-group="finance"]')).to_be_visible()
+    page.get_by_label("New group").fill("finanse")  # a typo is deleted again
+    page.get_by_role("button", name="Create group").click()
+    page.get_by_role("button", name="Delete group finanse").click()
+    expect(page.locator('tr[data-group="finanse"]')).to_have_count(0)
+    expect(page.locator('tr[data-group="finance"]')).to_be_visible()
     page.get_by_label("Username").fill("bob")
     page.get_by_label("Password", exact=True).fill("bob's long password")
     page.get_by_label("Role").select_option("member")
