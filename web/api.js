@@ -195,6 +195,45 @@ export function renderUserBar(el, me, current) {
     el,
     h("nav", { class: "links", "aria-label": "Pages" }, links),
     h("span", { class: "who" }, h("span", { text: me.name }), " ", h("span", { class: "role", text: me.role })),
+    h("button", { type: "button", class: "secondary", onclick: () => passwordDialog(me), text: "Password" }),
     h("button", { type: "button", class: "secondary", onclick: logout, text: "Sign out" }),
   );
+}
+
+/** A dialog to change one's own password (PUT /api/me/password); one's other sessions end. */
+function passwordDialog(me) {
+  const field = (label, autocomplete) => h("input", { type: "password", required: true, maxlength: 1024, autocomplete, "aria-label": label });
+  const current = field("Current password", "current-password");
+  const next = field("New password", "new-password");
+  const again = field("New password again", "new-password");
+  const note = h("p", { class: "error small", role: "alert", hidden: true });
+  const dialog = h("dialog", { class: "password-dialog", "aria-label": "Change your password" });
+  const form = h("form", { class: "stack" },
+    h("h2", { text: `Change the password of ${me.name}` }),
+    h("label", { text: "Current password" }), current,
+    h("label", { text: "New password (8 characters or more)" }), next,
+    h("label", { text: "New password again" }), again,
+    note,
+    h("div", { class: "actions" },
+      h("button", { type: "submit", text: "Change password" }),
+      h("button", { type: "button", class: "secondary", text: "Cancel", onclick: () => dialog.close() })),
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const say = (text) => ((note.textContent = text), (note.hidden = false));
+    if (next.value.length < 8) return say("The new password needs at least 8 characters.");
+    if (next.value !== again.value) return say("The two new passwords differ.");
+    try {
+      await api.put("/api/me/password", { current_password: current.value, password: next.value });
+      fill(form, h("p", { role: "status", text: "Password changed. Your other sessions are signed out." }),
+        h("button", { type: "button", text: "Close", onclick: () => dialog.close() }));
+    } catch (err) {
+      say(err.detail || err.message);
+    }
+  });
+  dialog.addEventListener("close", () => dialog.remove());
+  dialog.append(form);
+  document.body.append(dialog);
+  dialog.showModal();
+  current.focus();
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlmodel import delete, select
 
@@ -39,6 +39,13 @@ class UserCreate(BaseModel):
 class PasswordSet(BaseModel):
     """PUT /api/users/{id}/password body."""
 
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class PasswordChange(BaseModel):
+    """PUT /api/me/password body: the current password (where one is set) and the new one."""
+
+    current_password: str | None = Field(default=None, max_length=1024)
     password: str = Field(min_length=8, max_length=1024)
 
 
@@ -124,6 +131,33 @@ def set_user_password(user_id: Id, body: PasswordSet, session: SessionDep, _: Ad
     session.add(user)
     # NOTE: a session opened with the old password (perhaps by whoever learnt it) must not outlive it
     session.exec(delete(WebSession).where(WebSession.user_id == user_id))
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_my_password(
+    body: PasswordChange, request: Request, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Change one's own password (an admin chose the first one); one's other browser sessions end."""
+    name_key = f"user:{user.name.lower()}"  # wrong guesses count as failed sign-ins of the name
+    if wait := sessions.login_limiter.retry_after(name_key):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "Too many failed sign-ins; try again later",
+            headers={"Retry-After": str(wait)},
+        )
+    if user.password_hash and sessions.authenticate(session, user.name, body.current_password or "") is None:
+        sessions.login_limiter.failed(name_key)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Current password is incorrect")
+    sessions.login_limiter.succeeded(name_key)
+    row = session.get(User, user.id)
+    sessions.set_password(row, body.password)
+    session.add(row)
+    # The session this came from goes on (not when it came with an API key); every other one ends.
+    token = None if request.headers.get("authorization") else request.cookies.get(sessions.SESSION_COOKIE)
+    keep = auth.hash_key(token) if token else ""
+    session.exec(delete(WebSession).where(WebSession.user_id == user.id, WebSession.id != keep))
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

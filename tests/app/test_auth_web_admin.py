@@ -119,6 +119,33 @@ def test_an_admin_sets_a_users_password_and_their_old_sessions_end(client):
     assert (r.status_code, r.json()) == (404, {"detail": "User not found"})
 
 
+def test_users_change_their_own_password(client):
+    # A password an admin chose (and knows) could never be changed by its user: no route for it
+    w = build_world(client)
+    client.post("/api/users", json={"name": "fay", "password": "chosen-by-admin"}, headers=w.admin)
+    mine, other = TestClient(client.app), TestClient(client.app)
+    for c in (mine, other):
+        r = c.post("/api/auth/login", json={"username": "fay", "password": "chosen-by-admin"})
+        assert r.status_code == 200, r.text
+        c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    r = mine.put("/api/me/password", json={"current_password": "wrong-guess", "password": "fay-own-pass"})
+    assert (r.status_code, r.json()) == (400, {"detail": "Current password is incorrect"})
+    r = mine.put("/api/me/password", json={"current_password": "chosen-by-admin", "password": "short"})
+    assert r.status_code == 422
+    r = mine.put("/api/me/password", json={"current_password": "chosen-by-admin", "password": "fay-own-pass"})
+    assert r.status_code == 204, r.text
+    assert mine.get("/api/me").json()["name"] == "fay"  # this session goes on
+    assert other.get("/api/me").status_code == 401  # any other ends
+    login = {"username": "fay", "password": "chosen-by-admin"}
+    assert client.post("/api/auth/login", json=login).status_code == 401
+    assert client.post("/api/auth/login", json={**login, "password": "fay-own-pass"}).status_code == 200
+    # with an API key, and no password yet: the key's holder sets one
+    r = client.put("/api/me/password", json={"password": "member-pass-1"}, headers=w.member)
+    assert r.status_code == 204, r.text
+    r = client.put("/api/me/password", json={"password": "member-pass-2"}, headers=w.member)
+    assert (r.status_code, r.json()) == (400, {"detail": "Current password is incorrect"})
+
+
 def test_deleting_a_group_takes_away_what_it_granted(client):
     # A group made by mistake ("finanse") stayed in every picker for good: no route removed a group
     w = build_world(client)

@@ -198,6 +198,10 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("POST", "/api/auth/login"): Entry((401, 200, 200, 200), _login, fresh=True),
     ("POST", "/api/auth/logout"): Entry((204, 204, 204, 204), _url("/api/auth/logout"), fresh=True),
     ("GET", "/api/me"): Entry((401, 200, 200, 200), _url("/api/me")),
+    ("PUT", "/api/me/password"): Entry(  # the same password again: the callers keep signing in with it
+        (401, 204, 204, 204),
+        _url("/api/me/password", json={"current_password": PASSWORD, "password": PASSWORD}),
+    ),
     ("POST", "/api/collections"): Entry(
         (*ADMIN, 201), lambda w, r: {"url": "/api/collections", "json": {"name": f"c-{uuid.uuid4().hex[:8]}"}}
     ),

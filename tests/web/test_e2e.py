@@ -391,6 +391,17 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     page.goto(f"{server.base}/admin")
     expect(page.get_by_role("alert")).to_have_text("This page is for administrators.")
+    # Bob replaces the password an admin chose for him with his own.
+    page.get_by_role("button", name="Password", exact=True).click()
+    page.get_by_label("Current password").fill("bob's newer password")
+    page.get_by_label("New password", exact=True).fill("bob's very own password")
+    page.get_by_label("New password again").fill("bob's very own password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status")).to_have_text("Password changed. Your other sessions are signed out.")
+    page.get_by_role("button", name="Close").click()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    sign_in(page, server.base, "bob", "bob's very own password")
 
 
 SSE_READER = """async (raw) => {
