@@ -19,6 +19,7 @@ from app.backpressure import retry_after_s
 from app.db import session_scope
 from app.deps import CurrentUser, Id, Query, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
+from app.routes.conversations import visible_documents
 from app.security import RateLimitedUser
 from inference import EngineOverloaded
 
@@ -76,7 +77,11 @@ def _open_turn(user: User, question: str, conversation_id: int | None) -> tuple[
             rows = s.exec(
                 select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
             ).all()
-            history = [{"role": m.role, "content": m.content} for m in rows if m.content]
+            # an earlier answer from documents the user may no longer read is not carried on
+            _, withheld = visible_documents(s, user, rows)
+            history = [
+                {"role": m.role, "content": m.content} for m in rows if m.content and m.id not in withheld
+            ]
         s.add(Message(conversation_id=conv.id, role="user", content=question))
         # Marked incomplete until _close_turn stores the answer: a stream cut off (client gone, server
         # killed or restarted) leaves an empty turn that says so, and later prompts skip it.

@@ -14,6 +14,8 @@ from app.deps import CurrentUser, Id, SessionDep
 from app.models import Conversation, Document, Feedback, Message
 
 router = APIRouter(prefix="/api", tags=["conversations"])
+# In place of an answer drawn from documents the caller may no longer read (their group lost the collection)
+WITHHELD = "This answer is hidden: it came from documents you can no longer read."
 
 
 class ConversationSummary(BaseModel):
@@ -78,18 +80,12 @@ def get_conversation(conversation_id: Id, session: SessionDep, user: CurrentUser
         .order_by(Message.id)
     ).all()
     # Stored sources are shown only while the caller may still read their documents.
-    doc_ids = {src["document_id"] for m, _ in rows for src in m.sources or []}
-    readable = auth.readable_collection_ids(session, user)
-    visible = set(
-        session.exec(
-            select(Document.id).where(Document.id.in_(doc_ids), Document.collection_id.in_(readable))
-        ).all()
-    )
+    visible, withheld = visible_documents(session, user, [m for m, _ in rows])
     messages = [
         MessagePublic(
             id=m.id,
             role=m.role,
-            content=m.content,
+            content=WITHHELD if m.id in withheld else m.content,
             sources=[src for src in m.sources if src["document_id"] in visible]
             if m.sources is not None
             else None,
@@ -99,6 +95,23 @@ def get_conversation(conversation_id: Id, session: SessionDep, user: CurrentUser
         for m, f in rows
     ]
     return ConversationPublic(id=conv.id, title=conv.title, messages=messages)
+
+
+def visible_documents(session, user, messages: list[Message]) -> tuple[set[int], set[int]]:
+    """(ids of the stored sources' documents the user may read, ids of the answers to withhold: those with a
+    source whose document still exists in a collection the user may no longer read). A document deleted or
+    replaced since takes nothing away: the answer was read while it was readable."""
+    doc_ids = {src["document_id"] for m in messages for src in m.sources or []}
+    if not doc_ids:
+        return set(), set()
+    readable = auth.readable_collection_ids(session, user)
+    existing = dict(
+        session.exec(select(Document.id, Document.collection_id).where(Document.id.in_(doc_ids))).all()
+    )
+    visible = {d for d, c in existing.items() if c in readable}
+    hidden = set(existing) - visible
+    withheld = {m.id for m in messages if any(src["document_id"] in hidden for src in m.sources or [])}
+    return visible, withheld
 
 
 @router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)

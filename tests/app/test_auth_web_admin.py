@@ -10,7 +10,8 @@ from sqlmodel import select
 
 from app.answer import NO_GENERATOR
 from app.db import session_scope
-from app.models import Chunk, Document, Role
+from app.models import Chunk, Document, Role, User
+from app.routes.conversations import WITHHELD
 from ingest import storage
 from ingest.pipeline import collection_dir, fail_document, process_document
 from tests.app.ask_support import GUIDE, ask_client, build_world
@@ -162,6 +163,33 @@ def test_deleting_a_group_takes_away_what_it_granted(client):
     assert handbook["group_ids"] == [] and handbook["document_count"] == 1  # the collection stays
     r = client.delete(f"/api/groups/{w.group}", headers=w.admin)
     assert (r.status_code, r.json()) == (404, {"detail": "Group not found"})
+
+
+def test_an_answer_from_documents_no_longer_readable_is_withheld(client):
+    # Removed from the group, a member still read the quoted passages in their old answers (only the sources
+    # were hidden), and follow-up questions carried them on as history
+    from app.routes.ask import _open_turn
+
+    w = build_world(client)
+    r = client.post("/api/ask", json={"question": "How many days of paid leave?"}, headers=w.member)
+    conv = r.json()["conversation_id"]
+    assert "twenty-eight days" in r.json()["answer"]
+    r = client.put(f"/api/collections/{w.handbook}/groups", json={"group_ids": []}, headers=w.admin)
+    assert r.status_code == 200
+    turns = client.get(f"/api/conversations/{conv}", headers=w.member).json()["messages"]
+    assert turns[0]["content"] == "How many days of paid leave?"  # the member's own words stay
+    assert turns[1]["content"] == WITHHELD and turns[1]["sources"] == []
+    with session_scope() as s:
+        member = s.exec(select(User).where(User.role == "member")).one()
+    _, _, history = _open_turn(member, "And carry-over?", conv)
+    assert "twenty-eight" not in str(history)
+    # A document replaced or deleted since takes nothing away: the answer was read when it was readable
+    client.put(f"/api/collections/{w.handbook}/groups", json={"group_ids": [w.group]}, headers=w.admin)
+    r = client.post("/api/ask", json={"question": "How many days of paid leave?"}, headers=w.member)
+    conv = r.json()["conversation_id"]
+    (doc,) = {src["document_id"] for src in r.json()["sources"]}
+    assert client.delete(f"/api/documents/{doc}", headers=w.admin).status_code == 204
+    assert "twenty-eight days" in client.get(f"/api/conversations/{conv}", headers=w.member).text
 
 
 def test_reindex_failed_in_place_and_ready_by_replacement(client):
