@@ -265,8 +265,20 @@ async function ask(question) {
     renderAnswer(t.answer, t.text, t.sources_);
   };
   let finished = false;
+  let restarted = false;
   try {
-    const res = await request("/api/ask", { method: "POST", json: body, raw: true });
+    let res;
+    try {
+      res = await request("/api/ask", { method: "POST", json: body, raw: true });
+    } catch (err) {
+      // The conversation was deleted meanwhile (in another tab): this question starts a new one, instead of
+      // every question failing until "New conversation" is clicked.
+      if (!(body.conversation_id && err instanceof ApiError && err.status === 404 && err.detail === "Conversation not found")) throw err;
+      state.conversationId = null;
+      delete body.conversation_id;
+      restarted = true;
+      res = await request("/api/ask", { method: "POST", json: body, raw: true });
+    }
     for await (const ev of sseEvents(res)) {
       const d = ev.data;
       if (ev.event === "sources") {
@@ -291,6 +303,7 @@ async function ask(question) {
       }
     }
     if (!finished) t.notes.append(h("p", { class: "error", role: "alert", text: "The answer stopped before it was complete." }));
+    if (restarted) t.notes.append(h("p", { class: "muted small", text: "The conversation was deleted meanwhile; this question starts a new one." }));
   } catch (err) {
     t.notes.append(h("p", { class: "error", role: "alert", text: err instanceof ApiError ? err.detail : `Could not reach the server: ${err.message}` }));
   }

@@ -283,6 +283,25 @@ def test_markup_in_documents_renders_as_text(server, page):
     assert page.locator("#messages img, #source-text img, #source-text script, #messages script").count() == 0
 
 
+def test_a_question_after_its_conversation_was_deleted_starts_a_new_one(server, page):
+    # The conversation open on the page, deleted in another tab, made every later question fail with
+    # "Conversation not found" until New conversation was clicked
+    sign_in(page, server.base)
+    ask(page, "Is anybody there?")
+    other = page.context.new_page()
+    other.on("dialog", lambda d: d.accept())
+    other.goto(f"{server.base}/")
+    other.get_by_role("button", name="Delete conversation: Is anybody there?").click()
+    expect(other.locator("#history .history-item")).to_have_count(0)
+    other.close()
+    answer = ask(page, "Is anybody there now?")
+    expect(answer).to_contain_text("No generator is loaded")
+    expect(page.locator(".msg.assistant .notes").last).to_contain_text(
+        "The conversation was deleted meanwhile; this question starts a new one."
+    )
+    expect(page.locator("#history .history-item").first).to_contain_text("Is anybody there now?")
+
+
 def test_admin_manages_groups_users_access_and_keys(server, page):
     sign_in(page, server.base)
     page.goto(f"{server.base}/admin")
