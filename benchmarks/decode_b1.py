@@ -1,6 +1,6 @@
 """Where a batch-1 long-context decode call's time goes (issue 5: >= 75% of copy at 32k).
 
-    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick]
+    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick] [--variants 128:66:2:4,64:132:2:4]
 
 GPU us per call from CUDA-graph replays (8 cache copies a graph, as benchmarks/kernels.py's decode section):
 the planned call, its decode kernel alone, its merge alone, split / tile / stage / warp variants, PDL off, and
@@ -238,6 +238,9 @@ def main() -> None:
     ap.add_argument("--ctx", default="32768,8192")
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--quick", action="store_true", help="the plan, its parts and the stripped kernel only")
+    ap.add_argument(
+        "--variants", default="", help="only the plan and these tile:splits:stages:warps variants"
+    )
     ap.add_argument("--json", default=os.path.join(os.environ.get("OUT", "benchmarks/out"), "decode_b1.json"))
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -263,6 +266,12 @@ def main() -> None:
             timed = case.timed
             plan = fd.plan_splits(1, 2, ctx, 128, sms, fd.decode_config(2 - quant, 2, sms)[1])
             timed(f"plan ({plan} splits)")
+            if args.variants:
+                for v in args.variants.split(","):
+                    bn, splits, st, w = (int(p) for p in v.split(":"))
+                    kw = dict(block_n=bn, num_splits=splits, num_warps=w, loop_stages=st)
+                    timed(f"tile {bn} splits {splits} stages {st} {w}w", kw)
+                continue
             timed("decode kernel only", check=False, ctxmgr=patched("_merge_kernel"))
             if not quant:
                 ablations(case, copies, ctx, sms)
