@@ -1,14 +1,19 @@
 """W8A16 at 2-32 rows: the warp-specialized int8 x int8 GEMM (``kernels.int8_ws``) beside cuBLAS bf16 and the
 path the product took before it (issue 5's target: >= 1.7x faster than bf16 at <= 32 rows).
 
-    python benchmarks/int8_ws.py [--rows 2,8,16,32] [--layers qkv,o_proj,gate_up,down]
+    python benchmarks/int8_ws.py [--rows 2,8,16,32] [--layers qkv,o_proj,gate_up,down] [--skip-before]
 
 GPU us per call as CUDA-graph replays over weight copies (>= 256 MB a replay: weights come from memory, as in
 a decode step), all in one process on the same inputs: cuBLAS bf16 (``torch.matmul``), the product's path
 without this one (AUTOGLM_W8_WS=off: the autotuned few-rows kernel, converting or on int8 planes, as
 measured), this path forced (AUTOGLM_W8_WS=on: the planes kernel, then the GEMM, chained by programmatic
-dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2). Each result checked against the exact product. Needs an
-H100/H200 (sm_90). Writes benchmarks/out/int8_ws.json.
+dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2); the
+GEMM alone chained under PDL on planes already made (what the product costs when the kernel before writes its
+planes); and for the products whose input an RMSNorm writes in a decode step (q/k/v, gate/up): the pair
+"norm + product" chained, with cuBLAS bf16, with this path and its planes kernel, and with the planes written
+by the norm (``rms_norm``'s planes, AUTOGLM_NORM_PLANES=1 in the engine; x = bf16 pair / it). ``--skip-before``: without the path
+before. Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
+benchmarks/out/int8_ws.json.
 """
 
 from __future__ import annotations
@@ -23,14 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kernels import GLM_LINEARS, copies_for, environ, graph_ms, rel, report_table  # noqa: E402
 from kernels import int8_ws  # noqa: E402
+from kernels.fused_norm import rms_norm_triton  # noqa: E402
 from kernels.int8_matmul import int8_linear_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
+from kernels.triton_common import pdl_enabled  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", default="2,8,16,32")
     ap.add_argument("--layers", default=",".join(GLM_LINEARS))
+    ap.add_argument("--skip-before", action="store_true")
     ap.add_argument("--out", default="benchmarks/out/int8_ws.json")
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), flush=True)
@@ -41,7 +49,7 @@ def main() -> None:
         ws = [torch.randn(N, K, dtype=torch.bfloat16, device="cuda") * 0.02 for _ in range(copies)]
         iws = [Int8Weight.quantize(w) for w in ws]
         for M in (int(r) for r in args.rows.split(",")):
-            row = measure(name, N, K, M, ws, iws)
+            row = measure(name, N, K, M, ws, iws, args.skip_before)
             table.append(row)
             print("  ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row), flush=True)
     report_table(
@@ -58,18 +66,50 @@ def main() -> None:
             "GEMM alone us",
             "x",
             "rel err",
+            "GEMM chained, planes made us",
+            "x",
+            "norm + bf16 us",
+            "norm + ws us",
+            "x",
+            "norm (planes) + ws us",
+            "x",
         ),
-        ("", "d", ".1f", ".1f", ".2f", ".1f", ".2f", ".1f", ".1f", ".2f", ".1e"),
+        (
+            "",
+            "d",
+            ".1f",
+            ".1f",
+            ".2f",
+            ".1f",
+            ".2f",
+            ".1f",
+            ".1f",
+            ".2f",
+            ".1e",
+            ".1f",
+            ".2f",
+            ".1f",
+            ".1f",
+            ".2f",
+            ".1f",
+            ".2f",
+        ),  # fmt: skip
         table,
     )
 
 
-def measure(name: str, N: int, K: int, M: int, ws: list, iws: list) -> tuple:
+# the products whose input rows an RMSNorm writes in a decode step (it can write their planes)
+NORMED = ("qkv", "gate_up")
+
+
+def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before: bool) -> tuple:
     x = torch.randn(M, K, dtype=torch.bfloat16, device="cuda")
     exact = x.float() @ iws[0].dequantize(torch.float32).T
     bf16 = graph_ms([lambda w=w: torch.matmul(x, w.T) for w in ws])
-    t, err = {}, {}
+    t, err = {"before": float("nan")}, {}
     for label, mode in (("before", "off"), ("ws", "on")):
+        if label == "before" and skip_before:
+            continue
         with environ(AUTOGLM_W8_WS=mode):
             err[label] = rel(int8_linear_triton(x, iws[0].qweight, iws[0].scale), exact)
             t[label] = graph_ms([lambda iw=iw: int8_linear_triton(x, iw.qweight, iw.scale) for iw in iws])
@@ -84,8 +124,34 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list) -> tuple:
     t["gemm"] = graph_ms(
         [lambda iw=iw: int8_ws.planes_gemm(planes, sx, M, iw.qweight, iw.scale, None, y) for iw in iws]
     )
+    t["chained"] = graph_ms(
+        [lambda iw=iw: int8_ws.planes_gemm(planes, sx, M, iw.qweight, iw.scale, None, y, pdl_enabled(x)) for iw in iws]
+    )  # fmt: skip
+    # (the graphs leave y of the last weight copy: the first one's product, once more, for the check)
+    err["gemm"] = rel(int8_ws.planes_gemm(planes, sx, M, iws[0].qweight, iws[0].scale, None, y), exact)
+    pairs = [float("nan")] * 5
+    if name in NORMED:
+        # (norm + product) pairs over the weight copies, as a decode step chains them
+        nw = (1 + 0.1 * torch.randn(K, device="cuda")).to(x.dtype)
+
+        def before(planes_made):
+            return rms_norm_triton(x, nw, 1e-5, planes=planes_made)
+
+        exact_b = before(False).float() @ iws[0].dequantize(torch.float32).T
+
+        def pair(matmul, planes_made=False):
+            return lambda: matmul(before(planes_made))
+
+        mm_bf16 = [lambda v, w=w: torch.matmul(v, w.T) for w in ws]
+        mm_ws = [lambda v, iw=iw: int8_linear_triton(v, iw.qweight, iw.scale, ws=True) for iw in iws]
+        err["made planes"] = rel(pair(mm_ws[0], True)(), exact_b)
+        tb = graph_ms([pair(f) for f in mm_bf16])
+        tw = graph_ms([pair(f) for f in mm_ws])
+        tp = graph_ms([pair(f, True) for f in mm_ws])
+        pairs = [tb * 1e3, tw * 1e3, tb / tw, tp * 1e3, tb / tp]
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
-            t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()))  # fmt: skip
+            t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()), t["chained"] * 1e3,
+            bf16 / t["chained"], *pairs)  # fmt: skip
 
 
 if __name__ == "__main__":

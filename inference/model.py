@@ -159,14 +159,15 @@ class GlmModel:
         # residual add, which the next norm follows at once: each goes into that norm's launch (pre_weight)
         post_mlp = None
         for layer, cache in zip(self.layers, caches, strict=True):
+            # (planes_for: an INT8 projection's input rows written, by the norm, also as its int8 planes)
             if residual is None:
                 residual = h
-                x = kernels.rms_norm(h, layer.input_norm, eps)
+                x = kernels.rms_norm(h, layer.input_norm, eps, planes_for=layer.qkv)
             else:
-                x, residual = kernels.rms_norm(h, layer.input_norm, eps, residual, post_mlp)
+                x, residual = kernels.rms_norm(h, layer.input_norm, eps, residual, post_mlp, layer.qkv)
             a = self.attention(layer, x, cos, sin, meta, cache)
             x, residual = kernels.rms_norm(
-                a, layer.post_attention_norm, eps, residual, layer.post_self_attn_norm
+                a, layer.post_attention_norm, eps, residual, layer.post_self_attn_norm, layer.gate_up
             )
             act = kernels.gate_up_silu(x, layer.gate_up, invariant=meta.invariant)
             h = kernels.linear(act, layer.down, invariant=meta.invariant)

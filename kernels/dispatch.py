@@ -71,10 +71,23 @@ def rms_norm(
     eps: float,
     residual: torch.Tensor | None = None,
     pre_weight: torch.Tensor | None = None,
+    planes_for: torch.Tensor | Int8Weight | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x (T, H) -> norm(x) * weight; with residual: h = x + residual -> (norm(h) * weight, h). With
-    pre_weight, x is first replaced by norm(x) * pre_weight (two norms and the add in one launch)."""
-    return _pick("rms_norm", rms_norm_ref, x)(x, weight, eps, residual, pre_weight)
+    pre_weight, x is first replaced by norm(x) * pre_weight (two norms and the add in one launch).
+    planes_for: the weight of the product the normed rows go to next; an Int8Weight lets the Triton kernel
+    also write them in the form its int8 x int8 path reads (``kernels.int8_ws``), saving that a launch."""
+    fn = _pick("rms_norm", rms_norm_ref, x)
+    # NOTE: off unless AUTOGLM_NORM_PLANES=1: measured faster on an H100 (q/k/v at 8 rows, norm + product 11.9
+    # -> 10.9 us), but the one GPU run also found the engine's inference tensors without a version counter
+    # (fixed since, not yet run on a GPU): RESULTS.md "The planes written by the RMSNorm"
+    if (
+        fn is rms_norm_ref
+        or not isinstance(planes_for, Int8Weight)
+        or os.environ.get("AUTOGLM_NORM_PLANES") != "1"
+    ):
+        return fn(x, weight, eps, residual, pre_weight)
+    return fn(x, weight, eps, residual, pre_weight, planes=True)
 
 
 def rotary_and_cache(
@@ -189,8 +202,9 @@ def gate_up_silu(x: torch.Tensor, w: torch.Tensor | Int8Weight, invariant: bool 
     return silu_and_mul(linear(x, w, None, invariant))
 
 
-# keyword arguments of the public ops that dispatch consumes (launchers do not take them)
-DISPATCH_OPTIONS = frozenset({"invariant"})
+# keyword arguments of the public ops that dispatch consumes (launchers do not take them; `planes_for`
+# becomes rms_norm_triton's `planes`)
+DISPATCH_OPTIONS = frozenset({"invariant", "planes_for"})
 
 # Rows per matmul call in batch-invariant mode (see `linear`). 256 rows keep a prefill chunk's GEMMs near
 # the matmul rate (H200: each call is compute bound, cuBLAS ~80% of one large call) and cost about as much

@@ -9,6 +9,11 @@ once: with ``pre_weight`` both norms and the add are one launch (two of a layer'
 each a launch and a round trip of the row through memory). The results match two kernels within
 rounding, not always bit for bit on the GPU (the compiler may contract or reorder across the two norms).
 
+For a product on the INT8 weights' int8 x int8 path (``int8_ws``: 2..32 rows on a Hopper GPU) the kernel can
+also write the normed rows as that path's two int8 planes and row scale (``planes=True``), bit for bit what
+its planes kernel would make from them: the projection after the norm then skips that launch and its
+dependency hop (``int8_ws.planes_target``).
+
 The mean is taken in float32 and the normalized row is rounded to the input dtype before the weight
 multiplies it, exactly as transformers' ``GlmRMSNorm`` does, so greedy decoding matches the reference path
 bit for bit in the common case. Zhang & Sennrich, "Root Mean Square Layer Normalization" (2019).
@@ -20,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import int8_ws
+from .int8_ws import row_scale, store_planes
 from .norm import rms_norm_ref  # noqa: F401  (the torch reference of this kernel)
 from .triton_common import check_float, next_pow2, out_tensor, pdl_enabled, pdl_trigger, pdl_wait, to_dtype
 
@@ -32,15 +39,19 @@ def _rms_norm_kernel(
     P_ptr,
     Y_ptr,
     H_ptr,
+    PL_ptr,
+    SX_ptr,
     stride_xm,
     stride_rm,
     stride_ym,
     stride_hm,
     N,
+    MP,
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PRE: tl.constexpr,
+    PLANES: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_trigger(PDL)
@@ -55,11 +66,14 @@ def _rms_norm_kernel(
         r = tl.load(R_ptr + row * stride_rm + cols, mask=mask, other=0.0)
         x = to_dtype(x.to(tl.float32) + r.to(tl.float32), X_ptr.dtype.element_ty)
         tl.store(H_ptr + row * stride_hm + cols, x, mask=mask)
-    tl.store(
-        Y_ptr + row * stride_ym + cols,
-        _normed(x, W_ptr, cols, mask, N, eps, Y_ptr.dtype.element_ty),
-        mask=mask,
-    )
+    y = _normed(x, W_ptr, cols, mask, N, eps, Y_ptr.dtype.element_ty)
+    tl.store(Y_ptr + row * stride_ym + cols, y, mask=mask)
+    if PLANES:
+        # the rows as int8_ws's planes (PL int8 (2, MP, N)) and row scales (SX), as its planes kernel makes them
+        yf = y.to(tl.float32)
+        sx = row_scale(tl.max(tl.abs(yf), axis=0))
+        tl.store(SX_ptr + row, sx)
+        store_planes(PL_ptr, row, cols, mask, N, MP, yf / sx)
 
 
 @triton.jit
@@ -81,8 +95,13 @@ def rms_norm_triton(
     pre_weight: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     residual_out: torch.Tensor | None = None,
+    planes: bool = False,
+    planes_out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight and pre_weight (H,))."""
+    """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight and pre_weight (H,)).
+    ``planes``: the normed rows go next into an INT8 product: also write them as ``int8_ws``'s planes where
+    that path can take them (``int8_ws.planes_target``); ``planes_out``: (planes int8 (2, MP, H), scales
+    float32 (>= T,)) to write them into regardless (tests)."""
     check_float("x", x)
     if (
         x.dim() != 2
@@ -107,6 +126,8 @@ def rms_norm_triton(
         return y if residual is None else (y, h)
     block = next_pow2(N)
     num_warps = 4 if block <= 2048 else (8 if block <= 8192 else 16)
+    target = int8_ws.planes_target(y) if planes and planes_out is None else None
+    planes_out = planes_out if planes_out is not None else target
     _rms_norm_kernel[(T,)](
         x,
         residual if residual is not None else x,
@@ -114,17 +135,23 @@ def rms_norm_triton(
         pre_weight if pre_weight is not None else weight,
         y,
         h if h is not None else y,
+        planes_out[0] if planes_out is not None else x,
+        planes_out[1] if planes_out is not None else weight,
         x.stride(0),
         residual.stride(0) if residual is not None else 0,
         y.stride(0),
         h.stride(0) if h is not None else 0,
         N,
+        planes_out[0].shape[1] if planes_out is not None else 0,
         float(eps),
         HAS_RESIDUAL=residual is not None,
         BLOCK_N=block,
         PRE=pre_weight is not None,
+        PLANES=planes_out is not None,
         PDL=(pdl := pdl_enabled(x)),
         num_warps=num_warps,
         launch_pdl=pdl,
     )
+    if target is not None:
+        int8_ws.planes_written(y)
     return y if residual is None else (y, h)

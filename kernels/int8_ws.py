@@ -12,6 +12,9 @@ warpgroup issues the wgmmas (``_loader`` / ``_mma``), and the next layer's weigh
 the planes are written (programmatic dependent launch: the producer sends its first STAGES weight tiles, then
 waits for the planes kernel; the GEMM lets the next kernel launch at its own start, so in a chain of products
 the next planes kernel and GEMM are resident, their weight tiles on the way, while this one streams).
+Where an RMSNorm writes the rows (the q/k/v and gate/up projections' input in a decode step), its kernel can
+also write their planes (``planes_target`` / ``planes_written``; ``kernels.fused_norm``; the engine asks for
+it with AUTOGLM_NORM_PLANES=1), and the product skips the planes kernel: the GEMM then waits on the norm.
 Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP pads the rows to 8, 16 or 32
 (the padding rows hold whatever an earlier call left; their columns are never stored).
 GPU only (sm_90: wgmma and TMA); Triton's CPU interpreter cannot run Gluon, so CI runs the planes kernel
@@ -66,17 +69,28 @@ def _planes_kernel(X_ptr, P_ptr, SX_ptr, K, stride_xm, MP, CHUNK: tl.constexpr, 
         peak = tl.maximum(
             peak, tl.abs(tl.load(row + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32))
         )
-    amax = tl.max(peak, axis=0)
-    sx = tl.where(amax > 0, amax / 127.0, 1.0)
+    sx = row_scale(tl.max(peak, axis=0))
     if c == 0:
         tl.store(SX_ptr + m, sx)
     k = c * CHUNK + tl.arange(0, CHUNK)
-    t = tl.load(row + k, mask=k < K, other=0.0).to(tl.float32) / sx
+    store_planes(P_ptr, m, k, k < K, K, MP, tl.load(row + k, mask=k < K, other=0.0).to(tl.float32) / sx)
+
+
+@triton.jit
+def row_scale(amax):
+    """A row's plane scale from its largest |value|: amax / 127 (1 for an all-zero row)."""
+    return tl.where(amax > 0, amax / 127.0, 1.0)
+
+
+@triton.jit
+def store_planes(P_ptr, m, k, mask, K, MP, t):
+    """Columns k of row m's planes, t = x / sx (float32): hi = round(t) and lo = round((t - hi) * LO_STEPS),
+    both in [-127, 127], at P[0, m, k] and P[1, m, k] (P int8 (2, MP, K))."""
     hi = tl.minimum(tl.maximum(tl.floor(t + 0.5), -127.0), 127.0)
     lo = tl.minimum(tl.maximum(tl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
     dst = P_ptr + m.to(tl.int64) * K + k
-    tl.store(dst, hi.to(tl.int8), mask=k < K)
-    tl.store(dst + MP * K, lo.to(tl.int8), mask=k < K)
+    tl.store(dst, hi.to(tl.int8), mask=mask)
+    tl.store(dst + MP * K, lo.to(tl.int8), mask=mask)
 
 
 def row_bucket(M: int) -> int:
@@ -210,18 +224,18 @@ def stages_for(MP: int) -> int:
     return min(MAX_STAGES, SMEM_BUDGET // (BLOCK_N * BLOCK_K + 2 * MP * BLOCK_K))
 
 
-def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
-    """Whether this product can take the path: Gluon present, a Hopper GPU (wgmma and TMA are sm_90's),
-    2..WS_ROWS 16-bit rows, K a multiple of 16 (TMA's 16-byte row strides) and contiguous rows."""
+def rows_fit(x2: torch.Tensor) -> bool:
+    """Whether rows x2 (M, K) can be this path's input: Gluon present, a Hopper GPU (wgmma and TMA are sm_90's),
+    2..WS_ROWS 16-bit rows, K a multiple of 16 (TMA's 16-byte row strides)."""
     M, K = x2.shape
     return (
-        2 <= M <= WS_ROWS
-        and gluon_hopper(x2)
-        and x2.dtype in (torch.float16, torch.bfloat16)
-        and K % 16 == 0
-        and qweight.stride(1) == 1
-        and qweight.stride(0) % 16 == 0
+        2 <= M <= WS_ROWS and gluon_hopper(x2) and x2.dtype in (torch.float16, torch.bfloat16) and K % 16 == 0
     )
+
+
+def available(x2: torch.Tensor, qweight: torch.Tensor) -> bool:
+    """Whether this product can take the path: ``rows_fit`` and contiguous weight rows."""
+    return rows_fit(x2) and qweight.stride(1) == 1 and qweight.stride(0) % 16 == 0
 
 
 @functools.cache
@@ -231,6 +245,47 @@ def _planes_buffers(device: torch.device, MP: int, K: int) -> tuple[torch.Tensor
     (one stream at a time: the engine's)."""
     return torch.empty((2, MP, K), dtype=torch.int8, device=device), torch.empty(MP, dtype=torch.float32,
                                                                                    device=device)  # fmt: skip
+
+
+# (device, MP, K) -> (rows, their version): the rows whose planes the kernel before the product wrote into
+# that shape's buffers (``planes_target``, e.g. the RMSNorm kernel for the q/k/v and gate/up projections),
+# held so that their memory cannot be handed to other rows meanwhile
+_MADE: dict[tuple, tuple[torch.Tensor, int]] = {}
+
+
+def planes_target(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The planes and row scales buffers the kernel writing ``rows`` (M, K) should also fill (with rows' planes,
+    as ``split_planes`` would, bit for bit) so that the next product on them skips the planes kernel, or None
+    where the rows cannot take this path. The writer calls ``planes_written(rows)`` after its launch."""
+    if not rows_fit(rows):
+        return None
+    return _planes_buffers(rows.device, row_bucket(rows.shape[0]), rows.shape[1])
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """t's version counter (what torch's in-place writes bump); None for an inference-mode tensor, which has
+    none (the engine's: its rows are written once, by the kernel, and read by the next product)."""
+    return None if t.is_inference() else t._version
+
+
+def planes_written(rows: torch.Tensor) -> None:
+    """Record that the kernel just launched wrote ``rows``' planes into ``planes_target(rows)``'s buffers."""
+    _MADE[(rows.device, row_bucket(rows.shape[0]), rows.shape[1])] = (rows, _version(rows))
+
+
+def _planes_made(x2: torch.Tensor, key: tuple) -> bool:
+    """Whether the buffers of ``key`` hold x2's planes (written with it, x2 unchanged since by torch)."""
+    made = _MADE.get(key)
+    if made is None:
+        return False
+    rows, version = made
+    return (
+        rows.data_ptr() == x2.data_ptr()
+        and rows.shape == x2.shape
+        and rows.stride() == x2.stride()
+        and rows.dtype == x2.dtype
+        and version == _version(x2)
+    )
 
 
 _DESCRIPTORS: dict[tuple, object] = {}
@@ -249,11 +304,16 @@ def _descriptor(t: torch.Tensor, block: list[int]):
 def ws_linear(
     x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
 ) -> torch.Tensor:
-    """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias, for ``available`` products."""
+    """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias, for ``available`` products: the planes kernel,
+    then the GEMM (the GEMM alone where the kernel that wrote x2 wrote its planes too: ``planes_written``)."""
     M, K = x2.shape
-    planes, sx = _planes_buffers(x2.device, row_bucket(M), K)
+    key = (x2.device, row_bucket(M), K)
+    planes, sx = _planes_buffers(*key)
     pdl = pdl_enabled(x2)
-    split_planes(x2, planes, sx, pdl)
+    if not _planes_made(x2, key):
+        # (this product's own planes: the rows the kernel before made them for, if any, are overwritten)
+        _MADE.pop(key, None)
+        split_planes(x2, planes, sx, pdl)
     return planes_gemm(planes, sx, M, qweight, scale, bias, y, pdl)
 
 

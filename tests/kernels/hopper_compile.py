@@ -16,7 +16,7 @@ import sys
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, compile
 
-from kernels import flash_decode, int8_gemm_ws, int8_matmul, int8_ws, swiglu
+from kernels import flash_decode, fused_norm, int8_gemm_ws, int8_matmul, int8_ws, swiglu
 
 FLOATS = {"qk_scale", "softcap", "eps"}
 # what a variant's PTX must contain: programmatic dependent launch, the L2 prefetch, the int8 byte permutes,
@@ -165,6 +165,9 @@ VARIANTS = {
         int8_matmul._split_rows_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(BLOCK_K=1024, PDL=True), 4,
         MARKERS[:2]),
     "SiLU-and-multiply under PDL": (swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True), 8, MARKERS[:2]),
+    "add + two RMSNorms, the rows also as int8 planes, under PDL": (
+        fused_norm._rms_norm_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
+        dict(HAS_RESIDUAL=True, BLOCK_N=4096, PRE=True, PLANES=True, PDL=True), 8, MARKERS[:2]),
     "rows into int8 planes by K chunk under PDL (int8_ws)": (
         int8_ws._planes_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(CHUNK=1024, BLOCK=1024, PDL=True), 4,
         MARKERS[:2]),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kernels import int8_matmul, int8_ws
+from kernels.fused_norm import rms_norm_triton
 from kernels.int8_matmul import int8_linear_triton
 from kernels.quant import Int8Weight
 from tests.kernels.conftest import (
@@ -90,6 +91,82 @@ def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
         torch.cuda.synchronize()
         assert torch.equal(out, eager)
     assert_close(out, exact, BF16)
+
+
+@pytest.mark.parametrize("inference", [False, True], ids=["grad-mode", "inference-mode"])
+def test_planes_count_as_made_only_for_the_rows_written_with_them(inference):
+    # the record the norm leaves for the projection (no GPU needed): the same rows, unchanged, and only those;
+    # the engine's tensors are inference tensors, which have no version counter (an H100 run of the engine
+    # raised on it)
+    with torch.inference_mode(inference):
+        rows = torch.randn(8, 64, dtype=BF16)
+        key = (rows.device, 8, 64)
+        int8_ws._MADE.clear()
+        assert not int8_ws._planes_made(rows, key)
+        int8_ws.planes_written(rows)
+        assert int8_ws._planes_made(rows, key) and int8_ws._planes_made(rows.view(8, 64), key)
+        assert not int8_ws._planes_made(rows.clone(), key)  # other memory
+        assert not int8_ws._planes_made(rows[:4], (rows.device, 8, 64))  # other rows at that address
+        assert not int8_ws._planes_made(rows.view(torch.float16), key)  # other dtype
+    if not inference:
+        rows.mul_(2)  # changed by torch since: its planes are stale
+        assert not int8_ws._planes_made(rows, key)
+    int8_ws._MADE.clear()
+
+
+@needs_gluon_hopper
+@pytest.mark.parametrize("rows", [2, 8, 17, 32])
+def test_projection_takes_the_planes_its_norm_wrote(rows):
+    # the RMSNorm before an INT8 projection writes its rows' planes (planes=True): the projection then skips
+    # the planes kernel and gives the bits it gives when it makes them itself; rows changed since (by torch),
+    # other rows at the norm's shape, or the norm's planes overwritten by another product: it makes its own
+    w, _, b, _ = int8_linear_case(4608, 4096, rows, BF16, True)
+    x = torch.randn(rows, 4096, dtype=BF16, device=DEVICE)
+    nw = (1 + 0.1 * torch.randn(4096, device=DEVICE)).to(BF16)
+    y = rms_norm_triton(x, nw, 1e-5, planes=True)
+    assert int8_ws._planes_made(y, (y.device, int8_ws.row_bucket(rows), 4096))
+    own = int8_ws.ws_linear(
+        y.clone(), w.qweight, w.scale, b, torch.empty(rows, 4608, dtype=BF16, device=DEVICE)
+    )
+    made = int8_ws.ws_linear(y, w.qweight, w.scale, b, poisoned((rows, 4608), BF16))
+    assert torch.equal(made, own)
+    exact = y.float() @ w.dequantize(torch.float32).T + b.float()
+    assert_close(made, exact, BF16)
+    y.mul_(2)  # a torch write bumps the version: its planes are no longer the rows'
+    assert not int8_ws._planes_made(y, (y.device, int8_ws.row_bucket(rows), 4096))
+    assert_close(int8_ws.ws_linear(y, w.qweight, w.scale, b, poisoned((rows, 4608), BF16)),
+                 y.float() @ w.dequantize(torch.float32).T + b.float(), BF16)  # fmt: skip
+    y2 = rms_norm_triton(x, nw, 1e-5, planes=True)
+    other = torch.randn_like(x)
+    int8_ws.ws_linear(other, w.qweight, w.scale, b, poisoned((rows, 4608), BF16))  # overwrites the buffers
+    assert torch.equal(int8_ws.ws_linear(y2, w.qweight, w.scale, b, poisoned((rows, 4608), BF16)), own)
+
+
+@needs_gluon_hopper
+def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager():
+    # captured: the norm writes the planes and lets the projection launch at once (PDL); the projection's
+    # producer sends its first weight tiles, then waits for the norm. Two products, as a decode step's layer has
+    w, _, b, _ = int8_linear_case(4608, 4096, 8, BF16, True)
+    w2, _, _, _ = int8_linear_case(27392, 4096, 8, BF16, False)
+    x = torch.randn(8, 4096, dtype=BF16, device=DEVICE)
+    nw = (1 + 0.1 * torch.randn(4096, device=DEVICE)).to(BF16)
+
+    def step():
+        y = rms_norm_triton(x, nw, 1e-5, planes=True)
+        qkv = int8_linear_triton(y, w.qweight, w.scale, b, ws=True)
+        y2, _ = rms_norm_triton(qkv[:, :4096].contiguous(), nw, 1e-5, x, planes=True)
+        return qkv, int8_linear_triton(y2, w2.qweight, w2.scale, None, ws=True)
+
+    eager = step()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = step()
+    for _ in range(3):
+        for o in outs:
+            o.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert all(torch.equal(o, e) for o, e in zip(outs, eager, strict=True))
 
 
 @needs_gluon_hopper

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kernels import int8_matmul, int8_ws
 from kernels.activation import silu_and_mul_ref
 from kernels.fused_norm import rms_norm_triton
 from kernels.norm import rms_norm_ref
 from kernels.swiglu import silu_and_mul_triton
-from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+from tests.kernels.conftest import DEVICE, GLUON_HOPPER, GPU, assert_close, poisoned
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 # (dtype, rows): every length for bf16, the engine's dtype; fewer for the others (the interpreter is slow)
@@ -43,6 +44,42 @@ def test_rms_norm_matches_reference(dtype, rows, width, with_residual):
     assert_close(out, y_ref, dtype)
     # the residual sum is one rounded add: bit-identical to torch's
     assert torch.equal(h, h_ref)
+
+
+@pytest.mark.parametrize("rows", [2, 9, 32])
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+@pytest.mark.parametrize("fused", ["plain", "residual", "pre_weight"])
+def test_rms_norm_writes_the_int8_planes_its_projection_reads(rows, dtype, fused):
+    # for the INT8 projection after it (kernels.int8_ws), the norm also writes its output rows as the two int8
+    # planes and row scales the planes kernel would make from them: the same bits, into the first rows of a
+    # larger buffer (the rest untouched). NOTE: the normed rows match the kernel without planes within
+    # rounding, not always bit for bit on the GPU (H100, fp16, 32 rows: the compiled kernel differs)
+    width = 4096 if GPU else 320
+    x = torch.randn(rows, width, dtype=dtype, device=DEVICE) * 3
+    x[-1, 5] = 200.0  # an outlier: it sets its row's scale
+    w = (1 + 0.1 * torch.randn(width, device=DEVICE)).to(dtype)
+    r = torch.randn_like(x) if fused != "plain" else None
+    pw = (1 + 0.1 * torch.randn(width, device=DEVICE)).to(dtype) if fused == "pre_weight" else None
+    mp = int8_ws.row_bucket(rows)
+    planes = torch.full((2, mp, width), 99, dtype=torch.int8, device=DEVICE)
+    sx = torch.full((mp,), float("nan"), device=DEVICE)
+    got = rms_norm_triton(x, w, 1e-5, r, pw, planes_out=(planes, sx))
+    want = rms_norm_triton(x, w, 1e-5, r, pw)
+    y = got[0] if r is not None else got
+    assert_close(y, want[0] if r is not None else want, dtype)
+    want_planes, want_sx = int8_matmul.split_rows(y)
+    assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
+    assert (planes[:, rows:] == 99).all()
+
+
+def test_rms_norm_asked_for_planes_writes_none_where_the_path_cannot_run():
+    # one row, or no Hopper GPU (the CPU interpreter): the rows go on as 16-bit, nothing is recorded as made
+    int8_ws._MADE.clear()
+    x = torch.randn(1 if GLUON_HOPPER else 4, 256, dtype=BF16, device=DEVICE)
+    w = torch.ones(256, dtype=BF16, device=DEVICE)
+    y = rms_norm_triton(x, w, 1e-5, planes=True)
+    assert torch.equal(y, rms_norm_triton(x, w, 1e-5))
+    assert not int8_ws._MADE
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
