@@ -196,6 +196,38 @@ def extractive_answer(question: str, sources: list[Source], max_sentences: int =
     return f"{NO_GENERATOR}\n\n{got.text}", sorted({q.n for q in got.quotes})
 
 
+def cut_extractive(
+    text: str, max_tokens: int | None = None, stop: list[str] | None = None
+) -> tuple[str, int, str]:
+    """(text, tokens, finish_reason): `text` up to its first `stop` string (not included) and at most
+    `max_tokens` tokens ("length" when cut for it), and its token count. With no model there is no GLM
+    tokenizer: tokens are the embedding model's (WordPiece for all-MiniLM-L6-v2, no [CLS]/[SEP]), the count
+    usage reports, so the cut and usage agree. Blocking (loads the embedder once)."""
+    from app.search import _embedder
+
+    tok = _embedder().tokenizer
+
+    def ends(t: str) -> list[int]:
+        got = tok(t, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [end for _, end in got["offset_mapping"]]
+
+    at = min((i for s in stop or () if (i := text.find(s)) >= 0), default=-1)
+    if at >= 0:
+        text = text[:at]
+    spans = ends(text)
+    if max_tokens is None or len(spans) <= max_tokens:
+        return text, len(spans), "stop"
+    # NOTE: a word cut between its pieces may split differently on its own ("unaff" is not "una ##ff"):
+    # step back until the kept text, counted afresh, fits
+    k = max_tokens
+    while True:
+        text = text[: spans[k - 1]] if k else ""
+        n = len(ends(text))
+        if n <= max_tokens:
+            return text, n, "length"
+        k -= 1
+
+
 # --- generation ----------------------------------------------------------------------------------
 async def generate(
     messages: list[dict[str, str]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0, **options
@@ -246,18 +278,31 @@ async def answer(
     question: str, messages: list[dict[str, str]] | None, sources: list[Source], **sampling
 ) -> AsyncIterator[str | Result]:
     """Text deltas, then the Result with citations marked on `sources`: the engine's answer to
-    `messages` (from prepare), or an extractive one when messages is None."""
+    `messages` (from prepare), or an extractive one when messages is None (cut at `sampling`'s `stop` and
+    `max_tokens`, as the engine would cut its answer; see `cut_extractive`)."""
     if messages is None:
-        text, cited = await asyncio.to_thread(extractive_answer, question, sources)
+
+        def quote() -> tuple[str, list[int], int, str]:
+            text, cited = extractive_answer(question, sources)
+            sent, tokens, finish = cut_extractive(text, sampling.get("max_tokens"), sampling.get("stop"))
+            if sent != text:  # a source counts as cited, and highlighted, only if its [n] was sent
+                shown = set(parse_citations(sent, len(sources)))
+                cited = [n for n in cited if n in shown]
+            return sent, cited, tokens, finish
+
+        text, cited, tokens, finish = await asyncio.to_thread(quote)
         for s in sources:
             s.cited = s.n in cited
+            if not s.cited:
+                s.highlight = None
         for i, piece in enumerate(text.splitlines(keepends=True)):
             if i and (pause := pause_seconds("answer")):  # test hook: a stream caught mid-way
                 await asyncio.sleep(pause)
             yield piece
         metrics.ANSWERS.labels("extractive", "ok").inc()
-        zero = {"prompt_tokens": 0, "completion_tokens": 0, "prefix_hit_tokens": 0}
-        yield Result(text, cited, True, None, zero, None, None)
+        # no prompt was read: nothing to count for it
+        usage = {"prompt_tokens": 0, "completion_tokens": tokens, "prefix_hit_tokens": 0}
+        yield Result(text, cited, True, None, usage, None, None, finish_reason=finish)
         return
     sampling.setdefault("max_tokens", settings.answer_max_tokens)
     async for piece in generate(messages, **sampling):

@@ -305,7 +305,7 @@ async def _pieces(
         except ValueError as e:
             raise OpenAIError(400, str(e), "context_length_exceeded") from None
         if messages is None:  # no generator: an extractive answer
-            return ans.answer(question, None, sources), sources
+            return ans.answer(question, None, sources, max_tokens=max_tokens, stop=options["stop"]), sources
         limit, temperature = _limits(messages, max_tokens, body.temperature)
         sampling = {"max_tokens": limit, "temperature": temperature, "top_p": body.top_p, **options}
         return ans.answer(question, messages, sources, **sampling), sources

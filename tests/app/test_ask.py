@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.answer import NO_GENERATOR, NOTHING_FOUND
+from app.answer import NO_GENERATOR, NOTHING_FOUND, cut_extractive
+from app.search import _embedder
 from app.settings import settings
 from tests.app.ask_support import ask_client, build_world, parse_sse
 
@@ -36,7 +37,10 @@ def test_extractive_answer_cites_and_highlights(client):
     assert first["text"][a:b] == "Employees receive twenty-eight days of paid leave per year."
     assert set(body["timings"]["retrieval_ms"]) == {"embed", "dense", "bm25", "rerank", "total"}
     assert body["timings"]["retrieval_ms"]["total"] > 0
-    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "prefix_hit_tokens": 0}
+    # no prompt was read; the answer's tokens are the embedding model's (no GLM tokenizer without a model)
+    tokens = len(_embedder().tokenizer(body["answer"], add_special_tokens=False)["input_ids"])
+    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": tokens, "prefix_hit_tokens": 0}
+    assert tokens > 20
 
     # A question no document answers: no quote, no citation, and the answer says so.
     r = client.post("/api/ask", json={"question": "What is the capital of France?"}, headers=w.member)
@@ -164,3 +168,17 @@ def test_search_reports_deadline_overrun(client, monkeypatch):
     body = client.post("/api/search", json={"query": "paid leave days"}, headers=w.member).json()
     assert body["degraded"] is True
     assert body["timed_out"] and set(body["timed_out"]) <= {"embed", "dense", "bm25", "rerank"}
+
+
+def test_an_extractive_cut_keeps_a_prefix_of_at_most_max_tokens_tokens():
+    # cut where usage counts: the embedding model's word pieces, on cased, Chinese and split words alike
+    tok = _embedder().tokenizer
+    for text in ("Unaffable pkgProblemResolver tarballs, “quoted” [1]", "员工的假期是二十八天。 [2]"):
+        n = len(tok(text, add_special_tokens=False)["input_ids"])
+        assert cut_extractive(text, n) == (text, n, "stop") and cut_extractive(text) == (text, n, "stop")
+        for k in range(1, n):
+            cut, tokens, finish = cut_extractive(text, k)
+            assert text.startswith(cut) and finish == "length", (text, k)
+            assert tokens == len(tok(cut, add_special_tokens=False)["input_ids"]) <= k
+    assert cut_extractive("Hello   world\n\nagain", 2) == ("Hello   world", 2, "length")
+    assert cut_extractive("a [1] b [2]", 10, ["[2]", "b"]) == ("a [1] ", 4, "stop")  # a [ 1 ]

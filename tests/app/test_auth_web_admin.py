@@ -252,7 +252,8 @@ def test_v1_without_generator_answers_extractively(client):
     out = r.json()
     assert out["choices"][0]["message"]["content"].startswith(NO_GENERATOR)
     assert "twenty-eight days" in out["choices"][0]["message"]["content"] and 1 in out["cited"]
-    assert out["usage"]["total_tokens"] == 0 and out["sources"][0]["highlight"]
+    assert out["usage"]["total_tokens"] == out["usage"]["completion_tokens"] > 0
+    assert out["sources"][0]["highlight"]
     r = client.post("/v1/chat/completions", json={**body, "model": "tiny-glm"}, headers=w.member)
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     assert GUIDE  # the handbook's document

@@ -368,3 +368,68 @@ def test_busy_and_server_errors_under_v1_answer_in_openai_shape(inproc, monkeypa
         assert "default-src" in resp.headers["content-security-policy"]
         assert resp.headers["x-request-id"]
     assert r5.headers["x-request-id"] == "trace-500-a"
+
+
+# --- no model: the extractive answer honours max_tokens and stop, counted with the embedding model's tokenizer
+@pytest.fixture
+def extractive(tmp_path, monkeypatch):
+    """The app in-process without a model, with the handbook collection: (client, member headers)."""
+    with ask_client(monkeypatch, tmp_path) as c:
+        yield c, build_world(c).member
+
+
+def _tokens(text: str) -> int:
+    """What usage counts without a model: the embedding model's tokens, no [CLS]/[SEP]."""
+    from app.search import _embedder
+
+    return len(_embedder().tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _extractive_chat(c, member, stream=False, **options) -> tuple[str, str, dict, list[int]]:
+    """(content, finish_reason, usage, cited) of a rag:handbook completion, streamed or not."""
+    body = {"model": "rag:handbook", "messages": [{"role": "user", "content": "How many days of paid leave?"}],
+            "stream": stream, **options}  # fmt: skip
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    r = c.post("/v1/chat/completions", json=body, headers=member)
+    assert r.status_code == 200, r.text
+    if not stream:
+        out = r.json()
+        choice = out["choices"][0]
+        return choice["message"]["content"], choice["finish_reason"], out["usage"], out["cited"]
+    data = [line.removeprefix("data: ") for line in r.text.split("\n\n") if line.strip()]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    text = "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks if ch["choices"])
+    assert chunks[-1]["choices"] == [] and chunks[-2]["choices"][0]["finish_reason"] is not None
+    return text, chunks[-2]["choices"][0]["finish_reason"], chunks[-1]["usage"], chunks[-2]["cited"]
+
+
+def test_extractive_answer_is_cut_at_max_tokens_and_stop(extractive):
+    # QA: max_tokens 5 returned the whole quoted answer with finish_reason "stop" and usage 0
+    from app.answer import NO_GENERATOR
+
+    c, member = extractive
+    for stream in (False, True):
+        full, finish, usage, cited = _extractive_chat(c, member, stream)
+        assert full.startswith(NO_GENERATOR) and "twenty-eight days" in full and cited == [1, 2]
+        assert (finish, usage["completion_tokens"]) == ("stop", _tokens(full)), stream
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+        for field in ("max_tokens", "max_completion_tokens"):
+            text, finish, usage, cited = _extractive_chat(c, member, stream, **{field: 5})
+            assert (text, finish, usage["completion_tokens"]) == ("No generator is loaded,", "length", 5)
+            assert cited == []  # the quotes and their [n] were cut
+        # a limit the answer fits in cuts nothing
+        n = _tokens(full)
+        assert _extractive_chat(c, member, stream, max_tokens=n)[:2] == (full, "stop")
+        text, finish, usage, _ = _extractive_chat(c, member, stream, max_tokens=n - 1)
+        assert full.startswith(text) and text != full and finish == "length"
+        assert usage["completion_tokens"] == _tokens(text) == n - 1
+        # the first stop string that occurs ends the answer, itself not included
+        text, finish, usage, cited = _extractive_chat(c, member, stream, stop=["days of", "twenty"])
+        assert text == full[: full.index("twenty")] and finish == "stop" and cited == []
+        assert usage["completion_tokens"] == _tokens(text)
+        # both: the stop string comes first; a limit shorter than the text before it cuts for length
+        assert _extractive_chat(c, member, stream, stop="twenty", max_tokens=n)[:2] == (text, "stop")
+        cut, finish, usage, _ = _extractive_chat(c, member, stream, stop="twenty", max_tokens=3)
+        assert (cut, finish, usage["completion_tokens"]) == ("No generator is", "length", 3)
