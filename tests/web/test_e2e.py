@@ -109,6 +109,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
         HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp / "data"), PYTHONUNBUFFERED="1",
         # every test's sign_in shows a wrong password first: all of them from 127.0.0.1 within the window
         AUTOGLM_LOGIN_MAX_FAILURES="50",
+        # the flows, not the retrieval deadline (tests/app covers that): with the whole suite loading this
+        # 2-core box, a question once got no passage ("no source passage matches"; alone the test passed),
+        # and a default 300 ms deadline on a loaded box is the likely cause (the server log does not say)
+        AUTOGLM_RETRIEVAL_DEADLINE_MS="5000",
     )  # fmt: skip
     log_path = tmp / "serve.log"
     log = open(log_path, "wb")  # noqa: SIM115
