@@ -405,8 +405,8 @@ def _swiglu_epilogue(out, pid_n, inter, Y_ptr, BLOCK_N: tl.constexpr):
 
 
 # The rows' second int8 plane holds what the first leaves over, in LO_STEPS steps of one first-plane unit:
-# x = sx * (hi + lo / LO_STEPS), |hi|, |lo| <= 127 (see ``split_rows``).
-LO_STEPS: tl.constexpr = tl.constexpr(254.0)
+# x = sx * (hi + lo / LO_STEPS), |hi|, |lo| <= 127 (see ``split_rows``; the arithmetic is int8_ws's)
+LO_STEPS = int8_ws.LO_STEPS
 
 
 @triton.jit
@@ -422,18 +422,12 @@ def _split_rows_kernel(X_ptr, P_ptr, SX_ptr, M, K, stride_xm, BLOCK_K: tl.conste
     for k0 in range(0, K, BLOCK_K):
         x = tl.load(x_row + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
         peak = tl.maximum(peak, tl.abs(x))
-    amax = tl.max(peak, axis=0)
-    sx = tl.where(amax > 0, amax / 127.0, 1.0)
+    sx = int8_ws.row_scale(tl.max(peak, axis=0))
     tl.store(SX_ptr + m, sx)
-    hi_row = P_ptr + m.to(tl.int64) * K
-    lo_row = hi_row + M.to(tl.int64) * K
     for k0 in range(0, K, BLOCK_K):
-        in_k = k0 + offs < K
-        t = tl.load(x_row + k0 + offs, mask=in_k, other=0.0).to(tl.float32) / sx
-        hi = tl.minimum(tl.maximum(tl.floor(t + 0.5), -127.0), 127.0)
-        lo = tl.minimum(tl.maximum(tl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
-        tl.store(hi_row + k0 + offs, hi.to(tl.int8), mask=in_k)
-        tl.store(lo_row + k0 + offs, lo.to(tl.int8), mask=in_k)
+        k = k0 + offs
+        t = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32) / sx
+        int8_ws.store_planes(P_ptr, m, k, k < K, K, M, t)
 
 
 def split_rows(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,7 +45,7 @@ from .gluon_common import tma_load as _tma_load
 from .triton_common import pdl_enabled, pdl_trigger, pdl_wait
 
 WS_ROWS = 32
-LO_STEPS: tl.constexpr = tl.constexpr(254.0)  # the lo plane's steps per hi step (as int8_matmul.split_rows)
+LO_STEPS: tl.constexpr = tl.constexpr(254.0)  # the lo plane's steps per hi step (every planes writer's)
 BLOCK_N = 64  # output channels a program: one warpgroup's wgmma M
 BLOCK_K = 128  # int8 bytes a weight row per tile: TMA's 128-byte swizzle
 SMEM_BUDGET = 200 * 1024  # of an H100/H200's 227 KB a program, leaving room for barriers and the epilogue
@@ -90,7 +90,7 @@ def store_planes(P_ptr, m, k, mask, K, MP, t):
     lo = tl.minimum(tl.maximum(tl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
     dst = P_ptr + m.to(tl.int64) * K + k
     tl.store(dst, hi.to(tl.int8), mask=mask)
-    tl.store(dst + MP * K, lo.to(tl.int8), mask=mask)
+    tl.store(dst + tl.cast(MP, tl.int64) * K, lo.to(tl.int8), mask=mask)
 
 
 def row_bucket(M: int) -> int:
