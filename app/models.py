@@ -1,7 +1,9 @@
 """SQLModel tables and API shapes. A leaf module (imports nothing of app/), so ingest/ can use it.
 
-NOTE: `chunks.id` is the FAISS vector id and deleted ids live on as tombstones until compaction, so the
-table uses AUTOINCREMENT on SQLite: a plain rowid would hand a deleted (tombstoned) id to a new chunk.
+NOTE: ids are never reused, so every table with an id of its own uses AUTOINCREMENT on SQLite (`_NEVER_REUSED`;
+migration 0003), as PostgreSQL's sequences do: a plain rowid hands the highest id, once deleted, to the next row.
+An old link or citation to /documents/<id> then showed another document; `chunks.id` is the FAISS vector id and
+deleted ids live on as tombstones until compaction.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 def _ts(**kw) -> Field:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
 
@@ -79,6 +84,7 @@ class User(SQLModel, table=True):
     """A person or tool; admins manage collections, members read what their groups may read."""
 
     __tablename__ = "users"
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=200)
     role: str = Field(default=Role.member, max_length=16)
@@ -91,6 +97,7 @@ class ApiKey(SQLModel, table=True):
     """An API key, stored as the sha256 of the key (keys are 256-bit random, so a fast hash suffices)."""
 
     __tablename__ = "api_keys"
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
@@ -105,6 +112,7 @@ class Group(SQLModel, table=True):
     """A set of users that may read some collections."""
 
     __tablename__ = "groups"
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=200)
     created_at: datetime = _ts()
@@ -153,6 +161,7 @@ class Collection(CollectionBase, table=True):
     """A set of documents with its own index."""
 
     __tablename__ = "collections"
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _ts()
 
@@ -205,6 +214,7 @@ class Document(DocumentBase, table=True):
     __table_args__ = (
         Index("ix_documents_collection_sha", "collection_id", "sha256"),
         Index("ix_documents_collection_filename", "collection_id", "filename"),
+        _NEVER_REUSED,
     )
     id: int | None = Field(default=None, primary_key=True)
     collection_id: int = Field(
@@ -247,7 +257,7 @@ class Chunk(SQLModel, table=True):
     """A passage of a document; its id is its vector id in the collection's FAISS segments."""
 
     __tablename__ = "chunks"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     document_id: int = Field(
         sa_column=Column(Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -279,6 +289,7 @@ class Conversation(SQLModel, table=True):
     """A user's thread of questions and answers."""
 
     __tablename__ = "conversations"
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -292,6 +303,7 @@ class Message(SQLModel, table=True):
     """One turn; an assistant turn keeps its sources and answer metadata (cited, usage, timings)."""
 
     __tablename__ = "messages"
+    __table_args__ = _NEVER_REUSED
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(
         sa_column=Column(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import inspect
 from sqlmodel import select
 
 from app.db import get_engine, migrate, session_scope
-from app.models import Chunk, Collection, DocStatus, Document
+from app.models import ApiKey, Chunk, Collection, Conversation, DocStatus, Document, Group, Message, User
 
 TABLES = {
     "users", "api_keys", "groups", "group_memberships", "collections", "collection_access",
@@ -43,3 +45,104 @@ def test_deleted_chunk_ids_are_never_reused(db_env):
         s.commit()
         assert again.id > first
         assert s.exec(select(Chunk.heading_path).where(Chunk.id == again.id)).one() == []
+
+
+def _add_rows(s) -> dict[str, object]:
+    """One row of every table whose ids appear in URLs, citations or bookmarks, the newest of its table."""
+    col = Collection(name=f"c{uuid.uuid4().hex[:6]}")
+    user = User(name=f"u{uuid.uuid4().hex[:6]}")
+    group = Group(name=f"g{uuid.uuid4().hex[:6]}")
+    s.add_all([col, user, group])
+    s.flush()
+    key = ApiKey(user_id=user.id, key_hash=uuid.uuid4().hex, prefix="k")
+    doc = Document(collection_id=col.id, filename="a.txt", sha256="0" * 64, status=DocStatus.ready)
+    conv = Conversation(user_id=user.id, title="q")
+    s.add_all([key, doc, conv])
+    s.flush()
+    msg = Message(conversation_id=conv.id, role="user", content="q")
+    s.add(msg)
+    s.commit()
+    return {"collection": col, "user": user, "group": group, "key": key, "doc": doc, "conv": conv, "msg": msg}
+
+
+_MODELS = {
+    "collection": Collection, "user": User, "group": Group, "key": ApiKey, "doc": Document,
+    "conv": Conversation, "msg": Message,
+}  # fmt: skip
+
+
+def test_deleted_ids_are_never_reused(db_env):
+    # The newest document (conversation, user, ...) deleted: the next one must not take its id, or an old
+    # link to /documents/<id> shows another document. SQLite reused it; PostgreSQL's sequences never do.
+    with session_scope() as s:
+        old = {name: row.id for name, row in _add_rows(s).items()}
+        for name in ("msg", "conv", "doc", "key", "group", "user", "collection"):
+            s.delete(s.get(_MODELS[name], old[name]))
+            s.commit()
+        new = {name: row.id for name, row in _add_rows(s).items()}
+    assert {name: new[name] > old[name] for name in old} == dict.fromkeys(old, True), (old, new)
+
+
+ROWS_BEFORE = {
+    "collections": 1, "users": 1, "documents": 3, "document_texts": 3, "conversations": 1, "messages": 1,
+    "feedback": 1,
+}  # fmt: skip
+
+
+def test_upgrading_an_existing_sqlite_database_keeps_its_rows_and_stops_id_reuse(env):
+    # A database made before ids were kept (revision 0002): the upgrade rebuilds its tables without losing a
+    # row (with foreign keys on, dropping a table for the rebuild deleted its children) and then never
+    # hands out a deleted id again.
+    from alembic import command
+
+    from app.db import alembic_config, dispose_engines
+
+    url = f"sqlite:///{env / 'old.db'}"
+    command.upgrade(alembic_config(url), "0002")
+    eng = get_engine(url)
+    with eng.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO collections (id, name, description, created_at) VALUES (1, 'c', '', '2026-01-01')"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO users (id, name, role, created_at) VALUES (1, 'u', 'member', '2026-01-01')"
+        )
+        for i in (1, 2, 3):
+            c.exec_driver_sql(
+                "INSERT INTO documents (id, collection_id, filename, sha256, size_bytes, status, stage, progress,"
+                " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
+                f" ({i}, 1, 'd{i}.txt', '{i}', 1, 'ready', 'done', 1, 0, 0, 0, 0, '2026-01-01', '2026-01-01')"
+            )
+            c.exec_driver_sql(f"INSERT INTO document_texts (document_id, text) VALUES ({i}, 'text {i}')")
+        c.exec_driver_sql(
+            "INSERT INTO conversations (id, user_id, title, created_at, updated_at)"
+            " VALUES (1, 1, 't', '2026-01-01', '2026-01-01')"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO messages (id, conversation_id, role, content, created_at)"
+            " VALUES (1, 1, 'user', 'q', '2026-01-01')"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO feedback (message_id, user_id, rating, comment, created_at)"
+            " VALUES (1, 1, 'up', '', '2026-01-01')"
+        )
+    migrate(url)
+    with eng.connect() as c:
+        counts = {t: c.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ROWS_BEFORE}
+        assert counts == ROWS_BEFORE
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on for the pooled connection
+        assert {"ix_documents_collection_sha", "ix_documents_collection_id"} <= {
+            ix["name"] for ix in inspect(c).get_indexes("documents")
+        }
+    with eng.begin() as c:
+        c.exec_driver_sql("DELETE FROM documents WHERE id = 3")
+        c.exec_driver_sql(
+            "INSERT INTO documents (collection_id, filename, sha256, size_bytes, status, stage, progress,"
+            " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
+            " (1, 'new.txt', 'n', 1, 'ready', 'done', 1, 0, 0, 0, 0, '2026-01-01', '2026-01-01')"
+        )
+        assert c.exec_driver_sql("SELECT id FROM documents WHERE filename = 'new.txt'").scalar() == 4
+        # a foreign key still cascades after the rebuild
+        c.exec_driver_sql("DELETE FROM collections WHERE id = 1")
+        assert c.exec_driver_sql("SELECT count(*) FROM documents").scalar() == 0
+    dispose_engines()
