@@ -91,28 +91,42 @@ def csrf_ok(expected_hash: str, sent: str | None) -> bool:
     return bool(sent) and secrets.compare_digest(expected_hash.encode(), hash_key(sent).encode())
 
 
+def login_keys(name: str, address: str) -> tuple[tuple[str, int], ...]:
+    """The sign-in limiter's (key, failures allowed) for a name tried from an address: that name from that
+    address (a person mistyping), then that address whatever the name (spraying one password over many names),
+    then that name whatever the address (guessing from many addresses), the last two with much higher limits."""
+    name = name.lower()
+    return (
+        (f"user:{name}|ip:{address}", settings.login_max_failures),
+        (f"ip:{address}", settings.login_max_failures_per_address),
+        (f"user:{name}", settings.login_max_failures_per_account),
+    )
+
+
 class LoginLimiter:
-    """Failed sign-ins per key (user name, client address) in a sliding window, shared by every API replica
-    through Redis when one is configured (app/windows.py), else in this process's memory."""
+    """Failed sign-ins per key (``login_keys``) in a sliding window, shared by every API replica through Redis
+    when one is configured (app/windows.py), else in this process's memory."""
 
     def __init__(self) -> None:
         self._windows = SlidingWindows("login")
 
-    def retry_after(self, *keys: str) -> int:
+    def retry_after(self, keys: tuple[tuple[str, int], ...]) -> int:
         """Seconds until another attempt is allowed; 0 = allowed now."""
         waits = []
-        for k in keys:
+        for k, limit in keys:
             n, wait = self._windows.count(k, settings.login_window_s)
-            if n >= settings.login_max_failures:
+            if n >= limit:
                 waits.append(max(1, math.ceil(wait)))
         return max(waits, default=0)
 
-    def failed(self, *keys: str) -> None:
-        for k in keys:
+    def failed(self, keys: tuple[tuple[str, int], ...]) -> None:
+        for k, _ in keys:
             self._windows.add(k, settings.login_window_s)
 
-    def succeeded(self, name_key: str) -> None:
-        self._windows.clear(name_key)
+    def succeeded(self, keys: tuple[tuple[str, int], ...]) -> None:
+        """The name signed in from the address: its count there starts again (not the address's nor the name's
+        overall: an attacker with one valid account must not reset either)."""
+        self._windows.clear(keys[0][0])
 
     def reset(self) -> None:
         """Forget this process's counts (tests)."""

@@ -96,8 +96,14 @@ class Settings(BaseSettings):
     # Cross-encoder re-ranker directory (sentence-transformers); empty = no re-ranking.
     reranker_model: str = ""
     session_ttl_hours: float = 12.0
-    # Failed sign-ins per user name (and per client address) within the window before 429.
+    # Failed sign-ins of one user name from one client address within the window before 429 (that name, from
+    # that address). NOTE: not per address alone: an office behind one NAT shares an address, and one person's
+    # wrong passwords locked everyone there out.
     login_max_failures: int = 5
+    # Failed sign-ins from one address, whatever the names (password spraying), and of one name, whatever the
+    # addresses (guessing from many), within the window before 429.
+    login_max_failures_per_address: int = 100
+    login_max_failures_per_account: int = 100
     login_window_s: int = 300
     # Static UI directory; empty = web/ next to the app package.
     web_dir: str = ""
@@ -127,6 +133,8 @@ class Settings(BaseSettings):
         "ask_top_k",
         "retrieval_deadline_ms",
         "login_max_failures",
+        "login_max_failures_per_address",
+        "login_max_failures_per_account",
         "login_window_s",
         "max_body_bytes",
         "max_upload_request_bytes",

@@ -47,8 +47,8 @@ def web_dir() -> Path:
 @router.post("/api/auth/login", response_model=LoginResponse)
 def login(body: LoginRequest, request: Request, response: Response, session: SessionDep) -> LoginResponse:
     """Sign in with name and password; sets the session and CSRF cookies."""
-    keys = (f"user:{body.username.lower()}", f"ip:{security.client_ip(request)}")
-    wait = sessions.login_limiter.retry_after(*keys)
+    keys = sessions.login_keys(body.username, security.client_ip(request))
+    wait = sessions.login_limiter.retry_after(keys)
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -57,9 +57,9 @@ def login(body: LoginRequest, request: Request, response: Response, session: Ses
         )
     user = sessions.authenticate(session, body.username, body.password)
     if user is None:
-        sessions.login_limiter.failed(*keys)
+        sessions.login_limiter.failed(keys)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
-    sessions.login_limiter.succeeded(keys[0])
+    sessions.login_limiter.succeeded(keys)
     token, csrf, _ = sessions.create_session(session, user)
     max_age = int(settings.session_ttl_hours * 3600)
     secure = security.is_https(request)

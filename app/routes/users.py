@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlmodel import delete, select
 
-from app import auth, sessions
+from app import auth, security, sessions
 from app.deps import AdminUser, CurrentUser, Id, SessionDep
 from app.models import Group, GroupMembership, Name, Role, User, WebSession
 
@@ -140,17 +140,18 @@ def change_my_password(
     body: PasswordChange, request: Request, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Change one's own password (an admin chose the first one); one's other browser sessions end."""
-    name_key = f"user:{user.name.lower()}"  # wrong guesses count as failed sign-ins of the name
-    if wait := sessions.login_limiter.retry_after(name_key):
+    # wrong guesses count as failed sign-ins of the name from this address
+    keys = sessions.login_keys(user.name, security.client_ip(request))
+    if wait := sessions.login_limiter.retry_after(keys):
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "Too many failed sign-ins; try again later",
             headers={"Retry-After": str(wait)},
         )
     if user.password_hash and sessions.authenticate(session, user.name, body.current_password or "") is None:
-        sessions.login_limiter.failed(name_key)
+        sessions.login_limiter.failed(keys)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Current password is incorrect")
-    sessions.login_limiter.succeeded(name_key)
+    sessions.login_limiter.succeeded(keys)
     row = session.get(User, user.id)
     sessions.set_password(row, body.password)
     session.add(row)

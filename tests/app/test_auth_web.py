@@ -94,13 +94,49 @@ def test_wrong_password_expired_session_and_rate_limit(client):
     with session_scope() as s:
         assert s.exec(select(WebSession)).all() == []  # the expired row is gone
 
-    for _ in range(2):  # the 2 failures above + these + the next = 5 from this address: the limit
+    for _ in range(3):  # bob's 1 failure above + these + the next = 5 of bob from this address: the limit
         client.post("/api/auth/login", json={"username": "bob", "password": "nope"})
     r = client.post("/api/auth/login", json={"username": "bob", "password": "nope"})
     assert r.status_code == 401
     r = client.post("/api/auth/login", json={"username": "bob", "password": PASSWORD})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     assert r.json() == {"detail": "Too many failed sign-ins; try again later"}
+
+
+def _login(client, name: str, password: str, address: str) -> int:
+    r = client.post("/api/auth/login", json={"username": name, "password": password},
+                    headers={"X-Forwarded-For": address})  # fmt: skip
+    return r.status_code
+
+
+def test_one_persons_failed_sign_ins_do_not_lock_out_others_at_the_same_address(client, monkeypatch):
+    # An office behind one NAT: everyone signs in from the same address. Five wrong passwords of carl's
+    # locked out dora (and everyone else there) for five minutes; now they lock out carl, from there only.
+    monkeypatch.setattr(settings, "trusted_proxies", "*")
+    for name in ("carl", "dora"):
+        _signed_in(client, name)
+    office, home = "198.51.100.20", "203.0.113.9"
+    assert [_login(client, "carl", "wrong password", office) for _ in range(5)] == [401] * 5
+    assert _login(client, "carl", PASSWORD, office) == 429
+    assert _login(client, "dora", PASSWORD, office) == 200
+    assert _login(client, "carl", PASSWORD, home) == 200
+
+
+def test_sign_in_ceilings_per_address_and_per_account(client, monkeypatch):
+    monkeypatch.setattr(settings, "trusted_proxies", "*")
+    monkeypatch.setattr(settings, "login_max_failures_per_address", 6)
+    monkeypatch.setattr(settings, "login_max_failures_per_account", 4)
+    _signed_in(client, "erin")
+    # Spraying: one guess at each of many names from one address; the address's ceiling stops it, for every name.
+    spray = "192.0.2.50"
+    assert [_login(client, f"name{i}", "Winter2026!", spray) for i in range(6)] == [401] * 6
+    assert _login(client, "erin", PASSWORD, spray) == 429
+    # Guessing one name from many addresses: the name's ceiling stops it wherever the next guess comes from.
+    assert [_login(client, "erin", "wrong password", f"192.0.2.{i}") for i in range(4)] == [401] * 4
+    assert _login(client, "erin", "wrong password", "192.0.2.99") == 429
+    # Below both ceilings a name at another address is unaffected.
+    monkeypatch.setattr(settings, "login_max_failures_per_account", 100)
+    assert _login(client, "erin", PASSWORD, "192.0.2.99") == 200
 
 
 def test_pages_redirect_until_signed_in(client):

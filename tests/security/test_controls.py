@@ -285,7 +285,7 @@ def test_cookie_flags_and_forwarded_headers(app_client, monkeypatch):
 
 
 def test_spoofed_forwarded_for_does_not_reset_the_sign_in_limiter(app_client):
-    c = app_client(AUTOGLM_LOGIN_MAX_FAILURES="3")
+    c = app_client(AUTOGLM_LOGIN_MAX_FAILURES_PER_ADDRESS="3")
     for i in range(3):
         r = c.post("/api/auth/login", json={"username": f"user{i}", "password": "wrong password"},
                    headers={"X-Forwarded-For": f"203.0.113.{i}"})  # fmt: skip
