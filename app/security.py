@@ -12,14 +12,12 @@ import json
 import re
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app.asgi import HttpMiddleware, openai_path
-from app.deps import CurrentUser
 from app.models import Document, User, utcnow
 from app.settings import settings
 from app.windows import SlidingWindows
@@ -226,8 +224,11 @@ class RateLimiter:
         self._windows.clear()
 
 
-def rate_limited_user(request: Request, user: CurrentUser) -> User:
-    """The caller, if they have questions left this minute; else 429 with Retry-After."""
+def count_question(request: Request, user: User) -> None:
+    """Count a question against the caller's minute; 429 with Retry-After when none is left.
+
+    NOTE: called first thing in the route's body, not as a dependency: FastAPI runs dependencies before it
+    refuses a malformed body (422), so a request that asked nothing took a question of the user's minute."""
     wait = request.app.state.ask_limiter.hit(f"user:{user.id}")
     if wait:
         raise HTTPException(
@@ -236,10 +237,6 @@ def rate_limited_user(request: Request, user: CurrentUser) -> User:
             f"try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
-    return user
-
-
-RateLimitedUser = Annotated[User, Depends(rate_limited_user)]
 
 
 def install(api: FastAPI) -> None:

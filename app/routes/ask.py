@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -20,7 +20,7 @@ from app.db import session_scope
 from app.deps import CurrentUser, Id, Query, SessionDep
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
 from app.routes.conversations import visible_documents
-from app.security import RateLimitedUser
+from app.security import count_question
 from inference import EngineOverloaded
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,9 @@ async def _sse_stream(events: AsyncIterator[tuple[str, dict]]) -> AsyncIterator[
 
 
 @router.post("/ask")
-async def ask(body: AskRequest, user: RateLimitedUser):
+async def ask(body: AskRequest, request: Request, user: CurrentUser):
     """Answer a question from the readable collections, with cited sources (JSON or SSE)."""
+    count_question(request, user)  # only now: a body refused as malformed (422) asked nothing
     events = run_ask(body, user)
     if body.stream:
         # Fail before the stream starts for the caller's mistakes (unknown collection or conversation).

@@ -31,7 +31,7 @@ from app.db import session_scope
 from app.deps import CurrentUser
 from app.engine_service import service
 from app.models import Collection, User
-from app.security import RateLimitedUser
+from app.security import count_question
 from app.settings import settings
 
 log = logging.getLogger(__name__)
@@ -352,8 +352,9 @@ def _finish(r: ans.Result) -> str:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatRequest, user: RateLimitedUser):
+async def chat_completions(body: ChatRequest, request: Request, user: CurrentUser):
     """Chat completion (JSON or `data:` chunks ending in [DONE])."""
+    count_question(request, user)  # only now: a body refused as malformed (400) asked nothing
     from inference import EngineOverloaded
 
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -120,6 +120,20 @@ def test_question_rate_limit_per_user(app_client):
     assert c.post("/api/ask", json={"question": "hello"}).status_code == 401
 
 
+def test_malformed_questions_do_not_count_against_the_rate_limit(app_client):
+    # A tool sending bodies the API refuses (422: no question, a wrong type) asked nothing, yet each one took a
+    # question of its user's minute, and that user's real questions in the browser then got 429.
+    c = app_client(AUTOGLM_ASK_RATE_PER_MINUTE="2")
+    ada = make_user(Role.member)
+    for body in ({}, {"question": ""}, {"question": "hi", "collection_ids": "all"}, {"question": ["a"]}):
+        assert c.post("/api/ask", json=body, headers=ada).status_code == 422
+    r = c.post("/v1/chat/completions", json={"model": "m", "messages": "hi"}, headers=ada)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    for _ in range(2):
+        assert c.post("/api/ask", json={"question": "hello"}, headers=ada).status_code == 200
+    assert c.post("/api/ask", json={"question": "hello"}, headers=ada).status_code == 429
+
+
 def test_upload_limits_files_per_request_and_daily_quota(app_client):
     c = app_client(AUTOGLM_UPLOAD_MAX_FILES="2", AUTOGLM_UPLOAD_QUOTA_BYTES_PER_DAY="200")
     admin, other = make_user(Role.admin), make_user(Role.admin)
