@@ -135,8 +135,20 @@ def body_limit(method: str, path: str) -> int:
     return settings.max_body_bytes
 
 
+def human_bytes(n: int) -> str:
+    """A size as people read it, in the units the web UI shows (1 KB = 1024 bytes): "100 MB", "1.5 GB",
+    "976.6 KB", "150 bytes". For limits and quotas in messages: 104857600 bytes meant nothing at a glance."""
+    if n < 1024:
+        return f"{n} byte" if n == 1 else f"{n} bytes"
+    value, units = n / 1024, ["KB", "MB", "GB", "TB"]
+    while value >= 1024 and len(units) > 1:
+        value /= 1024
+        units.pop(0)
+    return f"{value:.1f}".removesuffix(".0") + f" {units[0]}"
+
+
 def too_large_detail(limit: int) -> str:
-    return f"Request body too large: the limit is {limit} bytes"
+    return f"Request body too large: the limit is {human_bytes(limit)}"
 
 
 class BodyTooLarge(HTTPException):

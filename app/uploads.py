@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select, update
 
 from app.models import Collection, DocStatus, Document, utcnow
-from app.security import uploaded_last_day
+from app.security import human_bytes, uploaded_last_day
 from app.settings import settings
 from ingest import storage
 
@@ -148,8 +148,8 @@ def _check_archive(name: str, kind: str, files: int, declared: int, what: str = 
         raise Rejected(name, 413, f"The {kind} archive holds {files:,} {what}, more than {MAX_ARCHIVE_MEMBERS:,} "
                        f"an upload may unpack; {instead}.")  # fmt: skip
     if declared > settings.upload_quota_bytes_per_day:
-        raise Rejected(name, 413, f"The {kind} archive unpacks to {declared:,} bytes, more than the daily upload "
-                       f"quota ({settings.upload_quota_bytes_per_day:,} bytes).")  # fmt: skip
+        raise Rejected(name, 413, f"The {kind} archive unpacks to {human_bytes(declared)}, more than the daily "
+                       f"upload quota ({human_bytes(settings.upload_quota_bytes_per_day)}).")  # fmt: skip
 
 
 def _members(
@@ -228,8 +228,8 @@ def _unpack_tar_or_compressed(
         else:
             limit = max(settings.max_upload_bytes, min(settings.upload_quota_bytes_per_day,
                                                        settings.max_upload_request_bytes))  # fmt: skip
-            too_big = (f"The {compressed[1]} file unpacks to more than {limit:,} bytes, more than one upload may "
-                       "hold; upload its files instead.")  # fmt: skip
+            too_big = (f"The {compressed[1]} file unpacks to more than {human_bytes(limit)}, more than one upload "
+                       "may hold; upload its files instead.")  # fmt: skip
         raw = _decompress(name, data, compressed, limit, too_big)
     if not _is_tar(raw):
         if len(raw) > settings.max_upload_bytes:
@@ -336,12 +336,12 @@ def _skipped(path: str) -> bool:
 
 
 def too_large_detail() -> str:
-    return f"File too large: the upload limit is {settings.max_upload_bytes} bytes"
+    return f"File too large: the upload limit is {human_bytes(settings.max_upload_bytes)}"
 
 
 def quota_detail(used: int) -> str:
     return (
-        f"Upload quota exceeded: {used} of {settings.upload_quota_bytes_per_day} bytes used "
+        f"Upload quota exceeded: {human_bytes(used)} of {human_bytes(settings.upload_quota_bytes_per_day)} used "
         "in the last 24 hours"
     )
 

@@ -28,7 +28,7 @@ def check_batch_response(body: dict) -> dict[str, int]:
     """Refusals at upload time, with their status and reason; returns {filename: document id} of the rest."""
     rejected = {r["filename"]: (r["status_code"], r["detail"]) for r in body["rejected"]}
     assert rejected["empty.txt"] == (422, "The file is empty.")
-    assert rejected["huge.txt"] == (413, "File too large: the upload limit is 2097152 bytes")
+    assert rejected["huge.txt"] == (413, "File too large: the upload limit is 2 MB")
     assert rejected["../../etc/passwd"] == (400, f"Invalid file name: {PATH_REFUSED}")
     code, detail = rejected["binary.txt"]
     assert code == 415 and detail.startswith("Unsupported file type: ") and len(detail) > 30
@@ -64,7 +64,7 @@ def test_single_file_refusals_use_the_status_code(env, client):
     cid = client.post("/api/collections", json={"name": "c"}, headers=admin).json()["id"]
     url = f"/api/collections/{cid}/documents"
     r = client.post(url, files=[("files", ("big.txt", b"x" * (2 * 1024 * 1024 + 1)))], headers=admin)
-    assert (r.status_code, r.json()["detail"]) == (413, "File too large: the upload limit is 2097152 bytes")
+    assert (r.status_code, r.json()["detail"]) == (413, "File too large: the upload limit is 2 MB")
     r = client.post(url, files=[("files", ("data.txt", BINARY_JUNK))], headers=admin)
     assert r.status_code == 415 and r.json()["detail"].startswith("Unsupported file type: ")
     r = client.post("/api/collections/999/documents", files=[("files", ("a.txt", GOOD))], headers=admin)

@@ -46,6 +46,13 @@ def test_ingest_command_processes_files_and_folders(env, capsys):
     ]
 
 
+def test_ingest_command_states_the_upload_limit_in_megabytes(env, capsys):
+    (env / "huge.txt").write_bytes(b"a" * (2 * 1024 * 1024 + 1))  # the tests' limit is 2 MiB
+    rc = main(["ingest", str(env / "huge.txt"), "--collection", "finance", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and f"rejected {env / 'huge.txt'}: File too large: the upload limit is 2 MB\n" in out
+
+
 def test_ingest_command_fails_on_a_path_that_does_not_exist(env, capsys):
     # A mistyped path printed a warning, then "0 ready, 0 failed or rejected" and exited 0 (a script went on
     # as if the manual had been ingested), after creating the collection

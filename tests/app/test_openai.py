@@ -292,7 +292,7 @@ def test_auth_validation_size_and_rate_errors_under_v1_answer_in_openai_shape(in
     _openai_error(c.post("/v1/chat/completions", json={"model": "m"}, headers=member), 400,
                   "Invalid request: messages: Field required", code="invalid_request", param="messages")  # fmt: skip
     big = {"model": "m", "messages": [{"role": "user", "content": "z" * 5000}]}
-    too_large = "Request body too large: the limit is 4096 bytes"
+    too_large = "Request body too large: the limit is 4 KB"
     _openai_error(
         c.post("/v1/chat/completions", json=big, headers=member), 413, too_large, code="request_too_large"
     )

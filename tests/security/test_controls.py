@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.models import Role
+from app.security import human_bytes
 from app.uploads import PATH_REFUSED, Rejected, clean_filename
 from tests.app.ask_support import LiveServer
 from tests.app.support import make_user
@@ -54,17 +55,17 @@ def test_request_body_limit_from_content_length_and_streamed_body(app_client):
     member = make_user(Role.member)
     big = {"question": "x" * 5000}
     r = c.post("/api/ask", json=big, headers=member)
-    assert (r.status_code, r.json()) == (413, {"detail": "Request body too large: the limit is 4096 bytes"})
+    assert (r.status_code, r.json()) == (413, {"detail": "Request body too large: the limit is 4 KB"})
     _assert_headers(r)
     # No Content-Length (chunked): counted as it streams in.
     payload = b'{"question": "' + b"y" * 5000 + b'"}'
     r = c.post("/api/ask", content=iter([payload[:3000], payload[3000:]]), headers=member)
     assert "content-length" not in r.request.headers
-    assert (r.status_code, r.json()) == (413, {"detail": "Request body too large: the limit is 4096 bytes"})
+    assert (r.status_code, r.json()) == (413, {"detail": "Request body too large: the limit is 4 KB"})
     r = c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "z" * 5000}]},
                headers=member)  # fmt: skip
     assert r.status_code == 413
-    assert r.json()["error"]["message"] == "Request body too large: the limit is 4096 bytes"
+    assert r.json()["error"]["message"] == "Request body too large: the limit is 4 KB"
     r = c.post("/api/ask", content=b"{}", headers={**member, "Content-Length": "nonsense"})
     assert (r.status_code, r.json()) == (400, {"detail": "Invalid Content-Length header"})
     # Within the limit, the same route answers.
@@ -93,7 +94,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_on_a_real_socket(sec_env):
             r = c.post(f"/api/collections/{cid}/documents", content=body(),
                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
             assert r.status_code == 413, r.text
-            assert r.json() == {"detail": f"Request body too large: the limit is {256 * 1024} bytes"}
+            assert r.json() == {"detail": "Request body too large: the limit is 256 KB"}
             assert c.get(f"/api/collections/{cid}/documents").json() == []
             assert not [p for p in (tmp / "data").rglob("*") if p.is_file() and "blobs" in p.parts]
             assert c.get("/api/health").status_code == 200
@@ -134,6 +135,16 @@ def test_malformed_questions_do_not_count_against_the_rate_limit(app_client):
     assert c.post("/api/ask", json={"question": "hello"}, headers=ada).status_code == 429
 
 
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(150, "150 bytes"), (4096, "4 KB"), (1_000_000, "976.6 KB"), (100 * 1024**2, "100 MB"),
+     (512 * 1024**2, "512 MB"), (2 * 1024**3, "2 GB"), (1536 * 1024**2, "1.5 GB")],
+)  # fmt: skip
+def test_limits_are_stated_in_units_people_read(size, shown):
+    # "the upload limit is 104857600 bytes" meant nothing at a glance; sizes use the web UI's units (1 KB = 1024)
+    assert human_bytes(size) == shown
+
+
 def test_upload_limits_files_per_request_and_daily_quota(app_client):
     c = app_client(AUTOGLM_UPLOAD_MAX_FILES="2", AUTOGLM_UPLOAD_QUOTA_BYTES_PER_DAY="200")
     admin, other = make_user(Role.admin), make_user(Role.admin)
@@ -150,7 +161,7 @@ def test_upload_limits_files_per_request_and_daily_quota(app_client):
     second = b"A second memo of about seventy bytes on the travel policy update."
     r = c.post(url, files=[("files", ("b.txt", second))], headers=admin)
     assert (r.status_code, r.json()["detail"]) == (
-        429, "Upload quota exceeded: 150 of 200 bytes used in the last 24 hours")  # fmt: skip
+        429, "Upload quota exceeded: 150 bytes of 200 bytes used in the last 24 hours")  # fmt: skip
     # The same content again costs nothing (it is stored once) and is still accepted as a duplicate.
     r = c.post(url, files=[("files", ("a-copy.txt", first))], headers=admin)
     assert r.status_code == 202 and r.json()["documents"][0]["duplicate"] is True
