@@ -124,6 +124,16 @@ def login_page():
     return _page("login.html")
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon():
+    """The site icon, where browsers look for it without a <link> (every page links it too; a missing one was a
+    404 in the console on every visit)."""
+    path = web_dir() / "favicon.ico"
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    return FileResponse(path, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})
+
+
 def mount_static(api: FastAPI) -> None:
     # check_dir=False: web/ may be written after the app is created (and is optional for API-only use).
     api.mount("/static", StaticFiles(directory=web_dir(), check_dir=False), name="static")

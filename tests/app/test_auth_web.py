@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -148,6 +149,22 @@ def test_pages_redirect_until_signed_in(client):
     r = client.get("/", follow_redirects=False)
     assert r.status_code == 200 and "<html" in r.text.lower()
     assert client.get("/static/api.js").status_code == 200
+
+
+def test_favicon_is_served_and_every_page_links_it(client):
+    # Browsers ask for /favicon.ico on every visit; it was a 404 in the console of every page.
+    r = client.get("/favicon.ico")
+    assert (r.status_code, r.headers["content-type"]) == (200, "image/x-icon")
+    reserved, kind, count = struct.unpack("<HHH", r.content[:6])
+    sizes = [struct.unpack("<BB", r.content[6 + 16 * i : 8 + 16 * i]) for i in range(count)]
+    assert (reserved, kind, sizes) == (0, 1, [(16, 16), (32, 32)])  # an icon file with 16 and 32 px images
+    svg = client.get("/static/favicon.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg ")
+    _signed_in(client, "ivy")
+    for page in ("/login", "/", "/admin"):
+        html = client.get(page).text
+        assert '<link rel="icon" href="/favicon.ico"' in html and 'href="/static/favicon.svg"' in html, page
 
 
 def test_api_keys_are_shown_once_and_revocable(client):

@@ -193,6 +193,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/readyz"): Entry(OPEN, _url("/readyz")),
     ("GET", "/metrics"): Entry(OPEN, _url("/metrics")),
     ("GET", "/login"): Entry(OPEN, _url("/login")),
+    ("GET", "/favicon.ico"): Entry(OPEN, _url("/favicon.ico")),
     ("GET", "/"): Entry(PAGE, _url("/"), session=SIGNED_IN_PAGE),
     ("GET", "/admin"): Entry(PAGE, _url("/admin"), session=SIGNED_IN_PAGE),
     ("POST", "/api/auth/login"): Entry((401, 200, 200, 200), _login, fresh=True),
