@@ -189,6 +189,8 @@ def _ingest(args: argparse.Namespace) -> int:
                 docs.append(doc.id)
                 if new:
                     todo.append(doc.id)
+                elif doc.filename != (shown := uploads.clean_filename(item[0])):
+                    tqdm.write(f"{shown}: the same content as {doc.filename}, already ingested")
     if args.enqueue:
         for doc_id in todo:
             enqueue_document(doc_id)

@@ -349,12 +349,15 @@ async function uploadFiles(items) {
           // a ZIP archive: its files became documents; refusals stay listed until the page is left
           item.bar.value = 100;
           const refused = rejected.map((r) => `${r.filename}: ${r.detail}`).join("; ");
-          item.note.textContent = `${docs.length} files queued for indexing` + (rejected.length ? `, ${rejected.length} refused (${refused})` : "");
+          const dups = docs.filter((d) => d.duplicate);
+          const same = dups.map((d) => `${d.uploaded_filename} = ${d.filename}`).join("; ");
+          item.note.textContent = `${docs.length - dups.length} files queued for indexing` + (dups.length ? `, ${dups.length} already uploaded (${same})` : "") + (rejected.length ? `, ${rejected.length} refused (${refused})` : "");
           if (rejected.length) item.li.classList.add("partial");
           else setTimeout(() => item.li.remove(), 4000);
         } else {
           item.bar.value = 100;
-          item.note.textContent = doc && doc.duplicate ? "already uploaded (same content)" : "uploaded, queued for indexing";
+          const asName = doc && doc.duplicate && doc.filename !== doc.uploaded_filename ? ` as ${doc.filename}` : "";
+          item.note.textContent = doc && doc.duplicate ? `already uploaded${asName} (same content)` : "uploaded, queued for indexing";
           setTimeout(() => item.li.remove(), 4000); // the documents table carries on with its progress
         }
       } catch (err) {

@@ -32,9 +32,11 @@ class GroupIds(BaseModel):
 
 
 class UploadedDocument(DocumentPublic):
-    """A document the upload created, or the existing one holding the same content."""
+    """A document the upload created, or (duplicate) the existing one holding the same content."""
 
     duplicate: bool = False
+    # The name the file was uploaded under: a duplicate's own `filename` is the existing document's.
+    uploaded_filename: str
 
 
 class RejectedFile(BaseModel):
@@ -160,7 +162,8 @@ def upload_documents(
                 continue
             if new:
                 to_enqueue.append(doc.id)
-            accepted.append(UploadedDocument(**doc.model_dump(), duplicate=not new))
+            shown = uploads.clean_filename(item[0])  # as add_document stored it (it refused a bad one)
+            accepted.append(UploadedDocument(**doc.model_dump(), duplicate=not new, uploaded_filename=shown))
     session.commit()
     for doc_id in to_enqueue:  # only after the commit: a worker must find the row
         enqueue_document(doc_id)

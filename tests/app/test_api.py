@@ -158,11 +158,14 @@ def test_times_carry_their_time_zone(db_env, client, monkeypatch):
     assert model["created"] == int(datetime.fromisoformat(col["created_at"]).timestamp())
 
 
+BADGES = b"Badges must be worn visibly at all times."
+
+
 def test_same_content_stored_once_and_changed_file_replaces(env, client):
     admin = make_user(Role.admin)
     cid = _collection(client, admin, "kb")
-    (first,) = _ingest(client, admin, cid, [("policy.txt", b"Badges must be worn visibly at all times.")])
-    again = _upload(client, admin, cid, [("copy.txt", b"Badges must be worn visibly at all times.")]).json()
+    (first,) = _ingest(client, admin, cid, [("policy.txt", BADGES)])
+    again = _upload(client, admin, cid, [("copy.txt", BADGES)]).json()
     assert again["documents"][0]["id"] == first and again["documents"][0]["duplicate"] is True
 
     (second,) = _ingest(
@@ -174,6 +177,25 @@ def test_same_content_stored_once_and_changed_file_replaces(env, client):
     assert {h["document_id"] for h in hits} == {second}
     assert [d["id"] for d in client.get(f"/api/collections/{cid}/documents", headers=admin).json()] == [
         second
+    ]
+
+
+def test_a_duplicate_in_a_batch_is_reported_under_its_uploaded_name(env, client):
+    # A batch with a file whose content is already stored listed it as "policy.txt", the existing document,
+    # so the uploader could not tell which of their files it was; now it carries its own name too.
+    admin = make_user(Role.admin)
+    cid = _collection(client, admin, "kb")
+    (first,) = _ingest(client, admin, cid, [("policy.txt", BADGES)])
+    batch = [("notes/visitors.txt", b"Visitors sign in at the lobby."), ("2025/badges-copy.txt", BADGES)]
+    r = _upload(client, admin, cid, batch)
+    assert r.status_code == 202, r.text
+    shown = [
+        (d["uploaded_filename"], d["duplicate"], d["id"] == first, d["filename"])
+        for d in r.json()["documents"]
+    ]
+    assert shown == [
+        ("notes/visitors.txt", False, False, "notes/visitors.txt"),
+        ("2025/badges-copy.txt", True, True, "policy.txt"),  # the document it duplicates
     ]
 
 

@@ -53,6 +53,17 @@ def test_ingest_command_states_the_upload_limit_in_megabytes(env, capsys):
     assert rc == 1 and f"rejected {env / 'huge.txt'}: File too large: the upload limit is 2 MB\n" in out
 
 
+def test_ingest_command_names_a_file_that_duplicates_an_ingested_one(env, capsys):
+    (env / "a.md").write_text("# Travel\n\nBook flights through the travel desk two weeks ahead.\n")
+    (env / "copy").mkdir()
+    (env / "copy" / "travel.md").write_bytes((env / "a.md").read_bytes())
+    assert main(["ingest", str(env / "a.md"), "--collection", "finance", "--quiet"]) == 0
+    capsys.readouterr()
+    rc = main(["ingest", str(env / "copy"), "--collection", "finance", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "copy/travel.md: the same content as a.md, already ingested\n" in out
+
+
 def test_ingest_command_fails_on_a_path_that_does_not_exist(env, capsys):
     # A mistyped path printed a warning, then "0 ready, 0 failed or rejected" and exited 0 (a script went on
     # as if the manual had been ingested), after creating the collection
