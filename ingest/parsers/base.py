@@ -119,6 +119,30 @@ def clean_inline(s: str) -> str:
     ).strip()
 
 
+_WEB_URL = re.compile(r"(?i)(https?|ftp)://[^\s<>]+$")
+_URL_FORM = re.compile(r"(?i)^(https?://|ftp://|mailto:)?(www\.)?")
+
+
+def link_target(href: str | None, text: str) -> str | None:
+    """What a link adds to its text in the indexed text, shown as "text (target)": a web address, or the address
+    of a mailto: link, so that "where do I download the installer?" finds the address; None when the text
+    already says it (an autolink, "example.com" for https://example.com/), for a link without text, and for
+    one that means nothing outside its site or page (a relative path, an #anchor, javascript:)."""
+    href = (href or "").strip()
+    if not text.strip():
+        return None  # a link with nothing to read (an icon): nothing to follow the address
+    if href[:7].lower() == "mailto:":
+        address = href[7:].split("?", 1)[0]
+        return address if address and address.lower() not in text.lower() else None
+    if not _WEB_URL.match(href):
+        return None
+
+    def bare(s: str) -> str:
+        return _URL_FORM.sub("", s.strip()).rstrip("/").lower()
+
+    return None if bare(text) == bare(href) else href
+
+
 # Titles that authoring tools write into a file's metadata when nobody typed one: reportlab's "untitled",
 # Word's "Document1", PowerPoint's "PowerPoint Presentation", printing to PDF's "Microsoft Word - x.docx", a
 # bare file name. A citation titled "untitled" helps no one; the document's own heading or its file name

@@ -22,6 +22,7 @@ from .base import (
     TextBuilder,
     UnsupportedFileType,
     clean_inline,
+    link_target,
     metadata_title,
     rows_as_text,
 )
@@ -207,7 +208,7 @@ def parse_markdown(text: str) -> ParsedDocument:
     """Headings (ATX `#` and Setext underlines; not `#` inside code) become heading paths.
 
     The text keeps the Markdown source's lines between headings, each paragraph as a reader sees it
-    (``_shown_lines``: links as their text, no emphasis marks; list and quote marks and code stay), and without
+    (``_shown_lines``: links as their text and web address, no emphasis marks; list and quote marks and code stay), and without
     a site generator's template tags (``_without_templates``); heading lines are replaced by the heading text
     alone, and pipe tables by their rows as
     "Header: value; ..." lines (``rows_as_text``, as tables of the other formats), so a passage cut from a
@@ -242,7 +243,7 @@ def parse_markdown(text: str) -> ParsedDocument:
         elif tok.type == "tr_open":
             row = []
         elif tok.type == "inline" and i and tokens[i - 1].type in ("th_open", "td_open"):
-            row.append(_plain_inline(tok))
+            row.append(_plain_inline(tok, links=True))
         elif tok.type == "tr_close":
             rows.append(row)
         elif tok.type == "table_close" and table.map and table.level == 0:  # not in a list or a quote
@@ -363,12 +364,16 @@ def _tags_shown(text: str) -> str:
     return _TEMPLATE_TAG.sub(shown, text)
 
 
-def _plain_inline(inline) -> str:
+def _plain_inline(inline, links: bool = False) -> str:
     """A heading's text without its Markdown marks, from markdown-it's parse: emphasis and link syntax go,
     literal characters stay (`snake_case`, `a * b`, escapes, `<T>`: a tag that is no HTML element, as written),
-    HTML tags go (``_html_inline_text``), an image counts as its alt text."""
+    HTML tags go (``_html_inline_text``), an image counts as its alt text. With ``links`` (a table's cell), a
+    link shows its address as in a paragraph (``_Links``)."""
     parts: list[str] = []
+    tracked = _Links(parts) if links else None
     for child in inline.children or []:
+        if tracked is not None and tracked.handles(child):
+            continue
         if child.type in ("text", "text_special", "code_inline"):
             parts.append(child.content)
         elif child.type == "html_inline":
@@ -378,7 +383,54 @@ def _plain_inline(inline) -> str:
             parts.append(" ")
         elif child.type == "image":
             parts.append(child.content)
+            if tracked is not None:
+                tracked.image()
     return clean_inline("".join(parts))
+
+
+_A_OPEN = re.compile(r"""<a\s[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+_A_CLOSE = re.compile(r"</a\s*>", re.I)
+_LINK_TEXT = MarkdownIt("commonmark").normalizeLinkText  # a URL as written: "%E6%96%87" is "文" again
+
+
+class _Links:
+    """The addresses of a paragraph's links, each appended to the link's text as "text (address)" when it says
+    something the text does not (``link_target``: a web or mail address, not a relative path or an #anchor): the
+    answer to "where do I download the installer?" is the address. A link that is only an image (a README's
+    build badge) adds nothing. Markdown links and inline HTML <a href> alike; ``parts`` is the caller's output,
+    where ``BREAK`` stands for a line break."""
+
+    BREAK = "\0"  # markdown-it reads NUL as U+FFFD: no text holds it
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self.open: list[tuple[str, int]] = []  # (href, where its text starts in parts)
+        self.images: set[int] = set()  # parts that are an image's alt text
+
+    def handles(self, child) -> bool:
+        """Consume a link's opening or closing token; False for any other token (the caller shows it)."""
+        if child.type == "link_open":
+            self.open.append((_LINK_TEXT(child.attrGet("href") or ""), len(self.parts)))
+        elif child.type == "html_inline" and (m := _A_OPEN.match(child.content)):
+            self.open.append((next(g for g in m.groups() if g is not None), len(self.parts)))
+        elif child.type == "link_close" or (child.type == "html_inline" and _A_CLOSE.match(child.content)):
+            if self.open:
+                self._close(*self.open.pop())
+        else:
+            return False
+        return True
+
+    def image(self) -> None:
+        """The part just appended is an image's alt text."""
+        self.images.add(len(self.parts) - 1)
+
+    def _close(self, href: str, start: int) -> None:
+        shown = [i for i in range(start, len(self.parts)) if self.parts[i].strip(" " + self.BREAK)]
+        if shown and all(i in self.images for i in shown):
+            return  # a linked image
+        text = "".join(p for p in self.parts[start:] if p != self.BREAK)
+        if target := link_target(href, text):
+            self.parts.append(f" ({target})")
 
 
 # HTML elements by name: a tag of one of them is markup, a "tag" of another name (`List<T>`, `<filename>`, often
@@ -466,25 +518,31 @@ def without_tags(text: str) -> str:
 
 def _shown_lines(inline, lines: list[str | None]) -> list[str] | None:
     """A paragraph's source lines as a reader sees them, each line's container marks kept ("- ", "> ", indent):
-    a link as its text ("We recommend using [KeePassXC](https://keepassxc.org/)" -> "... using KeePassXC";
-    the URL, often long, drowned the sentence's words when embedded), an image as its alt text, emphasis marks,
+    a link as its text, then its address where that is a web or mail address the text does not show
+    ("Download the [installer](https://dl.example.com/setup.msi)" -> "Download the installer
+    (https://dl.example.com/setup.msi)": a question for the download address found nothing; a relative path or
+    an #anchor means nothing outside the site and is left out, ``_Links``), an image as its alt text, emphasis marks,
     escapes and entities as the characters they show, inline HTML as ``_html_inline_text``; code spans keep
     their backticks (they mark code). None when the paragraph shows as written, or when its lines cannot be
     matched to the source's (a code span across lines): then the source stays."""
     a, b = inline.map
-    out, parts = [], []
+    parts: list[str] = []  # the paragraph's shown pieces, links.BREAK between its lines
+    links = _Links(parts)
     for child in inline.children or []:
+        if links.handles(child):
+            continue
         if child.type in ("text", "text_special", "image"):
             parts.append(child.content)
+            if child.type == "image":
+                links.image()
         elif child.type == "code_inline":
             parts.append(child.markup + child.content + child.markup)
         elif child.type in ("softbreak", "hardbreak"):
-            out.append("".join(parts))
-            parts = []
+            parts.append(links.BREAK)
         elif child.type == "html_inline":
             shown = _html_inline_text(child.content)
             parts.append(child.content if shown is None else shown)
-    out.append("".join(parts))
+    out = "".join(parts).split(links.BREAK)
     out = [line.removesuffix("\n") for line in out]  # a <br> at a line's end: the line ends anyway
     source = lines[a:b]
     content = inline.content.split("\n")

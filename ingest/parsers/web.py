@@ -18,6 +18,7 @@ from .base import (
     ParseError,
     TextBuilder,
     clean_inline,
+    link_target,
     metadata_title,
     rows_as_text,
     xml_parser,
@@ -134,6 +135,8 @@ class _Walker:
                 self.flush()
             else:
                 self.walk(child)
+                if tag == "a" and (target := link_target(child.get("href"), child.text_content())):
+                    self.buf.append(f" ({target})")  # where it leads, as a Markdown link (text.py)
             if child.tail:
                 self.buf.append(_SPACES.sub(" ", child.tail))
 
@@ -162,9 +165,21 @@ def _table_rows(table) -> list[list[str]]:
         if next(tr.iterancestors("table"), None) is not table:
             continue  # a nested table's rows belong to its own cell
         rows.append(
-            [c.text_content() for c in tr if isinstance(c.tag, str) and c.tag.lower() in ("td", "th")]
+            [_text_with_links(c) for c in tr if isinstance(c.tag, str) and c.tag.lower() in ("td", "th")]
         )
     return rows
+
+
+def _text_with_links(el) -> str:
+    """An element's text with each link's address after its text (``link_target``), as the walker shows it."""
+    parts = [el.text or ""]
+    for child in el:
+        if isinstance(child.tag, str):
+            parts.append(_text_with_links(child))
+            if child.tag.lower() == "a" and (target := link_target(child.get("href"), child.text_content())):
+                parts.append(f" ({target})")
+        parts.append(child.tail or "")
+    return "".join(parts)
 
 
 EPUB_MIME = b"application/epub+zip"

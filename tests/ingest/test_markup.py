@@ -112,7 +112,7 @@ def test_html_in_markdown_is_the_text_a_reader_sees():
                    "<!--", "TODO", "badges", "<style", "color: red", "<b>", "<div>", "<h1", "align="):  # fmt: skip
         assert markup not in text, markup
     assert doc.title == "Widgetry"
-    assert "Press Ctrl+C to stop.\nArea is r2 times pi, see the manual." in text
+    assert "Press Ctrl+C to stop.\nArea is r2 times pi, see the manual (https://example.org/docs)." in text
     assert "Logo" not in text  # an image shows no text, as on an HTML page
     assert "Supported platforms\n\nLinux and macOS." in text
     assert "Option: --fast; Default: off" in text  # a table reads as rows naming their columns
@@ -267,7 +267,8 @@ def test_a_paragraph_of_many_unclosed_backtick_runs_and_tags_parses_in_linear_ti
 
 def test_markdown_links_and_emphasis_read_as_the_text_a_reader_sees():
     # A handbook's sentences are full of links ("We recommend using [KeePassXC](https://keepassxc.org/) ...");
-    # quoted and embedded with their URLs they read as markup and lose to sentences without any
+    # quoted and embedded with their Markdown syntax they read as markup and lose to sentences without any. The
+    # text is what a reader sees, with a web address after its link's text (where to download, whom to write to)
     md = (
         "# Passwords\n\n"
         "We recommend using [KeePassXC](https://keepassxc.org/) which is **open source**. See the\n"
@@ -278,12 +279,51 @@ def test_markdown_links_and_emphasis_read_as_the_text_a_reader_sees():
         "[faq]: https://example.com/faq\n"
     )
     text = parse(md.encode(), "passwords.md").text
-    assert "We recommend using KeePassXC which is open source. See the\n" in text
-    assert "security guide and the FAQ - or https://x.example/a." in text
+    assert "We recommend using KeePassXC (https://keepassxc.org/) which is open source. See the\n" in text
+    assert "security guide and the FAQ (https://example.com/faq) - or https://x.example/a." in text
     assert "- Go to\n  https://transitapp.ost.dot.gov/\n- Click on  Register" in text
     assert "> Run `make [all](x)` first." in text  # code keeps its marks; list and quote marks stay
-    for markup in ("](https", "**", "{%", "example.com/faq", "\\-"):
+    for markup in ("](https", "**", "{%", "[faq]", "\\-"):
         assert markup not in text, markup
+
+
+def test_link_addresses_are_kept_where_they_lead_somewhere():
+    # "Where do I download the installer?" could not be answered from a Markdown page: only the link's text
+    # was indexed. A web or mail address now follows its text; a relative path, an #anchor, an image's path and
+    # a linked badge mean nothing outside the site and add nothing, nor does a link whose text is its address.
+    md = (
+        "# Install\n\n"
+        "Download the [installer](https://downloads.example.com/app-2.1.msi) from the portal, or ask\n"
+        "[the service desk](mailto:help@example.com). See [setup](../guide.md#setup), [above](#install),\n"
+        "![screenshot](img/step1.png) and [![build](https://ci.example.com/b.svg)](https://ci.example.com/p).\n"
+        "Docs: [example.com/docs](https://example.com/docs/), <https://example.com/faq>, "
+        'an <a href="https://intranet.example.com/vpn">intranet page</a>.\n\n'
+        "| Platform | Installer |\n|---|---|\n| Windows | [MSI](https://downloads.example.com/app.msi) |\n"
+    )
+    text = parse(md.encode(), "install.md").text
+    assert (
+        "Download the installer (https://downloads.example.com/app-2.1.msi) from the portal, or ask\n" in text
+    )
+    assert "the service desk (help@example.com). See setup, above,\nscreenshot and build.\n" in text
+    assert (
+        "Docs: example.com/docs, https://example.com/faq, an intranet page (https://intranet.example.com/vpn)."
+        in text
+    )
+    assert "Platform: Windows; Installer: MSI (https://downloads.example.com/app.msi)" in text
+    html = (
+        b'<html><body><nav><a href="https://example.com/">Home</a></nav><main><h1>Install</h1><p>Download the'
+        b' <a href="https://downloads.example.com/app-2.1.msi">installer</a>; read <a href="guide.html">the guide'
+        b'</a> or <a href="#faq">the FAQ</a>. <a href="https://example.com/"><img src="logo.png" alt=""></a></p>'
+        b"<table><tr><th>Platform</th><th>Installer</th></tr><tr><td>Windows</td><td>"
+        b'<a href="https://downloads.example.com/app.msi">MSI</a></td></tr></table></main></body></html>'
+    )
+    text = parse(html, "install.html").text
+    assert (
+        "Download the installer (https://downloads.example.com/app-2.1.msi); read the guide or the FAQ."
+        in text
+    )
+    assert "Platform: Windows; Installer: MSI (https://downloads.example.com/app.msi)" in text
+    assert "Home" not in text  # navigation is still chrome
 
 
 def test_site_generator_tags_in_markdown_read_as_the_page_shows():
@@ -297,7 +337,7 @@ def test_site_generator_tags_in_markdown_read_as_the_page_shows():
         "```liquid\n{% if user %}Hello{% endif %}\n```\n"
     )
     text = parse(md.encode(), "leave.md").text
-    assert "Use the leave chart." in text
+    assert "Use the leave chart (https://x.example/chart)." in text
     assert "Before you go, read out of office expectations and tell\nequipment." in text
     assert "{% if user %}Hello{% endif %}" in text  # code shows the tags it is about
     for markup in ("{% alert", "endalert", "slack_channel", "editors", "steps.html", "travel.steps", "/ooo/"):
