@@ -351,14 +351,15 @@ async function uploadFiles(items) {
           const refused = rejected.map((r) => `${r.filename}: ${r.detail}`).join("; ");
           const dups = docs.filter((d) => d.duplicate);
           const same = dups.map((d) => `${d.uploaded_filename} = ${d.filename}`).join("; ");
-          item.note.textContent = `${docs.length - dups.length} files queued for indexing` + (dups.length ? `, ${dups.length} already uploaded (${same})` : "") + (rejected.length ? `, ${rejected.length} refused (${refused})` : "");
+          const queued = docs.length - dups.length;
+          item.note.textContent = `${queued} file${queued === 1 ? "" : "s"} queued for indexing` + (dups.length ? `, ${dups.length} already uploaded (${same})` : "") + (rejected.length ? `, ${rejected.length} refused (${refused})` : "");
           if (rejected.length) item.li.classList.add("partial");
-          else setTimeout(() => item.li.remove(), 4000);
+          else if (!dups.length) setTimeout(() => item.li.remove(), 4000); // what was refused or already there stays listed
         } else {
           item.bar.value = 100;
           const asName = doc && doc.duplicate && doc.filename !== doc.uploaded_filename ? ` as ${doc.filename}` : "";
           item.note.textContent = doc && doc.duplicate ? `already uploaded${asName} (same content)` : "uploaded, queued for indexing";
-          setTimeout(() => item.li.remove(), 4000); // the documents table carries on with its progress
+          if (!(doc && doc.duplicate)) setTimeout(() => item.li.remove(), 4000); // the documents table carries on with its progress
         }
       } catch (err) {
         item.li.classList.add("failed");

@@ -555,6 +555,22 @@ def test_a_zip_archive_uploads_as_its_files_with_refusals_listed(server, page, t
         expect(page.locator(f'tr[data-document="{name}"]')).to_have_attribute(
             "data-status", "ready", timeout=120_000
         )
+    # A copy under another name is named as the document it duplicates ("already uploaded (same content)"
+    # alone did not say which), and an archive's duplicates are counted apart from the files it queued.
+    (tmp_path / "leave-copy.txt").write_bytes(b"Staff get 30 days of leave a year.")
+    page.set_input_files("#file-input", str(tmp_path / "leave-copy.txt"))
+    expect(page.locator('#uploads li[data-upload="leave-copy.txt"]')).to_contain_text(
+        "already uploaded as policies.zip/hr/leave.txt (same content)"
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("laptops.txt", "Laptops are returned to the IT desk.")
+        z.writestr("phones.txt", "Phones are ordered through the IT desk.")
+    (tmp_path / "more.zip").write_bytes(buf.getvalue())
+    page.set_input_files("#file-input", str(tmp_path / "more.zip"))
+    expect(page.locator('#uploads li[data-upload="more.zip"]')).to_contain_text(
+        "1 file queued for indexing, 1 already uploaded (more.zip/laptops.txt = policies.zip/it/laptops.txt)"
+    )
 
 
 def test_forms_cannot_submit_natively_before_their_script_runs(server, page):
