@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from app.security import RateLimiter
-from app.sessions import LoginLimiter
+from app.sessions import LoginLimiter, login_keys
 from app.settings import settings
 from app.windows import SlidingWindows
 from tests.app.support import REDIS_URL, redis_or_skip
@@ -44,15 +44,23 @@ def test_two_replicas_share_one_question_budget_through_redis(shared_redis):
 
 def test_two_replicas_share_failed_sign_ins_through_redis(shared_redis, monkeypatch):
     monkeypatch.setattr(settings, "login_max_failures", 3)
+    monkeypatch.setattr(settings, "login_max_failures_per_account", 5)
     a, b = LoginLimiter(), LoginLimiter()
-    a.failed("name:ada", "ip:10.0.0.1")
-    b.failed("name:ada", "ip:10.0.0.2")
-    assert a.retry_after("name:ada") == 0
-    a.failed("name:ada")
-    assert b.retry_after("name:ada", "ip:10.0.0.2") > 0  # the third failure was seen by the other replica
-    assert b.retry_after("ip:10.0.0.2") == 0
-    b.succeeded("name:ada")
-    assert a.retry_after("name:ada") == 0
+    ada = login_keys("ada", "10.0.0.1")
+    a.failed(ada)
+    b.failed(ada)
+    assert a.retry_after(ada) == 0
+    a.failed(ada)
+    assert b.retry_after(ada) > 0  # the third failure was seen by the other replica
+    assert b.retry_after(login_keys("bob", "10.0.0.1")) == 0  # another name at the same address signs in
+    b.succeeded(ada)
+    assert a.retry_after(ada) == 0
+    # A name's failures from many addresses add up across replicas too.
+    for i in range(5):
+        limiter = (a, b)[i % 2]
+        assert limiter.retry_after(login_keys("cy", f"10.0.1.{i}")) == 0
+        limiter.failed(login_keys("cy", f"10.0.1.{i}"))
+    assert a.retry_after(login_keys("cy", "10.0.1.99")) > 0
 
 
 def test_unreachable_redis_falls_back_to_this_process(monkeypatch, caplog):
