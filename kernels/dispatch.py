@@ -78,13 +78,13 @@ def rms_norm(
     planes_for: the weight of the product the normed rows go to next; an Int8Weight lets the Triton kernel
     also write them in the form its int8 x int8 path reads (``kernels.int8_ws``), saving that a launch."""
     fn = _pick("rms_norm", rms_norm_ref, x)
-    # NOTE: off unless AUTOGLM_NORM_PLANES=1: measured faster on an H100 (q/k/v at 8 rows, norm + product 11.9
-    # -> 10.9 us), but the one GPU run also found the engine's inference tensors without a version counter
-    # (fixed since, not yet run on a GPU): RESULTS.md "The planes written by the RMSNorm"
+    # NOTE: on unless AUTOGLM_NORM_PLANES=0. H100 2026-12-07 05:38 (RESULTS.md "The planes written by the
+    # RMSNorm, re-run"): the engine's GPU tests pass with it, and norm + q/k/v takes 10.4-10.6 us at 2-16 rows
+    # where norm + planes kernel + GEMM took 11.2-11.7 (11.5 vs 12.5 at 32 rows); gate/up unchanged (+-0.9 us)
     if (
         fn is rms_norm_ref
         or not isinstance(planes_for, Int8Weight)
-        or os.environ.get("AUTOGLM_NORM_PLANES") != "1"
+        or os.environ.get("AUTOGLM_NORM_PLANES", "1") == "0"
     ):
         return fn(x, weight, eps, residual, pre_weight)
     return fn(x, weight, eps, residual, pre_weight, planes=True)

@@ -14,7 +14,7 @@ waits for the planes kernel; the GEMM lets the next kernel launch at its own sta
 the next planes kernel and GEMM are resident, their weight tiles on the way, while this one streams).
 Where an RMSNorm writes the rows (the q/k/v and gate/up projections' input in a decode step), its kernel can
 also write their planes (``planes_target`` / ``planes_written``; ``kernels.fused_norm``; the engine asks for
-it with AUTOGLM_NORM_PLANES=1), and the product skips the planes kernel: the GEMM then waits on the norm.
+it unless AUTOGLM_NORM_PLANES=0), and the product skips the planes kernel: the GEMM then waits on the norm.
 Swapped operands: acc (64 channels, MP rows) = W_tile @ planes_tile.T, where MP pads the rows to 8, 16 or 32
 (the padding rows hold whatever an earlier call left; their columns are never stored).
 GPU only (sm_90: wgmma and TMA); Triton's CPU interpreter cannot run Gluon, so CI runs the planes kernel
