@@ -9,10 +9,11 @@ without this one (AUTOGLM_W8_WS=off: the autotuned few-rows kernel, converting o
 measured), this path forced (AUTOGLM_W8_WS=on: the planes kernel, then the GEMM, chained by programmatic
 dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2); the
 GEMM alone chained under PDL on planes already made (what the product costs when the kernel before writes its
-planes); and for the products whose input an RMSNorm writes in a decode step (q/k/v, gate/up): the pair
-"norm + product" chained, with cuBLAS bf16, with this path and its planes kernel, and with the planes written
-by the norm (``rms_norm``'s planes, AUTOGLM_NORM_PLANES=1 in the engine; x = bf16 pair / it). ``--skip-before``: without the path
-before. Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
+planes); and the pair "kernel before + product" chained, as a decode step runs them, with cuBLAS bf16, with
+this path and its planes kernel, and with the planes written by the kernel before (x = bf16 pair / it): for
+q/k/v and gate/up the RMSNorm (``rms_norm``'s planes, AUTOGLM_NORM_PLANES in the engine), for o_proj the decode
+attention over 1,024 cached tokens a row (``flash_decode_triton``'s planes, AUTOGLM_ATTN_PLANES); down's
+input (SiLU-and-multiply) gets none. ``--skip-before``: without the path before. Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
 benchmarks/out/int8_ws.json.
 """
 
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kernels import GLM_LINEARS, copies_for, environ, graph_ms, rel, report_table  # noqa: E402
 from kernels import int8_ws  # noqa: E402
+from kernels.flash_decode import flash_decode_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
 from kernels.int8_matmul import int8_linear_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
@@ -68,10 +70,10 @@ def main() -> None:
             "rel err",
             "GEMM chained, planes made us",
             "x",
-            "norm + bf16 us",
-            "norm + ws us",
+            "before + bf16 us",
+            "before + ws us",
             "x",
-            "norm (planes) + ws us",
+            "before (planes) + ws us",
             "x",
         ),
         (
@@ -98,8 +100,11 @@ def main() -> None:
     )
 
 
-# the products whose input rows an RMSNorm writes in a decode step (it can write their planes)
+# the products whose input rows an RMSNorm writes in a decode step (it can write their planes), and the one
+# whose input the decode attention writes (it can too)
 NORMED = ("qkv", "gate_up")
+ATTENDED = ("o_proj",)
+ATTN_CONTEXT = 1024
 
 
 def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before: bool) -> tuple:
@@ -130,12 +135,18 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     # (the graphs leave y of the last weight copy: the first one's product, once more, for the check)
     err["gemm"] = rel(int8_ws.planes_gemm(planes, sx, M, iws[0].qweight, iws[0].scale, None, y), exact)
     pairs = [float("nan")] * 5
-    if name in NORMED:
-        # (norm + product) pairs over the weight copies, as a decode step chains them
-        nw = (1 + 0.1 * torch.randn(K, device="cuda")).to(x.dtype)
+    if name in NORMED or name in ATTENDED:
+        # (kernel before + product) pairs over the weight copies, as a decode step chains them
+        if name in NORMED:
+            nw = (1 + 0.1 * torch.randn(K, device="cuda")).to(x.dtype)
 
-        def before(planes_made):
-            return rms_norm_triton(x, nw, 1e-5, planes=planes_made)
+            def before(planes_made):
+                return rms_norm_triton(x, nw, 1e-5, planes=planes_made)
+        else:
+            dec = _decode_inputs(M, K // 128)
+
+            def before(planes_made):
+                return flash_decode_triton(*dec, planes=planes_made).view(M, K)
 
         exact_b = before(False).float() @ iws[0].dequantize(torch.float32).T
 
@@ -152,6 +163,18 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
             t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()), t["chained"] * 1e3,
             bf16 / t["chained"], *pairs)  # fmt: skip
+
+
+def _decode_inputs(rows: int, heads: int) -> tuple:
+    """A decode step's attention inputs: ``rows`` sequences of ATTN_CONTEXT cached tokens, ``heads`` query
+    heads over 2 KV heads of 128, a bf16 cache of shuffled 16-token blocks."""
+    nblk = rows * ATTN_CONTEXT // 16
+    k = torch.randn(nblk, 16, 2, 128, dtype=torch.bfloat16, device="cuda")
+    tables = torch.randperm(nblk, device="cuda").int().view(rows, -1)
+    seq = torch.full((rows,), ATTN_CONTEXT, dtype=torch.int32, device="cuda")
+    cu = torch.arange(rows + 1, dtype=torch.int32, device="cuda")
+    q = torch.randn(rows, heads, 128, dtype=torch.bfloat16, device="cuda")
+    return q, k, torch.randn_like(k), tables, seq, cu, 1, 128**-0.5
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ class GlmModel:
             cache.k_scale,
             cache.v_scale,
             invariant=inv,
+            planes_for=layer.o_proj,  # (an INT8 o_proj's input rows written also as its int8 planes)
         )  # (T, nh, hd)
         return kernels.linear(o.reshape(T, nh * hd), layer.o_proj, invariant=inv)
 

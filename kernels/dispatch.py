@@ -162,28 +162,26 @@ def paged_attention(
     v_scale: torch.Tensor | None = None,
     softcap: float | None = None,
     invariant: bool = False,
+    planes_for: torch.Tensor | Int8Weight | None = None,
 ) -> torch.Tensor:
     """Causal attention of packed queries q (T, nh, hd) over each sequence's cached K/V -> (T, nh, hd).
     block_tables (B, max_blocks) int32, seq_lens (B,) int32 (cached tokens after this step's writes),
     cu_seqlens_q (B+1,) int32. Query head h reads KV head h // (nh // nkv).
     invariant: a query's result does not depend on how many queries its sequence has in this step (the
-    prefill kernel runs one fixed tile configuration instead of the one tuned for max_seqlen_q)."""
+    prefill kernel runs one fixed tile configuration instead of the one tuned for max_seqlen_q).
+    planes_for: the weight of the product the output rows go to next (o_proj); an Int8Weight lets the decode
+    kernel also write them in the form its int8 x int8 path reads (``kernels.int8_ws``), saving that a launch."""
     fn = _pick("paged_attention", paged_attention_ref, q)
-    if invariant and max_seqlen_q > 1 and fn is not paged_attention_ref:
-        fn = _load("kernels.flash_prefill:flash_prefill_invariant")
-    return fn(
-        q,
-        k_cache,
-        v_cache,
-        block_tables,
-        seq_lens,
-        cu_seqlens_q,
-        max_seqlen_q,
-        scale,
-        k_scale,
-        v_scale,
-        softcap,
-    )
+    args = (q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, max_seqlen_q, scale, k_scale, v_scale,
+            softcap)  # fmt: skip
+    if fn is paged_attention_ref:
+        return fn(*args)
+    if invariant and max_seqlen_q > 1:
+        return _load("kernels.flash_prefill:flash_prefill_invariant")(*args)
+    # NOTE: off unless AUTOGLM_ATTN_PLANES=1 until it has run on a GPU (the CPU interpreter's tests pass and
+    # the kernels compile for sm_90): RESULTS.md "The planes written by the decode attention"
+    planes = isinstance(planes_for, Int8Weight) and os.environ.get("AUTOGLM_ATTN_PLANES", "0") == "1"
+    return fn(*args, planes=True) if planes else fn(*args)
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +201,7 @@ def gate_up_silu(x: torch.Tensor, w: torch.Tensor | Int8Weight, invariant: bool 
 
 
 # keyword arguments of the public ops that dispatch consumes (launchers do not take them; `planes_for`
-# becomes rms_norm_triton's `planes`)
+# becomes rms_norm_triton's and paged_attention_triton's `planes`)
 DISPATCH_OPTIONS = frozenset({"invariant", "planes_for"})
 
 # Rows per matmul call in batch-invariant mode (see `linear`). 256 rows keep a prefill chunk's GEMMs near

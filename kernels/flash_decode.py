@@ -18,6 +18,10 @@ flight where that pays (``decode_config``).
 INT8 caches enter the dots as exact small integers (``int8_to_float``); the per-token K scales multiply
 the score row and the V scales P's columns, so nothing is dequantized per element. V is converted before
 its transposing layout shuffle (see ``int8_to_float``'s PURE flag).
+For an INT8 o_proj on the int8 x int8 path (``int8_ws``: 2..32 rows on a Hopper GPU) the call can also write
+its output rows as that path's int8 planes and row scales (``planes``): the last program to store a part of
+a row (an arrival counter per row) reads the row back from L2 and writes them, bit for bit what the planes
+kernel would make, so the projection skips that launch and its dependency hop.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ import torch
 import triton
 import triton.language as tl
 
+from . import int8_ws
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
+from .int8_ws import row_scale, store_planes
 from .triton_common import (
     INTERPRET,
     UPCAST_DOT,
@@ -236,6 +242,23 @@ def _split_tiles(seq_len, num_splits, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def _row_planes(O_ptr, t, stride_t, RCNT_ptr, writers, PL_ptr, SX_ptr, MP, ROW, BLOCK_ROW: tl.constexpr):
+    """After this program stored its part of output row t (ROW contiguous elements): count it, and if it was
+    the last of the row's ``writers`` programs, read the row back from L2 (.cg) and write it as int8_ws's
+    planes and row scale (PL int8 (2, MP, ROW), SX), as its planes kernel would; the counter goes back to 0.
+    The barrier orders every thread's stores before the (cumulative) acq_rel counter update."""
+    tl.debug_barrier()
+    if tl.atomic_add(RCNT_ptr + t, 1, sem="acq_rel", scope="gpu") == writers - 1:
+        cols = tl.arange(0, BLOCK_ROW)
+        mask = cols < ROW
+        x = tl.load(O_ptr + t * stride_t + cols, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        sx = row_scale(tl.max(tl.abs(x), axis=0))
+        tl.store(SX_ptr + t, sx)
+        store_planes(PL_ptr, t, cols, mask, ROW, MP, x / sx)
+        tl.store(RCNT_ptr + t, 0)
+
+
+@triton.jit
 def _flash_decode_kernel(
     Q_ptr,
     KC_ptr,
@@ -249,6 +272,10 @@ def _flash_decode_kernel(
     LSE_ptr,
     O_ptr,
     CNT_ptr,
+    PL_ptr,
+    SX_ptr,
+    RCNT_ptr,
+    MP,
     stride_qt,
     stride_qh,
     stride_cb,
@@ -284,6 +311,8 @@ def _flash_decode_kernel(
     PDL_END: tl.constexpr,
     EARLY: tl.constexpr,
     PF_LINES: tl.constexpr,
+    PLANES: tl.constexpr,
+    BLOCK_ROW: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -413,6 +442,11 @@ def _flash_decode_kernel(
             to_dtype(out, O_ptr.dtype.element_ty),
             mask=g_mask[:, None] & d_mask[None, :],
         )
+        if PLANES:
+            # the row's KV heads' programs each stored their part
+            nh = GROUP * tl.num_programs(1)
+            _row_planes(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
+                        BLOCK_ROW)  # fmt: skip
     else:
         lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
         bi = b.to(tl.int64)
@@ -452,6 +486,11 @@ def _flash_decode_kernel(
                     mask=gd_mask,
                 )
                 tl.store(CNT_ptr + pair, 0)
+                if PLANES:
+                    # one merging program per KV head stored its part of the row
+                    nh = GROUP * tl.num_programs(1)
+                    _row_planes(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP,
+                                nh * HEAD_DIM, BLOCK_ROW)  # fmt: skip
 
 
 @triton.jit
@@ -461,6 +500,10 @@ def _merge_kernel(
     CU_ptr,
     SEQ_ptr,
     O_ptr,
+    PL_ptr,
+    SX_ptr,
+    RCNT_ptr,
+    MP,
     stride_ob,
     stride_oh,
     stride_os,
@@ -474,6 +517,8 @@ def _merge_kernel(
     BLOCK_S: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PDL: tl.constexpr,
+    PLANES: tl.constexpr,
+    BLOCK_ROW: tl.constexpr,
 ):
     pdl_wait(PDL)
     b = tl.program_id(0).to(tl.int64)
@@ -512,6 +557,11 @@ def _merge_kernel(
         to_dtype(acc / tl.maximum(tl.sum(den, axis=0), 1e-30), O_ptr.dtype.element_ty),
         mask=d_mask,
     )
+    if PLANES:
+        # every (head, dims) program of the row stored its part
+        nh = tl.num_programs(1)
+        _row_planes(O_ptr, t, stride_t, RCNT_ptr, nh * tl.num_programs(2), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
+                    BLOCK_ROW)  # fmt: skip
 
 
 def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, waves: int = 2) -> int:
@@ -530,16 +580,16 @@ def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, 
     return min(want, tiles, MAX_SPLITS)
 
 
-_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
+_COUNTERS: dict[tuple[torch.device, str], list[torch.Tensor]] = {}
 
 
-def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
-    """A zeroed int32 arrival counter per (sequence, KV head) for the fused merge, kept per device: every
-    launch leaves it zeroed again. 64K entries cover any batch the engine runs; a larger one gets a larger
+def _arrival_counters(device: torch.device, n: int, kind: str = "pairs") -> torch.Tensor:
+    """A zeroed int32 arrival counter per (sequence, KV head) for the fused merge (``kind`` "pairs"), or per
+    output row for the planes (``kind`` "rows"), kept per device: every launch leaves it zeroed again. 64K entries cover any batch the engine runs; a larger one gets a larger
     buffer, and the old ones stay allocated (a captured CUDA graph may hold their address).
     NOTE: launches on one stream at a time (the engine's) share it. The first call should come before CUDA
     graph capture (the engine warms up first), else the zeroing is captured too."""
-    kept = _COUNTERS.setdefault(device, [])
+    kept = _COUNTERS.setdefault((device, kind), [])
     if not kept or kept[-1].numel() < n:
         kept.append(torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device))
     return kept[-1]
@@ -564,11 +614,16 @@ def flash_decode_triton(
     num_stages: int = 3,
     fuse_merge: bool | None = None,
     loop_stages: int | None = None,
+    planes: bool = False,
+    planes_out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` (the split count; each
     sequence's splits still share its own length), ``block_n``, ``loop_stages`` (``decode_config``) and
     ``fuse_merge`` (merge in the decode kernel; planned: at most FUSE_SPLITS splits) override the plan (tests
-    use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles)."""
+    use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles).
+    ``planes``: the output rows (T, nh * hd) go next into an INT8 product: also write them as ``int8_ws``'s
+    planes where that path can take them (``int8_ws.planes_target``); ``planes_out``: (planes int8 (2, MP,
+    nh * hd), scales float32 (>= T,)) to write them into regardless (tests)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     if max_seqlen_q != 1:
         raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
@@ -599,6 +654,19 @@ def flash_decode_triton(
     pdl_end = pdl_enabled(q) and os.environ.get("AUTOGLM_ATTN_TRIGGER", "1") != "0"
     early = pdl_end and B <= EARLY_BATCH and os.environ.get("AUTOGLM_ATTN_EARLY", "1") != "0"
     group = nh // nkv
+    # the output rows' int8 planes for the projection after this call (not with the early launch: one row)
+    rows = out.view(T, nh * hd) if out.is_contiguous() else None
+    want = planes and planes_out is None and rows is not None and not early
+    target = int8_ws.planes_target(rows) if want else None
+    planes_out = planes_out if planes_out is not None else target
+    if planes_out is not None and (rows is None or early):
+        raise ValueError("the planes need a contiguous output and no early launch")
+    row_counters = _arrival_counters(q.device, T, "rows") if planes_out is not None else None
+    pl_args = (
+        (planes_out[0], planes_out[1], row_counters, planes_out[0].shape[1])
+        if planes_out is not None
+        else (out, out, out, 0)
+    )
     # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
     o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
     lse = out if direct else torch.empty((B, nh, splits), dtype=torch.float32, device=q.device)
@@ -617,6 +685,7 @@ def flash_decode_triton(
         lse,
         out,
         _arrival_counters(q.device, B * nkv) if fused else lse,
+        *pl_args,
         q.stride(0),
         q.stride(1),
         k_cache.stride(0),
@@ -652,12 +721,14 @@ def flash_decode_triton(
         EARLY=early,
         # whole 128-byte lines of a K/V row (head dim x element bytes), a power of two
         PF_LINES=max(1, next_pow2(hd * k_cache.element_size() // 128 + 1) // 2),
+        PLANES=planes_out is not None,
+        BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None else 16,
         num_warps=num_warps,
         num_stages=num_stages,
         launch_pdl=early,
     )
     if direct or fused:
-        return out
+        return _planes_done(out, rows, target)
     # small batches: split the merge over head dims too, so that it runs on more multiprocessors
     merge_d = block_d if B * nh >= 2 * device_sms(q) else max(16, block_d // 4)
     _merge_kernel[(B, nh, triton.cdiv(hd, merge_d))](
@@ -666,6 +737,7 @@ def flash_decode_triton(
         cu_seqlens_q,
         seq_lens,
         out,
+        *pl_args,
         o_part.stride(0),
         o_part.stride(1),
         o_part.stride(2),
@@ -680,9 +752,18 @@ def flash_decode_triton(
         BLOCK_S=min(MAX_SPLITS, next_pow2(splits), 8192 // merge_d),
         BLOCK_N=block_n,
         PDL=pdl_end,
+        PLANES=planes_out is not None,
+        BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None else 16,
         num_warps=4,
         launch_pdl=pdl_end,
     )
+    return _planes_done(out, rows, target)
+
+
+def _planes_done(out: torch.Tensor, rows: torch.Tensor | None, target) -> torch.Tensor:
+    """Record the planes the call wrote into ``int8_ws.planes_target``'s buffers (if it did); returns out."""
+    if target is not None:
+        int8_ws.planes_written(rows)
     return out
 
 
@@ -698,20 +779,13 @@ def paged_attention_triton(
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
     softcap: float | None = None,
+    planes: bool = False,
 ) -> torch.Tensor:
     """``paged_attention`` of the kernel contract: all-decode batches go to split-KV flash decoding,
-    everything else (prefill, chunked prefill, mixed batches) to the prefill kernel."""
-    fn = flash_decode_triton if max_seqlen_q == 1 else flash_prefill_triton
-    return fn(
-        q,
-        k_cache,
-        v_cache,
-        block_tables,
-        seq_lens,
-        cu_seqlens_q,
-        max_seqlen_q,
-        scale,
-        k_scale,
-        v_scale,
-        softcap,
-    )
+    everything else (prefill, chunked prefill, mixed batches) to the prefill kernel. ``planes``: decode also
+    writes its output rows as the int8 planes of the INT8 product after it (``flash_decode_triton``)."""
+    args = (q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, max_seqlen_q, scale, k_scale, v_scale,
+            softcap)  # fmt: skip
+    if max_seqlen_q == 1:
+        return flash_decode_triton(*args, planes=planes)
+    return flash_prefill_triton(*args)

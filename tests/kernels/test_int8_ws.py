@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kernels import int8_matmul, int8_ws
+from kernels.flash_decode import flash_decode_triton
 from kernels.fused_norm import rms_norm_triton
 from kernels.int8_matmul import int8_linear_triton
 from kernels.quant import Int8Weight
@@ -167,6 +168,72 @@ def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager():
         graph.replay()
         torch.cuda.synchronize()
         assert all(torch.equal(o, e) for o, e in zip(outs, eager, strict=True))
+
+
+def _decode_case(rows: int, ctx: int = 300):
+    """A decode batch of ``rows`` sequences of ``ctx`` cached tokens (GLM-4's 32 / 2 heads, d=128) over a
+    bf16 cache of shuffled 16-token blocks."""
+    nblk = rows * ctx // 16
+    k = torch.randn(nblk, 16, 2, 128, dtype=BF16, device=DEVICE)
+    v = torch.randn_like(k)
+    tables = torch.randperm(nblk, device=DEVICE).int().view(rows, -1)
+    seq = torch.full((rows,), ctx, dtype=torch.int32, device=DEVICE)
+    cu = torch.arange(rows + 1, dtype=torch.int32, device=DEVICE)
+    q = torch.randn(rows, 32, 128, dtype=BF16, device=DEVICE)
+    return q, k, v, tables, seq, cu, 1, 128**-0.5
+
+
+@needs_gluon_hopper
+@pytest.mark.parametrize("rows", [2, 8, 17, 32])
+@pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
+def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits):
+    # the decode attention before an INT8 o_proj writes its output rows' planes (planes=True): the projection
+    # then skips the planes kernel and gives the bits it gives when it makes them itself
+    w, _, _, _ = int8_linear_case(4096, 4096, rows, BF16, False)
+    args = _decode_case(rows)
+    o = flash_decode_triton(*args, num_splits=splits, planes=True)
+    x = o.view(rows, 4096)
+    assert torch.equal(o, flash_decode_triton(*args, num_splits=splits))
+    assert int8_ws._planes_made(x, (x.device, int8_ws.row_bucket(rows), 4096))
+    own = int8_ws.ws_linear(
+        x.clone(), w.qweight, w.scale, None, torch.empty(rows, 4096, dtype=BF16, device=DEVICE)
+    )
+    made = int8_ws.ws_linear(x, w.qweight, w.scale, None, poisoned((rows, 4096), BF16))
+    assert torch.equal(made, own)
+    assert_close(made, x.float() @ w.dequantize(torch.float32).T, BF16)
+
+
+@needs_gluon_hopper
+@pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
+def test_attention_and_projection_in_a_cuda_graph_with_pdl_match_eager(splits):
+    # captured: norm (planes) -> q/k/v -> decode attention (planes) -> o_proj -> norm (planes) -> gate/up, as a
+    # decode step's layer runs them, the products skipping their planes kernels: replays give eager's bits
+    wq, _, _, _ = int8_linear_case(4608, 4096, 8, BF16, False)
+    wo, _, _, _ = int8_linear_case(4096, 4096, 8, BF16, False)
+    wg, _, _, _ = int8_linear_case(27392, 4096, 8, BF16, False)
+    args = list(_decode_case(8))
+    x = torch.randn(8, 4096, dtype=BF16, device=DEVICE)
+    nw = (1 + 0.1 * torch.randn(4096, device=DEVICE)).to(BF16)
+
+    def step():
+        y = rms_norm_triton(x, nw, 1e-5, planes=True)
+        qkv = int8_linear_triton(y, wq.qweight, wq.scale, None, ws=True)
+        args[0] = qkv[:, :4096].reshape(8, 32, 128)
+        o = flash_decode_triton(*args, num_splits=splits, planes=True)
+        a = int8_linear_triton(o.view(8, 4096), wo.qweight, wo.scale, None, ws=True)
+        y2, _ = rms_norm_triton(a, nw, 1e-5, x, planes=True)
+        return qkv, o, a, int8_linear_triton(y2, wg.qweight, wg.scale, None, ws=True)
+
+    eager = step()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = step()
+    for _ in range(3):
+        for t in outs:
+            t.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert all(torch.equal(t, e) for t, e in zip(outs, eager, strict=True))
 
 
 @needs_gluon_hopper

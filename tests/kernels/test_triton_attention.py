@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kernels import int8_matmul
 from kernels.attention import paged_attention_ref
 from kernels.flash_decode import (
     FUSE_SPLITS,
@@ -223,6 +224,36 @@ def test_decode_merge_in_the_kernel_or_apart(quant, num_splits, fuse_merge, monk
     again = flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge)
     assert torch.equal(again, out)
     assert not _arrival_counters(out.device, 1).any()
+
+
+@pytest.mark.parametrize("quant", [False, True], ids=["bf16-kv", "int8-kv"])
+@pytest.mark.parametrize(
+    ("num_splits", "fuse_merge"), [(1, None), (2, None), (3, False)], ids=["1split", "2fused", "3launches"]
+)
+def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, fuse_merge):
+    # for an INT8 o_proj on the int8 x int8 path (kernels.int8_ws) the call also writes its output rows as the
+    # two int8 planes and row scales the planes kernel would make from them, whichever program stores a row
+    # last (one split: each KV head's program; the merge in the kernel; the merge kernel's head x dims
+    # programs): the same bits, into the first rows of a larger buffer (the rest untouched); the output is
+    # the one without planes, and the row counters are back at 0 (a second call gives the same again)
+    lens = [1, 17, 75, 5, 40]
+    args = _batch([1] * len(lens), lens, GLM, BF16, quant)
+    nh, _, hd = GLM
+    rows = len(lens)
+    args["q"][2] *= 30  # a row of larger values: its own scale
+    want = flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge)
+    for _ in range(2):
+        planes = torch.full((2, 8, nh * hd), 99, dtype=torch.int8, device=DEVICE)
+        sx = torch.full((8,), float("nan"), device=DEVICE)
+        out = poisoned(args["q"].shape, BF16)
+        flash_decode_triton(
+            **args, num_splits=num_splits, fuse_merge=fuse_merge, out=out, planes_out=(planes, sx)
+        )
+        assert torch.equal(out, want)
+        want_planes, want_sx = int8_matmul.split_rows(out.view(rows, nh * hd))
+        assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
+        assert (planes[:, rows:] == 99).all()
+        assert not _arrival_counters(out.device, 1, "rows").any()
 
 
 def test_split_plan_fills_the_gpu_from_shapes():
