@@ -269,14 +269,14 @@ class TextBuilder:
             self._page = page
             self._close()
 
-    def notes(self, title: str, texts: list[str]) -> None:
-        """A document's footnotes or endnotes at its end: a top-level heading ``title`` and the notes numbered
-        in order (nothing when there are none)."""
+    def notes(self, title: str, texts: list[str], numbered: bool = True) -> None:
+        """A document's footnotes or endnotes (or page headers, footers: ``numbered=False``) at its end: a
+        top-level heading ``title`` and the notes, numbered in order (nothing when there are none)."""
         if texts:
             first = self.first_heading
             self.heading(1, title)
             self.first_heading = first  # "Footnotes" is no title for the document
-            self.block("\n".join(f"{n}. {t}" for n, t in enumerate(texts, 1)))
+            self.block("\n".join(f"{n}. {t}" if numbered else t for n, t in enumerate(texts, 1)))
 
     def block(self, text: str) -> None:
         text = clean_block(text)

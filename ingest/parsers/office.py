@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import re
 import zipfile
 
 from . import base
@@ -53,7 +54,8 @@ def open_zip(data: bytes, kind: str) -> zipfile.ZipFile:
 def parse_docx(data: bytes) -> ParsedDocument:
     """Paragraphs and tables in body order (content controls opened, a table of contents skipped); headings
     from paragraph styles, the styles they are based on, or outline levels; tables as header rows; text
-    boxes, SmartArt diagrams and charts after their paragraph; footnotes and endnotes at the end. Paragraph text is every ``w:t`` of the
+    boxes, SmartArt diagrams and charts after their paragraph; footnotes and endnotes at the end, then the page
+    headers' and footers' text (once each, page numbers dropped). Paragraph text is every ``w:t`` of the
     paragraph (hyperlinks, tracked insertions, inline content controls, field results), not deleted text
     or field codes."""
     from docx import Document
@@ -64,6 +66,7 @@ def parse_docx(data: bytes) -> ParsedDocument:
         body = doc.element.body
         meta_title = doc.core_properties.title
         notes = [(kind, _notes(doc, kind)) for kind in ("footnotes", "endnotes")]
+        margins = _headers_footers(doc)
     except ParseError:
         raise
     except Exception as e:
@@ -73,6 +76,8 @@ def parse_docx(data: bytes) -> ParsedDocument:
     _docx_blocks(body, doc, b, titles, {})
     for kind, texts in notes:
         b.notes(kind.capitalize(), texts)
+    for kind, texts in margins:
+        b.notes(kind, texts, numbered=False)
     return b.build("docx", None, metadata_title(meta_title) or (titles[0] if titles else None))
 
 
@@ -187,6 +192,50 @@ def _notes(doc, kind: str) -> list[str]:
         if text:
             texts.append(text)
     return texts
+
+
+# a header or footer line that only numbers the page ("3", "Page 3 of 12", "- 3 -", "3/12")
+_PAGE_NUMBER = re.compile(r"[-\s]*(page\s*)?\d+(\s*(of|/)\s*\d+)?[-\s]*", re.IGNORECASE)
+
+
+def _headers_footers(doc) -> list[tuple[str, list[str]]]:
+    """[("Page header", lines), ("Page footer", lines)]: the text of every section's page headers and footers
+    (first-page, odd and even), each distinct line once and in order; page numbers and watermark text boxes left
+    out. Word prints them on every page, so a policy's owner, number or contact desk often stands only there."""
+    out = []
+    for kind, names in (("Page header", ("first_page_header", "header", "even_page_header")),
+                        ("Page footer", ("first_page_footer", "footer", "even_page_footer"))):  # fmt: skip
+        lines: list[str] = []
+        for section in doc.sections:
+            for name in names:
+                try:
+                    part = getattr(section, name)
+                    if part.is_linked_to_previous:  # no part of its own: the previous section's
+                        continue
+                    got = _margin_lines(part._element)
+                except Exception:  # noqa: BLE001  (a broken reference loses the header, not the document)
+                    logger.warning("unreadable %s skipped", kind.lower())
+                    continue
+                for line in got:
+                    if line not in lines and not _PAGE_NUMBER.fullmatch(line):
+                        lines.append(line)
+        out.append((kind, lines))
+    return out
+
+
+def _margin_lines(container) -> list[str]:
+    """A header's or footer's paragraphs and table rows as lines (content controls opened)."""
+    lines: list[str] = []
+    for el in container.iterchildren():
+        if el.tag == _w("p"):
+            lines += [t.strip() for t in _para_text(el).split("\n")]
+        elif el.tag == _w("tbl"):
+            rows = [[c.strip() for c in r] for r in _table_rows(el)]
+            lines += [" ".join(c for c in r if c) for r in rows]  # a layout grid, not a table with headers
+        elif el.tag == _w("sdt") and not _placeholder(el):
+            content = el.find(_w("sdtContent"))
+            lines += _margin_lines(content) if content is not None else []
+    return [" ".join(t.split()) for t in lines if t.strip()]
 
 
 _DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"

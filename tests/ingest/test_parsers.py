@@ -656,6 +656,39 @@ def test_docx_text_python_docx_skips_is_read():
     assert_tiles(doc)
 
 
+def test_docx_page_headers_and_footers_are_read_once_without_page_numbers():
+    # A policy's owner and its contact desk often stand only in the page header and footer; they were dropped,
+    # so "what is the travel desk's address?" found nothing.
+    from docx import Document
+    from docx.enum.section import WD_SECTION
+
+    d = Document()
+    first = d.sections[0]
+    first.different_first_page_header_footer = True
+    first.first_page_header.paragraphs[0].text = "ACME Corp - internal"
+    first.header.paragraphs[0].text = "Policy owner: Finance Operations (FIN-207)"
+    first.footer.paragraphs[0].text = "Questions: travel-desk@acme.example\tPage 2 of 3"
+    first.footer.add_paragraph("Page 2 of 3")
+    grid = first.footer.add_table(rows=1, cols=2, width=first.page_width)
+    grid.rows[0].cells[0].text, grid.rows[0].cells[1].text = "Revision 4", "Approved by the CFO"
+    d.add_heading("Travel", level=1)
+    d.add_paragraph("Book flights 14 days ahead.")
+    d.add_section(WD_SECTION.NEW_PAGE)  # its header and footer follow the first section's: read once
+    d.add_paragraph("Trips over five days need a vice president's approval.")
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse(buf.getvalue(), "travel.docx")
+    assert doc.text == (
+        "Travel\n\nBook flights 14 days ahead.\n\nTrips over five days need a vice president's approval.\n\n"
+        "Page header\n\nACME Corp - internal\nPolicy owner: Finance Operations (FIN-207)\n\n"
+        "Page footer\n\nQuestions: travel-desk@acme.example Page 2 of 3\nRevision 4 Approved by the CFO"
+    )
+    assert doc.title == "Travel"
+    assert section_of(doc, "travel-desk@").heading_path == ["Page footer"]
+    assert section_of(doc, "Policy owner").heading_path == ["Page header"]
+    assert_tiles(doc)
+
+
 EMAIL_TEXT = (
     "From: Anna Schmidt <anna@example.com>\nTo: team@example.com\nDate: Tue, 04 Mar 2025 10:30:00 +0100\n"
     "Subject: Re: Office move – überall neue Schlüssel\n\nHi all,\n\nthe office moves to Torstrasse 140 on "
