@@ -473,6 +473,45 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
     return out
 
 
+def sheet_rows_as_text(rows: list[list[str]]) -> list[str]:
+    """A sheet's (or CSV export's) rows as lines (``rows_as_text``), each table stacked on the sheet under its own
+    header: after an empty row, a row of labels (two or more cells, none with a digit; one-cell title rows may
+    come first) with a figure below one of its labels before the next empty row begins a new table. Other empty
+    rows (spacers inside one table) change nothing. Until now a second table's rows were named by the first
+    table's columns ("Team: Dell; Phone: Maria Lopez; Hours: 2027-03-31")."""
+    rows = [[clean_inline(c) for c in r] for r in rows]
+    tables: list[list[list[str]]] = [[]]
+    for i, r in enumerate(rows):
+        if not any(r):
+            continue
+        if tables[-1] and i and not any(rows[i - 1]) and _starts_table(rows, i):
+            tables.append([])
+        tables[-1].append(r)
+    return [line for t in tables for line in rows_as_text(t)]
+
+
+def _starts_table(rows: list[list[str]], i: int) -> bool:
+    """Whether rows[i:] open with a table's header: past at most MAX_TITLE_ROWS one-cell rows, a row of 2+ cells
+    without digits, over rows (up to the next empty one) with a digit in a column the header names."""
+    j = i
+    while j < len(rows) and j - i < MAX_TITLE_ROWS and sum(1 for c in rows[j] if c) == 1:
+        j += 1
+    if j >= len(rows) or not any(rows[j]):
+        return False
+    labels = {k for k, c in enumerate(rows[j]) if c}
+    if len(labels) < 2 or any(_DIGIT.search(rows[j][k]) for k in labels):
+        return False
+    for r in rows[j + 1 :]:
+        if not any(r):
+            return False
+        if any(k < len(r) and _DIGIT.search(r[k]) for k in labels):
+            return True
+    return False
+
+
+_DIGIT = re.compile(r"\d")
+
+
 def reading_order(items: list, place, line: float) -> list:
     """``items`` (slide shapes, frames) in reading order: top to bottom, and left to right among those whose
     tops lie within ``line`` of the first of their line. ``place(item)`` -> (top, left), in ``line``'s unit."""

@@ -20,6 +20,7 @@ from .base import (
     metadata_title,
     reading_order,
     rows_as_text,
+    sheet_rows_as_text,
     xml_parser,
 )
 from .office import open_zip
@@ -85,7 +86,7 @@ def parse_ods(data: bytes) -> ParsedDocument:
         cells += sum(len(row) for row in rows)
         if cells > base.MAX_SHEET_CELLS:
             raise ParseError(f"The spreadsheet has more than {base.MAX_SHEET_CELLS:,} cells; split it.")
-        lines = rows_as_text(rows)
+        lines = sheet_rows_as_text(rows)
         if lines:
             r.b.set_path([])
             r.b.heading(1, sheet.get(_q("table:name"), ""))

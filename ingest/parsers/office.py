@@ -14,7 +14,15 @@ import re
 import zipfile
 
 from . import base
-from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, reading_order, rows_as_text
+from .base import (
+    ParsedDocument,
+    ParseError,
+    TextBuilder,
+    metadata_title,
+    reading_order,
+    rows_as_text,
+    sheet_rows_as_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -509,7 +517,7 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
                         f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it."
                     )
                 rows.append([_cell(c.value, getattr(c, "number_format", None)) for c in r])
-            lines = rows_as_text(rows)
+            lines = sheet_rows_as_text(rows)
             if lines:
                 b.set_path([])
                 b.heading(1, ws.title)

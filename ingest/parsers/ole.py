@@ -32,6 +32,7 @@ from .base import (
     metadata_title,
     number_text,
     rows_as_text,
+    sheet_rows_as_text,
 )
 from .mail import Mail, html_text, write_mail
 
@@ -389,7 +390,7 @@ def parse_xls(data: bytes) -> ParsedDocument:
             if cells > base.MAX_SHEET_CELLS:
                 raise ParseError(f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it.")
             rows = [[_xls_cell(c, wb) for c in sh.row(r)] for r in range(sh.nrows)]
-            lines = rows_as_text(rows)
+            lines = sheet_rows_as_text(rows)
             if lines:
                 b.set_path([])
                 b.heading(1, sh.name)

@@ -25,6 +25,7 @@ from .base import (
     link_target,
     metadata_title,
     rows_as_text,
+    sheet_rows_as_text,
 )
 from .myst import END, TAB, myst_to_markdown
 
@@ -200,7 +201,7 @@ def parse_delimited(text: str) -> ParsedDocument:
     if sum(widths) > MAX_SHEET_CELLS:
         raise ParseError(f"The table has more than {MAX_SHEET_CELLS:,} cells; split it.")
     b = TextBuilder()
-    b.block("\n".join(rows_as_text(rows)))
+    b.block("\n".join(sheet_rows_as_text(rows)))
     return b.build("csv", None, None)
 
 

@@ -799,6 +799,43 @@ def test_a_sheet_title_above_the_table_is_not_its_header():
     )
 
 
+def test_tables_stacked_on_one_sheet_keep_their_own_headers():
+    # The vendor table below the contacts used to be read under the contacts' columns: "Team: Dell; Phone: Maria
+    # Lopez; Hours: 2027-03-31", so "when does the Dell contract end?" had no answer saying so.
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "IT"
+    for row in (["Team", "Phone", "Hours"], ["Service desk", "x4000", "08:00-18:00"], [],  # a spacer: same table
+                ["Network", "x4010", "24/7"], [], [], ["Vendor contracts"],
+                ["Vendor", "Account manager", "Contract ends"], ["Dell", "Maria Lopez", "2027-03-31"],
+                ["Microsoft", "Tom Hale", "2026-12-31"]):  # fmt: skip
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    want = (
+        "Team: Service desk; Phone: x4000; Hours: 08:00-18:00\nTeam: Network; Phone: x4010; Hours: 24/7\n"
+        "Vendor contracts\nVendor: Dell; Account manager: Maria Lopez; Contract ends: 2027-03-31\n"
+        "Vendor: Microsoft; Account manager: Tom Hale; Contract ends: 2026-12-31"
+    )
+    assert parse(buf.getvalue(), "it.xlsx").text == "IT\n\n" + want
+    csv_export = (
+        "Team,Phone,Hours\nService desk,x4000,08:00-18:00\n\nNetwork,x4010,24/7\n\n\nVendor contracts,,\n"
+    )
+    csv_export += (
+        "Vendor,Account manager,Contract ends\nDell,Maria Lopez,2027-03-31\nMicrosoft,Tom Hale,2026-12-31\n"
+    )
+    assert parse(csv_export.encode(), "it.csv").text == want
+    # a spacer followed by a row of words over rows without figures stays in its table (it may be data)
+    staff = [["Name", "Room"], ["Ana", "Lab"], [], ["Desk", "Hall"], ["Tom", "Roof"]]
+    assert base.sheet_rows_as_text(staff) == [
+        "Name: Ana; Room: Lab",
+        "Name: Desk; Room: Hall",
+        "Name: Tom; Room: Roof",
+    ]
+
+
 def test_docx_zip_bomb_is_refused_quickly_in_bounded_memory():
     data = F.make_zip_bomb_docx(member_mb=64)
     assert len(data) < 2_000_000
