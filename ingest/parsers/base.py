@@ -283,7 +283,12 @@ class TextBuilder:
         if text:
             self._append(text)
 
-    def build(self, detected_type: str, pages: int | None, title: str | None) -> ParsedDocument:
+    def build(
+        self, detected_type: str, pages: int | None, title: str | None, heading_title: bool = True
+    ) -> ParsedDocument:
+        """The document; its title ``title``, else (``heading_title``) its first heading, else None (the file
+        name stands in). A workbook passes False: its first heading is a sheet's name ("Sheet1", or one sheet
+        of several), no title for the whole file."""
         text = "".join(self._parts)
         if not text.strip():
             raise ParseError("The document contains no text that could be extracted.")
@@ -297,7 +302,7 @@ class TextBuilder:
             sections=self._sections,
             detected_type=detected_type,
             pages=pages,
-            title=title or self.first_heading,
+            title=title or (self.first_heading if heading_title else None),
         )
 
 

@@ -91,7 +91,7 @@ def parse_ods(data: bytes) -> ParsedDocument:
             r.b.set_path([])
             r.b.heading(1, sheet.get(_q("table:name"), ""))
             r.b.block("\n".join(lines))
-    return r.b.build("ods", None, title)
+    return r.b.build("ods", None, title, heading_title=False)
 
 
 def parse_odp(data: bytes) -> ParsedDocument:

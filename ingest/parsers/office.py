@@ -529,7 +529,7 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
         raise ParseError("The Excel file could not be read: the file is damaged.") from e
     finally:
         wb.close()
-    return b.build("xlsx", None, metadata_title(title))
+    return b.build("xlsx", None, metadata_title(title), heading_title=False)
 
 
 def _cell(v, fmt: str | None = None) -> str:

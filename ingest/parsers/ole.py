@@ -400,7 +400,7 @@ def parse_xls(data: bytes) -> ParsedDocument:
             raise ParseError("The Excel 97-2003 file could not be read: its sheets are damaged.")
     finally:
         wb.release_resources()
-    return b.build("xls", None, None)
+    return b.build("xls", None, None, heading_title=False)
 
 
 class _Discard:

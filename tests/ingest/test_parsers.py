@@ -799,6 +799,37 @@ def test_a_sheet_title_above_the_table_is_not_its_header():
     )
 
 
+def test_a_workbook_is_not_titled_after_a_sheet():
+    # Citations of a workbook saved with Excel's default names said "Sheet1", and those of a rota on the second
+    # sheet of ops.xlsx said "Price list" (the first sheet's name); without a title in its properties a workbook
+    # is now named by its file name (the pipeline's fallback for a document without a title).
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.active.append(["Name", "Phone"])
+    wb.active.append(["Ana", "x4000"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    assert wb.active.title == "Sheet"
+    doc = parse(buf.getvalue(), "phones.xlsx")
+    assert (doc.title, doc.text) == (None, "Sheet\n\nName: Ana; Phone: x4000")
+    assert parse(F.make_xlsx(), "ops.xlsx").title is None  # sheets "Prices", "Staff"
+    assert parse(F.make_xls(), "ops.xls").title is None
+    sheet = '<table:table table:name="Rota"><table:table-row><table:table-cell><text:p>Week</text:p></table:table-cell>'
+    sheet += "<table:table-cell><text:p>On call</text:p></table:table-cell></table:table-row></table:table>"
+    ods = F._odf_zip(
+        "application/vnd.oasis.opendocument.spreadsheet",
+        f"<office:spreadsheet>{sheet}</office:spreadsheet>",
+        None,
+    )
+    assert parse(ods, "rota.ods").title is None
+    assert parse(F.make_ods(), "rates.ods").title == "Travel rates"  # a title in its properties still counts
+    wb.properties.title = "Phone list"
+    buf = io.BytesIO()
+    wb.save(buf)
+    assert parse(buf.getvalue(), "phones.xlsx").title == "Phone list"
+
+
 def test_tables_stacked_on_one_sheet_keep_their_own_headers():
     # The vendor table below the contacts used to be read under the contacts' columns: "Team: Dell; Phone: Maria
     # Lopez; Hours: 2027-03-31", so "when does the Dell contract end?" had no answer saying so.
