@@ -12,8 +12,8 @@ GEMM alone chained under PDL on planes already made (what the product costs when
 planes); and the pair "kernel before + product" chained, as a decode step runs them, with cuBLAS bf16, with
 this path and its planes kernel, and with the planes written by the kernel before (x = bf16 pair / it): for
 q/k/v and gate/up the RMSNorm (``rms_norm``'s planes, AUTOGLM_NORM_PLANES in the engine), for o_proj the decode
-attention over 1,024 cached tokens a row (``flash_decode_triton``'s planes, AUTOGLM_ATTN_PLANES); down's
-input (SiLU-and-multiply) gets none. ``--skip-before``: without the path before. Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
+attention over 1,024 cached tokens a row (``flash_decode_triton``'s planes, AUTOGLM_ATTN_PLANES), for down
+SiLU-and-multiply (``silu_and_mul_triton``'s planes, AUTOGLM_SILU_PLANES). ``--skip-before``: without the path before. Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
 benchmarks/out/int8_ws.json.
 """
 
@@ -33,6 +33,7 @@ from kernels.flash_decode import flash_decode_triton  # noqa: E402
 from kernels.fused_norm import rms_norm_triton  # noqa: E402
 from kernels.int8_matmul import int8_linear_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
+from kernels.swiglu import silu_and_mul_triton  # noqa: E402
 from kernels.triton_common import pdl_enabled  # noqa: E402
 
 
@@ -104,6 +105,7 @@ def main() -> None:
 # whose input the decode attention writes (it can too)
 NORMED = ("qkv", "gate_up")
 ATTENDED = ("o_proj",)
+ACTIVATED = ("down",)
 ATTN_CONTEXT = 1024
 
 
@@ -135,18 +137,23 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     # (the graphs leave y of the last weight copy: the first one's product, once more, for the check)
     err["gemm"] = rel(int8_ws.planes_gemm(planes, sx, M, iws[0].qweight, iws[0].scale, None, y), exact)
     pairs = [float("nan")] * 5
-    if name in NORMED or name in ATTENDED:
+    if name in NORMED or name in ATTENDED or name in ACTIVATED:
         # (kernel before + product) pairs over the weight copies, as a decode step chains them
         if name in NORMED:
             nw = (1 + 0.1 * torch.randn(K, device="cuda")).to(x.dtype)
 
             def before(planes_made):
                 return rms_norm_triton(x, nw, 1e-5, planes=planes_made)
-        else:
+        elif name in ATTENDED:
             dec = _decode_inputs(M, K // 128)
 
             def before(planes_made):
                 return flash_decode_triton(*dec, planes=planes_made).view(M, K)
+        else:
+            gu = torch.randn(M, 2 * K, dtype=x.dtype, device="cuda") * 2
+
+            def before(planes_made):
+                return silu_and_mul_triton(gu, planes=planes_made)
 
         exact_b = before(False).float() @ iws[0].dequantize(torch.float32).T
 

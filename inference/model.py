@@ -170,7 +170,7 @@ class GlmModel:
             x, residual = kernels.rms_norm(
                 a, layer.post_attention_norm, eps, residual, layer.post_self_attn_norm, layer.gate_up
             )
-            act = kernels.gate_up_silu(x, layer.gate_up, invariant=meta.invariant)
+            act = kernels.gate_up_silu(x, layer.gate_up, invariant=meta.invariant, planes_for=layer.down)
             h = kernels.linear(act, layer.down, invariant=meta.invariant)
             post_mlp = layer.post_mlp_norm
         out, _ = kernels.rms_norm(h, self.norm, eps, residual, post_mlp)

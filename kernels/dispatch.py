@@ -179,29 +179,42 @@ def paged_attention(
     if invariant and max_seqlen_q > 1:
         return _load("kernels.flash_prefill:flash_prefill_invariant")(*args)
     # NOTE: off unless AUTOGLM_ATTN_PLANES=1 until it has run on a GPU (the CPU interpreter's tests pass and
-    # the kernels compile for sm_90): RESULTS.md "The planes written by the decode attention"
+    # the kernels compile for sm_90): RESULTS.md "The planes written by the decode attention and by SiLU-and-multiply"
     planes = isinstance(planes_for, Int8Weight) and os.environ.get("AUTOGLM_ATTN_PLANES", "0") == "1"
     return fn(*args, planes=True) if planes else fn(*args)
 
 
-def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
-    """x (T, 2I) = [gate | up] -> silu(gate) * up, (T, I)."""
-    return _pick("silu_and_mul", silu_and_mul_ref, x)(x)
+def silu_and_mul(x: torch.Tensor, planes_for: torch.Tensor | Int8Weight | None = None) -> torch.Tensor:
+    """x (T, 2I) = [gate | up] -> silu(gate) * up, (T, I). planes_for: the weight of the product the rows go to
+    next (down); an Int8Weight lets the Triton kernel also write them in the form its int8 x int8 path reads
+    (``kernels.int8_ws``), saving that a launch."""
+    fn = _pick("silu_and_mul", silu_and_mul_ref, x)
+    # NOTE: off unless AUTOGLM_SILU_PLANES=1 until it has run on a GPU (the CPU interpreter's tests pass and
+    # the kernel compiles for sm_90): RESULTS.md "The planes written by the decode attention and by SiLU-and-multiply"
+    if fn is silu_and_mul_ref or not isinstance(planes_for, Int8Weight):
+        return fn(x)
+    return fn(x, planes=True) if os.environ.get("AUTOGLM_SILU_PLANES", "0") == "1" else fn(x)
 
 
-def gate_up_silu(x: torch.Tensor, w: torch.Tensor | Int8Weight, invariant: bool = False) -> torch.Tensor:
+def gate_up_silu(
+    x: torch.Tensor,
+    w: torch.Tensor | Int8Weight,
+    invariant: bool = False,
+    planes_for: torch.Tensor | Int8Weight | None = None,
+) -> torch.Tensor:
     """The MLP's fused gate/up projection and activation: silu_and_mul(x (T, H) @ w.T) -> (T, I) for
-    w = [gate; up] (2I, H). A decode row on CUDA runs it as one launch (``kernels.swiglu``) where it can."""
+    w = [gate; up] (2I, H). A decode row on CUDA runs it as one launch (``kernels.swiglu``) where it can.
+    planes_for: as ``silu_and_mul``'s."""
     fused = _pick("gate_up_silu", None, x)
     if fused is not None:
         h = fused(x, w)
         if h is not None:
             return h
-    return silu_and_mul(linear(x, w, None, invariant))
+    return silu_and_mul(linear(x, w, None, invariant), planes_for)
 
 
 # keyword arguments of the public ops that dispatch consumes (launchers do not take them; `planes_for`
-# becomes rms_norm_triton's and paged_attention_triton's `planes`)
+# becomes rms_norm_triton's, paged_attention_triton's and silu_and_mul_triton's `planes`)
 DISPATCH_OPTIONS = frozenset({"invariant", "planes_for"})
 
 # Rows per matmul call in batch-invariant mode (see `linear`). 256 rows keep a prefill chunk's GEMMs near

@@ -36,7 +36,7 @@ from . import int8_ws
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
-from .int8_ws import row_scale, store_planes
+from .int8_ws import planes_on_last_arrival
 from .triton_common import (
     INTERPRET,
     UPCAST_DOT,
@@ -242,23 +242,6 @@ def _split_tiles(seq_len, num_splits, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _row_planes(O_ptr, t, stride_t, RCNT_ptr, writers, PL_ptr, SX_ptr, MP, ROW, BLOCK_ROW: tl.constexpr):
-    """After this program stored its part of output row t (ROW contiguous elements): count it, and if it was
-    the last of the row's ``writers`` programs, read the row back from L2 (.cg) and write it as int8_ws's
-    planes and row scale (PL int8 (2, MP, ROW), SX), as its planes kernel would; the counter goes back to 0.
-    The barrier orders every thread's stores before the (cumulative) acq_rel counter update."""
-    tl.debug_barrier()
-    if tl.atomic_add(RCNT_ptr + t, 1, sem="acq_rel", scope="gpu") == writers - 1:
-        cols = tl.arange(0, BLOCK_ROW)
-        mask = cols < ROW
-        x = tl.load(O_ptr + t * stride_t + cols, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
-        sx = row_scale(tl.max(tl.abs(x), axis=0))
-        tl.store(SX_ptr + t, sx)
-        store_planes(PL_ptr, t, cols, mask, ROW, MP, x / sx)
-        tl.store(RCNT_ptr + t, 0)
-
-
-@triton.jit
 def _flash_decode_kernel(
     Q_ptr,
     KC_ptr,
@@ -445,7 +428,7 @@ def _flash_decode_kernel(
         if PLANES:
             # the row's KV heads' programs each stored their part
             nh = GROUP * tl.num_programs(1)
-            _row_planes(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
+            planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
                         BLOCK_ROW)  # fmt: skip
     else:
         lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
@@ -489,7 +472,7 @@ def _flash_decode_kernel(
                 if PLANES:
                     # one merging program per KV head stored its part of the row
                     nh = GROUP * tl.num_programs(1)
-                    _row_planes(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP,
+                    planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP,
                                 nh * HEAD_DIM, BLOCK_ROW)  # fmt: skip
 
 
@@ -560,7 +543,7 @@ def _merge_kernel(
     if PLANES:
         # every (head, dims) program of the row stored its part
         nh = tl.num_programs(1)
-        _row_planes(O_ptr, t, stride_t, RCNT_ptr, nh * tl.num_programs(2), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
+        planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, nh * tl.num_programs(2), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
                     BLOCK_ROW)  # fmt: skip
 
 
@@ -580,16 +563,16 @@ def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, 
     return min(want, tiles, MAX_SPLITS)
 
 
-_COUNTERS: dict[tuple[torch.device, str], list[torch.Tensor]] = {}
+_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
 
 
-def _arrival_counters(device: torch.device, n: int, kind: str = "pairs") -> torch.Tensor:
-    """A zeroed int32 arrival counter per (sequence, KV head) for the fused merge (``kind`` "pairs"), or per
-    output row for the planes (``kind`` "rows"), kept per device: every launch leaves it zeroed again. 64K entries cover any batch the engine runs; a larger one gets a larger
+def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
+    """A zeroed int32 arrival counter per (sequence, KV head) for the fused merge, kept per device: every
+    launch leaves it zeroed again. 64K entries cover any batch the engine runs; a larger one gets a larger
     buffer, and the old ones stay allocated (a captured CUDA graph may hold their address).
     NOTE: launches on one stream at a time (the engine's) share it. The first call should come before CUDA
     graph capture (the engine warms up first), else the zeroing is captured too."""
-    kept = _COUNTERS.setdefault((device, kind), [])
+    kept = _COUNTERS.setdefault(device, [])
     if not kept or kept[-1].numel() < n:
         kept.append(torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device))
     return kept[-1]
@@ -661,7 +644,7 @@ def flash_decode_triton(
     planes_out = planes_out if planes_out is not None else target
     if planes_out is not None and (rows is None or early):
         raise ValueError("the planes need a contiguous output and no early launch")
-    row_counters = _arrival_counters(q.device, T, "rows") if planes_out is not None else None
+    row_counters = int8_ws.row_counters(q.device, T) if planes_out is not None else None
     pl_args = (
         (planes_out[0], planes_out[1], row_counters, planes_out[0].shape[1])
         if planes_out is not None

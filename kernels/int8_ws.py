@@ -93,6 +93,39 @@ def store_planes(P_ptr, m, k, mask, K, MP, t):
     tl.store(dst + tl.cast(MP, tl.int64) * K, lo.to(tl.int8), mask=mask)
 
 
+@triton.jit
+def planes_on_last_arrival(
+    Y_ptr, row, stride_y, RCNT_ptr, writers, PL_ptr, SX_ptr, MP, K, BLOCK: tl.constexpr
+):
+    """For a kernel whose ``writers`` programs each store a part of row ``row`` of Y (K contiguous elements),
+    called by each after its stores: count them (``row_counters``), and the last to arrive reads the row back
+    from L2 (.cg) and writes it as the planes and row scale (PL int8 (2, MP, K), SX) the planes kernel would
+    make from it, then sets the count back to 0. The barrier orders every thread's stores before the
+    (cumulative) acq_rel counter update, as the decode kernel's fused merge does."""
+    tl.debug_barrier()
+    if tl.atomic_add(RCNT_ptr + row, 1, sem="acq_rel", scope="gpu") == writers - 1:
+        cols = tl.arange(0, BLOCK)
+        mask = cols < K
+        x = tl.load(Y_ptr + row * stride_y + cols, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        sx = row_scale(tl.max(tl.abs(x), axis=0))
+        tl.store(SX_ptr + row, sx)
+        store_planes(PL_ptr, row, cols, mask, K, MP, x / sx)
+        tl.store(RCNT_ptr + row, 0)
+
+
+_ROW_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
+
+
+def row_counters(device: torch.device, n: int) -> torch.Tensor:
+    """A zeroed int32 arrival counter per row for ``planes_on_last_arrival``, kept per device (every launch
+    leaves it zeroed; a larger need gets a larger buffer and the old ones stay allocated: a captured CUDA
+    graph may hold their address). NOTE: launches on one stream at a time (the engine's) share it."""
+    kept = _ROW_COUNTERS.setdefault(device, [])
+    if not kept or kept[-1].numel() < n:
+        kept.append(torch.zeros(max(n, 1024), dtype=torch.int32, device=device))
+    return kept[-1]
+
+
 def row_bucket(M: int) -> int:
     """The rows padded to the GEMM's MP: 8, 16 or 32."""
     return 8 if M <= 8 else 16 if M <= 16 else 32

@@ -181,7 +181,12 @@ VARIANTS = {
     "rows split into int8 planes under PDL": (
         int8_matmul._split_rows_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(BLOCK_K=1024, PDL=True), 4,
         MARKERS[:2]),
-    "SiLU-and-multiply under PDL": (swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True), 8, MARKERS[:2]),
+    "SiLU-and-multiply under PDL": (
+        swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True, PLANES=False, BLOCK_ROW=16), 8, MARKERS[:2]),
+    "SiLU-and-multiply under PDL, the rows also as int8 planes": (
+        swiglu._silu_and_mul_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32", "RCNT_ptr": "*i32"},
+        dict(BLOCK=2048, PDL=True, PLANES=True, BLOCK_ROW=16384), 8,
+        MARKERS[:2] + ("atom.global.gpu.acq_rel.add", "ld.global.cg")),
     "add + two RMSNorms, the rows also as int8 planes, under PDL": (
         fused_norm._rms_norm_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
         dict(HAS_RESIDUAL=True, BLOCK_N=4096, PRE=True, PLANES=True, PDL=True), 8, MARKERS[:2]),

@@ -11,6 +11,7 @@ from kernels.flash_decode import flash_decode_triton
 from kernels.fused_norm import rms_norm_triton
 from kernels.int8_matmul import int8_linear_triton
 from kernels.quant import Int8Weight
+from kernels.swiglu import silu_and_mul_triton
 from tests.kernels.conftest import (
     DEVICE,
     GLUON_HOPPER,
@@ -204,13 +205,34 @@ def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits):
 
 
 @needs_gluon_hopper
+@pytest.mark.parametrize("rows", [2, 8, 17, 32])
+def test_projection_takes_the_planes_the_silu_wrote(rows):
+    # SiLU-and-multiply before the INT8 down projection writes its rows' planes (planes=True): the projection
+    # then skips the planes kernel and gives the bits it gives when it makes them itself
+    w, _, _, _ = int8_linear_case(4096, 13696, rows, BF16, False)
+    g = torch.randn(rows, 2 * 13696, dtype=BF16, device=DEVICE) * 2
+    x = silu_and_mul_triton(g, planes=True)
+    assert torch.equal(x, silu_and_mul_triton(g))
+    x = silu_and_mul_triton(g, planes=True)
+    assert int8_ws._planes_made(x, (x.device, int8_ws.row_bucket(rows), 13696))
+    own = int8_ws.ws_linear(
+        x.clone(), w.qweight, w.scale, None, torch.empty(rows, 4096, dtype=BF16, device=DEVICE)
+    )
+    made = int8_ws.ws_linear(x, w.qweight, w.scale, None, poisoned((rows, 4096), BF16))
+    assert torch.equal(made, own)
+    assert_close(made, x.float() @ w.dequantize(torch.float32).T, BF16)
+
+
+@needs_gluon_hopper
 @pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
-def test_attention_and_projection_in_a_cuda_graph_with_pdl_match_eager(splits):
-    # captured: norm (planes) -> q/k/v -> decode attention (planes) -> o_proj -> norm (planes) -> gate/up, as a
-    # decode step's layer runs them, the products skipping their planes kernels: replays give eager's bits
+def test_layer_of_products_on_made_planes_in_a_cuda_graph_with_pdl_matches_eager(splits):
+    # captured: norm (planes) -> q/k/v -> decode attention (planes) -> o_proj -> norm (planes) -> gate/up ->
+    # SiLU (planes) -> down, as a decode step's layer runs them, the products skipping their planes kernels:
+    # replays give eager's bits
     wq, _, _, _ = int8_linear_case(4608, 4096, 8, BF16, False)
     wo, _, _, _ = int8_linear_case(4096, 4096, 8, BF16, False)
     wg, _, _, _ = int8_linear_case(27392, 4096, 8, BF16, False)
+    wd, _, _, _ = int8_linear_case(4096, 13696, 8, BF16, False)
     args = list(_decode_case(8))
     x = torch.randn(8, 4096, dtype=BF16, device=DEVICE)
     nw = (1 + 0.1 * torch.randn(4096, device=DEVICE)).to(BF16)
@@ -222,7 +244,9 @@ def test_attention_and_projection_in_a_cuda_graph_with_pdl_match_eager(splits):
         o = flash_decode_triton(*args, num_splits=splits, planes=True)
         a = int8_linear_triton(o.view(8, 4096), wo.qweight, wo.scale, None, ws=True)
         y2, _ = rms_norm_triton(a, nw, 1e-5, x, planes=True)
-        return qkv, o, a, int8_linear_triton(y2, wg.qweight, wg.scale, None, ws=True)
+        gu = int8_linear_triton(y2, wg.qweight, wg.scale, None, ws=True)
+        act = silu_and_mul_triton(gu, planes=True)
+        return qkv, o, a, gu, act, int8_linear_triton(act, wd.qweight, wd.scale, None, ws=True)
 
     eager = step()
     graph = torch.cuda.CUDAGraph()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import int8_matmul
+from kernels import int8_matmul, int8_ws
 from kernels.attention import paged_attention_ref
 from kernels.flash_decode import (
     FUSE_SPLITS,
@@ -253,7 +253,7 @@ def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, f
         want_planes, want_sx = int8_matmul.split_rows(out.view(rows, nh * hd))
         assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
         assert (planes[:, rows:] == 99).all()
-        assert not _arrival_counters(out.device, 1, "rows").any()
+        assert not int8_ws.row_counters(out.device, 1).any()
 
 
 def test_split_plan_fills_the_gpu_from_shapes():

@@ -132,6 +132,29 @@ def test_silu_and_mul_matches_reference(dtype, rows, inter):
     assert_close(out, silu_and_mul_ref(x), dtype)
 
 
+@pytest.mark.parametrize("rows", [2, 17])
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+def test_silu_and_mul_writes_the_int8_planes_its_projection_reads(rows, dtype):
+    # for the INT8 down projection after it (kernels.int8_ws) the kernel also writes its output rows as the
+    # two int8 planes and row scales the planes kernel would make from them: the last of a row's chunk
+    # programs (a row wider than one chunk: several) reads the row back and writes them. The same bits, into
+    # the first rows of a larger buffer (the rest untouched); the output is the one without planes; the row
+    # counters are back at 0 (a second call gives the same again)
+    inter = 13696 if GPU else 4100
+    x = torch.randn(rows, 2 * inter, dtype=dtype, device=DEVICE) * 2
+    x[-1, 7] = 60.0  # an outlier: it sets its row's scale
+    want = silu_and_mul_triton(x)
+    for _ in range(2):
+        planes = torch.full((2, 32, inter), 99, dtype=torch.int8, device=DEVICE)
+        sx = torch.full((32,), float("nan"), device=DEVICE)
+        got = silu_and_mul_triton(x, planes_out=(planes, sx))
+        assert torch.equal(got, want)
+        want_planes, want_sx = int8_matmul.split_rows(got)
+        assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
+        assert (planes[:, rows:] == 99).all()
+        assert not int8_ws.row_counters(got.device, 1).any()
+
+
 def test_silu_and_mul_reads_strided_rows():
     # a (T, 2I) view with a row stride larger than 2I, as a slice of a wider projection output
     base = torch.randn(9, 3 * 40, dtype=torch.bfloat16, device=DEVICE)
