@@ -514,30 +514,30 @@ def _merge_kernel(
     offs_d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM
     lse_row = LSE_ptr + b * stride_lb + h * stride_lh
-    m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
-    for s0 in range(0, n_work, BLOCK_S):
-        m = tl.maximum(m, tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < n_work, other=float("-inf")))
-    # a sequence with nothing cached (seq_len 0, e.g. a padding row) has no finite lse: output 0, not NaN
-    m_all = tl.maximum(tl.max(m, axis=0), -1e30)
-    den = tl.zeros((BLOCK_S,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     o_row = OP_ptr + b * stride_ob + h * stride_oh
-    for s0 in range(0, n_work, BLOCK_S):
-        lse = tl.load(lse_row + s0 + offs_s, mask=s0 + offs_s < n_work, other=float("-inf"))
-        w = tl.math.exp2(lse - m_all)
-        # only the splits with cached tokens wrote an output (lse = -inf: none, not read)
-        o = tl.load(
-            o_row + (s0 + offs_s)[:, None] * stride_os + offs_d[None, :],
-            mask=(lse != float("-inf"))[:, None] & d_mask[None, :],
-            other=0.0,
-        )
-        den += w
-        acc += tl.sum(w[:, None] * o, axis=0)
     t = tl.load(CU_ptr + b).to(tl.int64)
+    # one pass, rescaling as the running maximum grows: a block's lse and partial outputs are asked for together
+    # (one memory round trip after the length's; BLOCK_S covers every split up to MAX_SPLITS, so one block)
+    m_all = tl.full((), -1e30, dtype=tl.float32)  # -1e30: a row with no finite lse gives 0, not NaN
+    den = tl.zeros((), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for s0 in range(0, n_work, BLOCK_S):
+        s_mask = s0 + offs_s < n_work
+        lse = tl.load(lse_row + s0 + offs_s, mask=s_mask, other=float("-inf"))
+        o = tl.load(o_row + (s0 + offs_s)[:, None] * stride_os + offs_d[None, :], mask=s_mask[:, None] & d_mask[None, :],
+                    other=0.0)  # fmt: skip
+        # a working split with nothing cached (a padding row's split 0) wrote lse = -inf and no output
+        o = tl.where((lse != float("-inf"))[:, None], o, 0.0)
+        m_new = tl.maximum(m_all, tl.max(lse, axis=0))
+        alpha = tl.math.exp2(m_all - m_new)
+        w = tl.math.exp2(lse - m_new)
+        den = den * alpha + tl.sum(w, axis=0)
+        acc = acc * alpha + tl.sum(w[:, None] * o, axis=0)
+        m_all = m_new
     pdl_trigger(PDL)
     tl.store(
         O_ptr + t * stride_t + h * stride_h + offs_d,
-        to_dtype(acc / tl.maximum(tl.sum(den, axis=0), 1e-30), O_ptr.dtype.element_ty),
+        to_dtype(acc / tl.maximum(den, 1e-30), O_ptr.dtype.element_ty),
         mask=d_mask,
     )
     if PLANES:
