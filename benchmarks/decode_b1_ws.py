@@ -63,6 +63,16 @@ def _loader(k_desc, v_desc, k_bufs, v_bufs, ready, empty, BT_ptr, kvh, first_pag
 
 
 @gluon.jit
+def _q_halves(Q_ptr, kvh, stride_qh, GROUP: gl.constexpr, layout: gl.constexpr):
+    """The KV head's GROUP query heads (rows past them 0, up to wgmma's 64) as two 64-wide halves of d."""
+    rows = gl.arange(0, 64, layout=gl.SliceLayout(1, layout))
+    cols = gl.arange(0, 64, layout=gl.SliceLayout(0, layout))
+    qmask = (rows < GROUP)[:, None] & (cols < 64)[None, :]
+    qp = Q_ptr + (kvh * GROUP + rows)[:, None] * stride_qh + cols[None, :]
+    return gl.load(qp, mask=qmask, other=0.0), gl.load(qp + 64, mask=qmask, other=0.0)
+
+
+@gluon.jit
 def _consumer(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles, stride_qh,
               stride_oh, stride_os, stride_lh, qk_scale, GROUP: gl.constexpr, BLOCK_N: gl.constexpr,
               STAGES: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
@@ -74,12 +84,7 @@ def _consumer(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, 
     )
     qa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
     pa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-    rows = gl.arange(0, 64, layout=gl.SliceLayout(1, qa_layout))
-    cols = gl.arange(0, 64, layout=gl.SliceLayout(0, qa_layout))
-    qmask = (rows < GROUP)[:, None] & (cols < 64)[None, :]
-    qp = Q_ptr + (kvh * GROUP + rows)[:, None] * stride_qh + cols[None, :]
-    q_lo = gl.load(qp, mask=qmask, other=0.0)
-    q_hi = gl.load(qp + 64, mask=qmask, other=0.0)
+    q_lo, q_hi = _q_halves(Q_ptr, kvh, stride_qh, GROUP, qa_layout)
     m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
     acc_lo = gl.zeros([64, 64], gl.float32, o_layout)
@@ -109,22 +114,8 @@ def _consumer(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, 
         _barrier()
         fence_async_shared()
         mbarrier.arrive(empty.index(st))
-    _store(
-        acc_lo,
-        acc_hi,
-        m_i,
-        l_i,
-        OP_ptr,
-        LSE_ptr,
-        kvh,
-        split,
-        stride_oh,
-        stride_os,
-        stride_lh,
-        GROUP,
-        s_layout,
-        o_layout,
-    )
+    _store(acc_lo, acc_hi, m_i, l_i, OP_ptr, LSE_ptr, kvh, split, stride_oh, stride_os, stride_lh, GROUP, s_layout,
+           o_layout)  # fmt: skip
 
 
 @gluon.jit
@@ -168,12 +159,7 @@ def _consumer_pipe(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, sp
     )
     qa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
     pa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-    rows = gl.arange(0, 64, layout=gl.SliceLayout(1, qa_layout))
-    cols = gl.arange(0, 64, layout=gl.SliceLayout(0, qa_layout))
-    qmask = (rows < GROUP)[:, None] & (cols < 64)[None, :]
-    qp = Q_ptr + (kvh * GROUP + rows)[:, None] * stride_qh + cols[None, :]
-    q_lo = gl.load(qp, mask=qmask, other=0.0)
-    q_hi = gl.load(qp + 64, mask=qmask, other=0.0)
+    q_lo, q_hi = _q_halves(Q_ptr, kvh, stride_qh, GROUP, qa_layout)
     l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
     acc_lo = gl.zeros([64, 64], gl.float32, o_layout)
     acc_hi = gl.zeros([64, 64], gl.float32, o_layout)
@@ -210,22 +196,21 @@ def _consumer_pipe(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, sp
     acc_lo = warpgroup_mma(p16, v_bufs.index(2 * pst), acc_lo, is_async=True)
     acc_hi = warpgroup_mma(p16, v_bufs.index(2 * pst + 1), acc_hi, is_async=True)
     acc_lo, acc_hi, p16 = warpgroup_mma_wait(num_outstanding=0, deps=(acc_lo, acc_hi, p16))
-    _store(
-        acc_lo,
-        acc_hi,
-        m_i,
-        l_i,
-        OP_ptr,
-        LSE_ptr,
-        kvh,
-        split,
-        stride_oh,
-        stride_os,
-        stride_lh,
-        GROUP,
-        s_layout,
-        o_layout,
-    )
+    _store(acc_lo, acc_hi, m_i, l_i, OP_ptr, LSE_ptr, kvh, split, stride_oh, stride_os, stride_lh, GROUP, s_layout,
+           o_layout)  # fmt: skip
+
+
+@gluon.jit
+def _consumer_of(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles, stride_qh,
+                 stride_oh, stride_os, stride_lh, qk_scale, GROUP: gl.constexpr, BLOCK_N: gl.constexpr,
+                 STAGES: gl.constexpr, PIPE: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+    """The consumer partition: ``_consumer_pipe`` if PIPE, else ``_consumer``."""
+    if PIPE:
+        _consumer_pipe(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles, stride_qh,
+                       stride_oh, stride_os, stride_lh, qk_scale, GROUP, BLOCK_N, STAGES, num_warps)  # fmt: skip
+    else:
+        _consumer(k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles, stride_qh,
+                  stride_oh, stride_os, stride_lh, qk_scale, GROUP, BLOCK_N, STAGES, num_warps)  # fmt: skip
 
 
 @gluon.jit
@@ -249,30 +234,17 @@ def _decode_ws_kernel(k_desc, v_desc, Q_ptr, BT_ptr, SEQ_ptr, OP_ptr, LSE_ptr, s
         for s in gl.static_range(STAGES):
             mbarrier.init(ready.index(s), count=1)
             mbarrier.init(empty.index(s), count=1)
-        if PIPE:
-            gl.warp_specialize(
-                [
-                    (_consumer_pipe, (k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles,
-                                 stride_qh, stride_oh, stride_os, stride_lh, qk_scale, GROUP, BLOCK_N, STAGES,
-                                 num_warps)),
-                    (_loader, (k_desc, v_desc, k_bufs, v_bufs, ready, empty, BT_ptr, kvh, lo // 16,
-                               gl.cdiv(seq_len, 16), n_tiles, PAGES, STAGES)),
-                ],
-                [1],
-                [LOADER_REGS],
-            )  # fmt: skip
-        else:
-            gl.warp_specialize(
-                [
-                    (_consumer, (k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles,
-                                 stride_qh, stride_oh, stride_os, stride_lh, qk_scale, GROUP, BLOCK_N, STAGES,
-                                 num_warps)),
-                    (_loader, (k_desc, v_desc, k_bufs, v_bufs, ready, empty, BT_ptr, kvh, lo // 16,
-                               gl.cdiv(seq_len, 16), n_tiles, PAGES, STAGES)),
-                ],
-                [1],
-                [LOADER_REGS],
-            )  # fmt: skip
+        gl.warp_specialize(
+            [
+                (_consumer_of, (k_bufs, v_bufs, ready, empty, Q_ptr, OP_ptr, LSE_ptr, kvh, split, lo, hi, n_tiles,
+                                stride_qh, stride_oh, stride_os, stride_lh, qk_scale, GROUP, BLOCK_N, STAGES, PIPE,
+                                num_warps)),
+                (_loader, (k_desc, v_desc, k_bufs, v_bufs, ready, empty, BT_ptr, kvh, lo // 16,
+                           gl.cdiv(seq_len, 16), n_tiles, PAGES, STAGES)),
+            ],
+            [1],
+            [LOADER_REGS],
+        )  # fmt: skip
 
 
 def _desc(cache: torch.Tensor):

@@ -144,6 +144,20 @@ def test_projection_takes_the_planes_its_norm_wrote(rows):
     assert torch.equal(int8_ws.ws_linear(y2, w.qweight, w.scale, b, poisoned((rows, 4608), BF16)), own)
 
 
+def _replays_match_eager(step) -> None:
+    """step() captured in a CUDA graph: every replay (outputs poisoned first) gives the bits eager gave."""
+    eager = step()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = step()
+    for _ in range(3):
+        for t in outs:
+            t.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert all(torch.equal(t, e) for t, e in zip(outs, eager, strict=True))
+
+
 @needs_gluon_hopper
 def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager():
     # captured: the norm writes the planes and lets the projection launch at once (PDL); the projection's
@@ -159,16 +173,7 @@ def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager():
         y2, _ = rms_norm_triton(qkv[:, :4096].contiguous(), nw, 1e-5, x, planes=True)
         return qkv, int8_linear_triton(y2, w2.qweight, w2.scale, None, ws=True)
 
-    eager = step()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outs = step()
-    for _ in range(3):
-        for o in outs:
-            o.fill_(float("nan"))
-        graph.replay()
-        torch.cuda.synchronize()
-        assert all(torch.equal(o, e) for o, e in zip(outs, eager, strict=True))
+    _replays_match_eager(step)
 
 
 def _decode_case(rows: int, ctx: int = 300):
@@ -184,6 +189,20 @@ def _decode_case(rows: int, ctx: int = 300):
     return q, k, v, tables, seq, cu, 1, 128**-0.5
 
 
+def _takes_made_planes(x: torch.Tensor, w: Int8Weight) -> None:
+    """The kernel that wrote rows x also wrote their planes: the projection on w takes them (no planes kernel)
+    and gives the bits it gives when it makes them itself, close to the exact product."""
+    rows, k = x.shape
+    n = w.qweight.shape[0]
+    assert int8_ws._planes_made(x, (x.device, int8_ws.row_bucket(rows), k))
+    own = int8_ws.ws_linear(
+        x.clone(), w.qweight, w.scale, None, torch.empty(rows, n, dtype=BF16, device=DEVICE)
+    )
+    made = int8_ws.ws_linear(x, w.qweight, w.scale, None, poisoned((rows, n), BF16))
+    assert torch.equal(made, own)
+    assert_close(made, x.float() @ w.dequantize(torch.float32).T, BF16)
+
+
 @needs_gluon_hopper
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
 @pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
@@ -195,13 +214,7 @@ def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits):
     o = flash_decode_triton(*args, num_splits=splits, planes=True)
     x = o.view(rows, 4096)
     assert torch.equal(o, flash_decode_triton(*args, num_splits=splits))
-    assert int8_ws._planes_made(x, (x.device, int8_ws.row_bucket(rows), 4096))
-    own = int8_ws.ws_linear(
-        x.clone(), w.qweight, w.scale, None, torch.empty(rows, 4096, dtype=BF16, device=DEVICE)
-    )
-    made = int8_ws.ws_linear(x, w.qweight, w.scale, None, poisoned((rows, 4096), BF16))
-    assert torch.equal(made, own)
-    assert_close(made, x.float() @ w.dequantize(torch.float32).T, BF16)
+    _takes_made_planes(x, w)
 
 
 @needs_gluon_hopper
@@ -214,13 +227,7 @@ def test_projection_takes_the_planes_the_silu_wrote(rows):
     x = silu_and_mul_triton(g, planes=True)
     assert torch.equal(x, silu_and_mul_triton(g))
     x = silu_and_mul_triton(g, planes=True)
-    assert int8_ws._planes_made(x, (x.device, int8_ws.row_bucket(rows), 13696))
-    own = int8_ws.ws_linear(
-        x.clone(), w.qweight, w.scale, None, torch.empty(rows, 4096, dtype=BF16, device=DEVICE)
-    )
-    made = int8_ws.ws_linear(x, w.qweight, w.scale, None, poisoned((rows, 4096), BF16))
-    assert torch.equal(made, own)
-    assert_close(made, x.float() @ w.dequantize(torch.float32).T, BF16)
+    _takes_made_planes(x, w)
 
 
 @needs_gluon_hopper
@@ -248,16 +255,7 @@ def test_layer_of_products_on_made_planes_in_a_cuda_graph_with_pdl_matches_eager
         act = silu_and_mul_triton(gu, planes=True)
         return qkv, o, a, gu, act, int8_linear_triton(act, wd.qweight, wd.scale, None, ws=True)
 
-    eager = step()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outs = step()
-    for _ in range(3):
-        for t in outs:
-            t.fill_(float("nan"))
-        graph.replay()
-        torch.cuda.synchronize()
-        assert all(torch.equal(t, e) for t, e in zip(outs, eager, strict=True))
+    _replays_match_eager(step)
 
 
 @needs_gluon_hopper
