@@ -272,6 +272,28 @@ class ExtractiveAnswer:
     quotes: list[Quote]
 
 
+# a table row as the parsers write it: "Header: value; Header: value; ..."
+_TABLE_ROW = re.compile(r"[^\n:;]{1,80}: [^\n;]+(?:; [^\n:;]{1,80}: [^\n;]+)+")
+
+
+def _row_labels(sent: str) -> set[str] | None:
+    """The column names of a table row ("City: London; Hotel cap: £220" -> {"City", "Hotel cap"}), else None."""
+    sent = sent.strip()
+    if not _TABLE_ROW.fullmatch(sent):
+        return None
+    return {cell.split(": ", 1)[0] for cell in sent.split("; ")}
+
+
+def _other_row(cand: tuple, best: tuple) -> bool:
+    """Whether ``cand`` is another row of the table of row ``best`` holding fewer of the question's words, and
+    none that ``best`` lacks: a row that matches the column names every row shares ("hotel cap per night") but
+    not the value the question picks ("New York") answers nothing."""
+    a, b = _row_labels(cand[3]), _row_labels(best[3])
+    if a is None or b is None or not (a <= b or b <= a):
+        return False
+    return cand[6] < best[6]
+
+
 def extractive_answer(
     question: str,
     context: Context | Sequence[Source],
@@ -291,7 +313,8 @@ def extractive_answer(
     # a sentence's identifiers cover the question's words ("problem resolver": pkgProblemResolver), but an
     # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
     q_terms = set(tokenize(question, parts=False))
-    cands: list[tuple[Source, int, int, str, float, str]] = []  # source, start, end, text, coverage, framed
+    # source, start, end, text, coverage, framed, the question's terms it covers
+    cands: list[tuple[Source, int, int, str, float, str, frozenset[str]]] = []
     seen: set[str] = set()
     for src in sources:
         text = src.passage.text
@@ -340,9 +363,12 @@ def extractive_answer(
                     _PRONOUN_START.match(text, spellings[0][0]) or _FIELD_LINE.match(text, spellings[0][0])
                 ):
                     terms |= title_terms
-                covered = sum(1 for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ())))
-                coverage = covered / len(q_terms) if q_terms else 0.0
-                cands.append((src, s, e, sent, coverage, f"{frame}: {sent}" if frame else sent))
+                covered = frozenset(
+                    t for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ()))
+                )
+                coverage = len(covered) / len(q_terms) if q_terms else 0.0
+                framed = f"{frame}: {sent}" if frame else sent
+                cands.append((src, s, e, sent, coverage, framed, covered))
     if not cands:
         return ExtractiveAnswer("", [])
     # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
@@ -384,6 +410,8 @@ def extractive_answer(
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = RELATIVE * float(scores[order[0]])
     quotes: list[Quote] = []
+    rows = [i for i in order if scores[i] >= floor and relevance[i] >= MIN_SCORE and _row_labels(cands[i][3])]
+    other_rows = {i for i in rows if any(_other_row(cands[i], cands[k]) for k in rows)}
     for i in order:
         src, s, e, sent, *_ = cands[i]
         if scores[i] < floor or len(quotes) == max_sentences:
@@ -392,6 +420,8 @@ def extractive_answer(
             continue
         if any(q.chunk_id == src.passage.chunk_id and q.start < e and s < q.end for q in quotes):
             continue  # the line after a colon, quoted with it already (or the other way round)
+        if i in other_rows:  # another row of a table whose row the question names
+            continue
         p = src.passage
         quotes.append(
             Quote(

@@ -236,3 +236,29 @@ def test_an_untrusted_embedding_model_is_not_asked_and_trusted_one_decides():
     )
     with pytest.raises(ValueError, match="embed_trust"):
         _zh_answer(question, text, ["员工互助会"], fooled, trust=-0.1)
+
+
+PER_DIEM = (
+    "Per diem rates\n\nCity: London; Hotel cap per night: £220; Meals per day: £65\n"
+    "City: New York; Hotel cap per night: $340; Meals per day: $90\n"
+    "City: Singapore; Hotel cap per night: S$310; Meals per day: S$80\n"
+    "City: Munich; Hotel cap per night: €190; Meals per day: €60"
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "rows"),
+    [
+        # every row holds the column names the question shares ("hotel cap per night"): the row it picks is the
+        # answer, the others were quoted after it as if they answered too
+        ("What is the hotel cap per night in New York?", ["New York"]),
+        ("What are the hotel caps in London and Munich?", ["Munich", "London"]),  # two rows named: both
+        (
+            "What is the meal allowance per day?",
+            ["London", "Singapore", "New York"],
+        ),  # none picked: as before
+    ],
+)
+def test_a_question_that_picks_a_table_row_gets_that_row_alone(question, rows):
+    ans = _answer(question, PER_DIEM, ["Per diem rates"])
+    assert sorted(q.text.split(";")[0].removeprefix("City: ") for q in ans.quotes) == sorted(rows)
