@@ -452,7 +452,7 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
 
     Empty cells are skipped; a column without a header is named by its number ("Column 3"). Rows of one
     filled cell above a row of several (a sheet's title and notes over its table) are lines of their own,
-    not the header.
+    not the header. A two-column table of fields ("Version | 4.2") is "Name: value" lines (``_fields``).
     """
     rows = [[clean_inline(c) for c in r] for r in rows]
     rows = [r for r in rows if any(r)]
@@ -464,6 +464,8 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
         return [next(c for c in r if c) for r in rows[:h]] + rows_as_text(rows[h:])
     if len(rows) == 1:
         return ["; ".join(c for c in rows[0] if c)]
+    if (fields := _fields(rows)) is not None:
+        return fields
     header = rows[0]
     out = []
     for r in rows[1:]:
@@ -476,6 +478,30 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
         if cells:
             out.append("; ".join(cells))
     return out
+
+
+# a cell that holds a value, not a column's name: a figure, a mail or web address, a list, or a phrase
+_VALUE_LIKE = re.compile(r"\d|@|://|, |(\S+\s+){5}")
+_NUMERIC = re.compile(r"[-+(]?[$€£¥]?\s?\d[\d\s.,:/%-]*\)?\s?[%$€£¥A-Za-z]{0,3}")
+
+
+def _fields(rows: list[list[str]]) -> list[str] | None:
+    """A two-column table of fields, each row a name and its value (a policy's document control: "Document owner |
+    Jane Smith, Head of Finance", "Version | 4.2"), as "Name: value" lines; None for a table under a header row.
+    Fields when most names end in a colon, or when the first row's second cell holds a value (a figure, an
+    address, a list, a phrase) and the cells below it are not all figures (a header "Sales 2025" over figures)."""
+    cols = sorted({j for r in rows for j, c in enumerate(r) if c})
+    if len(cols) != 2:
+        return None
+    k, v = cols
+    pairs = [(r[k] if k < len(r) else "", r[v] if v < len(r) else "") for r in rows]
+    names = [a for a, _ in pairs if a]
+    colons = 2 * sum(a.endswith(":") for a in names) > len(names)
+    below = [b for _, b in pairs[1:] if b]
+    value_first = bool(_VALUE_LIKE.search(pairs[0][1])) and not all(_NUMERIC.fullmatch(b) for b in below)
+    if not (colons or value_first):
+        return None
+    return [f"{a.removesuffix(':').rstrip()}: {b}" if a and b else a or b for a, b in pairs]
 
 
 def sheet_rows_as_text(rows: list[list[str]]) -> list[str]:

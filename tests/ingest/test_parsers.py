@@ -656,6 +656,35 @@ def test_docx_text_python_docx_skips_is_read():
     assert_tiles(doc)
 
 
+def test_a_two_column_table_of_fields_is_read_as_name_value_lines():
+    # A policy's document control table was read under its first row as a header: "Document owner: Version;
+    # Jane Smith, Head of Finance: 4.2", so "who approved it?" was answered with Jane Smith's name beside it.
+    from docx import Document
+
+    d = Document()
+    d.add_heading("Document control", level=1)
+    fields = d.add_table(rows=0, cols=2)
+    for name, value in [("Document owner", "Jane Smith, Head of Finance"), ("Version", "4.2"),
+                        ("Effective date", "1 March 2026"), ("Approved by", "Executive Committee")]:  # fmt: skip
+        cells = fields.add_row().cells
+        cells[0].text, cells[1].text = name, value
+    d.add_heading("Allowances", level=1)
+    table = d.add_table(rows=0, cols=2)  # a header row over figures stays one
+    for name, value in [("Country", "Days 2026"), ("Germany", "30"), ("China", "15")]:
+        cells = table.add_row().cells
+        cells[0].text, cells[1].text = name, value
+    buf = io.BytesIO()
+    d.save(buf)
+    assert parse(buf.getvalue(), "policy.docx").text == (
+        "Document control\n\nDocument owner: Jane Smith, Head of Finance\nVersion: 4.2\n"
+        "Effective date: 1 March 2026\nApproved by: Executive Committee\n\n"
+        "Allowances\n\nCountry: Germany; Days 2026: 30\nCountry: China; Days 2026: 15"
+    )
+    form = [["Name:", "Ana Silva"], ["Room:", "B12"], ["Phone:", ""]]  # names ending in a colon: fields
+    assert base.rows_as_text(form) == ["Name: Ana Silva", "Room: B12", "Phone:"]
+    assert base.rows_as_text([["Product", "Price"], ["Widget", "9.50"]]) == ["Product: Widget; Price: 9.50"]
+
+
 def test_docx_page_headers_and_footers_are_read_once_without_page_numbers():
     # A policy's owner and its contact desk often stand only in the page header and footer; they were dropped,
     # so "what is the travel desk's address?" found nothing.
