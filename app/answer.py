@@ -142,13 +142,18 @@ def _passage(s: Source):
 
 
 def prepare(
-    question: str, history: list[dict[str, str]], sources: list[Source], max_tokens: int | None = None
+    question: str,
+    history: list[dict[str, str]],
+    sources: list[Source],
+    max_tokens: int | None = None,
+    instructions: str = "",
 ) -> tuple[list[Source], list[dict[str, str]] | None]:
     """(sources numbered as the answer will cite them, chat messages for the engine or None = extractive).
 
     With the engine, retrieval.context packs the passages into the model's context less the answer
     budget and the kept history, system prompt and sources first in a stable order, so requests share
-    prefixes. Raises ValueError when the question alone does not fit.
+    prefixes. ``instructions`` (a /v1 client's system messages: "Answer in German.") follow the system
+    prompt, before the sources. Raises ValueError when the question alone does not fit.
     """
     if service.engine is None:
         return sources, None
@@ -162,7 +167,12 @@ def prepare(
     kept = history[-HISTORY_TURNS:]
     room = service.engine.max_model_len - (max_tokens or settings.answer_max_tokens) - TEMPLATE_SLACK
     room -= sum(count(m["content"]) + 2 for m in kept)
-    ctx = assemble_context([_passage(s) for s in sources], question, count, room, DEFAULT_SYSTEM_PROMPT)
+    system = (
+        f"{DEFAULT_SYSTEM_PROMPT}\n\n{instructions.strip()}"
+        if instructions.strip()
+        else DEFAULT_SYSTEM_PROMPT
+    )
+    ctx = assemble_context([_passage(s) for s in sources], question, count, room, system)
     by_chunk = {s.chunk_id: s for s in sources}
     numbered = [by_chunk[c.passage.chunk_id].model_copy(update={"n": c.n}) for c in ctx.sources]
     return numbered, ctx.messages(question, kept)

@@ -299,9 +299,13 @@ async def _pieces(
             raise OpenAIError(400, "The last message must be a non-empty user message.", "invalid_request")
         question = msgs[-1]["content"]
         history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
+        # the client's system prompt ("Answer in German.") joins the product's, which keeps the sources rules
+        instructions = "\n\n".join(
+            m["content"] for m in msgs if m["role"] == "system" and m["content"].strip()
+        )
         got = await ans.retrieve(ans.standalone_query(question, history), [cols[0].id])
         try:
-            sources, messages = ans.prepare(question, history, got.sources, max_tokens)
+            sources, messages = ans.prepare(question, history, got.sources, max_tokens, instructions)
         except ValueError as e:
             raise OpenAIError(400, str(e), "context_length_exceeded") from None
         if messages is None:  # no generator: an extractive answer

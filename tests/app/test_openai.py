@@ -87,6 +87,27 @@ def test_rag_model_answers_from_its_collection(live):
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == r.choices[0].message.content
 
 
+def test_a_rag_model_reads_the_client_s_system_prompt(live):
+    # A tool's system message ("Answer in German.") was dropped for rag: models: the prompt was the same with or
+    # without it, so the instruction was silently ignored; it now follows the product's own system prompt.
+    _, w = live
+    c = _client(live, w.member)
+    question = {"role": "user", "content": "How many days of paid leave do employees get?"}
+
+    def prompt_tokens(*system: dict) -> int:
+        r = c.chat.completions.create(
+            model="rag:handbook", messages=[*system, question], temperature=0, max_tokens=2
+        )
+        return r.usage.prompt_tokens
+
+    bare = prompt_tokens()
+    instruction = "Answer in German, in one short sentence, and address the reader formally."
+    told = prompt_tokens({"role": "system", "content": instruction})
+    assert told > bare + 5
+    assert prompt_tokens({"role": "developer", "content": instruction}) == told
+    assert prompt_tokens({"role": "system", "content": "  "}) == bare  # an empty one adds nothing
+
+
 def test_errors_in_openai_shape(live):
     server, w = live
     member = _client(live, w.member)
