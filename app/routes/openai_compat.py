@@ -151,9 +151,17 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
+        """The message's text: a string, or its text parts a line each (as vLLM joins them; "".join glued
+        "the hotel cap" and "in Munich?" into "capin")."""
         if isinstance(self.content, list):
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "\n".join(p.get("text", "") for p in self.content if p.get("type") == "text")
         return self.content or ""
+
+    def other_part(self) -> str | None:
+        """The type of a content part that is not text (an image, audio, a file), if any: this server reads
+        text only, and an answer that silently left a picture out would pretend to have seen it."""
+        parts = self.content if isinstance(self.content, list) else []
+        return next((str(p.get("type")) for p in parts if p.get("type") != "text"), None)
 
 
 class ChatRequest(_NullsAreDefaults):
@@ -287,6 +295,9 @@ async def _pieces(
         if m.role not in _ROLES:
             raise OpenAIError(400, f"Message role {m.role!r} is not supported (system, developer, user, "
                               "assistant).", "invalid_request", param="messages")  # fmt: skip
+        if (kind := m.other_part()) is not None:
+            raise OpenAIError(400, f"Content parts of type {kind!r} are not supported: this server reads text "
+                              "only.", "unsupported_parameter", param="messages")  # fmt: skip
     msgs = [{"role": _ROLES[m.role], "content": m.text()} for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = body.sampling()

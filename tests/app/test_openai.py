@@ -454,3 +454,22 @@ def test_extractive_answer_is_cut_at_max_tokens_and_stop(extractive):
         assert _extractive_chat(c, member, stream, stop="twenty", max_tokens=n)[:2] == (text, "stop")
         cut, finish, usage, _ = _extractive_chat(c, member, stream, stop="twenty", max_tokens=3)
         assert (cut, finish, usage["completion_tokens"]) == ("No generator is", "length", 3)
+
+
+def test_content_parts_are_read_as_lines_and_an_image_is_refused(extractive):
+    # QA: two text parts were glued ("paid" + "leave?" -> "paidleave?"), and an image part was dropped without a
+    # word, so the answer pretended to have looked at the picture
+    c, member = extractive
+
+    def ask(content) -> httpx.Response:
+        body = {"model": "rag:handbook", "messages": [{"role": "user", "content": content}]}
+        return c.post("/v1/chat/completions", json=body, headers=member)
+
+    plain = ask("How many days of\npaid leave?").json()["choices"][0]["message"]["content"]
+    parts = [{"type": "text", "text": "How many days of"}, {"type": "text", "text": "paid leave?"}]
+    assert ask(parts).json()["choices"][0]["message"]["content"] == plain
+    assert "twenty-eight days" in plain
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    r = ask([{"type": "text", "text": "How many days of paid leave does this form give?"}, image])
+    _openai_error(r, 400, "Content parts of type 'image_url' are not supported: this server reads text only.",
+                  code="unsupported_parameter", param="messages")  # fmt: skip
