@@ -1,11 +1,13 @@
 """Where a batch-1 long-context decode call's time goes (issue 5: >= 75% of copy at 32k).
 
-    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick] [--variants 128:66:2:4,64:132:2:4]
+    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick | --pages | --variants 128:66:2:4,...]
 
 GPU us per call from CUDA-graph replays (8 cache copies a graph, as benchmarks/kernels.py's decode section):
 the planned call, its decode kernel alone, its merge alone, split / tile / stage / warp variants, PDL off, and
 a plain read of the same bytes by one Triton kernel (the floor a one-launch streaming kernel reaches), and
-reads of a cache's bytes in three layouts (``layout_reads``: do the interleaved KV heads cost bandwidth?). Each
+reads of a cache's bytes in three layouts (``layout_reads``: do the interleaved KV heads cost bandwidth?) and as
+contiguous pages in order and in random order (``page_reads``: do the page order and size, or the 2-D tile
+loads, keep the loop below a plain read?). Each
 variant's output is checked against the planned call's. Needs a CUDA GPU.
 """
 
@@ -72,6 +74,47 @@ def _layout_read_kernel(K, V, OUT, tok_per, HSTRIDE: tl.constexpr, TSTRIDE: tl.c
         p = (t + offs_t)[:, None].to(tl.int64) * TSTRIDE + h * HSTRIDE + offs_d[None, :]
         acc += tl.load(K + p).to(tl.float32) + tl.load(V + p).to(tl.float32)
     tl.store(OUT + pid, tl.sum(acc))
+
+
+@triton.jit
+def _page_read_kernel(X, PAGES, OUT, pages_per, PAGE_ELEMS: tl.constexpr, STAGES: tl.constexpr):
+    """Program p reads pages PAGES[p * pages_per ...] of X, each PAGE_ELEMS contiguous elements, as 1-D loads."""
+    pid = tl.program_id(0)
+    acc = tl.zeros((PAGE_ELEMS,), tl.float32)
+    offs = tl.arange(0, PAGE_ELEMS)
+    for i in tl.range(0, pages_per, num_stages=STAGES):
+        pg = tl.load(PAGES + pid * pages_per + i).to(tl.int64)
+        acc += tl.load(X + pg * PAGE_ELEMS + offs).to(tl.float32)
+    tl.store(OUT + pid, tl.sum(acc))
+
+
+def page_reads(case, ctx: int) -> None:
+    """The same bytes as a 2-KV-head bf16 cache read as contiguous pages by 1-D loads, in order and in random
+    order, at page sizes of one head's 16 tokens (4 KB, a head-major page), both heads' 16 tokens (8 KB, the
+    cache's block) and 64 tokens (16 KB, both heads): is it the random order and page size that keep the
+    decode loop below a plain read, or its 2-D tile loads?"""
+    total = 2 * ctx * 2 * HD  # K and V elements
+    flat = [torch.randn(total, dtype=torch.bfloat16, device="cuda") for _ in range(8)]
+    for elems, progs, stages in ((2048, 132, 8), (2048, 264, 6), (4096, 132, 6), (8192, 132, 4)):
+        pages = total // elems
+        per = pages // progs
+        outs = torch.empty(progs, device="cuda")
+        for order in ("in order", "random"):
+            ids = (
+                torch.arange(pages, device="cuda")
+                if order == "in order"
+                else torch.randperm(pages, device="cuda")
+            )
+            ids = ids.int()
+
+            def make(elems=elems, progs=progs, stages=stages, per=per, outs=outs, ids=ids):
+                fns = [partial(_page_read_kernel[(progs,)], x, ids, outs, per, PAGE_ELEMS=elems, STAGES=stages)
+                       for x in flat]  # fmt: skip
+                fns[0]()
+                return fns, 0.0
+
+            case.record(f"pages of {elems * 2 // 1024} KB {order}, {progs}p {stages}st", make,
+                        nbytes=progs * per * elems * 2)  # fmt: skip
 
 
 def layout_reads(case, ctx: int, splits: int = 66) -> None:
@@ -238,6 +281,7 @@ def main() -> None:
     ap.add_argument("--ctx", default="32768,8192")
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--quick", action="store_true", help="the plan, its parts and the stripped kernel only")
+    ap.add_argument("--pages", action="store_true", help="the plan and the page reads (page_reads) only")
     ap.add_argument(
         "--variants", default="", help="only the plan and these tile:splits:stages:warps variants"
     )
@@ -266,6 +310,9 @@ def main() -> None:
             timed = case.timed
             plan = fd.plan_splits(1, 2, ctx, 128, sms, fd.decode_config(2 - quant, 2, sms)[1])
             timed(f"plan ({plan} splits)")
+            if args.pages:
+                page_reads(case, ctx)
+                continue
             if args.variants:
                 for v in args.variants.split(","):
                     bn, splits, st, w = (int(p) for p in v.split(":"))
@@ -276,6 +323,7 @@ def main() -> None:
             if not quant:
                 ablations(case, copies, ctx, sms)
                 layout_reads(case, ctx)
+                page_reads(case, ctx)
             if args.quick:
                 continue
             timed("merge kernel only", check=False, ctxmgr=patched("_flash_decode_kernel"))
