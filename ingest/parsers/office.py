@@ -500,7 +500,7 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
     """One section per sheet (the sheet name as heading); rows as "Header: value; ..." lines."""
     from openpyxl import load_workbook
 
-    open_zip(data, "Excel")
+    zf = open_zip(data, "Excel")
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as e:
@@ -517,6 +517,7 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
                         f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it."
                     )
                 rows.append([_cell(c.value, getattr(c, "number_format", None)) for c in r])
+            _fill_merged_down(rows, _merged_down(zf, getattr(ws, "_worksheet_path", None)))
             lines = sheet_rows_as_text(rows)
             if lines:
                 b.set_path([])
@@ -530,6 +531,54 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
     finally:
         wb.close()
     return b.build("xlsx", None, metadata_title(title), heading_title=False)
+
+
+# a merged range in a sheet's XML (after its rows): <mergeCell ref="A2:A4"/>, any namespace prefix
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Z]{1,3})(\d{1,7}):([A-Z]{1,3})(\d{1,7})"')
+
+
+def _merged_down(zf: zipfile.ZipFile, path: str | None) -> list[tuple[int, int, int]]:
+    """(column, first row, last row), 0-based, of each merged range of the sheet at ``path`` that spans several
+    rows of one column (openpyxl's read-only sheets do not know their merged cells). The sheet's XML is scanned in pieces,
+    never held whole."""
+    from openpyxl.utils import column_index_from_string
+
+    if not path:
+        return []
+    found: set[tuple[bytes, ...]] = set()
+    tail = b""
+    try:
+        with zf.open(path.lstrip("/")) as f:
+            while chunk := f.read(1 << 20):
+                window = tail + chunk
+                found.update(_MERGE.findall(window))
+                tail = window[-200:]  # a tag cut between two pieces is whole in the next window
+    except KeyError:  # a sheet part the container does not hold: no merges to read
+        return []
+    return sorted(
+        (column_index_from_string(c1.decode()) - 1, int(r1) - 1, int(r2) - 1)
+        for c1, r1, c2, r2 in found
+        if int(r2) > int(r1) and c1 == c2  # not a banner over several columns and rows: its text once
+    )
+
+
+def _fill_merged_down(rows: list[list[str]], merges: list[tuple[int, int, int]]) -> None:
+    """Repeat a vertically merged cell's text in each row it spans (its first column), as Word tables are read:
+    a price list's "Hardware" merged over three products names the category of all three, not of the first only.
+    The rows are a sheet's from row 1; at most MAX_SHEET_CELLS cells are filled (a hostile file's merges)."""
+    budget = base.MAX_SHEET_CELLS
+    for col, first, last in merges:
+        if first >= len(rows) or col >= len(rows[first]) or not rows[first][col]:
+            continue
+        for r in range(first + 1, min(last, len(rows) - 1) + 1):
+            budget -= 1
+            if budget < 0:
+                return
+            row = rows[r]
+            if col >= len(row):
+                row.extend([""] * (col + 1 - len(row)))
+            if not row[col]:
+                row[col] = rows[first][col]
 
 
 def _cell(v, fmt: str | None = None) -> str:

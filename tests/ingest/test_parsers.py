@@ -828,6 +828,43 @@ def test_a_sheet_title_above_the_table_is_not_its_header():
     )
 
 
+def test_a_cell_merged_down_a_column_names_every_row_it_spans():
+    # A category merged over its products named only the first: "Product: Docking station; Price (EUR): 240" lost
+    # "Hardware", so "which hardware costs under 300?" could not find it
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Prices"
+    for row in (["IT price list 2026"], ["Category", "Product", "Price (EUR)"], ["Hardware", "Laptop", 1200],
+                [None, "Docking station", 240], [None, "Monitor", 310], ["Software", "VPN client", 0],
+                [None, "Office suite", 120]):  # fmt: skip
+        ws.append(row)
+    ws.merge_cells("A1:C1")  # a title across the columns: once
+    ws.merge_cells("A3:A5")
+    ws.merge_cells("A6:A7")
+    ws2 = wb.create_sheet("Rota")
+    for row in (
+        ["Rota"],
+        [None],
+        ["Week", "Role", "Name"],
+        ["2026-W02", "Primary", "Ana"],
+        [None, "Backup", "Ben"],
+    ):
+        ws2.append(row)
+    ws2.merge_cells("A1:C2")  # a banner over rows and columns: once
+    ws2.merge_cells("A4:A5")
+    buf = io.BytesIO()
+    wb.save(buf)
+    assert parse(buf.getvalue(), "prices.xlsx").text == (
+        "Prices\n\nIT price list 2026\nCategory: Hardware; Product: Laptop; Price (EUR): 1200\n"
+        "Category: Hardware; Product: Docking station; Price (EUR): 240\n"
+        "Category: Hardware; Product: Monitor; Price (EUR): 310\nCategory: Software; Product: VPN client; "
+        "Price (EUR): 0\nCategory: Software; Product: Office suite; Price (EUR): 120\n\n"
+        "Rota\n\nRota\nWeek: 2026-W02; Role: Primary; Name: Ana\nWeek: 2026-W02; Role: Backup; Name: Ben"
+    )
+
+
 def test_a_workbook_is_not_titled_after_a_sheet():
     # Citations of a workbook saved with Excel's default names said "Sheet1", and those of a rota on the second
     # sheet of ops.xlsx said "Price list" (the first sheet's name); without a title in its properties a workbook
