@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from app import auth
 from app.deps import CurrentUser, Id, SessionDep
-from app.models import Conversation, Document, Feedback, Message
+from app.models import Chunk, Conversation, Document, Feedback, Message
 
 router = APIRouter(prefix="/api", tags=["conversations"])
 # In place of an answer drawn from documents the caller may no longer read (their group lost the collection)
@@ -80,13 +80,14 @@ def get_conversation(conversation_id: Id, session: SessionDep, user: CurrentUser
         .order_by(Message.id)
     ).all()
     # Stored sources are shown only while the caller may still read their documents.
-    visible, withheld = visible_documents(session, user, [m for m, _ in rows])
+    current = current_sources(session, [m for m, _ in rows])
+    visible, withheld = visible_documents(session, user, [m for m, _ in rows], current)
     messages = [
         MessagePublic(
             id=m.id,
             role=m.role,
             content=WITHHELD if m.id in withheld else m.content,
-            sources=[src for src in m.sources if src["document_id"] in visible]
+            sources=[src for src in current[m.id] if src["document_id"] in visible]
             if m.sources is not None
             else None,
             meta=m.meta,
@@ -97,11 +98,52 @@ def get_conversation(conversation_id: Id, session: SessionDep, user: CurrentUser
     return ConversationPublic(id=conv.id, title=conv.title, messages=messages)
 
 
-def visible_documents(session, user, messages: list[Message]) -> tuple[set[int], set[int]]:
+def current_sources(session, messages: list[Message]) -> dict[int, list[dict]]:
+    """Each message's stored sources, those of a re-indexed document moved to its new copy: a source whose
+    document was replaced (``Document.replaces_id``, followed to the newest copy) by one holding a passage with
+    the same text at the same place now names that passage, so an earlier answer's [n] still opens it after a
+    Re-index; a passage the new version changed stays with the old document (gone: not shown)."""
+    out = {m.id: [dict(src) for src in m.sources or []] for m in messages}
+    gone = {src["document_id"] for srcs in out.values() for src in srcs}
+    gone -= set(session.exec(select(Document.id).where(Document.id.in_(gone))).all()) if gone else set()
+    newest = {d: d for d in gone}
+    frontier = set(gone)
+    for _ in range(16):  # re-indexed again and again; bounded
+        if not frontier:
+            break
+        found = select(Document.replaces_id, Document.id).where(Document.replaces_id.in_(frontier))
+        nxt = {old: new for old, new in session.exec(found).all()}
+        for old, new in newest.items():
+            if new in nxt:
+                newest[old] = nxt[new]
+        frontier = set(nxt.values())
+    moved = {old: new for old, new in newest.items() if new != old}
+    if not moved:
+        return out
+    wanted = [src for srcs in out.values() for src in srcs if src["document_id"] in moved]
+    places = {(moved[src["document_id"]], src.get("char_start"), src.get("char_end")) for src in wanted}
+    rows = session.exec(
+        select(Chunk.id, Chunk.document_id, Chunk.char_start, Chunk.char_end, Chunk.text).where(
+            Chunk.document_id.in_({d for d, _, _ in places}), Chunk.char_start.in_({a for _, a, _ in places})
+        )
+    ).all()
+    chunks = {(d, a, b): (cid, text) for cid, d, a, b, text in rows if (d, a, b) in places}
+    for src in wanted:
+        got = chunks.get((moved[src["document_id"]], src.get("char_start"), src.get("char_end")))
+        if got is not None and got[1] == src.get("text"):
+            src["chunk_id"], src["document_id"] = got[0], moved[src["document_id"]]
+    return out
+
+
+def visible_documents(
+    session, user, messages: list[Message], sources: dict[int, list[dict]] | None = None
+) -> tuple[set[int], set[int]]:
     """(ids of the stored sources' documents the user may read, ids of the answers to withhold: those with a
     source whose document still exists in a collection the user may no longer read). A document deleted or
-    replaced since takes nothing away: the answer was read while it was readable."""
-    doc_ids = {src["document_id"] for m in messages for src in m.sources or []}
+    replaced since takes nothing away: the answer was read while it was readable. ``sources``: the messages'
+    sources to judge instead of the stored ones (``current_sources``)."""
+    sources = sources if sources is not None else {m.id: m.sources or [] for m in messages}
+    doc_ids = {src["document_id"] for m in messages for src in sources[m.id]}
     if not doc_ids:
         return set(), set()
     readable = auth.readable_collection_ids(session, user)
@@ -110,7 +152,7 @@ def visible_documents(session, user, messages: list[Message]) -> tuple[set[int],
     )
     visible = {d for d, c in existing.items() if c in readable}
     hidden = set(existing) - visible
-    withheld = {m.id for m in messages if any(src["document_id"] in hidden for src in m.sources or [])}
+    withheld = {m.id for m in messages if any(src["document_id"] in hidden for src in sources[m.id])}
     return visible, withheld
 
 

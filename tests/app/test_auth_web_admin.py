@@ -219,6 +219,39 @@ def test_reindex_failed_in_place_and_ready_by_replacement(client):
     assert client.post("/api/documents/424242/reindex", headers=w.admin).status_code == 404
 
 
+def test_an_earlier_answer_s_citations_still_open_after_a_reindex(client):
+    # QA: after Re-index (a new copy replaces the document) every earlier answer citing it lost its sources: the
+    # [n] markers turned to plain text in the history, though the passages were the same
+    w = build_world(client)
+    r = client.post("/api/ask", json={"question": "How many days of paid leave?"}, headers=w.member)
+    conv, before = r.json()["conversation_id"], r.json()["sources"]
+    with session_scope() as s:
+        (old,) = s.exec(select(Document.id).where(Document.filename == "vacation.md")).all()
+    cited = [src for src in before if src["document_id"] == old]
+    assert cited
+    new = client.post(f"/api/documents/{old}/reindex", headers=w.admin).json()["id"]
+    assert process_document(new) == "ready"
+    (answer,) = [m for m in client.get(f"/api/conversations/{conv}", headers=w.member).json()["messages"]
+                 if m["role"] == "assistant"]  # fmt: skip
+    moved = [src for src in answer["sources"] if src["document_id"] == new]
+    assert [(src["n"], src["text"]) for src in moved] == [(src["n"], src["text"]) for src in cited]
+    for src in moved:
+        preview = client.get(f"/api/chunks/{src['chunk_id']}/preview", headers=w.member)
+        assert preview.status_code == 200 and src["text"] in preview.json()["text"]
+    # a new version whose passage changed: that source is gone, as for a deleted document
+    changed = b"# Vacation\n\nEmployees get thirty days of paid leave per calendar year."
+    r = client.post(f"/api/collections/{w.handbook}/documents", files=[("files", ("vacation.md", changed))],
+                    headers=w.admin)  # fmt: skip
+    assert process_document(r.json()["documents"][0]["id"]) == "ready"
+    (answer,) = [m for m in client.get(f"/api/conversations/{conv}", headers=w.member).json()["messages"]
+                 if m["role"] == "assistant"]  # fmt: skip
+    assert "twenty-eight days" in answer["content"]
+    assert all(
+        src["document_id"] not in (old, new) and "twenty-eight" not in src["text"]
+        for src in answer["sources"]
+    )
+
+
 def test_reindex_twice_while_the_new_copy_is_pending_is_refused(client):
     # A second Re-index (a double click; the admin page never knew which row was the pending copy) queued
     # another copy: both became ready, the document was listed twice and every search hit came back twice.
