@@ -234,17 +234,31 @@ class _Reader:
         """A table's rows of cell texts. Repeated cells and rows are read at most MAX_REPEAT times (a sheet's
         trailing empty ones claim thousands); in a sheet, empty trailing cells of a row are dropped."""
         rows = []
+        down: dict[int, tuple[str, int]] = {}  # column -> (text, rows it spans) of a cell merged down it
         for row in table.iter(_q("table:table-row")):
             if next(row.iterancestors(_q("table:table")), None) is not table:
                 continue  # a nested table's rows belong to its own cell
             cells = []
             for cell in row.iterchildren(_q("table:table-cell"), _q("table:covered-table-cell")):
-                if cell.tag == _q("table:covered-table-cell"):
-                    continue  # the merged cell's text is in the cell that covers it
-                text = "\n".join(self.inline(q)[0] for q in cell.iter(_q("text:p"), _q("text:h")))
                 repeat = cell.get(_q("table:number-columns-repeated"))
                 n = min(int(repeat), MAX_REPEAT) if repeat and repeat.isdigit() else 1
+                if cell.tag == _q("table:covered-table-cell"):
+                    # a place a merged cell covers: the columns after it stay under their own headers, and a
+                    # cell merged down one column repeats its text there (as Word tables are read)
+                    for _ in range(n):
+                        text, left = down.get(len(cells), ("", 0))
+                        cells.append(text if left > 0 else "")
+                    continue
+                text = "\n".join(self.inline(q)[0] for q in cell.iter(_q("text:p"), _q("text:h")))
+                spans = cell.get(_q("table:number-rows-spanned")) or "1"
+                if (
+                    spans.isdigit()
+                    and int(spans) > 1
+                    and cell.get(_q("table:number-columns-spanned")) in (None, "1")
+                ):
+                    down[len(cells)] = (text, int(spans))
                 cells += [text] * n
+            down = {c: (t, left - 1) for c, (t, left) in down.items() if left > 1}
             if sheet:
                 while cells and not cells[-1].strip():
                     cells.pop()

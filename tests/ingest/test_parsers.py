@@ -810,6 +810,35 @@ def test_odp_slides_are_pages_read_in_reading_order_with_notes():
     assert_tiles(doc)
 
 
+def test_opendocument_merged_cells_keep_the_columns_after_them_in_place():
+    # QA: a LibreOffice table's covered cells (the places a merged cell spans) were skipped, so every cell after
+    # them moved one column left: "Category: Dock; Product: 240; Price: 9"
+    def cell(text: str, **span: int) -> str:
+        attrs = "".join(f' table:number-{k}-spanned="{v}"' for k, v in span.items())
+        return f"<table:table-cell{attrs}><text:p>{text}</text:p></table:table-cell>"
+
+    covered = "<table:covered-table-cell/>"
+    rows = [[cell("Category"), cell("Product"), cell("Price"), cell("Stock")],
+            [cell("Hardware", rows=2), cell("Laptop"), cell("1200"), cell("5")],
+            [covered, cell("Dock"), cell("240"), cell("9")],
+            [cell("Software"), cell("VPN client, free", columns=2), covered, cell("n/a")]]  # fmt: skip
+    table = '<table:table table:name="Prices">'
+    table += "".join(f"<table:table-row>{''.join(r)}</table:table-row>" for r in rows) + "</table:table>"
+    want = (
+        "Category: Hardware; Product: Laptop; Price: 1200; Stock: 5\n"
+        "Category: Hardware; Product: Dock; Price: 240; Stock: 9\n"
+        "Category: Software; Product: VPN client, free; Stock: n/a"
+    )
+    ods = F._odf_zip(
+        "application/vnd.oasis.opendocument.spreadsheet",
+        f"<office:spreadsheet>{table}</office:spreadsheet>",
+        None,
+    )
+    assert parse(ods, "prices.ods").text == "Prices\n\n" + want
+    odt = F._odf_zip("application/vnd.oasis.opendocument.text", f"<office:text>{table}</office:text>", None)
+    assert parse(odt, "prices.odt").text == want
+
+
 def test_a_sheet_title_above_the_table_is_not_its_header():
     from openpyxl import Workbook
 
