@@ -183,6 +183,7 @@ class ChatRequest(_NullsAreDefaults):
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, float] | None = None
     # vLLM's extensions, which several clients send
     top_k: int = Field(default=0, ge=-1)
     repetition_penalty: float = Field(default=1.0, gt=0)
@@ -201,6 +202,9 @@ class ChatRequest(_NullsAreDefaults):
         if self.top_logprobs:
             raise OpenAIError(400, "top_logprobs is not supported: logprobs=true gives each chosen token's "
                               "log-probability.", "unsupported_parameter", param="top_logprobs")  # fmt: skip
+        if self.logit_bias:
+            raise OpenAIError(400, "logit_bias is not supported: this server's sampler has no per-token bias.",
+                              "unsupported_parameter", param="logit_bias")  # fmt: skip
         kind = (self.response_format or {}).get("type", "text")
         if kind != "text":
             raise OpenAIError(400, f"response_format {kind!r} is not supported: this server generates plain "

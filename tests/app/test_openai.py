@@ -172,6 +172,7 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
         ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools", "unsupported_parameter"),
         ({"logprobs": True, "top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
+        ({"logit_bias": {"42": -100}}, "logit_bias", "unsupported_parameter"),
         ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
         ({"presence_penalty": 3}, "presence_penalty", "invalid_request"),
         ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages", "invalid_request"),
@@ -193,7 +194,7 @@ def test_null_options_mean_their_defaults(live):
     nulls = {k: None for k in ("temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
                                "max_completion_tokens", "presence_penalty", "frequency_penalty", "logprobs",
                                "top_logprobs", "seed", "top_k", "repetition_penalty", "response_format", "tools",
-                               "tool_choice", "user")}  # fmt: skip
+                               "tool_choice", "user", "logit_bias")}  # fmt: skip
     body = {"model": "tiny-glm", "messages": [{"role": "user", "content": "Where is the office?"}], **nulls}
     r = httpx.post(f"{server.base}/v1/chat/completions", json=body, headers=w.member, timeout=120)
     assert r.status_code == 200, r.text
