@@ -65,6 +65,12 @@ def _pick(op: str, ref: Callable, x: torch.Tensor) -> Callable:
     return _load(target)
 
 
+def _planes_wanted(planes_for: torch.Tensor | Int8Weight | None, switch: str, default: str) -> bool:
+    """Whether a kernel should also write its output rows as the int8 planes of the product after it: that
+    product has INT8 weights, and the environment switch (``default`` when unset) is "1"."""
+    return isinstance(planes_for, Int8Weight) and os.environ.get(switch, default) == "1"
+
+
 def rms_norm(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -81,11 +87,7 @@ def rms_norm(
     # NOTE: on unless AUTOGLM_NORM_PLANES=0. H100 2026-12-07 05:38 (RESULTS.md "The planes written by the
     # RMSNorm, re-run"): the engine's GPU tests pass with it, and norm + q/k/v takes 10.4-10.6 us at 2-16 rows
     # where norm + planes kernel + GEMM took 11.2-11.7 (11.5 vs 12.5 at 32 rows); gate/up unchanged (+-0.9 us)
-    if (
-        fn is rms_norm_ref
-        or not isinstance(planes_for, Int8Weight)
-        or os.environ.get("AUTOGLM_NORM_PLANES", "1") == "0"
-    ):
+    if fn is rms_norm_ref or not _planes_wanted(planes_for, "AUTOGLM_NORM_PLANES", "1"):
         return fn(x, weight, eps, residual, pre_weight)
     return fn(x, weight, eps, residual, pre_weight, planes=True)
 
@@ -180,8 +182,7 @@ def paged_attention(
         return _load("kernels.flash_prefill:flash_prefill_invariant")(*args)
     # NOTE: off unless AUTOGLM_ATTN_PLANES=1 until it has run on a GPU (the CPU interpreter's tests pass and
     # the kernels compile for sm_90): RESULTS.md "The planes written by the decode attention and by SiLU-and-multiply"
-    planes = isinstance(planes_for, Int8Weight) and os.environ.get("AUTOGLM_ATTN_PLANES", "0") == "1"
-    return fn(*args, planes=True) if planes else fn(*args)
+    return fn(*args, planes=True) if _planes_wanted(planes_for, "AUTOGLM_ATTN_PLANES", "0") else fn(*args)
 
 
 def silu_and_mul(x: torch.Tensor, planes_for: torch.Tensor | Int8Weight | None = None) -> torch.Tensor:
@@ -191,9 +192,9 @@ def silu_and_mul(x: torch.Tensor, planes_for: torch.Tensor | Int8Weight | None =
     fn = _pick("silu_and_mul", silu_and_mul_ref, x)
     # NOTE: off unless AUTOGLM_SILU_PLANES=1 until it has run on a GPU (the CPU interpreter's tests pass and
     # the kernel compiles for sm_90): RESULTS.md "The planes written by the decode attention and by SiLU-and-multiply"
-    if fn is silu_and_mul_ref or not isinstance(planes_for, Int8Weight):
+    if fn is silu_and_mul_ref or not _planes_wanted(planes_for, "AUTOGLM_SILU_PLANES", "0"):
         return fn(x)
-    return fn(x, planes=True) if os.environ.get("AUTOGLM_SILU_PLANES", "0") == "1" else fn(x)
+    return fn(x, planes=True)
 
 
 def gate_up_silu(
