@@ -40,6 +40,7 @@ from .int8_ws import planes_on_last_arrival
 from .triton_common import (
     INTERPRET,
     UPCAST_DOT,
+    arrival_counters,
     device_sms,
     dot_precision,
     next_pow2,
@@ -563,19 +564,10 @@ def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, 
     return min(want, tiles, MAX_SPLITS)
 
 
-_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
-
-
 def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
-    """A zeroed int32 arrival counter per (sequence, KV head) for the fused merge, kept per device: every
-    launch leaves it zeroed again. 64K entries cover any batch the engine runs; a larger one gets a larger
-    buffer, and the old ones stay allocated (a captured CUDA graph may hold their address).
-    NOTE: launches on one stream at a time (the engine's) share it. The first call should come before CUDA
-    graph capture (the engine warms up first), else the zeroing is captured too."""
-    kept = _COUNTERS.setdefault(device, [])
-    if not kept or kept[-1].numel() < n:
-        kept.append(torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device))
-    return kept[-1]
+    """The fused merge's arrival counters, one per (sequence, KV head) (``arrival_counters``): 64K entries
+    cover any batch the engine runs."""
+    return arrival_counters("decode-merge", device, n, 1 << 16)
 
 
 def flash_decode_triton(
@@ -638,7 +630,7 @@ def flash_decode_triton(
     early = pdl_end and B <= EARLY_BATCH and os.environ.get("AUTOGLM_ATTN_EARLY", "1") != "0"
     group = nh // nkv
     # the output rows' int8 planes for the projection after this call (not with the early launch: one row)
-    rows = out.view(T, nh * hd) if out.is_contiguous() else None
+    rows = out.view(T, nh * hd) if (planes or planes_out is not None) and out.is_contiguous() else None
     want = planes and planes_out is None and rows is not None and not early
     target = int8_ws.planes_target(rows) if want else None
     planes_out = planes_out if planes_out is not None else target

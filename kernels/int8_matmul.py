@@ -43,6 +43,7 @@ from .triton_common import (
     INTERPRET,
     TORCH_TO_TL,
     UPCAST_DOT,
+    arrival_counters,
     autotune,
     check_float,
     device_sms,
@@ -1235,19 +1236,11 @@ def _few_rows_launch(
         _few_rows[grid](*launch_args, **kw)
 
 
-_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
-
-
 def _split_counters(device: torch.device, n: int) -> torch.Tensor:
-    """A zeroed int32 arrival counter per column tile for the split-K kernel, kept per device: every launch
-    leaves it zeroed again. 1M entries (4 MB) cover any layer up to 4M output columns; a larger one gets a
-    larger buffer, and the old ones stay allocated (a captured CUDA graph may hold their address).
-    NOTE: launches on one stream at a time (the engine's) share it; allocated outside CUDA-graph capture in
-    practice, since the first call of each shape autotunes eagerly."""
-    kept = _COUNTERS.setdefault(device, [])
-    if not kept or kept[-1].numel() < n:
-        kept.append(torch.zeros(max(n, 1 << 20), dtype=torch.int32, device=device))
-    return kept[-1]
+    """The split-K kernel's arrival counters, one per column tile (``arrival_counters``): 1M entries (4 MB)
+    cover any layer up to 4M output columns; allocated outside CUDA-graph capture in practice, since the first
+    call of each shape autotunes eagerly."""
+    return arrival_counters("split-k", device, n, 1 << 20)
 
 
 def _operands(

@@ -42,7 +42,7 @@ from .gluon_common import (
     warpgroup_mma_wait,
 )
 from .gluon_common import tma_load as _tma_load
-from .triton_common import pdl_enabled, pdl_trigger, pdl_wait
+from .triton_common import arrival_counters, pdl_enabled, pdl_trigger, pdl_wait
 
 WS_ROWS = 32
 LO_STEPS: tl.constexpr = tl.constexpr(254.0)  # the lo plane's steps per hi step (every planes writer's)
@@ -113,17 +113,9 @@ def planes_on_last_arrival(
         tl.store(RCNT_ptr + row, 0)
 
 
-_ROW_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
-
-
 def row_counters(device: torch.device, n: int) -> torch.Tensor:
-    """A zeroed int32 arrival counter per row for ``planes_on_last_arrival``, kept per device (every launch
-    leaves it zeroed; a larger need gets a larger buffer and the old ones stay allocated: a captured CUDA
-    graph may hold their address). NOTE: launches on one stream at a time (the engine's) share it."""
-    kept = _ROW_COUNTERS.setdefault(device, [])
-    if not kept or kept[-1].numel() < n:
-        kept.append(torch.zeros(max(n, 1024), dtype=torch.int32, device=device))
-    return kept[-1]
+    """``planes_on_last_arrival``'s counters, one per row (``triton_common.arrival_counters``)."""
+    return arrival_counters("planes-rows", device, n, 1024)
 
 
 def row_bucket(M: int) -> int:

@@ -145,3 +145,19 @@ def out_tensor(
             f"out must be a contiguous {dtype} {tuple(shape)} on {like.device}, got {out.dtype} {tuple(out.shape)}"
         )
     return out
+
+
+_COUNTERS: dict[tuple[str, torch.device], list[torch.Tensor]] = {}
+
+
+def arrival_counters(kind: str, device: torch.device, n: int, minimum: int) -> torch.Tensor:
+    """A zeroed int32 buffer of at least n arrival counters for the kernels of ``kind`` (their last program to
+    arrive at a counter acts and sets it back to 0, so every launch leaves it zeroed), kept per device, at least
+    ``minimum`` entries; a larger need gets a larger buffer and the old ones stay allocated (a captured CUDA
+    graph may hold their address). NOTE: launches on one stream at a time (the engine's) share a kind's buffer;
+    the first call should come before CUDA graph capture (the engine runs each step eagerly first), else the
+    zeroing is captured too."""
+    kept = _COUNTERS.setdefault((kind, device), [])
+    if not kept or kept[-1].numel() < n:
+        kept.append(torch.zeros(max(n, minimum), dtype=torch.int32, device=device))
+    return kept[-1]
