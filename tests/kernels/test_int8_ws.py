@@ -179,7 +179,7 @@ def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager():
 def _decode_case(rows: int, ctx: int = 300):
     """A decode batch of ``rows`` sequences of ``ctx`` cached tokens (GLM-4's 32 / 2 heads, d=128) over a
     bf16 cache of shuffled 16-token blocks."""
-    nblk = rows * ctx // 16
+    nblk = rows * -(-ctx // 16)
     k = torch.randn(nblk, 16, 2, 128, dtype=BF16, device=DEVICE)
     v = torch.randn_like(k)
     tables = torch.randperm(nblk, device=DEVICE).int().view(rows, -1)
