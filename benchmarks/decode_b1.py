@@ -1,14 +1,14 @@
 """Where a batch-1 long-context decode call's time goes (issue 5: >= 75% of copy at 32k).
 
-    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick | --pages | --variants 128:66:2:4,...]
+    python benchmarks/decode_b1.py [--ctx 32768,8192] [--int8] [--quick | --pages | --page-loop | --variants 128:66:2:4,...]
 
 GPU us per call from CUDA-graph replays (8 cache copies a graph, as benchmarks/kernels.py's decode section):
 the planned call, its decode kernel alone, its merge alone, split / tile / stage / warp variants, PDL off, and
 a plain read of the same bytes by one Triton kernel (the floor a one-launch streaming kernel reaches), and
 reads of a cache's bytes in three layouts (``layout_reads``: do the interleaved KV heads cost bandwidth?) and as
 contiguous pages in order and in random order (``page_reads``: do the page order and size, or the 2-D tile
-loads, keep the loop below a plain read?). Each
-variant's output is checked against the planned call's. Needs a CUDA GPU.
+loads, keep the loop below a plain read?), and the decode loop itself in small page-sized steps with many stages
+(``page_decodes``, ``--page-loop``: full math and adds only). Each variant's output is checked against the planned call's. Needs a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -115,6 +115,105 @@ def page_reads(case, ctx: int) -> None:
 
             case.record(f"pages of {elems * 2 // 1024} KB {order}, {progs}p {stages}st", make,
                         nbytes=progs * per * elems * 2)  # fmt: skip
+
+
+@triton.jit
+def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, stride_ch, qk_scale,
+                        GROUP: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr,
+                        STAGES: tl.constexpr, KT: tl.constexpr, COMPUTE: tl.constexpr,
+                        UPCAST: tl.constexpr = False):  # fmt: skip
+    """Batch-1 decode of one (KV head, split) a program, BLOCK_N tokens (one or more 16-token pages) a step:
+    K loaded as (D, tokens) for the dot (KT, as the product's kernel) or as (tokens, D) rows and transposed
+    in registers; COMPUTE=0 only adds the K and V tiles element-wise (no reductions in the loop: the page
+    reads' work) to tell the loads from the math."""
+    kvh = tl.program_id(0)
+    split = tl.program_id(1)
+    split_len = tl.cdiv(tl.cdiv(ctx, BLOCK_N), tl.num_programs(1)) * BLOCK_N
+    lo = split * split_len
+    hi = tl.minimum(lo + split_len, ctx)
+    offs_g = tl.arange(0, GROUP)
+    offs_d = tl.arange(0, D)
+    offs_t = tl.arange(0, BLOCK_N)
+    q = tl.load(Q + (kvh * GROUP + offs_g)[:, None] * D + offs_d[None, :])
+    m_i = tl.full((GROUP,), float("-inf"), tl.float32)
+    l_i = tl.zeros((GROUP,), tl.float32)
+    acc = tl.zeros((GROUP, D), tl.float32)
+    sink = tl.zeros((BLOCK_N, D), tl.float32)
+    for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
+        if BLOCK_N == PAGE:
+            row = tl.load(BT + start_n // PAGE).to(tl.int64) * stride_cb + offs_t.to(tl.int64) * stride_co
+        else:
+            offs_n = start_n + offs_t
+            row = (
+                tl.load(BT + offs_n // PAGE).to(tl.int64) * stride_cb
+                + (offs_n % PAGE).to(tl.int64) * stride_co
+            )
+        row += kvh * stride_ch
+        v = tl.load(VC + row[:, None] + offs_d[None, :])
+        if KT:
+            kt = tl.load(KC + row[None, :] + offs_d[:, None])
+            k = tl.trans(kt)
+        else:
+            k = tl.load(KC + row[:, None] + offs_d[None, :])
+            kt = tl.trans(k)
+        if COMPUTE:
+            if UPCAST:  # the CPU interpreter's bf16 dot (kernels/triton_common.py UPCAST_DOT)
+                sc = tl.dot(q.to(tl.float32), kt.to(tl.float32))
+            else:
+                sc = tl.dot(q, kt)
+            sc *= qk_scale * 1.4426950408889634
+            m_new = tl.maximum(m_i, tl.max(sc, axis=1))
+            alpha = tl.math.exp2(m_i - m_new)
+            p = tl.math.exp2(sc - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            if UPCAST:
+                acc = tl.dot(p.to(VC.dtype.element_ty).to(tl.float32), v.to(tl.float32), acc * alpha[:, None])
+            else:
+                acc = tl.dot(p.to(VC.dtype.element_ty), v, acc * alpha[:, None])
+            m_i = m_new
+        else:
+            sink += k.to(tl.float32) + v.to(tl.float32)
+    if not COMPUTE:
+        acc += tl.sum(sink, axis=0)[None, :]
+        l_i += 1.0
+        m_i = tl.zeros((GROUP,), tl.float32)
+    l_i = tl.where(l_i > 0, l_i, 1.0)  # a split past the end: no tiles, weight 0 in the merge
+    heads = kvh * GROUP + offs_g
+    tl.store(OP + (heads[:, None] * tl.num_programs(1) + split) * D + offs_d[None, :], acc / l_i[:, None])
+    tl.store(LSE + heads * tl.num_programs(1) + split, m_i + tl.log2(l_i))
+
+
+def page_decodes(case, copies, ctx: int) -> None:
+    """The decode loop as the page reads do it: many stages of small steps (one 16-token page or a few), K
+    loaded transposed (as the product) or as rows; full math (checked against the plan's output after a
+    torch merge of the partials) and adds only. Does the loop reach the page reads' 78-82% of copy?"""
+    ref = case.ref.float()
+    for bn, splits, stages, kt, compute, warps in (
+        (16, 66, 8, 0, 1, 4), (16, 66, 8, 1, 1, 4), (16, 66, 8, 0, 0, 4), (16, 132, 6, 0, 1, 4),
+        (16, 132, 8, 0, 1, 4), (16, 66, 12, 0, 1, 4), (16, 66, 8, 0, 1, 2), (32, 66, 6, 0, 1, 4),
+        (32, 66, 6, 1, 1, 4), (32, 66, 6, 0, 0, 4), (32, 132, 4, 0, 1, 4), (64, 66, 4, 0, 1, 4),
+        (64, 66, 4, 0, 0, 4), (128, 66, 3, 1, 1, 4), (128, 66, 3, 0, 0, 4),
+    ):  # fmt: skip
+        op = torch.empty(NH, splits, HD, device="cuda")
+        lse = torch.empty(NH, splits, device="cuda")
+
+        def make(bn=bn, splits=splits, stages=stages, kt=kt, compute=compute, warps=warps, op=op, lse=lse):
+            fns = [
+                partial(_page_decode_kernel[(2, splits)], a[0], a[1], a[2], a[3], op, lse, ctx, a[1].stride(0),
+                        a[1].stride(1), a[1].stride(2), HD**-0.5, GROUP=NH // 2, D=HD, BLOCK_N=bn,
+                        PAGE=a[1].shape[1], STAGES=stages, KT=kt, COMPUTE=compute, num_warps=warps)
+                for a in copies
+            ]  # fmt: skip
+            fns[0]()
+            err = float("nan")
+            if compute:
+                w = torch.exp2(lse - lse.amax(1, keepdim=True))
+                out = (op * w[..., None]).sum(1) / w.sum(1)[:, None]
+                err = rel(out.view_as(ref), ref)
+            return fns, err
+
+        case.record(f"page loop {bn}t {splits}s {stages}st {'KT' if kt else 'rows'} "
+                    f"{'math' if compute else 'adds'} {warps}w", make)  # fmt: skip
 
 
 def layout_reads(case, ctx: int, splits: int = 66) -> None:
@@ -282,6 +381,7 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--quick", action="store_true", help="the plan, its parts and the stripped kernel only")
     ap.add_argument("--pages", action="store_true", help="the plan and the page reads (page_reads) only")
+    ap.add_argument("--page-loop", action="store_true", help="the plan and the page-step decode loops only")
     ap.add_argument(
         "--variants", default="", help="only the plan and these tile:splits:stages:warps variants"
     )
@@ -312,6 +412,9 @@ def main() -> None:
             timed(f"plan ({plan} splits)")
             if args.pages:
                 page_reads(case, ctx)
+                continue
+            if args.page_loop:
+                page_decodes(case, copies, ctx)
                 continue
             if args.variants:
                 for v in args.variants.split(","):
