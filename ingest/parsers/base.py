@@ -521,6 +521,25 @@ def sheet_rows_as_text(rows: list[list[str]]) -> list[str]:
     return [line for t in tables for line in rows_as_text(t)]
 
 
+def fill_merged_down(rows: list[list[str]], merges: list[tuple[int, int, int]]) -> None:
+    """Repeat a vertically merged cell's text in each row it spans (its first column), as Word tables are read:
+    a price list's "Hardware" merged over three products names the category of all three, not of the first only.
+    The rows are a sheet's from row 1; at most MAX_SHEET_CELLS cells are filled (a hostile file's merges)."""
+    budget = MAX_SHEET_CELLS
+    for col, first, last in merges:
+        if first >= len(rows) or col >= len(rows[first]) or not rows[first][col]:
+            continue
+        for r in range(first + 1, min(last, len(rows) - 1) + 1):
+            budget -= 1
+            if budget < 0:
+                return
+            row = rows[r]
+            if col >= len(row):
+                row.extend([""] * (col + 1 - len(row)))
+            if not row[col]:
+                row[col] = rows[first][col]
+
+
 def _starts_table(rows: list[list[str]], i: int) -> bool:
     """Whether rows[i:] open with a table's header: past at most MAX_TITLE_ROWS one-cell rows, a row of 2+ cells
     without digits, over rows (up to the next empty one) with a digit in a column the header names."""

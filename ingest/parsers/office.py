@@ -18,6 +18,7 @@ from .base import (
     ParsedDocument,
     ParseError,
     TextBuilder,
+    fill_merged_down,
     metadata_title,
     reading_order,
     rows_as_text,
@@ -517,7 +518,7 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
                         f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it."
                     )
                 rows.append([_cell(c.value, getattr(c, "number_format", None)) for c in r])
-            _fill_merged_down(rows, _merged_down(zf, getattr(ws, "_worksheet_path", None)))
+            fill_merged_down(rows, _merged_down(zf, getattr(ws, "_worksheet_path", None)))
             lines = sheet_rows_as_text(rows)
             if lines:
                 b.set_path([])
@@ -560,25 +561,6 @@ def _merged_down(zf: zipfile.ZipFile, path: str | None) -> list[tuple[int, int, 
         for c1, r1, c2, r2 in found
         if int(r2) > int(r1) and c1 == c2  # not a banner over several columns and rows: its text once
     )
-
-
-def _fill_merged_down(rows: list[list[str]], merges: list[tuple[int, int, int]]) -> None:
-    """Repeat a vertically merged cell's text in each row it spans (its first column), as Word tables are read:
-    a price list's "Hardware" merged over three products names the category of all three, not of the first only.
-    The rows are a sheet's from row 1; at most MAX_SHEET_CELLS cells are filled (a hostile file's merges)."""
-    budget = base.MAX_SHEET_CELLS
-    for col, first, last in merges:
-        if first >= len(rows) or col >= len(rows[first]) or not rows[first][col]:
-            continue
-        for r in range(first + 1, min(last, len(rows) - 1) + 1):
-            budget -= 1
-            if budget < 0:
-                return
-            row = rows[r]
-            if col >= len(row):
-                row.extend([""] * (col + 1 - len(row)))
-            if not row[col]:
-                row[col] = rows[first][col]
 
 
 def _cell(v, fmt: str | None = None) -> str:

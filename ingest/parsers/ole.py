@@ -29,6 +29,7 @@ from .base import (
     ParseError,
     TextBuilder,
     UnsupportedFileType,
+    fill_merged_down,
     metadata_title,
     number_text,
     rows_as_text,
@@ -390,6 +391,7 @@ def parse_xls(data: bytes) -> ParsedDocument:
             if cells > base.MAX_SHEET_CELLS:
                 raise ParseError(f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it.")
             rows = [[_xls_cell(c, wb) for c in sh.row(r)] for r in range(sh.nrows)]
+            fill_merged_down(rows, _xls_merged_down(sh))
             lines = sheet_rows_as_text(rows)
             if lines:
                 b.set_path([])
@@ -401,6 +403,17 @@ def parse_xls(data: bytes) -> ParsedDocument:
     finally:
         wb.release_resources()
     return b.build("xls", None, None, heading_title=False)
+
+
+def _xls_merged_down(sh) -> list[tuple[int, int, int]]:
+    """(column, first row, last row), 0-based, of each merged range of ``sh`` that spans several rows of one column,
+    as ``office._merged_down`` reads them from an .xlsx sheet. xlrd lists a sheet's merged ranges (half-open:
+    rows rlo..rhi-1, columns clo..chi-1) only for a workbook opened with its formats; without them, none."""
+    return sorted(
+        (clo, rlo, rhi - 1)
+        for rlo, rhi, clo, chi in getattr(sh, "merged_cells", None) or ()
+        if rhi - rlo > 1 and chi - clo == 1  # not a banner over several columns and rows: its text once
+    )
 
 
 class _Discard:

@@ -894,6 +894,41 @@ def test_a_cell_merged_down_a_column_names_every_row_it_spans():
     )
 
 
+def test_an_xls_cell_merged_down_a_column_names_every_row_it_spans():
+    # Excel 97-2003 files lost the category of every product but the first (xlrd lists merged ranges apart
+    # from the cells), where .xlsx and .ods sheets repeat it; now .xls reads as they do
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Prices")
+    sheet.write_merge(0, 0, 0, 2, "IT price list 2026")  # a title across the columns: once
+    for r, row in enumerate((["Category", "Product", "Price (EUR)"], ["Hardware", "Laptop", 1200],
+                             [None, "Docking station", 240], [None, "Monitor", 310],
+                             ["Software", "VPN client", 0], [None, "Office suite", 120]), start=1):  # fmt: skip
+        for c, v in enumerate(row):
+            if v is not None and not (c == 0 and r in (2, 5)):
+                sheet.write(r, c, v)
+    sheet.write_merge(2, 4, 0, 0, "Hardware")
+    sheet.write_merge(5, 6, 0, 0, "Software")
+    rota = book.add_sheet("Rota")
+    rota.write_merge(0, 1, 0, 2, "Rota")  # a banner over rows and columns: once
+    for c, v in enumerate(["Week", "Role", "Name"]):
+        rota.write(2, c, v)
+    rota.write_merge(3, 4, 0, 0, "2026-W02")
+    for r, (role, name) in enumerate((("Primary", "Ana"), ("Backup", "Ben")), start=3):
+        rota.write(r, 1, role)
+        rota.write(r, 2, name)
+    buf = io.BytesIO()
+    book.save(buf)
+    assert parse(buf.getvalue(), "prices.xls").text == (
+        "Prices\n\nIT price list 2026\nCategory: Hardware; Product: Laptop; Price (EUR): 1200\n"
+        "Category: Hardware; Product: Docking station; Price (EUR): 240\n"
+        "Category: Hardware; Product: Monitor; Price (EUR): 310\nCategory: Software; Product: VPN client; "
+        "Price (EUR): 0\nCategory: Software; Product: Office suite; Price (EUR): 120\n\n"
+        "Rota\n\nRota\nWeek: 2026-W02; Role: Primary; Name: Ana\nWeek: 2026-W02; Role: Backup; Name: Ben"
+    )
+
+
 def test_a_workbook_is_not_titled_after_a_sheet():
     # Citations of a workbook saved with Excel's default names said "Sheet1", and those of a rota on the second
     # sheet of ops.xlsx said "Price list" (the first sheet's name); without a title in its properties a workbook
