@@ -9,8 +9,9 @@ Here:
 - section titles, underlined or over- and underlined with any punctuation, are headings, each style's level
   the order in which it first appears (as docutils decides levels);
 - paragraphs keep their lines; inline markup is the text shown: roles as Sphinx shows them (``role_text``, as
-  for MyST), `text <url>`_ and name_ references as their text, substitutions replaced, emphasis without its
-  stars, ``literals`` as `code`;
+  for MyST), `text <url>`_ and name_ references as their text, then the web or mail address they lead to
+  (``link_target``, as a Markdown link: "PEP 8 (https://peps.python.org/pep-0008/)"; named and anonymous
+  references through their targets), substitutions replaced, emphasis without its stars, ``literals`` as `code`;
 - bullet and enumerated lists, definition lists ("term: definition"), field lists ("Author: Ana"), option lists
   ("-v, --verbose: Say more.") and line blocks are lines;
 - literal blocks ("::"), doctests and code directives are fenced code (as MyST's), admonitions labelled
@@ -30,7 +31,7 @@ import io
 import re
 from collections.abc import Iterator
 
-from .base import ParsedDocument, ParseError, TextBuilder, metadata_title, rows_as_text
+from .base import ParsedDocument, ParseError, TextBuilder, link_target, metadata_title, rows_as_text
 from .myst import (
     ADMONITIONS,
     ARGUMENT_TEXT,
@@ -195,6 +196,11 @@ _INLINE = re.compile(
 )
 _UNFENCED = re.compile(r"(?<!`)(`+) ?([^`](?:.*?[^`])?) ?\1(?!`)")
 _TITLED_REF = re.compile(r"^(.*?)\s*<([^<>]*)>$", re.S)
+# hyperlink targets: ".. _name: uri", ".. _`a name`: uri" (the uri may go on over indented lines, or be another
+# target's name: "other_"); anonymous ones ".. __: uri" and "__ uri", which anonymous references use in order
+_ANONYMOUS_TARGET = re.compile(r"^ *(?:\.\. __:|__)(?: +(.*)|$)")
+_NAMED_TARGET = re.compile(r"^ *\.\. _(?:`([^`\n]+)`|([^`:\n](?:[^:\n]|\\:)*)):(?: +(.*)|$)")
+_REFERENCE_NAME = re.compile(r"^(?:`([^`]+)`|(\S+?))_$")
 _UNICODE_CODE = re.compile(r"(?:0x|x|\\x|U\+|u|\\u|&#x)([0-9A-Fa-f]+);?$|&#(\d+);?$|(\d+)$")
 
 
@@ -221,6 +227,7 @@ class _Reader:
         self.body_seen = False  # a block of text has been read (fields after it are no metadata)
         self.sub_depth = 0
         self.includes: list[str] = []  # the files include directives name
+        self.targets, self.anonymous = _targets(lines)  # where references lead: name -> uri; uris in order
 
     # --- the document ------------------------------------------------------------------------------------------
     def read(self, lines: list[str]) -> None:
@@ -737,10 +744,15 @@ class _Reader:
             if g["ref"]:
                 titled = _TITLED_REF.match(body)
                 if titled:
-                    return titled.group(1) or titled.group(2)
-            return " ".join(body.split()) if "\n" in body else body
+                    uri = "".join(titled.group(2).split())
+                    href = self._resolve(_reference_name(uri)) if _reference_name(uri) is not None else uri
+                    return self._linked(titled.group(1) or titled.group(2), href)
+            shown = " ".join(body.split()) if "\n" in body else body
+            return self._linked(shown, self._reference(shown, g["ref"])) if g["ref"] else shown
         if g["sub"] is not None:
-            return self._substitute(" ".join(g["sub"].split()))
+            shown = self._substitute(" ".join(g["sub"].split()))
+            ref = g["sub_ref"]
+            return self._linked(shown, self._reference(" ".join(g["sub"].split()), ref)) if ref else shown
         if g["note"] is not None:
             label = g["note"]
             if label.startswith("#"):
@@ -751,7 +763,32 @@ class _Reader:
             return self.inline(g["strong"])
         if g["em"] is not None:
             return self.inline(g["em"])
-        return g["word"]
+        return self._linked(g["word"], self._reference(g["word"], m.group(0)[len(g["word"]) :]))
+
+    # --- hyperlink references ----------------------------------------------------------------------------------
+    def _reference(self, name: str, marker: str) -> str | None:
+        """Where a reference leads: "name_" to its named target, "name__" to the next anonymous target."""
+        if marker == "__":
+            return self.anonymous.pop(0) if self.anonymous else None
+        return self._resolve(name)
+
+    def _resolve(self, name: str) -> str | None:
+        """The uri of the target ``name``, through indirect targets ("a_" -> "b_" -> uri); None for an
+        internal target (a section label) or one the document does not define."""
+        for _ in range(8):  # a bounded chain: a cycle of indirect targets leads nowhere
+            uri = self.targets.get(_normalized(name))
+            if not uri:
+                return None
+            if (name := _reference_name(uri)) is None:
+                return uri
+        return None
+
+    @staticmethod
+    def _linked(shown: str, href: str | None) -> str:
+        """A reference as a reader sees it: its text, then its web or mail address where the text does not say it
+        (``link_target``, as for Markdown and HTML links)."""
+        target = link_target(href, shown)
+        return f"{shown} ({target})" if target else shown
 
     def _substitute(self, name: str) -> str:
         kind, value = self.subs.get(name) or next(
@@ -780,6 +817,44 @@ _MARKED = (
     _Reader._tables,
     _Reader._explicit,
 )
+
+
+def _normalized(name: str) -> str:
+    """A reference name as docutils compares them: whitespace collapsed, case folded."""
+    return " ".join(name.split()).casefold()
+
+
+def _reference_name(uri: str) -> str | None:
+    """The target name an indirect target or an embedded alias names ("other_", "`Other name`_"), else None (a
+    uri; "\\_" at its end is an escaped underscore)."""
+    if uri.endswith("\\_") or not (m := _REFERENCE_NAME.match(uri)):
+        return None
+    return m.group(1) if m.group(1) is not None else m.group(2)
+
+
+def _targets(lines: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The document's hyperlink targets: named ones (normalized name -> uri, "" for an internal target, the first
+    definition of a name kept) and the anonymous ones' uris in document order."""
+    named: dict[str, str] = {}
+    anonymous: list[str] = []
+    for i, line in enumerate(lines):
+        if "_" not in line or not line.lstrip().startswith(("..", "__")):
+            continue
+        anon = _ANONYMOUS_TARGET.match(line)
+        m = None if anon else _NAMED_TARGET.match(line)
+        if not anon and not m:
+            continue
+        parts = [(anon or m).group(1 if anon else 3) or ""]
+        j = i + 1
+        while j < len(lines) and lines[j].strip() and _indent(lines[j]) > _indent(line):
+            parts.append(lines[j].strip())
+            j += 1
+        uri = "".join("".join(parts).split())  # a uri wrapped over lines is one
+        if anon:
+            anonymous.append(uri)
+        else:
+            named.setdefault(_normalized((m.group(1) or m.group(2)).replace("\\:", ":")), uri)
+    return named, anonymous
 
 
 def _enum_shape(m: re.Match) -> tuple[str, str]:

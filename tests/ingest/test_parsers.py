@@ -1804,7 +1804,8 @@ def test_rst_read_as_sphinx_shows_it():
     assert (doc.detected_type, doc.title) == ("rst", "The Widget Guide")
     assert doc.text == (
         "Widget Guide\n\n"
-        "Widgetry builds widgets. See the install guide,\n`widgets.build`, PEP 8 and Python\n(fastly).\n\n"
+        "Widgetry builds widgets. See the install guide,\n`widgets.build`, PEP 8 "
+        "(https://peps.python.org/pep-0008/) and Python (https://www.python.org/)\n(fastly).\n\n"
         "Installation\n\nRun this:\n\n```\npip install widgetry\n\n# no heading\nwidgetry --version\n```\n\n"
         "Note: The wheel is pure Python.\n\nWarning: Back up first.\n\nNew in version 2.1: The `--fast` option.\n\n"
         "Usage\n\n```python\nimport widgets\nwidgets.build()\n```"
@@ -1814,6 +1815,34 @@ def test_rst_read_as_sphinx_shows_it():
     assert section_of(doc, "Note: The wheel").heading_path == ["Widget Guide", "Installation"]
     assert section_of(doc, "import widgets").heading_path == ["Widget Guide", "Usage"]
     assert_tiles(doc)
+
+
+def test_rst_links_keep_the_addresses_they_lead_to():
+    # "Where do I download the installer?" found nothing in an RST page: a link was only its text, where Markdown
+    # and HTML keep a web or mail address after it. Embedded, named (through indirect targets, over wrapped
+    # lines), anonymous and substitution references alike; a relative path, a section label or a link whose text
+    # is its address adds nothing.
+    rst = (
+        "Install\n=======\n\n"
+        "Download the `installer <https://dl.example.com/app-2.1.msi>`_ or ask `the service desk\n"
+        "<mailto:help@example.com>`__. Read the docs_, the `Release notes`_, the FAQ__, `setup <setup.html>`_,\n"
+        ":ref:`install`, install_, `<https://example.com/faq>`_, Python_ and |vpn|_.\n\n"
+        ".. _docs: https://docs.example.com/\n   guide/\n.. _release notes: notes_\n"
+        ".. _notes: https://example.com/notes\n.. _Python: https://www.python.org/\n"
+        ".. _vpn: https://intranet.example.com/vpn\n.. |vpn| replace:: the VPN page\n\n"
+        "__ https://example.com/faq-page\n\n.. _install:\n\nSetup\n=====\n\n"
+        ".. list-table::\n   :header-rows: 1\n\n   * - Platform\n     - Installer\n"
+        "   * - Windows\n     - `MSI <https://dl.example.com/app.msi>`_\n"
+    )
+    doc = parse(rst.encode(), "install.rst")
+    assert doc.text == (
+        "Install\n\nDownload the installer (https://dl.example.com/app-2.1.msi) or ask the service desk "
+        "(help@example.com). Read the docs (https://docs.example.com/guide/), the Release notes "
+        "(https://example.com/notes), the FAQ (https://example.com/faq-page), setup,\ninstall, install, "
+        "https://example.com/faq, Python (https://www.python.org/) and the VPN page "
+        "(https://intranet.example.com/vpn).\n\n"
+        "Setup\n\nPlatform: Windows; Installer: MSI (https://dl.example.com/app.msi)"
+    )
 
 
 def test_rst_section_levels_follow_the_order_styles_first_appear_in():
