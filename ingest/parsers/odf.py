@@ -1,8 +1,9 @@
 """OpenDocument (LibreOffice, OpenOffice, many public administrations).
 
 - text (.odt): headings from their outline level, paragraphs, lists, tables as "Header: value" rows, text
-  boxes after their paragraph, notes (footnotes, endnotes) at the end; tracked deletions, comments and a
-  table of contents are not text;
+  boxes after their paragraph, notes (footnotes, endnotes) at the end; a link's web or mail address after its
+  text (``link_target``, as for Markdown and HTML); tracked deletions, comments and a table of contents are not
+  text;
 - spreadsheet (.ods): a sheet is a heading, its rows "Header: value" lines, as for Excel;
 - presentation (.odp): a slide is a page, its title frame the heading, its frames in reading order, then its
   speaker notes, as for PowerPoint.
@@ -17,6 +18,7 @@ from .base import (
     ParsedDocument,
     ParseError,
     TextBuilder,
+    link_target,
     metadata_title,
     reading_order,
     rows_as_text,
@@ -33,6 +35,7 @@ _NS = {
     "dc": "http://purl.org/dc/elements/1.1/",
     "presentation": "urn:oasis:names:tc:opendocument:xmlns:presentation:1.0",
     "svg": "urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0",
+    "xlink": "http://www.w3.org/1999/xlink",
 }
 _MIME = "application/vnd.oasis.opendocument."
 # the OpenDocument kinds read here, by the mimetype member LibreOffice writes first: detected type, body element
@@ -170,8 +173,8 @@ class _Reader:
                 self.blocks(el)
 
     def inline(self, p) -> tuple[str, list]:
-        """A paragraph's text (spaces, tabs, line breaks as written), and its frames (text boxes) to read
-        after it; its notes go to the note lists."""
+        """A paragraph's text (spaces, tabs, line breaks as written; a link's web or mail address after its text),
+        and its frames (text boxes) to read after it; its notes go to the note lists."""
         out: list[str] = []
         frames: list = []
 
@@ -199,6 +202,11 @@ class _Reader:
                         )
                 elif tag == _q("draw:frame"):
                     frames.append(ch)
+                elif tag == _q("text:a"):
+                    start = len(out)
+                    walk(ch)
+                    if target := link_target(ch.get(_q("xlink:href")), "".join(out[start:])):
+                        out.append(f" ({target})")
                 elif tag not in _SKIP and isinstance(tag, str):
                     walk(ch)
                 if ch.tail:

@@ -19,6 +19,7 @@ from .base import (
     ParseError,
     TextBuilder,
     fill_merged_down,
+    link_target,
     metadata_title,
     reading_order,
     rows_as_text,
@@ -66,7 +67,7 @@ def parse_docx(data: bytes) -> ParsedDocument:
     boxes, SmartArt diagrams and charts after their paragraph; footnotes and endnotes at the end, then the page
     headers' and footers' text (once each, page numbers dropped). Paragraph text is every ``w:t`` of the
     paragraph (hyperlinks, tracked insertions, inline content controls, field results), not deleted text
-    or field codes."""
+    or field codes; a hyperlink's web or mail address follows its text (``link_target``), as in Markdown."""
     from docx import Document
 
     open_zip(data, "Word")
@@ -82,7 +83,7 @@ def parse_docx(data: bytes) -> ParsedDocument:
         raise ParseError("The Word document could not be read: the file is damaged.") from e
     b = TextBuilder()
     titles: list[str] = []
-    _docx_blocks(body, doc, b, titles, {})
+    _docx_blocks(body, doc, b, titles, {}, _links(doc.part))
     for kind, texts in notes:
         b.notes(kind.capitalize(), texts)
     for kind, texts in margins:
@@ -102,10 +103,12 @@ _NOT_TEXT = {_w("del"), _w("moveFrom"), _w("delText"), _w("instrText"), _w("txbx
 _BREAKS = {_w("br"): "\n", _w("cr"): "\n", _w("tab"): "\t", _w("noBreakHyphen"): "-"}
 
 
-def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict) -> None:
+def _docx_blocks(
+    container, doc, b: TextBuilder, titles: list[str], styles: dict, links: dict[str, str]
+) -> None:
     for el in container.iterchildren():
         if el.tag == _w("p"):
-            text = _para_text(el)
+            text = _para_text(el, links)
             level, style = _heading_level(el, doc, styles)
             if style == "Title":
                 # The document title names the whole document, so it is not part of heading paths.
@@ -118,18 +121,18 @@ def _docx_blocks(container, doc, b: TextBuilder, titles: list[str], styles: dict
                 b.block(text)
             for box in el.iter(_w("txbxContent")):
                 if not any(a.tag == _MC_FALLBACK for a in box.iterancestors()):
-                    _docx_blocks(box, doc, b, titles, styles)
+                    _docx_blocks(box, doc, b, titles, styles, links)
             for text in _diagrams(el, doc.part) + _charts(el, doc.part):
                 b.block(text)
         elif el.tag == _w("tbl"):
-            b.block("\n".join(rows_as_text(_table_rows(el))))
+            b.block("\n".join(rows_as_text(_table_rows(el, links))))
         elif el.tag in (_w("sdt"), _w("customXml")) and not _placeholder(el):  # content controls, custom XML
             gallery = el.find(f"{_w('sdtPr')}/{_w('docPartObj')}/{_w('docPartGallery')}")
             if gallery is not None and "Table of Contents" in (gallery.get(_w("val")) or ""):
                 continue
             content = el.find(_w("sdtContent")) if el.tag == _w("sdt") else el
             if content is not None:
-                _docx_blocks(content, doc, b, titles, styles)
+                _docx_blocks(content, doc, b, titles, styles, links)
 
 
 def _placeholder(el) -> bool:
@@ -137,17 +140,62 @@ def _placeholder(el) -> bool:
     return el.tag == _w("sdt") and el.find(f"{_w('sdtPr')}/{_w('showingPlcHdr')}") is not None
 
 
-def _para_text(p) -> str:
+def _links(part) -> dict[str, str]:
+    """rId -> address of each external relationship of ``part`` (the document, a header, the footnotes): where
+    its hyperlinks lead. A part without relationships has none."""
+    try:
+        return {rid: rel.target_ref for rid, rel in part.rels.items() if rel.is_external}
+    except Exception:  # noqa: BLE001  (broken relationships lose the addresses, not the text)
+        return {}
+
+
+# a HYPERLINK field's address: its first argument, unless a switch comes first (``\l "bookmark"``: in the file)
+_HYPERLINK_FIELD = re.compile(r'\s*HYPERLINK\s+(?!\\)(?:"([^"]*)"|(\S+))', re.IGNORECASE)
+
+
+def _field_href(instr: str) -> str | None:
+    m = _HYPERLINK_FIELD.match(instr)
+    return (m.group(1) if m.group(1) is not None else m.group(2)) if m else None
+
+
+def _para_text(p, links: dict[str, str] | None = None) -> str:
+    """A paragraph's text; each hyperlink's address after its text where it says more (``link_target``): a
+    ``w:hyperlink`` to an external relationship of ``links``, or a HYPERLINK field (simple or complex)."""
     out: list[str] = []
+    fields: list[list] = []  # open complex fields: [instruction pieces, where their result starts in out]
+
+    def linked(href: str | None, start: int) -> None:
+        if target := link_target(href, "".join(out[start:])):
+            out.append(f" ({target})")
 
     def walk(el) -> None:
         for ch in el.iterchildren():
+            if ch.tag == _w("instrText") and fields and fields[-1][1] is None:
+                fields[-1][0].append(ch.text or "")
             if ch.tag in _NOT_TEXT or _placeholder(ch):
                 continue
             if ch.tag == _w("t"):
                 out.append(ch.text or "")
             elif ch.tag in _BREAKS:
                 out.append(_BREAKS[ch.tag])
+            elif ch.tag == _w("fldChar"):
+                kind = ch.get(_w("fldCharType"))
+                if kind == "begin":
+                    fields.append([[], None])
+                elif kind == "separate" and fields:
+                    fields[-1][1] = len(out)
+                elif kind == "end" and fields:
+                    instr, start = fields.pop()
+                    if start is not None:
+                        linked(_field_href("".join(instr)), start)
+            elif ch.tag == _w("hyperlink"):
+                start = len(out)
+                walk(ch)
+                linked((links or {}).get(ch.get(_R_ID) or ""), start)
+            elif ch.tag == _w("fldSimple"):
+                start = len(out)
+                walk(ch)
+                linked(_field_href(ch.get(_w("instr")) or ""), start)
             else:
                 walk(ch)
 
@@ -193,11 +241,12 @@ def _notes(doc, kind: str) -> list[str]:
     if part is None:
         return []
     root = etree.fromstring(part.blob, base.xml_parser())
+    links = _links(part)
     texts = []
     for note in root.iterchildren(_w(kind[:-1])):
         if note.get(_w("type")) in ("separator", "continuationSeparator", "continuationNotice"):
             continue
-        text = " ".join(t for t in (_para_text(p).strip() for p in note.iter(_w("p"))) if t)
+        text = " ".join(t for t in (_para_text(p, links).strip() for p in note.iter(_w("p"))) if t)
         if text:
             texts.append(text)
     return texts
@@ -221,7 +270,7 @@ def _headers_footers(doc) -> list[tuple[str, list[str]]]:
                     part = getattr(section, name)
                     if part.is_linked_to_previous:  # no part of its own: the previous section's
                         continue
-                    got = _margin_lines(part._element)
+                    got = _margin_lines(part._element, _links(part.part))
                 except Exception:  # noqa: BLE001  (a broken reference loses the header, not the document)
                     logger.warning("unreadable %s skipped", kind.lower())
                     continue
@@ -232,18 +281,18 @@ def _headers_footers(doc) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _margin_lines(container) -> list[str]:
+def _margin_lines(container, links: dict[str, str]) -> list[str]:
     """A header's or footer's paragraphs and table rows as lines (content controls opened)."""
     lines: list[str] = []
     for el in container.iterchildren():
         if el.tag == _w("p"):
-            lines += [t.strip() for t in _para_text(el).split("\n")]
+            lines += [t.strip() for t in _para_text(el, links).split("\n")]
         elif el.tag == _w("tbl"):
-            rows = [[c.strip() for c in r] for r in _table_rows(el)]
+            rows = [[c.strip() for c in r] for r in _table_rows(el, links)]
             lines += [" ".join(c for c in r if c) for r in rows]  # a layout grid, not a table with headers
         elif el.tag == _w("sdt") and not _placeholder(el):
             content = el.find(_w("sdtContent"))
-            lines += _margin_lines(content) if content is not None else []
+            lines += _margin_lines(content, links) if content is not None else []
     return [" ".join(t.split()) for t in lines if t.strip()]
 
 
@@ -401,7 +450,7 @@ def _chart_text(blob: bytes) -> str:
     return "\n".join(lines)
 
 
-def _table_rows(tbl) -> list[list[str]]:
+def _table_rows(tbl, links: dict[str, str]) -> list[list[str]]:
     """A table's rows of cell texts, read from its XML: rows and cells may sit in content controls or custom
     XML (a cover page's cells), which python-docx's rows and cells do not see. A horizontally merged cell counts
     once and the cells after it stay under their own column's header; a vertically merged one repeats its first
@@ -417,7 +466,7 @@ def _table_rows(tbl) -> list[list[str]]:
             if merge is not None and merge.get(_w("val")) in (None, "continue"):
                 text = above.get(col, "")
             else:
-                text = "\n".join(_para_text(p) for p in tc.iter(_w("p")))
+                text = "\n".join(_para_text(p, links) for p in tc.iter(_w("p")))
                 if merge is not None:
                     above[col] = text
                 else:

@@ -656,6 +656,90 @@ def test_docx_text_python_docx_skips_is_read():
     assert_tiles(doc)
 
 
+def test_docx_and_odt_links_keep_the_addresses_they_lead_to():
+    # A hyperlink in a Word or OpenDocument text was only its text, where Markdown and HTML keep a web or mail
+    # address after it: "where do I download the installer?" found nothing. Word's hyperlinks (to an external
+    # relationship of the part they are in: body, table cells, page headers) and its HYPERLINK fields (simple and
+    # complex) now read "text (address)"; a bookmark, a relative path or a link whose text is its address adds
+    # nothing, as in Markdown.
+    from docx import Document
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from lxml import etree
+
+    d = Document()
+    NS = ('xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+          'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"')  # fmt: skip
+
+    def rel(part, url: str) -> str:
+        return part.relate_to(url, RT.HYPERLINK, is_external=True)
+
+    def link(rid: str, text: str) -> str:
+        return f'<w:hyperlink r:id="{rid}"><w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:hyperlink>'
+
+    def run(text: str) -> str:
+        return f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+    def para(*parts: str):
+        return etree.fromstring(f"<root {NS}><w:p>{''.join(parts)}</w:p></root>")[0]
+
+    body = d.element.body
+    sect = body[-1]
+    sect.addprevious(para(
+        run("Download the "), link(rel(d.part, "https://dl.example.com/app-2.1.msi"), "installer"),
+        run(" or ask "), link(rel(d.part, "mailto:help@example.com"), "the service desk"),
+        run(". See "), '<w:hyperlink w:anchor="setup"><w:r><w:t>setup</w:t></w:r></w:hyperlink>', run(", "),
+        link(rel(d.part, "guide.docx"), "the guide"), run(", "),
+        link(rel(d.part, "https://example.com/faq"), "https://example.com/faq"), run(", "),
+        '<w:fldSimple w:instr=\' HYPERLINK "https://intranet.example.com/vpn" \'>', run("the VPN page"),
+        "</w:fldSimple>", run(" and "),
+        '<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> HYPERLINK '
+        '"https://example.com/notes" \\o "Notes"</w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/>'
+        "</w:r>", run("the notes"), '<w:r><w:fldChar w:fldCharType="end"/></w:r>', run(", "),
+        '<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> HYPERLINK \\l '
+        '"intro" </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r>', run("the intro"),
+        '<w:r><w:fldChar w:fldCharType="end"/></w:r>', run("."),
+    ))  # fmt: skip
+    table = d.add_table(rows=2, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Platform", "Installer"
+    table.rows[1].cells[0].text = "Windows"
+    cell = table.rows[1].cells[1]._tc
+    cell.remove(cell.find("{http://schemas.openxmlformats.org/wordprocessingml/2006/main}p"))
+    cell.append(para(link(rel(d.part, "https://dl.example.com/app.msi"), "MSI")))
+    header = d.sections[0].header
+    header._element.append(para(run("Owner: "), link(rel(header.part, "mailto:it@example.com"), "IT")))
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse(buf.getvalue(), "install.docx")
+    assert doc.text == (
+        "Download the installer (https://dl.example.com/app-2.1.msi) or ask the service desk (help@example.com). "
+        "See setup, the guide, https://example.com/faq, the VPN page (https://intranet.example.com/vpn) and the "
+        "notes (https://example.com/notes), the intro.\n\n"
+        "Platform: Windows; Installer: MSI (https://dl.example.com/app.msi)\n\n"
+        "Page header\n\nOwner: IT (it@example.com)"
+    )
+
+    X = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
+    odt = F._odf_zip(
+        "application/vnd.oasis.opendocument.text",
+        f'<office:text><text:h text:outline-level="1">Install</text:h><text:p {X}>Download the '
+        '<text:a xlink:type="simple" xlink:href="https://dl.example.com/app-2.1.msi">installer</text:a> or ask '
+        '<text:a xlink:href="mailto:help@example.com"><text:span>the service desk</text:span></text:a>. See '
+        '<text:a xlink:href="#setup">setup</text:a>, <text:a xlink:href="../guide.odt">the guide</text:a> and '
+        '<text:a xlink:href="https://example.com/faq">https://example.com/faq</text:a>.</text:p>'
+        f"<table:table {X}><table:table-row><table:table-cell><text:p>Platform</text:p></table:table-cell>"
+        "<table:table-cell><text:p>Installer</text:p></table:table-cell></table:table-row><table:table-row>"
+        "<table:table-cell><text:p>Windows</text:p></table:table-cell><table:table-cell><text:p>"
+        '<text:a xlink:href="https://dl.example.com/app.msi">MSI</text:a></text:p></table:table-cell>'
+        "</table:table-row></table:table></office:text>",
+        None,
+    )
+    assert parse(odt, "install.odt").text == (
+        "Install\n\nDownload the installer (https://dl.example.com/app-2.1.msi) or ask the service desk "
+        "(help@example.com). See setup, the guide and https://example.com/faq.\n\n"
+        "Platform: Windows; Installer: MSI (https://dl.example.com/app.msi)"
+    )
+
+
 def test_a_two_column_table_of_fields_is_read_as_name_value_lines():
     # A policy's document control table was read under its first row as a header: "Document owner: Version;
     # Jane Smith, Head of Finance: 4.2", so "who approved it?" was answered with Jane Smith's name beside it.
