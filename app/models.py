@@ -266,6 +266,8 @@ class Chunk(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     heading_path: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     page: int | None = None
+    # what page counts ("page", "slide"); None for a chunk stored before it was recorded: a page
+    page_kind: str | None = Field(default=None, max_length=16)
     char_start: int
     char_end: int
     token_count: int

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.parsers import ParsedDocument
+from ingest.parsers import ParsedDocument, Section
 from retrieval.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class ChunkSpec:
     char_start: int
     char_end: int
     token_count: int
+    page_kind: str | None = None  # what page counts: "page", "slide" (ingest.parsers.base.PAGE_KINDS)
 
 
 def chunk_document(
@@ -80,14 +81,14 @@ def chunk_document(
             continue  # empty, or a heading alone (its children carry it in their heading paths)
         plan.append((sec, split_sentences(text, sec.start, sec.end)))
     counts = pieces.count([span for _, spans in plan for span in spans])
-    spans: list[tuple[int, int, list[str], int | None]] = []
+    spans: list[tuple[int, int, Section]] = []
     sizes: list[int | None] = []  # a chunk's count where it is exact, else None (tokenized below)
     at = 0
     for sec, sents in plan:
         units = [(s, e, n) for (s, e), n in zip(sents, counts[at : at + len(sents)], strict=True)]
         at += len(sents)
         for s, e, n in _pack(units, pieces, max_tokens, overlap_tokens):
-            spans.append((s, e, sec.heading_path, sec.page))
+            spans.append((s, e, sec))
             sizes.append(n if pieces.additive else None)
     todo = [i for i, n in enumerate(sizes) if n is None]
     for i, n in zip(
@@ -95,11 +96,13 @@ def chunk_document(
     ):
         sizes[i] = n
     chunks = []
-    for (s, e, path, page), n in zip(spans, sizes, strict=True):
+    for (s, e, sec), n in zip(spans, sizes, strict=True):
         if n > max_tokens:  # tokenization of the slice differs from its sentences'; trim to fit
             e, n = _trim(backend, text, s, e, max_tokens)
             logger.warning("chunk at %d trimmed to %d tokens", s, n)
-        chunks.append(ChunkSpec(len(chunks), text[s:e], list(path), page, s, e, n))
+        chunks.append(
+            ChunkSpec(len(chunks), text[s:e], list(sec.heading_path), sec.page, s, e, n, sec.page_kind)
+        )
     return chunks
 
 

@@ -275,6 +275,7 @@ def _commit_document(document_id: int, collection_id: int, text: str, specs, vec
                 text=c.text,
                 heading_path=list(c.heading_path),
                 page=c.page,
+                page_kind=c.page_kind,
                 char_start=c.char_start,
                 char_end=c.char_end,
                 token_count=c.token_count,

@@ -74,14 +74,21 @@ class PlainArchive(UnsupportedFileType):
     unpack it into its files (``app.uploads.unpack``)."""
 
 
+# What a section's page number counts (how a citation names it: "p. 3", "slide 3"). A passage stored before the
+# kind was recorded has none, and reads as a page.
+PAGE_KINDS = ("page", "slide")
+
+
 @dataclass
 class Section:
-    """One block of text with its location: text[start:end], under heading_path, on page."""
+    """One block of text with its location: text[start:end], under heading_path, on page (a page_kind: a printed
+    page, or a presentation's slide; None where page is None)."""
 
     start: int
     end: int
     heading_path: list[str]
     page: int | None
+    page_kind: str | None = None
 
 
 @dataclass
@@ -195,10 +202,14 @@ class TextBuilder:
 
     A heading opens a section that starts with the heading's own text, so sections are contiguous
     and cover the whole text: sections[0].start == 0 and sections[-1].end == len(text). A heading's text is kept
-    whole in the text; in heading paths and as the document's title it is cut short (``short_title``).
+    whole in the text; in heading paths and as the document's title it is cut short (``short_title``). Its
+    numbered locations are of ``page_kind`` (one of PAGE_KINDS): a presentation's builder numbers slides.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, page_kind: str = "page") -> None:
+        if page_kind not in PAGE_KINDS:
+            raise ValueError(f"page_kind must be one of {PAGE_KINDS}, got {page_kind!r}")
+        self._page_kind = page_kind
         self._parts: list[str] = []
         self._len = 0
         self._path: list[str] = []
@@ -213,7 +224,8 @@ class TextBuilder:
             self._parts.append("\n\n")
             self._len += 2
         if self._open is None:
-            self._open = Section(self._len, self._len, list(self._path), self._page)
+            kind = self._page_kind if self._page is not None else None
+            self._open = Section(self._len, self._len, list(self._path), self._page, kind)
             self._sections.append(self._open)
         self._parts.append(text)
         self._len += len(text)

@@ -5,7 +5,7 @@
   text (``link_target``, as for Markdown and HTML); tracked deletions, comments and a table of contents are not
   text;
 - spreadsheet (.ods): a sheet is a heading, its rows "Header: value" lines, as for Excel;
-- presentation (.odp): a slide is a page, its title frame the heading, its frames in reading order, then its
+- presentation (.odp): a slide is a page (cited as a slide), its title frame the heading, its frames in reading order, then its
   speaker notes, as for PowerPoint.
 """
 
@@ -98,10 +98,10 @@ def parse_ods(data: bytes) -> ParsedDocument:
 
 
 def parse_odp(data: bytes) -> ParsedDocument:
-    """One section per slide (page = slide number), its title frame the heading; frames in reading order,
-    tables as rows, then the speaker notes."""
+    """One section per slide (page = slide number, cited as a slide), its title frame the heading; frames in
+    reading order, tables as rows, then the speaker notes."""
     body, title = _open(data, "presentation")
-    r = _Reader()
+    r = _Reader(page_kind="slide")
     first_title = None
     slides = list(body.iterchildren(_q("draw:page")))
     for n, slide in enumerate(slides, start=1):
@@ -148,8 +148,8 @@ def _place(el) -> tuple[float, float]:
 
 
 class _Reader:
-    def __init__(self) -> None:
-        self.b = TextBuilder()
+    def __init__(self, page_kind: str = "page") -> None:
+        self.b = TextBuilder(page_kind)
         self.footnotes: list[str] = []
         self.endnotes: list[str] = []
 

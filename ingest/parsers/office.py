@@ -493,8 +493,8 @@ def _wrapped(parent, tag: str):
 
 
 def parse_pptx(data: bytes) -> ParsedDocument:
-    """One section per slide (page = slide number), the slide title as its heading; SmartArt diagrams' text;
-    charts' titles and data; notes included."""
+    """One section per slide (page = slide number, cited as a slide), the slide title as its heading; SmartArt
+    diagrams' text; charts' titles and data; notes included."""
     from pptx import Presentation
 
     open_zip(data, "PowerPoint")
@@ -504,7 +504,7 @@ def parse_pptx(data: bytes) -> ParsedDocument:
         meta_title = prs.core_properties.title
     except Exception as e:
         raise ParseError("The PowerPoint file could not be read: the file is damaged.") from e
-    b = TextBuilder()
+    b = TextBuilder(page_kind="slide")
     first_title = None
     for n, slide in enumerate(slides, start=1):
         title_shape = slide.shapes.title

@@ -648,7 +648,7 @@ def _slide_list(doc: bytes, top: tuple[int, int], instance: int) -> dict[int, li
 
 
 def parse_ppt(data: bytes) -> ParsedDocument:
-    """One section per slide (page = slide number), its title the heading, then its other text and its speaker
+    """One section per slide (page = slide number, cited as a slide), its title the heading, then its other text and its speaker
     notes. Slides come in the order of the document's slide list, each in its live version (the persist
     directory of the last edit, older edits filling in); a file without a readable edit chain is read in
     stream order (slide containers, then the first document container's slide list), without notes."""
@@ -687,7 +687,7 @@ def parse_ppt(data: bytes) -> ParsedDocument:
                   for i in range(count)]  # fmt: skip
     else:
         slides = [(texts, record(offsets.get(ref), _SLIDE), ref) for ref, texts in listed.items()]
-    b = TextBuilder()
+    b = TextBuilder(page_kind="slide")
     first_title = None
     for n, (placeholders, body, ref) in enumerate(slides, start=1):
         texts = list(placeholders) + (_texts(doc, *body) if body else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import inspect
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from app.db import get_engine, migrate, session_scope
 from app.models import ApiKey, Chunk, Collection, Conversation, DocStatus, Document, Group, Message, User
@@ -145,4 +145,37 @@ def test_upgrading_an_existing_sqlite_database_keeps_its_rows_and_stops_id_reuse
         # a foreign key still cascades after the rebuild
         c.exec_driver_sql("DELETE FROM collections WHERE id = 1")
         assert c.exec_driver_sql("SELECT count(*) FROM documents").scalar() == 0
+    dispose_engines()
+
+
+def test_upgrading_keeps_chunks_indexed_before_page_kinds_as_pages(env):
+    # Revision 0004 adds what a chunk's page counts ("slide" for a presentation's); chunks already indexed keep
+    # their page and have no kind, which citations read as a page, as before.
+    from alembic import command
+
+    from app.db import alembic_config, dispose_engines
+
+    url = f"sqlite:///{env / 'old.db'}"
+    command.upgrade(alembic_config(url), "0003")
+    eng = get_engine(url)
+    with eng.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO collections (id, name, description, created_at) VALUES (1, 'c', '', '2026-01-01')"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO documents (id, collection_id, filename, sha256, size_bytes, status, stage, progress,"
+            " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
+            " (1, 1, 'deck.pptx', 'd', 1, 'ready', 'done', 1, 1, 1, 1, 0, '2026-01-01', '2026-01-01')"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO chunks (id, document_id, ordinal, text, heading_path, page, char_start, char_end,"
+            " token_count) VALUES (7, 1, 0, 'Budget approved.', '[\"Budget\"]', 2, 0, 16, 3)"
+        )
+    migrate(url)
+    with Session(eng) as s:
+        row = s.get(Chunk, 7)
+        assert (row.text, row.page, row.page_kind) == ("Budget approved.", 2, None)
+        row.page_kind = "slide"
+        s.commit()
+        assert s.get(Chunk, 7).page_kind == "slide"
     dispose_engines()

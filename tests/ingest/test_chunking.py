@@ -74,6 +74,14 @@ def test_chunks_carry_heading_path_and_page_and_never_span_sections(tok):
         assert (c.heading_path, c.page) == (sec.heading_path, sec.page)
 
 
+def test_chunks_carry_what_their_page_number_counts(tok):
+    # a slide's passages are cited as slides: the kind goes from the section to the chunk (and so to its row)
+    deck = parse(F.make_pptx(), "deck.pptx")
+    assert {(c.page, c.page_kind) for c in chunk_document(deck, tok, 64, 16)} == {(1, "slide"), (2, "slide")}
+    doc = make_doc()  # sections made without a kind, as before it existed: none
+    assert {c.page_kind for c in chunk_document(doc, tok, 64, 16)} == {None}
+
+
 def test_chunks_start_and_end_on_sentence_boundaries(tok):
     doc = make_doc()
     chunks = chunk_document(doc, tok, 64, 16)

@@ -585,6 +585,21 @@ def test_pptx_slide_is_a_page_and_title_a_heading(core_title):
     assert_tiles(doc)
 
 
+@pytest.mark.parametrize(
+    ("make", "name"), [(F.make_pptx, "deck.pptx"), (F.make_odp, "travel.odp"), (F.make_ppt, "travel.ppt")]
+)
+def test_a_presentations_numbered_sections_are_slides(make, name):
+    # A deck's passages were cited "p. 2": the parser now says its numbers count slides, which chunks, sources
+    # and citations carry ("slide 2"); a PDF's count pages, and a section without a number has no kind.
+    doc = parse(make(), name)
+    assert {(s.page, s.page_kind) for s in doc.sections} == {(1, "slide"), (2, "slide")}
+    pdf = parse(F.make_pdf(["First page text.", "Second page text."]), "two.pdf")
+    assert {(s.page, s.page_kind) for s in pdf.sections} == {(1, "page"), (2, "page")}
+    assert {s.page_kind for s in parse(F.make_xlsx(), "ops.xlsx").sections} == {None}
+    with pytest.raises(ValueError, match=r"page_kind must be one of \('page', 'slide'\), got 'sheet'"):
+        base.TextBuilder(page_kind="sheet")
+
+
 def test_pptx_shapes_read_top_to_bottom_then_left_to_right():
     from pptx import Presentation
     from pptx.util import Inches
