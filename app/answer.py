@@ -41,6 +41,8 @@ class Source(BaseModel):
     text: str
     cited: bool = False
     highlight: list[list[int]] | None = None
+    # what page counts: "page", "slide"; None for one stored before the kind was kept (a page)
+    page_kind: str | None = None
 
     def public(self) -> dict:
         """The API shape: `highlight` only when set (extractive answers)."""
@@ -112,6 +114,7 @@ def number_sources(hits) -> list[Source]:
             document_id=h.document_id,
             title=h.document_title,
             page=h.page,
+            page_kind=getattr(h, "page_kind", None),
             heading_path=list(h.heading_path),
             char_start=h.char_start,
             char_end=h.char_end,
@@ -137,7 +140,15 @@ def _passage(s: Source):
     from retrieval.context import Passage
 
     return Passage(
-        s.chunk_id, s.document_id, s.title, s.text, list(s.heading_path), s.page, s.char_start, s.char_end
+        s.chunk_id,
+        s.document_id,
+        s.title,
+        s.text,
+        list(s.heading_path),
+        s.page,
+        s.char_start,
+        s.char_end,
+        s.page_kind,
     )
 
 

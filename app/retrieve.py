@@ -71,6 +71,7 @@ def _rows(ranked: list[tuple[int, float]], collection_ids: list[int]) -> list[Se
             document_title=d.title or d.filename,
             filename=d.filename,
             page=c.page,
+            page_kind=c.page_kind,
             heading_path=list(c.heading_path or []),
             char_start=c.char_start,
             char_end=c.char_end,

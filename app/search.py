@@ -27,6 +27,8 @@ class SearchHit(BaseModel):
     char_start: int
     char_end: int
     text: str
+    # what page counts: "page", "slide"; None for one stored before the kind was kept (a page)
+    page_kind: str | None = None
 
 
 def _embedder():

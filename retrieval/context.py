@@ -9,6 +9,8 @@ cache can reuse):
              [1] <title> › <heading> › <heading> (p. 3)
              <passage text>
 
+             [2] <deck title> › <slide title> (slide 4)
+
              [2] ...
     user:    <question>
 
@@ -49,6 +51,7 @@ class Passage:
     page: int | None = None
     char_start: int = 0
     char_end: int = 0
+    page_kind: str | None = None  # what page counts: "slide" for a presentation's; "page" or None: a page
 
 
 @dataclass
@@ -74,9 +77,18 @@ class Context:
         return [{"role": "system", "content": self.system}, *history, {"role": "user", "content": question}]
 
 
+def locator(page: int | None, page_kind: str | None = None) -> str | None:
+    """Where a passage is, as a citation names it: "slide 4" for a presentation's slide, "p. 3" for a page (and for
+    a passage stored before its kind was recorded); None without a page number."""
+    if page is None:
+        return None
+    return f"slide {page}" if page_kind == "slide" else f"p. {page}"
+
+
 def passage_header(n: int, p: Passage) -> str:
     head = HEADING_SEP.join([p.title, *[h for h in p.heading_path if h and h != p.title]])
-    return f"[{n}] {head}" + (f" (p. {p.page})" if p.page is not None else "")
+    where = locator(p.page, p.page_kind)
+    return f"[{n}] {head}" + (f" ({where})" if where else "")
 
 
 def _block(n: int, p: Passage) -> str:

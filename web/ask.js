@@ -45,7 +45,8 @@ function citeButton(src) {
 
 function sourceLabel(src) {
   const bits = [];
-  if (src.page !== null && src.page !== undefined) bits.push(`p. ${src.page}`);
+  // a slide of a presentation by its number; a page (or a source stored before the kind was kept) as "p."
+  if (src.page !== null && src.page !== undefined) bits.push(src.page_kind === "slide" ? `slide ${src.page}` : `p. ${src.page}`);
   if (src.heading_path && src.heading_path.length) bits.push(src.heading_path.join(" › "));
   return bits.join(" · ");
 }

@@ -49,6 +49,8 @@ class Preview(BaseModel):
     text: str
     highlight_start: int
     highlight_end: int
+    # what page counts: "page", "slide"; None for one stored before the kind was kept (a page)
+    page_kind: str | None = None
 
 
 def _check_collections(user: User, requested: list[int] | None) -> list[int]:
@@ -232,6 +234,7 @@ def chunk_preview(chunk_id: Id, session: SessionDep, user: CurrentUser) -> Previ
         document_id=doc.id,
         title=doc.title or doc.filename,
         page=chunk.page,
+        page_kind=chunk.page_kind,
         heading_path=list(chunk.heading_path or []),
         text=text,
         highlight_start=start,

@@ -143,6 +143,55 @@ def test_preview_window_and_acl(client):
     assert client.get(f"/api/chunks/{other['chunk_id']}/preview", headers=w.admin).status_code == 200
 
 
+def test_slides_are_cited_as_slides_and_old_passages_as_pages(client):
+    # A deck's passages were cited "p. 2" in the prompt, the sources list and the preview. The kind of number
+    # now comes with every source (`page_kind`, added beside `page`): "slide" for a presentation, "page" for a
+    # PDF, and null for a passage indexed before it was kept, which is still cited as a page.
+    from sqlmodel import update
+
+    from app.answer import Source, _passage
+    from app.db import session_scope
+    from app.models import Chunk
+    from ingest.pipeline import process_document
+    from retrieval.context import passage_header
+    from tests.app.support import make_pdf
+    from tests.ingest.parser_fixtures import make_pptx
+
+    w = build_world(client)
+    files = [("files", ("roadmap.pptx", make_pptx())),
+             ("files", ("audit.pdf", make_pdf(["Audit 2025", "The auditors signed off the accounts in May."])))]  # fmt: skip
+    r = client.post(f"/api/collections/{w.handbook}/documents", files=files, headers=w.admin)
+    assert r.status_code == 202, r.text
+    docs = {d["filename"]: d["id"] for d in r.json()["documents"]}
+    for doc_id in docs.values():
+        assert process_document(doc_id) == "ready"
+
+    def source(question: str, document_id: int) -> dict:
+        r = client.post("/api/ask", json={"question": question}, headers=w.member)
+        assert r.status_code == 200, r.text
+        return next(s for s in r.json()["sources"] if s["document_id"] == document_id)
+
+    slide = source("Who approved the budget?", docs["roadmap.pptx"])
+    assert (slide["page"], slide["page_kind"]) == (2, "slide")
+    assert passage_header(1, _passage(Source(**slide))) == "[1] Roadmap 2025 › Budget (slide 2)"
+    r = client.get(f"/api/chunks/{slide['chunk_id']}/preview", headers=w.member)
+    assert (r.json()["page"], r.json()["page_kind"]) == (2, "slide")
+    r = client.post("/api/search", json={"query": "budget approved", "k": 20}, headers=w.member)
+    deck = {(h["page"], h["page_kind"]) for h in r.json()["hits"] if h["document_id"] == docs["roadmap.pptx"]}
+    assert (2, "slide") in deck and {kind for _, kind in deck} == {"slide"}
+    page = source("When did the auditors sign off the accounts?", docs["audit.pdf"])
+    assert (page["page"], page["page_kind"]) == (2, "page")
+    assert passage_header(1, _passage(Source(**page))).endswith("(p. 2)")
+
+    # a deck indexed before the kind was kept: its rows have none, and its passages read as pages as they did
+    with session_scope() as s:
+        s.exec(update(Chunk).where(Chunk.document_id == docs["roadmap.pptx"]).values(page_kind=None))
+        s.commit()
+    old = source("Who approved the budget?", docs["roadmap.pptx"])
+    assert (old["page"], old["page_kind"]) == (2, None)
+    assert passage_header(1, _passage(Source(**old))) == "[1] Roadmap 2025 › Budget (p. 2)"
+
+
 def test_retrieval_deadline_degrades(client, monkeypatch):
     w = build_world(client)
     monkeypatch.setattr(settings, "retrieval_deadline_ms", 1)

@@ -80,6 +80,8 @@ def test_rag_model_answers_from_its_collection(live):
     extra = r.model_extra
     assert {s["title"] for s in extra["sources"]} == {"Vacation policy"}
     assert "twenty-eight days" in extra["sources"][0]["text"]
+    # a Markdown file has no pages; `page_kind` ("page", "slide") came beside `page`, which keeps its name
+    assert (extra["sources"][0]["page"], extra["sources"][0]["page_kind"]) == (None, None)
     assert r.usage.prompt_tokens > 100  # the sources are in the prompt
     chunks = list(c.chat.completions.create(model="rag:handbook", messages=msgs, temperature=0, max_tokens=8,
                                             stream=True))  # fmt: skip

@@ -10,6 +10,8 @@ from retrieval.context import (
     assemble_context,
     cited_numbers,
     cited_sources,
+    locator,
+    passage_header,
     standalone_query,
 )
 from retrieval.embeddings import get_embedder
@@ -41,6 +43,25 @@ def test_passages_packed_by_rank_and_laid_out_in_document_order():
     assert again.system == ctx.system
     msgs = ctx.messages("how to sort?", [{"role": "user", "content": "hi"}])
     assert [m["role"] for m in msgs] == ["system", "user", "user"] and msgs[-1]["content"] == "how to sort?"
+
+
+def test_a_slide_is_cited_as_a_slide_and_a_page_as_a_page():
+    # a presentation's passages said "(p. 4)"; a passage stored before the kind was kept (None) is still a page
+    deck = Passage(4, 5, "Roadmap", "Ship the search API.", ["Q3 plans"], 4, 0, 20, page_kind="slide")
+    assert passage_header(1, deck) == "[1] Roadmap › Q3 plans (slide 4)"
+    assert (
+        passage_header(2, Passage(1, 2, "Policy", "x", [], 3, 0, 1, page_kind="page")) == "[2] Policy (p. 3)"
+    )
+    assert passage_header(3, P[0]) == "[3] Venv guide › Setup (p. 3)"  # no kind: a page
+    assert passage_header(4, P[1]) == "[4] Sorting › Basics › Functions"  # no number: no locator
+    assert [locator(2, "slide"), locator(2, "page"), locator(2), locator(None, "slide")] == [
+        "slide 2",
+        "p. 2",
+        "p. 2",
+        None,
+    ]
+    ctx = assemble_context([deck, P[0]], "what ships?", words, max_tokens=200)
+    assert ctx.system.endswith("[2] Roadmap › Q3 plans (slide 4)\nShip the search API.")  # document order
 
 
 def test_budget_too_small_for_the_prompt_is_an_error():
