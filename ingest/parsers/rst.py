@@ -227,7 +227,8 @@ class _Reader:
         self.body_seen = False  # a block of text has been read (fields after it are no metadata)
         self.sub_depth = 0
         self.includes: list[str] = []  # the files include directives name
-        self.targets, self.anonymous = _targets(lines)  # where references lead: name -> uri; uris in order
+        self.targets, anonymous = _targets(lines)  # where references lead: name -> uri; uris in order
+        self.anonymous = iter(anonymous)
 
     # --- the document ------------------------------------------------------------------------------------------
     def read(self, lines: list[str]) -> None:
@@ -769,7 +770,7 @@ class _Reader:
     def _reference(self, name: str, marker: str) -> str | None:
         """Where a reference leads: "name_" to its named target, "name__" to the next anonymous target."""
         if marker == "__":
-            return self.anonymous.pop(0) if self.anonymous else None
+            return next(self.anonymous, None)
         return self._resolve(name)
 
     def _resolve(self, name: str) -> str | None:
