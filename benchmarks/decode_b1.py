@@ -118,14 +118,61 @@ def page_reads(case, ctx: int) -> None:
 
 
 @triton.jit
+def _page_rows(BT, start_n, offs_t, kvh, stride_cb, stride_co, stride_ch, BLOCK_N: tl.constexpr,
+               PAGE: tl.constexpr):  # fmt: skip
+    """Cache-row offsets of tokens start_n .. start_n + BLOCK_N of KV head kvh through the block table."""
+    if BLOCK_N == PAGE:
+        row = tl.load(BT + start_n // PAGE).to(tl.int64) * stride_cb + offs_t.to(tl.int64) * stride_co
+    else:
+        offs_n = start_n + offs_t
+        row = tl.load(BT + offs_n // PAGE).to(tl.int64) * stride_cb + (offs_n % PAGE).to(tl.int64) * stride_co
+    return row + kvh * stride_ch
+
+
+@triton.jit
+def _page_load(KC, VC, row, offs_d, KT: tl.constexpr):
+    """A step's K as (D, tokens) for the dot, loaded so (KT) or as rows and transposed, and its V rows."""
+    if KT:
+        kt = tl.load(KC + row[None, :] + offs_d[:, None])
+    else:
+        kt = tl.trans(tl.load(KC + row[:, None] + offs_d[None, :]))
+    return kt, tl.load(VC + row[:, None] + offs_d[None, :])
+
+
+@triton.jit
+def _page_math(q, kt, v, m_i, l_i, acc, sink, qk_scale, COMPUTE: tl.constexpr, UPCAST: tl.constexpr):
+    """One step's online softmax (COMPUTE) or element-wise adds of its K and V into sink."""
+    if COMPUTE:
+        if UPCAST:  # the CPU interpreter's bf16 dot (kernels/triton_common.py UPCAST_DOT)
+            sc = tl.dot(q.to(tl.float32), kt.to(tl.float32))
+        else:
+            sc = tl.dot(q, kt)
+        sc *= qk_scale * 1.4426950408889634
+        m_new = tl.maximum(m_i, tl.max(sc, axis=1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(sc - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if UPCAST:
+            acc = tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32), acc * alpha[:, None])
+        else:
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+        m_i = m_new
+    else:
+        sink += tl.trans(kt).to(tl.float32) + v.to(tl.float32)
+    return m_i, l_i, acc, sink
+
+
+@triton.jit
 def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, stride_ch, qk_scale,
                         GROUP: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr,
                         STAGES: tl.constexpr, KT: tl.constexpr, COMPUTE: tl.constexpr,
-                        UPCAST: tl.constexpr = False):  # fmt: skip
+                        PREFETCH: tl.constexpr = False, UPCAST: tl.constexpr = False):  # fmt: skip
     """Batch-1 decode of one (KV head, split) a program, BLOCK_N tokens (one or more 16-token pages) a step:
     K loaded as (D, tokens) for the dot (KT, as the product's kernel) or as (tokens, D) rows and transposed
     in registers; COMPUTE=0 only adds the K and V tiles element-wise (no reductions in the loop: the page
-    reads' work) to tell the loads from the math."""
+    reads' work) to tell the loads from the math. PREFETCH: no software pipeline (Triton's keeps 1-3 buffers
+    and issues the next copies after the math): each step loads the next step's K and V into registers, and
+    the block-table entries of the one after, before its math, so they are in flight while it runs."""
     kvh = tl.program_id(0)
     split = tl.program_id(1)
     split_len = tl.cdiv(tl.cdiv(ctx, BLOCK_N), tl.num_programs(1)) * BLOCK_N
@@ -139,40 +186,28 @@ def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, strid
     l_i = tl.zeros((GROUP,), tl.float32)
     acc = tl.zeros((GROUP, D), tl.float32)
     sink = tl.zeros((BLOCK_N, D), tl.float32)
-    for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
-        if BLOCK_N == PAGE:
-            row = tl.load(BT + start_n // PAGE).to(tl.int64) * stride_cb + offs_t.to(tl.int64) * stride_co
-        else:
-            offs_n = start_n + offs_t
-            row = (
-                tl.load(BT + offs_n // PAGE).to(tl.int64) * stride_cb
-                + (offs_n % PAGE).to(tl.int64) * stride_co
-            )
-        row += kvh * stride_ch
-        v = tl.load(VC + row[:, None] + offs_d[None, :])
-        if KT:
-            kt = tl.load(KC + row[None, :] + offs_d[:, None])
-            k = tl.trans(kt)
-        else:
-            k = tl.load(KC + row[:, None] + offs_d[None, :])
-            kt = tl.trans(k)
-        if COMPUTE:
-            if UPCAST:  # the CPU interpreter's bf16 dot (kernels/triton_common.py UPCAST_DOT)
-                sc = tl.dot(q.to(tl.float32), kt.to(tl.float32))
-            else:
-                sc = tl.dot(q, kt)
-            sc *= qk_scale * 1.4426950408889634
-            m_new = tl.maximum(m_i, tl.max(sc, axis=1))
-            alpha = tl.math.exp2(m_i - m_new)
-            p = tl.math.exp2(sc - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            if UPCAST:
-                acc = tl.dot(p.to(VC.dtype.element_ty).to(tl.float32), v.to(tl.float32), acc * alpha[:, None])
-            else:
-                acc = tl.dot(p.to(VC.dtype.element_ty), v, acc * alpha[:, None])
-            m_i = m_new
-        else:
-            sink += k.to(tl.float32) + v.to(tl.float32)
+    if PREFETCH:
+        last = ctx - BLOCK_N  # steps past the split's end (or the cache's) load the last step, unused
+        row = _page_rows(
+            BT, tl.minimum(lo, last), offs_t, kvh, stride_cb, stride_co, stride_ch, BLOCK_N, PAGE
+        )
+        kt_next, v_next = _page_load(KC, VC, row, offs_d, KT)
+        row = _page_rows(BT, tl.minimum(lo + BLOCK_N, last), offs_t, kvh, stride_cb, stride_co, stride_ch,
+                         BLOCK_N, PAGE)  # fmt: skip
+        for start_n in tl.range(lo, hi, BLOCK_N, num_stages=1):
+            kt = kt_next
+            v = v_next
+            # the next step's K and V (its rows read from the block table a step ago), and the block-table
+            # entries of the step after it: all in flight during this step's math
+            kt_next, v_next = _page_load(KC, VC, row, offs_d, KT)
+            row = _page_rows(BT, tl.minimum(start_n + 2 * BLOCK_N, last), offs_t, kvh, stride_cb, stride_co,
+                             stride_ch, BLOCK_N, PAGE)  # fmt: skip
+            m_i, l_i, acc, sink = _page_math(q, kt, v, m_i, l_i, acc, sink, qk_scale, COMPUTE, UPCAST)
+    else:
+        for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
+            row = _page_rows(BT, start_n, offs_t, kvh, stride_cb, stride_co, stride_ch, BLOCK_N, PAGE)
+            kt, v = _page_load(KC, VC, row, offs_d, KT)
+            m_i, l_i, acc, sink = _page_math(q, kt, v, m_i, l_i, acc, sink, qk_scale, COMPUTE, UPCAST)
     if not COMPUTE:
         acc += tl.sum(sink, axis=0)[None, :]
         l_i += 1.0
@@ -186,13 +221,17 @@ def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, strid
 def page_decodes(case, copies, ctx: int) -> None:
     """The decode loop as the page reads do it: many stages of small steps (one 16-token page or a few), K
     loaded transposed (as the product) or as rows; full math (checked against the plan's output after a
-    torch merge of the partials) and adds only. Does the loop reach the page reads' 78-82% of copy?"""
+    torch merge of the partials) and adds only; Triton's software pipeline or the next step prefetched into
+    registers. Does the loop reach the page reads' 78-82% of copy?"""
     ref = case.ref.float()
     for bn, splits, stages, kt, compute, warps in (
         (16, 66, 8, 0, 1, 4), (16, 66, 8, 1, 1, 4), (16, 66, 8, 0, 0, 4), (16, 132, 6, 0, 1, 4),
         (16, 132, 8, 0, 1, 4), (16, 66, 12, 0, 1, 4), (16, 66, 8, 0, 1, 2), (32, 66, 6, 0, 1, 4),
         (32, 66, 6, 1, 1, 4), (32, 66, 6, 0, 0, 4), (32, 132, 4, 0, 1, 4), (64, 66, 4, 0, 1, 4),
         (64, 66, 4, 0, 0, 4), (128, 66, 3, 1, 1, 4), (128, 66, 3, 0, 0, 4),
+        # stages 0: the next step's K and V loaded into registers before this step's math (PREFETCH)
+        (16, 66, 0, 0, 1, 4), (32, 66, 0, 0, 1, 4), (32, 132, 0, 0, 1, 4), (64, 66, 0, 0, 1, 4),
+        (64, 66, 0, 1, 1, 4), (64, 66, 0, 0, 1, 8), (64, 66, 0, 0, 0, 4), (128, 66, 0, 1, 1, 8),
     ):  # fmt: skip
         op = torch.empty(NH, splits, HD, device="cuda")
         lse = torch.empty(NH, splits, device="cuda")
@@ -201,7 +240,8 @@ def page_decodes(case, copies, ctx: int) -> None:
             fns = [
                 partial(_page_decode_kernel[(2, splits)], a[0], a[1], a[2], a[3], op, lse, ctx, a[1].stride(0),
                         a[1].stride(1), a[1].stride(2), HD**-0.5, GROUP=NH // 2, D=HD, BLOCK_N=bn,
-                        PAGE=a[1].shape[1], STAGES=stages, KT=kt, COMPUTE=compute, num_warps=warps)
+                        PAGE=a[1].shape[1], STAGES=max(stages, 1), KT=kt, COMPUTE=compute, PREFETCH=stages == 0,
+                        num_warps=warps)
                 for a in copies
             ]  # fmt: skip
             fns[0]()
@@ -212,7 +252,7 @@ def page_decodes(case, copies, ctx: int) -> None:
                 err = rel(out.view_as(ref), ref)
             return fns, err
 
-        case.record(f"page loop {bn}t {splits}s {stages}st {'KT' if kt else 'rows'} "
+        case.record(f"page loop {bn}t {splits}s {f'{stages}st' if stages else 'prefetch'} {'KT' if kt else 'rows'} "
                     f"{'math' if compute else 'adds'} {warps}w", make)  # fmt: skip
 
 
