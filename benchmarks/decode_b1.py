@@ -423,7 +423,9 @@ def main() -> None:
     ap.add_argument("--pages", action="store_true", help="the plan and the page reads (page_reads) only")
     ap.add_argument("--page-loop", action="store_true", help="the plan and the page-step decode loops only")
     ap.add_argument(
-        "--variants", default="", help="only the plan and these tile:splits:stages:warps variants"
+        "--variants",
+        default="",
+        help="only the plan and these tile:splits:stages:warps variants (stages 0: the prefetching loop)",
     )
     ap.add_argument("--json", default=os.path.join(os.environ.get("OUT", "benchmarks/out"), "decode_b1.json"))
     args = ap.parse_args()
@@ -459,8 +461,11 @@ def main() -> None:
             if args.variants:
                 for v in args.variants.split(","):
                     bn, splits, st, w = (int(p) for p in v.split(":"))
-                    kw = dict(block_n=bn, num_splits=splits, num_warps=w, loop_stages=st)
-                    timed(f"tile {bn} splits {splits} stages {st} {w}w", kw)
+                    # stages 0: the product's prefetching loop (the next tile into registers before the math)
+                    kw = dict(
+                        block_n=bn, num_splits=splits, num_warps=w, loop_stages=st or None, prefetch=st == 0
+                    )
+                    timed(f"tile {bn} splits {splits} {f'stages {st}' if st else 'prefetch'} {w}w", kw)
                 continue
             timed("decode kernel only", check=False, ctxmgr=patched("_merge_kernel"))
             if not quant:
