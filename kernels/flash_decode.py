@@ -90,87 +90,22 @@ def decode_config(kv_bytes: int, pairs: int, sms: int) -> tuple[int, int]:
 
 
 @triton.jit
-def _decode_tile(
-    q,
-    acc,
-    m_i,
-    l_i,
-    start_n,
-    hi,
-    offs_d,
-    d_mask,
-    kvh,
-    KC_ptr,
-    VC_ptr,
-    KS_ptr,
-    VS_ptr,
-    BT_row,
-    stride_cb,
-    stride_co,
-    stride_ch,
-    stride_sb,
-    stride_so,
-    qk_scale,
-    softcap,
-    BLOCK_N: tl.constexpr,
-    PAGE: tl.constexpr,
-    MASK_N: tl.constexpr,
-    MASK_D: tl.constexpr,
-    QUANT: tl.constexpr,
-    SOFTCAP: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr,
-    FAST: tl.constexpr,
-    QK8: tl.constexpr,
-    V_DTYPE: tl.constexpr,
-):
+def _decode_tile(q, acc, m_i, l_i, start_n, hi, offs_d, d_mask, kvh, KC_ptr, VC_ptr, KS_ptr, VS_ptr, BT_row,
+                 stride_cb, stride_co, stride_ch, stride_sb, stride_so, qk_scale, softcap, BLOCK_N: tl.constexpr,
+                 PAGE: tl.constexpr, MASK_N: tl.constexpr, MASK_D: tl.constexpr, QUANT: tl.constexpr,
+                 SOFTCAP: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr, FAST: tl.constexpr,
+                 QK8: tl.constexpr, V_DTYPE: tl.constexpr):  # fmt: skip
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_mask = offs_n < hi
-    k, ks = _kv_tile(
-        KC_ptr,
-        KS_ptr,
-        BT_row,
-        offs_n,
-        n_mask,
-        offs_d,
-        d_mask,
-        kvh,
-        stride_cb,
-        stride_co,
-        stride_ch,
-        stride_sb,
-        stride_so,
-        PAGE,
-        True,
-        QUANT,
-        MASK_N,
-        MASK_D,
-    )
+    k, ks = _kv_tile(KC_ptr, KS_ptr, BT_row, offs_n, n_mask, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch,
+                       stride_sb, stride_so, PAGE, True, QUANT, MASK_N, MASK_D)  # fmt: skip
     s = _decode_scores(
         q, k, ks, n_mask, qk_scale, softcap, MASK_N, QUANT, SOFTCAP, UPCAST, PRECISION, FAST, QK8
     )
     m_new, alpha, p, l_i = _decode_softmax(s, m_i, l_i)
     # V is asked for after the scores (the software pipeline's schedule was measured with this order)
-    v, vs = _kv_tile(
-        VC_ptr,
-        VS_ptr,
-        BT_row,
-        offs_n,
-        n_mask,
-        offs_d,
-        d_mask,
-        kvh,
-        stride_cb,
-        stride_co,
-        stride_ch,
-        stride_sb,
-        stride_so,
-        PAGE,
-        False,
-        QUANT,
-        MASK_N,
-        MASK_D,
-    )
+    v, vs = _kv_tile(VC_ptr, VS_ptr, BT_row, offs_n, n_mask, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch,
+                       stride_sb, stride_so, PAGE, False, QUANT, MASK_N, MASK_D)  # fmt: skip
     acc = _decode_pv(acc, alpha, p, v, vs, QUANT, UPCAST, PRECISION, FAST, V_DTYPE)
     return acc, m_new, l_i
 
@@ -418,75 +353,15 @@ def _flash_decode_kernel(
                 acc = _decode_pv(acc, alpha, p, v, vs, QUANT, UPCAST, PRECISION, FAST, Q_ptr.dtype.element_ty)
     else:
         for start_n in tl.range(lo, full_hi, BLOCK_N, num_stages=LOOP_STAGES):
-            acc, m_i, l_i = _decode_tile(
-                q,
-                acc,
-                m_i,
-                l_i,
-                start_n,
-                hi,
-                offs_d,
-                d_mask,
-                kvh,
-                KC_ptr,
-                VC_ptr,
-                KS_ptr,
-                VS_ptr,
-                BT_row,
-                stride_cb,
-                stride_co,
-                stride_ch,
-                stride_sb,
-                stride_so,
-                qk_row,
-                softcap,
-                BLOCK_N,
-                PAGE,
-                False,
-                BLOCK_D != HEAD_DIM,
-                QUANT,
-                SOFTCAP,
-                UPCAST,
-                PRECISION,
-                FAST,
-                QK8,
-                Q_ptr.dtype.element_ty,
-            )
+            acc, m_i, l_i = _decode_tile(q, acc, m_i, l_i, start_n, hi, offs_d, d_mask, kvh, KC_ptr, VC_ptr, KS_ptr,
+                                          VS_ptr, BT_row, stride_cb, stride_co, stride_ch, stride_sb, stride_so,
+                                          qk_row, softcap, BLOCK_N, PAGE, False, BLOCK_D != HEAD_DIM, QUANT,
+                                          SOFTCAP, UPCAST, PRECISION, FAST, QK8, Q_ptr.dtype.element_ty)  # fmt: skip
     if full_hi < hi:
-        acc, m_i, l_i = _decode_tile(
-            q,
-            acc,
-            m_i,
-            l_i,
-            full_hi,
-            hi,
-            offs_d,
-            d_mask,
-            kvh,
-            KC_ptr,
-            VC_ptr,
-            KS_ptr,
-            VS_ptr,
-            BT_row,
-            stride_cb,
-            stride_co,
-            stride_ch,
-            stride_sb,
-            stride_so,
-            qk_row,
-            softcap,
-            BLOCK_N,
-            PAGE,
-            True,
-            BLOCK_D != HEAD_DIM,
-            QUANT,
-            SOFTCAP,
-            UPCAST,
-            PRECISION,
-            FAST,
-            QK8,
-            Q_ptr.dtype.element_ty,
-        )
+        acc, m_i, l_i = _decode_tile(q, acc, m_i, l_i, full_hi, hi, offs_d, d_mask, kvh, KC_ptr, VC_ptr, KS_ptr,
+                                      VS_ptr, BT_row, stride_cb, stride_co, stride_ch, stride_sb, stride_so, qk_row,
+                                      softcap, BLOCK_N, PAGE, True, BLOCK_D != HEAD_DIM, QUANT, SOFTCAP, UPCAST,
+                                      PRECISION, FAST, QK8, Q_ptr.dtype.element_ty)  # fmt: skip
     # the loads are done: the next kernel (the merge, o_proj) may be scheduled (it waits for this one to end)
     pdl_trigger(PDL_END)
     # an empty split (lo >= seq_len) leaves l = 0 and m = -inf: lse = -inf, output 0
