@@ -164,13 +164,13 @@ def _ingest(args: argparse.Namespace) -> int:
     todo: list[int] = []
     docs: list[int] = []
     ready = 0
-    for f, name in tqdm(files, desc="upload", unit="file", disable=args.quiet):
+    for f, doc_name in tqdm(files, desc="upload", unit="file", disable=args.quiet):
         if f.stat().st_size > settings.max_upload_bytes:
             failures += 1
             tqdm.write(f"rejected {f}: {uploads.too_large_detail()}")
             continue
         try:  # a plain ZIP archive stands for its files (uploads.unpack)
-            items = uploads.unpack(name, f.read_bytes())
+            items = uploads.unpack(doc_name, f.read_bytes())
         except uploads.Rejected as r:
             failures += 1
             tqdm.write(f"rejected {f}: {r.detail}")

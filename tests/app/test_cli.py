@@ -64,6 +64,15 @@ def test_ingest_command_names_a_file_that_duplicates_an_ingested_one(env, capsys
     assert rc == 0 and "copy/travel.md: the same content as a.md, already ingested\n" in out
 
 
+def test_ingest_command_progress_names_the_collection(env, capsys):
+    # the progress bar said "ingest -> b.md", the last file's name, for a run into "finance"
+    (env / "a.md").write_text("# Travel\n\nBook flights through the travel desk two weeks ahead.\n")
+    (env / "b.md").write_text("# Expenses\n\nExpense reports are due on the fifth working day.\n")
+    assert main(["ingest", str(env / "a.md"), str(env / "b.md"), "--collection", "finance"]) == 0
+    err = capsys.readouterr().err
+    assert "ingest -> finance: 100%" in err and "ingest -> b.md" not in err
+
+
 def test_ingest_command_fails_on_a_path_that_does_not_exist(env, capsys):
     # A mistyped path printed a warning, then "0 ready, 0 failed or rejected" and exited 0 (a script went on
     # as if the manual had been ingested), after creating the collection
