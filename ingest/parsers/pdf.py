@@ -481,9 +481,9 @@ def font_title(lines: list[tuple[str, float]] | None) -> str | None:
         return None
     run: list[str] = []
     for line, size in lines:
-        if size == top:
+        if size == top and not (run and SECTION_NUMBER.match(line)):
             run.append(line)
-        elif run:
+        elif run:  # a numbered line in the title's type is the first section's heading ("1. Scope")
             break
     if len(run) > MAX_TITLE_LINES or not all(_heading_like(line) for line in run):
         return None
@@ -584,7 +584,9 @@ def sub_headings(
 
 def _emit_font_headings(b: TextBuilder, page_text: str, headings: dict[str, int]) -> None:
     """The page's text with its font-size headings: consecutive heading lines of one level are one heading
-    wrapped over lines."""
+    wrapped over lines, unless a line starts with a section number: a title set in the type of the sections
+    (reportlab's and many templates' Title and Heading 1 are both 18 pt) is followed by "1. Scope", a heading of
+    its own, where both read as one ("Leave Policy 1. Scope")."""
     body: list[str] = []
     pending: tuple[int, list[str]] | None = None
 
@@ -603,7 +605,7 @@ def _emit_font_headings(b: TextBuilder, page_text: str, headings: dict[str, int]
         if body:
             b.block("\n".join(body))
             body.clear()
-        if pending is not None and pending[0] == level:
+        if pending is not None and pending[0] == level and not SECTION_NUMBER.match(clean_inline(raw)):
             pending[1].append(clean_inline(raw))
         else:
             flush_heading()

@@ -128,6 +128,33 @@ def test_pdf_without_bookmarks_takes_headings_from_font_sizes():
     assert_tiles(doc)
 
 
+def test_pdf_numbered_heading_in_the_titles_type_is_a_heading_of_its_own():
+    # reportlab's Title and Heading1 styles are both 18 pt: a two-line title, then "1. Annual leave" in the same
+    # type read as one heading, "Leave and Working Time Policy 1. Annual leave" (and the title without metadata)
+    doc = parse(
+        F.make_sized_pdf(
+            [
+                [
+                    (18, "Northwind Leave and Working Time"),
+                    (18, "Policy"),
+                    (18, "1. Annual leave"),
+                    (11, "Full-time employees receive 28 days of paid annual leave per calendar year."),
+                    (11, BODY),
+                    (18, "2. Sick leave"),
+                    (11, "A doctor's certificate is required from the third day of sickness."),
+                    (11, BODY),
+                ]
+            ]  # fmt: skip
+        ),
+        "leave.pdf",
+    )
+    assert doc.title == "Northwind Leave and Working Time Policy"
+    assert section_of(doc, "Full-time employees").heading_path == ["1. Annual leave"]
+    assert section_of(doc, "A doctor's certificate").heading_path == ["2. Sick leave"]
+    assert doc.text.startswith("Northwind Leave and Working Time Policy\n")
+    assert_tiles(doc)
+
+
 def test_pdf_font_sizes_make_no_headings_of_what_is_not_one():
     # one size throughout; a lead paragraph in large type (more than three lines); a big figure; a large
     # sentence; a bookmarked PDF (its bookmarks are the headings, the sizes are not read)
