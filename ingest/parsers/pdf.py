@@ -134,13 +134,19 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     texts = join_page_breaks([None if t is None else reflow(t) for t in strip_running_lines(texts)])
     by_font = {} if outline else font_headings(sized)
     below = sub_headings(sized, outline) if outline else {}
+    meta_title = None
+    try:
+        meta = reader.metadata
+        meta_title = metadata_title(meta.title) if meta else None
+    except Exception:  # metadata is optional; a broken info dictionary is not worth failing for
+        meta_title = None
     b = TextBuilder()
     for i, page_text in enumerate(texts):
         if page_text is None:
             continue
         b.page(i + 1)
         if i in by_font:
-            _emit_font_headings(b, page_text, by_font[i])
+            _emit_font_headings(b, page_text, by_font[i], meta_title if i == 0 else None)
             continue
         rest = page_text
         for level, title in outline.get(i, ()):
@@ -154,13 +160,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
         _emit_font_headings(b, rest, below.get(i, {}))
     if failed == n_pages:
         raise ParseError(_DAMAGED)
-    title = None
-    try:
-        meta = reader.metadata
-        title = metadata_title(meta.title) if meta else None
-    except Exception:  # metadata is optional; a broken info dictionary is not worth failing for
-        title = None
-    title = title or font_title(first_lines)
+    title = meta_title or font_title(first_lines)
     try:
         return b.build("pdf", n_pages, title)
     except ParseError as e:
@@ -582,11 +582,18 @@ def sub_headings(
     return out
 
 
-def _emit_font_headings(b: TextBuilder, page_text: str, headings: dict[str, int]) -> None:
+def _same_words(a: str, b: str) -> bool:
+    return a.casefold().split() == b.casefold().split()
+
+
+def _emit_font_headings(
+    b: TextBuilder, page_text: str, headings: dict[str, int], title: str | None = None
+) -> None:
     """The page's text with its font-size headings: consecutive heading lines of one level are one heading
     wrapped over lines, unless a line starts with a section number: a title set in the type of the sections
     (reportlab's and many templates' Title and Heading 1 are both 18 pt) is followed by "1. Scope", a heading of
-    its own, where both read as one ("Leave Policy 1. Scope")."""
+    its own, where both read as one ("Leave Policy 1. Scope"), or the lines so far spell the document's title
+    (``title``, from its metadata: "Code of Conduct", then "Gifts and hospitality" in the same type)."""
     body: list[str] = []
     pending: tuple[int, list[str]] | None = None
 
@@ -605,7 +612,12 @@ def _emit_font_headings(b: TextBuilder, page_text: str, headings: dict[str, int]
         if body:
             b.block("\n".join(body))
             body.clear()
-        if pending is not None and pending[0] == level and not SECTION_NUMBER.match(clean_inline(raw)):
+        if (
+            pending is not None
+            and pending[0] == level
+            and not SECTION_NUMBER.match(clean_inline(raw))
+            and not (title and _same_words(" ".join(pending[1]), title))
+        ):
             pending[1].append(clean_inline(raw))
         else:
             flush_heading()

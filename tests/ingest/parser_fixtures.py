@@ -81,15 +81,20 @@ def make_pdf_with_outline() -> bytes:
     return buf.getvalue()
 
 
-def make_sized_pdf(pages: list[list[tuple[float, str]]], outline: str | None = None) -> bytes:
+def make_sized_pdf(
+    pages: list[list[tuple[float, str]]], outline: str | None = None, title: str | None = None
+) -> bytes:
     """Pages of (font size, line) in Helvetica, no bookmarks unless ``outline`` names one (on page 1), as a
     report saved without "create bookmarks"; lines are drawn in the text's own units (``Tf`` at the size)
-    and, for sizes given negative, at 1 pt scaled by the text matrix (as many PDF writers do)."""
+    and, for sizes given negative, at 1 pt scaled by the text matrix (as many PDF writers do). ``title``: the
+    document's metadata title."""
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
 
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=A4)
+    if title:
+        c.setTitle(title)
     for n, lines in enumerate(pages):
         y = 800.0
         for size, line in lines:

@@ -153,6 +153,12 @@ def test_pdf_numbered_heading_in_the_titles_type_is_a_heading_of_its_own():
     assert section_of(doc, "A doctor's certificate").heading_path == ["2. Sick leave"]
     assert doc.text.startswith("Northwind Leave and Working Time Policy\n")
     assert_tiles(doc)
+    # an unnumbered first heading in the title's type: the metadata's title ends the title's lines
+    lines = [(18, "Code of"), (18, "Conduct"), (18, "Gifts and hospitality"), (11, BODY), (11, BODY)]
+    doc = parse(F.make_sized_pdf([lines, [(18, "Reporting concerns"), (11, BODY)]], title="Code of Conduct"))
+    assert section_of(doc, "The warehouse team").heading_path == ["Gifts and hospitality"]
+    assert doc.text.startswith("Code of Conduct\n")
+    assert_tiles(doc)
 
 
 def test_pdf_font_sizes_make_no_headings_of_what_is_not_one():
