@@ -464,7 +464,9 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
 
     Empty cells are skipped; a column without a header is named by its number ("Column 3"). Rows of one
     filled cell above a row of several (a sheet's title and notes over its table) are lines of their own,
-    not the header. A two-column table of fields ("Version | 4.2") is "Name: value" lines (``_fields``).
+    not the header. A two-column table of fields ("Version | 4.2") is "Name: value" lines (``_fields``). A
+    header of two rows, group titles over the columns' own names, names each column by both ("Q2 Cost":
+    ``_two_row_header``).
     """
     rows = [[clean_inline(c) for c in r] for r in rows]
     rows = [r for r in rows if any(r)]
@@ -478,9 +480,11 @@ def rows_as_text(rows: list[list[str]]) -> list[str]:
         return ["; ".join(c for c in rows[0] if c)]
     if (fields := _fields(rows)) is not None:
         return fields
-    header = rows[0]
+    header, body = rows[0], rows[1:]
+    if (names := _two_row_header(rows)) is not None:
+        header, body = names, rows[2:]
     out = []
-    for r in rows[1:]:
+    for r in body:
         cells = []
         for j, v in enumerate(r):
             if not v:
@@ -514,6 +518,56 @@ def _fields(rows: list[list[str]]) -> list[str] | None:
     if not (colons or value_first):
         return None
     return [f"{a.removesuffix(':').rstrip()}: {b}" if a and b else a or b for a, b in pairs]
+
+
+# a label of a header row: no figure in it, but a short word with a number may be one ("Q1", "H2", "Wk 3")
+_NUMBERED_LABEL = re.compile(r"[^\W\d_]{1,3} ?\d{1,2}")
+
+
+def _header_label(cell: str) -> bool:
+    return not _DIGIT.search(cell) or bool(_NUMBERED_LABEL.fullmatch(cell))
+
+
+def _two_row_header(rows: list[list[str]]) -> list[str] | None:
+    """Column names of a table whose header is two rows, group titles over the columns' names ("Q1 | | Q2 |"
+    or "Q1 | Q1 | Q2 | Q2" over "Revenue | Cost | Revenue | Cost": "Q1 Revenue", ..., "Q2 Cost"); None for a
+    one-row header. Until now the second row was read as the first row of data.
+
+    Conservative, so that a one-row header over text stays one: a group title spans two or more columns (the
+    cells after it empty, as a merged cell leaves them, or repeating it), and the second row names each column
+    under it, with distinct names; the second row's cells are labels (no figures; "Q1" may be one); a column
+    outside the groups is named in one row only (or the same in both: a cell merged down), where a data row
+    would fill it; and the rows below hold a figure under a group."""
+    if len(rows) < 3:
+        return None
+    width = max(len(rows[0]), len(rows[1]))
+    top, sub = (r + [""] * (width - len(r)) for r in rows[:2])
+    if sum(1 for c in sub if c) < 2 or not all(_header_label(c) for c in sub if c):
+        return None
+    spans: list[tuple[str, list[int]]] = []  # (group title, its columns)
+    for j in range(width):
+        prev = spans[-1] if spans else None
+        if prev and prev[0] and (top[j] == prev[0] or (not top[j] and sub[j])):
+            prev[1].append(j)
+        else:
+            spans.append((top[j], [j]))
+    groups = [(title, cols) for title, cols in spans if title and len(cols) > 1]
+    if not groups:
+        return None
+    grouped = {j for _, cols in groups for j in cols}
+    for _, cols in groups:
+        under = [sub[j] for j in cols]
+        if not all(under) or len(set(under)) < len(under):
+            return None
+    if any(top[j] and sub[j] and top[j] != sub[j] for j in range(width) if j not in grouped):
+        return None
+    if not any(j < len(r) and _DIGIT.search(r[j]) for r in rows[2:] for j in grouped):
+        return None
+    names = [top[j] if top[j] == sub[j] else " ".join(c for c in (top[j], sub[j]) if c) for j in range(width)]
+    for title, cols in groups:
+        for j in cols:
+            names[j] = f"{title} {sub[j]}"
+    return names
 
 
 def sheet_rows_as_text(rows: list[list[str]]) -> list[str]:
@@ -554,12 +608,16 @@ def fill_merged_down(rows: list[list[str]], merges: list[tuple[int, int, int]]) 
 
 def _starts_table(rows: list[list[str]], i: int) -> bool:
     """Whether rows[i:] open with a table's header: past at most MAX_TITLE_ROWS one-cell rows, a row of 2+ cells
-    without digits, over rows (up to the next empty one) with a digit in a column the header names."""
+    without digits, over rows (up to the next empty one) with a digit in a column the header names; or a header
+    of two rows (``_two_row_header``)."""
     j = i
     while j < len(rows) and j - i < MAX_TITLE_ROWS and sum(1 for c in rows[j] if c) == 1:
         j += 1
     if j >= len(rows) or not any(rows[j]):
         return False
+    end = next((k for k in range(j, len(rows)) if not any(rows[k])), len(rows))
+    if _two_row_header(rows[j:end]) is not None:
+        return True
     labels = {k for k, c in enumerate(rows[j]) if c}
     if len(labels) < 2 or any(_DIGIT.search(rows[j][k]) for k in labels):
         return False
