@@ -11,7 +11,9 @@ joins, pkgProblemResolver -> problem, resolver) that the sentence or the heading
 (and, in a passage without section headings, for a sentence that starts with a pronoun, "It has been
 released ...", or a "Label: value" field line, "Author: ...", the document's title: under a heading, "This
 can cause a performance penalty" speaks of its section, "--line-buffered", not of grep); a verb of
-authorship is covered by the noun ("wrote" by "Author": ``_RELATED``). For a "What is X?" question a sentence
+authorship is covered by the noun ("wrote" by "Author": ``_RELATED``), and in a question that asks who
+(``retrieval.lexical.asks_who``) a verb by its agent noun and the other way round ("owns" by "Owner", "the
+owner" by "owns": ``retrieval.lexical.agent_forms``). For a "What is X?" question a sentence
 that defines X ("X is a ...") scores DEFINITION more, for a "How do I ...?" question a sentence that says
 what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more, and for a question about a
 default one that states a default ("The default is -6.", "(default: 3)", "... defaults to /tmp.") DEFAULT
@@ -46,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrieval.context import Context, Source
-from retrieval.lexical import tokenize
+from retrieval.lexical import agent_forms, asks_who, tokenize
 from retrieval.sentences import CONTENTS_ENTRY, SECTION_NUMBER, ends_dangling, split_sentences
 
 SEMANTIC_WEIGHT = 0.6
@@ -313,6 +315,7 @@ def extractive_answer(
     # a sentence's identifiers cover the question's words ("problem resolver": pkgProblemResolver), but an
     # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
     q_terms = set(tokenize(question, parts=False))
+    who = asks_who(question)  # "Who owns X?" is answered by "Owner: ..." (``agent_forms``)
     # source, start, end, text, coverage, framed, the question's terms it covers
     cands: list[tuple[Source, int, int, str, float, str, frozenset[str]]] = []
     seen: set[str] = set()
@@ -364,7 +367,11 @@ def extractive_answer(
                 ):
                     terms |= title_terms
                 covered = frozenset(
-                    t for t in q_terms if t in terms or not terms.isdisjoint(_RELATED.get(t, ()))
+                    t
+                    for t in q_terms
+                    if t in terms
+                    or not terms.isdisjoint(_RELATED.get(t, ()))
+                    or (who and not terms.isdisjoint(agent_forms(t)))
                 )
                 coverage = len(covered) / len(q_terms) if q_terms else 0.0
                 framed = f"{frame}: {sent}" if frame else sent

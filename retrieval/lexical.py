@@ -29,6 +29,10 @@ problem, resolver; http, server, error; xml, http, request; utf, 8, decode; afte
 Like the words of a snake_case identifier, which were always cut apart, the parts are ordinary terms: they
 count in the document's length and in each part's term frequency; only a word that does split adds them
 (one part of one letter does not split a word: iPhone, eBay, iOS, x86, k8s stay whole).
+
+Queries (``query_terms``): a question's terms, and for a question that asks who the agent nouns of its verbs
+and the verbs of its agent nouns (own <-> owner: ``agent_forms``), which Snowball keeps apart. Query-side
+only: the index is unchanged, so the analyzer's version is too.
 """
 
 from __future__ import annotations
@@ -141,6 +145,46 @@ def tokenize(text: str, parts: bool = True) -> list[str]:
         out += [w for w in jieba.lcut_for_search(m.group()) if w.strip() and w not in stop]
         pos = m.end()
     return out + _latin_terms(text[pos:], stemmer, stop, parts)
+
+
+# a question that asks for a person or a body ("Who owns ...?", "To whom ...?", "Whose approval ...?", "Which
+# team maintains ...?"): an agent noun answers it ("Owner: Dana", "Maintainer: the search team"). At its start
+# only: "a function whose return type ..." asks for no one
+_ASKS_WHO = re.compile(
+    r"\W*((to|for|by|from|with)\s+)?(who|whom|whose)\b"
+    r"|\W*(which|what)\s+(person|people|team|group|department|role|company|vendor)\b",
+    re.I,
+)
+
+
+def asks_who(question: str) -> bool:
+    """Whether a question asks who (a person, a team) does or is something (``_ASKS_WHO``)."""
+    return bool(_ASKS_WHO.match(question))
+
+
+def agent_forms(term: str) -> tuple[str, ...]:
+    """The other half of a stemmed verb and its agent noun, both ways: own <-> owner, hold <-> holder, write <->
+    writer, creat <-> creator, edit <-> editor, use <-> user. Snowball keeps the -er/-or of most agent nouns
+    ("owner" stays "owner" while "owns" is "own"; it joins only some: manager, maintainer, reviewer, approver
+    are their verbs' stems already). A stem of at least three letters on either side (not "us" <-> "user")."""
+    if not term.isalpha() or len(term) < 3:
+        return ()
+    if not term.endswith(("er", "or")):
+        return (term + "er", term + "or") + ((term + "r",) if term.endswith("e") else ())
+    verbs = [term[:-2]] + ([term[:-1]] if term.endswith("er") else [])  # owner -> own; writer -> write
+    return tuple(v for v in verbs if len(v) >= 3)
+
+
+def query_terms(question: str) -> list[str]:
+    """A question's BM25 terms (``tokenize``), and for a question that asks who (``asks_who``) the agent forms
+    of its terms (``agent_forms``): "Who owns the billing service?" also looks for "owner", "Who is the
+    owner ...?" for "own". A form no chunk holds scores nothing; other questions are their terms alone."""
+    terms = tokenize(question)
+    if not asks_who(question):
+        return terms
+    have = set(terms)
+    extra = [f for t in dict.fromkeys(terms) for f in agent_forms(t) if f not in have]
+    return terms + list(dict.fromkeys(extra))
 
 
 def _latin_terms(text: str, stemmer, stop: frozenset[str], parts: bool) -> list[str]:
@@ -326,7 +370,7 @@ class LexicalCache:
         """Top-k over several collections at once, on IDF over all of them (so their scores compare)."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        terms = tokenize(query) if isinstance(query, str) else list(query)
+        terms = query_terms(query) if isinstance(query, str) else list(query)
         if not terms:
             return []
         parts: list[tuple[Sidecar, np.ndarray]] = []

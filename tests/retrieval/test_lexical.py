@@ -188,3 +188,29 @@ def test_cjk_share_counts_chinese_characters_and_other_words():
     assert cjk_share("How many vacation days do I get?") == 0.0
     assert cjk_share("提交 Pull Request 之后") == pytest.approx(4 / 6)
     assert cjk_share("？！ ...") == 0.0
+
+
+def test_a_who_question_finds_the_agent_noun_and_the_verb(tmp_path):
+    # "owns" is "own" and "Owner" stays "owner" under Snowball: "Who owns ...?" matched only the service's
+    # name, and the chunk that says who owns it ranked under one that only speaks of the service
+    texts = Texts(
+        {
+            1: "Billing service\nThe billing service sends invoices. Billing service runs nightly billing.",
+            2: "Billing service contacts\nOwner: Dana Reyes",
+            3: "Search service\nMaintainer: Sam Ito. Sam Ito owns the search index.",
+        }
+    )
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+    assert cache.search(tmp_path, m, "Who owns the billing service?", 5, texts)[0][0] == 2
+    assert cache.search(tmp_path, m, "Who is the owner of the search index?", 5, texts)[0][0] == 3
+    # other questions keep their own terms: "use" does not look for "user"
+    assert lexical.query_terms("Who owns the billing service?") == [
+        "own", "bill", "servic", "owner", "ownor", "biller", "billor", "servicer", "servicor"
+    ]  # fmt: skip
+    assert lexical.query_terms("How do I use the billing service?") == ["use", "bill", "servic"]
+    # a "whose" inside the question asks for no one (a python docs question found csv's writer pages)
+    question = "How do I write a generic function whose return type depends on its argument type?"
+    assert lexical.query_terms(question) == tokenize(question)
+    assert lexical.asks_who("To whom are bug reports sent?") and lexical.asks_who("Which team owns billing?")
+    assert lexical.agent_forms("writer") == ("writ", "write") and lexical.agent_forms("us") == ()
