@@ -8,14 +8,15 @@ sentence leans on them: alone, "The default value is 10 if no argument is given.
 coverage is the share of the question's terms (retrieval.lexical.tokenize: stemmed English, jieba
 words for Chinese; an identifier of the question is one term, one of a sentence also gives it the words it
 joins, pkgProblemResolver -> problem, resolver) that the sentence or the headings of its section contain
-(and, in a passage without section headings, for a sentence that starts with a pronoun, "It has been
-released ...", or a "Label: value" field line, "Author: ...", the document's title: under a heading, "This
-can cause a performance penalty" speaks of its section, "--line-buffered", not of grep); a verb of
-authorship is covered by the noun ("wrote" by "Author": ``_RELATED``), and in a question that asks who
-(``retrieval.lexical.asks_who``) a verb by its agent noun and the other way round ("owns" by "Owner", "the
-owner" by "owns": ``retrieval.lexical.agent_forms``). For a "What is X?" question a sentence
-that defines X ("X is a ...") scores DEFINITION more, for a "How do I ...?" question a sentence that says
-what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more, and for a question about a
+(and, for a "Label: value" field line, "Author: ...", "Owner: Dana", the document's title, under a section
+heading too: the line is the record of the document the question may name, "the payments runbook"; for a
+sentence that starts with a pronoun, "It has been released ...", the title only in a passage without section
+headings: under a heading, "This can cause a performance penalty" speaks of its section, "--line-buffered",
+not of grep); a verb of authorship is covered by the noun ("wrote" by "Author": ``_RELATED``), and in a
+question that asks who (``retrieval.lexical.asks_who``) a verb by its agent noun and the other way round
+("owns" by "Owner", "the owner" by "owns": ``retrieval.lexical.agent_forms``). For a "What is X?" question a
+sentence that defines X ("X is a ...") scores DEFINITION more, for a "How do I ...?" question a sentence that
+says what to do ("To do that, run ...", "Use ...", "You can ...") INSTRUCTION more, and for a question about a
 default one that states a default ("The default is -6.", "(default: 3)", "... defaults to /tmp.") DEFAULT
 more, for a question about an amount ("How many ...?", "What percentage ...?", "多少/几天/多久 ...？") one with a
 figure (digits, a number word, a Chinese numeral before what it counts: "不超过二十元") QUANTITY
@@ -278,10 +279,15 @@ class ExtractiveAnswer:
 _TABLE_ROW = re.compile(r"[^\n:;]{1,80}: [^\n;]+(?:; [^\n:;]{1,80}: [^\n;]+)+")
 
 
+# a field line of a record ("Owner: Dana Reyes"): a short value, no sentence in it
+_FIELD_ROW = re.compile(r"[^\W\d][\w .-]{0,30}: (?:(?![.!?] )[^\n;]){1,60}")
+
+
 def _row_labels(sent: str) -> set[str] | None:
-    """The column names of a table row ("City: London; Hotel cap: £220" -> {"City", "Hotel cap"}), else None."""
+    """The column names of a table row ("City: London; Hotel cap: £220" -> {"City", "Hotel cap"}), or the name
+    of a record's field line ("Owner: Dana Reyes" -> {"Owner"}), else None."""
     sent = sent.strip()
-    if not _TABLE_ROW.fullmatch(sent):
+    if not (_TABLE_ROW.fullmatch(sent) or _FIELD_ROW.fullmatch(sent)):
         return None
     return {cell.split(": ", 1)[0] for cell in sent.split("; ")}
 
@@ -289,7 +295,8 @@ def _row_labels(sent: str) -> set[str] | None:
 def _other_row(cand: tuple, best: tuple) -> bool:
     """Whether ``cand`` is another row of the table of row ``best`` holding fewer of the question's words, and
     none that ``best`` lacks: a row that matches the column names every row shares ("hotel cap per night") but
-    not the value the question picks ("New York") answers nothing."""
+    not the value the question picks ("New York") answers nothing. So is the same field of another record
+    ("Owner: Sam Ito" of the search runbook, when the question names the payments runbook's owner)."""
     a, b = _row_labels(cand[3]), _row_labels(best[3])
     if a is None or b is None or not (a <= b or b <= a):
         return False
@@ -362,8 +369,10 @@ def extractive_answer(
                     continue
                 seen.add(key)
                 terms = set(tokenize(sent)) | heading_terms
-                if not heading_terms and (
-                    _PRONOUN_START.match(text, spellings[0][0]) or _FIELD_LINE.match(text, spellings[0][0])
+                # a field line is the document's record, under a section heading too ("Owner: Dana" under
+                # "Contacts" of the payments runbook); a pronoun speaks of its section where there is one
+                if _FIELD_LINE.match(text, spellings[0][0]) or (
+                    not heading_terms and _PRONOUN_START.match(text, spellings[0][0])
                 ):
                     terms |= title_terms
                 covered = frozenset(

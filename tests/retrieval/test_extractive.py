@@ -264,6 +264,28 @@ def test_a_question_that_picks_a_table_row_gets_that_row_alone(question, rows):
     assert sorted(q.text.split(";")[0].removeprefix("City: ") for q in ans.quotes) == sorted(rows)
 
 
+def _runbooks(lines_a: str, lines_b: str):
+    """Two runbooks with the same "Contacts" section, the search team's first."""
+    docs = [("Search runbook", lines_b, 11), ("Payments runbook", lines_a, 12)]
+    passages = [
+        Passage(doc_id, doc_id, title, f"Contacts\n{text}", ["Contacts"], None, 0, len(text) + 9)
+        for title, text, doc_id in docs
+    ]
+    return assemble_context(passages, "q", lambda s: len(s.split()), 500)
+
+
+@pytest.mark.parametrize("embed", [False, True])
+def test_a_field_line_under_a_heading_counts_its_documents_title(embed):
+    # "Owner: Dana" under "Contacts" ignored the title "Payments runbook" (only a passage without headings
+    # lent a field line its title): both owners covered "owner" alone and the first document's won
+    ctx = _runbooks("Owner: Dana Reyes\nPager: #payments-oncall", "Owner: Sam Ito\nPager: #search-oncall")
+    ans = extractive_answer(
+        "Who is the owner of the payments runbook?", ctx, get_embedder().embed if embed else None
+    )
+    assert ans.quotes[0].text == "Owner: Dana Reyes"
+    assert all("Sam" not in q.text for q in ans.quotes)
+
+
 @pytest.mark.parametrize(
     ("question", "text", "answer"),
     [
