@@ -949,10 +949,13 @@ def _dequant_kernel(W_ptr, S_ptr, Y_ptr, K, stride_wn, stride_yn, BLOCK_K: tl.co
     )
 
 
-def dequantize_triton(qweight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(N, K) int8 * scale[:, None] -> (N, K) ``dtype`` (one pass: N*K bytes read, 2*N*K written)."""
+def dequantize_triton(
+    qweight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, K) int8 * scale[:, None] -> (N, K) ``dtype`` (one pass: N*K bytes read, 2*N*K written), into
+    ``out`` (contiguous (N, K) ``dtype``) if given."""
     N, K = qweight.shape
-    y = torch.empty((N, K), dtype=dtype, device=qweight.device)
+    y = out_tensor(out, (N, K), qweight, dtype)
     block = min(4096, next_pow2(K))
     _dequant_kernel[(N, triton.cdiv(K, block))](
         qweight, scale, y, K, qweight.stride(0), y.stride(0), BLOCK_K=block

@@ -66,6 +66,15 @@ def test_int8_linear_many_rows_dequantizes_then_multiplies():
     int8_linear_triton(x, w.qweight, w.scale, b, out=out)
     assert_close(out, x.float() @ w.dequantize(FP32).T + b.float(), BF16)
     assert torch.equal(int8_matmul.dequantize_triton(w.qweight, w.scale, FP32), w.dequantize(FP32))
+    # into a caller's buffer (a view of a larger one, as benchmarks/w8_overlap.py double-buffers them); a
+    # buffer of the wrong shape or dtype is refused
+    buf = poisoned((2 * 24 * 40,), BF16)
+    into = buf[: 24 * 40].view(24, 40)
+    assert int8_matmul.dequantize_triton(w.qweight, w.scale, BF16, out=into) is into
+    assert torch.equal(into, w.dequantize(BF16))
+    assert buf[24 * 40 :].isnan().all()
+    with pytest.raises(ValueError, match="contiguous"):
+        int8_matmul.dequantize_triton(w.qweight, w.scale, FP32, out=into)
 
 
 @pytest.mark.parametrize(
