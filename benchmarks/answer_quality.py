@@ -25,8 +25,10 @@ into one collection so the other files are distractors; each question runs app.a
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
 any of the (at most three) quotes does (any). A question whose "outcome" is "no answer" (no "doc", no "expect":
 benchmarks/data/zh_offtopic_questions.jsonl, off-topic questions to ask of a collection that does not answer
-them) counts as declined when nothing is quoted; such sets get a table of their own. Prints the misses (and
-the off-topic questions that got quotes), writes JSON.
+them; and in every other set, questions plausible for its collection that it does not answer, each checked absent
+with grep) counts as refused when nothing is quoted. One table row a set: answerable questions, first / any quote
+answers, answerable ones refused (nothing quoted), unanswerable ones, refused. Prints the misses (and the
+unanswerable questions that got quotes), writes JSON.
 """
 
 from __future__ import annotations
@@ -121,22 +123,19 @@ def main() -> None:
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
               "ingest_s": round(ingest_s, 1), "sets": {}, "questions": rows}  # fmt: skip
     print(f"{len(docs)} files ingested in {ingest_s:.1f} s\n")
-    names = list(dict.fromkeys(r["set"] for r in rows if "top" in r))
-    if names:
-        print("| set | questions | top quote answers | any quote answers |\n|---|---|---|---|")
-    for name in names:
-        got = [r for r in rows if r["set"] == name]
+    # one row a set: its answerable questions (first / any quote answers, refused: nothing quoted) and its
+    # questions the collection does not answer ("outcome": "no answer"; refused when nothing is quoted)
+    print("| set | answerable | first quote answers | any quote answers | wrongly refused "
+          "| unanswerable | refused |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for name in dict.fromkeys(r["set"] for r in rows):
+        got = [r for r in rows if r["set"] == name and "top" in r]
+        off = [r for r in rows if r["set"] == name and "declined" in r]
         top, anyq = sum(r["top"] for r in got), sum(r["any"] for r in got)
-        report["sets"][name] = {"questions": len(got), "top": top, "any": anyq}
-        print(f"| {name} | {len(got)} | {top} | {anyq} |")
-    off_names = list(dict.fromkeys(r["set"] for r in rows if "declined" in r))
-    if off_names:
-        print("\n" * bool(names) + "| set | off-topic questions | declined |\n|---|---|---|")
-    for name in off_names:
-        got = [r for r in rows if r["set"] == name]
-        declined = sum(r["declined"] for r in got)
-        report["sets"][name] = {"questions": len(got), "declined": declined}
-        print(f"| {name} | {len(got)} | {declined} |")
+        refused, declined = sum(not r["quotes"] for r in got), sum(r["declined"] for r in off)
+        report["sets"][name] = {"questions": len(got), "top": top, "any": anyq, "refused": refused,
+                                "unanswerable": len(off), "declined": declined}  # fmt: skip
+        cells = f"{top} | {anyq} | {refused}" if got else "- | - | -"
+        print(f"| {name} | {len(got)} | {cells} | {len(off)} | {declined if off else '-'} |")
     for r in rows:
         if "declined" in r:
             if not r["declined"]:
