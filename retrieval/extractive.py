@@ -36,8 +36,10 @@ highlight it. A sentence that only repeats a heading of its passage (or the docu
 heading also without its number), or a short line without punctuation, figures or code marks (a heading
 the parser could not see; "--with-intl=full-icu (default)" is code, not one), answers nothing and is not
 quoted; nor is one scoring under RELATIVE of the best, or under MIN_SCORE before the bonuses for the
-answer's form (those rank relevant sentences, they make none relevant): when no sentence reaches it,
-nothing in the sources answers the question and nothing is quoted.
+answer's form (those rank relevant sentences, they make none relevant), nor one that holds under MIN_COVERAGE
+of the question's terms unless the embedding is sure of it (SURE_SIMILARITY), nor, for a question about an
+amount, one without a figure, nor a question ("Q: When is salary paid?" before its answer line): when no
+sentence is left, nothing in the sources answers the question, nothing is quoted, and the answer says so.
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ MAX_CHARS = 600
 # questions, which were off topic, 20-35% of the best, while related second sentences scored 54-78% of it.
 MIN_SCORE = 0.2
 RELATIVE = 0.5
+# NOTE: the embedding places a sentence of the same domain near any question of it ("Gifts offered to an
+# Officer must be declared." near "What is the dress code for the office?"), so a score over MIN_SCORE quoted
+# unrelated lines of a collection that does not answer the question. A sentence answers only if it (with its
+# section's headings) holds MIN_COVERAGE of the question's terms, or the embedding is sure of it on its own
+# (cosine >= SURE_SIMILARITY: "DO NOT turn off your computer" for "Should I shut down my computer if I think
+# it's been hacked?"); and, for a question about an amount, only with a figure ("How many parking spaces
+# ...?": a sentence about parking without a number does not say how many). Chosen on the tuning sets (Debian
+# dev and fresh, nodejs-html, pip-valgrind, man-pages, handbook-dev: 149 answerable, 24 unanswerable questions,
+# 2026-12-07): coverage alone refused 7 of the 24 at 0.4 and lost 5 answers (an employee's paraphrase holds
+# few of the page's words); with the similarity 13 at 0.6, losing one second quote. The coverage floor is
+# scaled by embed_trust: a Chinese question's jieba words are few of its answer's (zh-dev lost 2 first quotes
+# and 5 any at 0.4, nothing at 0.25 or less).
+MIN_COVERAGE = 0.6
+SURE_SIMILARITY = 0.45
 
 
 # Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks
@@ -95,6 +111,12 @@ def _is_label(text: str, labels: set[str]) -> bool:
     """A heading of the passage (``labels``: normalized), a line that looks like one, or an entry of a table of
     contents or an index ("asn1_get_length_der . . . . 17"): no answer."""
     return _norm(text) in labels or _label_line(text) or bool(CONTENTS_ENTRY.search(text))
+
+
+def _asks(sent: str) -> bool:
+    """A question ("Q: When is salary paid?", a FAQ's line before its answer "A: On the 25th ..."): it holds
+    the asker's words, so it covers them best, but it answers nothing."""
+    return sent.rstrip().endswith(("?", "？"))
 
 
 def _announces(sent: str) -> bool:
@@ -363,7 +385,7 @@ def extractive_answer(
                     spellings.append((spans[j - 1][0], text[spans[j - 1][0] : e]))
             for s, sent in spellings:
                 key = _norm(sent)
-                if not MIN_CHARS <= len(sent) <= MAX_CHARS or _is_label(sent, labels):
+                if not MIN_CHARS <= len(sent) <= MAX_CHARS or _is_label(sent, labels) or _asks(sent):
                     continue
                 if key in seen:  # overlapping chunks repeat sentences: quote one copy
                     continue
@@ -391,11 +413,13 @@ def extractive_answer(
     cands.sort(key=lambda c: -c[4])
     cands = cands[:MAX_EMBEDDED] if embed is not None else cands
     scores = np.array([c[4] for c in cands], dtype=np.float32)
+    cos = np.zeros(len(cands), dtype=np.float32)  # the embedding's similarity, where asked
     if embed is not None or embed_trust < 1:
         sim = np.zeros(len(cands), dtype=np.float32)
         if embed is not None:
             vecs = embed([question] + [c[5] for c in cands])  # (1 + n, dim)
-            sim += embed_trust * (vecs[1:] @ vecs[0])
+            cos = vecs[1:] @ vecs[0]
+            sim += embed_trust * cos
         if embed_trust < 1:
             pairs = _cjk_pairs(question)
             sim += (1 - embed_trust) * np.array([_cjk_overlap(pairs, c[3]) for c in cands], dtype=np.float32)
@@ -423,6 +447,15 @@ def extractive_answer(
         scores = scores + np.array(
             [ENTITLEMENT if _STATES_ENTITLEMENT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
+    # a sentence answers only where it holds enough of the question's terms or the embedding is sure of it, and
+    # with a figure where one is asked; the floor checks the embedding, as far as it is trusted (a Chinese
+    # paraphrase shares few of its jieba words with the answer): without one, coverage alone ranks, as before
+    floor_cov = MIN_COVERAGE * embed_trust if embed is not None else 0.0
+    answers = np.array([c[4] >= floor_cov for c in cands]) | (cos >= SURE_SIMILARITY)
+    if _ASKS_AMOUNT.match(question):
+        answers &= np.array([bool(_STATES_AMOUNT.search(c[3])) for c in cands])
+    relevance = np.where(answers, relevance, -1.0)
+    scores = np.where(answers, scores, -1.0)  # nor does it set the floor RELATIVE of the best
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = RELATIVE * float(scores[order[0]])
     quotes: list[Quote] = []

@@ -45,6 +45,12 @@ def test_extractive_answer_cites_and_highlights(client):
     # A question no document answers: no quote, no citation, and the answer says so.
     r = client.post("/api/ask", json={"question": "What is the capital of France?"}, headers=w.member)
     assert (r.json()["answer"], r.json()["cited"]) == (NOTHING_FOUND, [])
+    # Nor does one answered only in a collection the member may not read (the handbook's sentences share no
+    # word of it: they were quoted, as near it as the embedding puts them).
+    r = client.post(
+        "/api/ask", json={"question": "Which acquisition did the board approve?"}, headers=w.member
+    )
+    assert (r.json()["answer"], r.json()["cited"]) == (NOTHING_FOUND, [])
 
     # Forbidden and absent collections get the same answer.
     for cid in (w.board, 9999):

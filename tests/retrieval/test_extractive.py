@@ -218,7 +218,8 @@ def test_a_chinese_amount_question_prefers_the_sentence_with_the_figure():
 def test_an_untrusted_embedding_model_is_not_asked_and_trusted_one_decides():
     import numpy as np
 
-    text = "互助会的会长负责管理互助基金，定期公布收支。\n会员费：200元/年，转正后第一年由公司缴纳。"
+    # both state a figure: a sentence without one answers no question about an amount
+    text = "互助会的会长负责管理互助基金，每月5日公布收支。\n会员费：200元/年，转正后第一年由公司缴纳。"
     question = "加入互助会一年要交多少会费？"
 
     def fooled(texts):  # a model sure the first sentence answers
@@ -305,3 +306,63 @@ def test_a_who_question_matches_the_agent_noun_and_the_verb(question, text, answ
     # covered nothing of "Owner: Dana Reyes", and the line was not quoted first
     ans = _answer(question, text, ["Billing service"] if "billing" in question else None, embed=False)
     assert ans.quotes[0].text == answer
+
+
+# A small company handbook: the office's gift rules, parking and the salary FAQ. Questions the handbook does not
+# answer share its words ("office" and "Officer" are one stem, offic; "parking" and "Munich"), and the embedding
+# places its sentences near them; quoting those lines answered with something else instead of refusing.
+HANDBOOK = [
+    (
+        "Gifts and hospitality",
+        "Gifts offered to an Officer of the company must be declared to the Compliance Office within five days. "
+        "Gifts worth more than 50 euros are returned with a letter of thanks.",
+    ),
+    (
+        "Munich office",
+        "The Munich office is on Leopoldstrasse, a short walk from the Giselastrasse underground station. "
+        "Parking is available in the public garage next door, and bicycles can be parked in the courtyard.",
+    ),
+    (
+        "Salary FAQ",
+        "Q: When is salary paid?\nA: Salary is paid on the 25th of each month, or on the working day before it.",
+    ),
+]
+
+
+def _handbook(question: str):
+    passages = [
+        Passage(i, i, "Employee handbook", text, [heading], None, 0, len(text))
+        for i, (heading, text) in enumerate(HANDBOOK, 1)
+    ]
+    ctx = assemble_context(passages, "q", lambda s: len(s.split()), 500)
+    return extractive_answer(question, ctx, get_embedder().embed)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the dress code for the office?",  # only offic is shared, with "Officer" and "Office"
+        "How many parking spaces are in the Munich office?",  # parking and Munich, but no number of spaces
+    ],
+)
+def test_a_question_the_documents_do_not_answer_is_refused(question):
+    ans = _handbook(question)
+    assert (ans.text, ans.quotes) == ("", [])
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Do I have to declare gifts offered to an officer?", "Gifts offered to an Officer"),
+        ("Where can I park at the Munich office?", "Parking is available in the public garage"),
+        ("How much is a gift allowed to be worth?", "Gifts worth more than 50 euros"),
+    ],
+)
+def test_a_question_the_documents_answer_with_the_same_words_is_answered(question, answer):
+    assert _handbook(question).quotes[0].text.startswith(answer)
+
+
+def test_a_faq_answer_is_quoted_not_its_question_line():
+    ans = _handbook("When is salary paid?")
+    assert ans.quotes[0].text.startswith("A: Salary is paid on the 25th")
+    assert all("?" not in q.text for q in ans.quotes)
