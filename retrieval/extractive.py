@@ -74,7 +74,7 @@ RELATIVE = 0.5
 # ...?": a sentence about parking without a number does not say how many). Chosen on the tuning sets (Debian
 # dev and fresh, nodejs-html, pip-valgrind, man-pages, handbook-dev: 149 answerable, 24 unanswerable questions,
 # 2026-12-07): coverage alone refused 7 of the 24 at 0.4 and lost 5 answers (an employee's paraphrase holds
-# few of the page's words); with the similarity 13 at 0.6, losing one second quote. The coverage floor is
+# few of the page's words); with the similarity 13 at 0.6, losing one third quote. The coverage floor is
 # scaled by embed_trust: a Chinese question's jieba words are few of its answer's (zh-dev lost 2 first quotes
 # and 5 any at 0.4, nothing at 0.25 or less).
 MIN_COVERAGE = 0.6
