@@ -20,6 +20,14 @@ Id = Annotated[int, Ge(1), Le(MAX_ID)]
 # A question or search query: blanks around it are not part of it, so "   " is as empty as "" (it was a 500)
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# An explicit [] searched nothing and answered nothing, silently; leaving the field out means "all readable".
+EMPTY_COLLECTIONS = "collection_ids is empty: leave it out to search every collection you may read"
+
+
+def refuse_empty_collections(collection_ids: list[int] | None) -> None:
+    """422 for `"collection_ids": []`; None (the field left out) is every collection the caller may read."""
+    if collection_ids is not None and not collection_ids:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, EMPTY_COLLECTIONS)
 
 
 def current_user(

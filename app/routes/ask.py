@@ -17,7 +17,7 @@ from app import answer as ans
 from app import auth
 from app.backpressure import retry_after_s
 from app.db import session_scope
-from app.deps import CurrentUser, Id, Query, SessionDep
+from app.deps import CurrentUser, Id, Query, SessionDep, refuse_empty_collections
 from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
 from app.routes.conversations import visible_documents
 from app.security import count_question
@@ -30,7 +30,7 @@ BUSY = "The answer engine is busy; please retry shortly"
 
 
 class AskRequest(BaseModel):
-    """Omitted collection_ids = every collection the caller may read."""
+    """Omitted collection_ids = every collection the caller may read; an empty list is a 422."""
 
     question: Query
     collection_ids: list[int] | None = None
@@ -179,6 +179,7 @@ async def _sse_stream(events: AsyncIterator[tuple[str, dict]]) -> AsyncIterator[
 @router.post("/ask")
 async def ask(body: AskRequest, request: Request, user: CurrentUser):
     """Answer a question from the readable collections, with cited sources (JSON or SSE)."""
+    refuse_empty_collections(body.collection_ids)
     count_question(request, user)  # only now: a body refused as malformed (422) asked nothing
     events = run_ask(body, user)
     if body.stream:

@@ -7,14 +7,14 @@ from pydantic import BaseModel, Field
 
 from app import auth
 from app.db import release_connection
-from app.deps import CurrentUser, Query, SessionDep
+from app.deps import CurrentUser, Query, SessionDep, refuse_empty_collections
 from app.search import SearchHit, search_with_meta
 
 router = APIRouter(prefix="/api", tags=["search"])
 
 
 class SearchRequest(BaseModel):
-    """Omitted collection_ids = every collection the caller may read."""
+    """Omitted collection_ids = every collection the caller may read; an empty list is a 422."""
 
     query: Query
     collection_ids: list[int] | None = None
@@ -33,6 +33,7 @@ class SearchResponse(BaseModel):
 @router.post("/search", response_model=SearchResponse)
 def search_route(body: SearchRequest, session: SessionDep, user: CurrentUser) -> SearchResponse:
     """Semantic search over readable collections."""
+    refuse_empty_collections(body.collection_ids)
     readable = auth.readable_collection_ids(session, user)
     if body.collection_ids is None:
         ids = sorted(readable)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.answer import NO_GENERATOR, NOTHING_FOUND, cut_extractive
+from app.deps import EMPTY_COLLECTIONS
 from app.search import _embedder
 from app.settings import settings
 from tests.app.ask_support import ask_client, build_world, parse_sse
@@ -76,6 +77,25 @@ def test_a_blank_question_is_refused_like_an_empty_one(client, blank):
     # a question after blank lines is the question
     r = client.post("/api/ask", json={"question": "\n\nHow many days of paid leave?"}, headers=w.member)
     assert r.status_code == 200 and "twenty-eight days" in r.json()["answer"]
+
+
+def test_an_empty_collection_list_is_refused_and_a_missing_one_means_all(client):
+    # "collection_ids": [] searched nothing and answered "nothing found" with a 200: a client that built the
+    # list from an empty selection could not tell it from a question no document answers.
+    w = build_world(client)
+    refused = (422, {"detail": EMPTY_COLLECTIONS})
+    for stream in (False, True):
+        body = {"question": "How many days of paid leave?", "collection_ids": [], "stream": stream}
+        r = client.post("/api/ask", json=body, headers=w.member)
+        assert (r.status_code, r.json()) == refused
+    r = client.post("/api/search", json={"query": "paid leave", "collection_ids": []}, headers=w.member)
+    assert (r.status_code, r.json()) == refused
+    assert client.get("/api/conversations", headers=w.member).json() == []  # no turn was stored
+    # Left out: every collection the caller may read.
+    r = client.post("/api/ask", json={"question": "How many days of paid leave?"}, headers=w.member)
+    assert r.status_code == 200 and "twenty-eight days" in r.json()["answer"]
+    r = client.post("/api/search", json={"query": "paid leave"}, headers=w.member)
+    assert r.status_code == 200 and r.json()["hits"][0]["document_title"] == "Vacation policy"
 
 
 def test_stream_events_conversation_and_feedback(client):
