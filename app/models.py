@@ -9,11 +9,12 @@ deleted ids live on as tombstones until compaction.
 from __future__ import annotations
 
 import enum
+import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, StringConstraints, model_validator
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -188,6 +189,18 @@ class IndexManifest(SQLModel, table=True):
 
 
 # --- documents and chunks ------------------------------------------------------------------------
+def title_from_filename(filename: str) -> str:
+    """A readable title for a document whose file holds none (plain text, CSV): the file name without folder or
+    extension, underscores (and, in a name without spaces, hyphens between words) read as spaces, so
+    "hr/quarterly_report-2024.txt" is "quarterly report 2024" and "2024-05-01 minutes.txt" keeps its date."""
+    name = re.split(r"[/\\]", filename)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    words = stem.replace("_", " ")
+    if " " not in stem:
+        words = re.sub(r"(?<!\d)-|-(?!\d)", " ", words)
+    return " ".join(words.split()) or name
+
+
 class DocumentBase(SQLModel):
     """Fields shared by the table and the API shape."""
 
@@ -232,7 +245,8 @@ class Document(DocumentBase, table=True):
 
 
 class DocumentPublic(DocumentBase):
-    """What the API returns."""
+    """What the API returns; a document without a title (none in its file, or not yet parsed) is titled after its
+    file name, also one stored before ingestion did so."""
 
     id: int
     collection_id: int
@@ -241,6 +255,12 @@ class DocumentPublic(DocumentBase):
     uploaded_by: int | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="after")
+    def _title_or_filename(self) -> DocumentPublic:
+        if not self.title:
+            self.title = title_from_filename(self.filename)
+        return self
 
 
 class DocumentText(SQLModel, table=True):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlmodel import select
 
 from app.db import session_scope
-from app.models import Chunk, Collection, DocStatus, Document
+from app.models import Chunk, Collection, DocStatus, Document, title_from_filename
 from app.search import SearchHit, _embedder
 from app.settings import settings
 
@@ -68,7 +68,7 @@ def _rows(ranked: list[tuple[int, float]], collection_ids: list[int]) -> list[Se
             score=scores[c.id],
             document_id=d.id,
             collection_id=d.collection_id,
-            document_title=d.title or d.filename,
+            document_title=d.title or title_from_filename(d.filename),
             filename=d.filename,
             page=c.page,
             page_kind=c.page_kind,

@@ -23,7 +23,7 @@ from sqlalchemy import func
 from sqlmodel import Session, delete, select, update
 
 from app.db import session_scope
-from app.models import Chunk, DocStatus, Document, DocumentText, IndexManifest, utcnow
+from app.models import Chunk, DocStatus, Document, DocumentText, IndexManifest, title_from_filename, utcnow
 from app.settings import settings
 from app.testhooks import pause_seconds
 from ingest import storage
@@ -199,7 +199,7 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
         progress=0.1,
         detected_type=parsed.detected_type,
         pages=parsed.pages,
-        title=parsed.title,
+        title=parsed.title or title_from_filename(filename),  # plain text and CSV name no title of their own
     )
 
     embedder = _embedder()
@@ -237,7 +237,8 @@ def lexical_texts(ids) -> list[str]:
             .where(Chunk.id.in_(list(ids)))
         ).all()
     texts = {
-        cid: lexical_text(title or name, heading or [], text) for cid, text, heading, title, name in rows
+        cid: lexical_text(title or title_from_filename(name), heading or [], text)
+        for cid, text, heading, title, name in rows
     }
     return [texts.get(i, "") for i in ids]
 

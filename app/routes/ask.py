@@ -18,7 +18,17 @@ from app import auth
 from app.backpressure import retry_after_s
 from app.db import session_scope
 from app.deps import CurrentUser, Id, Query, SessionDep, refuse_empty_collections
-from app.models import Chunk, Conversation, DocStatus, Document, DocumentText, Message, User, utcnow
+from app.models import (
+    Chunk,
+    Conversation,
+    DocStatus,
+    Document,
+    DocumentText,
+    Message,
+    User,
+    title_from_filename,
+    utcnow,
+)
 from app.routes.conversations import visible_documents
 from app.security import count_question
 from inference import EngineOverloaded
@@ -233,7 +243,7 @@ def chunk_preview(chunk_id: Id, session: SessionDep, user: CurrentUser) -> Previ
     return Preview(
         chunk_id=chunk.id,
         document_id=doc.id,
-        title=doc.title or doc.filename,
+        title=doc.title or title_from_filename(doc.filename),
         page=chunk.page,
         page_kind=chunk.page_kind,
         heading_path=list(chunk.heading_path or []),

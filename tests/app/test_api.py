@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlmodel import select
 
 from app.db import session_scope
-from app.models import Chunk, Role
+from app.models import Chunk, Document, Role, title_from_filename
 from ingest.pipeline import process_document
 from tests.app.ask_support import LiveServer
 from tests.app.support import make_user
@@ -124,6 +125,54 @@ def test_upload_progress_search_delete(db_env, client):
     assert client.delete(f"/api/documents/{a}", headers=admin).json() == {"detail": "Document not found"}
     with session_scope() as s:
         assert s.exec(select(Chunk).where(Chunk.document_id == a)).all() == []
+
+
+def test_a_document_without_a_title_is_titled_after_its_file_name(db_env, client):
+    # Plain text and CSV hold no title: listings showed `title: null` and citations the bare file name.
+    admin = make_user(Role.admin)
+    cid = _collection(client, admin, "finance")
+    files = [("reports/quarterly_report-2024.txt", b"Revenue grew by nine percent in the third quarter."),
+             ("staff_list.csv", b"name,desk\nAnn Lee,4.12\nBo Chan,4.13\n"),
+             ("guide.md", GUIDE.encode(), "text/markdown")]  # fmt: skip
+    txt, csv, md = _ingest(client, admin, cid, files)
+    titles = {txt: "quarterly report 2024", csv: "staff list", md: "Vacation policy"}
+    listed = client.get(f"/api/collections/{cid}/documents", headers=admin).json()
+    assert {d["id"]: d["title"] for d in listed} == titles
+    assert client.get(f"/api/documents/{txt}", headers=admin).json()["title"] == "quarterly report 2024"
+    with session_scope() as s:
+        assert s.get(Document, csv).title == "staff list"  # stored, so BM25 reads it too
+
+    def cited() -> tuple[str, str]:
+        (hit,) = _search(client, admin, "revenue growth in the third quarter", k=1).json()["hits"]
+        assert hit["document_id"] == txt
+        preview = client.get(f"/api/chunks/{hit['chunk_id']}/preview", headers=admin).json()
+        return hit["document_title"], preview["title"]
+
+    assert cited() == ("quarterly report 2024", "quarterly report 2024")
+    # A document stored before ingestion titled such files reads the same, with no migration.
+    with session_scope() as s:
+        s.get(Document, txt).title = None
+        s.commit()
+    assert client.get(f"/api/documents/{txt}", headers=admin).json()["title"] == "quarterly report 2024"
+    listed = client.get(f"/api/collections/{cid}/documents", headers=admin).json()
+    assert {d["id"]: d["title"] for d in listed} == titles
+    assert cited() == ("quarterly report 2024", "quarterly report 2024")
+
+
+@pytest.mark.parametrize(
+    ("filename", "title"),
+    [
+        ("quarterly_report-2024.txt", "quarterly report 2024"),
+        ("hr/2025/people.csv", "people"),
+        ("minutes_2024-05-01.txt", "minutes 2024-05-01"),  # a date keeps its hyphens
+        ("Travel policy - draft.txt", "Travel policy - draft"),  # a name with spaces keeps its dash
+        ("v1.2 notes.txt", "v1.2 notes"),
+        ("README", "README"),
+        ("___.txt", "___.txt"),  # nothing readable left: the name as it is
+    ],
+)
+def test_title_from_filename(filename, title):
+    assert title_from_filename(filename) == title
 
 
 def test_times_carry_their_time_zone(db_env, client, monkeypatch):
