@@ -298,6 +298,7 @@ def _margin_lines(container, links: dict[str, str]) -> list[str]:
 
 _DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_A_R = f"{_A}r"  # a text run
 _R_DM = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}dm"
 _MAX_DIAGRAM_POINTS = 5_000
 
@@ -516,16 +517,48 @@ def parse_pptx(data: bytes) -> ParsedDocument:
             if title_shape is not None and shape.shape_id == title_shape.shape_id:
                 continue
             if getattr(shape, "has_table", False) and shape.has_table:
-                rows = [[c.text for c in r.cells] for r in shape.table.rows]
+                rows = [[_frame_text(c.text_frame) for c in r.cells] for r in shape.table.rows]
                 b.block("\n".join(rows_as_text(rows)))
             elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
-                b.block(shape.text_frame.text)
+                b.block(_frame_text(shape.text_frame))
             else:
                 for text in _diagrams(shape._element, slide.part) + _charts(shape._element, slide.part):
                     b.block(text)
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-            b.block(slide.notes_slide.notes_text_frame.text)
+            b.block(_frame_text(slide.notes_slide.notes_text_frame))
     return b.build("pptx", len(slides), metadata_title(meta_title) or first_title)
+
+
+def _frame_text(frame) -> str:
+    """A text frame's text as python-pptx's ``text`` reads it (a line per paragraph, "\\v" for a line break), each
+    hyperlink's address after its text where it says more (``link_target``), as in Word documents. Runs that
+    lead to the same address one after another are one link ("the *new* installer" in three runs)."""
+    from pptx.text.text import _Run
+
+    lines = []
+    for p in frame.paragraphs:
+        out: list[str] = []
+        href, start = None, 0
+        for el in p._element.content_children:  # runs, line breaks and fields, in order
+            address = _run_address(_Run(el, p)) if el.tag == _A_R else None
+            if address != href:
+                if target := link_target(href, "".join(out[start:])):
+                    out.append(f" ({target})")
+                href, start = address, len(out)
+            out.append(el.text)
+        if target := link_target(href, "".join(out[start:])):
+            out.append(f" ({target})")
+        lines.append("".join(out))
+    return "\n".join(lines)
+
+
+def _run_address(run) -> str | None:
+    """Where a slide run's hyperlink leads (``run.hyperlink.address``); None without one, or where its
+    relationship is missing (the address is lost, not the text)."""
+    try:
+        return run.hyperlink.address
+    except Exception:  # noqa: BLE001
+        return None
 
 
 # shapes whose tops are this close (EMU; a quarter inch) read as one line, left to right

@@ -788,6 +788,59 @@ def test_docx_and_odt_links_keep_the_addresses_they_lead_to():
     )
 
 
+def test_pptx_links_keep_the_addresses_they_lead_to():
+    # A slide's hyperlink was only its text, where Word, OpenDocument and RST keep the address: "where do I
+    # download the installer?" found nothing in a deck. Runs with a hyperlink (text boxes, table cells, speaker
+    # notes) now read "text (address)"; a link split over runs is one; a jump to another slide or a link whose
+    # text is its address adds nothing.
+    from pptx import Presentation
+    from pptx.opc.constants import RELATIONSHIP_TYPE as RT
+    from pptx.util import Inches
+
+    prs = Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[5])  # title only
+    slide.shapes.title.text = "Install"
+
+    def runs(paragraph, *parts: tuple[str, str | None]) -> None:
+        for text, address in parts:
+            r = paragraph.add_run()
+            r.text = text
+            if address:
+                r.hyperlink.address = address
+
+    box = slide.shapes.add_textbox(Inches(1), Inches(2), Inches(6), Inches(1)).text_frame
+    runs(box.paragraphs[0], ("Download the ", None), ("new", "https://dl.example.com/app-2.1.msi"),
+         (" installer", "https://dl.example.com/app-2.1.msi"), (" or ask ", None),
+         ("the service desk", "mailto:help@example.com"), (".", None))  # fmt: skip
+    runs(box.add_paragraph(), ("See ", None), ("https://example.com/faq", "https://example.com/faq"),
+         (" and ", None), ("the summary", None), (".", None))  # fmt: skip
+    table = slide.shapes.add_table(2, 2, Inches(1), Inches(4), Inches(6), Inches(1)).table
+    table.cell(0, 0).text, table.cell(0, 1).text = "Platform", "Installer"
+    table.cell(1, 0).text = "Windows"
+    runs(table.cell(1, 1).text_frame.paragraphs[0], ("MSI", "https://dl.example.com/app.msi"))
+    notes = slide.notes_slide.notes_text_frame
+    runs(notes.paragraphs[0], ("Owner: ", None), ("IT", "mailto:it@example.com"))
+    # a jump to another slide: an internal relationship, no address outside the deck
+    pricing = prs.slides.add_slide(prs.slide_layouts[5])
+    pricing.shapes.title.text = "Pricing"
+    last = slide.shapes.add_textbox(Inches(1), Inches(6), Inches(6), Inches(1)).text_frame
+    runs(last.paragraphs[0], ("Next: ", None), ("pricing", None))
+    rid = slide.part.relate_to(pricing.part, RT.SLIDE)
+    last.paragraphs[0].runs[1]._r.get_or_add_rPr().add_hlinkClick(rid).set(
+        "action", "ppaction://hlinksldjump"
+    )
+    buf = io.BytesIO()
+    prs.save(buf)
+    doc = parse(buf.getvalue(), "install.pptx")
+    assert doc.text == (
+        "Install\n\nDownload the new installer (https://dl.example.com/app-2.1.msi) or ask the service desk "
+        "(help@example.com).\nSee https://example.com/faq and the summary.\n\n"
+        "Platform: Windows; Installer: MSI (https://dl.example.com/app.msi)\n\n"
+        "Next: pricing\n\nOwner: IT (it@example.com)\n\nPricing"
+    )
+    assert section_of(doc, "app.msi").page == 1
+
+
 def test_a_two_column_table_of_fields_is_read_as_name_value_lines():
     # A policy's document control table was read under its first row as a header: "Document owner: Version;
     # Jane Smith, Head of Finance: 4.2", so "who approved it?" was answered with Jane Smith's name beside it.
