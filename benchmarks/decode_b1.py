@@ -166,13 +166,20 @@ def _page_math(q, kt, v, m_i, l_i, acc, sink, qk_scale, COMPUTE: tl.constexpr, U
 def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, stride_ch, qk_scale,
                         GROUP: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr,
                         STAGES: tl.constexpr, KT: tl.constexpr, COMPUTE: tl.constexpr,
-                        PREFETCH: tl.constexpr = False, UPCAST: tl.constexpr = False):  # fmt: skip
+                        PREFETCH: tl.constexpr = False, UPCAST: tl.constexpr = False, STREAMS: tl.constexpr = 1,
+                        OUT=None, CNT=None, FUSE: tl.constexpr = False, MERGERS: tl.constexpr = 16,
+                        DC: tl.constexpr = 32, SP: tl.constexpr = 128):  # fmt: skip
     """Batch-1 decode of one (KV head, split) a program, BLOCK_N tokens (one or more 16-token pages) a step:
     K loaded as (D, tokens) for the dot (KT, as the product's kernel) or as (tokens, D) rows and transposed
     in registers; COMPUTE=0 only adds the K and V tiles element-wise (no reductions in the loop: the page
     reads' work) to tell the loads from the math. PREFETCH: no software pipeline (Triton's keeps 1-3 buffers
     and issues the next copies after the math): each step loads the next step's K and V into registers, and
-    the block-table entries of the one after, before its math, so they are in flight while it runs."""
+    the block-table entries of the one after, before its math, so they are in flight while it runs.
+    STREAMS=2: the split's tokens as two halves walked side by side (two independent online softmaxes a step,
+    merged at the end), so one program has two dependency chains to overlap. FUSE: no merge kernel; each
+    program takes a ticket for its KV head after storing its partial (CNT), and the last MERGERS programs of
+    the head wait for the rest, then merge GROUP x D / DC pieces of the head group's output (DC dims of one
+    query head each) from the partials into OUT; the last merger resets the counters."""
     kvh = tl.program_id(0)
     split = tl.program_id(1)
     split_len = tl.cdiv(tl.cdiv(ctx, BLOCK_N), tl.num_programs(1)) * BLOCK_N
@@ -203,6 +210,27 @@ def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, strid
             row = _page_rows(BT, tl.minimum(start_n + 2 * BLOCK_N, last), offs_t, kvh, stride_cb, stride_co,
                              stride_ch, BLOCK_N, PAGE)  # fmt: skip
             m_i, l_i, acc, sink = _page_math(q, kt, v, m_i, l_i, acc, sink, qk_scale, COMPUTE, UPCAST)
+    elif STREAMS == 2:  # two halves side by side (the benchmark's shapes divide evenly: no masks)
+        half = split_len // 2
+        m_b = tl.full((GROUP,), float("-inf"), tl.float32)
+        l_b = tl.zeros((GROUP,), tl.float32)
+        acc_b = tl.zeros((GROUP, D), tl.float32)
+        for start_n in tl.range(lo, tl.minimum(lo + half, hi), BLOCK_N, num_stages=STAGES):
+            row = _page_rows(BT, start_n, offs_t, kvh, stride_cb, stride_co, stride_ch, BLOCK_N, PAGE)
+            row_b = _page_rows(
+                BT, start_n + half, offs_t, kvh, stride_cb, stride_co, stride_ch, BLOCK_N, PAGE
+            )
+            kt, v = _page_load(KC, VC, row, offs_d, KT)
+            kt_b, v_b = _page_load(KC, VC, row_b, offs_d, KT)
+            m_i, l_i, acc, sink = _page_math(q, kt, v, m_i, l_i, acc, sink, qk_scale, COMPUTE, UPCAST)
+            m_b, l_b, acc_b, sink = _page_math(q, kt_b, v_b, m_b, l_b, acc_b, sink, qk_scale, COMPUTE, UPCAST)
+        if COMPUTE:
+            m_new = tl.maximum(m_i, m_b)
+            a_a = tl.math.exp2(m_i - m_new)
+            a_b = tl.math.exp2(m_b - m_new)
+            l_i = l_i * a_a + l_b * a_b
+            acc = acc * a_a[:, None] + acc_b * a_b[:, None]
+            m_i = m_new
     else:
         for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
             row = _page_rows(BT, start_n, offs_t, kvh, stride_cb, stride_co, stride_ch, BLOCK_N, PAGE)
@@ -216,15 +244,78 @@ def _page_decode_kernel(Q, KC, VC, BT, OP, LSE, ctx, stride_cb, stride_co, strid
     heads = kvh * GROUP + offs_g
     tl.store(OP + (heads[:, None] * tl.num_programs(1) + split) * D + offs_d[None, :], acc / l_i[:, None])
     tl.store(LSE + heads * tl.num_programs(1) + split, m_i + tl.log2(l_i))
+    if FUSE:
+        _fused_merge(OP, LSE, OUT, CNT, kvh, GROUP, D, MERGERS, DC, SP)
 
 
-def page_decodes(case, copies, ctx: int) -> None:
+@triton.jit
+def _fence(x):
+    """fence.acq_rel.gpu in every thread (x: any tensor the thread holds elements of; returned unchanged)."""
+    return tl.inline_asm_elementwise(
+        "fence.acq_rel.gpu;\n\tmov.b32 $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=False, pack=1
+    )
+
+
+@triton.jit
+def _fused_merge(OP, LSE, OUT, CNT, kvh, GROUP: tl.constexpr, D: tl.constexpr, MERGERS: tl.constexpr,
+                 DC: tl.constexpr, SP: tl.constexpr):  # fmt: skip
+    """The split merge inside the decode kernel: a ticket per program after its partial is stored; the last
+    MERGERS tickets of a KV head wait until every split of the head has stored, then each merges DC dims of
+    query heads (pieces ticket, ticket + MERGERS, ...) from the partials (read through L2: .cg)."""
+    nsplit = tl.num_programs(1)
+    offs_dc = tl.arange(0, DC)
+    tl.debug_barrier()
+    _fence(offs_dc)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(CNT + kvh, 1, sem="acq_rel", scope="gpu")
+    first = nsplit - MERGERS
+    if ticket >= first:
+        cnt = tl.atomic_add(CNT + kvh, 0, sem="acquire", scope="gpu")
+        while cnt < nsplit:
+            cnt = tl.atomic_add(CNT + kvh, 0, sem="acquire", scope="gpu")
+        _fence(offs_dc)
+        tl.debug_barrier()
+        offs_s = tl.arange(0, SP)
+        for t in range(ticket - first, GROUP * (D // DC), MERGERS):
+            head = kvh * GROUP + t // (D // DC)
+            d0 = (t % (D // DC)) * DC
+            lse = tl.load(LSE + head * nsplit + offs_s, mask=offs_s < nsplit, other=float("-inf"),
+                          cache_modifier=".cg")  # fmt: skip
+            m = tl.max(lse, axis=0)
+            den = tl.sum(tl.math.exp2(lse - m), axis=0)
+            out = tl.zeros((DC,), tl.float32)
+            offs_c = tl.arange(0, 64)
+            for c in range(0, nsplit, 64):  # 64 splits' pieces at a time (registers)
+                s_c = c + offs_c
+                w = tl.math.exp2(
+                    tl.load(
+                        LSE + head * nsplit + s_c,
+                        mask=s_c < nsplit,
+                        other=float("-inf"),
+                        cache_modifier=".cg",
+                    )
+                    - m
+                )
+                part = tl.load(OP + (head * nsplit + s_c[:, None]) * D + d0 + offs_dc[None, :],
+                               mask=(s_c < nsplit)[:, None], other=0.0, cache_modifier=".cg")  # fmt: skip
+                out += tl.sum(w[:, None] * part, axis=0)
+            tl.store(OUT + head * D + d0 + offs_dc, (out / den).to(OUT.dtype.element_ty))
+        tl.debug_barrier()
+        done = tl.atomic_add(CNT + 2 + kvh, 1, sem="acq_rel", scope="gpu")
+        if done == MERGERS - 1:
+            tl.atomic_xchg(CNT + kvh, 0, sem="relaxed", scope="gpu")
+            tl.atomic_xchg(CNT + 2 + kvh, 0, sem="relaxed", scope="gpu")
+
+
+def page_decodes(case, copies, ctx: int, variants=None) -> None:
     """The decode loop as the page reads do it: many stages of small steps (one 16-token page or a few), K
     loaded transposed (as the product) or as rows; full math (checked against the plan's output after a
     torch merge of the partials) and adds only; Triton's software pipeline or the next step prefetched into
     registers. Does the loop reach the page reads' 78-82% of copy?"""
     ref = case.ref.float()
-    for bn, splits, stages, kt, compute, warps in (
+    cnt = torch.zeros(4, dtype=torch.int32, device="cuda")
+    o = torch.empty(NH, HD, dtype=torch.bfloat16, device="cuda")
+    for bn, splits, stages, kt, compute, warps, *more in variants or (
         (16, 66, 8, 0, 1, 4), (16, 66, 8, 1, 1, 4), (16, 66, 8, 0, 0, 4), (16, 132, 6, 0, 1, 4),
         (16, 132, 8, 0, 1, 4), (16, 66, 12, 0, 1, 4), (16, 66, 8, 0, 1, 2), (32, 66, 6, 0, 1, 4),
         (32, 66, 6, 1, 1, 4), (32, 66, 6, 0, 0, 4), (32, 132, 4, 0, 1, 4), (64, 66, 4, 0, 1, 4),
@@ -236,24 +327,41 @@ def page_decodes(case, copies, ctx: int) -> None:
         op = torch.empty(NH, splits, HD, device="cuda")
         lse = torch.empty(NH, splits, device="cuda")
 
-        def make(bn=bn, splits=splits, stages=stages, kt=kt, compute=compute, warps=warps, op=op, lse=lse):
+        streams, fuse, mergers = list(more) + [1, 0, 16][len(more) :]
+        # the pieces a merger takes: DC dims of one query head, GROUP x D / DC pieces a KV head
+        dc = min(HD, max(16, (NH // 2) * HD // mergers))
+        fused = (
+            dict(OUT=o, CNT=cnt, FUSE=True, MERGERS=mergers, DC=dc, SP=triton.next_power_of_2(splits))
+            if fuse
+            else {}
+        )
+
+        def make(bn=bn, splits=splits, stages=stages, kt=kt, compute=compute, warps=warps, op=op, lse=lse,
+                 streams=streams, fused=fused):  # fmt: skip
             fns = [
                 partial(_page_decode_kernel[(2, splits)], a[0], a[1], a[2], a[3], op, lse, ctx, a[1].stride(0),
                         a[1].stride(1), a[1].stride(2), HD**-0.5, GROUP=NH // 2, D=HD, BLOCK_N=bn,
                         PAGE=a[1].shape[1], STAGES=max(stages, 1), KT=kt, COMPUTE=compute, PREFETCH=stages == 0,
-                        num_warps=warps)
+                        STREAMS=streams, num_warps=warps, **fused)
                 for a in copies
             ]  # fmt: skip
+            o.fill_(float("nan"))
             fns[0]()
+            fns[0]()  # twice: the counters were reset by the first call
             err = float("nan")
-            if compute:
+            if fused:
+                err = rel(o.float().view_as(ref), ref)
+                if int(cnt.abs().sum()) != 0:
+                    raise RuntimeError(f"counters not reset: {cnt.tolist()}")
+            elif compute:
                 w = torch.exp2(lse - lse.amax(1, keepdim=True))
                 out = (op * w[..., None]).sum(1) / w.sum(1)[:, None]
                 err = rel(out.view_as(ref), ref)
             return fns, err
 
         case.record(f"page loop {bn}t {splits}s {f'{stages}st' if stages else 'prefetch'} {'KT' if kt else 'rows'} "
-                    f"{'math' if compute else 'adds'} {warps}w", make)  # fmt: skip
+                    f"{'math' if compute else 'adds'} {warps}w" + (" 2 streams" if streams == 2 else "")
+                    + (f" fused merge ({mergers} mergers)" if fuse else ""), make)  # fmt: skip
 
 
 def layout_reads(case, ctx: int, splits: int = 66) -> None:
@@ -423,6 +531,11 @@ def main() -> None:
     ap.add_argument("--pages", action="store_true", help="the plan and the page reads (page_reads) only")
     ap.add_argument("--page-loop", action="store_true", help="the plan and the page-step decode loops only")
     ap.add_argument(
+        "--page-variants",
+        default="",
+        help="with --page-loop: only these tile:splits:stages:KT:math:warps[:streams:fuse:mergers] loops",
+    )
+    ap.add_argument(
         "--variants",
         default="",
         help="only the plan and these tile:splits:stages:warps variants (stages 0: the prefetching loop)",
@@ -456,7 +569,8 @@ def main() -> None:
                 page_reads(case, ctx)
                 continue
             if args.page_loop:
-                page_decodes(case, copies, ctx)
+                pv = [tuple(int(p) for p in v.split(":")) for v in args.page_variants.split(",") if v]
+                page_decodes(case, copies, ctx, pv or None)
                 continue
             if args.variants:
                 for v in args.variants.split(","):
