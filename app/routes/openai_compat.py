@@ -165,7 +165,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(_NullsAreDefaults):
-    """The fields of OpenAI's chat completion request this server honours; others are ignored."""
+    """OpenAI's chat completion request: the fields this server honours or refuses by name (`sampling`); any
+    other (`user`, `metadata`, a field of another server) is accepted and has no effect."""
 
     model_config = ConfigDict(extra="allow")
     model: str
@@ -174,11 +175,11 @@ class ChatRequest(_NullsAreDefaults):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0, le=2)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    n: int = Field(default=1, ge=1, le=1)
+    top_p: float = Field(default=1.0, ge=0, le=1)  # 0: only the likeliest token, i.e. greedy
+    n: int = Field(default=1, ge=1)
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what torch's generator takes
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
     logprobs: bool = False
@@ -190,6 +191,11 @@ class ChatRequest(_NullsAreDefaults):
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    # the deprecated form of tools, which older LangChain and LlamaIndex agents still send
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
 
     def sampling(self) -> dict[str, Any]:
         """The SamplingParams options besides max_tokens/temperature/top_p; OpenAIError for what this server
@@ -212,6 +218,15 @@ class ChatRequest(_NullsAreDefaults):
         if self.tools and self.tool_choice != "none":
             raise OpenAIError(400, "Tool calling is not supported by this server (send no tools, or "
                               "tool_choice 'none').", "unsupported_parameter", param="tools")  # fmt: skip
+        if self.functions and self.function_call != "none":
+            raise OpenAIError(400, "Function calling is not supported by this server (send no functions, or "
+                              "function_call 'none').", "unsupported_parameter", param="functions")  # fmt: skip
+        if self.audio is not None or any(m != "text" for m in self.modalities or ()):
+            raise OpenAIError(400, "Only text output is supported: modalities ['text'], no audio.",
+                              "unsupported_parameter", param="audio" if self.audio else "modalities")  # fmt: skip
+        if self.n > 1:
+            raise OpenAIError(400, f"n={self.n} is not supported: this server returns one choice per request; "
+                              "send n requests for n answers.", "unsupported_parameter", param="n")  # fmt: skip
         return {"stop": stop, "seed": self.seed, "presence_penalty": self.presence_penalty,
                 "frequency_penalty": self.frequency_penalty, "top_k": max(self.top_k, 0),
                 "repetition_penalty": self.repetition_penalty, "logprobs": self.logprobs}  # fmt: skip
@@ -305,13 +320,20 @@ async def _pieces(
     msgs = [{"role": _ROLES[m.role], "content": m.text()} for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = body.sampling()
+    # top_p 0 keeps only the likeliest token, which is greedy decoding (the sampler wants top_p in (0, 1])
+    temperature, top_p = (0.0, 1.0) if body.top_p == 0 else (body.temperature, body.top_p)
     if body.model.startswith(RAG_PREFIX):
         name = body.model[len(RAG_PREFIX) :]
         cols = [c for c in await run_in_threadpool(_readable_collections, user) if c.name == name]
         if not cols:
             raise _no_model(body.model)  # absent and forbidden look the same
         if msgs[-1]["role"] != "user" or not msgs[-1]["content"].strip():
-            raise OpenAIError(400, "The last message must be a non-empty user message.", "invalid_request")
+            raise OpenAIError(
+                400, "The last message must be a non-empty user message.", "invalid_request", param="messages"
+            )
+        if body.logprobs and service.engine is None:  # a quoted answer was not sampled: it has no logprobs
+            raise OpenAIError(400, "logprobs is not supported without a generator: the answer is quoted from "
+                              "the sources, not sampled.", "unsupported_parameter", param="logprobs")  # fmt: skip
         question = msgs[-1]["content"]
         history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
         # the client's system prompt ("Answer in German.") joins the product's, which keeps the sources rules
@@ -325,12 +347,12 @@ async def _pieces(
             raise OpenAIError(400, str(e), "context_length_exceeded") from None
         if messages is None:  # no generator: an extractive answer
             return ans.answer(question, None, sources, max_tokens=max_tokens, stop=options["stop"]), sources
-        limit, temperature = _limits(messages, max_tokens, body.temperature)
-        sampling = {"max_tokens": limit, "temperature": temperature, "top_p": body.top_p, **options}
+        limit, temperature = _limits(messages, max_tokens, temperature)
+        sampling = {"max_tokens": limit, "temperature": temperature, "top_p": top_p, **options}
         return ans.answer(question, messages, sources, **sampling), sources
     if not service.loaded or body.model != service.name:
         raise _no_model(body.model)
-    return ans.generate(msgs, *_limits(msgs, max_tokens, body.temperature), top_p=body.top_p, **options), None
+    return ans.generate(msgs, *_limits(msgs, max_tokens, temperature), top_p=top_p, **options), None
 
 
 def _limits(messages, max_tokens: int | None, temperature: float = 0.0) -> tuple[int, float]:

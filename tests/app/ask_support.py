@@ -1,5 +1,6 @@
 """Shared setup of the ask, OpenAI and sign-in tests: collections with ingested documents, SSE parsing,
-a tiny random GLM-4 checkpoint, and a uvicorn server on a free loopback port."""
+a tiny random GLM-4 checkpoint, and a uvicorn server on a free loopback port (with that world built in it,
+and the `openai` client pointed at it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -144,3 +146,28 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(60)
+
+
+@contextmanager
+def live_world(tmp_path: Path, **extra: str) -> Iterator[tuple[LiveServer, World]]:
+    """A LiveServer over `ask_env` with `build_world` in it; the environment and settings are restored
+    afterwards. NOTE: one at a time: the servers of a process share its settings and engine."""
+    with pytest.MonkeyPatch.context() as mp:
+        ask_env(mp, tmp_path, **extra)
+        server = LiveServer()
+        try:
+            with httpx.Client(base_url=server.base, timeout=120) as http:
+                world = build_world(http)
+            yield server, world
+        finally:
+            server.stop()
+    restore_settings()
+
+
+def sdk(server: LiveServer, headers: dict[str, str]):
+    """The official `openai` client on the server's /v1 with the key in `headers`; no retries, so a 429 or
+    503 is raised at once."""
+    import openai
+
+    key = headers["Authorization"].split()[1]
+    return openai.OpenAI(base_url=f"{server.base}/v1", api_key=key, max_retries=0)

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.models import Role
-from tests.app.ask_support import LiveServer, ask_client, ask_env, build_world, glm_checkpoint  # noqa: F401
-from tests.app.support import make_user, restore_settings
+from tests.app.ask_support import ask_client, build_world, glm_checkpoint, live_world, sdk  # noqa: F401
+from tests.app.support import make_user
 
 PASSWORD = "correct horse battery staple"
 
@@ -21,25 +21,13 @@ openai = pytest.importorskip("openai")
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, glm_checkpoint):  # noqa: F811
-    tmp = tmp_path_factory.mktemp("openai")
-    with pytest.MonkeyPatch.context() as mp:
-        ask_env(mp, tmp, AUTOGLM_MODEL_PATH=str(glm_checkpoint), AUTOGLM_ANSWER_MAX_TOKENS="16",
-                AUTOGLM_KV_CACHE_MEMORY_MB="32")  # fmt: skip
-        server = LiveServer()
-        try:
-            with httpx.Client(base_url=server.base, timeout=120) as http:
-                world = build_world(http)
-            yield server, world
-        finally:
-            server.stop()
-    restore_settings()
+    with live_world(tmp_path_factory.mktemp("openai"), AUTOGLM_MODEL_PATH=str(glm_checkpoint),
+                    AUTOGLM_ANSWER_MAX_TOKENS="16", AUTOGLM_KV_CACHE_MEMORY_MB="32") as got:  # fmt: skip
+        yield got
 
 
 def _client(live, headers) -> openai.OpenAI:
-    server, _ = live
-    return openai.OpenAI(
-        base_url=f"{server.base}/v1", api_key=headers["Authorization"].split()[1], max_retries=0
-    )
+    return sdk(live[0], headers)
 
 
 def test_models_follow_the_acl(live):
@@ -178,6 +166,14 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
         ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
         ({"presence_penalty": 3}, "presence_penalty", "invalid_request"),
         ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages", "invalid_request"),
+        # were answered with plain text as if the functions, the audio or the n choices had been read
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions", "unsupported_parameter"),
+        ({"functions": [{"name": "f", "parameters": {}}], "function_call": "auto"}, "functions", "unsupported_parameter"),
+        ({"modalities": ["text", "audio"]}, "modalities", "unsupported_parameter"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "unsupported_parameter"),
+        ({"n": 2}, "n", "unsupported_parameter"),
+        # was "Overflow when unpacking long long" with no param
+        ({"seed": 2**64}, "seed", "invalid_request"),
     ],
 )  # fmt: skip
 def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, param, code):
@@ -196,7 +192,8 @@ def test_null_options_mean_their_defaults(live):
     nulls = {k: None for k in ("temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
                                "max_completion_tokens", "presence_penalty", "frequency_penalty", "logprobs",
                                "top_logprobs", "seed", "top_k", "repetition_penalty", "response_format", "tools",
-                               "tool_choice", "user", "logit_bias")}  # fmt: skip
+                               "tool_choice", "user", "logit_bias", "functions", "function_call", "modalities",
+                               "audio")}  # fmt: skip
     body = {"model": "tiny-glm", "messages": [{"role": "user", "content": "Where is the office?"}], **nulls}
     r = httpx.post(f"{server.base}/v1/chat/completions", json=body, headers=w.member, timeout=120)
     assert r.status_code == 200, r.text
