@@ -7,7 +7,8 @@ GPU us per call as CUDA-graph replays over weight copies (>= 256 MB a replay: we
 a decode step), all in one process on the same inputs: cuBLAS bf16 (``torch.matmul``), the product's path
 without this one (AUTOGLM_W8_WS=off: the autotuned few-rows kernel, converting or on int8 planes, as
 measured), this path forced (AUTOGLM_W8_WS=on: the planes kernel, then the GEMM, chained by programmatic
-dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2); the
+dependent launch), the GEMM that makes the planes itself (``x16_linear``: a converter warpgroup splits each
+K tile of the 16-bit rows, no planes kernel), and its two launches alone (the planes kernel eight times a graph, on rows in L2); the
 GEMM alone chained under PDL on planes already made (what the product costs when the kernel before writes its
 planes); and the pair "kernel before + product" chained, as a decode step runs them, with cuBLAS bf16, with
 this path and its planes kernel, and with the planes written by the kernel before (x = bf16 pair / it): for
@@ -71,10 +72,14 @@ def main() -> None:
             "rel err",
             "GEMM chained, planes made us",
             "x",
+            "x16 (makes its planes) us",
+            "x",
             "before + bf16 us",
             "before + ws us",
             "x",
             "before (planes) + ws us",
+            "x",
+            "before + x16 us",
             "x",
         ),
         (
@@ -92,6 +97,10 @@ def main() -> None:
             ".1f",
             ".2f",
             ".1f",
+            ".1f",
+            ".2f",
+            ".1f",
+            ".2f",
             ".1f",
             ".2f",
             ".1f",
@@ -136,7 +145,10 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     )  # fmt: skip
     # (the graphs leave y of the last weight copy: the first one's product, once more, for the check)
     err["gemm"] = rel(int8_ws.planes_gemm(planes, sx, M, iws[0].qweight, iws[0].scale, None, y), exact)
-    pairs = [float("nan")] * 5
+    # the GEMM that makes its planes itself (no planes kernel), chained over the weight copies under PDL
+    t["x16"] = graph_ms([lambda iw=iw: int8_ws.x16_linear(x, iw.qweight, iw.scale, None, y) for iw in iws])
+    err["x16"] = rel(int8_ws.x16_linear(x, iws[0].qweight, iws[0].scale, None, y), exact)
+    pairs = [float("nan")] * 7
     if name in NORMED or name in ATTENDED or name in ACTIVATED:
         # (kernel before + product) pairs over the weight copies, as a decode step chains them
         if name in NORMED:
@@ -166,10 +178,14 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
         tb = graph_ms([pair(f) for f in mm_bf16])
         tw = graph_ms([pair(f) for f in mm_ws])
         tp = graph_ms([pair(f, True) for f in mm_ws])
-        pairs = [tb * 1e3, tw * 1e3, tb / tw, tp * 1e3, tb / tp]
+        yx = torch.empty(M, N, dtype=x.dtype, device="cuda")
+        mm_x16 = [lambda v, iw=iw: int8_ws.x16_linear(v, iw.qweight, iw.scale, None, yx) for iw in iws]
+        err["before + x16"] = rel(pair(mm_x16[0])(), exact_b)
+        tx = graph_ms([pair(f) for f in mm_x16])
+        pairs = [tb * 1e3, tw * 1e3, tb / tw, tp * 1e3, tb / tp, tx * 1e3, tb / tx]
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
             t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()), t["chained"] * 1e3,
-            bf16 / t["chained"], *pairs)  # fmt: skip
+            bf16 / t["chained"], t["x16"] * 1e3, bf16 / t["x16"], *pairs)  # fmt: skip
 
 
 def _decode_inputs(rows: int, heads: int) -> tuple:
