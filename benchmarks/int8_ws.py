@@ -74,6 +74,8 @@ def main() -> None:
             "x",
             "x16 (makes its planes) us",
             "x",
+            "x16, each tile folded after its wait us",
+            "x",
             "before + bf16 us",
             "before + ws us",
             "x",
@@ -97,6 +99,8 @@ def main() -> None:
             ".1f",
             ".2f",
             ".1f",
+            ".1f",
+            ".2f",
             ".1f",
             ".2f",
             ".1f",
@@ -148,6 +152,9 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     # the GEMM that makes its planes itself (no planes kernel), chained over the weight copies under PDL
     t["x16"] = graph_ms([lambda iw=iw: int8_ws.x16_linear(x, iw.qweight, iw.scale, None, y) for iw in iws])
     err["x16"] = rel(int8_ws.x16_linear(x, iws[0].qweight, iws[0].scale, None, y), exact)
+    t["x16 late"] = graph_ms(
+        [lambda iw=iw: int8_ws.x16_linear(x, iw.qweight, iw.scale, None, y, early=False) for iw in iws]
+    )
     pairs = [float("nan")] * 7
     if name in NORMED or name in ATTENDED or name in ACTIVATED:
         # (kernel before + product) pairs over the weight copies, as a decode step chains them
@@ -185,7 +192,8 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
         pairs = [tb * 1e3, tw * 1e3, tb / tw, tp * 1e3, tb / tp, tx * 1e3, tb / tx]
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
             t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()), t["chained"] * 1e3,
-            bf16 / t["chained"], t["x16"] * 1e3, bf16 / t["x16"], *pairs)  # fmt: skip
+            bf16 / t["chained"], t["x16"] * 1e3, bf16 / t["x16"], t["x16 late"] * 1e3, bf16 / t["x16 late"],
+            *pairs)  # fmt: skip
 
 
 def _decode_inputs(rows: int, heads: int) -> tuple:

@@ -273,10 +273,12 @@ if HAS_GLUON:
 
     @gluon.jit
     def _x16_mma(w_bufs, p_bufs, sx_bufs, conv, empty, n_k, S_ptr, B_ptr, off_n, N, BN: gl.constexpr,
-                 MP: gl.constexpr, STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+                 MP: gl.constexpr, STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, EARLY: gl.constexpr,
+                 num_warps: gl.constexpr):  # fmt: skip
         """Consumer warpgroup (``x16_linear``): per tile, int32 (BN, MP) = W_tile @ hi_tile.T and W_tile @
         lo_tile.T, folded into the float32 output with that tile's row scales; returns it scaled by the
-        channels (and biased)."""
+        channels (and biased). EARLY: tile i's wgmmas are issued before tile i - 1's are waited for and folded
+        (the fold runs beside the tensor cores); else each tile waits for its own."""
         layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, MP, 32]
         )
@@ -286,17 +288,42 @@ if HAS_GLUON:
             bias = gl.load(B_ptr + offs_n, mask=offs_n < N, other=0.0).to(gl.float32)
         zero = gl.zeros([BN, MP], gl.int32, layout)
         out = gl.zeros([BN, MP], gl.float32, layout)
-        for i in range(n_k):
-            s = i % STAGES
-            mbarrier.wait(conv.index(s), (i // STAGES) & 1)
-            w = w_bufs.index(s)
-            p = p_bufs.index(s)
-            a_hi = warpgroup_mma(w, p.slice(0, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
-            a_lo = warpgroup_mma(w, p.slice(MP, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
-            sx = sx_bufs.index(s).load(gl.SliceLayout(0, layout))
+        if EARLY:
+            # tile 0 issued before the loop (the loop carries wgmma accumulators in flight)
+            mbarrier.wait(conv.index(0), 0)
+            a_hi = warpgroup_mma(w_bufs.index(0), p_bufs.index(0).slice(0, MP).permute((1, 0)), zero,
+                                 use_acc=False, is_async=True)  # fmt: skip
+            a_lo = warpgroup_mma(w_bufs.index(0), p_bufs.index(0).slice(MP, MP).permute((1, 0)), zero,
+                                 use_acc=False, is_async=True)  # fmt: skip
+            sx_prev = sx_bufs.index(0).load(gl.SliceLayout(0, layout))
+            for i in range(1, n_k):
+                s = i % STAGES
+                mbarrier.wait(conv.index(s), (i // STAGES) & 1)
+                w = w_bufs.index(s)
+                p = p_bufs.index(s)
+                n_hi = warpgroup_mma(w, p.slice(0, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
+                n_lo = warpgroup_mma(w, p.slice(MP, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
+                sx = sx_bufs.index(s).load(gl.SliceLayout(0, layout))
+                d_hi, d_lo = warpgroup_mma_wait(num_outstanding=2, deps=(a_hi, a_lo))
+                mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES))
+                out += (d_hi.to(gl.float32) + d_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx_prev[None, :]
+                a_hi = n_hi
+                a_lo = n_lo
+                sx_prev = sx
             a_hi, a_lo = warpgroup_mma_wait(num_outstanding=0, deps=(a_hi, a_lo))
-            mbarrier.arrive(empty.index(s))
-            out += (a_hi.to(gl.float32) + a_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx[None, :]
+            out += (a_hi.to(gl.float32) + a_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx_prev[None, :]
+        else:
+            for i in range(n_k):
+                s = i % STAGES
+                mbarrier.wait(conv.index(s), (i // STAGES) & 1)
+                w = w_bufs.index(s)
+                p = p_bufs.index(s)
+                a_hi = warpgroup_mma(w, p.slice(0, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
+                a_lo = warpgroup_mma(w, p.slice(MP, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
+                sx = sx_bufs.index(s).load(gl.SliceLayout(0, layout))
+                a_hi, a_lo = warpgroup_mma_wait(num_outstanding=0, deps=(a_hi, a_lo))
+                mbarrier.arrive(empty.index(s))
+                out += (a_hi.to(gl.float32) + a_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx[None, :]
         out = out * sw[:, None]
         if HAS_BIAS:
             out += bias[:, None]
@@ -305,7 +332,7 @@ if HAS_GLUON:
     @gluon.jit
     def _w8_x16_kernel(w_desc, x_desc, S_ptr, B_ptr, Y_ptr, M, N, stride_ym, K_TILES, MP: gl.constexpr,
                        STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, PDL: gl.constexpr, CONV_REGS: gl.constexpr,
-                       num_warps: gl.constexpr):  # fmt: skip
+                       EARLY: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
         """``x16_linear``'s GEMM: the loader warp brings weight tiles and the 16-bit rows' tiles (TMA, zero
         past M), a converter warpgroup makes each tile's planes in shared memory, the default warpgroup
         multiplies; no planes kernel before it."""
@@ -332,7 +359,7 @@ if HAS_GLUON:
         (out,) = gl.warp_specialize(
             [
                 (_x16_mma, (w_bufs, p_bufs, sx_bufs, conv, empty, K_TILES, S_ptr, B_ptr, off_n, N, BN, MP, STAGES,
-                            HAS_BIAS, num_warps)),
+                            HAS_BIAS, EARLY, num_warps)),
                 # (the converter's 4 warps first: a warpgroup of their own, as setmaxnreg sets registers a
                 # warpgroup)
                 (_converter, (x_bufs, p_bufs, sx_bufs, ready, conv, K_TILES, MP, STAGES)),
@@ -503,11 +530,17 @@ def _x_descriptor(x2: torch.Tensor, MP: int):
 
 
 def x16_linear(
-    x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
+    x2: torch.Tensor,
+    qweight: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    early: bool = True,
 ) -> torch.Tensor:
     """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias for ``available`` products, in one kernel: the
     GEMM makes the int8 planes of each K tile of the rows itself (a scale per row and tile), so no planes
-    kernel runs before it and nothing waits on a whole row's maximum. x2 must be contiguous rows."""
+    kernel runs before it and nothing waits on a whole row's maximum. x2 must be contiguous rows. ``early``:
+    a tile's wgmmas issued before the tile before is folded (``_x16_mma``'s EARLY)."""
     M, K = x2.shape
     MP = row_bucket(M)
     N = qweight.shape[0]
@@ -515,6 +548,7 @@ def x16_linear(
     _w8_x16_kernel[(triton.cdiv(N, BLOCK_N),)](
         _descriptor(qweight, [BLOCK_N, BLOCK_K]), _x_descriptor(x2, MP), scale,
         bias if bias is not None else scale, y, M, N, y.stride(0), triton.cdiv(K, BLOCK_K), MP=MP,
-        STAGES=x16_stages(MP), HAS_BIAS=bias is not None, PDL=pdl, CONV_REGS=96, num_warps=4, launch_pdl=pdl,
+        STAGES=x16_stages(MP), HAS_BIAS=bias is not None, PDL=pdl, CONV_REGS=96, EARLY=early, num_warps=4,
+        launch_pdl=pdl,
     )  # fmt: skip
     return y

@@ -81,6 +81,16 @@ def test_gemm_making_its_planes_matches_the_dequantized_reference(shape, dtype, 
 
 
 @needs_gluon_hopper
+def test_gemm_making_its_planes_folding_each_tile_after_its_wait_matches():
+    # early=False: the consumer waits for each tile's wgmmas before folding them (the other loop)
+    for rows in (32, 9, 2):
+        w, x, _, exact = int8_linear_case(4096, 4160, rows, BF16, False)
+        out = poisoned((rows, 4096), BF16)
+        int8_ws.x16_linear(x, w.qweight, w.scale, None, out, early=False)
+        assert_close(out, exact, BF16)
+
+
+@needs_gluon_hopper
 def test_ws_linear_takes_the_gemm_making_its_planes_when_asked(monkeypatch):
     # AUTOGLM_W8_X16=1: a product whose planes no kernel made runs x16_linear (the same bits), else the planes
     # kernel and the GEMM (a per-row scale: other bits, the same product within rounding)
