@@ -110,6 +110,11 @@ def openai_error_handler(request: Request, exc: Exception) -> JSONResponse:
             message = f"Invalid request: the body is not valid JSON ({first.get('msg', 'invalid')} at character {at})."
             return JSONResponse(error_body(400, message, "invalid_request"), 400)
         path, message = _first_invalid(exc.errors())
+        if not path:  # the body itself: not an object, or not read as JSON at all (curl -d sends a form type)
+            kind = request.headers.get("content-type", "")
+            sent = "" if "json" in kind else f" (it came as {kind.split(';')[0] or 'no type'!r})"
+            message = f"Invalid request: the body must be a JSON object, sent as Content-Type: application/json{sent}."
+            return JSONResponse(error_body(400, message, "invalid_request"), 400)
         where = ".".join(str(p) for p in path)
         body = error_body(400, f"Invalid request: {where}: {message}", "invalid_request", param=where or None)
         return JSONResponse(body, 400)

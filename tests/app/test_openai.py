@@ -211,6 +211,20 @@ def test_a_body_that_is_not_json_is_named_so(live):
     assert r.json()["error"] == {"message": "Invalid request: the body is not valid JSON (JSON decode error at "
                                  "character 10).", "type": "invalid_request_error", "param": None,
                                  "code": "invalid_request"}  # fmt: skip
+    # `curl -d '{...}'` without -H 'Content-Type: application/json' sends a form type: the JSON is not read,
+    # and the 400 said "Invalid request: : Input should be a valid dictionary or object to extract fields from"
+    body = json.dumps({"model": "tiny-glm", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    for content, kind, message in (
+        (body, "application/x-www-form-urlencoded", " (it came as 'application/x-www-form-urlencoded')"),
+        (body, None, " (it came as 'no type')"),
+        (b"[1, 2]", "application/json", ""),
+    ):
+        headers = {**w.member, **({"Content-Type": kind} if kind else {})}
+        r = httpx.post(f"{server.base}/v1/chat/completions", content=content, headers=headers)
+        assert (r.status_code, r.json()["error"]) == (400, {"message": "Invalid request: the body must be a JSON "
+                                                           f"object, sent as Content-Type: application/json{message}.",
+                                                           "type": "invalid_request_error", "param": None,
+                                                           "code": "invalid_request"})  # fmt: skip
 
 
 def test_a_developer_message_is_the_system_prompt(live):
