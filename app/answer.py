@@ -199,7 +199,9 @@ def parse_citations(text: str, n_sources: int) -> list[int]:
 # --- extractive answers --------------------------------------------------------------------------
 def extractive_answer(question: str, sources: list[Source], max_sentences: int = 3) -> tuple[str, list[int]]:
     """The best-supported sentences (word coverage + embedding similarity), each quoted with its [n];
-    sets each quoted source's `highlight` (offsets in its text). Blocking (embeds). Returns (answer, cited)."""
+    sets each quoted source's `highlight` (offsets in its text). Blocking (embeds). Returns (answer, cited).
+    The question's terms are weighed by their IDF in the sources' collections (``app.retrieve.term_idf``)."""
+    from app.retrieve import term_idf
     from app.search import _embedder
     from retrieval.context import Source as CtxSource
     from retrieval.extractive import extractive_answer as quote
@@ -207,7 +209,15 @@ def extractive_answer(question: str, sources: list[Source], max_sentences: int =
     ctx_sources = [CtxSource(s.n, _passage(s)) for s in sources]
     emb = _embedder()
     trust = emb.trust(question)
-    got = quote(question, ctx_sources, embed=emb.embed, max_sentences=max_sentences, embed_trust=trust)
+    docs = {s.document_id for s in sources}
+    got = quote(
+        question,
+        ctx_sources,
+        embed=emb.embed,
+        max_sentences=max_sentences,
+        embed_trust=trust,
+        idf=lambda terms: term_idf(terms, docs),
+    )
     if not got.quotes:
         return NOTHING_FOUND, []
     by_n = {s.n: s for s in sources}

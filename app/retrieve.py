@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlmodel import select
 
@@ -110,6 +110,21 @@ async def hybrid_hits(query: str, collection_ids: list[int], k: int):
                 raise
     hits = await asyncio.to_thread(_rows, [(h.chunk_id, h.score) for h in res.hits], collection_ids)
     return hits[:k], res
+
+
+def term_idf(terms: Iterable[str], document_ids: Iterable[int]) -> dict[str, float]:
+    """The IDF of each term (``retrieval.lexical.idf``) over the chunks of the collections that hold these
+    documents, from their BM25 sidecars (those retrieval just used: loaded already). Blocking."""
+    from retrieval.lexical import get_lexical_cache, idf
+
+    terms, document_ids = set(terms), set(document_ids)
+    if not terms or not document_ids:
+        return {}
+    with session_scope() as s:
+        cids = sorted(set(s.exec(select(Document.collection_id).where(Document.id.in_(document_ids))).all()))
+    sources = [(src.collection_dir, src.manifest) for src in _sources(cids) if src.manifest.segments]
+    df, n = get_lexical_cache().doc_freqs(sources, terms, _texts_for_ids)
+    return {t: float(idf(d, n)) for t, d in df.items()} if n else {}
 
 
 def warm() -> None:

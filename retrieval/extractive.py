@@ -45,7 +45,7 @@ sentence is left, nothing in the sources answers the question, nothing is quoted
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +79,29 @@ RELATIVE = 0.5
 # and 5 any at 0.4, nothing at 0.25 or less).
 MIN_COVERAGE = 0.6
 SURE_SIMILARITY = 0.45
+# NOTE: a sentence that shares only a question's common words passed both: "How to use and configure APT to
+# acquire additional files" (apt, use, configure: 3 of 5 terms) for "How do I configure apt to use an HTTP
+# proxy?", "bc is an arbitrary precision numeric processing language." (cosine 0.53) for "What is the default
+# scale of bc?". Weighted by the collection's IDF (the BM25 statistics; a term no chunk holds weighs most),
+# the question's terms a sentence holds must also make MIN_WEIGHTED_COVERAGE of the question's weight, or
+# SURE_WEIGHTED_COVERAGE where the embedding is sure of it. Chosen on the tuning sets (dev, fresh,
+# nodejs-html, pip-valgrind, man-pages, handbook-dev; 2026-12-07): refused 18 of their 24 unanswerable
+# questions (13 before) for one first quote ("DO NOT turn off your computer" for "Should I shut down my
+# computer if I think it's been hacked?": no word of the question but "computer") and one any quote; the
+# weighted floor alone in place of MIN_COVERAGE (0.45-0.6) refused fewer for as much, a sure-floor of 0.35
+# lost 2-3 more answers. Scaled by embed_trust, like the coverage floor.
+MIN_WEIGHTED_COVERAGE = 0.35
+SURE_WEIGHTED_COVERAGE = 0.3
+
+
+def _weighted_coverage(
+    covered: Collection[str], terms: Collection[str], weights: Mapping[str, float]
+) -> float:
+    """The share of the question's terms' weight (``weights``: IDF; a term missing from it weighs as the
+    rarest) that the covered terms make."""
+    top = max(weights.values())
+    total = sum(weights.get(t, top) for t in terms)
+    return sum(weights.get(t, top) for t in covered) / total if total > 0 else 0.0
 
 
 # Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks
@@ -331,12 +354,16 @@ def extractive_answer(
     embed: Callable[[list[str]], np.ndarray] | None = None,
     max_sentences: int = 3,
     embed_trust: float = 1.0,
+    idf: Callable[[Collection[str]], Mapping[str, float]] | None = None,
 ) -> ExtractiveAnswer:
     """Quote the best sentences of the sources; embed(texts) -> (n, dim) L2-normalized, or None.
 
     embed_trust (0..1, ``Embedder.trust`` of the question): how far the embedding similarity is to be
     believed; the rest of the similarity's share is the overlap of Chinese character pairs (``_cjk_overlap``):
-    an English-only model places Chinese sentences almost at random, and at 0 it is not asked at all."""
+    an English-only model places Chinese sentences almost at random, and at 0 it is not asked at all.
+    idf(terms) -> {term: IDF in the collection} (``retrieval.lexical.idf`` of the BM25 document frequencies),
+    or None: how rare each of the question's terms is, so that a sentence holding only its common words
+    ("use", "file", "policy") answers nothing (``_weighted_coverage``)."""
     if not 0.0 <= embed_trust <= 1.0:
         raise ValueError(f"embed_trust must be within [0, 1], got {embed_trust}")
     embed = embed if embed_trust > 0 else None
@@ -451,7 +478,14 @@ def extractive_answer(
     # with a figure where one is asked; the floor checks the embedding, as far as it is trusted (a Chinese
     # paraphrase shares few of its jieba words with the answer): without one, coverage alone ranks, as before
     floor_cov = MIN_COVERAGE * embed_trust if embed is not None else 0.0
-    answers = np.array([c[4] >= floor_cov for c in cands]) | (cos >= SURE_SIMILARITY)
+    holds = np.array([c[4] >= floor_cov for c in cands])
+    sure = cos >= SURE_SIMILARITY
+    weights = dict(idf(q_terms)) if idf is not None and embed is not None and q_terms else {}
+    if weights:  # and either way, enough of the question's rare terms
+        rare = np.array([_weighted_coverage(c[6], q_terms, weights) for c in cands], dtype=np.float32)
+        holds &= rare >= MIN_WEIGHTED_COVERAGE * embed_trust
+        sure &= rare >= SURE_WEIGHTED_COVERAGE * embed_trust
+    answers = holds | sure
     if _ASKS_AMOUNT.match(question):
         answers &= np.array([bool(_STATES_AMOUNT.search(c[3])) for c in cands])
     relevance = np.where(answers, relevance, -1.0)

@@ -46,7 +46,7 @@ import shutil
 import threading
 import unicodedata
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -373,17 +373,10 @@ class LexicalCache:
         terms = query_terms(query) if isinstance(query, str) else list(query)
         if not terms:
             return []
-        parts: list[tuple[Sidecar, np.ndarray]] = []
-        for cdir, manifest in sources:
-            tomb = np.fromiter(manifest.tombstones, np.int64, len(manifest.tombstones))
-            parts += [(self.get(cdir, name, texts_for_ids), tomb) for name in manifest.segments]
+        parts = self._parts(sources, texts_for_ids)
         if not parts:
             return []
-        n_total = sum(s.num_docs for s, _ in parts)
-        df_global = {
-            t: sum(int(s.df[s.model.vocab_dict[t]]) for s, _ in parts if t in s.model.vocab_dict)
-            for t in set(terms)
-        }
+        df_global, n_total = _doc_freqs([s for s, _ in parts], terms)
         best: dict[int, float] = {}
         for s, tomb in parts:
             scores = np.zeros(s.num_docs, dtype=np.float32)
@@ -401,6 +394,32 @@ class LexicalCache:
                 if sc > 0.0 and (cid not in best or sc > best[cid]):
                     best[cid] = sc
         return sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]
+
+    def doc_freqs(
+        self, sources: Sequence[tuple[Path, Manifest]], terms: Iterable[str], texts_for_ids: TextsForIds
+    ) -> tuple[dict[str, int], int]:
+        """(chunks holding each term, chunks) over the collections' segments: the statistics of search_many's
+        IDF (a deleted chunk counts until compaction), for callers that weigh a question's terms by rarity."""
+        return _doc_freqs([s for s, _ in self._parts(sources, texts_for_ids)], terms)
+
+    def _parts(
+        self, sources: Sequence[tuple[Path, Manifest]], texts_for_ids: TextsForIds
+    ) -> list[tuple[Sidecar, np.ndarray]]:
+        """Each segment's sidecar with its collection's tombstones (chunk ids)."""
+        parts: list[tuple[Sidecar, np.ndarray]] = []
+        for cdir, manifest in sources:
+            tomb = np.fromiter(manifest.tombstones, np.int64, len(manifest.tombstones))
+            parts += [(self.get(cdir, name, texts_for_ids), tomb) for name in manifest.segments]
+        return parts
+
+
+def _doc_freqs(sidecars: Sequence[Sidecar], terms: Iterable[str]) -> tuple[dict[str, int], int]:
+    """Document frequency of each term summed over the sidecars, and their number of documents."""
+    df = {
+        t: sum(int(s.df[s.model.vocab_dict[t]]) for s in sidecars if t in s.model.vocab_dict)
+        for t in set(terms)
+    }
+    return df, sum(s.num_docs for s in sidecars)
 
 
 _default_cache = LexicalCache()
