@@ -114,7 +114,8 @@ async def hybrid_hits(query: str, collection_ids: list[int], k: int):
 
 def term_idf(terms: Iterable[str], document_ids: Iterable[int]) -> dict[str, float]:
     """The IDF of each term (``retrieval.lexical.idf``) over the chunks of the collections that hold these
-    documents, from their BM25 sidecars (those retrieval just used: loaded already). Blocking."""
+    documents, from their BM25 sidecars (those retrieval just used: loaded already); {} while one is still to
+    be built (a search that gave up on it goes on building it: not waited for). Blocking."""
     from retrieval.lexical import get_lexical_cache, idf
 
     terms, document_ids = set(terms), set(document_ids)
@@ -123,7 +124,7 @@ def term_idf(terms: Iterable[str], document_ids: Iterable[int]) -> dict[str, flo
     with session_scope() as s:
         cids = sorted(set(s.exec(select(Document.collection_id).where(Document.id.in_(document_ids))).all()))
     sources = [(src.collection_dir, src.manifest) for src in _sources(cids) if src.manifest.segments]
-    df, n = get_lexical_cache().doc_freqs(sources, terms, _texts_for_ids)
+    df, n = get_lexical_cache().doc_freqs(sources, terms, _texts_for_ids, build=False)
     return {t: float(idf(d, n)) for t, d in df.items()} if n else {}
 
 

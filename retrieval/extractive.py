@@ -37,7 +37,10 @@ heading also without its number), or a short line without punctuation, figures o
 the parser could not see; "--with-intl=full-icu (default)" is code, not one), answers nothing and is not
 quoted; nor is one scoring under RELATIVE of the best, or under MIN_SCORE before the bonuses for the
 answer's form (those rank relevant sentences, they make none relevant), nor one that holds under MIN_COVERAGE
-of the question's terms unless the embedding is sure of it (SURE_SIMILARITY), nor, for a question about an
+of the question's terms unless the embedding is sure of it (SURE_SIMILARITY), nor, either way, one whose terms
+make under MIN_WEIGHTED_COVERAGE (SURE_WEIGHTED_COVERAGE) of the question's terms weighed by their IDF in the
+collection (``idf``: "Quillfeed runs on Linux and macOS." holds the common two of "Does Quillfeed run on
+Windows?"), nor, for a question about an
 amount, one without a figure, nor a question ("Q: When is salary paid?" before its answer line): when no
 sentence is left, nothing in the sources answers the question, nothing is quoted, and the answer says so.
 """
@@ -81,15 +84,16 @@ MIN_COVERAGE = 0.6
 SURE_SIMILARITY = 0.45
 # NOTE: a sentence that shares only a question's common words passed both: "How to use and configure APT to
 # acquire additional files" (apt, use, configure: 3 of 5 terms) for "How do I configure apt to use an HTTP
-# proxy?", "bc is an arbitrary precision numeric processing language." (cosine 0.53) for "What is the default
-# scale of bc?". Weighted by the collection's IDF (the BM25 statistics; a term no chunk holds weighs most),
+# proxy?", "mawk's built-in regular expression engine does not yet support brace expressions" (cosine 0.59)
+# for "Does mawk support UTF-8 input?". Weighted by the collection's IDF (the BM25 statistics; a term no chunk holds weighs most),
 # the question's terms a sentence holds must also make MIN_WEIGHTED_COVERAGE of the question's weight, or
 # SURE_WEIGHTED_COVERAGE where the embedding is sure of it. Chosen on the tuning sets (dev, fresh,
 # nodejs-html, pip-valgrind, man-pages, handbook-dev; 2026-12-07): refused 18 of their 24 unanswerable
 # questions (13 before) for one first quote ("DO NOT turn off your computer" for "Should I shut down my
-# computer if I think it's been hacked?": no word of the question but "computer") and one any quote; the
-# weighted floor alone in place of MIN_COVERAGE (0.45-0.6) refused fewer for as much, a sure-floor of 0.35
-# lost 2-3 more answers. Scaled by embed_trust, like the coverage floor.
+# computer if I think it's been hacked?": no word of the question but "computer", cosine 0.63) and no other
+# any quote; the weighted floor in place of MIN_COVERAGE (0.45-0.6) refused 16-18 and lost as many or up to 2
+# more, a sure-floor of 0.25 refused 15, one of 0.35 lost 2 more first quotes. Scaled by embed_trust, like the
+# coverage floor; without an embedding, or without the statistics (``idf`` None), not applied.
 MIN_WEIGHTED_COVERAGE = 0.35
 SURE_WEIGHTED_COVERAGE = 0.3
 
@@ -98,10 +102,10 @@ def _weighted_coverage(
     covered: Collection[str], terms: Collection[str], weights: Mapping[str, float]
 ) -> float:
     """The share of the question's terms' weight (``weights``: IDF; a term missing from it weighs as the
-    rarest) that the covered terms make."""
+    rarest) that the covered terms make; 1.0 when they weigh nothing (nothing to tell)."""
     top = max(weights.values())
     total = sum(weights.get(t, top) for t in terms)
-    return sum(weights.get(t, top) for t in covered) / total if total > 0 else 0.0
+    return sum(weights.get(t, top) for t in covered) / total if total > 0 else 1.0
 
 
 # Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks
@@ -481,6 +485,11 @@ def extractive_answer(
     holds = np.array([c[4] >= floor_cov for c in cands])
     sure = cos >= SURE_SIMILARITY
     weights = dict(idf(q_terms)) if idf is not None and embed is not None and q_terms else {}
+    if weights and (amount := _ASKS_AMOUNT.match(question)) and amount.group(1):
+        # "How many", "What percentage": the question's form, which the figure rule below checks; its words
+        # name nothing (a small collection holds no "many" and would weigh it most)
+        form = set(tokenize(amount.group(1)))
+        weights = {t: 0.0 if t in form else w for t, w in weights.items()}
     if weights:  # and either way, enough of the question's rare terms
         rare = np.array([_weighted_coverage(c[6], q_terms, weights) for c in cands], dtype=np.float32)
         holds &= rare >= MIN_WEIGHTED_COVERAGE * embed_trust

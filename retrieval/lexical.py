@@ -396,10 +396,24 @@ class LexicalCache:
         return sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]
 
     def doc_freqs(
-        self, sources: Sequence[tuple[Path, Manifest]], terms: Iterable[str], texts_for_ids: TextsForIds
+        self,
+        sources: Sequence[tuple[Path, Manifest]],
+        terms: Iterable[str],
+        texts_for_ids: TextsForIds,
+        build: bool = True,
     ) -> tuple[dict[str, int], int]:
         """(chunks holding each term, chunks) over the collections' segments: the statistics of search_many's
-        IDF (a deleted chunk counts until compaction), for callers that weigh a question's terms by rarity."""
+        IDF (a deleted chunk counts until compaction), for callers that weigh a question's terms by rarity.
+        With build=False a segment whose sidecar is neither loaded nor on disk is not built (a search that
+        gave up on it may still be building it): then there are no statistics, ({}, 0)."""
+        if not build:
+            with self._lock:
+                have = set(self._sidecars)
+            for cdir, manifest in sources:
+                for name in manifest.segments:
+                    path = sidecar_path(cdir, name)
+                    if os.path.abspath(path) not in have and not (path / "ids.npy").is_file():
+                        return {}, 0
         return _doc_freqs([s for s, _ in self._parts(sources, texts_for_ids)], terms)
 
     def _parts(
