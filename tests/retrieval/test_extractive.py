@@ -4,11 +4,14 @@ to, and a "How do I ...?" question prefers the sentence that says what to do."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from retrieval.context import Passage, assemble_context
 from retrieval.embeddings import get_embedder
 from retrieval.extractive import extractive_answer
+from retrieval.lexical import idf, lexical_text, tokenize
 
 
 def _answer(question: str, text: str, headings: list[str] | None = None, embed: bool = True):
@@ -366,3 +369,55 @@ def test_a_faq_answer_is_quoted_not_its_question_line():
     ans = _handbook("When is salary paid?")
     assert ans.quotes[0].text.startswith("A: Salary is paid on the 25th")
     assert all("?" not in q.text for q in ans.quotes)
+
+
+# A product's manual names the product in every passage: "Quillfeed" and "run" are common there, the platform or
+# the feature a question asks about is what it turns on. A sentence holding only a question's common words
+# answered it ("Does Quillfeed run on Windows?": 2 of its 3 terms; "... sync subscriptions to the cloud?": the
+# embedding found the export sentence near it).
+MANUAL = [
+    ("Installation", "Quillfeed runs on Linux and macOS. Install Quillfeed with the package manager of your "
+                     "system, or download a release archive."),
+    ("Configuration", "Quillfeed reads its settings from ~/.config/quillfeed/config.toml. Run quillfeed --check "
+                      "to validate the file."),
+    ("Feeds", "Quillfeed fetches every feed once an hour. Add a feed with quillfeed add URL."),
+    ("Exporting", "Quillfeed exports your subscriptions as OPML with quillfeed export."),
+    ("Troubleshooting", "If Quillfeed cannot reach a feed, it retries three times and then marks the feed as "
+                        "stale."),
+]  # fmt: skip
+
+
+def _manual(question: str, weigh: bool = True):
+    passages = [
+        Passage(i, i, "Quillfeed manual", text, [heading], None, 0, len(text))
+        for i, (heading, text) in enumerate(MANUAL, 1)
+    ]
+    # the collection's statistics as the BM25 sidecars keep them: chunks holding each term, of all chunks
+    df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
+
+    def weights(terms):
+        return {t: float(idf(df[t], len(passages))) for t in terms}
+
+    ctx = assemble_context(passages, "q", lambda s: len(s.split()), 500)
+    return extractive_answer(question, ctx, get_embedder().embed, idf=weights if weigh else None)
+
+
+@pytest.mark.parametrize(
+    "question", ["Does Quillfeed run on Windows?", "Does Quillfeed sync subscriptions to the cloud?"]
+)
+def test_a_sentence_holding_only_the_questions_common_words_answers_nothing(question):
+    assert _manual(question, weigh=False).quotes  # without the collection's statistics it was quoted
+    ans = _manual(question)
+    assert (ans.text, ans.quotes) == ("", [])
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Does Quillfeed run on macOS?", "Quillfeed runs on Linux and macOS."),
+        ("How often does Quillfeed fetch a feed?", "Quillfeed fetches every feed once an hour."),
+        ("How do I validate the config file?", "Run quillfeed --check to validate the file."),
+    ],
+)
+def test_a_sentence_holding_the_questions_rare_words_still_answers(question, answer):
+    assert _manual(question).quotes[0].text == answer

@@ -214,3 +214,33 @@ def test_a_who_question_finds_the_agent_noun_and_the_verb(tmp_path):
     assert lexical.query_terms(question) == tokenize(question)
     assert lexical.asks_who("To whom are bug reports sent?") and lexical.asks_who("Which team owns billing?")
     assert lexical.agent_forms("writer") == ("writ", "write") and lexical.agent_forms("us") == ()
+
+
+def test_doc_freqs_count_the_chunks_of_every_segment_of_every_collection(tmp_path):
+    # The statistics of search's IDF, for the extractive answerer's weighting of a question's terms: a term
+    # in every chunk is common, one in no chunk the rarest; a tombstoned chunk counts until compaction.
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    texts = Texts({1: "leave policy", 2: "travel policy", 3: "parking policy", 4: "leave carry-over"})
+    ma = _segment(a, {1: texts.texts[1], 2: texts.texts[2]}, Manifest())
+    ma = add_tombstones(_segment(a, {3: texts.texts[3]}, ma), [3])
+    mb = _segment(b, {4: texts.texts[4]}, Manifest())
+    cache = LexicalCache()
+    df, n = cache.doc_freqs([(a, ma), (b, mb)], ["polici", "leav", "park", "vest"], texts)
+    assert (df, n) == ({"polici": 3, "leav": 2, "park": 1, "vest": 0}, 4)
+    assert cache.doc_freqs([(b, mb)], ["polici", "leav"], texts) == ({"polici": 0, "leav": 1}, 1)
+
+
+def test_doc_freqs_without_building_wait_for_no_sidecar(tmp_path):
+    # The extractive answerer asks after retrieval: a sidecar that a search gave up on is still being built,
+    # and the answer does not wait for it (no statistics: the unweighted floors decide).
+    texts = Texts({1: "leave policy", 2: "travel policy"})
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+    assert cache.doc_freqs([(tmp_path, m)], ["polici"], texts, build=False) == ({}, 0)
+    assert texts.calls == 0
+    cache.search(tmp_path, m, "leave", 5, texts)  # builds it
+    assert cache.doc_freqs([(tmp_path, m)], ["polici"], texts, build=False) == ({"polici": 2}, 2)
+    # another process finds it on disk
+    assert LexicalCache().doc_freqs([(tmp_path, m)], ["leav"], texts, build=False) == ({"leav": 1}, 2)
+    assert texts.calls == 1
