@@ -40,9 +40,9 @@ answer's form (those rank relevant sentences, they make none relevant), nor one 
 of the question's terms unless the embedding is sure of it (SURE_SIMILARITY), nor, either way, one whose terms
 make under MIN_WEIGHTED_COVERAGE (SURE_WEIGHTED_COVERAGE) of the question's terms weighed by their IDF in the
 collection (``idf``: "Quillfeed runs on Linux and macOS." holds the common two of "Does Quillfeed run on
-Windows?"), nor, for a question about an
-amount, one without a figure, nor a question ("Q: When is salary paid?" before its answer line): when no
-sentence is left, nothing in the sources answers the question, nothing is quoted, and the answer says so.
+Windows?"), nor, for a question about an amount, one without a figure, nor a question ("Q: When is salary
+paid?" before its answer line): when no sentence is left, nothing in the sources answers the question, nothing
+is quoted, and the answer says so.
 """
 
 from __future__ import annotations
@@ -82,18 +82,18 @@ RELATIVE = 0.5
 # and 5 any at 0.4, nothing at 0.25 or less).
 MIN_COVERAGE = 0.6
 SURE_SIMILARITY = 0.45
-# NOTE: a sentence that shares only a question's common words passed both: "How to use and configure APT to
-# acquire additional files" (apt, use, configure: 3 of 5 terms) for "How do I configure apt to use an HTTP
-# proxy?", "mawk's built-in regular expression engine does not yet support brace expressions" (cosine 0.59)
-# for "Does mawk support UTF-8 input?". Weighted by the collection's IDF (the BM25 statistics; a term no chunk holds weighs most),
-# the question's terms a sentence holds must also make MIN_WEIGHTED_COVERAGE of the question's weight, or
-# SURE_WEIGHTED_COVERAGE where the embedding is sure of it. Chosen on the tuning sets (dev, fresh,
-# nodejs-html, pip-valgrind, man-pages, handbook-dev; 2026-12-07): refused 18 of their 24 unanswerable
-# questions (13 before) for one first quote ("DO NOT turn off your computer" for "Should I shut down my
-# computer if I think it's been hacked?": no word of the question but "computer", cosine 0.63) and no other
-# any quote; the weighted floor in place of MIN_COVERAGE (0.45-0.6) refused 16-18 and lost as many or up to 2
-# more, a sure-floor of 0.25 refused 15, one of 0.35 lost 2 more first quotes. Scaled by embed_trust, like the
-# coverage floor; without an embedding, or without the statistics (``idf`` None), not applied.
+# NOTE: a sentence that shares only a question's common words passed both: "How to use and configure APT to acquire
+# additional files" (apt, use, configure: 3 of 5 terms) for "How do I configure apt to use an HTTP proxy?", "mawk's
+# built-in regular expression engine does not yet support brace expressions" (cosine 0.59) for "Does mawk support
+# UTF-8 input?". Weighted by the collection's IDF (the BM25 statistics; a term no chunk holds weighs most), the
+# question's terms a sentence holds must also make MIN_WEIGHTED_COVERAGE of the question's weight, or
+# SURE_WEIGHTED_COVERAGE where the embedding is sure of it. Chosen on the tuning sets (dev, fresh, nodejs-html,
+# pip-valgrind, man-pages, handbook-dev; 2026-12-07): refused 18 of their 24 unanswerable questions (13 before) for
+# one first quote ("DO NOT turn off your computer" for "Should I shut down my computer if I think it's been
+# hacked?": no word of the question but "computer", cosine 0.63) and no other any quote; the weighted floor in
+# place of MIN_COVERAGE (0.45-0.6) refused 16-18 and lost as many or up to 2 more, a sure-floor of 0.25 refused 15,
+# one of 0.35 lost 2 more first quotes. Scaled by embed_trust, like the coverage floor; without an embedding, or
+# without the statistics (``idf`` None), not applied.
 MIN_WEIGHTED_COVERAGE = 0.35
 SURE_WEIGHTED_COVERAGE = 0.3
 
