@@ -168,6 +168,12 @@ class ChatMessage(BaseModel):
         parts = self.content if isinstance(self.content, list) else []
         return next((str(p.get("type")) for p in parts if p.get("type") != "text"), None)
 
+    def textless_part(self) -> int | None:
+        """The index of a text part whose `text` is not a string (missing, null, a number), if any."""
+        parts = self.content if isinstance(self.content, list) else []
+        return next((j for j, p in enumerate(parts) if p.get("type") == "text" and not isinstance(p.get("text"), str)),
+                    None)  # fmt: skip
+
 
 class ChatRequest(_NullsAreDefaults):
     """OpenAI's chat completion request: the fields this server honours or refuses by name (`sampling`); any
@@ -315,7 +321,11 @@ async def _pieces(
     body: ChatRequest, user: User
 ) -> tuple[AsyncIterator[str | ans.Result], list[ans.Source] | None]:
     """Text deltas then an ans.Result, for a rag: model or plain chat; raises OpenAIError for bad requests."""
-    for m in body.messages:
+    for i, m in enumerate(body.messages):
+        if (j := m.textless_part()) is not None:  # was a 500 (joining a null)
+            where = f"messages.{i}.content.{j}.text"
+            raise OpenAIError(400, f"Invalid request: {where}: Input should be a valid string", "invalid_request",
+                              param=where)  # fmt: skip
         if m.role not in _ROLES:
             raise OpenAIError(400, f"Message role {m.role!r} is not supported (system, developer, user, "
                               "assistant).", "invalid_request", param="messages")  # fmt: skip

@@ -82,6 +82,10 @@ def test_multi_turn_content_parts_are_read_as_strings_are(live):
          "The last message must be a non-empty user message."),
         ({"n": 3}, "n", "n=3 is not supported: this server returns one choice per request; send n requests "
          "for n answers."),
+        # a text part without its text (null, a number) was a 500 "The server had an error"
+        *(({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi."}, {"type": "text", "text": t}]}]},
+           "messages.0.content.1.text", "Invalid request: messages.0.content.1.text: Input should be a valid string")
+          for t in (None, 28)),
     ],
 )  # fmt: skip
 def test_what_a_quote_cannot_honour_is_a_400_naming_it(live, extra, param, message):
