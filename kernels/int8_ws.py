@@ -151,25 +151,27 @@ if HAS_GLUON:
 
     @gluon.jit
     def _loader(w_desc, p_desc, w_bufs, p_bufs, ready, empty, off_n, n_k, STAGES: gl.constexpr,
-                PDL: gl.constexpr):  # fmt: skip
+                PDL: gl.constexpr, LOAD_P: gl.constexpr = True):  # fmt: skip
         """Producer warp: tile i of the weights and of the planes into ring slot i % STAGES, once the
         consumer released it; the first STAGES weight tiles before waiting for the planes' kernel (PDL)."""
         BK: gl.constexpr = w_desc.block_type.shape[1]
-        nbytes: gl.constexpr = w_desc.block_type.nbytes + p_desc.block_type.nbytes
+        nbytes: gl.constexpr = w_desc.block_type.nbytes + (p_desc.block_type.nbytes if LOAD_P else 0)
         n_pre = gl.minimum(n_k, STAGES)
         for i in range(n_pre):
             mbarrier.expect(ready.index(i), nbytes)
             _tma_load(w_desc, [off_n, i * BK], ready.index(i), w_bufs.index(i))
         if PDL:
             _griddepcontrol("wait")
-        for i in range(n_pre):
-            _tma_load(p_desc, [0, i * BK], ready.index(i), p_bufs.index(i))
+        if LOAD_P:
+            for i in range(n_pre):
+                _tma_load(p_desc, [0, i * BK], ready.index(i), p_bufs.index(i))
         for i in range(n_pre, n_k):
             s = i % STAGES
             mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)
             mbarrier.expect(ready.index(s), nbytes)
             _tma_load(w_desc, [off_n, i * BK], ready.index(s), w_bufs.index(s))
-            _tma_load(p_desc, [0, i * BK], ready.index(s), p_bufs.index(s))
+            if LOAD_P:
+                _tma_load(p_desc, [0, i * BK], ready.index(s), p_bufs.index(s))
 
     @gluon.jit
     def _mma(w_bufs, p_bufs, ready, empty, n_k, S_ptr, SX_ptr, B_ptr, off_n, M, N, BN: gl.constexpr,
@@ -247,29 +249,34 @@ if HAS_GLUON:
         )
 
     @gluon.jit
-    def _converter(x_bufs, p_bufs, sx_bufs, ready, conv, n_k, MP: gl.constexpr, STAGES: gl.constexpr):
+    def _converter(x_bufs, p_bufs, sx_bufs, ready, conv, n_k, MP: gl.constexpr, STAGES: gl.constexpr,
+                   DIAG: gl.constexpr = 0):  # fmt: skip
         """Converter warpgroup (``x16_linear``): once tile i's x rows have landed (``ready``, with its weights),
         split each row's BK columns into two int8 planes with that tile's own scale, x ~= sx_t * (hi + lo /
         LO_STEPS), sx_t = max|x_tile row| / 127, into the slot's planes and scales, and tell the consumer
-        (``conv``). No reduction over the whole row, so nothing waits for a planes kernel."""
+        (``conv``). No reduction over the whole row, so nothing waits for a planes kernel. DIAG (timing only,
+        wrong results): 1 = arrive as soon as the tile landed, no conversion."""
         layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])  # a 128-column tile
         for i in range(n_k):
             s = i % STAGES
             mbarrier.wait(ready.index(s), (i // STAGES) & 1)
-            x = x_bufs.index(s).load(layout).to(gl.float32)
-            amax = gl.max(gl.abs(x), axis=1)
-            sx = gl.where(amax > 0, amax / 127.0, 1.0)
-            t = x / sx[:, None]
-            hi = gl.minimum(gl.maximum(gl.floor(t + 0.5), -127.0), 127.0)
-            lo = gl.minimum(gl.maximum(gl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
-            p = p_bufs.index(s)
-            p.slice(0, MP).store(hi.to(gl.int8))
-            p.slice(MP, MP).store(lo.to(gl.int8))
-            sx_bufs.index(s).store(sx)
-            # every converter thread's planes visible to the wgmma (async proxy) before the one-thread arrive
-            fence_async_shared()
-            _barrier()
-            mbarrier.arrive(conv.index(s))
+            if DIAG != 0:
+                mbarrier.arrive(conv.index(s))
+            else:
+                x = x_bufs.index(s).load(layout).to(gl.float32)
+                amax = gl.max(gl.abs(x), axis=1)
+                sx = gl.where(amax > 0, amax / 127.0, 1.0)
+                t = x / sx[:, None]
+                hi = gl.minimum(gl.maximum(gl.floor(t + 0.5), -127.0), 127.0)
+                lo = gl.minimum(gl.maximum(gl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
+                p = p_bufs.index(s)
+                p.slice(0, MP).store(hi.to(gl.int8))
+                p.slice(MP, MP).store(lo.to(gl.int8))
+                sx_bufs.index(s).store(sx)
+                # every converter thread's planes visible to the wgmma (async proxy) before the one-thread arrive
+                fence_async_shared()
+                _barrier()
+                mbarrier.arrive(conv.index(s))
 
     @gluon.jit
     def _x16_mma(w_bufs, p_bufs, sx_bufs, conv, empty, n_k, S_ptr, B_ptr, off_n, N, BN: gl.constexpr,
@@ -332,7 +339,7 @@ if HAS_GLUON:
     @gluon.jit
     def _w8_x16_kernel(w_desc, x_desc, S_ptr, B_ptr, Y_ptr, M, N, stride_ym, K_TILES, MP: gl.constexpr,
                        STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, PDL: gl.constexpr, CONV_REGS: gl.constexpr,
-                       EARLY: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+                       EARLY: gl.constexpr, num_warps: gl.constexpr, DIAG: gl.constexpr = 0):  # fmt: skip
         """``x16_linear``'s GEMM: the loader warp brings weight tiles and the 16-bit rows' tiles (TMA, zero
         past M), a converter warpgroup makes each tile's planes in shared memory, the default warpgroup
         multiplies; no planes kernel before it."""
@@ -362,8 +369,8 @@ if HAS_GLUON:
                             HAS_BIAS, EARLY, num_warps)),
                 # (the converter's 4 warps first: a warpgroup of their own, as setmaxnreg sets registers a
                 # warpgroup)
-                (_converter, (x_bufs, p_bufs, sx_bufs, ready, conv, K_TILES, MP, STAGES)),
-                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_n, K_TILES, STAGES, PDL)),
+                (_converter, (x_bufs, p_bufs, sx_bufs, ready, conv, K_TILES, MP, STAGES, DIAG)),
+                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_n, K_TILES, STAGES, PDL, DIAG != 2)),
             ],
             [4, 1],
             [CONV_REGS, 24],
@@ -536,11 +543,13 @@ def x16_linear(
     bias: torch.Tensor | None,
     y: torch.Tensor,
     early: bool = True,
+    diag: int = 0,
 ) -> torch.Tensor:
     """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias for ``available`` products, in one kernel: the
     GEMM makes the int8 planes of each K tile of the rows itself (a scale per row and tile), so no planes
     kernel runs before it and nothing waits on a whole row's maximum. x2 must be contiguous rows. ``early``:
-    a tile's wgmmas issued before the tile before is folded (``_x16_mma``'s EARLY)."""
+    a tile's wgmmas issued before the tile before is folded (``_x16_mma``'s EARLY). ``diag`` (timing only,
+    wrong results): 1 = the converter only passes tiles on, 2 = neither rows nor conversion, the weights only."""
     M, K = x2.shape
     MP = row_bucket(M)
     N = qweight.shape[0]
@@ -549,6 +558,6 @@ def x16_linear(
         _descriptor(qweight, [BLOCK_N, BLOCK_K]), _x_descriptor(x2, MP), scale,
         bias if bias is not None else scale, y, M, N, y.stride(0), triton.cdiv(K, BLOCK_K), MP=MP,
         STAGES=x16_stages(MP), HAS_BIAS=bias is not None, PDL=pdl, CONV_REGS=96, EARLY=early, num_warps=4,
-        launch_pdl=pdl,
+        DIAG=diag, launch_pdl=pdl,
     )  # fmt: skip
     return y
