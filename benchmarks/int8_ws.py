@@ -7,8 +7,7 @@ GPU us per call as CUDA-graph replays over weight copies (>= 256 MB a replay: we
 a decode step), all in one process on the same inputs: cuBLAS bf16 (``torch.matmul``), the product's path
 without this one (AUTOGLM_W8_WS=off: the autotuned few-rows kernel, converting or on int8 planes, as
 measured), this path forced (AUTOGLM_W8_WS=on: the planes kernel, then the GEMM, chained by programmatic
-dependent launch), the GEMM that makes the planes itself (``x16_linear``: a converter warpgroup splits each
-K tile of the 16-bit rows, no planes kernel), and its two launches alone (the planes kernel eight times a graph, on rows in L2); the
+dependent launch), and its two launches alone (the planes kernel eight times a graph, on rows in L2); the
 GEMM alone chained under PDL on planes already made (what the product costs when the kernel before writes its
 planes); and the pair "kernel before + product" chained, as a decode step runs them, with cuBLAS bf16, with
 this path and its planes kernel, and with the planes written by the kernel before (x = bf16 pair / it): for
@@ -72,16 +71,10 @@ def main() -> None:
             "rel err",
             "GEMM chained, planes made us",
             "x",
-            "x16 (makes its planes) us",
-            "x",
-            "x16, each tile folded after its wait us",
-            "x",
             "before + bf16 us",
             "before + ws us",
             "x",
             "before (planes) + ws us",
-            "x",
-            "before + x16 us",
             "x",
         ),
         (
@@ -99,12 +92,6 @@ def main() -> None:
             ".1f",
             ".2f",
             ".1f",
-            ".1f",
-            ".2f",
-            ".1f",
-            ".2f",
-            ".1f",
-            ".2f",
             ".1f",
             ".2f",
             ".1f",
@@ -149,13 +136,7 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     )  # fmt: skip
     # (the graphs leave y of the last weight copy: the first one's product, once more, for the check)
     err["gemm"] = rel(int8_ws.planes_gemm(planes, sx, M, iws[0].qweight, iws[0].scale, None, y), exact)
-    # the GEMM that makes its planes itself (no planes kernel), chained over the weight copies under PDL
-    t["x16"] = graph_ms([lambda iw=iw: int8_ws.x16_linear(x, iw.qweight, iw.scale, None, y) for iw in iws])
-    err["x16"] = rel(int8_ws.x16_linear(x, iws[0].qweight, iws[0].scale, None, y), exact)
-    t["x16 late"] = graph_ms(
-        [lambda iw=iw: int8_ws.x16_linear(x, iw.qweight, iw.scale, None, y, early=False) for iw in iws]
-    )
-    pairs = [float("nan")] * 7
+    pairs = [float("nan")] * 5
     if name in NORMED or name in ATTENDED or name in ACTIVATED:
         # (kernel before + product) pairs over the weight copies, as a decode step chains them
         if name in NORMED:
@@ -185,15 +166,10 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
         tb = graph_ms([pair(f) for f in mm_bf16])
         tw = graph_ms([pair(f) for f in mm_ws])
         tp = graph_ms([pair(f, True) for f in mm_ws])
-        yx = torch.empty(M, N, dtype=x.dtype, device="cuda")
-        mm_x16 = [lambda v, iw=iw: int8_ws.x16_linear(v, iw.qweight, iw.scale, None, yx) for iw in iws]
-        err["before + x16"] = rel(pair(mm_x16[0])(), exact_b)
-        tx = graph_ms([pair(f) for f in mm_x16])
-        pairs = [tb * 1e3, tw * 1e3, tb / tw, tp * 1e3, tb / tp, tx * 1e3, tb / tx]
+        pairs = [tb * 1e3, tw * 1e3, tb / tw, tp * 1e3, tb / tp]
     return (name, M, bf16 * 1e3, t["before"] * 1e3, bf16 / t["before"], t["ws"] * 1e3, bf16 / t["ws"],
             t["planes"] * 1e3, t["gemm"] * 1e3, bf16 / t["gemm"], max(err.values()), t["chained"] * 1e3,
-            bf16 / t["chained"], t["x16"] * 1e3, bf16 / t["x16"], t["x16 late"] * 1e3, bf16 / t["x16 late"],
-            *pairs)  # fmt: skip
+            bf16 / t["chained"], *pairs)  # fmt: skip
 
 
 def _decode_inputs(rows: int, heads: int) -> tuple:

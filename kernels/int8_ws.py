@@ -26,7 +26,6 @@ faster (``use_ws``).
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
@@ -35,7 +34,6 @@ import triton.language as tl
 from .gluon_common import (
     HAS_GLUON,
     TensorDescriptor,
-    fence_async_shared,
     gl,
     gluon,
     gluon_hopper,
@@ -43,7 +41,6 @@ from .gluon_common import (
     warpgroup_mma,
     warpgroup_mma_wait,
 )
-from .gluon_common import barrier as _barrier
 from .gluon_common import tma_load as _tma_load
 from .triton_common import arrival_counters, pdl_enabled, pdl_trigger, pdl_wait
 
@@ -151,27 +148,25 @@ if HAS_GLUON:
 
     @gluon.jit
     def _loader(w_desc, p_desc, w_bufs, p_bufs, ready, empty, off_n, n_k, STAGES: gl.constexpr,
-                PDL: gl.constexpr, LOAD_P: gl.constexpr = True):  # fmt: skip
+                PDL: gl.constexpr):  # fmt: skip
         """Producer warp: tile i of the weights and of the planes into ring slot i % STAGES, once the
         consumer released it; the first STAGES weight tiles before waiting for the planes' kernel (PDL)."""
         BK: gl.constexpr = w_desc.block_type.shape[1]
-        nbytes: gl.constexpr = w_desc.block_type.nbytes + (p_desc.block_type.nbytes if LOAD_P else 0)
+        nbytes: gl.constexpr = w_desc.block_type.nbytes + p_desc.block_type.nbytes
         n_pre = gl.minimum(n_k, STAGES)
         for i in range(n_pre):
             mbarrier.expect(ready.index(i), nbytes)
             _tma_load(w_desc, [off_n, i * BK], ready.index(i), w_bufs.index(i))
         if PDL:
             _griddepcontrol("wait")
-        if LOAD_P:
-            for i in range(n_pre):
-                _tma_load(p_desc, [0, i * BK], ready.index(i), p_bufs.index(i))
+        for i in range(n_pre):
+            _tma_load(p_desc, [0, i * BK], ready.index(i), p_bufs.index(i))
         for i in range(n_pre, n_k):
             s = i % STAGES
             mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)
             mbarrier.expect(ready.index(s), nbytes)
             _tma_load(w_desc, [off_n, i * BK], ready.index(s), w_bufs.index(s))
-            if LOAD_P:
-                _tma_load(p_desc, [0, i * BK], ready.index(s), p_bufs.index(s))
+            _tma_load(p_desc, [0, i * BK], ready.index(s), p_bufs.index(s))
 
     @gluon.jit
     def _mma(w_bufs, p_bufs, ready, empty, n_k, S_ptr, SX_ptr, B_ptr, off_n, M, N, BN: gl.constexpr,
@@ -237,143 +232,6 @@ if HAS_GLUON:
             ],
             [1],
             [24],
-        )  # fmt: skip
-        layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, MP, 32]
-        )
-        offs_n = off_n + gl.arange(0, BN, layout=gl.SliceLayout(1, layout))
-        offs_m = gl.arange(0, MP, layout=gl.SliceLayout(0, layout))
-        mask = (offs_m[None, :] < M) & (offs_n[:, None] < N)
-        gl.store(
-            Y_ptr + offs_m[None, :] * stride_ym + offs_n[:, None], out.to(Y_ptr.dtype.element_ty), mask=mask
-        )
-
-    @gluon.jit
-    def _converter(x_bufs, p_bufs, sx_bufs, ready, conv, n_k, MP: gl.constexpr, STAGES: gl.constexpr,
-                   DIAG: gl.constexpr = 0):  # fmt: skip
-        """Converter warpgroup (``x16_linear``): once tile i's x rows have landed (``ready``, with its weights),
-        split each row's BK columns into two int8 planes with that tile's own scale, x ~= sx_t * (hi + lo /
-        LO_STEPS), sx_t = max|x_tile row| / 127, into the slot's planes and scales, and tell the consumer
-        (``conv``). No reduction over the whole row, so nothing waits for a planes kernel. DIAG (timing only,
-        wrong results): 1 = arrive as soon as the tile landed, no conversion."""
-        layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])  # a 128-column tile
-        for i in range(n_k):
-            s = i % STAGES
-            mbarrier.wait(ready.index(s), (i // STAGES) & 1)
-            if DIAG != 0:
-                mbarrier.arrive(conv.index(s))
-            else:
-                x = x_bufs.index(s).load(layout).to(gl.float32)
-                amax = gl.max(gl.abs(x), axis=1)
-                sx = gl.where(amax > 0, amax / 127.0, 1.0)
-                t = x / sx[:, None]
-                hi = gl.minimum(gl.maximum(gl.floor(t + 0.5), -127.0), 127.0)
-                lo = gl.minimum(gl.maximum(gl.floor((t - hi) * LO_STEPS + 0.5), -127.0), 127.0)
-                p = p_bufs.index(s)
-                p.slice(0, MP).store(hi.to(gl.int8))
-                p.slice(MP, MP).store(lo.to(gl.int8))
-                sx_bufs.index(s).store(sx)
-                # every converter thread's planes visible to the wgmma (async proxy) before the one-thread arrive
-                fence_async_shared()
-                _barrier()
-                mbarrier.arrive(conv.index(s))
-
-    @gluon.jit
-    def _x16_mma(w_bufs, p_bufs, sx_bufs, conv, empty, n_k, S_ptr, B_ptr, off_n, N, BN: gl.constexpr,
-                 MP: gl.constexpr, STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, EARLY: gl.constexpr,
-                 num_warps: gl.constexpr):  # fmt: skip
-        """Consumer warpgroup (``x16_linear``): per tile, int32 (BN, MP) = W_tile @ hi_tile.T and W_tile @
-        lo_tile.T, folded into the float32 output with that tile's row scales; returns it scaled by the
-        channels (and biased). EARLY: tile i's wgmmas are issued before tile i - 1's are waited for and folded
-        (the fold runs beside the tensor cores); else each tile waits for its own."""
-        layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, MP, 32]
-        )
-        offs_n = off_n + gl.arange(0, BN, layout=gl.SliceLayout(1, layout))
-        sw = gl.load(S_ptr + offs_n, mask=offs_n < N, other=0.0)
-        if HAS_BIAS:
-            bias = gl.load(B_ptr + offs_n, mask=offs_n < N, other=0.0).to(gl.float32)
-        zero = gl.zeros([BN, MP], gl.int32, layout)
-        out = gl.zeros([BN, MP], gl.float32, layout)
-        if EARLY:
-            # tile 0 issued before the loop (the loop carries wgmma accumulators in flight)
-            mbarrier.wait(conv.index(0), 0)
-            a_hi = warpgroup_mma(w_bufs.index(0), p_bufs.index(0).slice(0, MP).permute((1, 0)), zero,
-                                 use_acc=False, is_async=True)  # fmt: skip
-            a_lo = warpgroup_mma(w_bufs.index(0), p_bufs.index(0).slice(MP, MP).permute((1, 0)), zero,
-                                 use_acc=False, is_async=True)  # fmt: skip
-            sx_prev = sx_bufs.index(0).load(gl.SliceLayout(0, layout))
-            for i in range(1, n_k):
-                s = i % STAGES
-                mbarrier.wait(conv.index(s), (i // STAGES) & 1)
-                w = w_bufs.index(s)
-                p = p_bufs.index(s)
-                n_hi = warpgroup_mma(w, p.slice(0, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
-                n_lo = warpgroup_mma(w, p.slice(MP, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
-                sx = sx_bufs.index(s).load(gl.SliceLayout(0, layout))
-                d_hi, d_lo = warpgroup_mma_wait(num_outstanding=2, deps=(a_hi, a_lo))
-                mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES))
-                out += (d_hi.to(gl.float32) + d_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx_prev[None, :]
-                a_hi = n_hi
-                a_lo = n_lo
-                sx_prev = sx
-            a_hi, a_lo = warpgroup_mma_wait(num_outstanding=0, deps=(a_hi, a_lo))
-            out += (a_hi.to(gl.float32) + a_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx_prev[None, :]
-        else:
-            for i in range(n_k):
-                s = i % STAGES
-                mbarrier.wait(conv.index(s), (i // STAGES) & 1)
-                w = w_bufs.index(s)
-                p = p_bufs.index(s)
-                a_hi = warpgroup_mma(w, p.slice(0, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
-                a_lo = warpgroup_mma(w, p.slice(MP, MP).permute((1, 0)), zero, use_acc=False, is_async=True)
-                sx = sx_bufs.index(s).load(gl.SliceLayout(0, layout))
-                a_hi, a_lo = warpgroup_mma_wait(num_outstanding=0, deps=(a_hi, a_lo))
-                mbarrier.arrive(empty.index(s))
-                out += (a_hi.to(gl.float32) + a_lo.to(gl.float32) * (1.0 / LO_STEPS)) * sx[None, :]
-        out = out * sw[:, None]
-        if HAS_BIAS:
-            out += bias[:, None]
-        return (out,)
-
-    @gluon.jit
-    def _w8_x16_kernel(w_desc, x_desc, S_ptr, B_ptr, Y_ptr, M, N, stride_ym, K_TILES, MP: gl.constexpr,
-                       STAGES: gl.constexpr, HAS_BIAS: gl.constexpr, PDL: gl.constexpr, CONV_REGS: gl.constexpr,
-                       EARLY: gl.constexpr, num_warps: gl.constexpr, DIAG: gl.constexpr = 0):  # fmt: skip
-        """``x16_linear``'s GEMM: the loader warp brings weight tiles and the 16-bit rows' tiles (TMA, zero
-        past M), a converter warpgroup makes each tile's planes in shared memory, the default warpgroup
-        multiplies; no planes kernel before it."""
-        BN: gl.constexpr = w_desc.block_type.shape[0]
-        BK: gl.constexpr = w_desc.block_type.shape[1]
-        if PDL:
-            _griddepcontrol("launch_dependents")
-        off_n = gl.program_id(0) * BN
-        w_bufs = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_desc.layout)
-        x_bufs = gl.allocate_shared_memory(x_desc.dtype, [STAGES, MP, BK], x_desc.layout)
-        p_bufs = gl.allocate_shared_memory(
-            gl.int8,
-            [STAGES, 2 * MP, BK],
-            gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=8, rank=2),
-        )
-        sx_bufs = gl.allocate_shared_memory(gl.float32, [STAGES, MP], gl.SwizzledSharedLayout(1, 1, 1, [0]))
-        ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-        conv = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-        empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-        for s in gl.static_range(STAGES):
-            mbarrier.init(ready.index(s), count=1)
-            mbarrier.init(conv.index(s), count=1)
-            mbarrier.init(empty.index(s), count=1)
-        (out,) = gl.warp_specialize(
-            [
-                (_x16_mma, (w_bufs, p_bufs, sx_bufs, conv, empty, K_TILES, S_ptr, B_ptr, off_n, N, BN, MP, STAGES,
-                            HAS_BIAS, EARLY, num_warps)),
-                # (the converter's 4 warps first: a warpgroup of their own, as setmaxnreg sets registers a
-                # warpgroup)
-                (_converter, (x_bufs, p_bufs, sx_bufs, ready, conv, K_TILES, MP, STAGES, DIAG)),
-                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_n, K_TILES, STAGES, PDL, DIAG != 2)),
-            ],
-            [4, 1],
-            [CONV_REGS, 24],
         )  # fmt: skip
         layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, MP, 32]
@@ -472,30 +330,16 @@ def ws_linear(
     x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
 ) -> torch.Tensor:
     """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias, for ``available`` products: the planes kernel,
-    then the GEMM (the GEMM alone where the kernel that wrote x2 wrote its planes too: ``planes_written``;
-    ``x16_linear`` instead of both where ``x16_wanted``)."""
+    then the GEMM (the GEMM alone where the kernel that wrote x2 wrote its planes too: ``planes_written``)."""
     M, K = x2.shape
     key = (x2.device, row_bucket(M), K)
     planes, sx = _planes_buffers(*key)
     pdl = pdl_enabled(x2)
     if not _planes_made(x2, key):
-        if x16_wanted(x2):
-            return x16_linear(x2, qweight, scale, bias, y)
         # (this product's own planes: the rows the kernel before made them for, if any, are overwritten)
         _MADE.pop(key, None)
         split_planes(x2, planes, sx, pdl)
     return planes_gemm(planes, sx, M, qweight, scale, bias, y, pdl)
-
-
-# NOTE: off unless AUTOGLM_W8_X16=1 until a GPU has timed it against the planes kernel + GEMM
-X16_DEFAULT = "0"
-
-
-def x16_wanted(x2: torch.Tensor) -> bool:
-    """Whether a product whose planes no kernel made takes ``x16_linear`` (the GEMM making them per K tile)
-    instead of the planes kernel + GEMM: AUTOGLM_W8_X16 (X16_DEFAULT when unset) is "1", and the rows are
-    contiguous (TMA reads them)."""
-    return os.environ.get("AUTOGLM_W8_X16", X16_DEFAULT) == "1" and x2.is_contiguous()
 
 
 def planes_gemm(
@@ -516,48 +360,5 @@ def planes_gemm(
         _descriptor(qweight, [BLOCK_N, BLOCK_K]), _descriptor(planes.view(2 * MP, K), [2 * MP, BLOCK_K]), scale,
         sx, bias if bias is not None else scale, y, M, N, y.stride(0), triton.cdiv(K, BLOCK_K), MP=MP,
         STAGES=stages_for(MP), HAS_BIAS=bias is not None, PDL=pdl, num_warps=4, launch_pdl=pdl,
-    )  # fmt: skip
-    return y
-
-
-def x16_stages(MP: int) -> int:
-    """``x16_linear``'s ring: weight, 16-bit rows and planes tiles a slot, as many as fit SMEM_BUDGET."""
-    return min(MAX_STAGES, SMEM_BUDGET // (BLOCK_N * BLOCK_K + 2 * MP * BLOCK_K + 2 * MP * BLOCK_K + 4 * MP))
-
-
-def _x_descriptor(x2: torch.Tensor, MP: int):
-    """A TMA descriptor of the 16-bit rows x2 (M, K) in (MP, BLOCK_K) boxes (rows past M read as zeros), no
-    swizzle (a 256-byte box row; the converter reads it row-wise), kept per address like the weights'."""
-    key = (x2.data_ptr(), tuple(x2.shape), tuple(x2.stride()), MP, x2.dtype, x2.device)
-    desc = _DESCRIPTORS.get(key)
-    if desc is None:
-        layout = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=16, rank=2)
-        desc = _DESCRIPTORS[key] = TensorDescriptor.from_tensor(x2, [MP, BLOCK_K], layout)
-    return desc
-
-
-def x16_linear(
-    x2: torch.Tensor,
-    qweight: torch.Tensor,
-    scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    y: torch.Tensor,
-    early: bool = True,
-    diag: int = 0,
-) -> torch.Tensor:
-    """y (M, N) = x2 (M, K) @ dequant(qweight, scale).T + bias for ``available`` products, in one kernel: the
-    GEMM makes the int8 planes of each K tile of the rows itself (a scale per row and tile), so no planes
-    kernel runs before it and nothing waits on a whole row's maximum. x2 must be contiguous rows. ``early``:
-    a tile's wgmmas issued before the tile before is folded (``_x16_mma``'s EARLY). ``diag`` (timing only,
-    wrong results): 1 = the converter only passes tiles on, 2 = neither rows nor conversion, the weights only."""
-    M, K = x2.shape
-    MP = row_bucket(M)
-    N = qweight.shape[0]
-    pdl = pdl_enabled(x2)
-    _w8_x16_kernel[(triton.cdiv(N, BLOCK_N),)](
-        _descriptor(qweight, [BLOCK_N, BLOCK_K]), _x_descriptor(x2, MP), scale,
-        bias if bias is not None else scale, y, M, N, y.stride(0), triton.cdiv(K, BLOCK_K), MP=MP,
-        STAGES=x16_stages(MP), HAS_BIAS=bias is not None, PDL=pdl, CONV_REGS=96, EARLY=early, num_warps=4,
-        DIAG=diag, launch_pdl=pdl,
     )  # fmt: skip
     return y

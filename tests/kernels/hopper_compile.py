@@ -79,26 +79,6 @@ def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
     return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
 
 
-def _x16(MP: int, bias: bool, pdl: bool, dtype: str, early: bool = True) -> tuple:
-    """The int8 x int8 GEMM that makes the planes itself (``int8_ws.x16_linear``): TMA descriptors of the
-    weight tiles and of the 16-bit rows (no swizzle), a converter warpgroup beside the loader."""
-    from triton.experimental.gluon import language as gl
-
-    w_layout = gl.NVMMASharedLayout.get_default_for([int8_ws.BLOCK_N, int8_ws.BLOCK_K], gl.int8)
-    x_layout = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=16, rank=2)
-    ptrs = {
-        "w_desc": f"tensordesc<i8[{int8_ws.BLOCK_N}, {int8_ws.BLOCK_K}],{w_layout!r}>",
-        "x_desc": f"tensordesc<{dtype}[{MP}, {int8_ws.BLOCK_K}],{x_layout!r}>",
-        "S_ptr": "*fp32",
-        "B_ptr": f"*{dtype}",
-        "Y_ptr": f"*{dtype}",
-    }
-    consts = dict(MP=MP, STAGES=int8_ws.x16_stages(MP), HAS_BIAS=bias, PDL=pdl, CONV_REGS=96, EARLY=early,
-                  num_warps=4)  # fmt: skip
-    want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (MARKERS[:2] if pdl else ())
-    return int8_ws._w8_x16_kernel, ptrs, consts, 4, want
-
-
 def _gemm_ws(cfg, bias: bool, dtype: str) -> tuple:
     """The warp-specialized W8A16 GEMM at prefill rows (Gluon, int8_gemm_ws) at one of its configs: TMA
     descriptors of the weight, x and y tiles; 8 consumer warps (two warpgroups) and the producer warp."""
@@ -225,10 +205,6 @@ if int8_ws.HAS_GLUON:
         "warp-specialized int8 x int8 GEMM, 8 rows, PDL (Gluon)": _ws(8, False, True),
         "warp-specialized int8 x int8 GEMM, 16 rows, bias (Gluon)": _ws(16, True, False),
         "warp-specialized int8 x int8 GEMM, 32 rows, bias, PDL (Gluon)": _ws(32, True, True),
-        "int8 x int8 GEMM making its planes, 8 rows, PDL (Gluon)": _x16(8, False, True, "bf16"),
-        "int8 x int8 GEMM making its planes, 32 rows, bias, fp16 (Gluon)": _x16(32, True, False, "fp16"),
-        "int8 x int8 GEMM making its planes, 16 rows, each tile folded after its wait (Gluon)": _x16(
-            16, False, True, "bf16", early=False),
         "W8A16 GEMM, weights converted in registers, 128x256 tiles (Gluon)": _gemm_ws(
             int8_gemm_ws.DEFAULT, False, "bf16"),
         "W8A16 GEMM, weights converted in registers, 128x128 tiles, bias, fp16 (Gluon)": _gemm_ws(
