@@ -23,3 +23,28 @@ class HttpMiddleware:
 
     async def handle(self, scope, receive, send) -> None:
         raise NotImplementedError
+
+
+class ApiCorsMiddleware(HttpMiddleware):
+    """Starlette's CORSMiddleware for /api and /v1 only (the product's pages and /metrics stay same-origin):
+    `origins` may call them with an API key; preflights (OPTIONS with Access-Control-Request-*) answered here.
+
+    NOTE: without credentials: a listed site's page must not ride a signed-in user's session cookie."""
+
+    def __init__(self, app, origins: list[str]) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        super().__init__(app)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["*"],  # the openai JS client adds its own (x-stainless-*) to Authorization
+            expose_headers=["Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+
+    async def handle(self, scope, receive, send) -> None:
+        path = scope["path"]
+        api = path.startswith("/api/") or openai_path(path)
+        await (self.cors if api else self.app)(scope, receive, send)

@@ -1,7 +1,7 @@
 """Back-pressure: bounded concurrency per work class, a short bounded wait queue, then 503 + Retry-After.
 
 Work classes: `search` (POST /api/search, POST /v1/embeddings), `ask` (POST /api/ask, POST
-/v1/chat/completions) and `upload` (POST /api/collections/{id}/documents). A request of a class runs when
+/v1/chat/completions, POST /v1/completions) and `upload` (POST /api/collections/{id}/documents). A request of a class runs when
 fewer than its limit are running; otherwise it waits in a FIFO queue of bounded length for at most
 `busy_queue_timeout_s`; when the queue is full, or the wait runs out, it gets 503 with `Retry-After` and a
 JSON body ({"detail"}, or OpenAI's {"error"} under /v1/). So an overload costs callers a fast refusal instead of growing latency, threads
@@ -35,7 +35,7 @@ _ROUTES = (
     ("search", re.compile(r"^/api/search/?$")),
     ("search", re.compile(r"^/v1/embeddings/?$")),
     ("ask", re.compile(r"^/api/ask/?$")),
-    ("ask", re.compile(r"^/v1/chat/completions/?$")),
+    ("ask", re.compile(r"^/v1/(chat/)?completions/?$")),
     ("upload", re.compile(r"^/api/collections/[^/]+/documents/?$")),
 )
 MAX_RETRY_AFTER_S = 30

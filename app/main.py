@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import retrieve, security
-from app.asgi import openai_path
+from app.asgi import ApiCorsMiddleware, openai_path
 from app.backpressure import BackpressureMiddleware
 from app.db import database_unavailable, migrate
 from app.engine_service import service
@@ -28,6 +28,7 @@ from app.routes import (
     documents,
     manage,
     openai_compat,
+    openai_completions,
     ops,
     search,
     users,
@@ -61,12 +62,17 @@ def create_app() -> FastAPI:
         conversations,
         auth_web,
         openai_compat,
+        openai_completions,
         ops,
     ):
         api.include_router(module.router)
     auth_web.mount_static(api)
     api.add_middleware(BackpressureMiddleware)  # busy work classes: 503 + Retry-After (backpressure.py)
     security.install(api)  # headers, body limits, question rate limit (SECURITY.md)
+    if settings.cors_origin_list:
+        # outside auth, limits and back-pressure: a preflight is answered here, and a refusal (401, 429, 503)
+        # carries the CORS headers, so the browser app can read why
+        api.add_middleware(ApiCorsMiddleware, origins=settings.cors_origin_list)
     api.add_middleware(RequestContextMiddleware)
 
     # Starlette's HTTPException, not only FastAPI's: the router raises it for a path or method that does not

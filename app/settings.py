@@ -5,6 +5,7 @@ A leaf module: it imports nothing else of app/, so ingest/ workers can import it
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import field_validator, model_validator
@@ -63,7 +64,8 @@ class Settings(BaseSettings):
     # API process logs as JSON lines with request ids (False: the plain format).
     log_json: bool = True
     # --- load and back-pressure (issue 7, README "Load and back-pressure") ---
-    # Requests of a work class served at once (search; ask = /api/ask and /v1/chat/completions; upload);
+    # Requests of a work class served at once (search; ask = /api/ask, /v1/chat/completions, /v1/completions;
+    # upload);
     # up to max_queued_* more wait (at most busy_queue_timeout_s), beyond that 503 with Retry-After.
     # Sized for the embedded single-process server on a few CPU cores; raise ask to the engine's batch
     # (e.g. 32-64) on a GPU.
@@ -116,11 +118,14 @@ class Settings(BaseSettings):
     upload_max_files: int = 20
     # Bytes a user may upload in any 24 hours (documents created, duplicates not counted).
     upload_quota_bytes_per_day: int = 2 * 1024 * 1024 * 1024
-    # Questions (/api/ask, /v1/chat/completions) per user per minute; 429 with Retry-After beyond it.
+    # Questions (/api/ask, /v1/chat/completions, /v1/completions) per user per minute; 429 with Retry-After beyond it.
     ask_rate_per_minute: int = 60
     # Comma-separated addresses/networks of reverse proxies whose X-Forwarded-For/-Proto are believed
     # (e.g. "10.0.0.0/8,127.0.0.1"); empty = none, "*" = every peer.
     trusted_proxies: str = ""
+    # Comma-separated origins (scheme://host[:port]) of browser apps that may call /api and /v1 (CORS, with
+    # preflights; API keys in Authorization, never cookies); "*" = any; empty = no CORS headers.
+    cors_origins: str = ""
     # Bearer token /metrics requires (Prometheus `authorization: {credentials: ...}`); empty = open.
     metrics_token: str = ""
 
@@ -169,6 +174,22 @@ class Settings(BaseSettings):
         if self.busy_queue_timeout_s < 0:
             raise ValueError("busy_queue_timeout_s must be >= 0")
         return self
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: str) -> str:
+        for origin in (o.strip() for o in v.split(",") if o.strip()):
+            # NOTE: a browser sends its Origin without a path or a trailing slash; "https://app.example.com/"
+            # would never match, and the app would fail with nothing in our logs
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash"
+                )
+        return v
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def db_url(self) -> str:

@@ -1,4 +1,5 @@
-"""OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not), POST /v1/embeddings.
+"""OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not), POST /v1/embeddings;
+the helpers POST /v1/completions (completions.py) shares.
 
 Model names: the loaded generator's name = plain chat; `rag:<collection name>` = answer from that
 collection (under the caller's ACL) with numbered sources, like /api/ask. Every error under /v1 uses OpenAI's
@@ -175,16 +176,13 @@ class ChatMessage(BaseModel):
                     None)  # fmt: skip
 
 
-class ChatRequest(_NullsAreDefaults):
-    """OpenAI's chat completion request: the fields this server honours or refuses by name (`sampling`); any
-    other (`user`, `metadata`, a field of another server) is accepted and has no effect."""
+class SamplingRequest(_NullsAreDefaults):
+    """The fields OpenAI's chat and text completion requests share: the model, streaming and sampling."""
 
     model_config = ConfigDict(extra="allow")
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, ge=0, le=1)  # 0: only the likeliest token, i.e. greedy
     n: int = Field(default=1, ge=1)
@@ -193,12 +191,45 @@ class ChatRequest(_NullsAreDefaults):
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what torch's generator takes
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     logit_bias: dict[str, float] | None = None
     # vLLM's extensions, which several clients send
     top_k: int = Field(default=0, ge=-1)
     repetition_penalty: float = Field(default=1.0, gt=0)
+
+    def options(self) -> dict[str, Any]:
+        """The SamplingParams options besides max_tokens/temperature/top_p/logprobs; OpenAIError for what this
+        server cannot honour."""
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stop) > MAX_STOP or any(not s for s in stop):
+            raise OpenAIError(
+                400, f"stop: at most {MAX_STOP} non-empty strings.", "invalid_request", param="stop"
+            )
+        if self.logit_bias:
+            raise OpenAIError(400, "logit_bias is not supported: this server's sampler has no per-token bias.",
+                              "unsupported_parameter", param="logit_bias")  # fmt: skip
+        if self.n > 1:
+            raise OpenAIError(400, f"n={self.n} is not supported: this server returns one choice per request; "
+                              "send n requests for n answers.", "unsupported_parameter", param="n")  # fmt: skip
+        return {"stop": stop, "seed": self.seed, "presence_penalty": self.presence_penalty,
+                "frequency_penalty": self.frequency_penalty, "top_k": max(self.top_k, 0),
+                "repetition_penalty": self.repetition_penalty}  # fmt: skip
+
+    def temperature_top_p(self) -> tuple[float, float]:
+        """top_p 0 keeps only the likeliest token, which is greedy decoding (the sampler wants top_p in (0, 1])."""
+        return (0.0, 1.0) if self.top_p == 0 else (self.temperature, self.top_p)
+
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class ChatRequest(SamplingRequest):
+    """OpenAI's chat completion request: the fields this server honours or refuses by name (`sampling`); any
+    other (`user`, `metadata`, a field of another server) is accepted and has no effect."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -209,19 +240,11 @@ class ChatRequest(_NullsAreDefaults):
     audio: dict[str, Any] | None = None
 
     def sampling(self) -> dict[str, Any]:
-        """The SamplingParams options besides max_tokens/temperature/top_p; OpenAIError for what this server
-        cannot honour (a client that asked for JSON output or tool calls must not get plain text silently)."""
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if len(stop) > MAX_STOP or any(not s for s in stop):
-            raise OpenAIError(
-                400, f"stop: at most {MAX_STOP} non-empty strings.", "invalid_request", param="stop"
-            )
+        """`options` and logprobs; OpenAIError for what this server cannot honour (a client that asked for JSON
+        output or tool calls must not get plain text silently)."""
         if self.top_logprobs:
             raise OpenAIError(400, "top_logprobs is not supported: logprobs=true gives each chosen token's "
                               "log-probability.", "unsupported_parameter", param="top_logprobs")  # fmt: skip
-        if self.logit_bias:
-            raise OpenAIError(400, "logit_bias is not supported: this server's sampler has no per-token bias.",
-                              "unsupported_parameter", param="logit_bias")  # fmt: skip
         kind = (self.response_format or {}).get("type", "text")
         if kind != "text":
             raise OpenAIError(400, f"response_format {kind!r} is not supported: this server generates plain "
@@ -235,12 +258,7 @@ class ChatRequest(_NullsAreDefaults):
         if self.audio is not None or any(m != "text" for m in self.modalities or ()):
             raise OpenAIError(400, "Only text output is supported: modalities ['text'], no audio.",
                               "unsupported_parameter", param="audio" if self.audio else "modalities")  # fmt: skip
-        if self.n > 1:
-            raise OpenAIError(400, f"n={self.n} is not supported: this server returns one choice per request; "
-                              "send n requests for n answers.", "unsupported_parameter", param="n")  # fmt: skip
-        return {"stop": stop, "seed": self.seed, "presence_penalty": self.presence_penalty,
-                "frequency_penalty": self.frequency_penalty, "top_k": max(self.top_k, 0),
-                "repetition_penalty": self.repetition_penalty, "logprobs": self.logprobs}  # fmt: skip
+        return {**self.options(), "logprobs": self.logprobs}
 
 
 def _readable_collections(user: User) -> list[Collection]:
@@ -268,7 +286,7 @@ async def retrieve_model(model_id: str, user: CurrentUser) -> dict:
     for m in (await list_models(user))["data"]:
         if m["id"] == model_id:
             return m
-    raise _no_model(model_id)
+    raise no_model(model_id)
 
 
 class EmbeddingRequest(_NullsAreDefaults):
@@ -293,7 +311,7 @@ async def embeddings(body: EmbeddingRequest, user: CurrentUser) -> dict:
 
     emb = await run_in_threadpool(_embedder)
     if body.model != emb.name:
-        raise _no_model(body.model)
+        raise no_model(body.model)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_EMBED_INPUTS or any(not t or len(t) > MAX_EMBED_CHARS for t in texts):
         raise OpenAIError(400, f"input: 1 to {MAX_EMBED_INPUTS} non-empty strings of at most {MAX_EMBED_CHARS:,} "
@@ -311,15 +329,61 @@ async def embeddings(body: EmbeddingRequest, user: CurrentUser) -> dict:
             "data": [{"object": "embedding", "index": i, "embedding": d} for i, d in enumerate(data)]}  # fmt: skip
 
 
-def _no_model(name: str) -> OpenAIError:
+def no_model(name: str) -> OpenAIError:
     return OpenAIError(
         404, f"The model `{name}` does not exist or you do not have access to it.", "model_not_found"
     )
 
 
-async def _pieces(
-    body: ChatRequest, user: User
-) -> tuple[AsyncIterator[str | ans.Result], list[ans.Source] | None]:
+Pieces = tuple[AsyncIterator[str | ans.Result], list[ans.Source] | None]
+
+
+async def rag_collection(model: str, user: User) -> Collection:
+    """The collection a `rag:` model names, if the caller may read it; else the 404 of an unknown model."""
+    name = model[len(RAG_PREFIX) :]
+    cols = [c for c in await run_in_threadpool(_readable_collections, user) if c.name == name]
+    if not cols:
+        raise no_model(model)  # absent and forbidden look the same
+    return cols[0]
+
+
+async def rag_pieces(
+    col: Collection,
+    body: SamplingRequest,
+    question: str,
+    options: dict[str, Any],
+    max_tokens: int | None,
+    history: list[dict[str, str]] | None = None,
+    instructions: str = "",
+) -> Pieces:
+    """The answer from `col` to `question` (text deltas, then an ans.Result) and its sources."""
+    history = history or []
+    got = await ans.retrieve(ans.standalone_query(question, history), [col.id])
+    try:
+        sources, messages = ans.prepare(question, history, got.sources, max_tokens, instructions)
+    except ValueError as e:
+        raise OpenAIError(400, str(e), "context_length_exceeded") from None
+    if messages is None:  # no generator: an extractive answer
+        return ans.answer(question, None, sources, max_tokens=max_tokens, stop=options["stop"]), sources
+    temperature, top_p = body.temperature_top_p()
+    limit, temperature = _limits(messages, max_tokens, temperature)
+    sampling = {"max_tokens": limit, "temperature": temperature, "top_p": top_p, **options}
+    return ans.answer(question, messages, sources, **sampling), sources
+
+
+def plain_pieces(
+    body: SamplingRequest, prompt: str | list[dict[str, str]], options: dict[str, Any], max_tokens: int | None
+) -> Pieces:
+    """The generator's continuation of `prompt` (raw text, or chat messages under the chat template)."""
+    if not service.loaded or body.model != service.name:
+        raise no_model(body.model)
+    temperature, top_p = body.temperature_top_p()
+    what = "the prompt takes" if isinstance(prompt, str) else "the messages take"
+    limit, temperature = _limits(prompt, max_tokens, temperature, what)
+    return ans.generate(prompt, limit, temperature, top_p=top_p, **options), None
+
+
+async def _pieces(body: ChatRequest, user: User) -> Pieces:
     """Text deltas then an ans.Result, for a rag: model or plain chat; raises OpenAIError for bad requests."""
     for i, m in enumerate(body.messages):
         if (j := m.textless_part()) is not None:  # was a 500 (joining a null)
@@ -335,58 +399,41 @@ async def _pieces(
     msgs = [{"role": _ROLES[m.role], "content": m.text()} for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = body.sampling()
-    # top_p 0 keeps only the likeliest token, which is greedy decoding (the sampler wants top_p in (0, 1])
-    temperature, top_p = (0.0, 1.0) if body.top_p == 0 else (body.temperature, body.top_p)
-    if body.model.startswith(RAG_PREFIX):
-        name = body.model[len(RAG_PREFIX) :]
-        cols = [c for c in await run_in_threadpool(_readable_collections, user) if c.name == name]
-        if not cols:
-            raise _no_model(body.model)  # absent and forbidden look the same
-        if msgs[-1]["role"] != "user" or not msgs[-1]["content"].strip():
-            raise OpenAIError(
-                400, "The last message must be a non-empty user message.", "invalid_request", param="messages"
-            )
-        if body.logprobs and service.engine is None:  # a quoted answer was not sampled: it has no logprobs
-            raise OpenAIError(400, "logprobs is not supported without a generator: the answer is quoted from "
-                              "the sources, not sampled.", "unsupported_parameter", param="logprobs")  # fmt: skip
-        question = msgs[-1]["content"]
-        history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
-        # the client's system prompt ("Answer in German.") joins the product's, which keeps the sources rules
-        instructions = "\n\n".join(
-            m["content"] for m in msgs if m["role"] == "system" and m["content"].strip()
+    if not body.model.startswith(RAG_PREFIX):
+        return plain_pieces(body, msgs, options, max_tokens)
+    col = await rag_collection(body.model, user)
+    if msgs[-1]["role"] != "user" or not msgs[-1]["content"].strip():
+        raise OpenAIError(
+            400, "The last message must be a non-empty user message.", "invalid_request", param="messages"
         )
-        got = await ans.retrieve(ans.standalone_query(question, history), [cols[0].id])
-        try:
-            sources, messages = ans.prepare(question, history, got.sources, max_tokens, instructions)
-        except ValueError as e:
-            raise OpenAIError(400, str(e), "context_length_exceeded") from None
-        if messages is None:  # no generator: an extractive answer
-            return ans.answer(question, None, sources, max_tokens=max_tokens, stop=options["stop"]), sources
-        limit, temperature = _limits(messages, max_tokens, temperature)
-        sampling = {"max_tokens": limit, "temperature": temperature, "top_p": top_p, **options}
-        return ans.answer(question, messages, sources, **sampling), sources
-    if not service.loaded or body.model != service.name:
-        raise _no_model(body.model)
-    return ans.generate(msgs, *_limits(msgs, max_tokens, temperature), top_p=top_p, **options), None
+    if body.logprobs and service.engine is None:  # a quoted answer was not sampled: it has no logprobs
+        raise OpenAIError(400, "logprobs is not supported without a generator: the answer is quoted from "
+                          "the sources, not sampled.", "unsupported_parameter", param="logprobs")  # fmt: skip
+    history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
+    # the client's system prompt ("Answer in German.") joins the product's, which keeps the sources rules
+    instructions = "\n\n".join(m["content"] for m in msgs if m["role"] == "system" and m["content"].strip())
+    return await rag_pieces(col, body, msgs[-1]["content"], options, max_tokens, history, instructions)
 
 
-def _limits(messages, max_tokens: int | None, temperature: float = 0.0) -> tuple[int, float]:
+def _limits(
+    prompt, max_tokens: int | None, temperature: float = 0.0, what: str = "the messages take"
+) -> tuple[int, float]:
     try:
-        n = len(service.engine.encode_prompt(messages))
+        n = len(service.engine.encode_prompt(prompt))
     except ValueError as e:
         raise OpenAIError(400, str(e), "invalid_request") from None
     room = service.engine.max_model_len - n
     if room < 1 or (max_tokens is not None and max_tokens > room):
         raise OpenAIError(
             400,
-            f"This model's maximum context length is {service.engine.max_model_len} tokens; the messages "
-            f"take {n} and {max_tokens or 1} more were requested.",
+            f"This model's maximum context length is {service.engine.max_model_len} tokens; {what} "
+            f"{n} and {max_tokens or 1} more were requested.",
             "context_length_exceeded",
         )
     return max_tokens or min(settings.answer_max_tokens, room), temperature
 
 
-def _usage(r: ans.Result) -> dict[str, Any]:
+def usage(r: ans.Result) -> dict[str, Any]:
     p, c = r.usage["prompt_tokens"], r.usage["completion_tokens"]
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
             "prompt_tokens_details": {"cached_tokens": r.usage["prefix_hit_tokens"]}}  # fmt: skip
@@ -403,76 +450,96 @@ def _logprobs(tokens) -> dict[str, Any]:
     return {"content": content}
 
 
-def _finish(r: ans.Result) -> str:
+def provenance(sources: list[ans.Source] | None, r: ans.Result | None = None) -> dict[str, Any]:
+    """A rag: answer's `sources`, and with its Result the numbers it `cited`; nothing for the plain model."""
+    if sources is None:
+        return {}
+    return {"sources": [s.public() for s in sources], **({"cited": r.cited} if r is not None else {})}
+
+
+def finish_reason(r: ans.Result) -> str:
     return "length" if r.finish_reason == "length" else "stop"
 
 
-@router.post("/chat/completions")
-async def chat_completions(body: ChatRequest, request: Request, user: CurrentUser):
-    """Chat completion (JSON or `data:` chunks ending in [DONE])."""
-    count_question(request, user)  # only now: a body refused as malformed (400) asked nothing
+async def start(pieces: AsyncIterator[str | ans.Result]) -> AsyncIterator[str | ans.Result]:
+    """`pieces` with its first one already generated: errors before the first token become HTTP errors (503
+    with Retry-After for a full engine queue, 400 for what the engine refuses) instead of a broken stream."""
     from inference import EngineOverloaded
 
-    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    pieces, sources = await _pieces(body, user)
     try:
-        first = await anext(pieces)  # errors before the first token become proper HTTP errors
+        first = await anext(pieces)
     except EngineOverloaded as e:
         busy = OpenAIError(503, str(e), "overloaded")
         busy.headers = {"Retry-After": str(retry_after_s("ask"))}
         raise busy from None
     except ValueError as e:
         raise OpenAIError(400, str(e), "invalid_request") from None
-    extra = {"sources": [s.public() for s in sources]} if sources is not None else {}
-    if not body.stream:
-        parts: list[str] = []
-        piece = first
-        while not isinstance(piece, ans.Result):
-            parts.append(piece)
-            piece = await anext(pieces)
-        if sources is not None:  # cited flags are final now
-            extra = {"sources": [s.public() for s in sources], "cited": piece.cited}
-        return {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": body.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": piece.answer},
-                         "finish_reason": _finish(piece),
-                         "logprobs": _logprobs(piece.token_logprobs or []) if body.logprobs else None}],
-            "usage": _usage(piece),
-            **extra,
-        }  # fmt: skip
-    include_usage = bool((body.stream_options or {}).get("include_usage"))
 
-    def chunk(delta: dict, finish: str | None = None, tokens=None, **more) -> bytes:
-        lps = _logprobs(tokens) if body.logprobs and tokens is not None else None
-        obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lps}], **more}  # fmt: skip
-        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+    async def chained() -> AsyncIterator[str | ans.Result]:
+        yield first
+        async for piece in pieces:
+            yield piece
+
+    return chained()
+
+
+async def result(pieces: AsyncIterator[str | ans.Result]) -> ans.Result:
+    """The Result that ends `pieces` (the whole answer)."""
+    async for piece in pieces:
+        if isinstance(piece, ans.Result):
+            return piece
+    raise RuntimeError("the answer ended without a result")
+
+
+def sse(objects: AsyncIterator[dict], what: str) -> StreamingResponse:
+    """`data:` events of `objects`, then [DONE]; a failure mid-stream is an error event in OpenAI's shape."""
 
     async def events() -> AsyncIterator[bytes]:
-        yield chunk({"role": "assistant", "content": ""}, **extra)
-        piece = first
-        sent = 0  # tokens whose logprobs went out with a text chunk
         try:
-            while True:
-                if isinstance(piece, ans.Result):
-                    more = {"cited": piece.cited} if sources is not None else {}
-                    yield chunk({}, _finish(piece), (piece.token_logprobs or [])[sent:], **more)
-                    if include_usage:
-                        obj = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                               "model": body.model, "choices": [], "usage": _usage(piece)}  # fmt: skip
-                        yield f"data: {json.dumps(obj)}\n\n".encode()
-                    break
-                if piece:
-                    tokens = getattr(piece, "tokens", ())
-                    sent += len(tokens)
-                    yield chunk({"content": piece}, None, tokens)
-                piece = await anext(pieces)
+            async for obj in objects:
+                yield f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
         except Exception as e:
-            log.exception("chat completion stream failed")
+            log.exception("%s stream failed", what)
             yield f"data: {json.dumps(error_body(500, f'generation failed: {e}', 'internal_error'))}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatRequest, request: Request, user: CurrentUser):
+    """Chat completion (JSON or `data:` chunks ending in [DONE])."""
+    count_question(request, user)  # only now: a body refused as malformed (400) asked nothing
+    pieces, sources = await _pieces(body, user)
+    pieces = await start(pieces)
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.model}  # fmt: skip
+    if not body.stream:
+        r = await result(pieces)
+        return {**head,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": r.answer},
+                             "finish_reason": finish_reason(r),
+                             "logprobs": _logprobs(r.token_logprobs or []) if body.logprobs else None}],
+                "usage": usage(r), **provenance(sources, r)}  # fmt: skip
+    head["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict, finish: str | None = None, tokens=None, **more) -> dict:
+        lps = _logprobs(tokens) if body.logprobs and tokens is not None else None
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lps}],
+                **more}  # fmt: skip
+
+    async def chunks() -> AsyncIterator[dict]:
+        yield chunk({"role": "assistant", "content": ""}, **provenance(sources))
+        sent = 0  # tokens whose logprobs went out with a text chunk
+        async for piece in pieces:
+            if isinstance(piece, ans.Result):
+                more = {"cited": piece.cited} if sources is not None else {}
+                yield chunk({}, finish_reason(piece), (piece.token_logprobs or [])[sent:], **more)
+                if body.include_usage():
+                    yield {**head, "choices": [], "usage": usage(piece)}
+            elif piece:
+                tokens = getattr(piece, "tokens", ())
+                sent += len(tokens)
+                yield chunk({"content": piece}, None, tokens)
+
+    return sse(chunks(), "chat completion")

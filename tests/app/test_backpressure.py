@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from app.backpressure import busy_detail
+from app.backpressure import busy_detail, work_class
 from tests.app.ask_support import ask_env, build_world, free_port, glm_checkpoint, parse_sse  # noqa: F401
 from tests.app.support import ROOT, restore_settings, wait_for
 
@@ -233,6 +233,13 @@ def test_a_slow_upload_holds_no_slot_while_it_is_sent(live):
     assert r.status_code == 202 and [d["filename"] for d in r.json()["documents"]] == ["slow.md"], r.text
 
 
+def test_text_completions_are_ask_work():
+    # a text completion runs the same retrieval and generation as a chat one: the same slots and queue
+    assert [work_class("POST", p) for p in ("/v1/completions", "/v1/chat/completions/", "/v1/embeddings")] == [
+        "ask", "ask", "search"]  # fmt: skip
+    assert work_class("GET", "/v1/completions") is None
+
+
 def test_full_engine_queue_is_503_with_retry_after(tmp_path, monkeypatch, glm_checkpoint):  # noqa: F811
     from fastapi.testclient import TestClient
 
@@ -252,9 +259,13 @@ def test_full_engine_queue_is_503_with_retry_after(tmp_path, monkeypatch, glm_ch
             assert events[-1][0] == "error" and events[-1][1]["detail"] == BUSY
             assert events[-1][1]["retry_after"] >= 1
             chat = {"model": "tiny-glm", "messages": [{"role": "user", "content": "hello"}]}
-            r = client.post("/v1/chat/completions", json=chat, headers=w.member)
-            assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded", r.text
-            assert int(r.headers["Retry-After"]) >= 1
+            for path, body in (
+                ("/v1/chat/completions", chat),
+                ("/v1/completions", {"model": "tiny-glm", "prompt": "hello"}),
+            ):
+                r = client.post(path, json=body, headers=w.member)
+                assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded", r.text
+                assert int(r.headers["Retry-After"]) >= 1
     finally:
         monkeypatch.undo()
         restore_settings()

@@ -300,9 +300,7 @@ def test_unknown_v1_paths_and_wrong_methods_answer_in_openai_shape(inproc):
                       http_client=c, max_retries=0).files.list()  # fmt: skip
     assert e.value.body == {"message": "Invalid URL (GET /v1/files)", "type": "invalid_request_error",
                             "param": None, "code": None}  # fmt: skip
-    _openai_error(
-        c.post("/v1/completions", json={}, headers=member), 404, "Invalid URL (POST /v1/completions)"
-    )
+    _openai_error(c.post("/v1/responses", json={}, headers=member), 404, "Invalid URL (POST /v1/responses)")
     _openai_error(c.get("/v1"), 404, "Invalid URL (GET /v1)")
     r = c.get("/v1/chat/completions", headers=member)
     _openai_error(r, 405, "Invalid method for URL (GET /v1/chat/completions): use POST")

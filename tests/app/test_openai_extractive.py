@@ -95,3 +95,23 @@ def test_what_a_quote_cannot_honour_is_a_400_naming_it(live, extra, param, messa
             **{"model": "rag:handbook", "messages": [QUESTION], **extra}
         )
     assert (e.value.param, e.value.body["message"]) == (param, message)
+
+
+def test_text_completions_quote_as_chat_does(live):
+    # /v1/completions with no generator: the rag: model's prompt is the question, the quote its text, cut at
+    # stop and max_tokens as chat's is; there is no plain model to continue a raw prompt
+    server, w = live
+    c = sdk(server, w.member)
+    chat = c.chat.completions.create(model="rag:handbook", messages=[QUESTION])
+    r = c.completions.create(model="rag:handbook", prompt=QUESTION["content"])
+    assert r.choices[0].text == chat.choices[0].message.content and "twenty-eight days" in r.choices[0].text
+    assert (r.usage, r.model_extra["sources"]) == (chat.usage, chat.model_extra["sources"])
+    chunks = list(c.completions.create(model="rag:handbook", prompt=QUESTION["content"], stream=True,
+                                       stream_options={"include_usage": True}))  # fmt: skip
+    assert "".join(ch.choices[0].text for ch in chunks if ch.choices) == r.choices[0].text
+    assert chunks[-1].usage == r.usage
+    short = c.completions.create(model="rag:handbook", prompt=QUESTION["content"], max_tokens=3)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens <= 3
+    with pytest.raises(openai.NotFoundError) as e:
+        c.completions.create(model="gpt-3.5-turbo-instruct", prompt="Once upon a time")
+    assert e.value.code == "model_not_found"

@@ -263,6 +263,10 @@ MATRIX: dict[tuple[str, str], Entry] = {
         (401, 200, 200, 200), _url("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "hello"})
     ),
     ("POST", "/v1/chat/completions"): Entry((401, 404, 200, 200), _url("/v1/chat/completions", json=RAG)),
+    ("POST", "/v1/completions"): Entry(
+        (401, 404, 200, 200),
+        _url("/v1/completions", json={"model": RAG["model"], "prompt": f"What is the {SNIPPET}?"}),
+    ),
     ("GET", "/api/conversations"): Entry((401, 200, 200, 200), _url("/api/conversations")),
     ("GET", "/api/conversations/{conversation_id}"): Entry(
         (401, 404, 200, 404), _url("/api/conversations/{w.conversation}")

@@ -1,0 +1,193 @@
+"""POST /v1/completions (legacy text completions, what LangChain's `OpenAI` and LlamaIndex's `OpenAILike` call)
+driven by the official `openai` client against uvicorn on loopback, with the tiny random GLM-4 checkpoint: the
+raw prompt continued without the chat template, streamed and not, sampling options, `rag:` answers with their
+sources, and the chat route's refusals, errors, access control and question limit."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app.engine_service import service
+from app.models import Role
+from app.settings import settings
+from tests.app.ask_support import glm_checkpoint, live_world, sdk  # noqa: F401
+from tests.app.support import make_user
+
+openai = pytest.importorskip("openai")
+
+PROMPT = "The travel policy says that"
+QUESTION = "How many days of paid leave do employees get?"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, glm_checkpoint):  # noqa: F811
+    with live_world(tmp_path_factory.mktemp("completions"), AUTOGLM_MODEL_PATH=str(glm_checkpoint),
+                    AUTOGLM_ANSWER_MAX_TOKENS="16", AUTOGLM_KV_CACHE_MEMORY_MB="32") as got:  # fmt: skip
+        yield got
+
+
+def _text(chunks) -> str:
+    return "".join(ch.choices[0].text for ch in chunks if ch.choices)
+
+
+def test_the_raw_prompt_is_continued_without_the_chat_template(live):
+    server, w = live
+    from inference import SamplingParams
+
+    r = sdk(server, w.member).completions.create(
+        model="tiny-glm", prompt=PROMPT, temperature=0, max_tokens=10
+    )
+    assert (r.object, r.model, r.choices[0].index, r.choices[0].logprobs) == (
+        "text_completion",
+        "tiny-glm",
+        0,
+        None,
+    )
+    # the engine's own greedy continuation of the bare text: no <|user|> ... <|assistant|> around it
+    [direct] = service.engine.generate([PROMPT], SamplingParams(max_tokens=10, temperature=0))
+    assert r.choices[0].text == direct.text and r.choices[0].text
+    assert r.usage.prompt_tokens == len(service.engine.encode_prompt(PROMPT))
+    assert r.usage.prompt_tokens < len(service.engine.encode_prompt([{"role": "user", "content": PROMPT}]))
+    assert r.usage.completion_tokens == direct.usage.completion_tokens
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.choices[0].finish_reason == ("length" if r.usage.completion_tokens == 10 else "stop")
+
+
+def test_stream_and_not_agree(live):
+    server, w = live
+    c = sdk(server, w.member)
+    ask = {"model": "tiny-glm", "temperature": 0, "max_tokens": 10}
+    full = c.completions.create(**ask, prompt=PROMPT)
+    assert (
+        c.completions.create(**ask, prompt=[PROMPT]).choices[0].text == full.choices[0].text
+    )  # LangChain's form
+    chunks = list(
+        c.completions.create(**ask, prompt=PROMPT, stream=True, stream_options={"include_usage": True})
+    )
+    assert all(ch.object == "text_completion" and ch.id == chunks[0].id for ch in chunks)
+    assert _text(chunks) == full.choices[0].text
+    assert chunks[-2].choices[0].finish_reason == full.choices[0].finish_reason
+    assert all(ch.choices[0].finish_reason is None for ch in chunks[:-2])
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+    plain = list(c.completions.create(**ask, prompt=PROMPT, stream=True))
+    assert all(ch.usage is None and ch.choices for ch in plain)  # no usage chunk unless asked for
+    assert _text(plain) == full.choices[0].text
+
+
+def test_stop_seed_top_p_and_echo(live):
+    server, w = live
+    c = sdk(server, w.member)
+    ask = {"model": "tiny-glm", "prompt": PROMPT, "temperature": 0, "max_tokens": 16}
+    text = c.completions.create(**ask).choices[0].text
+    cut = next(i for i in range(2, len(text) - 1) if text[i].strip())  # a stop string starting mid-answer
+    stop = text[cut : cut + 2]
+    for stream in (False, True):
+        r = c.completions.create(**ask, stop=[stop, "never-printed"], stream=stream)
+        chunks = list(r) if stream else None
+        got = _text(chunks) if stream else r.choices[0].text
+        finish = chunks[-1].choices[0].finish_reason if stream else r.choices[0].finish_reason
+        assert (got, finish) == (text[: text.find(stop)], "stop")
+    hot = {**ask, "temperature": 1.0, "max_tokens": 12}
+    first, again = (c.completions.create(**hot, seed=99).choices[0].text for _ in range(2))
+    assert first == again  # a seed makes sampling repeatable
+    assert c.completions.create(**{**ask, "temperature": 1.5, "top_p": 0}).choices[0].text == text  # greedy
+
+    echoed = c.completions.create(**ask, echo=True)
+    assert echoed.choices[0].text == PROMPT + text
+    chunks = list(c.completions.create(**ask, echo=True, stream=True))
+    assert chunks[0].choices[0].text == PROMPT and _text(chunks) == PROMPT + text
+
+
+def test_a_rag_model_answers_the_prompt_as_a_question(live):
+    server, w = live
+    c = sdk(server, w.member)
+    r = c.completions.create(model="rag:handbook", prompt=QUESTION, temperature=0, max_tokens=8)
+    # the same answer, sources and prompt as a chat with that one user message
+    chat = c.chat.completions.create(model="rag:handbook", messages=[{"role": "user", "content": QUESTION}],
+                                     temperature=0, max_tokens=8)  # fmt: skip
+    assert r.choices[0].text == chat.choices[0].message.content
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (
+        chat.usage.prompt_tokens,
+        chat.usage.completion_tokens,
+    )
+    assert r.model_extra["sources"] == chat.model_extra["sources"]
+    assert r.model_extra["cited"] == chat.model_extra["cited"]
+    assert "twenty-eight days" in r.model_extra["sources"][0]["text"]
+    chunks = list(c.completions.create(model="rag:handbook", prompt=QUESTION, temperature=0, max_tokens=8,
+                                       stream=True))  # fmt: skip
+    assert chunks[0].model_extra["sources"] == r.model_extra["sources"]
+    assert _text(chunks) == r.choices[0].text and chunks[-1].model_extra["cited"] == r.model_extra["cited"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"suffix": "and that is all."}, "suffix", "unsupported_parameter"),
+        ({"best_of": 2}, "best_of", "unsupported_parameter"),
+        ({"n": 2}, "n", "unsupported_parameter"),
+        ({"logprobs": 1}, "logprobs", "unsupported_parameter"),
+        ({"prompt": ["one", "two"]}, "prompt", "unsupported_parameter"),
+        ({"prompt": []}, "prompt", "invalid_request"),
+        ({"model": "rag:handbook", "prompt": "  "}, "prompt", "invalid_request"),
+        ({"logit_bias": {"42": -100}}, "logit_bias", "unsupported_parameter"),
+        ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
+        ({"temperature": 3}, "temperature", "invalid_request"),
+    ],
+)  # fmt: skip
+def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, param, code):
+    server, w = live
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk(server, w.member).completions.create(
+            **{"model": "tiny-glm", "prompt": "hi", "max_tokens": 4, **extra}
+        )
+    assert (e.value.code, e.value.param) == (code, param), e.value.body
+
+
+def test_defaults_clients_send_change_nothing(live):
+    # LangChain's OpenAI sends best_of 1, n 1, logprobs null and an empty logit_bias with every prompt
+    server, w = live
+    c = sdk(server, w.member)
+    ask = {"model": "tiny-glm", "prompt": PROMPT, "temperature": 0, "max_tokens": 8}
+    bare = c.completions.create(**ask)
+    full = c.completions.create(**ask, best_of=1, n=1, logprobs=None, logit_bias={}, echo=False, suffix=None,
+                                presence_penalty=0, frequency_penalty=0, top_p=1, user="tool-42")  # fmt: skip
+    assert (full.choices[0].text, full.usage) == (bare.choices[0].text, bare.usage)
+    nulls = {k: None for k in ("temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
+                               "echo", "suffix", "best_of", "logprobs", "seed", "logit_bias", "user")}  # fmt: skip
+    r = httpx.post(f"{server.base}/v1/completions", json={"model": "tiny-glm", "prompt": PROMPT, **nulls},
+                   headers=w.member, timeout=120)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["object"] == "text_completion" and r.json()["choices"][0]["text"]
+
+
+def test_errors_access_and_the_question_limit_are_the_chat_route_s(live, monkeypatch):
+    server, w = live
+    member = sdk(server, w.member)
+    for model in ("rag:board", "rag:nope", "gpt-3.5-turbo-instruct"):  # forbidden looks exactly like absent
+        with pytest.raises(openai.NotFoundError) as e:
+            member.completions.create(model=model, prompt=QUESTION)
+        assert e.value.code == "model_not_found"
+        assert (
+            e.value.body["message"] == f"The model `{model}` does not exist or you do not have access to it."
+        )
+    assert sdk(server, w.admin).completions.create(model="rag:board", prompt="merger", max_tokens=2).choices
+    with pytest.raises(openai.AuthenticationError) as e:
+        openai.OpenAI(base_url=f"{server.base}/v1", api_key="agk_wrong", max_retries=0).completions.create(
+            model="tiny-glm", prompt="hi"
+        )
+    assert e.value.code == "invalid_api_key"
+    with pytest.raises(openai.BadRequestError) as e:
+        member.completions.create(model="tiny-glm", prompt=PROMPT, max_tokens=10**7)
+    assert e.value.code == "context_length_exceeded" and "the prompt takes" in e.value.body["message"]
+
+    # one window of questions with /v1/chat/completions and /api/ask
+    c = sdk(server, make_user(Role.member, group_ids=[w.group]))
+    monkeypatch.setattr(settings, "ask_rate_per_minute", 1)
+    c.chat.completions.create(
+        model="rag:handbook", messages=[{"role": "user", "content": QUESTION}], max_tokens=2
+    )
+    for stream in (False, True):
+        with pytest.raises(openai.RateLimitError) as e:
+            c.completions.create(model="tiny-glm", prompt=PROMPT, max_tokens=2, stream=stream)
+        assert e.value.code == "rate_limit_exceeded" and "retry-after" in e.value.response.headers
