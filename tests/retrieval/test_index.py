@@ -240,11 +240,17 @@ def test_concurrent_readers_see_whole_versions_while_a_writer_adds_segments(tmp_
     errors: list[str] = []
 
     def reader():
-        for _ in range(200):
+        # at least 200 searches, and on until the last version has been searched (on a busy machine a reader's
+        # 200 could all run before the writer publishes a second version)
+        n = 0
+        while True:
             m = current[0]
             got = [i for i, _ in cache.search(tmp_path, m, q, 5)]
             if got != expected[m.version]:
                 errors.append(f"version {m.version}: {got} != {expected[m.version]}")
+            n += 1
+            if n >= 200 and m.version == manifests[-1].version:
+                break
 
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
