@@ -433,10 +433,13 @@ def _limits(
     return max_tokens or min(settings.answer_max_tokens, room), temperature
 
 
-def usage(r: ans.Result) -> dict[str, Any]:
-    p, c = r.usage["prompt_tokens"], r.usage["completion_tokens"]
+def usage(*results: ans.Result) -> dict[str, Any]:
+    """OpenAI's `usage` of one answer, or of several (one request's choices) together."""
+    p, c, hit = (
+        sum(r.usage[k] for r in results) for k in ("prompt_tokens", "completion_tokens", "prefix_hit_tokens")
+    )
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-            "prompt_tokens_details": {"cached_tokens": r.usage["prefix_hit_tokens"]}}  # fmt: skip
+            "prompt_tokens_details": {"cached_tokens": hit}}  # fmt: skip
 
 
 def _logprobs(tokens) -> dict[str, Any]:
@@ -476,9 +479,12 @@ async def start(pieces: AsyncIterator[str | ans.Result]) -> AsyncIterator[str | 
         raise OpenAIError(400, str(e), "invalid_request") from None
 
     async def chained() -> AsyncIterator[str | ans.Result]:
-        yield first
-        async for piece in pieces:
-            yield piece
+        try:
+            yield first
+            async for piece in pieces:
+                yield piece
+        finally:  # closed early (a client gone, another prompt of the request refused): the engine stops too
+            await pieces.aclose()
 
     return chained()
 

@@ -3,12 +3,14 @@
 
 The generator's model continues the raw prompt (no chat template: that is what a text completion is); a
 `rag:<collection>` model reads the prompt as a question and answers it from the collection with its sources,
-as /v1/chat/completions does. Auth, the questions-per-minute limit, back-pressure, errors and access control
+as /v1/chat/completions does. Several prompts (LangChain sends its batch in one request) are generated at once
+and answered a choice each, streamed one after another. Auth, the questions-per-minute limit, back-pressure, errors and access control
 are the chat route's (openai_compat.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,9 +21,11 @@ from pydantic import Field
 
 from app import answer as ans
 from app.deps import CurrentUser
+from app.models import User
 from app.routes.openai_compat import (
     RAG_PREFIX,
     OpenAIError,
+    Pieces,
     SamplingRequest,
     finish_reason,
     plain_pieces,
@@ -38,9 +42,13 @@ from app.security import count_question
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
+MAX_PROMPTS = 20  # LangChain's OpenAI sends its prompts 20 to a request (batch_size)
+
+
 class CompletionRequest(SamplingRequest):
-    """OpenAI's text completion request: one prompt; `suffix`, `best_of` above 1 and `logprobs` are refused by
-    name (`sampling`); any other field (`user`, a field of another server) is accepted and has no effect."""
+    """OpenAI's text completion request: one prompt or a few, each answered as its own choice; `suffix`,
+    `best_of` above 1 and `logprobs` are refused by name (`sampling`); any other field (`user`, a field of
+    another server) is accepted and has no effect."""
 
     prompt: str | list[str]
     echo: bool = False
@@ -48,14 +56,13 @@ class CompletionRequest(SamplingRequest):
     best_of: int | None = Field(default=None, ge=1)
     logprobs: int | None = Field(default=None, ge=0, le=5)
 
-    def text(self) -> str:
-        """The one prompt (a string, or a list of one string)."""
+    def prompts(self) -> list[str]:
+        """The prompts (a string, or a list of 1 to MAX_PROMPTS strings)."""
         prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
-        if len(prompts) != 1:
-            raise OpenAIError(400, f"prompt: a string or a list of one string (got a list of {len(prompts)}): this "
-                              "server answers one prompt per request; send one request per prompt.",
-                              "unsupported_parameter" if prompts else "invalid_request", param="prompt")  # fmt: skip
-        return prompts[0]
+        if not 1 <= len(prompts) <= MAX_PROMPTS:
+            raise OpenAIError(400, f"prompt: a string or a list of 1 to {MAX_PROMPTS} strings (got {len(prompts)})."
+                              , "invalid_request", param="prompt")  # fmt: skip
+        return prompts
 
     def sampling(self) -> dict[str, Any]:
         """`options`; OpenAIError for what this server cannot honour."""
@@ -64,7 +71,7 @@ class CompletionRequest(SamplingRequest):
                               "in text before a suffix.", "unsupported_parameter", param="suffix")  # fmt: skip
         if self.best_of is not None and self.best_of > 1:
             raise OpenAIError(400, f"best_of={self.best_of} is not supported: this server generates one "
-                              "completion per request.", "unsupported_parameter", param="best_of")  # fmt: skip
+                              "completion per prompt.", "unsupported_parameter", param="best_of")  # fmt: skip
         if self.logprobs is not None:
             raise OpenAIError(400, "logprobs is not supported by /v1/completions: /v1/chat/completions with "
                               "logprobs=true gives each chosen token's log-probability.", "unsupported_parameter",
@@ -72,11 +79,8 @@ class CompletionRequest(SamplingRequest):
         return self.options()
 
 
-@router.post("/completions")
-async def completions(body: CompletionRequest, request: Request, user: CurrentUser):
-    """Text completion (JSON or `data:` chunks ending in [DONE])."""
-    count_question(request, user)  # only now: a body refused as malformed (400) asked nothing
-    prompt, options = body.text(), body.sampling()
+async def _answer(body: CompletionRequest, user: User, prompt: str, options: dict[str, Any]) -> Pieces:
+    """One prompt's pieces, started (errors before its first token are HTTP errors), and its sources."""
     if body.model.startswith(RAG_PREFIX):
         col = await rag_collection(body.model, user)
         if not prompt.strip():
@@ -86,33 +90,63 @@ async def completions(body: CompletionRequest, request: Request, user: CurrentUs
         pieces, sources = await rag_pieces(col, body, prompt, options, body.max_tokens)
     else:
         pieces, sources = plain_pieces(body, prompt, options, body.max_tokens)
-    pieces = await start(pieces)
+    return await start(pieces), sources
+
+
+async def _answers(body: CompletionRequest, user: User, prompts: list[str]) -> list[Pieces]:
+    """Every prompt's `_answer`, generated at once (the engine batches them); if one is refused, the others
+    are stopped and its error is the request's."""
+    options = body.sampling()
+    got = await asyncio.gather(*(_answer(body, user, p, options) for p in prompts), return_exceptions=True)
+    if failed := [e for e in got if isinstance(e, BaseException)]:
+        for one in got:
+            if not isinstance(one, BaseException):
+                await one[0].aclose()
+        raise failed[0]
+    return got
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request, user: CurrentUser):
+    """Text completion (JSON or `data:` chunks ending in [DONE]); several prompts: a choice each."""
+    prompts = body.prompts()
+    for _ in prompts:  # each prompt is a question; only now: a body refused as malformed (400) asked nothing
+        count_question(request, user)
+    answers = await _answers(body, user, prompts)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": body.model}  # fmt: skip
-    echo = prompt if body.echo else ""
+    echo = prompts if body.echo else [""] * len(prompts)
 
-    def choice(text: str, finish: str | None = None, **more) -> dict:
-        return {
-            **head,
-            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
-            **more,
-        }
+    def choice(i: int, text: str, finish: str | None = None) -> dict:
+        return {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
 
     if not body.stream:
-        r = await result(pieces)
-        return {**choice(echo + r.answer, finish_reason(r)), "usage": usage(r), **provenance(sources, r)}
+        results = [await result(pieces) for pieces, _ in answers]
+        choices = [choice(i, echo[i] + r.answer, finish_reason(r)) for i, r in enumerate(results)]
+        if len(answers) == 1:  # a rag: answer's sources beside the choices, as in chat
+            return {
+                **head,
+                "choices": choices,
+                "usage": usage(*results),
+                **provenance(answers[0][1], results[0]),
+            }
+        for c, (_, sources), r in zip(choices, answers, results, strict=True):
+            c.update(provenance(sources, r))  # several: each choice's own
+        return {**head, "choices": choices, "usage": usage(*results)}
 
     async def chunks() -> AsyncIterator[dict]:
-        if echo or sources is not None:
-            yield choice(echo, **provenance(sources))
-        async for piece in pieces:
-            if isinstance(piece, ans.Result):
-                yield choice(
-                    "", finish_reason(piece), **({"cited": piece.cited} if sources is not None else {})
-                )
-                if body.include_usage():
-                    yield {**head, "choices": [], "usage": usage(piece)}
-            elif piece:
-                yield choice(str(piece))
+        results = []
+        for i, (pieces, sources) in enumerate(answers):  # all are generated at once; sent one after another
+            if echo[i] or sources is not None:
+                yield {**head, "choices": [choice(i, echo[i])], **provenance(sources)}
+            async for piece in pieces:
+                if isinstance(piece, ans.Result):
+                    results.append(piece)
+                    more = {"cited": piece.cited} if sources is not None else {}
+                    yield {**head, "choices": [choice(i, "", finish_reason(piece))], **more}
+                elif piece:
+                    yield {**head, "choices": [choice(i, str(piece))]}
+        if body.include_usage():
+            yield {**head, "choices": [], "usage": usage(*results)}
 
     return sse(chunks(), "text completion")

@@ -120,6 +120,39 @@ def test_a_rag_model_answers_the_prompt_as_a_question(live):
     assert _text(chunks) == r.choices[0].text and chunks[-1].model_extra["cited"] == r.model_extra["cited"]
 
 
+def test_several_prompts_are_a_choice_each(live):
+    # LangChain's OpenAI sends its batch (up to 20 prompts) in one request; each is answered as if alone
+    server, w = live
+    c = sdk(server, w.member)
+    ask = {"model": "tiny-glm", "temperature": 0, "max_tokens": 8}
+    prompts = [PROMPT, "Where is the office?", PROMPT]
+    alone = [c.completions.create(**ask, prompt=p) for p in prompts]
+    r = c.completions.create(**ask, prompt=prompts)
+    assert [(ch.index, ch.text, ch.finish_reason) for ch in r.choices] == [
+        (i, a.choices[0].text, a.choices[0].finish_reason) for i, a in enumerate(alone)
+    ]
+    assert r.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)
+    assert r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    chunks = list(
+        c.completions.create(**ask, prompt=prompts, stream=True, stream_options={"include_usage": True})
+    )
+    for i, a in enumerate(alone):
+        assert _text(ch for ch in chunks if ch.choices and ch.choices[0].index == i) == a.choices[0].text
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+    finished = [ch.choices[0].index for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert sorted(finished) == [0, 1, 2]
+
+    questions = [QUESTION, "Where do leave requests go?"]
+    r = c.completions.create(model="rag:handbook", prompt=questions, temperature=0, max_tokens=6)
+    for ch, q in zip(r.choices, questions, strict=True):  # several: each choice carries its own sources
+        one = c.completions.create(model="rag:handbook", prompt=q, temperature=0, max_tokens=6)
+        assert ch.text == one.choices[0].text
+        assert (ch.model_extra["sources"], ch.model_extra["cited"]) == (
+            one.model_extra["sources"], one.model_extra["cited"])  # fmt: skip
+    with pytest.raises(openai.NotFoundError):  # one prompt refused: the request is
+        c.completions.create(model="rag:board", prompt=questions)
+
+
 @pytest.mark.parametrize(
     ("extra", "param", "code"),
     [
@@ -127,7 +160,7 @@ def test_a_rag_model_answers_the_prompt_as_a_question(live):
         ({"best_of": 2}, "best_of", "unsupported_parameter"),
         ({"n": 2}, "n", "unsupported_parameter"),
         ({"logprobs": 1}, "logprobs", "unsupported_parameter"),
-        ({"prompt": ["one", "two"]}, "prompt", "unsupported_parameter"),
+        ({"prompt": ["one"] * 21}, "prompt", "invalid_request"),
         ({"prompt": []}, "prompt", "invalid_request"),
         ({"model": "rag:handbook", "prompt": "  "}, "prompt", "invalid_request"),
         ({"logit_bias": {"42": -100}}, "logit_bias", "unsupported_parameter"),
@@ -191,3 +224,8 @@ def test_errors_access_and_the_question_limit_are_the_chat_route_s(live, monkeyp
         with pytest.raises(openai.RateLimitError) as e:
             c.completions.create(model="tiny-glm", prompt=PROMPT, max_tokens=2, stream=stream)
         assert e.value.code == "rate_limit_exceeded" and "retry-after" in e.value.response.headers
+    # each prompt of a request is a question
+    c = sdk(server, make_user(Role.member, group_ids=[w.group]))
+    monkeypatch.setattr(settings, "ask_rate_per_minute", 2)
+    with pytest.raises(openai.RateLimitError):
+        c.completions.create(model="tiny-glm", prompt=[PROMPT] * 3, max_tokens=2)
