@@ -421,3 +421,49 @@ def test_a_sentence_holding_only_the_questions_common_words_answers_nothing(ques
 )
 def test_a_sentence_holding_the_questions_rare_words_still_answers(question, answer):
     assert _manual(question).quotes[0].text == answer
+
+
+# The same manual in a company's documentation of 200 chunks, 20 of them the manual's: "Quillfeed" is rare there,
+# and every sentence of the manual holds it. It made the share of sentences that name the product but not what is
+# asked of it ("Quillfeed runs on Linux and macOS." for "Does Quillfeed run on Windows?": 2 of 3 terms, 40% of the
+# weight).
+COMPANY_DF = {"quillfe": 20, "read": 30, "file": 60, "feed": 25, "remov": 12, "run": 40}
+
+
+def _company_manual(question: str):
+    passages = [
+        Passage(i, 1, "Quillfeed manual", text, [heading], None, 0, len(text))
+        for i, (heading, text) in enumerate(MANUAL, 1)
+    ]
+
+    def weights(terms):
+        return {t: float(idf(COMPANY_DF.get(t, 0), 200)) for t in terms}
+
+    ctx = assemble_context(passages, "q", lambda s: len(s.split()), 500)
+    return extractive_answer(question, ctx, get_embedder().embed, idf=weights)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Does Quillfeed run on Windows?",  # the subject of a yes/no question counts for nothing
+        "Can Quillfeed read YAML files?",
+        "How do I remove an expired feed from Quillfeed?",  # "Quillfeed manual": the title's term counts less
+    ],
+)
+def test_a_sentence_naming_only_the_subject_and_a_common_word_answers_nothing(question):
+    ans = _company_manual(question)
+    assert (ans.text, ans.quotes) == ("", [])
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Does Quillfeed run on macOS?", "Quillfeed runs on Linux and macOS."),
+        ("Can Quillfeed export OPML?", "Quillfeed exports your subscriptions as OPML with quillfeed export."),
+        ("How often does Quillfeed fetch a feed?", "Quillfeed fetches every feed once an hour."),
+        ("Where does Quillfeed read its settings from?", "Quillfeed reads its settings from"),
+    ],
+)
+def test_what_the_sentence_says_of_the_subject_still_answers(question, answer):
+    assert _company_manual(question).quotes[0].text.startswith(answer)
