@@ -30,6 +30,7 @@ Payroll dates: salaries are paid on the 25th. The `<script>window.__pwned=1</scr
 only text in this payroll passage.
 """.encode()
 QUESTION = 'When are salaries paid? <img src=x onerror="window.__pwned=7">'
+PASSAGE_WORDS = re.compile(r"salaries are paid on the 25th|only text in this payroll passage")
 # Fires on any CSP violation: injected markup that tried to run, or a page that needs inline code.
 RECORD = """
 window.__cspViolations = [];
@@ -97,7 +98,10 @@ def test_stored_markup_shows_as_text_and_never_runs(server, page):  # noqa: F811
     page.get_by_role("button", name="Ask", exact=True).click()
     answer = page.locator(".msg.assistant .answer").last
     expect(answer).to_have_attribute("data-state", "done", timeout=60_000)
-    expect(answer).to_contain_text("25th")
+    # a quote of the stored passage, whichever of its sentences the answerer picks (the question's own markup
+    # shares six words with the passage's markup sentence, and those weigh as much as "salaries paid")
+    expect(answer).to_contain_text(PASSAGE_WORDS)
+    quoted = answer.inner_text()
     expect(page.locator(".msg.user").last).to_contain_text(QUESTION)
     expect(page.locator(".source-list")).to_contain_text(TITLE_MARKUP)
     page.locator(".msg.assistant .source-link").first.click()
@@ -115,5 +119,5 @@ def test_stored_markup_shows_as_text_and_never_runs(server, page):  # noqa: F811
     expect(item).to_contain_text(re.compile(re.escape(QUESTION[:40])))
     item.click()
     expect(page.locator(".msg.user").first).to_contain_text(QUESTION)
-    expect(page.locator(".msg.assistant .answer").first).to_contain_text("25th")
+    expect(page.locator(".msg.assistant .answer").first).to_contain_text(quoted.strip()[-60:])
     _never_ran(page)
