@@ -96,14 +96,54 @@ def chunk_document(
     ):
         sizes[i] = n
     chunks = []
+    max_chars = max_tokens * MAX_CHARS_PER_TOKEN
     for (s, e, sec), n in zip(spans, sizes, strict=True):
-        if n > max_tokens:  # tokenization of the slice differs from its sentences'; trim to fit
+        if e - s > max_chars:
+            windows = _char_windows(backend, text, s, e, max_chars, max_tokens)
+        elif n > max_tokens:  # tokenization of the slice differs from its sentences'; trim to fit
             e, n = _trim(backend, text, s, e, max_tokens)
             logger.warning("chunk at %d trimmed to %d tokens", s, n)
-        chunks.append(
-            ChunkSpec(len(chunks), text[s:e], list(sec.heading_path), sec.page, s, e, n, sec.page_kind)
-        )
+            windows = [(s, e, n)]
+        else:
+            windows = [(s, e, n)]
+        for s, e, n in windows:
+            chunks.append(
+                ChunkSpec(len(chunks), text[s:e], list(sec.heading_path), sec.page, s, e, n, sec.page_kind)
+            )
     return chunks
+
+
+# NOTE: a chunk's size is bounded in characters too. A "word" longer than the tokenizer's limit (BERT's: 100
+# characters) is one [UNK] token, so a 5 MB line without spaces (a minified file, a base64 blob, a run of one
+# character) was one chunk of 5 MB counted as 1 token. Text has 3-6 characters a token; 16 leaves room for
+# spaced-out tables and long identifiers.
+MAX_CHARS_PER_TOKEN = 16
+
+
+def _char_windows(
+    backend, text: str, s: int, e: int, max_chars: int, max_tokens: int
+) -> list[tuple[int, int, int]]:
+    """text[s:e] as consecutive (start, end, tokens) of at most max_chars characters and max_tokens tokens, cut
+    at whitespace in a window's second half where there is some, else inside the word; no overlap."""
+    out = []
+    while True:
+        while s < e and text[s].isspace():
+            s += 1
+        if s >= e:
+            return out
+        end = min(e, s + max_chars)
+        if end < e and not text[end].isspace():
+            cut = max(text.rfind(c, s + max_chars // 2, end) for c in " \n\t")
+            end = cut if cut > s else end
+        stop = end
+        while stop > s and text[stop - 1].isspace():
+            stop -= 1
+        n = _real_counts(backend, [text[s:stop]])[0]
+        if n > max_tokens:
+            stop, n = _trim(backend, text, s, stop, max_tokens)
+            end = stop
+        out.append((s, stop, n))
+        s = end
 
 
 _BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
