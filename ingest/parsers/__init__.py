@@ -132,6 +132,8 @@ def detect_type(data: bytes, filename: str | None = None) -> str:
         return "pdf"
     if data.startswith(b"PK\x03\x04"):
         return _zip_type(data)
+    if data.startswith(b"PK\x05\x06"):  # a ZIP's end record alone: an Office file saved as nothing
+        raise ParseError("The file is an empty ZIP container: it holds no document.")
     if data.startswith(OLE_MAGIC):
         return ole_type(data)
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"{\\rtf":

@@ -173,9 +173,17 @@ def metadata_title(raw: object) -> str | None:
     return title
 
 
+# An inline file (RFC 2397) written out as text: a web page's or a Markdown file's image as base64, a pasted
+# image in an e-mail's text. Megabytes of base64 to index, and in chunks that say nothing; a short one (an
+# example in documentation) stays.
+_DATA_URI = re.compile(r"data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[^;,\s]*)*;base64,[A-Za-z0-9+/=_-]{100,}")
+
+
 def clean_block(s: str) -> str:
     """A block of text: NFC, newlines normalized, control characters, soft hyphens and zero-width spaces dropped,
-    ligatures spelled out (``_INVISIBLE``), line ends stripped."""
+    ligatures spelled out (``_INVISIBLE``), line ends stripped, base64 data: URIs (``_DATA_URI``) dropped."""
+    if "base64," in s:
+        s = _DATA_URI.sub("", s)
     s = unicodedata.normalize("NFC", s.replace("\r\n", "\n").replace("\r", "\n").translate(_INVISIBLE))
     s = _CONTROL.sub("", s)
     lines = [line.rstrip() for line in s.split("\n")]

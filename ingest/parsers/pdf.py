@@ -83,8 +83,20 @@ def _add_cjk_cmaps() -> None:
 
 _add_cjk_cmaps()
 
-_ENCRYPTED = "The PDF is encrypted with a password; remove the password and upload it again."
+_ENCRYPTED = (
+    "The PDF is password-protected (encrypted with a password); remove the password and upload it again."
+)
+# AES (Acrobat's default since version 7) needs the cryptography package; without it pypdf cannot open even a
+# PDF whose user password is empty, which every viewer opens without asking (it was refused as protected).
+_NO_AES = (
+    "The PDF is encrypted with AES, which this installation cannot decrypt (the Python package 'cryptography' "
+    "is missing); install it, or save the PDF without encryption and upload it again."
+)
 _DAMAGED = "The PDF could not be read: the file is damaged or is not a valid PDF."
+_UNDECODABLE = (
+    "The PDF has no extractable text: its characters could not be decoded (damaged or unmapped fonts); the file "
+    "may be damaged."
+)
 _MAX_OUTLINE_ENTRIES = 20_000
 
 
@@ -96,7 +108,9 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             try:
                 if not reader.decrypt(""):
                     raise ParseError(_ENCRYPTED)
-            except (FileNotDecryptedError, NotImplementedError, DependencyError) as e:
+            except DependencyError as e:
+                raise ParseError(_NO_AES) from e
+            except (FileNotDecryptedError, NotImplementedError) as e:
                 raise ParseError(_ENCRYPTED) from e
         n_pages = len(reader.pages)
     except ParseError:
@@ -112,6 +126,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     texts: list[str | None] = []
     sized: list[list[tuple[str, float]] | None] = []
     first_lines: list[tuple[str, float]] | None = None  # the first page's, for its title (bookmarks or not)
+    garbled = 0  # pages whose text was only characters that could not be decoded
     for i in range(n_pages):
         # every page's type sizes, bookmarks or not: headings from the type, or those below the bookmarks
         # (``font_headings``, ``sub_headings``), and the first page's for the title
@@ -125,6 +140,12 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             texts.append(None)
             sized.append(None)
             continue
+        if "\ufffd" in text:
+            # Glyphs pypdf could not map to characters (a damaged font dictionary, a font without a character
+            # map): nothing a person could search for. A page of nothing else became a ready document of
+            # replacement characters.
+            text = text.replace("\ufffd", "")
+            garbled += not text.strip()
         texts.append(text)
         lines = _sized_lines(text, chunks)
         if i == 0:
@@ -164,9 +185,11 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     try:
         return b.build("pdf", n_pages, title)
     except ParseError as e:
+        if garbled:
+            raise ParseError(_UNDECODABLE) from e
         raise ParseError(
-            "No text could be extracted from the PDF: it seems to contain only images (scanned pages?); "
-            "text recognition (OCR) is not supported."
+            "The PDF has no extractable text: it seems to contain only images (scanned pages?); text "
+            "recognition (OCR) is not supported."
         ) from e
 
 

@@ -65,8 +65,23 @@ def _looks_binary(text: str, utf8: bool = False) -> bool:
 def decode_text(data: bytes, declared: str | None = None) -> str:
     """Decode bytes in any common encoding (BOM, a declared charset, UTF-8, else charset-normalizer).
 
-    Raises UnsupportedFileType for binary data.
+    Raises UnsupportedFileType for binary data. Text with NUL bytes in it (a log padded with NULs where its writer
+    crashed, a record an editor or a transfer left them in) is its text without them: it was refused as binary
+    data. UTF-16 and UTF-32, whose NUL bytes are characters' halves, are decoded as such before that.
     """
+    try:
+        return _decode(data, declared)
+    except UnsupportedFileType:
+        if b"\x00" not in data or data.startswith(_WIDE_BOMS):
+            raise
+    # Binary data keeps its other control bytes (lengths, offsets, opcodes), which _looks_binary still counts.
+    return _decode(data.replace(b"\x00", b""), declared)
+
+
+_WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32's begin with one of these too
+
+
+def _decode(data: bytes, declared: str | None) -> str:
     for bom, enc in _BOMS:
         if data.startswith(bom):
             text = data.decode(enc, errors="replace")
@@ -90,19 +105,22 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
             return text
         except UnicodeDecodeError:
             pass
-    matches = list(from_bytes(data[:2_000_000]))
+    sample = data[:2_000_000]
+    matches = [(m.encoding, m.chaos, m.coherence) for m in from_bytes(sample)]
     if not matches:
         raise _BINARY
-    best = matches[0]
+    if _LEGACY.match(matches[0][0]):
+        matches = _modern_first(sample, matches)
+    best_chaos, best_coherence = matches[0][1:]
     # Short text scores (nearly) the same in several code pages; break the tie toward the common one. A few
     # GBK-encoded Chinese words (a spreadsheet's CSV export) scored 0.013 more "chaos" as GB18030 than as
     # Korean cp949 or Japanese cp932; real Korean text scored 0.09-0.14 more as GB18030, out of this margin.
     ties = [
-        m.encoding
-        for m in matches
-        if m.chaos <= best.chaos + TIE_MARGIN and m.coherence >= best.coherence - TIE_MARGIN
+        enc
+        for enc, chaos, coherence in matches
+        if chaos <= best_chaos + TIE_MARGIN and coherence >= best_coherence - TIE_MARGIN
     ]
-    encoding = next((e for e in _PREFERRED if e in ties), best.encoding)
+    encoding = next((e for e in _PREFERRED if e in ties), matches[0][0])
     if _single_byte(encoding) and _UTF8_MULTIBYTE.search(data):
         text = _decode_mixed(data, encoding)
     else:
@@ -110,6 +128,36 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     if _looks_binary(text):
         raise _BINARY
     return text
+
+
+# DOS, Macintosh and HP code pages: what files were written in decades ago. On short text charset-normalizer
+# often ranks one first, its letters in 0x80-0x9F making words of what are Windows-1252's typographic quotes,
+# dashes and euro sign ("Caf\u00e9 \u201cquoted\u201d \u20ac5" read as DOS Baltic "Cafķ ōquotedö Ć5", "Price: \u20ac5" as
+# "Price: Ђ5"). Not cp874, Windows' Thai.
+_LEGACY = re.compile(r"cp(437|7\d\d|8[0-6]\d|1125)|mac_\w+|hp_roman8")
+LEGACY_MARGIN = 0.1  # one odd character in ten scores 0.09 more chaos
+
+
+def _modern_first(sample: bytes, matches: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """``matches`` (encoding, chaos, coherence), best first, with the Windows and ISO code pages first where
+    the best of them (Windows-1252 counted too when charset-normalizer left it out) has at most
+    LEGACY_MARGIN more chaos than a legacy code page ranked first (``_LEGACY``); else unchanged."""
+    from charset_normalizer.cd import coherence_ratio
+    from charset_normalizer.md import mess_ratio
+
+    modern = [m for m in matches if not _LEGACY.match(m[0])]
+    if not any(m[0] == "cp1252" for m in modern):
+        try:
+            text = sample.decode("cp1252")  # strict: five bytes are undefined in it
+        except UnicodeDecodeError:
+            pass
+        else:
+            languages = coherence_ratio(text[:20_000])
+            modern.append(("cp1252", mess_ratio(text[:200_000]), languages[0][1] if languages else 0.0))
+    modern.sort(key=lambda m: (m[1], -m[2]))
+    if not modern or modern[0][1] > matches[0][1] + LEGACY_MARGIN:
+        return matches
+    return modern
 
 
 # A multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
@@ -293,17 +341,28 @@ def parse_markdown(text: str) -> ParsedDocument:
 
 # YAML front matter (Jekyll, Hugo, MkDocs, MyST): "---" on the first line, "key: value" lines, "---" or "..."
 _FRONT_MATTER = re.compile(r"---[ \t]*\n([A-Za-z_][\w-]*[ \t]*:.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|$)", re.S)
-_META_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.+)$", re.M)
+_META_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.+)$((?:\n[ \t]+\S.*$)*)", re.M)
+# Hugo's TOML front matter: "+++" lines around "key = value" lines
+_TOML_FRONT_MATTER = re.compile(r"\+\+\+[ \t]*\n([A-Za-z_][\w-]*[ \t]*=.*?\n)\+\+\+[ \t]*(?:\n|$)", re.S)
+_TOML_TITLE = re.compile(r"^title[ \t]*=[ \t]*(.+)$", re.M)
 
 
 def _front_matter(text: str) -> tuple[str, str | None]:
-    """The text without its front matter (metadata, not prose: it read as a "---" and a heading made of the
-    keys), and the front matter's title."""
+    """The text without its front matter, YAML or TOML (metadata, not prose: it read as a "---" and a heading
+    made of the keys, or "+++" and "title = ..." lines), and the front matter's title (a YAML block scalar's
+    too: "title: >-" over indented lines)."""
     m = _FRONT_MATTER.match(text)
-    if not m:
+    if m:
+        title = _META_TITLE.search(m.group(1))
+        value = title and title.group(1).strip()
+        if title and value[:1] in "|>" and title.group(2):  # a block scalar: the indented lines below
+            value = " ".join(line.strip() for line in title.group(2).split("\n"))
+    elif m := _TOML_FRONT_MATTER.match(text):
+        title = _TOML_TITLE.search(m.group(1))
+        value = title and title.group(1).strip()
+    else:
         return text, None
-    title = _META_TITLE.search(m.group(1))
-    return text[m.end() :], metadata_title(title.group(1).strip().strip("\"'")) if title else None
+    return text[m.end() :], metadata_title(value.strip("\"'")) if title else None
 
 
 # Liquid / Jinja / Nunjucks tags of a site generator (Jekyll, Eleventy, ...), run before the Markdown is read

@@ -23,6 +23,7 @@ from tests.app.support import (
     wait_for,
 )
 from tests.app.test_bad_input import bad_batch, check_batch_response, check_failures
+from tests.ingest.test_messy_files import check_messy, messy_batch
 
 pytestmark = pytest.mark.slow
 LONG_TEXT = "\n\n".join(
@@ -126,3 +127,20 @@ def test_worker_killed_mid_document_is_redelivered_and_ingests_once(stack):
         kill_worker(first, signal.SIGKILL)
         if second is not None:
             kill_worker(second, signal.SIGTERM)
+
+
+def test_messy_files_through_the_upload_api_and_a_worker(stack):
+    tmp, client, admin = stack
+    worker = start_worker(log_path=tmp / "worker-messy.log")
+    try:
+        cid = client.post("/api/collections", json={"name": "messy"}, headers=admin).json()["id"]
+        r = client.post(
+            f"/api/collections/{cid}/documents", files=[("files", f) for f in messy_batch()], headers=admin
+        )
+        assert r.status_code == 202 and r.json()["rejected"] == [], r.text
+        ids = {d["filename"]: d["id"] for d in r.json()["documents"]}
+        wait_for(lambda: _settled(ids.values()), 180, "the messy batch to settle")
+        check_messy(lambda i: client.get(f"/api/documents/{i}", headers=admin).json(), ids)
+        assert worker.poll() is None, "the worker died on a messy file"
+    finally:
+        kill_worker(worker, signal.SIGTERM)
