@@ -178,12 +178,19 @@ def metadata_title(raw: object) -> str | None:
 # example in documentation) stays.
 _DATA_URI = re.compile(r"data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[^;,\s]*)*;base64,[A-Za-z0-9+/=_-]{100,}")
 
+# Terminal colours and cursor moves (ANSI / ECMA-48 CSI sequences) in a log or a CI run's output: only the escape
+# byte was dropped, so "\x1b[31mERROR\x1b[0m" read as "[31mERROR[0m".
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
 
 def clean_block(s: str) -> str:
     """A block of text: NFC, newlines normalized, control characters, soft hyphens and zero-width spaces dropped,
-    ligatures spelled out (``_INVISIBLE``), line ends stripped, base64 data: URIs (``_DATA_URI``) dropped."""
+    ligatures spelled out (``_INVISIBLE``), line ends stripped, base64 data: URIs (``_DATA_URI``) and terminal
+    colour codes (``_ANSI``) dropped."""
     if "base64," in s:
         s = _DATA_URI.sub("", s)
+    if "\x1b" in s:
+        s = _ANSI.sub("", s)
     s = unicodedata.normalize("NFC", s.replace("\r\n", "\n").replace("\r", "\n").translate(_INVISIBLE))
     s = _CONTROL.sub("", s)
     lines = [line.rstrip() for line in s.split("\n")]

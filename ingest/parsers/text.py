@@ -88,7 +88,7 @@ def _decode(data: bytes, declared: str | None) -> str:
             if _looks_binary(text):
                 raise _BINARY
             return text
-    if declared:
+    if declared and not (_single_byte(declared) and _utf8_beyond_ascii(data)):
         try:
             text = data.decode(declared)
             if not _looks_binary(text):
@@ -158,6 +158,19 @@ def _modern_first(sample: bytes, matches: list[tuple[str, float, float]]) -> lis
     if not modern or modern[0][1] > matches[0][1] + LEGACY_MARGIN:
         return matches
     return modern
+
+
+def _utf8_beyond_ascii(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 with characters past ASCII. A page saved as UTF-8 by an editor that left its
+    ``<meta charset="iso-8859-1">`` (or a mail part labelled so) read as declared was mojibake ("CafÃ©",
+    "â€œquotedâ€"); text really in a single-byte code page is almost never valid UTF-8 (``_decode_mixed``)."""
+    if data.isascii():
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)  # a sample may end mid-character
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # A multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).

@@ -133,6 +133,12 @@ def test_nul_bytes_inside_text_are_dropped_not_a_refusal(tok, data):
     assert doc.text == "\n".join(line.rstrip() for line in want.strip().split("\n")).replace("\n\n\n", "\n\n")
 
 
+def test_terminal_colour_codes_in_a_log_are_dropped(tok):
+    data = b"\x1b[1;31mERROR\x1b[0m disk full on \x1b[32mhost-7\x1b[0m\n\x1b[2Kok line\n" * 3
+    doc, _ = read(tok, data, "ci.log")  # was "[1;31mERROR[0m disk full on [32mhost-7[0m"
+    assert doc.text == "\n".join(["ERROR disk full on host-7", "ok line"] * 3)
+
+
 def test_utf16_without_bom_is_still_utf16_and_binary_still_refused():
     assert parse("Hello, UTF-16 without a BOM.\n".encode("utf-16-le") * 3, "a.txt").text.startswith(
         "Hello, UTF-16"
@@ -191,6 +197,16 @@ def test_html_scripts_and_styles_are_not_indexed(tok):
 def test_html_charset_from_meta_or_despite_it(tok, meta, enc):
     page = f"<html><head>{meta}<title>Caf\u00e9</title></head><body><p>Caf\u00e9 \u201cquoted\u201d costs \u20ac5.</p></body></html>"
     doc, _ = read(tok, page.encode(enc), "menu.html")
+    assert (doc.title, doc.text) == ("Caf\u00e9", "Caf\u00e9 \u201cquoted\u201d costs \u20ac5.")
+
+
+@pytest.mark.parametrize(
+    "meta", ['<meta charset="iso-8859-1">', '<meta content="text/html; charset=windows-1252">']
+)
+def test_html_saved_as_utf8_under_a_stale_single_byte_meta_is_utf8(tok, meta):
+    # an editor re-saved the page as UTF-8 and left the old declaration: was "CafÃ© â€œquotedâ€ costs â‚¬5."
+    page = f"<html><head>{meta}<title>Caf\u00e9</title></head><body><p>Caf\u00e9 \u201cquoted\u201d costs \u20ac5.</p></body></html>"
+    doc, _ = read(tok, page.encode(), "menu.html")
     assert (doc.title, doc.text) == ("Caf\u00e9", "Caf\u00e9 \u201cquoted\u201d costs \u20ac5.")
 
 
@@ -401,6 +417,32 @@ def test_messy_batch_through_the_upload_api(client):
         "/api/search", json={"query": "when did the service crash", "collection_ids": [cid]}, headers=admin
     )
     assert r.json()["hits"][0]["document_id"] == ids["service.log"]
+
+
+def test_office_files_that_lie_are_refused_at_upload_with_the_reason(client):
+    admin = make_user(Role.admin)
+    cid = client.post("/api/collections", json={"name": "office"}, headers=admin).json()["id"]
+    docx = F.make_docx()
+    files = [
+        ("report.docx", _zip({"readme.txt": b"hello"})),
+        ("empty.xlsx", b""),
+        ("nothing.pptx", _zip({})),
+        ("cut.docx", docx[: len(docx) // 2]),
+        (
+            "broken.docx",
+            _zip({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document><w:p>"}),
+        ),
+    ]
+    r = client.post(f"/api/collections/{cid}/documents", files=[("files", f) for f in files], headers=admin)
+    rejected = {x["filename"]: (x["status_code"], x["detail"]) for x in r.json()["rejected"]}
+    assert rejected["report.docx"][0] == 415 and "is a ZIP archive, not a Word" in rejected["report.docx"][1]
+    assert rejected["empty.xlsx"] == (422, "The file is empty.")
+    assert rejected["nothing.pptx"] == (422, "The file is an empty ZIP container: it holds no document.")
+    assert rejected["cut.docx"] == (422, "The file could not be read: it is a damaged ZIP container.")
+    (doc,) = r.json()["documents"]  # a container that opens is read by the worker, which fails it
+    assert doc["filename"] == "broken.docx" and process_document(doc["id"]) == "failed"
+    got = client.get(f"/api/documents/{doc['id']}", headers=admin).json()
+    assert got["error"] == "The Word document could not be read: the file is damaged."
 
 
 def test_unusual_names_and_duplicates_through_the_upload_api(client):
