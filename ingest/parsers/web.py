@@ -42,6 +42,7 @@ _BLOCKS = {
     "figure", "figcaption", "address", "details", "summary", "tr", "hr", "body", "center", "html",
 }  # fmt: skip
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
+_WIDE = re.compile(r"(?i)(utf-?(16|32)|ucs-?2|unicode)")
 _SPACES = re.compile(r"\s+")
 _PARSER = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
 
@@ -55,7 +56,13 @@ def parse_html(data: bytes) -> ParsedDocument:
 def _read_html(data: bytes, w: _Walker) -> str | None:
     """Walk one page's main text into ``w``; returns the page's <title>."""
     m = _META_CHARSET.search(data[:4096])
-    text = decode_text(data, declared=m.group(1).decode("ascii") if m else None)
+    declared = m.group(1).decode("ascii") if m else None
+    if declared and _WIDE.match(declared):
+        # A declaration read as ASCII bytes is in an ASCII-compatible encoding, whatever it says (the WHATWG
+        # prescan reads such a "utf-16" as UTF-8): decoded as UTF-16, a UTF-8 page was CJK nonsense. A real
+        # UTF-16 page has a BOM, or its meta's bytes are interleaved with NULs and do not match.
+        declared = None
+    text = decode_text(data, declared=declared)
     try:
         root = lxml.html.document_fromstring(text.encode("utf-8"), parser=_PARSER)
     except (etree.ParserError, ValueError) as e:

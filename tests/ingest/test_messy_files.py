@@ -210,6 +210,17 @@ def test_html_saved_as_utf8_under_a_stale_single_byte_meta_is_utf8(tok, meta):
     assert (doc.title, doc.text) == ("Caf\u00e9", "Caf\u00e9 \u201cquoted\u201d costs \u20ac5.")
 
 
+@pytest.mark.parametrize("tail", ["", " "])  # an even or odd number of bytes
+def test_html_saved_as_utf8_that_declares_utf16_is_utf8(tok, tail):
+    page = (
+        '<html><head><meta charset="utf-16"><title>T</title></head><body><p>Caf\u00e9 page.</p></body></html>'
+    )
+    doc, _ = read(tok, (page + tail).encode(), "p.html")  # was "格浴㹬格慥㹤洼瑥..." at an even length
+    assert (doc.title, doc.text) == ("T", "Caf\u00e9 page.")
+    real = parse(page.encode("utf-16"), "p.html")  # UTF-16 with its BOM stays UTF-16
+    assert (real.title, real.text) == ("T", "Caf\u00e9 page.")
+
+
 def test_html_in_shift_jis_declared_in_meta(tok):
     page = '<html><head><meta charset="Shift_JIS"><title>休暇</title></head><body><p>社員は有給休暇を取得できます。</p></body></html>'
     doc, _ = read(tok, page.encode("shift_jis"), "jp.html")
