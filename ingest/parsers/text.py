@@ -352,8 +352,27 @@ def parse_markdown(text: str) -> ParsedDocument:
     return b.build("markdown", None, meta_title or b.first_heading)
 
 
-# YAML front matter (Jekyll, Hugo, MkDocs, MyST): "---" on the first line, "key: value" lines, "---" or "..."
-_FRONT_MATTER = re.compile(r"---[ \t]*\n([A-Za-z_][\w-]*[ \t]*:.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|$)", re.S)
+# YAML front matter (Jekyll, Hugo, MkDocs, MyST): "---" on the first line, "key: value" lines (after blank or
+# "# comment" lines, if any), "---" or "..."; or nothing between the two lines (Jekyll's "---" / "---", which
+# makes a page of a file)
+_FRONT_MATTER = re.compile(
+    r"---[ \t]*\n((?:[ \t]*(?:#[^\n]*)?\n)*[A-Za-z_][\w-]*[ \t]*:.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|$)", re.S
+)
+_SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+_DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _scalar(value: str) -> str:
+    """A one-line YAML (or TOML) scalar's text: quotes and their escapes ('It''s', "say \\"hi\\""), or a plain
+    value without its " # comment"."""
+    value = value.strip()
+    if m := _SINGLE_QUOTED.match(value):
+        return m.group(1).replace("''", "'")
+    if m := _DOUBLE_QUOTED.match(value):
+        return re.sub(r"\\(.)", r"\1", m.group(1))
+    return re.sub(r"\s+#.*$", "", value).strip("\"'")
+
+
 _META_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.+)$((?:\n[ \t]+\S.*$)*)", re.M)
 # Hugo's TOML front matter: "+++" lines around "key = value" lines
 _TOML_FRONT_MATTER = re.compile(r"\+\+\+[ \t]*\n([A-Za-z_][\w-]*[ \t]*=.*?\n)\+\+\+[ \t]*(?:\n|$)", re.S)
@@ -366,7 +385,7 @@ def _front_matter(text: str) -> tuple[str, str | None]:
     too: "title: >-" over indented lines)."""
     m = _FRONT_MATTER.match(text)
     if m:
-        title = _META_TITLE.search(m.group(1))
+        title = _META_TITLE.search(m.group(1) or "")
         value = title and title.group(1).strip()
         if title and value[:1] in "|>" and title.group(2):  # a block scalar: the indented lines below
             value = " ".join(line.strip() for line in title.group(2).split("\n"))
@@ -375,7 +394,7 @@ def _front_matter(text: str) -> tuple[str, str | None]:
         value = title and title.group(1).strip()
     else:
         return text, None
-    return text[m.end() :], metadata_title(value.strip("\"'")) if title else None
+    return text[m.end() :], metadata_title(_scalar(value)) if title else None
 
 
 # Liquid / Jinja / Nunjucks tags of a site generator (Jekyll, Eleventy, ...), run before the Markdown is read

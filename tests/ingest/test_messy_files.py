@@ -265,6 +265,14 @@ def test_inline_data_uris_are_not_indexed(tok):
         (b"\xef\xbb\xbf---\r\ntitle: \"Quoted CRLF\"\r\n---\r\n\r\nBody.\r\n", "Quoted CRLF", "Body."),
         (b"---\ntitle: >-\n  A Folded\n  Long Title\ndate: 2024\n---\n\nBody.\n", "A Folded Long Title", "Body."),
         (b'+++\ntitle = "Hugo Page"\ndraft = false\n+++\n\nBody.\n', "Hugo Page", "Body."),
+        # were quoted as body text (and "Page metadata" or "title: Blank first" a heading and the title)
+        (b"---\n---\n\nJekyll page.\n", None, "Jekyll page."),
+        (b"---\n# Page metadata\ntitle: Commented\n---\n\nBody.\n", "Commented", "Body."),
+        (b"---\n\ntitle: Blank first\n---\n\nBody.\n", "Blank first", "Body."),
+        # YAML's own syntax in the title: was "Leave # draft", "It''s leave"
+        (b"---\ntitle: Leave # draft\n---\n\nBody.\n", "Leave", "Body."),
+        (b"---\ntitle: 'It''s leave'\n---\n\nBody.\n", "It's leave", "Body."),
+        (b'---\ntitle: "The \\"new\\" leave" # v2\n---\n\nBody.\n', 'The "new" leave', "Body."),
     ],
 )  # fmt: skip
 def test_markdown_front_matter_is_metadata(tok, data, title, body):
