@@ -73,7 +73,9 @@ _POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")
 _MARKDOWN_EXT = (".md", ".markdown", ".mdown", ".mkd")
 _RST_EXT = (".rst", ".rest", ".rst.txt")  # .rst.txt: the page sources a Sphinx site publishes (_sources/)
 _TEXT_EXT = (".txt", ".text", ".log")
-_TABLE_EXT = (".csv", ".tsv")
+# A spreadsheet's name on text: a web application's "Excel export" is often CSV or tab-separated text named .xls
+# (and HTML named .xls, which is read as HTML); it was read as plain text, each value apart from its column
+_TABLE_EXT = (".csv", ".tsv", ".xls", ".xlsx", ".xlsm", ".ods")
 
 
 def _zip_type(data: bytes) -> str:

@@ -387,6 +387,19 @@ def test_a_file_whose_extension_lies_is_read_by_its_content(tok):
     assert read(tok, b"<html><body><p>Hi there.</p></body></html>", "page.pdf")[0].detected_type == "html"
 
 
+@pytest.mark.parametrize("sep", ["\t", ","])
+@pytest.mark.parametrize("name", ["export.xls", "export.xlsx"])
+def test_text_named_as_a_spreadsheet_is_read_as_a_table(tok, sep, name):
+    data = (
+        sep.join(["Name", "Department", "Phone"])
+        + "\n"
+        + sep.join(["Ana Lopez", "Finance", "555-0101"])
+        + "\n"
+    )
+    doc, _ = read(tok, data.encode(), name)  # was plain text: "Name\tDepartment\tPhone\nAna Lopez\t..."
+    assert (doc.detected_type, doc.text) == ("csv", "Name: Ana Lopez; Department: Finance; Phone: 555-0101")
+
+
 # --- through the upload API and the pipeline ---------------------------------------------------------
 def messy_batch() -> list[tuple[str, bytes]]:
     pdf = F.make_pdf(["Salary bands are reviewed every April."])
