@@ -483,11 +483,13 @@ def test_unusual_names_and_duplicates_through_the_upload_api(client):
     url = f"/api/collections/{cid}/documents"
     body = b"The cafeteria is closed on public holidays."
     long_ok = "l" * 251 + ".txt"  # 255 bytes: the file-system limit
-    names = ["  spaced   name .txt ", "Übersicht 年假 😀.txt", long_ok, "hr/2025/policy.txt"]
+    nfd = "U\u0308bersicht 年假 😀.txt"  # as macOS spells it: U + combining diaeresis
+    names = ["  spaced   name .txt ", nfd, long_ok, "hr/2025/policy.txt"]
     r = client.post(url, files=[("files", (n, body + n.encode())) for n in names], headers=admin)
     assert r.status_code == 202 and r.json()["rejected"] == [], r.text
     stored = [d["filename"] for d in r.json()["documents"]]
-    assert stored == ["spaced   name .txt", "Übersicht 年假 😀.txt", long_ok, "hr/2025/policy.txt"]
+    assert stored == ["spaced   name .txt", "\u00dcbersicht 年假 😀.txt", long_ok, "hr/2025/policy.txt"]
+    assert [d["title"] for d in r.json()["documents"]][::3] == ["spaced name", "policy"]
     for d in r.json()["documents"]:
         assert process_document(d["id"]) == "ready"
 
