@@ -70,13 +70,21 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     data. UTF-16 and UTF-32, whose NUL bytes are characters' halves, are decoded as such before that.
     """
     try:
-        return _decode(data, declared)
+        text = _decode(data, declared)
     except UnsupportedFileType:
         if b"\x00" not in data or data.startswith(_WIDE_BOMS):
             raise
-    # Binary data keeps its other control bytes (lengths, offsets, opcodes), which _looks_binary still counts.
-    return _decode(data.replace(b"\x00", b""), declared)
+        # Binary data keeps its other control bytes (lengths, offsets, opcodes), which _looks_binary still counts.
+        text = _decode(data.replace(b"\x00", b""), declared)
+    if "\r\r" in text:
+        # CRLF converted twice (git's autocrlf over a file that had them, an FTP transfer in text mode): "\r\r\n"
+        # is one line break, not two; read as two, every line was a paragraph of its own and a Markdown table
+        # no table
+        text = _CRS.sub("\n", text)
+    return text
 
+
+_CRS = re.compile(r"\r+\n")
 
 _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32's begin with one of these too
 

@@ -108,6 +108,14 @@ def test_mixed_line_endings_are_lines(tok):
     assert doc.text == "line one CRLF\nline two CR\nline three LF\nline four\n\npara two"
 
 
+def test_crlf_converted_twice_is_one_line_break(tok):
+    md = b"# Fees\r\r\n\r\r\n| Item | Fee |\r\r\n|---|---|\r\r\n| Badge | 5 |\r\r\n| Locker | 10 |\r\r\n"
+    doc, _ = read(tok, md, "fees.md")  # was "| Item | Fee |\n\n|---|---|\n\n...": no table
+    assert doc.text == "Fees\n\nItem: Badge; Fee: 5\nItem: Locker; Fee: 10"
+    doc, _ = read(tok, b"All staff who\r\r\nwork remotely.\r\r\n\r\r\nNew paragraph.", "p.txt")
+    assert doc.text == "All staff who\nwork remotely.\n\nNew paragraph."
+
+
 @pytest.mark.parametrize(
     "data",
     [
