@@ -76,6 +76,8 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
             raise
         # Binary data keeps its other control bytes (lengths, offsets, opcodes), which _looks_binary still counts.
         text = _decode(data.replace(b"\x00", b""), declared)
+    if not text.isascii():
+        text = _undo_double_utf8(text)
     if "\r\r" in text:
         # CRLF converted twice (git's autocrlf over a file that had them, an FTP transfer in text mode): "\r\r\n"
         # is one line break, not two; read as two, every line was a paragraph of its own and a Markdown table
@@ -85,6 +87,31 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
 
 
 _CRS = re.compile(r"\r+\n")
+
+
+def _c1_as_bytes(e: UnicodeError) -> tuple[bytes, int]:
+    """Encoding error handler: C1 control characters (U+0080-U+009F) as their byte, which is what a Latin-1 or a
+    Windows-1252 decoder that passes its five undefined bytes through made of them."""
+    if isinstance(e, UnicodeEncodeError):
+        part = e.object[e.start : e.end]
+        if all("\x80" <= c <= "\x9f" for c in part):
+            return part.encode("latin-1"), e.end
+    raise e
+
+
+codecs.register_error("autoglm-c1", _c1_as_bytes)
+
+
+def _undo_double_utf8(text: str) -> str:
+    """UTF-8 text that was once read as Windows-1252 or Latin-1 and saved as UTF-8 again ("CafÃ©", "â€œquotedâ€\x9d",
+    "â‚¬5": a database export, a file through two tools) as it was written, when the whole text turns back into
+    valid UTF-8; text really meant as such characters almost never does (``_decode_mixed``). Otherwise the text
+    is unchanged: a search for "café" found nothing."""
+    try:
+        return text.encode("cp1252", errors="autoglm-c1").decode("utf-8")
+    except UnicodeError:
+        return text
+
 
 _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32's begin with one of these too
 

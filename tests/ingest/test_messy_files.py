@@ -108,6 +108,32 @@ def test_mixed_line_endings_are_lines(tok):
     assert doc.text == "line one CRLF\nline two CR\nline three LF\nline four\n\npara two"
 
 
+def _through(text: str, encoding: str) -> str:
+    """``text`` as UTF-8 read back in ``encoding`` (Windows-1252 passing its five undefined bytes through)."""
+    return "".join(bytes([b]).decode(encoding, errors="ignore") or chr(b) for b in text.encode())
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_utf8_that_went_through_a_single_byte_code_page_is_read_as_written(tok, encoding):
+    text = CAFE.strip() + " Stra\u00dfe, \u00c5ngstr\u00f6m, \u00a9 2025."
+    mojibake = _through(text, encoding)
+    assert mojibake.startswith("Our caf\u00c3\u00a9 policy: the \u00e2")  # "cafÃ©", as it was indexed
+    doc, _ = read(tok, mojibake.encode(), "export.txt")
+    assert doc.text == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "na\u00efve caf\u00e9 \u20ac5",
+        "\u00c3\u00a9 is what \u00e9 looks like as mojibake",
+        "\u00a9 2025 \u00c2",
+    ],
+)
+def test_text_that_is_not_double_encoded_stays_as_it_is(text):
+    assert parse(text.encode(), "a.txt").text == text
+
+
 def test_crlf_converted_twice_is_one_line_break(tok):
     md = b"# Fees\r\r\n\r\r\n| Item | Fee |\r\r\n|---|---|\r\r\n| Badge | 5 |\r\r\n| Locker | 10 |\r\r\n"
     doc, _ = read(tok, md, "fees.md")  # was "| Item | Fee |\n\n|---|---|\n\n...": no table
