@@ -29,7 +29,8 @@ the share of the question's pairs of adjacent Chinese characters that the senten
 sentence ending in a colon or a dangling word is taken with the sentence after it ("... should be sent to:"
 + the address); a field that ends a list item ("maxKeys <number> The most keys to parse. Default: 1000.")
 with its line, never alone; a sentence that refers back ("These are held ...", "To do that, run ...", "If
-none of them is set, it ...") is also a candidate together with the sentence before it. The best
+none of them is set, it ...", "Otherwise, ...", "If it is not set, ...") is also a candidate together with the
+sentence before it, scoring CONTINUATION more (the two are one statement). The best
 `max_sentences` distinct, non-overlapping sentences are quoted, best first, each with its source number and
 its character offsets in the chunk text and in the document (chunk.char_start + offset), so the UI can
 highlight it. A sentence that only repeats a heading of its passage (or the document's title; a numbered
@@ -225,7 +226,7 @@ INSTRUCTION = 0.1
 # ("... replaces the default compression level with ...")
 _ASKS_DEFAULT = re.compile(r"\bdefault(s|ed)?\b", re.I)
 _STATES_DEFAULT = re.compile(
-    r"\bdefault(\s+\w+){0,2}\s*(:|=|\bis\b|\bare\b|\bwas\b|\bvalues?\b)"  # "The default (value) is", "Default: 10"
+    r"\bdefault(\s+[\w-]+){0,5}\s*(:|=|\bis\b|\bare\b|\bwas\b|\bvalues?\b)"  # "The default (value) is", "Default: 10"
     r"|\bdefaults\s+to\b|\bdefaulting\s+to\b"  # "it defaults to /tmp"
     r"|[(\[]default\b|\bdefault\s*[)\]]"  # "(default: 3)", "--with-intl=full-icu (default)"
     r"|\b(is|are|was|as)\s+(the\s+)?default\b"  # "This is the default behavior.", "-6 is the default"
@@ -310,9 +311,21 @@ _REFERS_BACK = re.compile(
     r"|(this|these|those|that)\s+(is|are|was|were|has|have|had|can|could|will|would|may|might|must|should"
     r"|does|do|did|means|allows|makes|lets|ensures|causes|requires)\b"
     r"|(\S+\s+){0,3}(this|these|those|that|such)(\s\w+)?,"
-    r"|(\S+\s+){0,2}instead\b",
+    r"|(\S+\s+){0,2}instead\b"
+    r"|(otherwise|however)\b"  # "Otherwise, matching is case sensitive." (after "If the pattern is ...")
+    r"|(if|when|once|unless|while|because|since)\s+(it|they|this|these|so|not)\b",  # "If it is set, ..."
     re.IGNORECASE,
 )
+# NOTE: such a sentence and the one it refers to are one statement: the question may ask what either says
+# ("What happens to incomplete multibyte characters written to a StringDecoder?": "... an internal buffer is used
+# to ensure that the decoded string does not contain any incomplete multibyte characters. These are held in the
+# buffer until the next call to stringDecoder.write()"), and the first alone, which holds the question's words,
+# outscored the two together (0.716 to 0.710), whose longer text the embedding places a little farther from the
+# question. With an embedding, the two together score CONTINUATION more, like the answer's form bonuses (it ranks,
+# it makes nothing relevant). Chosen on the tuning sets (dev, fresh, nodejs-html, pip-valgrind, man-pages, handbook-dev; cached
+# retrievals, 2026-12-07): first quotes 112 / 114 / 115 / 116 / 115 / 112 of 149 at 0 / 0.015 / 0.02 / 0.025 /
+# 0.03 / 0.04, any quote 131 -> 134, no unanswerable question quoted.
+CONTINUATION = 0.025
 # a "Label: value" line ("Author: Philip A. Nelson", "License: GPL-2"): a field of the document's own record
 _FIELD_LINE = re.compile(r"[^\W\d][\w .-]{0,30}:\s+\S")
 # a field that ends an item of a reference list ("maxKeys <number> The most keys to parse. Default: 1000.")
@@ -408,8 +421,8 @@ def extractive_answer(
     # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
     q_terms = set(tokenize(question, parts=False))
     who = asks_who(question)  # "Who owns X?" is answered by "Owner: ..." (``agent_forms``)
-    # source, start, end, text, coverage, framed, the question's terms it covers
-    cands: list[tuple[Source, int, int, str, float, str, frozenset[str]]] = []
+    # source, start, end, text, coverage, framed, the question's terms it covers, with the sentence it refers to
+    cands: list[tuple[Source, int, int, str, float, str, frozenset[str], bool]] = []
     seen: set[str] = set()
     for src in sources:
         text = src.passage.text
@@ -469,7 +482,7 @@ def extractive_answer(
                 )
                 coverage = len(covered) / len(q_terms) if q_terms else 0.0
                 framed = f"{frame}: {sent}" if frame else sent
-                cands.append((src, s, e, sent, coverage, framed, covered))
+                cands.append((src, s, e, sent, coverage, framed, covered, s != spellings[0][0]))
     if not cands:
         return ExtractiveAnswer("", [])
     # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
@@ -510,6 +523,8 @@ def extractive_answer(
         scores = scores + np.array(
             [ENTITLEMENT if _STATES_ENTITLEMENT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
+    if embed is not None:  # the words of the two together are those of either: coverage needs no help
+        scores = scores + np.array([CONTINUATION if c[7] else 0.0 for c in cands], dtype=np.float32)
     # a sentence answers only where it holds enough of the question's terms or the embedding is sure of it, and
     # with a figure where one is asked; the floor checks the embedding, as far as it is trusted (a Chinese
     # paraphrase shares few of its jieba words with the answer): without one, coverage alone ranks, as before

@@ -67,6 +67,46 @@ def test_a_sentence_that_refers_back_is_quoted_with_the_one_before():
     assert ans.quotes[0].text.endswith("If none of them is set, it defaults to /tmp.")
 
 
+# A sentence that goes on from the one before it ("Otherwise, ...", "If it is not set, ...", "These are held ...")
+# is one statement with it: the question may ask what either half says, and the half that holds its words alone
+# answered it wrongly ("Otherwise, matching is case sensitive.") or not at all (the buffer, not what it holds).
+@pytest.mark.parametrize(
+    ("question", "heading", "text", "answer"),
+    [
+        ("Is quillfeed filter case sensitive?", "quillfeed filter PATTERN",
+         "Hide the entries whose titles match PATTERN, a regular expression.\n\nIf the pattern is all lowercase, "
+         "matching ignores case. Otherwise, matching is case sensitive. Pass --exact to always match case.",
+         "If the pattern is all lowercase, matching ignores case. Otherwise, matching is case sensitive."),
+        ("Which directory does Quillfeed use for its cache?", "Files",
+         "Quillfeed reads its settings from ~/.config/quillfeed/config.toml. Quillfeed keeps downloaded entries "
+         "in the directory that QUILLFEED_CACHE names. If it is not set, the cache goes to ~/.cache/quillfeed.",
+         "Quillfeed keeps downloaded entries in the directory that QUILLFEED_CACHE names. If it is not set, the "
+         "cache goes to ~/.cache/quillfeed."),
+        ("What happens to partial entries sent by a feed?", "Fetching",
+         "Quillfeed fetches every feed once an hour. When a feed sends a partial entry, Quillfeed keeps an "
+         "internal buffer so that no entry is ever shown incomplete. These are held in the buffer until the next "
+         "fetch completes them.",
+         "When a feed sends a partial entry, Quillfeed keeps an internal buffer so that no entry is ever shown "
+         "incomplete. These are held in the buffer until the next fetch completes them."),
+    ],
+)  # fmt: skip
+def test_a_sentence_that_goes_on_from_the_one_before_is_quoted_with_it(question, heading, text, answer):
+    assert _page(question, [([heading], text)], "Quillfeed manual").quotes[0].text == answer
+
+
+def test_the_default_for_a_named_setting_is_a_stated_default():
+    # "The default for <a setting of several words> is ..." states the default; "This directory is the default
+    # location for ..." only names one
+    text = (
+        "~/.quillfeed/ This directory is the default location for all per-user Quillfeed files. The default for "
+        "the per-user configuration file is ~/.quillfeed/config.toml."
+    )
+    ans = _page("What is the default per-user configuration file?", [(["Files"], text)], "Quillfeed manual")
+    assert (
+        ans.quotes[0].text == "The default for the per-user configuration file is ~/.quillfeed/config.toml."
+    )
+
+
 @pytest.mark.parametrize(
     ("question", "text", "answer"),
     [
