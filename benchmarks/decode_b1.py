@@ -538,7 +538,7 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         default="",
-        help="only the plan and these tile:splits:stages:warps variants (stages 0: the prefetching loop)",
+        help="only the plan and these tile:splits:stages:warps variants",
     )
     ap.add_argument("--json", default=os.path.join(os.environ.get("OUT", "benchmarks/out"), "decode_b1.json"))
     args = ap.parse_args()
@@ -575,11 +575,8 @@ def main() -> None:
             if args.variants:
                 for v in args.variants.split(","):
                     bn, splits, st, w = (int(p) for p in v.split(":"))
-                    # stages 0: the product's prefetching loop (the next tile into registers before the math)
-                    kw = dict(
-                        block_n=bn, num_splits=splits, num_warps=w, loop_stages=st or None, prefetch=st == 0
-                    )
-                    timed(f"tile {bn} splits {splits} {f'stages {st}' if st else 'prefetch'} {w}w", kw)
+                    kw = dict(block_n=bn, num_splits=splits, num_warps=w, loop_stages=st)
+                    timed(f"tile {bn} splits {splits} stages {st} {w}w", kw)
                 continue
             timed("decode kernel only", check=False, ctxmgr=patched("_merge_kernel"))
             if not quant:

@@ -34,7 +34,7 @@ import triton.language as tl
 
 from . import int8_ws
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
-from .flash_prefill import _kv_gather, _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
+from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
 from .int8_ws import planes_on_last_arrival
 from .triton_common import (
@@ -167,24 +167,6 @@ def _decode_pv(acc, alpha, p, v, vs, QUANT: tl.constexpr, UPCAST: tl.constexpr, 
 
 
 @triton.jit
-def _tile_blocks(BT_row, offs_n, PAGE: tl.constexpr):
-    """The cache blocks of whole-tile positions offs_n (int64), from the sequence's block-table row."""
-    return tl.load(BT_row + offs_n // PAGE).to(tl.int64)
-
-
-@triton.jit
-def _tile_kv(KC_ptr, VC_ptr, KS_ptr, VS_ptr, blk, offs_n, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch,
-             stride_sb, stride_so, PAGE: tl.constexpr, QUANT: tl.constexpr, MASK_D: tl.constexpr):  # fmt: skip
-    """A whole tile's K (transposed) and V and their per-token scales, its cache blocks already read."""
-    n_mask = offs_n >= 0  # whole tiles: unused
-    k, ks = _kv_gather(KC_ptr, KS_ptr, blk, offs_n, n_mask, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch,
-                       stride_sb, stride_so, PAGE, True, QUANT, False, MASK_D)  # fmt: skip
-    v, vs = _kv_gather(VC_ptr, VS_ptr, blk, offs_n, n_mask, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch,
-                       stride_sb, stride_so, PAGE, False, QUANT, False, MASK_D)  # fmt: skip
-    return k, ks, v, vs
-
-
-@triton.jit
 def _prefetch_tile(KC_ptr, VC_ptr, BT_row, lo, hi, kvh, stride_cb, stride_co, stride_ch, BLOCK_N: tl.constexpr,
                    PAGE: tl.constexpr, LINES: tl.constexpr):  # fmt: skip
     """Ask L2 for the first LINES 128-byte lines of the K and V rows of KV head kvh at positions
@@ -276,7 +258,6 @@ def _flash_decode_kernel(
     PF_LINES: tl.constexpr,
     PLANES: tl.constexpr,
     BLOCK_ROW: tl.constexpr,
-    PREFETCH: tl.constexpr = False,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -324,39 +305,11 @@ def _flash_decode_kernel(
     acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
     # whole tiles without masks, then the partial tail tile (if any) with them
     full_hi = lo + tl.maximum(hi - lo, 0) // BLOCK_N * BLOCK_N
-    if PREFETCH:
-        if full_hi > lo:
-            # no software pipeline (Triton's keeps 1-2 K/V buffers and issues the next tile's copies after the
-            # math): each tile's step first asks for the next tile's K and V into registers, and for the
-            # block-table entries of the tile after it, then does its own math with all of them in flight.
-            # The split's last step asks for its own tile again (unused): no position past full_hi is read.
-            last = full_hi - BLOCK_N
-            offs_t = tl.arange(0, BLOCK_N)
-            blk = _tile_blocks(BT_row, lo + offs_t, PAGE)
-            k_n, ks_n, v_n, vs_n = _tile_kv(KC_ptr, VC_ptr, KS_ptr, VS_ptr, blk, lo + offs_t, offs_d, d_mask, kvh,
-                                            stride_cb, stride_co, stride_ch, stride_sb, stride_so, PAGE, QUANT,
-                                            BLOCK_D != HEAD_DIM)  # fmt: skip
-            blk = _tile_blocks(BT_row, tl.minimum(lo + BLOCK_N, last) + offs_t, PAGE)
-            for start_n in tl.range(lo, full_hi, BLOCK_N, num_stages=1):
-                k = k_n
-                ks = ks_n
-                v = v_n
-                vs = vs_n
-                nxt = tl.minimum(start_n + BLOCK_N, last) + offs_t
-                k_n, ks_n, v_n, vs_n = _tile_kv(KC_ptr, VC_ptr, KS_ptr, VS_ptr, blk, nxt, offs_d, d_mask, kvh,
-                                                stride_cb, stride_co, stride_ch, stride_sb, stride_so, PAGE, QUANT,
-                                                BLOCK_D != HEAD_DIM)  # fmt: skip
-                blk = _tile_blocks(BT_row, tl.minimum(start_n + 2 * BLOCK_N, last) + offs_t, PAGE)
-                s = _decode_scores(q, k, ks, offs_t < BLOCK_N, qk_row, softcap, False, QUANT, SOFTCAP, UPCAST,
-                                   PRECISION, FAST, QK8)  # fmt: skip
-                m_i, alpha, p, l_i = _decode_softmax(s, m_i, l_i)
-                acc = _decode_pv(acc, alpha, p, v, vs, QUANT, UPCAST, PRECISION, FAST, Q_ptr.dtype.element_ty)
-    else:
-        for start_n in tl.range(lo, full_hi, BLOCK_N, num_stages=LOOP_STAGES):
-            acc, m_i, l_i = _decode_tile(q, acc, m_i, l_i, start_n, hi, offs_d, d_mask, kvh, KC_ptr, VC_ptr, KS_ptr,
-                                          VS_ptr, BT_row, stride_cb, stride_co, stride_ch, stride_sb, stride_so,
-                                          qk_row, softcap, BLOCK_N, PAGE, False, BLOCK_D != HEAD_DIM, QUANT,
-                                          SOFTCAP, UPCAST, PRECISION, FAST, QK8, Q_ptr.dtype.element_ty)  # fmt: skip
+    for start_n in tl.range(lo, full_hi, BLOCK_N, num_stages=LOOP_STAGES):
+        acc, m_i, l_i = _decode_tile(q, acc, m_i, l_i, start_n, hi, offs_d, d_mask, kvh, KC_ptr, VC_ptr, KS_ptr,
+                                      VS_ptr, BT_row, stride_cb, stride_co, stride_ch, stride_sb, stride_so,
+                                      qk_row, softcap, BLOCK_N, PAGE, False, BLOCK_D != HEAD_DIM, QUANT,
+                                      SOFTCAP, UPCAST, PRECISION, FAST, QK8, Q_ptr.dtype.element_ty)  # fmt: skip
     if full_hi < hi:
         acc, m_i, l_i = _decode_tile(q, acc, m_i, l_i, full_hi, hi, offs_d, d_mask, kvh, KC_ptr, VC_ptr, KS_ptr,
                                       VS_ptr, BT_row, stride_cb, stride_co, stride_ch, stride_sb, stride_so, qk_row,
@@ -539,7 +492,6 @@ def flash_decode_triton(
     loop_stages: int | None = None,
     planes: bool = False,
     planes_out: tuple[torch.Tensor, torch.Tensor] | None = None,
-    prefetch: bool | None = None,
 ) -> torch.Tensor:
     """``paged_attention`` for an all-decode batch (every q_len == 1). ``num_splits`` (the split count; each
     sequence's splits still share its own length), ``block_n``, ``loop_stages`` (``decode_config``) and
@@ -547,10 +499,7 @@ def flash_decode_triton(
     use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles).
     ``planes``: the output rows (T, nh * hd) go next into an INT8 product: also write them as ``int8_ws``'s
     planes where that path can take them (``int8_ws.planes_target``); ``planes_out``: (planes int8 (2, MP,
-    nh * hd), scales float32 (>= T,)) to write them into regardless (tests). ``prefetch``: the whole-tile loop
-    without Triton's software pipeline, each step asking for the next tile's K and V into registers before
-    its math (default: ``AUTOGLM_DECODE_PREFETCH=1``, off; its tiles then default to 64 tokens, the 128-token
-    tiles' two in registers would not fit 4 warps)."""
+    nh * hd), scales float32 (>= T,)) to write them into regardless (tests)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     if max_seqlen_q != 1:
         raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
@@ -562,12 +511,8 @@ def flash_decode_triton(
         return out
     quant = k_scale is not None
     stages, waves = decode_config(k_cache.element_size(), B * nkv, device_sms(q))
-    if prefetch is None:
-        # NOTE: off until measured on a GPU (benchmarks/decode_b1.py --page-loop and --variants; RESULTS.md
-        # "The attention's and SiLU's planes on an H100; batch-1 decode's pages")
-        prefetch = os.environ.get("AUTOGLM_DECODE_PREFETCH", "0") == "1"
     if block_n is None:
-        block_n = 16 if INTERPRET else 64 if prefetch else 128
+        block_n = 16 if INTERPRET else 128
     max_context = block_tables.shape[1] * k_cache.shape[1]
     splits = num_splits
     if splits is None:
@@ -654,7 +599,6 @@ def flash_decode_triton(
         PF_LINES=max(1, next_pow2(hd * k_cache.element_size() // 128 + 1) // 2),
         PLANES=planes_out is not None,
         BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None else 16,
-        PREFETCH=prefetch,
         num_warps=num_warps,
         num_stages=num_stages,
         launch_pdl=early,

@@ -75,16 +75,6 @@ def _kv_tile(
         blk = tl.load(BT_row + offs_n // PAGE, mask=n_mask, other=0).to(tl.int64)
     else:
         blk = tl.load(BT_row + offs_n // PAGE).to(tl.int64)
-    return _kv_gather(C_ptr, S_ptr, blk, offs_n, n_mask, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch,
-                      stride_sb, stride_so, PAGE, TRANSPOSE, QUANT, MASK_N, MASK_D)  # fmt: skip
-
-
-@triton.jit
-def _kv_gather(C_ptr, S_ptr, blk, offs_n, n_mask, offs_d, d_mask, kvh, stride_cb, stride_co, stride_ch, stride_sb,
-               stride_so, PAGE: tl.constexpr, TRANSPOSE: tl.constexpr, QUANT: tl.constexpr, MASK_N: tl.constexpr,
-               MASK_D: tl.constexpr):  # fmt: skip
-    """``_kv_tile`` with the positions' cache blocks ``blk`` (int64, one a position) already read from the
-    block table (the decode kernel's prefetching loop reads them a tile ahead)."""
     off = (offs_n % PAGE).to(tl.int64)
     row = blk * stride_cb + off * stride_co + kvh * stride_ch
     if TRANSPOSE:

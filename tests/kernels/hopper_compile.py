@@ -113,7 +113,7 @@ def _decode(quant: bool, **kw) -> dict:
     base = dict(GROUP=16, BLOCK_G=16, HEAD_DIM=128, BLOCK_D=128, BLOCK_N=128, PAGE=16, QUANT=quant, SOFTCAP=False,
                 UPCAST=False, PRECISION="tf32", FAST=True, QK8=quant, DIRECT=False, FUSED=False,
                 LOOP_STAGES=6 if quant else 5, PDL_END=True, EARLY=True, PF_LINES=1 if quant else 2, PLANES=False,
-                BLOCK_ROW=16, PREFETCH=False)  # fmt: skip
+                BLOCK_ROW=16)  # fmt: skip
     return {**base, **kw}
 
 
@@ -146,12 +146,6 @@ VARIANTS = {
         flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE},
         _decode(True, DIRECT=True, EARLY=False, PLANES=True, BLOCK_ROW=4096), 4,
         MARKERS[1:2] + ("cp.async", "atom.global.gpu.acq_rel.add")),
-    "decode bf16 KV, the next tile asked for into registers (AUTOGLM_DECODE_PREFETCH), 64-token tiles": (
-        flash_decode._flash_decode_kernel, COMMON_DECODE, _decode(False, BLOCK_N=64, LOOP_STAGES=1, PREFETCH=True), 4,
-        MARKERS[:3]),
-    "decode int8 KV, the next tile asked for into registers, 64-token tiles": (
-        flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE},
-        _decode(True, BLOCK_N=64, LOOP_STAGES=1, PREFETCH=True), 4, MARKERS[:4]),
     "split merge under PDL": (
         flash_decode._merge_kernel, MERGE,
         dict(HEAD_DIM=128, BLOCK_D=32, BLOCK_S=128, BLOCK_N=128, PDL=True, PLANES=False, BLOCK_ROW=16), 4,

@@ -150,24 +150,6 @@ def test_decode_matches_reference(dtype, quant, num_splits):
     assert_close(out, _reference(args), dtype, tol=1e-2 if dtype == BF16 else 1e-4)
 
 
-@pytest.mark.parametrize("dtype", [BF16, FP32])
-@pytest.mark.parametrize("quant", [False, True], ids=["float-kv", "int8-kv"])
-@pytest.mark.parametrize("num_splits", [None, 1, 3], ids=["planned", "1split", "3splits"])
-def test_decode_prefetching_loop_matches_reference(dtype, quant, num_splits, monkeypatch):
-    # the whole-tile loop that asks for the next tile before its math (AUTOGLM_DECODE_PREFETCH): splits of
-    # one tile, several, and a partial tail, in a block table whose spare columns point at a NaN block (a
-    # step that used a position past its split would turn the output NaN)
-    monkeypatch.setenv("AUTOGLM_DECODE_PREFETCH", "1")
-    args = _batch([1] * len(DECODE_LENS), DECODE_LENS, GLM, dtype, quant)
-    tables = args["block_tables"]
-    args["block_tables"] = torch.cat([tables, tables[:, -1:].expand(-1, 8)], 1).contiguous()
-    out = poisoned(args["q"].shape, dtype)
-    flash_decode_triton(**args, num_splits=num_splits, out=out)
-    assert_close(out, _reference(args), dtype, tol=1e-2 if dtype == BF16 else 1e-4)
-    # and the same positions as the software-pipelined loop
-    assert_close(out, flash_decode_triton(**args, num_splits=num_splits, prefetch=False), dtype)
-
-
 @pytest.mark.parametrize("heads", HEADS[1:], ids=lambda h: "x".join(map(str, h)))
 def test_decode_other_heads(heads):
     args = _batch([1, 1], [L, 19], heads, BF16, quant=False)
