@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal
 
 
@@ -93,13 +93,48 @@ class Section:
 
 @dataclass
 class ParsedDocument:
-    """The plain text of a document and the sections that cover it in order."""
+    """The plain text of a document and the sections that cover it in order; ``notices`` say, in a sentence each,
+    what of the file could not be read (scanned pages, formulas without values), so a document that is only partly
+    searchable does not look whole."""
 
     text: str
     sections: list[Section]
     detected_type: str
     pages: int | None
     title: str | None
+    notices: list[str] = field(default_factory=list)
+
+
+# Notices are read beside a document's status: a few short sentences, not a log.
+MAX_NOTICES = 8
+MAX_NOTICE_CHARS = 300
+
+
+def cap_notices(notices: list[str]) -> list[str]:
+    """``notices`` as stored and shown: each on one line and at most MAX_NOTICE_CHARS (cut at a word with "…"),
+    repeats dropped, at most MAX_NOTICES (the last saying how many more there were)."""
+    out: list[str] = []
+    for n in notices:
+        n = short_title(clean_inline(n), MAX_NOTICE_CHARS)
+        if n and n not in out:
+            out.append(n)
+    if len(out) > MAX_NOTICES:
+        more = len(out) - MAX_NOTICES + 1
+        out = out[: MAX_NOTICES - 1] + [f"{more} more notices are not shown."]
+    return out
+
+
+def page_ranges(pages: list[int], limit: int = 12) -> str:
+    """1-based page numbers as a reader writes them: "3, 7-9" (at most ``limit`` runs, then "and N more")."""
+    runs: list[list[int]] = []
+    for p in sorted(set(pages)):
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    parts = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    rest = sum(b - a + 1 for a, b in runs[limit:])
+    return ", ".join(parts) + (f" and {rest} more" if rest else "")
 
 
 _WS = re.compile(r"[ \t\u00a0\u3000]+")
@@ -232,6 +267,7 @@ class TextBuilder:
         self._page: int | None = None
         self._sections: list[Section] = []
         self._open: Section | None = None
+        self._notices: list[str] = []
         self.first_heading: str | None = None
 
     def _append(self, text: str) -> None:
@@ -310,6 +346,10 @@ class TextBuilder:
         if text:
             self._append(text)
 
+    def notice(self, text: str) -> None:
+        """Say that part of the file was not read (``ParsedDocument.notices``): one plain sentence."""
+        self._notices.append(text)
+
     def build(
         self, detected_type: str, pages: int | None, title: str | None, heading_title: bool = True
     ) -> ParsedDocument:
@@ -330,6 +370,7 @@ class TextBuilder:
             detected_type=detected_type,
             pages=pages,
             title=title or (self.first_heading if heading_title else None),
+            notices=cap_notices(self._notices),
         )
 
 

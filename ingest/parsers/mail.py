@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
-from .base import ParsedDocument, ParseError, TextBuilder, clean_inline
+from .base import ParsedDocument, ParseError, PlainArchive, TextBuilder, UnsupportedFileType, clean_inline
 from .text import decode_text
 from .web import parse_html
 
@@ -107,10 +107,12 @@ def write_mail(b: TextBuilder, mail: Mail) -> None:
         b.block("Attached message:")
         write_mail(b, inner)
     for name, data in mail.files:
-        text = attachment_text(name, data)
+        text, notices = attachment_text(name, data)
         if text:
             b.heading(1, f"Attachment: {name}")
             b.block(text)
+        for notice in notices:
+            b.notice(notice)
 
 
 def _mail(msg: EmailMessage, depth: int) -> Mail:
@@ -141,17 +143,24 @@ def html_text(data: bytes) -> str:
         return ""
 
 
-def attachment_text(name: str, data: bytes) -> str:
-    """An attached document's text, read by its own parser (PDF, Word, ...); "" for what is not a document
-    (images, archives, damaged files) and for attached e-mails (their own attachments are not followed)."""
+def attachment_text(name: str, data: bytes) -> tuple[str, list[str]]:
+    """An attached document's text, read by its own parser (PDF, Word, ...), and its notices; "" for what is not
+    a document (images, archives, damaged files) and for attached e-mails (their own attachments are not
+    followed). A document that could not be read (damaged, password-protected) and a ZIP archive, whose files
+    are not unpacked here, say so in a notice; an image or another kind of file is only named."""
     from . import detect_type, parse
 
     try:
         if not data or detect_type(data, name) in ("email", "msg"):
-            return ""
-        return parse(data, name).text
-    except ParseError:  # UnsupportedFileType included
-        return ""
+            return "", []
+        doc = parse(data, name)
+        return doc.text, [f"Attachment '{name}': {n}" for n in doc.notices]
+    except PlainArchive:
+        return "", [f"Attachment '{name}' is a ZIP archive; the files in it were not read."]
+    except UnsupportedFileType:
+        return "", []
+    except ParseError as e:  # its reason says what is wrong ("The PDF could not be read: ...")
+        return "", [f"Attachment '{name}': {e.reason}"]
 
 
 def _content(part) -> str:

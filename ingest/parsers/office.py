@@ -88,6 +88,8 @@ def parse_docx(data: bytes) -> ParsedDocument:
         b.notes(kind.capitalize(), texts)
     for kind, texts in margins:
         b.notes(kind, texts, numbered=False)
+    if notice := _embedded_notice(_embedded_kinds(body)):
+        b.notice(notice)
     return b.build("docx", None, metadata_title(meta_title) or (titles[0] if titles else None))
 
 
@@ -133,6 +135,38 @@ def _docx_blocks(
             content = el.find(_w("sdtContent")) if el.tag == _w("sdt") else el
             if content is not None:
                 _docx_blocks(content, doc, b, titles, styles, links)
+
+
+_OLE_OBJECTS = (
+    "{urn:schemas-microsoft-com:office:office}OLEObject",  # Word: w:object > o:OLEObject
+    "{http://schemas.openxmlformats.org/presentationml/2006/main}oleObj",  # PowerPoint: a graphic frame's
+)
+# what an embedded object's ProgID names, as a person calls it
+_PROG_KINDS = (("excel.", "Excel"), ("word.", "Word"), ("powerpoint.", "PowerPoint"), ("acroexch.", "PDF"),
+               ("acrobat.", "PDF"), ("package", "file"), ("visio.", "Visio"))  # fmt: skip
+
+
+def _embedded_kinds(root) -> list[str]:
+    """The kind ("Excel", "PDF", "file", "other") of each object embedded (OLE) in ``root``: a worksheet or a
+    file placed in a document or on a slide, which shows as a picture and whose content is not read."""
+    kinds = []
+    for el in root.iter(*_OLE_OBJECTS):
+        if any(a.tag == _MC_FALLBACK for a in el.iterancestors()):  # the second copy of alternate content
+            continue
+        prog = (el.get("ProgID") or el.get("progId") or "").lower()
+        kinds.append(next((kind for p, kind in _PROG_KINDS if prog.startswith(p)), "other"))
+    return kinds
+
+
+def _embedded_notice(kinds: list[str], where: str = "") -> str | None:
+    """The notice for embedded objects of ``kinds`` (None for none): "2 embedded objects (Excel, PDF) are not
+    read; their content is not searchable.", after ``where`` ("Slides 2, 4: ")."""
+    if not kinds:
+        return None
+    what = ", ".join(dict.fromkeys(kinds))
+    if len(kinds) == 1:
+        return f"{where}1 embedded object ({what}) is not read; its content is not searchable."
+    return f"{where}{len(kinds)} embedded objects ({what}) are not read; their content is not searchable."
 
 
 def _placeholder(el) -> bool:
@@ -507,7 +541,10 @@ def parse_pptx(data: bytes) -> ParsedDocument:
         raise ParseError("The PowerPoint file could not be read: the file is damaged.") from e
     b = TextBuilder(page_kind="slide")
     first_title = None
+    embedded: dict[int, list[str]] = {}
     for n, slide in enumerate(slides, start=1):
+        if kinds := _embedded_kinds(slide._element):
+            embedded[n] = kinds
         title_shape = slide.shapes.title
         title = title_shape.text_frame.text if title_shape is not None and title_shape.has_text_frame else ""
         b.set_path([], page=n)
@@ -526,6 +563,9 @@ def parse_pptx(data: bytes) -> ParsedDocument:
                     b.block(text)
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
             b.block(_frame_text(slide.notes_slide.notes_text_frame))
+    if embedded:
+        where = f"{'Slide' if len(embedded) == 1 else 'Slides'} {base.page_ranges(list(embedded))}: "
+        b.notice(_embedded_notice([k for kinds in embedded.values() for k in kinds], where))
     return b.build("pptx", len(slides), metadata_title(meta_title) or first_title)
 
 
@@ -600,12 +640,24 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
                         f"The Excel file has more than {base.MAX_SHEET_CELLS:,} cells; split it."
                     )
                 rows.append([_cell(c.value, getattr(c, "number_format", None)) for c in r])
-            fill_merged_down(rows, _merged_down(zf, getattr(ws, "_worksheet_path", None)))
+            path = getattr(ws, "_worksheet_path", None)
+            fill_merged_down(rows, _merged_down(zf, path))
             lines = sheet_rows_as_text(rows)
             if lines:
                 b.set_path([])
                 b.heading(1, ws.title)
                 b.block("\n".join(lines))
+            if unsaved := _formulas_without_values(zf, path):
+                b.notice(
+                    f"Sheet '{ws.title}': "
+                    + (
+                        "1 formula cell has no saved value (the file was not recalculated before saving); it "
+                        "reads as empty."
+                        if unsaved == 1
+                        else f"{unsaved:,} formula cells have no saved value (the file was not recalculated "
+                        "before saving); they read as empty."
+                    )
+                )
         title = wb.properties.title if wb.properties is not None else None
     except ParseError:
         raise
@@ -643,6 +695,53 @@ def _merged_down(zf: zipfile.ZipFile, path: str | None) -> list[tuple[int, int, 
         for c1, r1, c2, r2 in found
         if int(r2) > int(r1) and c1 == c2  # not a banner over several columns and rows: its text once
     )
+
+
+_FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+# a sheet's cell with content (not <c .../>): its attributes, then what it holds up to its end tag
+_CELL = re.compile(rb"<(?:\w+:)?c\b([^>]*?)(?<!/)>(.*?)</(?:\w+:)?c>", re.S)
+_CELL_VALUE = re.compile(rb"<(?:\w+:)?v(?:\s[^>]*)?>([^<]*)<")
+_CELL_TYPE = re.compile(rb'\st="([^"]*)"')
+_MAX_CELL_BYTES = 8 << 20  # a "cell" still open after this much XML is no cell to count
+
+
+def _formulas_without_values(zf: zipfile.ZipFile, path: str | None) -> int:
+    """How many formula cells of the sheet at ``path`` have no saved result: the value Excel shows is stored beside
+    each formula, but a file written by a program (openpyxl, many exporters) and never opened and saved in Excel
+    or LibreOffice has none, so the cell reads as empty (openpyxl's ``data_only``). A formula whose saved result
+    is the empty text (``t="str"``) is not counted. The XML is scanned in pieces, as by ``_merged_down``, and
+    cell by cell only in a sheet that holds a formula at all."""
+    if not path:
+        return 0
+    name = path.lstrip("/")
+    try:
+        tail = b""
+        with zf.open(name) as f:
+            while chunk := f.read(1 << 20):
+                if _FORMULA.search(tail + chunk):
+                    break
+                tail = chunk[-16:]
+            else:
+                return 0
+        count, tail = 0, b""
+        with zf.open(name) as f:
+            while chunk := f.read(1 << 20):
+                window, end = tail + chunk, 0
+                for m in _CELL.finditer(window):
+                    end = m.end()
+                    if not _FORMULA.search(m.group(2)):
+                        continue
+                    kind = _CELL_TYPE.search(m.group(1))
+                    if kind and kind.group(1) in (b"str", b"inlineStr"):
+                        continue
+                    value = _CELL_VALUE.search(m.group(2))
+                    count += value is None or not value.group(1).strip()
+                tail = window[end:]  # a cell cut between two pieces is whole in the next window
+                if len(tail) > _MAX_CELL_BYTES:
+                    tail = b""
+        return count
+    except KeyError:  # a sheet part the container does not hold: no formulas to count
+        return 0
 
 
 def _cell(v, fmt: str | None = None) -> str:

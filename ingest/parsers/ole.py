@@ -386,6 +386,9 @@ def parse_xls(data: bytes) -> ParsedDocument:
                 sh = wb.sheet_by_index(i)
             except Exception:  # noqa: BLE001  (xlrd asserts on odd records: that sheet is lost, not the rest)
                 skipped += 1
+                b.notice(
+                    f"Sheet '{wb.sheet_names()[i]}' could not be read (damaged); its content is missing."
+                )
                 continue
             cells += sh.nrows * sh.ncols
             if cells > base.MAX_SHEET_CELLS:

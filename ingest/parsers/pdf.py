@@ -16,7 +16,15 @@ from pypdf.errors import DependencyError, FileNotDecryptedError
 
 from retrieval.sentences import SECTION_NUMBER, continues_line, split_sentences
 
-from .base import MAX_PDF_PAGES, ParsedDocument, ParseError, TextBuilder, clean_inline, metadata_title
+from .base import (
+    MAX_PDF_PAGES,
+    ParsedDocument,
+    ParseError,
+    TextBuilder,
+    clean_inline,
+    metadata_title,
+    page_ranges,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +134,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     texts: list[str | None] = []
     sized: list[list[tuple[str, float]] | None] = []
     first_lines: list[tuple[str, float]] | None = None  # the first page's, for its title (bookmarks or not)
-    garbled = 0  # pages whose text was only characters that could not be decoded
+    garbled: set[int] = set()  # pages whose text was only characters that could not be decoded
     for i in range(n_pages):
         # every page's type sizes, bookmarks or not: headings from the type, or those below the bookmarks
         # (``font_headings``, ``sub_headings``), and the first page's for the title
@@ -145,14 +153,18 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             # map): nothing a person could search for. A page of nothing else became a ready document of
             # replacement characters.
             text = text.replace("\ufffd", "")
-            garbled += not text.strip()
+            if not text.strip():
+                garbled.add(i)
         texts.append(text)
         lines = _sized_lines(text, chunks)
         if i == 0:
             first_lines = lines
         sized.append(lines)
     failed = texts.count(None)
-    texts = join_page_breaks([None if t is None else reflow(t) for t in strip_running_lines(texts)])
+    texts = strip_running_lines(texts)
+    # read before join_page_breaks, which may carry a page's only sentence over to the page before
+    blank = [i for i, t in enumerate(texts) if t is not None and not t.strip() and i not in garbled]
+    texts = join_page_breaks([None if t is None else reflow(t) for t in texts])
     by_font = {} if outline else font_headings(sized)
     below = sub_headings(sized, outline) if outline else {}
     meta_title = None
@@ -182,6 +194,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     if failed == n_pages:
         raise ParseError(_DAMAGED)
     title = meta_title or font_title(first_lines)
+    _page_notices(b, reader, n_pages, texts, blank, garbled)
     try:
         return b.build("pdf", n_pages, title)
     except ParseError as e:
@@ -191,6 +204,52 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             "The PDF has no extractable text: it seems to contain only images (scanned pages?); text "
             "recognition (OCR) is not supported."
         ) from e
+
+
+def _page_notices(
+    b: TextBuilder, reader: PdfReader, n_pages: int, texts: list, blank: list[int], garbled: set[int]
+) -> None:
+    """Notices for the pages whose content is not in the text, where other pages have text (a PDF with none at
+    all fails instead): pages that show images but hold no text (scanned into a PDF of typed pages), pages
+    that could not be read or whose characters could not be decoded. A blank page (no images) lost nothing."""
+    scanned = [i + 1 for i in blank if _draws_images(reader.pages[i])]
+    unread = [i + 1 for i, t in enumerate(texts) if t is None]
+    for pages, one, many in (
+        (scanned, "has no text layer (a scanned image?); its content is not searchable",
+         "have no text layer (scanned images?); their content is not searchable"),
+        (sorted(p + 1 for p in garbled), "holds only characters that could not be decoded (damaged or unmapped "
+         "fonts); its text is missing", "hold only characters that could not be decoded (damaged or unmapped "
+         "fonts); their text is missing"),
+        (unread, "could not be read (damaged); its content is missing",
+         "could not be read (damaged); their content is missing"),
+    ):  # fmt: skip
+        if pages:
+            word = "Page" if len(pages) == 1 else "Pages"
+            b.notice(f"{word} {page_ranges(pages)} of {n_pages} {one if len(pages) == 1 else many}.")
+
+
+_INLINE_IMAGE = re.compile(rb"(?:^|\s)BI\s")
+
+
+def _draws_images(page, depth: int = 0) -> bool:
+    """Whether a page shows an image: an image XObject in its resources (or in a form it draws, a few levels
+    deep), or an inline image in its content. What a scanner or a "print to PDF" of a scan leaves."""
+    try:
+        resources = page.get("/Resources")
+        resources = resources.get_object() if resources is not None else None
+        xobjects = resources.get("/XObject") if resources is not None else None
+        for ref in (xobjects.get_object() if xobjects is not None else {}).values():
+            x = ref.get_object()
+            if x.get("/Subtype") == "/Image":
+                return True
+            if x.get("/Subtype") == "/Form" and depth < 3 and _draws_images(x, depth + 1):
+                return True
+        if depth == 0:
+            contents = page.get_contents()
+            return contents is not None and _INLINE_IMAGE.search(contents.get_data()) is not None
+    except Exception:  # noqa: BLE001  (a damaged resource dictionary: no notice, not a failed document)
+        logger.debug("PDF page resources unreadable", exc_info=True)
+    return False
 
 
 MARGIN_LINES = 2  # lines at the top and at the bottom of a page where running headers and footers sit

@@ -869,3 +869,103 @@ def make_docx_with_chart() -> bytes:
     buf = io.BytesIO()
     doc.save(buf)
     return buf.getvalue()
+
+
+def make_partly_scanned_pdf(
+    n_pages: int = 12,
+    scanned: tuple[int, ...] = (3, 7, 8, 9),
+    inline: tuple[int, ...] = (8,),
+    blank: tuple[int, ...] = (11,),
+) -> bytes:
+    """Typed pages with a sentence each ("Page 2 says the budget is 2 million."), except the 1-based pages in
+    ``scanned``, which show a grey picture and hold no text, as a page scanned into the PDF does (those in
+    ``inline`` as an inline image, the others as an image XObject), and those in ``blank``: nothing at all."""
+    from PIL import Image
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    picture = Image.new("L", (60, 80), 190)
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    c.setTitle("Budget memo")
+    for n in range(1, n_pages + 1):
+        if n in scanned and n in inline:
+            c.drawInlineImage(picture, 72, 200, 450, 600)
+        elif n in scanned:
+            c.drawImage(ImageReader(picture), 72, 200, 450, 600)
+        elif n not in blank:
+            c.drawString(72, 800, f"Page {n} says the budget is {n} million.")
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def make_xlsx_with_unsaved_formulas(q3_title: str = "Q3") -> bytes:
+    """A workbook as openpyxl writes it: sheet ``q3_title`` with 14 rows whose tax is a formula (no saved value),
+    a sheet "Summary" whose two formulas have a saved value as Excel stores them (a number, and an empty text
+    result, ``t="str"``), and a sheet "Staff" without formulas."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = q3_title
+    ws.append(["Item", "Amount", "Tax"])
+    for i in range(2, 16):
+        ws.append([f"Laptop {i}", i * 100, f"=B{i}*0.2"])
+    summary = wb.create_sheet("Summary")
+    summary.append(["Label", "Value", "Flag"])
+    summary.append(["Rows", "=COUNTA(A:A)", '=IF(B2>100,"many","")'])
+    staff = wb.create_sheet("Staff")
+    staff.append(["Name", "Desk"])
+    staff.append(["Ann Lee", "4.12"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    # Excel's saved results in the summary sheet: a number, and the empty text an IF gave
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "xl/worksheets/sheet2.xml":
+                data = data.replace(b"<f>COUNTA(A:A)</f><v></v>", b"<f>COUNTA(A:A)</f><v>2</v>")
+                data = data.replace(b'<c r="C2"><f>', b'<c r="C2" t="str"><f>')
+            dst.writestr(item, data)
+    return out.getvalue()
+
+
+def make_docx_with_embedded_object() -> bytes:
+    """A Word document with an Excel worksheet embedded in its second paragraph (w:object > o:OLEObject, as Word
+    stores an "Insert > Object"; only its picture shows)."""
+    from docx import Document
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    doc = Document()
+    doc.add_paragraph("The regional figures are in the worksheet below.")
+    p = doc.add_paragraph()
+    p._p.append(parse_xml(
+        f'<w:r {nsdecls("w", "r")} xmlns:o="urn:schemas-microsoft-com:office:office" '
+        'xmlns:v="urn:schemas-microsoft-com:vml"><w:object><v:shape id="_x0000_i1025" style="width:300pt;'
+        'height:100pt"/><o:OLEObject Type="Embed" ProgID="Excel.Sheet.12" ShapeID="_x0000_i1025" '
+        'DrawAspect="Content" ObjectID="_1700000001" r:id="rId99"/></w:object></w:r>'
+    ))  # fmt: skip
+    buf = io.BytesIO()
+    doc.save(buf)
+    return buf.getvalue()
+
+
+def make_pptx_with_embedded_objects() -> bytes:
+    """Three slides with titles; an Excel workbook embedded on slides 2 and 3 (python-pptx's add_ole_object)."""
+    from pptx import Presentation
+    from pptx.enum.shapes import PROG_ID
+    from pptx.util import Inches
+
+    prs = Presentation()
+    for n in range(1, 4):
+        slide = prs.slides.add_slide(prs.slide_layouts[5])
+        slide.shapes.title.text = f"Budget part {n}"
+        if n > 1:
+            slide.shapes.add_ole_object(io.BytesIO(make_xlsx()), PROG_ID.XLSX, Inches(1), Inches(2))
+    buf = io.BytesIO()
+    prs.save(buf)
+    return buf.getvalue()

@@ -1,0 +1,143 @@
+"""Notices: what of a file that was read could not be (scanned pages of a typed PDF, formulas without saved values,
+embedded objects, an attachment that could not be opened), on real files generated here."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.parsers import ParseError, base, parse
+from tests.ingest import parser_fixtures as F
+
+SCANNED = "Pages 3, 7-9 of 12 have no text layer (scanned images?); their content is not searchable."
+UNSAVED = (
+    "Sheet 'Q3': 14 formula cells have no saved value (the file was not recalculated before saving); they read "
+    "as empty."
+)
+
+
+# --- PDF -----------------------------------------------------------------------------------------
+def test_a_partly_scanned_pdf_names_its_pages_without_text():
+    # pages 3, 7 and 9 show an image XObject, page 8 an inline image; page 11 is blank: nothing is missing there
+    doc = parse(F.make_partly_scanned_pdf(), "memo.pdf")
+    assert doc.notices == [SCANNED]
+    assert doc.pages == 12
+    assert "Page 2 says the budget is 2 million." in doc.text and "Page 12 says" in doc.text
+
+
+def test_one_scanned_page_is_named_in_the_singular():
+    doc = parse(F.make_partly_scanned_pdf(n_pages=3, scanned=(2,), inline=(), blank=()), "memo.pdf")
+    assert doc.notices == ["Page 2 of 3 has no text layer (a scanned image?); its content is not searchable."]
+
+
+def test_typed_pdfs_and_blank_pages_have_no_notices():
+    assert parse(F.make_pdf(["Revenue grew.", "", "Costs fell."]), "q.pdf").notices == []
+    assert parse(F.make_partly_scanned_pdf(n_pages=4, scanned=(), blank=(2, 3)), "q.pdf").notices == []
+
+
+def test_a_pdf_of_scanned_pages_only_still_fails_with_its_reason():
+    data = F.make_partly_scanned_pdf(n_pages=3, scanned=(1, 2, 3), inline=(2,), blank=())
+    with pytest.raises(
+        ParseError, match=r"^The PDF has no extractable text: it seems to contain only images"
+    ):
+        parse(data, "scan.pdf")
+
+
+def test_a_page_whose_characters_could_not_be_decoded_is_named():
+    data = F.make_pdf(["Salary bands are reviewed every April.", "Appeals go to HR.", "Travel is booked."])
+    data = data.replace(b"/Font 1 0 R", b"/Font 1 0 0", 1)  # the first page's font dictionary unresolvable
+    doc = parse(data, "bands.pdf")
+    assert doc.notices == [
+        "Page 1 of 3 holds only characters that could not be decoded (damaged or unmapped fonts); its text is "
+        "missing."
+    ]
+    assert doc.text == "Appeals go to HR.\n\nTravel is booked."
+
+
+# --- spreadsheets --------------------------------------------------------------------------------
+def test_formulas_without_saved_values_are_counted_by_sheet():
+    # openpyxl writes formulas without their results; a saved number and a saved empty text are results
+    doc = parse(F.make_xlsx_with_unsaved_formulas(), "q3.xlsx")
+    assert doc.notices == [UNSAVED]
+    assert "Item: Laptop 2; Amount: 200" in doc.text  # the rest of the sheet reads as before
+    assert "Label: Rows; Value: 2" in doc.text
+
+
+def test_formulas_in_a_sheet_larger_than_one_read_are_each_counted_once():
+    import io
+    import zipfile
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Model"
+    for i in range(1, 12_001):
+        ws.append([i, i * 2, f"=A{i}+B{i}", f"=C{i}*2"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+        assert z.getinfo("xl/worksheets/sheet1.xml").file_size > 1 << 20  # read 1 MB at a time
+    doc = parse(buf.getvalue(), "model.xlsx")
+    assert doc.notices == [UNSAVED.replace("'Q3': 14", "'Model': 24,000")]
+
+
+def test_a_sheet_name_with_markup_is_kept_as_written():
+    # notices are plain text; the page shows them as text (tests/web)
+    doc = parse(F.make_xlsx_with_unsaved_formulas(q3_title="<img src=x onerror=1>"), "q3.xlsx")
+    assert doc.notices == [UNSAVED.replace("'Q3'", "'<img src=x onerror=1>'")]
+
+
+def test_a_workbook_without_formulas_has_no_notices():
+    assert parse(F.make_xlsx(), "prices.xlsx").notices == []
+
+
+# --- embedded objects, attachments ---------------------------------------------------------------
+def test_an_object_embedded_in_a_word_document_is_named():
+    doc = parse(F.make_docx_with_embedded_object(), "regions.docx")
+    assert doc.notices == ["1 embedded object (Excel) is not read; its content is not searchable."]
+    assert "The regional figures are in the worksheet below." in doc.text
+
+
+def test_objects_embedded_in_slides_are_named_with_their_slides():
+    doc = parse(F.make_pptx_with_embedded_objects(), "budget.pptx")
+    assert doc.notices == [
+        "Slides 2-3: 2 embedded objects (Excel) are not read; their content is not searchable."
+    ]
+
+
+def test_a_damaged_attachment_is_a_notice_and_an_attachments_notices_are_kept():
+    from email.message import EmailMessage
+
+    doc = parse(F.make_email(), "reply.eml")
+    assert doc.notices == [
+        "Attachment 'floor-plan.pdf': The PDF could not be read: the file is damaged or is not a valid PDF."
+    ]  # the image attached beside it is only named, as before
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "ann@example.com", "team@example.com", "Budget memo"
+    m.set_content("The memo is attached.")
+    m.add_attachment(F.make_partly_scanned_pdf(), maintype="application", subtype="pdf", filename="memo.pdf")
+    doc = parse(m.as_bytes(), "memo.eml")
+    assert doc.notices == [f"Attachment 'memo.pdf': {SCANNED}"]
+    assert "Page 2 says the budget is 2 million." in doc.text
+
+
+# --- limits --------------------------------------------------------------------------------------
+def test_notices_are_few_short_single_lines():
+    many = [f"Sheet 'S{i}': 1 formula cell has no saved value." for i in range(20)]
+    capped = base.cap_notices(many + [many[0], "  two\nlines  ", "x" * 1000])
+    assert len(capped) == base.MAX_NOTICES
+    assert capped[:-1] == many[: base.MAX_NOTICES - 1]
+    assert capped[-1] == f"{22 - base.MAX_NOTICES + 1} more notices are not shown."
+    assert base.cap_notices(["  two\nlines  "]) == ["two lines"]
+    (long,) = base.cap_notices(["word " * 100])
+    assert len(long) <= base.MAX_NOTICE_CHARS and long.endswith("\u2026")
+
+
+@pytest.mark.parametrize(
+    ("pages", "text"),
+    [([3], "3"), ([9, 3, 7, 8], "3, 7-9"), ([1, 2, 3, 5], "1-3, 5"), (list(range(1, 40, 2)), None)],
+)
+def test_page_ranges(pages, text):
+    if text is None:  # twenty separate pages: the first twelve, then how many more
+        text = ", ".join(str(p) for p in range(1, 24, 2)) + " and 8 more"
+    assert base.page_ranges(pages) == text
