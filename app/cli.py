@@ -213,6 +213,9 @@ def _ingest(args: argparse.Namespace) -> int:
                     if d.status != DocStatus.ready:
                         failures += 1
                         tqdm.write(f"{d.status} {d.filename}: {d.error}")
+                    else:
+                        for notice in d.notices:  # ready, but not all of it could be read
+                            tqdm.write(f"{d.filename}: {notice}")
             pending -= pending - {d.id for d in rows}  # deleted meanwhile
         if pending and args.enqueue:
             time.sleep(0.5)

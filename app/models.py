@@ -217,6 +217,11 @@ class DocumentBase(SQLModel):
     chunks_embedded: int = 0
     chunk_count: int = 0
     error: str | None = None  # a sentence a person can read
+    # what of a ready document's file could not be read ("Pages 3, 7-9 of 12 have no text layer ..."), a short
+    # sentence each, from its last ingestion; [] where nothing was left out (and for documents ingested before)
+    notices: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     attempts: int = 0
 
 

@@ -158,6 +158,7 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
             )
             return DocStatus.failed
         doc.status, doc.stage, doc.progress, doc.error = DocStatus.processing, "parsing", 0.0, None
+        doc.notices = []  # an earlier run's; this run's come with its ready status
         doc.attempts += 1
         doc.chunks_embedded = 0
         doc.updated_at = utcnow()
@@ -223,7 +224,7 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
     vectors = np.concatenate(parts).astype(np.float32, copy=False)  # (n_chunks, dim)
     _update(document_id, stage="indexing", chunks_embedded=len(specs), progress=0.95)
     _pause("indexing")
-    return _commit_document(document_id, collection_id, parsed.text, specs, vectors)
+    return _commit_document(document_id, collection_id, parsed.text, specs, vectors, parsed.notices)
 
 
 def lexical_texts(ids) -> list[str]:
@@ -259,7 +260,9 @@ def warm_lexical(collection_id: int) -> None:
         log.warning("BM25 warm-up of collection %s failed", collection_id, exc_info=True)
 
 
-def _commit_document(document_id: int, collection_id: int, text: str, specs, vectors: np.ndarray) -> str:
+def _commit_document(
+    document_id: int, collection_id: int, text: str, specs, vectors: np.ndarray, notices: list[str]
+) -> str:
     from retrieval.index import add_segment, add_tombstones, gc_segments, write_segment
 
     replaced_sha: str | None = None
@@ -307,6 +310,7 @@ def _commit_document(document_id: int, collection_id: int, text: str, specs, vec
         s.add(DocumentText(document_id=document_id, text=text))
         doc.status, doc.stage, doc.progress = DocStatus.ready, "done", 1.0
         doc.chunk_count, doc.error, doc.updated_at = len(chunks), None, utcnow()
+        doc.notices = list(notices)  # capped by the parser (base.cap_notices)
         s.add(doc)
         s.commit()
     if replaced_sha:

@@ -305,3 +305,47 @@ def test_member_never_sees_another_groups_collection(db_env, client):
     client.put(f"/api/collections/{theirs}/groups", json={"group_ids": [g1, g2]}, headers=admin)
     hits = _search(client, member, "merger with Contoso in March", k=1).json()["hits"]
     assert hits[0]["document_id"] == secret
+
+
+def test_notices_say_what_was_not_read_and_follow_re_indexing(db_env, client):
+    # A partly scanned PDF and a workbook saved without its formulas' values are ready, with notices saying
+    # what is not searchable, in the document and in the list; a new run's notices replace the old ones.
+    from tests.ingest import parser_fixtures as F
+    from tests.ingest.test_notices import SCANNED, UNSAVED
+
+    admin = make_user(Role.admin)
+    cid = _collection(client, admin, "finance")
+    memo, q3, notes = _ingest(
+        client,
+        admin,
+        cid,
+        [("memo.pdf", F.make_partly_scanned_pdf()), ("q3.xlsx", F.make_xlsx_with_unsaved_formulas()),
+         ("notes.txt", NOTES.encode())],
+    )  # fmt: skip
+    doc = client.get(f"/api/documents/{memo}", headers=admin).json()
+    assert (doc["status"], doc["error"], doc["pages"], doc["notices"]) == ("ready", None, 12, [SCANNED])
+    assert client.get(f"/api/documents/{q3}", headers=admin).json()["notices"] == [UNSAVED]
+    listed = client.get(f"/api/collections/{cid}/documents", headers=admin).json()
+    assert [(d["id"], d["status"], d["notices"]) for d in listed] == [
+        (memo, "ready", [SCANNED]),
+        (q3, "ready", [UNSAVED]),
+        (notes, "ready", []),
+    ]
+    hits = _search(client, admin, "What does page 2 say the budget is?", k=3).json()["hits"]
+    assert hits[0]["document_id"] == memo  # the pages that have text are searchable
+
+    # Re-indexed: the new copy starts without notices, the old one keeps its own until the new one is ready.
+    r = client.post(f"/api/documents/{memo}/reindex", headers=admin)
+    assert r.status_code == 202, r.text
+    again = r.json()
+    assert (again["status"], again["replaces_id"], again["notices"]) == ("queued", memo, [])
+    assert client.get(f"/api/documents/{memo}", headers=admin).json()["notices"] == [SCANNED]
+    process_document(again["id"])
+    assert client.get(f"/api/documents/{memo}", headers=admin).status_code == 404
+    assert client.get(f"/api/documents/{again['id']}", headers=admin).json()["notices"] == [SCANNED]
+
+    # The file typed out in full, uploaded under the same name: nothing left unread.
+    (typed,) = _ingest(client, admin, cid, [("memo.pdf", F.make_partly_scanned_pdf(scanned=()))])
+    doc = client.get(f"/api/documents/{typed}", headers=admin).json()
+    assert (doc["status"], doc["replaces_id"], doc["notices"]) == ("ready", again["id"], [])
+    assert client.get(f"/api/documents/{again['id']}", headers=admin).status_code == 404

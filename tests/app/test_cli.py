@@ -46,6 +46,16 @@ def test_ingest_command_processes_files_and_folders(env, capsys):
     ]
 
 
+def test_ingest_command_says_what_of_a_ready_file_was_not_read(env, capsys):
+    from tests.ingest import parser_fixtures as F
+    from tests.ingest.test_notices import SCANNED
+
+    (env / "memo.pdf").write_bytes(F.make_partly_scanned_pdf())
+    rc = main(["ingest", str(env / "memo.pdf"), "--collection", "finance", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and f"memo.pdf: {SCANNED}\n" in out and "1 ready, 0 failed or rejected" in out
+
+
 def test_ingest_command_states_the_upload_limit_in_megabytes(env, capsys):
     (env / "huge.txt").write_bytes(b"a" * (2 * 1024 * 1024 + 1))  # the tests' limit is 2 MiB
     rc = main(["ingest", str(env / "huge.txt"), "--collection", "finance", "--quiet"])

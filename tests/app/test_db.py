@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session, select
 
@@ -179,3 +180,42 @@ def test_upgrading_keeps_chunks_indexed_before_page_kinds_as_pages(env):
         s.commit()
         assert s.get(Chunk, 7).page_kind == "slide"
     dispose_engines()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_upgrading_gives_documents_ingested_before_no_notices(env, dialect):
+    # Revision 0005 adds a document's notices (what of its file was not read); documents already ingested have
+    # none until they are ingested again, on SQLite as on PostgreSQL.
+    from alembic import command
+
+    from app.db import alembic_config, dispose_engines
+    from tests.app.support import postgres_database
+
+    url, drop = (f"sqlite:///{env / 'old.db'}", None) if dialect == "sqlite" else postgres_database()
+    try:
+        command.upgrade(alembic_config(url), "0004")
+        eng = get_engine(url)
+        with eng.begin() as c:
+            c.exec_driver_sql(
+                "INSERT INTO collections (id, name, description, created_at) VALUES (1, 'c', '', '2026-01-01')"
+            )
+            c.exec_driver_sql(
+                "INSERT INTO documents (id, collection_id, filename, sha256, size_bytes, status, stage, progress,"
+                " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
+                " (1, 1, 'scan.pdf', 'd', 1, 'ready', 'done', 1, 1, 1, 1, 0, '2026-01-01', '2026-01-01')"
+            )
+        migrate(url)
+        migrate(url)  # idempotent at head
+        with Session(eng) as s:
+            doc = s.get(Document, 1)
+            assert (doc.filename, doc.status, doc.notices) == ("scan.pdf", "ready", [])
+            doc.notices = ["Page 2 of 3 has no text layer (a scanned image?); its content is not searchable."]
+            s.commit()
+        with Session(eng) as s:
+            assert s.get(Document, 1).notices == [
+                "Page 2 of 3 has no text layer (a scanned image?); its content is not searchable."
+            ]
+    finally:
+        dispose_engines()
+        if drop is not None:
+            drop()
