@@ -182,6 +182,11 @@ function statusCell(d) {
     if (d.chunks_total) parts.push(h("span", { class: "muted small", text: ` · ${d.chunks_embedded}/${d.chunks_total} chunks` }));
   }
   if (d.error) parts.push(h("div", { class: "error small reason", text: d.error }));
+  // What of the file was not read (scanned pages, formulas without values): ready, but not all searchable.
+  if (d.notices && d.notices.length) {
+    parts.push(h("ul", { class: "notices small reason", "aria-label": `What was not read of ${d.filename}` },
+      d.notices.map((n) => h("li", { text: n }))));
+  }
   return h("td", { class: "status-cell" }, parts);
 }
 

@@ -287,6 +287,39 @@ def test_markup_in_documents_renders_as_text(server, page):
     assert page.locator("#messages img, #source-text img, #source-text script, #messages script").count() == 0
 
 
+def test_notices_show_beside_the_status_as_text(server, page):
+    # A partly scanned PDF and a workbook saved without its formulas' values are ready, and the admin sees what
+    # was not read beside each one's status; a sheet named in markup shows as text and never runs.
+    from tests.ingest import parser_fixtures as F
+    from tests.ingest.test_notices import SCANNED, UNSAVED
+
+    sheet = "<img src=x onerror=pwned=4>"
+    files = {"memo.pdf": F.make_partly_scanned_pdf(), "q3.xlsx": F.make_xlsx_with_unsaved_formulas(sheet)}
+    with server.api() as c:
+        r = c.post("/api/collections", json={"name": "budgets"})
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        r = c.post(f"/api/collections/{cid}/documents", files=[("files", f) for f in files.items()])
+        assert r.status_code == 202, r.text
+        for d in r.json()["documents"]:
+            _wait(
+                lambda d=d: c.get(f"/api/documents/{d['id']}").json()["status"] == "ready", 180, d["filename"]
+            )
+
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_role("button", name="Open collection budgets").click()
+    memo, q3 = page.locator('tr[data-document="memo.pdf"]'), page.locator('tr[data-document="q3.xlsx"]')
+    expect(memo.locator(".status")).to_have_text("ready")
+    expect(page.get_by_role("list", name="What was not read of memo.pdf").locator("li")).to_have_text(
+        [SCANNED]
+    )
+    expect(q3.locator(".notices li")).to_have_text([UNSAVED.replace("'Q3'", f"'{sheet}'")])
+    shot(page, "12-notices")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#documents-table img").count() == 0
+
+
 def test_a_question_after_its_conversation_was_deleted_starts_a_new_one(server, page):
     # The conversation open on the page, deleted in another tab, made every later question fail with
     # "Conversation not found" until New conversation was clicked
