@@ -2,6 +2,7 @@
 path the product took before it (issue 5's target: >= 1.7x faster than bf16 at <= 32 rows).
 
     python benchmarks/int8_ws.py [--rows 2,8,16,32] [--layers qkv,o_proj,gate_up,down] [--skip-before]
+        [--formats row,tiled]
 
 GPU us per call as CUDA-graph replays over weight copies (>= 256 MB a replay: weights come from memory, as in
 a decode step), all in one process on the same inputs: cuBLAS bf16 (``torch.matmul``), the product's path
@@ -13,8 +14,11 @@ planes); and the pair "kernel before + product" chained, as a decode step runs t
 this path and its planes kernel, and with the planes written by the kernel before (x = bf16 pair / it): for
 q/k/v and gate/up the RMSNorm (``rms_norm``'s planes, AUTOGLM_NORM_PLANES in the engine), for o_proj the decode
 attention over 1,024 cached tokens a row (``flash_decode_triton``'s planes, AUTOGLM_ATTN_PLANES), for down
-SiLU-and-multiply (``silu_and_mul_triton``'s planes, AUTOGLM_SILU_PLANES). ``--skip-before``: without the path before. Each result checked against the exact product. Needs an H100/H200 (sm_90). Writes
-benchmarks/out/int8_ws.json.
+SiLU-and-multiply (``silu_and_mul_triton``'s planes, AUTOGLM_SILU_PLANES). ``--skip-before``: without the path before.
+``--formats``: the planes' scales, one a row ("row") and/or one a row and 128-column tile ("tiled",
+AUTOGLM_PLANES_TILED=1: the decode attention's heads and SiLU's chunks make theirs alone), each a row of the
+table (the path before is timed once). Each result checked against the exact product. Needs an H100/H200
+(sm_90). Writes benchmarks/out/int8_ws.json.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ def main() -> None:
     ap.add_argument("--rows", default="2,8,16,32")
     ap.add_argument("--layers", default=",".join(GLM_LINEARS))
     ap.add_argument("--skip-before", action="store_true")
+    ap.add_argument("--formats", default="row")
     ap.add_argument("--out", default="benchmarks/out/int8_ws.json")
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), flush=True)
@@ -52,14 +57,19 @@ def main() -> None:
         ws = [torch.randn(N, K, dtype=torch.bfloat16, device="cuda") * 0.02 for _ in range(copies)]
         iws = [Int8Weight.quantize(w) for w in ws]
         for M in (int(r) for r in args.rows.split(",")):
-            row = measure(name, N, K, M, ws, iws, args.skip_before)
-            table.append(row)
-            print("  ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row), flush=True)
+            for i, fmt in enumerate(args.formats.split(",")):
+                with environ(AUTOGLM_PLANES_TILED="1" if fmt == "tiled" else "0"):
+                    row = measure(name, N, K, M, ws, iws, args.skip_before or i > 0)
+                table.append((name, M, fmt, *row[2:]))
+                print(
+                    "  ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in table[-1]), flush=True
+                )
     report_table(
         args.out,
         (
             "layer",
             "rows",
+            "planes",
             "bf16 us",
             "before us",
             "x",
@@ -80,6 +90,7 @@ def main() -> None:
         (
             "",
             "d",
+            "",
             ".1f",
             ".1f",
             ".2f",
@@ -123,7 +134,8 @@ def measure(name: str, N: int, K: int, M: int, ws: list, iws: list, skip_before:
     # the two launches apart (no PDL between them: each alone)
     mp = int8_ws.row_bucket(M)
     planes = torch.empty((2, mp, K), dtype=torch.int8, device="cuda")
-    sx = torch.empty(mp, dtype=torch.float32, device="cuda")
+    sx_shape = (int8_ws.scale_groups(K), int8_ws.WS_ROWS) if int8_ws.planes_tiled() else (mp,)
+    sx = torch.empty(sx_shape, dtype=torch.float32, device="cuda")
     y = torch.empty(M, N, dtype=x.dtype, device="cuda")
     # eight calls a graph (one would time the graph's own launch); the rows stay in L2, as after the kernel
     # that wrote them

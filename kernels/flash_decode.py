@@ -36,7 +36,7 @@ from . import int8_ws
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
-from .int8_ws import planes_on_last_arrival
+from .int8_ws import planes_on_last_arrival, store_group_planes
 from .triton_common import (
     INTERPRET,
     UPCAST_DOT,
@@ -258,6 +258,7 @@ def _flash_decode_kernel(
     PF_LINES: tl.constexpr,
     PLANES: tl.constexpr,
     BLOCK_ROW: tl.constexpr,
+    TILED: tl.constexpr = False,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -327,7 +328,11 @@ def _flash_decode_kernel(
             to_dtype(out, O_ptr.dtype.element_ty),
             mask=g_mask[:, None] & d_mask[None, :],
         )
-        if PLANES:
+        if PLANES and TILED:
+            # tiled planes (a KV group's heads a scale group): this program's heads are its own
+            store_group_planes(PL_ptr, SX_ptr, t, kvh, heads, g_mask, offs_d, GROUP * tl.num_programs(1) * HEAD_DIM,
+                               MP, to_dtype(out, O_ptr.dtype.element_ty).to(tl.float32), HEAD_DIM)  # fmt: skip
+        elif PLANES:
             # the row's KV heads' programs each stored their part
             nh = GROUP * tl.num_programs(1)
             planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
@@ -365,13 +370,15 @@ def _flash_decode_kernel(
                     o = tl.load(op_ptrs + si * stride_os, mask=gd_mask, other=0.0, cache_modifier=".cg")
                     den += w
                     acc += w[:, None] * o
+                merged = to_dtype(acc / tl.maximum(den, 1e-30)[:, None], O_ptr.dtype.element_ty)
                 tl.store(
-                    O_ptr + t * stride_t + heads[:, None] * stride_h + offs_d[None, :],
-                    to_dtype(acc / tl.maximum(den, 1e-30)[:, None], O_ptr.dtype.element_ty),
-                    mask=gd_mask,
+                    O_ptr + t * stride_t + heads[:, None] * stride_h + offs_d[None, :], merged, mask=gd_mask
                 )
                 tl.store(CNT_ptr + pair, 0)
-                if PLANES:
+                if PLANES and TILED:
+                    store_group_planes(PL_ptr, SX_ptr, t, kvh, heads, g_mask, offs_d,
+                                       GROUP * tl.num_programs(1) * HEAD_DIM, MP, merged.to(tl.float32), HEAD_DIM)  # fmt: skip
+                elif PLANES:
                     # one merging program per KV head stored its part of the row
                     nh = GROUP * tl.num_programs(1)
                     planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP,
@@ -437,11 +444,8 @@ def _merge_kernel(
         acc = acc * alpha + tl.sum(w[:, None] * o, axis=0)
         m_all = m_new
     pdl_trigger(PDL)
-    tl.store(
-        O_ptr + t * stride_t + h * stride_h + offs_d,
-        to_dtype(acc / tl.maximum(den, 1e-30), O_ptr.dtype.element_ty),
-        mask=d_mask,
-    )
+    merged = to_dtype(acc / tl.maximum(den, 1e-30), O_ptr.dtype.element_ty)
+    tl.store(O_ptr + t * stride_t + h * stride_h + offs_d, merged, mask=d_mask)
     if PLANES:
         # every (head, dims) program of the row stored its part
         nh = tl.num_programs(1)
@@ -499,7 +503,8 @@ def flash_decode_triton(
     use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles).
     ``planes``: the output rows (T, nh * hd) go next into an INT8 product: also write them as ``int8_ws``'s
     planes where that path can take them (``int8_ws.planes_target``); ``planes_out``: (planes int8 (2, MP,
-    nh * hd), scales float32 (>= T,)) to write them into regardless (tests)."""
+    nh * hd), scales float32 (>= T,), or (nkv, SX_COLS) for tiled planes, a KV group's heads a group) to write them into
+    regardless (tests)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     if max_seqlen_q != 1:
         raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
@@ -534,15 +539,30 @@ def flash_decode_triton(
     rows = out.view(T, nh * hd) if (planes or planes_out is not None) and out.is_contiguous() else None
     want = planes and planes_out is None and rows is not None and not early
     target = int8_ws.planes_target(rows) if want else None
+    # tiled planes take a KV group's heads as one scale group, written by the program holding them all (one
+    # split, or the merge in the decode kernel): other shapes, or the merge kernel, leave them to the planes
+    # kernel
+    group_fits = group * hd == int8_ws.SCALE_K.value and (direct or fused)
+    if target is not None and target[1].dim() == 2 and not group_fits:
+        target = None
     planes_out = planes_out if planes_out is not None else target
     if planes_out is not None and (rows is None or early):
         raise ValueError("the planes need a contiguous output and no early launch")
-    row_counters = int8_ws.row_counters(q.device, T) if planes_out is not None else None
+    tiled = planes_out is not None and planes_out[1].dim() == 2
+    if tiled and not group_fits:
+        raise ValueError(
+            f"tiled planes take a KV group of {int8_ws.SCALE_K.value} columns (query heads x head dim) written "
+            f"by one program (one split or the merge in the kernel), got {group} x {hd} and {splits} splits"
+        )
     pl_args = (
-        (planes_out[0], planes_out[1], row_counters, planes_out[0].shape[1])
-        if planes_out is not None
-        else (out, out, out, 0)
-    )
+        out,
+        out,
+        out,
+        0,
+    )  # (planes, scales, row counters, MP); any pointer stands in for what is not used
+    if planes_out is not None:
+        counters = out if tiled else int8_ws.row_counters(q.device, T)
+        pl_args = (planes_out[0], planes_out[1], counters, planes_out[0].shape[1])
     # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
     o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
     lse = out if direct else torch.empty((B, nh, splits), dtype=torch.float32, device=q.device)
@@ -598,7 +618,8 @@ def flash_decode_triton(
         # whole 128-byte lines of a K/V row (head dim x element bytes), a power of two
         PF_LINES=max(1, next_pow2(hd * k_cache.element_size() // 128 + 1) // 2),
         PLANES=planes_out is not None,
-        BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None else 16,
+        BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None and not tiled else 16,
+        TILED=tiled,
         num_warps=num_warps,
         num_stages=num_stages,
         launch_pdl=early,

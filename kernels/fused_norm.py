@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from . import int8_ws
-from .int8_ws import row_scale, store_planes
+from .int8_ws import row_scale, store_planes, store_tile_planes
 from .norm import rms_norm_ref  # noqa: F401  (the torch reference of this kernel)
 from .triton_common import check_float, next_pow2, out_tensor, pdl_enabled, pdl_trigger, pdl_wait, to_dtype
 
@@ -53,6 +53,8 @@ def _rms_norm_kernel(
     PRE: tl.constexpr,
     PLANES: tl.constexpr,
     PDL: tl.constexpr,
+    TILED: tl.constexpr = False,
+    TILE: tl.constexpr = 128,
 ):
     pdl_trigger(PDL)
     row = tl.program_id(0).to(tl.int64)
@@ -71,9 +73,13 @@ def _rms_norm_kernel(
     if PLANES:
         # the rows as int8_ws's planes (PL int8 (2, MP, N)) and row scales (SX), as its planes kernel makes them
         yf = y.to(tl.float32)
-        sx = row_scale(tl.max(tl.abs(yf), axis=0))
-        tl.store(SX_ptr + row, sx)
-        store_planes(PL_ptr, row, cols, mask, N, MP, yf / sx)
+        if TILED:
+            # a scale per SCALE_K columns (SX (cdiv(N, SCALE_K), SX_COLS)); TILE = min(BLOCK_N, SCALE_K)
+            store_tile_planes(PL_ptr, SX_ptr, row, 0, N, MP, yf, BLOCK_N, TILE)
+        else:
+            sx = row_scale(tl.max(tl.abs(yf), axis=0))
+            tl.store(SX_ptr + row, sx)
+            store_planes(PL_ptr, row, cols, mask, N, MP, yf / sx)
 
 
 @triton.jit
@@ -101,7 +107,7 @@ def rms_norm_triton(
     """``rms_norm`` of the kernel contract on the Triton kernel (x (T, H), weight and pre_weight (H,)).
     ``planes``: the normed rows go next into an INT8 product: also write them as ``int8_ws``'s planes where
     that path can take them (``int8_ws.planes_target``); ``planes_out``: (planes int8 (2, MP, H), scales
-    float32 (>= T,)) to write them into regardless (tests)."""
+    float32 (>= T,), or (cdiv(H, SCALE_K), SX_COLS) for tiled planes) to write them into regardless (tests)."""
     check_float("x", x)
     if (
         x.dim() != 2
@@ -149,6 +155,8 @@ def rms_norm_triton(
         PRE=pre_weight is not None,
         PLANES=planes_out is not None,
         PDL=(pdl := pdl_enabled(x)),
+        TILED=planes_out is not None and planes_out[1].dim() == 2,
+        TILE=min(block, int8_ws.SCALE_K.value),
         num_warps=num_warps,
         launch_pdl=pdl,
     )

@@ -69,3 +69,30 @@ def poisoned(shape, dtype) -> torch.Tensor:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)
+
+
+def planes_buffers(rows: int, k: int, tiled: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Planes and scales buffers (per row, or tiled: per row and 128-column tile), poisoned."""
+    from kernels import int8_ws  # after TRITON_INTERPRET is settled (above)
+
+    mp = int8_ws.row_bucket(rows)
+    planes = torch.full((2, mp, k), 99, dtype=torch.int8, device=DEVICE)
+    shape = (int8_ws.scale_groups(k), int8_ws.WS_ROWS) if tiled else (mp,)
+    return planes, torch.full(shape, float("nan"), device=DEVICE)
+
+
+def assert_planes_of(rows: torch.Tensor, planes: torch.Tensor, sx: torch.Tensor) -> None:
+    """planes/sx hold the planes kernel's bits for ``rows`` in their first rows (tiled if sx is 2-D), the
+    rest untouched."""
+    from kernels import int8_matmul, int8_ws
+
+    m = rows.shape[0]
+    if sx.dim() == 2:
+        want_planes, want_sx = planes_buffers(m, rows.shape[1], True)
+        int8_ws.split_planes(rows, want_planes, want_sx)
+        assert torch.equal(sx[:, :m], want_sx[:, :m]) and torch.isnan(sx[:, m:]).all()
+    else:
+        want_planes, want_sx = int8_matmul.split_rows(rows)
+        assert torch.equal(sx[:m], want_sx)
+    assert torch.equal(planes[:, :m], want_planes[:, :m])
+    assert (planes[:, m:] == 99).all()

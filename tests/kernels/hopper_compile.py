@@ -36,7 +36,13 @@ DIVISIBLE = {"K", "N", "MP", "stride_xm", "stride_wn", "stride_ym", "q_cols", "k
 
 
 def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 3):
-    params = list(inspect.signature(fn.fn).parameters)
+    signature = inspect.signature(fn.fn).parameters
+    # constexprs with a default the variant leaves out take it (as a launch that does not pass them)
+    consts = {
+        **{k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty},
+        **consts,
+    }
+    params = list(signature)
     gluon = getattr(fn, "is_gluon", lambda: False)()
     sig, attrs = {}, {}
     for i, name in enumerate(params):
@@ -64,17 +70,22 @@ def _build(fn, ptr_types: dict, consts: dict, num_warps: int, num_stages: int = 
     )
 
 
-def _ws(MP: int, bias: bool, pdl: bool) -> tuple:
+def _ws(MP: int, bias: bool, pdl: bool, tiled: bool = False) -> tuple:
     """The warp-specialized int8 x int8 GEMM (Gluon) at MP padded rows: TMA descriptors of the weight and
-    planes tiles, its ring as deep as int8_ws gives it."""
+    planes tiles (and of the tiled planes' row scales), its ring as deep as int8_ws gives it."""
     from triton.experimental.gluon import language as gl
 
     def desc(rows: int) -> str:
         layout = gl.NVMMASharedLayout.get_default_for([rows, int8_ws.BLOCK_K], gl.int8)
         return f"tensordesc<i8[{rows}, {int8_ws.BLOCK_K}],{layout!r}>"
 
-    ptrs = {"w_desc": desc(int8_ws.BLOCK_N), "p_desc": desc(2 * MP), "S_ptr": "*fp32", "SX_ptr": "*fp32"}
-    consts = dict(MP=MP, STAGES=int8_ws.stages_for(MP), HAS_BIAS=bias, PDL=pdl, num_warps=4)
+    s_layout = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2)
+    s_desc = f"tensordesc<fp32[1, {int8_ws.WS_ROWS}],{s_layout!r}>"
+    ptrs = {"w_desc": desc(int8_ws.BLOCK_N), "p_desc": desc(2 * MP), "s_desc": s_desc,
+            "S_ptr": "*fp32", "SX_ptr": "*fp32"}  # fmt: skip
+    consts = dict(
+        MP=MP, STAGES=int8_ws.stages_for(MP, tiled), HAS_BIAS=bias, PDL=pdl, TILED=tiled, num_warps=4
+    )
     want = ("cp.async.bulk.tensor", ".s32.s8.s8", "setmaxnreg") + (MARKERS[:2] if pdl else ())
     return int8_ws._w8_ws_kernel, ptrs, consts, 4, want
 
@@ -154,6 +165,13 @@ VARIANTS = {
         flash_decode._merge_kernel, MERGE,
         dict(HEAD_DIM=128, BLOCK_D=32, BLOCK_S=128, BLOCK_N=128, PDL=True, PLANES=True, BLOCK_ROW=4096), 4,
         MARKERS[:2] + ("atom.global.gpu.acq_rel.add", "ld.global.cg")),
+    "decode bf16 KV, the merge in the kernel, the rows also as tiled int8 planes": (
+        flash_decode._flash_decode_kernel, COMMON_DECODE,
+        _decode(False, FUSED=True, LOOP_STAGES=3, EARLY=False, PLANES=True, TILED=True), 4,
+        MARKERS[1:2] + ("cp.async", "atom.global.gpu.acq_rel.add")),
+    "decode int8 KV, one split, the rows also as tiled int8 planes": (
+        flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE},
+        _decode(True, DIRECT=True, EARLY=False, PLANES=True, TILED=True), 4, MARKERS[1:2] + ("cp.async",)),
     "one-row int8 gate/up + SiLU epilogue, PDL preload": (
         int8_matmul._int8_few_rows_kernel, I8_W, _few_rows(SWIGLU=True), 2, MARKERS[:2] + MARKERS[3:]),
     "one-row 16-bit q/k/v + rotary epilogue": (
@@ -187,18 +205,29 @@ VARIANTS = {
         swiglu._silu_and_mul_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32", "RCNT_ptr": "*i32"},
         dict(BLOCK=2048, PDL=True, PLANES=True, BLOCK_ROW=16384), 8,
         MARKERS[:2] + ("atom.global.gpu.acq_rel.add", "ld.global.cg")),
+    "SiLU-and-multiply under PDL, the rows also as tiled int8 planes": (
+        swiglu._silu_and_mul_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
+        dict(BLOCK=2048, PDL=True, PLANES=True, BLOCK_ROW=16, TILED=True), 8, MARKERS[:2]),
     "add + two RMSNorms, the rows also as int8 planes, under PDL": (
         fused_norm._rms_norm_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
         dict(HAS_RESIDUAL=True, BLOCK_N=4096, PRE=True, PLANES=True, PDL=True), 8, MARKERS[:2]),
+    "add + two RMSNorms, the rows also as tiled int8 planes, under PDL": (
+        fused_norm._rms_norm_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
+        dict(HAS_RESIDUAL=True, BLOCK_N=4096, PRE=True, PLANES=True, PDL=True, TILED=True), 8, MARKERS[:2]),
     "rows into int8 planes by K chunk under PDL (int8_ws)": (
-        int8_ws._planes_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(CHUNK=1024, BLOCK=1024, PDL=True), 4,
-        MARKERS[:2]),
+        int8_ws._planes_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"},
+        dict(CHUNK=1024, BLOCK=1024, PDL=True, TILED=False, TILE=128), 4, MARKERS[:2]),
+    "rows into tiled int8 planes by K chunk under PDL (int8_ws)": (
+        int8_ws._planes_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"},
+        dict(CHUNK=2048, BLOCK=16384, PDL=True, TILED=True, TILE=128), 4, MARKERS[:2]),
 }  # fmt: skip
 if int8_ws.HAS_GLUON:
     VARIANTS.update({
         "warp-specialized int8 x int8 GEMM, 8 rows, PDL (Gluon)": _ws(8, False, True),
         "warp-specialized int8 x int8 GEMM, 16 rows, bias (Gluon)": _ws(16, True, False),
         "warp-specialized int8 x int8 GEMM, 32 rows, bias, PDL (Gluon)": _ws(32, True, True),
+        "warp-specialized int8 x int8 GEMM, tiled planes, 8 rows, PDL (Gluon)": _ws(8, False, True, True),
+        "warp-specialized int8 x int8 GEMM, tiled planes, 32 rows, bias, PDL (Gluon)": _ws(32, True, True, True),
         "W8A16 GEMM, weights converted in registers, 128x256 tiles (Gluon)": _gemm_ws(
             int8_gemm_ws.DEFAULT, False, "bf16"),
         "W8A16 GEMM, weights converted in registers, 128x128 tiles, bias, fp16 (Gluon)": _gemm_ws(

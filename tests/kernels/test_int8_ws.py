@@ -42,12 +42,50 @@ def test_planes_kernel_splits_rows_as_split_rows_does(rows, k):
     assert (planes[:, rows:] == 99).all()  # padding rows untouched: the GEMM never stores their columns
 
 
+@pytest.mark.parametrize("rows", [2, 17])
+@pytest.mark.parametrize("k", [64, 1100, 13696] if GPU else [64, 1100, 4200])
+def test_tiled_planes_scale_each_group_of_a_row(rows, k):
+    # tiled planes (AUTOGLM_PLANES_TILED): a scale per 2,048-column group of a row (the last one partial),
+    # each group's largest value at +-127, a zero group at scale 1 and zero planes; x = sx * (hi + lo / 254)
+    # within half a lo step; the torch reference's bits on the CPU (the GPU's division may round otherwise)
+    x = torch.randn(rows, k, device=DEVICE).to(BF16)
+    x[0] = 0
+    x[-1, 7] = 1e4  # an outlier: its group's scale only
+    x[1, 2048:4096] = 0
+    mp = int8_ws.row_bucket(rows)
+    groups = int8_ws.scale_groups(k)
+    planes = torch.full((2, mp, k), 99, dtype=torch.int8, device=DEVICE)
+    sx = torch.full((groups, int8_ws.WS_ROWS), float("nan"), device=DEVICE)
+    int8_ws.split_planes(x, planes, sx)
+    want, want_sx = int8_ws.split_tiles_ref(x)
+    if not GPU:
+        assert torch.equal(planes[:, :rows], want) and torch.equal(sx[:, :rows], want_sx)
+    assert_close(sx[:, :rows], want_sx, FP32)
+    assert (planes[:, rows:] == 99).all() and torch.isnan(sx[:, rows:]).all()
+    scale = sx[:, :rows].T.repeat_interleave(2048, dim=1)[:, :k]
+    hi, lo = planes[0, :rows].float(), planes[1, :rows].float()
+    bound = scale * (0.5 / 254) * 1.001 + 1e-6 * x.float().abs()  # half a lo step, and float32's rounding
+    assert ((scale * (hi + lo / 254) - x.float()).abs() <= bound).all()
+    assert (sx[:, 0] == 1).all() and not planes[:, 0].any()
+    if k > 4096:
+        assert sx[1, 1].item() == 1 and not planes[:, 1, 2048:4096].any()
+    assert sx[0, rows - 1].item() == pytest.approx(x[-1, 7].item() / 127, rel=1e-6)
+    assert groups == 1 or sx[-1, rows - 1].item() < 1
+    assert (hi.abs().amax(1) <= 127).all() and (hi[1:].abs().amax(1) == 127).all()
+
+
 def test_row_buckets_and_ring_depth():
     assert [int8_ws.row_bucket(m) for m in (2, 8, 9, 16, 17, 32)] == [8, 8, 16, 16, 32, 32]
     for mp in (8, 16, 32):
         stages = int8_ws.stages_for(mp)
         assert 2 <= stages <= int8_ws.MAX_STAGES
         assert stages * (int8_ws.BLOCK_N + 2 * mp) * int8_ws.BLOCK_K <= int8_ws.SMEM_BUDGET
+        tiled = int8_ws.stages_for(mp, tiled=True)  # each slot also holds its k-step's row scales
+        assert 2 <= tiled <= stages
+        assert (
+            tiled * ((int8_ws.BLOCK_N + 2 * mp) * int8_ws.BLOCK_K + 4 * int8_ws.WS_ROWS)
+            <= int8_ws.SMEM_BUDGET
+        )
 
 
 def test_path_taken_only_where_it_can_run():
@@ -62,11 +100,18 @@ def test_path_taken_only_where_it_can_run():
     assert not int8_ws.available(torch.randn(8, 264, device=DEVICE).to(BF16), w8.qweight)
 
 
+@pytest.fixture(params=["row", "tiled"])
+def planes_format(request, monkeypatch):
+    """The planes' scales: one per row, or one per row and 128-column tile (AUTOGLM_PLANES_TILED)."""
+    monkeypatch.setenv("AUTOGLM_PLANES_TILED", "1" if request.param == "tiled" else "0")
+    return request.param
+
+
 @needs_gluon_hopper
 @pytest.mark.parametrize("shape", [(4608, 4096), (4096, 13696), (200, 1008)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("dtype", [BF16, FP16])
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
-def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias):
+def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias, planes_format):
     # N not a multiple of the 64-channel tile and K not of the 128-byte tile (TMA fills zeros past the ends);
     # row counts across the 8/16/32 buckets, larger ones first so the padding rows hold stale planes
     n, k = shape
@@ -78,7 +123,7 @@ def test_ws_gemm_matches_the_dequantized_reference(shape, dtype, bias):
 
 
 @needs_gluon_hopper
-def test_ws_in_a_cuda_graph_with_pdl_matches_eager():
+def test_ws_in_a_cuda_graph_with_pdl_matches_eager(planes_format):
     # captured, the planes kernel lets the GEMM launch at once and the GEMM's producer warp sends its first
     # weight tiles before waiting for the planes (programmatic dependent launch); eager has no PDL
     w, x, b, exact = int8_linear_case(4608, 4096, 8, BF16, True)
@@ -102,13 +147,13 @@ def test_planes_count_as_made_only_for_the_rows_written_with_them(inference):
     # raised on it)
     with torch.inference_mode(inference):
         rows = torch.randn(8, 64, dtype=BF16)
-        key = (rows.device, 8, 64)
+        key = int8_ws._planes_key(rows)
         int8_ws._MADE.clear()
         assert not int8_ws._planes_made(rows, key)
         int8_ws.planes_written(rows)
         assert int8_ws._planes_made(rows, key) and int8_ws._planes_made(rows.view(8, 64), key)
         assert not int8_ws._planes_made(rows.clone(), key)  # other memory
-        assert not int8_ws._planes_made(rows[:4], (rows.device, 8, 64))  # other rows at that address
+        assert not int8_ws._planes_made(rows[:4], int8_ws._planes_key(rows))  # other rows at that address
         assert not int8_ws._planes_made(rows.view(torch.float16), key)  # other dtype
     if not inference:
         rows.mul_(2)  # changed by torch since: its planes are stale
@@ -116,9 +161,22 @@ def test_planes_count_as_made_only_for_the_rows_written_with_them(inference):
     int8_ws._MADE.clear()
 
 
+def test_planes_made_in_one_format_are_not_read_in_the_other(monkeypatch):
+    # row-scaled and tiled planes live in their own buffers: a product never reads one as the other
+    rows = torch.randn(8, 256, dtype=BF16)
+    int8_ws._MADE.clear()
+    monkeypatch.setenv("AUTOGLM_PLANES_TILED", "0")
+    int8_ws.planes_written(rows)
+    assert int8_ws._planes_made(rows, int8_ws._planes_key(rows))
+    monkeypatch.setenv("AUTOGLM_PLANES_TILED", "1")
+    assert not int8_ws._planes_made(rows, int8_ws._planes_key(rows))
+    assert int8_ws.planes_target(rows) is None or int8_ws.planes_target(rows)[1].shape == (2, int8_ws.WS_ROWS)
+    int8_ws._MADE.clear()
+
+
 @needs_gluon_hopper
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
-def test_projection_takes_the_planes_its_norm_wrote(rows):
+def test_projection_takes_the_planes_its_norm_wrote(rows, planes_format):
     # the RMSNorm before an INT8 projection writes its rows' planes (planes=True): the projection then skips
     # the planes kernel and gives the bits it gives when it makes them itself; rows changed since (by torch),
     # other rows at the norm's shape, or the norm's planes overwritten by another product: it makes its own
@@ -126,7 +184,7 @@ def test_projection_takes_the_planes_its_norm_wrote(rows):
     x = torch.randn(rows, 4096, dtype=BF16, device=DEVICE)
     nw = (1 + 0.1 * torch.randn(4096, device=DEVICE)).to(BF16)
     y = rms_norm_triton(x, nw, 1e-5, planes=True)
-    assert int8_ws._planes_made(y, (y.device, int8_ws.row_bucket(rows), 4096))
+    assert int8_ws._planes_made(y, int8_ws._planes_key(y))
     own = int8_ws.ws_linear(
         y.clone(), w.qweight, w.scale, b, torch.empty(rows, 4608, dtype=BF16, device=DEVICE)
     )
@@ -135,7 +193,7 @@ def test_projection_takes_the_planes_its_norm_wrote(rows):
     exact = y.float() @ w.dequantize(torch.float32).T + b.float()
     assert_close(made, exact, BF16)
     y.mul_(2)  # a torch write bumps the version: its planes are no longer the rows'
-    assert not int8_ws._planes_made(y, (y.device, int8_ws.row_bucket(rows), 4096))
+    assert not int8_ws._planes_made(y, int8_ws._planes_key(y))
     assert_close(int8_ws.ws_linear(y, w.qweight, w.scale, b, poisoned((rows, 4608), BF16)),
                  y.float() @ w.dequantize(torch.float32).T + b.float(), BF16)  # fmt: skip
     y2 = rms_norm_triton(x, nw, 1e-5, planes=True)
@@ -159,7 +217,7 @@ def _replays_match_eager(step) -> None:
 
 
 @needs_gluon_hopper
-def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager():
+def test_norm_and_projection_in_a_cuda_graph_with_pdl_match_eager(planes_format):
     # captured: the norm writes the planes and lets the projection launch at once (PDL); the projection's
     # producer sends its first weight tiles, then waits for the norm. Two products, as a decode step's layer has
     w, _, b, _ = int8_linear_case(4608, 4096, 8, BF16, True)
@@ -194,7 +252,7 @@ def _takes_made_planes(x: torch.Tensor, w: Int8Weight) -> None:
     and gives the bits it gives when it makes them itself, close to the exact product."""
     rows, k = x.shape
     n = w.qweight.shape[0]
-    assert int8_ws._planes_made(x, (x.device, int8_ws.row_bucket(rows), k))
+    assert int8_ws._planes_made(x, int8_ws._planes_key(x))
     own = int8_ws.ws_linear(
         x.clone(), w.qweight, w.scale, None, torch.empty(rows, n, dtype=BF16, device=DEVICE)
     )
@@ -206,7 +264,7 @@ def _takes_made_planes(x: torch.Tensor, w: Int8Weight) -> None:
 @needs_gluon_hopper
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
 @pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
-def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits):
+def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits, planes_format):
     # the decode attention before an INT8 o_proj writes its output rows' planes (planes=True): the projection
     # then skips the planes kernel and gives the bits it gives when it makes them itself
     w, _, _, _ = int8_linear_case(4096, 4096, rows, BF16, False)
@@ -214,12 +272,16 @@ def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits):
     o = flash_decode_triton(*args, num_splits=splits, planes=True)
     x = o.view(rows, 4096)
     assert torch.equal(o, flash_decode_triton(*args, num_splits=splits))
+    if planes_format == "tiled" and splits == 8:
+        # tiled planes take a KV group's heads, which no program of the merge kernel holds: none written
+        assert not int8_ws._planes_made(x, int8_ws._planes_key(x))
+        return
     _takes_made_planes(x, w)
 
 
 @needs_gluon_hopper
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
-def test_projection_takes_the_planes_the_silu_wrote(rows):
+def test_projection_takes_the_planes_the_silu_wrote(rows, planes_format):
     # SiLU-and-multiply before the INT8 down projection writes its rows' planes (planes=True): the projection
     # then skips the planes kernel and gives the bits it gives when it makes them itself
     w, _, _, _ = int8_linear_case(4096, 13696, rows, BF16, False)
@@ -232,7 +294,7 @@ def test_projection_takes_the_planes_the_silu_wrote(rows):
 
 @needs_gluon_hopper
 @pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
-def test_layer_of_products_on_made_planes_in_a_cuda_graph_with_pdl_matches_eager(splits):
+def test_layer_of_products_on_made_planes_in_a_cuda_graph_with_pdl_matches_eager(splits, planes_format):
     # captured: norm (planes) -> q/k/v -> decode attention (planes) -> o_proj -> norm (planes) -> gate/up ->
     # SiLU (planes) -> down, as a decode step's layer runs them, the products skipping their planes kernels:
     # replays give eager's bits

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import int8_matmul, int8_ws
+from kernels import int8_ws
 from kernels.attention import paged_attention_ref
 from kernels.flash_decode import (
     FUSE_SPLITS,
@@ -23,7 +23,7 @@ from kernels.flash_decode import (
 )
 from kernels.flash_prefill import flash_prefill_triton
 from kernels.quant import quantize_kv_ref
-from tests.kernels.conftest import DEVICE, GPU, assert_close, poisoned
+from tests.kernels.conftest import DEVICE, GPU, assert_close, assert_planes_of, planes_buffers, poisoned
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 BLOCK_SIZE = 16
@@ -230,30 +230,50 @@ def test_decode_merge_in_the_kernel_or_apart(quant, num_splits, fuse_merge, monk
 @pytest.mark.parametrize(
     ("num_splits", "fuse_merge"), [(1, None), (2, None), (3, False)], ids=["1split", "2fused", "3launches"]
 )
-def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, fuse_merge):
+@pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
+def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, fuse_merge, tiled):
     # for an INT8 o_proj on the int8 x int8 path (kernels.int8_ws) the call also writes its output rows as the
     # two int8 planes and row scales the planes kernel would make from them, whichever program stores a row
     # last (one split: each KV head's program; the merge in the kernel; the merge kernel's head x dims
     # programs): the same bits, into the first rows of a larger buffer (the rest untouched); the output is
-    # the one without planes, and the row counters are back at 0 (a second call gives the same again)
+    # the one without planes, and the row counters are back at 0 (a second call gives the same again).
+    # Tiled planes (a scale per 2,048 columns: a KV group of 16 heads x 128 dims): the program holding the
+    # group's heads writes theirs (one split; the merge in the kernel); the merge kernel's programs hold one
+    # head each, so it refuses them
     lens = [1, 17, 75, 5, 40]
-    args = _batch([1] * len(lens), lens, GLM, BF16, quant)
-    nh, _, hd = GLM
+    heads = (32, 2, 128) if tiled else GLM
+    args = _batch([1] * len(lens), lens, heads, BF16, quant)
+    nh, _, hd = heads
     rows = len(lens)
     args["q"][2] *= 30  # a row of larger values: its own scale
+    args["q"][3, 1] *= 50  # a head of larger values: its own tile scale
     want = flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge)
+    if tiled and fuse_merge is False:
+        with pytest.raises(ValueError, match="tiled planes take a KV group"):
+            flash_decode_triton(
+                **args,
+                num_splits=num_splits,
+                fuse_merge=False,
+                planes_out=planes_buffers(rows, nh * hd, True),
+            )
+        return
     for _ in range(2):
-        planes = torch.full((2, 8, nh * hd), 99, dtype=torch.int8, device=DEVICE)
-        sx = torch.full((8,), float("nan"), device=DEVICE)
+        planes, sx = planes_buffers(rows, nh * hd, tiled)
         out = poisoned(args["q"].shape, BF16)
         flash_decode_triton(
             **args, num_splits=num_splits, fuse_merge=fuse_merge, out=out, planes_out=(planes, sx)
         )
         assert torch.equal(out, want)
-        want_planes, want_sx = int8_matmul.split_rows(out.view(rows, nh * hd))
-        assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
-        assert (planes[:, rows:] == 99).all()
+        assert_planes_of(out.view(rows, nh * hd), planes, sx)
         assert not int8_ws.row_counters(out.device, 1).any()
+
+
+def test_decode_refuses_tiled_planes_for_groups_other_than_a_scale_group():
+    # tiled planes take a KV group's heads (query heads x head dim = 2,048 columns) as one scale group: other
+    # shapes are refused (the engine's planes_target path leaves such rows to the projection's planes kernel)
+    args = _batch([1, 1], [9, 30], (4, 2, 64), BF16, False)
+    with pytest.raises(ValueError, match="tiled planes take a KV group"):
+        flash_decode_triton(**args, num_splits=1, planes_out=planes_buffers(2, 256, True))
 
 
 def test_split_plan_fills_the_gpu_from_shapes():

@@ -5,12 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import int8_matmul, int8_ws
+from kernels import int8_ws
 from kernels.activation import silu_and_mul_ref
 from kernels.fused_norm import rms_norm_triton
 from kernels.norm import rms_norm_ref
 from kernels.swiglu import silu_and_mul_triton
-from tests.kernels.conftest import DEVICE, GLUON_HOPPER, GPU, assert_close, poisoned
+from tests.kernels.conftest import (
+    DEVICE,
+    GLUON_HOPPER,
+    GPU,
+    assert_close,
+    assert_planes_of,
+    planes_buffers,
+    poisoned,
+)
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 # (dtype, rows): every length for bf16, the engine's dtype; fewer for the others (the interpreter is slow)
@@ -49,7 +57,8 @@ def test_rms_norm_matches_reference(dtype, rows, width, with_residual):
 @pytest.mark.parametrize("rows", [2, 9, 32])
 @pytest.mark.parametrize("dtype", [BF16, FP16])
 @pytest.mark.parametrize("fused", ["plain", "residual", "pre_weight"])
-def test_rms_norm_writes_the_int8_planes_its_projection_reads(rows, dtype, fused):
+@pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
+def test_rms_norm_writes_the_int8_planes_its_projection_reads(rows, dtype, fused, tiled):
     # for the INT8 projection after it (kernels.int8_ws), the norm also writes its output rows as the two int8
     # planes and row scales the planes kernel would make from them: the same bits, into the first rows of a
     # larger buffer (the rest untouched). NOTE: the normed rows match the kernel without planes within
@@ -60,16 +69,12 @@ def test_rms_norm_writes_the_int8_planes_its_projection_reads(rows, dtype, fused
     w = (1 + 0.1 * torch.randn(width, device=DEVICE)).to(dtype)
     r = torch.randn_like(x) if fused != "plain" else None
     pw = (1 + 0.1 * torch.randn(width, device=DEVICE)).to(dtype) if fused == "pre_weight" else None
-    mp = int8_ws.row_bucket(rows)
-    planes = torch.full((2, mp, width), 99, dtype=torch.int8, device=DEVICE)
-    sx = torch.full((mp,), float("nan"), device=DEVICE)
+    planes, sx = planes_buffers(rows, width, tiled)
     got = rms_norm_triton(x, w, 1e-5, r, pw, planes_out=(planes, sx))
     want = rms_norm_triton(x, w, 1e-5, r, pw)
     y = got[0] if r is not None else got
     assert_close(y, want[0] if r is not None else want, dtype)
-    want_planes, want_sx = int8_matmul.split_rows(y)
-    assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
-    assert (planes[:, rows:] == 99).all()
+    assert_planes_of(y, planes, sx)
 
 
 def test_rms_norm_asked_for_planes_writes_none_where_the_path_cannot_run():
@@ -134,24 +139,23 @@ def test_silu_and_mul_matches_reference(dtype, rows, inter):
 
 @pytest.mark.parametrize("rows", [2, 17])
 @pytest.mark.parametrize("dtype", [BF16, FP16])
-def test_silu_and_mul_writes_the_int8_planes_its_projection_reads(rows, dtype):
+@pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
+def test_silu_and_mul_writes_the_int8_planes_its_projection_reads(rows, dtype, tiled):
     # for the INT8 down projection after it (kernels.int8_ws) the kernel also writes its output rows as the
     # two int8 planes and row scales the planes kernel would make from them: the last of a row's chunk
     # programs (a row wider than one chunk: several) reads the row back and writes them. The same bits, into
     # the first rows of a larger buffer (the rest untouched); the output is the one without planes; the row
-    # counters are back at 0 (a second call gives the same again)
+    # counters are back at 0 (a second call gives the same again). Tiled, each chunk's program writes its own
+    # tiles' planes and scales
     inter = 13696 if GPU else 4100
     x = torch.randn(rows, 2 * inter, dtype=dtype, device=DEVICE) * 2
     x[-1, 7] = 60.0  # an outlier: it sets its row's scale
     want = silu_and_mul_triton(x)
     for _ in range(2):
-        planes = torch.full((2, 32, inter), 99, dtype=torch.int8, device=DEVICE)
-        sx = torch.full((32,), float("nan"), device=DEVICE)
+        planes, sx = planes_buffers(32, inter, tiled)
         got = silu_and_mul_triton(x, planes_out=(planes, sx))
         assert torch.equal(got, want)
-        want_planes, want_sx = int8_matmul.split_rows(got)
-        assert torch.equal(planes[:, :rows], want_planes) and torch.equal(sx[:rows], want_sx)
-        assert (planes[:, rows:] == 99).all()
+        assert_planes_of(got, planes, sx)
         assert not int8_ws.row_counters(got.device, 1).any()
 
 
