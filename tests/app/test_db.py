@@ -90,6 +90,18 @@ ROWS_BEFORE = {
 }  # fmt: skip
 
 
+def _insert_ready_document(conn, filename: str) -> None:
+    """Collection 1 and its ready document 1 (``filename``), as raw rows an older schema revision holds."""
+    conn.exec_driver_sql(
+        "INSERT INTO collections (id, name, description, created_at) VALUES (1, 'c', '', '2026-01-01')"
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO documents (id, collection_id, filename, sha256, size_bytes, status, stage, progress,"
+        " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
+        f" (1, 1, '{filename}', 'd', 1, 'ready', 'done', 1, 1, 1, 1, 0, '2026-01-01', '2026-01-01')"
+    )
+
+
 def test_upgrading_an_existing_sqlite_database_keeps_its_rows_and_stops_id_reuse(env):
     # A database made before ids were kept (revision 0002): the upgrade rebuilds its tables without losing a
     # row (with foreign keys on, dropping a table for the rebuild deleted its children) and then never
@@ -160,14 +172,7 @@ def test_upgrading_keeps_chunks_indexed_before_page_kinds_as_pages(env):
     command.upgrade(alembic_config(url), "0003")
     eng = get_engine(url)
     with eng.begin() as c:
-        c.exec_driver_sql(
-            "INSERT INTO collections (id, name, description, created_at) VALUES (1, 'c', '', '2026-01-01')"
-        )
-        c.exec_driver_sql(
-            "INSERT INTO documents (id, collection_id, filename, sha256, size_bytes, status, stage, progress,"
-            " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
-            " (1, 1, 'deck.pptx', 'd', 1, 'ready', 'done', 1, 1, 1, 1, 0, '2026-01-01', '2026-01-01')"
-        )
+        _insert_ready_document(c, "deck.pptx")
         c.exec_driver_sql(
             "INSERT INTO chunks (id, document_id, ordinal, text, heading_path, page, char_start, char_end,"
             " token_count) VALUES (7, 1, 0, 'Budget approved.', '[\"Budget\"]', 2, 0, 16, 3)"
@@ -196,14 +201,7 @@ def test_upgrading_gives_documents_ingested_before_no_notices(env, dialect):
         command.upgrade(alembic_config(url), "0004")
         eng = get_engine(url)
         with eng.begin() as c:
-            c.exec_driver_sql(
-                "INSERT INTO collections (id, name, description, created_at) VALUES (1, 'c', '', '2026-01-01')"
-            )
-            c.exec_driver_sql(
-                "INSERT INTO documents (id, collection_id, filename, sha256, size_bytes, status, stage, progress,"
-                " chunks_total, chunks_embedded, chunk_count, attempts, created_at, updated_at) VALUES"
-                " (1, 1, 'scan.pdf', 'd', 1, 'ready', 'done', 1, 1, 1, 1, 0, '2026-01-01', '2026-01-01')"
-            )
+            _insert_ready_document(c, "scan.pdf")
         migrate(url)
         migrate(url)  # idempotent at head
         with Session(eng) as s:
