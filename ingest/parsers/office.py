@@ -630,7 +630,9 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
         raise ParseError("The Excel file could not be read: the file is damaged.") from e
     b = TextBuilder()
     cells = 0
+    stale: dict[str, int] = {}  # sheet -> formula cells with saved values that opening would recalculate
     try:
+        recalc = _recalculates_on_open(zf)
         for ws in wb.worksheets:
             rows = []
             for r in ws.iter_rows():
@@ -647,7 +649,8 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
                 b.set_path([])
                 b.heading(1, ws.title)
                 b.block("\n".join(lines))
-            if unsaved := _formulas_without_values(zf, path):
+            unsaved, saved = _formula_cells(zf, path)
+            if unsaved:
                 b.notice(
                     f"Sheet '{ws.title}': "
                     + (
@@ -658,6 +661,10 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
                         "before saving); they read as empty."
                     )
                 )
+            if saved and recalc:
+                stale[ws.title] = saved
+        if stale:
+            b.notice(_recalc_notice(stale))
         title = wb.properties.title if wb.properties is not None else None
     except ParseError:
         raise
@@ -705,14 +712,14 @@ _CELL_TYPE = re.compile(rb'\st="([^"]*)"')
 _MAX_CELL_BYTES = 8 << 20  # a "cell" still open after this much XML is no cell to count
 
 
-def _formulas_without_values(zf: zipfile.ZipFile, path: str | None) -> int:
-    """How many formula cells of the sheet at ``path`` have no saved result: the value Excel shows is stored beside
-    each formula, but a file written by a program (openpyxl, many exporters) and never opened and saved in Excel
-    or LibreOffice has none, so the cell reads as empty (openpyxl's ``data_only``). A formula whose saved result
-    is the empty text (``t="str"``) is not counted. The XML is scanned in pieces, as by ``_merged_down``, and
+def _formula_cells(zf: zipfile.ZipFile, path: str | None) -> tuple[int, int]:
+    """(formula cells without a saved result, formula cells with one) of the sheet at ``path``. The value Excel
+    shows is stored beside each formula, but a file written by a program (openpyxl, many exporters) and never
+    opened and saved in Excel or LibreOffice has none, so the cell reads as empty (openpyxl's ``data_only``). A
+    saved empty text result (``t="str"``) is a result. The XML is scanned in pieces, as by ``_merged_down``, and
     cell by cell only in a sheet that holds a formula at all."""
     if not path:
-        return 0
+        return 0, 0
     name = path.lstrip("/")
     try:
         tail = b""
@@ -722,8 +729,9 @@ def _formulas_without_values(zf: zipfile.ZipFile, path: str | None) -> int:
                     break
                 tail = chunk[-16:]
             else:
-                return 0
-        count, tail = 0, b""
+                return 0, 0
+        unsaved = saved = 0
+        tail = b""
         with zf.open(name) as f:
             while chunk := f.read(1 << 20):
                 window, end = tail + chunk, 0
@@ -732,16 +740,76 @@ def _formulas_without_values(zf: zipfile.ZipFile, path: str | None) -> int:
                     if not _FORMULA.search(m.group(2)):
                         continue
                     kind = _CELL_TYPE.search(m.group(1))
-                    if kind and kind.group(1) in (b"str", b"inlineStr"):
-                        continue
                     value = _CELL_VALUE.search(m.group(2))
-                    count += value is None or not value.group(1).strip()
+                    text_result = kind is not None and kind.group(1) in (b"str", b"inlineStr")
+                    if text_result or (value is not None and value.group(1).strip()):
+                        saved += 1
+                    else:
+                        unsaved += 1
                 tail = window[end:]  # a cell cut between two pieces is whole in the next window
                 if len(tail) > _MAX_CELL_BYTES:
                     tail = b""
-        return count
+        return unsaved, saved
     except KeyError:  # a sheet part the container does not hold: no formulas to count
-        return 0
+        return 0, 0
+
+
+# the workbook part's entry in [Content_Types].xml (.xlsx, .xlsm, .xltx, .xltm), and its calculation settings
+_OVERRIDE = re.compile(rb"<(?:\w+:)?Override\b[^>]*>")
+_PART_NAME = re.compile(rb'\sPartName="/?([^"]+)"')
+_WORKBOOK_TYPE = re.compile(
+    rb'\sContentType="application/vnd\.(?:openxmlformats-officedocument\.spreadsheetml\.(?:sheet|template)'
+    rb'|ms-excel\.(?:sheet|template)\.macroEnabled)\.main\+xml"'
+)
+_CALC_PR = re.compile(rb"<(?:\w+:)?calcPr\b[^>]*>")
+_FULL_CALC = re.compile(rb'\sfullCalcOnLoad="(?:1|true)"')
+
+
+def _recalculates_on_open(zf: zipfile.ZipFile) -> bool:
+    """Whether the workbook asks to be recalculated when it is opened (``<calcPr fullCalcOnLoad="1"/>``), as
+    programs that write formulas but do not compute them do (xlsxwriter, openpyxl): the values saved with its
+    formulas are then placeholders (xlsxwriter saves 0) or out of date. Excel drops the flag when it saves the
+    file. openpyxl cannot tell: its ``calculation.fullCalcOnLoad`` is True also where the flag is absent.
+    The workbook's XML is scanned in pieces, as the sheets are."""
+    name = "xl/workbook.xml"
+    try:
+        for tag in _OVERRIDE.findall(zf.read("[Content_Types].xml")):
+            if _WORKBOOK_TYPE.search(tag) and (part := _PART_NAME.search(tag)):
+                name = part.group(1).decode("utf-8", "replace")
+                break
+        tail = b""
+        with zf.open(name) as f:
+            while chunk := f.read(1 << 20):
+                window = tail + chunk
+                if m := _CALC_PR.search(window):
+                    return _FULL_CALC.search(m.group(0)) is not None
+                tail = window[-1000:]  # a tag cut between two pieces is whole in the next window
+    except KeyError:  # no workbook part where the manifest says: openpyxl read it anyway, no flag to read
+        pass
+    return False
+
+
+def _recalc_notice(stale: dict[str, int]) -> str:
+    """The notice for formula cells with saved values in a workbook that asks to be recalculated when opened
+    (``stale``: sheet -> cells), naming as many sheets as fit in a notice."""
+    n = sum(stale.values())
+    cells = "its 1 formula cell" if n == 1 else f"its {n:,} formula cells"
+    read = (
+        "reads as the value saved with it, which may be 0 or out of date."
+        if n == 1
+        else "read as the values saved with them, which may be 0 or out of date."
+    )
+    names = [f"'{title}'" for title in stale]
+    for shown in range(len(names), 0, -1):
+        rest = len(names) - shown
+        where = ", ".join(names[:shown]) + (f" and {rest} more" if rest else "")
+        text = (
+            "The workbook asks to be recalculated when opened (it was saved by a program that does not compute "
+            f"formulas): {cells} on {'sheet' if len(names) == 1 else 'sheets'} {where} {read}"
+        )
+        if len(text) <= base.MAX_NOTICE_CHARS:
+            break
+    return text
 
 
 def _cell(v, fmt: str | None = None) -> str:

@@ -9,10 +9,12 @@ import io
 import logging
 import math
 import re
+import zlib
 from collections import Counter
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
+from pypdf.filters import ASCII85Decode, ASCIIHexDecode
 
 from retrieval.sentences import SECTION_NUMBER, continues_line, split_sentences
 
@@ -155,6 +157,13 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             text = text.replace("\ufffd", "")
             if not text.strip():
                 garbled.add(i)
+        if not text.strip() and i not in garbled and _content_damaged(reader.pages[i]):
+            # pypdf reads what it can of a content stream that does not inflate and only logs it: the page
+            # read as blank, and the loss went unnoticed
+            logger.warning("PDF page %d could not be read: its content stream is damaged", i + 1)
+            texts.append(None)
+            sized.append(None)
+            continue
         texts.append(text)
         lines = _sized_lines(text, chunks)
         if i == 0:
@@ -226,6 +235,56 @@ def _page_notices(
         if pages:
             word = "Page" if len(pages) == 1 else "Pages"
             b.notice(f"{word} {page_ranges(pages)} of {n_pages} {one if len(pages) == 1 else many}.")
+
+
+_FLATE = ("/FlateDecode", "/Fl")
+_ASCII = {"/ASCII85Decode": ASCII85Decode, "/A85": ASCII85Decode, "/ASCIIHexDecode": ASCIIHexDecode,
+          "/AHx": ASCIIHexDecode}  # fmt: skip
+_MAX_INFLATE_CHECK = 64 << 20  # a stream still inflating after this much is not damaged as far as it was read
+
+
+def _content_damaged(page) -> bool:
+    """Whether one of a page's content streams (what it draws) is compressed (Flate, nearly all PDFs; after
+    ASCII85 or hex encoding) and does not inflate to its end: damaged or cut off. pypdf then reads what it can and
+    only logs a warning, so the page reads as blank. Other filters are not checked; an empty stream is no loss."""
+    try:
+        contents = page.get("/Contents")
+        contents = contents.get_object() if contents is not None else None
+        for ref in contents if isinstance(contents, list) else [contents]:
+            stream = ref.get_object() if ref is not None else None
+            data = getattr(stream, "_data", None)  # the stream's bytes as stored (pypdf keeps no public name)
+            if not isinstance(data, bytes) or not data.strip():
+                continue
+            filters = stream.get("/Filter")
+            filters = filters.get_object() if filters is not None else []
+            for name in [filters] if isinstance(filters, str) else list(filters):
+                if name in _FLATE:
+                    if not _inflates(data):
+                        return True
+                    break
+                if name not in _ASCII:
+                    break
+                data = _ASCII[name].decode(data)
+    except Exception:  # noqa: BLE001  (a content dictionary too broken to check: pypdf's reading stands)
+        logger.debug("PDF page contents uncheckable", exc_info=True)
+    return False
+
+
+def _inflates(data: bytes) -> bool:
+    """Whether zlib ``data`` inflates to its end mark (bytes after it are ignored, as pypdf does); read a piece
+    at a time, the output dropped."""
+    d = zlib.decompressobj()
+    out = 0
+    try:
+        while not d.eof and out < _MAX_INFLATE_CHECK:
+            piece = d.decompress(data, 1 << 20)
+            data = d.unconsumed_tail
+            if not piece and not data:
+                return False  # all read, no end mark: cut off
+            out += len(piece)
+    except zlib.error:
+        return False
+    return True
 
 
 _INLINE_IMAGE = re.compile(rb"(?:^|\s)BI\s")

@@ -1,4 +1,4 @@
-"""Builders of real document files for the parser tests (python-docx, python-pptx, openpyxl,
+"""Builders of real document files for the parser tests (python-docx, python-pptx, openpyxl, xlsxwriter,
 reportlab, pypdf), each returning the file's bytes."""
 
 from __future__ import annotations
@@ -901,10 +901,11 @@ def make_partly_scanned_pdf(
     return buf.getvalue()
 
 
-def make_xlsx_with_unsaved_formulas(q3_title: str = "Q3") -> bytes:
+def make_xlsx_with_unsaved_formulas(q3_title: str = "Q3", recalc_on_open: bool = False) -> bytes:
     """A workbook as openpyxl writes it: sheet ``q3_title`` with 14 rows whose tax is a formula (no saved value),
     a sheet "Summary" whose two formulas have a saved value as Excel stores them (a number, and an empty text
-    result, ``t="str"``), and a sheet "Staff" without formulas."""
+    result, ``t="str"``), and a sheet "Staff" without formulas. Unless ``recalc_on_open``, without openpyxl's
+    ``<calcPr fullCalcOnLoad="1"/>``, as Excel saves a workbook (it drops the flag)."""
     from openpyxl import Workbook
 
     wb = Workbook()
@@ -929,6 +930,9 @@ def make_xlsx_with_unsaved_formulas(q3_title: str = "Q3") -> bytes:
             if item.filename == "xl/worksheets/sheet2.xml":
                 data = data.replace(b"<f>COUNTA(A:A)</f><v></v>", b"<f>COUNTA(A:A)</f><v>2</v>")
                 data = data.replace(b'<c r="C2"><f>', b'<c r="C2" t="str"><f>')
+            if item.filename == "xl/workbook.xml" and not recalc_on_open:
+                assert b' fullCalcOnLoad="1"' in data
+                data = data.replace(b' fullCalcOnLoad="1"', b"")
             dst.writestr(item, data)
     return out.getvalue()
 
@@ -969,3 +973,56 @@ def make_pptx_with_embedded_objects() -> bytes:
     buf = io.BytesIO()
     prs.save(buf)
     return buf.getvalue()
+
+
+def make_xlsxwriter_workbook(sheets: tuple[str, ...] = ("Q3", "Summary"), rows: int = 14) -> bytes:
+    """A workbook as xlsxwriter writes it: formulas saved with 0 as their value (it computes none) and
+    ``<calcPr fullCalcOnLoad="1"/>``, asking Excel to recalculate on opening. The first of ``sheets`` has ``rows``
+    rows whose tax is a formula, the others a formula each; a sheet "Staff" has none."""
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf)
+    for n, name in enumerate(sheets):
+        ws = wb.add_worksheet(name)
+        if n == 0:
+            ws.write_row(0, 0, ["Item", "Amount", "Tax"])
+            for r in range(1, rows + 1):
+                ws.write_row(r, 0, [f"Laptop {r + 1}", (r + 1) * 100])
+                ws.write_formula(r, 2, f"=B{r + 1}*0.2")
+        else:
+            ws.write_row(0, 0, ["Label", "Value"])
+            ws.write(1, 0, "Rows")
+            ws.write_formula(1, 1, "=COUNTA(A:A)")
+    staff = wb.add_worksheet("Staff")
+    staff.write_row(0, 0, ["Name", "Desk"])
+    staff.write_row(1, 0, ["Ann Lee", "4.12"])
+    wb.close()
+    return buf.getvalue()
+
+
+def make_pdf_with_damaged_pages(
+    pages: list[str], not_inflating: tuple[int, ...] = (), bad_ascii85: tuple[int, ...] = ()
+) -> bytes:
+    """``make_pdf(pages)`` with the content streams of some 1-based pages damaged in place (reportlab stores each
+    page's content Flate-compressed, then ASCII85-encoded): in ``not_inflating``, the compressed bytes' zlib header
+    overwritten, so the stream does not inflate (pypdf logs it and reads the page as blank); in ``bad_ascii85``,
+    characters that are no ASCII85 (pypdf raises on the page)."""
+    import base64
+    import re
+
+    data = make_pdf(pages)
+    streams = list(re.finditer(rb"stream\n(.*?)~>endstream", data, re.S))
+    assert len(streams) == len(pages), "one content stream a page"
+    for n in not_inflating:
+        s = streams[n - 1]
+        raw = bytearray(base64.a85decode(s.group(1), adobe=False))
+        raw[:2] = b"\xff\xff"  # no zlib header: "incorrect header check"
+        encoded = base64.a85encode(bytes(raw), adobe=False)
+        assert len(encoded) == len(s.group(1)), "the stream keeps its length (the file's offsets stay right)"
+        data = data[: s.start(1)] + encoded + data[s.end(1) :]
+    for n in bad_ascii85:
+        s = streams[n - 1]
+        mid = (s.start(1) + s.end(1)) // 2
+        data = data[:mid] + b"vwxy" + data[mid + 4 :]
+    return data

@@ -1,5 +1,6 @@
-"""Notices: what of a file that was read could not be (scanned pages of a typed PDF, formulas without saved values,
-embedded objects, an attachment that could not be opened), on real files generated here."""
+"""Notices: what of a file that was read could not be (scanned or damaged pages of a typed PDF, formulas without
+saved values or with values a generator did not compute, embedded objects, an attachment that could not be opened),
+on real files generated here."""
 
 from __future__ import annotations
 
@@ -53,6 +54,24 @@ def test_a_page_whose_characters_could_not_be_decoded_is_named():
     assert doc.text == "Appeals go to HR.\n\nTravel is booked."
 
 
+def test_pages_whose_content_is_damaged_are_named_and_the_others_read():
+    pages = [f"Page {n} says the budget is {n} million." for n in range(1, 6)]
+    # page 2's content does not inflate (pypdf only logs it; the page read as blank), page 4's raises
+    doc = parse(F.make_pdf_with_damaged_pages(pages, not_inflating=(2,), bad_ascii85=(4,)), "memo.pdf")
+    assert doc.notices == ["Pages 2, 4 of 5 could not be read (damaged); their content is missing."]
+    assert doc.text == "\n\n".join(pages[i] for i in (0, 2, 4))
+    doc = parse(F.make_pdf_with_damaged_pages(pages[:3], not_inflating=(3,)), "memo.pdf")
+    assert doc.notices == ["Page 3 of 3 could not be read (damaged); its content is missing."]
+
+
+def test_a_pdf_whose_every_page_is_damaged_fails_as_damaged():
+    data = F.make_pdf_with_damaged_pages(["Revenue grew.", "Costs fell."], not_inflating=(1, 2))
+    with pytest.raises(
+        ParseError, match=r"^The PDF could not be read: the file is damaged or is not a valid PDF"
+    ):
+        parse(data, "q.pdf")
+
+
 # --- spreadsheets --------------------------------------------------------------------------------
 def test_formulas_without_saved_values_are_counted_by_sheet():
     # openpyxl writes formulas without their results; a saved number and a saved empty text are results
@@ -87,8 +106,56 @@ def test_a_sheet_name_with_markup_is_kept_as_written():
     assert doc.notices == [UNSAVED.replace("'Q3'", "'<img src=x onerror=1>'")]
 
 
+RECALC = (
+    "The workbook asks to be recalculated when opened (it was saved by a program that does not compute formulas): "
+    "its 15 formula cells on sheets 'Q3', 'Summary' read as the values saved with them, which may be 0 or out of "
+    "date."
+)
+
+
+def test_formulas_saved_by_xlsxwriter_are_named_as_possibly_stale():
+    # xlsxwriter saves 0 as every formula's value and asks for a recalculation on opening
+    doc = parse(F.make_xlsxwriter_workbook(), "q3.xlsx")
+    assert doc.notices == [RECALC]
+    assert "Item: Laptop 2; Amount: 200; Tax: 0" in doc.text  # read as saved: the notice is what warns
+    assert "Name: Ann Lee; Desk: 4.12" in doc.text
+
+
+def test_one_stale_formula_is_named_in_the_singular():
+    doc = parse(F.make_xlsxwriter_workbook(sheets=("Q3",), rows=1), "q3.xlsx")
+    assert doc.notices == [
+        "The workbook asks to be recalculated when opened (it was saved by a program that does not compute "
+        "formulas): its 1 formula cell on sheet 'Q3' reads as the value saved with it, which may be 0 or out "
+        "of date."
+    ]
+
+
+def test_a_cell_is_named_by_one_notice_only():
+    # openpyxl asks for a recalculation too: its formulas without a value keep their notice; only those with a
+    # saved value (here put there as Excel would) are named as possibly stale
+    doc = parse(F.make_xlsx_with_unsaved_formulas(recalc_on_open=True), "q3.xlsx")
+    assert doc.notices == [
+        UNSAVED,
+        "The workbook asks to be recalculated when opened (it was saved by a program that does not compute "
+        "formulas): its 2 formula cells on sheet 'Summary' read as the values saved with them, which may be 0 or "
+        "out of date.",
+    ]
+    # the same formulas saved without the flag (as Excel saves) are read as they are
+    assert parse(F.make_xlsx_with_unsaved_formulas(), "q3.xlsx").notices == [UNSAVED]
+
+
+def test_many_sheets_with_stale_formulas_fit_one_notice():
+    sheets = tuple(f"Region {n:02d} forecast" for n in range(1, 13))
+    (notice,) = parse(F.make_xlsxwriter_workbook(sheets=sheets), "regions.xlsx").notices
+    assert len(notice) <= base.MAX_NOTICE_CHARS
+    assert "its 25 formula cells on sheets 'Region 01 forecast', 'Region 02 forecast'" in notice
+    assert notice.endswith(" more read as the values saved with them, which may be 0 or out of date.")
+
+
 def test_a_workbook_without_formulas_has_no_notices():
     assert parse(F.make_xlsx(), "prices.xlsx").notices == []
+    # xlsxwriter asks for a recalculation, but there is nothing to recalculate
+    assert parse(F.make_xlsxwriter_workbook(sheets=()), "staff.xlsx").notices == []
 
 
 # --- embedded objects, attachments ---------------------------------------------------------------
