@@ -372,13 +372,17 @@ async def rag_pieces(
 
 
 def plain_pieces(
-    body: SamplingRequest, prompt: str | list[dict[str, str]], options: dict[str, Any], max_tokens: int | None
+    body: SamplingRequest,
+    prompt: str | list[int] | list[dict[str, str]],
+    options: dict[str, Any],
+    max_tokens: int | None,
 ) -> Pieces:
-    """The generator's continuation of `prompt` (raw text, or chat messages under the chat template)."""
+    """The generator's continuation of `prompt` (raw text, token ids, or chat messages under the chat
+    template)."""
     if not service.loaded or body.model != service.name:
         raise no_model(body.model)
     temperature, top_p = body.temperature_top_p()
-    what = "the prompt takes" if isinstance(prompt, str) else "the messages take"
+    what = "the messages take" if prompt and isinstance(prompt[0], dict) else "the prompt takes"
     limit, temperature = _limits(prompt, max_tokens, temperature, what)
     return ans.generate(prompt, limit, temperature, top_p=top_p, **options), None
 

@@ -3,9 +3,10 @@
 
 The generator's model continues the raw prompt (no chat template: that is what a text completion is); a
 `rag:<collection>` model reads the prompt as a question and answers it from the collection with its sources,
-as /v1/chat/completions does. Several prompts (LangChain sends its batch in one request) are generated at once
-and answered a choice each, streamed one after another. Auth, the questions-per-minute limit, back-pressure, errors and access control
-are the chat route's (openai_compat.py).
+as /v1/chat/completions does. The generator's model also takes prompts already tokenized (a list of token ids,
+or a list of such lists), as evaluation clients send them. Several prompts (LangChain sends its batch in one
+request) are generated at once and answered a choice each, streamed one after another. Auth, the
+questions-per-minute limit, back-pressure, errors and access control are the chat route's (openai_compat.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from app import answer as ans
 from app.deps import CurrentUser
+from app.engine_service import service
 from app.models import User
 from app.routes.openai_compat import (
     RAG_PREFIX,
@@ -50,15 +52,18 @@ class CompletionRequest(SamplingRequest):
     `best_of` above 1 and `logprobs` are refused by name (`sampling`); any other field (`user`, a field of
     another server) is accepted and has no effect."""
 
-    prompt: str | list[str]
+    # text, or token ids as evaluation clients send them (one prompt's ids, or a list of prompts' ids)
+    prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(default=None, ge=1)
     logprobs: int | None = Field(default=None, ge=0, le=5)
 
-    def prompts(self) -> list[str]:
-        """The prompts (a string, or a list of 1 to MAX_PROMPTS strings)."""
-        prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts: a string or a list of 1 to MAX_PROMPTS strings; token ids, or a list of 1 to MAX_PROMPTS
+        lists of them."""
+        one = isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int))
+        prompts = [self.prompt] if one else self.prompt
         if not 1 <= len(prompts) <= MAX_PROMPTS:
             raise OpenAIError(400, f"prompt: a string or a list of 1 to {MAX_PROMPTS} strings (got {len(prompts)})."
                               , "invalid_request", param="prompt")  # fmt: skip
@@ -79,10 +84,15 @@ class CompletionRequest(SamplingRequest):
         return self.options()
 
 
-async def _answer(body: CompletionRequest, user: User, prompt: str, options: dict[str, Any]) -> Pieces:
+async def _answer(
+    body: CompletionRequest, user: User, prompt: str | list[int], options: dict[str, Any]
+) -> Pieces:
     """One prompt's pieces, started (errors before its first token are HTTP errors), and its sources."""
     if body.model.startswith(RAG_PREFIX):
         col = await rag_collection(body.model, user)
+        if not isinstance(prompt, str):
+            raise OpenAIError(400, "prompt: a rag: model reads the prompt as a question; send it as text, not "
+                              "token ids.", "invalid_request", param="prompt")  # fmt: skip
         if not prompt.strip():
             raise OpenAIError(
                 400, "prompt: the question must not be empty.", "invalid_request", param="prompt"
@@ -93,7 +103,7 @@ async def _answer(body: CompletionRequest, user: User, prompt: str, options: dic
     return await start(pieces), sources
 
 
-async def _answers(body: CompletionRequest, user: User, prompts: list[str]) -> list[Pieces]:
+async def _answers(body: CompletionRequest, user: User, prompts: list[str | list[int]]) -> list[Pieces]:
     """Every prompt's `_answer`, generated at once (the engine batches them); if one is refused, the others
     are stopped and its error is the request's."""
     options = body.sampling()
@@ -106,6 +116,11 @@ async def _answers(body: CompletionRequest, user: User, prompts: list[str]) -> l
     return got
 
 
+def _text(prompt: str | list[int]) -> str:
+    """A prompt as text (token ids decoded), as `echo` returns it."""
+    return prompt if isinstance(prompt, str) else service.engine.tokenizer.decode(prompt)
+
+
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request, user: CurrentUser):
     """Text completion (JSON or `data:` chunks ending in [DONE]); several prompts: a choice each."""
@@ -115,7 +130,7 @@ async def completions(body: CompletionRequest, request: Request, user: CurrentUs
     answers = await _answers(body, user, prompts)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": body.model}  # fmt: skip
-    echo = prompts if body.echo else [""] * len(prompts)
+    echo = [_text(p) for p in prompts] if body.echo else [""] * len(prompts)
 
     def choice(i: int, text: str, finish: str | None = None) -> dict:
         return {"text": text, "index": i, "logprobs": None, "finish_reason": finish}

@@ -99,6 +99,36 @@ def test_stop_seed_top_p_and_echo(live):
     assert chunks[0].choices[0].text == PROMPT and _text(chunks) == PROMPT + text
 
 
+def test_token_id_prompts_are_continued_as_their_text_is(live):
+    # evaluation clients (lm-eval's local-completions, vLLM's benchmark) send prompts already tokenized: one
+    # list of ids, or a list of them (a choice each); the continuation is the one of the text they encode
+    server, w = live
+    c = sdk(server, w.member)
+    ask = {"model": "tiny-glm", "temperature": 0, "max_tokens": 10}
+    text = c.completions.create(**ask, prompt=PROMPT).choices[0].text
+    ids = service.engine.encode_prompt(PROMPT)
+    other = service.engine.encode_prompt("Where is the office?")
+    r = c.completions.create(**ask, prompt=ids)
+    assert (r.choices[0].text, r.usage.prompt_tokens) == (text, len(ids))
+    two = c.completions.create(**ask, prompt=[ids, other])
+    assert [(ch.index, ch.text) for ch in two.choices] == [
+        (0, text),
+        (1, c.completions.create(**ask, prompt="Where is the office?").choices[0].text),
+    ]
+    assert two.usage.prompt_tokens == len(ids) + len(other)
+    echoed = c.completions.create(**ask, prompt=ids, echo=True).choices[0].text
+    assert echoed == service.engine.tokenizer.decode(ids) + text and echoed.endswith(text)
+    chunks = list(c.completions.create(**ask, prompt=ids, stream=True))
+    assert _text(chunks) == text
+    # ids past the vocabulary, an empty list of ids, and a rag: model (it reads a question): 400s
+    with pytest.raises(openai.BadRequestError, match="token ids must be in"):
+        c.completions.create(**ask, prompt=[1, service.engine.model.cfg.vocab_size])
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        c.completions.create(**ask, prompt=[ids, []])
+    with pytest.raises(openai.BadRequestError, match="as text, not token ids"):
+        c.completions.create(model="rag:handbook", prompt=ids, max_tokens=4)
+
+
 def test_a_rag_model_answers_the_prompt_as_a_question(live):
     server, w = live
     c = sdk(server, w.member)
