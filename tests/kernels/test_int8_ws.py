@@ -170,7 +170,14 @@ def test_planes_made_in_one_format_are_not_read_in_the_other(monkeypatch):
     assert int8_ws._planes_made(rows, int8_ws._planes_key(rows))
     monkeypatch.setenv("AUTOGLM_PLANES_TILED", "1")
     assert not int8_ws._planes_made(rows, int8_ws._planes_key(rows))
-    assert int8_ws.planes_target(rows) is None or int8_ws.planes_target(rows)[1].shape == (2, int8_ws.WS_ROWS)
+    tiled_key = int8_ws._planes_key(rows)
+    monkeypatch.setenv("AUTOGLM_PLANES_TILED", "0")
+    row_key = int8_ws._planes_key(rows)
+    (row_planes, row_sx), (tiled_planes, tiled_sx) = (
+        int8_ws._planes_buffers(*k) for k in (row_key, tiled_key)
+    )
+    assert row_planes.data_ptr() != tiled_planes.data_ptr() and row_sx.data_ptr() != tiled_sx.data_ptr()
+    assert row_sx.shape == (8,) and tiled_sx.shape == (int8_ws.scale_groups(256), int8_ws.WS_ROWS)
     int8_ws._MADE.clear()
 
 
