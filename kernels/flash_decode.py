@@ -61,6 +61,9 @@ MAX_SPLITS = 128
 # NOTE: H200, fused vs two launches (RESULTS.md "Split merge fused into the decode kernel"): faster at 2-4
 # splits (INT8 64 x 1,100: 21.8 vs 27.5 us), slower at 6 and more (1 x 32k, 128 splits: 37.7 vs 17.6 us).
 FUSE_SPLITS = 4
+# ... and where the decode kernel writes tiled planes (``int8_ws.planes_tiled``), at most this many (an env
+# knob while the GPU numbers come in: AUTOGLM_TILED_FUSE_SPLITS)
+TILED_FUSE_SPLITS = int(os.environ.get("AUTOGLM_TILED_FUSE_SPLITS", "8"))
 # At most this many sequences the decode kernel launches early in a captured graph (``EARLY``): under PDL,
 # during the q/k/v projection, its splits without work leave and the others prefetch their first K/V tile
 # into L2 before they wait for the projection. NOTE: launched early at larger batches, attention programs
@@ -526,6 +529,10 @@ def flash_decode_triton(
         raise ValueError(f"num_splits must be at least 1, got {num_splits}")
     direct = splits == 1
     fused = not direct and (splits <= FUSE_SPLITS if fuse_merge is None else fuse_merge)
+    # tiled planes want one program holding a KV group's heads: the merge in the decode kernel, which takes
+    # a few more splits here than FUSE_SPLITS (batch 16 at GLM-4-9B's shapes plans 8) rather than leave the
+    # planes to a planes kernel
+    tiled_fuse = planes and fuse_merge is None and not direct and splits <= TILED_FUSE_SPLITS
     # in a captured graph the decode kernel launches normally (it waits for q/k/v), lets the next kernel be
     # scheduled once its tile loop is done, and the merge launches with PDL (waiting at its start) and does
     # the same for o_proj just before its store. NOTE: H200, decode-step replays (RESULTS.md "Attention lets
@@ -539,6 +546,8 @@ def flash_decode_triton(
     rows = out.view(T, nh * hd) if (planes or planes_out is not None) and out.is_contiguous() else None
     want = planes and planes_out is None and rows is not None and not early
     target = int8_ws.planes_target(rows) if want else None
+    if tiled_fuse and target is not None and target[1].dim() == 2 and group * hd == int8_ws.SCALE_K.value:
+        fused = True
     # tiled planes take a KV group's heads as one scale group, written by the program holding them all (one
     # split, or the merge in the decode kernel): other shapes, or the merge kernel, leave them to the planes
     # kernel

@@ -268,6 +268,26 @@ def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, f
         assert not int8_ws.row_counters(out.device, 1).any()
 
 
+@pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
+def test_decode_merges_in_the_kernel_to_write_tiled_planes_at_a_few_more_splits(monkeypatch, tiled):
+    # the engine's path (planes=True, buffers from int8_ws.planes_target): at 5-8 splits the merge would be
+    # the merge kernel's, whose programs hold one head each; tiled planes take the merge in the decode kernel
+    # instead and are written; row-scaled planes keep the merge kernel (its counters write them)
+    lens = [3, 40, 77]
+    args = _batch([1] * len(lens), lens, (32, 2, 128), BF16, False)
+    rows, cols = len(lens), 32 * 128
+    buffers = planes_buffers(rows, cols, tiled)
+    written = []
+    monkeypatch.setattr(int8_ws, "planes_target", lambda r: buffers)
+    monkeypatch.setattr(int8_ws, "planes_written", written.append)
+    want = flash_decode_triton(**args, num_splits=6, block_n=16)
+    out = flash_decode_triton(**args, num_splits=6, block_n=16, planes=True)
+    assert torch.equal(out, want)
+    assert len(written) == 1
+    assert_planes_of(out.view(rows, cols), *buffers)
+    assert not _arrival_counters(out.device, rows * 2).any()
+
+
 def test_decode_refuses_tiled_planes_for_groups_other_than_a_scale_group():
     # tiled planes take a KV group's heads (query heads x head dim = 2,048 columns) as one scale group: other
     # shapes are refused (the engine's planes_target path leaves such rows to the projection's planes kernel)
