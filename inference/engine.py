@@ -26,7 +26,7 @@ from .kv_cache import KVCacheManager
 from .memory import blocks_for_budget, bytes_per_block, profile_kv_budget
 from .model import GlmModel
 from .runner import ModelRunner, graphs_supported, next_pow2
-from .sampling import SampledTokens, Sampler, SamplingParams, make_generator
+from .sampling import SampledTokens, Sampler, SamplingParams, make_generator, score_rows, unpack_top
 from .scheduler import PENDING, Batch, Request, Scheduler, Status
 from .tokenizer import IncrementalDetokenizer, Message, Tokenizer
 from .weights import load_model
@@ -34,6 +34,13 @@ from .weights import load_model
 log = logging.getLogger(__name__)
 
 Prompt = str | list[int] | list[Message]
+TopLogprobs = list[tuple[int, float]]  # (token id, log-probability), likeliest first
+# a prompt token's log-probability given the tokens before it, and that position's likeliest tokens; the first
+# prompt token has none (None)
+PromptLogprob = tuple[float, TopLogprobs] | None
+SCORE_ROWS = (
+    64  # prompt positions whose logits exist at once while scoring (the profiled peak has max_num_seqs)
+)
 
 
 class EngineOverloaded(RuntimeError):
@@ -49,6 +56,10 @@ class TokenEvent:
     token_id: int
     text: str
     logprob: float | None = None
+    top_logprobs: TopLogprobs | None = None  # when SamplingParams.top_logprobs asks
+    prompt_logprobs: list[PromptLogprob] | None = (
+        None  # on a request's first event, when prompt_logprobs asks
+    )
 
 
 @dataclass
@@ -79,6 +90,8 @@ class Completion:
     usage: Usage
     timings: Timings
     logprobs: list[float] | None = None
+    top_logprobs: list[TopLogprobs] | None = None
+    prompt_logprobs: list[PromptLogprob] | None = None  # one per prompt token
     error: str | None = None
 
 
@@ -98,7 +111,14 @@ class _State:
     text: str = ""  # decoded output so far
     emitted: int = 0  # characters of text already sent
     logprobs: list[float] = field(default_factory=list)
-    pending: list[tuple[int, float | None]] = field(default_factory=list)  # sampled, not yet emitted
+    top_logprobs: list[TopLogprobs] = field(default_factory=list)
+    prompt_logprobs: list[PromptLogprob] | None = None  # [None] at submit when asked; grows as chunks resolve
+    prompt_scored: int = (
+        0  # prompt positions whose scoring is launched (each one's logits score the next token)
+    )
+    prompt_sent: bool = False  # the first event (which carries prompt_logprobs) went out
+    # sampled, not yet emitted: (token id, logprob, top logprobs)
+    pending: list[tuple[int, float | None, TopLogprobs | None]] = field(default_factory=list)
     done: str | None = None  # finish reason decided when the token was sampled (stop id, length)
     completed: bool = False  # the Completion was delivered
     feed_row: int = -1  # row of its newest PENDING token in the last launched step's sampled ids
@@ -113,6 +133,7 @@ class _Launched:
     sampling: list[Request]
     slots: list[int]
     sampled: SampledTokens | None
+    scores: list[tuple[Request, torch.Tensor]] = field(default_factory=list)  # prompt logprobs (_score)
 
 
 class Engine:
@@ -134,6 +155,11 @@ class Engine:
     request_timeout_s (default per-request timeout, None); batch_invariant (False; True: a prompt token's
     values do not depend on how its prompt was split into chunks or found in the prefix cache, so a
     cached prefix gives the same output as a cold prompt, at some prefill speed; 16-bit weights only).
+
+    Log-probabilities (SamplingParams): `logprobs` gives each chosen token's, `top_logprobs` each step's
+    likeliest tokens too, `prompt_logprobs` each prompt token's given the ones before it (a request that asks
+    runs its prefill eagerly, keeping every position's hidden state, and skips the prefix cache: a cached
+    position has no logits). Requests that ask for none run exactly as before.
     """
 
     def __init__(
@@ -316,6 +342,7 @@ class Engine:
             stop_ids=stop_ids,
             deadline=time.perf_counter() + timeout_s if timeout_s else None,
             penalized=params.penalized,
+            prompt_logprobs=None if params.prompt_logprobs is None else [None],
         )
         with self._cv:
             if rid in self._requests:
@@ -525,15 +552,25 @@ class Engine:
         self.steps += 1
         now = time.perf_counter()
         seqs, feed_rows = [], []
+        scoring = []  # (request, its first position to score, that position's row in the step, count)
+        row = 0
         for i, req in enumerate(batch.requests):
-            if req.state.scheduled is None:
-                req.state.scheduled = now
-            seqs.append(
-                (req.token_ids, req.num_computed, batch.num_tokens[i], req.block_ids, batch.samples(i))
-            )
+            st: _State = req.state
+            if st.scheduled is None:
+                st.scheduled = now
+            n = batch.num_tokens[i]
+            seqs.append((req.token_ids, req.num_computed, n, req.block_ids, batch.samples(i)))
             pending = req.token_ids[req.num_computed] == PENDING
-            feed_rows.append(req.state.feed_row if pending else -1)
-        logits = self.runner.execute(seqs, feed_rows)
+            feed_rows.append(st.feed_row if pending else -1)
+            if st.prompt_logprobs is not None:  # positions before the last prompt token score the next one
+                lo = max(req.num_computed, st.prompt_scored)
+                hi = min(req.num_computed + n, len(req.prompt_ids) - 1)
+                if lo < hi:
+                    scoring.append((req, lo, row + lo - req.num_computed, hi - lo))
+                    st.prompt_scored = hi
+            row += n
+        logits = self.runner.execute(seqs, feed_rows, keep_hidden=bool(scoring))
+        scores = [(req, self._score(req, first, r0, count)) for req, first, r0, count in scoring]
         sampling = [r for i, r in enumerate(batch.requests) if batch.samples(i)]
         sampled = None
         if sampling:
@@ -551,18 +588,38 @@ class Engine:
             n_out = len(req.output_ids) + req.num_unresolved
             if n_out >= req.params.max_tokens or len(req.token_ids) >= self.max_model_len:
                 req.all_launched = True
-        return _Launched(list(batch.requests), sampling, slots, sampled)
+        return _Launched(list(batch.requests), sampling, slots, sampled, scores)
+
+    @torch.inference_mode()
+    def _score(self, req: Request, first: int, row: int, count: int) -> torch.Tensor:
+        """Prompt logprobs of positions first..first+count-1 (the logits of position p score prompt token p+1)
+        from this step's kept hidden states (their rows from `row`), SCORE_ROWS positions at a time:
+        (count, 1 + 2k) float32 on the device (`score_rows`), read when the step resolves."""
+        hidden = self.runner.last_hidden
+        assert hidden is not None and row + count <= hidden.shape[0], f"{row=} {count=}"
+        k = req.params.prompt_logprobs
+        targets = torch.tensor(req.prompt_ids[first + 1 : first + 1 + count], device=hidden.device)
+        out = []
+        for a in range(0, count, SCORE_ROWS):
+            b = min(a + SCORE_ROWS, count)
+            out.append(score_rows(self.model.compute_logits(hidden[row + a : row + b]), targets[a:b], k))
+        return torch.cat(out)
 
     def _resolve(self, step: _Launched) -> None:
         """Wait for a launched step's token ids, record them, publish its full blocks, deliver events."""
         tokens, logprobs = step.sampled.wait() if step.sampled is not None else ([], [])
+        tops = step.sampled.top if step.sampled is not None else []
+        for req, scores in step.scores:  # before the tokens: a request's first event carries them all
+            if req.status is not Status.FINISHED:
+                k = req.params.prompt_logprobs
+                req.state.prompt_logprobs.extend((r[0], unpack_top(r, k)) for r in scores.tolist())
         now = time.perf_counter()
-        for req, slot, tok, lp in zip(step.sampling, step.slots, tokens, logprobs, strict=True):
+        for req, slot, tok, lp, top in zip(step.sampling, step.slots, tokens, logprobs, tops, strict=True):
             req.num_unresolved -= 1
             if req.status is Status.FINISHED:
                 continue  # ended while this step ran (stop id or string, abort): its result is dropped
             req.token_ids[slot] = tok
-            self._on_sampled(req, tok, lp, now)
+            self._on_sampled(req, tok, lp, now, top)
         for req in step.requests:
             # every token before num_computed is known now; blocks still being written by a later step are
             # safe to publish: any reader runs after it
@@ -570,14 +627,16 @@ class Engine:
                 self.kv.cache_blocks(req)
         self._emit_pending()
 
-    def _on_sampled(self, req: Request, tok: int, logprob: float | None, now: float) -> None:
+    def _on_sampled(
+        self, req: Request, tok: int, logprob: float | None, now: float, top: TopLogprobs | None = None
+    ) -> None:
         """Record a sampled token; retire the request at once if a stop id or a length limit ends it (its
         events follow in the next _emit_pending)."""
         st: _State = req.state
         if st.first_token is None:
             st.first_token = now
         req.output_ids.append(tok)
-        st.pending.append((tok, logprob))
+        st.pending.append((tok, logprob, top))
         self._unemitted.append(req)
         if tok in st.stop_ids:
             st.done = "stop"
@@ -607,9 +666,11 @@ class Engine:
         st: _State = req.state
         pending, st.pending = st.pending, []
         reason = None
-        for i, (tok, logprob) in enumerate(pending):
+        for i, (tok, logprob, top) in enumerate(pending):
             if logprob is not None:
                 st.logprobs.append(logprob)
+            if top is not None:
+                st.top_logprobs.append(top)
             last = i == len(pending) - 1
             stopped = tok in st.stop_ids
             text = "" if stopped or st.detok is None else st.detok.add(tok)
@@ -631,7 +692,10 @@ class Engine:
             safe = max(st.emitted, len(st.text) - hold)
             delta = st.text[st.emitted : safe]
             st.emitted = safe
-            _deliver(st, TokenEvent(req.request_id, tok, delta, logprob))
+            prompt = None
+            if st.prompt_logprobs is not None and not st.prompt_sent:
+                prompt, st.prompt_sent = st.prompt_logprobs, True
+            _deliver(st, TokenEvent(req.request_id, tok, delta, logprob, top, prompt))
             if reason:
                 if len(pending) > i + 1:  # tokens after a stop string are not part of the output
                     del req.output_ids[len(req.output_ids) - (len(pending) - i - 1) :]
@@ -678,6 +742,8 @@ class Engine:
                     total_s=now - st.submitted,
                 ),
                 logprobs=st.logprobs if req.params.logprobs else None,
+                top_logprobs=st.top_logprobs if req.params.top_logprobs else None,
+                prompt_logprobs=st.prompt_logprobs,
                 error=error,
             ),
         )

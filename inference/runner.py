@@ -143,6 +143,7 @@ class ModelRunner:
         # after a decode graph replay: its rows' greedy ids (argmax of the logits, computed in the graph and
         # already in feed[:rows]); None after any other step
         self.last_argmax: torch.Tensor | None = None
+        self.last_hidden: torch.Tensor | None = None  # execute(keep_hidden=True)'s (T, H) hidden states
         self._alloc_host(max(max_num_batched_tokens, max_num_seqs), max_num_seqs, self.table_width)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.prefill_graphs: dict[int, torch.cuda.CUDAGraph] = {}  # padded tokens -> graph
@@ -274,18 +275,26 @@ class ModelRunner:
         self.feed[:R].copy_(tokens, non_blocking=True)
 
     @torch.inference_mode()
-    def execute(self, seqs: list[Seq], feed_rows: list[int] | None = None) -> torch.Tensor:
+    def execute(
+        self, seqs: list[Seq], feed_rows: list[int] | None = None, keep_hidden: bool = False
+    ) -> torch.Tensor:
+        """keep_hidden: run eagerly (no graph) and keep every token's final hidden state (T, H), sequences'
+        tokens in order, in `last_hidden` until the next call (for prompt logprobs: logits of every
+        position); otherwise last_hidden is None."""
         B = len(seqs)
-        bs = self._graph_size(seqs)
+        self.last_hidden = None
+        bs = None if keep_hidden else self._graph_size(seqs)
         if bs is not None:
             return self._replay(seqs, bs, feed_rows)
-        tp = self._prefill_size(seqs, feed_rows)
+        tp = None if keep_hidden else self._prefill_size(seqs, feed_rows)
         if tp is not None:
             self.last_argmax = None
             return self._replay_prefill(seqs[0], tp)
         self.last_argmax = None
         input_ids, positions, meta, rows = self.prepare(seqs, feed_rows)
         hidden = self.model.forward(input_ids, positions, meta, self.caches)  # (T, H)
+        if keep_hidden:
+            self.last_hidden = hidden
         if rows.shape[0] == B and meta.max_seqlen_q == 1:
             return self.model.compute_logits(hidden)  # every row samples: no gather
         return self.model.compute_logits(hidden[rows])  # (R, V)

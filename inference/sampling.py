@@ -9,6 +9,8 @@ import torch
 
 from .staging import Staging
 
+MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's chat top_logprobs limit)
+
 
 @dataclass
 class SamplingParams:
@@ -26,6 +28,10 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)  # in addition to the model's EOS ids
     ignore_eos: bool = False
     logprobs: bool = False  # return the log-probability of each chosen token
+    top_logprobs: int = 0  # with logprobs: also each step's N likeliest tokens (0..MAX_TOP_LOGPROBS)
+    # the prompt tokens' log-probabilities (each given the ones before it) and their N likeliest alternatives;
+    # None: not computed. NOTE: such a request skips the prefix cache (its cached positions have no logits)
+    prompt_logprobs: int | None = None
     skip_special_tokens: bool = True
 
     def __post_init__(self) -> None:
@@ -45,6 +51,14 @@ class SamplingParams:
             raise ValueError("presence_penalty and frequency_penalty must be in [-2, 2]")
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty")
+        if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs}")
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs=True")
+        if self.prompt_logprobs is not None and not 0 <= self.prompt_logprobs <= MAX_TOP_LOGPROBS:
+            raise ValueError(
+                f"prompt_logprobs must be None or in [0, {MAX_TOP_LOGPROBS}], got {self.prompt_logprobs}"
+            )
 
     @property
     def greedy(self) -> bool:
@@ -88,6 +102,23 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.
     return logits
 
 
+def score_rows(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """logits (n, V) float32, targets (n,) int64 -> (n, 1 + 2k) float32: each row's log-probability of its
+    target, then its k likeliest token ids and their log-probabilities, likeliest first (ids < 2^24 are
+    exact in float32: one tensor, one copy to the host)."""
+    lsm = logits.log_softmax(-1)
+    lp = lsm.gather(1, targets[:, None])  # (n, 1)
+    if not k:
+        return lp
+    top = lsm.topk(k, dim=-1)  # sorted, descending
+    return torch.cat([lp, top.indices.float(), top.values], dim=1)
+
+
+def unpack_top(row: list[float], k: int, at: int = 1) -> list[tuple[int, float]]:
+    """The k (token id, log-probability) pairs that `score_rows` packed into a host row from column `at`."""
+    return [(int(t), lp) for t, lp in zip(row[at : at + k], row[at + k : at + 2 * k], strict=True)]
+
+
 Row = tuple[SamplingParams, list[int], list[int], torch.Generator | None]  # params, prompt, output, generator
 
 # columns of the per-row parameter table uploaded once per step
@@ -99,18 +130,29 @@ class SampledTokens:
     device. `wait()` blocks until they are on the host: the step's only device-to-host copy."""
 
     def __init__(
-        self, tokens: torch.Tensor, packed: torch.Tensor, host: torch.Tensor | None, want: list[bool]
+        self,
+        tokens: torch.Tensor,
+        packed: torch.Tensor,
+        host: torch.Tensor | None,
+        want: list[bool],
+        top: list[int] | None = None,
     ) -> None:
-        """packed: (R, 2) float32 (token id, logprob), or the (R,) int64 ids alone when no row wants logprobs;
-        host: a pinned buffer of packed's dtype and at least its shape (None on the CPU)."""
+        """packed: (R, 2) float32 (token id, logprob), (R, 2 + 2k) with each row's k likeliest ids and their
+        logprobs after them when `top` (each row's own count, <= k) is given, or the (R,) int64 ids alone
+        when no row wants logprobs; host: a pinned buffer of packed's dtype and at least its size (flat for
+        the (R, 2 + 2k) form; None on the CPU)."""
         self.tokens = tokens  # (R,) int64 on the logits' device: the next step may read them there
         self._want = want
+        self._top = top
+        # after wait(): each row's likeliest (token id, logprob) pairs, None for a row that did not ask
+        self.top: list[list[tuple[int, float]] | None] = [None] * len(want)
         if host is None:  # CPU: already computed
             self._packed, self._event = packed, None
         else:
             R = packed.shape[0]
-            host[:R].copy_(packed, non_blocking=True)
-            self._packed = host[:R]
+            dst = host[: packed.numel()].view(packed.shape) if top is not None else host[:R]
+            dst.copy_(packed, non_blocking=True)
+            self._packed = dst
             self._event = torch.cuda.Event()
             self._event.record()
 
@@ -120,9 +162,12 @@ class SampledTokens:
         rows = self._packed.tolist()
         if self._packed.dim() == 1:
             return rows, [None] * len(rows)
-        return [int(t) for t, _ in rows], [
-            lp if w else None for (_, lp), w in zip(rows, self._want, strict=True)
-        ]
+        if self._top is not None:
+            k = (len(rows[0]) - 2) // 2
+            self.top = [
+                unpack_top(r, k, at=2)[:n] if n else None for r, n in zip(rows, self._top, strict=True)
+            ]
+        return [int(r[0]) for r in rows], [r[1] if w else None for r, w in zip(rows, self._want, strict=True)]
 
 
 class Sampler:
@@ -141,7 +186,7 @@ class Sampler:
     def __init__(self) -> None:
         # two sets of host buffers used in turn: the engine launches a step's sampling before it reads the
         # previous step's tokens, so that step's output buffer must not be the one this copy writes
-        self._sets: list[tuple[Staging, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._sets: list[tuple[Staging, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._turn = 0
 
     def sample(self, logits: torch.Tensor, rows: list[Row]) -> tuple[list[int], list[float | None]]:
@@ -155,7 +200,7 @@ class Sampler:
         without logprobs launches nothing but the copy of the ids to the host."""
         R, V = logits.shape
         assert len(rows) == R, f"{len(rows)=} {R=}"
-        staging, table_host, out_host, ids_host = self._buffers(logits.device, R)
+        staging, table_host, out_host, ids_host, wide_host = self._buffers(logits.device, R)
         staging.claim()
         params = [r[0] for r in rows]
         penalized = any(p.penalized for p in params)
@@ -196,19 +241,27 @@ class Sampler:
                     noise[i].exponential_(generator=gen)
             drawn = (probs / noise.clamp_min_(1e-20)).argmax(-1)
             tokens = torch.where(t[:, _GREEDY] > 0, x.argmax(-1), drawn)
+        tops = [p.top_logprobs if p.logprobs else 0 for p in params]
+        k = max(tops)
         if any(want):
-            lp = logits.log_softmax(-1).gather(1, tokens[:, None])[:, 0]
+            lsm = logits.log_softmax(-1)
+            lp = lsm.gather(1, tokens[:, None])[:, 0]
         else:
             lp = torch.zeros(R, dtype=torch.float32, device=logits.device)
         # token ids < 2^24 are exact in float32: one (R, 2) tensor, one copy to the host
         packed = torch.stack([tokens.float(), lp], dim=1)
+        if k:  # only when a row asks: the (R, 2 + 2k) form and its own host buffer
+            top = lsm.topk(k, dim=-1)  # sorted, descending
+            packed = torch.cat([packed, top.indices.float(), top.values], dim=1)
+            return SampledTokens(tokens, packed, wide_host if staging.cuda else None, want, tops)
         return SampledTokens(tokens, packed, out_host if staging.cuda else None, want)
 
     def _buffers(
         self, device: torch.device, R: int
-    ) -> tuple[Staging, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[Staging, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """This call's (staging, parameter table (rows, 7), output (rows, 2): token id, logprob, output
-        (rows,): token id alone) host buffers."""
+        (rows,): token id alone, output (rows * (2 + 2 * MAX_TOP_LOGPROBS),) flat: with the top tokens)
+        host buffers."""
         if not self._sets or self._sets[0][0].device != device or self._sets[0][1].shape[0] < R:
             for st, *_ in self._sets:
                 st.claim()
@@ -218,7 +271,7 @@ class Sampler:
                 st = Staging(device)
                 self._sets.append(
                     (st, st.empty((cap, 7), torch.float32), st.empty((cap, 2), torch.float32),
-                     st.empty((cap,), torch.int64))
+                     st.empty((cap,), torch.int64), st.empty((cap * (2 + 2 * MAX_TOP_LOGPROBS),), torch.float32))
                 )  # fmt: skip
         self._turn ^= 1
         return self._sets[self._turn]

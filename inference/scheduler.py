@@ -157,7 +157,9 @@ class Scheduler:
             req = self.waiting[0]
             if req.num_unresolved:
                 break  # preempted with a token still on the device: its prompt is not known yet
-            hit = self.kv.match_prefix(req)
+            # NOTE: a request that wants prompt logprobs needs the logits of every prompt position, which a
+            # cached prefix does not have: it recomputes the prefix instead (its own blocks are cached after)
+            hit = self.kv.match_prefix(req) if req.params.prompt_logprobs is None else 0
             n = min(req.num_remaining, budget)
             if not self.kv.allocate_slots(req, n):
                 self.kv.free(req)
