@@ -69,16 +69,24 @@ class Result:
     ttft_ms: float | None
     tokens_per_s: float | None
     finish_reason: str = "stop"
-    # (token id, log-probability) of every output token, when the caller asked for logprobs
-    token_logprobs: list[tuple[int, float]] | None = None
+    # (token id, log-probability, likeliest (token id, log-probability) pairs) of every output token, when the
+    # caller asked for logprobs (the pairs when it asked for top_logprobs too, else empty)
+    token_logprobs: list[TokenLogprob] | None = None
+    # each prompt token's (log-probability, likeliest pairs) given the ones before it (the first: None), when
+    # the caller asked for prompt_logprobs
+    prompt_logprobs: list[tuple[float, list[tuple[int, float]]] | None] | None = None
+
+
+TokenLogprob = tuple[int, float, list[tuple[int, float]]]  # token id, log-probability, likeliest alternatives
 
 
 class Delta(str):
-    """A piece of the streamed text; ``tokens``: (token id, log-probability) of the tokens sampled since the
-    previous piece, when logprobs were asked for (a token can print nothing until its UTF-8 character or a
-    possible stop string completes)."""
+    """A piece of the streamed text; ``tokens``: (token id, log-probability, alternatives) of the tokens
+    sampled since the previous piece, when logprobs were asked for (a token can print nothing until its UTF-8
+    character or a possible stop string completes); ``prompt_logprobs``: on the first piece, when asked for."""
 
-    tokens: tuple[tuple[int, float], ...] = ()
+    tokens: tuple[TokenLogprob, ...] = ()
+    prompt_logprobs: list | None = None
 
 
 # --- retrieval -----------------------------------------------------------------------------------
@@ -264,13 +272,16 @@ async def generate(
     messages: list[dict[str, str]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0, **options
 ) -> AsyncIterator[str | Result]:
     """Stream text deltas from the engine, then one Result (citations not yet parsed). ``options``: more
-    ``inference.SamplingParams`` fields (stop, seed, penalties, top_k, logprobs); a bad value raises
-    ValueError before anything is generated."""
+    ``inference.SamplingParams`` fields (stop, seed, penalties, top_k, logprobs, top_logprobs,
+    prompt_logprobs); a bad value raises ValueError before anything is generated. max_tokens 0 scores the
+    prompt only: one token is generated and dropped (no text, no output tokens, finish reason "length")."""
     from inference import Completion, SamplingParams
 
     engine = service.engine
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, **options)
-    unsent: list[tuple[int, float]] = []
+    score_only = max_tokens == 0
+    params = SamplingParams(max_tokens=max(max_tokens, 1), temperature=temperature, top_p=top_p, **options)
+    unsent: list[TokenLogprob] = []
+    prompt_lps = None
     async for ev in engine.stream(messages, params):
         if isinstance(ev, Completion):
             if ev.finish_reason == "error":
@@ -279,6 +290,10 @@ async def generate(
             metrics.TTFT_SECONDS.observe(t.ttft_s)
             if ev.usage.completion_tokens > 1:
                 metrics.TOKENS_PER_SECOND.observe(t.decode_tokens_per_s)
+            if score_only:
+                ev.text, ev.token_ids, ev.logprobs, ev.top_logprobs = "", [], [], []
+                ev.usage.completion_tokens, ev.finish_reason = 0, "length"
+            tops = ev.top_logprobs or [[]] * len(ev.token_ids)
             yield Result(
                 answer=ev.text,
                 cited=[],
@@ -292,16 +307,20 @@ async def generate(
                 ttft_ms=round(t.ttft_s * 1000, 3),
                 tokens_per_s=round(t.decode_tokens_per_s, 3) if ev.usage.completion_tokens > 1 else None,
                 finish_reason=ev.finish_reason,
-                token_logprobs=list(zip(ev.token_ids, ev.logprobs, strict=False))
+                token_logprobs=list(zip(ev.token_ids, ev.logprobs, tops, strict=False))
                 if params.logprobs
                 else None,
+                prompt_logprobs=ev.prompt_logprobs,
             )
-        else:
+        elif not score_only:
+            if ev.prompt_logprobs is not None:
+                prompt_lps = ev.prompt_logprobs
             if params.logprobs and ev.logprob is not None:
-                unsent.append((ev.token_id, ev.logprob))
+                unsent.append((ev.token_id, ev.logprob, ev.top_logprobs or []))
             if ev.text:
                 piece = Delta(ev.text)
                 piece.tokens, unsent = tuple(unsent), []
+                piece.prompt_logprobs, prompt_lps = prompt_lps, None
                 yield piece
 
 

@@ -242,9 +242,10 @@ class ChatRequest(SamplingRequest):
     def sampling(self) -> dict[str, Any]:
         """`options` and logprobs; OpenAIError for what this server cannot honour (a client that asked for JSON
         output or tool calls must not get plain text silently)."""
-        if self.top_logprobs:
-            raise OpenAIError(400, "top_logprobs is not supported: logprobs=true gives each chosen token's "
-                              "log-probability.", "unsupported_parameter", param="top_logprobs")  # fmt: skip
+        if self.top_logprobs and not self.logprobs:
+            raise OpenAIError(
+                400, "top_logprobs needs logprobs=true.", "invalid_request", param="top_logprobs"
+            )
         kind = (self.response_format or {}).get("type", "text")
         if kind != "text":
             raise OpenAIError(400, f"response_format {kind!r} is not supported: this server generates plain "
@@ -258,7 +259,7 @@ class ChatRequest(SamplingRequest):
         if self.audio is not None or any(m != "text" for m in self.modalities or ()):
             raise OpenAIError(400, "Only text output is supported: modalities ['text'], no audio.",
                               "unsupported_parameter", param="audio" if self.audio else "modalities")  # fmt: skip
-        return {**self.options(), "logprobs": self.logprobs}
+        return {**self.options(), "logprobs": self.logprobs, "top_logprobs": self.top_logprobs or 0}
 
 
 def _readable_collections(user: User) -> list[Collection]:
@@ -434,7 +435,8 @@ def _limits(
             f"{n} and {max_tokens or 1} more were requested.",
             "context_length_exceeded",
         )
-    return max_tokens or min(settings.answer_max_tokens, room), temperature
+    # max_tokens 0 (text completions with echo: the prompt scored only) stays 0
+    return (min(settings.answer_max_tokens, room) if max_tokens is None else max_tokens), temperature
 
 
 def usage(*results: ans.Result) -> dict[str, Any]:
@@ -446,15 +448,24 @@ def usage(*results: ans.Result) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": hit}}  # fmt: skip
 
 
-def _logprobs(tokens) -> dict[str, Any]:
-    """OpenAI's choice `logprobs` for (token id, log-probability) pairs; `bytes` is null for a token that is
-    part of a character (its text alone is not valid UTF-8)."""
-    content = []
-    for tok, lp in tokens:
-        text = service.engine.tokenizer.decode([tok], skip_special_tokens=False)
-        raw = None if "\ufffd" in text else list(text.encode())
-        content.append({"token": text, "logprob": lp, "bytes": raw, "top_logprobs": []})
-    return {"content": content}
+def token_text(tok: int) -> str:
+    """A token's text alone (special tokens included; U+FFFD where it is part of a character)."""
+    return service.engine.tokenizer.decode([tok], skip_special_tokens=False)
+
+
+def _logprobs(tokens: list[ans.TokenLogprob]) -> dict[str, Any]:
+    """OpenAI's chat choice `logprobs` for (token id, log-probability, likeliest alternatives) triples; `bytes`
+    is null for a token that is part of a character (its text alone is not valid UTF-8)."""
+
+    def entry(tok: int, lp: float) -> dict[str, Any]:
+        text = token_text(tok)
+        return {"token": text, "logprob": lp, "bytes": None if "\ufffd" in text else list(text.encode())}
+
+    return {
+        "content": [
+            {**entry(tok, lp), "top_logprobs": [entry(t, v) for t, v in top]} for tok, lp, top in tokens
+        ]
+    }
 
 
 def provenance(sources: list[ans.Source] | None, r: ans.Result | None = None) -> dict[str, Any]:

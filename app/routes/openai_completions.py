@@ -4,9 +4,12 @@
 The generator's model continues the raw prompt (no chat template: that is what a text completion is); a
 `rag:<collection>` model reads the prompt as a question and answers it from the collection with its sources,
 as /v1/chat/completions does. The generator's model also takes prompts already tokenized (a list of token ids,
-or a list of such lists), as evaluation clients send them. Several prompts (LangChain sends its batch in one
-request) are generated at once and answered a choice each, streamed one after another. Auth, the
-questions-per-minute limit, back-pressure, errors and access control are the chat route's (openai_compat.py).
+or a list of such lists), as evaluation clients send them. `logprobs` (0-5) gives OpenAI's legacy logprobs
+object per choice; with `echo` the prompt's tokens come first, each scored given the ones before it, and
+`max_tokens` 0 scores the prompt alone (lm-eval's `local-completions` loglikelihood); a `rag:` model gives its
+answer's only. Several prompts (LangChain sends its batch in one request) are generated at once and answered a
+choice each, streamed one after another. Auth, the questions-per-minute limit, back-pressure, errors and access
+control are the chat route's (openai_compat.py).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from app.routes.openai_compat import (
     result,
     sse,
     start,
+    token_text,
     usage,
 )
 from app.security import count_question
@@ -48,12 +52,13 @@ MAX_PROMPTS = 20  # LangChain's OpenAI sends its prompts 20 to a request (batch_
 
 
 class CompletionRequest(SamplingRequest):
-    """OpenAI's text completion request: one prompt or a few, each answered as its own choice; `suffix`,
-    `best_of` above 1 and `logprobs` are refused by name (`sampling`); any other field (`user`, a field of
-    another server) is accepted and has no effect."""
+    """OpenAI's text completion request: one prompt or a few, each answered as its own choice; `suffix` and
+    `best_of` above 1 are refused by name (`sampling`); any other field (`user`, a field of another server) is
+    accepted and has no effect."""
 
     # text, or token ids as evaluation clients send them (one prompt's ids, or a list of prompts' ids)
     prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(default=None, ge=0)  # 0: with echo, the prompt is scored only
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(default=None, ge=1)
@@ -70,18 +75,17 @@ class CompletionRequest(SamplingRequest):
         return prompts
 
     def sampling(self) -> dict[str, Any]:
-        """`options`; OpenAIError for what this server cannot honour."""
+        """`options` and logprobs (with echo the prompt's too); OpenAIError for what this server cannot
+        honour."""
         if self.suffix:
             raise OpenAIError(400, "suffix is not supported: this server continues the prompt; it does not fill "
                               "in text before a suffix.", "unsupported_parameter", param="suffix")  # fmt: skip
         if self.best_of is not None and self.best_of > 1:
             raise OpenAIError(400, f"best_of={self.best_of} is not supported: this server generates one "
                               "completion per prompt.", "unsupported_parameter", param="best_of")  # fmt: skip
-        if self.logprobs is not None:
-            raise OpenAIError(400, "logprobs is not supported by /v1/completions: /v1/chat/completions with "
-                              "logprobs=true gives each chosen token's log-probability.", "unsupported_parameter",
-                              param="logprobs")  # fmt: skip
-        return self.options()
+        lps = self.logprobs
+        return {**self.options(), "logprobs": lps is not None, "top_logprobs": lps or 0,
+                "prompt_logprobs": lps if self.echo else None}  # fmt: skip
 
 
 async def _answer(
@@ -97,6 +101,16 @@ async def _answer(
             raise OpenAIError(
                 400, "prompt: the question must not be empty.", "invalid_request", param="prompt"
             )
+        if body.max_tokens == 0:
+            raise OpenAIError(400, "max_tokens: a rag: model answers the question; it needs at least 1.",
+                              "invalid_request", param="max_tokens")  # fmt: skip
+        if body.logprobs is not None and body.echo:  # the model read the question inside the sources' prompt
+            raise OpenAIError(400, "logprobs with echo is not supported for a rag: model: the model reads the "
+                              "question inside a prompt of its sources, not the text sent; without echo, logprobs "
+                              "are the answer's.", "unsupported_parameter", param="echo")  # fmt: skip
+        if body.logprobs is not None and service.engine is None:
+            raise OpenAIError(400, "logprobs is not supported without a generator: the answer is quoted from "
+                              "the sources, not sampled.", "unsupported_parameter", param="logprobs")  # fmt: skip
         pieces, sources = await rag_pieces(col, body, prompt, options, body.max_tokens)
     else:
         pieces, sources = plain_pieces(body, prompt, options, body.max_tokens)
@@ -121,6 +135,51 @@ def _text(prompt: str | list[int]) -> str:
     return prompt if isinstance(prompt, str) else service.engine.tokenizer.decode(prompt)
 
 
+class _Logprobs:
+    """OpenAI's legacy `logprobs` of a choice's tokens, one run of them at a time: `tokens` (each token's text
+    alone), `token_logprobs`, `top_logprobs` ({text: logprob} of the token and its alternatives; null where the
+    logprob is) and `text_offset`: where each token's text starts in the choice's text, i.e. how many
+    characters were printed before it (from `start`; none past `end`)."""
+
+    def __init__(self, start: int = 0, end: int | None = None) -> None:
+        from inference.tokenizer import IncrementalDetokenizer
+
+        self.detok = IncrementalDetokenizer(service.engine.tokenizer)
+        self.at, self.end = start, end
+
+    def __call__(
+        self, tokens: list[tuple[int, float | None, list[tuple[int, float]] | None]]
+    ) -> dict[str, list]:
+        out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for tok, lp, top in tokens:
+            out["tokens"].append(token_text(tok))
+            out["token_logprobs"].append(lp)
+            out["top_logprobs"].append(None if lp is None else _top(tok, lp, top or []))
+            out["text_offset"].append(self.at if self.end is None else min(self.at, self.end))
+            self.at += len(self.detok.add(tok))
+        return out
+
+
+def _top(tok: int, lp: float, top: list[tuple[int, float]]) -> dict[str, float]:
+    """The chosen token and its alternatives by text (two tokens of one text: the likelier)."""
+    out: dict[str, float] = {}
+    for t, v in [(tok, lp), *top]:
+        text = token_text(t)
+        out[text] = max(v, out.get(text, v))
+    return out
+
+
+def _prompt_tokens(prompt: str | list[int], scored: list | None) -> list:
+    """(token id, logprob, alternatives) of each prompt token, the first with none (null)."""
+    ids = service.engine.encode_prompt(prompt)
+    scored = scored or [None] * len(ids)
+    return [(t, None, None) if s is None else (t, s[0], s[1]) for t, s in zip(ids, scored, strict=True)]
+
+
+def _joined(*parts: dict[str, list]) -> dict[str, list]:
+    return {k: [v for p in parts for v in p[k]] for k in parts[0]}
+
+
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request, user: CurrentUser):
     """Text completion (JSON or `data:` chunks ending in [DONE]); several prompts: a choice each."""
@@ -131,13 +190,26 @@ async def completions(body: CompletionRequest, request: Request, user: CurrentUs
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": body.model}  # fmt: skip
     echo = [_text(p) for p in prompts] if body.echo else [""] * len(prompts)
+    scoring = body.logprobs is not None
 
-    def choice(i: int, text: str, finish: str | None = None) -> dict:
-        return {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
+    def choice(i: int, text: str, finish: str | None = None, logprobs: dict | None = None) -> dict:
+        return {"text": text, "index": i, "logprobs": logprobs, "finish_reason": finish}
+
+    def prompt_logprobs(i: int, scored: list | None) -> dict | None:
+        if not scoring:
+            return None
+        return _Logprobs(end=len(echo[i]))(_prompt_tokens(prompts[i], scored) if body.echo else [])
 
     if not body.stream:
         results = [await result(pieces) for pieces, _ in answers]
-        choices = [choice(i, echo[i] + r.answer, finish_reason(r)) for i, r in enumerate(results)]
+        choices = []
+        for i, r in enumerate(results):
+            text = echo[i] + r.answer
+            lps = None
+            if scoring:
+                lps = _joined(prompt_logprobs(i, r.prompt_logprobs),
+                              _Logprobs(len(echo[i]), len(text))(r.token_logprobs or []))  # fmt: skip
+            choices.append(choice(i, text, finish_reason(r), lps))
         if len(answers) == 1:  # a rag: answer's sources beside the choices, as in chat
             return {
                 **head,
@@ -152,15 +224,25 @@ async def completions(body: CompletionRequest, request: Request, user: CurrentUs
     async def chunks() -> AsyncIterator[dict]:
         results = []
         for i, (pieces, sources) in enumerate(answers):  # all are generated at once; sent one after another
-            if echo[i] or sources is not None:
-                yield {**head, "choices": [choice(i, echo[i])], **provenance(sources)}
+            first = True
+            offsets = _Logprobs(len(echo[i]))
+            sent = 0  # tokens whose logprobs went out with a text chunk
             async for piece in pieces:
+                # the echoed prompt goes first; its logprobs came with the first piece
+                if first and (body.echo or sources is not None):
+                    lps = prompt_logprobs(i, getattr(piece, "prompt_logprobs", None)) if body.echo else None
+                    yield {**head, "choices": [choice(i, echo[i], None, lps)], **provenance(sources)}
+                first = False
                 if isinstance(piece, ans.Result):
                     results.append(piece)
                     more = {"cited": piece.cited} if sources is not None else {}
-                    yield {**head, "choices": [choice(i, "", finish_reason(piece))], **more}
+                    lps = offsets((piece.token_logprobs or [])[sent:]) if scoring else None
+                    yield {**head, "choices": [choice(i, "", finish_reason(piece), lps)], **more}
                 elif piece:
-                    yield {**head, "choices": [choice(i, str(piece))]}
+                    tokens = list(getattr(piece, "tokens", ()))
+                    sent += len(tokens)
+                    lps = offsets(tokens) if scoring else None
+                    yield {**head, "choices": [choice(i, str(piece), None, lps)]}
         if body.include_usage():
             yield {**head, "choices": [], "usage": usage(*results)}
 

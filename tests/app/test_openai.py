@@ -154,6 +154,24 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
         (t.token, round(t.logprob, 4)) for t in content
     ]
     assert c.chat.completions.create(**ask).choices[0].logprobs is None  # only when asked
+    assert all(t.top_logprobs == [] for t in content)  # no alternatives unless asked for
+
+    top = c.chat.completions.create(**ask, logprobs=True, top_logprobs=3).choices[0].logprobs.content
+    assert [(t.token, t.logprob) for t in top] == [(t.token, t.logprob) for t in content]
+    for t in top:
+        assert len(t.top_logprobs) == 3
+        assert [a.logprob for a in t.top_logprobs] == sorted(
+            (a.logprob for a in t.top_logprobs), reverse=True
+        )
+        assert (t.top_logprobs[0].token, t.top_logprobs[0].logprob) == (t.token, t.logprob)  # greedy: top-1
+        assert all(a.bytes is None or bytes(a.bytes).decode() == a.token for a in t.top_logprobs)
+    chunks = list(c.chat.completions.create(**ask, logprobs=True, top_logprobs=3, stream=True))
+    streamed = [
+        t for ch in chunks if ch.choices and ch.choices[0].logprobs for t in ch.choices[0].logprobs.content
+    ]
+    assert [[(a.token, round(a.logprob, 4)) for a in t.top_logprobs] for t in streamed] == [
+        [(a.token, round(a.logprob, 4)) for a in t.top_logprobs] for t in top
+    ]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +179,8 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
     [
         ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools", "unsupported_parameter"),
-        ({"logprobs": True, "top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "invalid_request"),  # OpenAI's limit: 0 to 20
+        ({"top_logprobs": 2}, "top_logprobs", "invalid_request"),  # without logprobs=true
         ({"logit_bias": {"42": -100}}, "logit_bias", "unsupported_parameter"),
         ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
         ({"presence_penalty": 3}, "presence_penalty", "invalid_request"),

@@ -1,7 +1,8 @@
 """POST /v1/completions (legacy text completions, what LangChain's `OpenAI` and LlamaIndex's `OpenAILike` call)
 driven by the official `openai` client against uvicorn on loopback, with the tiny random GLM-4 checkpoint: the
-raw prompt continued without the chat template, streamed and not, sampling options, `rag:` answers with their
-sources, and the chat route's refusals, errors, access control and question limit."""
+raw prompt continued without the chat template, streamed and not, sampling options, logprobs (the prompt's with
+echo, against transformers' forward pass on the same weights), `rag:` answers with their sources, and the chat
+route's refusals, errors, access control and question limit."""
 
 from __future__ import annotations
 
@@ -129,6 +130,109 @@ def test_token_id_prompts_are_continued_as_their_text_is(live):
         c.completions.create(model="rag:handbook", prompt=ids, max_tokens=4)
 
 
+def _reference(path, ids: list[int]):
+    """transformers' log-probabilities of the next token at every position of `ids` (one forward pass)."""
+    import torch
+
+    from tests.inference.conftest import hf_model
+
+    with torch.no_grad():
+        return hf_model(path)(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+
+
+def test_logprobs_with_echo_score_the_prompt_as_lm_eval_reads_them(live, glm_checkpoint):  # noqa: F811
+    # lm-eval's local-completions loglikelihood: token ids, echo, logprobs=1, temperature 0, max_tokens 1 (or
+    # 0); it reads token_logprobs[ctxlen:-1] and checks each is the max of its top_logprobs (greedy)
+    server, w = live
+    c = sdk(server, make_user(Role.member, group_ids=[w.group]))  # a question limit of its own
+    tok = service.engine.tokenizer
+    ids = service.engine.encode_prompt(PROMPT)
+    c.completions.create(
+        model="tiny-glm", prompt=ids, temperature=0, max_tokens=2
+    )  # its blocks are cached now
+    ref = _reference(glm_checkpoint, ids)
+    ask = {"model": "tiny-glm", "prompt": ids, "echo": True, "logprobs": 1, "temperature": 0}
+    r = c.completions.create(**ask, max_tokens=0)
+    ch, lp = r.choices[0], r.choices[0].logprobs
+    assert (ch.text, ch.finish_reason, r.usage.completion_tokens) == (tok.decode(ids), "length", 0)
+    assert lp.tokens == [tok.decode([t], skip_special_tokens=False) for t in ids]
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # the first token has no context
+    assert lp.token_logprobs[1:] == pytest.approx(
+        [ref[p - 1, ids[p]].item() for p in range(1, len(ids))], abs=1e-4
+    )
+    for p in range(1, len(ids)):
+        best = int(ref[p - 1].argmax())
+        top = lp.top_logprobs[p]  # the token and the likeliest one
+        assert top[lp.tokens[p]] == pytest.approx(lp.token_logprobs[p], abs=1e-6)
+        assert max(top.values()) == pytest.approx(ref[p - 1, best].item(), abs=1e-4)
+        assert (max(top, key=top.get) == lp.tokens[p]) == (best == ids[p])  # lm-eval's greedy check
+        assert len(top) <= 2
+    # where each token's text starts in the text: the characters the tokens before it print
+    assert lp.text_offset == [len(tok.decode(ids[:p])) for p in range(len(ids))]
+
+    one = c.completions.create(**ask, max_tokens=1)
+    ch1, lp1 = one.choices[0], one.choices[0].logprobs
+    assert len(lp1.tokens) == len(ids) + 1 and one.usage.completion_tokens == 1
+    assert lp1.token_logprobs[1:-1] == pytest.approx(lp.token_logprobs[1:], abs=1e-5)
+    greedy = int(ref[-1].argmax())  # temperature 0: the generated token is the likeliest, top-1 of its dict
+    assert lp1.tokens[-1] == tok.decode([greedy], skip_special_tokens=False)
+    assert lp1.token_logprobs[-1] == pytest.approx(ref[-1, greedy].item(), abs=1e-4)
+    assert max(lp1.top_logprobs[-1].values()) == lp1.token_logprobs[-1]
+    assert lp1.text_offset[-1] == len(tok.decode(ids)) and ch1.text.startswith(ch.text)
+
+    # lm-eval's own request and reading of it (two contexts and continuations in one batch): the greedy check
+    # compares floats exactly, so the chosen token's logprob must be the very value of its alternative's
+    from inference import SamplingParams
+
+    [own] = service.engine.generate([ids], SamplingParams(max_tokens=3, temperature=0, ignore_eos=True))
+    follow = ids + own.token_ids
+    batch = [(ids, len(ids) - 3), (follow, len(ids))]
+    out = httpx.post(f"{server.base}/v1/completions", headers={"Authorization": f"Bearer {c.api_key}"},
+                     json={"model": "tiny-glm", "prompt": [p for p, _ in batch], "temperature": 0, "max_tokens": 1,
+                           "logprobs": 1, "seed": 1234, "echo": True}, timeout=120).json()  # fmt: skip
+    for choice, (prompt, ctxlen) in zip(sorted(out["choices"], key=lambda x: x["index"]), batch, strict=True):
+        lps = choice["logprobs"]["token_logprobs"][ctxlen:-1]
+        tops = choice["logprobs"]["top_logprobs"][ctxlen:-1]
+        want = _reference(glm_checkpoint, prompt)
+        assert sum(lps) == pytest.approx(
+            sum(want[p - 1, prompt[p]].item() for p in range(ctxlen, len(prompt)))
+        )
+        is_greedy = all(lp == max(top.values()) for lp, top in zip(lps, tops, strict=True))
+        assert is_greedy == all(int(want[p - 1].argmax()) == prompt[p] for p in range(ctxlen, len(prompt)))
+    assert is_greedy  # the model's own greedy continuation
+
+    # streamed: each chunk's logprobs are its text's; together the same as in one response
+    chunks = list(c.completions.create(**ask, max_tokens=1, stream=True))
+    got = {k: [v for x in chunks if x.choices and x.choices[0].logprobs for v in getattr(x.choices[0].logprobs, k)]
+           for k in ("tokens", "text_offset")}  # fmt: skip
+    assert got == {"tokens": lp1.tokens, "text_offset": lp1.text_offset}
+    assert chunks[0].choices[0].text == ch.text and len(chunks[0].choices[0].logprobs.tokens) == len(ids)
+    assert _text(chunks) == ch1.text
+
+
+def test_logprobs_of_a_text_prompt_and_of_the_answer_alone(live):
+    server, w = live
+    c = sdk(server, make_user(Role.member, group_ids=[w.group]))  # a question limit of its own
+    ask = {"model": "tiny-glm", "prompt": PROMPT, "temperature": 0, "max_tokens": 8}
+    plain = c.completions.create(**ask).choices[0]
+    r = c.completions.create(**ask, logprobs=3)
+    ch, lp = r.choices[0], r.choices[0].logprobs
+    assert ch.text == plain.text and len(lp.tokens) == r.usage.completion_tokens  # the answer's tokens only
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    assert all(o <= len(ch.text) for o in lp.text_offset)
+    for t, v, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert max(top.values()) == pytest.approx(v) and top[t] == v and 1 <= len(top) <= 4  # greedy: top-1
+    echoed = c.completions.create(**ask, logprobs=2, echo=True).choices[0]
+    n = len(service.engine.encode_prompt(PROMPT))
+    assert echoed.text == PROMPT + ch.text and len(echoed.logprobs.tokens) == n + len(lp.tokens)
+    assert echoed.logprobs.text_offset[n:] == [len(PROMPT) + o for o in lp.text_offset]
+    assert echoed.logprobs.token_logprobs[n:] == pytest.approx(lp.token_logprobs, abs=1e-5)
+    assert max(echoed.logprobs.text_offset) <= len(echoed.text)
+    # a rag: model gives its answer's logprobs (not the prompt's: the model read the question among sources)
+    rag = c.completions.create(model="rag:handbook", prompt=QUESTION, temperature=0, max_tokens=6, logprobs=1)
+    assert len(rag.choices[0].logprobs.tokens) == rag.usage.completion_tokens
+
+
 def test_a_rag_model_answers_the_prompt_as_a_question(live):
     server, w = live
     c = sdk(server, w.member)
@@ -189,7 +293,10 @@ def test_several_prompts_are_a_choice_each(live):
         ({"suffix": "and that is all."}, "suffix", "unsupported_parameter"),
         ({"best_of": 2}, "best_of", "unsupported_parameter"),
         ({"n": 2}, "n", "unsupported_parameter"),
-        ({"logprobs": 1}, "logprobs", "unsupported_parameter"),
+        ({"logprobs": 6}, "logprobs", "invalid_request"),  # OpenAI's limit: 0 to 5
+        ({"max_tokens": -1}, "max_tokens", "invalid_request"),
+        ({"model": "rag:handbook", "logprobs": 1, "echo": True}, "echo", "unsupported_parameter"),
+        ({"model": "rag:handbook", "max_tokens": 0}, "max_tokens", "invalid_request"),
         ({"prompt": ["one"] * 21}, "prompt", "invalid_request"),
         ({"prompt": []}, "prompt", "invalid_request"),
         ({"model": "rag:handbook", "prompt": "  "}, "prompt", "invalid_request"),

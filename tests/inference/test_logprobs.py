@@ -118,3 +118,28 @@ def test_bad_logprob_options_are_caller_errors():
         SamplingParams(top_logprobs=2)
     with pytest.raises(ValueError, match="prompt_logprobs must be"):
         SamplingParams(prompt_logprobs=-1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_and_logprobs_together(checkpoints):
+    # a scoring prefill runs eagerly; the decode graphs keep serving every step (top logprobs come back through
+    # their own pinned buffer)
+    path = checkpoints["glm4"]
+    with Engine.from_pretrained(path, device="cuda", dtype="float32", num_blocks=64, block_size=16) as engine:
+        assert engine.runner.graphs
+        ids = engine.encode_prompt(PROMPT)
+        ref = hf_log_softmax(path, ids)
+        scored = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True, logprobs=True, top_logprobs=4,
+                                prompt_logprobs=5)  # fmt: skip
+        plain = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
+        replays = engine.stats()["graph_steps"]
+        r, other = engine.generate([ids, ids[:10]], [scored, plain])
+        assert engine.stats()["graph_steps"] > replays
+        assert_prompt_logprobs(r.prompt_logprobs, ids, ref, 5)
+        full = hf_log_softmax(path, ids + r.token_ids)
+        for j, (tok, top) in enumerate(zip(r.token_ids, r.top_logprobs, strict=True)):
+            assert [t for t, _ in top] == full[len(ids) - 1 + j].topk(4).indices.tolist()
+            assert top[0][0] == tok
+        assert r.token_ids == engine.generate([ids], plain)[0].token_ids
+        assert other.token_ids == engine.generate([ids[:10]], plain)[0].token_ids
