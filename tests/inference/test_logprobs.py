@@ -143,3 +143,18 @@ def test_cuda_graphs_and_logprobs_together(checkpoints):
             assert top[0][0] == tok
         assert r.token_ids == engine.generate([ids], plain)[0].token_ids
         assert other.token_ids == engine.generate([ids[:10]], plain)[0].token_ids
+
+
+def test_prompt_logprobs_survive_preemption(checkpoints):
+    # the pool holds one sequence's 84 tokens at a time: requests are preempted and recomputed, the scoring one
+    # included, and each prompt position is scored once
+    path = checkpoints["glm4"]
+    prompts = [list(range(10 + 7 * i, 30 + 7 * i)) for i in range(4)]
+    plain = SamplingParams(max_tokens=64, temperature=0, ignore_eos=True)
+    scored = SamplingParams(max_tokens=64, temperature=0, ignore_eos=True, prompt_logprobs=2)
+    with Engine.from_pretrained(path, num_blocks=24, block_size=4, max_num_batched_tokens=8) as engine:
+        results = engine.generate(prompts, [plain, scored, plain, scored])
+        assert engine.stats()["num_preemptions"] > 0
+        for ids, r in zip(prompts[1::2], results[1::2], strict=True):
+            assert_prompt_logprobs(r.prompt_logprobs, ids, hf_log_softmax(path, ids), 2)
+        assert results[1].token_ids == engine.generate([prompts[1]], plain)[0].token_ids
