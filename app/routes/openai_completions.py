@@ -225,7 +225,7 @@ async def completions(body: CompletionRequest, request: Request, user: CurrentUs
         results = []
         for i, (pieces, sources) in enumerate(answers):  # all are generated at once; sent one after another
             first = True
-            offsets = _Logprobs(len(echo[i]))
+            offsets = _Logprobs(len(echo[i])) if scoring else None  # (no tokenizer without a generator)
             sent = 0  # tokens whose logprobs went out with a text chunk
             async for piece in pieces:
                 # the echoed prompt goes first; its logprobs came with the first piece

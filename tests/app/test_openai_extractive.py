@@ -112,6 +112,9 @@ def test_text_completions_quote_as_chat_does(live):
     assert chunks[-1].usage == r.usage
     short = c.completions.create(model="rag:handbook", prompt=QUESTION["content"], max_tokens=3)
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens <= 3
+    with pytest.raises(openai.BadRequestError) as e:  # a quote is not sampled: it has no logprobs
+        c.completions.create(model="rag:handbook", prompt=QUESTION["content"], logprobs=1)
+    assert (e.value.code, e.value.param) == ("unsupported_parameter", "logprobs")
     with pytest.raises(openai.NotFoundError) as e:
         c.completions.create(model="gpt-3.5-turbo-instruct", prompt="Once upon a time")
     assert e.value.code == "model_not_found"
