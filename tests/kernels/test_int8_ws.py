@@ -102,7 +102,7 @@ def test_path_taken_only_where_it_can_run():
 
 @pytest.fixture(params=["row", "tiled"])
 def planes_format(request, monkeypatch):
-    """The planes' scales: one per row, or one per row and 128-column tile (AUTOGLM_PLANES_TILED)."""
+    """The planes' scales: one per row, or one per row and 2,048-column group (AUTOGLM_PLANES_TILED)."""
     monkeypatch.setenv("AUTOGLM_PLANES_TILED", "1" if request.param == "tiled" else "0")
     return request.param
 
@@ -270,17 +270,20 @@ def _takes_made_planes(x: torch.Tensor, w: Int8Weight) -> None:
 
 @needs_gluon_hopper
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
-@pytest.mark.parametrize("splits", [1, 2, 8], ids=["1split", "fused", "merge-kernel"])
+@pytest.mark.parametrize("splits", [1, 2, 8, 16], ids=["1split", "fused", "8splits", "merge-kernel"])
 def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits, planes_format):
     # the decode attention before an INT8 o_proj writes its output rows' planes (planes=True): the projection
-    # then skips the planes kernel and gives the bits it gives when it makes them itself
+    # then skips the planes kernel and gives the bits it gives when it makes them itself. Tiled planes take a
+    # KV group's heads, which no program of the merge kernel holds: at up to TILED_FUSE_SPLITS splits the
+    # merge is the decode kernel's (its bits), beyond them no planes are written
     w, _, _, _ = int8_linear_case(4096, 4096, rows, BF16, False)
     args = _decode_case(rows)
     o = flash_decode_triton(*args, num_splits=splits, planes=True)
     x = o.view(rows, 4096)
-    assert torch.equal(o, flash_decode_triton(*args, num_splits=splits))
-    if planes_format == "tiled" and splits == 8:
-        # tiled planes take a KV group's heads, which no program of the merge kernel holds: none written
+    tiled = planes_format == "tiled"
+    fuse = True if tiled and splits == 8 else None
+    assert torch.equal(o, flash_decode_triton(*args, num_splits=splits, fuse_merge=fuse))
+    if tiled and splits == 16:
         assert not int8_ws._planes_made(x, int8_ws._planes_key(x))
         return
     _takes_made_planes(x, w)

@@ -280,7 +280,7 @@ def test_decode_merges_in_the_kernel_to_write_tiled_planes_at_a_few_more_splits(
     written = []
     monkeypatch.setattr(int8_ws, "planes_target", lambda r: buffers)
     monkeypatch.setattr(int8_ws, "planes_written", written.append)
-    want = flash_decode_triton(**args, num_splits=6, block_n=16)
+    want = flash_decode_triton(**args, num_splits=6, block_n=16, fuse_merge=tiled)
     out = flash_decode_triton(**args, num_splits=6, block_n=16, planes=True)
     assert torch.equal(out, want)
     assert len(written) == 1
