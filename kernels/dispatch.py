@@ -71,12 +71,6 @@ def _planes_wanted(planes_for: torch.Tensor | Int8Weight | None, switch: str, de
     return isinstance(planes_for, Int8Weight) and os.environ.get(switch, default) == "1"
 
 
-def _tiled() -> str:
-    """"1" where the int8 planes are tiled (``int8_ws.planes_tiled``): the default of the switches letting the
-    decode attention and SiLU-and-multiply write them."""
-    return "1" if _load("kernels.int8_ws:planes_tiled")() else "0"
-
-
 def rms_norm(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -186,12 +180,11 @@ def paged_attention(
         return fn(*args)
     if invariant and max_seqlen_q > 1:
         return _load("kernels.flash_prefill:flash_prefill_invariant")(*args)
-    # NOTE: on with tiled planes unless AUTOGLM_ATTN_PLANES=0. H100 2026-12-07 15:05 (RESULTS.md "Tiled planes"):
-    # the attention + o_proj pair 20.0 vs 20.5 us at 16 rows, 27.8 vs 29.1 at 32, 19.1 vs 19.9 at 8 (18.0 vs
-    # 17.7 at 2), and with SiLU's planes the batch-8 decode step 1.7% faster; the row-scaled planes' counter
-    # version gained only 0.4-1.2 us at 2-16 rows ("The attention's and SiLU's planes on an H100"), so it is
-    # off by default where AUTOGLM_PLANES_TILED=0
-    return fn(*args, planes=True) if _planes_wanted(planes_for, "AUTOGLM_ATTN_PLANES", _tiled()) else fn(*args)
+    # NOTE: on unless AUTOGLM_ATTN_PLANES=0 (tiled planes only: the call leaves row-scaled ones to o_proj's
+    # planes kernel). H100 2026-12-07 15:05 (RESULTS.md "Tiled planes"): the attention + o_proj pair 20.0 vs
+    # 20.5 us at 16 rows, 27.8 vs 28.8 at 32 (18.0 vs 17.7 at 2), and with SiLU's planes the batch-8 decode
+    # step 1.7-2.0% faster
+    return fn(*args, planes=True) if _planes_wanted(planes_for, "AUTOGLM_ATTN_PLANES", "1") else fn(*args)
 
 
 def silu_and_mul(x: torch.Tensor, planes_for: torch.Tensor | Int8Weight | None = None) -> torch.Tensor:
@@ -199,12 +192,11 @@ def silu_and_mul(x: torch.Tensor, planes_for: torch.Tensor | Int8Weight | None =
     next (down); an Int8Weight lets the Triton kernel also write them in the form its int8 x int8 path reads
     (``kernels.int8_ws``), saving that a launch."""
     fn = _pick("silu_and_mul", silu_and_mul_ref, x)
-    # NOTE: on with tiled planes unless AUTOGLM_SILU_PLANES=0. H100 2026-12-07 15:05 (RESULTS.md "Tiled
-    # planes"): each program writes its own 2,048-column chunks' planes, and the SiLU + down pair takes
-    # 24.3-26.8 us at 2-32 rows where SiLU + planes kernel + GEMM took 25.0-30.4 (1.73-1.85x of SiLU + cuBLAS);
-    # with row-scaled planes the row's last program quantizes all 13,696 columns alone, slower (the pair by
-    # 1.3-2.6 us, the batch-8 step by 3.5%: "The attention's and SiLU's planes on an H100"), so off there
-    if fn is silu_and_mul_ref or not _planes_wanted(planes_for, "AUTOGLM_SILU_PLANES", _tiled()):
+    # NOTE: on unless AUTOGLM_SILU_PLANES=0 (tiled planes only: the call leaves row-scaled ones to down's
+    # planes kernel). H100 2026-12-07 15:05 (RESULTS.md "Tiled planes"): each program writes its own
+    # 2,048-column chunks' planes, and the SiLU + down pair takes 24.3-26.8 us at 2-32 rows where SiLU + planes
+    # kernel + GEMM took 25.0-30.4 (1.73-1.85x of SiLU + cuBLAS)
+    if fn is silu_and_mul_ref or not _planes_wanted(planes_for, "AUTOGLM_SILU_PLANES", "1"):
         return fn(x)
     return fn(x, planes=True)
 

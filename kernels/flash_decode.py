@@ -19,9 +19,10 @@ INT8 caches enter the dots as exact small integers (``int8_to_float``); the per-
 the score row and the V scales P's columns, so nothing is dequantized per element. V is converted before
 its transposing layout shuffle (see ``int8_to_float``'s PURE flag).
 For an INT8 o_proj on the int8 x int8 path (``int8_ws``: 2..32 rows on a Hopper GPU) the call can also write
-its output rows as that path's int8 planes and row scales (``planes``): the last program to store a part of
-a row (an arrival counter per row) reads the row back from L2 and writes them, bit for bit what the planes
-kernel would make, so the projection skips that launch and its dependency hop.
+its output rows as that path's tiled int8 planes (``planes``; a scale per KV group of 16 heads x 128 dims =
+2,048 columns): the program holding a KV group's heads (the only split, or the merge in the decode kernel)
+writes theirs, bit for bit what the planes kernel would make, so the projection skips that launch and its
+dependency hop.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from . import int8_ws
 from .attention import paged_attention_ref  # noqa: F401  (the torch reference of this kernel)
 from .flash_prefill import _kv_tile, check_paged_args, flash_prefill_triton, use_int8_qk
 from .int8_matmul import fast_cvt_fits, int8_to_float
-from .int8_ws import planes_on_last_arrival, store_group_planes
+from .int8_ws import store_group_planes
 from .triton_common import (
     INTERPRET,
     UPCAST_DOT,
@@ -222,7 +223,6 @@ def _flash_decode_kernel(
     CNT_ptr,
     PL_ptr,
     SX_ptr,
-    RCNT_ptr,
     MP,
     stride_qt,
     stride_qh,
@@ -260,8 +260,6 @@ def _flash_decode_kernel(
     EARLY: tl.constexpr,
     PF_LINES: tl.constexpr,
     PLANES: tl.constexpr,
-    BLOCK_ROW: tl.constexpr,
-    TILED: tl.constexpr = False,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -331,15 +329,10 @@ def _flash_decode_kernel(
             to_dtype(out, O_ptr.dtype.element_ty),
             mask=g_mask[:, None] & d_mask[None, :],
         )
-        if PLANES and TILED:
+        if PLANES:
             # tiled planes (a KV group's heads a scale group): this program's heads are its own
             store_group_planes(PL_ptr, SX_ptr, t, kvh, heads, g_mask, offs_d, GROUP * tl.num_programs(1) * HEAD_DIM,
                                MP, to_dtype(out, O_ptr.dtype.element_ty).to(tl.float32), HEAD_DIM)  # fmt: skip
-        elif PLANES:
-            # the row's KV heads' programs each stored their part
-            nh = GROUP * tl.num_programs(1)
-            planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
-                        BLOCK_ROW)  # fmt: skip
     else:
         lse = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
         bi = b.to(tl.int64)
@@ -378,14 +371,9 @@ def _flash_decode_kernel(
                     O_ptr + t * stride_t + heads[:, None] * stride_h + offs_d[None, :], merged, mask=gd_mask
                 )
                 tl.store(CNT_ptr + pair, 0)
-                if PLANES and TILED:
+                if PLANES:
                     store_group_planes(PL_ptr, SX_ptr, t, kvh, heads, g_mask, offs_d,
                                        GROUP * tl.num_programs(1) * HEAD_DIM, MP, merged.to(tl.float32), HEAD_DIM)  # fmt: skip
-                elif PLANES:
-                    # one merging program per KV head stored its part of the row
-                    nh = GROUP * tl.num_programs(1)
-                    planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP,
-                                nh * HEAD_DIM, BLOCK_ROW)  # fmt: skip
 
 
 @triton.jit
@@ -395,10 +383,6 @@ def _merge_kernel(
     CU_ptr,
     SEQ_ptr,
     O_ptr,
-    PL_ptr,
-    SX_ptr,
-    RCNT_ptr,
-    MP,
     stride_ob,
     stride_oh,
     stride_os,
@@ -412,8 +396,6 @@ def _merge_kernel(
     BLOCK_S: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PDL: tl.constexpr,
-    PLANES: tl.constexpr,
-    BLOCK_ROW: tl.constexpr,
 ):
     pdl_wait(PDL)
     b = tl.program_id(0).to(tl.int64)
@@ -449,11 +431,6 @@ def _merge_kernel(
     pdl_trigger(PDL)
     merged = to_dtype(acc / tl.maximum(den, 1e-30), O_ptr.dtype.element_ty)
     tl.store(O_ptr + t * stride_t + h * stride_h + offs_d, merged, mask=d_mask)
-    if PLANES:
-        # every (head, dims) program of the row stored its part
-        nh = tl.num_programs(1)
-        planes_on_last_arrival(O_ptr, t, stride_t, RCNT_ptr, nh * tl.num_programs(2), PL_ptr, SX_ptr, MP, nh * HEAD_DIM,
-                    BLOCK_ROW)  # fmt: skip
 
 
 def plan_splits(batch: int, nkv: int, max_context: int, block_n: int, sms: int, waves: int = 2) -> int:
@@ -505,9 +482,12 @@ def flash_decode_triton(
     ``fuse_merge`` (merge in the decode kernel; planned: at most FUSE_SPLITS splits) override the plan (tests
     use them to reach many splits and tiles at small sizes; the interpreter takes 16-token tiles).
     ``planes``: the output rows (T, nh * hd) go next into an INT8 product: also write them as ``int8_ws``'s
-    planes where that path can take them (``int8_ws.planes_target``); ``planes_out``: (planes int8 (2, MP,
-    nh * hd), scales float32 (>= T,), or (nkv, SX_COLS) for tiled planes, a KV group's heads a group) to write them into
-    regardless (tests)."""
+    tiled planes where that path takes them (``int8_ws.planes_target``) and a program holds a KV group of
+    SCALE_K columns; ``planes_out``: (planes int8 (2, MP, nh * hd), scales float32 (nkv, SX_COLS), a KV
+    group's heads a group) to write them into regardless (tests).
+    NOTE: row-scaled planes (AUTOGLM_PLANES_TILED=0) are o_proj's planes kernel's to make: no program here
+    holds a row, and the last to store a part of it reading it back (an arrival counter per row) gained only
+    0.4-1.2 us on an H100 (RESULTS.md "The attention's and SiLU's planes on an H100"; removed)."""
     check_paged_args(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, k_scale, v_scale)
     if max_seqlen_q != 1:
         raise ValueError(f"flash decoding takes one query per sequence, got max_seqlen_q={max_seqlen_q}")
@@ -546,32 +526,28 @@ def flash_decode_triton(
     rows = out.view(T, nh * hd) if (planes or planes_out is not None) and out.is_contiguous() else None
     want = planes and planes_out is None and rows is not None and not early
     target = int8_ws.planes_target(rows) if want else None
-    if tiled_fuse and target is not None and target[1].dim() == 2 and group * hd == int8_ws.SCALE_K.value:
+    if target is not None and target[1].dim() != 2:
+        target = None  # row scales: the planes kernel's
+    if tiled_fuse and target is not None and group * hd == int8_ws.SCALE_K.value:
         fused = True
     # tiled planes take a KV group's heads as one scale group, written by the program holding them all (one
     # split, or the merge in the decode kernel): other shapes, or the merge kernel, leave them to the planes
     # kernel
     group_fits = group * hd == int8_ws.SCALE_K.value and (direct or fused)
-    if target is not None and target[1].dim() == 2 and not group_fits:
+    if target is not None and not group_fits:
         target = None
     planes_out = planes_out if planes_out is not None else target
     if planes_out is not None and (rows is None or early):
         raise ValueError("the planes need a contiguous output and no early launch")
-    tiled = planes_out is not None and planes_out[1].dim() == 2
-    if tiled and not group_fits:
+    if planes_out is not None and (planes_out[1].dim() != 2 or not group_fits):
         raise ValueError(
-            f"tiled planes take a KV group of {int8_ws.SCALE_K.value} columns (query heads x head dim) written "
-            f"by one program (one split or the merge in the kernel), got {group} x {hd} and {splits} splits"
+            f"the decode attention writes tiled planes only, a KV group of {int8_ws.SCALE_K.value} columns "
+            f"(query heads x head dim) written by one program (one split or the merge in the kernel), got "
+            f"{group} x {hd}, {splits} splits and scales of shape {tuple(planes_out[1].shape)}"
         )
-    pl_args = (
-        out,
-        out,
-        out,
-        0,
-    )  # (planes, scales, row counters, MP); any pointer stands in for what is not used
+    pl_args = (out, out, 0)  # (planes, scales, MP); any pointer stands in for what is not used
     if planes_out is not None:
-        counters = out if tiled else int8_ws.row_counters(q.device, T)
-        pl_args = (planes_out[0], planes_out[1], counters, planes_out[0].shape[1])
+        pl_args = (planes_out[0], planes_out[1], planes_out[0].shape[1])
     # one split writes `out` itself; the partials' buffers are then unused (any pointer will do)
     o_part = out if direct else torch.empty((B, nh, splits, hd), dtype=torch.float32, device=q.device)
     lse = out if direct else torch.empty((B, nh, splits), dtype=torch.float32, device=q.device)
@@ -627,8 +603,6 @@ def flash_decode_triton(
         # whole 128-byte lines of a K/V row (head dim x element bytes), a power of two
         PF_LINES=max(1, next_pow2(hd * k_cache.element_size() // 128 + 1) // 2),
         PLANES=planes_out is not None,
-        BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None and not tiled else 16,
-        TILED=tiled,
         num_warps=num_warps,
         num_stages=num_stages,
         launch_pdl=early,
@@ -643,7 +617,6 @@ def flash_decode_triton(
         cu_seqlens_q,
         seq_lens,
         out,
-        *pl_args,
         o_part.stride(0),
         o_part.stride(1),
         o_part.stride(2),
@@ -658,8 +631,6 @@ def flash_decode_triton(
         BLOCK_S=min(MAX_SPLITS, next_pow2(splits), 8192 // merge_d),
         BLOCK_N=block_n,
         PDL=pdl_end,
-        PLANES=planes_out is not None,
-        BLOCK_ROW=next_pow2(nh * hd) if planes_out is not None else 16,
         num_warps=4,
         launch_pdl=pdl_end,
     )

@@ -43,7 +43,7 @@ from .gluon_common import (
     warpgroup_mma_wait,
 )
 from .gluon_common import tma_load as _tma_load
-from .triton_common import arrival_counters, pdl_enabled, pdl_trigger, pdl_wait
+from .triton_common import pdl_enabled, pdl_trigger, pdl_wait
 
 WS_ROWS = 32
 LO_STEPS: tl.constexpr = tl.constexpr(254.0)  # the lo plane's steps per hi step (every planes writer's)
@@ -139,31 +139,6 @@ def store_group_planes(P_ptr, SX_ptr, m, group, heads, h_mask, offs_d, K, MP, x,
     store_planes(P_ptr, m, cols, h_mask[:, None] & d_mask[None, :], K, MP, x / sx)
 
 
-@triton.jit
-def planes_on_last_arrival(
-    Y_ptr, row, stride_y, RCNT_ptr, writers, PL_ptr, SX_ptr, MP, K, BLOCK: tl.constexpr
-):
-    """For a kernel whose ``writers`` programs each store a part of row ``row`` of Y (K contiguous elements),
-    called by each after its stores: count them (``row_counters``), and the last to arrive reads the row back
-    from L2 (.cg) and writes it as the planes and row scale (PL int8 (2, MP, K), SX) the planes kernel would
-    make from it, then sets the count back to 0. The barrier orders every thread's stores before the
-    (cumulative) acq_rel counter update, as the decode kernel's fused merge does."""
-    tl.debug_barrier()
-    if tl.atomic_add(RCNT_ptr + row, 1, sem="acq_rel", scope="gpu") == writers - 1:
-        cols = tl.arange(0, BLOCK)
-        mask = cols < K
-        x = tl.load(Y_ptr + row * stride_y + cols, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
-        sx = row_scale(tl.max(tl.abs(x), axis=0))
-        tl.store(SX_ptr + row, sx)
-        store_planes(PL_ptr, row, cols, mask, K, MP, x / sx)
-        tl.store(RCNT_ptr + row, 0)
-
-
-def row_counters(device: torch.device, n: int) -> torch.Tensor:
-    """``planes_on_last_arrival``'s counters, one per row (``triton_common.arrival_counters``)."""
-    return arrival_counters("planes-rows", device, n, 1024)
-
-
 def row_bucket(M: int) -> int:
     """The rows padded to the GEMM's MP: 8, 16 or 32."""
     return 8 if M <= 8 else 16 if M <= 16 else 32
@@ -176,7 +151,7 @@ def planes_tiled() -> bool:
     products once a group (``_mma``'s TILED fold) instead of once at the end.
     NOTE: H100 2026-12-07 15:05 (RESULTS.md "Tiled planes"): the GEMM on tiled planes within 0.5 us of the
     row-scaled one (down 32 rows 23.9 vs 23.4 us chained), and SiLU's own planes make SiLU + down 1.73-1.85x
-    of SiLU + cuBLAS at 2-32 rows (the planes kernel's path 1.61-1.71x)."""
+    of SiLU + cuBLAS at 2-32 rows (the planes kernel's path 1.61-1.69x)."""
     return os.environ.get("AUTOGLM_PLANES_TILED", "1") == "1"
 
 

@@ -16,15 +16,14 @@ import triton.language as tl
 from . import int8_ws, skinny
 from .activation import silu_and_mul_ref  # noqa: F401  (the torch reference of this kernel)
 from .int8_matmul import few_rows_linear_triton, int8_linear_triton, silu_mul
-from .int8_ws import planes_on_last_arrival, store_tile_planes
+from .int8_ws import store_tile_planes
 from .quant import Int8Weight
 from .triton_common import check_float, out_tensor, pdl_enabled, pdl_trigger, pdl_wait
 
 
 @triton.jit
-def _silu_and_mul_kernel(X_ptr, Y_ptr, PL_ptr, SX_ptr, RCNT_ptr, MP, stride_xm, stride_ym, inter, BLOCK: tl.constexpr,
-                         PDL: tl.constexpr, PLANES: tl.constexpr, BLOCK_ROW: tl.constexpr,
-                         TILED: tl.constexpr = False, TILE: tl.constexpr = 128):  # fmt: skip
+def _silu_and_mul_kernel(X_ptr, Y_ptr, PL_ptr, SX_ptr, MP, stride_xm, stride_ym, inter, BLOCK: tl.constexpr,
+                         PDL: tl.constexpr, PLANES: tl.constexpr, TILE: tl.constexpr = 128):  # fmt: skip
     pdl_trigger(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -34,15 +33,11 @@ def _silu_and_mul_kernel(X_ptr, Y_ptr, PL_ptr, SX_ptr, RCNT_ptr, MP, stride_xm, 
     up = tl.load(X_ptr + row * stride_xm + inter + cols, mask=mask, other=0.0).to(tl.float32)
     y = silu_mul(gate, up, Y_ptr.dtype.element_ty)
     tl.store(Y_ptr + row * stride_ym + cols, y, mask=mask)
-    if PLANES and TILED:
+    if PLANES:
         # tiled planes: this chunk's scale groups are the program's own (SCALE_K columns each), no other's
         store_tile_planes(
             PL_ptr, SX_ptr, row, tl.program_id(1) * BLOCK, inter, MP, y.to(tl.float32), BLOCK, TILE
         )
-    elif PLANES:
-        # the row's chunks' programs each stored their part: the last reads the row back, writes its planes
-        planes_on_last_arrival(Y_ptr, row, stride_ym, RCNT_ptr, tl.num_programs(1), PL_ptr, SX_ptr, MP, inter,
-                               BLOCK_ROW)  # fmt: skip
 
 
 def silu_and_mul_triton(
@@ -52,13 +47,18 @@ def silu_and_mul_triton(
     planes_out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``silu_and_mul`` of the kernel contract on the Triton kernel. ``planes``: the rows go next into an INT8
-    product (the MLP's down projection): also write them as ``int8_ws``'s planes where that path can take them
-    (``int8_ws.planes_target``; the last of a row's programs to store its part writes them, as the decode
-    attention does, or with tiled planes each program its own chunk's); ``planes_out``: (planes int8 (2, MP,
-    I), scales float32 (>= T,), or (cdiv(I, SCALE_K), SX_COLS) tiled) to write them into regardless (tests)."""
+    product (the MLP's down projection): also write them as ``int8_ws``'s tiled planes where that path takes
+    them (``int8_ws.planes_target``, tiled planes: each program its own chunk's); ``planes_out``: (planes int8
+    (2, MP, I), scales float32 (cdiv(I, SCALE_K), SX_COLS)) to write them into regardless (tests).
+    NOTE: row-scaled planes (AUTOGLM_PLANES_TILED=0) are the planes kernel's to make: no program here holds a
+    row, and the last of a row's programs reading it back to quantize it all alone made the SiLU + down pair
+    1.3-2.6 us slower on an H100 (RESULTS.md "The attention's and SiLU's planes on an H100"; removed)."""
     check_float("x", x)
     if x.dim() != 2 or x.shape[1] % 2:
         raise ValueError(f"silu_and_mul expects x (T, 2I), got {tuple(x.shape)}")
+    if planes_out is not None and planes_out[1].dim() != 2:
+        raise ValueError("silu_and_mul writes tiled planes only (scales (groups, SX_COLS)); row scales are "
+                         "the planes kernel's to make")  # fmt: skip
     if x.stride(1) != 1:
         x = x.contiguous()
     T, inter = x.shape[0], x.shape[1] // 2
@@ -67,12 +67,12 @@ def silu_and_mul_triton(
         return y
     block = min(2048, triton.next_power_of_2(inter))
     target = int8_ws.planes_target(y) if planes and planes_out is None else None
+    if target is not None and target[1].dim() != 2:
+        target = None
     planes_out = planes_out if planes_out is not None else target
-    tiled = planes_out is not None and planes_out[1].dim() == 2
-    pl_args = (x, x, x, 0)  # (planes, scales, row counters, MP); any pointer stands in for what is not used
+    pl_args = (x, x, 0)  # (planes, scales, MP); any pointer stands in for what is not used
     if planes_out is not None:
-        counters = x if tiled else int8_ws.row_counters(x.device, T)
-        pl_args = (planes_out[0], planes_out[1], counters, planes_out[0].shape[1])
+        pl_args = (planes_out[0], planes_out[1], planes_out[0].shape[1])
     _silu_and_mul_kernel[(T, triton.cdiv(inter, block))](
         x,
         y,
@@ -83,8 +83,6 @@ def silu_and_mul_triton(
         BLOCK=block,
         PDL=(pdl := pdl_enabled(x)),
         PLANES=planes_out is not None,
-        BLOCK_ROW=triton.next_power_of_2(inter) if planes_out is not None and not tiled else 16,
-        TILED=tiled,
         TILE=min(block, int8_ws.SCALE_K.value),
         num_warps=4 if block <= 1024 else 8,
         launch_pdl=pdl,

@@ -123,8 +123,7 @@ def _gemm_ws(cfg, bias: bool, dtype: str) -> tuple:
 def _decode(quant: bool, **kw) -> dict:
     base = dict(GROUP=16, BLOCK_G=16, HEAD_DIM=128, BLOCK_D=128, BLOCK_N=128, PAGE=16, QUANT=quant, SOFTCAP=False,
                 UPCAST=False, PRECISION="tf32", FAST=True, QK8=quant, DIRECT=False, FUSED=False,
-                LOOP_STAGES=6 if quant else 5, PDL_END=True, EARLY=True, PF_LINES=1 if quant else 2, PLANES=False,
-                BLOCK_ROW=16)  # fmt: skip
+                LOOP_STAGES=6 if quant else 5, PDL_END=True, EARLY=True, PF_LINES=1 if quant else 2, PLANES=False)  # fmt: skip
     return {**base, **kw}
 
 
@@ -137,9 +136,8 @@ def _few_rows(**kw) -> dict:
 
 I8_DECODE = {"KC_ptr": "*i8", "VC_ptr": "*i8", "KS_ptr": "*fp32", "VS_ptr": "*fp32"}
 COMMON_DECODE = {"BT_ptr": "*i32", "SEQ_ptr": "*i32", "CU_ptr": "*i32", "OP_ptr": "*fp32", "LSE_ptr": "*fp32",
-                 "CNT_ptr": "*i32", "PL_ptr": "*i8", "SX_ptr": "*fp32", "RCNT_ptr": "*i32"}  # fmt: skip
-MERGE = {"OP_ptr": "*fp32", "LSE_ptr": "*fp32", "CU_ptr": "*i32", "SEQ_ptr": "*i32", "PL_ptr": "*i8", "SX_ptr": "*fp32",
-         "RCNT_ptr": "*i32"}  # fmt: skip
+                 "CNT_ptr": "*i32", "PL_ptr": "*i8", "SX_ptr": "*fp32"}  # fmt: skip
+MERGE = {"OP_ptr": "*fp32", "LSE_ptr": "*fp32", "CU_ptr": "*i32", "SEQ_ptr": "*i32"}
 I8_W = {"W_ptr": "*i8", "S_ptr": "*fp32", "P_ptr": "*fp32", "C_ptr": "*i32", "SX_ptr": "*fp32", "COS_ptr": "*fp32",
         "SIN_ptr": "*fp32", "SLOT_ptr": "*i64"}  # fmt: skip
 
@@ -149,29 +147,16 @@ VARIANTS = {
         flash_decode._flash_decode_kernel, COMMON_DECODE, _decode(False), 4, MARKERS[:3]),
     "decode int8 KV, int8 q.K, early launch + prefetch": (
         flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE}, _decode(True), 4, MARKERS),
-    "decode bf16 KV, the merge in the kernel, the rows also as int8 planes": (
-        flash_decode._flash_decode_kernel, COMMON_DECODE,
-        _decode(False, FUSED=True, LOOP_STAGES=3, EARLY=False, PLANES=True, BLOCK_ROW=4096), 4,
-        MARKERS[1:2] + ("cp.async", "atom.global.gpu.acq_rel.add")),
-    "decode int8 KV, one split, the rows also as int8 planes": (
-        flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE},
-        _decode(True, DIRECT=True, EARLY=False, PLANES=True, BLOCK_ROW=4096), 4,
-        MARKERS[1:2] + ("cp.async", "atom.global.gpu.acq_rel.add")),
     "split merge under PDL": (
         flash_decode._merge_kernel, MERGE,
-        dict(HEAD_DIM=128, BLOCK_D=32, BLOCK_S=128, BLOCK_N=128, PDL=True, PLANES=False, BLOCK_ROW=16), 4,
-        MARKERS[:2]),
-    "split merge under PDL, the rows also as int8 planes": (
-        flash_decode._merge_kernel, MERGE,
-        dict(HEAD_DIM=128, BLOCK_D=32, BLOCK_S=128, BLOCK_N=128, PDL=True, PLANES=True, BLOCK_ROW=4096), 4,
-        MARKERS[:2] + ("atom.global.gpu.acq_rel.add", "ld.global.cg")),
+        dict(HEAD_DIM=128, BLOCK_D=32, BLOCK_S=128, BLOCK_N=128, PDL=True), 4, MARKERS[:2]),
     "decode bf16 KV, the merge in the kernel, the rows also as tiled int8 planes": (
         flash_decode._flash_decode_kernel, COMMON_DECODE,
-        _decode(False, FUSED=True, LOOP_STAGES=3, EARLY=False, PLANES=True, TILED=True), 4,
+        _decode(False, FUSED=True, LOOP_STAGES=3, EARLY=False, PLANES=True), 4,
         MARKERS[1:2] + ("cp.async", "atom.global.gpu.acq_rel.add")),
     "decode int8 KV, one split, the rows also as tiled int8 planes": (
         flash_decode._flash_decode_kernel, {**COMMON_DECODE, **I8_DECODE},
-        _decode(True, DIRECT=True, EARLY=False, PLANES=True, TILED=True), 4, MARKERS[1:2] + ("cp.async",)),
+        _decode(True, DIRECT=True, EARLY=False, PLANES=True), 4, MARKERS[1:2] + ("cp.async",)),
     "one-row int8 gate/up + SiLU epilogue, PDL preload": (
         int8_matmul._int8_few_rows_kernel, I8_W, _few_rows(SWIGLU=True), 2, MARKERS[:2] + MARKERS[3:]),
     "one-row 16-bit q/k/v + rotary epilogue": (
@@ -200,14 +185,10 @@ VARIANTS = {
         int8_matmul._split_rows_kernel, {"P_ptr": "*i8", "SX_ptr": "*fp32"}, dict(BLOCK_K=1024, PDL=True), 4,
         MARKERS[:2]),
     "SiLU-and-multiply under PDL": (
-        swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True, PLANES=False, BLOCK_ROW=16), 8, MARKERS[:2]),
-    "SiLU-and-multiply under PDL, the rows also as int8 planes": (
-        swiglu._silu_and_mul_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32", "RCNT_ptr": "*i32"},
-        dict(BLOCK=2048, PDL=True, PLANES=True, BLOCK_ROW=16384), 8,
-        MARKERS[:2] + ("atom.global.gpu.acq_rel.add", "ld.global.cg")),
+        swiglu._silu_and_mul_kernel, {}, dict(BLOCK=2048, PDL=True, PLANES=False), 8, MARKERS[:2]),
     "SiLU-and-multiply under PDL, the rows also as tiled int8 planes": (
         swiglu._silu_and_mul_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
-        dict(BLOCK=2048, PDL=True, PLANES=True, BLOCK_ROW=16, TILED=True), 8, MARKERS[:2]),
+        dict(BLOCK=2048, PDL=True, PLANES=True), 8, MARKERS[:2]),
     "add + two RMSNorms, the rows also as int8 planes, under PDL": (
         fused_norm._rms_norm_kernel, {"PL_ptr": "*i8", "SX_ptr": "*fp32"},
         dict(HAS_RESIDUAL=True, BLOCK_N=4096, PRE=True, PLANES=True, PDL=True), 8, MARKERS[:2]),

@@ -272,10 +272,11 @@ def _takes_made_planes(x: torch.Tensor, w: Int8Weight) -> None:
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
 @pytest.mark.parametrize("splits", [1, 2, 8, 16], ids=["1split", "fused", "8splits", "merge-kernel"])
 def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits, planes_format):
-    # the decode attention before an INT8 o_proj writes its output rows' planes (planes=True): the projection
-    # then skips the planes kernel and gives the bits it gives when it makes them itself. Tiled planes take a
-    # KV group's heads, which no program of the merge kernel holds: at up to TILED_FUSE_SPLITS splits the
-    # merge is the decode kernel's (its bits), beyond them no planes are written
+    # the decode attention before an INT8 o_proj writes its output rows' tiled planes (planes=True): the
+    # projection then skips the planes kernel and gives the bits it gives when it makes them itself. They take
+    # a KV group's heads, which no program of the merge kernel holds: at up to TILED_FUSE_SPLITS splits the
+    # merge is the decode kernel's (its bits), beyond them no planes are written; nor are row-scaled planes
+    # (the planes kernel's to make)
     w, _, _, _ = int8_linear_case(4096, 4096, rows, BF16, False)
     args = _decode_case(rows)
     o = flash_decode_triton(*args, num_splits=splits, planes=True)
@@ -283,23 +284,26 @@ def test_projection_takes_the_planes_the_decode_attention_wrote(rows, splits, pl
     tiled = planes_format == "tiled"
     fuse = True if tiled and splits == 8 else None
     assert torch.equal(o, flash_decode_triton(*args, num_splits=splits, fuse_merge=fuse))
-    if tiled and splits == 16:
-        assert not int8_ws._planes_made(x, int8_ws._planes_key(x))
-        return
-    _takes_made_planes(x, w)
+    made = tiled and splits <= 8
+    assert int8_ws._planes_made(x, int8_ws._planes_key(x)) == made
+    if made:
+        _takes_made_planes(x, w)
 
 
 @needs_gluon_hopper
 @pytest.mark.parametrize("rows", [2, 8, 17, 32])
 def test_projection_takes_the_planes_the_silu_wrote(rows, planes_format):
-    # SiLU-and-multiply before the INT8 down projection writes its rows' planes (planes=True): the projection
-    # then skips the planes kernel and gives the bits it gives when it makes them itself
+    # SiLU-and-multiply before the INT8 down projection writes its rows' tiled planes (planes=True): the
+    # projection then skips the planes kernel and gives the bits it gives when it makes them itself;
+    # row-scaled planes are the planes kernel's to make
     w, _, _, _ = int8_linear_case(4096, 13696, rows, BF16, False)
     g = torch.randn(rows, 2 * 13696, dtype=BF16, device=DEVICE) * 2
     x = silu_and_mul_triton(g, planes=True)
     assert torch.equal(x, silu_and_mul_triton(g))
     x = silu_and_mul_triton(g, planes=True)
-    _takes_made_planes(x, w)
+    assert int8_ws._planes_made(x, int8_ws._planes_key(x)) == (planes_format == "tiled")
+    if planes_format == "tiled":
+        _takes_made_planes(x, w)
 
 
 @needs_gluon_hopper

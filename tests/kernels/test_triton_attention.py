@@ -230,49 +230,44 @@ def test_decode_merge_in_the_kernel_or_apart(quant, num_splits, fuse_merge, monk
 @pytest.mark.parametrize(
     ("num_splits", "fuse_merge"), [(1, None), (2, None), (3, False)], ids=["1split", "2fused", "3launches"]
 )
-@pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
-def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, fuse_merge, tiled):
+def test_decode_writes_the_int8_planes_its_projection_reads(quant, num_splits, fuse_merge):
     # for an INT8 o_proj on the int8 x int8 path (kernels.int8_ws) the call also writes its output rows as the
-    # two int8 planes and row scales the planes kernel would make from them, whichever program stores a row
-    # last (one split: each KV head's program; the merge in the kernel; the merge kernel's head x dims
-    # programs): the same bits, into the first rows of a larger buffer (the rest untouched); the output is
-    # the one without planes, and the row counters are back at 0 (a second call gives the same again).
-    # Tiled planes (a scale per 2,048 columns: a KV group of 16 heads x 128 dims): the program holding the
-    # group's heads writes theirs (one split; the merge in the kernel); the merge kernel's programs hold one
-    # head each, so it refuses them
+    # two int8 planes and scales the planes kernel would make from them: tiled planes, a scale per 2,048
+    # columns = a KV group of 16 heads x 128 dims, written by the program holding the group's heads (one
+    # split; the merge in the kernel): the same bits, into the first rows of a larger buffer (the rest
+    # untouched); the output is the one without planes (a second call gives the same again). The merge
+    # kernel's programs hold one head each, so it refuses them, as it does row-scaled planes
     lens = [1, 17, 75, 5, 40]
-    heads = (32, 2, 128) if tiled else GLM
+    heads = (32, 2, 128)
     args = _batch([1] * len(lens), lens, heads, BF16, quant)
     nh, _, hd = heads
     rows = len(lens)
-    args["q"][2] *= 30  # a row of larger values: its own scale
-    args["q"][3, 1] *= 50  # a head of larger values: its own tile scale
+    args["q"][2] *= 30  # a row of larger values: its own scales
+    args["q"][3, 1] *= 50  # a head of larger values: its KV group's scale
     want = flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge)
-    if tiled and fuse_merge is False:
-        with pytest.raises(ValueError, match="tiled planes take a KV group"):
-            flash_decode_triton(
-                **args,
-                num_splits=num_splits,
-                fuse_merge=False,
-                planes_out=planes_buffers(rows, nh * hd, True),
-            )
+    refused = [planes_buffers(rows, nh * hd, False)] + [planes_buffers(rows, nh * hd, True)] * (
+        fuse_merge is False
+    )
+    for buffers in refused:
+        with pytest.raises(ValueError, match="tiled planes only"):
+            flash_decode_triton(**args, num_splits=num_splits, fuse_merge=fuse_merge, planes_out=buffers)
+    if fuse_merge is False:
         return
     for _ in range(2):
-        planes, sx = planes_buffers(rows, nh * hd, tiled)
+        planes, sx = planes_buffers(rows, nh * hd, True)
         out = poisoned(args["q"].shape, BF16)
         flash_decode_triton(
             **args, num_splits=num_splits, fuse_merge=fuse_merge, out=out, planes_out=(planes, sx)
         )
         assert torch.equal(out, want)
         assert_planes_of(out.view(rows, nh * hd), planes, sx)
-        assert not int8_ws.row_counters(out.device, 1).any()
 
 
 @pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
 def test_decode_merges_in_the_kernel_to_write_tiled_planes_at_a_few_more_splits(monkeypatch, tiled):
     # the engine's path (planes=True, buffers from int8_ws.planes_target): at 5-8 splits the merge would be
     # the merge kernel's, whose programs hold one head each; tiled planes take the merge in the decode kernel
-    # instead and are written; row-scaled planes keep the merge kernel (its counters write them)
+    # instead and are written; row-scaled planes are the planes kernel's (none written, the merge kernel's)
     lens = [3, 40, 77]
     args = _batch([1] * len(lens), lens, (32, 2, 128), BF16, False)
     rows, cols = len(lens), 32 * 128
@@ -283,8 +278,9 @@ def test_decode_merges_in_the_kernel_to_write_tiled_planes_at_a_few_more_splits(
     want = flash_decode_triton(**args, num_splits=6, block_n=16, fuse_merge=tiled)
     out = flash_decode_triton(**args, num_splits=6, block_n=16, planes=True)
     assert torch.equal(out, want)
-    assert len(written) == 1
-    assert_planes_of(out.view(rows, cols), *buffers)
+    assert len(written) == int(tiled)
+    if tiled:
+        assert_planes_of(out.view(rows, cols), *buffers)
     assert not _arrival_counters(out.device, rows * 2).any()
 
 
@@ -292,7 +288,7 @@ def test_decode_refuses_tiled_planes_for_groups_other_than_a_scale_group():
     # tiled planes take a KV group's heads (query heads x head dim = 2,048 columns) as one scale group: other
     # shapes are refused (the engine's planes_target path leaves such rows to the projection's planes kernel)
     args = _batch([1, 1], [9, 30], (4, 2, 64), BF16, False)
-    with pytest.raises(ValueError, match="tiled planes take a KV group"):
+    with pytest.raises(ValueError, match="tiled planes only"):
         flash_decode_triton(**args, num_splits=1, planes_out=planes_buffers(2, 256, True))
 
 

@@ -139,24 +139,23 @@ def test_silu_and_mul_matches_reference(dtype, rows, inter):
 
 @pytest.mark.parametrize("rows", [2, 17])
 @pytest.mark.parametrize("dtype", [BF16, FP16])
-@pytest.mark.parametrize("tiled", [False, True], ids=["row-scales", "tiled"])
-def test_silu_and_mul_writes_the_int8_planes_its_projection_reads(rows, dtype, tiled):
+def test_silu_and_mul_writes_the_int8_planes_its_projection_reads(rows, dtype):
     # for the INT8 down projection after it (kernels.int8_ws) the kernel also writes its output rows as the
-    # two int8 planes and row scales the planes kernel would make from them: the last of a row's chunk
-    # programs (a row wider than one chunk: several) reads the row back and writes them. The same bits, into
-    # the first rows of a larger buffer (the rest untouched); the output is the one without planes; the row
-    # counters are back at 0 (a second call gives the same again). Tiled, each chunk's program writes its own
-    # tiles' planes and scales
+    # two int8 planes and scales (one per 2,048-column group: tiled) the planes kernel would make from them,
+    # each chunk's program its own groups'. The same bits, into the first rows of a larger buffer (the rest
+    # untouched); the output is the one without planes; a second call gives the same again. Row-scaled planes
+    # are refused (no program holds a row: the planes kernel makes them)
     inter = 13696 if GPU else 4100
     x = torch.randn(rows, 2 * inter, dtype=dtype, device=DEVICE) * 2
-    x[-1, 7] = 60.0  # an outlier: it sets its row's scale
+    x[-1, 7] = 60.0  # an outlier: it sets its group's scale
     want = silu_and_mul_triton(x)
     for _ in range(2):
-        planes, sx = planes_buffers(32, inter, tiled)
+        planes, sx = planes_buffers(32, inter, True)
         got = silu_and_mul_triton(x, planes_out=(planes, sx))
         assert torch.equal(got, want)
         assert_planes_of(got, planes, sx)
-        assert not int8_ws.row_counters(got.device, 1).any()
+    with pytest.raises(ValueError, match="tiled planes only"):
+        silu_and_mul_triton(x, planes_out=planes_buffers(32, inter, False))
 
 
 def test_silu_and_mul_reads_strided_rows():
