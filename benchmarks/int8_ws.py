@@ -15,9 +15,10 @@ this path and its planes kernel, and with the planes written by the kernel befor
 q/k/v and gate/up the RMSNorm (``rms_norm``'s planes, AUTOGLM_NORM_PLANES in the engine), for o_proj the decode
 attention over 1,024 cached tokens a row (``flash_decode_triton``'s planes, AUTOGLM_ATTN_PLANES), for down
 SiLU-and-multiply (``silu_and_mul_triton``'s planes, AUTOGLM_SILU_PLANES). ``--skip-before``: without the path before.
-``--formats``: the planes' scales, one a row ("row") and/or one a row and 128-column tile ("tiled",
-AUTOGLM_PLANES_TILED=1: the decode attention's heads and SiLU's chunks make theirs alone), each a row of the
-table (the path before is timed once). Each result checked against the exact product. Needs an H100/H200
+``--formats``: the planes' scales, one a row ("row", AUTOGLM_PLANES_TILED=0: only the RMSNorm writes planes,
+o_proj's and down's come from their planes kernels) and/or one a row and 2,048-column group ("tiled", the
+default: the decode attention's KV groups and SiLU's chunks make theirs alone), each a row of the table (the
+path before is timed once). Each result checked against the exact product. Needs an H100/H200
 (sm_90). Writes benchmarks/out/int8_ws.json.
 """
 
