@@ -62,9 +62,11 @@ MAX_SPLITS = 128
 # NOTE: H200, fused vs two launches (RESULTS.md "Split merge fused into the decode kernel"): faster at 2-4
 # splits (INT8 64 x 1,100: 21.8 vs 27.5 us), slower at 6 and more (1 x 32k, 128 splits: 37.7 vs 17.6 us).
 FUSE_SPLITS = 4
-# ... and where the decode kernel writes tiled planes (``int8_ws.planes_tiled``), at most this many (an env
-# knob while the GPU numbers come in: AUTOGLM_TILED_FUSE_SPLITS)
-TILED_FUSE_SPLITS = int(os.environ.get("AUTOGLM_TILED_FUSE_SPLITS", "8"))
+# ... and where the decode kernel writes tiled planes (``int8_ws.planes_tiled``), at most this many.
+# NOTE: H100, 1,024 cached tokens a row, 8 splits (RESULTS.md "Tiled planes"): the attention writing o_proj's
+# planes and merging in the kernel, then o_proj, took 0.6-0.8 us less than the merge kernel + o_proj's planes
+# kernel at 8 rows and 0.2-0.4 us more at 2 rows
+TILED_FUSE_SPLITS = 8
 # At most this many sequences the decode kernel launches early in a captured graph (``EARLY``): under PDL,
 # during the q/k/v projection, its splits without work leave and the others prefetch their first K/V tile
 # into L2 before they wait for the projection. NOTE: launched early at larger batches, attention programs
