@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from collections.abc import Callable
 
 from .base import (
     SUPPORTED_NAMES,
@@ -19,6 +20,7 @@ from .base import (
     PlainArchive,
     Section,
     UnsupportedFileType,
+    cap_notices,
 )
 from .mail import looks_like_email, looks_like_mhtml, parse_email, parse_mhtml
 from .man import looks_like_man, parse_man
@@ -30,6 +32,7 @@ from .rst import looks_like_rst, parse_rst
 from .rtf import parse_rtf
 from .text import (
     decode_text,
+    decode_text_noted,
     looks_like_code,
     looks_like_markdown,
     parse_delimited,
@@ -195,24 +198,24 @@ def parse(data: bytes, filename: str | None = None) -> ParsedDocument:
         raise ParseError(f"The {kind} file could not be read ({type(e).__name__}); it may be damaged.") from e
 
 
-def _markdown(data: bytes) -> ParsedDocument:
-    return parse_markdown(decode_text(data))
+def _decoded(parser: Callable[[str], ParsedDocument]) -> Callable[[bytes], ParsedDocument]:
+    """``parser`` of a text format over the file's bytes, with a notice first where their encoding was a guess."""
+
+    def parse_bytes(data: bytes) -> ParsedDocument:
+        text, notice = decode_text_noted(data)
+        doc = parser(text)
+        if notice:
+            doc.notices = cap_notices([notice, *doc.notices])
+        return doc
+
+    return parse_bytes
 
 
-def _text(data: bytes) -> ParsedDocument:
-    return parse_text(decode_text(data))
-
-
-def _delimited(data: bytes) -> ParsedDocument:
-    return parse_delimited(decode_text(data))
-
-
-def _man(data: bytes) -> ParsedDocument:
-    return parse_man(decode_text(data))
-
-
-def _rst(data: bytes) -> ParsedDocument:
-    return parse_rst(decode_text(data))
+_markdown = _decoded(parse_markdown)
+_text = _decoded(parse_text)
+_delimited = _decoded(parse_delimited)
+_man = _decoded(parse_man)
+_rst = _decoded(parse_rst)
 
 
 _PARSERS = {

@@ -9,7 +9,6 @@ import functools
 import io
 import re
 
-from charset_normalizer import from_bytes
 from lxml.html import defs as html_defs
 from markdown_it import MarkdownIt
 from markdown_it.common.html_re import HTML_TAG_RE
@@ -27,6 +26,7 @@ from .base import (
     rows_as_text,
     sheet_rows_as_text,
 )
+from .charset import detect
 from .myst import END, TAB, myst_to_markdown
 
 _BOMS = (
@@ -36,8 +36,6 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-TIE_MARGIN = 0.02
-_PREFERRED = ("utf_8", "gb18030", "cp1252", "latin_1", "cp1251", "cp932", "big5")
 _BINARY = UnsupportedFileType(
     f"The file is not a supported document: its content is binary data, not text ({SUPPORTED_NAMES})."
 )
@@ -63,19 +61,26 @@ def _looks_binary(text: str, utf8: bool = False) -> bool:
 
 
 def decode_text(data: bytes, declared: str | None = None) -> str:
-    """Decode bytes in any common encoding (BOM, a declared charset, UTF-8, else charset-normalizer).
+    """Decode bytes in any common encoding (BOM, a declared charset, UTF-8, else the likeliest legacy code page
+    or UTF-16 without a BOM, ``charset.detect``).
 
     Raises UnsupportedFileType for binary data. Text with NUL bytes in it (a log padded with NULs where its writer
     crashed, a record an editor or a transfer left them in) is its text without them: it was refused as binary
     data. UTF-16 and UTF-32, whose NUL bytes are characters' halves, are decoded as such before that.
     """
+    return decode_text_noted(data, declared)[0]
+
+
+def decode_text_noted(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
+    """``decode_text``, and a notice (None if none) where the encoding was a guess: a short text that reads
+    nearly as well in two code pages."""
     try:
-        text = _decode(data, declared)
+        text, guess = _decode(data, declared)
     except UnsupportedFileType:
         if b"\x00" not in data or data.startswith(_WIDE_BOMS):
             raise
         # Binary data keeps its other control bytes (lengths, offsets, opcodes), which _looks_binary still counts.
-        text = _decode(data.replace(b"\x00", b""), declared)
+        text, guess = _decode(data.replace(b"\x00", b""), declared)
     if not text.isascii():
         text = _undo_double_utf8(text)
     if "\r\r" in text:
@@ -83,7 +88,13 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
         # is one line break, not two; read as two, every line was a paragraph of its own and a Markdown table
         # no table
         text = _CRS.sub("\n", text)
-    return text
+    notice = None
+    if guess:
+        notice = (
+            f"The file's character encoding is not certain; it was read as {guess}. If its text looks wrong, "
+            "save it as UTF-8 and upload it again."
+        )
+    return text, notice
 
 
 _CRS = re.compile(r"\r+\n")
@@ -116,83 +127,41 @@ def _undo_double_utf8(text: str) -> str:
 _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32's begin with one of these too
 
 
-def _decode(data: bytes, declared: str | None) -> str:
+def _decode(data: bytes, declared: str | None) -> tuple[str, str | None]:
+    """The text, and the name of the encoding it was read in where that was a guess (else None)."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
             text = data.decode(enc, errors="replace")
             if _looks_binary(text):
                 raise _BINARY
-            return text
+            return text, None
     if declared and not (_single_byte(declared) and _utf8_beyond_ascii(data)):
         try:
             text = data.decode(declared)
             if not _looks_binary(text):
-                return text
+                return text, None
         except (LookupError, UnicodeDecodeError):
             pass
-    # NUL bytes without a BOM: UTF-16/32 without a BOM is rare; charset-normalizer decides below.
+    # NUL bytes without a BOM: UTF-16/32 without a BOM is rare; charset.detect weighs it below.
     if b"\x00" not in data[:65536]:
         try:
             # Incremental, so a sample cut inside a multi-byte character still decodes.
             text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
             if _looks_binary(text, utf8=True):
                 raise _BINARY
-            return text
+            return text, None
         except UnicodeDecodeError:
             pass
-    sample = data[:2_000_000]
-    matches = [(m.encoding, m.chaos, m.coherence) for m in from_bytes(sample)]
-    if not matches:
+    found = detect(data)
+    if found is None:
         raise _BINARY
-    if _LEGACY.match(matches[0][0]):
-        matches = _modern_first(sample, matches)
-    best_chaos, best_coherence = matches[0][1:]
-    # Short text scores (nearly) the same in several code pages; break the tie toward the common one. A few
-    # GBK-encoded Chinese words (a spreadsheet's CSV export) scored 0.013 more "chaos" as GB18030 than as
-    # Korean cp949 or Japanese cp932; real Korean text scored 0.09-0.14 more as GB18030, out of this margin.
-    ties = [
-        enc
-        for enc, chaos, coherence in matches
-        if chaos <= best_chaos + TIE_MARGIN and coherence >= best_coherence - TIE_MARGIN
-    ]
-    encoding = next((e for e in _PREFERRED if e in ties), matches[0][0])
-    if _single_byte(encoding) and _UTF8_MULTIBYTE.search(data):
-        text = _decode_mixed(data, encoding)
+    if _single_byte(found.encoding) and _UTF8_MULTIBYTE.search(data):
+        text = _decode_mixed(data, found.encoding)
     else:
-        text = data.decode(encoding, errors="replace")
+        text = data.decode(found.encoding, errors="replace")
     if _looks_binary(text):
         raise _BINARY
-    return text
-
-
-# DOS, Macintosh and HP code pages: what files were written in decades ago. On short text charset-normalizer
-# often ranks one first, its letters in 0x80-0x9F making words of what are Windows-1252's typographic quotes,
-# dashes and euro sign ("Caf\u00e9 \u201cquoted\u201d \u20ac5" read as DOS Baltic "Cafķ ōquotedö Ć5", "Price: \u20ac5" as
-# "Price: Ђ5"). Not cp874, Windows' Thai.
-_LEGACY = re.compile(r"cp(437|7\d\d|8[0-6]\d|1125)|mac_\w+|hp_roman8")
-LEGACY_MARGIN = 0.1  # one odd character in ten scores 0.09 more chaos
-
-
-def _modern_first(sample: bytes, matches: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """``matches`` (encoding, chaos, coherence), best first, with the Windows and ISO code pages first where
-    the best of them (Windows-1252 counted too when charset-normalizer left it out) has at most
-    LEGACY_MARGIN more chaos than a legacy code page ranked first (``_LEGACY``); else unchanged."""
-    from charset_normalizer.cd import coherence_ratio
-    from charset_normalizer.md import mess_ratio
-
-    modern = [m for m in matches if not _LEGACY.match(m[0])]
-    if not any(m[0] == "cp1252" for m in modern):
-        try:
-            text = sample.decode("cp1252")  # strict: five bytes are undefined in it
-        except UnicodeDecodeError:
-            pass
-        else:
-            languages = coherence_ratio(text[:20_000])
-            modern.append(("cp1252", mess_ratio(text[:200_000]), languages[0][1] if languages else 0.0))
-    modern.sort(key=lambda m: (m[1], -m[2]))
-    if not modern or modern[0][1] > matches[0][1] + LEGACY_MARGIN:
-        return matches
-    return modern
+    return text, None if found.confident else found.label
 
 
 def _utf8_beyond_ascii(data: bytes) -> bool:
