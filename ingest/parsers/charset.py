@@ -1,11 +1,12 @@
 """Which legacy encoding a text file without a BOM or a declared charset is in (it is not UTF-8).
 
 Every candidate decoding of a sample is scored by how plausible its text is, in bits, roughly -log2 of its
-probability (``_Scorer``): letters by the letter frequencies of the best-fitting language of their script
-(``_LANGS``, in frequency order), Chinese, Japanese and Korean characters by tiers of how common they are (a few
-hundred of the commonest, then the levels of GB2312, Big5, JIS X 0208 and KS X 1001, which put common
-characters first), everything else by its kind (C1 control characters, box drawing and private-use characters
-cost most), and words by their shape (``mIXED`` case or scripts inside one word, symbols glued between letters).
+probability (``_score``): letters by the letter and letter-pair frequencies of the best-fitting language of
+their script (``_LANGS``, ``_BIGRAMS``), Chinese and Japanese characters by tiers of how common they are (a
+hundred or two of the commonest, then the levels of GB2312, Big5 and JIS X 0208, which put common characters
+first), Korean syllables by their letters (jamo), everything else by its kind (C1 control characters, box
+drawing and private-use characters cost most), and words by their shape (``mIXED`` case or scripts inside one
+word, final letter forms inside one, symbols glued to letters).
 Bits are comparable across decodings of the same bytes, so the cheapest text wins; ``_CANDIDATES``' small
 priors break ties toward the common code page (German text reads the same in Windows-1252 and Windows-1250).
 """
@@ -48,8 +49,10 @@ _CANDIDATES = (
 )
 _WIDE = (("utf_16_le", 0.0, "UTF-16"), ("utf_16_be", 0.0, "UTF-16"))
 SAMPLE_BYTES = 16_384  # of lines that hold bytes past ASCII: enough to tell, fast on a large file
-# A win by fewer bits than this over a decoding that reads differently is a guess (``Detection.confident``).
+# A win by fewer bits than this over a decoding that reads differently is a guess (``Detection.confident``),
+# where the two differ in at least GUESS_CHARS characters (one odd "–", "°" or "₪" is no reason for a notice).
 CONFIDENT_BITS = 6.0
+GUESS_CHARS = 3
 
 # Letters of each language, commonest first, lowercase (a letter's probability falls by about _RATIO a rank).
 _LANGS = {
@@ -86,29 +89,29 @@ _RATIO = 0.87
 # "fővárosa" from Portuguese-looking "fõvárosa" when both fit their letters alike.
 _BIGRAMS = {
     "en": "th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi ri ro ic ne ea",
-    "fr": "es le de en re nt on er te el an se et la ai it me ou em ie ur qu ti ué ée té ré és à è ès èr ço ôt êt eu ch ne ss",
-    "de": "en er ch de ei te in nd ie ge st ne be es un re an he au ng di ic ru ße üb ür äu ät öf ög ös ch ck sc ht ie ge ze",
-    "es": "de en es el la os ue ar ra re er as on st ad al nt co ta se ci ón ía ió ñ ño ña ás ér ué qu do to an ca or te",
-    "it": "er re on di ti no ra to la en na te co ar an ri in al or ta at zi io ni ch à è ò ù ll pe de ss tt ne ma le se",
-    "pt": "de os es ra do as ar en te co nt re er ad ta da or qu ão çã õe ções ém ia ma se ês ár ér íc ue an ca to ment",
-    "ca": "es de en la el er an re nt ra ar at ta al és ió ià ç à è ò ll qu ue ci co na or te se ne ol",
-    "nl": "en de er an ee te in ge et aa he ij el st nd or ie oo ar ve re be ng ch ui on is le at ij",
-    "sv": "en er de et an ar in st ti te la ng ör är de nd om för på ll av sk re ra ma gö ån äl ög ät kt",
-    "da": "er en de et re te nd ge in st le ne se ng ke og ed af fo ig ri ra ø æ å ær øre og ge",
+    "fr": "es le de en re nt on er te el an se et la ai it me ou em ie ur qu ti ué ée té ré és ès èr ço ôt êt eu ch ne ss",
+    "de": "en er ch de ei te in nd ie ge st ne be es un re an he au ng di ic ru ße üb ür äu ät öf ög ös ck sc ht ze",
+    "es": "de en es el la os ue ar ra re er as on st ad al nt co ta se ci ón ía ió ño ña ás ér ué qu do to an ca or te",
+    "it": "er re on di ti no ra to la en na te co ar an ri in al or ta at zi io ni ch ll pe de ss tt ne ma le se",
+    "pt": "de os es ra do as ar en te co nt re er ad ta da or qu ão çã õe ém ia ma se ês ár ér íc ue an ca to",
+    "ca": "es de en la el er an re nt ra ar at ta al és ió ià ll qu ue ci co na or te se ne ol",
+    "nl": "en de er an ee te in ge et aa he ij el st nd or ie oo ar ve re be ng ch ui on is le at",
+    "sv": "en er de et an ar in st ti te la ng ör är nd om på ll av sk re ra ma gö ån äl ög ät kt",
+    "da": "er en de et re te nd ge in st le ne se ng ke og ed af fo ig ri ra ær",
     "fi": "en in is ta an it si tä ll ää ai st ka ss se ja ks ki oi ne at no uu yö ön äi sä kä tt",
-    "pl": "ie ni ow rz cz sz ch na po an dz ra ze st ki wa zi ia ne je ię ą ł ó ść ży ać ał ło ół dź ją się że",
-    "cs": "st ne po pr ro ní na ov je en ho te ko to ra ch la ti le ře ě ř ů ší čn ží ká vá ný ost",
-    "sk": "ne na po pr ro st ov je ho ko ni to ra ch la ti le va ie ôž ä ľ ť ď ča ši že ný ká ov",
+    "pl": "ie ni ow rz cz sz ch na po an dz ra ze st ki wa zi ia ne je ię ść ży ać ał ło ół dź ją że",
+    "cs": "st ne po pr ro ní na ov je en ho te ko to ra ch la ti le ře ší čn ží ká vá ný",
+    "sk": "ne na po pr ro st ov je ho ko ni to ra ch la ti le va ie ôž ča ši že ný ká",
     "hu": "el en sz eg gy et ak ek er és te az al ta ol ny le ne me ar at ko ra ve tt ba be an ag ők ől ön ös ár ás ág ér ét fő ős ól",
-    "ro": "re in de ar ea ul at te ri le ne ta ră tă că să ăm ăr şi ţi şt ţa în în an al nt",
+    "ro": "re in de ar ea ul at te ri le ne ta ră tă că să ăm ăr şi ţi şt ţa în an al nt",
     "hr": "je na ij ra ko st pr no ni ti ja ov an ne da en li ma ka ić če ši ču ža đe ve",
     "sl": "je na ra ko st pr ti ni no ov an ne da en li ma ka ve če ši ža lj nj",
-    "tr": "ar la le in er an en de ir lar ın ır ıl ğı şı ş ç ü ö ya ak ek da ri ne",
+    "tr": "ar la le in er an en de ir ın ır ıl ğı şı ya ak ek da ri ne",
     "ru": "ст но то на ен ов ни ра во ко ал ре пр ли ет по ро ер ол ан ор те ос ны ка ть од ел ва де ле ом",
-    "uk": "на ти но ст пр ні ра ен ро ко то ан ва ів ий ння ає ої ії ї є ьк ви ав",
-    "bg": "на то ст пр ни те ра но ет ре ен ва ко за та от ът ъл ъ да ия ия ите",
+    "uk": "на ти но ст пр ні ра ен ро ко то ан ва ів ий ає ої ії ьк ви ав",
+    "bg": "на то ст пр ни те ра но ет ре ен ва ко за та от ът ъл да ия",
     "sr": "је на ст ра ко ни пр но ти ја ов не да ен ли ма ка ић",
-    "el": "το αι ου ης ει ια τη κα ον ερ ντ απ αν ισ ος ικ πο ρα ετ να ται στ με πα ρο σε νο ση τα ου",
+    "el": "το αι ου ης ει ια τη κα ον ερ ντ απ αν ισ ος ικ πο ρα ετ να στ με πα ρο σε νο ση τα",
 }
 _BIGRAM_BITS = 1.5
 # Bits for a language fewer files are written in: a short text that fits two languages equally well (Portuguese
@@ -125,8 +128,8 @@ _LESS_COMMON = {
     "da": 1.0,
 }
 _UNLISTED_BITS = 14.0  # a letter of the language's script that the language does not use
-_RARE_SCRIPT_BITS = 18.0
-_SCRIPT_BITS = 6.0  # a letter of a script no language here writes in (Armenian, Yi, ...)
+_RARE_SCRIPT_BITS = 18.0  # a letter of a script no language here writes in (Armenian, Yi, ...)
+_SCRIPT_BITS = 10.0  # each script past the first in one text
 
 # The commonest characters of running text (written for this module, not copied from a frequency list).
 _ZH_HANS = set(
@@ -160,9 +163,9 @@ class Detection:
     confident: bool
 
 
-def detect(data: bytes) -> Detection | None:
+def detect(data: bytes) -> Detection:
     """The likeliest encoding of ``data`` (not UTF-8, no BOM) among ``_CANDIDATES`` (and UTF-16 without a BOM
-    where there are NUL or control bytes); None when nothing decodes it as text."""
+    where there are NUL or control bytes). Binary data gets one too: the caller counts its control characters."""
     sample, cut = _sample(data)
     candidates = list(_CANDIDATES)
     if re.search(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]", sample):
@@ -172,17 +175,20 @@ def detect(data: bytes) -> Detection | None:
         chunk = sample[: len(sample) & ~1] if codec.startswith("utf_16") else sample
         text = codecs.getincrementaldecoder(codec)(errors="replace").decode(chunk, final=not cut)
         scored.append((_score(text) + prior, text, codec, label))
-    if not scored:
-        return None
     scored.sort(key=lambda s: s[0])
     bits, text, codec, label = scored[0]
     rival = next((s for s in scored[1:] if s[1] != text), None)
-    confident = rival is None or rival[0] - bits >= CONFIDENT_BITS
+    confident = rival is None or rival[0] - bits >= CONFIDENT_BITS or _differ(text, rival[1]) < GUESS_CHARS
     return Detection(codec, label, confident)
 
 
 # a line with a multi-byte UTF-8 character (two bytes are enough to tell)
 _UTF8_LINE = re.compile(rb"(?:^|\n)[^\n]*[\xc2-\xf4][\x80-\xbf]")
+
+
+def _differ(a: str, b: str) -> int:
+    """How many characters two readings of the same bytes differ in (a multi-byte one shifts them all)."""
+    return sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b))
 
 
 def _sample(data: bytes) -> tuple[bytes, bool]:

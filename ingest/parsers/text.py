@@ -142,6 +142,15 @@ def _decode(data: bytes, declared: str | None) -> tuple[str, str | None]:
                 return text, None
         except (LookupError, UnicodeDecodeError):
             pass
+    if b"\x1b$" in data[:65536] and data.isascii():
+        # ISO-2022-JP (Japanese mail and old text): 7-bit, each run of kanji and kana between escapes; read as
+        # UTF-8 it was "\x1b$B2q5D..." with no Japanese in it
+        try:
+            text = data.decode("iso2022_jp_2")
+            if not _looks_binary(text, utf8=True):
+                return text, None
+        except UnicodeDecodeError:
+            pass
     # NUL bytes without a BOM: UTF-16/32 without a BOM is rare; charset.detect weighs it below.
     if b"\x00" not in data[:65536]:
         try:
@@ -153,8 +162,6 @@ def _decode(data: bytes, declared: str | None) -> tuple[str, str | None]:
         except UnicodeDecodeError:
             pass
     found = detect(data)
-    if found is None:
-        raise _BINARY
     if _single_byte(found.encoding) and _UTF8_MULTIBYTE.search(data):
         text = _decode_mixed(data, found.encoding)
     else:

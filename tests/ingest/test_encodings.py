@@ -136,13 +136,21 @@ def test_a_koi8_line_is_not_read_as_windows_1251():
 
 
 def test_a_guess_is_named_in_a_notice():
-    # three words that read nearly as well in CP850 ("Dýkuji") and Windows-1252 ("Dìkuji") as in Windows-1250
-    doc = parse("Děkuji za pozornost".encode("cp1250"), "title.txt")
-    assert doc.text == "Děkuji za pozornost"
+    # four characters and a mark that read nearly as well in Big5 ("辣茩嫖還ㄐ")
+    doc = parse("欢迎光临！".encode("gb18030"), "title.txt")
+    assert doc.text == "欢迎光临！"
     assert doc.notices == [
-        "The file's character encoding is not certain; it was read as Windows-1250 (Central European). If its "
-        "text looks wrong, save it as UTF-8 and upload it again."
+        "The file's character encoding is not certain; it was read as GB18030 (Chinese). If its text looks "
+        "wrong, save it as UTF-8 and upload it again."
     ]
+
+
+@pytest.mark.parametrize(
+    "text", ["Price list – 2024", "Temperature: 25°C", "It's 5 ½ inches", "Děkuji za pozornost"]
+)
+def test_one_character_past_ascii_is_no_reason_for_a_notice(text):
+    doc = parse(text.encode("cp1250" if "ě" in text else "cp1252"), "note.txt")
+    assert doc.text == text and doc.notices == []
 
 
 def test_all_capitals_greek_is_not_read_as_koi8():
@@ -175,3 +183,8 @@ def test_utf8_lines_in_a_cyrillic_file_do_not_sway_the_guess():
         parse(data, "staff.txt").text
         == "Список сотрудников отдела продаж\n" + "Håkan Durán\n" * 2 + "Håkan Durán"
     )
+
+
+def test_iso_2022_jp():
+    text = "会議は金曜日に開催されます。資料を準備してください。"
+    assert parse(text.encode("iso2022_jp"), "memo.txt").text == text
