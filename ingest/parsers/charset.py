@@ -233,12 +233,11 @@ _CJK = frozenset(
 )
 _COMMON_PUNCT = set("–—‘’‚“”„«»…•°€£¥©®™§·¿¡\u00a0₪№")
 _CJK_PUNCT = set("、。「」『』，．・：；！？（）【】《》〈〉“”…　～")
-_MARK_SCRIPTS = ("HEBREW", "ARABIC", "THAI")
 
 
 @functools.lru_cache(maxsize=8192)
 def _kind(c: str) -> tuple[str, str]:
-    """(kind, script): ("letter", "LATIN"), ("cjk", ""), ("space"|"ascii"|"punct"|"symbol"|"box"|"junk", "")."""
+    """(kind, script): ("letter"|"mark", "LATIN"...), ("cjk", ""), ("space"|"ascii"|"punct"|"symbol"|"box"|"junk", "")."""
     if c.isascii():
         if c.isalpha():
             return "letter", "LATIN"
@@ -256,7 +255,9 @@ def _kind(c: str) -> tuple[str, str]:
         return "symbol", ""
     if cat == "Nd":  # a digit of another script (Thai, Arabic-Indic): what a wrong code page makes of letters
         return "symbol", ""
-    if cat.startswith("L") or (cat == "Mn" and script in _MARK_SCRIPTS):
+    if cat == "Mn" and script in ("HEBREW", "ARABIC"):  # vowel points: a pointed text has one a letter
+        return "mark", script
+    if cat.startswith("L") or (cat == "Mn" and script == "THAI"):  # Thai's vowels and tone marks are letters
         return "letter", script
     if c in _COMMON_PUNCT:
         return "punct", ""
@@ -267,7 +268,15 @@ def _kind(c: str) -> tuple[str, str]:
     return "symbol", ""
 
 
-_KIND_BITS = {"space": 2.0, "ascii": 5.0, "punct": 8.0, "symbol": 13.0, "box": 16.0, "junk": 24.0}
+_KIND_BITS = {
+    "mark": 5.0,
+    "space": 2.0,
+    "ascii": 5.0,
+    "punct": 8.0,
+    "symbol": 13.0,
+    "box": 16.0,
+    "junk": 24.0,
+}
 
 
 @functools.lru_cache(maxsize=64)
@@ -377,6 +386,8 @@ _LETTERS = re.compile(rf"(?:[^\W\d_]|[{_MARKS}])+")
 _ALPHABETIC = frozenset(s for s, _ in _LANGS.values())
 # a symbol that a word starts with ("®ivjo" for "Živjo"): quotes, brackets and ¿¡ are fine
 _LEADING = re.compile(rf"(?<![^\W\d_])[^\w\s{_MARKS}'’\"“„‚«‹¿¡(\[{{\-–—/.,:;!?&+*#@%…$€£¥]+(?=[^\W\d_])")
+# a combining mark on no letter ("ٌض" for "ёж" in ISO-8859-5 read as Windows-1256)
+_LONE_MARK = re.compile(rf"(?<![^\W\d_]|[{_MARKS}])[{_MARKS}]")
 _FINAL_INSIDE = re.compile(r"[ςךםןףץ](?=\w)")
 # a Chinese, Japanese or Korean character next to a Latin letter: few in real text, every other one in Latin
 # text read as a CJK code page ("m《sen")
@@ -450,6 +461,10 @@ def _score(text: str) -> float:
     for word, n in words.items():
         if not word.isascii():
             bits += n * _word_bits(word)
-    bits += 8.0 * len(_GLUED.findall(text)) + 5.0 * len(_LEADING.findall(text))
+    bits += (
+        8.0 * len(_GLUED.findall(text))
+        + 5.0 * len(_LEADING.findall(text))
+        + 10.0 * len(_LONE_MARK.findall(text))
+    )
     bits += 6.0 * len(_CJK_LATIN.findall(text))
     return bits

@@ -123,6 +123,9 @@ def test_text_in_a_legacy_encoding_reads_as_written(lang, length, encoding):
         ("Cœur de la forêt", "iso8859_15"),
         ("東京は日本の首都です。", "euc_jp"),
         ("使用說明書", "big5"),
+        ("בְּרֵאשִׁית בָּרָא אֱלֹהִים", "cp1255"),  # pointed: was read as KOI8-U "ДСйъ бИМшИа"
+        ("مَرْحَبًا بِكُمْ فِي الْمَوْقِعِ", "cp1256"),
+        ("Щука и ёж", "iso8859_5"),  # was Windows-1256 "ةمعذ ط ٌض"
     ],
 )
 def test_one_short_line(text, encoding):
