@@ -17,6 +17,7 @@ import codecs
 import collections
 import functools
 import math
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ _CANDIDATES = (
     ("cp949", 0.5, "EUC-KR (Korean)"),
 )
 _WIDE = (("utf_16_le", 0.0, "UTF-16"), ("utf_16_be", 0.0, "UTF-16"))
+# Chinese and Korean code pages hold kana too, but their files seldom do: kana in them is what Big5, GBK or
+# EUC-KR make of other bytes ("莉こ歎跡桶" for GBK's "产品价格表"). Not the middle dot, which Chinese names use.
+_NOT_JAPANESE = frozenset({"gb18030", "cp950", "cp949"})
+_KANA = re.compile(r"[\u3041-\u30fa\u30fc-\u30ff]")
+_FOREIGN_KANA_BITS = 8.0
 SAMPLE_BYTES = 16_384  # of lines that hold bytes past ASCII: enough to tell, fast on a large file
 # A win by fewer bits than this over a decoding that reads differently is a guess (``Detection.confident``),
 # where the two differ in at least GUESS_CHARS characters (one odd "–", "°" or "₪" is no reason for a notice).
@@ -168,13 +174,16 @@ def detect(data: bytes) -> Detection:
     where there are NUL or control bytes). Binary data gets one too: the caller counts its control characters."""
     sample, cut = _sample(data)
     candidates = list(_CANDIDATES)
-    if re.search(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]", sample):
+    if len(sample) % 2 == 0 or cut or b"\x00" in sample:
         candidates = list(_WIDE) + candidates
     scored: list[tuple[float, str, str, str]] = []  # (bits, text, codec, label)
     for codec, prior, label in candidates:
         chunk = sample[: len(sample) & ~1] if codec.startswith("utf_16") else sample
         text = codecs.getincrementaldecoder(codec)(errors="replace").decode(chunk, final=not cut)
-        scored.append((_score(text) + prior, text, codec, label))
+        bits = _score(text) + prior
+        if codec in _NOT_JAPANESE:
+            bits += _FOREIGN_KANA_BITS * len(_KANA.findall(text))
+        scored.append((bits, text, codec, label))
     scored.sort(key=lambda s: s[0])
     bits, text, codec, label = scored[0]
     rival = next((s for s in scored[1:] if s[1] != text), None)
@@ -187,8 +196,13 @@ _UTF8_LINE = re.compile(rb"(?:^|\n)[^\n]*[\xc2-\xf4][\x80-\xbf]")
 
 
 def _differ(a: str, b: str) -> int:
-    """How many characters two readings of the same bytes differ in (a multi-byte one shifts them all)."""
-    return sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b))
+    """How many characters two readings of the same bytes differ in: position by position where they are as long,
+    else between their common start and end ("25°C." and Big5's "25蚓.": 2)."""
+    if len(a) == len(b):
+        return sum(1 for x, y in zip(a, b, strict=True) if x != y)
+    start = len(os.path.commonprefix([a, b]))
+    end = len(os.path.commonprefix([a[start:][::-1], b[start:][::-1]]))
+    return max(len(a), len(b)) - start - end
 
 
 def _sample(data: bytes) -> tuple[bytes, bool]:
@@ -384,6 +398,8 @@ def _cjk_bits(c: str) -> tuple[float, float, float, float]:
 _MARKS = "\u0591-\u05c7\u064b-\u065f\u0670\u0e31\u0e34-\u0e3a\u0e47-\u0e4e"
 _LETTERS = re.compile(rf"(?:[^\W\d_]|[{_MARKS}])+")
 _ALPHABETIC = frozenset(s for s, _ in _LANGS.values())
+_VOWELLED = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+_VOWELS = frozenset("aeiouyàáâãäåæèéêëìíîïòóôõöøùúûüýÿœąęıőűůěаеёиоуыэюяіїєαεηιουωάέήίόύώϊϋΐΰ")
 # a symbol that a word starts with ("®ivjo" for "Živjo"): quotes, brackets and ¿¡ are fine
 _LEADING = re.compile(rf"(?<![^\W\d_])[^\w\s{_MARKS}'’\"“„‚«‹¿¡(\[{{\-–—/.,:;!?&+*#@%…$€£¥]+(?=[^\W\d_])")
 # a combining mark on no letter ("ٌض" for "ёж" in ISO-8859-5 read as Windows-1256)
@@ -416,6 +432,8 @@ def _word_bits(word: str) -> float:
         alphabetic = scripts & _ALPHABETIC
         if len(alphabetic) > 1 or ("" in scripts and alphabetic - {"LATIN"}):  # "" in scripts: a CJK char
             bits += 15.0
+        elif len(word) >= 4 and alphabetic <= _VOWELLED and not _VOWELS.intersection(word.lower()):
+            bits += 8.0  # no vowel in a word of four letters: "РНЩЪВСГЪЩН" (EUC-JP's kanji as ISO-8859-5)
     return bits
 
 

@@ -126,6 +126,8 @@ def test_text_in_a_legacy_encoding_reads_as_written(lang, length, encoding):
         ("בְּרֵאשִׁית בָּרָא אֱלֹהִים", "cp1255"),  # pointed: was read as KOI8-U "ДСйъ бИМшИа"
         ("مَرْحَبًا بِكُمْ فِي الْمَوْقِعِ", "cp1256"),
         ("Щука и ёж", "iso8859_5"),  # was Windows-1256 "ةمعذ ط ٌض"
+        ("产品价格表", "utf_16_le"),  # no NUL or control byte says UTF-16
+        ("Tack så mycket för hjälpen!", "cp1252"),
     ],
 )
 def test_one_short_line(text, encoding):
@@ -149,7 +151,7 @@ def test_a_guess_is_named_in_a_notice():
 
 
 @pytest.mark.parametrize(
-    "text", ["Price list – 2024", "Temperature: 25°C", "It's 5 ½ inches", "Děkuji za pozornost"]
+    "text", ["Price list – 2024", "Temperature: 25°C.", "It's 5 ½ inches", "Děkuji za pozornost"]
 )
 def test_one_character_past_ascii_is_no_reason_for_a_notice(text):
     doc = parse(text.encode("cp1250" if "ě" in text else "cp1252"), "note.txt")
