@@ -27,6 +27,7 @@ from .base import (
     metadata_title,
     page_ranges,
 )
+from .plausible import strip_unusable, why_unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ _UNDECODABLE = (
     "The PDF has no extractable text: its characters could not be decoded (damaged or unmapped fonts); the file "
     "may be damaged."
 )
+_UNREADABLE = (
+    "The PDF has no readable text: its text layer does not decode to readable text (fonts without a Unicode "
+    "mapping?); its content cannot be searched."
+)
 _MAX_OUTLINE_ENTRIES = 20_000
 
 
@@ -137,6 +142,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     sized: list[list[tuple[str, float]] | None] = []
     first_lines: list[tuple[str, float]] | None = None  # the first page's, for its title (bookmarks or not)
     garbled: set[int] = set()  # pages whose text was only characters that could not be decoded
+    unreadable: set[int] = set()  # pages whose text decoded to characters that are no text (``plausible``)
     for i in range(n_pages):
         # every page's type sizes, bookmarks or not: headings from the type, or those below the bookmarks
         # (``font_headings``, ``sub_headings``), and the first page's for the title
@@ -157,7 +163,17 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             text = text.replace("\ufffd", "")
             if not text.strip():
                 garbled.add(i)
-        if not text.strip() and i not in garbled and _content_damaged(reader.pages[i]):
+        why = why_unreadable(text)
+        if why is not None:
+            # a font without a Unicode mapping: its glyph codes read through a default encoding, as punctuation,
+            # control characters or shifted letters that would be indexed while the page's words are missing
+            logger.info("PDF page %d: its text does not read as text (%s); dropped", i + 1, why)
+            unreadable.add(i)
+            text, chunks = "", []
+        else:
+            # a symbol font's bullets or ticks (private use) in readable text: only they go
+            text, chunks = strip_unusable(text), [(strip_unusable(t), size) for t, size in chunks]
+        if not text.strip() and i not in garbled | unreadable and _content_damaged(reader.pages[i]):
             # pypdf reads what it can of a content stream that does not inflate and only logs it: the page
             # read as blank, and the loss went unnoticed
             logger.warning("PDF page %d could not be read: its content stream is damaged", i + 1)
@@ -172,7 +188,9 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     failed = texts.count(None)
     texts = strip_running_lines(texts)
     # read before join_page_breaks, which may carry a page's only sentence over to the page before
-    blank = [i for i, t in enumerate(texts) if t is not None and not t.strip() and i not in garbled]
+    blank = [
+        i for i, t in enumerate(texts) if t is not None and not t.strip() and i not in garbled | unreadable
+    ]
     texts = join_page_breaks([None if t is None else reflow(t) for t in texts])
     by_font = {} if outline else font_headings(sized)
     below = sub_headings(sized, outline) if outline else {}
@@ -203,10 +221,12 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     if failed == n_pages:
         raise ParseError(_DAMAGED)
     title = meta_title or font_title(first_lines)
-    _page_notices(b, reader, n_pages, texts, blank, garbled)
+    _page_notices(b, reader, n_pages, texts, blank, garbled, unreadable)
     try:
         return b.build("pdf", n_pages, title)
     except ParseError as e:
+        if unreadable:
+            raise ParseError(_UNREADABLE) from e
         if garbled:
             raise ParseError(_UNDECODABLE) from e
         raise ParseError(
@@ -216,11 +236,18 @@ def parse_pdf(data: bytes) -> ParsedDocument:
 
 
 def _page_notices(
-    b: TextBuilder, reader: PdfReader, n_pages: int, texts: list, blank: list[int], garbled: set[int]
+    b: TextBuilder,
+    reader: PdfReader,
+    n_pages: int,
+    texts: list,
+    blank: list[int],
+    garbled: set[int],
+    unreadable: set[int],
 ) -> None:
     """Notices for the pages whose content is not in the text, where other pages have text (a PDF with none at
     all fails instead): pages that show images but hold no text (scanned into a PDF of typed pages), pages
-    that could not be read or whose characters could not be decoded. A blank page (no images) lost nothing."""
+    that could not be read, whose characters could not be decoded or decoded to no readable text. A blank page
+    (no images) lost nothing."""
     scanned = [i + 1 for i in blank if _draws_images(reader.pages[i])]
     unread = [i + 1 for i, t in enumerate(texts) if t is None]
     for pages, one, many in (
@@ -229,6 +256,9 @@ def _page_notices(
         (sorted(p + 1 for p in garbled), "holds only characters that could not be decoded (damaged or unmapped "
          "fonts); its text is missing", "hold only characters that could not be decoded (damaged or unmapped "
          "fonts); their text is missing"),
+        (sorted(p + 1 for p in unreadable), "has a text layer that does not decode to readable text (a font "
+         "without a Unicode mapping?); its content is missing", "have a text layer that does not decode to "
+         "readable text (fonts without a Unicode mapping?); their content is missing"),
         (unread, "could not be read (damaged); its content is missing",
          "could not be read (damaged); their content is missing"),
     ):  # fmt: skip

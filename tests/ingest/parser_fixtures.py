@@ -1026,3 +1026,103 @@ def make_pdf_with_damaged_pages(
         mid = (s.start(1) + s.end(1)) // 2
         data = data[:mid] + b"vwxy" + data[mid + 4 :]
     return data
+
+
+def make_pdf_with_fonts(pages: list[tuple[str, str]]) -> bytes:
+    """A PDF written by hand, one page a ``(font, text)``, each line of ``text`` shown on a line of its own, in
+    one of these fonts (none embedded: text extraction reads only the font dictionaries):
+    - "mapped": a Type0 font with a ToUnicode map, so any text (CJK, Arabic, math, private-use symbols) reads
+      back as itself;
+    - "standard": Helvetica in WinAnsiEncoding (Latin-1 text), as reportlab writes it;
+    - "shifted": the same font showing every letter's code one higher, as a custom-encoded subset font whose
+      glyph for "T" sits at the code of "U" does without a ToUnicode map ("Uif rvjdl cspxo gpy");
+    - "sequential": a TrueType subset font without an encoding or a ToUnicode map whose codes are given from 1
+      in the order the characters first appear (its text reads as control characters and punctuation);
+    - "identity": a Type0 font in Identity-H without a ToUnicode map, its codes the glyph ids of a common
+      TrueType font (character code - 29: "The" reads "7KH")."""
+    objects: list[bytes] = [b"", b""]  # the catalog and the page tree, written last
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)
+
+    def hex_string(codes: list[int], width: int) -> bytes:
+        return b"<" + b"".join(b"%0*X" % (2 * width, c) for c in codes) + b">"
+
+    kids = []
+    for font, text in pages:
+        lines = text.split("\n")
+        shown: list[bytes] = []
+        if font == "mapped":
+            cids = {ch: n for n, ch in enumerate(dict.fromkeys(text.replace("\n", "")), 1)}
+            cmap = (
+                b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /Custom def "
+                b"1 begincodespacerange <0000> <FFFF> endcodespacerange\n"
+            )
+            items = list(cids.items())
+            for k in range(0, len(items), 100):
+                part = items[k : k + 100]
+                cmap += b"%d beginbfchar\n" % len(part)
+                cmap += b"".join(
+                    b"<%04X> <%s>\n" % (c, ch.encode("utf-16-be").hex().upper().encode()) for ch, c in part
+                )
+                cmap += b"endbfchar\n"
+            cmap += b"endcmap CMapName currentdict /CMap defineresource pop end end"
+            to_unicode = add(b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream")
+            descendant = add(
+                b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /AAAAAA+Mapped /CIDSystemInfo << /Registry "
+                b"(Adobe) /Ordering (Identity) /Supplement 0 >> /DW 500 >>"
+            )
+            font_ref = add(
+                b"<< /Type /Font /Subtype /Type0 /BaseFont /AAAAAA+Mapped /Encoding /Identity-H /DescendantFonts "
+                b"[%d 0 R] /ToUnicode %d 0 R >>" % (descendant, to_unicode)
+            )
+            shown = [hex_string([cids[ch] for ch in line], 2) for line in lines]
+        elif font in ("standard", "shifted"):
+            font_ref = add(
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            )
+            for line in lines:
+                codes = list(line.encode("latin-1"))
+                if font == "shifted":
+                    codes = [c + 1 if chr(c).isalpha() and c < 0x7F else c for c in codes]
+                shown.append(hex_string(codes, 1))
+        elif font == "sequential":
+            font_ref = add(b"<< /Type /Font /Subtype /TrueType /BaseFont /BBBBBB+Sequential >>")
+            codes = {ch: n for n, ch in enumerate(dict.fromkeys(text.replace("\n", "")), 1)}
+            shown = [hex_string([codes[ch] for ch in line], 1) for line in lines]
+        elif font == "identity":
+            descendant = add(
+                b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /CCCCCC+Identity /CIDSystemInfo << /Registry "
+                b"(Adobe) /Ordering (Identity) /Supplement 0 >> >>"
+            )
+            font_ref = add(
+                b"<< /Type /Font /Subtype /Type0 /BaseFont /CCCCCC+Identity /Encoding /Identity-H "
+                b"/DescendantFonts [%d 0 R] >>" % descendant
+            )
+            shown = [hex_string([ord(ch) - 29 for ch in line], 2) for line in lines]
+        else:
+            raise ValueError(f"unknown font {font!r}")
+        content = b"BT /F1 11 Tf 14 TL 40 800 Td " + b"".join(s + b" Tj T* " for s in shown) + b"ET"
+        stream = add(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+        kids.append(
+            add(
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 %d 0 R >> >> "
+                b"/Contents %d 0 R >>" % (font_ref, stream)
+            )
+        )
+    objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
+        b" ".join(b"%d 0 R" % k for k in kids),
+        len(kids),
+    )
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -72,6 +72,108 @@ def test_a_pdf_whose_every_page_is_damaged_fails_as_damaged():
         parse(data, "q.pdf")
 
 
+# pages whose fonts have no Unicode mapping: their text layer reads as other characters (plausible.py)
+POLICY = (
+    "Employees may carry over up to five days of unused annual leave into the next calendar year.\n"
+    "Requests to carry over more days must be approved in writing by the head of department before\n"
+    "the end of November, and the extra days must be taken before the end of March of the next year."
+)
+UNMAPPED = (
+    "Pages 2, 4-5 of 5 have a text layer that does not decode to readable text (fonts without a Unicode "
+    "mapping?); their content is missing."
+)
+
+
+def test_pages_in_fonts_without_a_unicode_mapping_are_named_and_their_text_left_out():
+    good = ["Page one: the leave policy applies to all staff.", "Page three: sick leave is paid in full."]
+    data = F.make_pdf_with_fonts(
+        [("standard", good[0]), ("shifted", POLICY), ("standard", good[1]), ("sequential", POLICY),
+         ("identity", POLICY)]
+    )  # fmt: skip
+    doc = parse(data, "leave.pdf")
+    assert doc.notices == [UNMAPPED]
+    assert doc.text == "\n\n".join(good)  # no "Fnqmpzfft nbz dbssz", no "(PSOR\\HHV", no punctuation soup
+
+
+def test_one_page_in_a_font_without_a_unicode_mapping_is_named_in_the_singular():
+    doc = parse(F.make_pdf_with_fonts([("standard", POLICY), ("shifted", POLICY)]), "leave.pdf")
+    assert doc.notices == [
+        "Page 2 of 2 has a text layer that does not decode to readable text (a font without a Unicode "
+        "mapping?); its content is missing."
+    ]
+    assert doc.text.split() == POLICY.split()  # no "Fnqmpzfft nbz dbssz pwfs"
+
+
+def test_a_pdf_whose_every_page_is_unmapped_fails_with_its_reason():
+    data = F.make_pdf_with_fonts([("shifted", POLICY), ("identity", POLICY), ("sequential", POLICY)])
+    with pytest.raises(
+        ParseError,
+        match=r"^The PDF has no readable text: its text layer does not decode to readable text \(fonts without "
+        r"a Unicode mapping\?\)",
+    ):
+        parse(data, "leave.pdf")
+
+
+def test_private_use_bullets_of_a_symbol_font_go_and_their_text_stays():
+    # Word's bullets in Symbol and Wingdings read as private-use characters (U+F0B7, U+F0A7, U+F0D8)
+    bullets = (
+        "\uf0b7 Submit the form by Friday.\n\uf0b7 Attach all receipts.\n\uf0a7 Keep a copy.\n\uf0d8 Ask HR."
+    )
+    doc = parse(F.make_pdf_with_fonts([("mapped", bullets)]), "howto.pdf")
+    assert doc.notices == []
+    assert doc.text == "Submit the form by Friday.\nAttach all receipts.\nKeep a copy.\nAsk HR."
+
+
+LEGITIMATE = {
+    "numbers": "Region   Q1 2024    Q2 2024    Q3 2024    Change\nNorth    1,234.56   1,310.20   1,402.75   +6.9%\n"
+    "South    987.10     954.33     1,001.02   +4.9%\nEast     2,045.00   2,112.48   2,230.91   +5.6%\n"
+    "Total    4,266.66   4,377.01   4,634.68   +5.6%",
+    "code": "static int parse_args(int argc, char **argv, struct opts *o) {\n"
+    '    for (int i = 1; i < argc; i++) {\n        if (!strcmp(argv[i], "-v")) o->verbose++;\n'
+    '        else if (!strncmp(argv[i], "--out=", 6)) o->out = argv[i] + 6;\n'
+    '        else { fprintf(stderr, "usage: %s [-v]\\n", argv[0]); return -1; }\n    }\n    return 0;\n}',
+    "math": "Theorem 2. Let f : ℝ → ℝ be continuous on [a, b]. Then ∫ f(x) dx = F(b) − F(a), where F′ = f.\n"
+    "Proof. For ε > 0 choose δ > 0 with |f(x) − f(y)| < ε whenever |x − y| < δ. Then\n"
+    "|∑ f(ξᵢ)Δxᵢ − ∫ f| ≤ ε(b − a) → 0 as max Δxᵢ → 0. ∎ ‖Ax‖₂ ≤ σ(A)‖x‖₂, λ ∈ σ(A), α + β ≥ γ/2",
+    "chinese": "员工可以通过人事门户网站申请年假，直属经理应在五个工作日内审批。\n未使用的假期最多可以结转五天到下一年度。"
+    "出差费用须在返回后三十天内凭原始发票报销。",
+    "japanese": "従業員は人事ポータルから年次休暇を申請でき、上長は五営業日以内に承認します。\n未使用の休暇は翌年度に最大五日まで繰り越す"
+    "ことができます。",
+    "arabic": "يمكن للموظفين طلب الإجازة السنوية من خلال بوابة الموارد البشرية، ويجب على المدير المباشر الموافقة عليها\n"
+    "خلال خمسة أيام عمل. ويمكن ترحيل ما لا يزيد على خمسة أيام من الإجازة غير المستخدمة إلى السنة التالية.",
+    "hebrew": "עובדים יכולים לבקש חופשה שנתית דרך פורטל משאבי אנוש, והמנהל הישיר צריך לאשר אותה\n"
+    "בתוך חמישה ימי עבודה. ניתן להעביר עד חמישה ימי חופשה שלא נוצלו לשנה הבאה.",
+    "cyrillic": "Сотрудники могут подать заявление на ежегодный отпуск через кадровый портал, а непосредственный\n"
+    "руководитель утверждает его в течение пяти рабочих дней. Неиспользованные дни можно перенести.",
+    "greek": "Οι εργαζόμενοι μπορούν να υποβάλουν αίτηση για ετήσια άδεια μέσω της πύλης ανθρώπινου δυναμικού\n"
+    "και ο άμεσος προϊστάμενος την εγκρίνει εντός πέντε εργάσιμων ημερών.",
+    "hindi": "कर्मचारी मानव संसाधन पोर्टल के माध्यम से वार्षिक अवकाश के लिए आवेदन कर सकते हैं,\n"
+    "और उनके प्रबंधक पाँच कार्य दिवसों के भीतर इसे स्वीकृत करते हैं।",
+    "polish": "Szanowni Państwo, uprzejmie informujemy, że od przyszłego miesiąca zmieniają się zasady rozliczania\n"
+    "delegacji służbowych. Wszystkie wnioski należy składać wyłącznie w formie elektronicznej, a rachunki\n"
+    "przesyłać w ciągu czternastu dni od powrotu z podróży.",
+    "bibliography": '[1] A. Vaswani, N. Shazeer, N. Parmar et al., "Attention is all you need," in Proc. NeurIPS, 2017.\n'
+    '[2] J. Devlin, M.-W. Chang, K. Lee, K. Toutanova, "BERT: Pre-training of deep bidirectional transformers."\n'
+    "[3] Y. Bengio, R. Ducharme, P. Vincent, J. Mach. Learn. Res. 3 (2003) 1137–1155.\n"
+    "[4] T. Mikolov et al., arXiv:1301.3781 [cs.CL], 2013. https://arxiv.org/abs/1301.3781",
+    "parts": "XJ-4421-B   M8x1.25 hex bolt, zinc   6205-2RS   SKU 00-1142/A   Qty 250\n"
+    "RT-0093-C   M6x1.0 washer DIN 125    6203-ZZ    SKU 00-0981/B   Qty 1,000\n"
+    "AB-7710-K   O-ring 12x2 NBR70        608-2RS    SKU 01-2231/C   Qty 75\n"
+    "https://parts.example.com/catalog?sku=00-1142%2FA&lang=en",
+    "title": "Annual Report 2024",
+}
+
+
+@pytest.mark.parametrize("name", LEGITIMATE)
+def test_legitimate_pages_read_as_text(name):
+    # among pages in a standard font; the page itself in a font with a Unicode mapping
+    doc = parse(F.make_pdf_with_fonts([("standard", POLICY), ("mapped", LEGITIMATE[name])]), "page.pdf")
+    assert doc.notices == []
+    words = [w for w in LEGITIMATE[name].split() if len(w) > 3]
+    # pypdf reverses right-to-left runs (PDFs store them in visual order, these are in logical order)
+    assert words and all(w in doc.text or w[::-1] in doc.text for w in words), doc.text
+
+
 # --- spreadsheets --------------------------------------------------------------------------------
 def test_formulas_without_saved_values_are_counted_by_sheet():
     # openpyxl writes formulas without their results; a saved number and a saved empty text are results
