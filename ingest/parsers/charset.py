@@ -170,8 +170,9 @@ class Detection:
 
 
 def detect(data: bytes) -> Detection:
-    """The likeliest encoding of ``data`` (not UTF-8, no BOM) among ``_CANDIDATES`` (and UTF-16 without a BOM
-    where there are NUL or control bytes). Binary data gets one too: the caller counts its control characters."""
+    """The likeliest encoding of ``data`` (not UTF-8, no BOM) among ``_CANDIDATES``, and UTF-16 without a BOM where
+    the sample's length allows (short CJK text in UTF-16 need have no NUL byte). Binary data gets one too: the
+    caller counts its control characters."""
     sample, cut = _sample(data)
     candidates = list(_CANDIDATES)
     if len(sample) % 2 == 0 or cut or b"\x00" in sample:
