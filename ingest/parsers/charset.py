@@ -30,6 +30,8 @@ _CANDIDATES = (
     ("iso8859_15", 1.0, "ISO-8859-15 (Western European)"),
     ("latin_1", 1.5, "ISO-8859-1 (Western European)"),
     ("cp1254", 1.0, "Windows-1254 (Turkish)"),
+    ("cp1257", 1.5, "Windows-1257 (Baltic)"),
+    ("iso8859_13", 2.0, "ISO-8859-13 (Baltic)"),
     ("cp1251", 0.0, "Windows-1251 (Cyrillic)"),
     ("koi8_r", 0.5, "KOI8-R (Cyrillic)"),
     ("koi8_u", 1.0, "KOI8-U (Cyrillic)"),
@@ -81,6 +83,9 @@ _LANGS = {
     "hr": ("LATIN", "aioenjsrtvlkdumpzgbčšhcžćfđyxwq"),
     "sl": ("LATIN", "eaoinrljstvkdpmzubgčšhcžfyxwq"),
     "tr": ("LATIN", "aeinrlıdkmyustobüşzgçhğvcöpfjwâîû"),
+    "lt": ("LATIN", "iasetunkrolmpvdjgėbyšųžcčąįūęzhf"),
+    "lv": ("LATIN", "aiseturnlkmpādjvīozēgbcšņūļķžčģhf"),
+    "et": ("LATIN", "aeistlunkomdrvgphjäõbüöfšzž"),
     "ru": ("CYRILLIC", "оеаинтсрвлкмдпуяызбгьчйхжшюцщэфъё"),
     "uk": ("CYRILLIC", "оанвіитерсклудмпзяьгбчхжцшйюєїщфґ"),
     "bg": ("CYRILLIC", "аоиетнврслкдпмзгяъбучжйхцшщюьф"),
@@ -113,6 +118,9 @@ _BIGRAMS = {
     "hr": "je na ij ra ko st pr no ni ti ja ov an ne da en li ma ka ić če ši ču ža đe ve",
     "sl": "je na ra ko st pr ti ni no ov an ne da en li ma ka ve če ši ža lj nj",
     "tr": "ar la le in er an en de ir ın ır ıl ğı şı ya ak ek da ri ne",
+    "lt": "as is ai ir ka ta ar in us ri ti an ja ra ie uo ių ės šk ši ži ėj yr ąj ūr ęs",
+    "lv": "as ie is ar ai ir an ka ta ra ju ti un la st āj ām ās īb ēt šā ņa ļa ķe ēj",
+    "et": "as ma ta st al la le is en ka ja ud te se ne ta ks äi õi ää üh ül õp",
     "ru": "ст но то на ен ов ни ра во ко ал ре пр ли ет по ро ер ол ан ор те ос ны ка ть од ел ва де ле ом",
     "uk": "на ти но ст пр ні ра ен ро ко то ан ва ів ий ає ої ії ьк ви ав",
     "bg": "на то ст пр ни те ра но ет ре ен ва ко за та от ът ъл да ия",
@@ -132,6 +140,9 @@ _LESS_COMMON = {
     "cs": 1.0,
     "fi": 1.0,
     "da": 1.0,
+    "lt": 1.5,
+    "lv": 1.5,
+    "et": 1.5,
 }
 _UNLISTED_BITS = 14.0  # a letter of the language's script that the language does not use
 _RARE_SCRIPT_BITS = 18.0  # a letter of a script no language here writes in (Armenian, Yi, ...)

@@ -61,6 +61,21 @@ TEXTS = {
         "İstanbul Türkiye'nin en büyük şehridir ve boğazın iki yakasında kurulmuştur.\n"
         "Şirket ağı güvenliği için öğrenciler düzenli olarak eğitim alır.",
     ),
+    "lt": (
+        "Darbuotojai turi teisę į kasmetines atostogas.",
+        "Vilnius yra Lietuvos sostinė ir didžiausias šalies miestas.\n"
+        "Prašymą dėl atostogų reikia pateikti skyriaus vadovui prieš dvi savaites.",
+    ),
+    "lv": (
+        "Darbiniekiem ir tiesības uz ikgadējo atvaļinājumu.",
+        "Rīga ir Latvijas galvaspilsēta un lielākā pilsēta valstī.\n"
+        "Iesniegumu par atvaļinājumu jāiesniedz nodaļas vadītājam divas nedēļas iepriekš.",
+    ),
+    "et": (
+        "Töötajatel on õigus iga-aastasele puhkusele.",
+        "Tallinn on Eesti pealinn ja suurim linn.\n"
+        "Puhkuse avaldus tuleb esitada osakonna juhatajale kaks nädalat enne puhkuse algust.",
+    ),
     "zh": (
         "员工每年享有带薪年假十五天。",
         "北京是中国的首都，也是全国的政治和文化中心。\n请假需提前向主管提交申请，并说明请假的原因和时间。",
@@ -89,6 +104,9 @@ ENCODINGS = {
     "pl": ("cp1250", "iso8859_2"),
     "cs": ("cp1250", "iso8859_2"),
     "tr": ("cp1254",),
+    "lt": ("cp1257", "iso8859_13"),
+    "lv": ("cp1257",),
+    "et": ("cp1257",),
     "zh": ("gb18030", "gbk", "utf_16_le", "utf_16_be"),
     "zh-Hant": ("big5",),
     "ja": ("shift_jis", "euc_jp", "utf_16_le"),
