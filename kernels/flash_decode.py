@@ -511,10 +511,6 @@ def flash_decode_triton(
         raise ValueError(f"num_splits must be at least 1, got {num_splits}")
     direct = splits == 1
     fused = not direct and (splits <= FUSE_SPLITS if fuse_merge is None else fuse_merge)
-    # tiled planes want one program holding a KV group's heads: the merge in the decode kernel, which takes
-    # a few more splits here than FUSE_SPLITS (batch 16 at GLM-4-9B's shapes plans 8) rather than leave the
-    # planes to a planes kernel
-    tiled_fuse = planes and fuse_merge is None and not direct and splits <= TILED_FUSE_SPLITS
     # in a captured graph the decode kernel launches normally (it waits for q/k/v), lets the next kernel be
     # scheduled once its tile loop is done, and the merge launches with PDL (waiting at its start) and does
     # the same for o_proj just before its store. NOTE: H200, decode-step replays (RESULTS.md "Attention lets
@@ -530,12 +526,16 @@ def flash_decode_triton(
     target = int8_ws.planes_target(rows) if want else None
     if target is not None and target[1].dim() != 2:
         target = None  # row scales: the planes kernel's
-    if tiled_fuse and target is not None and group * hd == int8_ws.SCALE_K.value:
+    group_fits = group * hd == int8_ws.SCALE_K.value
+    if target is not None and group_fits and fuse_merge is None and 1 < splits <= TILED_FUSE_SPLITS:
+        # tiled planes want one program holding a KV group's heads: the merge in the decode kernel, taken at a
+        # few more splits than FUSE_SPLITS (batch 16 at GLM-4-9B's shapes plans 8) rather than leave the planes
+        # to o_proj's planes kernel
         fused = True
     # tiled planes take a KV group's heads as one scale group, written by the program holding them all (one
     # split, or the merge in the decode kernel): other shapes, or the merge kernel, leave them to the planes
     # kernel
-    group_fits = group * hd == int8_ws.SCALE_K.value and (direct or fused)
+    group_fits = group_fits and (direct or fused)
     if target is not None and not group_fits:
         target = None
     planes_out = planes_out if planes_out is not None else target
