@@ -38,9 +38,8 @@ TopLogprobs = list[tuple[int, float]]  # (token id, log-probability), likeliest 
 # a prompt token's log-probability given the tokens before it, and that position's likeliest tokens; the first
 # prompt token has none (None)
 PromptLogprob = tuple[float, TopLogprobs] | None
-SCORE_ROWS = (
-    64  # prompt positions whose logits exist at once while scoring (the profiled peak has max_num_seqs)
-)
+# prompt positions whose logits exist at once while scoring (the profiled peak has max_num_seqs)
+SCORE_ROWS = 64
 
 
 class EngineOverloaded(RuntimeError):
@@ -57,9 +56,8 @@ class TokenEvent:
     text: str
     logprob: float | None = None
     top_logprobs: TopLogprobs | None = None  # when SamplingParams.top_logprobs asks
-    prompt_logprobs: list[PromptLogprob] | None = (
-        None  # on a request's first event, when prompt_logprobs asks
-    )
+    # on a request's first event, when prompt_logprobs asks
+    prompt_logprobs: list[PromptLogprob] | None = None
 
 
 @dataclass
@@ -113,9 +111,8 @@ class _State:
     logprobs: list[float] = field(default_factory=list)
     top_logprobs: list[TopLogprobs] = field(default_factory=list)
     prompt_logprobs: list[PromptLogprob] | None = None  # [None] at submit when asked; grows as chunks resolve
-    prompt_scored: int = (
-        0  # prompt positions whose scoring is launched (each one's logits score the next token)
-    )
+    # prompt positions whose scoring is launched (each one's logits score the next token)
+    prompt_scored: int = 0
     prompt_sent: bool = False  # the first event (which carries prompt_logprobs) went out
     # sampled, not yet emitted: (token id, logprob, top logprobs)
     pending: list[tuple[int, float | None, TopLogprobs | None]] = field(default_factory=list)

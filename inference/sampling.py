@@ -243,16 +243,15 @@ class Sampler:
             tokens = torch.where(t[:, _GREEDY] > 0, x.argmax(-1), drawn)
         tops = [p.top_logprobs if p.logprobs else 0 for p in params]
         k = max(tops)
+        # token ids < 2^24 are exact in float32: one (R, 2) tensor of each row's token id and its logprob (0
+        # where no row asks), one copy to the host; with top_logprobs (only when a row asks) the (R, 2 + 2k)
+        # form of `score_rows` and its own host buffer
         if any(want):
-            lsm = logits.log_softmax(-1)
-            lp = lsm.gather(1, tokens[:, None])[:, 0]
+            scored = score_rows(logits, tokens, k)
         else:
-            lp = torch.zeros(R, dtype=torch.float32, device=logits.device)
-        # token ids < 2^24 are exact in float32: one (R, 2) tensor, one copy to the host
-        packed = torch.stack([tokens.float(), lp], dim=1)
-        if k:  # only when a row asks: the (R, 2 + 2k) form and its own host buffer
-            top = lsm.topk(k, dim=-1)  # sorted, descending
-            packed = torch.cat([packed, top.indices.float(), top.values], dim=1)
+            scored = torch.zeros(R, 1, dtype=torch.float32, device=logits.device)
+        packed = torch.cat([tokens.float()[:, None], scored], dim=1)
+        if k:
             return SampledTokens(tokens, packed, wide_host if staging.cuda else None, want, tops)
         return SampledTokens(tokens, packed, out_host if staging.cuda else None, want)
 
