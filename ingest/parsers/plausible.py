@@ -140,11 +140,6 @@ def _latin_implausible(words: list[str]) -> bool:
     return sum(w in _COMMON for w in longer) < COMMON_WORDS * len(longer)
 
 
-def unreadable(text: str) -> bool:
-    """Whether a page's extracted text does not decode to readable text (see the module's docstring)."""
-    return why_unreadable(text) is not None
-
-
 def why_unreadable(text: str) -> str | None:
     """The signal by which a page's text is unreadable ("useless", "punctuation", "latin-1", "letters"), or
     None when it reads as text."""

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ingest.parsers.plausible import strip_unusable, unreadable, why_unreadable
+from ingest.parsers.plausible import strip_unusable, why_unreadable
 
 PROSE = {
     "english": "Section 4.2 Retention of records. All invoices, contracts and correspondence relating to a customer "
@@ -140,11 +140,13 @@ def test_codes_read_through_a_default_encoding_are_unreadable(name):
 
 
 def test_short_text_is_never_judged_on_plausibility():
-    assert not unreadable("Uif rvjdl cspxo gpy kvnqt")  # shifted, but a title's worth
-    assert not unreadable("!\"#$%&'()*+")
-    assert not unreadable("\x01\x02\x03 \x04")  # a few control characters: dropped later, nothing to name
+    assert why_unreadable("Uif rvjdl cspxo gpy kvnqt") is None  # shifted, but a title's worth
+    assert why_unreadable("!\"#$%&'()*+") is None
+    # a few control characters: dropped later, nothing to name
+    assert why_unreadable("\x01\x02\x03 \x04") is None
     # ... but a page of nothing but control characters is read through a default encoding, however short
-    assert unreadable("".join(map(chr, range(0x0E, 0x20))) + " " + "".join(map(chr, range(1, 9))))
+    controls = "".join(map(chr, range(0x0E, 0x20))) + " " + "".join(map(chr, range(1, 9)))
+    assert why_unreadable(controls) == "useless"
 
 
 def test_private_use_characters_and_cid_leftovers_are_stripped():
