@@ -42,7 +42,10 @@ of the question's terms unless the embedding is sure of it (SURE_SIMILARITY), no
 make under MIN_WEIGHTED_COVERAGE (SURE_WEIGHTED_COVERAGE) of the question's terms weighed by their IDF in the
 collection (``idf``: "Quillfeed runs on Linux and macOS." holds the common two of "Does Quillfeed run on
 Windows?"; also with the terms of the sentence's document title weighing TITLE_WEIGHT and a yes/no question's
-subject nothing: a sentence names what its document is about whatever it says), nor, for a question about an
+subject nothing: a sentence names what its document is about whatever it says; for a Chinese question, whose
+character pairs stand in for the untrusted embedding, under ZH_MIN_WEIGHTED_COVERAGE of its jieba terms' weight,
+the words of an amount question's form, 多少钱, 多久, 几天, weighing nothing: "员工可以住公司宿舍吗？" is not
+answered by a sentence holding the collection's commonest words 员工 and 公司), nor, for a question about an
 amount, one without a figure, nor a question ("Q: When is salary paid?" before its answer line): when no sentence
 is left, nothing in the sources answers the question, nothing is quoted, and the answer says so.
 """
@@ -115,6 +118,21 @@ SURE_WEIGHTED_COVERAGE = 0.3
 # the tuning sets' quoted ones, whose covered terms stand 1-4 words apart; ranking by the weighted coverage lost 3
 # first quotes.
 TITLE_WEIGHT = 0.4
+# NOTE: a Chinese question has no embedding to trust (the default model is English-only: ``embed_trust`` 0), so the
+# floors above, scaled by it, were off, and an off-topic question got any sentence sharing a word with it: "员工可以住
+# 公司宿舍吗？" quoted one holding 员工, 可以, 公司, the collection's commonest words, while an answer holds rarer ones
+# (宿舍 is in no chunk). For the share of the similarity the character pairs stand for (1 - embed_trust), a sentence
+# must also hold ZH_MIN_WEIGHTED_COVERAGE of the question's jieba terms weighed by their IDF (the same weights, the
+# words of an amount question's form, 多少钱, 多久, 几天, weighing nothing), with no title rule: a Chinese handbook's
+# titles name topics (标点符号, 工时约定), which a question naming them asks about. Chosen on zh-dev (30 answerable)
+# and zh-offtopic (30) over the three Chinese handbooks (2026-12-07, cached retrievals): 25 of 30 off-topic
+# questions declined (15 before) for no first or any quote lost at 0.28-0.31; 0.24-0.27 declined 23-24, 0.32-0.36
+# lost a third quote (全角顿号), 0.4 three; with the title rule (0.4) 23-26 at 0.26-0.34, each losing that third
+# quote; without the form words' zero weight, 0.3 lost 2 first and 4 any quotes ("试岗一般要试多久？": 多久 is in no
+# chunk). A mixed question's floors are the two floors in proportion (an English question's, trust 1, unchanged).
+ZH_MIN_WEIGHTED_COVERAGE = 0.3
+# the words of a Chinese amount question's form (多少钱, 多久, 多长时间, 几天, 几点, 几号; not 几乎, 几个)
+_ZH_AMOUNT_FORM = re.compile(r"多少钱?|多久|多长(时间)?|多大|多远|多贵|几(?![乎个])[\u4e00-\u9fff]")
 
 
 # a yes/no question and its subject: "Can jq read YAML files?", "Does the company pay for ...?" ("Can I ...?": none)
@@ -531,27 +549,32 @@ def extractive_answer(
     floor_cov = MIN_COVERAGE * embed_trust if embed is not None else 0.0
     holds = np.array([c[4] >= floor_cov for c in cands])
     sure = cos >= SURE_SIMILARITY
-    weights = dict(idf(q_terms)) if idf is not None and embed is not None and q_terms else {}
-    if weights and (amount := _ASKS_AMOUNT.match(question)) and amount.group(1):
-        # "How many", "What percentage": the question's form, which the figure rule below checks; its words
-        # name nothing (a small collection holds no "many" and would weigh it most)
-        form = set(tokenize(amount.group(1)))
+    # the weights where a floor applies: with an embedding, or for a Chinese question (its pairs stand in for it)
+    weighed = idf is not None and (embed is not None or embed_trust < 1) and q_terms
+    weights = dict(idf(q_terms)) if weighed else {}
+    if weights and (amount := _ASKS_AMOUNT.match(question)):
+        # "How many", "What percentage", 多少, 多久, 几天: the question's form, which the figure rule below checks;
+        # its words name nothing (a small collection holds no "many" and would weigh it most)
+        form = set(tokenize(amount.group(1))) if amount.group(1) else set()
+        form |= {t for m in _ZH_AMOUNT_FORM.finditer(question) for t in tokenize(m.group())}
         weights = {t: 0.0 if t in form else w for t, w in weights.items()}
     if weights:  # and either way, enough of the question's rare terms, of what it asks about the subject too
         subject, top = _subject_terms(question), max(weights.values())
+        title_weight = TITLE_WEIGHT * embed_trust + (1 - embed_trust)  # no title rule for a Chinese question
         titles: dict[int, set[str]] = {}
 
         def says(c: tuple) -> float:
             title = titles.setdefault(c[0].passage.document_id, set(tokenize(c[0].passage.title or "")))
             own = {
-                t: weights.get(t, top) * (0.0 if t in subject else TITLE_WEIGHT if t in title else 1.0)
+                t: weights.get(t, top) * (0.0 if t in subject else title_weight if t in title else 1.0)
                 for t in q_terms
             }
             return min(_weighted_coverage(c[6], q_terms, weights), _weighted_coverage(c[6], q_terms, own))
 
         rare = np.array([says(c) for c in cands], dtype=np.float32)
-        holds &= rare >= MIN_WEIGHTED_COVERAGE * embed_trust
-        sure &= rare >= SURE_WEIGHTED_COVERAGE * embed_trust
+        zh_floor = ZH_MIN_WEIGHTED_COVERAGE * (1 - embed_trust)  # as far as the embedding is not trusted
+        holds &= rare >= MIN_WEIGHTED_COVERAGE * embed_trust + zh_floor
+        sure &= rare >= SURE_WEIGHTED_COVERAGE * embed_trust + zh_floor
     answers = holds | sure
     if _ASKS_AMOUNT.match(question):
         answers &= np.array([bool(_STATES_AMOUNT.search(c[3])) for c in cands])

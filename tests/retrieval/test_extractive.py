@@ -507,3 +507,50 @@ def test_a_sentence_naming_only_the_subject_and_a_common_word_answers_nothing(qu
 )
 def test_what_the_sentence_says_of_the_subject_still_answers(question, answer):
     assert _company_manual(question).quotes[0].text.startswith(answer)
+
+
+# A Chinese handbook's collection: 员工 and 公司 are in nearly every chunk (the collection's commonest words), as in
+# the real handbooks, where an off-topic question ("员工可以住公司宿舍吗？") was answered with any sentence holding them.
+ZH_HANDBOOK = [
+    ("考勤", "公司实行弹性工作制，员工上午九点到十点之间到公司即可。员工迟到一次，发十元钉钉红包。"),
+    ("福利", "公司为员工提供每月一天带薪假，员工可以在钉钉上申请。"),
+    ("入职", "试岗周期为5个工作日，部门安排工作，当日总结和讨论。"),
+    ("报销", "员工出差住宿每晚不超过250元，公司凭发票报销。"),
+    ("离职", "正式员工辞职，须提前1个月通知公司。"),
+    ("保密", "员工不得向公司以外的人透露薪资。"),
+]
+
+
+def _zh_handbook(question: str, weigh: bool = True):
+    passages = [
+        Passage(i, i, "员工手册", text, [heading], None, 0, len(text))
+        for i, (heading, text) in enumerate(ZH_HANDBOOK, 1)
+    ]
+    df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
+
+    def weights(terms):
+        return {t: float(idf(df[t], len(passages))) for t in terms}
+
+    ctx = assemble_context(passages, "q", lambda s: len(s), 5000)
+    # the default, English-only model is not trusted on a Chinese question (app.answer passes embed_trust 0)
+    return extractive_answer(question, ctx, None, embed_trust=0.0, idf=weights if weigh else None)
+
+
+@pytest.mark.parametrize("question", ["员工可以住公司宿舍吗？", "公司提供子女教育补贴吗？"])
+def test_an_off_topic_chinese_question_sharing_only_common_words_is_declined(question):
+    assert _zh_handbook(question, weigh=False).quotes  # without the collection's statistics it was quoted
+    ans = _zh_handbook(question)
+    assert (ans.text, ans.quotes) == ("", [])
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # 多久 and 几天 are in no chunk, so they would weigh most: the words of the question's form weigh nothing
+        ("试岗一般要试多久？", "试岗周期为5个工作日，部门安排工作，当日总结和讨论。"),
+        ("公司每个月给几天带薪假？", "公司为员工提供每月一天带薪假，员工可以在钉钉上申请。"),
+        ("迟到了要发多少钱的红包？", "员工迟到一次，发十元钉钉红包。"),
+    ],
+)
+def test_a_chinese_question_holding_rare_words_of_a_sentence_is_still_answered(question, answer):
+    assert _zh_handbook(question).quotes[0].text == answer
