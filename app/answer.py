@@ -198,10 +198,11 @@ def prepare(
 
 
 def parse_citations(text: str, n_sources: int) -> list[int]:
-    """Source numbers the text cites ([n], [n][m], [n, m], [n-m]) that exist, in order of first use."""
+    """Source numbers the text cites ([n], [n][m], [n, m], [n-m], 【n】, [^n], [来源n], ...: see
+    retrieval.context.citations) that exist, in order of first use."""
     from retrieval.context import cited_numbers
 
-    return [n for n in cited_numbers(text) if 1 <= n <= n_sources]
+    return cited_numbers(text, n_sources)
 
 
 # --- extractive answers --------------------------------------------------------------------------

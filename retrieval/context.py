@@ -127,25 +127,60 @@ def assemble_context(
     return Context(system=system, sources=sources, tokens=used, dropped=dropped)
 
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[-–,]\s*\d+)*)\]")
+# --- citations ------------------------------------------------------------------------------------
+# A citation marker as models write it. The prompt asks for [1] / [2][3]; GLM-4, above all in Chinese, also
+# writes 【1】 ［1］ 【1,2】 [1、2] [1，3] [^1] [Source 1] [来源1] 【来源：1】 [文档1], ranges [1-3] [1~3] [1至3].
+# Any opening bracket with any closing one; a list of numbers or ranges, each optionally labelled. Parentheses
+# never cite ("(1)" is a list item), and code spans and fenced code blocks are skipped ("a[1]" indexes).
+# NOTE: web/citations.js holds the same pattern for the ask page; change both together.
+_SP = r"[ \t\u3000]*"
+_WORDS = r"sources?|docs?|documents?|refs?|来源|出处|文档|资料|参考资料|参考文献|参考"
+_LABEL = rf"(?:\^|(?:{_WORDS}){_SP}[:：#]?)"
+_ITEM = rf"(?:{_LABEL}{_SP})?[0-9]{{1,6}}(?:{_SP}[-–—~～至到]{_SP}[0-9]{{1,6}})?"
+_CITATION = re.compile(
+    r"^[ \t]*(`{3,}|~{3,})[\s\S]*?(?:^[ \t]*\1|(?![\s\S]))"  # a fenced code block (unclosed: to the end)
+    r"|(`+)(?!`)(?:[^\n]|\n(?![ \t]*\n))*?[^`]\2(?!`)"  # a code span, within a paragraph
+    rf"|[\[【［]{_SP}({_ITEM}(?:{_SP}[,，、;；]{_SP}{_ITEM})*){_SP}[\]】］]",
+    re.MULTILINE | re.IGNORECASE,
+)
+_NUMBERS = re.compile(rf"([0-9]+)(?:{_SP}[-–—~～至到]{_SP}([0-9]+))?")
 
 
-def cited_numbers(text: str) -> list[int]:
-    """Source numbers cited in `text` ([1], [2][3], [1, 4], [2-4]), in order of first appearance."""
-    out: list[int] = []
-    for m in _MARKER.finditer(text):
-        for part in m.group(1).split(","):
-            bounds = [int(b) for b in re.split(r"[-–]", part)]
-            lo, hi = bounds[0], bounds[-1]
-            if hi - lo > 50:  # "[1-1000]" is not a citation
-                continue
-            out += [n for n in range(lo, hi + 1) if n not in out]
+@dataclass(frozen=True)
+class Citation:
+    """A marker in an answer: text[start:end] cites `numbers` (ranges expanded, in the order written)."""
+
+    start: int
+    end: int
+    numbers: tuple[int, ...]
+
+
+def citations(text: str, n_sources: int) -> list[Citation]:
+    """The citation markers of `text` whose every number names one of sources 1..n_sources; any other
+    ("[2024]", "[0]", "[1-1000]", a descending "[3-1]") is ordinary text."""
+    out = []
+    for m in _CITATION.finditer(text):
+        if m.group(3) is None:  # code
+            continue
+        numbers: list[int] = []
+        for lo, hi in _NUMBERS.findall(m.group(3)):
+            first, last = int(lo), int(hi or lo)
+            if not 1 <= first <= last <= n_sources:
+                break
+            numbers += range(first, last + 1)
+        else:
+            out.append(Citation(m.start(), m.end(), tuple(numbers)))
     return out
+
+
+def cited_numbers(text: str, n_sources: int) -> list[int]:
+    """Source numbers (1..n_sources) cited in `text`, in order of first appearance."""
+    return list(dict.fromkeys(n for c in citations(text, n_sources) for n in c.numbers))
 
 
 def cited_sources(text: str, context: Context) -> list[Source]:
     """The sources an answer cites; markers that name no source ([0], [99]) are ignored."""
-    return [s for n in cited_numbers(text) if (s := context.source(n)) is not None]
+    return [context.sources[n - 1] for n in cited_numbers(text, len(context.sources))]
 
 
 # --- follow-up questions -------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_budget_too_small_for_the_prompt_is_an_error():
 
 def test_citation_markers_map_to_chunks():
     ctx = assemble_context(P[:3], "q", words, max_tokens=500)
-    assert cited_numbers("A [2]. B [1][3], C [1, 2] and [2-3]; not [x] or [0-999]") == [2, 1, 3]
+    assert cited_numbers("A [2]. B [1][3], C [1, 2] and [2-3]; not [x] or [0-999]", 3) == [2, 1, 3]
     cited = cited_sources("sorted() makes a copy [2] while sort() does not [1]; see also [7].", ctx)
     assert [(s.n, s.passage.chunk_id, s.passage.document_id, s.passage.char_start) for s in cited] == [
         (2, 3, 1, 40),
