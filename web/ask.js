@@ -1,5 +1,6 @@
 // The ask page: streamed answers with citation buttons, source preview, history, feedback.
 import { ApiError, api, fill, formatTime, h, renderUserBar, request, sseEvents } from "./api.js";
+import { citations } from "./citations.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { conversationId: null, busy: false };
@@ -7,25 +8,26 @@ const state = { conversationId: null, busy: false };
 const STAGES = { embed: "query embedding", dense: "dense search", bm25: "keyword search (BM25)", rerank: "re-ranking" };
 
 // --- citations and sources -----------------------------------------------------------------------
-const MARKER = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
-
-/** Answer text as text nodes, with each [n] (or [n, m]) that names a source turned into a button. */
+/**
+ * Answer text as text nodes, with each citation marker that names sources (see citations.js: [n], [n, m],
+ * 【n】, [^n], [来源n], ...) turned into one [n] button per source: every form reads the same. The whole text
+ * is parsed again on each paint, so a marker split across streamed tokens ("【", "1", "】") turns into a
+ * button once its closing bracket arrives.
+ */
 function renderAnswer(el, text, sources) {
   const byN = new Map((sources || []).map((s) => [Number(s.n), s]));
   const parts = [];
   let last = 0;
-  for (const m of text.matchAll(MARKER)) {
-    const ns = m[1].split(",").map((x) => Number(x.trim()));
-    if (!ns.every((n) => byN.has(n))) continue; // not a citation we can resolve: leave as text
-    parts.push(text.slice(last, m.index));
+  for (const c of citations(text, (n) => byN.has(n))) {
+    parts.push(text.slice(last, c.start));
     // An extractive answer quotes “sentence” [n]: remember the quote so the passage view can mark it.
-    const quoted = /“([^“”]+)”\s*$/.exec(text.slice(Math.max(0, m.index - 4000), m.index));
-    for (const n of ns) {
+    const quoted = /“([^“”]+)”\s*$/.exec(text.slice(Math.max(0, c.start - 4000), c.start));
+    for (const n of c.numbers) {
       const src = byN.get(n);
       if (quoted) src.quotes = [...new Set([...(src.quotes || []), quoted[1]])];
       parts.push(citeButton(src));
     }
-    last = m.index + m[0].length;
+    last = c.end;
   }
   parts.push(text.slice(last));
   fill(el, parts);
