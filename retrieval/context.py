@@ -35,7 +35,8 @@ SOURCES_HEADER = "Sources:"
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions from the numbered sources below. Use only what they say. After each claim, cite "
     "the sources it comes from with their numbers in square brackets, e.g. [1] or [2][3]. If the sources do "
-    "not contain the answer, say that you do not know."
+    "not contain the answer, say that you do not know. Unless told otherwise, answer in the language of the "
+    "question, even when the sources are in another language."
 )
 
 

@@ -64,6 +64,15 @@ def test_a_slide_is_cited_as_a_slide_and_a_page_as_a_page():
     assert ctx.system.endswith("[2] Roadmap › Q3 plans (slide 4)\nShip the search API.")  # document order
 
 
+def test_the_answer_is_asked_in_the_question_language_with_the_same_prompt_for_every_question():
+    # a Chinese question over English sources is answered in Chinese; the instruction is part of the system
+    # prompt, which is the same whatever the question, so every request still shares its cached prefix
+    assert "answer in the language of the question" in DEFAULT_SYSTEM_PROMPT
+    zh = assemble_context(P[:3], "如何对列表排序？", words, max_tokens=200)
+    en = assemble_context(P[:3], "How do I sort a list?", words, max_tokens=200)
+    assert zh.system == en.system and zh.system.startswith(DEFAULT_SYSTEM_PROMPT + "\n\nSources:\n")
+
+
 def test_budget_too_small_for_the_prompt_is_an_error():
     with pytest.raises(ValueError, match="more than the budget of 5"):
         assemble_context(P, "q", words, max_tokens=5)
