@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from ingest.pipeline import process_document
 from tests.app.ask_support import ask_client, build_world, parse_sse
-from tests.inference.conftest import build_tokenizer
+from tests.inference.conftest import build_scripted_checkpoint
 
 # the answer, one token a piece; the marker 【1】 comes as three tokens, so three `token` events
 PIECES = ["员工每年有二十八天带薪假", "【", "1", "】", "，未用完的最多五天可结转", "［来源：2］", "。2024 年的规定",
@@ -31,50 +30,9 @@ Sick leave needs a doctor's note from the third day of absence.
 """
 
 
-def build_scripted_checkpoint(out: Path) -> None:
-    """A GlmForCausalLM whose greedy output after the prompt is PIECES, then end of text, whatever the prompt.
-
-    Each layer's output projections are zero, so the last hidden state is the current token's embedding; the
-    embedding of the i-th token of the chain (<|assistant|>, then PIECES' tokens) is the unit vector e_i, and
-    lm_head maps e_i to the next token of the chain: a bigram model over the chain's distinct tokens."""
-    from tokenizers import Tokenizer
-    from transformers import GlmConfig, GlmForCausalLM
-
-    tok_dir = out / "tok"
-    tok_dir.mkdir(parents=True)
-    build_tokenizer(tok_dir)
-    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
-    tok.add_tokens([p for p in PIECES if tok.token_to_id(p) is None])  # plain text, not special
-    chain = [tok.token_to_id(t) for t in ("<|assistant|>", *PIECES, "<|endoftext|>")]
-    assert len(set(chain)) == len(chain), f"{chain=}"  # a bigram chain must not revisit a token
-    eos = [tok.token_to_id(t) for t in ("<|endoftext|>", "<|user|>", "<|observation|>")]
-    cfg = GlmConfig(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, partial_rotary_factor=0.5,
-                    pad_token_id=eos[0], eos_token_id=eos, tie_word_embeddings=False)  # fmt: skip
-    assert len(chain) <= cfg.hidden_size and tok.get_vocab_size(with_added_tokens=True) <= cfg.vocab_size
-    torch.manual_seed(0)
-    model = GlmForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.model.embed_tokens.weight.zero_()
-        model.lm_head.weight.zero_()
-        for i, (here, nxt) in enumerate(zip(chain, chain[1:], strict=False)):
-            model.model.embed_tokens.weight[here, i] = 1.0
-            model.lm_head.weight[nxt, i] = 10.0  # RMSNorm scales e_i to 8 e_i: a logit of 80, the rest 0
-    model.save_pretrained(out / "scripted-glm")
-    tok.save(str(out / "scripted-glm" / "tokenizer.json"))
-    (out / "scripted-glm" / "tokenizer_config.json").write_bytes(
-        (tok_dir / "tokenizer_config.json").read_bytes()
-    )
-
-
 @pytest.fixture(scope="module")
 def scripted_checkpoint(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("scripted")
-    build_scripted_checkpoint(root)
-    return root / "scripted-glm"
+    return build_scripted_checkpoint(tmp_path_factory.mktemp("scripted") / "scripted-glm", PIECES)
 
 
 @pytest.fixture

@@ -96,6 +96,43 @@ def build_checkpoint(out: Path, arch: str, tok_dir: Path) -> None:
         (out / f).write_bytes((tok_dir / f).read_bytes())
 
 
+def build_scripted_checkpoint(out: Path, pieces: list[str]) -> Path:
+    """A GlmForCausalLM in `out` whose greedy answer to any chat prompt is `pieces`, one token each (added to the
+    tokenizer as plain text where missing), then end of text: an engine answer a test can know in advance.
+
+    Each layer's output projections are zero, so the last hidden state is the current token's embedding; the
+    embedding of the i-th token of the chain (<|assistant|>, which ends the prompt, then the pieces) is the unit
+    vector e_i, and lm_head maps e_i to the chain's next token: a bigram model, so no piece may repeat."""
+    from tokenizers import Tokenizer
+    from transformers import GlmConfig, GlmForCausalLM
+
+    out.mkdir(parents=True)
+    build_tokenizer(out)
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    tok.add_tokens([p for p in pieces if tok.token_to_id(p) is None])
+    tok.save(str(out / "tokenizer.json"))
+    chain = [tok.token_to_id(t) for t in ("<|assistant|>", *pieces, "<|endoftext|>")]
+    assert len(set(chain)) == len(chain), f"{chain=}"  # a bigram chain must not revisit a token
+    eos = [tok.token_to_id(t) for t in ("<|endoftext|>", "<|user|>", "<|observation|>")]
+    cfg = GlmConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, partial_rotary_factor=0.5,
+                    pad_token_id=eos[0], eos_token_id=eos, tie_word_embeddings=False)  # fmt: skip
+    assert len(chain) <= cfg.hidden_size and tok.get_vocab_size(with_added_tokens=True) <= VOCAB
+    torch.manual_seed(0)
+    model = GlmForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.lm_head.weight.zero_()
+        for i, (here, nxt) in enumerate(zip(chain, chain[1:], strict=False)):
+            model.model.embed_tokens.weight[here, i] = 1.0
+            model.lm_head.weight[nxt, i] = 10.0  # the final RMSNorm scales e_i to 8 e_i: logit 80, the rest 0
+    model.save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """{'glm': GlmForCausalLM dir, 'glm4': Glm4ForCausalLM dir}, sharded safetensors + tokenizer."""
