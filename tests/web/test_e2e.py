@@ -13,13 +13,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
+# AUTOGLM_TEST_CHROMIUM: another Chromium binary (e.g. /usr/lib/chromium/chromium where the wrapper is missing)
+CHROMIUM = os.environ.get("AUTOGLM_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -102,7 +104,13 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     """`autoglm serve` on a free port with a fresh data dir, and an admin who signs in with a password."""
-    tmp = tmp_path_factory.mktemp("web")
+    with serve(tmp_path_factory.mktemp("web")) as s:
+        yield s
+
+
+@contextmanager
+def serve(tmp: Path, **extra_env: str) -> Iterator[Server]:
+    """`autoglm serve` (with `extra_env` set, e.g. AUTOGLM_MODEL_PATH) in `tmp`, as the `server` fixture."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
     env.update(
@@ -113,6 +121,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         # 2-core box, a question once got no passage ("no source passage matches"; alone the test passed),
         # and a default 300 ms deadline on a loaded box is the likely cause (the server log does not say)
         AUTOGLM_RETRIEVAL_DEADLINE_MS="5000",
+        **extra_env,
     )  # fmt: skip
     log_path = tmp / "serve.log"
     log = open(log_path, "wb")  # noqa: SIM115
