@@ -140,7 +140,7 @@ _LABEL = rf"(?:\^|(?:{_WORDS}){_SP}[:：#]?)"
 _ITEM = rf"(?:{_LABEL}{_SP})?[0-9]{{1,6}}(?:{_SP}[-–—~～至到]{_SP}[0-9]{{1,6}})?"
 _CITATION = re.compile(
     r"^[ \t]*(`{3,}|~{3,})[\s\S]*?(?:^[ \t]*\1|(?![\s\S]))"  # a fenced code block (unclosed: to the end)
-    r"|(`+)(?!`)(?:[^\n]|\n(?![ \t]*\n))*?[^`]\2(?!`)"  # a code span, within a paragraph
+    r"|(`+)(?!`)[^\n]*?[^`\n]\2(?!`)"  # a code span, within a line (a quote's stray ` hides no other line)
     rf"|[\[【［]{_SP}({_ITEM}(?:{_SP}[,，、;；]{_SP}{_ITEM})*){_SP}[\]】］]",
     re.MULTILINE | re.IGNORECASE,
 )

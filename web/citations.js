@@ -8,7 +8,7 @@ const LABEL = `(?:\\^|(?:${WORDS})${SP}[:：#]?)`;
 const ITEM = `(?:${LABEL}${SP})?[0-9]{1,6}(?:${SP}[-–—~～至到]${SP}[0-9]{1,6})?`;
 const CITATION = new RegExp(
   "^[ \\t]*(`{3,}|~{3,})[\\s\\S]*?(?:^[ \\t]*\\1|(?![\\s\\S]))" + // a fenced code block (unclosed: to the end)
-    "|(`+)(?!`)(?:[^\\n]|\\n(?![ \\t]*\\n))*?[^`]\\2(?!`)" + // a code span, within a paragraph
+    "|(`+)(?!`)[^\\n]*?[^`\\n]\\2(?!`)" + // a code span, within a line
     `|[\\[【［]${SP}(${ITEM}(?:${SP}[,，、;；]${SP}${ITEM})*)${SP}[\\]】］]`,
   "gmi",
 );

@@ -43,6 +43,8 @@ CASES: list[tuple[str, list[tuple[str, list[int]]]]] = [
     ("```python\nx = a[1]\ny = b[2]\n```\nThat reads the second item [2].", [("[2]", [2])]),
     ("~~~\nitems[1]\n~~~\nsee [1]", [("[1]", [1])]),
     ("Example:\n```js\nconst x = a[1];", []),
+    # a code span ends with its line: an extractive answer's quote with a stray backtick hides no other quote's [n]
+    ("“Run `make” [1]\n“then `make install” [2]", [("[1]", [1]), ("[2]", [2])]),
 ]
 
 
