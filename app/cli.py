@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -20,6 +21,13 @@ def _serve(args: argparse.Namespace) -> int:
     from app.worker_proc import WorkerSupervisor, requeue_pending
     from ingest.recovery import run_maintenance
 
+    host, port = args.host or settings.host, args.port or settings.port
+    if (why := _cannot_listen(host, port)) is not None:
+        # before the migrations and the embedded worker: a second `serve` on a taken port started its
+        # worker and re-queued the documents, then uvicorn's "address already in use" scrolled away
+        print(f"error: cannot listen on {host}:{port}: {why}; is another `autoglm serve` running? "
+              "Stop it, or choose another port with --port (or AUTOGLM_PORT).", file=sys.stderr)  # fmt: skip
+        return 1
     if args.model:
         os.environ["AUTOGLM_MODEL_PATH"] = str(Path(args.model).resolve())
         settings.model_path = os.environ["AUTOGLM_MODEL_PATH"]
@@ -37,8 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         uvicorn.run(
             "app.main:app",
-            host=args.host or settings.host,
-            port=args.port or settings.port,
+            host=host,
+            port=port,
             log_level=settings.log_level.lower(),
             # SIGTERM: answer streams get this long to finish, then their connections are closed.
             timeout_graceful_shutdown=settings.shutdown_grace_s,
@@ -47,6 +55,18 @@ def _serve(args: argparse.Namespace) -> int:
         if supervisor is not None:
             supervisor.stop()
     return 0
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the API could not listen on host:port (bound as uvicorn binds it), or None when it can."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except OSError as e:  # EADDRINUSE, EACCES (a port below 1024), an unknown host name
+        return e.strerror or str(e)
+    return None
 
 
 def _warm_embedder() -> None:

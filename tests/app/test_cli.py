@@ -133,6 +133,26 @@ def test_serve_runs_api_and_embedded_worker(tmp_path):
         print((tmp_path / "serve.log").read_text()[-3000:])
 
 
+def test_serve_on_a_taken_port_says_so_before_starting_anything(tmp_path):
+    # A second `autoglm serve` (another terminal, a service left running) started its embedded worker and
+    # re-queued documents, then uvicorn's "address already in use" scrolled away under later log lines.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
+    env.update(HF_HUB_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp_path / "data"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; is another `autoglm serve` running? "
+        "Stop it, or choose another port with --port (or AUTOGLM_PORT)."
+    )
+    assert not (tmp_path / "data" / "broker.sqlite").exists()  # no worker was started, nothing migrated
+    assert not (tmp_path / "data" / "autoglm.db").exists()
+
+
 def _ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
