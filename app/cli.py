@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from app.settings import reload_settings, settings
+from app.settings import Settings, reload_settings, settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -121,6 +121,7 @@ def _create_admin(args: argparse.Namespace) -> int:
     migrate()
     with session_scope() as s:
         user = s.exec(select(User).where(User.name == name)).first()
+        created = user is None
         if user is None:
             user, key = auth.create_user(s, name, Role.admin)
         else:
@@ -130,7 +131,18 @@ def _create_admin(args: argparse.Namespace) -> int:
             key = auth.issue_key(s, user)
         if password_hash is not None:
             user.password_hash = password_hash
+        can_sign_in = user.password_hash is not None
         s.commit()
+    # What to do next, on stderr: stdout is the key alone, for scripts. The user name to sign in with was
+    # said nowhere (README nor output), and the key came without a word.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    did = "Created administrator" if created else "New API key for administrator"
+    how = (
+        f"sign in at http://{host}:{settings.port}/ as {name}"
+        if can_sign_in
+        else "no password yet: run this again with --password to sign in in a browser"
+    )
+    print(f"{did} {name!r} ({how}). Its API key, shown only now:", file=sys.stderr)
     print(key)
     return 0
 
@@ -247,6 +259,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 OWN_COMMANDS = ("serve", "worker", "create-admin", "ingest", "migrate")
+# commands that print their own results; their log shows warnings and errors unless AUTOGLM_LOG_LEVEL is set
+QUIET_COMMANDS = ("create-admin", "ingest", "migrate")
 
 
 def build_parser(with_inference: bool = True) -> argparse.ArgumentParser:
@@ -296,9 +310,17 @@ def build_parser(with_inference: bool = True) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    reload_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    reload_settings()
+    level = settings.log_level
+    if argv and argv[0] in QUIET_COMMANDS and "log_level" not in Settings().model_fields_set:
+        # a command that reports what it did itself: the libraries' INFO lines (alembic's plugin set-up,
+        # faiss's loader, each segment written) and the weights' loading bar buried that report
+        level = "WARNING"
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # also for loggers that set a level of their own (bm25s: DEBUG)
     args = build_parser(with_inference=not argv or argv[0] not in OWN_COMMANDS).parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -160,6 +160,35 @@ def _ok(url: str) -> bool:
         return False
 
 
+def test_create_admin_says_who_signs_in_where(tmp_path):
+    # The output was the key alone, under nine INFO lines of alembic's; the name to sign in with was said
+    # nowhere. Run as a user runs it: a process of its own, with the libraries' logging as it comes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
+    env.update(HF_HUB_OFFLINE="1", AUTOGLM_DATA_DIR=str(tmp_path / "data"))
+
+    def create_admin(*args: str) -> tuple[str, str]:
+        r = subprocess.run([sys.executable, "-m", "app.cli", "create-admin", *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        # stdout: the key alone, for scripts
+        assert r.stdout.startswith("agk_") and len(r.stdout.splitlines()) == 1, r.stdout
+        return r.stdout.strip(), r.stderr.strip()
+
+    _, err = create_admin()
+    assert err == (
+        "Created administrator 'admin' (no password yet: run this again with --password to sign in in a "
+        "browser). Its API key, shown only now:"
+    )
+    env["AUTOGLM_ADMIN_PASSWORD"] = "correct horse battery"
+    _, err = create_admin("--password")
+    assert err == (
+        "New API key for administrator 'admin' (sign in at http://127.0.0.1:8000/ as admin). "
+        "Its API key, shown only now:"
+    )
+    env["AUTOGLM_LOG_LEVEL"] = "INFO"  # asked for: the libraries' lines come back
+    _, err = create_admin()
+    assert "INFO alembic.runtime.migration" in err
+
+
 def test_create_admin_with_password_can_sign_in(env, capsys, monkeypatch):
     from fastapi.testclient import TestClient
 
