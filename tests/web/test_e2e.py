@@ -630,3 +630,37 @@ def test_forms_cannot_submit_natively_before_their_script_runs(server, page):
     page.context.clear_cookies()
     page.goto(f"{server.base}/login")
     expect(page.get_by_role("button", name="Sign in")).to_be_disabled()
+
+
+def test_on_a_phone_the_question_box_and_sign_out_are_on_the_first_screen(server, browser):
+    """At a phone's width the top bar pushed Sign out past the screen's edge, and the history, listed above
+    the conversation, pushed the question box below the first screen once a user had a dozen conversations."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = ctx.new_page()
+    try:
+        sign_in(page, server.base)
+        status = page.evaluate(
+            """async () => {
+                const csrf = document.cookie.split("; ").find((c) => c.startsWith("autoglm_csrf=")).split("=")[1];
+                const out = [];
+                for (let i = 0; i < 12; i++) {
+                    const r = await fetch("/api/ask", {method: "POST", body: JSON.stringify({question: `printers ${i}`}),
+                        headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}});
+                    out.push(r.status);
+                }
+                return out;
+            }"""
+        )
+        assert status == [200] * 12, status
+        page.reload()
+        expect(page.locator("#history .history-item").nth(11)).to_be_attached()  # other tests may add more
+        shot(page, "12-phone")
+        width, height = 390, 844
+        signout = page.get_by_role("button", name="Sign out").bounding_box()
+        assert signout["x"] >= 0 and signout["x"] + signout["width"] <= width, signout
+        question = page.get_by_label("Question").bounding_box()
+        assert question["y"] + question["height"] <= height, question
+        page.get_by_label("Question").click()  # reachable without scrolling the page
+        assert page.evaluate("scrollY") == 0
+    finally:
+        ctx.close()
