@@ -104,6 +104,18 @@ _NO_AES = (
     "is missing); install it, or save the PDF without encryption and upload it again."
 )
 _DAMAGED = "The PDF could not be read: the file is damaged or is not a valid PDF."
+# A PDF ends in %%EOF (an incremental update appends another): one that holds objects but no %%EOF near its
+# end stops short, a download or copy cut off, which "damaged" did not tell the admin how to mend.
+_CUT_OFF = (
+    "The PDF could not be read: the file ends early (no end-of-file marker), as a download or copy that was "
+    "cut off does; upload the complete file again."
+)
+
+
+def _damaged(data: bytes) -> str:
+    return _CUT_OFF if b"endobj" in data and b"%%EOF" not in data[-2048:] else _DAMAGED
+
+
 _UNDECODABLE = (
     "The PDF has no extractable text: its characters could not be decoded (damaged or unmapped fonts); the file "
     "may be damaged."
@@ -131,7 +143,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     except ParseError:
         raise
     except Exception as e:  # pypdf raises many types on hostile input; all mean "damaged"
-        raise ParseError(_DAMAGED) from e
+        raise ParseError(_damaged(data)) from e
     if n_pages == 0:
         raise ParseError("The PDF has no pages.")
     if n_pages > MAX_PDF_PAGES:
@@ -219,7 +231,7 @@ def parse_pdf(data: bytes) -> ParsedDocument:
             rest = rest[span[1] :]
         _emit_font_headings(b, rest, below.get(i, {}))
     if failed == n_pages:
-        raise ParseError(_DAMAGED)
+        raise ParseError(_damaged(data))
     title = meta_title or font_title(first_lines)
     _page_notices(b, reader, n_pages, texts, blank, garbled, unreadable)
     try:

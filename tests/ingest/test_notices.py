@@ -72,6 +72,23 @@ def test_a_pdf_whose_every_page_is_damaged_fails_as_damaged():
         parse(data, "q.pdf")
 
 
+def test_a_pdf_cut_off_says_so_and_what_to_do():
+    # A download or copy that stopped short was refused as "damaged or not a valid PDF", which did not say
+    # that the whole file would read; a damaged file that ends as a PDF ends still says "damaged".
+    data = F.make_pdf([f"Page {n} says the budget is {n} million." for n in range(1, 6)])
+    for cut in (len(data) // 2, len(data) - 10):
+        with pytest.raises(ParseError) as e:
+            parse(data[:cut], "budget.pdf")
+        assert str(e.value) == (
+            "The PDF could not be read: the file ends early (no end-of-file marker), as a download or copy "
+            "that was cut off does; upload the complete file again."
+        )
+    with pytest.raises(
+        ParseError, match=r"^The PDF could not be read: the file is damaged or is not a valid PDF"
+    ):
+        parse(data[: len(data) // 2] + b"\n%%EOF\n", "budget.pdf")
+
+
 # pages whose fonts have no Unicode mapping: their text layer reads as other characters (plausible.py)
 POLICY = (
     "Employees may carry over up to five days of unused annual leave into the next calendar year.\n"
