@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StringConstraints
+from sqlmodel import select
 
 from app import security, sessions
 from app.deps import SessionDep
@@ -16,6 +17,10 @@ from app.models import User
 from app.settings import settings
 
 router = APIRouter(tags=["auth"])
+NO_ONE_CAN_SIGN_IN = (
+    "No user has a password yet: create the first administrator on the server with "
+    ".venv/bin/autoglm create-admin --password, then sign in as admin."
+)
 
 
 class LoginRequest(BaseModel):
@@ -58,6 +63,10 @@ def login(body: LoginRequest, request: Request, response: Response, session: Ses
     user = sessions.authenticate(session, body.username, body.password)
     if user is None:
         sessions.login_limiter.failed(keys)
+        if session.exec(select(User.id).where(User.password_hash.is_not(None)).limit(1)).first() is None:
+            # a fresh install: nobody can sign in, so saying so tells no one anything (no name, no count);
+            # "Invalid username or password" sent a newcomer guessing admin/admin
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, NO_ONE_CAN_SIGN_IN)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
     sessions.login_limiter.succeeded(keys)
     token, csrf, _ = sessions.create_session(session, user)

@@ -79,6 +79,21 @@ def test_login_sets_cookies_and_csrf_guards_state_changes(client, monkeypatch):
     assert client.get("/api/me").json() == {"detail": "Not authenticated"}
 
 
+def test_sign_in_before_anyone_has_a_password_says_how_to_create_the_first_admin(client):
+    # A fresh install answered "Invalid username or password" to everything, and a newcomer guessed.
+    make_user(Role.admin)  # a key only (create-admin without --password): still no one can sign in
+    detail = (
+        "No user has a password yet: create the first administrator on the server with "
+        ".venv/bin/autoglm create-admin --password, then sign in as admin."
+    )
+    for name in ("admin", "nobody"):
+        r = client.post("/api/auth/login", json={"username": name, "password": "admin"})
+        assert (r.status_code, r.json()) == (401, {"detail": detail})
+    _signed_in(client, "bob")  # once someone can, a failure says no more than before
+    r = client.post("/api/auth/login", json={"username": "admin", "password": "admin"})
+    assert (r.status_code, r.json()) == (401, {"detail": "Invalid username or password"})
+
+
 def test_wrong_password_expired_session_and_rate_limit(client):
     _signed_in(client, "bob")
     for name, pw in (("bob", "wrong password"), ("nobody", PASSWORD)):
