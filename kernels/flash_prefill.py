@@ -243,8 +243,11 @@ def _flash_prefill_kernel(
     QK8: tl.constexpr,
     INVARIANT: tl.constexpr = False,
 ):
-    pid_m = tl.program_id(0)
-    h = tl.program_id(1)
+    # heads vary fastest and the last query tiles (the most causal work) come first: the GPU starts blocks in
+    # this order, so the long programs start early and the short ones fill in after them (longest first);
+    # query-tile-fastest order left 1-4k-token prompts 5-40% slower (H200, every tile config)
+    h = tl.program_id(0)
+    pid_m = tl.num_programs(1) - 1 - tl.program_id(1)
     b = tl.program_id(2)
     q_start = tl.load(CU_ptr + b)
     q_len = tl.load(CU_ptr + b + 1) - q_start
@@ -504,7 +507,7 @@ def flash_prefill_triton(
     )
 
     def grid(meta):
-        return (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), nh, B)
+        return (nh, triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), B)
 
     if INTERPRET and config is None:
         config = {"BLOCK_M": 16, "BLOCK_N": 16}
