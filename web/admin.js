@@ -616,7 +616,10 @@ async function main() {
   state.meId = me.id;
   renderUserBar($("userbar"), me, "admin");
   if (me.role !== "admin") {
-    fill(document.querySelector("main"), h("p", { class: "error", role: "alert", text: "This page is for administrators." }));
+    // the tabs of pages a member cannot use, and no way back but the top bar's small "Ask", looked broken
+    document.querySelector("nav.tabs").hidden = true;
+    fill(document.querySelector("main"), h("p", { class: "error", role: "alert" },
+      "This page is for administrators. ", h("a", { href: "/", text: "Ask questions about your documents" }), "."));
     return;
   }
   await Promise.all([loadPeople().catch(failed("Could not load users and groups")), loadCollections().catch(failed("Could not load collections"))]);

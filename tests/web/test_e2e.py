@@ -455,7 +455,9 @@ def test_admin_manages_groups_users_access_and_keys(server, page):
     expect(page.locator("#collection-list label")).to_have_text([re.compile(r"^ledgers")])
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     page.goto(f"{server.base}/admin")
-    expect(page.get_by_role("alert")).to_have_text("This page is for administrators.")
+    expect(page.get_by_role("alert")).to_have_text(
+        "This page is for administrators. Ask questions about your documents."
+    )
     # Bob replaces the password an admin chose for him with his own.
     page.get_by_role("button", name="Password", exact=True).click()
     page.get_by_label("Current password").fill("bob's newer password")
@@ -664,3 +666,20 @@ def test_on_a_phone_the_question_box_and_sign_out_are_on_the_first_screen(server
         assert page.evaluate("scrollY") == 0
     finally:
         ctx.close()
+
+
+def test_a_member_on_the_admin_page_gets_a_way_back_not_admin_tabs(server, page):
+    """A member who opens /admin saw the three admin tabs above "This page is for administrators." and no way
+    back but the top bar's small "Ask"."""
+    with server.api() as c:
+        r = c.post("/api/users", json={"name": "mel", "password": PASSWORD, "role": "member"})
+        assert r.status_code == 201, r.text
+    sign_in(page, server.base, "mel")
+    page.goto(f"{server.base}/admin")
+    expect(page.get_by_role("alert")).to_have_text(
+        "This page is for administrators. Ask questions about your documents."
+    )
+    expect(page.get_by_role("tab")).to_have_count(0)
+    shot(page, "13-member-on-admin")
+    page.get_by_role("link", name="Ask questions about your documents").click()
+    expect(page).to_have_url(f"{server.base}/")
