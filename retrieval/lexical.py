@@ -20,12 +20,17 @@ where df_global sums the document frequencies of every segment in the manifest (
 documents still count until compaction). Length normalization keeps each segment's average length.
 
 Text analysis (``tokenize``): NFKC, lowercase; runs of CJK ideographs are cut with jieba's search mode
-(overlapping words, e.g. 中华人民共和国 -> 中华, 华人, 人民, 共和, 共和国, 中华人民共和国); other text
-is cut at non-alphanumerics and stemmed with the English Snowball stemmer; English and Chinese stopwords
-are dropped. An identifier that joins words by case or digits (``word_parts``: pkgProblemResolver,
-HTTPServerError, XMLHttpRequest, utf8Decode) yields its whole word, as before, and also its parts (pkg,
-problem, resolver; http, server, error; xml, http, request; utf, 8, decode; after the text's words), so
-"problem resolver" finds Debug::pkgProblemResolver, and "utf-8" (cut into utf, 8 like any text) finds utf8.
+(overlapping words, e.g. 中华人民共和国 -> 中华, 华人, 人民, 共和, 共和国, 中华人民共和国), and the characters
+of the run's words of several characters (jieba's precise cut: 借款 -> 借, 款; 站会 -> 站, 会; a stopword's
+too, 每天 -> 天; a character that is a stopword left out) are terms too, after the run's words: a question and
+its answer in other words are often cut differently ("找公司借的钱" is 借 / 的 / 钱, the page's "员工向公司借款"
+holds 借款; "站会" of a question is 站 / 会, the page's "每天 10 点准时站会" holds 站会), and the characters are
+what they share (each weighs its own IDF, so a common one, 上 or 会, adds little). Other text is cut at
+non-alphanumerics and stemmed with the English Snowball stemmer; English and Chinese stopwords are dropped.
+An identifier that joins words by case or digits (``word_parts``: pkgProblemResolver, HTTPServerError,
+XMLHttpRequest, utf8Decode) yields its whole word, as before, and also its parts (pkg, problem, resolver;
+http, server, error; xml, http, request; utf, 8, decode; after the text's words), so "problem resolver" finds
+Debug::pkgProblemResolver, and "utf-8" (cut into utf, 8 like any text) finds utf8.
 Like the words of a snake_case identifier, which were always cut apart, the parts are ordinary terms: they
 count in the document's length and in each part's term frequency; only a word that does split adds them
 (one part of one letter does not split a word: iPhone, eBay, iOS, x86, k8s stay whole).
@@ -59,8 +64,8 @@ logger = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".bm25"
 # What ``tokenize`` makes of a text. Bump it with any change to the analysis: sidecars of an older one are
 # rebuilt on first use (their terms would not match the queries' terms). 1: no version in the name; 2: the
-# parts of identifiers (``word_parts``).
-ANALYZER_VERSION = 2
+# parts of identifiers (``word_parts``); 3: the characters of Chinese words.
+ANALYZER_VERSION = 3
 TextsForIds = Callable[[Sequence[int]], list[str]]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
@@ -131,9 +136,10 @@ def word_parts(word: str) -> list[str]:
     return kept if len(kept) > 1 else []
 
 
-def tokenize(text: str, parts: bool = True) -> list[str]:
+def tokenize(text: str, parts: bool = True, characters: bool = True) -> list[str]:
     """Index/query terms of mixed Chinese/English text (see the module docstring); `parts=False` leaves out
-    the parts of identifiers (an identifier counts once, whole)."""
+    the parts of identifiers (an identifier counts once, whole), `characters=False` the characters of
+    Chinese words (the extractive answerer's words, which it matches inside a sentence's words itself)."""
     import jieba
 
     stemmer, stop = _get_analyzer()
@@ -143,6 +149,8 @@ def tokenize(text: str, parts: bool = True) -> list[str]:
     for m in _CJK.finditer(text):
         out += _latin_terms(text[pos : m.start()], stemmer, stop, parts)
         out += [w for w in jieba.lcut_for_search(m.group()) if w.strip() and w not in stop]
+        if characters:
+            out += [c for w in jieba.lcut(m.group()) if len(w) > 1 for c in w if c not in stop]
         pos = m.end()
     return out + _latin_terms(text[pos:], stemmer, stop, parts)
 

@@ -554,3 +554,47 @@ def test_an_off_topic_chinese_question_sharing_only_common_words_is_declined(que
 )
 def test_a_chinese_question_holding_rare_words_of_a_sentence_is_still_answered(question, answer):
     assert _zh_handbook(question).quotes[0].text == answer
+
+
+# jieba cuts a question and its answer in other words differently: the question's 站 / 会 are the page's 站会, its
+# 借 / 的 / 钱 the page's 借款; a word of the question inside a word of the sentence covers it (half as much)
+ZH_RULES = [
+    ("开发流程", "每天10点准时站会，每人说说昨天做了什么。"),
+    ("开发流程", "每周五下午发布新版本。"),
+    ("财务制度", "员工向公司借款，一月内还清。"),
+    ("财务制度", "报销的钱由部门经理签字以后交给财务。"),
+    ("考勤", "每天上午十点以前到公司打卡。"),
+    ("考勤", "员工住宿由行政统一安排出差酒店。"),
+]
+
+
+def _zh_rules(question: str):
+    passages = [
+        Passage(i, i, "员工手册", text, [heading], None, 0, len(text))
+        for i, (heading, text) in enumerate(ZH_RULES, 1)
+    ]
+    df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
+    ctx = assemble_context(passages, "q", lambda s: len(s), 5000)
+    return extractive_answer(
+        question,
+        ctx,
+        None,
+        embed_trust=0.0,
+        idf=lambda terms: {t: float(idf(df[t], len(passages))) for t in terms},
+    )
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("每天的站会几点开始？", "每天10点准时站会，每人说说昨天做了什么。"),
+        ("向公司借的钱多久要还？", "员工向公司借款，一月内还清。"),
+    ],
+)
+def test_a_chinese_question_word_inside_a_longer_word_of_the_sentence_is_covered(question, answer):
+    assert _zh_rules(question).quotes[0].text == answer
+
+
+def test_a_chinese_word_sharing_only_a_character_with_the_sentence_does_not_answer():
+    # 住 is inside 住宿, 公司 and 员工 are everywhere: 宿舍, in no chunk, is what the question asks about
+    assert _zh_rules("员工可以住公司宿舍吗？").quotes == []

@@ -36,7 +36,10 @@ class Texts:
 
 def test_tokenize_mixed_chinese_and_english():
     toks = tokenize("How do I SORT lists? 我来到北京清华大学 lru_cache")
-    assert toks == ["sort", "list", "来到", "北京", "清华", "华大", "大学", "清华大学", "lru", "cach"]
+    words = ["来到", "北京", "清华", "华大", "大学", "清华大学"]  # jieba's search mode
+    chars = ["北", "京", "清", "华", "大", "学"]  # of 来到, 北京, 清华大学: 来 and 到 are stopwords
+    assert toks == ["sort", "list", *words, *chars, "lru", "cach"]
+    assert tokenize("我来到北京清华大学", characters=False) == words
     assert tokenize("the of and") == []  # stopwords only
 
 
@@ -65,6 +68,29 @@ def test_query_words_find_an_identifier_through_the_sidecar(tmp_path):
     cache = LexicalCache()
     assert [c for c, _ in cache.search(tmp_path, m, "problem resolver", 5, texts)] == [1]
     assert [c for c, _ in cache.search(tmp_path, m, "pkgProblemResolver", 5, texts)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("找公司借的钱什么时候要还？", 1),  # 借 / 的 / 钱 of the question; the chunk holds 借款 and 还清
+        ("每天的站会几点开始？", 2),  # 站 / 会 of the question; the chunk holds 站会
+    ],
+)
+def test_a_chinese_question_finds_the_chunk_that_holds_its_words_inside_longer_ones(
+    tmp_path, question, answer
+):
+    texts = Texts(
+        {
+            1: "员工向公司借款，一月内还清。",
+            2: "每天10点准时站会。",
+            3: "公司的钱由财务统一管理。",
+            4: "每天下班以前在钉钉上提交日报，几点提交都可以。",
+            5: "公司的办公室在五楼。",
+        }
+    )
+    m = _segment(tmp_path, texts.texts, Manifest())
+    assert LexicalCache().search(tmp_path, m, question, 5, texts)[0][0] == answer
 
 
 def test_sidecar_of_an_older_analyzer_is_rebuilt_then_used(tmp_path, monkeypatch):
