@@ -34,7 +34,11 @@ class SearchHit(BaseModel):
 def _embedder():
     from retrieval.embeddings import get_embedder
 
-    return get_embedder(settings.embedding_model or None, cache_path=settings.embed_cache_path)
+    return get_embedder(
+        settings.embedding_model or None,
+        cache_path=settings.embed_cache_path,
+        device=settings.embed_device,
+    )
 
 
 def search_with_meta(query: str, collection_ids: list[int], k: int):

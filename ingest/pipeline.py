@@ -134,7 +134,12 @@ def fail_document(document_id: int, reason: str) -> None:
 def _embedder():
     from retrieval.embeddings import get_embedder
 
-    return get_embedder(settings.embedding_model or None, cache_path=settings.embed_cache_path)
+    return get_embedder(
+        settings.embedding_model or None,
+        cache_path=settings.embed_cache_path,
+        device=settings.embed_device,
+        bulk=True,
+    )
 
 
 # --- process -------------------------------------------------------------------------------------

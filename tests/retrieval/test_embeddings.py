@@ -221,3 +221,69 @@ def test_an_english_model_is_not_trusted_on_chinese(emb, monkeypatch):
     assert multilingual("all-MiniLM-L6-v2")
     monkeypatch.setenv("AUTOGLM_EMBED_MULTILINGUAL", "off")
     assert not multilingual("bge-m3")
+
+
+def test_auto_device_puts_ingestion_on_a_visible_gpu_and_queries_on_the_cpu(cache_file):
+    import torch
+
+    from retrieval.embeddings import CPU_BATCH, embed_device
+
+    gpu = torch.cuda.is_available()
+    assert embed_device("auto", bulk=True) == ("cuda" if gpu else "cpu")
+    assert embed_device("auto", bulk=False) == "cpu"  # the API process: the GPU is the engine's
+    assert embed_device(" CUDA:1 ") == "cuda:1" and embed_device("cpu", bulk=True) == "cpu"
+    for bad in ("gpu", "cuda:x", "mps", ""):
+        with pytest.raises(ValueError, match="not one of auto, cpu, cuda, cuda:N"):
+            embed_device(bad)
+    if not gpu:  # both resolve to the CPU: one model in a process that ingests and answers (CLI, tests)
+        ingest = get_embedder(cache_path=cache_file, bulk=True)
+        assert ingest is get_embedder(cache_path=cache_file)
+        assert ingest.device == "cpu" and ingest.batch_size == CPU_BATCH
+
+
+def test_setting_rejects_an_unknown_device(monkeypatch):
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    monkeypatch.setenv("AUTOGLM_EMBED_DEVICE", "Cuda:0")
+    assert Settings().embed_device == "cuda:0"
+    monkeypatch.setenv("AUTOGLM_EMBED_DEVICE", "gpu")
+    with pytest.raises(ValidationError, match="not one of auto, cpu, cuda, cuda:N"):
+        Settings()
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:99"])
+def test_a_cuda_device_that_fails_falls_back_to_the_cpu_with_a_warning(emb, device, caplog):
+    """No GPU (or no such GPU): the model loads on the CPU, says so, and gives the CPU's vectors."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is visible: plain 'cuda' works here")
+    with caplog.at_level("WARNING", logger="retrieval.embeddings"):
+        other = Embedder(device=device)
+    assert other.device == "cpu" and str(other.model.device) == "cpu"
+    assert other.batch_size == emb.batch_size and other.bf16 == emb.bf16
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and f"CUDA device '{device}' unusable" in warned[0], warned
+    assert warned[0].endswith("embedding on the CPU instead")
+    np.testing.assert_allclose(other.encode(TEXTS), emb.encode(TEXTS), atol=1e-6)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_vectors_search_a_cpu_index_and_back(emb):
+    """An index built on the GPU is searched with CPU query vectors, and the other way round."""
+    from retrieval.embeddings import CUDA_BATCH
+
+    gpu = Embedder(device="cuda")
+    assert gpu.device.startswith("cuda") and gpu.batch_size == CUDA_BATCH and not gpu.bf16
+    was = emb.bf16
+    emb.bf16 = False  # float32 against float32
+    try:
+        cpu_v, gpu_v = emb.encode(TEXTS), gpu.encode(TEXTS)
+    finally:
+        emb.bf16 = was
+    assert gpu_v.dtype == np.float32
+    assert (cpu_v * gpu_v).sum(axis=1).min() >= 0.9999
+    q = "How many vacation days do employees get?"
+    assert np.argmax(gpu_v @ emb.encode([q])[0]) == np.argmax(cpu_v @ gpu.encode([q])[0]) == 0
