@@ -48,3 +48,15 @@ def test_compose_config_validates():
         )
     r = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_gpu_workers_are_a_profile_not_a_requirement():
+    """`--profile gpu` adds workers that embed on a GPU; without it the stack needs no GPU for ingestion."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    worker, gpu_worker = services["worker"], services["worker-gpu"]
+    assert "profiles" not in worker and "deploy" not in worker  # plain workers: no GPU, started by default
+    assert gpu_worker["profiles"] == ["gpu"]
+    assert gpu_worker["command"] == worker["command"] and gpu_worker["volumes"] == worker["volumes"]
+    assert gpu_worker["environment"]["AUTOGLM_EMBED_DEVICE"] == "${AUTOGLM_EMBED_DEVICE:-auto}"
+    (device,) = gpu_worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
