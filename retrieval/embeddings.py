@@ -67,10 +67,10 @@ def bf16_on_cpu(device: str) -> bool:
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-# Texts per forward pass: a GPU wants wide batches (MiniLM at 128 x 256 tokens is ~20 ms of an H100 in float32,
-# far above its launch overhead) while the pipeline hands the embedder 256 chunks a call
-# (AUTOGLM_PROGRESS_EVERY_CHUNKS), so 128 leaves sentence-transformers two length-sorted batches to pad
-# less; the CPU gains nothing past 64.
+# Texts per forward pass. The pipeline hands the embedder up to 256 chunks a call
+# (AUTOGLM_PROGRESS_EVERY_CHUNKS); on CUDA, 128 makes two length-sorted batches of them, each wide enough to
+# spread a kernel's launch cost over many rows, with less padding than one batch of 256 would have. The CPU
+# keeps the 64 it always had.
 CPU_BATCH, CUDA_BATCH = 64, 128
 
 
@@ -88,12 +88,13 @@ def embed_device(value: str = "auto", bulk: bool = False) -> str:
     cpu. Call it only in the process that will encode: asking torch whether CUDA is there initializes the
     driver, which a process forked after it (a Celery prefork child) cannot use.
 
-    NOTE: auto keeps queries (the API process) on the CPU. One query is a few milliseconds there, well inside
-    the retrieval deadline (300 ms), and the GPU belongs to the GLM engine: its CUDA-graph decode steps would
-    queue behind the embedder's eager kernels on the shared stream (and the query behind a step), its KV pool
-    is sized from the memory it finds free, and a batch of /v1/embeddings texts would compete with answers
-    being streamed. An index built on the GPU is searched with CPU query vectors (both float32); set cuda
-    explicitly to put queries on the GPU anyway."""
+    NOTE: auto keeps queries (the API process) on the CPU. A query is one short forward pass (a whole hybrid
+    search, query embedding included, took p50 66 ms on an idle 2-core machine: benchmarks/RESULTS.md), inside
+    the 300 ms retrieval deadline, and the GPU belongs to the GLM engine: its CUDA-graph decode steps would
+    queue behind the embedder's eager kernels on the shared stream (and the query behind a step), the memory
+    left beside its KV pool is a sliver, and a batch of /v1/embeddings texts would compete with answers being
+    streamed. An index built on the GPU is searched with CPU query vectors (both float32). Where queries
+    saturate the CPU (many concurrent searches), AUTOGLM_EMBED_DEVICE=cuda puts them on the GPU."""
     v = check_device(value)
     if v != "auto":
         return v
