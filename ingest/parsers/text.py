@@ -308,7 +308,23 @@ def parse_markdown(text: str) -> ParsedDocument:
     blocks: list[tuple[int, int, str, int, str]] = []
     table, row, rows = None, [], []
     for i, tok in enumerate(tokens):
-        if tok.type == "heading_open" and tok.map and tok.level == 0:
+        if (
+            tok.type == "heading_open"
+            and tok.map
+            and tok.level == 0
+            and _paragraph_over_a_rule(tok, tokens[i + 1], lines)
+        ):
+            # NOTE: CommonMark makes a paragraph of several lines over "-----" one Setext heading; what
+            # writes it is a paragraph, then a rule (a changelog's separator between releases: bash's
+            # CHANGES came out titled "a. When creating shared libraries on Mac OS X, the pathname ...")
+            inline = tokens[i + 1]
+            inline.map = [tok.map[0], tok.map[1] - 1]
+            shown = _shown_lines(inline, lines)
+            if shown is not None:
+                for k, line in enumerate(shown):
+                    lines[tok.map[0] + k] = line
+            lines[tok.map[1] - 1] = None  # the rule
+        elif tok.type == "heading_open" and tok.map and tok.level == 0:
             kind = TAB if events.get(tok.map[0], ("",))[0] == TAB else "heading"
             blocks.append((tok.map[0], tok.map[1], kind, int(tok.tag[1]), _plain_inline(tokens[i + 1])))
         elif tok.type == "table_open":
@@ -465,6 +481,18 @@ def _tags_shown(text: str) -> str:
 
     text = _TEMPLATE_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     return _TEMPLATE_TAG.sub(shown, text)
+
+
+def _paragraph_over_a_rule(heading, inline, lines: list[str | None]) -> bool:
+    """A Setext heading (underlined) that is a paragraph above a rule: its text runs over two lines or more, or
+    it is a sentence (ending in a full stop) under a line that overshoots it (a separator of 78 dashes under
+    "a. `readarray' is now a synonym for `mapfile'."; a title's underline matches it, more or less)."""
+    if heading.markup not in ("-", "=") or heading.map[1] - heading.map[0] < 2:
+        return False
+    if heading.map[1] - heading.map[0] > 2:
+        return True
+    rule, text = (lines[heading.map[1] - 1] or "").strip(), inline.content.strip()
+    return text.endswith(".") and len(rule) > len(text) + 8
 
 
 def _plain_inline(inline, links: bool = False) -> str:

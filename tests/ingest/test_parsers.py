@@ -1304,6 +1304,33 @@ def test_markdown_atx_and_setext_headings():
     assert_tiles(doc)
 
 
+def test_a_paragraph_over_a_rule_is_no_heading():
+    # CommonMark reads a paragraph of several lines over "-----" as one Setext heading, and so a sentence over a
+    # separator longer than itself: a changelog (bash's CHANGES, no extension, read as Markdown for its lists)
+    # was titled "a. When creating shared libraries on Mac OS X, the pathname written into the library ..."
+    changes = (
+        "This document details the changes between this version, bash-5.2, and the previous one.\n\n"
+        "1. Changes to Bash\n\n"
+        "a. When creating shared libraries on Mac OS X, the pathname written into the library\n"
+        "   no longer includes the minor version number.\n"
+        + "-" * 78
+        + "\n\n2. Changes to Readline\n\na.  `readarray' is now a synonym for `mapfile'.\n"
+        + "-" * 78
+        + "\n\nb. Fixed a redisplay bug.\n"
+    )
+    doc = parse(changes.encode(), "CHANGES")
+    assert doc.detected_type == "markdown" and doc.title is None  # the file's name stands in
+    assert section_of(doc, "no longer includes the minor version").heading_path == []
+    assert section_of(doc, "is now a synonym for").heading_path == []
+    assert "a. When creating shared libraries on Mac OS X, the pathname written into the library" in doc.text
+    assert "---" not in doc.text
+    # a title's underline, and a one-line heading without a full stop, stay headings
+    doc = parse(
+        b"Guide\n=====\n\nWelcome.\n\nRelease 2.0 notes\n---------------------------\n\nFixed.\n", "g.md"
+    )
+    assert doc.title == "Guide" and section_of(doc, "Fixed.").heading_path == ["Guide", "Release 2.0 notes"]
+
+
 def test_markdown_pipe_tables_name_their_columns():
     src = ("# Plans\n\nOur plans:\n\n| Plan | Price | Seats |\n|:---|---:|---|\n| Basic | 10 USD | 5 |\n"
            "| **Pro** | `30` USD | |\n\n## Quoted\n\n> | a | b |\n> |---|---|\n> | 1 | 2 |\n\n"
