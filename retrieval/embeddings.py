@@ -261,7 +261,8 @@ class Embedder:
         self._path = path
         self._fixed_batch = batch_size
         self._device_lock = threading.Lock()
-        self.model = self._load(check_device(device))
+        # auto here means what it means for ingestion (get_embedder passes queries' choice already resolved)
+        self.model = self._load(embed_device(device, bulk=True))
         self.tokenizer = self.model.tokenizer
         self.dim: int = int(self.model.get_embedding_dimension())
         self.model_id: str = _model_id(path)

@@ -236,6 +236,7 @@ def test_auto_device_puts_ingestion_on_a_visible_gpu_and_queries_on_the_cpu(cach
         with pytest.raises(ValueError, match="not one of auto, cpu, cuda, cuda:N"):
             embed_device(bad)
     if not gpu:  # both resolve to the CPU: one model in a process that ingests and answers (CLI, tests)
+        assert Embedder(device="auto").device == "cpu"  # Embedder's own auto resolves too
         ingest = get_embedder(cache_path=cache_file, bulk=True)
         assert ingest is get_embedder(cache_path=cache_file)
         assert ingest.device == "cpu" and ingest.batch_size == CPU_BATCH
