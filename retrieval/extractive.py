@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrieval.context import Context, Source
-from retrieval.lexical import agent_forms, asks_who, tokenize
+from retrieval.lexical import agent_forms, asks_who, in_dictionary, tokenize
 from retrieval.sentences import CONTENTS_ENTRY, SECTION_NUMBER, ends_dangling, split_sentences
 
 SEMANTIC_WEIGHT = 0.6
@@ -140,6 +140,18 @@ ZH_MIN_WEIGHTED_COVERAGE = 0.3
 # with the characters of Chinese words in the BM25 index): 1.0 answered 18 first and 23 any of 30, declined 25 of
 # 30; 0.5-0.75 the same and declined 26; 0-0.25 lost the 站会 answer (17 / 22, 26).
 ZH_INSIDE_CREDIT = 0.5
+# NOTE: a question word that no chunk holds weighs most (the IDF of an unseen term): right for a subject the
+# collection lacks (宿舍, 台风), wrong for a compound that jieba's HMM glues from characters its dictionary has no
+# word for (能写 of "一个段落最多能写几行？", 好出 of "密码没保管好出了事", 最多能): an accident of the cut, not a term.
+# Such a compound that no chunk holds weighs as its rarest character (one that no chunk holds weighs most, a
+# stopword nothing), and a sentence holding its characters covers it for ZH_INSIDE_CREDIT of the share of its
+# characters it holds. Chosen on zh-dev, zh-offtopic and the seen zh-blind2, zh-blind3 (2026-12-07, cached
+# retrievals): 3 refused questions answered (blind2 14 -> 16, blind3 5 -> 6 first quotes), every off-topic decline
+# kept; at its characters' least IDF the same, without the characters' cover 2 answered, weighing nothing 3 and
+# one wrong quote. Not for a dictionary word that no chunk holds: it may be the question's word for the page's (借钱
+# / 借款, 赔钱 / 赔偿) but as often a missing subject of common characters (台风, 上海, 年货, 光合作用); weighed by
+# its characters' least, most, mean or summed IDF it declined 15, 8, 12 or 4 fewer of the 62 off-topic questions
+# (48 declined), weighing nothing 25 fewer.
 # the words of a Chinese amount question's form (多少钱, 多久, 多长时间, 几天, 几点, 几号; not 几乎, 几个)
 _ZH_AMOUNT_FORM = re.compile(r"多少钱?|多久|多长(时间)?|多大|多远|多贵|几(?![乎个])[\u4e00-\u9fff]")
 
@@ -163,16 +175,40 @@ def _weighted_coverage(
     terms: Collection[str],
     weights: Mapping[str, float],
     inside: Collection[str] = (),
+    shares: Mapping[str, float] | None = None,
 ) -> float:
     """The share of the question's terms' weight (``weights``: IDF; a term missing from it weighs as the
     rarest) that the covered terms make, those covered only inside a longer word (``inside``) for
-    ZH_INSIDE_CREDIT of theirs; 1.0 when they weigh nothing (nothing to tell)."""
+    ZH_INSIDE_CREDIT of theirs, and uncovered ones by ``shares`` of their characters for ZH_INSIDE_CREDIT of
+    that share; 1.0 when they weigh nothing (nothing to tell)."""
     top = max(weights.values())
     total = sum(weights.get(t, top) for t in terms)
     held = sum(weights.get(t, top) for t in covered) - (1 - ZH_INSIDE_CREDIT) * sum(
         weights.get(t, top) for t in inside
     )
+    if shares:
+        held += ZH_INSIDE_CREDIT * sum(weights.get(t, top) * f for t, f in shares.items() if t not in covered)
     return held / total if total > 0 else 1.0
+
+
+# a term that no analyzer emits (``tokenize`` never yields whitespace): its IDF is that of a term no chunk holds
+_NO_TERM = " "
+
+
+def _glued_weights(
+    weights: Mapping[str, float],
+    parts: Mapping[str, Sequence[str]],
+    idf: Callable[[Collection[str]], Mapping[str, float]],
+) -> tuple[dict[str, float], set[str]]:
+    """The weights with each compound jieba glued (``parts``: its characters, stopwords left out) that no chunk
+    holds weighing as its rarest character (nothing without one), and those compounds."""
+    chars = dict(idf({_NO_TERM, *(c for cs in parts.values() for c in cs)}))
+    unseen = chars.pop(_NO_TERM, None)
+    glued = {t for t in parts if unseen is not None and weights.get(t, unseen) >= unseen}
+    out = dict(weights)
+    for t in glued:
+        out[t] = max((chars.get(c, unseen) for c in parts[t]), default=0.0)
+    return out, glued
 
 
 # Same sentence boundaries as ingest.chunking: . ! ? before whitespace, 。！？ (closing quotes stay), line breaks
@@ -461,9 +497,19 @@ def extractive_answer(
     # two words: 法国 is no part of "违法国家"). Its IDF counts those words too (the BM25 index holds the characters
     # of each Chinese word)
     q_zh = {t for t in q_terms if _CJK_RUN.fullmatch(t)}
+    # the compounds of the question that jieba's HMM glued (no dictionary word) and their characters, stopwords
+    # left out (``_glued_weights``)
+    glued_parts = {
+        t: [c for c in t if tokenize(c, characters=False)]
+        for t in q_zh
+        if len(t) > 1 and not in_dictionary(t)
+    }
     # source, start, end, text, coverage, framed, the question's terms it covers, with the sentence it refers to
-    # (and the Chinese words of the question it covers only inside longer words)
-    cands: list[tuple[Source, int, int, str, float, str, frozenset[str], bool, frozenset[str]]] = []
+    # (and the Chinese words of the question it covers only inside longer words, and the share of the characters
+    # of each glued compound it holds)
+    cands: list[
+        tuple[Source, int, int, str, float, str, frozenset[str], bool, frozenset[str], dict[str, float]]
+    ] = []
     seen: set[str] = set()
     for src in sources:
         text = src.passage.text
@@ -526,10 +572,18 @@ def extractive_answer(
                     t for t in q_zh - covered if any(t in w for w in zh_words if len(w) > len(t))
                 )
                 covered |= inside
+                chars = {c for w in terms if _CJK_RUN.fullmatch(w) for c in w}
+                shares = {
+                    t: sum(c in chars for c in cs) / len(cs)
+                    for t, cs in glued_parts.items()
+                    if cs and t not in covered
+                }
                 held = len(covered) - (1 - ZH_INSIDE_CREDIT) * len(inside)
                 coverage = held / len(q_terms) if q_terms else 0.0
                 framed = f"{frame}: {sent}" if frame else sent
-                cands.append((src, s, e, sent, coverage, framed, covered, s != spellings[0][0], inside))
+                cands.append(
+                    (src, s, e, sent, coverage, framed, covered, s != spellings[0][0], inside, shares)
+                )
     if not cands:
         return ExtractiveAnswer("", [])
     # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
@@ -581,6 +635,9 @@ def extractive_answer(
     # the weights where a floor applies: with an embedding, or for a Chinese question (its pairs stand in for it)
     weighed = idf is not None and (embed is not None or embed_trust < 1) and q_terms
     weights = dict(idf(q_terms)) if weighed else {}
+    glued: set[str] = set()
+    if weights and glued_parts:
+        weights, glued = _glued_weights(weights, glued_parts, idf)
     if weights and (amount := _ASKS_AMOUNT.match(question)):
         # "How many", "What percentage", 多少, 多久, 几天: the question's form, which the figure rule below checks;
         # its words name nothing (a small collection holds no "many" and would weigh it most)
@@ -600,8 +657,10 @@ def extractive_answer(
                 t: weights.get(t, top) * (0.0 if t in subject else title_weight if t in title else 1.0)
                 for t in q_terms
             }
+            shares = {t: f for t, f in c[9].items() if t in glued}
             return min(
-                _weighted_coverage(c[6], q_terms, weights, c[8]), _weighted_coverage(c[6], q_terms, own, c[8])
+                _weighted_coverage(c[6], q_terms, weights, c[8], shares),
+                _weighted_coverage(c[6], q_terms, own, c[8], shares),
             )
 
         rare = np.array([says(c) for c in cands], dtype=np.float32)

@@ -155,6 +155,14 @@ def tokenize(text: str, parts: bool = True, characters: bool = True) -> list[str
     return out + _latin_terms(text[pos:], stemmer, stop, parts)
 
 
+def in_dictionary(word: str) -> bool:
+    """Whether jieba's dictionary holds the word (a word it cut by its HMM alone is in none: 能写, 好出)."""
+    import jieba
+
+    jieba.initialize()  # loads the dictionary once (a cut does too)
+    return bool(jieba.get_FREQ(word))
+
+
 # a question that asks for a person or a body ("Who owns ...?", "To whom ...?", "Whose approval ...?", "Which
 # team maintains ...?"): an agent noun answers it ("Owner: Dana", "Maintainer: the search team"). At its start
 # only: "a function whose return type ..." asks for no one

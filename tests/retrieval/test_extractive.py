@@ -11,7 +11,7 @@ import pytest
 from retrieval.context import Passage, assemble_context
 from retrieval.embeddings import get_embedder
 from retrieval.extractive import extractive_answer
-from retrieval.lexical import idf, lexical_text, tokenize
+from retrieval.lexical import idf, in_dictionary, lexical_text, tokenize
 
 
 def _answer(question: str, text: str, headings: list[str] | None = None, embed: bool = True):
@@ -598,3 +598,45 @@ def test_a_chinese_question_word_inside_a_longer_word_of_the_sentence_is_covered
 def test_a_chinese_word_sharing_only_a_character_with_the_sentence_does_not_answer():
     # 住 is inside 住宿, 公司 and 员工 are everywhere: 宿舍, in no chunk, is what the question asks about
     assert _zh_rules("员工可以住公司宿舍吗？").quotes == []
+
+
+# A style guide's collection: 文档, 一个, 最多, 写, 公司 are in most of its chunks, 段落 in several. The answerer reads
+# three of them (what retrieval returned); the IDF counts them all
+ZH_STYLE_READ = [
+    ("段落", "一个段落的长度不能超过七行。"),
+    ("考勤", "员工每天上午十点以前到公司打卡。"),
+    ("福利", "公司为员工提供每月一天带薪假。"),
+]
+ZH_STYLE = (
+    ZH_STYLE_READ
+    + [("目录", f"第{i}章：文档里一个小节最多写{i}页，公司发给员工。") for i in range(1, 31)]
+    + [("段落", f"段落{i}的格式见附录。") for i in range(1, 6)]
+)
+
+
+def _zh_style(question: str):
+    passages = [
+        Passage(i, i, "写作规范", text, [heading], None, 0, len(text))
+        for i, (heading, text) in enumerate(ZH_STYLE, 1)
+    ]
+    df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
+    ctx = assemble_context(passages[: len(ZH_STYLE_READ)], "q", lambda s: len(s), 5000)
+    return extractive_answer(
+        question,
+        ctx,
+        None,
+        embed_trust=0.0,
+        idf=lambda terms: {t: float(idf(df[t], len(passages))) for t in terms},
+    )
+
+
+def test_a_compound_jieba_glued_from_common_characters_weighs_as_they_do():
+    # jieba's HMM glues 最多能 (no dictionary word), which no chunk holds: at the IDF of an unseen term it outweighed 段落
+    assert not in_dictionary("最多能")
+    assert _zh_style("文档里一个段落最多能写几行？").quotes[0].text == "一个段落的长度不能超过七行。"
+
+
+def test_a_glued_compound_with_a_character_no_chunk_holds_still_weighs_most():
+    # 发工牌 is glued too, but 牌 is in no chunk: weighed as its commonest character (发), 公司 would answer it
+    assert not in_dictionary("发工牌")
+    assert _zh_style("公司发工牌吗？").quotes == []
