@@ -80,7 +80,7 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["AUTOGLM_DATA_DIR"] = str(data_dir)
 
-    from app.answer import extractive_answer, retrieve
+    from app.answer import extractive_answer, retrieve, standalone_query
     from app.db import session_scope
     from app.uploads import add_document
     from benchmarks.common import create_collection
@@ -111,7 +111,10 @@ def main() -> None:
 
     rows = []
     for q in questions:
-        hits = asyncio.run(retrieve(q["question"], [cid]))
+        # a conversation's question ("history": the earlier questions, oldest first) is searched as /api/ask
+        # searches it, with what it carries of them
+        history = [{"role": "user", "content": h} for h in q.get("history", [])]
+        hits = asyncio.run(retrieve(standalone_query(q["question"], history), [cid]))
         text, _ = extractive_answer(q["question"], hits.sources)
         quotes = [line for line in text.splitlines() if line.startswith("“")]
         if q.get("outcome") == "no answer":
