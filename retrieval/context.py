@@ -202,9 +202,12 @@ def standalone_query(
     """A retrieval query for `question` that stands on its own, given earlier messages {role, content}.
 
     With `generate`, the model rewrites it (falling back to the rule below on an empty or failed answer).
-    Without: the question plus the salient terms of the last `turns` user messages that it lacks (words
+    Without: a question that depends on the earlier ones (``is_follow_up``: it refers back, continues them, or
+    is too short to stand alone) plus the salient terms of the last `turns` user messages that it lacks (words
     that are not stopwords, newest turn first, in their original spelling), so "and how do I delete
-    it?" after "how do I create a virtual environment" retrieves about virtual environments.
+    it?" after "how do I create a virtual environment" retrieves about virtual environments; any other
+    question as asked ("What does the -p option of ssh do?" after a question on MIME types was searched with
+    their words, and found only the MIME specification).
     """
     users = [m["content"] for m in history if m.get("role") == "user" and m.get("content")][-turns:]
     if not users:
@@ -218,6 +221,8 @@ def standalone_query(
         out = (out or "").strip().splitlines()[0].strip().strip('"“”') if (out or "").strip() else ""
         if out:
             return out
+    if not is_follow_up(question):
+        return question
     have = set(tokenize(question))
     extra: list[str] = []
     for text in reversed(users):
@@ -242,6 +247,68 @@ def _surface_words(text: str) -> list[str]:
 
 
 _WORDISH = re.compile(r"[^\W_](?:[\w.\-]*[^\W_])?")
+
+# NOTE: what makes a question lean on the ones before it. Carrying the earlier words into every question sent a
+# new topic's search to the old one (all sources of "What does the -p option of ssh do?" were the MIME
+# specification asked about before); a question that holds the earlier topic's words anyway loses nothing by
+# being searched as asked.
+# It refers back: a pronoun or a determiner that points at something said before. "that" and "there" only where
+# they point (after a function word or at the end: "Does that work?", "What is stored there?"), not as a
+# relative pronoun ("the file that contains ...") or in "Is there a ...?"; "it" not as the dummy subject of "Is it
+# possible to ...?"; "this" not in "this year"; "one" only as a pronoun ("which one", "the new ones").
+_REFERS_BACK_EN = re.compile(
+    r"\b(it|its|itself|they|them|their|theirs|themselves|these|those|he|she|him|her|his|such(?!\s+as\b)"
+    r"|this(?!\s+(year|month|week|quarter|morning|afternoon|evening|time)\b)"
+    r"|the\s+(same|former|latter|above|other|others|rest|remaining|previous)|above|aforementioned"
+    r"|(which|another|the\s+(new|old|first|second|last))\s+ones?|the\s+ones)\b"
+    r"|(^|\b(do|does|did|is|are|was|were|can|could|will|would|should|about|of|in|on|for|with|to|from|like|than"
+    r"|and|or|not|but|so|after|before|without)\s+)that\b"  # "Does that ...?", "What about that?"
+    r"|\bthat\s*[?.!]*\s*$"
+    r"|\b(in|from|to|over|at|out|up|down)\s+there\b|\bthere\s*[?.!]*\s*$",
+    re.I,
+)
+_DUMMY_IT = re.compile(
+    r"\b(is|was|will|would)\s+it\s+(be\s+)?(possible|necessary|ok|okay|safe|allowed|required|true|better|best|wise"
+    r"|recommended|normal|legal|mandatory|a\s+good\s+idea)\b"
+    r"|\bit(\s+is|'s|\s+was)\s+(possible|necessary|ok|okay|safe|allowed|required|true|better|best|recommended)\b",
+    re.I,
+)
+# It continues the one before: "And ...?", "Also ...?", "What about ...?", "How about ...?", "... too?"
+_CONTINUES_EN = re.compile(
+    r"^\W*(and|also|or|but|so|then|plus|else|what\s+about|how\s+about|what\s+if|as\s+for|same\s+for|likewise)\b"
+    r"|\b(too|as\s+well|instead|either|otherwise)\W*$",
+    re.I,
+)
+# Chinese: a pronoun or determiner that points back (jieba words, whole: 该 of 该政策, not of 应该 / 我该), or a
+# question that continues: 那/那么/还有/另外 ... at the start, 呢 at the end ("病假呢？": and sick leave?)
+_REFERS_BACK_ZH = frozenset(
+    "它 它们 他 她 他们 她们 其 该 此 这 那 这个 那个 这些 那些 这种 那种 这样 那样 这里 那里 上述 前者 后者 同样 以上 此类 这项 那项 "
+    "这条 那条 该项".split()
+)
+_CONTINUES_ZH = re.compile(r"^\W*(那|那么|那如果|还有|另外|此外|而且|并且|那要是|如果是)|呢\W*$")
+# "What is FAISS?", "Who is Dana?", 什么是 FAISS: a name asked about stands alone, even as the only term
+_NAMES_IT = re.compile(r"^\W*((what|who)(\s+is|\s+are|'s)\s+(?!the\b)\S|什么是|.+是什么\W*$)", re.I)
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether `question` depends on the conversation before it: it refers back ("Where is it installed?",
+    "Can I edit those?", 它可以累积吗？, 上述规定 ...), continues the earlier question ("And on Windows?", "What
+    about ...?", 病假呢？) or holds too little to stand alone (no term: "Why?"; one, in a question of at most four
+    words that does not ask what or who something is: "Which version?", "What's the default?")."""
+    plain = _DUMMY_IT.sub(" ", question)
+    if (
+        _REFERS_BACK_EN.search(plain)
+        or _CONTINUES_EN.search(question)
+        or _CONTINUES_ZH.search(question.strip())
+    ):
+        return True
+    words = _surface_words(question)
+    if any(w in _REFERS_BACK_ZH for w in words):
+        return True
+    content = [w for w in words if tokenize(w, characters=False)]
+    if not content:
+        return True
+    return len(content) == 1 and len(words) <= 4 and not _NAMES_IT.search(question.strip())
 
 
 def rewrite_followup(

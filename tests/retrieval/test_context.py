@@ -100,6 +100,66 @@ def test_follow_up_without_generator_carries_earlier_terms():
     assert zh.startswith("怎么删除它 ") and "虚拟环境" in zh
 
 
+MIME = [{"role": "user", "content": "Which file contains the MIME type glob patterns?"}]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Where is it installed?",  # refers back
+        "Does that work on Windows too?",
+        "What are their default values?",
+        "Can I edit those by hand?",
+        "And where do I install them?",
+        "What about the magic rules?",  # continues the earlier question
+        "How about user overrides?",
+        "And on Windows?",
+        "Also in the user's home?",
+        "Why?",  # too short to stand alone
+        "Which version?",
+        "What's the default?",
+        "Which one takes precedence?",
+    ],
+)
+def test_a_follow_up_carries_the_earlier_questions_terms(question):
+    assert standalone_query(MIME, question) == f"{question} file contains MIME type glob patterns"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # a new topic after the MIME question was searched with its words: all sources were the MIME spec
+        "What does the -p option of ssh do?",
+        "Is there a way to limit the number of ssh connection retries?",  # "there" here refers to nothing
+        "Is it possible to run sshd on two ports?",
+        "Which file holds the settings that sshd reads at start?",  # "that" is a relative pronoun
+        "What is FAISS?",
+        "Can I run more than one sshd with programs such as systemd?",
+        "How many vacation days do I get this year?",
+        "Where are the MIME glob patterns of a user stored?",  # the same topic, its own words: as asked
+    ],
+)
+def test_a_self_contained_question_is_searched_as_asked(question):
+    assert standalone_query(MIME, question) == question
+
+
+def test_chinese_follow_ups_carry_and_new_topics_do_not():
+    leave = [{"role": "user", "content": "年假有多少天？"}]
+    for q in (
+        "病假呢？",
+        "那病假呢？",
+        "它可以累积吗？",
+        "这些天数可以顺延到明年吗？",
+        "上述规定适用于实习生吗？",
+        "为什么？",
+    ):
+        # jieba cuts 年假有多少天 into 年 / 假有 / 多少 / 天: the words the question lacks are carried
+        carried = standalone_query(leave, q).removeprefix(q + " ").split()
+        assert carried and set(carried) <= {"年", "假", "多少", "天"}, q
+    for q in ("报销差旅费需要哪些发票？", "公司的办公室在哪个城市？"):
+        assert standalone_query(leave, q) == q
+
+
 def test_follow_up_with_generator_and_fallback():
     history = [{"role": "user", "content": "How do I create a virtual environment?"}]
     prompts = []
