@@ -467,6 +467,18 @@ def _other_row(cand: tuple, best: tuple) -> bool:
     return cand[6] < best[6]
 
 
+# NOTE: a follow-up names little of what it asks about ("And how many of them carry over?": "many", "carry"), so
+# the sentence that answers it held half of its terms and was refused, though retrieval found it with the earlier
+# question's words. Those words (``support``) count as covered terms more, in the share of covered terms, where a
+# sentence holds them and all of the question's own but the words of its form ("how many"): they help a sentence
+# that answers the question, never make one about the earlier topic, or one holding a part of the question
+# ("environment" of "What about an environment variable?" in "the virtual environment"), an answer; the IDF
+# floors still weigh the question's own terms only (an off-topic follow-up, "And what about parental leave?", is
+# declined as the question alone would be).
+# A leading "And", "Also", "So" ... does not hide the question's form from the rules below.
+_CONTINUES = re.compile(r"^\s*(and|also|so|but|or|then|plus)\b[\s,]*", re.I)
+
+
 def extractive_answer(
     question: str,
     context: Context | Sequence[Source],
@@ -474,6 +486,7 @@ def extractive_answer(
     max_sentences: int = 3,
     embed_trust: float = 1.0,
     idf: Callable[[Collection[str]], Mapping[str, float]] | None = None,
+    support: str = "",
 ) -> ExtractiveAnswer:
     """Quote the best sentences of the sources; embed(texts) -> (n, dim) L2-normalized, or None.
 
@@ -482,7 +495,11 @@ def extractive_answer(
     an English-only model places Chinese sentences almost at random, and at 0 it is not asked at all.
     idf(terms) -> {term: IDF in the collection} (``retrieval.lexical.idf`` of the BM25 document frequencies),
     or None: how rare each of the question's terms is, so that a sentence holding only its common words
-    ("use", "file", "policy") answers nothing (``_weighted_coverage``)."""
+    ("use", "file", "policy") answers nothing (``_weighted_coverage``).
+    support: the words a follow-up leans on (what ``retrieval.context.standalone_query`` carries of the earlier
+    questions, "days paid leave" for "And how many of them carry over?"): a sentence that holds all of the
+    question's own terms (but an amount question's "how many") counts those it also holds as covered ones more
+    (NOTE above); never required."""
     if not 0.0 <= embed_trust <= 1.0:
         raise ValueError(f"embed_trust must be within [0, 1], got {embed_trust}")
     embed = embed if embed_trust > 0 else None
@@ -490,7 +507,14 @@ def extractive_answer(
     # a sentence's identifiers cover the question's words ("problem resolver": pkgProblemResolver), but an
     # identifier of the question counts once, whole (libtasn1 is not three terms of "does libtasn1 need X?")
     q_terms = set(tokenize(question, parts=False, characters=False))
-    who = asks_who(question)  # "Who owns X?" is answered by "Owner: ..." (``agent_forms``)
+    lent = set(tokenize(support, parts=False, characters=False)) - q_terms
+    asked = _CONTINUES.sub("", question, count=1)  # its form: "And how many ...?" asks an amount
+    amount = _ASKS_AMOUNT.match(asked)  # its form's words ("how many", 多少) are not what it asks about
+    form_words = (
+        {m.group() for m in _ZH_AMOUNT_FORM.finditer(asked)} | {amount.group(1) or ""} if amount else set()
+    )
+    needed = q_terms - {t for w in form_words for t in tokenize(w, characters=False)}
+    who = asks_who(asked)  # "Who owns X?" is answered by "Owner: ..." (``agent_forms``)
     # NOTE: jieba cuts a question and its answer in other words differently ("找公司借的钱" is 借 / 的 / 钱, the
     # page's "向公司借款" holds 借款; a question's 站 / 会 are the page's 站会): a Chinese word of the question is
     # also covered, for ZH_INSIDE_CREDIT, by a longer word of the sentence that holds it (never by characters across
@@ -579,7 +603,9 @@ def extractive_answer(
                     if cs and t not in covered
                 }
                 held = len(covered) - (1 - ZH_INSIDE_CREDIT) * len(inside)
-                coverage = held / len(q_terms) if q_terms else 0.0
+                # what the earlier words lend (NOTE above)
+                lends = len(lent & terms) if covered >= needed else 0
+                coverage = (held + lends) / (len(q_terms) + lends) if q_terms else 0.0
                 framed = f"{frame}: {sent}" if frame else sent
                 cands.append(
                     (src, s, e, sent, coverage, framed, covered, s != spellings[0][0], inside, shares)
@@ -604,23 +630,23 @@ def extractive_answer(
     # the bonuses below rank the answers' forms among relevant sentences; they make no sentence relevant (a
     # "By default, ..." sentence is no answer to "What is the default number of vacation days?")
     relevance = scores
-    if (defines := _defines(question)) is not None:
+    if (defines := _defines(asked)) is not None:
         scores = scores + np.array(
             [DEFINITION if defines.match(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
-    if _HOW_TO.match(question):
+    if _HOW_TO.match(asked):
         scores = scores + np.array(
             [INSTRUCTION if _tells_what_to_do(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
-    if _ASKS_DEFAULT.search(question):
+    if _ASKS_DEFAULT.search(asked):
         scores = scores + np.array(
             [DEFAULT if _STATES_DEFAULT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
-    if _ASKS_AMOUNT.match(question):
+    if _ASKS_AMOUNT.match(asked):
         scores = scores + np.array(
             [QUANTITY if _STATES_AMOUNT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
-    if _ASKS_ENTITLEMENT.match(question):
+    if _ASKS_ENTITLEMENT.match(asked):
         scores = scores + np.array(
             [ENTITLEMENT if _STATES_ENTITLEMENT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
         )
@@ -638,14 +664,14 @@ def extractive_answer(
     glued: set[str] = set()
     if weights and glued_parts:
         weights, glued = _glued_weights(weights, glued_parts, idf)
-    if weights and (amount := _ASKS_AMOUNT.match(question)):
+    if weights and (amount := _ASKS_AMOUNT.match(asked)):
         # "How many", "What percentage", 多少, 多久, 几天: the question's form, which the figure rule below checks;
         # its words name nothing (a small collection holds no "many" and would weigh it most)
         form = set(tokenize(amount.group(1), characters=False)) if amount.group(1) else set()
-        form |= {t for m in _ZH_AMOUNT_FORM.finditer(question) for t in tokenize(m.group(), characters=False)}
+        form |= {t for m in _ZH_AMOUNT_FORM.finditer(asked) for t in tokenize(m.group(), characters=False)}
         weights = {t: 0.0 if t in form else w for t, w in weights.items()}
     if weights:  # and either way, enough of the question's rare terms, of what it asks about the subject too
-        subject, top = _subject_terms(question), max(weights.values())
+        subject, top = _subject_terms(asked), max(weights.values())
         title_weight = TITLE_WEIGHT * embed_trust + (1 - embed_trust)  # no title rule for a Chinese question
         titles: dict[int, set[str]] = {}
 
@@ -668,7 +694,7 @@ def extractive_answer(
         holds &= rare >= MIN_WEIGHTED_COVERAGE * embed_trust + zh_floor
         sure &= rare >= SURE_WEIGHTED_COVERAGE * embed_trust + zh_floor
     answers = holds | sure
-    if _ASKS_AMOUNT.match(question):
+    if _ASKS_AMOUNT.match(asked):
         answers &= np.array([bool(_STATES_AMOUNT.search(c[3])) for c in cands])
     relevance = np.where(answers, relevance, -1.0)
     scores = np.where(answers, scores, -1.0)  # nor does it set the floor RELATIVE of the best
