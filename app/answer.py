@@ -206,10 +206,13 @@ def parse_citations(text: str, n_sources: int) -> list[int]:
 
 
 # --- extractive answers --------------------------------------------------------------------------
-def extractive_answer(question: str, sources: list[Source], max_sentences: int = 3) -> tuple[str, list[int]]:
+def extractive_answer(
+    question: str, sources: list[Source], max_sentences: int = 3, query: str = ""
+) -> tuple[str, list[int]]:
     """The best-supported sentences (word coverage + embedding similarity), each quoted with its [n];
     sets each quoted source's `highlight` (offsets in its text). Blocking (embeds). Returns (answer, cited).
-    The question's terms are weighed by their IDF in the sources' collections (``app.retrieve.term_idf``)."""
+    The question's terms are weighed by their IDF in the sources' collections (``app.retrieve.term_idf``);
+    ``query``: what the sources were searched with (``standalone_query``), whose words a follow-up leans on."""
     from app.retrieve import term_idf
     from app.search import _embedder
     from retrieval.context import Source as CtxSource
@@ -226,6 +229,7 @@ def extractive_answer(question: str, sources: list[Source], max_sentences: int =
         max_sentences=max_sentences,
         embed_trust=trust,
         idf=lambda terms: term_idf(terms, docs),
+        support=query,
     )
     if not got.quotes:
         return NOTHING_FOUND, []
@@ -326,15 +330,20 @@ async def generate(
 
 
 async def answer(
-    question: str, messages: list[dict[str, str]] | None, sources: list[Source], **sampling
+    question: str,
+    messages: list[dict[str, str]] | None,
+    sources: list[Source],
+    query: str = "",
+    **sampling,
 ) -> AsyncIterator[str | Result]:
     """Text deltas, then the Result with citations marked on `sources`: the engine's answer to
     `messages` (from prepare), or an extractive one when messages is None (cut at `sampling`'s `stop` and
-    `max_tokens`, as the engine would cut its answer; see `cut_extractive`)."""
+    `max_tokens`, as the engine would cut its answer; see `cut_extractive`), which leans on the words of
+    `query`, what the sources were searched with, too."""
     if messages is None:
 
         def quote() -> tuple[str, list[int], int, str]:
-            text, cited = extractive_answer(question, sources)
+            text, cited = extractive_answer(question, sources, query=query)
             sent, tokens, finish = cut_extractive(text, sampling.get("max_tokens"), sampling.get("stop"))
             if sent != text:  # a source counts as cited, and highlighted, only if its [n] was sent
                 shown = set(parse_citations(sent, len(sources)))

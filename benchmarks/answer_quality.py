@@ -111,11 +111,12 @@ def main() -> None:
 
     rows = []
     for q in questions:
-        # a conversation's question ("history": the earlier questions, oldest first) is searched as /api/ask
-        # searches it, with what it carries of them
+        # a conversation's question ("history": the earlier questions, oldest first) is searched and answered as
+        # /api/ask does, with what it carries of them
         history = [{"role": "user", "content": h} for h in q.get("history", [])]
-        hits = asyncio.run(retrieve(standalone_query(q["question"], history), [cid]))
-        text, _ = extractive_answer(q["question"], hits.sources)
+        query = standalone_query(q["question"], history)
+        hits = asyncio.run(retrieve(query, [cid]))
+        text, _ = extractive_answer(q["question"], hits.sources, query=query)
         quotes = [line for line in text.splitlines() if line.startswith("“")]
         if q.get("outcome") == "no answer":
             rows.append({**q, "declined": not quotes, "quotes": quotes})

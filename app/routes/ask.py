@@ -122,7 +122,8 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
     t0 = time.perf_counter()
     ids = await run_in_threadpool(_check_collections, user, body.collection_ids)
     conv_id, msg_id, history = await run_in_threadpool(_open_turn, user, body.question, body.conversation_id)
-    got = await ans.retrieve(ans.standalone_query(body.question, history), ids)
+    query = ans.standalone_query(body.question, history)
+    got = await ans.retrieve(query, ids)
     try:
         sources, messages = ans.prepare(body.question, history, got.sources)
     except ValueError:
@@ -132,7 +133,7 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
         {"conversation_id": conv_id, "message_id": msg_id, "sources": [s.public() for s in sources]},
     )
     result: ans.Result | None = None
-    async for piece in ans.answer(body.question, messages, sources):
+    async for piece in ans.answer(body.question, messages, sources, query):
         if isinstance(piece, ans.Result):
             result = piece
         else:

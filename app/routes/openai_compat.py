@@ -359,13 +359,15 @@ async def rag_pieces(
 ) -> Pieces:
     """The answer from `col` to `question` (text deltas, then an ans.Result) and its sources."""
     history = history or []
-    got = await ans.retrieve(ans.standalone_query(question, history), [col.id])
+    query = ans.standalone_query(question, history)
+    got = await ans.retrieve(query, [col.id])
     try:
         sources, messages = ans.prepare(question, history, got.sources, max_tokens, instructions)
     except ValueError as e:
         raise OpenAIError(400, str(e), "context_length_exceeded") from None
     if messages is None:  # no generator: an extractive answer
-        return ans.answer(question, None, sources, max_tokens=max_tokens, stop=options["stop"]), sources
+        pieces = ans.answer(question, None, sources, query, max_tokens=max_tokens, stop=options["stop"])
+        return pieces, sources
     temperature, top_p = body.temperature_top_p()
     limit, temperature = _limits(messages, max_tokens, temperature)
     sampling = {"max_tokens": limit, "temperature": temperature, "top_p": top_p, **options}

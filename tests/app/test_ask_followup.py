@@ -70,3 +70,21 @@ def test_a_new_topic_in_a_conversation_is_searched_as_asked_and_a_follow_up_with
     assert [s["title"] for s in port["sources"] if s["cited"]] == ["ssh manual"]
     assert "By default ssh connects to port 22." in port["answer"]
     assert port["answer"] != NOTHING_FOUND
+
+
+def test_a_follow_up_is_answered_from_the_passage_its_search_found(tmp_path, monkeypatch):
+    with ask_client(monkeypatch, tmp_path) as client:
+        w = build_world(client)
+        first = _ask(client, w, "How many days of paid leave do employees get?")
+        conv = first["conversation_id"]
+        assert "“Employees receive twenty-eight days of paid leave per year.”" in first["answer"]
+        # retrieval found the carry-over passage, but the answerer read "And how many of them carry over?" alone:
+        # not an amount question ("And ..."), "many" a rare word no sentence holds, "carry over" half of its terms
+        # -> "no source passage matches"; "How many days carry over?" was answered
+        more = _ask(client, w, "And how many of them carry over?", conv)
+        assert "“Unused leave of up to five days carries over into the next calendar year.”" in more["answer"]
+        # what the earlier question lends only helps a sentence that answers this one: one holding only the earlier
+        # words ("days of paid leave") answers nothing of a follow-up on what no document holds
+        for off_topic in ("And what about parental leave?", "And how many of them can I sell back?"):
+            r = _ask(client, w, off_topic, conv)
+            assert (r["answer"], r["cited"]) == (NOTHING_FOUND, []), off_topic
