@@ -8,7 +8,9 @@ base-files' README.FHS), each with words the answering sentence holds; "dev" que
 changing the answerer, "held-out" ones were written apart (their misses, printed too, were seen later on).
 A second set, benchmarks/data/debian_readme_fresh_questions.jsonl ("fresh": jq, patch, mawk, ca-certificates,
 python3.11's README.venv), was written after the answerer's rules and counted once before any change
-(``--questions`` both files). ``--distractors`` adds files nobody asks about to the collection; a question's or
+(``--questions`` both files). A question with a "history" (the earlier questions of its conversation, oldest
+first: benchmarks/data/debian_readme_followup_questions.jsonl, follow-ups and new topics) is searched and answered
+as /api/ask does in a conversation. ``--distractors`` adds files nobody asks about to the collection; a question's or
 a distractor's "doc" is a path under /usr/share/doc or an absolute path (HTML, Markdown and .gz files keep
 their type: the file name tells it), e.g. the Node.js API manual's HTML pages:
 
