@@ -57,6 +57,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -456,15 +457,33 @@ def _row_labels(sent: str) -> set[str] | None:
     return {cell.split(": ", 1)[0] for cell in sent.split("; ")}
 
 
-def _other_row(cand: tuple, best: tuple) -> bool:
+class _Candidate(NamedTuple):
+    """A sentence the answer may quote: where it stands, its text (``framed``: under its title and headings, as
+    the embedding sees it), its coverage of the question's terms and which (``covered``; ``inside``: Chinese
+    words of the question it holds only inside longer words), whether it is quoted with the sentence it
+    refers back to, and the share of each glued compound's characters it holds (``shares``)."""
+
+    source: Source
+    start: int
+    end: int
+    text: str
+    coverage: float
+    framed: str
+    covered: frozenset[str]
+    refers_back: bool
+    inside: frozenset[str]
+    shares: dict[str, float]
+
+
+def _other_row(cand: _Candidate, best: _Candidate) -> bool:
     """Whether ``cand`` is another row of the table of row ``best`` holding fewer of the question's words, and
     none that ``best`` lacks: a row that matches the column names every row shares ("hotel cap per night") but
     not the value the question picks ("New York") answers nothing. So is the same field of another record
     ("Owner: Sam Ito" of the search runbook, when the question names the payments runbook's owner)."""
-    a, b = _row_labels(cand[3]), _row_labels(best[3])
+    a, b = _row_labels(cand.text), _row_labels(best.text)
     if a is None or b is None or not (a <= b or b <= a):
         return False
-    return cand[6] < best[6]
+    return cand.covered < best.covered
 
 
 # NOTE: a follow-up names little of what it asks about ("And how many of them carry over?": "many", "carry"), so
@@ -528,12 +547,7 @@ def extractive_answer(
         for t in q_zh
         if len(t) > 1 and not in_dictionary(t)
     }
-    # source, start, end, text, coverage, framed, the question's terms it covers, with the sentence it refers to
-    # (and the Chinese words of the question it covers only inside longer words, and the share of the characters
-    # of each glued compound it holds)
-    cands: list[
-        tuple[Source, int, int, str, float, str, frozenset[str], bool, frozenset[str], dict[str, float]]
-    ] = []
+    cands: list[_Candidate] = []
     seen: set[str] = set()
     for src in sources:
         text = src.passage.text
@@ -608,55 +622,59 @@ def extractive_answer(
                 coverage = (held + lends) / (len(q_terms) + lends) if q_terms else 0.0
                 framed = f"{frame}: {sent}" if frame else sent
                 cands.append(
-                    (src, s, e, sent, coverage, framed, covered, s != spellings[0][0], inside, shares)
+                    _Candidate(
+                        src, s, e, sent, coverage, framed, covered, s != spellings[0][0], inside, shares
+                    )
                 )
     if not cands:
         return ExtractiveAnswer("", [])
     # Highest coverage first (ties: document order) so the embedding budget goes to likely answers.
-    cands.sort(key=lambda c: -c[4])
+    cands.sort(key=lambda c: -c.coverage)
     cands = cands[:MAX_EMBEDDED] if embed is not None else cands
-    scores = np.array([c[4] for c in cands], dtype=np.float32)
+    scores = np.array([c.coverage for c in cands], dtype=np.float32)
     cos = np.zeros(len(cands), dtype=np.float32)  # the embedding's similarity, where asked
     if embed is not None or embed_trust < 1:
         sim = np.zeros(len(cands), dtype=np.float32)
         if embed is not None:
-            vecs = embed([question] + [c[5] for c in cands])  # (1 + n, dim)
+            vecs = embed([question] + [c.framed for c in cands])  # (1 + n, dim)
             cos = vecs[1:] @ vecs[0]
             sim += embed_trust * cos
         if embed_trust < 1:
             pairs = _cjk_pairs(question)
-            sim += (1 - embed_trust) * np.array([_cjk_overlap(pairs, c[3]) for c in cands], dtype=np.float32)
+            sim += (1 - embed_trust) * np.array(
+                [_cjk_overlap(pairs, c.text) for c in cands], dtype=np.float32
+            )
         scores = SEMANTIC_WEIGHT * sim + (1 - SEMANTIC_WEIGHT) * scores
     # the bonuses below rank the answers' forms among relevant sentences; they make no sentence relevant (a
     # "By default, ..." sentence is no answer to "What is the default number of vacation days?")
     relevance = scores
     if (defines := _defines(asked)) is not None:
         scores = scores + np.array(
-            [DEFINITION if defines.match(c[3]) else 0.0 for c in cands], dtype=np.float32
+            [DEFINITION if defines.match(c.text) else 0.0 for c in cands], dtype=np.float32
         )
     if _HOW_TO.match(asked):
         scores = scores + np.array(
-            [INSTRUCTION if _tells_what_to_do(c[3]) else 0.0 for c in cands], dtype=np.float32
+            [INSTRUCTION if _tells_what_to_do(c.text) else 0.0 for c in cands], dtype=np.float32
         )
     if _ASKS_DEFAULT.search(asked):
         scores = scores + np.array(
-            [DEFAULT if _STATES_DEFAULT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
+            [DEFAULT if _STATES_DEFAULT.search(c.text) else 0.0 for c in cands], dtype=np.float32
         )
     if _ASKS_AMOUNT.match(asked):
         scores = scores + np.array(
-            [QUANTITY if _STATES_AMOUNT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
+            [QUANTITY if _STATES_AMOUNT.search(c.text) else 0.0 for c in cands], dtype=np.float32
         )
     if _ASKS_ENTITLEMENT.match(asked):
         scores = scores + np.array(
-            [ENTITLEMENT if _STATES_ENTITLEMENT.search(c[3]) else 0.0 for c in cands], dtype=np.float32
+            [ENTITLEMENT if _STATES_ENTITLEMENT.search(c.text) else 0.0 for c in cands], dtype=np.float32
         )
     if embed is not None:  # the words of the two together are those of either: coverage needs no help
-        scores = scores + np.array([CONTINUATION if c[7] else 0.0 for c in cands], dtype=np.float32)
+        scores = scores + np.array([CONTINUATION if c.refers_back else 0.0 for c in cands], dtype=np.float32)
     # a sentence answers only where it holds enough of the question's terms or the embedding is sure of it, and
     # with a figure where one is asked; the floor checks the embedding, as far as it is trusted (a Chinese
     # paraphrase shares few of its jieba words with the answer): without one, coverage alone ranks, as before
     floor_cov = MIN_COVERAGE * embed_trust if embed is not None else 0.0
-    holds = np.array([c[4] >= floor_cov for c in cands])
+    holds = np.array([c.coverage >= floor_cov for c in cands])
     sure = cos >= SURE_SIMILARITY
     # the weights where a floor applies: with an embedding, or for a Chinese question (its pairs stand in for it)
     weighed = idf is not None and (embed is not None or embed_trust < 1) and q_terms
@@ -675,18 +693,18 @@ def extractive_answer(
         title_weight = TITLE_WEIGHT * embed_trust + (1 - embed_trust)  # no title rule for a Chinese question
         titles: dict[int, set[str]] = {}
 
-        def says(c: tuple) -> float:
+        def says(c: _Candidate) -> float:
             title = titles.setdefault(
-                c[0].passage.document_id, set(tokenize(c[0].passage.title or "", characters=False))
+                c.source.passage.document_id, set(tokenize(c.source.passage.title or "", characters=False))
             )
             own = {
                 t: weights.get(t, top) * (0.0 if t in subject else title_weight if t in title else 1.0)
                 for t in q_terms
             }
-            shares = {t: f for t, f in c[9].items() if t in glued}
+            shares = {t: f for t, f in c.shares.items() if t in glued}
             return min(
-                _weighted_coverage(c[6], q_terms, weights, c[8], shares),
-                _weighted_coverage(c[6], q_terms, own, c[8], shares),
+                _weighted_coverage(c.covered, q_terms, weights, c.inside, shares),
+                _weighted_coverage(c.covered, q_terms, own, c.inside, shares),
             )
 
         rare = np.array([says(c) for c in cands], dtype=np.float32)
@@ -695,13 +713,15 @@ def extractive_answer(
         sure &= rare >= SURE_WEIGHTED_COVERAGE * embed_trust + zh_floor
     answers = holds | sure
     if _ASKS_AMOUNT.match(asked):
-        answers &= np.array([bool(_STATES_AMOUNT.search(c[3])) for c in cands])
+        answers &= np.array([bool(_STATES_AMOUNT.search(c.text)) for c in cands])
     relevance = np.where(answers, relevance, -1.0)
     scores = np.where(answers, scores, -1.0)  # nor does it set the floor RELATIVE of the best
     order = sorted(range(len(cands)), key=lambda i: (-float(scores[i]), i))
     floor = RELATIVE * float(scores[order[0]])
     quotes: list[Quote] = []
-    rows = [i for i in order if scores[i] >= floor and relevance[i] >= MIN_SCORE and _row_labels(cands[i][3])]
+    rows = [
+        i for i in order if scores[i] >= floor and relevance[i] >= MIN_SCORE and _row_labels(cands[i].text)
+    ]
     other_rows = {i for i in rows if any(_other_row(cands[i], cands[k]) for k in rows)}
     for i in order:
         src, s, e, sent, *_ = cands[i]
