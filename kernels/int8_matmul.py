@@ -527,8 +527,12 @@ def use_ws(x2: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: t
 _GEMM_WS: dict[tuple, bool] = {}  # (row bucket, N, K, dtype, bias, device) -> int8_gemm_ws
 
 
-# NOTE: off by default until the product path through it has run on a GPU (the kernel itself passed its GPU
-# tests at both ``int8_gemm_ws.pick`` tiles; its wiring here and ``use_gemm_ws`` have only run on the CPU)
+# NOTE: off by default. The product path through it has run on an H100 (2026-12-07, `benchmarks/kernels.py
+# --sections int8`, AUTOGLM_W8_GEMM_WS=on through ``int8_linear_triton``: rel. error 1.7e-3 at 256/1,024/4,096 rows
+# of all four GLM-4-9B layers; faster than the path taken without it for gate_up at 256 and 1,024 rows, down at
+# 1,024 and 4,096, o_proj at 1,024, slower for q/k/v everywhere), so 'auto' would pay off in INT8 prefill; what
+# its per-shape timing and the kernel's compile cost an engine's start and its first long prompt (buckets above
+# 1,024 rows are decided on first use) has not been measured against that gain on the engine
 GEMM_WS_DEFAULT = "off"
 
 
