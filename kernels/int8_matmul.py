@@ -531,8 +531,8 @@ _GEMM_WS: dict[tuple, bool] = {}  # (row bucket, N, K, dtype, bias, device) -> i
 # --sections int8`, AUTOGLM_W8_GEMM_WS=on through ``int8_linear_triton``: rel. error 1.7e-3 at 256/1,024/4,096 rows
 # of all four GLM-4-9B layers; faster than the path taken without it for gate_up at 256 and 1,024 rows, down at
 # 1,024 and 4,096, o_proj at 1,024, slower for q/k/v everywhere), so 'auto' would pay off in INT8 prefill; what
-# its per-shape timing and the kernel's compile cost an engine's start and its first long prompt (buckets above
-# 1,024 rows are decided on first use) has not been measured against that gain on the engine
+# its per-shape timing and the kernel's compile add to an INT8 engine's start (with 'auto' the engine warms one
+# eager chunk per row bucket up to max_num_batched_tokens) has not been measured against that gain
 GEMM_WS_DEFAULT = "off"
 
 
