@@ -130,21 +130,26 @@ def assemble_context(
 
 # --- citations ------------------------------------------------------------------------------------
 # A citation marker as models write it. The prompt asks for [1] / [2][3]; GLM-4, above all in Chinese, also
-# writes 【1】 ［1］ 【1,2】 [1、2] [1，3] [^1] [Source 1] [来源1] 【来源：1】 [文档1], ranges [1-3] [1~3] [1至3].
+# writes 【1】 ［1］ 【1,2】 [1、2] [1，3] [^1] [Source 1] [来源1] 【来源：1】 [文档1], ranges [1-3] [1~3] [1至3],
+# and its digits full-width in Chinese text (【１】 ［２］ 【１，２】 【１－３】); models tuned on OpenAI's tools
+# write 【4†source】 and 【4†L1-L5】 (what follows the dagger names a title or lines, not another source).
 # Any opening bracket with any closing one; a list of numbers or ranges, each optionally labelled. Parentheses
 # never cite ("(1)" is a list item), and code spans and fenced code blocks are skipped ("a[1]" indexes).
 # NOTE: web/citations.js holds the same pattern for the ask page; change both together.
 _SP = r"[ \t\u3000]*"
+_DIGIT = r"[0-9０-９]"
 _WORDS = r"sources?|docs?|documents?|refs?|来源|出处|文档|资料|参考资料|参考文献|参考"
 _LABEL = rf"(?:\^|(?:{_WORDS}){_SP}[:：#]?)"
-_ITEM = rf"(?:{_LABEL}{_SP})?[0-9]{{1,6}}(?:{_SP}[-–—~～至到]{_SP}[0-9]{{1,6}})?"
+_ITEM = rf"(?:{_LABEL}{_SP})?{_DIGIT}{{1,6}}(?:{_SP}[-–—－~～至到]{_SP}{_DIGIT}{{1,6}})?"
+_DAGGER = r"†[^\[\]【】［］\n]{0,200}"  # OpenAI's 【4†source】: the rest of the marker, outside the numbers
 _CITATION = re.compile(
     r"^[ \t]*(`{3,}|~{3,})[\s\S]*?(?:^[ \t]*\1|(?![\s\S]))"  # a fenced code block (unclosed: to the end)
     r"|(`+)(?!`)[^\n]*?[^`\n]\2(?!`)"  # a code span, within a line (a quote's stray ` hides no other line)
-    rf"|[\[【［]{_SP}({_ITEM}(?:{_SP}[,，、;；]{_SP}{_ITEM})*){_SP}[\]】］]",
+    rf"|[\[【［]{_SP}({_ITEM}(?:{_SP}[,，、;；]{_SP}{_ITEM})*)(?:{_SP}{_DAGGER})?{_SP}[\]】］]",
     re.MULTILINE | re.IGNORECASE,
 )
-_NUMBERS = re.compile(rf"([0-9]+)(?:{_SP}[-–—~～至到]{_SP}([0-9]+))?")
+# int() reads full-width digits as well
+_NUMBERS = re.compile(rf"({_DIGIT}+)(?:{_SP}[-–—－~～至到]{_SP}({_DIGIT}+))?")
 
 
 @dataclass(frozen=True)

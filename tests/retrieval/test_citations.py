@@ -34,12 +34,31 @@ CASES: list[tuple[str, list[tuple[str, list[int]]]]] = [
     ),
     ("Ranges [1~2], 【1至3】, [2～3].", [("[1~2]", [1, 2]), ("【1至3】", [1, 2, 3]), ("[2～3]", [2, 3])]),
     ("Glued to a word: per year[1].", [("[1]", [1])]),
+    # full-width digits, as GLM-4 writes them in Chinese text
+    (
+        "带薪假【１】，结转［２］，见【１，２】与【１－３】、[来源：３]、【２０２４】。",
+        [
+            ("【１】", [1]),
+            ("［２］", [2]),
+            ("【１，２】", [1, 2]),
+            ("【１－３】", [1, 2, 3]),
+            ("[来源：３]", [3]),
+        ],
+    ),
+    # OpenAI's form (ChatGPT, models tuned on its tools): what follows the dagger is a title or lines, not a source
+    (
+        "Leave is 28 days 【1†source】, carried over 【3†L1-L5】 and 【２†HR handbook.pdf】.",
+        [("【1†source】", [1]), ("【3†L1-L5】", [3]), ("【２†HR handbook.pdf】", [2])],
+    ),
+    ("Not sources: 【9†source】, 【0†L1】, 【4:0†source】, a dagger alone 【†source】.", []),
     # not citations: a year, list items, numbers naming no source, a descending range, letters
     ("In [2024] the policy changed.", []),
     ("Steps: (1) open the portal, (2) submit; （3） approve.", []),
     ("Not sources: [0], [4], [1-1000], [3-1], [1, 4], [x], [1.5], [ ].", []),
+    ("Not sources either: 【０】, ［４］, 【２０２４】, 【１，４】.", []),
     # indexing in code: a code span, a fenced block (closed or still streaming), the citation after it counts
     ("Use `a[1]` or ``b[2]`` here [3].", [("[3]", [3])]),
+    ("Code keeps its brackets: `x【１】`, `y【2†source】`; the answer cites 【２】.", [("【２】", [2])]),
     ("```python\nx = a[1]\ny = b[2]\n```\nThat reads the second item [2].", [("[2]", [2])]),
     ("~~~\nitems[1]\n~~~\nsee [1]", [("[1]", [1])]),
     ("Example:\n```js\nconst x = a[1];", []),
