@@ -186,8 +186,11 @@ def _text_type(text: str, filename: str | None) -> str:
 def parse(data: bytes, filename: str | None = None) -> ParsedDocument:
     """Extract text and sections; raises ParseError (UnsupportedFileType for other formats)."""
     kind = detect_type(data, filename)
+    parser = _PARSERS[kind]
+    if kind == "markdown" and not (filename or "").lower().endswith(_MARKDOWN_EXT):
+        parser = _markdown_by_content  # its "# apt install foo" lines are shell, not headings
     try:
-        return _PARSERS[kind](data)
+        return parser(data)
     except ParseError:
         raise
     except MemoryError as e:
@@ -212,6 +215,7 @@ def _decoded(parser: Callable[[str], ParsedDocument]) -> Callable[[bytes], Parse
 
 
 _markdown = _decoded(parse_markdown)
+_markdown_by_content = _decoded(lambda text: parse_markdown(text, named=False))
 _text = _decoded(parse_text)
 _delimited = _decoded(parse_delimited)
 _man = _decoded(parse_man)

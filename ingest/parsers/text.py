@@ -214,7 +214,6 @@ def _decode_mixed(data: bytes, encoding: str) -> str:
     return "".join(out)
 
 
-_ATX = re.compile(r"^ {0,3}#{1,6}(\s|$)", re.M)
 _SETEXT = re.compile(r"^[^\s].*\n {0,3}(=+|-+) *$", re.M)
 _MD_SIGNS = re.compile(r"^ {0,3}(```|~~~|[-*+] \S|\d+\. \S|> )|\[[^\]]+\]\([^)]+\)|\*\*\S", re.M)
 
@@ -244,9 +243,74 @@ def looks_like_code(text: str, filename: str | None) -> bool:
     return text.lstrip("\ufeff")[:2] == "#!"
 
 
+# A "#" line of a plain-text file (a README or INSTALL without a suffix) is often no heading but a root shell's
+# prompt ("# apt install foo", "  # echo 1 > /proc/sys/vm/overcommit_memory") or a comment in a command example
+# ("# jump to merge conflicts" over "git jump merge"; a licence header or a "#####" banner of "#" lines).
+_HASH_LINE = re.compile(r" {0,3}#")
+_ATX_LINE = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
+_SHELL_WORDS = frozenset(
+    "sudo su apt apt-get aptitude apt-cache dpkg dpkg-reconfigure yum dnf zypper pacman rpm snap flatpak pip pip3 "
+    "npm npx yarn gem cargo go cd ls cp mv rm ln mkdir rmdir chmod chown chgrp touch cat less head tail grep sed "
+    "awk find echo printf export source unset make cmake ninja meson install tar unzip gzip gunzip curl wget ssh "
+    "scp rsync git svn hg docker podman kubectl systemctl service journalctl modprobe insmod rmmod lsmod mount "
+    "umount sysctl useradd adduser usermod userdel groupadd passwd editor vi vim nano emacs python python3 perl "
+    "ruby node java bash sh zsh kill killall ps df du ip ifconfig ping crontab update-alternatives "
+    "update-rc.d update-grub debconf-set-selections ldconfig openssl gpg".split()
+)
+_CONFIG_LINE = re.compile(r"\s*(?:\[[^\]\n]+\]|[\w.-]+\s*=\s*\S.*)\s*")  # "[section]", "key = value"
+
+
+def reads_as_command(line: str) -> bool:
+    """Whether a line reads as a shell command ("apt install foo", "$ make install", "./configure --prefix=/usr",
+    "widgetry --start"): a command's name, then its arguments; a sentence ("make sure it runs.") is none."""
+    words = line.split()
+    if words[:1] in (["$"], ["%"]):  # a user's prompt before the command
+        words = words[1:]
+    if not words or line.rstrip().endswith((".", "?", ":")):
+        return False
+    if words[0].startswith(("./", "/", "~/")):
+        return True
+    if len(words) > 1 and words[1].startswith("-") and re.fullmatch(r"[a-z][\w.+-]*", words[0]):
+        return True  # a lower-case name, then an option
+    return words[0] in _SHELL_WORDS and len(words) > 1
+
+
+def shell_hash_lines(lines: list[str]) -> set[int]:
+    """Indices of the lines that a Markdown reader would take for "#" headings but that are shell: a block of
+    "#" lines holding a prompt's command, a bare "#" or a "#####" banner, one of three or more, or one that a
+    command or configuration line follows at once (a comment in an example). Two headings in a row stay."""
+    out: set[int] = set()
+    i = 0
+    while i < len(lines):
+        if not _HASH_LINE.match(lines[i]):
+            i += 1
+            continue
+        end = i
+        while end < len(lines) and _HASH_LINE.match(lines[end]):
+            end += 1
+        run = lines[i:end]
+        after = lines[end] if end < len(lines) else ""
+        if (
+            len(run) >= 3
+            or any(not _ATX_LINE.match(line) or not line.strip(" \t#") for line in run)
+            or any(reads_as_command(line.strip().lstrip("#")) for line in run)
+            or reads_as_command(after)
+            or _CONFIG_LINE.fullmatch(after)
+        ):
+            out.update(range(i, end))
+        i = end
+    return out
+
+
 def looks_like_markdown(text: str) -> bool:
+    """Whether a file not named as Markdown reads as Markdown: a "#" heading that is no shell line
+    (``shell_hash_lines``), an underlined (Setext) heading, or three other signs (lists, fences, links, bold)."""
     sample = text[:65536]
-    if _ATX.search(sample) or _SETEXT.search(sample):
+    if _SETEXT.search(sample):
+        return True
+    lines = sample.split("\n")
+    shell = shell_hash_lines(lines)
+    if any(_ATX_LINE.match(line) and i not in shell for i, line in enumerate(lines)):
         return True
     return len(_MD_SIGNS.findall(sample)) >= 3
 
@@ -277,8 +341,10 @@ def parse_delimited(text: str) -> ParsedDocument:
     return b.build("csv", None, None)
 
 
-def parse_markdown(text: str) -> ParsedDocument:
-    """Headings (ATX `#` and Setext underlines; not `#` inside code) become heading paths.
+def parse_markdown(text: str, named: bool = True) -> ParsedDocument:
+    """Headings (ATX `#` and Setext underlines; not `#` inside code) become heading paths. ``named=False``: the
+    file is Markdown by its content, not by its name (a README without a suffix), so its shell lines
+    (``shell_hash_lines``: "# apt install foo") stay text; a .md file's "#" lines are headings, as its author wrote.
 
     The text keeps the Markdown source's lines between headings, each paragraph as a reader sees it
     (``_shown_lines``: links as their text and web address, no emphasis marks; list and quote marks and code stay), and without
@@ -296,6 +362,7 @@ def parse_markdown(text: str) -> ParsedDocument:
     text = _without_templates(text)
     text, events = myst_to_markdown(text)
     lines: list[str | None] = list(text.split("\n"))  # None: a line whose text an earlier line now holds
+    shell = set() if named else shell_hash_lines(text.split("\n"))
     try:
         env: dict = {}
         tokens = MarkdownIt("commonmark").enable("table").parse(text, env)
@@ -312,7 +379,11 @@ def parse_markdown(text: str) -> ParsedDocument:
             tok.type == "heading_open"
             and tok.map
             and tok.level == 0
-            and _paragraph_over_a_rule(tok, tokens[i + 1], lines)
+            and (
+                _paragraph_over_a_rule(tok, tokens[i + 1], lines)
+                # a command over the dashes that close an example ("git jump grep foo" / "-----")
+                or (not named and tok.markup in ("-", "=") and reads_as_command(tokens[i + 1].content))
+            )
         ):
             # NOTE: CommonMark makes a paragraph of several lines over "-----" one Setext heading; what
             # writes it is a paragraph, then a rule (a changelog's separator between releases: bash's
@@ -325,6 +396,8 @@ def parse_markdown(text: str) -> ParsedDocument:
                     lines[tok.map[0] + k] = line
             lines[tok.map[1] - 1] = None  # the rule
         elif tok.type == "heading_open" and tok.map and tok.level == 0:
+            if tok.markup.startswith("#") and tok.map[0] in shell:
+                continue  # a prompt or a comment of an example: its line stays as it is
             kind = TAB if events.get(tok.map[0], ("",))[0] == TAB else "heading"
             blocks.append((tok.map[0], tok.map[1], kind, int(tok.tag[1]), _plain_inline(tokens[i + 1])))
         elif tok.type == "table_open":

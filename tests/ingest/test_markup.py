@@ -66,6 +66,112 @@ def test_markdown_with_a_markdown_name_or_none_stays_markdown():
     assert detect_type(b"# Tool\n\n- a\n", "tool.mdown") == "markdown"
 
 
+# --- a root prompt in a plain-text README is no heading ---------------------------------------------------
+# Excerpts of Debian's /usr/share/doc: adduser's examples/INSTALL, apt's NEWS.Debian (1.2~exp1), git's
+# contrib/git-jump/README. Read as Markdown (no suffix says otherwise), their "# command" lines were headings,
+# and the document's title.
+ADDUSER_INSTALL = """\
+Please read the README file for detailed information about what needs to
+be done to install the ADDUSER Local System Additions program.  In brief:
+
+# cp --pr=t ./adduser.local /usr/local/sbin
+# chmod 755 /usr/local/sbin/adduser.local
+# cp ./adduser.local.conf /etc
+# editor /etc/adduser.local.conf         # The important step!
+
+IMPORTANT: Do NOT just perform the above steps without knowing what you
+are doing!
+"""
+APT_NEWS = """\
+apt (1.2~exp1) experimental; urgency=medium
+
+  [ Automatic removal of debs after install ]
+  After packages are successfully installed by apt(8),
+  the corresponding .deb package files will be
+  removed from the /var/cache/apt/archives cache directory.
+
+  This can be changed by setting the apt configuration option
+    "Binary::apt::APT::Keep-Downloaded-Packages" to "true". E.g:
+
+  # echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' \\
+      > /etc/apt/apt.conf.d/01keep-debs
+
+  Please note that the behavior of apt-get is unchanged.
+"""
+GIT_JUMP = """\
+Using git-jump
+--------------
+
+To use it, just drop git-jump in your PATH, and then invoke it like
+this:
+
+--------------------------------------------------
+# jump to changes not yet staged for commit
+git jump diff
+
+# jump to changes that are staged for commit; you can give
+# arbitrary diff options
+git jump diff --cached
+
+# use the silver searcher for git jump grep
+git config jump.grepCmd "ag --column"
+--------------------------------------------------
+
+
+Related Programs
+----------------
+
+You can accomplish some of the same things with individual tools.
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "prompt"),
+    [
+        (ADDUSER_INSTALL, "INSTALL", "# chmod 755 /usr/local/sbin/adduser.local"),
+        (APT_NEWS, "NEWS.Debian", "  # echo 'Binary::apt::APT::Keep-Downloaded-Packages"),
+        (
+            "Enable it as root:\n\n  # echo 1 > /proc/sys/vm/overcommit_memory\n\nThen restart.\n",
+            None,
+            "  # echo 1",
+        ),
+        ("Install:\n\n# apt install widgetry\n# widgetry --start\n", "README", "# apt install widgetry"),
+    ],
+)
+def test_a_text_file_with_root_prompts_is_text(data, name, prompt):
+    assert detect_type(data.encode(), name) == "text"
+    doc = parse(data.encode(), name)
+    assert doc.title is None and all(not s.heading_path for s in doc.sections)
+    assert prompt in doc.text  # the line as written, "#" and all
+
+
+def test_a_readme_with_underlined_headings_keeps_them_and_not_its_example_comments():
+    doc = parse(GIT_JUMP.encode(), "README")
+    assert doc.detected_type == "markdown"  # its underlined titles are headings
+    assert {tuple(s.heading_path) for s in doc.sections} == {("Using git-jump",), ("Related Programs",)}
+    assert doc.title == "Using git-jump"
+    # the comments of the example and the command over its closing dashes stay text in the example
+    assert "# jump to changes not yet staged for commit\ngit jump diff\n" in doc.text
+    assert (
+        'git jump diff --cached\n\n# use the silver searcher for git jump grep\ngit config jump.grepCmd "ag --column"\n'
+        in doc.text
+    )
+
+
+def test_markdown_without_a_markdown_name_keeps_its_headings_beside_a_prompt():
+    md = "# Widgetry\n\nInstall it as root:\n\n    # apt install widgetry\n\n## Usage\n\nRun it.\n"
+    assert detect_type(md.encode(), "README") == "markdown"
+    doc = parse(md.encode(), "README")
+    assert doc.title == "Widgetry"
+    assert section_of(doc, "Run it").heading_path == ["Widgetry", "Usage"]
+    assert "# apt install widgetry" in doc.text  # an indented code block: never a heading
+    # two headings in a row are Markdown's, not a comment block
+    doc = parse(b"# Widgetry\n## Usage\n\nRun it.\n", "README")
+    assert section_of(doc, "Run it").heading_path == ["Widgetry", "Usage"]
+    # a file named as Markdown is read as its author wrote it: there "# ..." is a heading
+    assert parse(b"# apt install widgetry\n\nThen run it.\n", "notes.md").title == "apt install widgetry"
+
+
 # --- HTML inside Markdown ---------------------------------------------------------------------------------
 README = """<p align="center">
   <a href="https://example.org"><img src="logo.png" alt="Logo" width="200"></a>
