@@ -217,6 +217,10 @@ class DocumentBase(SQLModel):
     chunks_embedded: int = 0
     chunk_count: int = 0
     error: str | None = None  # a sentence a person can read
+    # failed: whether processing the same file again may succeed (the worker stopped, timed out or ran out of
+    # memory: Re-index) or not (the file is damaged, cut short, encrypted or unsupported: replace it); None
+    # while not failed, and for a document that failed before this was recorded
+    retryable: bool | None = None
     # what of a ready document's file could not be read ("Pages 3, 7-9 of 12 have no text layer ..."), a short
     # sentence each, from its last ingestion; [] where nothing was left out (and for documents ingested before)
     notices: list[str] = Field(

@@ -400,6 +400,7 @@ def _add_row(
         # Same bytes failed (or were cancelled) before: try again (the failure may have been transient).
         storage.put_blob(data)
         same.status, same.stage, same.error, same.attempts = DocStatus.queued, "queued", None, 0
+        same.retryable = None
         same.progress, same.updated_at = 0.0, utcnow()
         session.add(same)
         return same, True

@@ -119,16 +119,19 @@ def _heartbeat(document_id: int) -> Iterator[None]:
         thread.join(1.0)  # a beat blocked on the database ends by itself; it only touches "processing"
 
 
-def fail_document(document_id: int, reason: str) -> None:
-    """Final failure: store a reason a person can read (never overrides ready, deleting or cancelled)."""
+def fail_document(document_id: int, reason: str, retryable: bool = True) -> None:
+    """Final failure: store a reason a person can read (never overrides ready, deleting or cancelled), and
+    whether processing the same file again may succeed: True where the worker failed (stopped, timed out, out of
+    memory, the database or broker away); False where the file itself is the reason (damaged, cut short,
+    encrypted, unsupported, no text, gone from storage), which only another file mends."""
     with session_scope() as s:
         doc = s.get(Document, document_id)
         if doc is None or doc.status in (DocStatus.ready, DocStatus.deleting, DocStatus.cancelled):
             return
-        doc.status, doc.error, doc.updated_at = DocStatus.failed, reason, utcnow()
+        doc.status, doc.error, doc.retryable, doc.updated_at = DocStatus.failed, reason, retryable, utcnow()
         s.add(doc)
         s.commit()
-    log.info("document %s failed: %s", document_id, reason)
+    log.info("document %s failed (%s): %s", document_id, "retryable" if retryable else "permanent", reason)
 
 
 def _embedder():
@@ -163,6 +166,7 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
             )
             return DocStatus.failed
         doc.status, doc.stage, doc.progress, doc.error = DocStatus.processing, "parsing", 0.0, None
+        doc.retryable = None
         doc.notices = []  # an earlier run's; this run's come with its ready status
         doc.attempts += 1
         doc.chunks_embedded = 0
@@ -191,12 +195,14 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
     _pause("parsing")
     data = storage.read_blob(sha)
     if data is None:
-        fail_document(document_id, "The uploaded file is missing from storage; upload it again.")
+        fail_document(
+            document_id, "The uploaded file is missing from storage; upload it again.", retryable=False
+        )
         return DocStatus.failed
     try:
         parsed = parse(data, filename)
     except ParseError as e:
-        fail_document(document_id, e.reason)
+        fail_document(document_id, e.reason, retryable=e.retryable)
         return DocStatus.failed
     del data
     _update(
@@ -213,7 +219,7 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
     overlap = min(settings.chunk_overlap_tokens, max_tokens - 1)
     specs = chunk_document(parsed, embedder.tokenizer, max_tokens, overlap)
     if not specs:
-        fail_document(document_id, "No text could be extracted from the document.")
+        fail_document(document_id, "No text could be extracted from the document.", retryable=False)
         return DocStatus.failed
     _update(document_id, stage="embedding", progress=0.15, chunks_total=len(specs))
     _pause("embedding")
@@ -314,7 +320,7 @@ def _commit_document(
         save_manifest(s, collection_id, manifest)
         s.add(DocumentText(document_id=document_id, text=text))
         doc.status, doc.stage, doc.progress = DocStatus.ready, "done", 1.0
-        doc.chunk_count, doc.error, doc.updated_at = len(chunks), None, utcnow()
+        doc.chunk_count, doc.error, doc.retryable, doc.updated_at = len(chunks), None, None, utcnow()
         doc.notices = list(notices)  # capped by the parser (base.cap_notices)
         s.add(doc)
         s.commit()

@@ -62,7 +62,10 @@ def recover_stuck() -> tuple[list[int], list[int]]:
                 f"Processing was started {attempts} times and stopped without finishing (its worker sent "
                 f"no heartbeat for {settings.stuck_after_s:g} s); gave up."
             )
-            if _claim(doc_id, DocStatus.processing, cutoff, status=DocStatus.failed, error=reason):
+            # its worker stopped, not its file: Re-index may finish it
+            if _claim(
+                doc_id, DocStatus.processing, cutoff, status=DocStatus.failed, error=reason, retryable=True
+            ):
                 failed.append(doc_id)
                 log.warning("document %s failed: %s", doc_id, reason)
         elif _claim(

@@ -182,6 +182,13 @@ function statusCell(d) {
     if (d.chunks_total) parts.push(h("span", { class: "muted small", text: ` · ${d.chunks_embedded}/${d.chunks_total} chunks` }));
   }
   if (d.error) parts.push(h("div", { class: "error small reason", text: d.error }));
+  // Whether a retry can help (`retryable`; null for a failure recorded before it was): the file's own fault
+  // (damaged, cut short, encrypted, unsupported) fails the same way on every Re-index, so the row offers Replace.
+  if (d.status === "failed" && d.retryable === false) {
+    parts.push(h("div", { class: "muted small reason hint", text: "Re-indexing this file would fail the same way: replace it with a complete, readable copy." }));
+  } else if (d.status === "failed" && d.retryable === true) {
+    parts.push(h("div", { class: "muted small reason hint", text: "The file may be fine: Re-index to try again." }));
+  }
   // What of the file was not read (scanned pages, formulas without values): ready, but not all searchable.
   if (d.notices && d.notices.length) {
     parts.push(h("ul", { class: "notices small reason", "aria-label": `What was not read of ${d.filename}` },
@@ -198,7 +205,7 @@ function renderDocuments() {
       h("td", {},
         h("div", { text: d.title || d.filename }),
         d.title && d.title !== d.filename ? h("div", { class: "muted small", text: d.filename }) : null,
-        replacing.has(d.id) ? h("div", { class: "muted small", text: "being re-indexed; searchable until the new version is ready" }) : null,
+        replacing.has(d.id) ? h("div", { class: "muted small", text: d.status === "failed" ? "being replaced by the new upload" : "being re-indexed; searchable until the new version is ready" }) : null,
         d.replaces_id && ACTIVE.has(d.status) ? h("div", { class: "muted small", text: "new version (re-index)" }) : null),
       h("td", { text: d.detected_type || "" }),
       h("td", { class: "num", text: formatBytes(d.size ?? d.size_bytes) }),
@@ -209,12 +216,36 @@ function renderDocuments() {
       h("td", { class: "actions" },
         d.status === "queued" || d.status === "processing"
           ? h("button", { type: "button", class: "secondary", text: "Cancel", "aria-label": `Cancel ${d.filename}`, onclick: () => cancelIngestion(d) })
-          : h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status) || replacing.has(d.id), onclick: () => reindex(d) }),
+          : d.status === "failed" && d.retryable === false
+            ? replaceButton(d, replacing.has(d.id))
+            : h("button", { type: "button", class: "secondary", text: "Re-index", "aria-label": `Re-index ${d.filename}`, disabled: ACTIVE.has(d.status) || replacing.has(d.id), onclick: () => reindex(d) }),
         h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${d.filename}`, onclick: () => deleteDocument(d) }),
       ),
     ),
   );
   fill($("documents-table"), table(["Document", "Type", "Size", "Pages", "Chunks", "Status", "Updated", ""], rows, "No documents yet: drop some files above."));
+}
+
+// Replace (a failure a retry cannot mend): the chosen file is uploaded under the document's name, so it becomes
+// the new version that replaces the failed one once ready (the flow of dropping a changed file). One input for
+// every row: the table is redrawn each second while documents are processed, the file chooser may stay open.
+const replacement = { input: null, doc: null };
+
+function replaceButton(d, busy) {
+  const choose = () => {
+    if (!replacement.input) {
+      replacement.input = h("input", { type: "file", hidden: true, "aria-label": "Replacement file" });
+      replacement.input.addEventListener("change", () => {
+        const file = replacement.input.files[0];
+        replacement.input.value = "";
+        if (file && replacement.doc) uploadFiles([{ file, name: replacement.doc.filename }]);
+      });
+      document.body.append(replacement.input);
+    }
+    replacement.doc = d;
+    replacement.input.click();
+  };
+  return h("button", { type: "button", text: "Replace…", "aria-label": `Replace ${d.filename}`, disabled: busy, onclick: choose });
 }
 
 async function reindex(d) {

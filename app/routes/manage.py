@@ -189,6 +189,7 @@ def reindex_document(document_id: Id, session: SessionDep, user: AdminUser) -> D
     if doc.status in (DocStatus.failed, DocStatus.cancelled):
         target = doc
         target.status, target.stage, target.progress, target.error = DocStatus.queued, "queued", 0.0, None
+        target.retryable = None
         target.attempts, target.chunks_embedded, target.updated_at = 0, 0, utcnow()
     else:
         # NOTE: a second copy would become ready beside the first (the old one is gone by then): listed twice

@@ -194,7 +194,8 @@ def parse(data: bytes, filename: str | None = None) -> ParsedDocument:
     except ParseError:
         raise
     except MemoryError as e:
-        raise ParseError("The document is too large to process in memory.") from e
+        # the worker's memory, not the file, may be what ran out (other work beside it): worth another try
+        raise ParseError("The document is too large to process in memory.", retryable=True) from e
     except Exception as e:
         # A parser library failing on odd input must fail this document, not the worker.
         logger.exception("parser for %s failed on %r", kind, filename)

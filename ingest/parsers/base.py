@@ -58,11 +58,14 @@ MAX_SHEET_CELLS = 5_000_000
 
 
 class ParseError(Exception):
-    """A file that cannot be turned into text; `reason` is a sentence a person can read."""
+    """A file that cannot be turned into text; `reason` is a sentence a person can read. `retryable`: whether
+    reading the same bytes again may succeed (it ran out of memory); most reasons are the file's own (damaged,
+    cut short, encrypted, of an unsupported type), and only another file helps."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, retryable: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.retryable = retryable
 
 
 class UnsupportedFileType(ParseError):

@@ -200,9 +200,13 @@ def test_reindex_failed_in_place_and_ready_by_replacement(client):
     r = client.post(f"/api/documents/{failed}/reindex", headers=w.admin)
     assert (r.status_code, r.json()) == (409, {"detail": "Document is already being processed"})
     fail_document(failed, "The parser crashed.")
+    got = client.get(f"/api/documents/{failed}", headers=w.admin).json()
+    assert (got["status"], got["error"], got["retryable"]) == ("failed", "The parser crashed.", True)
     r = client.post(f"/api/documents/{failed}/reindex", headers=w.admin)
     assert r.status_code == 202, r.text
-    assert (r.json()["id"], r.json()["status"], r.json()["error"]) == (failed, "queued", None)
+    assert (r.json()["id"], r.json()["status"], r.json()["error"], r.json()["retryable"]) == (
+        failed, "queued", None, None,
+    )  # fmt: skip
     assert process_document(failed) == "ready"
 
     with session_scope() as s:
@@ -217,6 +221,37 @@ def test_reindex_failed_in_place_and_ready_by_replacement(client):
     assert hits and {h["document_id"] for h in hits} <= {new, failed}
     assert client.post(f"/api/documents/{new}/reindex", headers=w.member).status_code == 403
     assert client.post("/api/documents/424242/reindex", headers=w.admin).status_code == 404
+
+
+def test_a_file_that_cannot_be_read_fails_for_good_and_is_replaced_by_uploading_it_again(client):
+    # A cut-off PDF fails again however often it is re-indexed: the failure says so (retryable false, in the
+    # listing and the document), and the complete file uploaded under the same name replaces it once ready.
+    from tests.ingest import parser_fixtures as F
+
+    w = build_world(client)
+    pdf = F.make_pdf(["Parking permits are renewed every March.", "The garage closes at midnight."])
+
+    def upload(data: bytes):
+        files = [("files", ("parking.pdf", data))]
+        return client.post(f"/api/collections/{w.handbook}/documents", files=files, headers=w.admin)
+
+    cut = upload(pdf[: len(pdf) // 2]).json()["documents"][0]["id"]
+    assert process_document(cut) == "failed"
+    got = client.get(f"/api/documents/{cut}", headers=w.member).json()
+    assert got["retryable"] is False
+    assert got["error"].startswith("The PDF could not be read: the file ends early")
+    docs = client.get(f"/api/collections/{w.handbook}/documents", headers=w.admin).json()
+    listed = {d["id"]: d for d in docs}
+    assert listed[cut]["retryable"] is False
+    assert all(d["retryable"] is None for i, d in listed.items() if i != cut)  # ready ones have no answer
+
+    r = upload(pdf)
+    new = r.json()["documents"][0]
+    assert (r.status_code, new["replaces_id"], new["retryable"]) == (202, cut, None)
+    assert process_document(new["id"]) == "ready"
+    assert client.get(f"/api/documents/{cut}", headers=w.admin).status_code == 404  # replaced
+    r = client.post("/api/search", json={"query": "parking permits renewed"}, headers=w.admin)
+    assert r.json()["hits"][0]["document_id"] == new["id"]
 
 
 def test_an_earlier_answer_s_citations_still_open_after_a_reindex(client):

@@ -217,3 +217,29 @@ def test_upgrading_gives_documents_ingested_before_no_notices(env, dialect):
         dispose_engines()
         if drop is not None:
             drop()
+
+
+def test_upgrading_gives_documents_failed_before_no_retryable(env):
+    # Revision 0006 records whether a failed document may succeed on a retry; one that failed before has none
+    # (the admin page offers Re-index for it, as before), and the column takes either answer afterwards.
+    from alembic import command
+
+    from app.db import alembic_config, dispose_engines
+
+    url = f"sqlite:///{env / 'old.db'}"
+    command.upgrade(alembic_config(url), "0005")
+    eng = get_engine(url)
+    with eng.begin() as c:
+        _insert_ready_document(c, "cut.pdf")
+        c.exec_driver_sql(
+            "UPDATE documents SET status = 'failed', error = 'The PDF is damaged.' WHERE id = 1"
+        )
+    migrate(url)
+    with Session(eng) as s:
+        doc = s.get(Document, 1)
+        assert (doc.status, doc.error, doc.retryable) == ("failed", "The PDF is damaged.", None)
+        doc.retryable = False
+        s.commit()
+    with Session(eng) as s:
+        assert s.get(Document, 1).retryable is False
+    dispose_engines()

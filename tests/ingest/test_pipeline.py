@@ -84,8 +84,9 @@ def test_a_document_that_keeps_killing_workers_ends_failed(env):  # noqa: F811
         s.commit()
     assert pipeline.process_document(doc.id) == "failed"
     with session_scope() as s:
-        reason = s.get(Document, doc.id).error
-    assert reason.startswith(f"Processing was started {settings.max_attempts} times without finishing")
+        d = s.get(Document, doc.id)
+    assert d.error.startswith(f"Processing was started {settings.max_attempts} times without finishing")
+    assert d.retryable is True  # the workers stopped, not the file: Re-index may finish it
 
 
 def test_task_contract_and_final_failure_reason(env):  # noqa: F811
@@ -108,10 +109,54 @@ def test_task_contract_and_final_failure_reason(env):  # noqa: F811
     t.on_failure(SoftTimeLimitExceeded(), "task-id", [doc.id], {}, None)
     with session_scope() as s:
         d = s.get(Document, doc.id)
-    assert (d.status, d.error) == (
+    assert (d.status, d.error, d.retryable) == (
         "failed",
         f"Processing took longer than {settings.task_soft_time_limit} s and was stopped.",
+        True,
     )
+
+
+def test_a_failure_says_whether_processing_the_same_file_again_can_help(env, monkeypatch):  # noqa: F811
+    # A cut-off or encrypted file fails again however often it is re-indexed: only another file helps. Running
+    # out of memory may not happen on the next try (the worker was busy beside it).
+    import ingest.parsers as parsers
+    from tests.ingest import parser_fixtures as F
+
+    pdf = F.make_pdf(["Leave is 28 days a year.", "Carry-over is five days."])
+    files = {
+        "cut.pdf": pdf[: len(pdf) // 2],
+        "locked.pdf": F.make_encrypted_pdf(),
+        "scan.pdf": F.make_image_only_pdf(),
+        "big.txt": b"A text that the parser runs out of memory on.",
+    }
+    with session_scope() as s:
+        c = Collection(name="kb")
+        s.add(c)
+        s.commit()
+        ids = {name: add_document(s, c.id, name, data, None)[0].id for name, data in files.items()}
+        s.commit()
+
+    def out_of_memory(data: bytes):
+        raise MemoryError
+
+    monkeypatch.setitem(parsers._PARSERS, "text", out_of_memory)
+    for name in files:
+        assert pipeline.process_document(ids[name]) == "failed", name
+    monkeypatch.undo()
+    with session_scope() as s:
+        got = {name: (s.get(Document, i).retryable, s.get(Document, i).error) for name, i in ids.items()}
+    assert got["cut.pdf"][0] is False and "ends early" in got["cut.pdf"][1]
+    assert got["locked.pdf"][0] is False and "password-protected" in got["locked.pdf"][1]
+    assert got["scan.pdf"][0] is False and "only images" in got["scan.pdf"][1]
+    assert got["big.txt"] == (True, "The document is too large to process in memory.")
+    # a retry (Re-index queues it again) succeeds, and a ready document has no such answer
+    with session_scope() as s:
+        d = s.get(Document, ids["big.txt"])
+        d.status = DocStatus.queued
+        s.commit()
+    assert pipeline.process_document(ids["big.txt"]) == "ready"
+    with session_scope() as s:
+        assert s.get(Document, ids["big.txt"]).retryable is None
 
 
 def test_the_same_blob_stored_by_two_threads_at_once(env):  # noqa: F811

@@ -329,6 +329,50 @@ def test_notices_show_beside_the_status_as_text(server, page):
     assert page.locator("#documents-table img").count() == 0
 
 
+def test_a_file_that_cannot_be_read_is_offered_replace_not_re_index(server, page, tmp_path):
+    # A cut-off PDF fails the same way on every Re-index (which the page used to offer): the page says a retry
+    # will not help and offers Replace, which uploads the chosen file under the document's name; once the
+    # complete file is ready it has replaced the failed one. A ready document keeps Re-index.
+    from tests.ingest import parser_fixtures as F
+
+    pdf = F.make_pdf(["The lease of the Lyon office runs until 2031.", "Rent is reviewed every three years."])
+    with server.api() as c:
+        r = c.post("/api/collections", json={"name": "leases"})
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        files = [("files", ("lease.pdf", pdf[: len(pdf) // 2])), ("files", ("notes.txt", TRAVEL_DOC))]
+        r = c.post(f"/api/collections/{cid}/documents", files=files)
+        assert r.status_code == 202, r.text
+        for d in r.json()["documents"]:
+            _wait(lambda d=d: c.get(f"/api/documents/{d['id']}").json()["status"] in ("ready", "failed"), 180,
+                  d["filename"])  # fmt: skip
+        docs = {d["filename"]: d for d in c.get(f"/api/collections/{cid}/documents").json()}
+    assert (docs["lease.pdf"]["status"], docs["lease.pdf"]["retryable"]) == ("failed", False)
+
+    sign_in(page, server.base)
+    page.goto(f"{server.base}/admin")
+    page.get_by_role("button", name="Open collection leases").click()
+    lease = page.locator('tr[data-document="lease.pdf"]')
+    expect(lease.locator(".status")).to_have_text("failed")
+    expect(lease.locator(".reason.error")).to_contain_text("the file ends early")
+    expect(lease.locator(".hint")).to_have_text(
+        "Re-indexing this file would fail the same way: replace it with a complete, readable copy."
+    )
+    expect(page.get_by_role("button", name="Re-index lease.pdf")).to_have_count(0)
+    expect(page.get_by_role("button", name="Re-index notes.txt")).to_be_enabled()
+    shot(page, "13-failed-for-good-offers-replace")
+
+    complete = tmp_path / "lease (complete).pdf"
+    complete.write_bytes(pdf)
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Replace lease.pdf").click()
+    chooser.value.set_files(str(complete))
+    # one row, ready: the failed copy is gone, replaced under its name (two rows while the new one is processed)
+    expect(lease.locator(".status")).to_have_text(["ready"], timeout=180_000)
+    expect(page.get_by_role("button", name="Re-index lease.pdf")).to_be_enabled()
+    shot(page, "14-replaced")
+
+
 def test_a_question_after_its_conversation_was_deleted_starts_a_new_one(server, page):
     # The conversation open on the page, deleted in another tab, made every later question fail with
     # "Conversation not found" until New conversation was clicked
