@@ -270,8 +270,8 @@ def reads_as_command(line: str) -> bool:
         return False
     if words[0].startswith(("./", "/", "~/")):
         return True
-    if len(words) > 1 and words[1].startswith("-") and re.fullmatch(r"[a-z][\w.+-]*", words[0]):
-        return True  # a lower-case name, then an option
+    if len(words) > 1 and re.match(r"--?\w", words[1]) and re.fullmatch(r"[a-z][\w.+-]*", words[0]):
+        return True  # a lower-case name, then an option (not "datrie - Double-Array Trie Library", a title)
     return words[0] in _SHELL_WORDS and len(words) > 1
 
 

@@ -168,6 +168,11 @@ def test_markdown_without_a_markdown_name_keeps_its_headings_beside_a_prompt():
     # two headings in a row are Markdown's, not a comment block
     doc = parse(b"# Widgetry\n## Usage\n\nRun it.\n", "README")
     assert section_of(doc, "Run it").heading_path == ["Widgetry", "Usage"]
+    # a name, a dash and what it is: a title (libdatrie1's README), not a command and its option
+    doc = parse(
+        b"datrie - Double-Array Trie Library\n==================================\n\nA trie.\n", "README"
+    )
+    assert doc.title == "datrie - Double-Array Trie Library"
     # a file named as Markdown is read as its author wrote it: there "# ..." is a heading
     assert parse(b"# apt install widgetry\n\nThen run it.\n", "notes.md").title == "apt install widgetry"
 
