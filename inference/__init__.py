@@ -5,6 +5,8 @@ prefix reuse, continuous batching scheduler, sampler.
 """
 
 from .engine import Completion, Engine, EngineOverloaded, Timings, TokenEvent, Usage
+from .reasoning import ReasoningFormat, ReasoningSplitter
 from .sampling import SamplingParams
 
-__all__ = ["Completion", "Engine", "EngineOverloaded", "SamplingParams", "Timings", "TokenEvent", "Usage"]
+__all__ = ["Completion", "Engine", "EngineOverloaded", "ReasoningFormat", "ReasoningSplitter", "SamplingParams",
+           "Timings", "TokenEvent", "Usage"]  # fmt: skip

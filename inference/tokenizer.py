@@ -12,6 +12,8 @@ from tokenizers import Tokenizer as HFTokenizer
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
+# the reasoning block's markers (inference.reasoning): kept in decoded text even where they are special tokens
+THINK_START, THINK_END = "<think>", "</think>"
 
 
 def glm4_chat_format(messages: list[Message], add_generation_prompt: bool = True) -> str:
@@ -43,7 +45,9 @@ class Tokenizer:
             template = jinja_file.read_text()
         self.chat_template: str | None = template
         self._compiled = None
-        self.special_ids = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+        added = self._tok.get_added_tokens_decoder().items()
+        self.special_ids = {i for i, t in added if t.special}
+        self._kept_ids = {i for i, t in added if t.special and t.content in (THINK_START, THINK_END)}
 
     @property
     def vocab_size(self) -> int:
@@ -56,6 +60,11 @@ class Tokenizer:
         return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        if skip_special_tokens and self._kept_ids and not self._kept_ids.isdisjoint(ids):
+            # NOTE: <think> and </think> show even where they are special tokens: without them a reasoning
+            # checkpoint's thinking could not be told from its answer
+            ids = [i for i in ids if i in self._kept_ids or i not in self.special_ids]
+            return self._tok.decode(ids, skip_special_tokens=False)
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def _special(self, name: str) -> str | None:

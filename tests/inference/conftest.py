@@ -96,22 +96,34 @@ def build_checkpoint(out: Path, arch: str, tok_dir: Path) -> None:
         (out / f).write_bytes((tok_dir / f).read_bytes())
 
 
-def build_scripted_checkpoint(out: Path, pieces: list[str]) -> Path:
+def build_scripted_checkpoint(
+    out: Path,
+    pieces: list[str],
+    chat_template: str = CHAT_TEMPLATE,
+    last: str = "<|assistant|>",
+    special: tuple[str, ...] = (),
+) -> Path:
     """A GlmForCausalLM in `out` whose greedy answer to any chat prompt is `pieces`, one token each (added to the
-    tokenizer as plain text where missing), then end of text: an engine answer a test can know in advance.
+    tokenizer as plain text where missing; those in `special` as special tokens), then end of text: an engine
+    answer a test can know in advance. `chat_template`: the tokenizer's; `last`: the token its generation prompt
+    ends with (added like the pieces).
 
     Each layer's output projections are zero, so the last hidden state is the current token's embedding; the
-    embedding of the i-th token of the chain (<|assistant|>, which ends the prompt, then the pieces) is the unit
+    embedding of the i-th token of the chain (`last`, which ends the prompt, then the pieces) is the unit
     vector e_i, and lm_head maps e_i to the chain's next token: a bigram model, so no piece may repeat."""
-    from tokenizers import Tokenizer
+    from tokenizers import AddedToken, Tokenizer
     from transformers import GlmConfig, GlmForCausalLM
 
     out.mkdir(parents=True)
     build_tokenizer(out)
+    if chat_template != CHAT_TEMPLATE:
+        cfg_file = out / "tokenizer_config.json"
+        cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "chat_template": chat_template}))
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
-    tok.add_tokens([p for p in pieces if tok.token_to_id(p) is None])
+    tok.add_special_tokens([AddedToken(p, special=True) for p in special if tok.token_to_id(p) is None])
+    tok.add_tokens([p for p in (last, *pieces) if tok.token_to_id(p) is None])
     tok.save(str(out / "tokenizer.json"))
-    chain = [tok.token_to_id(t) for t in ("<|assistant|>", *pieces, "<|endoftext|>")]
+    chain = [tok.token_to_id(t) for t in (last, *pieces, "<|endoftext|>")]
     assert len(set(chain)) == len(chain), f"{chain=}"  # a bigram chain must not revisit a token
     eos = [tok.token_to_id(t) for t in ("<|endoftext|>", "<|user|>", "<|observation|>")]
     cfg = GlmConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
