@@ -24,6 +24,14 @@ NO_GENERATOR = (
     "No generator is loaded, so these are the sentences from the sources that best answer the question:"
 )
 NOTHING_FOUND = "No generator is loaded, and no source passage matches the question."
+# what /api/ask shows and stores when a reasoning checkpoint stopped before it finished thinking
+REASONING_CUT = (
+    "No answer: the model used its whole token budget reasoning and stopped before it wrote an answer. "
+    "Try a narrower question; an administrator can raise AUTOGLM_REASONING_MAX_TOKENS."
+)
+REASONING_STOPPED = (
+    "No answer: the model stopped while still reasoning, before it wrote an answer. Please ask again."
+)
 STAGES = ("embed", "dense", "bm25", "rerank")
 
 
@@ -75,6 +83,10 @@ class Result:
     # each prompt token's (log-probability, likeliest pairs) given the ones before it (the first: None), when
     # the caller asked for prompt_logprobs
     prompt_logprobs: list[tuple[float, list[tuple[int, float]]] | None] | None = None
+    # a reasoning checkpoint's thinking (the text between <think> and </think>, not in `answer`); None when the
+    # output had none. `reasoning_done` False: the output ended inside it, so `answer` is empty
+    reasoning: str | None = None
+    reasoning_done: bool = True
 
 
 TokenLogprob = tuple[int, float, list[tuple[int, float]]]  # token id, log-probability, likeliest alternatives
@@ -87,6 +99,10 @@ class Delta(str):
 
     tokens: tuple[TokenLogprob, ...] = ()
     prompt_logprobs: list | None = None
+
+
+class Thought(Delta):
+    """A piece of a reasoning checkpoint's thinking (not of its answer)."""
 
 
 # --- retrieval -----------------------------------------------------------------------------------
@@ -144,6 +160,27 @@ HISTORY_TURNS = 6  # earlier messages kept in the prompt
 TEMPLATE_SLACK = 16  # chat-template tokens around the messages
 
 
+def default_max_tokens() -> int:
+    """The output limit of a chat answer whose request names none: AUTOGLM_ANSWER_MAX_TOKENS, and for a
+    reasoning checkpoint AUTOGLM_REASONING_MAX_TOKENS more for its thinking, which comes first; the extra room
+    stops at half the context window, so that the sources still fit."""
+    budget = settings.answer_max_tokens
+    if service.engine is None or service.reasoning is None or not settings.reasoning_max_tokens:
+        return budget
+    return max(budget, min(budget + settings.reasoning_max_tokens, service.engine.max_model_len // 2))
+
+
+def without_reasoning(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Chat messages whose assistant turns lose their reasoning, as the GLM-Z1 template drops it: an earlier
+    answer goes back into the prompt as answer only. Unchanged for a checkpoint that does not reason."""
+    fmt = service.reasoning
+    if fmt is None:
+        return messages
+    return [
+        {**m, "content": fmt.answer_of(m["content"])} if m["role"] == "assistant" else m for m in messages
+    ]
+
+
 def _passage(s: Source):
     from retrieval.context import Passage
 
@@ -183,8 +220,8 @@ def prepare(
     def count(text: str) -> int:
         return len(tok.encode(text, add_special_tokens=False))
 
-    kept = history[-HISTORY_TURNS:]
-    room = service.engine.max_model_len - (max_tokens or settings.answer_max_tokens) - TEMPLATE_SLACK
+    kept = without_reasoning(history[-HISTORY_TURNS:])
+    room = service.engine.max_model_len - (max_tokens or default_max_tokens()) - TEMPLATE_SLACK
     room -= sum(count(m["content"]) + 2 for m in kept)
     system = (
         f"{DEFAULT_SYSTEM_PROMPT}\n\n{instructions.strip()}"
@@ -329,6 +366,50 @@ async def generate(
                 yield piece
 
 
+async def split_reasoning(pieces: AsyncIterator[str | Result]) -> AsyncIterator[str | Result]:
+    """`pieces` (from `generate`) with a reasoning checkpoint's thinking told from its answer: Thought pieces,
+    then answer Deltas, then the Result with `answer` the text after the reasoning and `reasoning` the
+    reasoning. Pieces pass unchanged for a checkpoint that does not reason. A token's logprobs go with the
+    next piece sent after it."""
+    from inference import ReasoningSplitter
+
+    if service.reasoning is None:
+        async for piece in pieces:
+            yield piece
+        return
+    split = ReasoningSplitter(service.reasoning)
+    parts: dict[type, list[str]] = {Thought: [], Delta: []}
+    unsent: list[TokenLogprob] = []
+    prompt_lps = None
+
+    def out(kind: type, text: str) -> Delta:
+        nonlocal unsent, prompt_lps
+        piece = kind(text)
+        piece.tokens, unsent = tuple(unsent), []
+        piece.prompt_logprobs, prompt_lps = prompt_lps, None
+        parts[kind].append(text)
+        return piece
+
+    try:
+        async for piece in pieces:
+            if isinstance(piece, Result):
+                for kind, text in zip((Thought, Delta), split.flush(), strict=True):
+                    if text:
+                        yield out(kind, text)
+                piece.answer = "".join(parts[Delta])
+                piece.reasoning = "".join(parts[Thought]) if split.reasoned else None
+                piece.reasoning_done = split.finished
+                yield piece
+                return
+            unsent.extend(getattr(piece, "tokens", ()))
+            prompt_lps = getattr(piece, "prompt_logprobs", None) or prompt_lps
+            for kind, text in zip((Thought, Delta), split.feed(piece), strict=True):
+                if text:
+                    yield out(kind, text)
+    finally:  # closed early (the client went away): the engine stops too
+        await pieces.aclose()
+
+
 async def answer(
     question: str,
     messages: list[dict[str, str]] | None,
@@ -336,8 +417,8 @@ async def answer(
     query: str = "",
     **sampling,
 ) -> AsyncIterator[str | Result]:
-    """Text deltas, then the Result with citations marked on `sources`: the engine's answer to
-    `messages` (from prepare), or an extractive one when messages is None (cut at `sampling`'s `stop` and
+    """Text deltas, then the Result with citations marked on `sources` (a reasoning checkpoint's Thought
+    pieces come first; its citations are the answer's alone): the engine's answer to `messages` (from prepare), or an extractive one when messages is None (cut at `sampling`'s `stop` and
     `max_tokens`, as the engine would cut its answer; see `cut_extractive`), which leans on the words of
     `query`, what the sources were searched with, too."""
     if messages is None:
@@ -364,8 +445,8 @@ async def answer(
         usage = {"prompt_tokens": 0, "completion_tokens": tokens, "prefix_hit_tokens": 0}
         yield Result(text, cited, True, None, usage, None, None, finish_reason=finish)
         return
-    sampling.setdefault("max_tokens", settings.answer_max_tokens)
-    async for piece in generate(messages, **sampling):
+    sampling.setdefault("max_tokens", default_max_tokens())
+    async for piece in split_reasoning(generate(messages, **sampling)):
         if isinstance(piece, Result):
             piece.cited = parse_citations(piece.answer, len(sources))
             for s in sources:

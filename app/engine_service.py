@@ -19,6 +19,8 @@ class EngineService:
         self.engine = None
         self.name: str | None = None
         self.error: str | None = None  # why loading failed (reported by /readyz)
+        # how the checkpoint's output carries its reasoning (inference.reasoning); None: it does not reason
+        self.reasoning = None
         self._lock = threading.Lock()
 
     @property
@@ -32,7 +34,7 @@ class EngineService:
                 return
             import torch
 
-            from inference import Engine
+            from inference import Engine, ReasoningFormat
 
             path = Path(settings.model_path)
             device = settings.model_device
@@ -55,13 +57,14 @@ class EngineService:
                 return
             self.name = settings.model_name or path.name
             self.error = None
-            log.info("engine loaded: %s on %s", self.name, device)
+            self.reasoning = ReasoningFormat.detect(self.engine.tokenizer)
+            log.info("engine loaded: %s on %s%s", self.name, device, " (reasoning)" if self.reasoning else "")
 
     def stop(self) -> None:
         with self._lock:
             if self.engine is not None:
                 self.engine.close()
-            self.engine, self.name = None, None
+            self.engine, self.name, self.reasoning = None, None, None
 
     def stats(self) -> dict[str, float] | None:
         return self.engine.stats() if self.engine is not None else None

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # batch_invariant): a repeated question gets the same answer from a cached prefix as cold; slower prefill.
     batch_invariant: bool = False
     answer_max_tokens: int = 512
+    # Tokens a reasoning checkpoint (GLM-Z1: it thinks between <think> and </think> first) may spend on its
+    # reasoning, on top of answer_max_tokens, when a request names no limit; at most half the context window
+    # goes to both together. 0: no extra room. Other checkpoints ignore it.
+    reasoning_max_tokens: int = 4096
     ask_top_k: int = 8
     # Whole-retrieval deadline per request; a stage that overruns is abandoned (degraded answer).
     retrieval_deadline_ms: int = 300
@@ -176,6 +180,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"max_concurrent_{cls} must be >= 1 and max_queued_{cls} >= 0")
         if self.busy_queue_timeout_s < 0:
             raise ValueError("busy_queue_timeout_s must be >= 0")
+        if self.reasoning_max_tokens < 0:
+            raise ValueError("reasoning_max_tokens must be >= 0")
         return self
 
     @field_validator("cors_origins")

@@ -91,8 +91,11 @@ def _open_turn(user: User, question: str, conversation_id: int | None) -> tuple[
             ).all()
             # an earlier answer from documents the user may no longer read is not carried on
             _, withheld = visible_documents(s, user, rows)
+            # nor a reasoning checkpoint's note that it stopped before answering (not the model's words)
             history = [
-                {"role": m.role, "content": m.content} for m in rows if m.content and m.id not in withheld
+                {"role": m.role, "content": m.content}
+                for m in rows
+                if m.content and m.id not in withheld and not (m.meta or {}).get("reasoning_unfinished")
             ]
         s.add(Message(conversation_id=conv.id, role="user", content=question))
         # Marked incomplete until _close_turn stores the answer: a stream cut off (client gone, server
@@ -136,9 +139,14 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
     async for piece in ans.answer(body.question, messages, sources, query):
         if isinstance(piece, ans.Result):
             result = piece
+        elif isinstance(piece, ans.Thought):  # a reasoning checkpoint thinking: the page shows it is working
+            yield "reasoning", {"text": piece}
         else:
             yield "token", {"text": piece}
     assert result is not None, "answer() ends with a Result"
+    if not result.reasoning_done:  # no answer, only a half thought: say so instead
+        result.answer = ans.REASONING_CUT if result.finish_reason == "length" else ans.REASONING_STOPPED
+        yield "token", {"text": result.answer}
     done = {
         "conversation_id": conv_id,
         "message_id": msg_id,
@@ -158,6 +166,10 @@ async def run_ask(body: AskRequest, user: User) -> AsyncIterator[tuple[str, dict
     meta = {
         k: done[k] for k in ("cited", "extractive", "generator", "degraded", "timed_out", "usage", "timings")
     }
+    if result.reasoning is not None:  # a reasoning checkpoint's thinking: kept apart from the answer
+        done["reasoning"] = meta["reasoning"] = result.reasoning
+        if not result.reasoning_done:
+            done["reasoning_unfinished"] = meta["reasoning_unfinished"] = True
     await run_in_threadpool(_close_turn, msg_id, result.answer, sources, meta)
     # Sources carry their final `cited`/`highlight` flags here, for the non-stream body.
     done["_sources"] = [s.public() for s in sources]

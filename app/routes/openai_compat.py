@@ -385,8 +385,9 @@ def plain_pieces(
     if not service.loaded or body.model != service.name:
         raise no_model(body.model)
     temperature, top_p = body.temperature_top_p()
-    what = "the messages take" if prompt and isinstance(prompt[0], dict) else "the prompt takes"
-    limit, temperature = _limits(prompt, max_tokens, temperature, what)
+    chat = bool(prompt) and isinstance(prompt[0], dict)
+    what = "the messages take" if chat else "the prompt takes"
+    limit, temperature = _limits(prompt, max_tokens, temperature, what, chat)
     return ans.generate(prompt, limit, temperature, top_p=top_p, **options), None
 
 
@@ -407,7 +408,9 @@ async def _pieces(body: ChatRequest, user: User) -> Pieces:
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = body.sampling()
     if not body.model.startswith(RAG_PREFIX):
-        return plain_pieces(body, msgs, options, max_tokens)
+        # a reasoning checkpoint's earlier answers go back without their thinking; it thinks apart again
+        pieces, _ = plain_pieces(body, ans.without_reasoning(msgs), options, max_tokens)
+        return ans.split_reasoning(pieces), None
     col = await rag_collection(body.model, user)
     if msgs[-1]["role"] != "user" or not msgs[-1]["content"].strip():
         raise OpenAIError(
@@ -423,8 +426,14 @@ async def _pieces(body: ChatRequest, user: User) -> Pieces:
 
 
 def _limits(
-    prompt, max_tokens: int | None, temperature: float = 0.0, what: str = "the messages take"
+    prompt,
+    max_tokens: int | None,
+    temperature: float = 0.0,
+    what: str = "the messages take",
+    chat: bool = True,
 ) -> tuple[int, float]:
+    """(the output limit, temperature): `max_tokens` if it fits the context window (else a 400), or by default
+    the answer budget (`chat`: with a reasoning checkpoint's room to think; a raw text completion: without)."""
     try:
         n = len(service.engine.encode_prompt(prompt))
     except ValueError as e:
@@ -438,7 +447,8 @@ def _limits(
             "context_length_exceeded",
         )
     # max_tokens 0 (text completions with echo: the prompt scored only) stays 0
-    return (min(settings.answer_max_tokens, room) if max_tokens is None else max_tokens), temperature
+    default = ans.default_max_tokens() if chat else settings.answer_max_tokens
+    return (min(default, room) if max_tokens is None else max_tokens), temperature
 
 
 def usage(*results: ans.Result) -> dict[str, Any]:
@@ -537,11 +547,14 @@ async def chat_completions(body: ChatRequest, request: Request, user: CurrentUse
     pieces = await start(pieces)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": body.model}  # fmt: skip
+    reasons = service.reasoning is not None  # vLLM's reasoning parsers' fields (Open WebUI reads them)
     if not body.stream:
         r = await result(pieces)
+        message = {"role": "assistant", "content": r.answer}
+        if reasons:
+            message["reasoning_content"] = r.reasoning
         return {**head,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": r.answer},
-                             "finish_reason": finish_reason(r),
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(r),
                              "logprobs": _logprobs(r.token_logprobs or []) if body.logprobs else None}],
                 "usage": usage(r), **provenance(sources, r)}  # fmt: skip
     head["object"] = "chat.completion.chunk"
@@ -563,6 +576,7 @@ async def chat_completions(body: ChatRequest, request: Request, user: CurrentUse
             elif piece:
                 tokens = getattr(piece, "tokens", ())
                 sent += len(tokens)
-                yield chunk({"content": piece}, None, tokens)
+                part = "reasoning_content" if isinstance(piece, ans.Thought) else "content"
+                yield chunk({part: piece}, None, tokens)
 
     return sse(chunks(), "chat completion")

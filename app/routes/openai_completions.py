@@ -238,6 +238,10 @@ async def completions(body: CompletionRequest, request: Request, user: CurrentUs
                     more = {"cited": piece.cited} if sources is not None else {}
                     lps = offsets((piece.token_logprobs or [])[sent:]) if scoring else None
                     yield {**head, "choices": [choice(i, "", finish_reason(piece), lps)], **more}
+                elif isinstance(
+                    piece, ans.Thought
+                ):  # a reasoning checkpoint's thinking: the text is the answer
+                    sent += len(getattr(piece, "tokens", ()))
                 elif piece:
                     tokens = list(getattr(piece, "tokens", ()))
                     sent += len(tokens)
