@@ -233,13 +233,31 @@ function addUser(text) {
 }
 
 function addAssistant() {
+  const thinking = h("div", { class: "thinking" });
   const answer = h("div", { class: "answer", "aria-busy": "true", "data-state": "streaming" });
   const notes = h("div", { class: "notes" });
   const sources = h("div", { class: "sources-box" });
   const foot = h("div", { class: "foot" });
-  const li = h("li", { class: "msg assistant" }, h("div", { class: "bubble" }, answer, notes, sources, foot));
+  const li = h("li", { class: "msg assistant" }, h("div", { class: "bubble" }, thinking, answer, notes, sources, foot));
   $("messages").append(li);
-  return { li, answer, notes, sources, foot, text: "", sources_: [] };
+  return { li, thinking, answer, notes, sources, foot, text: "", sources_: [], reasoning: null };
+}
+
+/**
+ * A reasoning model's thinking, apart from its answer: a collapsed "Reasoning" disclosure (the thinking is not
+ * the answer, and cites nothing), and while it streams a status line saying that the model is working.
+ */
+function reasoningBox(t, text, working) {
+  if (!t.reasoning) {
+    const status = h("p", { class: "muted small reasoning-status", role: "status", "aria-live": "polite" });
+    const body = h("div", { class: "reasoning-text" });
+    t.reasoning = { status, body, text: "" };
+    fill(t.thinking, status, h("details", { class: "reasoning" }, h("summary", { text: "Reasoning" }), body));
+  }
+  t.reasoning.text = text;
+  t.reasoning.body.textContent = text;
+  t.reasoning.status.textContent = working ? "Thinking before answering…" : "";
+  t.reasoning.status.hidden = !working;
 }
 
 function renderStored(m) {
@@ -247,6 +265,7 @@ function renderStored(m) {
   const t = addAssistant();
   t.answer.setAttribute("aria-busy", "false");
   t.answer.dataset.state = "done";
+  if (m.meta && typeof m.meta.reasoning === "string") reasoningBox(t, m.meta.reasoning, false);
   renderAnswer(t.answer, m.content || "", m.sources || []);
   // A stream cut off (connection lost, server restarted) is stored as an empty, incomplete turn.
   if (m.meta && m.meta.incomplete) t.notes.append(h("p", { class: "muted small", text: "This answer was interrupted before it finished; ask again." }));
@@ -289,12 +308,16 @@ async function ask(question) {
         t.messageId = d.message_id;
         t.sources_ = d.sources || [];
         renderSources(t.sources, t.sources_, null);
+      } else if (ev.event === "reasoning") {
+        reasoningBox(t, (t.reasoning ? t.reasoning.text : "") + d.text, true);
       } else if (ev.event === "token") {
+        if (t.reasoning) reasoningBox(t, t.reasoning.text, false);
         t.text += d.text;
         t.answer.dataset.tokens = String(Number(t.answer.dataset.tokens || 0) + 1);
         if (!frame) frame = requestAnimationFrame(paint);
       } else if (ev.event === "done") {
         finished = true;
+        if (typeof d.reasoning === "string") reasoningBox(t, d.reasoning, false);
         if (d.message_id) t.messageId = d.message_id;
         if (d.conversation_id) state.conversationId = d.conversation_id;
         renderNotes(t.notes, d);
@@ -311,6 +334,7 @@ async function ask(question) {
     t.notes.append(h("p", { class: "error", role: "alert", text: err instanceof ApiError ? err.detail : `Could not reach the server: ${err.message}` }));
   }
   if (frame) cancelAnimationFrame(frame);
+  if (t.reasoning) reasoningBox(t, t.reasoning.text, false); // no longer working, however it ended
   paint();
   t.answer.setAttribute("aria-busy", "false");
   t.answer.dataset.state = "done";
