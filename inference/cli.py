@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from .engine import Completion, Engine
+from .reasoning import ReasoningFormat
 from .sampling import SamplingParams
 
 
@@ -90,6 +91,7 @@ def _generate_cmd(args: argparse.Namespace) -> int:
 def _chat_cmd(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
         messages = [{"role": "system", "content": args.system}] if args.system else []
+        fmt = ReasoningFormat.detect(engine.tokenizer)
         while True:
             try:
                 line = input("> ")
@@ -99,7 +101,10 @@ def _chat_cmd(args: argparse.Namespace) -> int:
                 break
             messages.append({"role": "user", "content": line})
             final = asyncio.run(_print_stream(engine, messages, _params(args), args.stats))
-            messages.append({"role": "assistant", "content": final.text})
+            # a reasoning checkpoint's thinking does not go back into the prompt (GLM-Z1's template drops it)
+            messages.append(
+                {"role": "assistant", "content": fmt.answer_of(final.text) if fmt else final.text}
+            )
     return 0
 
 

@@ -3,6 +3,7 @@ their streamed output into reasoning and answer, whatever the deltas' boundaries
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,19 @@ def test_the_engine_output_splits_into_reasoning_and_answer(checkpoints, name):
     # the special markers are decoded too: without them the reasoning could not be told from the answer
     assert "</think>" in c.text
     assert split_all(fmt, [c.text]) == ("Source [2] covers carry-over;", "Employees get 28 days 【1】.", True)
+
+
+def test_chat_sends_earlier_answers_back_without_their_reasoning(tmp_path, capsys, monkeypatch):
+    from tests.inference.test_cli import run
+
+    # a template that opens <think> but, unlike GLM-Z1's, keeps earlier answers whole: the trim is the CLI's
+    template = CHAT_TEMPLATE.replace("<|assistant|>{% endif %}", "<|assistant|>\n<think>{% endif %}")
+    model = build_scripted_checkpoint(tmp_path / "z1", [*THOUGHT, "</think>", *ANSWER], template, "<think>")
+    monkeypatch.setattr("sys.stdin", io.StringIO("How many days?\nAnd next year?\n\n"))
+    assert run(["chat", "--model", str(model), "--max-tokens", "32", "--stats"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("Source [2] covers carry-over;</think>Employees get 28 days 【1】.") == 2  # shown raw
+    second = int(next(x for x in err.splitlines()[::-1] if "prompt (" in x).split(" prompt")[0].strip("["))
+    turns = [{"role": "user", "content": "How many days?"}, {"role": "assistant", "content": "".join(ANSWER)},
+             {"role": "user", "content": "And next year?"}]  # fmt: skip
+    assert second == len(Tokenizer(model).encode_chat(turns))
