@@ -99,6 +99,7 @@ class Delta(str):
 
     tokens: tuple[TokenLogprob, ...] = ()
     prompt_logprobs: list | None = None
+    n_tokens: int = 0  # tokens sampled since the previous piece (from the engine; 0 for an extractive answer)
 
 
 class Thought(Delta):
@@ -323,6 +324,7 @@ async def generate(
     score_only = max_tokens == 0
     params = SamplingParams(max_tokens=max(max_tokens, 1), temperature=temperature, top_p=top_p, **options)
     unsent: list[TokenLogprob] = []
+    pending = 0  # tokens since the last piece
     prompt_lps = None
     async for ev in engine.stream(messages, params):
         if isinstance(ev, Completion):
@@ -359,18 +361,20 @@ async def generate(
                 prompt_lps = ev.prompt_logprobs
             if params.logprobs and ev.logprob is not None:
                 unsent.append((ev.token_id, ev.logprob, ev.top_logprobs or []))
+            pending += 1
             if ev.text:
                 piece = Delta(ev.text)
                 piece.tokens, unsent = tuple(unsent), []
                 piece.prompt_logprobs, prompt_lps = prompt_lps, None
+                piece.n_tokens, pending = pending, 0
                 yield piece
 
 
 async def split_reasoning(pieces: AsyncIterator[str | Result]) -> AsyncIterator[str | Result]:
     """`pieces` (from `generate`) with a reasoning checkpoint's thinking told from its answer: Thought pieces,
-    then answer Deltas, then the Result with `answer` the text after the reasoning and `reasoning` the
-    reasoning. Pieces pass unchanged for a checkpoint that does not reason. A token's logprobs go with the
-    next piece sent after it."""
+    then answer Deltas, then the Result with `answer` the text after the reasoning, `reasoning` the
+    reasoning and `usage["reasoning_tokens"]` the tokens up to the one that closed it. Pieces pass unchanged
+    for a checkpoint that does not reason. A token's logprobs go with the next piece sent after it."""
     from inference import ReasoningSplitter
 
     if service.reasoning is None:
@@ -381,6 +385,7 @@ async def split_reasoning(pieces: AsyncIterator[str | Result]) -> AsyncIterator[
     parts: dict[type, list[str]] = {Thought: [], Delta: []}
     unsent: list[TokenLogprob] = []
     prompt_lps = None
+    thinking = 0  # tokens of the reasoning, its markers included
 
     def out(kind: type, text: str) -> Delta:
         nonlocal unsent, prompt_lps
@@ -399,11 +404,17 @@ async def split_reasoning(pieces: AsyncIterator[str | Result]) -> AsyncIterator[
                 piece.answer = "".join(parts[Delta])
                 piece.reasoning = "".join(parts[Thought]) if split.reasoned else None
                 piece.reasoning_done = split.finished
+                if split.reasoned:
+                    piece.usage["reasoning_tokens"] = thinking
                 yield piece
                 return
             unsent.extend(getattr(piece, "tokens", ()))
             prompt_lps = getattr(piece, "prompt_logprobs", None) or prompt_lps
-            for kind, text in zip((Thought, Delta), split.feed(piece), strict=True):
+            before = split.state
+            got = split.feed(piece)
+            if before == "reasoning" or (before == "start" and split.reasoned):
+                thinking += getattr(piece, "n_tokens", 0)
+            for kind, text in zip((Thought, Delta), got, strict=True):
                 if text:
                     yield out(kind, text)
     finally:  # closed early (the client went away): the engine stops too

@@ -456,8 +456,12 @@ def usage(*results: ans.Result) -> dict[str, Any]:
     p, c, hit = (
         sum(r.usage[k] for r in results) for k in ("prompt_tokens", "completion_tokens", "prefix_hit_tokens")
     )
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-            "prompt_tokens_details": {"cached_tokens": hit}}  # fmt: skip
+    got = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+           "prompt_tokens_details": {"cached_tokens": hit}}  # fmt: skip
+    if any("reasoning_tokens" in r.usage for r in results):  # a reasoning checkpoint's, as OpenAI counts them
+        thought = sum(r.usage.get("reasoning_tokens", 0) for r in results)
+        got["completion_tokens_details"] = {"reasoning_tokens": thought}
+    return got
 
 
 def token_text(tok: int) -> str:

@@ -70,6 +70,8 @@ def test_the_answer_is_the_text_after_the_reasoning(monkeypatch, tmp_path, check
         assert done["reasoning"] == REASONING and "reasoning_unfinished" not in done
         # every token: the reasoning's, <think> where the model wrote it, the end of text
         assert done["usage"]["completion_tokens"] == OUTPUT_TOKENS + (shape == "closed") + 1
+        # the reasoning's: its markers and what is between them
+        assert done["usage"]["reasoning_tokens"] == len(THOUGHT) + 1 + (shape == "closed")
         stored = client.get(f"/api/conversations/{done['conversation_id']}", headers=w.member).json()
         answer = stored["messages"][1]
         assert answer["content"] == TEXT and answer["meta"]["reasoning"] == REASONING
@@ -96,6 +98,7 @@ def test_a_budget_spent_reasoning_gets_a_message_not_half_a_thought(monkeypatch,
         done = events[-1][1]
         assert done["reasoning"] == "".join(THOUGHT[:4]) and done["reasoning_unfinished"] is True
         assert done["cited"] == [] and done["usage"]["completion_tokens"] == 4
+        assert done["usage"]["reasoning_tokens"] == 4
         stored = client.get(f"/api/conversations/{done['conversation_id']}", headers=w.member).json()
         assert stored["messages"][1]["content"] == REASONING_CUT
         # the note is not the model's words: a follow-up's prompt holds the earlier question, not the note
@@ -112,6 +115,7 @@ def test_a_budget_spent_reasoning_gets_a_message_not_half_a_thought(monkeypatch,
         assert r["choices"][0]["message"] == {"role": "assistant", "content": "", "reasoning_content":
                                               "Source [2] covers"}  # fmt: skip
         assert r["choices"][0]["finish_reason"] == "length" and r["usage"]["completion_tokens"] == 3
+        assert r["usage"]["completion_tokens_details"] == {"reasoning_tokens": 3}
 
 
 def test_v1_chat_puts_the_reasoning_in_reasoning_content(monkeypatch, tmp_path, checkpoints):
@@ -124,6 +128,7 @@ def test_v1_chat_puts_the_reasoning_in_reasoning_content(monkeypatch, tmp_path, 
             assert (msg["content"], msg["reasoning_content"]) == (TEXT, REASONING), model
             assert r["choices"][0]["finish_reason"] == "stop"
             assert r["usage"]["completion_tokens"] == OUTPUT_TOKENS + 1
+            assert r["usage"]["completion_tokens_details"] == {"reasoning_tokens": len(THOUGHT) + 1}
             if model.startswith("rag:"):
                 assert r["cited"] == [1]
             stream = {**chat, "stream": True, "stream_options": {"include_usage": True}}
@@ -133,6 +138,7 @@ def test_v1_chat_puts_the_reasoning_in_reasoning_content(monkeypatch, tmp_path, 
             assert "".join(d.get("content", "") for d in deltas) == TEXT
             assert not any("content" in d and "reasoning_content" in d for d in deltas)
             assert chunks[-1]["usage"]["completion_tokens"] == OUTPUT_TOKENS + 1
+            assert chunks[-1]["usage"]["completion_tokens_details"] == {"reasoning_tokens": len(THOUGHT) + 1}
         # text completions stay raw: the generator's continuation, reasoning markers and all
         raw = {
             "model": "z1-opened",
@@ -142,6 +148,7 @@ def test_v1_chat_puts_the_reasoning_in_reasoning_content(monkeypatch, tmp_path, 
         r = client.post("/v1/completions", json=raw, headers=w.member).json()
         assert r["choices"][0]["text"] == f"{REASONING}</think>\n\n{TEXT}"
         assert r["usage"]["completion_tokens"] == OUTPUT_TOKENS + 1
+        assert "completion_tokens_details" not in r["usage"]  # raw: no reasoning told apart
 
 
 def test_earlier_answers_go_back_without_their_reasoning(monkeypatch, tmp_path, checkpoints):
@@ -172,6 +179,7 @@ def test_the_openai_client_reads_reasoning_content(tmp_path, checkpoints):
         assert r.choices[0].message.content == TEXT
         assert r.choices[0].message.model_extra["reasoning_content"] == REASONING
         assert r.usage.completion_tokens == OUTPUT_TOKENS + 2  # <think> too
+        assert r.usage.completion_tokens_details.reasoning_tokens == len(THOUGHT) + 2
         thought, said, usage = [], [], None
         for chunk in c.chat.completions.create(model="rag:handbook", messages=msgs, stream=True,
                                                stream_options={"include_usage": True}):  # fmt: skip
