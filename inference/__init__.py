@@ -7,6 +7,8 @@ prefix reuse, continuous batching scheduler, sampler.
 from .engine import Completion, Engine, EngineOverloaded, Timings, TokenEvent, Usage
 from .reasoning import ReasoningFormat, ReasoningSplitter
 from .sampling import SamplingParams
+from .tokenizer import Chat
+from .tools import ToolCall, ToolCallSplitter, ToolFormat
 
-__all__ = ["Completion", "Engine", "EngineOverloaded", "ReasoningFormat", "ReasoningSplitter", "SamplingParams",
-           "Timings", "TokenEvent", "Usage"]  # fmt: skip
+__all__ = ["Chat", "Completion", "Engine", "EngineOverloaded", "ReasoningFormat", "ReasoningSplitter",
+           "SamplingParams", "Timings", "TokenEvent", "ToolCall", "ToolCallSplitter", "ToolFormat", "Usage"]  # fmt: skip

@@ -28,12 +28,12 @@ from .model import GlmModel
 from .runner import ModelRunner, graphs_supported, next_pow2
 from .sampling import SampledTokens, Sampler, SamplingParams, make_generator, score_rows, unpack_top
 from .scheduler import PENDING, Batch, Request, Scheduler, Status
-from .tokenizer import IncrementalDetokenizer, Message, Tokenizer
+from .tokenizer import Chat, IncrementalDetokenizer, Message, Tokenizer
 from .weights import load_model
 
 log = logging.getLogger(__name__)
 
-Prompt = str | list[int] | list[Message]
+Prompt = str | list[int] | list[Message] | Chat
 TopLogprobs = list[tuple[int, float]]  # (token id, log-probability), likeliest first
 # a prompt token's log-probability given the tokens before it, and that position's likeliest tokens; the first
 # prompt token has none (None)
@@ -287,11 +287,13 @@ class Engine:
 
     # public API ---------------------------------------------------------------------------------
     def encode_prompt(self, prompt: Prompt) -> list[int]:
-        """A string (encoded as is), token ids, or chat messages (rendered with the chat template)."""
+        """A string (encoded as is), token ids, or chat messages or a Chat (rendered with the chat template)."""
         if isinstance(prompt, str):
             self._need_tokenizer()
             ids = self.tokenizer.encode(prompt)
-        elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
+        elif isinstance(prompt, Chat) or (
+            isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt)
+        ):
             self._need_tokenizer()
             ids = self.tokenizer.encode_chat(prompt)
         elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
@@ -364,8 +366,8 @@ class Engine:
         self, prompts: Prompt | list[Prompt], params: SamplingParams | list[SamplingParams] | None = None
     ) -> list[Completion]:
         """Run a batch of prompts to completion (blocking); one Completion per prompt, in order."""
-        if isinstance(prompts, str) or (prompts and not isinstance(prompts[0], str | list)):
-            prompts = [prompts]  # one prompt: a string, token ids or messages
+        if isinstance(prompts, str | Chat) or (prompts and not isinstance(prompts[0], str | list | Chat)):
+            prompts = [prompts]  # one prompt: a string, token ids, messages or a Chat
         plist = params if isinstance(params, list) else [params] * len(prompts)
         if len(plist) != len(prompts):
             raise ValueError(f"got {len(plist)} SamplingParams for {len(prompts)} prompts")

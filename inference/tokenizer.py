@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
@@ -14,6 +16,18 @@ log = logging.getLogger(__name__)
 Message = dict[str, str]
 # the reasoning block's markers (inference.reasoning): kept in decoded text even where they are special tokens
 THINK_START, THINK_END = "<think>", "</think>"
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat prompt beyond plain messages: `messages` as the template reads them (they may carry more keys than
+    role and content: a call's `metadata`, `tool_calls`, `tools`), `tools` for the template's `tools` variable
+    (OpenAI's shape; None: not passed), and `reply_start`, text the reply begins with, written after the
+    generation prompt for the model to continue (the name of a function it is to call)."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    reply_start: str = ""
 
 
 def glm4_chat_format(messages: list[Message], add_generation_prompt: bool = True) -> str:
@@ -71,8 +85,14 @@ class Tokenizer:
         v = self.config.get(name)
         return v.get("content") if isinstance(v, dict) else v
 
-    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Render chat messages ({"role", "content"}) with the checkpoint's template."""
+    def apply_chat_template(
+        self,
+        messages: list[Message],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """Render chat messages ({"role", "content"}, and what else the template reads) with the checkpoint's
+        template; `tools`, when given, as its `tools` variable (transformers' convention)."""
         for m in messages:
             if not isinstance(m, dict) or "role" not in m or "content" not in m:
                 raise ValueError("each chat message must be a dict with 'role' and 'content'")
@@ -95,15 +115,20 @@ class Tokenizer:
             env.globals["raise_exception"] = raise_exception
             env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
             self._compiled = env.from_string(self.chat_template)
+        more = {} if tools is None else {"tools": tools}  # unset, as before, for every request without tools
         return self._compiled.render(
+            **more,
             messages=messages,
             add_generation_prompt=add_generation_prompt,
             bos_token=self._special("bos_token") or "",
             eos_token=self._special("eos_token") or "",
         )
 
-    def encode_chat(self, messages: list[Message]) -> list[int]:
+    def encode_chat(self, messages: list[Message] | Chat) -> list[int]:
         # the template writes [gMASK]<sop> itself
+        if isinstance(messages, Chat):
+            text = self.apply_chat_template(messages.messages, tools=messages.tools) + messages.reply_start
+            return self.encode(text, add_special_tokens=False)
         return self.encode(self.apply_chat_template(messages), add_special_tokens=False)
 
 
