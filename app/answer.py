@@ -87,6 +87,8 @@ class Result:
     # output had none. `reasoning_done` False: the output ended inside it, so `answer` is empty
     reasoning: str | None = None
     reasoning_done: bool = True
+    # the calls the model made when a /v1 request offered it tools (OpenAI's shape; app.tool_calls); None: none
+    tool_calls: list[dict] | None = None
 
 
 TokenLogprob = tuple[int, float, list[tuple[int, float]]]  # token id, log-probability, likeliest alternatives

@@ -21,6 +21,8 @@ class EngineService:
         self.error: str | None = None  # why loading failed (reported by /readyz)
         # how the checkpoint's output carries its reasoning (inference.reasoning); None: it does not reason
         self.reasoning = None
+        # how the checkpoint's chat template takes tools (inference.tools); None: it shows none
+        self.tools = None
         self._lock = threading.Lock()
 
     @property
@@ -34,7 +36,7 @@ class EngineService:
                 return
             import torch
 
-            from inference import Engine, ReasoningFormat
+            from inference import Engine, ReasoningFormat, ToolFormat
 
             path = Path(settings.model_path)
             device = settings.model_device
@@ -58,13 +60,14 @@ class EngineService:
             self.name = settings.model_name or path.name
             self.error = None
             self.reasoning = ReasoningFormat.detect(self.engine.tokenizer)
+            self.tools = ToolFormat.detect(self.engine.tokenizer)
             log.info("engine loaded: %s on %s%s", self.name, device, " (reasoning)" if self.reasoning else "")
 
     def stop(self) -> None:
         with self._lock:
             if self.engine is not None:
                 self.engine.close()
-            self.engine, self.name, self.reasoning = None, None, None
+            self.engine, self.name, self.reasoning, self.tools = None, None, None, None
 
     def stats(self) -> dict[str, float] | None:
         return self.engine.stats() if self.engine is not None else None

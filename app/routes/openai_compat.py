@@ -1,8 +1,9 @@
 """OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (streaming and not), POST /v1/embeddings;
 the helpers POST /v1/completions (completions.py) shares.
 
-Model names: the loaded generator's name = plain chat; `rag:<collection name>` = answer from that
-collection (under the caller's ACL) with numbered sources, like /api/ask. Every error under /v1 uses OpenAI's
+Model names: the loaded generator's name = plain chat, with tool calling where its chat template takes tools
+(app.tool_calls); `rag:<collection name>` = answer from that collection (under the caller's ACL) with numbered
+sources, like /api/ask, and no tools. Every error under /v1 uses OpenAI's
 shape {"error": {"message", "type", "param", "code"}} (see `openai_error_handler`; the middlewares' 413 and
 503 build the same).
 """
@@ -27,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import answer as ans
 from app import auth
+from app import tool_calls as tc
 from app.backpressure import retry_after_s
 from app.db import session_scope
 from app.deps import CurrentUser
@@ -38,8 +40,10 @@ from app.settings import settings
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 RAG_PREFIX = "rag:"
-# OpenAI's newer clients send the system prompt as "developer"; the GLM chat template knows "system"
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# OpenAI's newer clients send the system prompt as "developer"; the GLM chat template knows "system". A tool's
+# result ("tool", or the deprecated "function") goes to the template as the checkpoint's tools format says
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool",
+          "function": "tool"}  # fmt: skip
 MAX_STOP = 16  # stop strings a request may give (OpenAI allows 4)
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
           404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -155,6 +159,10 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: str
     content: str | list[dict[str, Any]] | None = None
+    # an assistant's calls, and a tool result's call id (app.tool_calls reads them)
+    tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """The message's text: a string, or its text parts a line each (as vLLM joins them; "".join glued
@@ -241,7 +249,7 @@ class ChatRequest(SamplingRequest):
 
     def sampling(self) -> dict[str, Any]:
         """`options` and logprobs; OpenAIError for what this server cannot honour (a client that asked for JSON
-        output or tool calls must not get plain text silently)."""
+        output must not get plain text silently; tools are app.tool_calls')."""
         if self.top_logprobs and not self.logprobs:
             raise OpenAIError(
                 400, "top_logprobs needs logprobs=true.", "invalid_request", param="top_logprobs"
@@ -250,12 +258,6 @@ class ChatRequest(SamplingRequest):
         if kind != "text":
             raise OpenAIError(400, f"response_format {kind!r} is not supported: this server generates plain "
                               "text.", "unsupported_parameter", param="response_format")  # fmt: skip
-        if self.tools and self.tool_choice != "none":
-            raise OpenAIError(400, "Tool calling is not supported by this server (send no tools, or "
-                              "tool_choice 'none').", "unsupported_parameter", param="tools")  # fmt: skip
-        if self.functions and self.function_call != "none":
-            raise OpenAIError(400, "Function calling is not supported by this server (send no functions, or "
-                              "function_call 'none').", "unsupported_parameter", param="functions")  # fmt: skip
         if self.audio is not None or any(m != "text" for m in self.modalities or ()):
             raise OpenAIError(400, "Only text output is supported: modalities ['text'], no audio.",
                               "unsupported_parameter", param="audio" if self.audio else "modalities")  # fmt: skip
@@ -376,23 +378,26 @@ async def rag_pieces(
 
 def plain_pieces(
     body: SamplingRequest,
-    prompt: str | list[int] | list[dict[str, str]],
+    prompt,
     options: dict[str, Any],
     max_tokens: int | None,
 ) -> Pieces:
-    """The generator's continuation of `prompt` (raw text, token ids, or chat messages under the chat
-    template)."""
+    """The generator's continuation of `prompt` (raw text, token ids, or chat messages or an inference.Chat under
+    the chat template)."""
     if not service.loaded or body.model != service.name:
         raise no_model(body.model)
+    from inference import Chat
+
     temperature, top_p = body.temperature_top_p()
-    chat = bool(prompt) and isinstance(prompt[0], dict)
+    chat = isinstance(prompt, Chat) or (bool(prompt) and isinstance(prompt[0], dict))
     what = "the messages take" if chat else "the prompt takes"
     limit, temperature = _limits(prompt, max_tokens, temperature, what, chat)
     return ans.generate(prompt, limit, temperature, top_p=top_p, **options), None
 
 
-async def _pieces(body: ChatRequest, user: User) -> Pieces:
-    """Text deltas then an ans.Result, for a rag: model or plain chat; raises OpenAIError for bad requests."""
+async def _pieces(body: ChatRequest, user: User) -> tuple[Pieces, tc.Offer | None]:
+    """Text deltas then an ans.Result, for a rag: model or plain chat, and the tools offered to the model;
+    raises OpenAIError for bad requests."""
     for i, m in enumerate(body.messages):
         if (j := m.textless_part()) is not None:  # was a 500 (joining a null)
             where = f"messages.{i}.content.{j}.text"
@@ -400,17 +405,40 @@ async def _pieces(body: ChatRequest, user: User) -> Pieces:
                               param=where)  # fmt: skip
         if m.role not in _ROLES:
             raise OpenAIError(400, f"Message role {m.role!r} is not supported (system, developer, user, "
-                              "assistant).", "invalid_request", param="messages")  # fmt: skip
+                              "assistant, tool).", "invalid_request", param="messages")  # fmt: skip
         if (kind := m.other_part()) is not None:
             raise OpenAIError(400, f"Content parts of type {kind!r} are not supported: this server reads text "
                               "only.", "unsupported_parameter", param="messages")  # fmt: skip
-    msgs = [{"role": _ROLES[m.role], "content": m.text()} for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = body.sampling()
+    names: dict[str, str] = {}  # each earlier call's function, by id
+    try:
+        offer = tc.offer(body.tools, body.tool_choice, body.functions, body.function_call)
+        msgs = [tc.message(i, _ROLES[m.role], m.text(), m, names) for i, m in enumerate(body.messages)]
+    except tc.ToolError as e:
+        raise OpenAIError(400, str(e), e.code, param=e.param) from None
+    with_tools = any(m["role"] == "tool" or "tool_calls" in m for m in msgs)
     if not body.model.startswith(RAG_PREFIX):
+        if not service.loaded or body.model != service.name:
+            raise no_model(body.model)
         # a reasoning checkpoint's earlier answers go back without their thinking; it thinks apart again
-        pieces, _ = plain_pieces(body, ans.without_reasoning(msgs), options, max_tokens)
-        return ans.split_reasoning(pieces), None
+        msgs = ans.without_reasoning(msgs)
+        prompt = _tool_prompt(msgs, offer) if offer or with_tools else msgs
+        pieces, _ = plain_pieces(body, prompt, options, max_tokens)
+        pieces = ans.split_reasoning(pieces)
+        if offer:
+            from inference import ToolCallSplitter
+
+            pieces = tc.split_tool_calls(pieces, ToolCallSplitter(offer.names, offer.forced))
+        return (pieces, None), offer
+    if offer:
+        to = f"the model `{service.name}`" if service.loaded else "a generator's model (none is loaded)"
+        raise OpenAIError(400, f"Tool calling is not supported by rag: models: they answer from a collection's "
+                          f"documents. Send {offer.param} to {to}, or none.", "unsupported_parameter",
+                          param=offer.param)  # fmt: skip
+    if with_tools:
+        raise OpenAIError(400, "Tool calls and results are not supported by rag: models: send them to the "
+                          "generator's model.", "invalid_request", param="messages")  # fmt: skip
     col = await rag_collection(body.model, user)
     if msgs[-1]["role"] != "user" or not msgs[-1]["content"].strip():
         raise OpenAIError(
@@ -422,7 +450,30 @@ async def _pieces(body: ChatRequest, user: User) -> Pieces:
     history = [m for m in msgs[:-1] if m["role"] in ("user", "assistant")]
     # the client's system prompt ("Answer in German.") joins the product's, which keeps the sources rules
     instructions = "\n\n".join(m["content"] for m in msgs if m["role"] == "system" and m["content"].strip())
-    return await rag_pieces(col, body, msgs[-1]["content"], options, max_tokens, history, instructions)
+    return await rag_pieces(col, body, msgs[-1]["content"], options, max_tokens, history, instructions), None
+
+
+def _tool_prompt(msgs: list[dict[str, Any]], offer: tc.Offer | None):
+    """The inference.Chat of a conversation with tools offered, or with earlier calls and results: in the form
+    the checkpoint's template takes them; a 400 where it takes none, and for what this server cannot honour."""
+    fmt = service.tools
+    if fmt is None and offer:
+        raise OpenAIError(400, f"The model `{service.name}` cannot call tools: its chat template does not render "
+                          f"them (send no {offer.param}, or {'function_call' if offer.legacy else 'tool_choice'} "
+                          "'none').", "unsupported_parameter", param=offer.param)  # fmt: skip
+    if fmt is None:
+        raise OpenAIError(400, f"Tool calls and results are not supported by the model `{service.name}`: its chat "
+                          "template does not render them.", "invalid_request", param="messages")  # fmt: skip
+    forced = offer.forced if offer else None
+    if forced and service.reasoning is not None:
+        param = "function_call" if offer.legacy else "tool_choice"
+        raise OpenAIError(400, f"{param} naming a function is not supported for a reasoning model (it thinks "
+                          "before it calls): send 'auto'.", "unsupported_parameter", param=param)  # fmt: skip
+    try:
+        return fmt.chat(msgs, offer.tools if offer else None, f"{forced}\n" if forced else "")
+    except ValueError as e:
+        raise OpenAIError(400, f"Tool results are not supported by the model `{service.name}`: {e}.",
+                          "invalid_request", param="messages") from None  # fmt: skip
 
 
 def _limits(
@@ -547,7 +598,8 @@ def sse(objects: AsyncIterator[dict], what: str) -> StreamingResponse:
 async def chat_completions(body: ChatRequest, request: Request, user: CurrentUser):
     """Chat completion (JSON or `data:` chunks ending in [DONE])."""
     count_question(request, user)  # only now: a body refused as malformed (400) asked nothing
-    pieces, sources = await _pieces(body, user)
+    (pieces, sources), offer = await _pieces(body, user)
+    legacy = offer is not None and offer.legacy
     pieces = await start(pieces)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": body.model}  # fmt: skip
@@ -555,10 +607,12 @@ async def chat_completions(body: ChatRequest, request: Request, user: CurrentUse
     if not body.stream:
         r = await result(pieces)
         message = {"role": "assistant", "content": r.answer}
+        if r.tool_calls:
+            message.update(tc.reply_fields(r.tool_calls, legacy))
         if reasons:
             message["reasoning_content"] = r.reasoning
         return {**head,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(r),
+                "choices": [{"index": 0, "message": message, "finish_reason": tc.finish_reason(r, legacy),
                              "logprobs": _logprobs(r.token_logprobs or []) if body.logprobs else None}],
                 "usage": usage(r), **provenance(sources, r)}  # fmt: skip
     head["object"] = "chat.completion.chunk"
@@ -574,7 +628,9 @@ async def chat_completions(body: ChatRequest, request: Request, user: CurrentUse
         async for piece in pieces:
             if isinstance(piece, ans.Result):
                 more = {"cited": piece.cited} if sources is not None else {}
-                yield chunk({}, finish_reason(piece), (piece.token_logprobs or [])[sent:], **more)
+                for delta in tc.call_deltas(piece.tool_calls, legacy) if piece.tool_calls else ():
+                    yield chunk(delta)
+                yield chunk({}, tc.finish_reason(piece, legacy), (piece.token_logprobs or [])[sent:], **more)
                 if body.include_usage():
                     yield {**head, "choices": [], "usage": usage(piece)}
             elif piece:

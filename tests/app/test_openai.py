@@ -178,6 +178,7 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
     ("extra", "param", "code"),
     [
         ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
+        # the tiny checkpoint's chat template renders no tools: it cannot be offered any, nor take their results
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools", "unsupported_parameter"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "invalid_request"),  # OpenAI's limit: 0 to 20
         ({"top_logprobs": 2}, "top_logprobs", "invalid_request"),  # without logprobs=true
@@ -185,7 +186,8 @@ def test_stop_seed_and_logprobs_reach_the_engine(live):
         ({"stop": [f"s{i}" for i in range(17)]}, "stop", "invalid_request"),
         ({"presence_penalty": 3}, "presence_penalty", "invalid_request"),
         ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages", "invalid_request"),
-        # were answered with plain text as if the functions, the audio or the n choices had been read
+        # were answered with plain text as if the functions (here: a template without tools), the audio or the n
+        # choices had been read
         ({"functions": [{"name": "f", "parameters": {}}]}, "functions", "unsupported_parameter"),
         ({"functions": [{"name": "f", "parameters": {}}], "function_call": "auto"}, "functions", "unsupported_parameter"),
         ({"modalities": ["text", "audio"]}, "modalities", "unsupported_parameter"),
@@ -202,6 +204,30 @@ def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, para
             **{"model": "tiny-glm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, **extra}
         )
     assert (e.value.code, e.value.param) == (code, param), e.value.body
+
+
+def test_a_checkpoint_whose_template_renders_no_tools_says_so(live):
+    # tool calling needs the checkpoint's template to show the tools (tests/app/test_openai_tools.py): this one's
+    # does not, so they are refused rather than silently left out of the prompt
+    _, w = live
+    c = _client(live, w.member)
+    ask = {"model": "tiny-glm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    for extra, message in (
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "The model `tiny-glm` cannot call tools: its "
+         "chat template does not render them (send no tools, or tool_choice 'none')."),
+        ({"functions": [{"name": "f"}]}, "The model `tiny-glm` cannot call tools: its chat template does not render "
+         "them (send no functions, or function_call 'none')."),
+    ):  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(**ask, **extra)
+        assert e.value.body["message"] == message
+    result = [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+        "name": "f", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "42"}]  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(**{**ask, "messages": [*ask["messages"], *result]})
+    assert (e.value.code, e.value.param) == ("invalid_request", "messages")
+    assert e.value.body["message"] == ("Tool calls and results are not supported by the model `tiny-glm`: its chat "
+                                       "template does not render them.")  # fmt: skip
 
 
 def test_null_options_mean_their_defaults(live):
