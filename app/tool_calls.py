@@ -15,9 +15,8 @@ from typing import Any
 
 from app import answer as ans
 
-NAME = re.compile(
-    r"^[A-Za-z0-9_-]{1,64}$"
-)  # OpenAI's rule for a function's name (one line, as GLM writes it)
+# OpenAI's rule for a function's name (one line, as GLM writes it)
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ToolError(ValueError):
