@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     port: int = 8000
     # Start a Celery worker child process with `autoglm serve`.
     embedded_worker: bool = True
+    # Niceness (0-19) the Celery worker runs at, so that its embedding batches yield the CPU to the API's
+    # searches and questions on a shared machine (README "Load and back-pressure"); None = 10 for the embedded
+    # worker of `autoglm serve`, 0 (unchanged) for `autoglm worker`.
+    worker_nice: int | None = None
     # Recorded for the ask endpoint (a later issue wires the engine in).
     model_path: str = ""
     log_level: str = "INFO"
@@ -171,6 +175,11 @@ class Settings(BaseSettings):
         for name in ("stuck_after_s", "resend_after_s", "maintenance_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.worker_nice is not None and not 0 <= self.worker_nice <= 19:
+            # NOTE: below 0 would raise the worker above the API (and needs CAP_SYS_NICE)
+            raise ValueError(
+                f"worker_nice must be within 0..19 (19 = lowest priority); got {self.worker_nice}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -16,6 +16,29 @@ from app.settings import settings
 from ingest.names import ALL_QUEUES
 
 log = logging.getLogger(__name__)
+# Niceness of the embedded worker unless AUTOGLM_WORKER_NICE says otherwise: it shares the cores with the API,
+# whose searches must not wait behind its embedding batches (benchmarks/RESULTS.md "Searches while the worker
+# ingests"). A nice-10 process gets about a tenth of a core that a nice-0 one wants, and all of an idle one.
+EMBEDDED_WORKER_NICE = 10
+# Seconds `autoglm serve` waits for its worker to stop before killing it (it normally takes well under one:
+# a running document goes back to the queue, ingest.celery_app).
+WORKER_STOP_TIMEOUT_S = 5.0
+
+
+def worker_nice(embedded: bool) -> int:
+    """The niceness a worker runs at: AUTOGLM_WORKER_NICE, else EMBEDDED_WORKER_NICE for the embedded worker and
+    0 (the caller's) for `autoglm worker`."""
+    if settings.worker_nice is not None:
+        return settings.worker_nice
+    return EMBEDDED_WORKER_NICE if embedded else 0
+
+
+def lower_priority(nice: int) -> None:
+    """Raise this process's niceness to `nice` (never lowers it: that takes privileges). Call it before any
+    thread starts: on Linux a thread inherits the value of the thread that creates it, and only that."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
 def worker_argv(concurrency: int | None = None, name: str | None = None) -> list[str]:
@@ -50,10 +73,16 @@ except (OSError, AttributeError):
     _prctl = None
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM when `autoglm serve` dies, even by SIGKILL (no orphaned worker)."""
-    if _prctl is not None:
-        _prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+def _child_setup(nice: int):
+    """What the worker child does between fork and exec: lower its priority (inherited by every thread it
+    starts); on Linux get SIGTERM when `autoglm serve` dies, even by SIGKILL (no orphaned worker)."""
+
+    def setup() -> None:
+        lower_priority(nice)
+        if _prctl is not None:
+            _prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+    return setup
 
 
 class WorkerSupervisor:
@@ -69,11 +98,15 @@ class WorkerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> None:
+        nice = worker_nice(embedded=True)
         self.proc = subprocess.Popen(
-            worker_argv(name=f"embedded-{os.getpid()}@{socket.gethostname()}"), preexec_fn=_die_with_parent
+            worker_argv(name=f"embedded-{os.getpid()}@{socket.gethostname()}"), preexec_fn=_child_setup(nice)
         )
         log.info(
-            "started embedded Celery worker (pid %s) on %s", self.proc.pid, settings.effective_broker_url
+            "started embedded Celery worker (pid %s, nice %d) on %s",
+            self.proc.pid,
+            nice,
+            settings.effective_broker_url,
         )
 
     def _run(self) -> None:
@@ -88,12 +121,15 @@ class WorkerSupervisor:
                     requeue_pending()
             self._stop.wait(1.0)
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = WORKER_STOP_TIMEOUT_S) -> None:
         self._stop.set()
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # warm shutdown: the running task finishes or is redelivered
+            # The worker stops at once: a document it was processing goes back to the queue (ingest.celery_app).
+            self.proc.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                # killed, its document is still sent again: requeue_pending at the next start
+                log.warning("embedded worker did not stop within %.0f s; killing it", timeout)
                 self.proc.kill()
                 self.proc.wait()
