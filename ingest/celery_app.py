@@ -1,11 +1,23 @@
 """The Celery app. Configured from app.settings; the same tasks run on Redis and on the embedded broker.
 
 Embedded broker: kombu's SQLAlchemy transport on a SQLite file in the data directory (worker --pool=solo).
+
+Stopping a solo-pool worker (the embedded one, SIGTERM from `autoglm serve`, Ctrl-C): Celery's warm shutdown
+waits for the running task, which is the whole document being embedded (tens of seconds), and an idle worker
+only notices the request after its broker poll (2-3 s). Here the first SIGTERM or SIGINT also raises
+WorkerShutdown in the worker's main thread, where the solo pool runs tasks: a document being processed goes
+back to "queued" (ingest.pipeline.requeue_interrupted), its unacknowledged message returns to the broker
+when the worker's channel closes, and the worker exits within a second. A prefork worker (Redis, `autoglm
+worker`) keeps Celery's warm shutdown: its tasks run in pool processes and finish.
 """
 
 from __future__ import annotations
 
+import signal
+
 from celery import Celery
+from celery.concurrency.solo import TaskPool as SoloPool
+from celery.exceptions import WorkerShutdown
 from celery.signals import worker_ready, worker_shutdown
 
 from app.settings import settings
@@ -70,12 +82,37 @@ _maintenance = None
 
 
 @worker_ready.connect
-def _start_maintenance(**_) -> None:
+def _start_maintenance(sender=None, **_) -> None:
     """Every worker looks for stuck and unsent documents on a timer (ingest.recovery)."""
     global _maintenance
     from ingest.recovery import start_maintenance
 
     _maintenance = start_maintenance()
+    if isinstance(getattr(sender, "pool", None), SoloPool):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            _stop_promptly(sig)
+
+
+_stopping = False
+
+
+def _stop_promptly(sig: int) -> None:
+    """Wrap Celery's handler of `sig` (installed by now): it records the shutdown as before, then the first such
+    signal raises WorkerShutdown in the main thread, out of the running task or the idle broker poll (Celery's
+    own hard shutdown raises WorkerTerminate the same way)."""
+    celery_handler = signal.getsignal(sig)
+
+    def handler(signum, frame) -> None:
+        global _stopping
+        if callable(celery_handler):
+            celery_handler(signum, frame)
+        if not _stopping:
+            _stopping = True
+            from celery.worker import state
+
+            raise WorkerShutdown(state.should_stop or 0)
+
+    signal.signal(sig, handler)
 
 
 @worker_shutdown.connect

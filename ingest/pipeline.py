@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlmodel import Session, delete, select, update
 
 from app.db import session_scope
@@ -180,11 +180,39 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
     except Stopped as e:
         log.info("document %s stopped while processing: it is %s now", document_id, e.status)
         return e.status
+    except (KeyboardInterrupt, SystemExit):
+        # The process is stopping (Ctrl-C, a worker's shutdown: ingest.celery_app): not a failed start.
+        requeue_interrupted(document_id)
+        raise
     if status == DocStatus.ready:
         warm_lexical(collection_id)
         if schedule_compaction:
             maybe_schedule_compaction(collection_id)
     return status
+
+
+def requeue_interrupted(document_id: int) -> bool:
+    """Put a document whose processing was interrupted by a stopping process back to "queued", its start not
+    counted; nothing of it reached the index (that is one commit). Whichever delivery comes next (the broker's
+    redelivery, requeue_pending at `autoglm serve`'s start, ingest.recovery's resend) processes it from the
+    start. False when it is no longer processing (it was committed, cancelled or deleted meanwhile)."""
+    with session_scope() as s:
+        done = s.exec(
+            update(Document)
+            .where(Document.id == document_id, Document.status == DocStatus.processing)
+            .values(
+                status=DocStatus.queued,
+                stage="queued",
+                progress=0.0,
+                chunks_embedded=0,
+                attempts=case((Document.attempts > 0, Document.attempts - 1), else_=0),
+                updated_at=utcnow(),
+            )
+        ).rowcount
+        s.commit()
+    if done:
+        log.info("document %s interrupted by shutdown: queued again", document_id)
+    return bool(done)
 
 
 def _process(document_id: int, sha: str, filename: str, collection_id: int) -> str:
