@@ -15,7 +15,8 @@ because the embedding cache would make a second ingestion of the same text free.
 Phases, in this order: `idle` (searches for --seconds, worker waiting), `ingest alone` (batch A, no
 searches), `during ingest` (batch B, searches until its last document is ready). Reports per search phase
 requests, p50/p99 latency, the share answered degraded ("Partial search") and the query-embedding stage's
-p50/p99 (`timings_ms.embed`); per ingestion phase chunks, seconds and chunks/s. --env sets product
+p50/p99 (`timings_ms.embed`); per ingestion phase chunks, seconds and chunks/s; per phase the share of the
+machine's CPU that other processes used meanwhile ("other load": the machine may be shared). --env sets product
 settings for the server (the same build compared with a setting on and off). Prints a table, writes JSON
 (default benchmarks/out/search_during_ingest.json).
 """
@@ -102,6 +103,37 @@ def niceness(pid: int | None) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
     except (OSError, IndexError, ValueError):
         return None
+
+
+class OtherLoad:
+    """The share of the machine's CPU time that processes other than the server, its worker and this client
+    used between start() and stop() (the machine is shared: other work's load changes what a phase sees)."""
+
+    def __init__(self, pids: list[int | None]) -> None:
+        self.pids = [p for p in pids if p is not None] + [os.getpid()]
+        self.t0 = self.busy0 = self.ours0 = 0.0
+
+    def _read(self) -> tuple[float, float]:
+        cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+        ours = 0
+        for pid in self.pids:
+            try:
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ours += int(f[11]) + int(f[12])  # utime + stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return busy, ours
+
+    def start(self) -> OtherLoad:
+        self.t0 = time.perf_counter()
+        self.busy0, self.ours0 = self._read()
+        return self
+
+    def stop(self) -> float:
+        busy, ours = self._read()
+        ticks = (time.perf_counter() - self.t0) * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+        return max(0.0, (busy - self.busy0) - (ours - self.ours0)) / ticks
 
 
 def upload(http: httpx.Client, cid: int, files: list[Path]) -> list[int]:
@@ -207,18 +239,24 @@ def main() -> None:
         # the worker is up and its model loaded once a small document is ready
         (Path(tmp.name) / "hello.txt").write_text("Warm-up document for the worker.\n")
         wait_ready(http, upload(http, cid, [Path(tmp.name) / "hello.txt"]), timeout=300)
-        results["worker_nice"] = niceness(worker_pid(server.pid))
+        wpid = worker_pid(server.pid)
+        results["worker_nice"] = niceness(wpid)
+        load = OtherLoad([server.pid, wpid])
         asyncio.run(search_loop(url, key, args.clients, args.think, _for(5)))  # warm searches
 
+        load.start()
         results["idle"] = asyncio.run(search_loop(url, key, args.clients, args.think, _for(args.seconds)))
+        results["idle"]["other_load"] = load.stop()
         print(f"idle: {results['idle']}", flush=True)
 
+        load.start()
         secs, chunks = wait_ready(http, upload(http, cid, batch_a))
         results["ingest_alone"] = {
             "docs": len(batch_a),
             "chunks": chunks,
             "seconds": secs,
             "chunks_per_s": chunks / secs,
+            "other_load": load.stop(),
         }
         print(f"ingest alone: {results['ingest_alone']}", flush=True)
 
@@ -232,14 +270,17 @@ def main() -> None:
             )
             done.set()
 
+        load.start()
         threading.Thread(target=ingest, daemon=True).start()
         results["during_ingest"] = asyncio.run(search_loop(url, key, args.clients, args.think, done.is_set))
         done.wait()
+        results["during_ingest"]["other_load"] = load.stop()
         results["ingest_searched"] = {
             "docs": len(batch_b),
             "chunks": box["chunks"],
             "seconds": box["secs"],
             "chunks_per_s": box["chunks"] / box["secs"],
+            "other_load": results["during_ingest"]["other_load"],
         }
         print(f"during ingest: {results['during_ingest']}", flush=True)
     finally:
@@ -250,20 +291,21 @@ def main() -> None:
         f"\n/api/search while the embedded worker ingests, on {platform.node()} ({os.cpu_count()} CPUs); "
         f"{args.clients} clients, think {args.think} s; worker nice {results['worker_nice']}; {args.label} {extra}"
     )
-    print("| phase | searches | p50 ms | p99 ms | degraded | embed p50 ms | embed p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| phase | searches | p50 ms | p99 ms | degraded | embed p50 ms | embed p99 ms | other load |")
+    print("|---|---|---|---|---|---|---|---|")
     for phase in ("idle", "during_ingest"):
         r = results[phase]
         print(
             f"| {phase.replace('_', ' ')} | {r['requests']} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
-            f"| {r['degraded_share']:.0%} | {r['embed_p50_ms']:.0f} | {r['embed_p99_ms']:.0f} |"
+            f"| {r['degraded_share']:.0%} | {r['embed_p50_ms']:.0f} | {r['embed_p99_ms']:.0f} | {r['other_load']:.0%} |"
         )
-    print("\n| ingestion | docs | chunks | seconds | chunks/s |")
-    print("|---|---|---|---|---|")
+    print("\n| ingestion | docs | chunks | seconds | chunks/s | other load |")
+    print("|---|---|---|---|---|---|")
     for phase in ("ingest_alone", "ingest_searched"):
         r = results[phase]
         print(
-            f"| {phase.replace('_', ' ')} | {r['docs']} | {r['chunks']} | {r['seconds']:.1f} | {r['chunks_per_s']:.1f} |"
+            f"| {phase.replace('_', ' ')} | {r['docs']} | {r['chunks']} | {r['seconds']:.1f} "
+            f"| {r['chunks_per_s']:.1f} | {r['other_load']:.0%} |"
         )
     out = (
         Path(args.json)
