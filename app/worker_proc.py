@@ -100,7 +100,11 @@ class WorkerSupervisor:
     def _spawn(self) -> None:
         nice = worker_nice(embedded=True)
         self.proc = subprocess.Popen(
-            worker_argv(name=f"embedded-{os.getpid()}@{socket.gethostname()}"), preexec_fn=_child_setup(nice)
+            worker_argv(name=f"embedded-{os.getpid()}@{socket.gethostname()}"),
+            preexec_fn=_child_setup(nice),
+            # NOTE: a process group of its own, so that a terminal's Ctrl-C reaches `serve` alone, which stops the
+            # worker once the API has stopped; a worker that stopped by itself meanwhile was restarted by _run.
+            process_group=0,
         )
         log.info(
             "started embedded Celery worker (pid %s, nice %d) on %s",

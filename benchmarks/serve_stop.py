@@ -2,7 +2,7 @@
 
     python benchmarks/serve_stop.py [--repeat 3] [--doc FILE] [--root CHECKOUT] [--json F]
 
-Starts the real product in a temporary data directory, waits until its embedded worker is ready, then sends
+Starts the real product in a temporary data directory, waits until the API answers and its embedded worker is ready, then sends
 SIGINT to the process group (what a terminal's Ctrl-C does) and times until `serve` and its worker have
 exited. Case `idle`: nothing to do; case `embedding`: --doc (default the Node.js fs API page, 590 chunks)
 was uploaded and the worker is embedding it. After a stop while embedding, the document's row is read: its
@@ -38,6 +38,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def one_stop(root: Path, doc: Path | None) -> dict:
     """Start serve, (upload doc and wait for its embedding,) Ctrl-C; seconds until serve and worker exited."""
     tmp = tempfile.TemporaryDirectory(prefix="autoglm-stop-")
@@ -51,7 +58,9 @@ def one_stop(root: Path, doc: Path | None) -> dict:
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while b" ready." not in log_path.read_bytes():  # Celery's "<node> ready." line
+        while b" ready." not in log_path.read_bytes() or not _up(
+            port
+        ):  # Celery's "<node> ready." line, the API
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"serve did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.2)
@@ -77,7 +86,7 @@ def one_stop(root: Path, doc: Path | None) -> dict:
             if worker_s is None and not _alive(worker):
                 worker_s = time.perf_counter() - t0
             if time.perf_counter() - t0 > 120:
-                raise SystemExit("serve did not stop in 120 s")
+                raise SystemExit(f"serve did not stop in 120 s: {log_path.read_text()[-3000:]}")
             time.sleep(0.01)
         serve_s = time.perf_counter() - t0
         out = {
