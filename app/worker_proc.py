@@ -17,8 +17,8 @@ from ingest.names import ALL_QUEUES
 
 log = logging.getLogger(__name__)
 # Niceness of the embedded worker unless AUTOGLM_WORKER_NICE says otherwise: it shares the cores with the API,
-# whose searches must not wait behind its embedding batches (benchmarks/RESULTS.md "Searches while the worker
-# ingests"). A nice-10 process gets about a tenth of a core that a nice-0 one wants, and all of an idle one.
+# whose searches must not wait behind its embedding batches (benchmarks/RESULTS.md "Searches while the embedded
+# worker ingests"). A nice-10 process gets about a tenth of a core that a nice-0 one wants, and all of an idle one.
 EMBEDDED_WORKER_NICE = 10
 # Seconds `autoglm serve` waits for its worker to stop before killing it (it normally takes well under one:
 # a running document goes back to the queue, ingest.celery_app).
