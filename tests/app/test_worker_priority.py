@@ -17,9 +17,8 @@ from app.db import session_scope
 from app.models import Collection, DocStatus, Document, Role
 from app.settings import Settings
 from app.worker_proc import EMBEDDED_WORKER_NICE
-from tests.app.ask_support import free_port
 from tests.app.support import ROOT, apply_env, base_env, make_user, restore_settings, wait_for
-from tests.faults.support import LONG_TEXT
+from tests.faults.support import LONG_TEXT, ServeProcess
 
 # Bound on a stop that used to wait for the document being embedded (here a 60 s pause before each embedding
 # batch); it takes 1-2 s on a loaded 2-core machine.
@@ -83,28 +82,8 @@ def test_autoglm_worker_runs_at_the_configured_niceness_and_stops_at_once(data):
             worker.wait()
 
 
-class Serve:
+class Serve(ServeProcess):
     """`autoglm serve` (API + embedded worker) in its own process group, as a terminal runs it."""
-
-    def __init__(self, log, **env: str) -> None:
-        self.base = f"http://127.0.0.1:{free_port()}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", self.base.rsplit(":", 1)[1]],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-        def up() -> bool:
-            assert self.proc.poll() is None, "the server exited during start-up"
-            try:
-                return httpx.get(f"{self.base}/api/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 120, "the server to start")
 
     def worker_pid(self) -> int:
         kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,36 @@ LONG_TEXT = "\n\n".join(
     f"Section {i}. The backup policy requires nightly snapshots of database cluster {i} kept for {i + 7} days."
     for i in range(60)
 )
+
+
+class ServeProcess:
+    """`autoglm serve` (plus `args`, e.g. --no-worker) on a free port in its own process group, as a terminal
+    runs it; up once /api/health answers ok."""
+
+    def __init__(self, log, *args: str, **env: str) -> None:
+        import httpx
+
+        from tests.app.support import ROOT, wait_for
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", *args, "--port", str(self.port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def up() -> bool:
+            assert self.proc.poll() is None, "the server exited during start-up"
+            try:
+                return httpx.get(f"{self.base}/api/health", timeout=1).json() == {"status": "ok"}
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 120, "the server to start")
 
 
 def _wait_port(port: int, up: bool, timeout: float = 20) -> None:

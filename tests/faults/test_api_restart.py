@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -18,37 +16,19 @@ from app.db import session_scope
 from app.models import Collection, Message, Role
 from app.uploads import add_document
 from ingest.pipeline import process_document
-from tests.app.ask_support import GUIDE, free_port
-from tests.app.support import ROOT, apply_env, base_env, make_user, restore_settings, wait_for
-from tests.faults.support import interrupt
+from tests.app.ask_support import GUIDE
+from tests.app.support import apply_env, base_env, make_user, restore_settings
+from tests.faults.support import ServeProcess, interrupt
 
 pytestmark = pytest.mark.slow
 QUESTION = "How many days of paid leave do employees get?"
 
 
-class Server:
+class Server(ServeProcess):
     """`autoglm serve --no-worker` in its own process group on a free port."""
 
     def __init__(self, log, **env: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(self.port)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-        def up() -> bool:
-            assert self.proc.poll() is None, "the server exited during start-up"
-            try:
-                return httpx.get(f"{self.base}/api/health", timeout=1).json() == {"status": "ok"}
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 120, "the server to start")
+        super().__init__(log, "--no-worker", **env)
 
 
 def _stream_until_killed(server: Server, headers: dict, sig: int, conversation_id: int | None = None):
