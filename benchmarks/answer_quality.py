@@ -25,7 +25,8 @@ minutes to ingest on a small CPU); remove DIR after a change to parsing or chunk
 Every file goes through the real product path (app.uploads.add_document, ingest.pipeline.process_document: parser, chunker, embedder, FAISS and BM25),
 into one collection so the other files are distractors; each question runs app.answer.retrieve (hybrid
 search) and app.answer.extractive_answer. Reported per set: the first quote holds the expected words (top),
-any of the (at most three) quotes does (any). A question whose "outcome" is "no answer" (no "doc", no "expect":
+any of the (at most three) quotes does (any); and the rank of the first retrieved source that holds the
+expected words (passage in top 1 / 5). A question whose "outcome" is "no answer" (no "doc", no "expect":
 benchmarks/data/zh_offtopic_questions.jsonl, off-topic questions to ask of a collection that does not answer
 them; and in every other set, questions plausible for its collection that it does not answer, each checked absent
 with grep) counts as refused when nothing is quoted. One table row a set: answerable questions, first / any quote
@@ -124,23 +125,28 @@ def main() -> None:
             rows.append({**q, "declined": not quotes, "quotes": quotes})
             continue
         want = q["expect"].casefold()
-        rows.append({**q, "top": bool(quotes) and want in quotes[0].casefold(),
+        # the retrieval's part: the rank of the first source that holds the expected words (None: none does)
+        rank = next(
+            (i for i, s in enumerate(hits.sources, 1) if want in " ".join(s.text.split()).casefold()), None
+        )
+        rows.append({**q, "top": bool(quotes) and want in quotes[0].casefold(), "rank": rank,
                      "any": any(want in line.casefold() for line in quotes), "quotes": quotes})  # fmt: skip
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
               "ingest_s": round(ingest_s, 1), "sets": {}, "questions": rows}  # fmt: skip
     print(f"{len(docs)} files ingested in {ingest_s:.1f} s\n")
     # one row a set: its answerable questions (first / any quote answers, refused: nothing quoted) and its
     # questions the collection does not answer ("outcome": "no answer"; refused when nothing is quoted)
-    print("| set | answerable | first quote answers | any quote answers | wrongly refused "
-          "| unanswerable | refused |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    print("| set | answerable | passage in top 1 / 5 | first quote answers | any quote answers | wrongly refused "
+          "| unanswerable | refused |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for name in dict.fromkeys(r["set"] for r in rows):
         got = [r for r in rows if r["set"] == name and "top" in r]
         off = [r for r in rows if r["set"] == name and "declined" in r]
         top, anyq = sum(r["top"] for r in got), sum(r["any"] for r in got)
         refused, declined = sum(not r["quotes"] for r in got), sum(r["declined"] for r in off)
-        report["sets"][name] = {"questions": len(got), "top": top, "any": anyq, "refused": refused,
-                                "unanswerable": len(off), "declined": declined}  # fmt: skip
-        cells = f"{top} | {anyq} | {refused}" if got else "- | - | -"
+        at1, at5 = (sum(r["rank"] is not None and r["rank"] <= k for r in got) for k in (1, 5))
+        report["sets"][name] = {"questions": len(got), "passage_at_1": at1, "passage_at_5": at5, "top": top,
+                                "any": anyq, "refused": refused, "unanswerable": len(off), "declined": declined}  # fmt: skip
+        cells = f"{at1} / {at5} | {top} | {anyq} | {refused}" if got else "- | - | - | -"
         print(f"| {name} | {len(got)} | {cells} | {len(off)} | {declined if off else '-'} |")
     for r in rows:
         if "declined" in r:
@@ -149,7 +155,10 @@ def main() -> None:
                 for line in r["quotes"]:
                     print(f"     {line[:140]}")
         elif not r["top"]:
-            print(f"\n{'ANY ' if r['any'] else 'MISS'} [{r['set']}] {r['question']} (wanted: {r['expect']})")
+            print(
+                f"\n{'ANY ' if r['any'] else 'MISS'} [{r['set']}] {r['question']} (wanted: {r['expect']}; "
+                f"passage rank {r['rank']})"
+            )
             for line in r["quotes"]:
                 print(f"     {line[:140]}")
     out = Path(args.out)
