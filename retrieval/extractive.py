@@ -354,11 +354,17 @@ ENTITLEMENT = 0.1
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
+# runs of Chinese characters, Japanese kanji and kana, Korean hangul: the text whose pairs stand in for the
+# embedding (an English-only model is not trusted on any of them: ``retrieval.lexical.cjk_share``)
+_PAIR_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3041-\u30ff\u31f0-\u31ff\uac00-\ud7af]+")
+
+
 def _cjk_pairs(text: str) -> set[str]:
     """The pairs of adjacent Chinese characters of a text ("带薪假" -> 带薪, 薪假), the unit of Chinese
     retrieval that needs no dictionary: 会费 is found in 会员费's neighbourhood no better than by a word, but 年假
-    is one pair whether or not the word list knows it."""
-    return {run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(len(run) - 1)}
+    is one pair whether or not the word list knows it. Japanese and Korean text the same way (パスワード ->
+    パス, スワ, ...; 회의실은 -> 회의, 의실, 실은), as their BM25 terms are cut."""
+    return {run[i : i + 2] for run in _PAIR_RUN.findall(text) for i in range(len(run) - 1)}
 
 
 def _cjk_overlap(pairs: set[str], sentence: str) -> float:

@@ -25,8 +25,14 @@ of the run's words of several characters (jieba's precise cut: 借款 -> 借, �
 too, 每天 -> 天; a character that is a stopword left out) are terms too, after the run's words: a question and
 its answer in other words are often cut differently ("找公司借的钱" is 借 / 的 / 钱, the page's "员工向公司借款"
 holds 借款; "站会" of a question is 站 / 会, the page's "每天 10 点准时站会" holds 站会), and the characters are
-what they share (each weighs its own IDF, so a common one, 上 or 会, adds little). Other text is cut at
-non-alphanumerics and stemmed with the English Snowball stemmer; English and Chinese stopwords are dropped.
+what they share (each weighs its own IDF, so a common one, 上 or 会, adds little). Runs of Japanese kana and of
+Korean hangul are cut into overlapping pairs of characters, as Lucene's CJK analyzer does (``bigrams``:
+パスワードを -> パス, スワ, ワー, ード, ドを; 회의실은 -> 회의, 의실, 실은; a run of one character is itself): a
+particle stuck to a word (パスワードは, 회의실이) leaves the word's pairs to match. Japanese kanji stay on the
+Chinese path (on the ja man-pages set it quoted 4 answers of 9 against 2 with the kanji in pairs too: RESULTS.md).
+Other text is cut at non-alphanumerics, its Latin letters folded to their base letters (``fold``: réunion ->
+reunion, Größe -> grosse, œ -> oe; no other script is touched) and stemmed with the English Snowball stemmer;
+English and Chinese stopwords are dropped.
 An identifier that joins words by case or digits (``word_parts``: pkgProblemResolver, HTTPServerError,
 XMLHttpRequest, utf8Decode) yields its whole word, as before, and also its parts (pkg, problem, resolver;
 http, server, error; xml, http, request; utf, 8, decode; after the text's words), so "problem resolver" finds
@@ -64,21 +70,57 @@ logger = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".bm25"
 # What ``tokenize`` makes of a text. Bump it with any change to the analysis: sidecars of an older one are
 # rebuilt on first use (their terms would not match the queries' terms). 1: no version in the name; 2: the
-# parts of identifiers (``word_parts``); 3: the characters of Chinese words.
-ANALYZER_VERSION = 3
+# parts of identifiers (``word_parts``); 3: the characters of Chinese words; 4: kana and hangul bigrams, Latin
+# diacritics folded.
+ANALYZER_VERSION = 4
 TextsForIds = Callable[[Sequence[int]], list[str]]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
+# Japanese kana (hiragana, katakana with its prolonged sound mark ー, their phonetic extensions; NFKC has made
+# half-width katakana full-width) and Korean hangul (syllables, and the jamo of text typed letter by letter)
+_KANA = "\u3041-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff"  # not the middle dot ・, a separator
+_HANGUL = "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f"
+_BIGRAM_RUN = re.compile(f"[{_KANA}]+|[{_HANGUL}]+")
+_ASIAN = re.compile(f"{_CJK.pattern}|{_BIGRAM_RUN.pattern}")
 _WORD = re.compile(r"[^\W_]+")
+# Latin letters with diacritics or ligatures (Latin-1 Supplement to Latin Extended-B, Latin Extended
+# Additional); other scripts are never folded (NFKD would take Korean syllables apart into jamo)
+_LATIN_EXTENDED = re.compile(r"[\u00c0-\u024f\u1e00-\u1eff]")
+# what NFKD does not take apart: letters that are ligatures or letters of their own, not a letter and a mark
+_FOLD_EXTRA = str.maketrans(
+    {"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ø": "o", "Ø": "o", "đ": "d", "Đ": "d",
+     "ł": "l", "Ł": "l", "þ": "th", "Þ": "th", "ð": "d", "Ð": "d", "ı": "i", "ħ": "h", "Ħ": "h"}
+)  # fmt: skip
 
 
 def cjk_share(text: str) -> float:
-    """The share of a text's words that are Chinese (or Japanese kanji), counting each CJK ideograph as one
-    word and each run of other letters or digits as one: "提交 Pull Request 之后" -> 4 / 6. 0.0 for a text
-    without words."""
-    cjk = sum(len(m) for m in _CJK.findall(text))
-    other = len(_WORD.findall(_CJK.sub(" ", text)))
+    """The share of a text's words that are Chinese, Japanese or Korean, counting each CJK ideograph, kana and
+    hangul syllable as one word and each run of other letters or digits as one: "提交 Pull Request 之后" -> 4 / 6,
+    "passwd の -l オプション" -> 6 / 8. 0.0 for a text without words."""
+    cjk = sum(len(m) for m in _ASIAN.findall(text))
+    other = len(_WORD.findall(_ASIAN.sub(" ", text)))
     return cjk / (cjk + other) if cjk + other else 0.0
+
+
+def fold(word: str) -> str:
+    """A Latin word without its diacritics and ligatures, as Lucene's ASCII folding: réunion -> reunion,
+    Größe -> Grosse, cœur -> coeur, Søren -> Soren (NFKD, combining marks dropped, ``_FOLD_EXTRA``). Only Latin
+    letters are touched: Greek, Cyrillic and every other script are returned as they are."""
+    if word.isascii() or not _LATIN_EXTENDED.search(word):
+        return word
+    out = []
+    for ch in word.translate(_FOLD_EXTRA):
+        if _LATIN_EXTENDED.match(ch):
+            out += [c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)]
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def bigrams(run: str) -> list[str]:
+    """Overlapping pairs of a run of kana or hangul, as Lucene's CJK analyzer cuts them (パスワード -> パス,
+    スワ, ワー, ード; 회의실은 -> 회의, 의실, 실은); a run of one character is itself."""
+    return [run[i : i + 2] for i in range(len(run) - 1)] if len(run) > 1 else [run]
 
 
 _analyzer_lock = threading.Lock()
@@ -146,11 +188,15 @@ def tokenize(text: str, parts: bool = True, characters: bool = True) -> list[str
     text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
     pos = 0
-    for m in _CJK.finditer(text):
+    for m in _ASIAN.finditer(text):
         out += _latin_terms(text[pos : m.start()], stemmer, stop, parts)
-        out += [w for w in jieba.lcut_for_search(m.group()) if w.strip() and w not in stop]
-        if characters:
-            out += [c for w in jieba.lcut(m.group()) if len(w) > 1 for c in w if c not in stop]
+        run = m.group()
+        if _BIGRAM_RUN.fullmatch(run):
+            out += bigrams(run)
+        else:
+            out += [w for w in jieba.lcut_for_search(run) if w.strip() and w not in stop]
+            if characters:
+                out += [c for w in jieba.lcut(run) if len(w) > 1 for c in w if c not in stop]
         pos = m.end()
     return out + _latin_terms(text[pos:], stemmer, stop, parts)
 
@@ -212,7 +258,8 @@ def _latin_terms(text: str, stemmer, stop: frozenset[str], parts: bool) -> list[
     terms = low.split(" ") if low.replace(" ", "").isalnum() else _WORD.findall(low)
     if parts:  # lowercase words never split
         terms += [p for w in words if not (w.islower() and w.isalpha()) for p in word_parts(w)]
-    return stemmer.stemWords([t for t in terms if t not in stop])
+    # folded after the stopwords are left out and before stemming (the English stemmer knows no accents)
+    return stemmer.stemWords([fold(t) for t in terms if t not in stop])
 
 
 def idf(df: np.ndarray | float, n: int) -> np.ndarray | float:

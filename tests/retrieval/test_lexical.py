@@ -56,6 +56,61 @@ def test_tokenize_adds_the_words_of_camel_case_and_letter_digit_identifiers():
     assert tokenize("Problem NASA URLs iPhone eBay iOS x86 k8s lru_cache") == plain
 
 
+def test_tokenize_cuts_korean_into_overlapping_pairs():
+    # a particle stuck to its word (은 / 이) leaves the word's pairs to match
+    assert tokenize("회의실은 3층에 있습니다") == [
+        "회의",
+        "의실",
+        "실은",
+        "3",
+        "층에",
+        "있습",
+        "습니",
+        "니다",
+    ]
+    assert tokenize("회의실이 어디예요?") == ["회의", "의실", "실이", "어디", "디예", "예요"]
+    assert tokenize("이 파일") == ["이", "파일"]  # a run of one syllable is itself
+
+
+def test_tokenize_cuts_japanese_kana_into_overlapping_pairs_and_kanji_as_chinese():
+    # kana runs in pairs, so パスワードは and パスワードを share パス, スワ, ワー, ード; kanji runs on jieba's path
+    assert tokenize("パスワードは") == ["パス", "スワ", "ワー", "ード", "ドは"]
+    assert tokenize("パスワードを変更する") == ["パス", "スワ", "ワー", "ード", "ドを", "変", "更", "する"]
+    assert tokenize("chage の -l オプション") == ["chage", "の", "l", "オプ", "プシ", "ショ", "ョン"]
+    assert (
+        tokenize("ｶﾀｶﾅ") == tokenize("カタカナ") == ["カタ", "タカ", "カナ"]
+    )  # NFKC: half-width made full-width
+
+
+def test_tokenize_folds_latin_diacritics_and_ligatures():
+    assert tokenize("La réunion a lieu") == tokenize("la REUNION a lieu") == ["la", "reunion", "lieu"]
+    assert tokenize("Größe der Datei ändern") == ["gross", "der", "datei", "andern"]
+    assert tokenize("Grosse") == ["gross"]
+    assert tokenize("Æsir Œuvre Ærø straße") == ["aesir", "oeuvr", "aero", "strass"]
+    assert (
+        tokenize("mémoire en mébioctets")
+        == tokenize("memoire en mebioctets")
+        == ["memoir", "en", "mebioctet"]
+    )
+    # other scripts are not folded (NFKD would take a Korean syllable or a Cyrillic й apart)
+    assert tokenize("Привет й") == ["привет", "й"]
+
+
+def test_tokenize_keeps_english_and_chinese_terms():
+    # the terms of analyzer version 3, unchanged by the kana / hangul bigrams and the folding
+    assert tokenize("The quick brown foxes jumped over lazy dogs") == [
+        "quick",
+        "brown",
+        "fox",
+        "jump",
+        "lazi",
+        "dog",
+    ]
+    assert tokenize("员工向公司借款，一月内还清。") == [
+        "员工", "公司", "借款", "员", "工", "公", "司", "借", "款", "一月", "内", "还清", "月", "还", "清",
+    ]  # fmt: skip
+
+
 def test_query_words_find_an_identifier_through_the_sidecar(tmp_path):
     texts = Texts(
         {
@@ -87,6 +142,35 @@ def test_a_chinese_question_finds_the_chunk_that_holds_its_words_inside_longer_o
             3: "公司的钱由财务统一管理。",
             4: "每天下班以前在钉钉上提交日报，几点提交都可以。",
             5: "公司的办公室在五楼。",
+        }
+    )
+    m = _segment(tmp_path, texts.texts, Manifest())
+    assert LexicalCache().search(tmp_path, m, question, 5, texts)[0][0] == answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # パスワードの / アカウントを of the question; the chunks hold パスワードを / アカウントを but in other runs
+        # of kana (ロックされた, ログイン時に): their pairs match
+        ("次のログイン時にパスワードの変更を強制するには？", 1),
+        ("ロックされたアカウントをまた使うにはどうすればいいですか？", 2),
+        # 사용자의 / 프로세스를, 메시지가 / 출력되지 of the questions; the chunks hold 사용자가 / 프로세스만, 메시지도 /
+        # 출력하지 (pairs of hangul)
+        ("특정 사용자의 프로세스를 종료하려면?", 4),
+        ("메시지가 출력되지 않게 하려면?", 6),
+    ],
+)
+def test_a_japanese_or_korean_question_finds_the_chunk_in_other_words(tmp_path, question, answer):
+    # excerpts of the Japanese passwd(1), chage(1) and the Korean killall(1) manual pages (shadow, psmisc)
+    texts = Texts(
+        {
+            1: "そのユーザは次にログインする際にパスワードを変更するよう強制される。",
+            2: "アカウントをロックされたユーザが再びそのシステムを使うには、システム管理者と連絡を取る必要がある。",
+            3: "-i, --interactive 강제로 끝내기 전 대화식으로 확인합니다.",
+            4: "-u, --user 지정 사용자가 소유한 프로세스만 강제로 끝냅니다.",
+            5: "chage コマンドを使えるのは root ユーザのみに限られている。",
+            6: "-q, --quiet 강제로 끝낸 프로세스가 없더라도 어떤 메시지도 출력하지 않습니다.",
         }
     )
     m = _segment(tmp_path, texts.texts, Manifest())
@@ -214,6 +298,11 @@ def test_cjk_share_counts_chinese_characters_and_other_words():
     assert cjk_share("How many vacation days do I get?") == 0.0
     assert cjk_share("提交 Pull Request 之后") == pytest.approx(4 / 6)
     assert cjk_share("？！ ...") == 0.0
+    # Japanese kana and Korean hangul: an English-only embedding is no better on them
+    assert cjk_share("パスワードを変更するには？") == 1.0
+    assert cjk_share("회의실은 어디에 있나요?") == 1.0
+    assert cjk_share("passwd の -l オプション") == pytest.approx(6 / 8)
+    assert cjk_share("La réunion a lieu") == 0.0
 
 
 def test_a_who_question_finds_the_agent_noun_and_the_verb(tmp_path):
