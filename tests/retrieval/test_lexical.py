@@ -77,9 +77,15 @@ def test_tokenize_cuts_japanese_kana_into_overlapping_pairs_and_kanji_as_chinese
     assert tokenize("パスワードは") == ["パス", "スワ", "ワー", "ード", "ドは"]
     assert tokenize("パスワードを変更する") == ["パス", "スワ", "ワー", "ード", "ドを", "変", "更", "する"]
     assert tokenize("chage の -l オプション") == ["chage", "の", "l", "オプ", "プシ", "ショ", "ョン"]
-    assert (
-        tokenize("ｶﾀｶﾅ") == tokenize("カタカナ") == ["カタ", "タカ", "カナ"]
-    )  # NFKC: half-width made full-width
+    # NFKC: half-width katakana made full-width
+    assert tokenize("ｶﾀｶﾅ") == tokenize("カタカナ") == ["カタ", "タカ", "カナ"]
+    assert tokenize("ユーザ・グループ") == [
+        "ユー",
+        "ーザ",
+        "グル",
+        "ルー",
+        "ープ",
+    ]  # the middle dot separates
 
 
 def test_tokenize_folds_latin_diacritics_and_ligatures():
