@@ -1,8 +1,9 @@
 """Token-aware chunking of a ParsedDocument with the embedding model's tokenizer.
 
 Rules, per section (a chunk never spans two sections, so heading path and page are exact):
-- The section is cut into sentences: after . ! ? followed by whitespace, after 。！？ (closing quotes
-  and brackets stay with their sentence), and at line breaks (list items, table rows, paragraphs).
+- The section is cut into sentences: after . ! ? followed by whitespace, after 。！？｡ and a Japanese ．
+  (closing quotes and brackets stay with their sentence), and at line breaks (list items, table rows,
+  paragraphs): retrieval.sentences.
 - Whole sentences are packed greedily up to `max_tokens`; the next chunk starts with the trailing
   sentences of the previous one whose size is nearest `overlap_tokens` (at most 1.5x it; whole
   sentences only, so the overlap is "about" overlap_tokens, and 0 when the last sentence is longer).

@@ -1,7 +1,7 @@
 """Sentence boundaries shared by chunking (ingest) and extractive answers (retrieval): one rule, so a
 quoted sentence is exactly a sentence the chunker kept whole. English .!? before whitespace (with closing
 quotes/brackets; a period not before lower case, nor after a space, an initial or an abbreviation:
-``_no_full_stop``), Chinese 。！？ anywhere, and line breaks, except a line break inside a hard-wrapped paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket, or
+``_no_full_stop``), Chinese and Japanese 。！？ anywhere (and ｡, and ． after kana or kanji), and line breaks, except a line break inside a hard-wrapped paragraph: one that ends a non-empty line and is followed by a line starting in lower case (or a bracket, or
 a figure after a long line: ``continues_line``), or one after a long line or a dangling word with no stop
 (``_wrapped``: "...isn't packaged in\nDebian, we ...") (text files,
 Markdown and e-mail wrapped at ~72-80 columns: "...so that their dependencies are\nsatisfied, but ..." is
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import re
 
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|[。！？]+[”’」』）)\]]*|\n")
+# NOTE: Japanese text also ends sentences with the full-width period ． (the style of many technical and academic
+# texts) and the half-width ｡; a ． after a digit or a Latin letter is a decimal point or a list number (３．５, 1．)
+_BOUNDARY = re.compile(
+    r"[.!?]+[\"'”’)\]]*(?=\s)|([。！？｡]|(?<=[\u3041-\u30ff\u3400-\u9fff])．)+[”’」』）)\]]*|\n"
+)
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -178,7 +182,7 @@ DANGLING_WORDS = frozenset(
 WRAP_LONG = 60  # a line this long that ends without a stop was wrapped, whatever the next line starts with
 _UNDERLINE = re.compile(r"[=\-~^*_#+]{3,}\s*$")
 _COLUMNS = re.compile(r"\S(\t| {3,})\S")  # a table row or aligned fields, not prose
-_NO_WRAP_END = ".!?:;。！？：；\\{[(=|<>"
+_NO_WRAP_END = ".!?:;。！？｡．：；\\{[(=|<>"
 _LAST_WORD = re.compile(r"(\w+)$")
 
 

@@ -182,3 +182,18 @@ def test_an_index_entry_is_neither_joined_to_the_next_nor_quoted():
     assert [q.text for q in ans.quotes] == [
         "asn1_get_length_der returns the decoded length value, or -1 on indefinite length."
     ]
+
+
+def test_japanese_sentences_end_at_full_width_and_half_width_periods():
+    # 。！？ as in Chinese; the full-width ． of technical Japanese after kana or kanji, never after a digit
+    assert sentences("これはペンです．あれは本です．それは何ですか？") == [
+        "これはペンです．",
+        "あれは本です．",
+        "それは何ですか？",
+    ]
+    assert sentences("半角の句点｡次の文｡") == ["半角の句点｡", "次の文｡"]
+    assert sentences("価格は３．５万円です。1．概要") == ["価格は３．５万円です。", "1．概要"]
+    assert sentences("회의실은 3층에 있습니다. 회의는 10시에 시작합니다.") == [
+        "회의실은 3층에 있습니다.",
+        "회의는 10시에 시작합니다.",
+    ]
