@@ -403,7 +403,7 @@ class Embedder:
 
     def trust(self, text: str) -> float:
         """How far this model's embedding of `text` can be trusted, 0..1: 1 for a multilingual model, else the
-        share of the text's words that are not Chinese (``retrieval.lexical.cjk_share``)."""
+        share of the text's words that are not Chinese, Japanese or Korean (``retrieval.lexical.cjk_share``)."""
         from retrieval.lexical import cjk_share
 
         return 1.0 if self.multilingual else 1.0 - cjk_share(text)
