@@ -20,6 +20,7 @@ from app.backpressure import BackpressureMiddleware
 from app.db import database_unavailable, migrate
 from app.engine_service import service
 from app.observability import RequestContextMiddleware, configure_logging
+from app.openai_errors import openai_error_handler
 from app.routes import (
     ask,
     auth_web,
@@ -80,20 +81,20 @@ def create_app() -> FastAPI:
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         if openai_path(request.url.path):
-            return openai_compat.openai_error_handler(request, exc)
+            return openai_error_handler(request, exc)
         return await http_exception_handler(request, exc)
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         if openai_path(request.url.path):
-            return openai_compat.openai_error_handler(request, exc)
+            return openai_error_handler(request, exc)
         return await request_validation_exception_handler(request, exc)
 
     @api.exception_handler(Exception)
     async def _server_error(request: Request, exc: Exception):
         # Unhandled (logged by the server as before): under /v1 OpenAI's shape, elsewhere Starlette's text.
         if openai_path(request.url.path):
-            return openai_compat.openai_error_handler(request, exc)
+            return openai_error_handler(request, exc)
         return PlainTextResponse("Internal Server Error", 500)
 
     @api.exception_handler(OperationalError)

@@ -9,7 +9,7 @@ object per choice; with `echo` the prompt's tokens come first, each scored given
 `max_tokens` 0 scores the prompt alone (lm-eval's `local-completions` loglikelihood); a `rag:` model gives its
 answer's only. Several prompts (LangChain sends its batch in one request) are generated at once and answered a
 choice each, streamed one after another. Auth, the questions-per-minute limit, back-pressure, errors and access
-control are the chat route's (openai_compat.py).
+control are the chat route's (openai_compat.py; the shared pieces are app.openai_*).
 """
 
 from __future__ import annotations
@@ -27,22 +27,10 @@ from app import answer as ans
 from app.deps import CurrentUser
 from app.engine_service import service
 from app.models import User
-from app.routes.openai_compat import (
-    RAG_PREFIX,
-    OpenAIError,
-    Pieces,
-    SamplingRequest,
-    finish_reason,
-    plain_pieces,
-    provenance,
-    rag_collection,
-    rag_pieces,
-    result,
-    sse,
-    start,
-    token_text,
-    usage,
-)
+from app.openai_errors import OpenAIError
+from app.openai_generate import RAG_PREFIX, Pieces, plain_pieces, rag_collection, rag_pieces
+from app.openai_responses import finish_reason, provenance, result, sse, start, token_text, usage
+from app.openai_schemas import SamplingRequest
 from app.security import count_question
 
 router = APIRouter(prefix="/v1", tags=["openai"])
