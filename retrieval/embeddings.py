@@ -66,6 +66,42 @@ def bf16_on_cpu(device: str) -> bool:
     return mode in ("1", "on", "true", "yes") or _cpu_has_bf16()
 
 
+def query_threads() -> int:
+    """Torch intra-op threads of the thread that encodes search queries (``_QueryBatcher``):
+    AUTOGLM_QUERY_EMBED_THREADS, 1 by default; 0 = torch's default (one per core). ValueError otherwise.
+
+    NOTE: one thread, because a query is one short forward pass of many small parallel regions, and each
+    region ends at a barrier where its team waits for every thread of it. While the embedded worker encodes on
+    the other core (niced or not), the team's second thread often waits for a core and the first spins at the
+    barrier meanwhile: on a 2-core machine a lone query then took 110-350 ms, 45-170 ms of it the encoding
+    thread's own CPU time, against 8-15 ms for the same query right after another, and 14-20% of searches lost
+    their query embedding at its 120 ms budget. On one thread nothing waits for a partner
+    (benchmarks/RESULTS.md, "Query embeddings on one thread")."""
+    raw = os.environ.get("AUTOGLM_QUERY_EMBED_THREADS", "1").strip()
+    if not raw.isdigit():
+        raise ValueError(
+            f"AUTOGLM_QUERY_EMBED_THREADS must be 0 (torch's default) or a thread count, got {raw!r}"
+        )
+    return int(raw)
+
+
+def _limit_torch_threads(n: int) -> None:
+    """This thread's torch ops run on ``n`` intra-op threads (0: leave torch's default); other threads keep
+    theirs. torch.set_num_threads sets the calling thread's OpenMP team size, but also the count a thread
+    started later takes, so that count is put back from a short-lived thread of its own."""
+    if n <= 0:
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == n:
+        return
+    torch.set_num_threads(n)
+    restore = threading.Thread(target=torch.set_num_threads, args=(before,), name="torch-threads")
+    restore.start()
+    restore.join()
+
+
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # Texts per forward pass. The pipeline hands the embedder up to 256 chunks a call
 # (AUTOGLM_PROGRESS_EVERY_CHUNKS); on CUDA, 128 makes two length-sorted batches of them, each wide enough to
@@ -205,11 +241,13 @@ class _QueryBatcher:
     """Encodes concurrent queries together: one thread takes the first waiting query and every other one
     queued by then (up to max_batch) into a single model call. A lone query is encoded at once; under
     load, N callers pay about one batched forward instead of N (per-call overhead dominates short queries).
+    That thread runs torch on ``threads`` intra-op threads (``query_threads``), whatever the process's others do.
     """
 
-    def __init__(self, encode, max_batch: int = 64):
+    def __init__(self, encode, max_batch: int = 64, threads: int = 1):
         self._encode = encode
         self._max = max_batch
+        self.threads = threads  # torch intra-op threads of the encoding thread (``query_threads``)
         self._q: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -224,6 +262,7 @@ class _QueryBatcher:
         return fut.result()
 
     def _run(self) -> None:
+        _limit_torch_threads(self.threads)
         while True:
             batch = [self._q.get()]
             while len(batch) < self._max:
@@ -276,7 +315,7 @@ class Embedder:
             pair=False
         )
         self._cache = _Cache(Path(cache_path), self.dim) if cache_path is not None else None
-        self._queries = _QueryBatcher(self._encode)
+        self._queries = _QueryBatcher(self._encode, threads=query_threads())
 
     def _load(self, device: str):
         """The model on `device` (resolved: cpu, cuda, cuda:N), or on the CPU with a warning when CUDA fails

@@ -207,6 +207,44 @@ def test_concurrent_queries_are_encoded_together(emb, monkeypatch):
         np.testing.assert_allclose(out[i], v, atol=1e-3 if emb.bf16 else 1e-5)
 
 
+def test_query_embed_threads_setting(monkeypatch):
+    from retrieval.embeddings import query_threads
+
+    monkeypatch.delenv("AUTOGLM_QUERY_EMBED_THREADS", raising=False)
+    assert query_threads() == 1
+    for raw, want in (("0", 0), ("3", 3), (" 2 ", 2)):
+        monkeypatch.setenv("AUTOGLM_QUERY_EMBED_THREADS", raw)
+        assert query_threads() == want
+    for raw in ("-1", "two", "1.5", ""):
+        monkeypatch.setenv("AUTOGLM_QUERY_EMBED_THREADS", raw)
+        with pytest.raises(ValueError, match="AUTOGLM_QUERY_EMBED_THREADS must be 0"):
+            query_threads()
+
+
+def test_queries_encode_on_their_own_torch_thread_count(emb):
+    """The query thread runs torch on its own team size; the process's other threads, and threads started
+    later (a reranker's, /v1/embeddings' request threads), keep torch's count."""
+    import threading
+
+    import torch
+
+    from retrieval.embeddings import _QueryBatcher
+
+    default = torch.get_num_threads()
+    want = 1 if default > 1 else 2  # differs from the default, so the test cannot pass by leaving it alone
+    seen = _QueryBatcher(lambda texts: [torch.get_num_threads()] * len(texts), threads=want)
+    assert seen("a query") == want and seen("another") == want
+    assert torch.get_num_threads() == default
+    later: list[int] = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert later == [default]
+    # threads=0: torch's default, and the real embedder's batcher takes the setting's default, 1
+    assert _QueryBatcher(lambda texts: [torch.get_num_threads()] * len(texts), threads=0)("q") == default
+    assert emb._queries.threads == 1
+
+
 def test_an_english_model_is_not_trusted_on_chinese(emb, monkeypatch):
     from retrieval.embeddings import multilingual
 
