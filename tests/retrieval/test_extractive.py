@@ -521,19 +521,24 @@ ZH_HANDBOOK = [
 ]
 
 
-def _zh_handbook(question: str, weigh: bool = True):
+def _zh_collection(question: str, title: str, rows, read: int | None = None, weigh: bool = True):
+    """The extractive answer over a Chinese collection of (heading, text) rows: the answerer reads the first
+    `read` of them (what retrieval returned; all by default), the IDF counts them all. The default, English-only
+    model is not trusted on a Chinese question (app.answer passes embed_trust 0)."""
     passages = [
-        Passage(i, i, "员工手册", text, [heading], None, 0, len(text))
-        for i, (heading, text) in enumerate(ZH_HANDBOOK, 1)
+        Passage(i, i, title, text, [heading], None, 0, len(text)) for i, (heading, text) in enumerate(rows, 1)
     ]
     df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
 
     def weights(terms):
         return {t: float(idf(df[t], len(passages))) for t in terms}
 
-    ctx = assemble_context(passages, "q", lambda s: len(s), 5000)
-    # the default, English-only model is not trusted on a Chinese question (app.answer passes embed_trust 0)
+    ctx = assemble_context(passages[:read], "q", lambda s: len(s), 5000)
     return extractive_answer(question, ctx, None, embed_trust=0.0, idf=weights if weigh else None)
+
+
+def _zh_handbook(question: str, weigh: bool = True):
+    return _zh_collection(question, "员工手册", ZH_HANDBOOK, weigh=weigh)
 
 
 @pytest.mark.parametrize("question", ["员工可以住公司宿舍吗？", "公司提供子女教育补贴吗？"])
@@ -569,19 +574,7 @@ ZH_RULES = [
 
 
 def _zh_rules(question: str):
-    passages = [
-        Passage(i, i, "员工手册", text, [heading], None, 0, len(text))
-        for i, (heading, text) in enumerate(ZH_RULES, 1)
-    ]
-    df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
-    ctx = assemble_context(passages, "q", lambda s: len(s), 5000)
-    return extractive_answer(
-        question,
-        ctx,
-        None,
-        embed_trust=0.0,
-        idf=lambda terms: {t: float(idf(df[t], len(passages))) for t in terms},
-    )
+    return _zh_collection(question, "员工手册", ZH_RULES)
 
 
 @pytest.mark.parametrize(
@@ -615,19 +608,7 @@ ZH_STYLE = (
 
 
 def _zh_style(question: str):
-    passages = [
-        Passage(i, i, "写作规范", text, [heading], None, 0, len(text))
-        for i, (heading, text) in enumerate(ZH_STYLE, 1)
-    ]
-    df = Counter(t for p in passages for t in set(tokenize(lexical_text(p.title, p.heading_path, p.text))))
-    ctx = assemble_context(passages[: len(ZH_STYLE_READ)], "q", lambda s: len(s), 5000)
-    return extractive_answer(
-        question,
-        ctx,
-        None,
-        embed_trust=0.0,
-        idf=lambda terms: {t: float(idf(df[t], len(passages))) for t in terms},
-    )
+    return _zh_collection(question, "写作规范", ZH_STYLE, read=len(ZH_STYLE_READ))
 
 
 def test_a_compound_jieba_glued_from_common_characters_weighs_as_they_do():
