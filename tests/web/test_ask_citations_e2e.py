@@ -13,7 +13,7 @@ import pytest
 from tests.app.ask_support import GUIDE
 from tests.app.test_ask_citations import EXTRA, PIECES
 from tests.inference.conftest import build_scripted_checkpoint
-from tests.web.test_e2e import Server, _wait, ask, browser, expect, page, serve, shot, sign_in  # noqa: F401
+from tests.web.test_e2e import Server, ask, browser, expect, page, serve, shot, sign_in, upload_and_wait  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +30,7 @@ def server(tmp_path_factory) -> Iterator[Server]:  # noqa: F811
     with serve(tmp, AUTOGLM_MODEL_PATH=str(model), AUTOGLM_ANSWER_MAX_TOKENS="32",
                AUTOGLM_KV_CACHE_MEMORY_MB="32") as s:  # fmt: skip
         with s.api() as c:
-            r = c.post("/api/collections", json={"name": "handbook"})
-            assert r.status_code == 201, r.text
-            files = [("files", ("vacation.md", GUIDE)), ("files", ("leave.md", EXTRA))]
-            r = c.post(f"/api/collections/{r.json()['id']}/documents", files=files)
-            assert r.status_code == 202, r.text
-            for d in r.json()["documents"]:
-                ready = lambda d=d: c.get(f"/api/documents/{d['id']}").json()["status"] == "ready"  # noqa: E731
-                _wait(ready, 180, f"{d['filename']} ready")
+            upload_and_wait(c, "handbook", [("vacation.md", GUIDE), ("leave.md", EXTRA)])
         yield s
 
 

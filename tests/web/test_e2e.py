@@ -85,6 +85,18 @@ def _wait(pred: Callable[[], object], timeout: float, what: str) -> object:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def upload_and_wait(c, collection: str, files: list[tuple[str, str]]) -> None:
+    """Create `collection` through the API client `c`, upload (filename, text) files into it and wait until every
+    one is ready."""
+    r = c.post("/api/collections", json={"name": collection})
+    assert r.status_code == 201, r.text
+    r = c.post(f"/api/collections/{r.json()['id']}/documents", files=[("files", f) for f in files])
+    assert r.status_code == 202, r.text
+    for d in r.json()["documents"]:
+        ready = lambda d=d: c.get(f"/api/documents/{d['id']}").json()["status"] == "ready"  # noqa: E731
+        _wait(ready, 180, f"{d['filename']} ready")
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
