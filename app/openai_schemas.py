@@ -130,9 +130,12 @@ class ChatRequest(SamplingRequest):
                 400, "top_logprobs needs logprobs=true.", "invalid_request", param="top_logprobs"
             )
         kind = (self.response_format or {}).get("type", "text")
-        if kind != "text":
-            raise OpenAIError(400, f"response_format {kind!r} is not supported: this server generates plain "
-                              "text.", "unsupported_parameter", param="response_format")  # fmt: skip
+        if kind != "text":  # OpenAI's words for a model without JSON output: LangChain and litellm read them
+            raise OpenAIError(400, f"Invalid parameter: 'response_format' of type {kind!r} is not supported with "
+                              "this model: this server cannot constrain its output to JSON. A model that calls "
+                              "tools fills a schema as a function's arguments: send it as a tool with "
+                              "tool_choice naming it (LangChain: with_structured_output(method=\"function_calling\")).",
+                              "unsupported_parameter", param="response_format")  # fmt: skip
         if self.audio is not None or any(m != "text" for m in self.modalities or ()):
             raise OpenAIError(400, "Only text output is supported: modalities ['text'], no audio.",
                               "unsupported_parameter", param="audio" if self.audio else "modalities")  # fmt: skip
@@ -140,17 +143,21 @@ class ChatRequest(SamplingRequest):
 
 
 class EmbeddingRequest(_NullsAreDefaults):
-    """OpenAI's embeddings request: text inputs only (token-id arrays are refused), float or base64."""
+    """OpenAI's embeddings request: text inputs only (token-id arrays are refused by name), float or base64."""
 
     model_config = ConfigDict(extra="allow")
     model: str
-    input: str | list[str]
+    input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
 
     def texts(self) -> list[str]:
         """The inputs as a list; OpenAIError unless 1 to MAX_EMBED_INPUTS non-empty strings the model can read."""
         texts = [self.input] if isinstance(self.input, str) else self.input
+        if any(not isinstance(t, str) for t in texts):  # ids of the client's tokenizer, not of this model's
+            raise OpenAIError(400, "input: token ids are not supported: this model reads text (LangChain's "
+                              "OpenAIEmbeddings sends tiktoken's ids unless check_embedding_ctx_length=False); "
+                              "send the text.", "unsupported_parameter", param="input")  # fmt: skip
         if (
             not texts
             or len(texts) > MAX_EMBED_INPUTS

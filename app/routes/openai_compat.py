@@ -44,7 +44,10 @@ async def list_models(user: CurrentUser) -> dict:
 
 @router.get("/models/{model_id:path}")
 async def retrieve_model(model_id: str, user: CurrentUser) -> dict:
-    """One entry of GET /v1/models; 404 for a model the caller cannot see."""
+    """One entry of GET /v1/models; 404 for a model the caller cannot see. `/v1/models/` is the list (clients
+    that join a base URL ending in `/` with `models/` ask for it so; it was a 404 for the model ``)."""
+    if not model_id:
+        return await list_models(user)
     for m in (await list_models(user))["data"]:
         if m["id"] == model_id:
             return m

@@ -37,6 +37,10 @@ def test_models_follow_the_acl(live):
     assert _client(live, w.member).models.retrieve("rag:handbook").owned_by == "autoglm"
     with pytest.raises(openai.NotFoundError):
         _client(live, w.member).models.retrieve("rag:board")
+    # a base URL ending in "/" joined with "models/" (Open WebUI-style clients): the list, not a 404 for ``
+    lists = [httpx.get(f"{live[0].base}/v1/models{end}", headers=w.member) for end in ("", "/")]
+    assert [r.status_code for r in lists] == [200, 200]
+    assert [[m["id"] for m in r.json()["data"]] for r in lists] == [["tiny-glm", "rag:handbook"]] * 2
 
 
 def test_chat_stream_and_not_agree(live):
@@ -206,6 +210,27 @@ def test_options_this_server_cannot_honour_are_refused_by_name(live, extra, para
     assert (e.value.code, e.value.param) == (code, param), e.value.body
 
 
+@pytest.mark.parametrize("kind", ["json_schema", "json_object"])
+def test_json_output_is_refused_in_openai_s_words(live, kind):
+    # there is no constrained decoding: refused as OpenAI refuses a model without JSON output, the words
+    # LangChain's with_structured_output reads to tell its user to send the schema as a tool instead
+    _, w = live
+    fmt = {
+        "type": kind,
+        **({"json_schema": {"name": "w", "schema": {"type": "object"}}} if kind == "json_schema" else {}),
+    }
+    with pytest.raises(openai.BadRequestError) as e:
+        _client(live, w.member).chat.completions.create(
+            model="tiny-glm", messages=[{"role": "user", "content": "hi"}], response_format=fmt
+        )
+    assert e.value.body == {"message": f"Invalid parameter: 'response_format' of type '{kind}' is not supported with "
+                            "this model: this server cannot constrain its output to JSON. A model that calls tools "
+                            "fills a schema as a function's arguments: send it as a tool with tool_choice naming it "
+                            '(LangChain: with_structured_output(method="function_calling")).',
+                            "type": "invalid_request_error", "param": "response_format",
+                            "code": "unsupported_parameter"}  # fmt: skip
+
+
 def test_a_checkpoint_whose_template_renders_no_tools_says_so(live):
     # tool calling needs the checkpoint's template to show the tools (tests/app/test_openai_tools.py): this one's
     # does not, so they are refused rather than silently left out of the prompt
@@ -320,6 +345,15 @@ def test_embeddings_are_the_search_model_s_vectors(live):
         with pytest.raises(err) as e:
             c.embeddings.create(**bad)
         assert e.value.code == code
+    # token ids (what LangChain's OpenAIEmbeddings sends by default: tiktoken's, not this model's) were
+    # "input.0: Input should be a valid string" for a flat list and the same for a list of lists
+    for ids in ([101, 2054, 102], [[101, 2054], [102]]):
+        with pytest.raises(openai.BadRequestError) as e:
+            c.embeddings.create(model="all-MiniLM-L6-v2", input=ids)
+        assert e.value.body == {"message": "input: token ids are not supported: this model reads text (LangChain's "
+                                "OpenAIEmbeddings sends tiktoken's ids unless check_embedding_ctx_length=False); "
+                                "send the text.", "type": "invalid_request_error", "param": "input",
+                                "code": "unsupported_parameter"}  # fmt: skip
 
 
 # --- every error under /v1 in OpenAI's shape; /api keeps FastAPI's {"detail"} --------------------------------
@@ -409,7 +443,8 @@ def test_a_field_of_several_types_is_named_as_the_field(inproc):
          "messages.0.content", "Input should be a valid string or a valid list"),
         ("/v1/chat/completions", {"model": "m", "messages": hi, "tool_choice": 5}, "tool_choice",
          "Input should be a valid string or a valid dictionary"),
-        ("/v1/embeddings", {"model": "m", "input": [1, 2]}, "input.0", "Input should be a valid string"),
+        ("/v1/embeddings", {"model": "m", "input": ["a", None]}, "input.1",
+         "Input should be a valid string or a valid integer or a valid list"),
         ("/v1/embeddings", {"model": "m", "input": 3}, "input", "Input should be a valid string or a valid list"),
     ):  # fmt: skip
         member = make_user(Role.member)  # a question a minute each here
