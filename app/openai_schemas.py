@@ -134,7 +134,7 @@ class ChatRequest(SamplingRequest):
             raise OpenAIError(400, f"Invalid parameter: 'response_format' of type {kind!r} is not supported with "
                               "this model: this server cannot constrain its output to JSON. A model that calls "
                               "tools fills a schema as a function's arguments: send it as a tool with "
-                              "tool_choice naming it (LangChain: with_structured_output(method=\"function_calling\")).",
+                              "tool_choice naming it (LangChain: with_structured_output(method='function_calling')).",
                               "unsupported_parameter", param="response_format")  # fmt: skip
         if self.audio is not None or any(m != "text" for m in self.modalities or ()):
             raise OpenAIError(400, "Only text output is supported: modalities ['text'], no audio.",

@@ -226,7 +226,7 @@ def test_json_output_is_refused_in_openai_s_words(live, kind):
     assert e.value.body == {"message": f"Invalid parameter: 'response_format' of type '{kind}' is not supported with "
                             "this model: this server cannot constrain its output to JSON. A model that calls tools "
                             "fills a schema as a function's arguments: send it as a tool with tool_choice naming it "
-                            '(LangChain: with_structured_output(method="function_calling")).',
+                            "(LangChain: with_structured_output(method='function_calling')).",
                             "type": "invalid_request_error", "param": "response_format",
                             "code": "unsupported_parameter"}  # fmt: skip
 
