@@ -262,3 +262,37 @@ def test_litellm_errors_are_its_typed_exceptions(live):
         litellm.completion(**_lite(live, max_tokens=10**6), **ask)
     with pytest.raises(litellm.BadRequestError, match="'json_object' is not supported with this model"):
         litellm.completion(**_lite(live), **ask, response_format={"type": "json_object"})
+
+
+# --- a failure mid-stream ----------------------------------------------------------------------------------
+def test_a_failure_mid_stream_raises_in_every_client(live, monkeypatch):
+    # the stream's last event is an error in OpenAI's shape: each client raises it rather than ending the
+    # stream as if the answer were whole (the engine failing after the first pieces is simulated in-process)
+    from app import answer
+
+    whole = answer.split_reasoning
+
+    def failing(pieces):
+        async def gen():
+            sent = 0
+            async for piece in whole(pieces):
+                yield piece
+                sent += 1
+                if sent == 2:
+                    raise RuntimeError("the GPU fell off")
+
+        return gen()
+
+    monkeypatch.setattr(answer, "split_reasoning", failing)
+    said = "generation failed: the GPU fell off"
+    got: list[str] = []
+    with pytest.raises(openai.APIError, match=said):
+        got.extend(c.content for c in _chat(live).stream(ASK))
+    assert got == ["", *CALL[:2]]  # the pieces before the failure came through
+    with pytest.raises(openai.APIError, match=said):
+        list(_like(live, is_chat_model=True).stream_chat([ChatMessage(role="user", content=ASK)]))
+    with pytest.raises(litellm.ServiceUnavailableError, match=said):  # its MidStreamFallbackError
+        list(litellm.completion(**_lite(live), messages=[{"role": "user", "content": ASK}], stream=True))
+    with pytest.raises(openai.InternalServerError) as e:  # not streamed: a 500 in OpenAI's shape
+        _chat(live).invoke(ASK)
+    assert e.value.type == "server_error"
