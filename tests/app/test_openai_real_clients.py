@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import pytest
 from pydantic import BaseModel
@@ -21,24 +20,19 @@ from app.models import Role
 from app.settings import settings
 from inference.tokenizer import Tokenizer
 from tests.app.ask_support import live_world
+from tests.app.real_clients import langchain_openai, litellm, no_tiktoken, openai, openai_like  # noqa: F401
 from tests.app.support import make_user
 from tests.app.test_openai_tools import ARGUMENTS, CALL, RESULT, TIME, WEATHER, _expected_prompt
 from tests.inference.conftest import build_scripted_checkpoint
 from tests.inference.test_tools import GLM_WAY
 
-WHY = "the real-client tests need the dev extra's langchain-openai, llama-index-llms-openai-like and litellm"
-openai = pytest.importorskip("openai", reason=WHY)
-langchain_openai = pytest.importorskip("langchain_openai", reason=WHY)
-openai_like = pytest.importorskip("llama_index.llms.openai_like", reason=WHY)
-# NOTE: litellm fetches its model price list from GitHub at import unless told to read its bundled copy
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm", reason=WHY)
-
-from langchain_core.exceptions import ContextOverflowError  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage  # noqa: E402
-from llama_index.core.llms import ChatMessage  # noqa: E402
-from llama_index.core.prompts import PromptTemplate  # noqa: E402
-from llama_index.core.tools import FunctionTool  # noqa: E402
+# isort: split
+# (the clients' own modules: after real_clients, which skips this module where they are missing)
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from llama_index.core.llms import ChatMessage
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.tools import FunctionTool
 
 MODEL = "glm-call"
 TEXT = "".join(CALL)  # the reply offered no tools: 'get_weather\n{"city": "Paris"}'
@@ -51,18 +45,6 @@ def live(tmp_path_factory):
     with live_world(tmp_path_factory.mktemp("real-clients-world"), AUTOGLM_MODEL_PATH=str(model),
                     AUTOGLM_KV_CACHE_MEMORY_MB="32", AUTOGLM_ANSWER_MAX_TOKENS="16") as (server, w):  # fmt: skip
         yield f"{server.base}/v1", w.member["Authorization"].split()[1], model, w
-
-
-@pytest.fixture(autouse=True)
-def no_tiktoken(monkeypatch):
-    """What these clients do must not need tiktoken's encodings, which it would download at run time."""
-    import tiktoken
-
-    def download(*args, **kwargs):
-        raise AssertionError("tiktoken was asked for an encoding it would download")
-
-    monkeypatch.setattr(tiktoken, "get_encoding", download)
-    monkeypatch.setattr(tiktoken, "encoding_for_model", download)
 
 
 def _chat(live, model: str = MODEL, **more) -> langchain_openai.ChatOpenAI:

@@ -7,26 +7,16 @@ embeddings are the search model's vectors. The generator's side is tests/app/tes
 from __future__ import annotations
 
 import asyncio
-import os
 
 import numpy as np
 import pytest
 
 from tests.app.ask_support import live_world, sdk
+from tests.app.real_clients import langchain_openai, li_embeddings, litellm, no_tiktoken, openai, openai_like  # noqa: F401
 
-WHY = (
-    "the real-client tests need the dev extra's langchain-openai, llama-index-llms-openai-like, "
-    "llama-index-embeddings-openai and litellm"
-)
-openai = pytest.importorskip("openai", reason=WHY)
-langchain_openai = pytest.importorskip("langchain_openai", reason=WHY)
-openai_like = pytest.importorskip("llama_index.llms.openai_like", reason=WHY)
-li_embeddings = pytest.importorskip("llama_index.embeddings.openai", reason=WHY)
-# NOTE: litellm fetches its model price list from GitHub at import unless told to read its bundled copy
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm", reason=WHY)
-
-from llama_index.core.llms import ChatMessage  # noqa: E402
+# isort: split
+# (the clients' own modules: after real_clients, which skips this module where they are missing)
+from llama_index.core.llms import ChatMessage
 
 MODEL = "rag:handbook"
 ASK = "How many days of paid leave do employees get?"
@@ -40,18 +30,6 @@ def live(tmp_path_factory):
         answer = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": ASK}])
         assert "twenty-eight days of paid leave" in answer.choices[0].message.content
         yield f"{server.base}/v1", w.member["Authorization"].split()[1], answer, c
-
-
-@pytest.fixture(autouse=True)
-def no_tiktoken(monkeypatch):
-    """What these clients do must not need tiktoken's encodings, which it would download at run time."""
-    import tiktoken
-
-    def download(*args, **kwargs):
-        raise AssertionError("tiktoken was asked for an encoding it would download")
-
-    monkeypatch.setattr(tiktoken, "get_encoding", download)
-    monkeypatch.setattr(tiktoken, "encoding_for_model", download)
 
 
 def test_langchain_gets_the_quoted_answer(live):

@@ -5,23 +5,17 @@ LangChain's ChatOpenAI drops it (as it documents), and none shows it as the answ
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.app.ask_support import live_world
+from tests.app.real_clients import langchain_openai, litellm, no_tiktoken, openai_like  # noqa: F401
 from tests.inference.conftest import build_scripted_checkpoint
 from tests.inference.test_tools import GLM_WAY
 
-WHY = "the real-client tests need the dev extra's langchain-openai, llama-index-llms-openai-like and litellm"
-langchain_openai = pytest.importorskip("langchain_openai", reason=WHY)
-openai_like = pytest.importorskip("llama_index.llms.openai_like", reason=WHY)
-# NOTE: litellm fetches its model price list from GitHub at import unless told to read its bundled copy
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm", reason=WHY)
-
-from llama_index.core.base.llms.types import ThinkingBlock  # noqa: E402
-from llama_index.core.llms import ChatMessage  # noqa: E402
+# isort: split
+# (the clients' own modules: after real_clients, which skips this module where they are missing)
+from llama_index.core.base.llms.types import ThinkingBlock
+from llama_index.core.llms import ChatMessage
 
 MODEL = "z1"
 THOUGHT = ["Paris", " needs", " a", " forecast."]
