@@ -1,8 +1,9 @@
 """Plain functions behind the Celery tasks (they run without Celery too: CLI, tests).
 
-process_document: parse -> chunk -> embed -> (under the collection lock) write a FAISS segment, add Chunk rows,
-bump the manifest row, mark the document ready: one commit. Every step re-reads state, so a redelivered task
-either finishes the work or returns early. Long work (parse, embed) never holds a DB session open.
+process_document: parse -> chunk -> embed -> (under the collection lock) write a FAISS segment and its BM25
+sidecar, add Chunk rows, bump the manifest row, mark the document ready: one commit. Every step re-reads state,
+so a redelivered task either finishes the work or returns early. Long work (parse, embed) never holds a DB
+session open.
 
 While it works, a heartbeat thread keeps the document's `updated_at` fresh (ingest.recovery re-queues a
 "processing" document whose heartbeat stopped). Each progress write re-reads the status: a document cancelled,
@@ -185,7 +186,7 @@ def process_document(document_id: int, schedule_compaction: bool = True) -> str:
         requeue_interrupted(document_id)
         raise
     if status == DocStatus.ready:
-        warm_lexical(collection_id)
+        warm_lexical(collection_id)  # a sidecar the commit could not write (logged): build it from the rows
         if schedule_compaction:
             maybe_schedule_compaction(collection_id)
     return status
@@ -219,6 +220,7 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
     """parse -> chunk -> embed -> commit, for a document already marked processing. Raises Stopped."""
     from ingest.chunking import chunk_document
     from ingest.parsers import ParseError, parse
+    from retrieval import lexical
 
     _pause("parsing")
     data = storage.read_blob(sha)
@@ -233,13 +235,14 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
         fail_document(document_id, e.reason, retryable=e.retryable)
         return DocStatus.failed
     del data
+    title = parsed.title or title_from_filename(filename)  # plain text and CSV name no title of their own
     _update(
         document_id,
         stage="chunking",
         progress=0.1,
         detected_type=parsed.detected_type,
         pages=parsed.pages,
-        title=parsed.title or title_from_filename(filename),  # plain text and CSV name no title of their own
+        title=title,
     )
 
     embedder = _embedder()
@@ -262,8 +265,14 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
             _update(document_id, chunks_embedded=done, progress=0.15 + 0.8 * done / len(specs))
     vectors = np.concatenate(parts).astype(np.float32, copy=False)  # (n_chunks, dim)
     _update(document_id, stage="indexing", chunks_embedded=len(specs), progress=0.95)
+    # the segment's BM25 index, here: tokenizing is most of a sidecar's work, kept out of the collection lock
+    bm25 = None
+    with _best_effort(f"the BM25 index of document {document_id}"):
+        bm25 = lexical.index_texts([lexical.lexical_text(title, list(c.heading_path), c.text) for c in specs])
     _pause("indexing")
-    return _commit_document(document_id, collection_id, parsed.text, specs, vectors, parsed.notices)
+    return _commit_document(
+        document_id, collection_id, parsed.text, specs, vectors, parsed.notices, title, bm25
+    )
 
 
 def lexical_texts(ids) -> list[str]:
@@ -283,9 +292,20 @@ def lexical_texts(ids) -> list[str]:
     return [texts.get(i, "") for i in ids]
 
 
+@contextmanager
+def _best_effort(what: str) -> Iterator[None]:
+    """Log an exception of the block and go on: a BM25 sidecar a writer could not write before its commit is
+    built later from the committed rows (warm_lexical, or a reader), and never fails the document."""
+    try:
+        yield
+    except Exception:
+        log.warning("%s failed (built later from the committed rows)", what, exc_info=True)
+
+
 def warm_lexical(collection_id: int) -> None:
-    """Build the BM25 sidecars of new segments now, so the first query after ingestion does not spend
-    its retrieval deadline building them. Best effort: a query builds whatever is missing."""
+    """Build the BM25 sidecars the collection's segments still lack (a writer writes a new segment's before
+    its commit: this builds one whose write failed, or an older segment's after an analyzer upgrade), so a
+    query does not spend its retrieval deadline on it. Best effort: a query builds whatever is missing."""
     from retrieval import lexical
 
     try:
@@ -300,8 +320,18 @@ def warm_lexical(collection_id: int) -> None:
 
 
 def _commit_document(
-    document_id: int, collection_id: int, text: str, specs, vectors: np.ndarray, notices: list[str]
+    document_id: int,
+    collection_id: int,
+    text: str,
+    specs,
+    vectors: np.ndarray,
+    notices: list[str],
+    title: str,
+    bm25,
 ) -> str:
+    """Write the segment and its BM25 sidecar (`bm25`: ``lexical.index_texts`` of `specs` under `title`, None
+    where that failed), then commit the chunk rows, the manifest and the ready status at once."""
+    from retrieval import lexical
     from retrieval.index import add_segment, add_tombstones, gc_segments, write_segment
 
     replaced_sha: str | None = None
@@ -335,7 +365,14 @@ def _commit_document(
         # lock, with the committed manifest in hand, it can go (it was never visible to a reader).
         if removed := gc_segments(cdir, manifest):
             log.info("collection %s: removed %d orphaned segment files", collection_id, removed)
-        manifest = add_segment(manifest, write_segment(cdir, ids, vectors))
+        name = write_segment(cdir, ids, vectors)
+        # The sidecar before the manifest lists the segment: a reader never has to build it. (Readers index the
+        # committed row's title, the one _process wrote; a writer killed before the commit leaves an orphan
+        # sidecar, which gc_segments removes with its segment.)
+        if bm25 is not None and (doc.title or title_from_filename(doc.filename)) == title:
+            with _best_effort(f"the BM25 sidecar of {name} (document {document_id})"):
+                lexical.write_sidecar(cdir, name, ids, bm25)
+        manifest = add_segment(manifest, name)
         _pause("segment_written")
 
         old = s.get(Document, doc.replaces_id) if doc.replaces_id else None
@@ -426,19 +463,24 @@ def maybe_schedule_compaction(collection_id: int) -> None:
 
 def compact_collection(collection_id: int, force: bool = False) -> bool:
     """Merge segments and drop tombstoned vectors; returns whether it compacted. Idempotent."""
+    from retrieval import lexical
     from retrieval.index import compact, gc_segments
 
+    cdir = collection_dir(collection_id)
     with collection_lock(collection_id):
         with session_scope() as s:
             manifest = load_manifest(s, collection_id, for_update=True)
             if not manifest.segments or not (force or _needs_compaction(s, collection_id, manifest)):
                 return False
-            new = compact(collection_dir(collection_id), manifest)
+            new = compact(cdir, manifest)
+            # the merged segment's sidecar before the manifest lists it (none when every chunk was deleted)
+            for name in new.segments:
+                with _best_effort(f"the BM25 sidecar of {name} (compaction)"):
+                    lexical.build_sidecar(cdir, name, lexical_texts)  # its chunks' rows are committed
             save_manifest(s, collection_id, new)
             s.commit()
         # Only after the new manifest row committed may the old segment files go.
-        removed = gc_segments(collection_dir(collection_id), new)
-    warm_lexical(collection_id)
+        removed = gc_segments(cdir, new)
     log.info(
         "collection %s compacted: %d -> %d segments, %d files removed",
         collection_id,

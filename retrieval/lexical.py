@@ -1,12 +1,15 @@
 """BM25 over a collection's FAISS segments: one lexical sidecar per immutable segment (bm25s).
 
 Sidecar: ``<segment name>.v<ANALYZER_VERSION>.bm25`` next to ``seg-<uuid>.faiss``, a bm25s index directory
-plus ``ids.npy`` (row -> chunk id) and ``meta.json``. It is derived data: built on first use from the
-segment's chunk ids and the texts the caller returns for them (``texts_for_ids``; retrieval/ never reads the
-database), written to a temporary directory, fsynced and renamed, so a reader sees a whole sidecar or none.
-Every caller of one collection must return the same texts for an id (the product indexes
-``lexical_text(title, heading_path, text)``; "" for an id whose row is gone). ``gc_segments`` removes it
-with its segment (every ``<segment>.*`` entry, whatever its version). Segments are immutable, so a sidecar
+plus ``ids.npy`` (row -> chunk id) and ``meta.json``. It is derived data, written to a temporary directory,
+fsynced and renamed, so a reader sees a whole sidecar or none. The writer of a segment writes it before the
+manifest that lists the segment commits (``index_texts`` + ``write_sidecar``, from the texts it holds), so a
+reader finds it in place; a reader builds one still missing on first use (``build_sidecar``: an older segment,
+an analyzer upgrade, a writer whose build failed) from the segment's chunk ids and the texts the caller returns
+for them (``texts_for_ids``; retrieval/ never reads the database). Every writer and caller of one collection
+must index the same text for an id (the product indexes ``lexical_text(title, heading_path, text)``; "" for an
+id whose row is gone). ``gc_segments`` removes it with its segment (every ``<segment>.*`` entry, whatever its
+version), also the sidecar of a segment whose manifest never committed. Segments are immutable, so a sidecar
 goes stale only when the analyzer changes: its version is in the directory name (``<segment>.bm25``, without
 one, is version 1), so a process looks only for the sidecar of its own analyzer, builds it beside an older
 one (a rename onto a free name: atomic, and two builders race as for a first build, the loser keeps the
@@ -305,19 +308,10 @@ def _from_model(ids: np.ndarray, model) -> Sidecar:
     return Sidecar(ids=ids, model=model, df=np.diff(indptr).astype(np.int64))
 
 
-def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds) -> Sidecar:
-    """Index the chunks of `segment` and write its sidecar atomically; returns it loaded."""
+def index_texts(texts: Sequence[str]):
+    """The bm25s index of a segment's chunk texts, row i for texts[i] (``lexical_text`` of each chunk)."""
     import bm25s
 
-    collection_dir = Path(collection_dir)
-    index = read_segment(collection_dir / segment)
-    import faiss
-
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-    del index
-    texts = texts_for_ids(ids.tolist())
-    if len(texts) != ids.size:
-        raise ValueError(f"texts_for_ids returned {len(texts)} texts for {ids.size} ids")
     tokens = [tokenize(t) for t in texts]
     if not any(tokens):
         # NOTE: every chunk of the segment is gone (its documents were deleted or replaced); bm25s cannot
@@ -325,6 +319,17 @@ def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds
         tokens = [["\x00"]] * len(tokens)
     model = bm25s.BM25()  # lucene variant, k1=1.5, b=0.75
     model.index(tokens, show_progress=False)
+    return model
+
+
+def write_sidecar(collection_dir: Path, segment: str, ids: np.ndarray, model) -> Sidecar:
+    """Write the sidecar of `segment` atomically (temporary directory, fsync, rename): `model` (``index_texts``)
+    with `ids`, the chunk id of each of its rows. A writer calls it before the manifest that lists a new
+    segment commits, from the texts it holds, so no reader has to build it; returns it loaded."""
+    collection_dir = Path(collection_dir)
+    ids = np.asarray(ids, dtype=np.int64)
+    if model.scores["num_docs"] != ids.size:
+        raise ValueError(f"the BM25 index has {model.scores['num_docs']} rows for {ids.size} ids")
     final = sidecar_path(collection_dir, segment)
     tmp = collection_dir / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
@@ -355,6 +360,19 @@ def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds
         raise
     logger.info("built BM25 sidecar for %s (%d chunks)", segment, ids.size)
     return _from_model(ids, model)
+
+
+def build_sidecar(collection_dir: Path, segment: str, texts_for_ids: TextsForIds) -> Sidecar:
+    """Index the chunks of `segment` (texts from `texts_for_ids`) and write its sidecar; returns it loaded."""
+    import faiss
+
+    index = read_segment(Path(collection_dir) / segment)
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    del index
+    texts = texts_for_ids(ids.tolist())
+    if len(texts) != ids.size:
+        raise ValueError(f"texts_for_ids returned {len(texts)} texts for {ids.size} ids")
+    return write_sidecar(collection_dir, segment, ids, index_texts(texts))
 
 
 def load_sidecar(collection_dir: Path, segment: str) -> Sidecar | None:
@@ -508,7 +526,7 @@ def get_lexical_cache() -> LexicalCache:
 
 
 def warm(collection_dir: Path, manifest: Manifest, texts_for_ids: TextsForIds) -> int:
-    """Build the BM25 sidecars of a manifest's segments now (a worker calls it after writing a segment)."""
+    """Load the BM25 sidecars of a manifest's segments now, building those missing (a server's start-up)."""
     return _default_cache.warm(collection_dir, manifest, texts_for_ids)
 
 

@@ -168,6 +168,7 @@ def check_index(collection_id: int) -> set[int]:
     """
     from ingest.pipeline import collection_dir, load_manifest
     from retrieval.index import read_segment, segment_vectors
+    from retrieval.lexical import SIDECAR_SUFFIX, sidecar_path
 
     with session_scope() as s:
         manifest = load_manifest(s, collection_id)
@@ -176,10 +177,15 @@ def check_index(collection_id: int) -> set[int]:
         )
     cdir = collection_dir(collection_id)
     files = {p.name for p in cdir.iterdir()} if cdir.is_dir() else set()
-    # (BM25 sidecars are built after the commit, possibly right now: their temporaries are not checked.)
+    # (A reader may be building a BM25 sidecar right now: hidden temporaries of sidecars are not checked.)
     assert not [f for f in files if f.endswith(".faiss.tmp")], f"temporary segment files left: {files}"
     segment_files = {f for f in files if f.endswith(".faiss")}
     assert segment_files == set(manifest.segments), f"{segment_files=} {manifest.segments=}"
+    # a writer writes a segment's sidecar before its commit: every live segment has one, an orphan none
+    sidecars = {f for f in files if f.endswith(SIDECAR_SUFFIX) and not f.startswith(".")}
+    assert sidecars == {sidecar_path(cdir, n).name for n in manifest.segments}, (
+        f"{sidecars=} {manifest.segments=}"
+    )
     vector_ids: list[int] = []
     for name in manifest.segments:
         ids, _ = segment_vectors(read_segment(cdir / name))

@@ -297,6 +297,28 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [m.segments[0]]
 
 
+def test_a_writer_writes_the_sidecar_a_reader_would_build(tmp_path):
+    # A writer indexes the texts it holds before its segment is listed; a reader then loads it, builds nothing.
+    texts = Texts({7: "apple pie recipe", 3: "pear tart", 5: "apple crumble"})
+    ids = np.array([7, 3, 5], dtype=np.int64)  # the segment's row order
+    m = add_segment(Manifest(), write_segment(tmp_path, ids, _vecs(3)))
+    lexical.write_sidecar(tmp_path, m.segments[0], ids, lexical.index_texts(texts(ids.tolist())))
+    reader = LexicalCache()
+    assert [c for c, _ in reader.search(tmp_path, m, "apple", 5, texts)] in ([7, 5], [5, 7])
+    assert reader.builds == 0 and texts.calls == 1  # the writer's call only
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / m.segments[0]).write_bytes((tmp_path / m.segments[0]).read_bytes())
+    rebuilt = LexicalCache()
+    assert rebuilt.search(built, m, "apple pie", 5, texts) == reader.search(
+        tmp_path, m, "apple pie", 5, texts
+    )
+    assert rebuilt.builds == 1
+    with pytest.raises(ValueError, match="the BM25 index has 2 rows for 3 ids"):
+        lexical.write_sidecar(built, "seg-x.faiss", ids, lexical.index_texts(["a b", "c"]))
+    assert not list(built.glob("*seg-x*"))
+
+
 def test_cjk_share_counts_chinese_characters_and_other_words():
     from retrieval.lexical import cjk_share
 
