@@ -43,7 +43,6 @@ from benchmarks.kernels import GLM_LINEARS  # noqa: E402
 from kernels import int8_gemm_ws  # noqa: E402
 from kernels.gluon_common import (  # noqa: E402
     HAS_GLUON,
-    TensorDescriptor,
     fence_async_shared,
     gl,
     gluon,
@@ -55,6 +54,7 @@ from kernels.gluon_common import (  # noqa: E402
 from kernels.gluon_common import barrier as _barrier  # noqa: E402
 from kernels.gluon_common import tma_load as _tma_load  # noqa: E402
 from kernels.gluon_common import tma_store as _tma_store  # noqa: E402
+from kernels.int8_gemm_ws import _descriptor, _tile  # noqa: E402
 from kernels.int8_matmul import dequantize_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
 
@@ -109,13 +109,6 @@ VARIANTS = (
 
 
 if HAS_GLUON:
-
-    @gluon.jit
-    def _tile(tile, tiles_m, tiles_n, GROUP: gl.constexpr):
-        in_group = GROUP * tiles_n
-        first_m = (tile // in_group) * GROUP
-        size_m = gl.minimum(tiles_m - first_m, GROUP)
-        return first_m + (tile % in_group) % size_m, (tile % in_group) // size_m
 
     @gluon.jit
     def _loader(w_desc, x_desc, wq_bufs, wb_bufs, x_bufs, wq_ready, wq_empty, wb_ready, wb_empty, x_ready,
@@ -265,15 +258,6 @@ if HAS_GLUON:
             [1, CONV_WARPS],
             [LOADER_REGS, CONV_REGS],
         )  # fmt: skip
-
-
-_GL = {}
-if HAS_GLUON:
-    _GL = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16, torch.int8: gl.int8}
-
-
-def _descriptor(t: torch.Tensor, block: list[int]):
-    return TensorDescriptor.from_tensor(t, block, gl.NVMMASharedLayout.get_default_for(block, _GL[t.dtype]))
 
 
 def gemm(
