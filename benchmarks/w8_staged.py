@@ -53,8 +53,7 @@ from kernels.gluon_common import (  # noqa: E402
 )
 from kernels.gluon_common import barrier as _barrier  # noqa: E402
 from kernels.gluon_common import tma_load as _tma_load  # noqa: E402
-from kernels.gluon_common import tma_store as _tma_store  # noqa: E402
-from kernels.int8_gemm_ws import _descriptor, _tile  # noqa: E402
+from kernels.int8_gemm_ws import _descriptor, _epilogue, _tile  # noqa: E402
 from kernels.int8_matmul import dequantize_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
 
@@ -176,7 +175,6 @@ if HAS_GLUON:
         WBS: gl.constexpr = wb_bufs.shape[0]
         BN: gl.constexpr = wb_bufs.shape[1]
         BM: gl.constexpr = x_bufs.shape[1]
-        dtype: gl.constexpr = x_bufs.dtype
         acc_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BM, 16]
         )
@@ -201,12 +199,7 @@ if HAS_GLUON:
             mbarrier.arrive(wb_empty.index((i + WBS - 1) % WBS))
             mbarrier.arrive(x_empty.index((i + XS - 1) % XS))
 
-            offs_n = pid_n * BN + gl.arange(0, BN, layout=gl.SliceLayout(1, acc_layout))
-            out = acc * gl.load(S_ptr + offs_n, mask=offs_n < N, other=0.0)[:, None]
-            tma.store_wait(0)
-            y_buf.permute((1, 0)).store(out.to(dtype))
-            fence_async_shared()
-            _tma_store(y_desc, [pid_m * BM, pid_n * BN], y_buf)
+            _epilogue(acc, y_buf, y_desc, S_ptr, S_ptr, N, pid_m, pid_n, False, acc_layout)
         tma.store_wait(0)
 
     @gluon.jit

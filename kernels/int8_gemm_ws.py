@@ -199,6 +199,24 @@ if HAS_GLUON:
         return acc, a_cur, a_next
 
     @gluon.jit
+    def _epilogue(acc, y_buf, y_desc, S_ptr, B_ptr, N, pid_m, pid_n, HAS_BIAS: gl.constexpr,
+                  acc_layout: gl.constexpr):  # fmt: skip
+        """A tile's acc (BN weight rows, BM x rows) times the channels' scales (+ bias) into y (M, N) by a TMA
+        store through ``y_buf``; the store stays in flight (the caller waits for it after its last tile)."""
+        BN: gl.constexpr = y_buf.shape[1]
+        BM: gl.constexpr = y_buf.shape[0]
+        offs_n = pid_n * BN + gl.arange(0, BN, layout=gl.SliceLayout(1, acc_layout))
+        out = acc * gl.load(S_ptr + offs_n, mask=offs_n < N, other=0.0)[:, None]
+        if HAS_BIAS:
+            out += gl.load(B_ptr + offs_n, mask=offs_n < N, other=0.0).to(gl.float32)[:, None]
+        # the previous tile's store must have read the buffer before it is written again; its transposed
+        # view takes acc (channels, rows) as y's (rows, channels) tile
+        tma.store_wait(0)
+        y_buf.permute((1, 0)).store(out.to(y_buf.dtype))
+        fence_async_shared()
+        _tma_store(y_desc, [pid_m * BM, pid_n * BN], y_buf)
+
+    @gluon.jit
     def _consumer(w_bufs, x_bufs, y_buf, ready, empty, y_desc, S_ptr, B_ptr, N, tiles_m, tiles_n, n_k,
                   GROUP: gl.constexpr, HAS_BIAS: gl.constexpr, EARLY: gl.constexpr,
                   num_warps: gl.constexpr):  # fmt: skip
@@ -255,16 +273,7 @@ if HAS_GLUON:
             fence_async_shared()
             mbarrier.arrive(empty.index((i - 1) % STAGES))
 
-            offs_n = pid_n * BN + gl.arange(0, BN, layout=gl.SliceLayout(1, acc_layout))
-            out = acc * gl.load(S_ptr + offs_n, mask=offs_n < N, other=0.0)[:, None]
-            if HAS_BIAS:
-                out += gl.load(B_ptr + offs_n, mask=offs_n < N, other=0.0).to(gl.float32)[:, None]
-            # the previous tile's store must have read the buffer before it is written again; its transposed
-            # view takes acc (channels, rows) as y's (rows, channels) tile
-            tma.store_wait(0)
-            y_buf.permute((1, 0)).store(out.to(dtype))
-            fence_async_shared()
-            _tma_store(y_desc, [pid_m * BM, pid_n * BN], y_buf)
+            _epilogue(acc, y_buf, y_desc, S_ptr, B_ptr, N, pid_m, pid_n, HAS_BIAS, acc_layout)
         tma.store_wait(0)
 
     @gluon.jit
