@@ -53,7 +53,7 @@ from kernels.gluon_common import (  # noqa: E402
 )
 from kernels.gluon_common import barrier as _barrier  # noqa: E402
 from kernels.gluon_common import tma_load as _tma_load  # noqa: E402
-from kernels.int8_gemm_ws import _descriptor, _epilogue, _tile  # noqa: E402
+from kernels.int8_gemm_ws import _descriptor, _epilogue, _sms, _tile  # noqa: E402
 from kernels.int8_matmul import dequantize_triton  # noqa: E402
 from kernels.quant import Int8Weight  # noqa: E402
 
@@ -263,7 +263,7 @@ def gemm(
     assert K % 16 == 0 and N % 8 == 0 and cfg.smem_bytes() <= SMEM_LIMIT, cfg
     y = torch.empty((M, N), dtype=x2.dtype, device=x2.device) if out is None else out
     tiles = triton.cdiv(M, cfg.block_m) * triton.cdiv(N, cfg.block_n)
-    grid = (min(tiles, torch.cuda.get_device_properties(x2.device).multi_processor_count),)
+    grid = (min(tiles, _sms(x2.device)),)
     _staged_kernel[grid](
         _descriptor(w, [cfg.block_n, cfg.block_k]), _descriptor(x2, [cfg.block_m, cfg.block_k]),
         _descriptor(y, [cfg.block_m, cfg.block_n]), scale, M, N, K, XS=cfg.xs, WQS=cfg.wqs if cfg.convert else 1,
