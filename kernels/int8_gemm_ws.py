@@ -58,11 +58,9 @@ SMEM_LIMIT = 227 * 1024  # an H100/H200's shared memory a block
 
 @dataclass(frozen=True)
 class Config:
-    """A variant of the GEMM. block_n: output channels a tile (128: two consumer warpgroups of 64 rows; 256:
-    128 rows each, with block_m 128 so that the accumulator stays 128 registers a thread: the x tile the two
-    warpgroups both read from shared memory is then half as wide, ~80 KB of shared-memory traffic a k-step
-    against ~114 KB, at twice the conversions a k-step; 256 x 256 would need more than the 240 registers a
-    thread the consumers get, and ptxas serializes the wgmmas); block_m: x rows a tile (the wgmma N, <= 256); block_k: K a ring slot (64: a 128-byte row of
+    """A variant of the GEMM. block_n: output channels a tile (128: two consumer warpgroups of 64 rows; 128
+    rows each would need more than the 240 registers a thread the consumers get, and ptxas serializes the
+    wgmmas); block_m: x rows a tile (the wgmma N, <= 256); block_k: K a ring slot (64: a 128-byte row of
     16-bit x, TMA's widest swizzle); stages: ring slots; persistent: one program per multiprocessor (else one
     per tile); group: row tiles walked together; loader_regs: the producer warp's registers a thread (the
     consumers get what is left of the kernel's 168 x 384 threads); early: the next fragment converted while
@@ -113,10 +111,6 @@ VARIANTS = (
     Config(block_m=128, stages=6, stagger=1),
     Config(block_m=128, stages=6, stagger=4),
     Config(block_m=256, stages=4, group=16, stagger=1),
-    Config(block_n=256, block_m=128, stages=4, early=False),
-    Config(block_n=256, block_m=128, stages=5, early=False),
-    Config(block_n=256, block_m=128, stages=4),
-    Config(block_n=256, block_m=128, stages=5, early=False, group=16),
 )
 
 
@@ -379,8 +373,8 @@ def gemm_w8(
                          f"scale {tuple(scale.shape)}, bias {None if bias is None else tuple(bias.shape)}")  # fmt: skip
     if qweight.dtype != torch.int8 or scale.dtype != torch.float32:
         raise ValueError(f"qweight must be int8 and scale float32, got {qweight.dtype}, {scale.dtype}")
-    if config.block_n not in (128, 256) or config.block_m not in (64, 128, 256) or config.block_k != 64:
-        raise ValueError(f"config tiles must be block_n 128/256, block_m 64/128/256, block_k 64: {config}")
+    if config.block_n != 128 or config.block_m not in (64, 128, 256) or config.block_k != 64:
+        raise ValueError(f"config tiles must be block_n 128, block_m 64/128/256, block_k 64: {config}")
     if config.smem_bytes() > SMEM_LIMIT:
         raise ValueError(
             f"config needs {config.smem_bytes()} bytes of shared memory, > {SMEM_LIMIT}: {config}"

@@ -215,8 +215,6 @@ if int8_ws.HAS_GLUON:
             int8_gemm_ws.Config(block_m=128, stages=6), True, "fp16"),
         "W8A16 GEMM, weights converted in registers, 128x256 tiles, staggered k-steps (Gluon)": _gemm_ws(
             int8_gemm_ws.Config(stagger=1), False, "bf16"),
-        "W8A16 GEMM, weights converted in registers, 256x128 tiles (Gluon)": _gemm_ws(
-            int8_gemm_ws.Config(block_n=256, block_m=128, stages=5, early=False), False, "bf16"),
     })  # fmt: skip
 
 
