@@ -71,6 +71,18 @@ def test_bf16_switch_and_its_vectors(emb, monkeypatch):
     assert (got[False][0] * got[True][0]).sum(axis=1).min() > 0.9999
 
 
+def test_fp16_switch(emb, monkeypatch):
+    """float16 autocast is for a GPU only, on unless AUTOGLM_EMBED_FP16 says off; the CPU embedder never takes it."""
+    from retrieval import embeddings
+
+    for mode, want in (("on", True), ("off", False), ("0", False), ("yes", True)):
+        monkeypatch.setenv("AUTOGLM_EMBED_FP16", mode)
+        assert embeddings.fp16_on_cuda("cuda") is want and embeddings.fp16_on_cuda("cuda:1") is want, mode
+        assert not embeddings.fp16_on_cuda("cpu"), mode
+    monkeypatch.delenv("AUTOGLM_EMBED_FP16")
+    assert embeddings.fp16_on_cuda("cuda") and emb.device == "cpu" and not emb.fp16
+
+
 def test_second_embed_computes_nothing(emb):
     texts = [f"Unique sentence number {i} for the cache test." for i in range(10)]
     first = emb.embed(texts)
@@ -315,7 +327,7 @@ def test_cuda_vectors_search_a_cpu_index_and_back(emb):
     from retrieval.embeddings import CUDA_BATCH
 
     gpu = Embedder(device="cuda")
-    assert gpu.device.startswith("cuda") and gpu.batch_size == CUDA_BATCH and not gpu.bf16
+    assert gpu.device.startswith("cuda") and gpu.batch_size == CUDA_BATCH and not gpu.bf16 and gpu.fp16
     was = emb.bf16
     emb.bf16 = False  # float32 against float32
     try:
