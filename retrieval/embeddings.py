@@ -69,8 +69,10 @@ def bf16_on_cpu(device: str) -> bool:
 def fp16_on_cuda(device: str) -> bool:
     """Whether the embedder runs on a GPU under float16 autocast: AUTOGLM_EMBED_FP16=on (the default) / off.
     NOTE: H100, 12,000 chunks of Debian's docs as the product chunks them (RESULTS.md "The embedding model on
-    an H100"): 2,250 -> 3,334 chunks/s at batch 128 (1.48x), every vector within cosine 0.999999 of float32's
-    (bf16: 0.99995). The layer norms and softmax stay float32 under autocast; the output is float32."""
+    an H100"): 2,250 -> 3,334 chunks/s at batch 128 in one call of 12,000 (1.48x), 2,024 -> 2,305 at the median
+    in the pipeline's calls of 256 (1.14x; the host's share of a call varies, pairs 0.98-1.55x), every vector
+    within cosine 0.999999 of float32's (bf16: 0.99995). The layer norms and softmax stay float32 under
+    autocast; the output is float32."""
     mode = os.environ.get("AUTOGLM_EMBED_FP16", "on").strip().lower()
     return device.startswith("cuda") and mode not in ("0", "off", "false", "no")
 
