@@ -265,7 +265,7 @@ def extractive_answer(
     got = quote(
         question,
         ctx_sources,
-        embed=emb.embed,
+        embed=emb.embed_question_and,  # the question as a query, the sentences as documents
         max_sentences=max_sentences,
         embed_trust=trust,
         idf=lambda terms: term_idf(terms, docs),

@@ -23,6 +23,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -175,6 +176,59 @@ def multilingual(name: str) -> bool:
     return bool(_MULTILINGUAL.search(name))
 
 
+# The prompts a model family was trained with, for a model whose own configuration names none (ST's
+# ``prompts`` in config_sentence_transformers.json): (pattern on its name, query prompt, document prompt).
+# E5 was trained with "query: " / "passage: " on every text and loses retrieval quality without them;
+# BGE (v1.5) and mxbai-embed-large ask for an instruction before short queries only; nomic-embed-text for
+# both sides. Names as their model cards and directories spell them.
+_FAMILY_PROMPTS: tuple[tuple[re.Pattern, str, str], ...] = (
+    (re.compile(r"e5-.*instruct", re.I),
+     "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: ", ""),
+    (re.compile(r"(^|[-_/ ])e5[-_]", re.I), "query: ", "passage: "),
+    (re.compile(r"bge-[a-z]+-zh", re.I), "为这个句子生成表示以用于检索相关文章：", ""),
+    (re.compile(r"bge-[a-z]+-en|mxbai-embed-large", re.I),
+     "Represent this sentence for searching relevant passages: ", ""),
+    (re.compile(r"nomic-embed-text", re.I), "search_query: ", "search_document: "),
+)  # fmt: skip
+# the names models give their query and document prompts in ``prompts`` (sentence-transformers' own are query
+# and document; E5's and others' cards say passage; nomic's search_query / search_document)
+_QUERY_KEYS = ("query", "search_query", "retrieval.query", "Query")
+_DOCUMENT_KEYS = (
+    "document",
+    "passage",
+    "search_document",
+    "corpus",
+    "retrieval.passage",
+    "Document",
+    "Passage",
+)
+
+
+def resolve_prompts(configured: dict[str, str], names: Sequence[str]) -> tuple[str, str, str]:
+    """(query prompt, document prompt, where they came from) for a model: AUTOGLM_EMBED_QUERY_PROMPT and
+    AUTOGLM_EMBED_DOCUMENT_PROMPT where set (an empty value means none); else the model's own ``prompts``
+    (``configured``: sentence-transformers' dict, read from the model's config_sentence_transformers.json);
+    else its family's (``_FAMILY_PROMPTS``, by any of ``names``: model card title, directory name); else none.
+    Queries are search queries and questions; documents are the chunks ingestion indexes and the sentences an
+    extractive answer quotes."""
+    query = next((configured[k] for k in _QUERY_KEYS if configured.get(k)), None)
+    document = next((configured[k] for k in _DOCUMENT_KEYS if configured.get(k)), None)
+    source = "model configuration"
+    if query is None and document is None:
+        source = "none"
+        for pattern, q, d in _FAMILY_PROMPTS:
+            if any(pattern.search(n) for n in names):
+                query, document, source = q, d, f"the {pattern.pattern!r} family's"
+                break
+    env_q, env_d = (
+        os.environ.get("AUTOGLM_EMBED_QUERY_PROMPT"),
+        os.environ.get("AUTOGLM_EMBED_DOCUMENT_PROMPT"),
+    )
+    if env_q is not None or env_d is not None:
+        source = "AUTOGLM_EMBED_*_PROMPT"
+    return (query or "") if env_q is None else env_q, (document or "") if env_d is None else env_d, source
+
+
 def _model_id(path: Path) -> str:
     """Name plus a digest of the config and weight files' sizes and heads: changes when the model does."""
     h = hashlib.sha256()
@@ -320,15 +374,30 @@ class Embedder:
         self.model_id: str = _model_id(path)
         self.name: str = _model_name(path)  # what /v1/embeddings calls it
         self.multilingual: bool = multilingual(f"{self.name} {path.name}")
+        # what precedes a query and a document (``resolve_prompts``): a model trained with such prompts places
+        # texts without them worse
+        self.query_prompt, self.document_prompt, prompts_from = resolve_prompts(
+            dict(getattr(self.model, "prompts", None) or {}), (self.name, path.name)
+        )
         self.computed = 0  # texts encoded by the model (not served from the cache)
         self.model_calls = 0  # calls into the model
         # Longest text the model sees whole, in tokenizer tokens without [CLS]/[SEP]: longer chunks
         # would be silently truncated when embedded.
-        self.max_tokens: int = int(self.model.max_seq_length) - self.tokenizer.num_special_tokens_to_add(
-            pair=False
+        # (a document prompt's tokens come off it: they precede every chunk)
+        self.max_tokens: int = (
+            int(self.model.max_seq_length)
+            - self.tokenizer.num_special_tokens_to_add(pair=False)
+            - len(self.tokenizer(self.document_prompt, add_special_tokens=False)["input_ids"])
         )
+        if self.query_prompt or self.document_prompt:
+            logger.info(
+                "embedding model %s: query prompt %r, document prompt %r (%s)",
+                self.name, self.query_prompt, self.document_prompt, prompts_from,
+            )  # fmt: skip
         self._cache = _Cache(Path(cache_path), self.dim) if cache_path is not None else None
-        self._queries = _QueryBatcher(self._encode, threads=query_threads())
+        self._queries = _QueryBatcher(
+            lambda texts: self._encode(texts, self.query_prompt), threads=query_threads()
+        )
 
     def _load(self, device: str):
         """The model on `device` (resolved: cpu, cuda, cuda:N), or on the CPU with a warning when CUDA fails
@@ -382,10 +451,16 @@ class Embedder:
         else:
             self._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _key(self, text: str) -> bytes:
-        return hashlib.sha256(self.model_id.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).digest()
+    def _key(self, text: str, prompt: str = "") -> bytes:
+        # a prompt is part of what was encoded (no prompt: the keys of caches written before prompts existed)
+        head = (
+            self.model_id.encode()
+            + b"\0"
+            + (prompt.encode("utf-8", "surrogatepass") + b"\0" if prompt else b"")
+        )
+        return hashlib.sha256(head + text.encode("utf-8", "surrogatepass")).digest()
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
         self.model_calls += 1
         self.computed += len(texts)
         while True:
@@ -395,6 +470,7 @@ class Embedder:
                 with self._autocast():
                     vecs = self.model.encode(
                         texts,
+                        prompt=prompt,  # also "": a model's default prompt never applies unasked
                         batch_size=self.batch_size,
                         normalize_embeddings=True,
                         convert_to_numpy=True,
@@ -428,18 +504,20 @@ class Embedder:
             self._set_device("cpu")
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """(n, dim) float32, L2-normalized; cached vectors are reused, new ones added to the cache."""
+        """(n, dim) float32, L2-normalized vectors of documents (chunks, quoted sentences: the document prompt
+        precedes them); cached vectors are reused, new ones added to the cache."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        keys = [self._key(t) for t in texts]
+        prompt = self.document_prompt
+        keys = [self._key(t, prompt) for t in texts]
         known = self._cache.get(list(set(keys))) if self._cache is not None else {}
         todo: dict[bytes, str] = {}  # unique missing texts, first occurrence order
         for k, t in zip(keys, texts, strict=True):
             if k not in known and k not in todo:
                 todo[k] = t
         if todo:
-            vecs = self._encode(list(todo.values()))
+            vecs = self._encode(list(todo.values()), prompt)
             fresh = dict(zip(todo, vecs, strict=True))
             if self._cache is not None:
                 self._cache.put(list(fresh.items()))
@@ -450,7 +528,8 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalized, not cached (a client's texts must not grow the cache file); text
-        past ``max_tokens`` is truncated, as the model always does."""
+        past ``max_tokens`` is truncated, as the model always does. No prompt: the texts are encoded as sent
+        (a client of /v1/embeddings adds a model's prompts itself, as with other servers)."""
         return self._encode(texts) if texts else np.empty((0, self.dim), dtype=np.float32)
 
     def count_tokens(self, texts: list[str]) -> int:
@@ -465,9 +544,16 @@ class Embedder:
         return 1.0 if self.multilingual else 1.0 - cjk_share(text)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """(dim,) float32 for one query (not cached: queries rarely repeat and must not grow the file).
-        Thread-safe; concurrent calls are encoded as one batch."""
+        """(dim,) float32 for one query (the query prompt precedes it; not cached: queries rarely repeat and
+        must not grow the file). Thread-safe; concurrent calls are encoded as one batch."""
         return self._queries(text)
+
+    def embed_question_and(self, texts: list[str]) -> np.ndarray:
+        """(n, dim): ``texts[0]`` as a query, the rest as documents (an extractive answer's question and the
+        sentences it weighs); as ``embed`` of all of them where both prompts are the same (none)."""
+        if self.query_prompt == self.document_prompt or not texts:
+            return self.embed(texts)
+        return np.vstack([self.embed_query(texts[0])[None, :], self.embed(texts[1:])])
 
 
 _instances: dict[tuple[str, str, str], Embedder] = {}

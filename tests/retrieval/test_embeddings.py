@@ -338,3 +338,79 @@ def test_cuda_vectors_search_a_cpu_index_and_back(emb):
     assert (cpu_v * gpu_v).sum(axis=1).min() >= 0.9999
     q = "How many vacation days do employees get?"
     assert np.argmax(gpu_v @ emb.encode([q])[0]) == np.argmax(cpu_v @ gpu.encode([q])[0]) == 0
+
+
+def _model_copy(tmp_path: Path, name: str, prompts: dict | None = None, card: bool = True) -> Path:
+    """The packaged model's files under ``name`` (hard links: no 90 MB copy), with ``prompts`` written into its
+    sentence-transformers configuration and, without ``card``, no model card (its name is then the directory's)."""
+    import json
+    import os
+
+    src, dst = Path(DEFAULT_EMBEDDING_MODEL), tmp_path / name
+    for f in src.rglob("*"):
+        if f.is_file() and (card or f.name != "README.md"):
+            (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, dst / f.relative_to(src))
+    if prompts is not None:
+        cfg = dst / "config_sentence_transformers.json"
+        body = json.loads(cfg.read_text())
+        cfg.unlink()  # a link to the package's file: write a file of its own
+        cfg.write_text(json.dumps({**body, "prompts": prompts, "default_prompt_name": "query"}))
+    return dst
+
+
+def test_a_models_own_prompts_precede_queries_and_documents(tmp_path):
+    """A model whose configuration names query and document prompts (as E5's, BGE's, nomic's do) gets each on
+    its side: chunks and quoted sentences as documents, searches and questions as queries; /v1/embeddings'
+    texts as sent (the model's default prompt never applies unasked). Vectors as sentence-transformers makes
+    them with the prompt in front, cached under keys of their own."""
+    from sentence_transformers import SentenceTransformer
+
+    path = _model_copy(tmp_path, "prompted", {"query": "query: ", "passage": "passage: "})
+    emb = Embedder(str(path), cache_path=tmp_path / "cache.sqlite")
+    assert (emb.query_prompt, emb.document_prompt) == ("query: ", "passage: ")
+    plain = Embedder(DEFAULT_EMBEDDING_MODEL)
+    assert (plain.query_prompt, plain.document_prompt) == ("", "")
+    # the document prompt's tokens (passage, :) come off the chunk budget
+    assert emb.max_tokens == plain.max_tokens - 2
+    st = SentenceTransformer(str(path), device="cpu")
+
+    def want(texts):
+        # prompt="": the texts carry what they need (the model's default prompt, "query", stays out)
+        return st.encode(texts, prompt="", normalize_embeddings=True, convert_to_numpy=True)
+
+    docs, q = TEXTS[:2], "How many vacation days do employees get?"
+    np.testing.assert_allclose(emb.embed(docs), want(["passage: " + t for t in docs]), atol=1e-5)
+    np.testing.assert_allclose(emb.embed_query(q), want(["query: " + q])[0], atol=1e-5)
+    np.testing.assert_allclose(emb.encode(docs), want(docs), atol=1e-5)  # no prompt, not the default one
+    both = emb.embed_question_and([q, *docs])
+    np.testing.assert_allclose(both[0], want(["query: " + q])[0], atol=1e-5)
+    np.testing.assert_allclose(both[1:], want(["passage: " + t for t in docs]), atol=1e-5)
+    assert not np.allclose(emb.embed(docs), emb.encode(docs), atol=1e-3)  # the prompt made a difference
+    # a prompt is part of the cache key: the same text with and without it are two vectors
+    assert emb._key(docs[0], "passage: ") != emb._key(docs[0]) == emb._key(docs[0], "")
+    # a model without prompts: the question goes in the same batch as the sentences, as before
+    np.testing.assert_allclose(plain.embed_question_and([q, *docs]), plain.embed([q, *docs]), atol=0)
+
+
+def test_prompts_by_family_name_and_by_setting(tmp_path, monkeypatch):
+    """A model without prompts in its configuration gets its family's by name (E5's query: / passage:, BGE's
+    instruction before queries only); AUTOGLM_EMBED_QUERY_PROMPT / _DOCUMENT_PROMPT override both, an empty
+    value meaning none."""
+    from retrieval.embeddings import resolve_prompts
+
+    e5 = Embedder(str(_model_copy(tmp_path, "multilingual-e5-small", card=False)))
+    assert (e5.name, e5.query_prompt, e5.document_prompt) == ("multilingual-e5-small", "query: ", "passage: ")
+    assert resolve_prompts({}, ("bge-small-en-v1.5",))[:2] == (
+        "Represent this sentence for searching relevant passages: ",
+        "",
+    )
+    assert resolve_prompts({}, ("intfloat/e5-base-v2",))[:2] == ("query: ", "passage: ")
+    assert resolve_prompts({}, ("all-MiniLM-L6-v2", "model"))[:2] == ("", "")
+    assert resolve_prompts({}, ("bge-m3",))[:2] == ("", "")  # no instruction for bge-m3
+    assert resolve_prompts({}, ("sentence-t5-base", "gte-base"))[:2] == ("", "")  # t5 is not e5
+    # the model's own configuration wins over its family's
+    assert resolve_prompts({"query": "Q: ", "document": ""}, ("e5-large",))[:2] == ("Q: ", "")
+    monkeypatch.setenv("AUTOGLM_EMBED_QUERY_PROMPT", "")
+    monkeypatch.setenv("AUTOGLM_EMBED_DOCUMENT_PROMPT", "doc: ")
+    assert resolve_prompts({"query": "query: "}, ("e5-large",))[:2] == ("", "doc: ")
