@@ -266,9 +266,36 @@ def _ingest(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-OWN_COMMANDS = ("serve", "worker", "create-admin", "ingest", "migrate")
+def _reembed(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+    from tqdm import tqdm
+
+    from app.db import migrate, session_scope
+    from app.models import Collection
+    from ingest import pipeline
+
+    migrate()
+    with session_scope() as s:
+        coll = s.exec(select(Collection).where(Collection.name == args.collection.strip())).first()
+        cid = coll.id if coll is not None else None
+    if cid is None:
+        print(f"error: no collection named {args.collection!r}", file=sys.stderr)
+        return 2
+    bar = tqdm(desc="re-embed", unit="chunk", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    n = pipeline.reembed_collection(cid, progress=progress)
+    bar.close()
+    print(f"{n} chunks of {args.collection!r} re-embedded with {pipeline._embedder().name}")
+    return 0
+
+
+OWN_COMMANDS = ("serve", "worker", "create-admin", "ingest", "migrate", "reembed")
 # commands that print their own results; their log shows warnings and errors unless AUTOGLM_LOG_LEVEL is set
-QUIET_COMMANDS = ("create-admin", "ingest", "migrate")
+QUIET_COMMANDS = ("create-admin", "ingest", "migrate", "reembed")
 
 
 def build_parser(with_inference: bool = True) -> argparse.ArgumentParser:
@@ -307,6 +334,14 @@ def build_parser(with_inference: bool = True) -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="bring the database schema to the newest revision")
     m.set_defaults(func=_migrate)
+
+    r = sub.add_parser(
+        "reembed",
+        help="embed a collection's chunks again with the configured embedding model (after changing it)",
+    )
+    r.add_argument("collection", metavar="NAME")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_reembed)
 
     if with_inference:
         from inference.cli import register  # generate, chat (imports torch: only when asked for)

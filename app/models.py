@@ -185,6 +185,10 @@ class IndexManifest(SQLModel, table=True):
     )
     version: int = 0
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # the embedding space of the collection's vectors, as the last writer recorded it (JSON of
+    # retrieval.embeddings.Embedder.space: model, id, dim, document prompt); null: not recorded yet (no writer
+    # since migration 0007)
+    embedding: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     updated_at: datetime = _ts()
 
 

@@ -42,12 +42,26 @@ def _texts_for_ids(ids: Sequence[int]) -> list[str]:
     return lexical_texts(ids)
 
 
-def _sources(collection_ids: list[int]):
-    from ingest.pipeline import collection_dir, load_manifest
+_warned_spaces: set[tuple[int, str]] = set()
+
+
+def _sources(collection_ids: list[int], space: dict | None = None):
+    """The collections' index directories and manifests; with ``space`` (the query embedder's
+    ``Embedder.space``) a collection whose vectors are of another embedding space is searched by BM25 alone
+    (``Source.dense`` False; ``ingest.pipeline.embedding_conflict``), with a warning in the log once per
+    process and collection, rather than by vectors the query's cannot be compared with."""
+    from ingest.pipeline import collection_dir, embedding_conflict, load_manifest
     from retrieval.hybrid import Source
 
+    out = []
     with session_scope() as s:
-        return [Source(collection_dir(cid), load_manifest(s, cid)) for cid in collection_ids]
+        for cid in collection_ids:
+            conflict = embedding_conflict(s, cid, space) if space is not None else None
+            if conflict and (cid, space["id"]) not in _warned_spaces:
+                _warned_spaces.add((cid, space["id"]))
+                log.warning("searching by words alone: %s", conflict)
+            out.append(Source(collection_dir(cid), load_manifest(s, cid), dense=conflict is None))
+    return out
 
 
 def _rows(ranked: list[tuple[int, float]], collection_ids: list[int]) -> list[SearchHit]:
@@ -91,7 +105,7 @@ async def hybrid_hits(query: str, collection_ids: list[int], k: int):
     embedder = await asyncio.to_thread(_embedder)
     reranker = await asyncio.to_thread(get_reranker, settings.reranker_model or None)
     for attempt in range(2):
-        sources = await asyncio.to_thread(_sources, collection_ids)
+        sources = await asyncio.to_thread(_sources, collection_ids, embedder.space)
         try:
             res = await hybrid_search(
                 query,

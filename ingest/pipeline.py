@@ -12,6 +12,7 @@ deleted or finished by another delivery meanwhile stops the work there, before a
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -24,7 +25,16 @@ from sqlalchemy import case, func
 from sqlmodel import Session, delete, select, update
 
 from app.db import session_scope
-from app.models import Chunk, DocStatus, Document, DocumentText, IndexManifest, title_from_filename, utcnow
+from app.models import (
+    Chunk,
+    Collection,
+    DocStatus,
+    Document,
+    DocumentText,
+    IndexManifest,
+    title_from_filename,
+    utcnow,
+)
 from app.settings import settings
 from app.testhooks import pause_seconds
 from ingest import storage
@@ -46,18 +56,46 @@ def load_manifest(session: Session, collection_id: int, for_update: bool = False
     return Manifest.from_json(row.body) if row is not None and row.body else Manifest()
 
 
-def save_manifest(session: Session, collection_id: int, manifest) -> None:
+def save_manifest(session: Session, collection_id: int, manifest, embedding: dict | None = None) -> None:
+    """Save the manifest in the collection's row; ``embedding``: record it as the embedding space of the
+    collection's vectors (``Embedder.space``; a writer whose segment it committed checked it first:
+    ``embedding_conflict``), None: leave the row's as it is."""
     row = session.get(IndexManifest, collection_id)
     if row is None:
         row = IndexManifest(collection_id=collection_id)
     row.version = manifest.version
     row.body = manifest.to_json()
+    if embedding is not None:
+        row.embedding = json.dumps(embedding, sort_keys=True)
     row.updated_at = utcnow()
     session.add(row)
 
 
 def collection_dir(collection_id: int) -> Path:
     return settings.index_dir / str(collection_id)
+
+
+def embedding_conflict(
+    session: Session, collection_id: int, space: dict, for_update: bool = False
+) -> str | None:
+    """Why the collection's vectors cannot be searched with or joined by vectors of the embedding space
+    ``space`` (``Embedder.space``), in a sentence for an admin; None when they can: the same space, none
+    recorded yet (a collection last written before migration 0007), or no segment left to differ."""
+    from retrieval.embeddings import space_conflict
+
+    row = session.get(IndexManifest, collection_id, with_for_update=for_update)
+    if row is None or not load_manifest(session, collection_id).segments:
+        return None
+    why = space_conflict(row.embedding, space)
+    if why is None:
+        return None
+    col = session.get(Collection, collection_id)
+    name = col.name if col is not None else str(collection_id)
+    return (
+        f"Collection {name!r}: {why}, and vectors of the two cannot be searched together. Re-embed it "
+        f"with this model (`autoglm reembed {name}`), or set AUTOGLM_EMBEDDING_MODEL back to the model it was "
+        f"indexed with."
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -246,6 +284,11 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
     )
 
     embedder = _embedder()
+    with session_scope() as s:  # early: the commit checks again, under the collection lock
+        conflict = embedding_conflict(s, collection_id, embedder.space)
+    if conflict:
+        fail_document(document_id, f"{conflict} Then re-index this document.", retryable=True)
+        return DocStatus.failed
     max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
     overlap = min(settings.chunk_overlap_tokens, max_tokens - 1)
     specs = chunk_document(parsed, embedder.tokenizer, max_tokens, overlap)
@@ -271,7 +314,7 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
         bm25 = lexical.index_texts([lexical.lexical_text(title, list(c.heading_path), c.text) for c in specs])
     _pause("indexing")
     return _commit_document(
-        document_id, collection_id, parsed.text, specs, vectors, parsed.notices, title, bm25
+        document_id, collection_id, parsed.text, specs, vectors, parsed.notices, title, bm25, embedder.space
     )
 
 
@@ -328,9 +371,12 @@ def _commit_document(
     notices: list[str],
     title: str,
     bm25,
+    space: dict,
 ) -> str:
     """Write the segment and its BM25 sidecar (`bm25`: ``lexical.index_texts`` of `specs` under `title`, None
-    where that failed), then commit the chunk rows, the manifest and the ready status at once."""
+    where that failed), then commit the chunk rows, the manifest and the ready status at once. ``space``: the
+    embedding space of `vectors` (``Embedder.space``); a collection whose vectors are of another fails the
+    document instead (``embedding_conflict``), else records it."""
     from retrieval import lexical
     from retrieval.index import add_segment, add_tombstones, gc_segments, write_segment
 
@@ -341,6 +387,10 @@ def _commit_document(
         if doc is None or doc.status != DocStatus.processing:
             # Deleted or cancelled meanwhile, or a duplicate delivery already finished it.
             return doc.status if doc is not None else "missing"
+        if conflict := embedding_conflict(s, collection_id, space, for_update=True):
+            s.rollback()
+            fail_document(document_id, f"{conflict} Then re-index this document.", retryable=True)
+            return DocStatus.failed
         chunks = [
             Chunk(
                 document_id=document_id,
@@ -382,7 +432,7 @@ def _commit_document(
                 manifest = add_tombstones(manifest, old_ids)
             replaced_sha = old.sha256
             _delete_rows(s, old.id)
-        save_manifest(s, collection_id, manifest)
+        save_manifest(s, collection_id, manifest, embedding=space)
         s.add(DocumentText(document_id=document_id, text=text))
         doc.status, doc.stage, doc.progress = DocStatus.ready, "done", 1.0
         doc.chunk_count, doc.error, doc.retryable, doc.updated_at = len(chunks), None, None, utcnow()
@@ -499,3 +549,69 @@ def pending_documents() -> list[int]:
                 select(Document.id).where(Document.status.in_([DocStatus.queued, DocStatus.processing]))
             ).all()
         )
+
+
+# --- re-embedding ----------------------------------------------------------------------------------
+def _ready_chunks(collection_id: int) -> dict[int, str]:
+    """Chunk id -> text of the collection's ready documents (what ingestion embedded)."""
+    with session_scope() as s:
+        rows = s.exec(
+            select(Chunk.id, Chunk.text)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(Document.collection_id == collection_id, Document.status == DocStatus.ready)
+        ).all()
+    return dict(rows)
+
+
+def reembed_collection(collection_id: int, progress=None) -> int:
+    """Embed every chunk of the collection again with this process's embedding model and replace its
+    segments with one of those vectors (after AUTOGLM_EMBEDDING_MODEL or its prompts changed: the old vectors
+    cannot be searched with the new model, and writers refuse to mix them: ``embedding_conflict``). Returns the
+    chunks embedded.
+
+    The chunks are embedded outside the collection lock from a snapshot of their rows (a large collection can
+    take long, and searches go on meanwhile: BM25 in full, the dense search as the old vectors allow); under
+    the lock, chunks committed since are embedded too and those deleted since left out, the new segment and
+    its BM25 sidecar are written, and the manifest that lists it alone (no tombstones) commits with the new
+    embedding space. A failure before that commit leaves the collection as it was (the orphan segment goes
+    with the next writer's ``gc_segments``). ``progress(done, total)`` is called as batches finish."""
+    from retrieval import lexical
+    from retrieval.index import Manifest, gc_segments, write_segment
+
+    embedder = _embedder()
+    snapshot = _ready_chunks(collection_id)
+    ids = sorted(snapshot)
+    step = settings.progress_every_chunks
+    vectors: dict[int, np.ndarray] = {}
+    for i in range(0, len(ids), step):
+        part = ids[i : i + step]
+        vectors.update(zip(part, embedder.embed([snapshot[c] for c in part]), strict=True))
+        if progress is not None:
+            progress(min(i + step, len(ids)), len(ids))
+    cdir = collection_dir(collection_id)
+    with collection_lock(collection_id), session_scope() as s:
+        manifest = load_manifest(s, collection_id, for_update=True)
+        now = _ready_chunks(collection_id)
+        added = sorted(set(now) - set(vectors))
+        if added:  # committed while the snapshot was embedded
+            vectors.update(zip(added, embedder.embed([now[c] for c in added]), strict=True))
+        live = np.array(sorted(now), dtype=np.int64)
+        segments = []
+        if live.size:
+            cdir.mkdir(parents=True, exist_ok=True)
+            name = write_segment(cdir, live, np.stack([vectors[int(c)] for c in live]).astype(np.float32))
+            with _best_effort(f"the BM25 sidecar of {name} (re-embedding)"):
+                lexical.build_sidecar(cdir, name, lexical_texts)
+            segments = [name]
+        new = Manifest(version=manifest.version + 1, segments=segments, tombstones=set())
+        save_manifest(s, collection_id, new, embedding=embedder.space)
+        s.commit()
+        removed = gc_segments(cdir, new)
+    log.info(
+        "collection %s re-embedded with %s: %d chunks, %d old files removed",
+        collection_id,
+        embedder.name,
+        live.size,
+        removed,
+    )
+    return int(live.size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
+import json
 import logging
 import os
 import queue
@@ -548,12 +549,49 @@ class Embedder:
         must not grow the file). Thread-safe; concurrent calls are encoded as one batch."""
         return self._queries(text)
 
+    @property
+    def space(self) -> dict:
+        """What vectors made by this embedder are comparable with: another model, other weights or another
+        document prompt place documents elsewhere (``space_conflict``). JSON-able."""
+        return {
+            "model": self.name,
+            "id": self.model_id,
+            "dim": self.dim,
+            "document_prompt": self.document_prompt,
+        }
+
     def embed_question_and(self, texts: list[str]) -> np.ndarray:
         """(n, dim): ``texts[0]`` as a query, the rest as documents (an extractive answer's question and the
         sentences it weighs); as ``embed`` of all of them where both prompts are the same (none)."""
         if self.query_prompt == self.document_prompt or not texts:
             return self.embed(texts)
         return np.vstack([self.embed_query(texts[0])[None, :], self.embed(texts[1:])])
+
+
+def space_conflict(recorded: str | dict | None, current: dict) -> str | None:
+    """Why vectors of the embedding space ``recorded`` (``Embedder.space``, or its JSON as a collection's
+    manifest row keeps it; None: not recorded) cannot be searched with, or mixed with, vectors of ``current``;
+    None when they can (or nothing was recorded)."""
+    if not recorded:
+        return None
+    old = json.loads(recorded) if isinstance(recorded, str) else recorded
+    if all(old.get(k) == current.get(k) for k in ("id", "dim", "document_prompt")):
+        return None
+    same_model = old.get("id") == current.get("id") and old.get("dim") == current.get("dim")
+    same_name = old.get("model") == current.get("model")
+
+    def said(sp: dict) -> str:
+        # a name both share says nothing: then the files' id (directory and digest) too; the prompt where it
+        # is all that differs
+        return (
+            f"{sp.get('model')} ("
+            + (f"{sp.get('id')}, " if same_name and not same_model else "")
+            + f"{sp.get('dim')} dimensions"
+            + (f", document prompt {sp.get('document_prompt')!r}" if same_model else "")
+            + ")"
+        )
+
+    return f"its passages were embedded with {said(old)}, not with {said(current)}"
 
 
 _instances: dict[tuple[str, str, str], Embedder] = {}

@@ -74,10 +74,13 @@ class Budget:
 
 @dataclass
 class Source:
-    """One collection to search: its index directory and the manifest the caller read for it."""
+    """One collection to search: its index directory and the manifest the caller read for it; ``dense`` False:
+    its vectors are of another embedding space than the query's (the caller knows: the model changed since
+    they were made), so only BM25 searches it."""
 
     collection_dir: Path
     manifest: Manifest
+    dense: bool = True
 
 
 @dataclass
@@ -190,12 +193,17 @@ async def hybrid_search(
     if not live or not query.strip():
         return HybridResult(hits=[], timings_ms={"total": 0.0})
 
+    comparable = [s for s in live if s.dense]
+
     async def dense_branch() -> list[tuple[int, float]] | None:
+        if not comparable:  # every collection's vectors are of another embedding space
+            run.skipped.append("dense")
+            return None
         q = await run.stage("embed", lambda: embed_query(query))
         if q is None:
             run.skipped.append("dense")
             return None
-        return await run.stage("dense", lambda: _dense(index_cache, live, q, n))
+        return await run.stage("dense", lambda: _dense(index_cache, comparable, q, n))
 
     bm25_task = asyncio.ensure_future(
         run.stage(

@@ -32,6 +32,7 @@ import faiss
 import numpy as np
 
 logger = logging.getLogger(__name__)
+_DIM_WARNED: set[tuple[str, int, int]] = set()  # (collection dir, query dims, segment dims) warned about
 
 SEGMENT_SUFFIX = ".faiss"
 TMP_SUFFIX = ".tmp"
@@ -334,7 +335,16 @@ class IndexCache:
                 if index.ntotal == 0:
                     continue
                 if q.shape[1] != index.d:
-                    raise ValueError(f"query has dimension {q.shape[1]}, the index has {index.d}")
+                    # vectors of another embedding model (one its collection did not record: written before
+                    # the manifest row kept it): nothing to compare with; the caller's BM25 still searches them
+                    if (str(collection_dir), q.shape[1], index.d) not in _DIM_WARNED:
+                        _DIM_WARNED.add((str(collection_dir), q.shape[1], index.d))
+                        logger.warning(
+                            "%s: query vectors of %d dimensions, segments of %d: not searched by vectors (the "
+                            "embedding model changed since they were written: `autoglm reembed` the collection)",
+                            collection_dir, q.shape[1], index.d,
+                        )  # fmt: skip
+                    continue
                 kk = min(k, index.ntotal)
                 scores, ids = index.search(q, kk, params=_search_params(index, loaded.selector, kk))
                 for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True):

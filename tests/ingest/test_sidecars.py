@@ -54,10 +54,10 @@ def published(monkeypatch):
     missing: list[list[str]] = []
     save = pipeline.save_manifest
 
-    def checked_save(session, collection_id, manifest):
+    def checked_save(session, collection_id, manifest, **kw):
         cdir = pipeline.collection_dir(collection_id)
         missing.append([n for n in manifest.segments if not (sidecar_path(cdir, n) / "ids.npy").is_file()])
-        save(session, collection_id, manifest)
+        save(session, collection_id, manifest, **kw)
 
     monkeypatch.setattr(pipeline, "save_manifest", checked_save)
     monkeypatch.setattr(pipeline, "warm_lexical", lambda collection_id: None)
@@ -146,7 +146,7 @@ def test_the_sidecar_of_a_segment_never_committed_is_collected(env, monkeypatch)
     cid = _collection()
     first = _add(cid, "handbook.md", FILES["handbook.md"])
 
-    def crash(session, collection_id, manifest):  # the worker dies between its files and its commit
+    def crash(session, collection_id, manifest, **kw):  # the worker dies between its files and its commit
         raise RuntimeError("worker lost")
 
     with monkeypatch.context() as m:

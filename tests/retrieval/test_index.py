@@ -186,10 +186,26 @@ def test_callers_mistakes_raise_value_error(tmp_path, rng):
     with pytest.raises(ValueError, match="L2-normalized"):
         write_segment(tmp_path, np.arange(2), 2 * unit(rng, 2))
     m = add_segment(Manifest(), write_segment(tmp_path, np.arange(5), unit(rng, 5)))
-    with pytest.raises(ValueError, match="dimension"):
-        IndexCache().search(tmp_path, m, np.ones(DIM + 1, np.float32), 3)
     with pytest.raises(ValueError, match="k must be positive"):
         IndexCache().search(tmp_path, m, unit(rng, 1)[0], 0)
+
+
+def test_a_query_of_another_embedding_models_dimensions_finds_nothing_and_warns_once(tmp_path, rng, caplog):
+    """Segments written before the embedding model changed (to one of other dimensions, in a collection whose
+    manifest row never recorded the model) are skipped by a query of the new model's dimensions, with one
+    warning naming the fix, instead of failing every search; segments of its own dimensions still answer."""
+    old = write_segment(tmp_path, np.arange(5), unit(rng, 5))
+    x = unit(rng, 3, DIM + 8)
+    m = add_segment(add_segment(Manifest(), old), write_segment(tmp_path, np.arange(10, 13), x))
+    cache = IndexCache()
+    with caplog.at_level("WARNING", logger="retrieval.index"):
+        for _ in range(3):
+            assert [i for i, _ in cache.search(tmp_path, m, x[1], 2)] == [
+                11,
+                exact(np.arange(10, 13), x, x[1], 2)[1],
+            ]
+    warned = [r.getMessage() for r in caplog.records if "dimensions" in r.getMessage()]
+    assert len(warned) == 1 and "autoglm reembed" in warned[0], warned
 
 
 def test_large_segments_use_ivf_with_high_recall_and_tombstones(tmp_path, rng, monkeypatch):
