@@ -84,10 +84,8 @@ def embedding_conflict(
     from retrieval.embeddings import space_conflict
 
     row = session.get(IndexManifest, collection_id, with_for_update=for_update)
-    if row is None or not load_manifest(session, collection_id).segments:
-        return None
-    why = space_conflict(row.embedding, space)
-    if why is None:
+    why = space_conflict(row.embedding, space) if row is not None else None
+    if why is None or not load_manifest(session, collection_id).segments:
         return None
     col = session.get(Collection, collection_id)
     name = col.name if col is not None else str(collection_id)
