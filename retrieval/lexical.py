@@ -240,15 +240,53 @@ def agent_forms(term: str) -> tuple[str, ...]:
     return tuple(v for v in verbs if len(v) >= 3)
 
 
+# ä, ö, ü written as two letters (a keyboard without them, an older system): ae, oe, ue; ue not after a vowel
+# or q (neue, Feuer, Quelle), as Lucene's German normalization reads it
+_SPELLED_UMLAUT = re.compile(r"ae|oe|(?<![aeiouqAEIOUQ])ue", re.I)
+_UMLAUT_SPELLING = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+_german_only: frozenset[str] | None = None
+
+
+def looks_german(words: Sequence[str]) -> bool:
+    """Whether lowercase words hold at least two German function words that English does not share (wie, welche,
+    ich, der, und, ...) and more of them than English ones: a question in German, not a word or two of it."""
+    global _german_only
+    if _german_only is None:
+        from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_GERMAN
+
+        _german_only = frozenset(STOPWORDS_GERMAN) - frozenset(STOPWORDS_EN_PLUS)
+    _, stop = _get_analyzer()
+    german = sum(w in _german_only for w in words)
+    return german >= 2 and german > sum(w in stop and w not in _german_only for w in words)
+
+
+def german_spellings(question: str) -> list[str]:
+    """The words of a question written the other way German allows, where that differs: ä, ö, ü as ae, oe, ue
+    ("Größe" -> "Groesse": a page typed without umlauts) and, in a question that ``looks_german``, ae, oe, ue as
+    the letters their umlauts fold to ("Groesse" -> "Grosse", as ``fold`` makes of "Größe"; "Buero" -> "Buro",
+    of "Büro"). English questions keep their "blue", "does" and "guest" as they are."""
+    words = _WORD.findall(unicodedata.normalize("NFKC", question))
+    german = looks_german([w.lower() for w in words])
+    out = []
+    for w in words:
+        if (t := w.translate(_UMLAUT_SPELLING)) != w:
+            out.append(t)
+        elif german and (t := _SPELLED_UMLAUT.sub(lambda m: m.group()[0], w)) != w:
+            out.append(t)
+    return out
+
+
 def query_terms(question: str) -> list[str]:
-    """A question's BM25 terms (``tokenize``), and for a question that asks who (``asks_who``) the agent forms
+    """A question's BM25 terms (``tokenize``); for a question that asks who (``asks_who``) the agent forms
     of its terms (``agent_forms``): "Who owns the billing service?" also looks for "owner", "Who is the
-    owner ...?" for "own". A form no chunk holds scores nothing; other questions are their terms alone."""
+    owner ...?" for "own"; and the terms of its words spelled the other way German allows
+    (``german_spellings``): "Welche Groesse ...?" also looks for "gross", the term of "Größe". A form no chunk
+    holds scores nothing; other questions are their terms alone."""
     terms = tokenize(question)
-    if not asks_who(question):
-        return terms
     have = set(terms)
-    extra = [f for t in dict.fromkeys(terms) for f in agent_forms(t) if f not in have]
+    extra = [t for w in german_spellings(question) for t in tokenize(w, parts=False) if t not in have]
+    if asks_who(question):
+        extra += [f for t in dict.fromkeys(terms) for f in agent_forms(t) if f not in have]
     return terms + list(dict.fromkeys(extra))
 
 

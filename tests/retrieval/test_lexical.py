@@ -387,3 +387,29 @@ def test_doc_freqs_without_building_wait_for_no_sidecar(tmp_path):
     # another process finds it on disk
     assert LexicalCache().doc_freqs([(tmp_path, m)], ["leav"], texts, build=False) == ({"leav": 1}, 2)
     assert texts.calls == 1
+
+
+def test_german_words_spelled_without_umlauts_find_the_page_with_them_and_back(tmp_path):
+    """A question's "Groesse" (typed without umlauts) finds the page's "Größe", and "Größe" a page's "Groesse"; an English
+    question gets no such forms (its "guest", "blue" and "does" stay as they are)."""
+    texts = Texts(
+        {
+            1: "Die maximale Größe einer Datei beträgt zehn Megabyte.",
+            2: "Eine Datei kann man umbenennen, wenn sie nicht geöffnet ist.",
+            3: "Das Buero im dritten Stock ist montags geschlossen.",
+            4: "Die Kantine im Erdgeschoss hat montags geschlossen.",
+        }
+    )
+    m = _segment(tmp_path, texts.texts, Manifest())
+    cache = LexicalCache()
+
+    def top(q: str) -> int:
+        return cache.search(tmp_path, m, q, 4, texts)[0][0]
+
+    assert top("Welche Groesse darf eine Datei haben?") == 1
+    assert top("Ist das Büro montags geschlossen?") == 3
+    assert lexical.query_terms("Welche Groesse darf eine Datei haben?")[-1] == "gross"
+    assert lexical.query_terms("Wann öffnet das Büro?")[-2:] == ["oeffnet", "buero"]
+    q = "Where is the guest Wi-Fi password? Does it expire when the blue light goes off?"
+    assert lexical.query_terms(q) == tokenize(q)
+    assert lexical.german_spellings("Wie teuer ist die neue Quelle?") == []  # ue after a vowel, after q
