@@ -9,8 +9,12 @@ Contract:
 - ``write_segment`` never leaves a half-written ``*.faiss`` file: it writes ``.<name>.tmp``, fsyncs,
   renames and fsyncs the directory. A crashed writer leaves at most a ``*.tmp`` file, which no reader
   ever opens (readers open only names listed in a manifest) and ``gc_segments`` removes.
-- Manifests are values: ``add_segment`` / ``add_tombstones`` / ``compact`` return a new manifest with
-  ``version + 1``. Tombstoned ids are never returned by a search; ``compact`` drops them for good.
+- Manifests are values: ``add_segment`` / ``add_tombstones`` / ``compact`` / ``replace_segments`` return a
+  new manifest with ``version + 1``. Tombstoned ids are never returned by a search; a merge
+  (``merge_segments``, ``compact``) drops those inside the segments it merges for good.
+- Merge policy apart from mechanism: ``pick_merge`` chooses which segments to merge (size-tiered, from
+  ``segment_sizes``), ``merge_segments`` builds the merged segment (in any directory), and
+  ``replace_segments`` puts it into whatever manifest is current by then.
 - ``IndexCache`` keeps loaded segments per collection directory and reloads when it is handed a
   manifest with a different version; segments shared by both versions are not read again.
 """
@@ -185,23 +189,94 @@ def segment_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.asarray(vectors, dtype=np.float32)
 
 
-def compact(collection_dir: Path, m: Manifest) -> Manifest:
-    """Merge all segments into one without the tombstoned ids. Old files stay until gc_segments."""
-    collection_dir = Path(collection_dir)
-    all_ids, all_vecs = [], []
-    for name in m.segments:
-        ids, vecs = segment_vectors(read_segment(collection_dir / name))
-        keep = ~np.isin(ids, np.fromiter(m.tombstones, np.int64, len(m.tombstones)))
+def segment_sizes(collection_dir: Path, names: Iterable[str]) -> dict[str, int]:
+    """Bytes on disk of each named segment (0 for a missing file): one stat each. Within a collection every
+    vector has the same dimension, so the size is proportional to the segment's vector count (an IVF
+    segment's centroids add ~sqrt(n) vectors), which is all a merge policy needs to weigh merge work."""
+    sizes = {}
+    for name in names:
+        try:
+            sizes[name] = os.stat(Path(collection_dir) / name).st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
+
+
+def pick_merge(sizes: dict[str, int], max_segments: int, factor: int) -> list[str]:
+    """The segments a size-tiered merge should merge next (empty when there are at most `max_segments`).
+
+    Among the segments sorted by size, every run of `factor` neighbours is a candidate; the chosen run has
+    the lowest skew (largest / total) times total ** 0.05 (Lucene's TieredMergePolicy score): segments of a
+    like size, small ones first. Merging the `factor` smallest instead is quadratic: a big segment that is
+    among them is rewritten with a few small ones again and again. With a low skew a vector's segment grows
+    by a constant factor each time it is merged, so a bulk upload of N vectors rewrites each O(log N) times.
+    """
+    if len(sizes) <= max_segments:
+        return []
+    if factor < 2 or factor > max_segments + 1:
+        raise ValueError(f"factor must be in 2..{max_segments + 1} (max_segments + 1), got {factor}")
+    order = sorted(sizes, key=lambda n: (sizes[n], n))
+    best, best_score = 0, float("inf")
+    for i in range(len(order) - factor + 1):
+        run = [max(1, sizes[n]) for n in order[i : i + factor]]
+        score = max(run) / sum(run) * sum(run) ** 0.05
+        if score < best_score:
+            best, best_score = i, score
+    return order[best : best + factor]
+
+
+@dataclass
+class Merged:
+    """What ``merge_segments`` built: the merged segment's file name (None when every vector was tombstoned)
+    and the tombstoned ids it left out (they were inside the merged segments, so their tombstones can go)."""
+
+    name: str | None
+    dropped: set[int]
+
+
+def merge_segments(source_dir: Path, names: Iterable[str], tombstones: set[int], out_dir: Path) -> Merged:
+    """Merge the named segments of `source_dir` without the `tombstones` into one new segment written
+    atomically into `out_dir` (which may be another directory: a compactor builds where ``gc_segments`` does
+    not look). The inputs are left as they are."""
+    source_dir = Path(source_dir)
+    dead = np.fromiter(tombstones, np.int64, len(tombstones))
+    all_ids, all_vecs, dropped = [], [], set()
+    for name in names:
+        ids, vecs = segment_vectors(read_segment(source_dir / name))
+        keep = ~np.isin(ids, dead)
+        dropped.update(ids[~keep].tolist())
         all_ids.append(ids[keep])
         all_vecs.append(vecs[keep])
     ids = np.concatenate(all_ids) if all_ids else np.zeros(0, np.int64)
     if ids.size == 0:
-        return Manifest(version=m.version + 1, segments=[], tombstones=set())
+        return Merged(None, dropped)
     vecs = np.concatenate(all_vecs)
     # The same id in two segments (a re-run writer) is kept once: the first occurrence wins.
     ids, first = np.unique(ids, return_index=True)
-    name = write_segment(collection_dir, ids, vecs[first])
-    return Manifest(version=m.version + 1, segments=[name], tombstones=set())
+    return Merged(write_segment(out_dir, ids, vecs[first]), dropped)
+
+
+def replace_segments(m: Manifest, merged_away: Iterable[str], merged: Merged) -> Manifest | None:
+    """`m` with the `merged_away` segments replaced by `merged` (where the first of them was) and the ids the
+    merge dropped out of the tombstones; any other tombstone stays, also one added after the merge began that
+    names an id inside the merged segment. None when `m` no longer lists every merged-away segment (the
+    collection was emptied, or another compaction replaced them): the merge is then stale."""
+    away = list(merged_away)
+    if not away or not set(away) <= set(m.segments):
+        return None
+    at = min(m.segments.index(n) for n in away)
+    rest = [n for n in m.segments if n not in set(away)]
+    segments = rest[:at] + ([merged.name] if merged.name else []) + rest[at:]
+    return Manifest(version=m.version + 1, segments=segments, tombstones=set(m.tombstones) - merged.dropped)
+
+
+def compact(collection_dir: Path, m: Manifest) -> Manifest:
+    """Merge all segments into one without the tombstoned ids. Old files stay until gc_segments."""
+    if not m.segments:
+        return Manifest(version=m.version + 1, segments=[], tombstones=set())
+    merged = merge_segments(collection_dir, m.segments, m.tombstones, collection_dir)
+    merged.dropped |= m.tombstones  # no segment is left that holds a tombstoned id
+    return replace_segments(m, m.segments, merged)
 
 
 def _segment_of(name: str) -> str | None:

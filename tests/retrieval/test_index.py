@@ -290,3 +290,67 @@ def test_readers_on_neighbouring_versions_do_not_thrash(tmp_path, rng):
         assert cache.search(tmp_path, m2, x[30], 1)[0][0] == 30
         assert 31 not in [i for i, _ in cache.search(tmp_path, m2, x[31], 5)]
     assert cache.loads == 2
+
+
+def test_size_tiered_merges_keep_a_bulk_upload_loglinear_and_the_segment_count_bounded():
+    # A bulk upload of equal documents, one segment each, a merge whenever there are more than 16: each vector
+    # is rewritten a few times (the old "merge everything" rewrote the whole collection every 16 documents,
+    # ~N / 32 times a vector; merging the 10 smallest segments instead: 14 times at 2,000 documents).
+    def upload(n_docs: int) -> tuple[float, int]:
+        sizes: dict[str, int] = {}
+        rewritten = most = 0
+        for d in range(n_docs):
+            sizes[f"d{d}"] = 30
+            if names := ri.pick_merge(sizes, 16, 10):
+                assert len(names) == 10 and len(sizes) == 17
+                sizes[f"m{d}"] = merged = sum(sizes.pop(n) for n in names)
+                rewritten += merged
+            most = max(most, len(sizes))
+        assert ri.pick_merge(sizes, 16, 10) == []
+        return rewritten / (30 * n_docs), most
+
+    small, big = upload(200), upload(2000)
+    assert small[1] <= 16 and big[1] <= 16
+    assert big[0] < 5 and big[0] < 2.5 * small[0]  # log growth: 10x the documents, not 10x the rewrites
+
+
+def test_pick_merge_takes_like_sized_segments():
+    sizes = {f"s{i}": 1000 for i in range(7)} | {f"t{i}": 10 + i for i in range(10)}
+    assert sorted(ri.pick_merge(sizes, 16, 10)) == [f"t{i}" for i in range(10)]
+    sizes = {f"s{i}": 1000 + i for i in range(10)} | {f"t{i}": 10 for i in range(7)}
+    # ten big ones, not three big ones with the seven small ones
+    assert sorted(ri.pick_merge(sizes, 16, 10)) == [f"s{i}" for i in range(10)]
+    assert ri.pick_merge(dict(list(sizes.items())[:16]), 16, 10) == []
+    with pytest.raises(ValueError, match="factor must be in 2..17"):
+        ri.pick_merge(sizes, 16, 18)
+
+
+def test_a_partial_merge_keeps_the_other_segments_and_their_tombstones(tmp_path, rng):
+    cache = IndexCache()
+    m, segs = Manifest(), {}
+    for s in range(4):
+        ids = np.arange(s * 100, s * 100 + 50, dtype=np.int64)
+        segs[s] = (ids, unit(rng, 50))
+        m = add_segment(m, write_segment(tmp_path, *segs[s]))
+    m = add_tombstones(m, [3, 104, 302])  # in segments 0, 1 and 3
+    staging = tmp_path / ".staging"
+    staging.mkdir()
+    merged = ri.merge_segments(tmp_path, m.segments[:2], m.tombstones, staging)
+    assert merged.dropped == {3, 104} and [p.name for p in staging.iterdir()] == [merged.name]
+    assert gc_segments(tmp_path, m) == 0  # the collection's gc never looks into the staging directory
+
+    # meanwhile: a new segment, and a tombstone for an id inside the merged segment
+    m = add_segment(m, write_segment(tmp_path, np.arange(900, 910), unit(rng, 10)))
+    m = add_tombstones(m, [7])
+    os.replace(staging / merged.name, tmp_path / merged.name)
+    mm = ri.replace_segments(m, m.segments[:2], merged)
+    assert mm.version == m.version + 1
+    assert mm.segments == [merged.name, *m.segments[2:]] and mm.tombstones == {7, 302}
+    got, _ = ri.segment_vectors(read_segment(tmp_path / merged.name))
+    assert sorted(got.tolist()) == sorted((set(range(50)) | set(range(100, 150))) - {3, 104})
+    for s, dead in ((0, 7), (3, 302)):
+        ids, x = segs[s]
+        i = int(np.flatnonzero(ids == dead)[0])
+        assert dead not in [h for h, _ in cache.search(tmp_path, mm, x[i], 5)]
+        assert cache.search(tmp_path, mm, x[i + 1], 1)[0][0] == ids[i + 1]
+    assert ri.replace_segments(mm, m.segments[:2], merged) is None  # stale: they were merged already
