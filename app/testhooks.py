@@ -2,8 +2,9 @@
 test can kill a worker or the API at that exact point. Unset in production (then every call returns 0).
 
 Stages: parsing, embedding, embed_batch (before each embedding batch), indexing, segment_written (segment
-file on disk, manifest not yet committed) in ingest.pipeline; answer (between streamed answer pieces) in
-app.answer; upload_checked (an upload's check for the same content made, its row not yet added) in app.uploads.
+file on disk, manifest not yet committed), compaction_built (a compaction's merged segment and its sidecar in
+its staging directory, the writer lock not yet taken to commit them) in ingest.pipeline; answer (between
+streamed answer pieces) in app.answer; upload_checked (an upload's check for the same content made, its row not yet added) in app.uploads.
 A leaf module, importable by ingest/.
 """
 

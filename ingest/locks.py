@@ -1,4 +1,4 @@
-"""One writer per collection index: a Redis lock when Redis is configured, a file lock otherwise."""
+"""One writer per collection index, and one compactor: Redis locks when Redis is configured, file locks otherwise."""
 
 from __future__ import annotations
 
@@ -24,18 +24,47 @@ class LockTimeout(Exception):
 
 @contextmanager
 def collection_lock(collection_id: int) -> Iterator[None]:
+    """The collection's writer lock: every change of its manifest (a document's commit, a delete, the commit of
+    a compaction) holds it; waits up to LOCK_WAIT_S, then raises LockTimeout."""
+    with _lock(f"collection:{collection_id}", f"collection-{collection_id}", wait=True):
+        yield
+
+
+@contextmanager
+def compaction_lock(collection_id: int, wait: bool = False) -> Iterator[bool]:
+    """One compactor per collection (beside its writer lock, which a compactor takes only to commit): yields
+    whether it was taken; with wait=False, at once (another compactor is at work), else within LOCK_WAIT_S
+    (then LockTimeout). A compactor that dies releases it as the writer lock is (expiry, or its process)."""
+    try:
+        with _lock(f"compaction:{collection_id}", f"compaction-{collection_id}", wait=wait):
+            yield True
+            return
+    except _Busy:
+        pass
+    yield False
+
+
+class _Busy(Exception):
+    """A lock taken without waiting was held by someone else."""
+
+
+@contextmanager
+def _lock(key: str, file_name: str, wait: bool) -> Iterator[None]:
     if settings.redis_url:
         import redis
 
         client = redis.Redis.from_url(settings.redis_url)
         lock = client.lock(
-            f"{settings.broker_key_prefix}autoglm:lock:collection:{collection_id}",
+            f"{settings.broker_key_prefix}autoglm:lock:{key}",
             timeout=LOCK_TTL_S,
             blocking_timeout=LOCK_WAIT_S,
             thread_local=False,  # the renewing thread uses the holder's token
         )
-        if not lock.acquire():
-            raise LockTimeout(f"collection {collection_id} lock not acquired in {LOCK_WAIT_S} s")
+        if not lock.acquire(blocking=wait):
+            client.close()
+            if not wait:
+                raise _Busy(key)
+            raise LockTimeout(f"{key.replace(':', ' ')} lock not acquired in {LOCK_WAIT_S} s")
         done = threading.Event()
         renewer = threading.Thread(target=_renew, args=(lock, done), name="lock-renew", daemon=True)
         renewer.start()
@@ -54,11 +83,17 @@ def collection_lock(collection_id: int) -> Iterator[None]:
 
         lock_dir = settings.data_dir / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
+        file_lock = FileLock(str(lock_dir / f"{file_name}.lock"), timeout=LOCK_WAIT_S if wait else 0)
         try:
-            with FileLock(str(lock_dir / f"collection-{collection_id}.lock"), timeout=LOCK_WAIT_S):
-                yield
+            file_lock.acquire()
         except Timeout as e:
-            raise LockTimeout(f"collection {collection_id} lock not acquired in {LOCK_WAIT_S} s") from e
+            if not wait:
+                raise _Busy(key) from e
+            raise LockTimeout(f"{key.replace(':', ' ')} lock not acquired in {LOCK_WAIT_S} s") from e
+        try:
+            yield
+        finally:
+            file_lock.release()
 
 
 def _renew(lock, done: threading.Event) -> None:
