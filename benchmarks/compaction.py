@@ -17,6 +17,7 @@ partial merges runs the same functions. Prints a table, writes JSON (default ben
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -81,6 +82,10 @@ def main() -> None:
 
     pipeline.collection_lock = timed_lock
 
+    # a writer that records its vectors' embedding space takes one (any, the same each time); an older one not
+    space = {}
+    if "space" in inspect.signature(pipeline._commit_document).parameters:
+        space = {"space": {"model": "benchmarks/compaction.py random vectors", "dim": args.dim}}
     rnd = random.Random(0)
     rng = np.random.default_rng(0)
     vocab = [
@@ -106,7 +111,9 @@ def main() -> None:
             s.commit()
             doc_id = doc.id
         t0 = time.perf_counter()
-        status = pipeline._commit_document(doc_id, cid, "\n".join(texts), specs, vectors, [], title, bm25)
+        status = pipeline._commit_document(
+            doc_id, cid, "\n".join(texts), specs, vectors, [], title, bm25, **space
+        )
         writer_s += time.perf_counter() - t0
         assert status == DocStatus.ready, status
         first_vectors[doc_id] = vectors[0]
