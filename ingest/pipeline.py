@@ -88,17 +88,37 @@ def collection_dir(collection_id: int) -> Path:
 
 
 def embedding_conflict(
-    session: Session, collection_id: int, space: dict, for_update: bool = False
+    session: Session, collection_id: int, space: dict, for_update: bool = False, writer: bool = False
 ) -> str | None:
     """Why the collection's vectors cannot be searched with or joined by vectors of the embedding space
-    ``space`` (``Embedder.space``), in a sentence for an admin; None when they can: the same space, none
-    recorded yet (a collection last written before migration 0007), or no segment left to differ."""
+    ``space`` (``Embedder.space``), in a sentence for an admin; None when they can: the same space, no
+    segment left to differ, or none recorded yet (a collection last written before migration 0007). For a
+    ``writer`` (whose commit records its space) such a collection's vectors must at least have its dimensions:
+    it reads them off its smallest segment (once: the commit then records the space)."""
     from retrieval.embeddings import space_conflict
+    from retrieval.index import read_segment, segment_sizes
 
     row = session.get(IndexManifest, collection_id, with_for_update=for_update)
-    why = space_conflict(row.embedding, space) if row is not None else None
-    if why is None or not load_manifest(session, collection_id).segments:
+    recorded = row.embedding if row is not None else None
+    why = space_conflict(recorded, space)
+    if why is None and not (writer and row is not None and not recorded):
         return None
+    segments = load_manifest(session, collection_id).segments
+    if not segments:
+        return None
+    if why is None:  # nothing recorded: the dimensions at least
+        cdir = collection_dir(collection_id)
+        sizes = segment_sizes(cdir, segments)
+        try:
+            dim = read_segment(cdir / min(segments, key=lambda n: sizes[n])).d
+        except (FileNotFoundError, RuntimeError):  # unreadable here: the search's own check stays
+            return None
+        if dim == space["dim"]:
+            return None
+        why = (
+            f"its passages have {dim} dimensions (the model that made them was not recorded), not "
+            f"{space['dim']} as {space['model']}'s"
+        )
     col = session.get(Collection, collection_id)
     name = col.name if col is not None else str(collection_id)
     return (
@@ -295,7 +315,7 @@ def _process(document_id: int, sha: str, filename: str, collection_id: int) -> s
 
     embedder = _embedder()
     with session_scope() as s:  # early: the commit checks again, under the collection lock
-        conflict = embedding_conflict(s, collection_id, embedder.space)
+        conflict = embedding_conflict(s, collection_id, embedder.space, writer=True)
     if conflict:
         fail_document(document_id, f"{conflict} Then re-index this document.", retryable=True)
         return DocStatus.failed
@@ -397,7 +417,7 @@ def _commit_document(
         if doc is None or doc.status != DocStatus.processing:
             # Deleted or cancelled meanwhile, or a duplicate delivery already finished it.
             return doc.status if doc is not None else "missing"
-        if conflict := embedding_conflict(s, collection_id, space, for_update=True):
+        if conflict := embedding_conflict(s, collection_id, space, for_update=True, writer=True):
             s.rollback()
             fail_document(document_id, f"{conflict} Then re-index this document.", retryable=True)
             return DocStatus.failed

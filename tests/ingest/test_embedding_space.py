@@ -133,7 +133,46 @@ def _requeue(document_id: int) -> None:
 def _conflict_at_commit_only(real):
     """embedding_conflict that finds nothing at the early check (no row lock asked) and the truth at the commit."""
 
-    def check(session, collection_id, space, for_update=False):
-        return real(session, collection_id, space, for_update) if for_update else None
+    def check(session, collection_id, space, for_update=False, writer=False):
+        return real(session, collection_id, space, for_update, writer) if for_update else None
 
     return check
+
+
+def test_a_collection_indexed_before_the_record_is_checked_for_its_dimensions(env):  # noqa: F811
+    """A collection whose vectors came before any writer recorded their model (migration 0007) takes a
+    document of a model with the same dimensions (and records it), and refuses one of other dimensions."""
+    from retrieval.index import add_segment, write_segment
+
+    with session_scope() as s:
+        c = Collection(name="old")
+        s.add(c)
+        s.commit()
+        cid = c.id
+        cdir = pipeline.collection_dir(cid)
+        cdir.mkdir(parents=True)
+        v = np.random.default_rng(0).standard_normal((3, 128)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        pipeline.save_manifest(
+            s, cid, add_segment(pipeline.load_manifest(s, cid), write_segment(cdir, np.array([1, 2, 3]), v))
+        )
+        s.commit()
+    assert _recorded(cid) is None
+    doc = _add(cid, *LATE)
+    assert pipeline.process_document(doc, schedule_compaction=False) == "failed"
+    with session_scope() as s:
+        error = s.get(Document, doc).error
+    assert "its passages have 128 dimensions (the model that made them was not recorded)" in error, error
+    assert "not 384 as all-MiniLM-L6-v2's" in error and "autoglm reembed old" in error
+    assert len(_manifest(cid).segments) == 1 and _recorded(cid) is None
+    # a collection of vectors with this model's dimensions: taken, and the space recorded from then on
+    with session_scope() as s:
+        w = np.random.default_rng(1).standard_normal((2, 384)).astype(np.float32)
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        pipeline.save_manifest(
+            s, cid, add_segment(type(_manifest(cid))(), write_segment(cdir, np.array([7, 8]), w))
+        )
+        s.commit()
+    for name, data in FILES.items():
+        assert pipeline.process_document(_add(cid, name, data), schedule_compaction=False) == "ready"
+    assert _recorded(cid) == pipeline._embedder().space
