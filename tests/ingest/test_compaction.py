@@ -15,10 +15,9 @@ import pytest
 from sqlmodel import select
 
 from app.db import session_scope
-from app.models import Chunk, Collection
+from app.models import Chunk
 from app.search import search
 from app.settings import reload_settings
-from app.uploads import add_document
 from ingest import pipeline
 from retrieval import index as ri
 from retrieval import lexical
@@ -32,6 +31,9 @@ from tests.app.support import (  # noqa: F401
     redis_or_skip,
     restore_settings,
 )
+from tests.ingest.support import add_file
+from tests.ingest.support import manifest as _manifest
+from tests.ingest.support import new_collection as _collection
 
 ANIMALS = [
     "quokka", "narwhal", "axolotl", "pangolin", "okapi", "tapir", "capybara", "wombat", "ibex", "lemur", "meerkat",
@@ -59,31 +61,14 @@ def db_env(request, tmp_path, monkeypatch):
         drop()
 
 
-def _collection() -> int:
-    with session_scope() as s:
-        c = Collection(name="kb")
-        s.add(c)
-        s.commit()
-        return c.id
-
-
 def _add(cid: int, animal: str) -> int:
-    with session_scope() as s:
-        doc, new = add_document(s, cid, f"{animal}.txt", _text(animal), None)
-        assert new
-        s.commit()
-        return doc.id
+    return add_file(cid, f"{animal}.txt", _text(animal))
 
 
 def _ingest(cid: int, animal: str) -> int:
     doc_id = _add(cid, animal)
     assert pipeline.process_document(doc_id, schedule_compaction=False) == "ready"
     return doc_id
-
-
-def _manifest(cid: int) -> ri.Manifest:
-    with session_scope() as s:
-        return pipeline.load_manifest(s, cid)
 
 
 def _chunk_ids(doc_id: int) -> set[int]:

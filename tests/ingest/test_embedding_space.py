@@ -16,11 +16,13 @@ from app.db import session_scope
 from app.models import Collection, Document, IndexManifest
 from app.search import search_with_meta
 from app.settings import reload_settings
-from app.uploads import add_document
 from ingest import pipeline
 from retrieval.embeddings import DEFAULT_EMBEDDING_MODEL
 from retrieval.index import read_segment, segment_vectors
 from tests.app.support import env  # noqa: F401  (fixture)
+from tests.ingest.support import add_file as _add
+from tests.ingest.support import manifest as _manifest
+from tests.ingest.support import new_collection
 
 FILES = {
     "parking.md": b"# Parking\n\nThe parking garage opens at six in the morning and closes at midnight.\n",
@@ -44,19 +46,6 @@ def _prompted_model(tmp_path: Path) -> Path:
     return dst
 
 
-def _add(cid: int, name: str, data: bytes) -> int:
-    with session_scope() as s:
-        doc, new = add_document(s, cid, name, data, None)
-        assert new
-        s.commit()
-        return doc.id
-
-
-def _manifest(cid: int):
-    with session_scope() as s:
-        return pipeline.load_manifest(s, cid)
-
-
 def _recorded(cid: int) -> dict | None:
     with session_scope() as s:
         row = s.get(IndexManifest, cid)
@@ -64,11 +53,7 @@ def _recorded(cid: int) -> dict | None:
 
 
 def test_a_changed_embedding_model_is_refused_searched_by_words_and_reembedded(env, tmp_path, monkeypatch):  # noqa: F811
-    with session_scope() as s:
-        c = Collection(name="kb")
-        s.add(c)
-        s.commit()
-        cid = c.id
+    cid = new_collection("kb")
     for name, data in FILES.items():
         assert pipeline.process_document(_add(cid, name, data), schedule_compaction=False) == "ready"
     old = pipeline._embedder().space

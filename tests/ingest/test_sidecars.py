@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from app.db import session_scope
-from app.models import Collection
 from app.search import search
-from app.uploads import add_document
 from ingest import pipeline
 from retrieval import lexical
 from retrieval.lexical import LexicalCache, get_lexical_cache, load_sidecar, sidecar_path
 from tests.app.support import env  # noqa: F401  (fixture)
+from tests.ingest.support import add_file as _add
+from tests.ingest.support import manifest as _manifest
+from tests.ingest.support import new_collection as _collection
 
 FILES = {
     # a title of its own and a heading path
@@ -24,27 +25,6 @@ FILES = {
     # no title: the file name's
     "printer_supplies.txt": b"Printer toner is ordered through the facilities team's request form.",
 }
-
-
-def _collection() -> int:
-    with session_scope() as s:
-        c = Collection(name="kb")
-        s.add(c)
-        s.commit()
-        return c.id
-
-
-def _add(cid: int, name: str, data: bytes) -> int:
-    with session_scope() as s:
-        doc, new = add_document(s, cid, name, data, None)
-        assert new
-        s.commit()
-        return doc.id
-
-
-def _manifest(cid: int):
-    with session_scope() as s:
-        return pipeline.load_manifest(s, cid)
 
 
 @pytest.fixture
