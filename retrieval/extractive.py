@@ -62,7 +62,7 @@ from typing import NamedTuple
 import numpy as np
 
 from retrieval.context import Context, Source
-from retrieval.lexical import agent_forms, asks_who, in_dictionary, tokenize
+from retrieval.lexical import agent_forms, asks_who, in_dictionary, spelled_otherwise, tokenize
 from retrieval.sentences import CONTENTS_ENTRY, SECTION_NUMBER, ends_dangling, split_sentences
 
 SEMANTIC_WEIGHT = 0.6
@@ -540,6 +540,8 @@ def extractive_answer(
     )
     needed = q_terms - {t for w in form_words for t in tokenize(w, characters=False)}
     who = asks_who(asked)  # "Who owns X?" is answered by "Owner: ..." (``agent_forms``)
+    # a German word the question spells otherwise than the page ("Groesse" / "Größe") is covered by the page's
+    spelled = spelled_otherwise(question)
     # NOTE: jieba cuts a question and its answer in other words differently ("找公司借的钱" is 借 / 的 / 钱, the
     # page's "向公司借款" holds 借款; a question's 站 / 会 are the page's 站会): a Chinese word of the question is
     # also covered, for ZH_INSIDE_CREDIT, by a longer word of the sentence that holds it (never by characters across
@@ -609,6 +611,7 @@ def extractive_answer(
                     for t in q_terms
                     if t in terms
                     or not terms.isdisjoint(_RELATED.get(t, ()))
+                    or not terms.isdisjoint(spelled.get(t, ()))
                     or (who and not terms.isdisjoint(agent_forms(t)))
                 )
                 zh_words = [w for w in terms if len(w) > 1 and _CJK_RUN.fullmatch(w)] if q_zh else ()

@@ -260,20 +260,32 @@ def looks_german(words: Sequence[str]) -> bool:
     return german >= 2 and german > sum(w in stop and w not in _german_only for w in words)
 
 
-def german_spellings(question: str) -> list[str]:
-    """The words of a question written the other way German allows, where that differs: ä, ö, ü as ae, oe, ue
-    ("Größe" -> "Groesse": a page typed without umlauts) and, in a question that ``looks_german``, ae, oe, ue as
-    the letters their umlauts fold to ("Groesse" -> "Grosse", as ``fold`` makes of "Größe"; "Buero" -> "Buro",
-    of "Büro"). English questions keep their "blue", "does" and "guest" as they are."""
+def german_spellings(question: str) -> list[tuple[str, str]]:
+    """(word, the same word written the other way German allows) for a question's words where that differs:
+    ä, ö, ü as ae, oe, ue ("Größe" -> "Groesse": a page typed without umlauts) and, in a question that
+    ``looks_german``, ae, oe, ue as the letters their umlauts fold to ("Groesse" -> "Grosse", as ``fold`` makes of
+    "Größe"; "Buero" -> "Buro", of "Büro"). English questions keep their "blue", "does" and "guest" as they are."""
     words = _WORD.findall(unicodedata.normalize("NFKC", question))
     german = looks_german([w.lower() for w in words])
     out = []
     for w in words:
         if (t := w.translate(_UMLAUT_SPELLING)) != w:
-            out.append(t)
+            out.append((w, t))
         elif german and (t := _SPELLED_UMLAUT.sub(lambda m: m.group()[0], w)) != w:
-            out.append(t)
+            out.append((w, t))
     return out
+
+
+def spelled_otherwise(question: str) -> dict[str, frozenset[str]]:
+    """A question's terms (``tokenize`` without identifier parts or Chinese characters, as the extractive
+    answerer takes them) -> the terms of the same word spelled the other way German allows
+    (``german_spellings``): {"groess": {"gross"}} for "Welche Groesse ...?"."""
+    out: dict[str, set[str]] = {}
+    for word, other in german_spellings(question):
+        alt = set(tokenize(other, parts=False, characters=False))
+        for t in tokenize(word, parts=False, characters=False):
+            out.setdefault(t, set()).update(alt - {t})
+    return {t: frozenset(a) for t, a in out.items() if a}
 
 
 def query_terms(question: str) -> list[str]:
@@ -284,7 +296,7 @@ def query_terms(question: str) -> list[str]:
     holds scores nothing; other questions are their terms alone."""
     terms = tokenize(question)
     have = set(terms)
-    extra = [t for w in german_spellings(question) for t in tokenize(w, parts=False) if t not in have]
+    extra = [t for _, w in german_spellings(question) for t in tokenize(w, parts=False) if t not in have]
     if asks_who(question):
         extra += [f for t in dict.fromkeys(terms) for f in agent_forms(t) if f not in have]
     return terms + list(dict.fromkeys(extra))

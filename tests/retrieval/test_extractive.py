@@ -621,3 +621,25 @@ def test_a_glued_compound_with_a_character_no_chunk_holds_still_weighs_most():
     # 发工牌 is glued too, but 牌 is in no chunk: weighed as its commonest character (发), 公司 would answer it
     assert not in_dictionary("发工牌")
     assert _zh_style("公司发工牌吗？").quotes == []
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        (
+            "Welche Groesse darf eine Datei haben?",
+            "Eine Datei darf höchstens die Größe von zehn Megabyte haben.",
+        ),
+        ("Wann ist das Büro geschlossen?", "Das Buero ist montags und an Feiertagen geschlossen."),
+    ],
+)
+def test_a_german_word_spelled_otherwise_than_the_page_covers_its_term(question, answer):
+    # "Groesse" is the page's "Größe" and "Büro" its "Buero": without that, the sentence before, which holds as
+    # many of the question's other words, or the canteen's closing day, came first
+    text = (
+        "Eine Datei darf man nur dann umbenennen, wenn man sie zum Schreiben haben will.\n\n"
+        "Eine Datei darf höchstens die Größe von zehn Megabyte haben.\n\n"
+        "Das Buero ist montags und an Feiertagen geschlossen.\n\n"
+        "Die Kantine ist wann immer das Haus geschlossen ist ebenfalls geschlossen."
+    )
+    assert _answer(question, text, embed=False).quotes[0].text == answer

@@ -413,3 +413,7 @@ def test_german_words_spelled_without_umlauts_find_the_page_with_them_and_back(t
     q = "Where is the guest Wi-Fi password? Does it expire when the blue light goes off?"
     assert lexical.query_terms(q) == tokenize(q)
     assert lexical.german_spellings("Wie teuer ist die neue Quelle?") == []  # ue after a vowel, after q
+    assert lexical.spelled_otherwise("Welche Groesse hat das Büro?") == {
+        "groess": frozenset({"gross"}),
+        "buro": frozenset({"buero"}),
+    }
