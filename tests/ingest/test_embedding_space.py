@@ -6,8 +6,6 @@ search work again."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -17,33 +15,18 @@ from app.models import Collection, Document, IndexManifest
 from app.search import search_with_meta
 from app.settings import reload_settings
 from ingest import pipeline
-from retrieval.embeddings import DEFAULT_EMBEDDING_MODEL
 from retrieval.index import read_segment, segment_vectors
 from tests.app.support import env  # noqa: F401  (fixture)
 from tests.ingest.support import add_file as _add
 from tests.ingest.support import manifest as _manifest
 from tests.ingest.support import new_collection
+from tests.retrieval.support import model_copy
 
 FILES = {
     "parking.md": b"# Parking\n\nThe parking garage opens at six in the morning and closes at midnight.\n",
     "printers.txt": b"Printer toner is ordered through the facilities team's request form.",
 }
 LATE = ("travel.txt", b"Travel expenses are reimbursed within thirty days of the trip's end.")
-
-
-def _prompted_model(tmp_path: Path) -> Path:
-    """The packaged model with E5-style prompts in its configuration: another embedding space (its files'
-    digest and its document prompt differ), with the packaged model's dimensions."""
-    src, dst = Path(DEFAULT_EMBEDDING_MODEL), tmp_path / "prompted-model"
-    for f in src.rglob("*"):
-        if f.is_file():
-            (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            os.link(f, dst / f.relative_to(src))
-    cfg = dst / "config_sentence_transformers.json"
-    body = json.loads(cfg.read_text())
-    cfg.unlink()
-    cfg.write_text(json.dumps({**body, "prompts": {"query": "query: ", "passage": "passage: "}}))
-    return dst
 
 
 def _recorded(cid: int) -> dict | None:
@@ -60,7 +43,10 @@ def test_a_changed_embedding_model_is_refused_searched_by_words_and_reembedded(e
     assert _recorded(cid) == old  # the writers recorded the space of their vectors
 
     # the admin points the product at another model
-    monkeypatch.setenv("AUTOGLM_EMBEDDING_MODEL", str(_prompted_model(tmp_path)))
+    monkeypatch.setenv(
+        "AUTOGLM_EMBEDDING_MODEL",
+        str(model_copy(tmp_path, "prompted-model", {"query": "query: ", "passage": "passage: "})),
+    )
     reload_settings()
     new = pipeline._embedder().space
     assert new["id"] != old["id"] and new["document_prompt"] == "passage: "

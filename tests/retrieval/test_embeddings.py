@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from retrieval.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder, get_embedder
+from tests.retrieval.support import model_copy
 
 TEXTS = [
     "Employees receive 25 days of paid leave per year.",
@@ -340,25 +341,6 @@ def test_cuda_vectors_search_a_cpu_index_and_back(emb):
     assert np.argmax(gpu_v @ emb.encode([q])[0]) == np.argmax(cpu_v @ gpu.encode([q])[0]) == 0
 
 
-def _model_copy(tmp_path: Path, name: str, prompts: dict | None = None, card: bool = True) -> Path:
-    """The packaged model's files under ``name`` (hard links: no 90 MB copy), with ``prompts`` written into its
-    sentence-transformers configuration and, without ``card``, no model card (its name is then the directory's)."""
-    import json
-    import os
-
-    src, dst = Path(DEFAULT_EMBEDDING_MODEL), tmp_path / name
-    for f in src.rglob("*"):
-        if f.is_file() and (card or f.name != "README.md"):
-            (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            os.link(f, dst / f.relative_to(src))
-    if prompts is not None:
-        cfg = dst / "config_sentence_transformers.json"
-        body = json.loads(cfg.read_text())
-        cfg.unlink()  # a link to the package's file: write a file of its own
-        cfg.write_text(json.dumps({**body, "prompts": prompts, "default_prompt_name": "query"}))
-    return dst
-
-
 def test_a_models_own_prompts_precede_queries_and_documents(tmp_path):
     """A model whose configuration names query and document prompts (as E5's, BGE's, nomic's do) gets each on
     its side: chunks and quoted sentences as documents, searches and questions as queries; /v1/embeddings'
@@ -366,7 +348,7 @@ def test_a_models_own_prompts_precede_queries_and_documents(tmp_path):
     them with the prompt in front, cached under keys of their own."""
     from sentence_transformers import SentenceTransformer
 
-    path = _model_copy(tmp_path, "prompted", {"query": "query: ", "passage": "passage: "})
+    path = model_copy(tmp_path, "prompted", {"query": "query: ", "passage": "passage: "})
     emb = Embedder(str(path), cache_path=tmp_path / "cache.sqlite")
     assert (emb.query_prompt, emb.document_prompt) == ("query: ", "passage: ")
     plain = Embedder(DEFAULT_EMBEDDING_MODEL)
@@ -399,7 +381,7 @@ def test_prompts_by_family_name_and_by_setting(tmp_path, monkeypatch):
     value meaning none."""
     from retrieval.embeddings import resolve_prompts
 
-    e5 = Embedder(str(_model_copy(tmp_path, "multilingual-e5-small", card=False)))
+    e5 = Embedder(str(model_copy(tmp_path, "multilingual-e5-small", card=False)))
     assert (e5.name, e5.query_prompt, e5.document_prompt) == ("multilingual-e5-small", "query: ", "passage: ")
     assert resolve_prompts({}, ("bge-small-en-v1.5",))[:2] == (
         "Represent this sentence for searching relevant passages: ",
