@@ -51,22 +51,11 @@ def make_texts(out: Path, docs: Path, limit: int) -> None:
     print(f"{len(texts)} chunks from {min(limit, len(files))} files -> {out}")
 
 
-def load_model(path: Path):
-    import torch
-    from safetensors.torch import load_file
+def load_model(path: Path, device: str = "cuda"):
+    """The sentence-transformers model of ``path`` (a float32 directory: ``widened``) on ``device``."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    weights = path / "model.safetensors"
-    state = load_file(str(weights)) if weights.exists() else {}
-    if state and next(iter(state.values())).dtype == torch.float16:
-        # the carried half-precision copy: widen to float32 (every precision below starts from these weights)
-        missing, _ = model[0].auto_model.load_state_dict(
-            {k: v.float() for k, v in state.items()}, strict=False
-        )
-        if missing:
-            raise SystemExit(f"weights missing from {weights}: {missing[:5]}")
-    return model.float().to("cuda")
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True).to(device)
 
 
 def bench(model, texts: list[str], batch: int, dtype) -> tuple[float, object]:
@@ -87,21 +76,23 @@ def bench(model, texts: list[str], batch: int, dtype) -> tuple[float, object]:
 
 
 def widened(path: Path, to: Path) -> Path:
-    """A copy of the model directory ``path`` with its float16 ``model.safetensors`` widened to float32 (the
-    product's Embedder loads weights as stored)."""
+    """``path`` itself, or where its ``model.safetensors`` is stored in float16 (the carried copy) a copy at ``to``
+    with the weights widened to float32: every precision below, and the product's Embedder (which loads weights
+    as stored), start from the same float32 weights."""
     import shutil
 
     import torch
     from safetensors.torch import load_file, save_file
 
+    state = load_file(str(path / "model.safetensors"))
+    if next(iter(state.values())).dtype != torch.float16:
+        return path
     if to.exists():
         shutil.rmtree(to)
     shutil.copytree(path, to)
-    state = load_file(str(path / "model.safetensors"))
-    if next(iter(state.values())).dtype == torch.float16:
-        save_file(
-            {k: v.float() for k, v in state.items()}, str(to / "model.safetensors"), metadata={"format": "pt"}
-        )
+    save_file(
+        {k: v.float() for k, v in state.items()}, str(to / "model.safetensors"), metadata={"format": "pt"}
+    )
     return to
 
 
@@ -155,7 +146,8 @@ def main() -> None:
 
         args.model = Path(DEFAULT_EMBEDDING_MODEL)
     texts = [json.loads(line) for line in args.texts.read_text().splitlines() if line.strip()]
-    model = load_model(args.model)
+    model_dir = widened(args.model, Path("/tmp/embed_cuda_model"))
+    model = load_model(model_dir)
     print(
         f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {len(texts)} chunks, model {args.model}"
     )
@@ -181,7 +173,7 @@ def main() -> None:
                   flush=True)  # fmt: skip
     out = {"device": torch.cuda.get_device_name(), "chunks": len(texts), "rows": rows}
     if args.product:
-        out["product"] = product(widened(args.model, Path("/tmp/embed_cuda_model")), texts, 256)
+        out["product"] = product(model_dir, texts, 256)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
 
